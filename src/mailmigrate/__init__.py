@@ -1,0 +1,3 @@
+"""mailmigrate: move a whole mail server — mailboxes, accounts, aliases, directory data, configuration."""
+
+__version__ = "0.1.0"

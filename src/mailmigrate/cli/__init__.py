@@ -1,0 +1,1 @@
+"""Command-line interface: argument parsing and output only; every decision lives in the layers below."""

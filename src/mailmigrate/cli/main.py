@@ -1,0 +1,58 @@
+"""The ``mailmigrate`` command: one sub-command per module listed in COMMAND_MODULES.
+
+Each module in the list defines ``register(subparsers)`` which adds its sub-command(s) and sets
+``func=run`` where ``run(args) -> int`` returns the exit status (0 ok, 1 partial failure, 2 usage or
+configuration error).
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import sys
+
+from ..errors import ConfigError, MailmigrateError
+
+COMMAND_MODULES = [
+    "mailmigrate.cli.sync",
+]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="mailmigrate",
+        description="Move a whole mail server: mailboxes, accounts, aliases, directory data, configuration.",
+    )
+    parser.add_argument("-v", "--verbose", action="count", default=0, help="more log output (-vv for protocol)")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name in COMMAND_MODULES:
+        importlib.import_module(name).register(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as e:  # argparse exits 2 on usage errors already; keep its status
+        return int(e.code or 0)
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return 2
+    try:
+        return int(args.func(args) or 0)
+    except ConfigError as e:
+        print(f"mailmigrate: {e}", file=sys.stderr)
+        return 2
+    except MailmigrateError as e:
+        print(f"mailmigrate: {e}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("mailmigrate: interrupted; rerun the same command to resume", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":  # pragma: no cover
+    logging.basicConfig()
+    sys.exit(main())

@@ -1,0 +1,107 @@
+"""Typed errors: each says how far its damage reaches, so the engine knows what to do next.
+
+``scope`` is one of:
+  * ``message`` – this message is reported and the run goes on with the next one;
+  * ``folder``  – this folder is reported, the others go on;
+  * ``account`` – this account stops and is reported, the other accounts go on;
+  * ``run``     – nothing can go on (bad configuration, state database unusable).
+``retryable`` errors (a lost connection, a server that says to come back later) are retried with
+backoff and a fresh connection before they are reported; recovery after a retry is by fingerprint, so
+a retry never duplicates a message.
+"""
+
+from __future__ import annotations
+
+
+class MailmigrateError(Exception):
+    scope = "run"
+    retryable = False
+
+
+class ConfigError(MailmigrateError):
+    """The user's command or configuration is wrong (exit status 2)."""
+
+
+class FormatError(MailmigrateError):
+    """A legacy file could not be parsed; names the file and line where it could."""
+
+    scope = "folder"
+
+    def __init__(self, message: str, *, path: str | None = None, line: int | None = None):
+        self.path = path
+        self.line = line
+        where = ""
+        if path:
+            where = f"{path}" + (f", line {line}" if line is not None else "") + ": "
+        elif line is not None:
+            where = f"line {line}: "
+        super().__init__(where + message)
+
+
+class StoreError(MailmigrateError):
+    scope = "account"
+
+
+class ConnectionLost(StoreError):
+    """The connection broke or timed out; the account can be resumed on a new connection."""
+
+    retryable = True
+
+
+class TemporaryFailure(StoreError):
+    """The server asks to try later ([UNAVAILABLE], throttling, BYE on overload)."""
+
+    retryable = True
+
+    def __init__(self, message: str, *, retry_after: float | None = None):
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+class AuthenticationFailed(StoreError):
+    """Login refused: the account stops, naming the side (source or target) and the user."""
+
+
+class ProtocolError(StoreError):
+    """The peer said something that is not the protocol; the connection is not trusted any more."""
+
+    retryable = True
+
+
+class ServerRefused(StoreError):
+    """A tagged NO or BAD; ``code`` is the response code (TRYCREATE, OVERQUOTA, TOOBIG, …) if any."""
+
+    def __init__(self, message: str, *, code: str | None = None, command: str | None = None):
+        super().__init__(message)
+        self.code = code
+        self.command = command
+
+
+class FolderFailed(StoreError):
+    scope = "folder"
+
+
+class MessageRejected(StoreError):
+    """The target refused this one message (too big, malformed); the run goes on."""
+
+    scope = "message"
+
+    def __init__(self, message: str, *, code: str | None = None):
+        super().__init__(message)
+        self.code = code
+
+
+class QuotaExceeded(StoreError):
+    """[OVERQUOTA]: nothing more fits in this account on the target."""
+
+
+class StateError(MailmigrateError):
+    """The state database cannot be used; never answered by silently starting over."""
+
+
+class StateLocked(StateError):
+    """Another mailmigrate run holds this state database."""
+
+
+class StateCorrupt(StateError):
+    """The state database is damaged or is not a mailmigrate state database."""

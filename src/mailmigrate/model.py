@@ -1,0 +1,294 @@
+"""Values shared by every layer.
+
+Messages are opaque bytes: a :class:`Body` is never parsed or re-serialised on its way from a source store
+to a target store, so a copy is byte-exact by construction.  Large bodies live in a spooled temporary file,
+which keeps memory flat whatever the message size.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import tempfile
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import BinaryIO, Iterator
+
+#: A folder is named by its decoded (Unicode) components, independent of any store's separator or
+#: encoding; ("INBOX",) is the inbox and ("Work", "a/b") is a sub-folder whose own name holds a "/".
+FolderPath = tuple[str, ...]
+
+INBOX: FolderPath = ("INBOX",)
+
+#: IMAP system flags, spelled as IMAP spells them.  ``\Recent`` is deliberately absent: it is
+#: session state of the server and is never copied.
+SYSTEM_FLAGS = frozenset({"\\Seen", "\\Answered", "\\Flagged", "\\Deleted", "\\Draft"})
+
+#: RFC 6154 special-use attributes that mailmigrate maps between stores.
+SPECIAL_USES = ("\\Sent", "\\Drafts", "\\Trash", "\\Junk", "\\Archive", "\\All", "\\Flagged")
+
+SPOOL_THRESHOLD = 1 << 20  # bodies above 1 MiB go to a temporary file
+
+
+class Body:
+    """The raw bytes of one message, held in memory when small and in a temporary file when large."""
+
+    __slots__ = ("_data", "_file", "size")
+
+    def __init__(self, data: bytes | None = None, file: BinaryIO | None = None, size: int | None = None):
+        if (data is None) == (file is None):
+            raise ValueError("Body needs exactly one of data or file")
+        self._data = data
+        self._file = file
+        if data is not None:
+            self.size = len(data)
+        else:
+            if size is None:
+                file.seek(0, io.SEEK_END)
+                size = file.tell()
+            self.size = size
+
+    @classmethod
+    def from_bytes(cls, data: bytes) -> "Body":
+        return cls(data=bytes(data))
+
+    @classmethod
+    def spooled(cls) -> "BodyWriter":
+        """A writer that decides memory or disk by size; call ``finish()`` for the Body."""
+        return BodyWriter()
+
+    def chunks(self, chunk_size: int = 1 << 18) -> Iterator[bytes]:
+        if self._data is not None:
+            mv = memoryview(self._data)
+            for i in range(0, len(mv), chunk_size) or [0]:
+                yield bytes(mv[i : i + chunk_size])
+            return
+        self._file.seek(0)
+        while True:
+            chunk = self._file.read(chunk_size)
+            if not chunk:
+                return
+            yield chunk
+
+    def read(self) -> bytes:
+        """All bytes at once; use only where the caller knows the body is small or must be whole."""
+        if self._data is not None:
+            return self._data
+        self._file.seek(0)
+        return self._file.read()
+
+    def fingerprint(self) -> str:
+        return fingerprint_chunks(self.chunks())
+
+    @property
+    def in_memory(self) -> bool:
+        return self._data is not None
+
+    def close(self) -> None:
+        if self._file is not None:
+            self._file.close()
+
+    def __repr__(self) -> str:  # never show content
+        return f"<Body {self.size} bytes>"
+
+
+class BodyWriter:
+    """Accumulates a body chunk by chunk, spilling to a temporary file past :data:`SPOOL_THRESHOLD`."""
+
+    def __init__(self, threshold: int = SPOOL_THRESHOLD):
+        self._threshold = threshold
+        self._buf = bytearray()
+        self._file: BinaryIO | None = None
+        self._size = 0
+
+    def write(self, chunk: bytes) -> None:
+        self._size += len(chunk)
+        if self._file is not None:
+            self._file.write(chunk)
+            return
+        self._buf += chunk
+        if len(self._buf) > self._threshold:
+            self._file = tempfile.TemporaryFile(prefix="mailmigrate-")
+            self._file.write(self._buf)
+            self._buf = bytearray()
+
+    def finish(self) -> Body:
+        if self._file is None:
+            return Body(data=bytes(self._buf))
+        self._file.flush()
+        return Body(file=self._file, size=self._size)
+
+
+def fingerprint_bytes(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def fingerprint_chunks(chunks) -> str:
+    h = hashlib.sha256()
+    for c in chunks:
+        h.update(c)
+    return h.hexdigest()
+
+
+@dataclass(frozen=True)
+class FolderInfo:
+    """A folder as a store lists it."""
+
+    path: FolderPath
+    special_use: str | None = None  # one of SPECIAL_USES, from the store or from a well-known name
+    subscribed: bool = False
+    selectable: bool = True  # False for \Noselect / \NonExistent hierarchy-only nodes
+
+
+@dataclass(frozen=True)
+class FolderStatus:
+    """What a store says about a folder before its messages are listed.
+
+    ``validity`` is IMAP's UIDVALIDITY or the store's equivalent: when it changes, every key the store
+    handed out for the folder before is void.  ``uidnext``/``highestmodseq``/``count`` let a rerun skip an
+    unchanged folder without listing it; a store that cannot tell leaves them None.
+    """
+
+    validity: int
+    uidnext: int | None = None
+    highestmodseq: int | None = None
+    count: int | None = None
+
+
+@dataclass(frozen=True)
+class MessageMeta:
+    """One message's identity and metadata within a folder (not its content).
+
+    ``key`` is stable while the folder's validity holds: the UID (as decimal text) on IMAP, the unique
+    part of the file name in Maildir, a content-derived key in mbox.
+    """
+
+    key: str
+    flags: frozenset[str] = frozenset()
+    internaldate: datetime | None = None
+    size: int | None = None
+    uid: int | None = None  # numeric, ordered identity where the store has one (IMAP)
+
+
+@dataclass
+class AppendItem:
+    """A message on its way into a target folder."""
+
+    body: Body
+    flags: frozenset[str] = frozenset()
+    internaldate: datetime | None = None
+
+
+@dataclass(frozen=True)
+class PermanentFlags:
+    """Which flags a target folder keeps (IMAP PERMANENTFLAGS)."""
+
+    flags: frozenset[str] = SYSTEM_FLAGS
+    any_keyword: bool = True
+
+    def filter(self, flags: frozenset[str]) -> tuple[frozenset[str], frozenset[str]]:
+        """Split ``flags`` into (kept, dropped) for this target; ``\\Recent`` is always dropped."""
+        kept, dropped = set(), set()
+        for f in flags:
+            if f.lower() == "\\recent":
+                continue
+            if f in self.flags or (self.any_keyword and not f.startswith("\\")):
+                kept.add(f)
+            else:
+                dropped.add(f)
+        return frozenset(kept), frozenset(dropped)
+
+
+@dataclass
+class Account:
+    """One mailbox to move: who it is on each side and how to get in.
+
+    Passwords are held in :class:`Secret` so that no repr, log line or exception shows them.
+    """
+
+    source_user: str | None
+    target_user: str | None
+    source_password: "Secret | None" = None
+    target_password: "Secret | None" = None
+
+    @property
+    def name(self) -> str:
+        return self.source_user or self.target_user or "(default)"
+
+
+class Secret:
+    """A password that refuses to show itself in logs, reprs, tracebacks and JSON."""
+
+    __slots__ = ("_value",)
+
+    def __init__(self, value: str):
+        self._value = value
+
+    def reveal(self) -> str:
+        return self._value
+
+    def __repr__(self) -> str:
+        return "Secret('***')"
+
+    __str__ = __repr__
+
+    def __bool__(self) -> bool:
+        return bool(self._value)
+
+    def __eq__(self, other) -> bool:
+        return isinstance(other, Secret) and other._value == self._value
+
+    def __hash__(self) -> int:
+        return hash(("secret", self._value))
+
+
+@dataclass
+class Problem:
+    """Something that was not copied or not done, for the report: always names where it happened."""
+
+    account: str
+    folder: str | None
+    message: str | None
+    reason: str
+    kind: str = "message"  # message | folder | account | flag | warning
+
+    def describe(self) -> str:
+        where = [f"account {self.account}"]
+        if self.folder is not None:
+            where.append(f"folder {self.folder}")
+        if self.message is not None:
+            where.append(f"message {self.message}")
+        return ", ".join(where) + f": {self.reason}"
+
+
+@dataclass
+class Counters:
+    copied: int = 0
+    skipped: int = 0
+    flags_updated: int = 0
+    deleted: int = 0
+    failed: int = 0
+    bytes_copied: int = 0
+    folders_created: int = 0
+    folders: int = 0
+    recovered: int = 0
+    rematched: int = 0
+
+    def add(self, other: "Counters") -> None:
+        for k in self.__dataclass_fields__:
+            setattr(self, k, getattr(self, k) + getattr(other, k))
+
+    def as_dict(self) -> dict[str, int]:
+        return {k: getattr(self, k) for k in self.__dataclass_fields__}
+
+
+@dataclass
+class AccountResult:
+    account: str
+    counters: Counters = field(default_factory=Counters)
+    problems: list[Problem] = field(default_factory=list)
+    error: str | None = None  # set when the whole account failed
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None and self.counters.failed == 0

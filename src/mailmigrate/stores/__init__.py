@@ -1,0 +1,1 @@
+"""Mail stores behind one small interface (see :mod:`mailmigrate.stores.base`)."""

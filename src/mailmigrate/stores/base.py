@@ -1,0 +1,112 @@
+"""The one interface every mail store implements, so the sync engine never knows which store it talks to.
+
+A store is opened for one account.  Folders are named by :data:`~mailmigrate.model.FolderPath` (decoded
+components), never by a store's own separator or encoding; each store translates at its edge.
+
+Identity: within a folder whose ``validity`` has not changed, a message's ``key`` never changes and is
+never reused.  The engine keys its state on (folder, validity, key), and recognises content by SHA-256 of
+the exact bytes, so the store must return bytes exactly as stored.
+
+Targets: ``append`` returns the new keys when the store can tell (IMAP UIDPLUS, Maildir) and ``None``
+entries when it cannot; the engine then finds the copies by fingerprint above the folder's uid floor.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from typing import Iterable, Iterator, Sequence
+
+from ..model import AppendItem, Body, FolderInfo, FolderPath, FolderStatus, MessageMeta, PermanentFlags
+
+
+class Store(ABC):
+    #: Short name used in logs and reports ("imap", "maildir", "mbox", "communigate").
+    kind: str = "store"
+    #: True when the store can be written to (append, flags, create, delete).
+    writable: bool = False
+    #: True when message keys are increasing integers (IMAP UIDs) so ``min_uid`` narrows a listing.
+    ordered_keys: bool = False
+
+    # --- life cycle -------------------------------------------------------------------------------
+    def open(self) -> None:
+        """Connect / check the path.  Raises AuthenticationFailed, ConnectionLost, ConfigError."""
+
+    def close(self) -> None:
+        """Release connections and files; never raises."""
+
+    def __enter__(self):
+        self.open()
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    def describe(self) -> str:
+        """Where this store is, for logs (never with a password)."""
+        return self.kind
+
+    # --- folders ---------------------------------------------------------------------------------
+    @abstractmethod
+    def list_folders(self) -> list[FolderInfo]:
+        """Every folder, with special use and subscription; INBOX is ("INBOX",)."""
+
+    @abstractmethod
+    def folder_status(self, path: FolderPath) -> FolderStatus:
+        """Validity and change markers, as cheaply as the store can (IMAP STATUS)."""
+
+    def folder_statuses(self, paths: Sequence[FolderPath]) -> dict[FolderPath, FolderStatus]:
+        """Many at once; stores that can batch (pipelined STATUS) override this."""
+        return {p: self.folder_status(p) for p in paths}
+
+    # --- reading ---------------------------------------------------------------------------------
+    @abstractmethod
+    def list_messages(self, path: FolderPath, *, min_uid: int | None = None) -> tuple[FolderStatus, list[MessageMeta]]:
+        """Status and every message's metadata (key, flags, internaldate, size), in key order.
+
+        ``min_uid``: where ``ordered_keys`` is true, only messages with uid >= min_uid; other stores may
+        ignore it and list everything.
+        """
+
+    @abstractmethod
+    def fetch(self, path: FolderPath, keys: Sequence[str]) -> Iterator[tuple[MessageMeta, Body]]:
+        """The exact bytes of the given messages, streamed one at a time, in any order.
+
+        A key that no longer exists is silently absent from the output (the engine notices).  A message
+        that cannot be read raises MessageRejected-like errors only through ``fetch_errors``; see
+        :meth:`fetch_problems`.
+        """
+
+    def fetch_problems(self) -> list[tuple[str, str]]:
+        """(key, reason) for messages the last ``fetch`` could not read (damaged files); then cleared."""
+        return []
+
+    # --- writing (targets) -----------------------------------------------------------------------
+    def create_folder(self, path: FolderPath, special_use: str | None = None) -> None:
+        raise NotImplementedError(f"{self.kind} store is read-only")
+
+    def subscribe(self, path: FolderPath) -> None:
+        raise NotImplementedError(f"{self.kind} store is read-only")
+
+    def permanent_flags(self, path: FolderPath) -> PermanentFlags:
+        return PermanentFlags()
+
+    def append(self, path: FolderPath, items: Sequence[AppendItem]) -> list[str | None]:
+        """Store the messages in order; returns the new keys (None where the store cannot tell).
+
+        All-or-nothing for a batch where the store can promise it (IMAP MULTIAPPEND is atomic); a
+        MessageRejected names the refused message by its index in ``items`` (attribute ``index``) when
+        known.
+        """
+        raise NotImplementedError(f"{self.kind} store is read-only")
+
+    def append_batch_limit(self) -> tuple[int, int]:
+        """(max messages, max bytes) the store likes in one ``append`` call."""
+        return (1, 1 << 30)
+
+    def set_flags(self, path: FolderPath, changes: Iterable[tuple[str, frozenset[str], frozenset[str]]]) -> None:
+        """Apply (key, flags to add, flags to remove) for many messages."""
+        raise NotImplementedError(f"{self.kind} store is read-only")
+
+    def delete_messages(self, path: FolderPath, keys: Sequence[str]) -> None:
+        """Remove exactly these messages (never others: IMAP uses UID EXPUNGE or refuses)."""
+        raise NotImplementedError(f"{self.kind} store is read-only")
