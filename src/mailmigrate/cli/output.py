@@ -1,0 +1,133 @@
+"""Terminal output shared by the commands: logging set-up, secret scrubbing, progress bars, summaries."""
+
+from __future__ import annotations
+
+import logging
+import sys
+import threading
+
+from ..model import Secret
+from ..sync.engine import Progress
+
+
+class SecretFilter(logging.Filter):
+    """Last line of defence: any known password that reaches a log record is replaced by ***."""
+
+    def __init__(self):
+        super().__init__()
+        self._values: set[str] = set()
+
+    def add(self, secret: Secret | None) -> None:
+        if secret:
+            v = secret.reveal()
+            if len(v) >= 3:
+                self._values.add(v)
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if self._values:
+            msg = record.getMessage()
+            for v in self._values:
+                if v in msg:
+                    msg = msg.replace(v, "***")
+            record.msg, record.args = msg, None
+        return True
+
+
+SECRETS = SecretFilter()
+
+
+def setup_logging(verbose: int = 0, log_file: str | None = None) -> None:
+    level = logging.WARNING if verbose <= 0 else logging.INFO if verbose == 1 else logging.DEBUG
+    root = logging.getLogger("mailmigrate")
+    root.setLevel(logging.DEBUG if log_file else level)
+    for h in list(root.handlers):
+        root.removeHandler(h)
+    fmt = logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s", "%Y-%m-%d %H:%M:%S")
+    err = logging.StreamHandler(sys.stderr)
+    err.setLevel(level)
+    err.setFormatter(fmt)
+    err.addFilter(SECRETS)
+    root.addHandler(err)
+    if log_file:
+        fh = logging.FileHandler(log_file, encoding="utf-8")
+        fh.setLevel(logging.DEBUG if verbose >= 2 else logging.INFO)
+        fh.setFormatter(fmt)
+        fh.addFilter(SECRETS)
+        root.addHandler(fh)
+    root.propagate = False
+
+
+class PlainProgress(Progress):
+    """For logs and pipes: one line when a folder starts copying and one per account at the end."""
+
+    def __init__(self, stream=sys.stderr):
+        self.stream = stream
+        self._lock = threading.Lock()
+
+    def folder_start(self, account, folder, to_copy, bytes_to_copy):
+        with self._lock:
+            print(f"{account}: {folder}: copying {to_copy} messages ({_mib(bytes_to_copy)})", file=self.stream,
+                  flush=True)
+
+    def account_done(self, account, result):
+        c = result.counters
+        status = "FAILED: " + result.error if result.error else ("done" if result.ok else "done with failures")
+        with self._lock:
+            print(f"{account}: {status} — copied {c.copied}, flags {c.flags_updated}, deleted {c.deleted}, "
+                  f"failed {c.failed}", file=self.stream, flush=True)
+
+
+class RichProgress(Progress):
+    """Bars with ETA on a terminal: one per account, advanced as batches land on the target."""
+
+    def __init__(self):
+        from rich.progress import (BarColumn, MofNCompleteColumn, Progress as RP, TextColumn,
+                                   TimeRemainingColumn)
+
+        self._rp = RP(
+            TextColumn("{task.description}", justify="left"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeRemainingColumn(),
+            transient=False,
+        )
+        self._tasks = {}
+        self._lock = threading.Lock()
+
+    def __enter__(self):
+        self._rp.start()
+        return self
+
+    def __exit__(self, *exc):
+        self._rp.stop()
+
+    def _task(self, account):
+        with self._lock:
+            if account not in self._tasks:
+                self._tasks[account] = self._rp.add_task(_short(account), total=0)
+            return self._tasks[account]
+
+    def account_start(self, account):
+        self._task(account)
+
+    def folder_start(self, account, folder, to_copy, bytes_to_copy):
+        t = self._task(account)
+        task = self._rp.tasks[[x.id for x in self._rp.tasks].index(t)]
+        self._rp.update(t, total=(task.total or 0) + to_copy, description=f"{_short(account)} {folder}")
+
+    def copied(self, account, folder, messages, nbytes):
+        self._rp.advance(self._task(account), messages)
+
+    def account_done(self, account, result):
+        t = self._task(account)
+        mark = "✗" if result.error or result.counters.failed else "✓"
+        task = self._rp.tasks[[x.id for x in self._rp.tasks].index(t)]
+        self._rp.update(t, description=f"{mark} {_short(account)}", total=max(task.total or 0, task.completed))
+
+
+def _short(account: str) -> str:
+    return account if len(account) <= 60 else account[:28] + "…" + account[-28:]
+
+
+def _mib(n: int) -> str:
+    return f"{n / (1 << 20):.1f} MiB"

@@ -1,0 +1,134 @@
+"""`mailmigrate sync SOURCE TARGET`: the mailbox sync, for one account or many."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import sys
+from pathlib import Path
+
+from ..errors import ConfigError
+from ..model import Account
+from ..stores.registry import StoreOptions, parse_spec
+from ..sync.accounts import load_accounts_file, password_from
+from ..sync.engine import SyncOptions
+from ..sync.runner import SyncRequest, run_sync
+from .output import SECRETS, PlainProgress, RichProgress, setup_logging
+
+EPILOG = """\
+SOURCE, TARGET:
+  imap://[USER@]HOST[:PORT][?tls=none|starttls]   (STARTTLS by default, required)
+  imaps://[USER@]HOST[:PORT]
+  maildir:PATH   mbox:PATH   communigate:PATH      (PATH may hold %u, %n, %d for --accounts)
+passwords: MAILMIGRATE_SOURCE_PASSWORD / MAILMIGRATE_TARGET_PASSWORD, --source-password-file /
+  --target-password-file, or the --accounts file; never on the command line.
+With --source-master/--target-master the USER is the mailbox owner and the password is the master's
+(IMAP option ?master=plain|star|kerio picks SASL PLAIN authzid, user*master, or Kerio X-MASTERAUTH).
+Exit status: 0 all synced, 1 some messages or accounts failed (listed), 2 usage or configuration error.
+"""
+
+
+def register(sub) -> None:
+    p = sub.add_parser("sync", help="copy mailboxes from SOURCE to TARGET, incrementally",
+                       description="Copy mailboxes from SOURCE to TARGET; rerun at will, each run copies only "
+                                   "what changed.", epilog=EPILOG, formatter_class=_raw())
+    p.add_argument("source", metavar="SOURCE")
+    p.add_argument("target", metavar="TARGET")
+    p.add_argument("--source-master", metavar="USER", help="log in to the source as this master/admin user")
+    p.add_argument("--target-master", metavar="USER", help="log in to the target as this master/admin user")
+    p.add_argument("--source-password-file", metavar="FILE")
+    p.add_argument("--target-password-file", metavar="FILE")
+    p.add_argument("--state", metavar="PATH", help="state database (default: one per SOURCE/TARGET pair "
+                                                   "under ~/.local/state/mailmigrate)")
+    p.add_argument("--accounts", metavar="FILE",
+                   help="CSV: source_user,target_user[,source_password,target_password]")
+    p.add_argument("--delete", action="store_true",
+                   help="remove from TARGET the copies of messages that left SOURCE (only copies "
+                        "mailmigrate made)")
+    p.add_argument("--dry-run", action="store_true", help="show what would be done; change nothing")
+    p.add_argument("--jobs", type=int, default=1, metavar="N", help="accounts at once (default 1)")
+    p.add_argument("--json", action="store_true", help="print a JSON summary on stdout")
+    p.add_argument("--insecure", action="store_true", help="do not verify TLS certificates")
+    p.add_argument("--allow-plaintext", action="store_true",
+                   help="allow ?tls=none towards a host that is not loopback")
+    p.add_argument("--log-file", metavar="FILE", help="also write a detailed log here")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars, even on a terminal")
+    p.set_defaults(func=run)
+
+
+def _raw():
+    import argparse
+
+    return argparse.RawDescriptionHelpFormatter
+
+
+def default_state_path(source: str, target: str) -> Path:
+    base = Path(os.environ.get("XDG_STATE_HOME") or Path.home() / ".local" / "state") / "mailmigrate"
+    digest = hashlib.sha256(f"{source}\n{target}".encode()).hexdigest()[:16]
+    return base / f"sync-{digest}.db"
+
+
+def run(args) -> int:
+    setup_logging(args.verbose, args.log_file)
+    if args.jobs < 1:
+        raise ConfigError("--jobs must be at least 1")
+    source = parse_spec(args.source)
+    target = parse_spec(args.target)
+    if target.kind not in ("imap", "maildir"):
+        raise ConfigError(f"{target.kind} cannot be a target; use an IMAP server or maildir:PATH")
+
+    src_pw = password_from("MAILMIGRATE_SOURCE_PASSWORD", args.source_password_file, "source")
+    tgt_pw = password_from("MAILMIGRATE_TARGET_PASSWORD", args.target_password_file, "target")
+    if args.accounts:
+        accounts = load_accounts_file(args.accounts)
+    else:
+        accounts = [Account(source.user, target.user or source.user)]
+    for s in (src_pw, tgt_pw):
+        SECRETS.add(s)
+    for a in accounts:
+        SECRETS.add(a.source_password)
+        SECRETS.add(a.target_password)
+
+    state_path = Path(args.state) if args.state else default_state_path(source.text, target.text)
+    interactive = sys.stderr.isatty() and not args.no_progress and not args.json
+    progress = RichProgress() if interactive else PlainProgress()
+    req = SyncRequest(
+        source=source,
+        target=target,
+        accounts=accounts,
+        state_path=state_path,
+        source_options=StoreOptions(insecure=args.insecure, allow_plaintext=args.allow_plaintext,
+                                    master_user=args.source_master),
+        target_options=StoreOptions(insecure=args.insecure, allow_plaintext=args.allow_plaintext,
+                                    master_user=args.target_master),
+        source_password=src_pw,
+        target_password=tgt_pw,
+        jobs=args.jobs,
+        sync=SyncOptions(delete=args.delete, dry_run=args.dry_run, progress=progress),
+    )
+    if interactive:
+        with progress:
+            result = run_sync(req)
+    else:
+        result = run_sync(req)
+
+    if args.json:
+        json.dump(result.as_dict(), sys.stdout, indent=2, ensure_ascii=False)
+        sys.stdout.write("\n")
+    else:
+        print_summary(result)
+    return 0 if result.ok else 1
+
+
+def print_summary(result) -> None:
+    t = result.totals
+    head = "Dry run — nothing was changed. Would copy" if result.dry_run else "Copied"
+    print(f"{head} {t.copied} messages ({t.bytes_copied / (1 << 20):.1f} MiB), {t.skipped} already there, "
+          f"{t.flags_updated} flag updates, {t.deleted} deleted, {t.failed} failed; "
+          f"{len(result.accounts)} account(s), state {result.state_path}")
+    for a in result.accounts:
+        if a.error:
+            print(f"  ACCOUNT FAILED {a.account}: {a.error}")
+        for p in a.problems:
+            print(f"  {p.kind.upper()}: {p.describe()}")

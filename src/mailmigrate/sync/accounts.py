@@ -1,0 +1,87 @@
+"""The accounts to move and their passwords, from the command line, the environment and a CSV file.
+
+Passwords never come from argv (every user on the machine can read a process's arguments): they come from
+the environment, from a file, or from the accounts file, which must then not be readable by others.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import os
+import stat
+from pathlib import Path
+
+from ..errors import ConfigError
+from ..model import Account, Secret
+
+
+def read_password_file(path: str | os.PathLike, what: str) -> Secret:
+    p = Path(path)
+    try:
+        data = p.read_text(encoding="utf-8")
+    except OSError as e:
+        raise ConfigError(f"{what} password file {p}: {e.strerror}") from None
+    _check_private(p, what + " password file")
+    value = data.rstrip("\r\n")
+    if not value:
+        raise ConfigError(f"{what} password file {p} is empty")
+    return Secret(value)
+
+
+def _check_private(p: Path, what: str) -> None:
+    mode = p.stat().st_mode
+    if mode & (stat.S_IRWXG | stat.S_IRWXO):
+        raise ConfigError(
+            f"{what} {p} is readable by other users (mode {stat.S_IMODE(mode):04o}); run chmod 600 {p}"
+        )
+
+
+def password_from(env_name: str, file: str | None, what: str) -> Secret | None:
+    if file:
+        return read_password_file(file, what)
+    value = os.environ.get(env_name)
+    return Secret(value) if value else None
+
+
+def parse_accounts_csv(text: str, *, origin: str = "accounts file") -> list[Account]:
+    """``source_user,target_user[,source_password,target_password]`` a line; ``#`` comments, blank
+    lines and a header line starting with ``source_user`` are skipped; an empty target_user means the
+    same as the source user."""
+    accounts: list[Account] = []
+    seen: set[tuple[str, str]] = set()
+    reader = csv.reader(io.StringIO(text))
+    for lineno, row in enumerate(reader, 1):
+        if not row or not "".join(row).strip() or row[0].lstrip().startswith("#"):
+            continue
+        cells = [c.strip() for c in row]
+        if lineno == 1 and cells[0].lower() in ("source_user", "source", "user"):
+            continue
+        if len(cells) > 4:
+            raise ConfigError(f"{origin}, line {lineno}: at most 4 columns "
+                              "(source_user,target_user,source_password,target_password)")
+        src = cells[0]
+        if not src:
+            raise ConfigError(f"{origin}, line {lineno}: source_user is empty")
+        tgt = cells[1] if len(cells) > 1 and cells[1] else src
+        sp = Secret(row[2]) if len(row) > 2 and row[2] else None
+        tp = Secret(row[3]) if len(row) > 3 and row[3] else None
+        if (src, tgt) in seen:
+            raise ConfigError(f"{origin}, line {lineno}: {src} -> {tgt} is listed twice")
+        seen.add((src, tgt))
+        accounts.append(Account(src, tgt, sp, tp))
+    if not accounts:
+        raise ConfigError(f"{origin} lists no accounts")
+    return accounts
+
+
+def load_accounts_file(path: str | os.PathLike) -> list[Account]:
+    p = Path(path)
+    try:
+        text = p.read_text(encoding="utf-8")
+    except OSError as e:
+        raise ConfigError(f"accounts file {p}: {e.strerror}") from None
+    accounts = parse_accounts_csv(text, origin=f"accounts file {p}")
+    if any(a.source_password or a.target_password for a in accounts):
+        _check_private(p, "accounts file with passwords")
+    return accounts

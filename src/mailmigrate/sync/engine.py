@@ -1,0 +1,699 @@
+"""The sync engine: one account, source to target, incremental and loss-free.
+
+How a message travels (docs/ARCHITECTURE.md has the picture): the source store streams (meta, Body) from
+a producer thread; the consumer fingerprints each body, records the batch's intent in the state database,
+appends the batch to the target, and records the target keys.  Bodies are never parsed or rewritten.
+
+What makes reruns safe:
+  * a source message is copied when the state has no row for its key — never because a header differs;
+  * PENDING rows (intent written, outcome unknown) are resolved by fingerprint on the target before
+    anything else happens in that folder, so an interrupted APPEND is never repeated blindly;
+  * a changed UIDVALIDITY on either side is answered by re-matching content, not by re-copying;
+  * ``--delete`` only removes target messages that a row says mailmigrate put there.
+
+Errors are handled by scope (see :mod:`mailmigrate.errors`): a refused message is reported and skipped, a
+broken folder is reported and the next one goes on, a lost connection is retried with backoff on fresh
+connections, and anything else stops this account only.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import random
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Callable, Sequence
+
+from ..errors import (
+    ConnectionLost,
+    FolderFailed,
+    FormatError,
+    MailmigrateError,
+    MessageRejected,
+    ServerRefused,
+    StoreError,
+    TemporaryFailure,
+)
+from ..model import (
+    AccountResult,
+    AppendItem,
+    Body,
+    FolderInfo,
+    FolderPath,
+    FolderStatus,
+    MessageMeta,
+    PermanentFlags,
+    Problem,
+)
+from ..stores.base import Store
+from .folders import FolderPlan, display, plan_folders
+from .matching import Fingerprinter, fingerprints, hash_messages, match_multiset
+from .state import DONE, PENDING, FolderState, MessageRow, StateDB
+
+log = logging.getLogger("mailmigrate.sync")
+
+_END = object()
+
+
+class Progress:
+    """Receives progress events; the CLI draws bars, the dashboard stores numbers.  All no-ops here."""
+
+    def account_start(self, account: str) -> None: ...
+    def folder_start(self, account: str, folder: str, to_copy: int, bytes_to_copy: int) -> None: ...
+    def copied(self, account: str, folder: str, messages: int, nbytes: int) -> None: ...
+    def folder_done(self, account: str, folder: str) -> None: ...
+    def account_done(self, account: str, result: AccountResult) -> None: ...
+
+
+@dataclass
+class SyncOptions:
+    delete: bool = False
+    dry_run: bool = False
+    max_attempts: int = 6
+    backoff_base: float = 0.5
+    backoff_max: float = 30.0
+    progress: Progress = field(default_factory=Progress)
+    #: called between batches; tests use it to simulate a crash at an exact point
+    checkpoint: Callable[[str], None] | None = None
+    #: messages the producer may read ahead of the appender
+    read_ahead: int = 256
+
+
+def _side(e: BaseException) -> str:
+    return getattr(e, "_mm_side", "")
+
+
+class _Sided:
+    """Wraps a store so that every error it raises knows whether it came from the source or the target."""
+
+    def __init__(self, store: Store, side: str):
+        self._store = store
+        self._side = side
+
+    def __getattr__(self, name):
+        attr = getattr(self._store, name)
+        if not callable(attr):
+            return attr
+        side = self._side
+
+        def call(*a, **kw):
+            try:
+                r = attr(*a, **kw)
+            except MailmigrateError as e:
+                if not hasattr(e, "_mm_side"):
+                    e._mm_side = side
+                raise
+            if hasattr(r, "__next__"):
+                return _sided_iter(r, side)
+            return r
+
+        return call
+
+
+def _sided_iter(it, side):
+    try:
+        yield from it
+    except MailmigrateError as e:
+        if not hasattr(e, "_mm_side"):
+            e._mm_side = side
+        raise
+
+
+def sync_account(
+    source: Store,
+    target: Store,
+    *,
+    account_name: str,
+    state: StateDB,
+    options: SyncOptions | None = None,
+) -> AccountResult:
+    """Bring the target up to date with the source for one account; safe to call again at any time."""
+    options = options or SyncOptions()
+    result = AccountResult(account_name)
+    run = _AccountRun(_Sided(source, "source"), _Sided(target, "target"), account_name, state, options, result)
+    options.progress.account_start(account_name)
+    attempt = 0
+    while True:
+        try:
+            run.open()
+            run.sync_all()
+            break
+        except MailmigrateError as e:
+            side = _side(e)
+            where = f"{side}: " if side else ""
+            if e.retryable and attempt + 1 < options.max_attempts:
+                attempt += 1
+                delay = _backoff(attempt, options, getattr(e, "retry_after", None))
+                log.warning("account %s: %s%s; retrying in %.1fs (attempt %d of %d)", account_name, where, e,
+                            delay, attempt + 1, options.max_attempts)
+                run.close()
+                time.sleep(delay)
+                continue
+            if e.retryable:
+                result.error = f"{where}{e} (gave up after {attempt + 1} attempts)"
+            else:
+                result.error = f"{where}{e}"
+            log.error("account %s failed: %s", account_name, result.error)
+            break
+    run.close()
+    options.progress.account_done(account_name, result)
+    return result
+
+
+def _backoff(attempt: int, options: SyncOptions, suggested: float | None) -> float:
+    if suggested:
+        return min(float(suggested), options.backoff_max * 4)
+    base = min(options.backoff_max, options.backoff_base * (2 ** (attempt - 1)))
+    return base * (0.5 + random.random() / 2)  # jitter: many accounts retrying must not stampede
+
+
+class _AccountRun:
+    def __init__(self, source, target, account: str, state: StateDB, options: SyncOptions, result: AccountResult):
+        self.source = source
+        self.target = target
+        self.account = account
+        self.state = state
+        self.opt = options
+        self.result = result
+        self.c = result.counters
+        self.finished: set[FolderPath] = set()
+        self._open = False
+        self._subscriptions_done = False
+        self._reported_keyword_drops: set[tuple[FolderPath, str]] = set()
+        self._reopen_source_needed = False
+        self.target_paths: set[FolderPath] = set()
+
+    # --- connections ----------------------------------------------------------------------------
+    def open(self) -> None:
+        if self._open:
+            return
+        self.source.open()
+        self.target.open()
+        self._open = True
+
+    def close(self) -> None:
+        for s in (self.source, self.target):
+            try:
+                s.close()
+            except Exception:  # closing must never hide the real error
+                pass
+        self._open = False
+
+    def _reopen_source(self) -> None:
+        """After a fetch stream was abandoned mid-response the connection cannot be reused."""
+        try:
+            self.source.close()
+        except Exception:
+            pass
+        self.source.open()
+
+    # --- the account ----------------------------------------------------------------------------
+    def sync_all(self) -> None:
+        src_folders = self.source.list_folders()
+        try:
+            tgt_folders = self.target.list_folders()
+        except MailmigrateError:
+            if not self.opt.dry_run:
+                raise
+            tgt_folders = []  # a dry run against a target that does not exist yet
+        self.target_paths = {_norm(f.path) for f in tgt_folders}
+        plans = plan_folders(src_folders, tgt_folders)
+        self.c.folders = len(plans)
+        statuses = self._source_statuses([p.source.path for p in plans if p.source.path not in self.finished])
+        tgt_subscribed = {f.path for f in tgt_folders if f.subscribed}
+        for plan in plans:
+            path = plan.source.path
+            if path in self.finished:
+                continue
+            try:
+                self.sync_folder(plan, statuses.get(path))
+            except (FolderFailed, FormatError) as e:
+                self._problem(path, None, str(e), kind="folder")
+                self.c.failed += 1
+            except ServerRefused as e:
+                if e.scope == "account" and e.code not in (None, "TRYCREATE", "NONEXISTENT", "CANNOT", "CLIENTBUG"):
+                    raise
+                # A folder the server will not create or open: report it, go on with the rest.
+                self._problem(path, None, f"{_side(e) or 'server'} refused: {e}", kind="folder")
+                self.c.failed += 1
+            if self._reopen_source_needed:
+                self._reopen_source_needed = False
+                self._reopen_source()
+            self.finished.add(path)
+        if not self.opt.dry_run and not self._subscriptions_done:
+            for plan in plans:
+                if plan.source.subscribed and plan.target_path not in tgt_subscribed:
+                    try:
+                        self.target.subscribe(plan.target_path)
+                    except ServerRefused as e:
+                        self._problem(plan.source.path, None, f"could not subscribe on target: {e}", kind="warning")
+            self._subscriptions_done = True
+
+    def _source_statuses(self, paths: Sequence[FolderPath]) -> dict[FolderPath, FolderStatus]:
+        try:
+            return self.source.folder_statuses(paths)
+        except (FolderFailed, FormatError, ServerRefused):
+            out = {}
+            for p in paths:  # one broken folder must not hide the others' status
+                try:
+                    out[p] = self.source.folder_status(p)
+                except (FolderFailed, FormatError, ServerRefused):
+                    pass
+            return out
+
+    # --- one folder -----------------------------------------------------------------------------
+    def sync_folder(self, plan: FolderPlan, src_status: FolderStatus | None) -> None:
+        src_path = plan.source.path
+        name = display(src_path)
+        fstate = self.state.folder(self.account, src_path)
+        # Once a folder is mapped it stays mapped: moving half its mail elsewhere later would split it.
+        target_path = fstate.target_path if fstate else plan.target_path
+        if self.opt.dry_run:
+            return self._dry_run_folder(plan, fstate, target_path)
+
+        if fstate is None:
+            fstate = self.state.ensure_folder(self.account, src_path, target_path)
+        if _norm(target_path) not in self.target_paths:
+            self.target.create_folder(target_path, plan.special_use)
+            self.target_paths.add(_norm(target_path))
+            self.c.folders_created += 1
+            log.info("account %s: created target folder %s", self.account, display(target_path))
+        tgt_status = self.target.folder_status(target_path)
+
+        if src_status is not None and self._unchanged(fstate, src_status, tgt_status):
+            self.c.skipped += src_status.count or 0
+            log.debug("account %s: folder %s unchanged", self.account, name)
+            return
+
+        status, metas = self.source.list_messages(src_path)
+        rows = self.state.messages(fstate.id)
+        if rows and fstate.source_validity is not None and status.validity != fstate.source_validity:
+            rows = self._rematch_source(fstate, src_path, metas, rows)
+        if rows and fstate.target_validity is not None and tgt_status.validity != fstate.target_validity:
+            rows = self._rematch_target(fstate, target_path, rows)
+        if any(r.state == PENDING for r in rows.values()):
+            rows = self._recover(fstate, target_path, rows)
+
+        by_key = {m.key: m for m in metas}
+        new = [m for m in metas if m.key not in rows]
+        flag_changes = []
+        for m in metas:
+            r = rows.get(m.key)
+            if r is not None and r.state == DONE:
+                flags = _clean(m.flags)
+                if flags != r.source_flags:
+                    flag_changes.append((m, r, flags))
+        gone = [r for k, r in rows.items() if k not in by_key]
+        self.c.skipped += len(metas) - len(new)
+
+        failures_before = self.c.failed
+        perm = self.target.permanent_flags(target_path)
+        if flag_changes:
+            self._apply_flags(fstate, target_path, flag_changes, perm)
+        if new:
+            self._copy(fstate, src_path, target_path, new, perm, tgt_status)
+        if gone and self.opt.delete:
+            self._delete(fstate, target_path, gone)
+
+        final_tgt = self.target.folder_status(target_path)
+        if self.c.failed == failures_before:
+            self.state.set_folder_marks(
+                fstate.id,
+                source_validity=status.validity,
+                source_uidnext=status.uidnext,
+                source_modseq=status.highestmodseq,
+                source_count=len(metas),
+                target_validity=final_tgt.validity,
+            )
+        else:
+            # Keep validities (the mapping is right) but make the next run look at every message again,
+            # so that what failed is retried and reported rather than skipped as "unchanged".
+            self.state.set_folder_marks(
+                fstate.id,
+                source_validity=status.validity,
+                source_uidnext=None,
+                source_modseq=None,
+                source_count=None,
+                target_validity=final_tgt.validity,
+            )
+        self.opt.progress.folder_done(self.account, name)
+
+    def _unchanged(self, f: FolderState, s: FolderStatus, t: FolderStatus) -> bool:
+        """A folder can be skipped without listing it only when the store gives a change marker that
+        covers flag changes too (HIGHESTMODSEQ or the store's equivalent)."""
+        if s.highestmodseq is None or s.uidnext is None or s.count is None:
+            return False
+        if (f.source_validity, f.source_uidnext, f.source_modseq, f.source_count, f.target_validity) != (
+            s.validity, s.uidnext, s.highestmodseq, s.count, t.validity
+        ):
+            return False
+        return not self.state.has_pending(f.id)
+
+    # --- copying --------------------------------------------------------------------------------
+    def _copy(self, f: FolderState, src_path, target_path, new: list[MessageMeta], perm: PermanentFlags,
+              tgt_status: FolderStatus) -> None:
+        name = display(src_path)
+        total_bytes = sum(m.size or 0 for m in new)
+        self.opt.progress.folder_start(self.account, name, len(new), total_bytes)
+        max_n, max_bytes = self.target.append_batch_limit()
+        uid_floor = tgt_status.uidnext if self.target.ordered_keys else None
+        wanted = {m.key: m for m in new}
+
+        q: queue.Queue = queue.Queue(maxsize=self.opt.read_ahead)
+        stop = threading.Event()
+        producer = threading.Thread(
+            target=self._produce, args=(src_path, [m.key for m in new], q, stop), name="mailmigrate-fetch",
+            daemon=True,
+        )
+        producer.start()
+        batch: list[tuple[MessageMeta, Body, str, str | None]] = []
+        batch_bytes = 0
+        finished = False
+        try:
+            while True:
+                item = q.get()
+                if item is _END:
+                    finished = True
+                    break
+                if isinstance(item, BaseException):
+                    finished = True
+                    raise item
+                meta, body, fp, nfp = item
+                if meta.key not in wanted:
+                    body.close()
+                    continue
+                # The listing's flags and date win over what a FETCH of the body may say: they were read
+                # together with the key the state records.
+                listed = wanted[meta.key]
+                batch.append((listed, body, fp, nfp))
+                batch_bytes += body.size
+                if len(batch) >= max_n or batch_bytes >= max_bytes:
+                    self._flush(f, src_path, target_path, batch, perm, uid_floor)
+                    batch, batch_bytes = [], 0
+            if batch:
+                self._flush(f, src_path, target_path, batch, perm, uid_floor)
+                batch = []
+        finally:
+            for _, body, _, _ in batch:
+                body.close()
+            if not finished:
+                # The source connection is mid-response: stop the reader and use a fresh connection for
+                # the next folder.
+                stop.set()
+                _drain(q)
+                producer.join(timeout=5)
+                self._reopen_source_needed = True
+            else:
+                producer.join()
+        for key, reason in self.source.fetch_problems():
+            self._problem(src_path, key, f"could not be read from the source: {reason}")
+            self.c.failed += 1
+
+    def _produce(self, src_path, keys: list[str], q: queue.Queue, stop: threading.Event) -> None:
+        try:
+            for meta, body in self.source.fetch(src_path, keys):
+                fp = Fingerprinter()
+                for chunk in body.chunks():
+                    fp.update(chunk)
+                exact, norm = fp.result()
+                while not stop.is_set():
+                    try:
+                        q.put((meta, body, exact, norm), timeout=0.2)
+                        break
+                    except queue.Full:
+                        continue
+                if stop.is_set():
+                    body.close()
+                    return
+            q.put(_END)
+        except BaseException as e:  # forwarded: the consumer decides what it means
+            if not stop.is_set():
+                q.put(e)
+
+    def _flush(self, f: FolderState, src_path, target_path, batch, perm: PermanentFlags, uid_floor) -> None:
+        if self.opt.checkpoint:
+            self.opt.checkpoint("before-intent")
+        rows = [
+            MessageRow(meta.key, fp, nfp, body.size, _clean(meta.flags), None, PENDING, uid_floor)
+            for meta, body, fp, nfp in batch
+        ]
+        self.state.record_intents(f.id, rows)
+        if self.opt.checkpoint:
+            self.opt.checkpoint("before-append")
+        items = []
+        for meta, body, _, _ in batch:
+            kept, dropped = perm.filter(_clean(meta.flags))
+            for kw in dropped:
+                if (target_path, kw) not in self._reported_keyword_drops:
+                    self._reported_keyword_drops.add((target_path, kw))
+                    self._problem(src_path, None, f"target folder does not keep the flag {kw}; dropped", kind="flag")
+            items.append(AppendItem(body, kept, meta.internaldate))
+        try:
+            keys = self.target.append(target_path, items)
+        except MessageRejected as e:
+            if len(items) == 1:
+                # A tagged NO: nothing was stored, so the intent is void.
+                meta, body, _, _ = batch[0]
+                self.state.drop(f.id, [meta.key])
+                self._rejected(src_path, meta, body, e)
+                return
+            # Part of the batch may have gone in (a store may fall back to one-by-one): find what did by
+            # content, then send the rest one at a time so that only the refused message is left out.
+            self._recover(f, target_path, self.state.messages(f.id))
+            self._one_by_one(f, src_path, target_path, batch, items)
+            return
+        if self.opt.checkpoint:
+            self.opt.checkpoint("after-append")
+        self._record_appended(f, target_path, rows, keys)
+        nbytes = sum(b.size for _, b, _, _ in batch)
+        self.c.copied += len(batch)
+        self.c.bytes_copied += nbytes
+        self.opt.progress.copied(self.account, display(src_path), len(batch), nbytes)
+        for _, body, _, _ in batch:
+            body.close()
+
+    def _record_appended(self, f: FolderState, target_path, rows: list[MessageRow], keys: list[str | None]) -> None:
+        known = [(r.source_key, k) for r, k in zip(rows, keys) if k is not None]
+        if known:
+            self.state.complete(f.id, known)
+        unknown = [r for r, k in zip(rows, keys) if k is None]
+        if unknown:
+            # No UIDPLUS: the server did not say which UIDs it made.  Find them by content above the
+            # floor recorded with the intent; the rows stay PENDING until found.
+            found = self._find_on_target(f, target_path, unknown)
+            if found:
+                self.state.complete(f.id, list(found.items()))
+            missing = [r for r in unknown if r.source_key not in found]
+            if missing:
+                # Appended (the server said OK) but not recognisable: the server changed the bytes.  Mark
+                # done without a target key so that no rerun copies it again.
+                self.state.complete(f.id, [(r.source_key, None) for r in missing])
+                for r in missing:
+                    self._problem(f.source_path, r.source_key,
+                                  "copied, but the target changed its bytes so it cannot be matched later "
+                                  "(flag changes and --delete will not reach this copy)", kind="warning")
+
+    def _one_by_one(self, f: FolderState, src_path, target_path, batch, items) -> None:
+        current = self.state.messages(f.id)
+        for (meta, body, fp, nfp), item in zip(batch, items):
+            row = current.get(meta.key)
+            if row is not None and row.state == DONE:
+                self.c.copied += 1
+                self.c.bytes_copied += body.size
+                body.close()
+                continue
+            r = MessageRow(meta.key, fp, nfp, body.size, _clean(meta.flags), None, PENDING,
+                           row.uid_floor if row else None)
+            self.state.record_intents(f.id, [r])
+            try:
+                keys = self.target.append(target_path, [item])
+            except MessageRejected as e:
+                self.state.drop(f.id, [meta.key])
+                self._rejected(src_path, meta, body, e)
+                continue
+            self._record_appended(f, target_path, [r], keys)
+            self.c.copied += 1
+            self.c.bytes_copied += body.size
+            self.opt.progress.copied(self.account, display(src_path), 1, body.size)
+            body.close()
+
+    def _rejected(self, src_path, meta: MessageMeta, body: Body, e: Exception) -> None:
+        self._problem(src_path, meta.key, f"target refused it ({describe_message(body)}): {e}")
+        self.c.failed += 1
+        body.close()
+
+    # --- recovery and re-matching ---------------------------------------------------------------
+    def _find_on_target(self, f: FolderState, target_path, rows: list[MessageRow]) -> dict[str, str]:
+        floors = [r.uid_floor for r in rows if r.uid_floor is not None]
+        min_uid = min(floors) if (floors and self.target.ordered_keys and len(floors) == len(rows)) else None
+        _, metas = self.target.list_messages(target_path, min_uid=min_uid)
+        claimed = self.state.all_target_keys(f.id)
+        sizes = {r.size for r in rows}
+        any_norm = any(r.norm_fingerprint for r in rows)
+        cands = [
+            m for m in metas
+            if m.key not in claimed and (any_norm or m.size is None or m.size in sizes)
+        ]
+        if not cands:
+            return {}
+        hashed = list(hash_messages(self.target.fetch(target_path, [m.key for m in cands])))
+        order = {m.key: i for i, m in enumerate(cands)}
+        hashed.sort(key=lambda t: order.get(t[0], 0))
+        return match_multiset(
+            ((r.source_key, r.fingerprint, r.norm_fingerprint) for r in sorted(rows, key=lambda r: r.source_key)),
+            hashed,
+        )
+
+    def _recover(self, f: FolderState, target_path, rows: dict[str, MessageRow]) -> dict[str, MessageRow]:
+        pending = [r for r in rows.values() if r.state == PENDING]
+        if not pending:
+            return rows
+        found = self._find_on_target(f, target_path, pending)
+        if found:
+            self.state.complete(f.id, list(found.items()))
+        lost = [r.source_key for r in pending if r.source_key not in found]
+        if lost:
+            # Never reached the target: forget the intent; the message is copied again as new.
+            self.state.drop(f.id, lost)
+        self.c.recovered += len(found)
+        log.info("account %s, folder %s: recovered %d interrupted copies by content, %d to copy again",
+                 self.account, display(f.source_path), len(found), len(lost))
+        return self.state.messages(f.id)
+
+    def _rematch_target(self, f: FolderState, target_path, rows: dict[str, MessageRow]) -> dict[str, MessageRow]:
+        log.warning("account %s: target folder %s changed its UIDVALIDITY; re-matching %d messages by content",
+                    self.account, display(target_path), len(rows))
+        _, metas = self.target.list_messages(target_path)
+        hashed = list(hash_messages(self.target.fetch(target_path, [m.key for m in metas])))
+        order = {m.key: i for i, m in enumerate(metas)}
+        hashed.sort(key=lambda t: order.get(t[0], 0))
+        found = match_multiset(
+            ((r.source_key, r.fingerprint, r.norm_fingerprint) for r in sorted(rows.values(), key=lambda r: r.source_key)),
+            hashed,
+        )
+        self.state.rekey_target(f.id, {k: found.get(k) for k in rows})
+        self.c.rematched += len(found)
+        return self.state.messages(f.id)
+
+    def _rematch_source(self, f: FolderState, src_path, metas: list[MessageMeta],
+                        rows: dict[str, MessageRow]) -> dict[str, MessageRow]:
+        log.warning("account %s: source folder %s changed its UIDVALIDITY; re-matching %d messages by content",
+                    self.account, display(src_path), len(rows))
+        sizes = {r.size for r in rows.values()}
+        cands = [m for m in metas if m.size is None or m.size in sizes]
+        hashed = list(hash_messages(self.source.fetch(src_path, [m.key for m in cands])))
+        order = {m.key: i for i, m in enumerate(cands)}
+        hashed.sort(key=lambda t: order.get(t[0], 0))
+        # Here the rows are the candidates' counterpart: each old row claims one new source message.
+        found = match_multiset(
+            ((r.source_key, r.fingerprint, r.norm_fingerprint) for r in sorted(rows.values(), key=lambda r: r.source_key)),
+            hashed,
+        )
+        renames = dict(found)
+        stamp = f.source_validity
+        for k in rows:
+            if k not in renames:
+                # The message left the source: keep the row (it owns a target copy) under a key no new
+                # source message can have, so that --delete can still remove that copy.
+                renames[k] = f"gone:{stamp}:{k}"
+        self.state.rekey_source(f.id, renames)
+        self.c.rematched += len(found)
+        return self.state.messages(f.id)
+
+    # --- flags and deletions --------------------------------------------------------------------
+    def _apply_flags(self, f: FolderState, target_path, changes, perm: PermanentFlags) -> None:
+        ops = []
+        updates = []
+        for meta, row, flags in changes:
+            add = flags - row.source_flags
+            remove = row.source_flags - flags
+            add, _ = perm.filter(add)
+            remove, _ = perm.filter(remove)
+            if row.target_key is not None and (add or remove):
+                ops.append((row.target_key, add, remove))
+            updates.append((meta.key, flags))
+        if ops:
+            self.target.set_flags(target_path, ops)
+        self.state.set_flags(f.id, updates)
+        self.c.flags_updated += len(ops)
+
+    def _delete(self, f: FolderState, target_path, gone: list[MessageRow]) -> None:
+        keys = [r.target_key for r in gone if r.target_key is not None and r.state == DONE]
+        if keys:
+            self.target.delete_messages(target_path, keys)
+        self.state.drop(f.id, [r.source_key for r in gone])
+        self.c.deleted += len(keys)
+
+    # --- dry run --------------------------------------------------------------------------------
+    def _dry_run_folder(self, plan: FolderPlan, fstate: FolderState | None, target_path) -> None:
+        """Count what a real run would do, touching neither the target nor the state."""
+        status, metas = self.source.list_messages(plan.source.path)
+        rows = self.state.messages(fstate.id) if fstate else {}
+        if fstate and fstate.source_validity is not None and status.validity != fstate.source_validity:
+            self._problem(plan.source.path, None, "source UIDVALIDITY changed: a real run re-matches by content",
+                          kind="warning")
+        by_key = {m.key for m in metas}
+        new = [m for m in metas if m.key not in rows]
+        self.c.copied += len(new)
+        self.c.bytes_copied += sum(m.size or 0 for m in new)
+        self.c.skipped += len(metas) - len(new)
+        self.c.flags_updated += sum(
+            1 for m in metas if m.key in rows and rows[m.key].state == DONE and _clean(m.flags) != rows[m.key].source_flags
+        )
+        if self.opt.delete:
+            self.c.deleted += sum(1 for k, r in rows.items() if k not in by_key and r.target_key)
+        if _norm(target_path) not in self.target_paths:
+            self.c.folders_created += 1
+            self.target_paths.add(_norm(target_path))
+
+    def _problem(self, folder: FolderPath | None, message: str | None, reason: str, kind: str = "message") -> None:
+        p = Problem(self.account, display(folder) if folder is not None else None, message, reason, kind)
+        self.result.problems.append(p)
+        (log.warning if kind in ("warning", "flag") else log.error)("%s", p.describe())
+
+
+def _norm(path: FolderPath) -> FolderPath:
+    if path and path[0].upper() == "INBOX":
+        return ("INBOX",) + tuple(path[1:])
+    return path
+
+
+def _clean(flags) -> frozenset[str]:
+    return frozenset(f for f in flags if f.lower() != "\\recent")
+
+
+def _drain(q: queue.Queue) -> None:
+    while True:
+        try:
+            item = q.get_nowait()
+        except queue.Empty:
+            return
+        if isinstance(item, tuple) and len(item) == 4 and isinstance(item[1], Body):
+            item[1].close()
+
+
+def describe_message(body: Body, limit: int = 16384) -> str:
+    """A short human description (size, Subject, Message-ID) for error reports; never the content."""
+    head = b""
+    for chunk in body.chunks(limit):
+        head = chunk
+        break
+    end = head.find(b"\r\n\r\n")
+    if end < 0:
+        end = head.find(b"\n\n")
+    if end >= 0:
+        head = head[:end]
+    found = {}
+    for line in head.splitlines():
+        low = line[:12].lower()
+        for name in (b"subject:", b"message-id:"):
+            if low.startswith(name) and name not in found:
+                found[name] = line[len(name):].strip()[:120].decode("utf-8", "replace")
+    parts = [f"{body.size} bytes"]
+    if b"subject:" in found:
+        parts.append(f"Subject: {found[b'subject:']!r}")
+    if b"message-id:" in found:
+        parts.append(f"Message-ID: {found[b'message-id:']}")
+    return ", ".join(parts)

@@ -1,0 +1,121 @@
+"""Recognising copies by content.
+
+Used in three places, always for the same reason — the key a store handed out can no longer be trusted,
+but the bytes can:
+  * after a crash between APPEND and the state update (PENDING rows);
+  * on a target without UIDPLUS, where APPEND does not say which UID it made;
+  * after a UIDVALIDITY change on either side.
+
+Matching is a multiset match: two identical messages are two rows and need two distinct copies, so each
+candidate is claimed at most once.
+
+Some servers rewrite bare LF line endings to CRLF.  Rows whose bytes contain a bare LF also carry a
+*normalised* fingerprint (every line ending as CRLF), which is tried when the exact one finds nothing.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections import defaultdict
+from typing import Iterable, Iterator
+
+from ..model import Body
+
+
+class Fingerprinter:
+    """SHA-256 of the exact bytes, plus of the CRLF-normalised bytes when they differ, in one pass."""
+
+    __slots__ = ("_exact", "_norm", "_carry_cr", "_differs")
+
+    def __init__(self):
+        self._exact = hashlib.sha256()
+        self._norm = hashlib.sha256()
+        self._carry_cr = False  # the previous chunk ended in "\r"
+        self._differs = False
+
+    def update(self, chunk: bytes) -> None:
+        if not chunk:
+            return
+        self._exact.update(chunk)
+        data = chunk
+        if self._carry_cr:
+            if data[:1] == b"\n":
+                data = data[1:]
+                self._norm.update(b"\n")
+            # a lone "\r" stays a lone "\r": it is not a line ending
+        self._carry_cr = data.endswith(b"\r")
+        body = data[:-1] if self._carry_cr else data
+        if b"\n" in body:
+            lf = body.count(b"\n")
+            crlf = body.count(b"\r\n")
+            if lf != crlf:
+                self._differs = True
+                body = body.replace(b"\r\n", b"\n").replace(b"\n", b"\r\n")
+        self._norm.update(body)
+        if self._carry_cr:
+            self._norm.update(b"\r")
+
+    def result(self) -> tuple[str, str | None]:
+        exact = self._exact.hexdigest()
+        return exact, (self._norm.hexdigest() if self._differs else None)
+
+
+def fingerprints(body: Body) -> tuple[str, str | None]:
+    fp = Fingerprinter()
+    for chunk in body.chunks():
+        fp.update(chunk)
+    return fp.result()
+
+
+def match_multiset(
+    wanted: Iterable[tuple[str, str, str | None]],
+    candidates: Iterable[tuple[str, str, str | None]],
+) -> dict[str, str]:
+    """Pair each wanted (id, fp, norm_fp) with a distinct candidate (key, fp, norm_fp) of equal content.
+
+    Exact fingerprints are matched first; normalised ones only for what is left.  Candidates are taken in
+    the order given (lowest UID first), so the oldest copy is claimed first and results are repeatable.
+    """
+    by_exact: dict[str, list[str]] = defaultdict(list)
+    by_norm: dict[str, list[str]] = defaultdict(list)
+    cand_norm: dict[str, str] = {}
+    for key, fp, nfp in candidates:
+        by_exact[fp].append(key)
+        n = nfp or fp
+        by_norm[n].append(key)
+        cand_norm[key] = n
+    taken: set[str] = set()
+    result: dict[str, str] = {}
+    left = []
+    for wid, fp, nfp in wanted:
+        key = _take(by_exact.get(fp), taken)
+        if key is None:
+            left.append((wid, fp, nfp))
+        else:
+            result[wid] = key
+    for wid, fp, nfp in left:
+        key = _take(by_norm.get(nfp or fp), taken)
+        if key is not None:
+            result[wid] = key
+    return result
+
+
+def _take(keys: list[str] | None, taken: set[str]) -> str | None:
+    if not keys:
+        return None
+    while keys:
+        k = keys.pop(0)
+        if k not in taken:
+            taken.add(k)
+            return k
+    return None
+
+
+def hash_messages(stream: Iterator) -> Iterator[tuple[str, str, str | None]]:
+    """(key, fp, norm_fp) for each (meta, body) a store's fetch yields; bodies are closed after hashing."""
+    for meta, body in stream:
+        try:
+            fp, nfp = fingerprints(body)
+        finally:
+            body.close()
+        yield meta.key, fp, nfp

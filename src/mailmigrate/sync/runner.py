@@ -1,0 +1,117 @@
+"""Many accounts, one state database, N at a time: what `mailmigrate sync` and the workflow layer run.
+
+The state database is shared by all accounts of a run (one SQLite file, WAL), and locked for the run so
+that a second run on the same state is refused rather than allowed to race.
+"""
+
+from __future__ import annotations
+
+import logging
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ..errors import MailmigrateError
+from ..model import Account, AccountResult, Counters, Secret
+from ..stores.registry import StoreOptions, StoreSpec, build_store
+from .engine import Progress, SyncOptions, sync_account
+from .state import RunLock, StateDB
+
+log = logging.getLogger("mailmigrate.sync")
+
+
+@dataclass
+class SyncRequest:
+    source: StoreSpec
+    target: StoreSpec
+    accounts: list[Account]
+    state_path: Path
+    source_options: StoreOptions = field(default_factory=StoreOptions)
+    target_options: StoreOptions = field(default_factory=StoreOptions)
+    source_password: Secret | None = None  # for every account without its own (or the master's)
+    target_password: Secret | None = None
+    jobs: int = 1
+    sync: SyncOptions = field(default_factory=SyncOptions)
+
+
+@dataclass
+class RunResult:
+    accounts: list[AccountResult]
+    state_path: Path
+    dry_run: bool
+
+    @property
+    def totals(self) -> Counters:
+        t = Counters()
+        for a in self.accounts:
+            t.add(a.counters)
+        return t
+
+    @property
+    def ok(self) -> bool:
+        return all(a.ok for a in self.accounts)
+
+    def as_dict(self) -> dict:
+        t = self.totals.as_dict()
+        return {
+            **t,
+            "accounts_total": len(self.accounts),
+            "accounts_failed": sum(1 for a in self.accounts if a.error),
+            "dry_run": self.dry_run,
+            "state": str(self.state_path),
+            "accounts": [
+                {
+                    "account": a.account,
+                    **a.counters.as_dict(),
+                    "error": a.error,
+                    "problems": [p.__dict__ for p in a.problems],
+                }
+                for a in self.accounts
+            ],
+        }
+
+
+def account_key(req: SyncRequest, acc: Account) -> str:
+    """The state's name for one source -> target mapping: the same mailbox synced to two targets is
+    two mappings."""
+    return f"{req.source.describe(acc.source_user)} -> {req.target.describe(acc.target_user)}"
+
+
+def run_sync(req: SyncRequest) -> RunResult:
+    lock = RunLock(req.state_path)
+    lock.acquire()
+    try:
+        state = StateDB.open(req.state_path)
+        try:
+            if req.jobs <= 1 or len(req.accounts) <= 1:
+                results = [_one(req, acc, state) for acc in req.accounts]
+            else:
+                with ThreadPoolExecutor(max_workers=req.jobs, thread_name_prefix="mailmigrate-account") as pool:
+                    results = list(pool.map(lambda a: _one(req, a, state), req.accounts))
+        finally:
+            state.close()
+    finally:
+        lock.release()
+    return RunResult(results, req.state_path, req.sync.dry_run)
+
+
+def _one(req: SyncRequest, acc: Account, state: StateDB) -> AccountResult:
+    name = account_key(req, acc)
+    try:
+        # With a master user the one password is the master's; per-account passwords do not apply.
+        src_pw = req.source_password if req.source_options.master_user else (acc.source_password or req.source_password)
+        tgt_pw = req.target_password if req.target_options.master_user else (acc.target_password or req.target_password)
+        source = build_store(
+            req.source, user=acc.source_user, password=src_pw,
+            options=req.source_options, side="source",
+        )
+        target = build_store(
+            req.target, user=acc.target_user, password=tgt_pw,
+            options=StoreOptions(**{**req.target_options.__dict__, "create": not req.sync.dry_run}),
+            side="target",
+        )
+    except MailmigrateError as e:
+        r = AccountResult(name, error=str(e))
+        req.sync.progress.account_done(name, r)
+        return r
+    return sync_account(source, target, account_name=name, state=state, options=req.sync)
