@@ -16,6 +16,7 @@ from ..errors import ConfigError, MailmigrateError
 
 COMMAND_MODULES = [
     "mailmigrate.cli.sync",
+    "mailmigrate.cli.project",
 ]
 
 

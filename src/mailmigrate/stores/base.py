@@ -107,6 +107,10 @@ class Store(ABC):
         """Apply (key, flags to add, flags to remove) for many messages."""
         raise NotImplementedError(f"{self.kind} store is read-only")
 
+    def delete_folder(self, path: FolderPath) -> None:
+        """Remove an empty folder (used only by abort, for folders mailmigrate created)."""
+        raise NotImplementedError(f"{self.kind} store cannot delete folders")
+
     def delete_messages(self, path: FolderPath, keys: Sequence[str]) -> None:
         """Remove exactly these messages (never others: IMAP uses UID EXPUNGE or refuses)."""
         raise NotImplementedError(f"{self.kind} store is read-only")

@@ -277,6 +277,7 @@ class _AccountRun:
             fstate = self.state.ensure_folder(self.account, src_path, target_path)
         if _norm(target_path) not in self.target_paths:
             self.target.create_folder(target_path, plan.special_use)
+            self.state.mark_created(fstate.id)
             self.target_paths.add(_norm(target_path))
             self.c.folders_created += 1
             log.info("account %s: created target folder %s", self.account, display(target_path))

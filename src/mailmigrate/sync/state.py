@@ -45,6 +45,7 @@ CREATE TABLE IF NOT EXISTS folders (
     source_modseq INTEGER,
     source_count INTEGER,
     target_validity INTEGER,
+    target_created INTEGER NOT NULL DEFAULT 0,
     synced_at TEXT,
     UNIQUE (account, source_path)
 );
@@ -246,6 +247,22 @@ class StateDB:
                 " target_validity=?, synced_at=datetime('now') WHERE id=?",
                 (source_validity, source_uidnext, source_modseq, source_count, target_validity, folder_id),
             )
+
+    def mark_created(self, folder_id: int) -> None:
+        """mailmigrate made this target folder: an abort may remove it again (when empty)."""
+        with self._lock, self._tx():
+            self._conn.execute("UPDATE folders SET target_created=1 WHERE id=?", (folder_id,))
+
+    def created_folders(self, account: str) -> set[int]:
+        with self._lock:
+            return {r[0] for r in self._conn.execute(
+                "SELECT id FROM folders WHERE account=? AND target_created=1", (account,))}
+
+    def forget_account(self, account: str) -> None:
+        with self._lock, self._tx():
+            self._conn.execute(
+                "DELETE FROM messages WHERE folder_id IN (SELECT id FROM folders WHERE account=?)", (account,))
+            self._conn.execute("DELETE FROM folders WHERE account=?", (account,))
 
     def forget_change_marks(self, folder_id: int) -> None:
         """Make the next run list the folder in full (after a partial run)."""

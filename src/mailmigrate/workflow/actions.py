@@ -1,0 +1,216 @@
+"""What start, sync, finish, abort and skip do for the mailbox path, on top of the sync engine.
+
+* start  – register the unit on the target and make the first full copy;
+* sync   – an incremental run; as often as wanted while users keep working;
+* finish – the final incremental run (with --delete when the project says so), then verification message by
+           message; the unit is migrated only when verification finds nothing missing;
+* abort  – remove from the target only what mailmigrate put there, forget the mapping; the source is not
+           touched;
+* skip   – leave the unit out.
+
+Every action goes through the workflow store (refusing illegal transitions), writes its outcome to the
+project log, and keeps the account's last result for the report.
+"""
+
+from __future__ import annotations
+
+import getpass
+import json
+import logging
+from dataclasses import dataclass
+from typing import Callable
+
+from ..errors import MailmigrateError
+from ..model import Account
+from ..stores.registry import StoreOptions, build_store
+from ..sync.abort import abort_account
+from ..sync.engine import Progress, SyncOptions
+from ..sync.runner import SyncRequest, account_key, run_sync
+from ..sync.state import RunLock, StateDB
+from ..sync.verify import verify_account
+from .project import Project
+from .states import IllegalTransition
+from .store import WorkflowStore
+
+log = logging.getLogger("mailmigrate.workflow")
+
+
+@dataclass
+class ActionOutcome:
+    unit: str
+    action: str
+    ok: bool
+    state: str
+    message: str
+
+
+class _StoreProgress(Progress):
+    """Feeds live numbers to the workflow store, where the dashboard reads them."""
+
+    def __init__(self, wf: WorkflowStore, unit: str, inner: Progress | None):
+        self.wf, self.unit, self.inner = wf, unit, inner or Progress()
+        self.total = 0
+        self.done = 0
+        self.bytes = 0
+
+    def folder_start(self, account, folder, to_copy, bytes_to_copy):
+        self.total += to_copy
+        self.wf.set_progress(self.unit, total=self.total, folder=folder)
+        self.inner.folder_start(account, folder, to_copy, bytes_to_copy)
+
+    def copied(self, account, folder, messages, nbytes):
+        self.done += messages
+        self.bytes += nbytes
+        self.wf.set_progress(self.unit, done=self.done, bytes_done=self.bytes)
+        self.inner.copied(account, folder, messages, nbytes)
+
+    def account_start(self, account):
+        self.wf.set_progress(self.unit, total=0, done=0, bytes_done=0, folder="")
+        self.inner.account_start(account)
+
+    def account_done(self, account, result):
+        self.inner.account_done(account, result)
+
+
+class Workflow:
+    def __init__(self, project: Project, actor: str | None = None):
+        self.project = project
+        self.wf = WorkflowStore.open(project.workflow)
+        self.actor = actor or getpass.getuser()
+
+    def close(self) -> None:
+        self.wf.close()
+
+    # --- set-up -----------------------------------------------------------------------------------
+    def init(self) -> list[str]:
+        added = []
+        for acc in self.project.accounts:
+            name = self.project.unit_name(acc)
+            if self.wf.add_unit(name, "account", {"source_user": acc.source_user, "target_user": acc.target_user}):
+                added.append(name)
+        self.wf.log(None, "INFO", f"project {self.project.name}: {len(added)} unit(s) added by {self.actor}")
+        return added
+
+    # --- actions ----------------------------------------------------------------------------------
+    def act(self, unit: str, action: str, progress: Progress | None = None) -> ActionOutcome:
+        try:
+            t = self.wf.begin(unit, action, self.actor)
+        except IllegalTransition as e:
+            return ActionOutcome(unit, action, False, self.wf.get(unit).state if self.wf.get(unit) else "?", str(e))
+        self.wf.log(unit, "INFO", f"{action} by {self.actor}")
+        try:
+            ok, message, bound = self._run(unit, action, progress)
+        except MailmigrateError as e:
+            ok, message, bound = False, str(e), None
+        except Exception as e:  # an unexpected bug must not leave the unit busy forever
+            log.exception("unit %s: %s crashed", unit, action)
+            ok, message, bound = False, f"internal error: {e!r}", None
+        state = self.wf.end(unit, t, self.actor, ok=ok, detail=message, bound=bound)
+        self.wf.log(unit, "INFO" if ok else "ERROR", f"{action}: {message}")
+        return ActionOutcome(unit, action, ok, state, message)
+
+    def _run(self, unit: str, action: str, progress: Progress | None) -> tuple[bool, str, bool | None]:
+        if action == "skip":
+            return True, "skipped", None
+        acc = self.project.account(unit)
+        if action in ("start", "sync"):
+            return self._sync(unit, acc, delete=False, progress=progress)
+        if action == "finish":
+            ok, msg, _ = self._sync(unit, acc, delete=self.project.delete_on_finish, progress=progress)
+            if not ok:
+                return False, f"final sync: {msg}", True
+            check = self.verify(acc)
+            meta = self.wf.get(unit).meta
+            meta["verification"] = check.as_dict()
+            self._set_meta(unit, meta)
+            if not check.ok:
+                t = check.totals()
+                return False, (f"verification failed: {t['missing']} message(s) without a verified copy"
+                               + (f"; {check.error}" if check.error else "")), True
+            t = check.totals()
+            return True, f"verified: {t['source_messages']} messages, {t['source_bytes']} bytes, all on the target", True
+        if action == "abort":
+            lock = RunLock(self.project.state)
+            lock.acquire()
+            try:
+                state = StateDB.open(self.project.state)
+                try:
+                    target = self._store("target", acc)
+                    res = abort_account(target, state, account_key(self._request([acc]), acc))
+                finally:
+                    state.close()
+            finally:
+                lock.release()
+            return True, (f"removed {res.messages_removed} message(s) and {len(res.folders_removed)} folder(s) "
+                          f"mailmigrate had made on the target"
+                          + (f"; kept non-empty folders {', '.join(res.folders_kept)}" if res.folders_kept else "")), False
+        raise MailmigrateError(f"unknown action {action}")
+
+    def _sync(self, unit: str, acc: Account, *, delete: bool, progress: Progress | None):
+        req = self._request([acc])
+        req.sync = SyncOptions(delete=delete, progress=_StoreProgress(self.wf, unit, progress))
+        result = run_sync(req).accounts[0]
+        meta = self.wf.get(unit).meta
+        meta["last_result"] = {"counters": result.counters.as_dict(), "error": result.error,
+                               "problems": [p.__dict__ for p in result.problems]}
+        self._set_meta(unit, meta)
+        for p in result.problems:
+            self.wf.log(unit, "WARNING" if p.kind in ("warning", "flag") else "ERROR", p.describe())
+        c = result.counters
+        if result.error:
+            return False, result.error, None
+        msg = f"copied {c.copied}, flags {c.flags_updated}, deleted {c.deleted}, failed {c.failed}"
+        return True, msg, True
+
+    def _set_meta(self, unit: str, meta: dict) -> None:
+        self.wf._exec("UPDATE wf_units SET meta=? WHERE name=?", (json.dumps(meta), unit))
+
+    def _request(self, accounts: list[Account]) -> SyncRequest:
+        p = self.project
+        return SyncRequest(
+            source=p.source.spec, target=p.target.spec, accounts=accounts, state_path=p.state,
+            source_options=StoreOptions(insecure=p.source.insecure, master_user=p.source.master),
+            target_options=StoreOptions(insecure=p.target.insecure, master_user=p.target.master),
+            source_password=p.source.password("MAILMIGRATE_SOURCE_PASSWORD", "source"),
+            target_password=p.target.password("MAILMIGRATE_TARGET_PASSWORD", "target"),
+            jobs=1,
+        )
+
+    def _store(self, side: str, acc: Account, create: bool = False):
+        p = self.project
+        s = p.source if side == "source" else p.target
+        own = acc.source_password if side == "source" else acc.target_password
+        pw = s.password(f"MAILMIGRATE_{side.upper()}_PASSWORD", side)
+        return build_store(s.spec, user=acc.source_user if side == "source" else acc.target_user,
+                           password=pw if s.master else (own or pw),
+                           options=StoreOptions(insecure=s.insecure, master_user=s.master, create=create), side=side)
+
+    def verify(self, acc: Account):
+        lock = RunLock(self.project.state)
+        lock.acquire()
+        try:
+            state = StateDB.open(self.project.state)
+            try:
+                return verify_account(self._store("source", acc), self._store("target", acc), state,
+                                      account_key(self._request([acc]), acc))
+            finally:
+                state.close()
+        finally:
+            lock.release()
+
+    # --- reading ----------------------------------------------------------------------------------
+    def status(self) -> list[dict]:
+        prog = self.wf.progress()
+        out = []
+        for u in self.wf.units():
+            from .states import allowed_actions
+
+            out.append({"unit": u.name, "state": u.state, "bound": u.bound, "updated": u.updated,
+                        "last_error": u.last_error, "actions": allowed_actions(u.state, bound=u.bound),
+                        "progress": prog.get(u.name, {}), "last_result": u.meta.get("last_result"),
+                        "verification": u.meta.get("verification")})
+        return out
+
+    def for_units(self, units: list[str] | None, fn: Callable[[str], ActionOutcome]) -> list[ActionOutcome]:
+        names = units or [u.name for u in self.wf.units()]
+        return [fn(n) for n in names]

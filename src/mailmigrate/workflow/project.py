@@ -1,0 +1,169 @@
+"""A migration project: one TOML file naming the source, the target, the accounts and the options.
+
+Example (``mailmigrate project init`` writes one like it)::
+
+    [project]
+    name = "acme"
+    path = "mailbox"                 # the migration path: mailbox (IMAP/Maildir/mbox/CommuniGate mail)
+    state = "acme-sync.db"           # sync state (SQLite)
+    workflow = "acme-workflow.db"    # unit states, history, logs (SQLite path or postgresql:// URL)
+
+    [source]
+    url = "imaps://old.example.org"
+    master = "admin"                 # optional master/admin user
+    password_file = "source.pw"      # or env MAILMIGRATE_SOURCE_PASSWORD
+
+    [target]
+    url = "maildir:/srv/vmail/%d/%n/Maildir"
+
+    [accounts]
+    file = "users.csv"               # source_user,target_user[,passwords]  — or:  list = ["ann", "bob"]
+
+    [options]
+    jobs = 4
+    delete_on_finish = true          # finish = final sync with --delete, then verification
+    insecure = false
+
+Relative paths are relative to the project file, so a project directory can be moved as a whole.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ..errors import ConfigError
+from ..model import Account, Secret
+from ..stores.registry import StoreSpec, parse_spec
+from ..sync.accounts import load_accounts_file, password_from
+
+PATHS = ("mailbox",)
+
+
+@dataclass
+class Side:
+    spec: StoreSpec
+    master: str | None = None
+    password_file: str | None = None
+    insecure: bool = False
+
+    def password(self, env_name: str, what: str) -> Secret | None:
+        return password_from(env_name, self.password_file, what)
+
+
+@dataclass
+class Project:
+    file: Path
+    name: str
+    path: str
+    state: Path
+    workflow: str
+    source: Side
+    target: Side
+    accounts: list[Account]
+    jobs: int = 1
+    delete_on_finish: bool = True
+    reports: Path = field(default_factory=Path)
+    dashboard_token_file: Path | None = None
+
+    @property
+    def base(self) -> Path:
+        return self.file.parent
+
+    def unit_name(self, acc: Account) -> str:
+        return acc.source_user if acc.source_user == acc.target_user else f"{acc.source_user}->{acc.target_user}"
+
+    def account(self, unit: str) -> Account:
+        for a in self.accounts:
+            if self.unit_name(a) == unit:
+                return a
+        raise ConfigError(f"project {self.name} has no account {unit!r}")
+
+
+def load_project(file: str | os.PathLike) -> Project:
+    f = Path(file).resolve()
+    try:
+        data = tomllib.loads(f.read_text(encoding="utf-8"))
+    except OSError as e:
+        raise ConfigError(f"project file {f}: {e.strerror}") from None
+    except tomllib.TOMLDecodeError as e:
+        raise ConfigError(f"project file {f}: {e}") from None
+    base = f.parent
+
+    def rel(p: str) -> Path:
+        q = Path(p).expanduser()
+        return q if q.is_absolute() else base / q
+
+    proj = data.get("project", {})
+    name = proj.get("name") or f.stem
+    path = proj.get("path", "mailbox")
+    if path not in PATHS:
+        raise ConfigError(f"project {name}: path {path!r} is not one of {', '.join(PATHS)}")
+    sides = {}
+    for side in ("source", "target"):
+        sec = data.get(side)
+        if not sec or "url" not in sec:
+            raise ConfigError(f"project {name}: [{side}] url is missing")
+        if "password" in sec:
+            raise ConfigError(f"project {name}: [{side}] holds a password; use password_file (mode 0600) or "
+                              f"MAILMIGRATE_{side.upper()}_PASSWORD")
+        url = sec["url"]
+        # A relative file store path in the project is relative to the project directory.
+        for kind in ("maildir:", "mbox:", "communigate:"):
+            if url.startswith(kind) and not url[len(kind):].startswith(("/", "~")):
+                url = kind + str(base / url[len(kind):])
+        pw = sec.get("password_file")
+        sides[side] = Side(parse_spec(url), sec.get("master"), str(rel(pw)) if pw else None,
+                           bool(data.get("options", {}).get("insecure", False)))
+    acc_sec = data.get("accounts", {})
+    if "file" in acc_sec:
+        accounts = load_accounts_file(rel(acc_sec["file"]))
+    elif "list" in acc_sec:
+        accounts = [Account(u, u) for u in acc_sec["list"]]
+    else:
+        src_user = sides["source"].spec.user
+        accounts = [Account(src_user, sides["target"].spec.user or src_user)]
+    opts = data.get("options", {})
+    token = proj.get("dashboard_token_file")
+    return Project(
+        file=f,
+        name=name,
+        path=path,
+        state=rel(proj.get("state", f"{name}-sync.db")),
+        workflow=(proj["workflow"] if str(proj.get("workflow", "")).startswith("postgres")
+                  else str(rel(proj.get("workflow", f"{name}-workflow.db")))),
+        source=sides["source"],
+        target=sides["target"],
+        accounts=accounts,
+        jobs=int(opts.get("jobs", 1)),
+        delete_on_finish=bool(opts.get("delete_on_finish", True)),
+        reports=rel(proj.get("reports", "reports")),
+        dashboard_token_file=rel(token) if token else None,
+    )
+
+
+TEMPLATE = """\
+[project]
+name = "{name}"
+path = "mailbox"
+state = "{name}-sync.db"
+workflow = "{name}-workflow.db"
+
+[source]
+url = "{source}"
+# master = "admin"
+# password_file = "source.pw"     # or env MAILMIGRATE_SOURCE_PASSWORD
+
+[target]
+url = "{target}"
+# password_file = "target.pw"     # or env MAILMIGRATE_TARGET_PASSWORD
+
+[accounts]
+{accounts}
+
+[options]
+jobs = 1
+delete_on_finish = true
+"""

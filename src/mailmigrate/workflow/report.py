@@ -1,0 +1,86 @@
+"""The verification report: the document an administrator keeps as proof that nothing was lost.
+
+Per account and folder: messages and bytes on the source, verified copies on the target, target mail that
+mailmigrate did not put there, and every message without a verified copy with the reason the last run gave.
+Written as JSON (for machines) and as one self-contained HTML file (for people); both from the same data.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import html
+import json
+from pathlib import Path
+
+
+def build_report(project_name: str, status: list[dict], checks: dict[str, dict]) -> dict:
+    units = []
+    for s in status:
+        chk = checks.get(s["unit"]) or s.get("verification")
+        problems = (s.get("last_result") or {}).get("problems", [])
+        units.append({"unit": s["unit"], "state": s["state"], "last_error": s["last_error"],
+                      "verification": chk, "problems": problems})
+    verified = [u for u in units if u["verification"]]
+    totals = {k: sum(u["verification"]["totals"][k] for u in verified)
+              for k in ("source_messages", "source_bytes", "target_messages", "target_bytes", "missing")}
+    return {
+        "project": project_name,
+        "generated": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        "ok": all(u["verification"] and u["verification"]["ok"] for u in units if u["state"] != "skipped"),
+        "totals": totals,
+        "units": units,
+    }
+
+
+def write_report(report: dict, directory: Path) -> tuple[Path, Path]:
+    directory.mkdir(parents=True, exist_ok=True)
+    stamp = report["generated"].replace(":", "-")
+    jp = directory / f"report-{stamp}.json"
+    hp = directory / f"report-{stamp}.html"
+    jp.write_text(json.dumps(report, indent=2, ensure_ascii=False), encoding="utf-8")
+    hp.write_text(render_html(report), encoding="utf-8")
+    return jp, hp
+
+
+def render_html(r: dict) -> str:
+    e = html.escape
+    rows = []
+    for u in r["units"]:
+        v = u["verification"]
+        if not v:
+            rows.append(f"<tr class='nv'><td>{e(u['unit'])}</td><td>{e(u['state'])}</td>"
+                        f"<td colspan='6'>not verified yet{(': ' + e(u['last_error'])) if u['last_error'] else ''}</td></tr>")
+            continue
+        for f in v["folders"]:
+            cls = "ok" if f["ok"] else "bad"
+            missing = ", ".join(f["missing"][:20]) + (" …" if len(f["missing"]) > 20 else "")
+            rows.append(
+                f"<tr class='{cls}'><td>{e(u['unit'])}</td><td>{e(u['state'])}</td><td>{e(f['source'])}</td>"
+                f"<td>{e(f['target'])}</td><td class=n>{f['source_messages']}</td><td class=n>{f['target_messages']}</td>"
+                f"<td class=n>{f['source_bytes']}</td><td>{e(missing or (f['error'] or ''))}</td></tr>")
+    probs = []
+    for u in r["units"]:
+        for p in u["problems"]:
+            where = " / ".join(x for x in (p.get("folder"), p.get("message")) if x)
+            probs.append(f"<tr><td>{e(u['unit'])}</td><td>{e(p.get('kind', ''))}</td><td>{e(where)}</td>"
+                         f"<td>{e(p.get('reason', ''))}</td></tr>")
+    t = r["totals"]
+    verdict = "Everything verified: every source message has a copy on the target." if r["ok"] else \
+        "Not everything is verified: see the rows marked red and the problems below."
+    return f"""<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>mailmigrate report — {e(r['project'])}</title>
+<style>body{{font-family:sans-serif;margin:2em}}table{{border-collapse:collapse;width:100%}}
+td,th{{border:1px solid #ccc;padding:4px 8px;text-align:left}}td.n{{text-align:right}}
+tr.bad{{background:#fdd}}tr.ok{{background:#efe}}tr.nv{{background:#eee}}</style></head><body>
+<h1>Migration report: {e(r['project'])}</h1>
+<p>Generated {e(r['generated'])}. <strong>{e(verdict)}</strong></p>
+<p>Source: {t['source_messages']} messages, {t['source_bytes']} bytes. Verified on target:
+{t['target_messages']} messages, {t['target_bytes']} bytes. Without a verified copy: {t['missing']}.</p>
+<h2>Accounts and folders</h2>
+<table><tr><th>account</th><th>state</th><th>source folder</th><th>target folder</th><th>source msgs</th>
+<th>verified copies</th><th>source bytes</th><th>missing (source keys) / error</th></tr>
+{''.join(rows)}</table>
+<h2>What was not copied, and why</h2>
+<table><tr><th>account</th><th>kind</th><th>where</th><th>reason</th></tr>{''.join(probs) or '<tr><td colspan=4>nothing</td></tr>'}</table>
+</body></html>
+"""
