@@ -402,3 +402,218 @@ class _Handler(BaseHTTPRequestHandler):
                       "error": {"code": e.code, "message": e.message,
                                 "data": {"messageParameters": {"positionalParameters": [], "plurality": 1}}}}
         self._send(200, json.dumps(answer).encode(), "application/json-rpc; charset=UTF-8", set_cookies)
+
+
+# --- IMAP ---------------------------------------------------------------------------------------------
+
+#: What Dovecot 2.3 offers before login, plus Kerio's master authentication.
+PRELOGIN_CAPABILITIES = "IMAP4rev1 SASL-IR LOGIN-REFERRALS ID ENABLE IDLE LITERAL+ AUTH=PLAIN X-MASTERAUTH"
+
+
+def masterauth_response(challenge: str, master_password: str) -> str:
+    """What Kerio expects back: lower-case hex MD5 of the challenge followed by the master password."""
+    return hashlib.md5((challenge + master_password).encode()).hexdigest()
+
+
+class KerioImapFrontEnd:
+    """Kerio's IMAP master authentication in front of a real Dovecot.
+
+    Before X-SETUSER the front end answers itself (CAPABILITY, NOOP, LOGOUT, X-MASTERAUTH, X-SETUSER);
+    after it, every byte goes to a Dovecot session opened as that user through Dovecot's master user, and
+    every byte back, untouched: what the client sees from then on is Dovecot's own protocol.  Plain LOGIN
+    and AUTHENTICATE are refused here; this front end exists to test the master path only.
+    """
+
+    def __init__(self, backend_port: int, *, master_password: str = "kerio-master",
+                 backend_master: tuple[str, str] = ("master", "masterpw"), backend_host: str = "127.0.0.1"):
+        self.backend = (backend_host, backend_port)
+        self.master_password = master_password
+        self.backend_master = backend_master
+        self.setusers: list[str] = []  # users selected by X-SETUSER, in order
+        self.masterauth_failures = 0
+        self._sock: socket.socket | None = None
+        self._threads: list[threading.Thread] = []
+        self._conns: set[socket.socket] = set()
+        self._lock = threading.Lock()
+        self._stopping = threading.Event()
+
+    def start(self) -> "KerioImapFrontEnd":
+        self._sock = socket.create_server(("127.0.0.1", 0))
+        t = threading.Thread(target=self._accept_loop, name="kerio-imap", daemon=True)
+        t.start()
+        self._threads.append(t)
+        return self
+
+    def stop(self) -> None:
+        self._stopping.set()
+        if self._sock is not None:
+            try:
+                self._sock.close()
+            except OSError:
+                pass
+        with self._lock:
+            conns = list(self._conns)
+        for c in conns:
+            try:
+                c.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+            c.close()
+
+    def __enter__(self):
+        return self.start()
+
+    def __exit__(self, *exc):
+        self.stop()
+
+    @property
+    def port(self) -> int:
+        assert self._sock is not None
+        return self._sock.getsockname()[1]
+
+    def _track(self, s: socket.socket) -> None:
+        with self._lock:
+            self._conns.add(s)
+
+    def _accept_loop(self) -> None:
+        while not self._stopping.is_set():
+            try:
+                conn, _ = self._sock.accept()
+            except OSError:
+                return
+            self._track(conn)
+            threading.Thread(target=self._serve, args=(conn,), name="kerio-imap-conn", daemon=True).start()
+
+    # --- one client -------------------------------------------------------------------------------
+    def _serve(self, conn: socket.socket) -> None:
+        conn.settimeout(30)
+        reader = conn.makefile("rb")
+
+        def send(line: str) -> None:
+            conn.sendall(line.encode() + b"\r\n")
+
+        try:
+            send("* OK Kerio Connect IMAP test front end ready")
+            master_ok = False
+            while True:
+                raw = reader.readline(65536)
+                if not raw:
+                    return
+                line = raw.rstrip(b"\r\n").decode("utf-8", "replace")
+                tag, _, rest = line.partition(" ")
+                command, _, arg = rest.partition(" ")
+                command = command.upper()
+                if not tag or not command:
+                    send(f"{tag or '*'} BAD Error in IMAP command received by server.")
+                elif line.endswith("}"):
+                    send(f"{tag} BAD Literals are not accepted before X-SETUSER.")
+                elif command == "CAPABILITY":
+                    send(f"* CAPABILITY {PRELOGIN_CAPABILITIES}")
+                    send(f"{tag} OK Capability completed.")
+                elif command == "NOOP":
+                    send(f"{tag} OK NOOP completed.")
+                elif command == "LOGOUT":
+                    send("* BYE Logging out")
+                    send(f"{tag} OK Logout completed.")
+                    return
+                elif command == "X-MASTERAUTH":
+                    challenge = f"<{secrets.token_hex(8)}.{os.getpid()}@kerio.test>"
+                    send(f"+ {challenge}")
+                    answer = reader.readline(1024)
+                    if not answer:
+                        return
+                    answer_s = answer.rstrip(b"\r\n").decode("ascii", "replace")
+                    if answer_s == "*":
+                        send(f"{tag} BAD X-MASTERAUTH canceled.")
+                    elif answer_s == masterauth_response(challenge, self.master_password):
+                        master_ok = True
+                        send(f"{tag} OK X-MASTERAUTH completed.")
+                    else:
+                        self.masterauth_failures += 1
+                        send(f"{tag} NO X-MASTERAUTH failed.")
+                elif command == "X-SETUSER":
+                    user = arg.strip()
+                    if len(user) >= 2 and user[0] == user[-1] == '"':
+                        user = user[1:-1].replace('\\"', '"').replace("\\\\", "\\")
+                    if not master_ok:
+                        send(f"{tag} NO X-SETUSER is permitted only after X-MASTERAUTH.")
+                    elif not user:
+                        send(f"{tag} BAD X-SETUSER needs a user name.")
+                    else:
+                        backend = self._open_backend(user)
+                        if backend is None:
+                            send(f"{tag} NO X-SETUSER failed: no such user.")
+                            continue
+                        self.setusers.append(user)
+                        send(f"{tag} OK X-SETUSER completed.")
+                        self._relay(conn, reader, backend)
+                        return
+                elif command in ("LOGIN", "AUTHENTICATE", "STARTTLS"):
+                    send(f"{tag} NO This test front end accepts only X-MASTERAUTH.")
+                else:
+                    send(f"{tag} BAD Unknown command or not allowed before X-SETUSER.")
+        except OSError:
+            return
+        finally:
+            reader.close()
+            try:
+                conn.close()
+            except OSError:
+                pass
+
+    def _open_backend(self, user: str) -> socket.socket | None:
+        """A Dovecot session logged in as ``user`` via the master user, or None when Dovecot refuses."""
+        import base64
+
+        b = socket.create_connection(self.backend, timeout=30)
+        self._track(b)
+        reader = b.makefile("rb")
+        if not reader.readline().startswith(b"* OK"):
+            reader.close()
+            b.close()
+            return None
+        master, master_pw = self.backend_master
+        token = base64.b64encode(f"{user}\0{master}\0{master_pw}".encode()).decode()
+        b.sendall(f"k1 AUTHENTICATE PLAIN {token}\r\n".encode())
+        while True:
+            line = reader.readline()
+            if not line:
+                reader.close()
+                b.close()
+                return None
+            if line.startswith(b"k1 "):
+                break
+        reader.close()  # the socket stays open; the relay reads it directly
+        if not line.startswith(b"k1 OK"):
+            b.close()
+            return None
+        # Nothing can be buffered in ``reader`` past the tagged line: Dovecot sends nothing unasked.
+        return b
+
+    def _relay(self, client: socket.socket, client_reader, backend: socket.socket) -> None:
+        """Pass bytes both ways until either side closes."""
+        client.settimeout(None)
+        backend.settimeout(None)
+        # Bytes the client pipelined right after X-SETUSER may sit in client_reader's buffer: read1 hands
+        # them on first, then reads the socket.
+        def pump(src, dst, first_reader=None):
+            try:
+                while True:
+                    data = first_reader.read1(65536) if first_reader is not None else src.recv(65536)
+                    if not data:
+                        break
+                    dst.sendall(data)
+            except (OSError, ValueError):
+                pass
+            finally:
+                for s in (dst, src):
+                    try:
+                        s.shutdown(socket.SHUT_RDWR)
+                    except OSError:
+                        pass
+
+        up = threading.Thread(target=pump, args=(client, backend, client_reader), daemon=True)
+        up.start()
+        pump(backend, client)
+        up.join(timeout=5)
+        backend.close()
