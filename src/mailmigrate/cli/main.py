@@ -17,6 +17,7 @@ from ..errors import ConfigError, MailmigrateError
 COMMAND_MODULES = [
     "mailmigrate.cli.sync",
     "mailmigrate.cli.project",
+    "mailmigrate.cli.serve",
 ]
 
 
