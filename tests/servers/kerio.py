@@ -174,6 +174,13 @@ class KerioAdminServer:
     def domain_id(self, name: str) -> str:
         return next(d["id"] for d in self.domains if d["name"] == name)
 
+    def has_user(self, email: str) -> bool:
+        """For KerioImapFrontEnd(user_exists=...): does this directory hold user@domain?"""
+        login, _, domain = email.partition("@")
+        if not any(d["name"] == domain for d in self.domains):
+            return False
+        return self.find_user(login, domain) is not None
+
     def find_user(self, login: str, domain: str) -> dict | None:
         did = self.domain_id(domain)
         return next((u for u in self.users.values()
@@ -425,8 +432,12 @@ class KerioImapFrontEnd:
     """
 
     def __init__(self, backend_port: int, *, master_password: str = "kerio-master",
-                 backend_master: tuple[str, str] = ("master", "masterpw"), backend_host: str = "127.0.0.1"):
+                 backend_master: tuple[str, str] = ("master", "masterpw"), backend_host: str = "127.0.0.1",
+                 user_exists: Callable[[str], bool] | None = None):
         self.backend = (backend_host, backend_port)
+        # Kerio refuses X-SETUSER for a user its directory does not hold; Dovecot behind a master passdb
+        # without ``pass = yes`` would not, so the test says who exists (e.g. KerioAdminServer.has_user).
+        self.user_exists = user_exists
         self.master_password = master_password
         self.backend_master = backend_master
         self.setusers: list[str] = []  # users selected by X-SETUSER, in order
@@ -539,10 +550,12 @@ class KerioImapFrontEnd:
                         send(f"{tag} NO X-SETUSER is permitted only after X-MASTERAUTH.")
                     elif not user:
                         send(f"{tag} BAD X-SETUSER needs a user name.")
+                    elif self.user_exists is not None and not self.user_exists(user):
+                        send(f"{tag} NO X-SETUSER failed: user {user} does not exist.")
                     else:
-                        backend = self._open_backend(user)
+                        backend, refusal = self._open_backend(user)
                         if backend is None:
-                            send(f"{tag} NO X-SETUSER failed: no such user.")
+                            send(f"{tag} NO X-SETUSER failed: {refusal}")
                             continue
                         self.setusers.append(user)
                         send(f"{tag} OK X-SETUSER completed.")
@@ -561,8 +574,8 @@ class KerioImapFrontEnd:
             except OSError:
                 pass
 
-    def _open_backend(self, user: str) -> socket.socket | None:
-        """A Dovecot session logged in as ``user`` via the master user, or None when Dovecot refuses."""
+    def _open_backend(self, user: str) -> tuple[socket.socket | None, str]:
+        """A Dovecot session logged in as ``user`` via the master user, or (None, why Dovecot refused)."""
         import base64
 
         b = socket.create_connection(self.backend, timeout=30)
@@ -571,7 +584,7 @@ class KerioImapFrontEnd:
         if not reader.readline().startswith(b"* OK"):
             reader.close()
             b.close()
-            return None
+            return None, "the mail store did not greet"
         master, master_pw = self.backend_master
         token = base64.b64encode(f"{user}\0{master}\0{master_pw}".encode()).decode()
         b.sendall(f"k1 AUTHENTICATE PLAIN {token}\r\n".encode())
@@ -580,15 +593,15 @@ class KerioImapFrontEnd:
             if not line:
                 reader.close()
                 b.close()
-                return None
+                return None, "the mail store closed the connection"
             if line.startswith(b"k1 "):
                 break
         reader.close()  # the socket stays open; the relay reads it directly
         if not line.startswith(b"k1 OK"):
             b.close()
-            return None
+            return None, line[3:].decode("utf-8", "replace").strip()
         # Nothing can be buffered in ``reader`` past the tagged line: Dovecot sends nothing unasked.
-        return b
+        return b, ""
 
     def _relay(self, client: socket.socket, client_reader, backend: socket.socket) -> None:
         """Pass bytes both ways until either side closes."""

@@ -1,0 +1,169 @@
+"""Kerio's IMAP master authentication, spoken by a raw socket client to the test front end over Dovecot."""
+
+from __future__ import annotations
+
+import socket
+
+import pytest
+
+from servers.kerio import KerioImapFrontEnd, masterauth_response
+
+dovecot_mod = pytest.importorskip("servers.dovecot")
+
+MASTER = "kerio-master-secret"
+
+
+@pytest.fixture
+def dovecot(tmp_path):
+    server = dovecot_mod.DovecotServer(tmp_path / "dovecot", master_user=("master", "masterpw"))
+    server.start()
+    server.add_user("alice@example.com", "alice-pw")
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def front(dovecot):
+    known = {"alice@example.com"}
+    with KerioImapFrontEnd(dovecot.port, master_password=MASTER, backend_master=("master", "masterpw"),
+                           user_exists=known.__contains__) as fe:
+        yield fe
+
+
+class Raw:
+    """A line-level IMAP client: what a test sends is exactly what goes on the wire."""
+
+    def __init__(self, port: int):
+        self.sock = socket.create_connection(("127.0.0.1", port), timeout=10)
+        self.file = self.sock.makefile("rb")
+
+    def line(self) -> str:
+        data = self.file.readline()
+        assert data, "connection closed"
+        return data.decode("utf-8", "replace").rstrip("\r\n")
+
+    def send(self, text: str | bytes) -> None:
+        self.sock.sendall((text.encode() if isinstance(text, str) else text) + b"\r\n")
+
+    def command(self, tag: str, text: str) -> tuple[list[str], str]:
+        self.send(f"{tag} {text}")
+        return self.until(tag)
+
+    def until(self, tag: str) -> tuple[list[str], str]:
+        untagged = []
+        while True:
+            ln = self.line()
+            if ln.startswith(tag + " "):
+                return untagged, ln
+            untagged.append(ln)
+
+    def masterauth(self, tag: str, password: str) -> str:
+        self.send(f"{tag} X-MASTERAUTH")
+        cont = self.line()
+        assert cont.startswith("+ ")
+        self.send(masterauth_response(cont[2:], password))
+        return self.until(tag)[1]
+
+    def close(self):
+        self.file.close()
+        self.sock.close()
+
+
+@pytest.fixture
+def raw(front):
+    c = Raw(front.port)
+    assert c.line().startswith("* OK")
+    yield c
+    c.close()
+
+
+def test_capability_offers_x_masterauth(raw):
+    untagged, done = raw.command("a1", "CAPABILITY")
+    assert done.startswith("a1 OK")
+    caps = untagged[0].split()
+    assert caps[:2] == ["*", "CAPABILITY"] and "X-MASTERAUTH" in caps and "IMAP4rev1" in caps
+
+
+def test_setuser_is_refused_before_masterauth(raw, front):
+    _, done = raw.command("a1", "X-SETUSER alice@example.com")
+    assert done.startswith("a1 NO")
+    assert front.setusers == []
+
+
+def test_wrong_masterauth_answer_is_refused_and_setuser_stays_closed(raw, front):
+    assert raw.masterauth("a1", "not-the-master").startswith("a1 NO")
+    # the answer must be lower-case hex: the right digest in upper case is wrong too
+    raw.send("a2 X-MASTERAUTH")
+    challenge = raw.line()[2:]
+    raw.send(masterauth_response(challenge, MASTER).upper())
+    assert raw.until("a2")[1].startswith("a2 NO")
+    _, done = raw.command("a3", "X-SETUSER alice@example.com")
+    assert done.startswith("a3 NO")
+    assert front.masterauth_failures == 2
+
+
+def test_challenges_differ_between_attempts(raw):
+    raw.send("a1 X-MASTERAUTH")
+    first = raw.line()
+    raw.send("*")
+    assert raw.until("a1")[1].startswith("a1 BAD")
+    raw.send("a2 X-MASTERAUTH")
+    second = raw.line()
+    assert first != second
+
+
+def test_setuser_of_unknown_user_is_refused(raw, front):
+    assert raw.masterauth("a1", MASTER).startswith("a1 OK")
+    _, done = raw.command("a2", "X-SETUSER nobody@example.com")
+    assert done.startswith("a2 NO")
+    # the session is still usable for another user
+    _, done = raw.command("a3", "X-SETUSER alice@example.com")
+    assert done.startswith("a3 OK")
+    assert front.setusers == ["alice@example.com"]
+
+
+def test_after_setuser_the_session_is_dovecots_as_that_user(raw, dovecot):
+    assert raw.masterauth("a1", MASTER).startswith("a1 OK")
+    assert raw.command("a2", "X-SETUSER alice@example.com")[1].startswith("a2 OK")
+
+    message = b"From: bob@example.com\r\nSubject: relayed\r\n\r\nbody line\r\n"
+    raw.send(f"a3 APPEND INBOX (\\Flagged) {{{len(message)}}}")
+    assert raw.line().startswith("+")
+    raw.sock.sendall(message + b"\r\n")
+    assert raw.until("a3")[1].startswith("a3 OK")
+
+    untagged, done = raw.command("a4", "SELECT INBOX")
+    assert done.startswith("a4 OK")
+    assert "* 1 EXISTS" in untagged
+
+    raw.send("a5 FETCH 1 (FLAGS BODY.PEEK[])")
+    head = raw.line()
+    assert head.startswith("* 1 FETCH") and "\\Flagged" in head and head.endswith(f"{{{len(message)}}}")
+    assert raw.file.read(len(message)) == message
+    assert raw.until("a5")[1].startswith("a5 OK")
+
+    # Dovecot's own post-login capabilities now answer, not the front end's
+    untagged, _ = raw.command("a6", "CAPABILITY")
+    assert "X-MASTERAUTH" not in untagged[0] and "UIDPLUS" in untagged[0]
+
+    untagged, done = raw.command("a7", "LOGOUT")
+    assert untagged[0].startswith("* BYE") and done.startswith("a7 OK")
+    assert raw.file.readline() == b""
+
+
+def test_the_message_is_in_the_users_real_mailbox(front, dovecot):
+    """What was written through the front end is there for a direct Dovecot login as the user."""
+    c = Raw(front.port)
+    c.line()
+    assert c.masterauth("a1", MASTER).startswith("a1 OK")
+    assert c.command("a2", "X-SETUSER alice@example.com")[1].startswith("a2 OK")
+    assert c.command("a3", "CREATE Projects")[1].startswith("a3 OK")
+    c.command("a4", "LOGOUT")
+    c.close()
+
+    d = Raw(dovecot.port)
+    d.line()
+    assert d.command("b1", "LOGIN alice@example.com alice-pw")[1].startswith("b1 OK")
+    untagged, _ = d.command("b2", 'LIST "" "*"')
+    assert any(ln.endswith("Projects") for ln in untagged)
+    d.close()
