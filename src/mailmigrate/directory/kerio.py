@@ -20,6 +20,7 @@ import socket
 import ssl
 from dataclasses import dataclass, field
 from typing import Any, Iterable, Sequence
+from urllib.parse import parse_qs, unquote, urlsplit
 
 from .. import __version__
 from ..errors import (
@@ -31,6 +32,7 @@ from ..errors import (
     TemporaryFailure,
 )
 from ..model import Secret
+from .base import Directory, DirectoryError, DirectoryWriter, UnsupportedByDirectory, User, fold
 
 log = logging.getLogger(__name__)
 
@@ -352,3 +354,184 @@ def _batch(result: Any, method: str) -> BatchResult:
         if isinstance(r, dict) and "inputIndex" in r:
             out.created[int(r["inputIndex"])] = str(r.get("id"))
     return out
+
+
+# --- directory adapter ------------------------------------------------------------------------------
+
+def parse_kerio_url(text: str) -> dict:
+    """``kerio://ADMIN@HOST[:PORT][/DOMAIN][?cafile=PATH][&insecure=1]`` -> KerioDirectory keyword arguments.
+
+    The password is never part of the URL: the command line is visible to every user of the machine.
+    """
+    u = urlsplit(text)
+    if u.scheme.lower() != "kerio":
+        raise ConfigError(f"{text}: not a kerio:// URL")
+    if u.password is not None:
+        raise ConfigError(f"{text}: the URL holds a password; give it in the environment or a password file")
+    if not u.username or not u.hostname:
+        raise ConfigError(f"{text}: write kerio://ADMIN@HOST[:PORT][/DOMAIN]")
+    params = {k: v[-1] for k, v in parse_qs(u.query).items()} if u.query else {}
+    unknown = set(params) - {"cafile", "insecure", "timeout"}
+    if unknown:
+        raise ConfigError(f"{text}: unknown option(s) {', '.join(sorted(unknown))}")
+    try:
+        port = u.port or DEFAULT_PORT
+    except ValueError:
+        raise ConfigError(f"{text}: bad port") from None
+    domain = unquote(u.path.strip("/")) or None
+    if domain and "/" in domain:
+        raise ConfigError(f"{text}: the path names one mail domain, e.g. kerio://admin@host/example.com")
+    insecure = params.get("insecure", "0").lower() in ("1", "yes", "true", "on")
+    return {"host": u.hostname, "port": port, "user": unquote(u.username), "domain": domain,
+            "cafile": params.get("cafile"), "insecure": insecure,
+            "timeout": float(params.get("timeout", 60))}
+
+
+class KerioDirectory(DirectoryWriter):
+    """Kerio Connect's users, read and written through the administration API.
+
+    With one domain named (``kerio://admin@host/example.com``) logins are bare (``alice``), as Kerio
+    shows them in that domain; without one, every domain is read and logins are ``alice@example.com``.
+    On writing, a login with ``@domain`` or a user's ``domain`` picks the Kerio domain; a domain Kerio
+    does not have is an error for that user only.
+
+    Kerio stores clear-text passwords it is given and has no way to take a hash, so hashed passwords
+    are left to ``copy`` to report (``password_schemes`` is empty).  Groups and aliases are not written
+    yet: ``kinds`` says so, and copy reports them as not migrated.
+    """
+
+    kinds = frozenset({"users"})
+    password_schemes = frozenset()
+    accepts_clear = True
+
+    def __init__(self, host: str, port: int = DEFAULT_PORT, *, user: str, password: Secret,
+                 domain: str | None = None, cafile: str | None = None, insecure: bool = False,
+                 timeout: float = 60.0, client: KerioClient | None = None):
+        self.domain = domain
+        self.client = client or KerioClient(host, port, user=user, password=password, cafile=cafile,
+                                            insecure=insecure, timeout=timeout)
+        self._ids: dict[str, str] = {}  # fold("login@domain") -> Kerio user id
+
+    @classmethod
+    def from_url(cls, text: str, password: Secret) -> "KerioDirectory":
+        return cls(password=password, **parse_kerio_url(text))
+
+    def describe(self) -> str:
+        return self.client.describe() + (f"/{self.domain}" if self.domain else "")
+
+    def close(self) -> None:
+        self.client.logout()
+
+    # --- reading -------------------------------------------------------------------------------------
+    def _domains(self) -> list[str]:
+        if self.domain:
+            self.client.domain_id(self.domain)  # a missing domain is a ConfigError, said up front
+            return [self.domain]
+        return [d["name"] for d in self.client.domains() if isinstance(d.get("name"), str)]
+
+    def read(self) -> Directory:
+        out = Directory(name=self.describe())
+        for domain in self._domains():
+            out.domains.append(domain)
+            for k in self.client.users(self.client.domain_id(domain)):
+                login_name = str(k.get("loginName") or "")
+                if not login_name:
+                    out.notes.append(f"Kerio user {k.get('id')} in {domain} has no login name; skipped")
+                    continue
+                self._ids[fold(f"{login_name}@{domain}")] = str(k.get("id"))
+                addresses = [a for a in (k.get("emailAddresses") or []) if isinstance(a, str)]
+                out.add(User(
+                    login=login_name if self.domain else f"{login_name}@{domain}",
+                    real_name=str(k.get("fullName") or ""),
+                    mail=f"{login_name}@{domain}",
+                    aliases=[a for a in addresses if fold(a) != fold(f"{login_name}@{domain}")],
+                    enabled=bool(k.get("isEnabled", True)),
+                    domain=domain,
+                    password_note="Kerio does not reveal passwords",
+                ))
+        return out
+
+    # --- writing -------------------------------------------------------------------------------------
+    def _place(self, user: User) -> tuple[str, str]:
+        """(Kerio login name, domain) for a user from any directory."""
+        local, at, login_domain = user.login.partition("@")
+        domain = login_domain if at else (user.domain or self.domain)
+        if not domain and user.mail and "@" in user.mail:
+            domain = user.mail.rpartition("@")[2]
+        if not domain:
+            raise DirectoryError(f"user {user.login}: no mail domain known; name one in the kerio:// URL")
+        if self.domain and fold(domain) != fold(self.domain):
+            raise DirectoryError(f"user {user.login}: domain {domain} is not {self.domain}, the domain written to")
+        return local, domain
+
+    @staticmethod
+    def _full_name(user: User) -> str:
+        return user.real_name or " ".join(p for p in (user.first_name, user.last_name) if p)
+
+    def _password_field(self, user: User) -> dict:
+        if user.password is None:
+            return {}
+        if not isinstance(user.password, Secret):
+            raise UnsupportedByDirectory(
+                f"user {user.login}: Kerio cannot take a {user.password.scheme} password hash"
+            )
+        return {"password": user.password}
+
+    def add(self, obj) -> None:
+        if not isinstance(obj, User):
+            raise UnsupportedByDirectory(f"{type(obj).__name__} {getattr(obj, 'key', '')}: "
+                                         "not written to Kerio by mailmigrate")
+        login, domain = self._place(obj)
+        try:
+            domain_id = self.client.domain_id(domain)
+        except ConfigError as e:
+            raise DirectoryError(f"user {obj.login}: {e}") from None
+        item = {"loginName": login, "domainId": domain_id, "fullName": self._full_name(obj),
+                "isEnabled": obj.enabled, **self._password_field(obj)}
+        try:
+            result = self.client.create_users([item])
+        except KerioApiError as e:
+            raise DirectoryError(f"user {obj.login}: Kerio refused to create it: {e}") from None
+        err = result.error_for(0)
+        if err is not None or 0 not in result.created:
+            why = "already exists" if err and err.already_exists else (err.message if err else "no id returned")
+            raise DirectoryError(f"user {obj.login}: Kerio did not create it: {why} (code {err and err.code})")
+        self._ids[fold(f"{login}@{domain}")] = result.created[0]
+        log.info("kerio: created user %s@%s", login, domain)
+
+    def _user_id(self, login: str, domain: str, shown: str) -> str:
+        key = fold(f"{login}@{domain}")
+        if key not in self._ids:
+            try:
+                domain_id = self.client.domain_id(domain)
+            except ConfigError as e:
+                raise DirectoryError(f"user {shown}: {e}") from None
+            found = self.client.users(domain_id, [login])
+            if not found:
+                raise DirectoryError(f"user {shown}: Kerio has no such user in {domain}")
+            self._ids[key] = str(found[0].get("id"))
+        return self._ids[key]
+
+    def update(self, old, new) -> None:
+        if not isinstance(new, User):
+            raise UnsupportedByDirectory(f"{type(new).__name__} {getattr(new, 'key', '')}: "
+                                         "not written to Kerio by mailmigrate")
+        login, domain = self._place(new)
+        pattern: dict[str, Any] = {}
+        if old is None or self._full_name(new) != self._full_name(old):
+            pattern["fullName"] = self._full_name(new)
+        if old is None or new.enabled != old.enabled:
+            pattern["isEnabled"] = new.enabled
+        # Kerio never shows a password, so a clear one from the source is always (re)set.
+        pattern.update(self._password_field(new))
+        if not pattern:
+            return
+        uid = self._user_id(login, domain, new.login)
+        try:
+            result = self.client.set_users([uid], pattern)
+        except KerioApiError as e:
+            raise DirectoryError(f"user {new.login}: Kerio refused the change: {e}") from None
+        err = result.error_for(0)
+        if err is not None:
+            raise DirectoryError(f"user {new.login}: Kerio refused the change: {err.message} (code {err.code})")
+        log.info("kerio: updated user %s@%s (%s)", login, domain, ", ".join(sorted(pattern)))
