@@ -167,3 +167,36 @@ def test_the_message_is_in_the_users_real_mailbox(front, dovecot):
     untagged, _ = d.command("b2", 'LIST "" "*"')
     assert any(ln.endswith("Projects") for ln in untagged)
     d.close()
+
+
+def test_user_created_through_the_api_gets_mail_through_master_auth(tmp_path, dovecot):
+    """The cg2kms order: create the user in Kerio's directory, then write their mail as master."""
+    from mailmigrate.directory.base import User
+    from mailmigrate.directory.kerio import KerioDirectory
+    from mailmigrate.model import Secret
+    from servers.kerio import KerioAdminServer
+
+    with KerioAdminServer(tmp_path / "kerio", on_user_created=dovecot.add_user) as admin, \
+            KerioImapFrontEnd(dovecot.port, master_password=MASTER, user_exists=admin.has_user) as fe:
+        c = Raw(fe.port)
+        c.line()
+        assert c.masterauth("a1", MASTER).startswith("a1 OK")
+        # not yet in Kerio: refused
+        assert c.command("a2", "X-SETUSER newbie@example.com")[1].startswith("a2 NO")
+
+        url = f"kerio://Admin@127.0.0.1:{admin.port}/example.com?cafile={admin.certfile}"
+        with KerioDirectory.from_url(url, Secret("adminpw")) as directory:
+            directory.add(User("newbie", real_name="New Bie", password=Secret("newbie-pw")))
+
+        assert c.command("a3", "X-SETUSER newbie@example.com")[1].startswith("a3 OK")
+        assert c.command("a4", "CREATE Archive")[1].startswith("a4 OK")
+        c.command("a5", "LOGOUT")
+        c.close()
+
+    # the password given to Kerio is the one the user now logs in with
+    d = Raw(dovecot.port)
+    d.line()
+    assert d.command("b1", "LOGIN newbie@example.com newbie-pw")[1].startswith("b1 OK")
+    untagged, _ = d.command("b2", 'LIST "" "*"')
+    assert any(ln.endswith("Archive") for ln in untagged)
+    d.close()
