@@ -274,6 +274,18 @@ def kind_of(obj) -> str:
         raise TypeError(f"not a directory object: {type(obj).__name__}") from None
 
 
+#: Fields compared per kind when a writer does not say which it holds (``DirectoryWriter.fields``).
+DEFAULT_FIELDS: dict[str, frozenset[str]] = {
+    "users": frozenset({"real_name", "mail", "aliases", "enabled"}),
+    "groups": frozenset({"members", "groups", "mail"}),
+    "aliases": frozenset({"targets"}),
+    "contacts": frozenset({"mail", "real_name"}),
+    "companies": frozenset(),
+    "address_lists": frozenset({"filter"}),
+    "dynamic_groups": frozenset({"filter", "mail"}),
+}
+
+
 class DirectoryReader(abc.ABC):
     """Reads a whole directory into a :class:`Directory`.
 
@@ -301,7 +313,8 @@ class DirectoryWriter(DirectoryReader):
     """A directory that can also be written.  A writer is always a reader too: copy reads it to diff.
 
     ``kinds`` says which kinds of object (from :data:`KINDS`) the directory can hold; ``copy`` reports
-    the others as not migrated instead of calling ``add``.  ``password_schemes`` says which hash schemes
+    the others as not migrated instead of calling ``add``.  ``fields`` says which fields per kind it
+    holds (the password is handled apart).  ``password_schemes`` says which hash schemes
     it stores as they are (upper-case, e.g. ``{"SSHA", "CRYPT"}``); ``accepts_clear`` whether it takes a
     clear-text password (a writer may hash it itself).
 
@@ -313,6 +326,9 @@ class DirectoryWriter(DirectoryReader):
     """
 
     kinds: frozenset[str] = frozenset({"users", "groups", "aliases"})
+    #: Per kind, the fields this directory can hold; ``diff`` compares only those, so a rerun against a
+    #: directory that cannot store, say, forwards does not see a difference for ever.
+    fields: dict[str, frozenset[str]] = DEFAULT_FIELDS
     password_schemes: frozenset[str] = frozenset()
     accepts_clear: bool = True
 
