@@ -1,0 +1,543 @@
+"""LDAP directories over ldap3: OpenLDAP (inetOrgPerson, posixAccount, posixGroup, groupOfNames,
+nisMailAlias, Zarafa/Kopano schemas) read and written, Active Directory / Samba AD read.
+
+What is read where:
+
+* users: ``inetOrgPerson``/``posixAccount``/``zarafa-user``/``kopano-user`` entries (AD: person users);
+  login from ``uid`` (AD: ``sAMAccountName``); the first ``mail`` is the primary address, further ``mail``
+  values, ``zarafaAliases``/``kopanoAliases`` and AD ``proxyAddresses`` (``smtp:``) are aliases;
+  ``userPassword`` is the password (AD never reveals one: the user gets a ``password_note`` instead);
+  quota and enabled from the Zarafa/Kopano attributes (``*QuotaHard`` in MB, ``*Account``) or AD's
+  ``userAccountControl``; ``*SendAsPrivilege`` is send-as.  Every other ``zarafa*``/``kopano*``
+  attribute is kept in ``extra`` under ``kopano:<Suffix>`` so a Kopano target gets it back under its own
+  prefix (the schemas differ by prefix only).
+* groups: ``groupOfNames``/``groupOfUniqueNames`` (member DNs, which may be groups: nesting),
+  ``posixGroup`` (``memberUid`` logins), Zarafa/Kopano groups, AD groups.
+* aliases: ``nisMailAlias`` (cn = address, ``rfc822MailMember`` = targets).
+* companies, contacts, address lists, dynamic groups: the Zarafa/Kopano object classes.
+
+The writer puts users under ``ou=People``, groups under ``ou=Groups`` and aliases under ``ou=Aliases``
+of the base DN (created when missing).  When the target's schema has ``kopano-user`` or ``zarafa-user``
+the users get that class and the Kopano attributes too.  Clear-text passwords are hashed ({SSHA})
+before they are sent, so the target never stores clear text.
+"""
+
+from __future__ import annotations
+
+import logging
+import ssl
+from typing import Iterable
+
+import ldap3
+from ldap3.core import exceptions as lex
+from ldap3.utils.conv import escape_filter_chars
+from ldap3.utils.dn import escape_rdn, parse_dn
+
+from ..errors import AuthenticationFailed, ConfigError, ConnectionLost
+from ..model import Secret
+from . import passwords
+from .base import (
+    AddressList,
+    Alias,
+    Company,
+    Contact,
+    Directory,
+    DirectoryError,
+    DirectoryWriter,
+    DynamicGroup,
+    Group,
+    PasswordHash,
+    User,
+    fold,
+)
+
+log = logging.getLogger(__name__)
+
+PREFIXES = ("zarafa", "kopano")
+AD_CAPABILITY = "1.2.840.113556.1.4.800"
+UAC_DISABLED = 0x2
+MB = 1024 * 1024
+
+
+def norm_dn(dn: str) -> str:
+    """A DN in one spelling for comparisons: lower case, no blanks around separators."""
+    try:
+        return ",".join(f"{a.strip().lower()}={v.strip().lower()}" for a, v, _ in parse_dn(dn))
+    except (lex.LDAPInvalidDnError, ValueError, TypeError):
+        return dn.strip().lower()
+
+
+def first_rdn_value(dn: str) -> str:
+    try:
+        return parse_dn(dn)[0][1]
+    except Exception:
+        return dn.split(",", 1)[0].partition("=")[2]
+
+
+def _vals(entry: dict, name: str) -> list:
+    low = name.lower()
+    for k, v in entry.items():
+        if k.lower() == low:
+            if v is None:
+                return []
+            return list(v) if isinstance(v, (list, tuple)) else [v]
+    return []
+
+
+def _txt(entry: dict, name: str) -> list[str]:
+    return [v.decode("utf-8", "replace") if isinstance(v, bytes) else str(v) for v in _vals(entry, name)]
+
+
+def _one(entry: dict, name: str, default=None):
+    v = _txt(entry, name)
+    return v[0] if v else default
+
+
+def _kop(entry: dict, suffix: str) -> list[str]:
+    for p in PREFIXES:
+        v = _txt(entry, p + suffix)
+        if v:
+            return v
+    return []
+
+
+def _classes(entry: dict) -> set[str]:
+    return {c.lower() for c in _txt(entry, "objectClass")}
+
+
+def _has_kop_class(classes: set[str], kind: str) -> bool:
+    return any(f"{p}-{kind}" in classes for p in PREFIXES)
+
+
+_HANDLED_SUFFIXES = {"aliases", "quotahard", "account", "sendasprivilege", "admin", "filter"}
+
+
+class LdapDirectory(DirectoryWriter):
+    """One LDAP directory.  ``flavor`` is ``auto`` (asks the root DSE), ``openldap`` or ``ad``."""
+
+    password_schemes = frozenset({"SSHA", "SHA", "SMD5", "LDAP-MD5", "CRYPT"})
+    accepts_clear = True
+
+    def __init__(self, url: str, base_dn: str, *, bind_dn: str | None = None, password: Secret | None = None,
+                 flavor: str = "auto", starttls: bool = False, insecure: bool = False,
+                 users_ou: str = "ou=People", groups_ou: str = "ou=Groups", aliases_ou: str = "ou=Aliases",
+                 timeout: int = 30):
+        if flavor not in ("auto", "openldap", "ad"):
+            raise ConfigError(f"unknown LDAP flavor {flavor!r} (auto, openldap, ad)")
+        self.url = url
+        self.base_dn = base_dn
+        self.bind_dn = bind_dn
+        self._password = password
+        self.flavor = flavor
+        self.starttls = starttls
+        self.insecure = insecure
+        self.users_ou, self.groups_ou, self.aliases_ou = users_ou, groups_ou, aliases_ou
+        self.timeout = int(timeout)
+        self._conn: ldap3.Connection | None = None
+        self._kop_prefix: str | None = None  # "kopano"/"zarafa" when the target schema has it
+        self._dn: dict[tuple[str, str], str] = {}  # (kind, folded name) -> DN
+        self._schema_classes: set[str] = set()
+        self.kinds = frozenset({"users", "groups", "aliases"})  # narrowed to the schema on connect
+        self.fields = {
+            "users": frozenset({"real_name", "first_name", "last_name", "mail", "aliases"}),
+            "groups": frozenset({"members", "groups", "mail"}),
+            "aliases": frozenset({"targets"}),
+        }
+
+    def describe(self) -> str:
+        return f"{self.url}/{self.base_dn}"
+
+    # -- connection -----------------------------------------------------------------------------------
+
+    def _connect(self) -> ldap3.Connection:
+        if self._conn is not None:
+            return self._conn
+        tls = None
+        if self.url.startswith("ldaps://") or self.starttls:
+            tls = ldap3.Tls(validate=ssl.CERT_NONE if self.insecure else ssl.CERT_REQUIRED)
+        server = ldap3.Server(self.url, get_info=ldap3.ALL, tls=tls, connect_timeout=self.timeout)
+        try:
+            conn = ldap3.Connection(server, user=self.bind_dn,
+                                    password=self._password.reveal() if self._password else None,
+                                    receive_timeout=self.timeout, raise_exceptions=False)
+            if not conn.open() and conn.closed:
+                raise ConnectionLost(f"{self.describe()}: cannot connect")
+            if self.starttls and not conn.start_tls():
+                raise DirectoryError(f"{self.describe()}: StartTLS refused: {conn.result.get('description')}")
+            if not conn.bind():
+                raise AuthenticationFailed(
+                    f"{self.describe()}: bind as {self.bind_dn or '(anonymous)'} refused: "
+                    f"{conn.result.get('description')}")
+        except lex.LDAPSocketOpenError as e:
+            raise ConnectionLost(f"{self.describe()}: cannot connect: {e}") from None
+        except lex.LDAPException as e:
+            raise DirectoryError(f"{self.describe()}: {type(e).__name__}: {e}") from None
+        self._conn = conn
+        info = server.info
+        if self.flavor == "auto":
+            caps = set(info.supported_features or []) | {c[0] if isinstance(c, tuple) else c
+                                                          for c in (info.other.get("supportedCapabilities") or [])}
+            self.flavor = "ad" if AD_CAPABILITY in caps else "openldap"
+        names = {n.lower() for n in server.schema.object_classes} if server.schema is not None else set()
+        self._schema_classes = names
+        for p in PREFIXES[::-1]:
+            if f"{p}-user" in names:
+                self._kop_prefix = p
+                break
+        # aliases need nisMailAlias (misc.schema), which a minimal OpenLDAP does not load
+        self.kinds = frozenset({"users", "groups"} | ({"aliases"} if "nismailalias" in names else set()))
+        if self._kop_prefix:
+            self.kinds |= {"contacts", "companies"}
+            self.fields = dict(self.fields, users=self.fields["users"] | {"quota", "enabled", "send_as", "admin"})
+        return conn
+
+    def close(self) -> None:
+        if self._conn is not None:
+            try:
+                self._conn.unbind()
+            except Exception:
+                pass
+            self._conn = None
+
+    def _search(self, flt: str, attrs=ldap3.ALL_ATTRIBUTES) -> list[tuple[str, dict]]:
+        conn = self._connect()
+        try:
+            gen = conn.extend.standard.paged_search(self.base_dn, flt, ldap3.SUBTREE, attributes=attrs,
+                                                    paged_size=500, generator=True)
+            out = []
+            for r in gen:
+                if r.get("type") == "searchResEntry":
+                    out.append((r["dn"], r.get("raw_attributes") or {}))
+            if conn.result and conn.result.get("result") not in (0, None):
+                raise DirectoryError(f"{self.describe()}: search {flt} failed: {conn.result.get('description')}")
+            return out
+        except lex.LDAPSocketOpenError as e:
+            raise ConnectionLost(f"{self.describe()}: {e}") from None
+        except lex.LDAPException as e:
+            raise DirectoryError(f"{self.describe()}: search failed: {e}") from None
+
+    def _any_class(self, *classes: str) -> str:
+        """A filter for any of ``classes`` that the server's schema knows (ldap3 refuses unknown ones)."""
+        known = [c for c in classes if c.lower() in self._schema_classes] or [classes[0]]
+        return "(|" + "".join(f"(objectClass={c})" for c in known) + ")"
+
+    # -- read -----------------------------------------------------------------------------------------
+
+    def read(self) -> Directory:
+        self._connect()
+        d = Directory(name=self.describe(), base_dn=self.base_dn)
+        ad = self.flavor == "ad"
+        if ad:
+            user_filter = "(&(objectCategory=person)(objectClass=user))"
+            group_filter = "(objectClass=group)"
+        else:
+            user_filter = self._any_class("inetOrgPerson", "posixAccount", "zarafa-user", "kopano-user")
+            group_filter = self._any_class("groupOfNames", "groupOfUniqueNames", "posixGroup", "zarafa-group",
+                                           "kopano-group")
+        everything = self._search("(objectClass=*)")
+        by_dn = {norm_dn(dn): (dn, e) for dn, e in everything}
+        companies = {}
+        for dn, e in everything:
+            cls = _classes(e)
+            if _has_kop_class(cls, "company"):
+                name = _one(e, "ou") if "kopano-company" in cls else None
+                name = name or _one(e, "cn") or first_rdn_value(dn)
+                companies[norm_dn(dn)] = name
+                d.add(Company(name, admins=_kop(e, "Admin")))
+        def company_of(dn: str) -> str | None:
+            n = norm_dn(dn)
+            for cdn, name in companies.items():
+                if n != cdn and n.endswith("," + cdn):
+                    return name
+            return None
+
+        users_by_dn: dict[str, str] = {}
+        groups_by_dn: dict[str, str] = {}
+        user_entries = [(dn, e) for dn, e in self._search(user_filter)]
+        if not ad:
+            # contacts carry inetOrgPerson too; they are not users
+            user_entries = [(dn, e) for dn, e in user_entries if not _has_kop_class(_classes(e), "contact")]
+        for dn, e in user_entries:
+            login = _one(e, "sAMAccountName" if ad else "uid")
+            if not login:
+                d.notes.append(f"{dn}: no {'sAMAccountName' if ad else 'uid'}, not read as a user")
+                continue
+            users_by_dn[norm_dn(dn)] = login
+            self._dn[("users", fold(login))] = dn
+        group_entries = self._search(group_filter)
+        for dn, e in group_entries:
+            name = _one(e, "sAMAccountName" if ad else "cn") or first_rdn_value(dn)
+            groups_by_dn[norm_dn(dn)] = name
+            self._dn[("groups", fold(name))] = dn
+
+        def resolve(dn: str) -> tuple[str, str]:
+            n = norm_dn(dn)
+            if n in users_by_dn:
+                return "user", users_by_dn[n]
+            if n in groups_by_dn:
+                return "group", groups_by_dn[n]
+            return "unknown", first_rdn_value(dn)
+
+        for dn, e in user_entries:
+            login = users_by_dn.get(norm_dn(dn))
+            if login is None:
+                continue
+            d.add(self._user(dn, e, login, ad, company_of(dn), resolve))
+        for dn, e in group_entries:
+            name = groups_by_dn[norm_dn(dn)]
+            g = Group(name, description=_one(e, "description", ""), company=company_of(dn))
+            for m in _txt(e, "member") + _txt(e, "uniqueMember"):
+                if not m.strip():
+                    continue
+                kind, who = resolve(m)
+                if norm_dn(m) == norm_dn(dn):
+                    continue
+                (g.groups if kind == "group" else g.members).append(who)
+                if kind == "unknown":
+                    d.notes.append(f"group {name}: member {m} is not a user or group in this directory")
+            for uid in _txt(e, "memberUid"):
+                if fold(uid) not in {fold(x) for x in g.members}:
+                    g.members.append(uid)
+            mails = _txt(e, "mail")
+            g.mail = mails[0] if mails else None
+            g.aliases = mails[1:] + _kop(e, "Aliases")
+            g.send_as = [resolve(v)[1] if "=" in v else v for v in _kop(e, "SendAsPrivilege")]
+            gid = _one(e, "gidNumber")
+            g.gid = int(gid) if gid and gid.isdigit() else None
+            d.add(g)
+        if not ad and "nismailalias" in self._schema_classes:
+            for dn, e in self._search("(objectClass=nisMailAlias)"):
+                addr = _one(e, "cn")
+                if addr:
+                    d.add(Alias(addr, _txt(e, "rfc822MailMember")))
+                    self._dn[("aliases", fold(addr))] = dn
+        for dn, e in everything:
+            cls = _classes(e)
+            if _has_kop_class(cls, "contact"):
+                mails = _txt(e, "mail")
+                d.add(Contact(_one(e, "cn") or first_rdn_value(dn), mails[0] if mails else None,
+                              _one(e, "displayName", "") or "", company_of(dn)))
+            elif _has_kop_class(cls, "addresslist"):
+                d.add(AddressList(_one(e, "cn") or first_rdn_value(dn), (_kop(e, "Filter") or [""])[0],
+                                  company_of(dn)))
+            elif _has_kop_class(cls, "dynamicgroup"):
+                mails = _txt(e, "mail")
+                d.add(DynamicGroup(_one(e, "cn") or first_rdn_value(dn), (_kop(e, "Filter") or [""])[0],
+                                   mails[0] if mails else None, company_of(dn)))
+        if ad:
+            d.notes.append("Active Directory does not reveal password hashes over LDAP: no password was read")
+        return d
+
+    def _user(self, dn, e, login, ad, company, resolve) -> User:
+        mails = _txt(e, "mail")
+        aliases = mails[1:] + _kop(e, "Aliases")
+        if ad:
+            primary = None
+            for p in _txt(e, "proxyAddresses"):
+                kind, _, addr = p.partition(":")
+                if kind == "SMTP":
+                    primary = addr
+                elif kind.lower() == "smtp":
+                    aliases.append(addr)
+            if primary and not mails:
+                mails = [primary]
+            elif primary and fold(primary) != fold(mails[0]):
+                aliases.append(primary)
+        u = User(
+            login=login,
+            real_name=_one(e, "displayName") or _one(e, "cn", "") or "",
+            first_name=_one(e, "givenName", "") or "",
+            last_name=_one(e, "sn", "") or "",
+            mail=mails[0] if mails else None,
+            aliases=[a for a in dict.fromkeys(aliases) if not mails or fold(a) != fold(mails[0])],
+            company=company,
+        )
+        if ad:
+            u.password_note = "Active Directory does not reveal password hashes over LDAP"
+            uac = _one(e, "userAccountControl")
+            if uac and uac.lstrip("-").isdigit():
+                u.enabled = not (int(uac) & UAC_DISABLED)
+        else:
+            pw = _vals(e, "userPassword")
+            if pw:
+                u.password = passwords.from_ldap(pw[0].decode("utf-8", "replace") if isinstance(pw[0], bytes)
+                                                 else str(pw[0]))
+            else:
+                u.password_note = "no userPassword (or not readable with this bind DN)"
+            acct = _kop(e, "Account")
+            if acct:
+                u.enabled = acct[0] != "0"
+        q = _kop(e, "QuotaHard")
+        if q and q[0].isdigit():
+            u.quota = int(q[0]) * MB
+        adm = _kop(e, "Admin")
+        u.admin = bool(adm and adm[0] not in ("0", ""))
+        u.send_as = [resolve(v)[1] if "=" in v else v for v in _kop(e, "SendAsPrivilege")]
+        for attr, conv in (("uidNumber", int), ("gidNumber", int)):
+            v = _one(e, attr)
+            if v and v.lstrip("-").isdigit():
+                setattr(u, attr[:3], conv(v))
+        u.home = _one(e, "homeDirectory")
+        u.shell = _one(e, "loginShell")
+        for k in e:
+            for p in PREFIXES:
+                if k.lower().startswith(p) and k[len(p):].lower() not in _HANDLED_SUFFIXES:
+                    u.extra["kopano:" + k[len(p):]] = _txt(e, k)
+        return u
+
+    # -- write ----------------------------------------------------------------------------------------
+
+    def _container(self, rdn: str) -> str:
+        dn = f"{rdn},{self.base_dn}"
+        conn = self._connect()
+        if not conn.search(dn, "(objectClass=*)", ldap3.BASE, attributes=["1.1"]):
+            if conn.result.get("result") != 32:  # noSuchObject
+                raise DirectoryError(f"{self.describe()}: cannot look up {dn}: {conn.result.get('description')}")
+            ou = first_rdn_value(rdn)
+            if not conn.add(dn, ["organizationalUnit"], {"ou": ou}) and conn.result.get("result") != 68:
+                raise DirectoryError(f"{self.describe()}: cannot create {dn}: {conn.result.get('description')}")
+        return dn
+
+    def _dn_for(self, kind: str, name: str) -> str:
+        got = self._dn.get((kind, fold(name)))
+        if got:
+            return got
+        rdn_attr, ou = {"users": ("uid", self.users_ou), "groups": ("cn", self.groups_ou),
+                        "aliases": ("cn", self.aliases_ou), "contacts": ("cn", self.users_ou),
+                        "companies": ("ou", None)}[kind]
+        parent = self.base_dn if ou is None else f"{ou},{self.base_dn}"
+        return f"{rdn_attr}={escape_rdn(name)},{parent}"
+
+    def _check_writable(self) -> None:
+        self._connect()
+        if self.flavor == "ad":
+            raise DirectoryError(f"{self.describe()}: Active Directory is read only here (create users with "
+                                 f"samba-tool or the AD tools; their passwords cannot be set over plain LDAP)")
+
+    def _user_attrs(self, u: User) -> tuple[list[str], dict]:
+        classes = ["inetOrgPerson"]
+        attrs: dict = {
+            "uid": u.login,
+            "cn": u.real_name or u.login,
+            "sn": u.last_name or u.real_name or u.login,
+        }
+        if u.first_name:
+            attrs["givenName"] = u.first_name
+        if u.real_name:
+            attrs["displayName"] = u.real_name
+        mails = u.addresses()
+        p = self._kop_prefix
+        if p:
+            classes.append(f"{p}-user")
+            if u.mail:
+                attrs["mail"] = u.mail
+            if u.aliases:
+                attrs[f"{p}Aliases"] = list(u.aliases)
+            attrs[f"{p}Account"] = "1" if u.enabled else "0"
+            attrs[f"{p}Admin"] = "1" if u.admin else "0"
+            if u.quota is not None:
+                attrs[f"{p}QuotaOverride"] = "1"
+                attrs[f"{p}QuotaHard"] = str(-(-u.quota // MB))
+            if u.send_as:
+                attrs[f"{p}SendAsPrivilege"] = list(u.send_as)
+            for k, v in u.extra.items():
+                if k.startswith("kopano:") and v:
+                    attrs[p + k.split(":", 1)[1]] = v
+        elif mails:
+            attrs["mail"] = mails
+        if u.uid is not None and u.gid is not None:
+            classes.append("posixAccount")
+            attrs["uidNumber"] = str(u.uid)
+            attrs["gidNumber"] = str(u.gid)
+            attrs["homeDirectory"] = u.home or f"/home/{u.login}"
+            if u.shell:
+                attrs["loginShell"] = u.shell
+        pw = u.password
+        if isinstance(pw, Secret) and pw:
+            pw = passwords.ssha(pw)
+        if isinstance(pw, PasswordHash):
+            adapted = passwords.adapt(pw, self.password_schemes)
+            if adapted is None:
+                raise DirectoryError(f"user {u.login}: LDAP cannot take a {{{pw.scheme}}} hash")
+            attrs["userPassword"] = passwords.to_ldap(adapted)
+        return classes, attrs
+
+    def _group_attrs(self, g: Group) -> dict:
+        members = [self._dn_for("users", m) for m in g.members] + [self._dn_for("groups", s) for s in g.groups]
+        attrs: dict = {"cn": g.name, "member": members or [""]}
+        if g.description:
+            attrs["description"] = g.description
+        return attrs
+
+    def add(self, obj) -> None:
+        self._check_writable()
+        conn = self._connect()
+        if isinstance(obj, User):
+            classes, attrs = self._user_attrs(obj)
+            self._container(self.users_ou)
+            dn = self._dn_for("users", obj.login)
+        elif isinstance(obj, Group):
+            classes, attrs = ["groupOfNames"], self._group_attrs(obj)
+            if obj.mail:
+                if self._kop_prefix:
+                    classes.append(f"{self._kop_prefix}-group")
+                    attrs["mail"] = obj.mail
+                else:
+                    classes = ["groupOfNames", "extensibleObject"]
+                    attrs["mail"] = obj.mail
+            self._container(self.groups_ou)
+            dn = self._dn_for("groups", obj.name)
+        elif isinstance(obj, Alias):
+            classes, attrs = ["nisMailAlias"], {"cn": obj.address, "rfc822MailMember": list(obj.targets)}
+            self._container(self.aliases_ou)
+            dn = self._dn_for("aliases", obj.address)
+        elif isinstance(obj, Contact) and self._kop_prefix:
+            classes = ["inetOrgPerson", f"{self._kop_prefix}-contact"]
+            attrs = {"cn": obj.name, "sn": obj.name}
+            if obj.mail:
+                attrs["mail"] = obj.mail
+            self._container(self.users_ou)
+            dn = self._dn_for("contacts", obj.name)
+        elif isinstance(obj, Company) and self._kop_prefix:
+            classes = ["organizationalUnit", f"{self._kop_prefix}-company"]
+            attrs = {"ou": obj.name}
+            if self._kop_prefix == "zarafa":
+                attrs["cn"] = obj.name
+            dn = self._dn_for("companies", obj.name)
+        else:
+            raise DirectoryError(f"{self.describe()}: cannot hold a {type(obj).__name__}")
+        if not conn.add(dn, classes, attrs):
+            raise DirectoryError(f"{self.describe()}: add {dn} refused: {conn.result.get('description')} "
+                                 f"{conn.result.get('message') or ''}".rstrip())
+        key = ("users" if isinstance(obj, User) else "groups" if isinstance(obj, Group) else
+               "aliases" if isinstance(obj, Alias) else "contacts" if isinstance(obj, Contact) else "companies")
+        self._dn[(key, obj.key)] = dn
+
+    def update(self, old, new) -> None:
+        self._check_writable()
+        conn = self._connect()
+        if isinstance(new, User):
+            dn = self._dn_for("users", new.login)
+            _, attrs = self._user_attrs(new)
+            attrs.pop("uid", None)
+            if new.password is None or new.password == old.password:
+                attrs.pop("userPassword", None)
+            keep_posix = {"uidNumber", "gidNumber", "homeDirectory", "loginShell"}
+            changes = {k: [(ldap3.MODIFY_REPLACE, v if isinstance(v, list) else [v])] for k, v in attrs.items()
+                       if k not in keep_posix}
+            if not self._kop_prefix and not new.addresses():
+                changes["mail"] = [(ldap3.MODIFY_REPLACE, [])]
+        elif isinstance(new, Group):
+            dn = self._dn_for("groups", new.name)
+            attrs = self._group_attrs(new)
+            changes = {"member": [(ldap3.MODIFY_REPLACE, attrs["member"])]}
+            if new.mail and (self._kop_prefix or fold(new.mail or "") != fold(old.mail or "")):
+                changes["mail"] = [(ldap3.MODIFY_REPLACE, [new.mail])]
+        elif isinstance(new, Alias):
+            dn = self._dn_for("aliases", new.address)
+            changes = {"rfc822MailMember": [(ldap3.MODIFY_REPLACE, list(new.targets))]}
+        else:
+            raise DirectoryError(f"{self.describe()}: cannot update a {type(new).__name__}")
+        if not conn.modify(dn, changes):
+            raise DirectoryError(f"{self.describe()}: modify {dn} refused: {conn.result.get('description')} "
+                                 f"{conn.result.get('message') or ''}".rstrip())
