@@ -1,0 +1,95 @@
+"""The post-migration checklist as a comparison of two directory readings.
+
+Kopano's upgrade notes end with a list to check by hand before going back into production: users,
+groups, companies, group memberships, send-as permissions, contacts, address lists, dynamic groups.
+Any path can read its directory before and after and get the same list checked, object by object.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+
+from .base import Directory, fold
+
+
+@dataclass
+class CheckItem:
+    name: str
+    before: int
+    after: int
+    missing: list[str] = field(default_factory=list)  # there before, gone after
+    added: list[str] = field(default_factory=list)  # not there before
+
+    @property
+    def ok(self) -> bool:
+        return not self.missing
+
+
+@dataclass
+class Checklist:
+    items: list[CheckItem]
+
+    @property
+    def ok(self) -> bool:
+        return all(i.ok for i in self.items)
+
+    def as_dict(self) -> dict:
+        return {"ok": self.ok, "checks": [
+            {"check": i.name, "ok": i.ok, "before": i.before, "after": i.after, "missing": i.missing,
+             "added": i.added} for i in self.items]}
+
+    def as_json(self) -> str:
+        return json.dumps(self.as_dict(), indent=2, sort_keys=False)
+
+    def render(self) -> str:
+        lines = []
+        for i in self.items:
+            mark = "ok  " if i.ok else "FAIL"
+            lines.append(f"[{mark}] {i.name}: {i.before} before, {i.after} after")
+            lines += [f"         missing: {m}" for m in i.missing]
+            lines += [f"         new:     {a}" for a in i.added]
+        lines.append("all checks passed" if self.ok else "some checks failed")
+        return "\n".join(lines)
+
+
+def _names(d: dict) -> dict[str, str]:
+    return {k: getattr(v, "login", None) or getattr(v, "name", None) or getattr(v, "address") for k, v in d.items()}
+
+
+def _memberships(d: Directory) -> dict[str, str]:
+    out = {}
+    for g in d.groups.values():
+        for m in g.members:
+            out[f"{fold(g.name)}\0{fold(m)}"] = f"{g.name} <- {m}"
+        for s in g.groups:
+            out[f"{fold(g.name)}\0group:{fold(s)}"] = f"{g.name} <- group {s}"
+    return out
+
+
+def _send_as(d: Directory) -> dict[str, str]:
+    out = {}
+    for owner in list(d.users.values()) + list(d.groups.values()):
+        name = getattr(owner, "login", None) or owner.name
+        for who in owner.send_as:
+            out[f"{fold(name)}\0{fold(who)}"] = f"{who} may send as {name}"
+    return out
+
+
+def _item(name: str, before: dict[str, str], after: dict[str, str]) -> CheckItem:
+    return CheckItem(name, len(before), len(after),
+                     sorted(v for k, v in before.items() if k not in after),
+                     sorted(v for k, v in after.items() if k not in before))
+
+
+def compare(before: Directory, after: Directory) -> Checklist:
+    return Checklist([
+        _item("users", _names(before.users), _names(after.users)),
+        _item("groups", _names(before.groups), _names(after.groups)),
+        _item("companies", _names(before.companies), _names(after.companies)),
+        _item("group memberships", _memberships(before), _memberships(after)),
+        _item("send-as permissions", _send_as(before), _send_as(after)),
+        _item("contacts", _names(before.contacts), _names(after.contacts)),
+        _item("address lists", _names(before.address_lists), _names(after.address_lists)),
+        _item("dynamic groups", _names(before.dynamic_groups), _names(after.dynamic_groups)),
+    ])
