@@ -18,6 +18,7 @@ COMMAND_MODULES = [
     "mailmigrate.cli.sync",
     "mailmigrate.cli.project",
     "mailmigrate.cli.serve",
+    "mailmigrate.cli.directory",
 ]
 
 

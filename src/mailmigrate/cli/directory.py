@@ -1,0 +1,103 @@
+"""`mailmigrate directory diff|copy SOURCE TARGET`: users, groups and aliases between directories."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+
+from ..directory.base import DirectoryWriter
+from ..directory.copy import PasswordPolicy, copy, diff
+from ..directory.urls import open_directory
+from ..errors import ConfigError
+from ..model import Secret
+from .output import SECRETS, setup_logging
+
+EPILOG = """\
+SOURCE, TARGET:
+  ldap://HOST[:PORT]/BASEDN[?bind=DN][&flavor=auto|openldap|ad][&starttls=1][&insecure=1]   (also ldaps://)
+  passwd-file:PATH[?uid=N&gid=N&home=/srv/mail/{login}]      a Dovecot passwd-file
+  esmith:ACCOUNTS_DB[?shadow=PATH][&domain=DOMAIN]           SME/NethServer accounts db + shadow
+  kerio://ADMIN@HOST[:PORT][/DOMAIN]                         Kerio Connect administration API
+passwords: MAILMIGRATE_SOURCE_PASSWORD / MAILMIGRATE_TARGET_PASSWORD or --source-password-file /
+  --target-password-file; never on the command line.
+Users that exist on TARGET are left alone unless --update-existing.  A password hash the target cannot
+take is handled by --passwords: skip (no password), set (--new-password-file), generate (written to
+--generated-passwords FILE, mode 0600).
+Exit status: 0 done (diff: no differences), 1 some objects failed (diff: differences found), 2 usage error.
+"""
+
+
+def register(sub) -> None:
+    p = sub.add_parser("directory", help="compare or copy users, groups and aliases between directories",
+                       description="Compare (diff) or copy users, groups and aliases from SOURCE to TARGET; "
+                                   "copy is idempotent.", epilog=EPILOG,
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("action", choices=("diff", "copy"))
+    p.add_argument("source", metavar="SOURCE")
+    p.add_argument("target", metavar="TARGET")
+    p.add_argument("--source-password-file", metavar="FILE")
+    p.add_argument("--target-password-file", metavar="FILE")
+    p.add_argument("--update-existing", action="store_true", help="also change objects that exist on TARGET")
+    p.add_argument("--dry-run", action="store_true", help="copy: say what would be done, change nothing")
+    p.add_argument("--passwords", choices=("skip", "set", "generate"), default="skip",
+                   help="for users whose password TARGET cannot take (default: skip)")
+    p.add_argument("--new-password-file", metavar="FILE", help="the password for --passwords set")
+    p.add_argument("--generated-passwords", metavar="FILE",
+                   help="where --passwords generate writes login:password lines (mode 0600)")
+    p.add_argument("--json", action="store_true", help="print the result as JSON on stdout")
+    p.set_defaults(func=run)
+
+
+def _password(env: str, file: str | None) -> Secret | None:
+    if file:
+        try:
+            value = Path(file).read_text().rstrip("\r\n")
+        except OSError as e:
+            raise ConfigError(f"cannot read password file {file}: {e.strerror}") from None
+        s = Secret(value)
+    elif os.environ.get(env):
+        s = Secret(os.environ[env])
+    else:
+        return None
+    SECRETS.add(s)
+    return s
+
+
+def run(args) -> int:
+    setup_logging(getattr(args, "verbose", 0))
+    policy_pw = _password("MAILMIGRATE_NEW_PASSWORD", args.new_password_file) if args.passwords == "set" else None
+    if args.passwords == "set" and not policy_pw:
+        raise ConfigError("--passwords set needs --new-password-file")
+    if args.passwords == "generate" and not args.generated_passwords and args.action == "copy" and not args.dry_run:
+        raise ConfigError("--passwords generate needs --generated-passwords FILE to hand the passwords over")
+    source = open_directory(args.source, _password("MAILMIGRATE_SOURCE_PASSWORD", args.source_password_file))
+    target = open_directory(args.target, _password("MAILMIGRATE_TARGET_PASSWORD", args.target_password_file))
+    with source, target:
+        if args.action == "diff":
+            d = diff(source, target)
+            print(json.dumps(d.as_dict(), indent=2) if args.json else d.render())
+            return 0 if d.empty else 1
+        if not isinstance(target, DirectoryWriter):
+            raise ConfigError(f"{args.target}: cannot be written")
+        report = copy(source, target, update_existing=args.update_existing, dry_run=args.dry_run,
+                      password_policy=PasswordPolicy(args.passwords, policy_pw))
+    generated = report.generated_passwords()
+    if generated and args.generated_passwords:
+        _write_secret_file(Path(args.generated_passwords), generated)
+    print(json.dumps(report.as_dict(), indent=2) if args.json else report.render())
+    return 0 if report.ok else 1
+
+
+def _write_secret_file(path: Path, pairs) -> None:
+    """Append login:password lines to a file only the owner can read (created 0600, re-checked if it existed)."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+    try:
+        os.fchmod(fd, 0o600)
+        os.write(fd, "".join(f"{login}:{pw.reveal()}\n" for login, pw in pairs).encode())
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    print(f"generated passwords for {len(pairs)} user(s) written to {path}", file=sys.stderr)
