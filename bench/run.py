@@ -1,0 +1,279 @@
+"""mailmigrate against its peers (mbsync, offlineimap) on the same corpus, same servers, same run.
+
+    sudo .venv/bin/python bench/run.py                # default: 3,750 messages, 3 rounds
+    sudo .venv/bin/python bench/run.py --messages 10000 --folders 20 --rounds 3 --write docs/benchmarks.md
+
+Two throwaway Dovecot servers on loopback (tests/servers/dovecot.py); the source account is filled once
+with a seeded corpus (bench/corpus.py); each tool copies it into its own fresh target account.  Per round
+and tool, in alternating order: a first full copy, a rerun with no change, then (after the source got 1 %
+new mail and 5 % flag changes) a rerun.  Wall time, peak RSS and CPU seconds come from wait4() of the
+tool's process; the table reports medians and mailmigrate/peer ratios.  Nothing here is asserted: the
+numbers are for people to read.
+"""
+
+from __future__ import annotations
+
+import argparse
+import imaplib
+import os
+import random
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
+sys.path.insert(0, str(ROOT / "tests"))
+sys.path.insert(0, str(HERE))
+
+from corpus import generate, write_maildir_fs  # noqa: E402
+
+PASSWORD = "benchpw"
+
+
+@dataclass
+class Sample:
+    wall: float
+    rss_mb: float
+    cpu: float
+
+
+def timed(cmd: list[str], env=None, cwd=None) -> Sample:
+    t0 = time.perf_counter()
+    p = subprocess.Popen(cmd, env=env, cwd=cwd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    _, status, ru = os.wait4(p.pid, 0)
+    wall = time.perf_counter() - t0
+    err = p.stderr.read().decode(errors="replace")
+    code = os.waitstatus_to_exitcode(status)
+    if code != 0:
+        raise RuntimeError(f"{cmd[0]} exited {code}: {err[-2000:]}")
+    return Sample(wall, ru.ru_maxrss / 1024, ru.ru_utime + ru.ru_stime)
+
+
+class Tool:
+    name = "tool"
+
+    def __init__(self, work: Path, src_port: int, dst_port: int, dst_user: str):
+        self.work = work
+        self.src_port = src_port
+        self.dst_port = dst_port
+        self.dst_user = dst_user
+        work.mkdir(parents=True, exist_ok=True)
+
+    def cmd(self) -> list[str]:
+        raise NotImplementedError
+
+    def env(self):
+        return None
+
+    def run(self) -> Sample:
+        return timed(self.cmd(), env=self.env(), cwd=self.work)
+
+
+class MailMigrate(Tool):
+    name = "mailmigrate"
+
+    def cmd(self):
+        return [str(ROOT / ".venv/bin/mailmigrate"), "sync",
+                f"imap://src@127.0.0.1:{self.src_port}?tls=none",
+                f"imap://{self.dst_user}@127.0.0.1:{self.dst_port}?tls=none",
+                "--state", str(self.work / "state.db"), "--no-progress"]
+
+    def env(self):
+        return {**os.environ, "MAILMIGRATE_SOURCE_PASSWORD": PASSWORD, "MAILMIGRATE_TARGET_PASSWORD": PASSWORD}
+
+
+class Mbsync(Tool):
+    name = "mbsync"
+
+    def cmd(self):
+        conf = self.work / "mbsyncrc"
+        if not conf.exists():
+            (self.work / "state").mkdir(exist_ok=True)
+            conf.write_text(f"""IMAPAccount src
+Host 127.0.0.1
+Port {self.src_port}
+User src
+Pass {PASSWORD}
+TLSType None
+AuthMechs LOGIN
+
+IMAPStore src
+Account src
+
+IMAPAccount dst
+Host 127.0.0.1
+Port {self.dst_port}
+User {self.dst_user}
+Pass {PASSWORD}
+TLSType None
+AuthMechs LOGIN
+
+IMAPStore dst
+Account dst
+
+Channel bench
+Far :src:
+Near :dst:
+Patterns *
+Create Near
+Sync Pull
+SyncState {self.work}/state/
+""")
+        return ["mbsync", "-q", "-c", str(conf), "bench"]
+
+
+class OfflineImap(Tool):
+    name = "offlineimap"
+
+    def cmd(self):
+        conf = self.work / "offlineimaprc"
+        if not conf.exists():
+            conf.write_text(f"""[general]
+accounts = bench
+metadata = {self.work}/meta
+ui = quiet
+
+[Account bench]
+localrepository = dst
+remoterepository = src
+
+[Repository src]
+type = IMAP
+remotehost = 127.0.0.1
+remoteport = {self.src_port}
+remoteuser = src
+remotepass = {PASSWORD}
+ssl = no
+starttls = no
+readonly = True
+
+[Repository dst]
+type = IMAP
+remotehost = 127.0.0.1
+remoteport = {self.dst_port}
+remoteuser = {self.dst_user}
+remotepass = {PASSWORD}
+ssl = no
+starttls = no
+""")
+        return ["offlineimap", "-c", str(conf), "-o", "-u", "quiet"]
+
+
+TOOLS = {"mailmigrate": MailMigrate, "mbsync": Mbsync, "offlineimap": OfflineImap}
+
+
+def change_source(port: int, msgs, extra, rng: random.Random, maildir: Path, uid, gid, start: int) -> None:
+    """1 % new mail (written like a delivery) and 5 % flag changes (over IMAP, as a user would)."""
+    write_maildir_fs(maildir, extra, uid, gid, start=start)
+    c = imaplib.IMAP4("127.0.0.1", port)
+    c.login("src", PASSWORD)
+    typ, data = c.list()
+    for line in data:
+        name = line.decode().rsplit(' "/" ', 1)[-1].strip('"')
+        typ, _ = c.select(f'"{name}"')
+        if typ != "OK":
+            continue
+        typ, d = c.uid("SEARCH", None, "ALL")
+        uids = d[0].split()
+        for u in rng.sample(uids, k=max(0, len(uids) // 20)):
+            c.uid("STORE", u, "+FLAGS.SILENT", "(\\Flagged)")
+    c.logout()
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--messages", type=int, default=3750)
+    ap.add_argument("--folders", type=int, default=10)
+    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--tools", default="mailmigrate,mbsync,offlineimap")
+    ap.add_argument("--write", metavar="FILE", help="write the table (markdown) here")
+    args = ap.parse_args(argv)
+    from servers.dovecot import DovecotServer
+
+    tools = [t for t in args.tools.split(",") if t]
+    for t in tools:
+        if t != "mailmigrate" and not shutil.which(t):
+            sys.exit(f"{t} is not installed (apt-get install {'isync' if t == 'mbsync' else t})")
+    base = Path(tempfile.mkdtemp(prefix="mm-bench-"))
+    msgs = generate(args.messages, args.folders)
+    total_bytes = sum(len(m.data) for m in msgs)
+    src = DovecotServer(base / "src")
+    dst = DovecotServer(base / "dst")
+    src.start()
+    dst.start()
+    results: dict[tuple[str, str], list[Sample]] = {}
+    try:
+        src.add_user("src", PASSWORD)
+        import pwd
+
+        dv = pwd.getpwnam("dovecot")
+        write_maildir_fs(src.maildir("src"), msgs, dv.pw_uid, dv.pw_gid)
+        rng = random.Random(7)
+        for rnd in range(args.rounds):
+            order = tools[rnd % len(tools):] + tools[:rnd % len(tools)]
+            runners = {}
+            for t in order:
+                user = f"{t}{rnd}"
+                dst.add_user(user, PASSWORD)
+                runners[t] = TOOLS[t](base / "work" / f"{t}{rnd}", src.port, dst.port, user)
+            for phase in ("first", "rerun"):
+                for t in order:
+                    s = runners[t].run()
+                    results.setdefault((t, phase), []).append(s)
+                    print(f"round {rnd + 1} {t:12} {phase:8} {s.wall:7.2f}s {s.rss_mb:6.1f} MB {s.cpu:6.2f} cpu-s",
+                          flush=True)
+            extra = generate(max(1, args.messages // 100), args.folders, seed=1000 + rnd)
+            change_source(src.port, msgs, extra, rng, src.maildir("src"), dv.pw_uid, dv.pw_gid,
+                          start=10_000_000 * (rnd + 1))
+            for t in order:
+                s = runners[t].run()
+                results.setdefault((t, "changed"), []).append(s)
+                print(f"round {rnd + 1} {t:12} changed  {s.wall:7.2f}s {s.rss_mb:6.1f} MB {s.cpu:6.2f} cpu-s",
+                      flush=True)
+    finally:
+        src.stop()
+        dst.stop()
+        shutil.rmtree(base, ignore_errors=True)
+
+    table = render(results, tools, args, total_bytes)
+    print(table)
+    if args.write:
+        Path(args.write).write_text(table)
+    return 0
+
+
+def render(results, tools, args, total_bytes) -> str:
+    def med(t, phase, attr):
+        return statistics.median(getattr(s, attr) for s in results[(t, phase)])
+
+    lines = [f"Corpus: {args.messages} messages, {total_bytes / (1 << 20):.1f} MiB, {args.folders} folders; "
+             f"{args.rounds} rounds, medians. Loopback Dovecot 2.3 -> Dovecot 2.3.", "",
+             "| tool | first copy (s) | rerun, no change (s) | rerun after 1% new + 5% flags (s) | peak RSS (MB) |"
+             " CPU s / 1000 msgs |", "| --- | --- | --- | --- | --- | --- |"]
+    for t in tools:
+        lines.append(f"| {t} | {med(t, 'first', 'wall'):.2f} | {med(t, 'rerun', 'wall'):.2f} | "
+                     f"{med(t, 'changed', 'wall'):.2f} | {max(s.rss_mb for ph in ('first', 'rerun', 'changed') for s in results[(t, ph)]):.0f} | "
+                     f"{1000 * med(t, 'first', 'cpu') / args.messages:.2f} |")
+    if "mailmigrate" in tools:
+        lines += ["", "Ratios mailmigrate / peer (below 1 means mailmigrate is faster or smaller):", "",
+                  "| peer | first copy | rerun | rerun after changes | peak RSS |", "| --- | --- | --- | --- | --- |"]
+        for t in tools:
+            if t == "mailmigrate":
+                continue
+            rss = lambda x: max(s.rss_mb for ph in ("first", "rerun", "changed") for s in results[(x, ph)])  # noqa
+            lines.append(
+                f"| {t} | {med('mailmigrate', 'first', 'wall') / med(t, 'first', 'wall'):.2f} | "
+                f"{med('mailmigrate', 'rerun', 'wall') / med(t, 'rerun', 'wall'):.2f} | "
+                f"{med('mailmigrate', 'changed', 'wall') / med(t, 'changed', 'wall'):.2f} | "
+                f"{rss('mailmigrate') / rss(t):.2f} |")
+    return "\n".join(lines) + "\n"
+
+
+if __name__ == "__main__":
+    sys.exit(main())
