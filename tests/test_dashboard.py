@@ -129,7 +129,7 @@ def test_browser_login_start_sync_finish_report(server):
         page.goto(url + "/")
         expect(page.locator("input[name=token]")).to_be_visible()
         page.fill("input[name=token]", TOKEN)
-        page.click("text=Log in")
+        page.get_by_role("button", name="Log in").click()
         row = page.locator("tr[data-unit=ann]")
         expect(row.locator("[data-field=state]")).to_have_text("not_started")
 

@@ -78,6 +78,8 @@ def run(args) -> int:
     if target.kind not in ("imap", "maildir"):
         raise ConfigError(f"{target.kind} cannot be a target; use an IMAP server or maildir:PATH")
 
+    if source.is_file and "%" not in source.path and not os.path.exists(source.resolved_path()):
+        raise ConfigError(f"source {source.kind} {source.resolved_path()} does not exist")
     src_pw = password_from("MAILMIGRATE_SOURCE_PASSWORD", args.source_password_file, "source")
     tgt_pw = password_from("MAILMIGRATE_TARGET_PASSWORD", args.target_password_file, "target")
     if args.accounts:

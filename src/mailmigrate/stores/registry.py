@@ -189,9 +189,9 @@ def build_store(spec: StoreSpec, *, user: str | None, password: Secret | None, o
     if spec.kind == "maildir":
         from .maildir import MaildirStore
 
-        if not options.create and not os.path.isdir(path):
+        if side == "source" and not os.path.isdir(path):
             raise ConfigError(f"{side} Maildir {path} does not exist")
-        return MaildirStore(path, create=options.create)
+        return MaildirStore(path, create=options.create, must_exist=side == "source")
     if spec.kind == "mbox":
         if side == "target":
             raise ConfigError("mbox is a source only; write to maildir: or an IMAP server")

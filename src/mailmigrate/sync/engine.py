@@ -350,6 +350,9 @@ class _AccountRun:
             s.validity, s.uidnext, s.highestmodseq, s.count, t.validity
         ):
             return False
+        if self.opt.delete and self.state.count(f.id) != s.count:
+            # Rows for messages that left the source while an earlier run did not delete: act on them now.
+            return False
         return not self.state.has_pending(f.id)
 
     # --- copying --------------------------------------------------------------------------------
