@@ -1,0 +1,412 @@
+"""One IMAP connection: TLS, literals streamed to disk, pipelined commands, authentication.
+
+Why not imaplib: it cannot pipeline (one round trip per command is what makes migrations slow), it holds
+every literal in memory (a 50 MB attachment would be 50 MB of RAM, twice), and it knows no LITERAL+,
+MULTIAPPEND or master-user logins.
+
+TLS: certificates and host names are verified with the system's trust store (or ``cafile``) unless the
+user said ``insecure``; ``starttls`` is a requirement, never a wish: a server that does not offer it is
+refused before any password is sent.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import logging
+import socket
+import ssl
+from typing import Iterator
+
+from ..errors import (AuthenticationFailed, ConfigError, ConnectionLost, MessageRejected, ProtocolError,
+                      QuotaExceeded, ServerRefused, TemporaryFailure)
+from ..model import SPOOL_THRESHOLD, Body, BodyWriter, Secret
+from .parser import Response, _Literal, literal_size, parse_response
+
+log = logging.getLogger("mailmigrate.imap")
+wire = logging.getLogger("mailmigrate.imap.wire")
+
+_ATOM_SPECIALS = set(b'(){ %*"\\]') | set(range(0, 0x21)) | {0x7F}
+
+
+def quote(value: str | bytes) -> bytes:
+    """An astring argument: an atom when safe, else a quoted string; None of CR, LF, NUL, 8-bit allowed
+    (those go as literals, see :meth:`Connection.command`)."""
+    b = value.encode("utf-8") if isinstance(value, str) else value
+    if b and not any(c in _ATOM_SPECIALS or c > 0x7E for c in b):
+        return b
+    return b'"' + b.replace(b"\\", b"\\\\").replace(b'"', b'\\"') + b'"'
+
+
+def needs_literal(value: bytes) -> bool:
+    return any(c in (0, 10, 13) or c > 0x7E for c in value)
+
+
+class Lit:
+    """An argument to be sent as a literal (bytes or a Body, streamed)."""
+
+    __slots__ = ("data",)
+
+    def __init__(self, data: bytes | Body):
+        self.data = data
+
+    @property
+    def size(self) -> int:
+        return len(self.data) if isinstance(self.data, (bytes, bytearray)) else self.data.size
+
+    def chunks(self):
+        if isinstance(self.data, (bytes, bytearray)):
+            yield bytes(self.data)
+        else:
+            yield from self.data.chunks(1 << 18)
+
+
+class Connection:
+    def __init__(self, host: str, port: int, *, tls: str = "starttls", insecure: bool = False,
+                 cafile: str | None = None, timeout: float = 60.0):
+        if tls not in ("implicit", "starttls", "none"):
+            raise ConfigError(f"tls must be implicit, starttls or none, not {tls!r}")
+        self.host, self.port, self.tls, self.timeout = host, port, tls, timeout
+        self.insecure, self.cafile = insecure, cafile
+        self.sock: socket.socket | None = None
+        self.rfile = None
+        self.capabilities: set[str] = set()
+        self._tagn = 0
+        self.untagged: list[Response] = []  # collected while waiting for a tagged response
+        self._done: dict[bytes, Response] = {}  # completions of pipelined commands read early
+
+    # --- connecting -------------------------------------------------------------------------------
+    def _context(self) -> ssl.SSLContext:
+        ctx = ssl.create_default_context(cafile=self.cafile)
+        if self.insecure:
+            ctx.check_hostname = False
+            ctx.verify_mode = ssl.CERT_NONE
+        return ctx
+
+    def connect(self) -> None:
+        try:
+            raw = socket.create_connection((self.host, self.port), timeout=self.timeout)
+        except OSError as e:
+            raise ConnectionLost(f"cannot connect to {self.host}:{self.port}: {e.strerror or e}") from None
+        raw.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        try:
+            if self.tls == "implicit":
+                raw = self._wrap(raw)
+            self._attach(raw)
+            greeting = self.read_response()
+        except ConnectionLost:
+            raw.close()
+            raise
+        if greeting.status == b"BYE":
+            self.close()
+            raise TemporaryFailure(f"{self.host} refused the connection: {greeting.text_str()}")
+        if greeting.status not in (b"OK", b"PREAUTH"):
+            self.close()
+            raise ProtocolError(f"{self.host} did not greet with OK")
+        self._caps_from(greeting)
+        if not self.capabilities:
+            self.capability()
+        if self.tls == "starttls":
+            if "STARTTLS" not in self.capabilities:
+                self.close()
+                raise ConfigError(
+                    f"{self.host}:{self.port} does not offer STARTTLS; refusing to log in without encryption "
+                    "(use imaps://, or ?tls=none on a trusted network)")
+            self.check(self.command(b"STARTTLS"), "STARTTLS")
+            self._attach(self._wrap(self.sock))
+            self.capabilities = set()
+            self.capability()
+
+    def _wrap(self, raw: socket.socket) -> ssl.SSLSocket:
+        try:
+            return self._context().wrap_socket(raw, server_hostname=self.host)
+        except ssl.SSLCertVerificationError as e:
+            raw.close()
+            raise ConfigError(
+                f"TLS certificate of {self.host}:{self.port} not trusted ({e.verify_message}); fix the "
+                "certificate, give its CA, or use --insecure if you accept the risk") from None
+        except (ssl.SSLError, OSError) as e:
+            raw.close()
+            raise ConnectionLost(f"TLS handshake with {self.host}:{self.port} failed: {e}") from None
+
+    def _attach(self, sock) -> None:
+        self.sock = sock
+        self.rfile = sock.makefile("rb", buffering=1 << 16)
+
+    def close(self) -> None:
+        for c in (self.rfile, self.sock):
+            try:
+                if c is not None:
+                    c.close()
+            except OSError:
+                pass
+        self.sock = self.rfile = None
+
+    def logout(self) -> None:
+        if self.sock is None:
+            return
+        try:
+            self.command(b"LOGOUT")
+        except Exception:
+            pass
+        self.close()
+
+    # --- reading ----------------------------------------------------------------------------------
+    def _readline(self) -> bytes:
+        try:
+            line = self.rfile.readline(1 << 20)
+        except (OSError, ValueError, AttributeError) as e:
+            raise ConnectionLost(f"connection to {self.host} lost: {e}") from None
+        if not line:
+            raise ConnectionLost(f"{self.host} closed the connection")
+        if not line.endswith(b"\n"):
+            # Lines longer than 1 MiB are not IMAP a server sends us (literals carry the big data).
+            raise ProtocolError(f"{self.host} sent a line over 1 MiB")
+        return line
+
+    def _read_literal(self, n: int):
+        try:
+            if n <= SPOOL_THRESHOLD:
+                data = self.rfile.read(n)
+                if len(data) != n:
+                    raise ConnectionLost(f"{self.host} closed the connection inside a literal")
+                return data
+            w = BodyWriter()
+            left = n
+            while left:
+                chunk = self.rfile.read(min(left, 1 << 18))
+                if not chunk:
+                    raise ConnectionLost(f"{self.host} closed the connection inside a literal")
+                w.write(chunk)
+                left -= len(chunk)
+            return w.finish()
+        except (OSError, ValueError) as e:
+            raise ConnectionLost(f"connection to {self.host} lost: {e}") from None
+
+    def read_response(self) -> Response:
+        parts: list = []
+        while True:
+            line = self._readline()
+            size = literal_size(line)
+            parts.append(line)
+            if size is None:
+                break
+            if wire.isEnabledFor(logging.DEBUG):
+                wire.debug("S: %r {literal %d}", line[:200], size)
+            parts.append(_Literal(self._read_literal(size)))
+        if wire.isEnabledFor(logging.DEBUG) and len(parts) == 1:
+            wire.debug("S: %r", parts[0][:300])
+        return parse_response(parts)
+
+    # --- writing ----------------------------------------------------------------------------------
+    def _send(self, data: bytes) -> None:
+        try:
+            self.sock.sendall(data)
+        except (OSError, AttributeError) as e:
+            raise ConnectionLost(f"connection to {self.host} lost while sending: {e}") from None
+
+    def next_tag(self) -> bytes:
+        self._tagn += 1
+        return b"M%d" % self._tagn
+
+    def send_command(self, *args, secret: bool = False) -> bytes:
+        """Send one command; literals go non-synchronising when LITERAL+ is offered, else wait for "+".
+
+        Returns the tag; the caller collects the completion with :meth:`wait`.
+        """
+        tag = self.next_tag()
+        plus = "LITERAL+" in self.capabilities
+        buf = bytearray(tag)
+        for a in args:
+            if isinstance(a, Lit):
+                buf += b" {%d%s}\r\n" % (a.size, b"+" if plus else b"")
+                if not plus:
+                    self._send(bytes(buf))
+                    self._log_sent(buf, secret)
+                    buf = bytearray()
+                    self._await_continuation(tag)
+                else:
+                    self._send(bytes(buf))
+                    self._log_sent(buf, secret)
+                    buf = bytearray()
+                for chunk in a.chunks():
+                    self._send(chunk)
+            else:
+                buf += b" " + (a if isinstance(a, bytes) else str(a).encode())
+        buf += b"\r\n"
+        self._send(bytes(buf))
+        self._log_sent(buf, secret)
+        return tag
+
+    def _log_sent(self, buf, secret):
+        if wire.isEnabledFor(logging.DEBUG):
+            wire.debug("C: %s", "<login data>" if secret else bytes(buf[:200]))
+
+    def _await_continuation(self, tag: bytes) -> Response:
+        while True:
+            r = self.read_response()
+            if r.kind == "continuation":
+                return r
+            if r.kind == "tagged" and r.tag == tag:
+                raise self.error_for(r, "command")
+            self.untagged.append(r)
+            if r.status == b"BYE":
+                raise ConnectionLost(f"{self.host} said BYE: {r.text_str()}")
+
+    def wait(self, tag: bytes) -> Response:
+        """Read until the tagged completion of ``tag``; untagged responses collect in ``self.untagged``."""
+        while True:
+            r = self.read_response()
+            if r.kind == "tagged":
+                if r.tag == tag:
+                    return r
+                # The completion of an earlier pipelined command nobody waited for: keep it.
+                self._done[r.tag] = r
+                continue
+            if r.kind == "continuation":
+                raise ProtocolError(f"{self.host} sent an unexpected continuation")
+            if r.status == b"BYE":
+                raise ConnectionLost(f"{self.host} said BYE: {r.text_str()}")
+            self.untagged.append(r)
+
+    def command(self, *args, secret: bool = False) -> Response:
+        self.untagged = []
+        self._done = {}
+        return self.wait(self.send_command(*args, secret=secret))
+
+    def pipeline(self, commands: list[tuple]) -> list[tuple[Response, list[Response]]]:
+        """Send every command, then collect every completion; untagged responses are handed back in one
+        list with the last command (callers of pipelines match them by content, e.g. STATUS names)."""
+        self.untagged = []
+        self._done = {}
+        tags = [self.send_command(*c) for c in commands]
+        out = []
+        for t in tags:
+            r = self._done.pop(t, None) or self.wait(t)
+            out.append(r)
+        return [(r, self.untagged) for r in out]
+
+    # --- helpers ----------------------------------------------------------------------------------
+    def _caps_from(self, r: Response) -> None:
+        if r.code == b"CAPABILITY":
+            self.capabilities = {c.decode("ascii", "replace").upper() for c in r.code_args if isinstance(c, bytes)}
+
+    def capability(self) -> set[str]:
+        r = self.command(b"CAPABILITY")
+        self.check(r, "CAPABILITY")
+        for u in self.untagged:
+            if u.name == b"CAPABILITY":
+                self.capabilities = {c.decode("ascii", "replace").upper() for c in u.data}
+        self._caps_from(r)
+        return self.capabilities
+
+    def error_for(self, r: Response, what: str) -> Exception:
+        code = r.code.decode("ascii", "replace") if r.code else None
+        msg = f"{self.host}: {what} failed: {r.status.decode()} {('[' + code + '] ') if code else ''}{r.text_str()}"
+        if code in ("OVERQUOTA",):
+            return QuotaExceeded(msg)
+        if code in ("TOOBIG", "LIMIT"):
+            return MessageRejected(msg, code=code)
+        if code in ("UNAVAILABLE", "INUSE", "SERVERBUG") or b"try again" in r.text.lower():
+            return TemporaryFailure(msg)
+        return ServerRefused(msg, code=code, command=what)
+
+    def check(self, r: Response, what: str) -> Response:
+        if r.status != b"OK":
+            raise self.error_for(r, what)
+        return r
+
+    # --- authentication ---------------------------------------------------------------------------
+    def login(self, user: str, password: Secret, *, master: str | None = None, mode: str = "plain") -> None:
+        who = f"{user} (via master user {master})" if master else user
+        pw = password.reveal()
+        if master is None:
+            if "AUTH=PLAIN" in self.capabilities and "LOGINDISABLED" not in self.capabilities:
+                self._sasl_plain("", user, pw, who)
+            else:
+                self._login(user, pw, who)
+        elif mode == "plain":
+            self._sasl_plain(user, master, pw, who)
+        elif mode == "star":
+            self._login(f"{user}*{master}", pw, who)
+        elif mode == "kerio":
+            self._kerio(user, master, pw, who)
+        else:
+            raise ConfigError(f"unknown master login mode {mode!r}")
+        self.capabilities = set()
+        self.capability()
+
+    def _auth_failed(self, r: Response, who: str) -> Exception:
+        if r.code in (b"UNAVAILABLE",):
+            return TemporaryFailure(f"{self.host}: login as {who} temporarily impossible: {r.text_str()}")
+        return AuthenticationFailed(f"{self.host}: login as {who} refused: {r.text_str()}")
+
+    def _login(self, user: str, pw: str, who: str) -> None:
+        args = []
+        for v in (user, pw):
+            b = v.encode("utf-8")
+            args.append(Lit(b) if needs_literal(b) else quote(b))
+        r = self.command(b"LOGIN", *args, secret=True)
+        if r.status != b"OK":
+            raise self._auth_failed(r, who)
+
+    def _sasl_plain(self, authzid: str, authcid: str, pw: str, who: str) -> None:
+        token = base64.b64encode(f"{authzid}\0{authcid}\0{pw}".encode("utf-8"))
+        if "SASL-IR" in self.capabilities:
+            r = self.command(b"AUTHENTICATE", b"PLAIN", token, secret=True)
+        else:
+            self.untagged = []
+            self._done = {}
+            tag = self.send_command(b"AUTHENTICATE", b"PLAIN")
+            self._await_continuation(tag)
+            self._send(token + b"\r\n")
+            r = self.wait(tag)
+        if r.status != b"OK":
+            raise self._auth_failed(r, who)
+
+    def _kerio(self, user: str, master: str, pw: str, who: str) -> None:
+        """Kerio Connect: X-MASTERAUTH (MD5 of challenge + master password), then X-SETUSER."""
+        self.untagged = []
+        self._done = {}
+        tag = self.send_command(b"X-MASTERAUTH")
+        cont = self._await_continuation(tag)
+        challenge = cont.text.strip()
+        self._send(hashlib.md5(challenge + pw.encode("utf-8")).hexdigest().encode() + b"\r\n")
+        r = self.wait(tag)
+        if r.status != b"OK":
+            raise self._auth_failed(r, f"master ({master}) for {user}")
+        r = self.command(b"X-SETUSER", quote(user))
+        if r.status != b"OK":
+            raise self._auth_failed(r, who)
+
+    # --- streaming FETCH --------------------------------------------------------------------------
+    def fetch_stream(self, commands: list[tuple], window: int = 3) -> Iterator[Response]:
+        """Send FETCH commands with up to ``window`` outstanding and yield each untagged FETCH as it
+        arrives; other untagged responses are kept in ``self.untagged``."""
+        self.untagged = []
+        self._done = {}
+        pending: list[bytes] = []
+        it = iter(commands)
+        for c in it:
+            pending.append(self.send_command(*c))
+            if len(pending) >= window:
+                break
+        while pending:
+            r = self.read_response()
+            if r.kind == "tagged":
+                if r.tag not in pending:
+                    self._done[r.tag] = r
+                    continue
+                pending.remove(r.tag)
+                if r.status != b"OK":
+                    raise self.error_for(r, "FETCH")
+                nxt = next(it, None)
+                if nxt is not None:
+                    pending.append(self.send_command(*nxt))
+                continue
+            if r.kind == "untagged" and r.name == b"FETCH":
+                yield r
+                continue
+            if r.status == b"BYE":
+                raise ConnectionLost(f"{self.host} said BYE: {r.text_str()}")
+            self.untagged.append(r)

@@ -1,0 +1,373 @@
+"""IMAP4rev1 response parsing (RFC 3501 §9): bytes in, values out.
+
+A response arrives as text segments with literals between them (the connection reads ``{n}`` literals
+itself, streaming large ones to disk); :func:`parse_response` turns such a list into a :class:`Response`.
+Values: ``bytes`` for atoms, numbers and quoted strings, ``None`` for NIL, ``list`` for parenthesised lists,
+and the literal objects as the connection handed them (``bytes`` or a :class:`~mailmigrate.model.Body`).
+
+Pure and strict: anything that is not IMAP raises ProtocolError, because a misread response could
+attribute one message's flags or UID to another.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
+from typing import Any
+
+from ..errors import ProtocolError
+
+_LITERAL_AT_END = re.compile(rb"~?\{(\d+)(\+?)\}\r?\n?$")
+
+
+@dataclass
+class Response:
+    kind: str  # "tagged" | "untagged" | "continuation"
+    tag: bytes | None = None
+    status: bytes | None = None  # OK NO BAD BYE PREAUTH for status responses, upper-case
+    code: bytes | None = None  # response code name, upper-case: UIDVALIDITY, APPENDUID, TRYCREATE, ...
+    code_args: list = field(default_factory=list)
+    text: bytes = b""
+    number: int | None = None  # "* 23 EXISTS" -> 23
+    name: bytes | None = None  # EXISTS, FETCH, LIST, STATUS, CAPABILITY, ... upper-case
+    data: list = field(default_factory=list)
+
+    def text_str(self) -> str:
+        return self.text.decode("utf-8", "replace")
+
+
+class _Literal:
+    """Marks where a literal sat in the token stream."""
+
+    __slots__ = ("value",)
+
+    def __init__(self, value):
+        self.value = value
+
+
+def literal_size(line: bytes) -> int | None:
+    """If a response line ends with a literal announcement ``{n}``, its size."""
+    m = _LITERAL_AT_END.search(line)
+    return int(m.group(1)) if m else None
+
+
+class _Tokens:
+    __slots__ = ("parts", "i", "buf", "pos")
+
+    def __init__(self, parts: list):
+        self.parts = parts
+        self.i = 0
+        self.buf = b""
+        self.pos = 0
+        self._load()
+
+    def _load(self):
+        while self.i < len(self.parts):
+            p = self.parts[self.i]
+            if isinstance(p, (bytes, bytearray)):
+                self.buf = bytes(p)
+                self.pos = 0
+                self.i += 1
+                return
+            break
+        else:
+            self.buf, self.pos = b"", 0
+
+    def at_end(self) -> bool:
+        self._skip_spaces()
+        return self.pos >= len(self.buf) and self.i >= len(self.parts)
+
+    def _skip_spaces(self):
+        while True:
+            while self.pos < len(self.buf) and self.buf[self.pos] in b" \r\n":
+                self.pos += 1
+            if self.pos < len(self.buf):
+                return
+            if self.i < len(self.parts) and isinstance(self.parts[self.i], (bytes, bytearray)):
+                self._load()
+                continue
+            return
+
+    def rest_of_line(self) -> bytes:
+        out = self.buf[self.pos:].rstrip(b"\r\n")
+        self.pos = len(self.buf)
+        return out
+
+    def peek(self) -> int | None:
+        self._skip_spaces()
+        if self.pos < len(self.buf):
+            return self.buf[self.pos]
+        return None
+
+    def value(self) -> Any:
+        self._skip_spaces()
+        if self.pos >= len(self.buf):
+            # A literal is next: the previous text segment ended with its "{n}" announcement.
+            if self.i < len(self.parts) and not isinstance(self.parts[self.i], (bytes, bytearray)):
+                lit = self.parts[self.i]
+                self.i += 1
+                self._load()
+                return lit.value if isinstance(lit, _Literal) else lit
+            raise ProtocolError("response ended where a value was expected")
+        b = self.buf
+        c = b[self.pos]
+        if c == 0x28:  # (
+            self.pos += 1
+            items = []
+            while True:
+                nxt = self.peek()
+                if nxt is None and self.i >= len(self.parts):
+                    raise ProtocolError("unterminated parenthesised list")
+                if nxt == 0x29:  # )
+                    self.pos += 1
+                    return items
+                items.append(self.value())
+        if c == 0x22:  # "
+            return self._quoted()
+        if c in (0x7B, 0x7E):  # { or ~{ : the literal announcement; the literal follows as a part
+            end = b.find(b"}", self.pos)
+            if end < 0:
+                raise ProtocolError("broken literal announcement")
+            self.pos = len(b)  # the rest of this segment is the announcement's line end
+            if self.i < len(self.parts) and not isinstance(self.parts[self.i], (bytes, bytearray)):
+                lit = self.parts[self.i]
+                self.i += 1
+                self._load()
+                return lit.value if isinstance(lit, _Literal) else lit
+            raise ProtocolError("literal announced but not supplied")
+        if c == 0x29:
+            raise ProtocolError("unexpected ')'")
+        return self._atom()
+
+    def _quoted(self) -> bytes:
+        b = self.buf
+        i = self.pos + 1
+        out = bytearray()
+        while i < len(b):
+            ch = b[i]
+            if ch == 0x5C:  # backslash
+                if i + 1 >= len(b):
+                    break
+                out.append(b[i + 1])
+                i += 2
+                continue
+            if ch == 0x22:
+                self.pos = i + 1
+                return bytes(out)
+            if ch in (0x0D, 0x0A):
+                break
+            out.append(ch)
+            i += 1
+        raise ProtocolError("unterminated quoted string")
+
+    def _atom(self) -> Any:
+        b = self.buf
+        start = self.pos
+        i = start
+        n = len(b)
+        while i < n:
+            ch = b[i]
+            if ch == 0x5B:  # [ : a section such as BODY[HEADER.FIELDS (A B)] belongs to the atom
+                depth = 1
+                i += 1
+                while i < n and depth:
+                    if b[i] == 0x5B:
+                        depth += 1
+                    elif b[i] == 0x5D:
+                        depth -= 1
+                    i += 1
+                if depth:
+                    raise ProtocolError("unterminated '[' in atom")
+                if i < n and b[i] == 0x3C:  # <origin>
+                    j = b.find(b">", i)
+                    if j < 0:
+                        raise ProtocolError("unterminated '<' in atom")
+                    i = j + 1
+                continue
+            if ch in b" ()\r\n\"{":
+                break
+            if ch < 0x20 or ch == 0x7F:
+                raise ProtocolError(f"control character {ch:#x} in atom")
+            i += 1
+        if i == start:
+            raise ProtocolError(f"unexpected byte {b[start:start + 1]!r}")
+        self.pos = i
+        tok = b[start:i]
+        if tok.upper() == b"NIL":
+            return None
+        return tok
+
+
+def parse_response(parts: list) -> Response:
+    """Parse one response given as [text, literal, text, literal, ..., text]."""
+    parts = [p if isinstance(p, (bytes, bytearray)) else (p if isinstance(p, _Literal) else _Literal(p))
+             for p in parts]
+    if not parts or not isinstance(parts[0], (bytes, bytearray)):
+        raise ProtocolError("empty response")
+    first = bytes(parts[0])
+    if first.startswith(b"+"):
+        return Response("continuation", text=first[1:].strip())
+    sp = first.find(b" ")
+    if sp <= 0:
+        raise ProtocolError(f"malformed response {first[:60]!r}")
+    tag = first[:sp]
+    rest = first[sp + 1:]
+    parts = [rest] + parts[1:]
+    t = _Tokens(parts)
+    if tag == b"*":
+        return _untagged(t)
+    if not re.fullmatch(rb"[\x21-\x7e]+", tag) or tag == b"+":
+        raise ProtocolError(f"malformed tag {tag[:20]!r}")
+    status = _word(t)
+    if status not in (b"OK", b"NO", b"BAD"):
+        raise ProtocolError(f"tagged response with status {status[:20]!r}")
+    r = Response("tagged", tag=tag, status=status)
+    _code_and_text(t, r)
+    return r
+
+
+def _word(t: _Tokens) -> bytes:
+    v = t.value()
+    if not isinstance(v, bytes):
+        raise ProtocolError("expected a word")
+    return v.upper()
+
+
+def _code_and_text(t: _Tokens, r: Response) -> None:
+    t._skip_spaces()
+    b = t.buf
+    if t.pos < len(b) and b[t.pos] == 0x5B:  # [
+        end = b.find(b"]", t.pos)
+        if end < 0:
+            raise ProtocolError("unterminated response code")
+        inner = b[t.pos + 1:end]
+        t.pos = end + 1
+        name, _, args = inner.partition(b" ")
+        r.code = name.upper()
+        if args:
+            try:
+                sub = _Tokens([args])
+                while not sub.at_end():
+                    r.code_args.append(sub.value())
+            except ProtocolError:
+                r.code_args = [args]
+    r.text = t.rest_of_line().strip()
+
+
+def _untagged(t: _Tokens) -> Response:
+    first = t.value()
+    if not isinstance(first, bytes):
+        raise ProtocolError("malformed untagged response")
+    if first.isdigit():
+        r = Response("untagged", number=int(first), name=_word(t))
+        if r.name == b"FETCH":
+            v = t.value()
+            if not isinstance(v, list):
+                raise ProtocolError("FETCH without its attribute list")
+            r.data = v
+        else:
+            while not t.at_end():
+                r.data.append(t.value())
+        return r
+    word = first.upper()
+    if word in (b"OK", b"NO", b"BAD", b"BYE", b"PREAUTH"):
+        r = Response("untagged", status=word, name=word)
+        _code_and_text(t, r)
+        return r
+    r = Response("untagged", name=word)
+    if word in (b"CAPABILITY", b"ENABLED", b"SEARCH", b"SORT", b"ESEARCH"):
+        r.data = t.rest_of_line().split()
+        return r
+    while not t.at_end():
+        r.data.append(t.value())
+    return r
+
+
+def fetch_items(data: list) -> dict[bytes, Any]:
+    """FETCH attribute list -> {NAME: value}; names upper-cased (BODY[] stays BODY[])."""
+    if len(data) % 2:
+        raise ProtocolError("odd FETCH attribute list")
+    out = {}
+    for i in range(0, len(data), 2):
+        k = data[i]
+        if not isinstance(k, bytes):
+            raise ProtocolError("FETCH attribute name is not an atom")
+        out[k.upper()] = data[i + 1]
+    return out
+
+
+def parse_uid_set(text: bytes | str) -> list[int]:
+    """"5:7,9" -> [5, 6, 7, 9] (ranges ascending, as RFC 4315 APPENDUID assigns them in order)."""
+    if isinstance(text, bytes):
+        text = text.decode("ascii", "replace")
+    out = []
+    for part in text.split(","):
+        a, sep, b = part.partition(":")
+        try:
+            lo = int(a)
+            hi = int(b) if sep else lo
+        except ValueError:
+            raise ProtocolError(f"bad UID set {text[:60]!r}") from None
+        if lo > hi:
+            lo, hi = hi, lo
+        if hi - lo > 10_000_000:
+            raise ProtocolError("UID set range too large")
+        out.extend(range(lo, hi + 1))
+    return out
+
+
+_MONTHS = {m: i for i, m in enumerate(("JAN", "FEB", "MAR", "APR", "MAY", "JUN", "JUL", "AUG", "SEP", "OCT",
+                                       "NOV", "DEC"), 1)}
+
+
+def parse_internaldate(value: bytes) -> datetime:
+    """"17-Jul-1996 02:44:25 -0700" (day may be space-padded) -> aware datetime."""
+    try:
+        s = value.decode("ascii").strip()
+        date, time_, zone = s.split()
+        d, mon, y = date.split("-")
+        hh, mm, ss = (int(x) for x in time_.split(":"))
+        sign = -1 if zone[0] == "-" else 1
+        off = timedelta(hours=int(zone[1:3]), minutes=int(zone[3:5])) * sign
+        return datetime(int(y), _MONTHS[mon.upper()], int(d), hh, mm, ss, tzinfo=timezone(off))
+    except (ValueError, KeyError, IndexError, UnicodeDecodeError):
+        raise ProtocolError(f"bad INTERNALDATE {value[:40]!r}") from None
+
+
+def format_internaldate(dt: datetime) -> str:
+    if dt.tzinfo is None:
+        dt = dt.replace(tzinfo=timezone.utc)
+    off = dt.utcoffset() or timedelta(0)
+    sign = "-" if off < timedelta(0) else "+"
+    off = abs(off)
+    months = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
+    return (f"{dt.day:02d}-{months[dt.month - 1]}-{dt.year:04d} {dt.hour:02d}:{dt.minute:02d}:{dt.second:02d} "
+            f"{sign}{off.seconds // 3600:02d}{(off.seconds // 60) % 60:02d}")
+
+
+def split_raw(data: bytes) -> list[list]:
+    """Split a byte string holding whole responses (literals inline) into response part lists; for tests
+    and fuzzing — the connection does the same incrementally from the socket."""
+    out = []
+    pos = 0
+    n = len(data)
+    while pos < n:
+        parts: list = []
+        while True:
+            end = data.find(b"\n", pos)
+            if end < 0:
+                raise ProtocolError("response without line end")
+            line = data[pos:end + 1]
+            pos = end + 1
+            size = literal_size(line)
+            if size is None:
+                parts.append(line)
+                break
+            parts.append(line)
+            if pos + size > n:
+                raise ProtocolError("literal runs past the end of the data")
+            parts.append(_Literal(data[pos:pos + size]))
+            pos += size
+        out.append(parts)
+    return out

@@ -1,0 +1,466 @@
+"""Any IMAP server as a source or a target.
+
+Folder names: a FolderPath component is the decoded name of one level.  On the wire, components are
+joined with the server's hierarchy separator and encoded in modified UTF-7; a component that itself holds
+the separator is escaped (``escape_component``) so that "a/b" on a server with "." stays one folder on a
+server with "/" instead of growing a level.  A personal namespace prefix (Courier's and Cyrus's "INBOX.")
+is added and removed here, so the engine sees the same paths everywhere.
+
+Speed: listings are one ``UID FETCH 1:* (UID FLAGS INTERNALDATE RFC822.SIZE)``; bodies come in pipelined
+batches of ``BODY.PEEK[]`` (never setting \\Seen on the source); appends go in MULTIAPPEND batches with
+non-synchronising literals (LITERAL+), so a batch of 100 messages costs one round trip.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Iterable, Iterator, Sequence
+
+from ..errors import ConnectionLost, FolderFailed, MessageRejected, ProtocolError, ServerRefused
+from ..formats import mutf7
+from ..formats.specialuse import guess_special_use
+from ..imap.connection import Connection, Lit, quote
+from ..imap.parser import fetch_items, format_internaldate, parse_internaldate, parse_uid_set
+from ..model import (SPECIAL_USES, AppendItem, Body, FolderInfo, FolderPath, FolderStatus, MessageMeta,
+                     PermanentFlags, Secret)
+from .base import Store
+
+log = logging.getLogger("mailmigrate.stores.imap")
+
+ESCAPES = {"/": "\u2215", ".": "\u2024"}
+
+
+def escape_component(name: str, sep: str | None) -> str:
+    """A folder name's own separator characters, made harmless for a server whose separator is ``sep``:
+    "/" becomes "∕" (U+2215), "." becomes "․" (U+2024), any other separator character "_"."""
+    if not sep or sep not in name:
+        return name
+    return name.replace(sep, ESCAPES.get(sep, "_"))
+
+
+def unescape_component(name: str, sep: str | None) -> str:
+    if sep in ESCAPES:
+        return name.replace(ESCAPES[sep], sep)
+    return name
+
+
+class ImapStore(Store):
+    kind = "imap"
+    writable = True
+    ordered_keys = True
+
+    def __init__(self, host: str, port: int, *, user: str, password: Secret, tls: str = "starttls",
+                 insecure: bool = False, cafile: str | None = None, master_user: str | None = None,
+                 master_mode: str = "plain", timeout: float = 60.0):
+        self.host, self.port, self.user = host, port, user
+        self._password = password
+        self.tls, self.insecure, self.cafile = tls, insecure, cafile
+        self.master_user, self.master_mode, self.timeout = master_user, master_mode, timeout
+        self.conn: Connection | None = None
+        self.sep: str | None = "/"
+        self.prefix = ""  # personal namespace prefix, e.g. "INBOX."
+        self.selected: tuple[str, bool] | None = None
+        self._select_info: dict = {}
+        self._sizes: dict[FolderPath, dict[int, int]] = {}
+        self._problems: list[tuple[str, str]] = []
+
+    def describe(self) -> str:
+        return f"imap://{self.user}@{self.host}:{self.port}"
+
+    # --- life cycle -------------------------------------------------------------------------------
+    def open(self) -> None:
+        if self.conn is not None:
+            return
+        c = Connection(self.host, self.port, tls=self.tls, insecure=self.insecure, cafile=self.cafile,
+                       timeout=self.timeout)
+        c.connect()
+        try:
+            c.login(self.user, self._password, master=self.master_user, mode=self.master_mode)
+            enable = [x for x in ("CONDSTORE",) if x in c.capabilities]
+            if enable and "ENABLE" in c.capabilities:
+                c.command(b"ENABLE", *[e.encode() for e in enable])
+            self.conn = c
+            self._namespace()
+        except BaseException:
+            c.close()
+            self.conn = None
+            raise
+        self.selected = None
+
+    def close(self) -> None:
+        if self.conn is not None:
+            try:
+                self.conn.logout()
+            finally:
+                self.conn = None
+        self.selected = None
+
+    def supports_uidplus(self) -> bool:
+        return "UIDPLUS" in self._c.capabilities
+
+    @property
+    def _c(self) -> Connection:
+        if self.conn is None:
+            raise ConnectionLost(f"{self.describe()}: not connected")
+        return self.conn
+
+    def _namespace(self) -> None:
+        c = self._c
+        if "NAMESPACE" in c.capabilities:
+            r = c.command(b"NAMESPACE")
+            for u in c.untagged:
+                if u.name == b"NAMESPACE" and u.data and isinstance(u.data[0], list) and u.data[0]:
+                    first = u.data[0][0]
+                    if isinstance(first, list) and len(first) >= 2:
+                        self.prefix = (first[0] or b"").decode("utf-8", "replace")
+                        self.sep = first[1].decode() if first[1] else None
+                        return
+        r = c.command(b"LIST", b'""', b'""')
+        for u in c.untagged:
+            if u.name == b"LIST" and len(u.data) >= 2:
+                self.sep = u.data[1].decode() if u.data[1] else None
+
+    # --- names ------------------------------------------------------------------------------------
+    def _wire_name(self, path: FolderPath) -> str:
+        if path and path[0].upper() == "INBOX" and len(path) == 1:
+            return "INBOX"
+        comps = [escape_component(c, self.sep) for c in path]
+        if path[0].upper() == "INBOX":
+            comps[0] = "INBOX"
+            return mutf7.encode((self.sep or "/").join(comps))
+        return mutf7.encode(self.prefix + (self.sep or "/").join(comps))
+
+    def _path(self, wire: bytes) -> FolderPath | None:
+        try:
+            name = mutf7.decode(wire.decode("ascii"))
+        except (UnicodeDecodeError, Exception):  # a server sending 8-bit names: take them as UTF-8
+            name = wire.decode("utf-8", "replace")
+        if name.upper() == "INBOX":
+            return ("INBOX",)
+        if self.prefix and name.startswith(self.prefix):
+            name = name[len(self.prefix):]
+        elif self.prefix and self.sep and name.upper().startswith("INBOX" + self.sep):
+            pass
+        comps = name.split(self.sep) if self.sep else [name]
+        if comps[0].upper() == "INBOX":
+            comps[0] = "INBOX"
+        if any(c == "" for c in comps):
+            return None
+        return tuple(unescape_component(c, self.sep) for c in comps)
+
+    @staticmethod
+    def _q(name: str) -> bytes:
+        return quote(name.encode("ascii"))
+
+    # --- folders ----------------------------------------------------------------------------------
+    def list_folders(self) -> list[FolderInfo]:
+        c = self._c
+        ext = "SPECIAL-USE" in c.capabilities or "LIST-EXTENDED" in c.capabilities
+        if "LIST-EXTENDED" in c.capabilities:
+            r = c.command(b"LIST", b'""', b"*", b"RETURN", b"(SUBSCRIBED SPECIAL-USE)")
+        else:
+            r = c.command(b"LIST", b'""', b"*")
+        c.check(r, "LIST")
+        listed = [u for u in c.untagged if u.name == b"LIST"]
+        subscribed: set[bytes] = set()
+        if "LIST-EXTENDED" not in c.capabilities:
+            c.check(c.command(b"LSUB", b'""', b"*"), "LSUB")
+            subscribed = {u.data[2] for u in c.untagged if u.name == b"LSUB" and len(u.data) >= 3}
+        out = []
+        seen = set()
+        for u in listed:
+            if len(u.data) < 3 or not isinstance(u.data[0], list):
+                continue
+            attrs = {a.decode("ascii", "replace").lower() for a in u.data[0] if isinstance(a, bytes)}
+            wire = u.data[2]
+            if isinstance(wire, Body):
+                wire = wire.read()
+            if wire is None:
+                continue
+            if u.data[1]:
+                self.sep = u.data[1].decode()
+            path = self._path(wire)
+            if path is None or path in seen:
+                continue
+            seen.add(path)
+            use = next((s for s in SPECIAL_USES if s.lower() in attrs), None)
+            if use is None and (len(path) == 1 or (len(path) == 2 and path[0] == "INBOX")) and path != ("INBOX",):
+                use = guess_special_use(path[-1])
+            sub = "\\subscribed" in attrs or wire in subscribed
+            selectable = not ({"\\noselect", "\\nonexistent"} & attrs)
+            out.append(FolderInfo(path, use, sub, selectable))
+        if ("INBOX",) not in seen:
+            out.insert(0, FolderInfo(("INBOX",), None, False, True))
+        return out
+
+    def folder_status(self, path: FolderPath) -> FolderStatus:
+        return self.folder_statuses([path])[path]
+
+    def folder_statuses(self, paths: Sequence[FolderPath]) -> dict[FolderPath, FolderStatus]:
+        c = self._c
+        items = [b"MESSAGES", b"UIDNEXT", b"UIDVALIDITY"]
+        if "CONDSTORE" in c.capabilities:
+            items.append(b"HIGHESTMODSEQ")
+        if self.selected is not None:
+            # STATUS on the selected mailbox is allowed but not reliable everywhere: deselect first.
+            self._unselect()
+        wires = {self._wire_name(p): p for p in paths}
+        results = c.pipeline([(b"STATUS", self._q(w), b"(" + b" ".join(items) + b")") for w in wires])
+        out: dict[FolderPath, FolderStatus] = {}
+        untagged = results[-1][1] if results else []
+        by_name = {}
+        for u in untagged:
+            if u.name == b"STATUS" and len(u.data) >= 2:
+                name = u.data[0].read() if isinstance(u.data[0], Body) else u.data[0]
+                vals = u.data[1]
+                kv = {vals[i].upper(): int(vals[i + 1]) for i in range(0, len(vals) - 1, 2)}
+                by_name[name.decode("ascii", "replace")] = kv
+        for (wire, path), (r, _) in zip(wires.items(), results):
+            if r.status != b"OK":
+                err = c.error_for(r, f"STATUS {'/'.join(path)}")
+                if isinstance(err, ServerRefused):
+                    raise FolderFailed(str(err))
+                raise err
+            kv = by_name.get(wire) or next((v for k, v in by_name.items() if k.upper() == wire.upper()), {})
+            if b"UIDVALIDITY" not in kv:
+                raise ProtocolError(f"{self.host}: STATUS of {'/'.join(path)} without UIDVALIDITY")
+            out[path] = FolderStatus(kv[b"UIDVALIDITY"], kv.get(b"UIDNEXT"), kv.get(b"HIGHESTMODSEQ"),
+                                     kv.get(b"MESSAGES"))
+        return out
+
+    def _unselect(self) -> None:
+        c = self._c
+        if "UNSELECT" in c.capabilities:
+            c.command(b"UNSELECT")
+        else:
+            c.command(b"CLOSE") if self.selected and not self.selected[1] else None
+        self.selected = None
+
+    def _select(self, path: FolderPath, readonly: bool) -> dict:
+        wire = self._wire_name(path)
+        if self.selected == (wire, readonly):
+            return self._select_info
+        c = self._c
+        r = c.command(b"EXAMINE" if readonly else b"SELECT", self._q(wire))
+        if r.status != b"OK":
+            self.selected = None
+            err = c.error_for(r, f"{'EXAMINE' if readonly else 'SELECT'} {'/'.join(path)}")
+            raise FolderFailed(str(err)) if isinstance(err, ServerRefused) else err
+        info = {"exists": 0, "permanentflags": None}
+        for u in c.untagged:
+            if u.name == b"EXISTS":
+                info["exists"] = u.number
+            elif u.code == b"UIDVALIDITY":
+                info["uidvalidity"] = int(u.code_args[0])
+            elif u.code == b"UIDNEXT":
+                info["uidnext"] = int(u.code_args[0])
+            elif u.code == b"HIGHESTMODSEQ":
+                info["highestmodseq"] = int(u.code_args[0])
+            elif u.code == b"PERMANENTFLAGS":
+                flags = u.code_args[0] if u.code_args and isinstance(u.code_args[0], list) else []
+                info["permanentflags"] = [f.decode("utf-8", "replace") for f in flags if isinstance(f, bytes)]
+        self.selected = (wire, readonly)
+        self._select_info = info
+        return info
+
+    # --- reading ----------------------------------------------------------------------------------
+    def list_messages(self, path: FolderPath, *, min_uid: int | None = None) -> tuple[FolderStatus, list[MessageMeta]]:
+        info = self._select(path, readonly=True)
+        if "uidvalidity" not in info:
+            raise ProtocolError(f"{self.host}: {'/'.join(path)} has no UIDVALIDITY")
+        status = FolderStatus(info["uidvalidity"], info.get("uidnext"), info.get("highestmodseq"), info["exists"])
+        metas: list[MessageMeta] = []
+        sizes: dict[int, int] = {}
+        if info["exists"]:
+            lo = max(1, min_uid or 1)
+            cmd = (b"UID", b"FETCH", b"%d:*" % lo, b"(UID FLAGS INTERNALDATE RFC822.SIZE)")
+            for r in self._c.fetch_stream([cmd], window=1):
+                it = fetch_items(r.data)
+                uid = it.get(b"UID")
+                if uid is None:
+                    continue
+                uid = int(uid)
+                if uid < lo:
+                    continue  # "N:*" includes the last message even when its UID is below N
+                flags = frozenset(f.decode("utf-8", "replace") for f in (it.get(b"FLAGS") or [])
+                                  if isinstance(f, bytes) and f.lower() != b"\\recent")
+                date = it.get(b"INTERNALDATE")
+                size = it.get(b"RFC822.SIZE")
+                size = int(size) if size is not None else None
+                sizes[uid] = size or 0
+                metas.append(MessageMeta(key=str(uid), flags=flags,
+                                         internaldate=parse_internaldate(date) if date else None, size=size, uid=uid))
+        metas.sort(key=lambda m: m.uid)
+        self._sizes[path] = sizes
+        return status, metas
+
+    def fetch(self, path: FolderPath, keys: Sequence[str]) -> Iterator[tuple[MessageMeta, Body]]:
+        self._select(path, readonly=True)
+        sizes = self._sizes.get(path, {})
+        batches: list[list[int]] = []
+        cur: list[int] = []
+        cur_bytes = 0
+        for k in keys:
+            uid = int(k)
+            cur.append(uid)
+            cur_bytes += sizes.get(uid, 50_000)
+            if len(cur) >= 500 or cur_bytes >= (8 << 20):
+                batches.append(cur)
+                cur, cur_bytes = [], 0
+        if cur:
+            batches.append(cur)
+        cmds = [(b"UID", b"FETCH", _uid_set(b), b"(UID FLAGS INTERNALDATE BODY.PEEK[])") for b in batches]
+        for r in self._c.fetch_stream(cmds):
+            it = fetch_items(r.data)
+            if b"BODY[]" not in it or it.get(b"UID") is None:
+                continue  # an unsolicited flag update from another session
+            uid = int(it[b"UID"])
+            raw = it[b"BODY[]"]
+            if raw is None:
+                self._problems.append((str(uid), "the server returned no content (NIL)"))
+                continue
+            body = raw if isinstance(raw, Body) else Body(data=bytes(raw))
+            flags = frozenset(f.decode("utf-8", "replace") for f in (it.get(b"FLAGS") or []) if isinstance(f, bytes))
+            date = it.get(b"INTERNALDATE")
+            yield (MessageMeta(key=str(uid), flags=flags, internaldate=parse_internaldate(date) if date else None,
+                               size=body.size, uid=uid), body)
+
+    def fetch_problems(self) -> list[tuple[str, str]]:
+        p, self._problems = self._problems, []
+        return p
+
+    # --- writing ----------------------------------------------------------------------------------
+    def create_folder(self, path: FolderPath, special_use: str | None = None) -> None:
+        c = self._c
+        for i in range(1, len(path) + 1):
+            sub = path[:i]
+            if sub == ("INBOX",):
+                continue
+            args = [b"CREATE", self._q(self._wire_name(sub))]
+            if i == len(path) and special_use and "CREATE-SPECIAL-USE" in c.capabilities:
+                args += [b"(USE", special_use.encode() + b")"]
+            r = c.command(*args)
+            if r.status == b"OK" or r.code == b"ALREADYEXISTS" or (i < len(path)):
+                continue
+            if b"exist" in r.text.lower():
+                continue
+            if special_use and r.code in (b"USEATTR",):
+                r = c.command(b"CREATE", self._q(self._wire_name(sub)))
+                if r.status == b"OK":
+                    continue
+            raise FolderFailed(str(c.error_for(r, f"CREATE {'/'.join(sub)}")))
+
+    def subscribe(self, path: FolderPath) -> None:
+        c = self._c
+        c.check(c.command(b"SUBSCRIBE", self._q(self._wire_name(path))), f"SUBSCRIBE {'/'.join(path)}")
+
+    def delete_folder(self, path: FolderPath) -> None:
+        if self.selected and self.selected[0] == self._wire_name(path):
+            self._unselect()
+        c = self._c
+        c.check(c.command(b"DELETE", self._q(self._wire_name(path))), f"DELETE {'/'.join(path)}")
+
+    def permanent_flags(self, path: FolderPath) -> PermanentFlags:
+        info = self._select(path, readonly=False)
+        pf = info.get("permanentflags")
+        if pf is None:
+            return PermanentFlags()
+        return PermanentFlags(frozenset(f for f in pf if f != "\\*"), any_keyword="\\*" in pf)
+
+    def append_batch_limit(self) -> tuple[int, int]:
+        if "MULTIAPPEND" in self._c.capabilities:
+            return (100, 16 << 20)
+        return (50, 16 << 20)  # pipelined single APPENDs
+
+    def append(self, path: FolderPath, items: Sequence[AppendItem]) -> list[str | None]:
+        c = self._c
+        wire = self._q(self._wire_name(path))
+        uidplus = "UIDPLUS" in c.capabilities
+
+        def one(it: AppendItem) -> list:
+            args = [b"(" + " ".join(sorted(f for f in it.flags if f.lower() != "\\recent")).encode("utf-8") + b")"]
+            if it.internaldate is not None:
+                args.append(b'"' + format_internaldate(it.internaldate).encode() + b'"')
+            args.append(Lit(it.body))
+            return args
+
+        if "MULTIAPPEND" in c.capabilities and len(items) > 1:
+            args = [b"APPEND", wire]
+            for it in items:
+                args += one(it)
+            r = c.command(*args)
+            if r.status != b"OK":
+                err = c.error_for(r, f"APPEND to {'/'.join(path)}")
+                if isinstance(err, MessageRejected) or (isinstance(err, ServerRefused) and r.code not in (b"TRYCREATE",)):
+                    # A MULTIAPPEND is all or nothing: find the refused message one by one.
+                    raise MessageRejected(str(err), code=r.code.decode() if r.code else None)
+                raise err
+            return self._uids(r, len(items)) if uidplus else [None] * len(items)
+        # One APPEND per message, pipelined when literals need no round trip.
+        if "LITERAL+" in c.capabilities:
+            results = c.pipeline([(b"APPEND", wire, *one(it)) for it in items])
+        else:
+            results = []
+            for it in items:
+                results.append((c.command(b"APPEND", wire, *one(it)), []))
+        keys: list[str | None] = []
+        for i, (r, _) in enumerate(results):
+            if r.status != b"OK":
+                err = c.error_for(r, f"APPEND to {'/'.join(path)}")
+                if isinstance(err, ServerRefused) and r.code != b"TRYCREATE":
+                    err = MessageRejected(str(err), code=r.code.decode() if r.code else None)
+                if isinstance(err, MessageRejected):
+                    err.index = i
+                raise err
+            keys.extend(self._uids(r, 1) if uidplus else [None])
+        return keys
+
+    @staticmethod
+    def _uids(r, n: int) -> list[str | None]:
+        if r.code == b"APPENDUID" and len(r.code_args) >= 2:
+            uids = parse_uid_set(r.code_args[1])
+            if len(uids) == n:
+                return [str(u) for u in uids]
+        return [None] * n
+
+    def set_flags(self, path: FolderPath, changes: Iterable[tuple[str, frozenset[str], frozenset[str]]]) -> None:
+        self._select(path, readonly=False)
+        groups: dict[tuple[str, frozenset[str]], list[int]] = {}
+        for key, add, remove in changes:
+            if add:
+                groups.setdefault(("+", frozenset(add)), []).append(int(key))
+            if remove:
+                groups.setdefault(("-", frozenset(remove)), []).append(int(key))
+        cmds = [(b"UID", b"STORE", _uid_set(uids), f"{sign}FLAGS.SILENT".encode(),
+                 b"(" + " ".join(sorted(flags)).encode("utf-8") + b")")
+                for (sign, flags), uids in groups.items()]
+        c = self._c
+        for r, _ in c.pipeline(cmds) if cmds else []:
+            c.check(r, "UID STORE")
+
+    def delete_messages(self, path: FolderPath, keys: Sequence[str]) -> None:
+        if not keys:
+            return
+        c = self._c
+        if "UIDPLUS" not in c.capabilities:
+            raise ServerRefused(
+                f"{self.host} has no UIDPLUS: deleting would need EXPUNGE, which could also remove messages that "
+                "mailmigrate did not mark; nothing deleted")
+        self._select(path, readonly=False)
+        uids = _uid_set(sorted(int(k) for k in keys))
+        c.check(c.command(b"UID", b"STORE", uids, b"+FLAGS.SILENT", b"(\\Deleted)"), "UID STORE \\Deleted")
+        c.check(c.command(b"UID", b"EXPUNGE", uids), "UID EXPUNGE")
+
+
+def _uid_set(uids: Sequence[int]) -> bytes:
+    """[1,2,3,7,9,10] -> b"1:3,7,9:10": short commands for long lists."""
+    s = sorted(set(uids))
+    out = []
+    i = 0
+    while i < len(s):
+        j = i
+        while j + 1 < len(s) and s[j + 1] == s[j] + 1:
+            j += 1
+        out.append(f"{s[i]}:{s[j]}" if j > i else str(s[i]))
+        i = j + 1
+    return ",".join(out).encode()

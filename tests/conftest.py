@@ -1,0 +1,72 @@
+"""Shared fixtures: real Dovecot servers on loopback (one pair per test process), fresh users per test."""
+
+from __future__ import annotations
+
+import itertools
+import os
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).parent))
+
+from servers.dovecot import DovecotServer, available  # noqa: E402
+
+_ids = itertools.count()
+
+
+@pytest.fixture(scope="session")
+def dovecot_pair(tmp_path_factory):
+    if not available():
+        pytest.skip("needs root and Debian's dovecot-imapd (bash .ci/run installs it)")
+    src = DovecotServer(tmp_path_factory.mktemp("dovecot-src"), tls=True).start()
+    dst = DovecotServer(tmp_path_factory.mktemp("dovecot-dst"), tls=True).start()
+    yield src, dst
+    src.stop()
+    dst.stop()
+
+
+@pytest.fixture
+def dovecot_factory(tmp_path):
+    started = []
+
+    def make(**kw) -> DovecotServer:
+        s = DovecotServer(tmp_path / f"dovecot{len(started)}", **kw).start()
+        started.append(s)
+        return s
+
+    if not available():
+        pytest.skip("needs root and Debian's dovecot-imapd")
+    yield make
+    for s in started:
+        s.stop()
+
+
+@dataclass
+class ImapAccount:
+    server: DovecotServer
+    user: str
+    password: str
+
+    @property
+    def port(self) -> int:
+        return self.server.port
+
+    def url(self, **params) -> str:
+        q = "&".join(f"{k}={v}" for k, v in {"tls": "none", **params}.items())
+        return f"imap://{self.user}@127.0.0.1:{self.server.port}?{q}"
+
+
+@pytest.fixture
+def imap_accounts(dovecot_pair):
+    """A fresh (source, target) pair of users: tests never share mailboxes."""
+    src, dst = dovecot_pair
+    n = next(_ids)
+    tag = f"{os.getpid()}x{n}"
+    s = ImapAccount(src, f"src{tag}", f"pw-src-{tag}")
+    t = ImapAccount(dst, f"dst{tag}", f"pw-dst-{tag}")
+    src.add_user(s.user, s.password)
+    dst.add_user(t.user, t.password)
+    return s, t

@@ -1,0 +1,186 @@
+"""Throwaway Dovecot servers on loopback for the tests and benchmarks: real IMAP, no mocks.
+
+Started as root with a config in a temporary directory (FACTS.md: internal user dovecot, login user
+dovenull, first_valid_uid 100), users in a passwd-file Dovecot re-reads on change, a master user in a
+second passdb (SASL PLAIN with authzid, or LOGIN as ``user*master``), maildir with LAYOUT=fs and "/" as
+separator so that "." is legal in folder names, SPECIAL-USE on the usual mailboxes, optional TLS with a
+self-signed certificate, optional removal of UIDPLUS (Kopano's gateway has none).
+"""
+
+from __future__ import annotations
+
+import os
+import pwd
+import shutil
+import socket
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+
+MASTER = ("master", "masterpw")
+
+
+def free_port() -> int:
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    return port
+
+
+def make_cert(d: Path) -> tuple[Path, Path]:
+    key, crt = d / "key.pem", d / "cert.pem"
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj", "/CN=localhost",
+         "-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1", "-keyout", str(key), "-out", str(crt)],
+        check=True, capture_output=True)
+    return key, crt
+
+
+class DovecotServer:
+    def __init__(self, root: Path | None = None, *, tls: bool = False, separator: str = "/", master_user=MASTER,
+                 uidplus: bool = True, extra_conf: str = ""):
+        # Dovecot's auth and mail processes run as "dovecot" and must traverse every directory above their
+        # files; pytest's temporary directories are 0700, so the server lives in a directory of its own.
+        self.root = Path(tempfile.mkdtemp(prefix="mm-dovecot-", dir="/tmp"))
+        os.chmod(self.root, 0o755)
+        self.requested_root = root
+        self.tls = tls
+        self.separator = separator
+        self.master_user = master_user
+        self.uidplus = uidplus
+        self.extra_conf = extra_conf
+        self.port = free_port()
+        self.tls_port = free_port() if tls else None
+        self.cafile: Path | None = None
+        self.proc: subprocess.Popen | None = None
+        self._users: dict[str, str] = {}
+
+    @property
+    def mail_root(self) -> Path:
+        return self.root / "mail"
+
+    def maildir(self, user: str) -> Path:
+        return self.mail_root / user / "Maildir"
+
+    def _write_passwd(self) -> None:
+        lines = "".join(f"{u}:{{PLAIN}}{p}\n" for u, p in self._users.items())
+        tmp = self.root / "users.passwd.tmp"
+        tmp.write_text(lines)
+        os.replace(tmp, self.root / "users.passwd")
+
+    def add_user(self, name: str, password: str) -> None:
+        self._users[name] = password
+        self._write_passwd()
+        home = self.mail_root / name
+        home.mkdir(parents=True, exist_ok=True)
+        dv = pwd.getpwnam("dovecot")
+        os.chown(home, dv.pw_uid, dv.pw_gid)
+
+    def start(self) -> "DovecotServer":
+        r = self.root
+        (r / "run").mkdir(parents=True, exist_ok=True)
+        self.mail_root.mkdir(parents=True, exist_ok=True)
+        dv = pwd.getpwnam("dovecot")
+        os.chown(self.mail_root, dv.pw_uid, dv.pw_gid)
+        (r / "master.passwd").write_text(f"{self.master_user[0]}:{{PLAIN}}{self.master_user[1]}\n")
+        self._write_passwd()
+        ssl_conf = "ssl = no\n"
+        listeners = f"  inet_listener imap {{\n    port = {self.port}\n    address = 127.0.0.1\n  }}\n"
+        if self.tls:
+            key, crt = make_cert(r)
+            self.cafile = crt
+            ssl_conf = f"ssl = yes\nssl_cert = <{crt}\nssl_key = <{key}\n"
+            listeners += f"  inet_listener imaps {{\n    port = {self.tls_port}\n    address = 127.0.0.1\n    ssl = yes\n  }}\n"
+        caps = ""
+        if not self.uidplus:
+            caps = ("imap_capability = IMAP4rev1 SASL-IR LOGIN-REFERRALS ID ENABLE IDLE SORT SORT=DISPLAY "
+                    "THREAD=REFERENCES THREAD=REFS THREAD=ORDEREDSUBJECT MULTIAPPEND URL-PARTIAL CATENATE UNSELECT "
+                    "CHILDREN NAMESPACE CONDSTORE QRESYNC ESEARCH ESORT SEARCHRES WITHIN CONTEXT=SEARCH "
+                    "LIST-STATUS BINARY MOVE SNIPPET=FUZZY PREVIEW=FUZZY LITERAL+ NOTIFY SPECIAL-USE\n")
+        (r / "dovecot.conf").write_text(f"""protocols = imap
+listen = 127.0.0.1
+base_dir = {r}/run
+state_dir = {r}/run
+log_path = {r}/dovecot.log
+{ssl_conf}disable_plaintext_auth = no
+default_internal_user = dovecot
+default_login_user = dovenull
+first_valid_uid = 100
+auth_mechanisms = plain login
+auth_master_user_separator = *
+mail_location = maildir:~/Maildir:LAYOUT=fs
+mail_fsync = optimized
+{caps}namespace inbox {{
+  inbox = yes
+  separator = {self.separator}
+  mailbox Sent {{
+    special_use = \\Sent
+  }}
+  mailbox Drafts {{
+    special_use = \\Drafts
+  }}
+  mailbox Trash {{
+    special_use = \\Trash
+  }}
+  mailbox Junk {{
+    special_use = \\Junk
+  }}
+  mailbox Archive {{
+    special_use = \\Archive
+  }}
+}}
+service imap-login {{
+{listeners}}}
+service imap {{
+  process_limit = 200
+}}
+passdb {{
+  driver = passwd-file
+  args = {r}/master.passwd
+  master = yes
+}}
+passdb {{
+  driver = passwd-file
+  args = {r}/users.passwd
+}}
+userdb {{
+  driver = static
+  args = uid=dovecot gid=dovecot home={self.mail_root}/%u
+}}
+{self.extra_conf}
+""")
+        self.proc = subprocess.Popen(["dovecot", "-F", "-c", str(r / "dovecot.conf")],
+                                     stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        deadline = time.time() + 20
+        while time.time() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"dovecot exited: {self.proc.stderr.read().decode()[-2000:]}")
+            try:
+                with socket.create_connection(("127.0.0.1", self.port), timeout=1) as s:
+                    if s.recv(100).startswith(b"* OK"):
+                        return self
+            except OSError:
+                time.sleep(0.1)
+        raise RuntimeError("dovecot did not start listening")
+
+    def stop(self) -> None:
+        if self.proc is not None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+            self.proc = None
+        shutil.rmtree(self.root, ignore_errors=True)
+
+    def log(self) -> str:
+        try:
+            return (self.root / "dovecot.log").read_text(errors="replace")
+        except OSError:
+            return ""
+
+
+def available() -> bool:
+    return shutil.which("dovecot") is not None and os.geteuid() == 0

@@ -1,0 +1,102 @@
+"""An independent reading of an IMAP account for the tests: Python's stdlib imaplib, not mailmigrate.
+
+What a test compares is what any mail client would see: per folder the multiset of (exact bytes, flags,
+INTERNALDATE), the folder names (decoded) and the subscriptions.
+"""
+
+from __future__ import annotations
+
+import imaplib
+import re
+import time
+from collections import Counter
+from datetime import datetime, timezone
+
+from mailmigrate.formats import mutf7
+
+_LIST = re.compile(rb'\((?P<attrs>[^)]*)\) (?:"(?P<sep>[^"]*)"|NIL) (?P<name>.*)$')
+
+
+def connect(port: int, user: str, password: str) -> imaplib.IMAP4:
+    c = imaplib.IMAP4("127.0.0.1", port)
+    c.login(user, password)
+    return c
+
+
+def _name(raw: bytes) -> str:
+    raw = raw.strip()
+    if raw.startswith(b'"'):
+        raw = raw[1:-1].replace(b'\\"', b'"').replace(b"\\\\", b"\\")
+    return raw.decode("ascii")
+
+
+def folders(c: imaplib.IMAP4) -> dict[str, set[str]]:
+    """wire name -> attributes (lower-case)."""
+    typ, data = c.list()
+    out = {}
+    i = 0
+    while i < len(data):
+        item = data[i]
+        if isinstance(item, tuple):  # name sent as a literal
+            m = _LIST.match(item[0].rsplit(b" {", 1)[0] + b" x")
+            out[item[1].decode()] = set(m.group("attrs").decode().lower().split())
+        elif item:
+            m = _LIST.match(item)
+            out[_name(m.group("name"))] = set(m.group("attrs").decode().lower().split())
+        i += 1
+    return out
+
+
+def decoded(name: str) -> str:
+    return mutf7.decode(name)
+
+
+def subscriptions(c: imaplib.IMAP4) -> set[str]:
+    typ, data = c.lsub()
+    out = set()
+    for item in data:
+        if item:
+            m = _LIST.match(item if isinstance(item, bytes) else item[0])
+            out.add(_name(m.group("name")))
+    return out
+
+
+def messages(c: imaplib.IMAP4, wire_name: str) -> Counter:
+    """Counter of (bytes, frozenset(flags), internaldate as UTC timestamp) in a folder."""
+    typ, _ = c.select('"' + wire_name.replace("\\", "\\\\").replace('"', '\\"') + '"', readonly=True)
+    assert typ == "OK", wire_name
+    typ, data = c.uid("FETCH", "1:*", "(FLAGS INTERNALDATE BODY.PEEK[])")
+    out = Counter()
+    for item in data:
+        if not isinstance(item, tuple):
+            continue
+        head, body = item
+        flags = re.search(rb"FLAGS \(([^)]*)\)", head)
+        fl = frozenset(f.decode() for f in flags.group(1).split() if f.lower() != b"\\recent") if flags else frozenset()
+        date = re.search(rb'INTERNALDATE "([^"]+)"', head)
+        ts = time.mktime(imaplib.Internaldate2tuple(b'INTERNALDATE "' + date.group(1) + b'"')) if date else None
+        out[(body, fl, ts)] += 1
+    return out
+
+
+def account(port: int, user: str, password: str) -> dict[str, Counter]:
+    """Every folder's messages, by decoded folder name."""
+    c = connect(port, user, password)
+    try:
+        return {decoded(name): messages(c, name) for name, attrs in folders(c).items()
+                if "\\noselect" not in attrs and "\\nonexistent" not in attrs}
+    finally:
+        c.logout()
+
+
+def append(c: imaplib.IMAP4, wire_name: str, data: bytes, flags: str = "", when: datetime | None = None) -> None:
+    when = when or datetime(2021, 3, 4, 5, 6, 7, tzinfo=timezone.utc)
+    typ, resp = c.append('"' + wire_name + '"', f"({flags})" if flags else None, imaplib.Time2Internaldate(when), data)
+    assert typ == "OK", resp
+
+
+def create(c: imaplib.IMAP4, wire_name: str, subscribe: bool = False) -> None:
+    typ, resp = c.create('"' + wire_name.replace('"', '\\"') + '"')
+    assert typ == "OK", resp
+    if subscribe:
+        c.subscribe('"' + wire_name.replace('"', '\\"') + '"')
