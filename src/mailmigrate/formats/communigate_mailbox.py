@@ -1,0 +1,305 @@
+"""CommuniGate Pro mailbox files: the text mailbox (``.mbox``) and the one-file-per-message ``.mdir``.
+
+Text mailbox: each message follows a separator line ``From <return-path> (flags-UID) <timestamp>``.  The
+part in parentheses is CommuniGate's own: status letters, then the message's UID after the last ``-``.
+CommuniGate's public documentation does not list the letters, so the table in :data:`LETTER_FLAGS` is our
+reading and is marked UNVERIFIED in docs/communigate.md: a letter we do not know becomes the keyword
+``$CGP_<letter>`` (kept, and reported by the caller) rather than being dropped.
+
+Escaping: we found no evidence that CommuniGate adds ``>`` to body lines starting with ``From ``; because
+its separator carries the ``(flags-UID)`` group, a body line can only be mistaken for one if it imitates
+that group too.  Bytes are therefore returned exactly as stored, never unescaped.  A file whose first line
+lacks the group is read as a classic mbox (separator = a ``From `` line with a date after a blank line).
+
+One empty line just before a separator (and at the end of the file) belongs to the file, as in every
+mbox.  A message cut off in the middle of a line or in its header is reported as truncated.
+
+``.mdir``: one file per message named ``<id>-<flags>-<yyyymmddhhmmss>`` (GMT); the id is the key.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import BinaryIO, Iterator
+
+from ..errors import FormatError
+from ..model import BodyWriter
+
+#: Status letters -> IMAP flags (UNVERIFIED; see the module docstring).  "-" and "_" are placeholders.
+LETTER_FLAGS = {
+    "S": "\\Seen",
+    "R": "\\Seen",
+    "A": "\\Answered",
+    "F": "\\Flagged",
+    "D": "\\Deleted",
+    "T": "\\Draft",
+    "M": "$MDNSent",
+    "J": "$Junk",
+    "W": "$Forwarded",
+}
+#: The letter written for each flag (the inverse the generator uses).
+FLAG_LETTERS = {"\\Seen": "S", "\\Answered": "A", "\\Flagged": "F", "\\Deleted": "D", "\\Draft": "T",
+                "$MDNSent": "M", "$Junk": "J", "$Forwarded": "W"}
+UNKNOWN_PREFIX = "$CGP_"
+_PLACEHOLDERS = "-_ "
+
+_CGP_SEP = re.compile(rb"^From (\S*) \(([^()\r\n]*)\) *([^\r\n]*?)\s*$")
+_CLASSIC_SEP = re.compile(rb"^From \S* +([^\r\n]*?)\s*$")
+_MONTHS = {m: i for i, m in enumerate(("jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct",
+                                       "nov", "dec"), 1)}
+_DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+_MDIR_DATE = re.compile(r"\d{14}\Z")
+
+
+def flags_from_letters(letters: str) -> tuple[frozenset[str], list[str]]:
+    """(IMAP flags, letters we did not know) for a status-letter string."""
+    flags, unknown = set(), []
+    for ch in letters:
+        if ch in _PLACEHOLDERS:
+            continue
+        f = LETTER_FLAGS.get(ch)
+        if f is None:
+            if ch.isalnum():
+                f = UNKNOWN_PREFIX + ch
+            else:
+                f = UNKNOWN_PREFIX + f"{ord(ch):02X}"
+            unknown.append(ch)
+        flags.add(f)
+    return frozenset(flags), unknown
+
+
+def letters_from_flags(flags) -> str:
+    """Status letters for IMAP flags; flags with no letter are left out (the generator never uses them)."""
+    out = []
+    for f in sorted(flags):
+        if f in FLAG_LETTERS:
+            out.append(FLAG_LETTERS[f])
+        elif f.startswith(UNKNOWN_PREFIX) and len(f) == len(UNKNOWN_PREFIX) + 1:
+            out.append(f[-1])
+    return "".join(sorted(set(out)))
+
+
+def parse_timestamp(text: str) -> datetime | None:
+    """The separator's date.  Accepted: asctime (``Mon Jan  4 10:00:00 2021`` with an optional zone before
+    or after the year), RFC 2822 style (``Mon, 4 Jan 2021 10:00:00 +0100``), IMAP style
+    (``04-Jan-2021 10:00:00 +0100``) and CommuniGate's own ``#T04-01-2021_10:00:00``.  None when unreadable."""
+    t = text.strip()
+    try:
+        if t.startswith("#T"):
+            return datetime.strptime(t[2:], "%d-%m-%Y_%H:%M:%S").replace(tzinfo=timezone.utc)
+        toks = t.replace(",", " ").split()
+        if not toks:
+            return None
+        if toks[0][:3].lower() in _DAYS:
+            toks = toks[1:]
+        offset = 0
+        zone = [x for x in toks if len(x) == 5 and x[0] in "+-" and x[1:].isdigit()]
+        if zone:
+            z = zone[0]
+            offset = (1 if z[0] == "+" else -1) * (int(z[1:3]) * 3600 + int(z[3:5]) * 60)
+        toks = [x for x in toks if x not in zone and not x.isalpha() or x[:3].lower() in _MONTHS]
+        if len(toks) == 2 and toks[0].count("-") == 2:  # IMAP 04-Jan-2021 10:00:00
+            d, mon, y = toks[0].split("-")
+            toks = [d, mon, y, toks[1]]
+        if toks[0][:3].lower() in _MONTHS:  # asctime: Jan 4 10:00:00 2021
+            mon, d, hms, y = toks[0], toks[1], toks[2], toks[3]
+        else:  # 4 Jan 2021 10:00:00
+            d, mon, y, hms = toks[0], toks[1], toks[2], toks[3]
+        parts = [int(x) for x in hms.split(":")]
+        while len(parts) < 3:
+            parts.append(0)
+        dt = datetime(int(y), _MONTHS[mon[:3].lower()], int(d), parts[0], parts[1], parts[2], tzinfo=timezone.utc)
+        return datetime.fromtimestamp(dt.timestamp() - offset, timezone.utc)
+    except (ValueError, KeyError, IndexError, OverflowError, OSError):
+        return None
+
+
+def format_timestamp(when: datetime) -> str:
+    """The date as the generator writes it: asctime in GMT with an explicit zone."""
+    w = when.astimezone(timezone.utc)
+    return w.strftime("%a %b ") + f"{w.day:2d}" + w.strftime(" %H:%M:%S %Y +0000")
+
+
+@dataclass
+class Separator:
+    return_path: str
+    letters: str
+    uid: int | None
+    date: datetime | None
+    cgp: bool  # True: CommuniGate's own (flags-UID) form; False: a classic From_ line
+
+
+def parse_separator(line: bytes) -> Separator | None:
+    """The CommuniGate separator ``From <rp> (flags-UID) date``, or None when the line is not one."""
+    m = _CGP_SEP.match(line)
+    if not m:
+        return None
+    inner = m.group(2).decode("latin-1")
+    letters, uid = inner, None
+    head, sep, tail = inner.rpartition("-")
+    if sep and tail.isdigit() and tail.isascii():
+        letters, uid = head, int(tail)
+    elif inner.isdigit() and inner.isascii():
+        letters, uid = "", int(inner)
+    return Separator(m.group(1).decode("utf-8", "replace").strip("<>"), letters, uid,
+                     parse_timestamp(m.group(3).decode("latin-1")), True)
+
+
+def parse_classic_separator(line: bytes) -> Separator | None:
+    m = _CLASSIC_SEP.match(line)
+    if not m:
+        return None
+    date = parse_timestamp(m.group(1).decode("latin-1"))
+    if date is None:
+        return None
+    rp = line[5:].split(None, 1)[0].decode("utf-8", "replace") if len(line) > 5 and line[5:].split() else ""
+    return Separator(rp.strip("<>"), "", None, date, False)
+
+
+def format_separator(return_path: str, letters: str, uid: int | None, when: datetime) -> bytes:
+    inner = f"{letters or '-'}-{uid}" if uid is not None else (letters or "-")
+    return f"From <{return_path}> ({inner}) {format_timestamp(when)}\n".encode("utf-8")
+
+
+@dataclass
+class Entry:
+    """Where one message of a text mailbox is and what its separator said; no content."""
+
+    offset: int  # first byte after the separator line
+    length: int  # bytes of the message as stored
+    line: int  # line number of the separator (1-based); the message starts on the next line
+    separator: Separator | None
+    flags: frozenset[str] = frozenset()
+    unknown_letters: list[str] = field(default_factory=list)
+    problem: str | None = None  # set when the message cannot be trusted (truncated)
+    warnings: list[str] = field(default_factory=list)
+
+    @property
+    def uid(self) -> int | None:
+        return self.separator.uid if self.separator else None
+
+    @property
+    def date(self) -> datetime | None:
+        return self.separator.date if self.separator else None
+
+
+def scan(f: BinaryIO, *, path: str | None = None) -> Iterator[Entry]:
+    """Index a text mailbox in one streaming pass (offsets, separators), keeping no bodies.
+
+    Raises FormatError (with the line) when the file does not start with a separator: nothing in it can be
+    told apart safely then.  A damaged last message is returned with ``problem`` set, not raised, so the
+    messages before it still migrate.
+    """
+    pos = 0
+    lineno = 0
+    mode: str | None = None  # "cgp" or "classic", decided by the first line
+    cur: Entry | None = None
+    pending_blank = 0
+    prev_blank = True
+    in_header = False
+    last_line = b""
+    for line in f:
+        lineno += 1
+        n = len(line)
+        last_line = line
+        if mode is None:
+            if not line.strip():
+                pos += n
+                continue  # leading blank lines are the file's
+            sep = parse_separator(line)
+            mode = "cgp"
+            if sep is None:
+                sep = parse_classic_separator(line)
+                mode = "classic"
+            if sep is None:
+                raise FormatError("the mailbox does not start with a 'From ' separator line", path=path, line=lineno)
+        else:
+            sep = None
+            if line.startswith(b"From "):
+                if mode == "cgp":
+                    sep = parse_separator(line)
+                elif prev_blank:
+                    sep = parse_classic_separator(line)
+        if sep is not None:
+            if cur is not None:
+                cur.length = pos - cur.offset - pending_blank
+                yield cur
+            cur = Entry(pos + n, 0, lineno, sep)
+            cur.flags, cur.unknown_letters = flags_from_letters(sep.letters)
+            if sep.date is None:
+                cur.warnings.append(f"line {lineno}: unreadable date on the separator line")
+            in_header = True
+            pending_blank = 0
+            prev_blank = False
+            pos += n
+            continue
+        blank = line in (b"\n", b"\r\n")
+        if in_header and blank:
+            in_header = False
+        pending_blank = n if blank else 0
+        prev_blank = blank
+        pos += n
+    if cur is not None:
+        cur.length = max(0, pos - cur.offset - pending_blank)
+        if not last_line.endswith(b"\n"):
+            cur.problem = (f"message starting on line {cur.line + 1} is truncated: the file ends in the middle "
+                           f"of line {lineno}")
+        elif in_header and cur.length > 0:
+            # Only the last message: a header that never ends there means the file was cut short.
+            cur.problem = f"message starting on line {cur.line + 1} is truncated: its header never ends"
+        yield cur
+
+
+def read_message(f: BinaryIO, entry: Entry) -> BodyWriter:
+    """The stored bytes of one message, streamed into a BodyWriter (no unescaping: see module docstring)."""
+    f.seek(entry.offset)
+    left = entry.length
+    w = BodyWriter()
+    while left > 0:
+        chunk = f.read(min(left, 1 << 18))
+        if not chunk:
+            break
+        left -= len(chunk)
+        w.write(chunk)
+    return w
+
+
+def write_message(data: bytes, return_path: str, flags, uid: int | None, when: datetime) -> bytes:
+    """One message as the generator stores it: separator, bytes, closing empty line."""
+    if not data.endswith(b"\n"):
+        raise ValueError("a text-mailbox message must end with a line break")
+    return format_separator(return_path, letters_from_flags(flags), uid, when) + data + b"\n"
+
+
+# --- .mdir ---------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class MdirName:
+    id: str
+    letters: str
+    date: datetime | None
+
+
+def parse_mdir_name(name: str) -> MdirName | None:
+    """``<id>-<flags>-<yyyymmddhhmmss>``; None for a name that is not a message file."""
+    if name.startswith(".") or not name:
+        return None
+    parts = name.rsplit("-", 2)
+    if len(parts) == 3 and _MDIR_DATE.match(parts[2]) and parts[0]:
+        try:
+            when = datetime.strptime(parts[2], "%Y%m%d%H%M%S").replace(tzinfo=timezone.utc)
+        except ValueError:
+            when = None
+        return MdirName(parts[0], parts[1], when)
+    if len(parts) >= 2 and parts[0]:
+        return MdirName(parts[0], parts[1] if len(parts) == 2 else "-".join(parts[1:]), None)
+    return MdirName(name, "", None)
+
+
+def format_mdir_name(msg_id: str, flags, when: datetime) -> str:
+    if "-" in msg_id or "/" in msg_id:
+        raise ValueError("an .mdir message id cannot hold '-' or '/'")
+    return f"{msg_id}-{letters_from_flags(flags) or '_'}-{when.astimezone(timezone.utc):%Y%m%d%H%M%S}"
