@@ -77,6 +77,28 @@ class DovecotServer:
         home.mkdir(parents=True, exist_ok=True)
         dv = pwd.getpwnam("dovecot")
         os.chown(home, dv.pw_uid, dv.pw_gid)
+        if self.proc is not None:
+            self._wait_for_login(name, password)
+
+    def _wait_for_login(self, name: str, password: str) -> None:
+        """Dovecot re-reads the passwd-file at most once a second: wait until it knows the new user."""
+        import imaplib
+
+        deadline = time.time() + 5
+        while True:
+            try:
+                c = imaplib.IMAP4("127.0.0.1", self.port)
+                try:
+                    c.login(name, password)
+                    c.logout()
+                    return
+                except imaplib.IMAP4.error:
+                    c.shutdown()
+            except OSError:
+                pass
+            if time.time() > deadline:
+                raise RuntimeError(f"dovecot does not accept the new user {name}")
+            time.sleep(0.2)
 
     def start(self) -> "DovecotServer":
         r = self.root

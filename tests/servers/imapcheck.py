@@ -63,7 +63,7 @@ def subscriptions(c: imaplib.IMAP4) -> set[str]:
 
 def messages(c: imaplib.IMAP4, wire_name: str) -> Counter:
     """Counter of (bytes, frozenset(flags), internaldate as UTC timestamp) in a folder."""
-    typ, _ = c.select('"' + wire_name.replace("\\", "\\\\").replace('"', '\\"') + '"', readonly=True)
+    typ, _ = c.select(_q(wire_name), readonly=True)
     assert typ == "OK", wire_name
     typ, data = c.uid("FETCH", "1:*", "(FLAGS INTERNALDATE BODY.PEEK[])")
     out = Counter()
@@ -91,12 +91,16 @@ def account(port: int, user: str, password: str) -> dict[str, Counter]:
 
 def append(c: imaplib.IMAP4, wire_name: str, data: bytes, flags: str = "", when: datetime | None = None) -> None:
     when = when or datetime(2021, 3, 4, 5, 6, 7, tzinfo=timezone.utc)
-    typ, resp = c.append('"' + wire_name + '"', f"({flags})" if flags else None, imaplib.Time2Internaldate(when), data)
+    typ, resp = c.append(_q(wire_name), f"({flags})" if flags else None, imaplib.Time2Internaldate(when), data)
     assert typ == "OK", resp
 
 
 def create(c: imaplib.IMAP4, wire_name: str, subscribe: bool = False) -> None:
-    typ, resp = c.create('"' + wire_name.replace('"', '\\"') + '"')
+    typ, resp = c.create(_q(wire_name))
     assert typ == "OK", resp
     if subscribe:
-        c.subscribe('"' + wire_name.replace('"', '\\"') + '"')
+        c.subscribe(_q(wire_name))
+
+
+def _q(name: str) -> str:
+    return '"' + name.replace("\\", "\\\\").replace('"', '\\"') + '"'
