@@ -19,6 +19,7 @@ COMMAND_MODULES = [
     "mailmigrate.cli.project",
     "mailmigrate.cli.serve",
     "mailmigrate.cli.directory",
+    "mailmigrate.cli.communigate",
 ]
 
 

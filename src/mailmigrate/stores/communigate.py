@@ -221,6 +221,15 @@ class CommuniGateStore(Store):
         self._loc: AccountLocation | None = None
         self._index: dict[FolderPath, tuple[tuple, dict[str, object]]] = {}
         self._problems: list[tuple[str, str]] = []
+        self._damaged: dict[FolderPath, list[str]] = {}
+
+    @classmethod
+    def at(cls, base_path, loc: AccountLocation) -> "CommuniGateStore":
+        """A store for an account already located (by :func:`discover`/:func:`domain_accounts`), so a walk
+        over many accounts does not search each domain again."""
+        store = cls(base_path, loc.name, loc.domain)
+        store._loc = loc
+        return store
 
     # --- life cycle ---------------------------------------------------------------------------------
     def describe(self) -> str:
@@ -288,6 +297,7 @@ class CommuniGateStore(Store):
         try:
             with open(file, "rb") as fh:
                 entries = list(fmt.scan(fh, path=str(file)))
+                self._damaged[folder] = [f"{file}: {e.problem}" for e in entries if e.problem]
                 index: dict[str, object] = {}
                 metas: list[MessageMeta] = []
                 seen_sha: Counter = Counter()
@@ -370,6 +380,10 @@ class CommuniGateStore(Store):
                     continue
                 body = fmt.read_message(fh, e).finish()
                 yield MessageMeta(key=key, flags=e.flags, internaldate=e.date, size=body.size, uid=e.uid), body
+
+    def damaged(self, path: FolderPath) -> list[str]:
+        """Damage the last listing of ``path`` found (truncated messages), each naming file and line."""
+        return list(self._damaged.get(tuple(path), []))
 
     def fetch_problems(self) -> list[tuple[str, str]]:
         out, self._problems = self._problems, []

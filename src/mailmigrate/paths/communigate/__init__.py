@@ -1,0 +1,1 @@
+"""CommuniGate Pro as a migration source: account settings, domain aliases and the store overview."""
