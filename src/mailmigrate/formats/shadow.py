@@ -46,6 +46,8 @@ def parse_shadow(data: bytes, path: str | os.PathLike | None = None) -> list[Sha
             line = line[:-1]
         if not line.strip() or line.startswith("#"):
             continue
+        if "\r" in line:
+            raise FormatError("carriage return inside a shadow line", path=where, line=lineno)
         fields = line.split(":")
         if len(fields) < 2 or not fields[0]:
             raise FormatError("expected 'name:hash:...'", path=where, line=lineno)
