@@ -146,6 +146,8 @@ class _Parser:
             c = self.peek()
             if c == ";":
                 self.i += 1
+            elif not c:
+                raise self.error(f"dictionary opened on line {self.line(start)} is not closed")
             elif c != "}":
                 found = repr(c) if c else "the end of the file"
                 raise self.error(f"expected ';' or '}}' after the value of {k!r}, found {found}")
@@ -165,6 +167,8 @@ class _Parser:
             c = self.peek()
             if c == ",":
                 self.i += 1
+            elif not c:
+                raise self.error(f"array opened on line {self.line(start)} is not closed")
             elif c != ")":
                 found = repr(c) if c else "the end of the file"
                 raise self.error(f"expected ',' or ')' in an array, found {found}")
