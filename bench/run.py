@@ -43,16 +43,22 @@ class Sample:
     cpu: float
 
 
-def timed(cmd: list[str], env=None, cwd=None) -> Sample:
-    t0 = time.perf_counter()
-    p = subprocess.Popen(cmd, env=env, cwd=cwd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    _, status, ru = os.wait4(p.pid, 0)
-    wall = time.perf_counter() - t0
-    err = p.stderr.read().decode(errors="replace")
-    code = os.waitstatus_to_exitcode(status)
-    if code != 0:
-        raise RuntimeError(f"{cmd[0]} exited {code}: {err[-2000:]}")
-    return Sample(wall, ru.ru_maxrss / 1024, ru.ru_utime + ru.ru_stime)
+def timed(cmd: list[str], env=None) -> Sample:
+    """Run a tool under GNU time and read its peak RSS from there.
+
+    Not from our own wait4(): Linux carries the spawning process's high-water mark into a child's maxrss at
+    exec, so every tool started from this Python process would report at least this process's size.
+    /usr/bin/time is small, so what it reports is the tool's own peak.
+    """
+    with tempfile.NamedTemporaryFile("r") as tf:
+        t0 = time.perf_counter()
+        p = subprocess.run(["/usr/bin/time", "-o", tf.name, "-f", "%M %U %S"] + cmd, env=env,
+                           stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        wall = time.perf_counter() - t0
+        if p.returncode != 0:
+            raise RuntimeError(f"{cmd[0]} exited {p.returncode}: {p.stderr.decode(errors='replace')[-2000:]}")
+        rss_kb, user, system = tf.read().split()[-3:]
+    return Sample(wall, int(rss_kb) / 1024, float(user) + float(system))
 
 
 class Tool:
@@ -72,7 +78,7 @@ class Tool:
         return None
 
     def run(self) -> Sample:
-        return timed(self.cmd(), env=self.env(), cwd=self.work)
+        return timed(self.cmd(), env=self.env())
 
 
 class MailMigrate(Tool):
@@ -100,7 +106,7 @@ Host 127.0.0.1
 Port {self.src_port}
 User src
 Pass {PASSWORD}
-TLSType None
+SSLType None
 AuthMechs LOGIN
 
 IMAPStore src
@@ -111,7 +117,7 @@ Host 127.0.0.1
 Port {self.dst_port}
 User {self.dst_user}
 Pass {PASSWORD}
-TLSType None
+SSLType None
 AuthMechs LOGIN
 
 IMAPStore dst
