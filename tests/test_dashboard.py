@@ -121,7 +121,8 @@ def test_browser_login_start_sync_finish_report(server):
     from playwright.sync_api import expect, sync_playwright
 
     url, tmp = server
-    docs = Path(__file__).resolve().parent.parent / "docs"
+    # MAILMIGRATE_SCREENSHOTS=1 refreshes the pictures in docs/; otherwise they go to the test's tmp dir.
+    docs = Path(__file__).resolve().parent.parent / "docs" if os.environ.get("MAILMIGRATE_SCREENSHOTS") else tmp
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS)
         page = browser.new_page(viewport={"width": 1100, "height": 650})
