@@ -194,3 +194,31 @@ def test_broken_settings_do_not_stop_the_mail(damaged):
         _, metas = s.list_messages(INBOX)
         assert [b.read() for _, b in s.fetch(INBOX, [m.key for m in metas])] == \
             [d for d, _, _ in manifest[("example.org", "dave")][INBOX]]
+
+
+# --- the contract factory, exercised here until the shared contract suite runs it -------------------------
+
+
+def test_contract_factory_round_trip(tmp_path):
+    import sys
+
+    sys.path.insert(0, str(ROOT / "tests"))
+    from contract.communigate_factory import make_communigate_store
+    from mailmigrate.model import AppendItem, Body
+
+    store, populate = make_communigate_store(tmp_path)
+    first = [AppendItem(Body.from_bytes(b"Subject: a\r\n\r\nA\r\n"), frozenset({"\\Seen"})),
+             (b"Subject: b\n\nno final newline", {"\\Flagged"})]
+    populate({"INBOX": [b"Subject: in\n\nx\n"], "Work/Deep": first, ("Caf\u00e9",): [b"Subject: c\n\n\n"]})
+    with store:
+        assert {f.path for f in store.list_folders()} == {INBOX, ("Work",), ("Work", "Deep"), ("Caf\u00e9",)}
+        _, metas = store.list_messages(("Work", "Deep"))
+        assert [b.read() for _, b in store.fetch(("Work", "Deep"), [m.key for m in metas])] == \
+            [b"Subject: a\r\n\r\nA\r\n", b"Subject: b\n\nno final newline"]
+        assert [m.flags for m in metas] == [{"\\Seen"}, {"\\Flagged"}]
+        populate({"INBOX": [b"Subject: later\n\ny\n"]})
+        _, metas = store.list_messages(INBOX)
+        assert [m.key for m in metas] == ["1", "2"]
+        assert [b.read() for _, b in store.fetch(INBOX, ["2"])] == [b"Subject: later\n\ny\n"]
+        _, metas = store.list_messages(("Caf\u00e9",))
+        assert [b.read() for _, b in store.fetch(("Caf\u00e9",), [m.key for m in metas])] == [b"Subject: c\n\n\n"]
