@@ -41,6 +41,11 @@ class Store(ABC):
     def __exit__(self, *exc):
         self.close()
 
+    def clone(self) -> "Store | None":
+        """A new, unopened store for the same account (another connection), or None when the store
+        cannot have more than one: the engine then works on one connection."""
+        return None
+
     def describe(self) -> str:
         """Where this store is, for logs (never with a password)."""
         return self.kind

@@ -95,6 +95,11 @@ class ImapStore(Store):
                 self.conn = None
         self.selected = None
 
+    def clone(self) -> "ImapStore":
+        return ImapStore(self.host, self.port, user=self.user, password=self._password, tls=self.tls,
+                         insecure=self.insecure, cafile=self.cafile, master_user=self.master_user,
+                         master_mode=self.master_mode, timeout=self.timeout)
+
     def supports_uidplus(self) -> bool:
         return "UIDPLUS" in self._c.capabilities
 

@@ -57,6 +57,9 @@ class MaildirStore(Store):
     def describe(self) -> str:
         return f"maildir:{self.root}"
 
+    def clone(self) -> "MaildirStore":
+        return MaildirStore(self.root, create=self.create, must_exist=self.must_exist)
+
     # --- life cycle -------------------------------------------------------------------------------
     def open(self) -> None:
         if not self.root.is_dir():

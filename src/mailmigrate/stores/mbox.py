@@ -41,6 +41,9 @@ class MboxStore(Store):
     def describe(self) -> str:
         return f"mbox:{self.path}"
 
+    def clone(self) -> "MboxStore":
+        return MboxStore(self.path, variant=self.variant)
+
     def open(self) -> None:
         if not self.path.exists():
             raise ConfigError(f"mbox {self.path} does not exist")

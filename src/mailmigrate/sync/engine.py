@@ -79,6 +79,8 @@ class SyncOptions:
     checkpoint: Callable[[str], None] | None = None
     #: messages the producer may read ahead of the appender
     read_ahead: int = 256
+    #: connections per side and account: folders are synced this many at a time
+    connections: int = 3
 
 
 def _side(e: BaseException) -> str:
@@ -221,27 +223,24 @@ class _AccountRun:
         self.target_paths = {_norm(f.path) for f in tgt_folders}
         plans = plan_folders(src_folders, tgt_folders)
         self.c.folders = len(plans)
-        statuses = self._source_statuses([p.source.path for p in plans if p.source.path not in self.finished])
+        todo = [p for p in plans if p.source.path not in self.finished]
+        statuses = self._source_statuses([p.source.path for p in todo])
+        tgt_statuses = self._target_statuses(todo)
+        # Unchanged folders are settled here, on this connection, before any other connection is opened:
+        # a rerun with nothing to do costs one pipelined STATUS per side.
+        work = []
+        for plan in todo:
+            if not self.opt.dry_run and self._skip_unchanged(plan, statuses.get(plan.source.path),
+                                                              tgt_statuses.get(plan.source.path)):
+                self.finished.add(plan.source.path)
+            else:
+                work.append(plan)
+        if len(work) > 1 and self.opt.connections > 1 and not self.opt.dry_run:
+            self._parallel(work, statuses)
+        else:
+            for plan in work:
+                self._sync_one(plan, statuses.get(plan.source.path))
         tgt_subscribed = {f.path for f in tgt_folders if f.subscribed}
-        for plan in plans:
-            path = plan.source.path
-            if path in self.finished:
-                continue
-            try:
-                self.sync_folder(plan, statuses.get(path))
-            except (FolderFailed, FormatError) as e:
-                self._problem(path, None, str(e), kind="folder")
-                self.c.failed += 1
-            except ServerRefused as e:
-                if e.scope == "account" and e.code not in (None, "TRYCREATE", "NONEXISTENT", "CANNOT", "CLIENTBUG"):
-                    raise
-                # A folder the server will not create or open: report it, go on with the rest.
-                self._problem(path, None, f"{_side(e) or 'server'} refused: {e}", kind="folder")
-                self.c.failed += 1
-            if self._reopen_source_needed:
-                self._reopen_source_needed = False
-                self._reopen_source()
-            self.finished.add(path)
         if not self.opt.dry_run and not self._subscriptions_done:
             for plan in plans:
                 if plan.source.subscribed and plan.target_path not in tgt_subscribed:
@@ -250,6 +249,107 @@ class _AccountRun:
                     except ServerRefused as e:
                         self._problem(plan.source.path, None, f"could not subscribe on target: {e}", kind="warning")
             self._subscriptions_done = True
+
+    def _sync_one(self, plan: FolderPlan, status: FolderStatus | None) -> None:
+        path = plan.source.path
+        try:
+            self.sync_folder(plan, status)
+        except (FolderFailed, FormatError) as e:
+            self._problem(path, None, str(e), kind="folder")
+            self.c.failed += 1
+        except ServerRefused as e:
+            if e.code not in (None, "TRYCREATE", "NONEXISTENT", "CANNOT", "CLIENTBUG"):
+                raise
+            # A folder the server will not create or open: report it, go on with the rest.
+            self._problem(path, None, f"{_side(e) or 'server'} refused: {e}", kind="folder")
+            self.c.failed += 1
+        if self._reopen_source_needed:
+            self._reopen_source_needed = False
+            self._reopen_source()
+        self.finished.add(path)
+
+    def _target_statuses(self, plans: list[FolderPlan]) -> dict[FolderPath, FolderStatus]:
+        """Target status of every mapped folder that exists, in one pipelined call, keyed by source path."""
+        want = {}
+        for p in plans:
+            f = self.state.folder(self.account, p.source.path)
+            if f is not None and _norm(f.target_path) in self.target_paths:
+                want[p.source.path] = f.target_path
+        if not want or self.opt.dry_run:
+            return {}
+        try:
+            st = self.target.folder_statuses(list(dict.fromkeys(want.values())))
+        except (FolderFailed, ServerRefused):
+            return {}
+        return {sp: st[tp] for sp, tp in want.items() if tp in st}
+
+    def _skip_unchanged(self, plan: FolderPlan, s: FolderStatus | None, t: FolderStatus | None) -> bool:
+        if s is None or t is None:
+            return False
+        f = self.state.folder(self.account, plan.source.path)
+        if f is None or not self._unchanged(f, s, t):
+            return False
+        self.c.skipped += s.count or 0
+        return True
+
+    def _parallel(self, work: list[FolderPlan], statuses) -> None:
+        """Several folders at once, each worker on its own pair of connections (issue: the latency of one
+        connection, not bandwidth or CPU, bounds a single-connection copy)."""
+        order = sorted(work, key=lambda p: -((statuses.get(p.source.path).count or 0)
+                                             if statuses.get(p.source.path) else 0))
+        q: queue.Queue = queue.Queue()
+        for p in order:
+            q.put(p)
+        errors: list[BaseException] = []
+        clones = []
+        for _ in range(min(self.opt.connections, len(work)) - 1):
+            src = getattr(self.source._store, "clone", lambda: None)()
+            tgt = getattr(self.target._store, "clone", lambda: None)()
+            if src is None or tgt is None:
+                break
+            clones.append(self._fork(src, tgt))
+
+        def worker(run: "_AccountRun") -> None:
+            try:
+                if run is not self:
+                    try:
+                        run.open()
+                    except MailmigrateError as e:
+                        # The server may limit connections per user: fewer workers, not a failure.
+                        log.info("account %s: an extra connection was refused (%s); going on with fewer",
+                                 self.account, e)
+                        return
+                while not errors:
+                    try:
+                        plan = q.get_nowait()
+                    except queue.Empty:
+                        return
+                    run._sync_one(plan, statuses.get(plan.source.path))
+            except BaseException as e:  # handed to the account's retry logic below
+                errors.append(e)
+
+        threads = [threading.Thread(target=worker, args=(r,), name="mailmigrate-folder", daemon=True)
+                   for r in clones]
+        for t in threads:
+            t.start()
+        worker(self)
+        for t in threads:
+            t.join()
+        for r in clones:
+            r.close()
+            self.c.add(r.c)
+            self.finished |= r.finished
+        if errors:
+            raise errors[0]
+
+    def _fork(self, source: Store, target: Store) -> "_AccountRun":
+        """A worker sharing this account's state, options and report, with its own connections and counters."""
+        run = _AccountRun(_Sided(source, "source"), _Sided(target, "target"), self.account, self.state, self.opt,
+                          self.result)
+        run.c = type(self.c)()
+        run.target_paths = self.target_paths
+        run._reported_keyword_drops = self._reported_keyword_drops
+        return run
 
     def _source_statuses(self, paths: Sequence[FolderPath]) -> dict[FolderPath, FolderStatus]:
         try:
