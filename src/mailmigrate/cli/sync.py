@@ -48,6 +48,8 @@ def register(sub) -> None:
                         "mailmigrate made)")
     p.add_argument("--dry-run", action="store_true", help="show what would be done; change nothing")
     p.add_argument("--jobs", type=int, default=1, metavar="N", help="accounts at once (default 1)")
+    p.add_argument("--connections", type=int, default=3, metavar="N",
+                   help="connections per side and account: folders synced at once (default 3)")
     p.add_argument("--json", action="store_true", help="print a JSON summary on stdout")
     p.add_argument("--insecure", action="store_true", help="do not verify TLS certificates")
     p.add_argument("--allow-plaintext", action="store_true",
@@ -107,7 +109,8 @@ def run(args) -> int:
         source_password=src_pw,
         target_password=tgt_pw,
         jobs=args.jobs,
-        sync=SyncOptions(delete=args.delete, dry_run=args.dry_run, progress=progress),
+        sync=SyncOptions(delete=args.delete, dry_run=args.dry_run, progress=progress,
+                         connections=max(1, args.connections)),
     )
     if interactive:
         with progress:
