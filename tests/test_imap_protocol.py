@@ -1,0 +1,158 @@
+"""The IMAP client: response parsing (incl. fuzzing), TLS rules, streaming of a large message."""
+
+from __future__ import annotations
+
+import os
+import tracemalloc
+from datetime import datetime, timezone
+
+import pytest
+from hypothesis import given, settings, strategies as st
+
+from mailmigrate.errors import AuthenticationFailed, ConfigError, ProtocolError
+from mailmigrate.imap.parser import (fetch_items, format_internaldate, parse_internaldate, parse_response,
+                                     parse_uid_set, split_raw)
+from mailmigrate.model import AppendItem, Body, Secret
+from mailmigrate.stores.imap import ImapStore, escape_component
+
+
+def parse(raw: bytes):
+    return [parse_response(p) for p in split_raw(raw)]
+
+
+def test_fetch_with_literal_and_section_atoms():
+    r, = parse(b'* 12 FETCH (UID 34 FLAGS (\\Seen $Label1) INTERNALDATE " 7-Jul-2021 02:44:25 -0700" '
+               b'RFC822.SIZE 10 BODY[] {10}\r\nhello\r\nwor)\r\n')
+    it = fetch_items(r.data)
+    assert r.number == 12 and it[b"UID"] == b"34" and it[b"BODY[]"] == b"hello\r\nwor"
+    assert it[b"FLAGS"] == [b"\\Seen", b"$Label1"]
+    assert parse_internaldate(it[b"INTERNALDATE"]).astimezone(timezone.utc) == datetime(2021, 7, 7, 9, 44, 25,
+                                                                                            tzinfo=timezone.utc)
+    r, = parse(b"* 1 FETCH (BODY[HEADER.FIELDS (FROM TO)] {2}\r\nab UID 5)\r\n")
+    assert fetch_items(r.data)[b"BODY[HEADER.FIELDS (FROM TO)]"] == b"ab"
+
+
+def test_status_codes_and_lists():
+    a, b, c, d = parse(b"* OK [UIDVALIDITY 3857529045] UIDs valid\r\n"
+                       b'* LIST (\\HasNoChildren \\Sent) "/" "Sent \\"Items\\""\r\n'
+                       b"* LIST () NIL {5}\r\nA&B-b\r\n"
+                       b"M7 OK [APPENDUID 38505 3955:3957,3960] APPEND completed\r\n")
+    assert a.code == b"UIDVALIDITY" and a.code_args == [b"3857529045"]
+    assert b.data == [[b"\\HasNoChildren", b"\\Sent"], b"/", b'Sent "Items"']
+    assert c.data == [[], None, b"A&B-b"]
+    assert d.kind == "tagged" and d.code == b"APPENDUID" and parse_uid_set(d.code_args[1]) == [3955, 3956, 3957, 3960]
+
+
+def test_internaldate_round_trip():
+    dt = datetime(2020, 2, 29, 23, 59, 1, tzinfo=timezone.utc)
+    assert parse_internaldate(format_internaldate(dt).encode()) == dt
+
+
+@pytest.mark.parametrize("garbage", [b"* 1 FETCH (UID\r\n", b'* LIST () "/" "unterminated\r\n', b"NOTAG\r\n",
+                                     b"M1 MAYBE done\r\n", b"* 1 FETCH UID 3\r\n", b"* 1 FETCH (A [B)\r\n"])
+def test_garbage_is_a_protocol_error(garbage):
+    with pytest.raises(ProtocolError):
+        parse(garbage)
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.binary(max_size=300))
+def test_fuzz_parser_never_crashes(data):
+    try:
+        parse(data + b"\r\n")
+    except ProtocolError:
+        pass
+
+
+tokens = st.sampled_from([b"*", b"M1", b"OK", b"NO", b"FETCH", b"(", b")", b"[", b"]", b" ", b'"', b"\\", b"{3}\r\nabc",
+                          b"NIL", b"12", b"BODY[]", b"UID", b"LIST", b"~{2}\r\nxy", b"\r\n"])
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.lists(tokens, max_size=30))
+def test_fuzz_token_soup(parts):
+    try:
+        parse(b"".join(parts) + b"\r\n")
+    except ProtocolError:
+        pass
+
+
+def test_escape_component():
+    assert escape_component("a/b", "/") == "a\u2215b"
+    assert escape_component("a.b", ".") == "a\u2024b"
+    assert escape_component("a.b", "/") == "a.b"
+    assert escape_component("a:b", ":") == "a_b"
+
+
+# --- against real Dovecot -------------------------------------------------------------------------
+
+def store(acc, **kw):
+    kw.setdefault("tls", "none")
+    return ImapStore("127.0.0.1", kw.pop("port", acc.port), user=acc.user, password=Secret(kw.pop("password", acc.password)), **kw)
+
+
+def test_imaps_verified_with_its_ca(imap_accounts):
+    src, _ = imap_accounts
+    s = store(src, port=src.server.tls_port, tls="implicit", cafile=str(src.server.cafile))
+    s.open()
+    assert ("INBOX",) in {f.path for f in s.list_folders()}
+    s.close()
+
+
+def test_unknown_certificate_refused_unless_insecure(imap_accounts):
+    src, _ = imap_accounts
+    with pytest.raises(ConfigError, match="not trusted"):
+        store(src, port=src.server.tls_port, tls="implicit").open()
+    with pytest.raises(ConfigError, match="not trusted"):
+        store(src, tls="starttls").open()
+    s = store(src, tls="starttls", insecure=True)
+    s.open()
+    s.close()
+
+
+def test_starttls_demanded_but_not_offered_is_refused(dovecot_factory):
+    srv = dovecot_factory(tls=False)
+    srv.add_user("ann", "pw")
+    s = ImapStore("127.0.0.1", srv.port, user="ann", password=Secret("pw"), tls="starttls")
+    before = len(srv.log())
+    with pytest.raises(ConfigError, match="does not offer STARTTLS"):
+        s.open()
+    # and no password was sent: the server saw no login attempt
+    import time
+
+    time.sleep(0.3)
+    after = srv.log()[before:]
+    assert "no auth attempts" in after and "Login: user=<ann>" not in after
+
+
+def test_failed_login_names_user_not_password(imap_accounts):
+    src, _ = imap_accounts
+    with pytest.raises(AuthenticationFailed) as e:
+        store(src, password="not-the-password-42").open()
+    assert src.user in str(e.value) and "not-the-password-42" not in str(e.value)
+
+
+def test_50_mb_message_streams_with_flat_memory(imap_accounts):
+    """A 50 MB message goes through fetch and append without ever being held in memory whole."""
+    src, dst = imap_accounts
+    big = b"Subject: big\r\n\r\n" + (b"0123456789" * 7 + b"\r\n") * (50 * 1024 * 1024 // 72)
+    s, t = store(src), store(dst)
+    s.open()
+    t.open()
+    try:
+        s.append(("INBOX",), [AppendItem(Body.from_bytes(big), frozenset({"\\Seen"}), None)])
+        del big
+        _, metas = s.list_messages(("INBOX",))
+        tracemalloc.start()
+        for meta, body in s.fetch(("INBOX",), [m.key for m in metas]):
+            assert not body.in_memory and body.size == metas[0].size
+            keys = t.append(("INBOX",), [AppendItem(body, meta.flags, meta.internaldate)])
+            body.close()
+        peak = tracemalloc.get_traced_memory()[1]
+        tracemalloc.stop()
+        assert peak < 8 * 1024 * 1024, f"peak Python memory {peak / 1e6:.1f} MB for a 50 MB message"
+        _, tm = t.list_messages(("INBOX",))
+        assert [m.size for m in tm] == [metas[0].size] and keys == [tm[0].key]
+    finally:
+        s.close()
+        t.close()
