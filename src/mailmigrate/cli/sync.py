@@ -51,6 +51,8 @@ def register(sub) -> None:
     p.add_argument("--connections", type=int, default=3, metavar="N",
                    help="connections per side and account: folders synced at once (default 3)")
     p.add_argument("--json", action="store_true", help="print a JSON summary on stdout")
+    p.add_argument("--retries", type=int, default=6, metavar="N",
+                   help="attempts per account on lost connections and busy servers, with backoff (default 6)")
     p.add_argument("--insecure", action="store_true", help="do not verify TLS certificates")
     p.add_argument("--allow-plaintext", action="store_true",
                    help="allow ?tls=none towards a host that is not loopback")
@@ -110,7 +112,7 @@ def run(args) -> int:
         target_password=tgt_pw,
         jobs=args.jobs,
         sync=SyncOptions(delete=args.delete, dry_run=args.dry_run, progress=progress,
-                         connections=max(1, args.connections)),
+                         connections=max(1, args.connections), max_attempts=max(1, args.retries)),
     )
     if interactive:
         with progress:

@@ -1,0 +1,124 @@
+"""A TCP proxy on loopback that breaks connections on purpose, between mailmigrate and a real server.
+
+Faults apply to connections as they are accepted, from a queue the test fills (then the default):
+  * ``Fault("drop", after=N)``      – close both sides once N bytes went from server to client;
+  * ``Fault("drop_up", after=N)``   – the same, counting client-to-server bytes (mid-APPEND);
+  * ``Fault("truncate", after=N)``  – forward the first N server bytes, then cut without closing the client
+                                      side for ``stall`` seconds (a half-sent response), then close;
+  * ``Fault("stall", after=N, stall=S)`` – after N server bytes, forward nothing for S seconds;
+  * ``Fault("delay", delay=D)``     – wait D seconds before forwarding each chunk;
+  * ``Fault("refuse")``             – close the connection at once.
+Only ever listens on and connects to 127.0.0.1.
+"""
+
+from __future__ import annotations
+
+import socket
+import threading
+import time
+from collections import deque
+from dataclasses import dataclass
+
+
+@dataclass
+class Fault:
+    kind: str = "none"
+    after: int = 0
+    stall: float = 0.0
+    delay: float = 0.0
+
+
+class FaultProxy:
+    def __init__(self, upstream_port: int):
+        self.upstream = ("127.0.0.1", upstream_port)
+        self.sock = socket.socket()
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(64)
+        self.port = self.sock.getsockname()[1]
+        self.faults: deque[Fault] = deque()
+        self.default = Fault()
+        self.connections = 0
+        self.faults_fired = 0
+        self._stop = threading.Event()
+        self._lock = threading.Lock()
+        threading.Thread(target=self._accept, daemon=True, name="faultproxy").start()
+
+    def push(self, *faults: Fault) -> None:
+        with self._lock:
+            self.faults.extend(faults)
+
+    def close(self) -> None:
+        self._stop.set()
+        try:
+            self.sock.close()
+        except OSError:
+            pass
+
+    def _accept(self) -> None:
+        while not self._stop.is_set():
+            try:
+                client, _ = self.sock.accept()
+            except OSError:
+                return
+            with self._lock:
+                fault = self.faults.popleft() if self.faults else self.default
+                self.connections += 1
+            threading.Thread(target=self._serve, args=(client, fault), daemon=True).start()
+
+    def _serve(self, client: socket.socket, fault: Fault) -> None:
+        if fault.kind == "refuse":
+            self.faults_fired += 1
+            client.close()
+            return
+        try:
+            server = socket.create_connection(self.upstream, timeout=10)
+        except OSError:
+            client.close()
+            return
+        done = threading.Event()
+
+        def close_both():
+            done.set()
+            for s in (client, server):
+                try:
+                    s.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass
+                s.close()
+
+        def pump(src, dst, downstream: bool):
+            sent = 0
+            try:
+                while not done.is_set():
+                    data = src.recv(65536)
+                    if not data:
+                        break
+                    if fault.delay:
+                        time.sleep(fault.delay)
+                    counted = (fault.kind in ("drop", "truncate", "stall") and downstream) or \
+                              (fault.kind == "drop_up" and not downstream)
+                    if counted and sent + len(data) > fault.after:
+                        keep = max(0, fault.after - sent)
+                        if keep:
+                            dst.sendall(data[:keep])
+                        sent += keep
+                        self.faults_fired += 1
+                        if fault.kind == "stall":
+                            time.sleep(fault.stall)
+                            dst.sendall(data[keep:])
+                            sent += len(data) - keep
+                            fault.kind = "none"
+                            continue
+                        if fault.kind == "truncate":
+                            time.sleep(fault.stall)
+                        close_both()
+                        return
+                    dst.sendall(data)
+                    sent += len(data)
+            except OSError:
+                pass
+            close_both()
+
+        threading.Thread(target=pump, args=(server, client, True), daemon=True).start()
+        threading.Thread(target=pump, args=(client, server, False), daemon=True).start()
