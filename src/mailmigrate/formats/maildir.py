@@ -43,6 +43,8 @@ def parse_name(name: str) -> MaildirName:
         raise FormatError(f"Maildir file name {name!r} has no unique part")
     parts = base.split(",")
     unique = parts[0]
+    if not unique:
+        raise FormatError(f"Maildir file name {name!r} has no unique part")
     size = None
     extra = []
     for p in parts[1:]:
