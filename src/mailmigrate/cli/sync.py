@@ -51,6 +51,12 @@ def register(sub) -> None:
     p.add_argument("--connections", type=int, default=3, metavar="N",
                    help="connections per side and account: folders synced at once (default 3)")
     p.add_argument("--json", action="store_true", help="print a JSON summary on stdout")
+    p.add_argument("--max-rate", type=float, metavar="MSGS", help="at most this many messages per second to the "
+                   "target server, over all accounts")
+    p.add_argument("--max-bandwidth", type=float, metavar="MIB", help="at most this many MiB per second to the "
+                   "target server, over all accounts")
+    p.add_argument("--max-connections", type=int, metavar="N", help="at most this many connections per server, "
+                   "over all accounts (reduces --jobs and --connections to fit)")
     p.add_argument("--retries", type=int, default=6, metavar="N",
                    help="attempts per account on lost connections and busy servers, with backoff (default 6)")
     p.add_argument("--insecure", action="store_true", help="do not verify TLS certificates")
@@ -111,6 +117,9 @@ def run(args) -> int:
         source_password=src_pw,
         target_password=tgt_pw,
         jobs=args.jobs,
+        max_rate=args.max_rate,
+        max_bandwidth=args.max_bandwidth * (1 << 20) if args.max_bandwidth else None,
+        max_connections=args.max_connections,
         sync=SyncOptions(delete=args.delete, dry_run=args.dry_run, progress=progress,
                          connections=max(1, args.connections), max_attempts=max(1, args.retries)),
     )

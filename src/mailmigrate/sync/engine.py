@@ -49,6 +49,7 @@ from ..model import (
 )
 from ..stores.base import Store
 from .folders import FolderPlan, display, plan_folders
+from .limits import RateLimiter
 from .matching import Fingerprinter, fingerprints, hash_messages, match_multiset
 from .state import DONE, PENDING, FolderState, MessageRow, StateDB
 
@@ -81,6 +82,8 @@ class SyncOptions:
     read_ahead: int = 256
     #: connections per side and account: folders are synced this many at a time
     connections: int = 3
+    #: shared by all accounts writing to the same target server (see sync.limits)
+    target_limiter: "RateLimiter | None" = None
 
 
 def _side(e: BaseException) -> str:
@@ -462,6 +465,13 @@ class _AccountRun:
         total_bytes = sum(m.size or 0 for m in new)
         self.opt.progress.folder_start(self.account, name, len(new), total_bytes)
         max_n, max_bytes = self.target.append_batch_limit()
+        lim = self.opt.target_limiter
+        if lim is not None and lim.active:
+            # Small batches under a rate limit, so that the limit is kept within a run and not only on average.
+            if lim.mps:
+                max_n = max(1, min(max_n, int(lim.mps // 4)))
+            if lim.bps:
+                max_bytes = max(1, min(max_bytes, int(lim.bps // 4)))
         uid_floor = tgt_status.uidnext if self.target.ordered_keys else None
         wanted = {m.key: m for m in new}
 
@@ -543,6 +553,8 @@ class _AccountRun:
             MessageRow(meta.key, fp, nfp, body.size, _clean(meta.flags), None, PENDING, uid_floor)
             for meta, body, fp, nfp in batch
         ]
+        if self.opt.target_limiter is not None:
+            self.opt.target_limiter.acquire(len(batch), sum(b.size for _, b, _, _ in batch))
         self.state.record_intents(f.id, rows)
         if self.opt.checkpoint:
             self.opt.checkpoint("before-append")

@@ -15,6 +15,7 @@ from ..errors import MailmigrateError
 from ..model import Account, AccountResult, Counters, Secret
 from ..stores.registry import StoreOptions, StoreSpec, build_store
 from .engine import Progress, SyncOptions, sync_account
+from .limits import Limits
 from .state import RunLock, StateDB
 
 log = logging.getLogger("mailmigrate.sync")
@@ -32,6 +33,10 @@ class SyncRequest:
     target_password: Secret | None = None
     jobs: int = 1
     sync: SyncOptions = field(default_factory=SyncOptions)
+    #: per target server: messages/s, bytes/s, and connections across all accounts of the run
+    max_rate: float | None = None
+    max_bandwidth: float | None = None
+    max_connections: int | None = None
 
 
 @dataclass
@@ -78,6 +83,14 @@ def account_key(req: SyncRequest, acc: Account) -> str:
 
 
 def run_sync(req: SyncRequest) -> RunResult:
+    if req.max_rate or req.max_bandwidth:
+        req.sync.target_limiter = Limits(req.max_rate, req.max_bandwidth).for_server(req.target.describe(""))
+    jobs = req.jobs
+    if req.max_connections:
+        # Each account holds up to `connections` per side: keep jobs x connections under the cap.
+        jobs = max(1, min(jobs, req.max_connections))
+        req.sync.connections = max(1, min(req.sync.connections, req.max_connections // jobs))
+    req.jobs = jobs
     lock = RunLock(req.state_path)
     lock.acquire()
     try:
