@@ -156,3 +156,46 @@ def test_50_mb_message_streams_with_flat_memory(imap_accounts):
     finally:
         s.close()
         t.close()
+
+
+@pytest.mark.parametrize("line,kind,retry", [
+    (b"M1 NO [TRYCREATE] Mailbox doesn't exist\r\n", "ServerRefused", None),
+    (b"M1 NO [OVERQUOTA] Quota exceeded\r\n", "QuotaExceeded", None),
+    (b"M1 NO [TOOBIG] Message too large\r\n", "MessageRejected", None),
+    (b"M1 NO [LIMIT] Mail size is larger than allowed\r\n", "MessageRejected", None),
+    (b"M1 NO [UNAVAILABLE] Server busy, try again in 30 seconds\r\n", "TemporaryFailure", 30.0),
+    (b"M1 NO [THROTTLED] Account exceeded command or bandwidth limits\r\n", "TemporaryFailure", None),
+    (b"M1 BAD Command syntax error\r\n", "ServerRefused", None),
+])
+def test_server_answers_are_classified(line, kind, retry):
+    """Each answer says what happens next: retry later, skip the message, or stop the account."""
+    from mailmigrate.imap.connection import Connection
+
+    r, = parse(line)
+    err = Connection("h", 1, tls="none").error_for(r, "APPEND")
+    assert type(err).__name__ == kind
+    assert getattr(err, "retry_after", None) == retry
+    scope = {"MessageRejected": "message", "TemporaryFailure": "account"}.get(kind, "account")
+    assert err.scope == scope and err.retryable == (kind == "TemporaryFailure")
+
+
+def test_quota_full_target_stops_the_account_clearly(dovecot_factory, tmp_path):
+    """[OVERQUOTA]: nothing more fits, so the account stops with the reason; what went in stays exact."""
+    import json
+
+    from conftest import ImapAccount
+    from test_sync_imap import env_for, mm, msg, populate, snapshot
+
+    s_srv = dovecot_factory()
+    t_srv = dovecot_factory(extra_conf="mail_plugins = $mail_plugins quota\nplugin {\n  quota = maildir:User quota\n"
+                                       "  quota_rule = *:storage=60k\n}\n")
+    src, dst = ImapAccount(s_srv, "ann", "pw1"), ImapAccount(t_srv, "ann", "pw2")
+    s_srv.add_user("ann", "pw1")
+    t_srv.add_user("ann", "pw2")
+    populate(src, {"INBOX": [(msg(i, 15_000), "") for i in range(8)]})
+    p = mm("sync", src.url(), dst.url(), "--state", tmp_path / "s.db", "--json", "--connections", "1",
+           env=env_for(src, dst), check=False)
+    s = json.loads(p.stdout)
+    assert p.returncode == 1 and "quota" in s["accounts"][0]["error"].lower()
+    got = snapshot(dst)["INBOX"]
+    assert set(got) <= set(snapshot(src)["INBOX"]) and all(v == 1 for v in got.values())

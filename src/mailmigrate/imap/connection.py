@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import re
 import logging
 import socket
 import ssl
@@ -307,8 +308,11 @@ class Connection:
             return QuotaExceeded(msg)
         if code in ("TOOBIG", "LIMIT"):
             return MessageRejected(msg, code=code)
-        if code in ("UNAVAILABLE", "INUSE", "SERVERBUG") or b"try again" in r.text.lower():
-            return TemporaryFailure(msg)
+        low = r.text.lower()
+        if code in ("UNAVAILABLE", "INUSE", "SERVERBUG", "THROTTLED") or b"try again" in low or b"throttl" in low:
+            # "… try again in 30 seconds": honour the server's own back-off when it gives one.
+            m = re.search(rb"(\d+)\s*(?:s\b|sec)", low)
+            return TemporaryFailure(msg, retry_after=float(m.group(1)) if m else None)
         return ServerRefused(msg, code=code, command=what)
 
     def check(self, r: Response, what: str) -> Response:
