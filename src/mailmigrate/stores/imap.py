@@ -270,6 +270,9 @@ class ImapStore(Store):
 
     # --- reading ----------------------------------------------------------------------------------
     def list_messages(self, path: FolderPath, *, min_uid: int | None = None) -> tuple[FolderStatus, list[MessageMeta]]:
+        # Always a fresh EXAMINE: a mailbox selected earlier in this session may not show mail that arrived
+        # since, and the listing must be complete for the engine to decide what is new.
+        self.selected = None
         info = self._select(path, readonly=True)
         if "uidvalidity" not in info:
             raise ProtocolError(f"{self.host}: {'/'.join(path)} has no UIDVALIDITY")

@@ -118,10 +118,7 @@ class MaildirStore(Store):
         out = []
         for name in fmt.parse_subscriptions(data):
             comps = name.split("/") if v2 else name.split(".")
-            try:
-                out.append(tuple(c for c in comps))
-            except FormatError:
-                continue
+            out.append(tuple(fmt.unescape_component(c) for c in comps))
         return out
 
     def folder_status(self, path: FolderPath) -> FolderStatus:
@@ -253,7 +250,8 @@ class MaildirStore(Store):
         if path in subs:
             return
         subs.append(path)
-        data = fmt.dump_subscriptions(["/".join(s) for s in subs])
+        # A "/" inside a name must not become a level: components are escaped as in directory names.
+        data = fmt.dump_subscriptions(["/".join(fmt.escape_component(c) for c in s) for s in subs])
         tmp = self.root / f"subscriptions.{os.getpid()}.tmp"
         tmp.write_bytes(data)
         os.replace(tmp, self.root / "subscriptions")

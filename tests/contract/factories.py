@@ -1,0 +1,113 @@
+"""One factory per store kind for the contract suite: ``make(tmp_path, request) -> (store, populate, caps)``.
+
+``populate({folder: [(bytes, flags, datetime)]})`` writes mail through a path independent of the store under
+test (files written directly; imaplib for IMAP).  ``caps`` says what the format can hold, so that the suite
+asks each store only what its format allows (mbox keeps flags in headers; CommuniGate has no keyword letters).
+"""
+
+from __future__ import annotations
+
+import os
+from datetime import datetime, timezone
+from pathlib import Path
+
+from mailmigrate.formats import maildir as mdfmt
+from mailmigrate.formats import mbox as mbfmt
+from mailmigrate.formats import mutf7
+from mailmigrate.model import Secret
+
+DEFAULT_DATE = datetime(2024, 1, 2, 3, 4, 5, tzinfo=timezone.utc)
+
+
+def _items(messages):
+    for m in messages:
+        data, flags, *rest = m
+        yield data, frozenset(flags), (rest[0] if rest and rest[0] else DEFAULT_DATE)
+
+
+def make_maildir(tmp_path, request):
+    from mailmigrate.stores.maildir import MaildirStore
+
+    root = Path(tmp_path) / "Maildir"
+    counter = [0]
+
+    def populate(folders):
+        for folder, messages in folders.items():
+            path = tuple(folder)
+            d = root / mdfmt.folder_to_dirname(path) if path != ("INBOX",) else root
+            for sub in ("cur", "new", "tmp"):
+                (d / sub).mkdir(parents=True, exist_ok=True)
+            kw = {}
+            for data, flags, date in _items(messages):
+                counter[0] += 1
+                for f in flags:
+                    if not f.startswith("\\") and f not in mdfmt.FLAG_TO_LETTER and f not in kw:
+                        kw[f] = len(kw)
+                info, _ = mdfmt.flags_to_info(flags, kw)
+                p = d / "cur" / mdfmt.build_name(f"{int(date.timestamp())}.M{counter[0]}.contract", info)
+                p.write_bytes(data)
+                os.utime(p, (date.timestamp(), date.timestamp()))
+            if kw:
+                (d / "dovecot-keywords").write_bytes(mdfmt.dump_keywords({i: n for n, i in kw.items()}))
+
+    root.mkdir(parents=True)
+    for sub in ("cur", "new", "tmp"):
+        (root / sub).mkdir()
+    return MaildirStore(root), populate, {"write", "flags", "keywords", "dates", "empty", "no-final-newline", "bare-lf", "nul"}
+
+
+def make_mbox(tmp_path, request):
+    from mailmigrate.stores.mbox import MboxStore
+
+    root = Path(tmp_path) / "mail"
+    root.mkdir()
+
+    def populate(folders):
+        for folder, messages in folders.items():
+            path = tuple(folder)
+            parts = ["Inbox"] if path == ("INBOX",) else list(path)
+            f = root.joinpath(*[p + ".sbd" for p in parts[:-1]], parts[-1])
+            f.parent.mkdir(parents=True, exist_ok=True)
+            with open(f, "ab") as out:
+                for data, flags, date in _items(messages):
+                    out.write(mbfmt.write_message(data, "contract@example.org", date))
+
+    return MboxStore(root), populate, {"dates", "bare-lf", "nul"}
+
+
+def make_imap(tmp_path, request):
+    import itertools
+
+    from conftest import _ids
+    from mailmigrate.stores.imap import ImapStore
+    from servers import imapcheck
+
+    src, _ = request.getfixturevalue("dovecot_pair")
+    user = f"contract{os.getpid()}x{next(_ids)}"
+    src.add_user(user, "pw")
+
+    def populate(folders):
+        c = imapcheck.connect(src.port, user, "pw")
+        try:
+            for folder, messages in folders.items():
+                path = tuple(folder)
+                wire = "INBOX" if path == ("INBOX",) else mutf7.encode("/".join(path))
+                if path != ("INBOX",):
+                    c.create(imapcheck._q(wire))
+                for data, flags, date in _items(messages):
+                    imapcheck.append(c, wire, data, " ".join(sorted(flags)), date)
+        finally:
+            c.logout()
+
+    store = ImapStore("127.0.0.1", src.port, user=user, password=Secret("pw"), tls="none")
+    return store, populate, {"write", "flags", "keywords", "dates", "no-final-newline"}
+
+
+def make_communigate(tmp_path, request):
+    from contract.communigate_factory import make_communigate_store
+
+    store, populate = make_communigate_store(tmp_path)
+    return store, populate, {"flags", "dates", "bare-lf", "nul"}
+
+
+FACTORIES = {"maildir": make_maildir, "mbox": make_mbox, "imap": make_imap, "communigate": make_communigate}

@@ -1,0 +1,156 @@
+"""One contract, every store (the model: vdirsyncer's storage tests).  What the sync engine relies on:
+folders listed, keys stable, bytes exact, flags and dates kept, twins distinct; and for targets, that what
+is appended, flagged and deleted is exactly what was asked."""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+
+import pytest
+
+from mailmigrate.model import AppendItem, Body
+
+from .factories import FACTORIES
+
+BODIES = [
+    b"Subject: plain\r\n\r\nCRLF body\r\n",
+    b"Subject: bare\n\nbare LF body\n",
+    b"Subject: 8bit \xe9\r\n\r\nLatin-1 \xff\xfe\r\n",
+    b"Subject: nul\r\n\r\nbefore\x00after\r\n",
+    b"no header block at all\r\n",
+    b"From the start of a line\r\n\r\nFrom here too\r\n>From escaped already\r\n",
+]
+
+
+@pytest.fixture(params=sorted(FACTORIES))
+def kind(request, tmp_path):
+    store, populate, caps = FACTORIES[request.param](tmp_path, request)
+    yield request.param, store, populate, caps
+    store.close()
+
+
+def as_stored(data: bytes, caps) -> bytes:
+    """IMAP servers serve CRLF line ends whatever was appended; stores with "bare-lf" keep bytes as they are."""
+    if "nul" not in caps:
+        data = data.replace(b"\x00", b"\x80")  # Dovecot serves NUL as 0x80 (no BINARY in a plain FETCH)
+    if "bare-lf" in caps:
+        return data
+    return data.replace(b"\r\n", b"\n").replace(b"\n", b"\r\n")
+
+
+def fetch_all(store, path):
+    _, metas = store.list_messages(path)
+    got = {m.key: b.read() for m, b in store.fetch(path, [m.key for m in metas])}
+    return metas, got
+
+
+def test_lists_populated_folders(kind):
+    name, store, populate, caps = kind
+    populate({("INBOX",): [(BODIES[0], ())], ("Work",): [(BODIES[0], ())], ("Work", "Deep"): [(BODIES[0], ())]})
+    store.open()
+    paths = {f.path for f in store.list_folders() if f.selectable}
+    assert {("INBOX",), ("Work",), ("Work", "Deep")} <= paths
+
+
+def test_bytes_exact_and_keys_stable(kind):
+    name, store, populate, caps = kind
+    populate({("INBOX",): [(b, ()) for b in BODIES]})
+    store.open()
+    metas, got = fetch_all(store, ("INBOX",))
+    assert sorted(got.values()) == sorted(as_stored(b, caps) for b in BODIES)
+    metas2, _ = fetch_all(store, ("INBOX",))
+    assert [m.key for m in metas] == [m.key for m in metas2]
+    assert all(m.size == len(got[m.key]) for m in metas if m.size is not None)
+
+
+def test_twins_have_distinct_keys(kind):
+    name, store, populate, caps = kind
+    populate({("INBOX",): [(BODIES[0], ()), (BODIES[0], ())]})
+    store.open()
+    metas, got = fetch_all(store, ("INBOX",))
+    assert len({m.key for m in metas}) == 2 and list(got.values()) == [BODIES[0], BODIES[0]]
+
+
+def test_new_mail_keeps_old_keys(kind):
+    name, store, populate, caps = kind
+    populate({("INBOX",): [(BODIES[0], ())]})
+    store.open()
+    before, _ = fetch_all(store, ("INBOX",))
+    populate({("INBOX",): [(BODIES[1], ())]})
+    after, got = fetch_all(store, ("INBOX",))
+    assert {m.key for m in before} < {m.key for m in after} and len(after) == 2
+
+
+def test_flags_and_dates(kind):
+    name, store, populate, caps = kind
+    when = datetime(2021, 6, 7, 8, 9, 10, tzinfo=timezone.utc)
+    flags = {"\\Seen", "\\Flagged"} | ({"$Label1"} if "keywords" in caps else set())
+    populate({("INBOX",): [(BODIES[0], flags if "flags" in caps else (), when)]})
+    store.open()
+    _, metas = store.list_messages(("INBOX",))
+    if "flags" in caps:
+        assert metas[0].flags == frozenset(flags)
+    if "dates" in caps:
+        assert metas[0].internaldate.timestamp() == when.timestamp()
+
+
+def test_empty_message(kind):
+    name, store, populate, caps = kind
+    if "empty" not in caps:
+        pytest.skip(f"{name} cannot hold a 0-byte message")
+    populate({("INBOX",): [(b"", ())]})
+    store.open()
+    _, got = fetch_all(store, ("INBOX",))
+    assert list(got.values()) == [b""]
+
+
+# --- targets ----------------------------------------------------------------------------------------
+
+def writable(kind):
+    name, store, populate, caps = kind
+    if "write" not in caps:
+        pytest.skip(f"{name} is a source only")
+    populate({("INBOX",): []})
+    store.open()
+    return store
+
+
+def test_append_returns_keys_that_list_shows(kind):
+    store = writable(kind)
+    caps = kind[3]
+    when = datetime(2020, 1, 2, 3, 4, 5, tzinfo=timezone.utc)
+    items = [AppendItem(Body.from_bytes(b), frozenset({"\\Seen"}), when) for b in BODIES] + \
+            [AppendItem(Body.from_bytes(BODIES[0]), frozenset(), when)]
+    keys = store.append(("INBOX",), items)
+    metas, got = fetch_all(store, ("INBOX",))
+    if all(keys):
+        assert set(keys) == {m.key for m in metas}
+        assert [got[k] for k in keys] == [as_stored(i.body.read(), caps) for i in items]
+    assert sorted(got.values()) == sorted(as_stored(i.body.read(), caps) for i in items)  # twins both stored
+    assert all(m.internaldate.timestamp() == when.timestamp() for m in metas)
+
+
+def test_set_flags_and_delete_only_what_was_asked(kind):
+    store = writable(kind)
+    keys = store.append(("INBOX",), [AppendItem(Body.from_bytes(b), frozenset({"\\Seen"})) for b in BODIES[:3]])
+    metas, _ = fetch_all(store, ("INBOX",))
+    k = [m.key for m in metas]
+    store.set_flags(("INBOX",), [(k[0], frozenset({"\\Flagged", "$Work"}), frozenset({"\\Seen"}))])
+    store.delete_messages(("INBOX",), [k[1]])
+    after, got = fetch_all(store, ("INBOX",))
+    by = {m.key: m for m in after}
+    assert set(by) == {k[0], k[2]}
+    assert by[k[0]].flags == frozenset({"\\Flagged", "$Work"}) and by[k[2]].flags == frozenset({"\\Seen"})
+
+
+@pytest.mark.parametrize("path", [("Work",), ("Work", "Deep", "Deeper"), ("Café ☕",), ("a&b",), ("c+d e",),
+                                  ('quo"te',), ("a.b",), ("x/y",)])
+def test_create_folder_and_subscribe(kind, path):
+    store = writable(kind)
+    store.create_folder(path)
+    store.subscribe(path)
+    store.append(path, [AppendItem(Body.from_bytes(BODIES[0]))])
+    folders = {f.path: f for f in store.list_folders()}
+    assert path in folders and folders[path].subscribed
+    _, got = fetch_all(store, path)
+    assert list(got.values()) == [BODIES[0]]
