@@ -96,7 +96,17 @@ def test_soak_50_kills_and_faults_end_in_an_exact_copy(proxied, tmp_path):
     env = {**os.environ, **env_for(src, dst)}
     events = kills = drops = 0
     deadline = time.time() + 240
+    from servers import imapcheck
+
     while events < 50 and time.time() < deadline:
+        # Users keep working: every round brings new mail, and every tenth a flag change.
+        c = imapcheck.connect(src.port, src.user, src.password)
+        for k in range(rng.randint(3, 12)):
+            imapcheck.append(c, rng.choice(["INBOX", "Work"]), msg(10_000 + events * 20 + k, rng.choice([0, 9000])), "")
+        if events % 10 == 0:
+            c.select("Work")
+            c.uid("STORE", str(events + 1), "+FLAGS", "(\\Answered)")
+        c.logout()
         if rng.random() < 0.5:
             proxy = rng.choice([sp, tp])
             proxy.push(Fault(rng.choice(["drop", "drop_up", "truncate"]), after=rng.randint(500, 300_000)))
@@ -105,18 +115,12 @@ def test_soak_50_kills_and_faults_end_in_an_exact_copy(proxied, tmp_path):
                                    "--connections", str(rng.choice([1, 3]))],
                              env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         if rng.random() < 0.6:
-            time.sleep(rng.uniform(0.05, 0.6))
+            time.sleep(rng.uniform(0.02, 0.35))
             if p.poll() is None:
                 p.send_signal(signal.SIGKILL)
                 kills += 1
         p.wait(timeout=120)
         events += 1
-        if events % 10 == 0:  # users keep working: new mail and a flag change on the source
-            c = __import__("servers.imapcheck", fromlist=["x"]).connect(src.port, src.user, src.password)
-            __import__("servers.imapcheck", fromlist=["x"]).append(c, "INBOX", msg(10_000 + events), "")
-            c.select("Work")
-            c.uid("STORE", str(events), "+FLAGS", "(\\Answered)")
-            c.logout()
     assert events == 50 and kills >= 10 and drops >= 10
     sp.default = tp.default = Fault()
     s = json.loads(mm("sync", s_url, t_url, "--state", state, "--json", env=env_for(src, dst)).stdout)

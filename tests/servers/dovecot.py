@@ -98,7 +98,7 @@ class DovecotServer:
                 pass
             if time.time() > deadline:
                 raise RuntimeError(f"dovecot does not accept the new user {name}")
-            time.sleep(0.2)
+            time.sleep(0.1)
 
     def start(self) -> "DovecotServer":
         r = self.root
@@ -131,6 +131,7 @@ default_internal_user = dovecot
 default_login_user = dovenull
 first_valid_uid = 100
 auth_mechanisms = plain login
+auth_failure_delay = 0
 auth_master_user_separator = *
 mail_location = maildir:~/Maildir:LAYOUT=fs
 mail_fsync = optimized
