@@ -243,3 +243,29 @@ def test_cli_diff_copy_json_and_passwords_stay_out_of_output(servers, tmp_path):
     assert p.returncode == 2 and "no password" in p.stderr
     p = run_cli("diff", f"{src.url}/{SRC_BASE}?bind={src.admin_dn}&nope=1", target, env=env)
     assert p.returncode == 2 and "unknown option" in p.stderr
+
+
+def test_migrated_hashes_log_in_over_imap_to_a_real_dovecot(servers, tmp_path):
+    """The users copied from LDAP into a passwd-file log in to a real Dovecot that uses that file, with their
+    original passwords ({SSHA} and {CRYPT} hashes carried over unchanged); a wrong password is refused."""
+    import imaplib
+
+    from servers.dovecot import DovecotServer, available
+
+    if not available():
+        pytest.skip("needs root and Debian's dovecot-imapd")
+    src, _ = servers
+    pf = tmp_path / "users"
+    assert copy(ldapdir(src, SRC_BASE), PasswdFileDirectory(pf)).ok
+    dv = DovecotServer(passdb_file=pf).start()
+    try:
+        for user in ("alice", "bob"):
+            c = imaplib.IMAP4("127.0.0.1", dv.port)
+            assert c.login(user, PW[user])[0] == "OK"
+            assert c.select("INBOX")[0] == "OK"
+            c.logout()
+        c = imaplib.IMAP4("127.0.0.1", dv.port)
+        with pytest.raises(imaplib.IMAP4.error):
+            c.login("alice", "not-her-password")
+    finally:
+        dv.stop()

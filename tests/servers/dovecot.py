@@ -40,12 +40,13 @@ def make_cert(d: Path) -> tuple[Path, Path]:
 
 class DovecotServer:
     def __init__(self, root: Path | None = None, *, tls: bool = False, separator: str = "/", master_user=MASTER,
-                 uidplus: bool = True, extra_conf: str = ""):
+                 uidplus: bool = True, extra_conf: str = "", passdb_file: Path | None = None):
         # Dovecot's auth and mail processes run as "dovecot" and must traverse every directory above their
         # files; pytest's temporary directories are 0700, so the server lives in a directory of its own.
         self.root = Path(tempfile.mkdtemp(prefix="mm-dovecot-", dir="/tmp"))
         os.chmod(self.root, 0o755)
         self.requested_root = root
+        self.passdb_file = passdb_file  # an extra passdb (e.g. a passwd-file written by a directory copy)
         self.tls = tls
         self.separator = separator
         self.master_user = master_user
@@ -168,6 +169,7 @@ passdb {{
   driver = passwd-file
   args = {r}/users.passwd
 }}
+{self._extra_passdb()}
 userdb {{
   driver = static
   args = uid=dovecot gid=dovecot home={self.mail_root}/%u
@@ -187,6 +189,14 @@ userdb {{
             except OSError:
                 time.sleep(0.1)
         raise RuntimeError("dovecot did not start listening")
+
+    def _extra_passdb(self) -> str:
+        if self.passdb_file is None:
+            return ""
+        copy = self.root / "migrated.passwd"
+        shutil.copyfile(self.passdb_file, copy)
+        os.chmod(copy, 0o644)  # readable by Dovecot's auth process in this throwaway server
+        return f"passdb {{\n  driver = passwd-file\n  args = {copy}\n}}"
 
     def stop(self) -> None:
         if self.proc is not None:
