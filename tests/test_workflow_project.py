@@ -1,0 +1,83 @@
+"""Migration projects end to end on real Dovecot: start, sync, abort (source untouched, only our copies
+removed), finish with verification, and a report whose numbers match what the servers hold."""
+
+from __future__ import annotations
+
+import json
+import os
+
+from servers import imapcheck
+from test_sync_imap import mm, msg, populate, snapshot
+
+
+def project(tmp_path, src, dst):
+    for name, pw in (("src.pw", src.password), ("dst.pw", dst.password)):
+        (tmp_path / name).write_text(pw)
+        os.chmod(tmp_path / name, 0o600)
+    p = tmp_path / "acme.toml"
+    p.write_text(f"""[project]
+name = "acme"
+[source]
+url = "{src.url()}"
+password_file = "src.pw"
+[target]
+url = "{dst.url()}"
+password_file = "dst.pw"
+[options]
+delete_on_finish = true
+""")
+    mm("project", "init", p)
+    return p
+
+
+def status(p):
+    return {u["unit"]: u for u in json.loads(mm("project", "status", p, "--json").stdout)}
+
+
+def test_abort_removes_only_our_copies_and_leaves_the_source_untouched(imap_accounts, tmp_path):
+    src, dst = imap_accounts
+    populate(src, {"INBOX": [(msg(i), "\\Seen") for i in range(6)], "Work/Deep": [(msg(9), "")]})
+    before = snapshot(src)
+    p = project(tmp_path, src, dst)
+    unit = src.user if src.user == dst.user else f"{src.user}->{dst.user}"
+    mm("project", "start", p)
+    assert status(p)[unit]["state"] == "migrating"
+    assert sum(snapshot(dst)["INBOX"].values()) == 6
+    c = imapcheck.connect(dst.port, dst.user, dst.password)
+    imapcheck.append(c, "INBOX", b"Subject: delivered to the new server\r\n\r\nnew\r\n", "")
+    c.logout()
+    out = json.loads(mm("project", "abort", p, "--json").stdout)
+    assert out[0]["ok"] and status(p)[unit]["state"] == "not_started"
+    after_abort = snapshot(dst)
+    assert [k[0] for k in after_abort["INBOX"]] == [b"Subject: delivered to the new server\r\n\r\nnew\r\n"]
+    assert "Work/Deep" not in after_abort  # the folder mailmigrate created is gone again
+    assert snapshot(src) == before  # nothing on the source changed, not even \Seen
+    # A refused action says why and changes nothing.
+    r = mm("project", "finish", p, check=False)
+    assert r.returncode == 1 and "not been started" in r.stdout
+
+
+def test_finish_verifies_and_the_report_matches_the_servers(imap_accounts, tmp_path):
+    src, dst = imap_accounts
+    populate(src, {"INBOX": [(msg(i, 1000 * i), "") for i in range(5)], "Archive": [(msg(50), "\\Seen")] * 2})
+    p = project(tmp_path, src, dst)
+    mm("project", "start", p)
+    c = imapcheck.connect(src.port, src.user, src.password)
+    imapcheck.append(c, "INBOX", msg(77), "")  # mail arrives between start and finish
+    c.logout()
+    mm("project", "sync", p)
+    fin = json.loads(mm("project", "finish", p, "--json").stdout)[0]
+    assert fin["ok"] and fin["state"] == "migrated" and "verified" in fin["message"]
+    r = mm("project", "report", p, "--json")
+    report = json.loads(r.stdout)
+    src_msgs = snapshot(src)
+    n = sum(sum(c.values()) for c in src_msgs.values())
+    size = sum(len(k[0]) * v for c in src_msgs.values() for k, v in c.items())
+    assert report["ok"] and report["totals"]["source_messages"] == n == report["totals"]["target_messages"]
+    assert report["totals"]["source_bytes"] == size and report["totals"]["missing"] == 0
+    folders = {f["source"]: f for f in report["units"][0]["verification"]["folders"]}
+    assert folders["Archive"]["source_messages"] == 2 and folders["INBOX"]["target_messages"] == 6
+    html = next((tmp_path / "reports").glob("report-*.html")).read_text()
+    assert "Everything verified" in html
+    hist = [h for h in json.loads(mm("project", "status", p, "--json").stdout)]
+    assert hist[0]["state"] == "migrated" and hist[0]["actions"] == []
