@@ -81,3 +81,25 @@ def test_finish_verifies_and_the_report_matches_the_servers(imap_accounts, tmp_p
     assert "Everything verified" in html
     hist = [h for h in json.loads(mm("project", "status", p, "--json").stdout)]
     assert hist[0]["state"] == "migrated" and hist[0]["actions"] == []
+
+
+def test_report_compares_directories_before_and_after(imap_accounts, tmp_path):
+    """With a [directory] section the report also proves the accounts: a user missing on the target shows."""
+    src, dst = imap_accounts
+    populate(src, {"INBOX": [(msg(1), "")]})
+    p = project(tmp_path, src, dst)
+    (tmp_path / "old.users").write_text("ann:{PLAIN}x::::::\nbob:{PLAIN}y::::::\n")
+    (tmp_path / "new.users").write_text("ann:{PLAIN}x::::::\n")
+    with open(p, "a") as f:
+        f.write(f'\n[directory]\nsource = "passwd-file:{tmp_path / "old.users"}"\n'
+                f'target = "passwd-file:{tmp_path / "new.users"}"\n')
+    mm("project", "start", p)
+    r = mm("project", "report", p, "--json", check=False)
+    report = json.loads(r.stdout)
+    users = next(c for c in report["directory"]["checks"] if c["check"] == "users")
+    assert r.returncode == 1 and not report["ok"] and users["missing"] == ["bob"]
+    (tmp_path / "new.users").write_text("ann:{PLAIN}x::::::\nbob:{PLAIN}y::::::\n")
+    r = mm("project", "report", p, "--json", check=False)
+    assert json.loads(r.stdout)["directory"]["ok"]
+    html = sorted((tmp_path / "reports").glob("report-*.html"))[-1].read_text()
+    assert "Directory: before and after" in html

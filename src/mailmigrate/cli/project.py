@@ -104,7 +104,7 @@ def run_report(args) -> int:
     for u in wf.wf.units():
         if u.bound:
             checks[u.name] = wf.verify(wf.project.account(u.name)).as_dict()
-    report = build_report(wf.project.name, wf.status(), checks)
+    report = build_report(wf.project.name, wf.status(), checks, wf.directory_check())
     jp, hp = write_report(report, wf.project.reports)
     if args.json:
         json.dump(report, sys.stdout, indent=2, ensure_ascii=False)

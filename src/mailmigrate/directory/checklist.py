@@ -76,6 +76,30 @@ def _send_as(d: Directory) -> dict[str, str]:
     return out
 
 
+def _aliases(d: Directory) -> dict[str, str]:
+    """Every address that delivers somewhere: user and group aliases, and stand-alone aliases."""
+    out = {}
+    for u in d.users.values():
+        for a in u.aliases:
+            out[f"{fold(a)}\0{fold(u.login)}"] = f"{a} -> {u.login}"
+    for g in d.groups.values():
+        for a in g.aliases:
+            out[f"{fold(a)}\0{fold(g.name)}"] = f"{a} -> group {g.name}"
+    for a in d.aliases.values():
+        for t in a.targets:
+            out[f"{fold(a.address)}\0{fold(t)}"] = f"{a.address} -> {t}"
+    return out
+
+
+def _forwards(d: Directory) -> dict[str, str]:
+    out = {}
+    for u in d.users.values():
+        for f in u.forwards:
+            keep = " (keeping a copy)" if u.keep_copy else ""
+            out[f"{fold(u.login)}\0{fold(f)}\0{u.keep_copy}"] = f"{u.login} forwards to {f}{keep}"
+    return out
+
+
 def _item(name: str, before: dict[str, str], after: dict[str, str]) -> CheckItem:
     return CheckItem(name, len(before), len(after),
                      sorted(v for k, v in before.items() if k not in after),
@@ -89,6 +113,8 @@ def compare(before: Directory, after: Directory) -> Checklist:
         _item("companies", _names(before.companies), _names(after.companies)),
         _item("group memberships", _memberships(before), _memberships(after)),
         _item("send-as permissions", _send_as(before), _send_as(after)),
+        _item("aliases", _aliases(before), _aliases(after)),
+        _item("forwards", _forwards(before), _forwards(after)),
         _item("contacts", _names(before.contacts), _names(after.contacts)),
         _item("address lists", _names(before.address_lists), _names(after.address_lists)),
         _item("dynamic groups", _names(before.dynamic_groups), _names(after.dynamic_groups)),

@@ -198,6 +198,23 @@ class Workflow:
         finally:
             lock.release()
 
+    def directory_check(self) -> dict | None:
+        """The post-migration checklist (users, groups, memberships, aliases, send-as, forwards, …) between
+        the project's source and target directories, or None when the project names none."""
+        d = self.project.directory
+        if not d:
+            return None
+        from ..directory.checklist import compare
+        from ..directory.urls import open_directory
+        from ..sync.accounts import read_password_file
+
+        def pw(key):
+            return read_password_file(d[key], key.replace("_", " ")) if d.get(key) else None
+
+        with open_directory(d["source"], pw("source_password_file")) as src, \
+                open_directory(d["target"], pw("target_password_file")) as tgt:
+            return compare(src.read(), tgt.read()).as_dict()
+
     # --- reading ----------------------------------------------------------------------------------
     def status(self) -> list[dict]:
         prog = self.wf.progress()

@@ -19,6 +19,11 @@ Example (``mailmigrate project init`` writes one like it)::
     [accounts]
     file = "users.csv"               # source_user,target_user[,passwords]  — or:  list = ["ann", "bob"]
 
+    [directory]                      # optional: users, groups, aliases, forwards compared in the report
+    source = "ldap://old.example.org/dc=example,dc=org?bind=cn=admin,dc=example,dc=org"
+    source_password_file = "ldap.pw"
+    target = "passwd-file:/etc/dovecot/users"
+
     [options]
     jobs = 4
     delete_on_finish = true          # finish = final sync with --delete, then verification
@@ -67,6 +72,8 @@ class Project:
     delete_on_finish: bool = True
     reports: Path = field(default_factory=Path)
     dashboard_token_file: Path | None = None
+    #: optional directory comparison for the report: {"source", "target", "source_password_file", …}
+    directory: dict | None = None
 
     @property
     def base(self) -> Path:
@@ -127,6 +134,13 @@ def load_project(file: str | os.PathLike) -> Project:
         accounts = [Account(src_user, sides["target"].spec.user or src_user)]
     opts = data.get("options", {})
     token = proj.get("dashboard_token_file")
+    directory = data.get("directory")
+    if directory is not None:
+        if "source" not in directory or "target" not in directory:
+            raise ConfigError(f"project {name}: [directory] needs source and target")
+        for k in ("source_password_file", "target_password_file"):
+            if directory.get(k):
+                directory[k] = str(rel(directory[k]))
     return Project(
         file=f,
         name=name,
@@ -141,6 +155,7 @@ def load_project(file: str | os.PathLike) -> Project:
         delete_on_finish=bool(opts.get("delete_on_finish", True)),
         reports=rel(proj.get("reports", "reports")),
         dashboard_token_file=rel(token) if token else None,
+        directory=directory,
     )
 
 

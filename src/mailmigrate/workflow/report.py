@@ -13,7 +13,7 @@ import json
 from pathlib import Path
 
 
-def build_report(project_name: str, status: list[dict], checks: dict[str, dict]) -> dict:
+def build_report(project_name: str, status: list[dict], checks: dict[str, dict], directory: dict | None = None) -> dict:
     units = []
     for s in status:
         chk = checks.get(s["unit"]) or s.get("verification")
@@ -23,12 +23,14 @@ def build_report(project_name: str, status: list[dict], checks: dict[str, dict])
     verified = [u for u in units if u["verification"]]
     totals = {k: sum(u["verification"]["totals"][k] for u in verified)
               for k in ("source_messages", "source_bytes", "target_messages", "target_bytes", "missing")}
+    mail_ok = all(u["verification"] and u["verification"]["ok"] for u in units if u["state"] != "skipped")
     return {
         "project": project_name,
         "generated": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
-        "ok": all(u["verification"] and u["verification"]["ok"] for u in units if u["state"] != "skipped"),
+        "ok": mail_ok and (directory is None or directory["ok"]),
         "totals": totals,
         "units": units,
+        "directory": directory,
     }
 
 
@@ -64,6 +66,15 @@ def render_html(r: dict) -> str:
             where = " / ".join(x for x in (p.get("folder"), p.get("message")) if x)
             probs.append(f"<tr><td>{e(u['unit'])}</td><td>{e(p.get('kind', ''))}</td><td>{e(where)}</td>"
                          f"<td>{e(p.get('reason', ''))}</td></tr>")
+    drows = []
+    if r.get("directory"):
+        for c in r["directory"]["checks"]:
+            cls = "ok" if c["ok"] else "bad"
+            detail = "; ".join([f"missing: {m}" for m in c["missing"][:20]] + [f"new: {a}" for a in c["added"][:10]])
+            drows.append(f"<tr class='{cls}'><td>{e(c['check'])}</td><td class=n>{c['before']}</td>"
+                         f"<td class=n>{c['after']}</td><td>{e(detail)}</td></tr>")
+    directory_html = ("<h2>Directory: before and after</h2><table><tr><th>check</th><th>source</th><th>target</th>"
+                      f"<th>differences</th></tr>{''.join(drows)}</table>") if drows else ""
     t = r["totals"]
     verdict = "Everything verified: every source message has a copy on the target." if r["ok"] else \
         "Not everything is verified: see the rows marked red and the problems below."
@@ -80,6 +91,7 @@ tr.bad{{background:#fdd}}tr.ok{{background:#efe}}tr.nv{{background:#eee}}</style
 <table><tr><th>account</th><th>state</th><th>source folder</th><th>target folder</th><th>source msgs</th>
 <th>verified copies</th><th>source bytes</th><th>missing (source keys) / error</th></tr>
 {''.join(rows)}</table>
+{directory_html}
 <h2>What was not copied, and why</h2>
 <table><tr><th>account</th><th>kind</th><th>where</th><th>reason</th></tr>{''.join(probs) or '<tr><td colspan=4>nothing</td></tr>'}</table>
 </body></html>
