@@ -315,3 +315,22 @@ def test_maildir_source_and_maildir_target(imap_accounts, tmp_path):
     s = json.loads(mm("sync", f"maildir:{out}", dst.url(), "--state", tmp_path / "b.db", "--json", env=e).stdout)
     assert s["copied"] == 3
     assert_same(src, dst)
+
+
+def test_special_use_folders_land_in_the_targets_own(imap_accounts, tmp_path):
+    """A German "Gesendete Objekte" and an "Deleted Items" land in the target's \\Sent and \\Trash folders,
+    which the target calls Sent and Trash; an ordinary folder keeps its name."""
+    src, dst = imap_accounts
+    populate(src, {"Gesendete Objekte": [(msg(1), "\\Seen")], "Deleted Items": [(msg(2), "\\Seen")],
+                   "Projekte": [(msg(3), "")]})
+    c = imapcheck.connect(dst.port, dst.user, dst.password)
+    imapcheck.create(c, "Sent")
+    imapcheck.create(c, "Trash")
+    typ, data = c.list()
+    assert any(b"\\Sent" in line and b"Sent" in line for line in data)  # the target marks them itself
+    c.logout()
+    s, _ = sync(src, dst, tmp_path / "s.db")
+    assert s["copied"] == 3
+    target = {k: v for k, v in snapshot(dst).items() if v}
+    assert set(target) == {"Sent", "Trash", "Projekte"}
+    assert [k[0] for k in target["Sent"]] == [msg(1)]
