@@ -120,3 +120,38 @@ class Machine(RuleBasedStateMachine):
 
 Machine.TestCase.settings = settings(max_examples=60, stateful_step_count=25, deadline=None)
 TestMachine = Machine.TestCase
+
+
+@pytest.fixture
+def pg_url():
+    psycopg = pytest.importorskip("psycopg")
+    import uuid
+
+    name = f"mm_wf_{uuid.uuid4().hex[:10]}"
+    try:
+        admin = psycopg.connect("postgresql://postgres@127.0.0.1/postgres", autocommit=True)
+    except psycopg.OperationalError as e:
+        pytest.skip(f"no PostgreSQL on 127.0.0.1: {e}")
+    admin.execute(f"CREATE DATABASE {name}")
+    yield f"postgresql://postgres@127.0.0.1/{name}"
+    admin.execute(f"DROP DATABASE {name} WITH (FORCE)")
+    admin.close()
+
+
+def test_postgresql_store_same_rules(pg_url):
+    """The same workflow on PostgreSQL (shared by many workers): transitions, refusals, history, logs."""
+    wf = WorkflowStore.open(pg_url)
+    assert wf.add_unit("ann") and not wf.add_unit("ann")
+    t = wf.begin("ann", "start", "alice")
+    other = WorkflowStore.open(pg_url)
+    with pytest.raises(IllegalTransition, match="sync is running"):
+        other.begin("ann", "sync", "bob")
+    assert wf.end("ann", t, "alice", ok=True) == MIGRATING
+    t = other.begin("ann", "finish", "bob")
+    assert other.end("ann", t, "bob", ok=True) == MIGRATED
+    assert [h["actor"] for h in wf.history("ann")][-1] == "bob"
+    wf.log("ann", "INFO", "copied 3")
+    wf.set_progress("ann", total=3, done=3)
+    assert wf.logs(search="copied")[0]["message"] == "copied 3" and wf.progress()["ann"]["done"] == 3
+    wf.close()
+    other.close()

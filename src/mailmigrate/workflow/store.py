@@ -186,7 +186,12 @@ class WorkflowStore:
         with self._lock:
             self._begin()
             try:
-                u = self.get(name)
+                # Lock the unit's row for this transaction: two people pressing "sync" at once get one
+                # sync and one refusal (SQLite's BEGIN IMMEDIATE already serialises writers).
+                row = self._exec(
+                    "SELECT name, kind, state, bound, lock_owner, last_error, meta, updated FROM wf_units WHERE name=?"
+                    + (" FOR UPDATE" if self._dialect == "postgresql" else ""), (name,)).fetchone()
+                u = self._unit(row) if row else None
                 if u is None:
                     raise IllegalTransition(f"no unit named {name!r} in this project")
                 state = u.state
