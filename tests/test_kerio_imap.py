@@ -200,3 +200,33 @@ def test_user_created_through_the_api_gets_mail_through_master_auth(tmp_path, do
     untagged, _ = d.command("b2", 'LIST "" "*"')
     assert any(ln.endswith("Archive") for ln in untagged)
     d.close()
+
+
+def test_mailmigrate_sync_into_kerio_with_master_auth(front, dovecot, tmp_path):
+    """The real command line into "Kerio": imap://…?master=kerio logs in with X-MASTERAUTH as the master,
+    selects the owner with X-SETUSER, and the sample Maildir lands byte-exact in that user's mailbox."""
+    import json
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from servers import imapcheck
+
+    sample = Path(__file__).resolve().parent.parent / "examples" / "sample-maildir"
+    env = {**os.environ, "MAILMIGRATE_TARGET_PASSWORD": MASTER}
+    url = f"imap://alice%40example.com@127.0.0.1:{front.port}?tls=none&master=kerio"
+    p = subprocess.run([sys.executable, "-m", "mailmigrate.cli.main", "sync", f"maildir:{sample}", url,
+                        "--target-master", "Admin", "--state", str(tmp_path / "s.db"), "--json"],
+                       capture_output=True, text=True, env=env, timeout=300)
+    assert p.returncode == 0, p.stderr[-2000:]
+    assert json.loads(p.stdout)["copied"] == 65 and MASTER not in p.stdout + p.stderr
+    got = imapcheck.account(dovecot.port, "alice@example.com", "alice-pw")
+    inbox = sorted(k[0] for k in got["INBOX"])
+    want = sorted(f.read_bytes() for sub in ("cur", "new") for f in (sample / sub).iterdir())
+    assert inbox == want
+    # rerun through the front end: nothing to copy
+    p = subprocess.run([sys.executable, "-m", "mailmigrate.cli.main", "sync", f"maildir:{sample}", url,
+                        "--target-master", "Admin", "--state", str(tmp_path / "s.db"), "--json"],
+                       capture_output=True, text=True, env=env, timeout=300)
+    assert json.loads(p.stdout)["copied"] == 0
