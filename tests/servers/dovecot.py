@@ -72,14 +72,20 @@ class DovecotServer:
         os.replace(tmp, self.root / "users.passwd")
 
     def add_user(self, name: str, password: str) -> None:
-        self._users[name] = password
+        self.add_users({name: password})
+
+    def add_users(self, users: dict[str, str]) -> None:
+        """Many users with one passwd-file write and one wait (Dovecot re-reads it once a second)."""
+        self._users.update(users)
         self._write_passwd()
-        home = self.mail_root / name
-        home.mkdir(parents=True, exist_ok=True)
         dv = pwd.getpwnam("dovecot")
-        os.chown(home, dv.pw_uid, dv.pw_gid)
-        if self.proc is not None:
-            self._wait_for_login(name, password)
+        for name in users:
+            home = self.mail_root / name
+            home.mkdir(parents=True, exist_ok=True)
+            os.chown(home, dv.pw_uid, dv.pw_gid)
+        if self.proc is not None and users:
+            name = list(users)[-1]
+            self._wait_for_login(name, users[name])
 
     def _wait_for_login(self, name: str, password: str) -> None:
         """Dovecot re-reads the passwd-file at most once a second: wait until it knows the new user."""
