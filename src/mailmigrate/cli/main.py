@@ -20,6 +20,7 @@ COMMAND_MODULES = [
     "mailmigrate.cli.serve",
     "mailmigrate.cli.directory",
     "mailmigrate.cli.communigate",
+    "mailmigrate.cli.worker",
 ]
 
 

@@ -1,0 +1,172 @@
+"""The PostgreSQL state: the same behaviour as the SQLite state (same tests, both back ends), plus what
+only a shared state needs: one worker per account, durable intents across kill -9, versioned migrations."""
+
+import os
+import signal
+import subprocess
+import sys
+
+import psycopg
+import pytest
+
+from mailmigrate.errors import StateCorrupt, StateError
+from mailmigrate.sync import state_pg
+from mailmigrate.sync.state import DONE, PENDING, MessageRow
+from mailmigrate.sync.state_pg import PgStateDB, open_state, upgrade
+
+from servers.pgdb import drop_database, make_database
+
+
+@pytest.fixture
+def pg_url():
+    admin, name, url = make_database("mm_state")
+    yield url
+    drop_database(admin, name)
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def where(request, tmp_path):
+    if request.param == "sqlite":
+        yield str(tmp_path / "s.db")
+    else:
+        admin, name, url = make_database("mm_state")
+        yield url
+        drop_database(admin, name)
+
+
+def row(key, fp="f", floor=None):
+    return MessageRow(key, fp, None, 10, frozenset({"\\Seen"}), None, PENDING, floor)
+
+
+def test_intent_then_complete(where):
+    db = open_state(where)
+    f = db.ensure_folder("acc", ("INBOX",), ("INBOX",))
+    db.record_intents(f.id, [row("1", floor=5), row("2", floor=5)])
+    assert db.has_pending(f.id)
+    db.complete(f.id, [("1", "100")])
+    rows = db.messages(f.id)
+    assert rows["1"].state == DONE and rows["1"].target_key == "100"
+    assert rows["2"].state == PENDING and rows["2"].uid_floor == 5
+    assert rows["1"].source_flags == frozenset({"\\Seen"})
+    assert db.count(f.id) == 2 and db.all_target_keys(f.id) == {"100"}
+    db.close()
+
+
+def test_intent_survives_kill_9(where):
+    """An intent committed by a process that is then killed is there for the next run."""
+    code = (
+        "import os, signal\n"
+        "from mailmigrate.sync.state import MessageRow, PENDING\n"
+        "from mailmigrate.sync.state_pg import open_state\n"
+        f"db = open_state({where!r})\n"
+        "f = db.ensure_folder('a', ('INBOX',), ('INBOX',))\n"
+        "db.record_intents(f.id, [MessageRow('7', 'fp', None, 3, frozenset(), None, PENDING, 42)])\n"
+        "os.kill(os.getpid(), signal.SIGKILL)\n"
+    )
+    p = subprocess.run([sys.executable, "-c", code])
+    assert p.returncode == -9
+    db = open_state(where)
+    f = db.folder("a", ("INBOX",))
+    assert db.messages(f.id)["7"].uid_floor == 42
+    db.close()
+
+
+def test_rekey_source_swaps_without_collision(where):
+    db = open_state(where)
+    f = db.ensure_folder("a", ("X",), ("X",))
+    db.record_intents(f.id, [row("1", "A"), row("2", "B")])
+    db.rekey_source(f.id, {"1": "2", "2": "1"})
+    rows = db.messages(f.id)
+    assert rows["2"].fingerprint == "A" and rows["1"].fingerprint == "B"
+    db.close()
+
+
+def test_folders_marks_flags_forget(where):
+    db = open_state(where)
+    f = db.ensure_folder("a", ("INBOX", "a/b"), ("INBOX", "a∕b"))
+    g = db.ensure_folder("a", ("Sent",), ("Sent",))
+    assert db.ensure_folder("a", ("INBOX", "a/b"), ("INBOX", "a∕b")).id == f.id
+    db.set_folder_marks(f.id, source_validity=7, source_uidnext=10, source_modseq=99, source_count=3,
+                        target_validity=8)
+    got = db.folder("a", ("INBOX", "a/b"))
+    assert (got.target_path, got.source_validity, got.source_modseq, got.target_validity) == (("INBOX", "a∕b"), 7, 99, 8)
+    db.mark_created(g.id)
+    assert db.created_folders("a") == {g.id}
+    db.forget_change_marks(f.id)
+    assert db.folder("a", ("INBOX", "a/b")).source_uidnext is None
+    db.record_intents(f.id, [row("1"), row("2"), row("3")])
+    db.set_flags(f.id, [("1", frozenset({"\\Flagged", "$Work"}))])
+    db.complete(f.id, [("2", "t2"), ("3", "t3")])
+    db.rekey_target(f.id, {"2": "u2", "3": None})
+    db.drop(f.id, ["1"])
+    rows = db.messages(f.id)
+    assert set(rows) == {"2"} and rows["2"].target_key == "u2"
+    db.record_intents(f.id, [row("1")])
+    db.set_flags(f.id, [("1", frozenset({"\\Flagged", "$Work"}))])
+    assert db.messages(f.id)["1"].source_flags == {"\\Flagged", "$Work"}
+    db.ensure_folder("b", ("INBOX",), ("INBOX",))
+    assert list(db.iter_accounts()) == ["a", "b"]
+    db.forget_account("a")
+    assert db.folders("a") == [] and list(db.iter_accounts()) == ["b"]
+    db.close()
+
+
+def test_one_worker_per_account(pg_url):
+    """A second process cannot take an account another holds; a holder killed with SIGKILL frees it."""
+    a = PgStateDB.open(pg_url)
+    b = PgStateDB.open(pg_url)
+    assert a.lock_account("ann -> ann")
+    assert not b.lock_account("ann -> ann", wait=0.5)
+    assert b.lock_account("bob -> bob")  # other accounts are free
+    a.unlock_account("ann -> ann")
+    assert b.lock_account("ann -> ann")
+    b.close()
+    code = ("import os, signal, sys\n"
+            "from mailmigrate.sync.state_pg import PgStateDB\n"
+            f"db = PgStateDB.open({pg_url!r})\n"
+            "assert db.lock_account('cy -> cy')\n"
+            "sys.stdout.write('locked\\n'); sys.stdout.flush()\n"
+            "os.kill(os.getpid(), signal.SIGKILL)\n")
+    p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert p.stdout == "locked\n" and p.returncode == -9
+    assert a.lock_account("cy -> cy", wait=10)  # the server noticed the dead session
+    a.close()
+
+
+def test_schema_upgrade_keeps_data(pg_url):
+    """A database at schema 1 is refused until `mailmigrate state upgrade` ran; the rows stay."""
+    conn = psycopg.connect(pg_url, autocommit=True)
+    conn.execute("CREATE TABLE mm_state_version (version INTEGER PRIMARY KEY, applied_at TIMESTAMPTZ NOT NULL "
+                 "DEFAULT now())")
+    conn.execute(state_pg.MIGRATIONS[0][1])
+    conn.execute("INSERT INTO mm_state_version(version) VALUES (1)")
+    conn.execute("INSERT INTO sync_folders(account, source_path, target_path) VALUES ('old', '[\"INBOX\"]', "
+                 "'[\"INBOX\"]')")
+    with pytest.raises(StateError, match="state upgrade"):
+        PgStateDB.open(pg_url)
+    from mailmigrate.cli.main import main
+
+    assert main(["state", "upgrade", pg_url]) == 0
+    db = PgStateDB.open(pg_url)
+    assert list(db.iter_accounts()) == ["old"]
+    assert conn.execute("SELECT max(version) FROM mm_state_version").fetchone()[0] == state_pg.SCHEMA_VERSION
+    assert upgrade(pg_url) == (state_pg.SCHEMA_VERSION, state_pg.SCHEMA_VERSION)  # idempotent
+    conn.execute("INSERT INTO mm_state_version(version) VALUES (%s)", (state_pg.SCHEMA_VERSION + 1,))
+    with pytest.raises(StateCorrupt, match="newer mailmigrate"):
+        PgStateDB.open(pg_url)
+    db.close()
+    conn.close()
+
+
+def test_foreign_database_is_refused(pg_url):
+    conn = psycopg.connect(pg_url, autocommit=True)
+    conn.execute("CREATE TABLE sync_folders (x int)")
+    with pytest.raises(StateCorrupt, match="not a mailmigrate state"):
+        PgStateDB.open(pg_url)
+    conn.close()
+
+
+def test_password_not_in_messages():
+    with pytest.raises(StateError) as e:
+        PgStateDB.open("postgresql://postgres:hunter2@127.0.0.1:1/nope")
+    assert "hunter2" not in str(e.value) and "***" in str(e.value)
