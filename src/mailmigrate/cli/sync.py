@@ -40,7 +40,11 @@ def register(sub) -> None:
     p.add_argument("--source-password-file", metavar="FILE")
     p.add_argument("--target-password-file", metavar="FILE")
     p.add_argument("--state", metavar="PATH", help="state database (default: one per SOURCE/TARGET pair "
-                                                   "under ~/.local/state/mailmigrate)")
+                                                   "under ~/.local/state/mailmigrate), or postgresql://…")
+    p.add_argument("--executor", choices=("local", "celery"), default="local",
+                   help="local: this machine (default); celery: one job per account for `mailmigrate worker`s")
+    p.add_argument("--broker", metavar="URL", help="--executor celery: redis://… or amqp://… "
+                                                    "(default: MAILMIGRATE_BROKER)")
     p.add_argument("--accounts", metavar="FILE",
                    help="CSV: source_user,target_user[,source_password,target_password]")
     p.add_argument("--delete", action="store_true",
@@ -102,7 +106,11 @@ def run(args) -> int:
         SECRETS.add(a.source_password)
         SECRETS.add(a.target_password)
 
-    state_path = Path(args.state) if args.state else default_state_path(source.text, target.text)
+    from ..sync.state_pg import is_pg_url, open_state
+
+    pg_state = is_pg_url(args.state)
+    state_path = args.state if pg_state else Path(args.state) if args.state else default_state_path(
+        source.text, target.text)
     interactive = sys.stderr.isatty() and not args.no_progress and not args.json
     progress = RichProgress() if interactive else PlainProgress()
     req = SyncRequest(
@@ -122,8 +130,18 @@ def run(args) -> int:
         max_connections=args.max_connections,
         sync=SyncOptions(delete=args.delete, dry_run=args.dry_run, progress=progress,
                          connections=max(1, args.connections), max_attempts=max(1, args.retries)),
+        state_factory=open_state if pg_state else None,
     )
-    if interactive:
+    if args.executor == "celery":
+        from ..fleet.app import broker_from
+        from ..fleet.submit import print_progress, run_fleet
+
+        if any(a.source_password or a.target_password for a in accounts):
+            print("mailmigrate: per-account passwords stay here; give the workers the accounts file "
+                  "(mailmigrate worker --accounts FILE)", file=sys.stderr)
+        result = run_fleet(req, broker=broker_from(args.broker), state_url=args.state or "",
+                           on_progress=None if args.no_progress else print_progress)
+    elif interactive:
         with progress:
             result = run_sync(req)
     else:

@@ -10,6 +10,7 @@ import logging
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Callable
 
 from ..errors import MailmigrateError
 from ..model import Account, AccountResult, Counters, Secret
@@ -37,6 +38,8 @@ class SyncRequest:
     max_rate: float | None = None
     max_bandwidth: float | None = None
     max_connections: int | None = None
+    #: opens the state (default: the SQLite StateDB, locked for the run); e.g. sync.state_pg.open_state
+    state_factory: Callable[[Path], StateDB] | None = None
 
 
 @dataclass
@@ -91,10 +94,11 @@ def run_sync(req: SyncRequest) -> RunResult:
         jobs = max(1, min(jobs, req.max_connections))
         req.sync.connections = max(1, min(req.sync.connections, req.max_connections // jobs))
     req.jobs = jobs
-    lock = RunLock(req.state_path)
-    lock.acquire()
+    lock = RunLock(req.state_path) if req.state_factory is None else None
+    if lock:
+        lock.acquire()
     try:
-        state = StateDB.open(req.state_path)
+        state = (req.state_factory or StateDB.open)(req.state_path)
         try:
             if req.jobs <= 1 or len(req.accounts) <= 1:
                 results = [_one(req, acc, state) for acc in req.accounts]
@@ -104,7 +108,8 @@ def run_sync(req: SyncRequest) -> RunResult:
         finally:
             state.close()
     finally:
-        lock.release()
+        if lock:
+            lock.release()
     return RunResult(results, req.state_path, req.sync.dry_run)
 
 

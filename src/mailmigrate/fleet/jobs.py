@@ -1,0 +1,83 @@
+"""The fleet's job table (``fleet_jobs`` in the PostgreSQL state): one row per run and account.
+
+The command that enqueued a run creates the rows (queued); the worker that runs an account marks it
+running, reports copied messages as it goes, and stores the account's result (done or failed).  The
+enqueuing command reads the table to draw the fleet's progress and to print the summary.
+"""
+
+from __future__ import annotations
+
+import json
+
+from ..model import AccountResult, Counters, Problem
+
+FINAL = ("done", "failed")
+
+
+def result_dict(r: AccountResult) -> dict:
+    return {"account": r.account, **r.counters.as_dict(), "error": r.error,
+            "problems": [p.__dict__ for p in r.problems]}
+
+
+def result_from(d: dict) -> AccountResult:
+    c = Counters(**{k: d.get(k, 0) for k in Counters.__dataclass_fields__})
+    return AccountResult(d["account"], c, [Problem(**p) for p in d.get("problems", [])], d.get("error"))
+
+
+def create_run(state, run_id: str, accounts: list[str]) -> None:
+    with state.lock, state.connection.transaction(), state.connection.cursor() as cur:
+        cur.executemany("INSERT INTO fleet_jobs(run_id, account, status) VALUES (%s, %s, 'queued')",
+                        [(run_id, a) for a in accounts])
+
+
+def start(state, run_id: str, account: str, worker: str) -> bool:
+    """False when the run is unknown here (the worker and the command use different state databases)."""
+    with state.lock:
+        cur = state.connection.execute(
+            "UPDATE fleet_jobs SET status='running', worker=%s, attempts=attempts+1, copied=0, bytes_copied=0,"
+            " updated=now() WHERE run_id=%s AND account=%s", (worker, run_id, account))
+        return cur.rowcount == 1
+
+
+def set_status(state, run_id: str, account: str, status: str) -> None:
+    with state.lock:
+        state.connection.execute("UPDATE fleet_jobs SET status=%s, updated=now() WHERE run_id=%s AND account=%s "
+                                 "AND status NOT IN ('done', 'failed')", (status, run_id, account))
+
+
+def progress(state, run_id: str, account: str, copied: int, nbytes: int) -> None:
+    with state.lock:
+        state.connection.execute("UPDATE fleet_jobs SET copied=%s, bytes_copied=%s, updated=now() "
+                                 "WHERE run_id=%s AND account=%s", (copied, nbytes, run_id, account))
+
+
+def finish(state, run_id: str, account: str, result: AccountResult) -> None:
+    status = "failed" if result.error else "done"
+    with state.lock:
+        state.connection.execute(
+            "UPDATE fleet_jobs SET status=%s, result=%s, copied=%s, bytes_copied=%s, updated=now() "
+            "WHERE run_id=%s AND account=%s",
+            (status, json.dumps(result_dict(result)), result.counters.copied, result.counters.bytes_copied,
+             run_id, account))
+
+
+def summary(state, run_id: str) -> dict:
+    """Counts by status and messages/bytes copied so far."""
+    with state.lock:
+        rows = state.connection.execute(
+            "SELECT status, count(*), coalesce(sum(copied), 0), coalesce(sum(bytes_copied), 0) FROM fleet_jobs "
+            "WHERE run_id=%s GROUP BY status", (run_id,)).fetchall()
+    out = {"queued": 0, "waiting": 0, "running": 0, "done": 0, "failed": 0, "copied": 0, "bytes_copied": 0}
+    for status, n, copied, nbytes in rows:
+        out[status] = out.get(status, 0) + n
+        out["copied"] += int(copied)
+        out["bytes_copied"] += int(nbytes)
+    out["total"] = sum(out[s] for s in ("queued", "waiting", "running", "done", "failed"))
+    return out
+
+
+def results(state, run_id: str) -> list[AccountResult]:
+    with state.lock:
+        rows = state.connection.execute(
+            "SELECT account, result FROM fleet_jobs WHERE run_id=%s ORDER BY account", (run_id,)).fetchall()
+    return [result_from(r) if r else AccountResult(a, error="no result recorded") for a, r in rows]

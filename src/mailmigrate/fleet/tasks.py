@@ -1,0 +1,153 @@
+"""The one job of a fleet: sync one account, exactly as the local executor would.
+
+The job's arguments (stored in the broker) describe the run without any password: store URLs as the user
+wrote them (``parse_spec`` refuses URLs holding a password), user names, options.  Passwords reach the
+worker through its environment (MAILMIGRATE_SOURCE_PASSWORD / MAILMIGRATE_TARGET_PASSWORD), password files,
+or an accounts file (mode 0600) given to ``mailmigrate worker``.
+
+Per worker process: one connection to the PostgreSQL state, one Redis client for the connection slots.
+The account is held with a PostgreSQL advisory lock while it is synced; a second delivery of the same job
+(Redis redelivers after the visibility timeout) waits for it, then finds nothing left to copy.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import threading
+import time
+
+from ..errors import ConfigError, MailmigrateError
+from ..model import Account, AccountResult, Secret
+from ..stores.registry import StoreOptions, StoreSpec, build_store, parse_spec
+from ..sync.engine import Progress, SyncOptions, sync_account
+from ..sync.runner import SyncRequest, account_key
+from ..sync.state_pg import PgStateDB
+from . import jobs
+from .limits import RedisRateLimiter, Slots, SlotStore, slot_key
+
+log = logging.getLogger("mailmigrate.fleet")
+
+
+class WorkerConfig:
+    """What a worker process knows that the broker must not: the state URL, Redis, the passwords."""
+
+    def __init__(self, state_url: str, redis_url: str | None, *, source_password: Secret | None = None,
+                 target_password: Secret | None = None, accounts: list[Account] | None = None,
+                 slot_ttl: float = 30.0, slot_wait: float = 600.0, lock_wait: float = 30.0):
+        self.state_url = state_url
+        self.redis_url = redis_url
+        self.source_password = source_password
+        self.target_password = target_password
+        self.accounts = {(a.source_user, a.target_user): a for a in accounts or []}
+        self.slot_ttl = slot_ttl
+        self.slot_wait = slot_wait
+        self.lock_wait = lock_wait
+
+
+_config: WorkerConfig | None = None
+_proc: dict = {}
+
+
+def configure(config: WorkerConfig) -> None:
+    global _config
+    _config = config
+
+
+def _context():
+    """Per process (prefork children are forked after configure): open lazily, reopen after a fork."""
+    if _config is None:
+        raise ConfigError("this worker was not configured (start it with `mailmigrate worker`)")
+    if _proc.get("pid") != os.getpid():
+        _proc.clear()
+        _proc["pid"] = os.getpid()
+    if "state" not in _proc or _proc["state"].connection.closed:
+        _proc["state"] = PgStateDB.open(_config.state_url)
+    if "slots" not in _proc and _config.redis_url:
+        _proc["slots"] = Slots(_config.redis_url, ttl=_config.slot_ttl, wait=_config.slot_wait)
+    return _proc["state"], _proc.get("slots")
+
+
+def server_name(spec: StoreSpec) -> str:
+    """The server a connection limit counts against: host and port; file stores count as one local server."""
+    if spec.kind == "imap":
+        return f"{spec.host}:{spec.port}"
+    return f"{spec.kind}:local"
+
+
+class _FleetProgress(Progress):
+    def __init__(self, state, run_id: str, account: str, every: float = 1.0):
+        self.state, self.run_id, self.account, self.every = state, run_id, account, every
+        self.n_copied = 0
+        self.nbytes = 0
+        self._last = 0.0
+        self._lock = threading.Lock()
+
+    def copied(self, account, folder, messages, nbytes):
+        with self._lock:
+            self.n_copied += messages
+            self.nbytes += nbytes
+            now = time.monotonic()
+            if now - self._last < self.every:
+                return
+            self._last = now
+            n, b = self.n_copied, self.nbytes
+        jobs.progress(self.state, self.run_id, self.account, n, b)
+
+
+def sync_one_account(task, desc: dict, account: dict) -> dict:
+    """Celery task body (registered in app.make_app): returns the account's counters, error and problems."""
+    state, slots = _context()
+    run_id = desc["run_id"]
+    source = parse_spec(desc["source"])
+    target = parse_spec(desc["target"])
+    acc = Account(account.get("source_user"), account.get("target_user"))
+    name = account_key(SyncRequest(source=source, target=target, accounts=[], state_path=""), acc)
+    if not state.lock_account(name, wait=_config.lock_wait):
+        log.info("account %s is being synced by another worker; job put back", name)
+        jobs.set_status(state, run_id, name, "waiting")
+        raise task.retry(countdown=5)
+    try:
+        if not jobs.start(state, run_id, name, f"{socket.gethostname()} pid {os.getpid()}"):
+            log.error("run %s is not in this worker's state database %s: the worker and `mailmigrate sync` "
+                      "must use the same --state", run_id, state.path)
+            return {"account": name, "error": "run unknown to this worker's state database"}
+        result = _run(desc, acc, name, state, slots)
+        jobs.finish(state, run_id, name, result)
+        return jobs.result_dict(result)
+    finally:
+        state.unlock_account(name)
+
+
+def _run(desc: dict, acc: Account, name: str, state, slots) -> AccountResult:
+    cfg = _config
+    source = parse_spec(desc["source"])
+    target = parse_spec(desc["target"])
+    known = cfg.accounts.get((acc.source_user, acc.target_user))
+    src_master, tgt_master = desc.get("source_master"), desc.get("target_master")
+    src_pw = cfg.source_password if src_master else ((known and known.source_password) or cfg.source_password)
+    tgt_pw = cfg.target_password if tgt_master else ((known and known.target_password) or cfg.target_password)
+    progress = _FleetProgress(state, desc["run_id"], name)
+    opts = SyncOptions(delete=bool(desc.get("delete")), dry_run=bool(desc.get("dry_run")), progress=progress,
+                       connections=max(1, int(desc.get("connections", 3))),
+                       max_attempts=max(1, int(desc.get("retries", 6))))
+    if (desc.get("max_rate") or desc.get("max_bandwidth")) and cfg.redis_url:
+        opts.target_limiter = RedisRateLimiter(cfg.redis_url, server_name(target), desc.get("max_rate"),
+                                               desc.get("max_bandwidth"))
+    common = dict(insecure=bool(desc.get("insecure")), allow_plaintext=bool(desc.get("allow_plaintext")))
+    try:
+        src = build_store(source, user=acc.source_user, password=src_pw, side="source",
+                          options=StoreOptions(master_user=src_master, **common))
+        tgt = build_store(target, user=acc.target_user, password=tgt_pw, side="target",
+                          options=StoreOptions(master_user=tgt_master, create=not opts.dry_run, **common))
+    except MailmigrateError as e:
+        return AccountResult(name, error=str(e))
+    limit = desc.get("max_connections")
+    if limit:
+        if slots is None:
+            return AccountResult(name, error="--max-connections needs Redis on the workers (worker --redis URL)")
+        opts.connections = max(1, min(opts.connections, int(limit)))
+        src = SlotStore(src, slots, slot_key("source", server_name(source)), int(limit))
+        tgt = SlotStore(tgt, slots, slot_key("target", server_name(target)), int(limit))
+    return sync_account(src, tgt, account_name=name, state=state, options=opts)
