@@ -1,0 +1,1 @@
+"""SME Server / NethService -> NethServer import, and NethServer 7 -> 8 mail migration (docs/nethserver.md)."""
