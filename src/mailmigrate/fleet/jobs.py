@@ -30,13 +30,19 @@ def create_run(state, run_id: str, accounts: list[str]) -> None:
                         [(run_id, a) for a in accounts])
 
 
-def start(state, run_id: str, account: str, worker: str) -> bool:
-    """False when the run is unknown here (the worker and the command use different state databases)."""
+def start(state, run_id: str, account: str, worker: str) -> str:
+    """'started'; 'finished' when the job already has its result (a second delivery of a finished job:
+    nothing to do); 'unknown' when the run is not in this database (worker and command disagree on --state)."""
     with state.lock:
         cur = state.connection.execute(
             "UPDATE fleet_jobs SET status='running', worker=%s, attempts=attempts+1, copied=0, bytes_copied=0,"
-            " updated=now() WHERE run_id=%s AND account=%s", (worker, run_id, account))
-        return cur.rowcount == 1
+            " updated=now() WHERE run_id=%s AND account=%s AND status NOT IN ('done', 'failed')",
+            (worker, run_id, account))
+        if cur.rowcount == 1:
+            return "started"
+        row = state.connection.execute("SELECT status FROM fleet_jobs WHERE run_id=%s AND account=%s",
+                                       (run_id, account)).fetchone()
+        return "finished" if row else "unknown"
 
 
 def set_status(state, run_id: str, account: str, status: str) -> None:

@@ -109,7 +109,11 @@ def sync_one_account(task, desc: dict, account: dict) -> dict:
         jobs.set_status(state, run_id, name, "waiting")
         raise task.retry(countdown=5)
     try:
-        if not jobs.start(state, run_id, name, f"{socket.gethostname()} pid {os.getpid()}"):
+        started = jobs.start(state, run_id, name, f"{socket.gethostname()} pid {os.getpid()}")
+        if started == "finished":
+            log.info("account %s already finished in run %s (a second delivery); nothing to do", name, run_id)
+            return {"account": name, "duplicate": True}
+        if started == "unknown":
             log.error("run %s is not in this worker's state database %s: the worker and `mailmigrate sync` "
                       "must use the same --state", run_id, state.path)
             return {"account": name, "error": "run unknown to this worker's state database"}

@@ -1,0 +1,119 @@
+"""The fleet end to end: real Redis broker, real PostgreSQL state, real `mailmigrate worker` processes.
+
+50 Maildir accounts (no IMAP server needed) are migrated by three workers through `mailmigrate sync
+--executor celery`; one worker is killed with SIGKILL (main process and pool children) while it is copying
+an account.  Every account must be exact, file by file; the killed accounts must have been run again;
+and the fleet-wide connection limit must have been reached but never exceeded.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import subprocess
+import threading
+import time
+
+import psycopg
+import pytest
+import redis
+
+from servers.fleet import MM, kill_worker, make_accounts, process_group, read_maildir, start_worker, stop_worker, \
+    wait_for
+from servers.pgdb import drop_database, make_database
+
+REDIS = "redis://127.0.0.1:6379"
+
+
+@pytest.fixture
+def fleet_env():
+    try:
+        redis.Redis.from_url(REDIS, socket_connect_timeout=2).ping()
+    except redis.RedisError as e:
+        pytest.skip(f"no Redis on 127.0.0.1: {e}")
+    admin, name, url = make_database("mm_fleet")
+    db = random.randint(1, 15)  # a database of its own: its queue and slots are this test's only
+    broker = f"{REDIS}/{db}"
+    r = redis.Redis.from_url(broker)
+    r.flushdb()
+    yield broker, url, r
+    r.flushdb()
+    drop_database(admin, name)
+
+
+class HolderProbe(threading.Thread):
+    """Counts, every few milliseconds, the live slot holders of a server in Redis; keeps the maximum."""
+
+    def __init__(self, r, key):
+        super().__init__(daemon=True)
+        self.r, self.key, self.max, self.samples = r, key, 0, 0
+        self.stop = threading.Event()
+
+    def run(self):
+        while not self.stop.is_set():
+            sec, usec = self.r.time()
+            n = self.r.zcount(self.key, sec + usec / 1e6, "+inf")
+            self.max = max(self.max, n)
+            self.samples += 1
+            time.sleep(0.002)
+
+
+def test_fifty_accounts_three_workers_one_killed(tmp_path, fleet_env):
+    broker, state, r = fleet_env
+    accounts = make_accounts(tmp_path, 50, messages=40)
+    limit = 3
+    extra = ["--visibility-timeout", "6", "--slot-ttl", "5"]
+    workers = [start_worker(broker, state, concurrency=2, name=f"w{i}", log=tmp_path / f"w{i}.log", extra=extra)
+               for i in range(3)]
+    probes = [HolderProbe(r, f"mm:slots:{role}:maildir:local") for role in ("source", "target")]
+    for p in probes:
+        p.start()
+    try:
+        sync = subprocess.Popen(MM + ["sync", f"maildir:{tmp_path}/%u/src", f"maildir:{tmp_path}/%u/dst",
+                                      "--accounts", accounts, "--executor", "celery", "--broker", broker,
+                                      "--state", state, "--max-connections", str(limit), "--json"],
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        conn = psycopg.connect(state, autocommit=True)
+
+        def victim_busy():
+            """Some accounts done, and worker 0 in the middle of one (a job row running on one of its pids)."""
+            try:
+                rows = conn.execute("SELECT status, worker, copied FROM fleet_jobs").fetchall()
+            except psycopg.errors.UndefinedTable:
+                return None
+            done = sum(1 for s, _, _ in rows if s == "done")
+            mine = [w for s, w, c in rows if s == "running" and w and
+                    process_group(int(w.rsplit(" ", 1)[1])) == workers[0].pid]
+            return done >= 5 and mine
+
+        killed = wait_for(victim_busy, timeout=60, every=0.01)
+        kill_worker(workers[0])
+        out, err = sync.communicate(timeout=150)
+    finally:
+        for p in probes:
+            p.stop.set()
+        for w in workers:
+            stop_worker(w)
+    assert sync.returncode == 0, err[-3000:]
+    summary = json.loads(out)
+    assert summary["accounts_total"] == 50 and summary["accounts_failed"] == 0 and summary["failed"] == 0
+    # The accounts the dead worker was copying were run again, by another worker.
+    rows = dict(conn.execute("SELECT worker, attempts FROM fleet_jobs WHERE worker IS NOT NULL").fetchall())
+    again = conn.execute("SELECT account, attempts, worker FROM fleet_jobs WHERE attempts > 1").fetchall()
+    assert len(again) >= len(killed), (killed, rows)
+    assert all(process_group(int(w.rsplit(" ", 1)[1])) != workers[0].pid for _, _, w in again)
+    # Every account exact: same messages (bytes, twins included) and flags in the same folders.
+    for u in sorted(p.name for p in tmp_path.glob("user*")):
+        src, dst = read_maildir(tmp_path / u / "src"), read_maildir(tmp_path / u / "dst")
+        assert dst == src, u
+        assert sum(len(v) for v in dst.values()) == 3 * (40 + 3)
+    # The limit held across the fleet: reached (3 workers x 2 processes x 3 connections would be 18) and
+    # never exceeded, on both sides.
+    for p in probes:
+        assert p.samples > 100
+        assert p.max == limit, (p.key, p.max)
+    # A rerun finds nothing to copy.
+    again = subprocess.run(MM + ["sync", f"maildir:{tmp_path}/%u/src", f"maildir:{tmp_path}/%u/dst", "--accounts",
+                                 accounts, "--state", state, "--json"], capture_output=True, text=True, timeout=120)
+    assert json.loads(again.stdout)["copied"] == 0, again.stderr[-2000:]
+    conn.close()
