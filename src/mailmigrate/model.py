@@ -140,7 +140,7 @@ class FolderInfo:
     selectable: bool = True  # False for \Noselect / \NonExistent hierarchy-only nodes
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class FolderStatus:
     """What a store says about a folder before its messages are listed.
 
@@ -155,7 +155,7 @@ class FolderStatus:
     count: int | None = None
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class MessageMeta:
     """One message's identity and metadata within a folder (not its content).
 
@@ -177,6 +177,17 @@ class AppendItem:
     body: Body
     flags: frozenset[str] = frozenset()
     internaldate: datetime | None = None
+
+
+def intern_flags(flags: frozenset[str], _cache: dict = {}) -> frozenset[str]:
+    """One shared object per distinct flag set: a folder of 100,000 messages has a handful of flag sets, and
+    a frozenset per message would be most of a listing's memory."""
+    got = _cache.get(flags)
+    if got is None:
+        if len(_cache) > 10_000:
+            _cache.clear()
+        _cache[flags] = got = flags
+    return got
 
 
 @dataclass(frozen=True)

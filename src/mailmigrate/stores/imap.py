@@ -22,7 +22,7 @@ from ..formats.specialuse import guess_special_use
 from ..imap.connection import Connection, Lit, quote
 from ..imap.parser import fetch_items, format_internaldate, parse_internaldate, parse_uid_set
 from ..model import (SPECIAL_USES, AppendItem, Body, FolderInfo, FolderPath, FolderStatus, MessageMeta,
-                     PermanentFlags, Secret)
+                     PermanentFlags, Secret, intern_flags)
 from .base import Store
 
 log = logging.getLogger("mailmigrate.stores.imap")
@@ -290,8 +290,8 @@ class ImapStore(Store):
                 uid = int(uid)
                 if uid < lo:
                     continue  # "N:*" includes the last message even when its UID is below N
-                flags = frozenset(f.decode("utf-8", "replace") for f in (it.get(b"FLAGS") or [])
-                                  if isinstance(f, bytes) and f.lower() != b"\\recent")
+                flags = intern_flags(frozenset(f.decode("utf-8", "replace") for f in (it.get(b"FLAGS") or [])
+                                               if isinstance(f, bytes) and f.lower() != b"\\recent"))
                 date = it.get(b"INTERNALDATE")
                 size = it.get(b"RFC822.SIZE")
                 size = int(size) if size is not None else None

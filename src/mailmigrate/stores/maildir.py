@@ -27,7 +27,7 @@ from ..errors import ConfigError, FolderFailed, FormatError, MessageRejected, Qu
 from ..formats import maildir as fmt
 from ..formats.specialuse import guess_special_use
 from ..model import (SYSTEM_FLAGS, AppendItem, Body, FolderInfo, FolderPath, FolderStatus, MessageMeta,
-                     PermanentFlags)
+                     PermanentFlags, intern_flags)
 from .base import Store
 
 _counter = itertools.count()
@@ -188,6 +188,7 @@ class MaildirStore(Store):
             except FileNotFoundError:
                 continue  # renamed or removed by a mail client since the scan
             flags, _unknown = fmt.info_to_flags(n.info, kw)
+            flags = intern_flags(flags)
             metas.append((st.st_mtime, key, MessageMeta(
                 key=key, flags=flags, internaldate=datetime.fromtimestamp(int(st.st_mtime), timezone.utc),
                 size=n.size if n.size is not None else st.st_size)))
