@@ -1,0 +1,581 @@
+"""CommuniGate Pro -> Kerio Connect (or any IMAP server): cg2kms's migration, resumable and reported.
+
+For every account chosen (one user, one domain, or every domain of the store), in this order:
+
+1. **The target user.**  Through a :class:`~mailmigrate.directory.base.DirectoryWriter` (Kerio's
+   administration API, a Dovecot passwd-file, LDAP) the user is looked up.  A user that exists is never
+   touched, and its mail is migrated only with ``force`` (cg2kms's ``-force``) - unless this tool created
+   it in an earlier run against the same state file, in which case the rerun just goes on.  A missing
+   user is created with cg2kms's password rules (:func:`choose_password`) and every password set is
+   written to ``cg2kms_<YYYY-MM-DD_HH-MM-SS>.pass`` (created with mode 0600, never anything wider).
+   Without a directory nothing can be checked or created: every user is taken to exist already, so the
+   mail moves only with ``force``.
+2. **The mail**, through the sync engine (:func:`mailmigrate.sync.runner.run_sync`): source
+   ``communigate:BASE``, target the IMAP server with master authentication (Kerio's ``X-MASTERAUTH`` +
+   ``X-SETUSER``, or the server's own master-user login), state in one state file, so a second run copies
+   only new mail and an interrupted run resumes without duplicates.
+
+Everything that happens goes to ``cg2kms_<datetime>.log``; the screen (the ``out`` callback) gets one
+line per folder and the summary; :class:`MigrationReport` lists what was not copied and why, naming
+account, folder and message.  Passwords only ever live in :class:`~mailmigrate.model.Secret` and in the
+pass file.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import threading
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Callable
+from urllib.parse import quote, urlencode, urlsplit
+
+from ...directory.base import DirectoryError, DirectoryWriter, User, fold
+from ...directory.passwords import generate
+from ...errors import ConfigError, MailmigrateError
+from ...model import Account, AccountResult, Counters, Problem, Secret
+from ...stores.communigate import domain_accounts, domain_dirs, main_domain_name
+from ...stores.registry import StoreOptions, is_loopback, parse_spec
+from ...sync.engine import Progress, SyncOptions
+from ...sync.runner import SyncRequest, account_key, run_sync
+from .accounts import CGAccount, read_account, read_domain
+
+log = logging.getLogger("mailmigrate.paths.communigate.migrate")
+
+#: How a password came to be set, as the pass file and the report say it.
+FORCED, GIVEN, MIGRATED, GENERATED = "force-set-password", "set-password", "migrated", "generated"
+
+Out = Callable[[str], None]
+
+
+# --- the password rules --------------------------------------------------------------------------------
+
+def choose_password(account: CGAccount, *, set_password: Secret | None = None,
+                    force_set_password: Secret | None = None) -> tuple[Secret, str]:
+    """cg2kms's rules for a user about to be created: ``force_set_password`` always; else the CommuniGate
+    password when it is readable; else ``set_password``; else a generated strong password."""
+    if force_set_password:
+        return force_set_password, FORCED
+    if account.password_readable and account.password:
+        return account.password, MIGRATED
+    if set_password:
+        return set_password, GIVEN
+    return generate(), GENERATED
+
+
+# --- the run's files ----------------------------------------------------------------------------------
+
+def _exclusive(directory: Path, stem: str, suffix: str) -> tuple[Path, int]:
+    """Create ``stem+suffix`` (or ``stem-N+suffix`` when taken) with mode 0600 from the first byte."""
+    for n in range(1000):
+        p = directory / (f"{stem}{suffix}" if n == 0 else f"{stem}-{n}{suffix}")
+        try:
+            return p, os.open(p, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0), 0o600)
+        except FileExistsError:
+            continue
+    raise ConfigError(f"{directory}: cannot create {stem}{suffix}: too many files of that name")
+
+
+class PassFile:
+    """``cg2kms_<datetime>.pass``: one ``address<TAB>password<TAB>how`` line per password set.  Created on
+    the first password, with O_EXCL and mode 0600, so it is never readable by others, not even briefly."""
+
+    def __init__(self, directory: Path, stamp: str):
+        self.directory, self.stamp = directory, stamp
+        self.path: Path | None = None
+        self._fd: int | None = None
+        self._lock = threading.Lock()
+        self.count = 0
+        self.scrub: _Scrub | None = None
+
+    def add(self, address: str, password: Secret, how: str) -> None:
+        with self._lock:
+            if self.scrub is not None:
+                self.scrub.add(password)
+            if self._fd is None:
+                self.path, self._fd = _exclusive(self.directory, f"cg2kms_{self.stamp}", ".pass")
+                os.write(self._fd, b"# address\tpassword\thow it was chosen (cg2kms rules)\n")
+            os.write(self._fd, f"{address}\t{password.reveal()}\t{how}\n".encode("utf-8"))
+            os.fsync(self._fd)
+            self.count += 1
+
+    def close(self) -> None:
+        with self._lock:
+            if self._fd is not None:
+                os.close(self._fd)
+                self._fd = None
+
+
+class _Scrub(logging.Filter):
+    """Defence in depth: a password of this run that reaches a log record anyway is replaced by ***."""
+
+    def __init__(self):
+        super().__init__()
+        self.values: set[str] = set()
+
+    def add(self, secret: Secret | None) -> None:
+        if secret and len(secret.reveal()) >= 3:
+            self.values.add(secret.reveal())
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if self.values:
+            msg = record.getMessage()
+            for v in self.values:
+                msg = msg.replace(v, "***")
+            record.msg, record.args = msg, None
+        return True
+
+
+class _RunLog:
+    """Everything under the ``mailmigrate`` logger goes to ``cg2kms_<datetime>.log`` for the run, and
+    nothing of it to the screen (the screen shows folders and the summary only)."""
+
+    def __init__(self, directory: Path, stamp: str):
+        self.path, fd = _exclusive(directory, f"cg2kms_{stamp}", ".log")
+        self.handler = logging.StreamHandler(os.fdopen(fd, "w", encoding="utf-8", buffering=1))
+        self.handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+        self.handler.setLevel(logging.INFO)
+        self.scrub = _Scrub()
+        self.handler.addFilter(self.scrub)
+        self.logger = logging.getLogger("mailmigrate")
+
+    def __enter__(self):
+        self._saved = (self.logger.level, self.logger.propagate)
+        if self.logger.getEffectiveLevel() > logging.INFO:
+            self.logger.setLevel(logging.INFO)
+        self.logger.propagate = False
+        self.logger.addHandler(self.handler)
+        return self
+
+    def __exit__(self, *exc):
+        self.logger.removeHandler(self.handler)
+        self.logger.setLevel(self._saved[0])
+        self.logger.propagate = self._saved[1]
+        self.handler.close()
+
+
+def _created_users_path(state_path: Path) -> Path:
+    return state_path.with_name(state_path.name + ".created-users.json")
+
+
+def _load_created(state_path: Path) -> set[str]:
+    p = _created_users_path(state_path)
+    try:
+        data = json.loads(p.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return set()
+    except (OSError, ValueError) as e:
+        raise ConfigError(f"{p}: unreadable ({e}); it lists the users this tool created; fix or remove it") from None
+    return {fold(x) for x in data if isinstance(x, str)}
+
+
+def _save_created(state_path: Path, users: set[str]) -> None:
+    p = _created_users_path(state_path)
+    p.parent.mkdir(parents=True, exist_ok=True)
+    tmp = p.with_name(p.name + ".tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as f:
+        json.dump(sorted(users), f, indent=1)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, p)
+
+
+# --- options and results --------------------------------------------------------------------------------
+
+@dataclass
+class MigrateOptions:
+    base: Path
+    server: str
+    master_password: Secret
+    port: int = 143
+    domain: str | None = None
+    user: str | None = None
+    force: bool = False
+    set_password: Secret | None = None
+    force_set_password: Secret | None = None
+    primary_domain: str | None = None
+    target: str = "kerio"  # "kerio": X-MASTERAUTH + X-SETUSER; "imap": the server's master-user login
+    master_user: str | None = None  # the master's name ("imap": required; "kerio": only shown in messages)
+    master_mode: str = "plain"  # "imap" only: plain (SASL PLAIN with authzid) | star (user*master)
+    tls: str = "auto"  # auto (none towards loopback, else starttls) | none | starttls | imaps
+    cafile: str | None = None
+    insecure: bool = False
+    directory: DirectoryWriter | None = None
+    state_path: Path | None = None  # default: OUTPUT_DIR/cg2kms_state.db
+    output_dir: Path = field(default_factory=Path.cwd)
+    jobs: int = 1
+    connections: int = 3
+    stamp: str | None = None  # the <datetime> of the file names; default now
+
+
+@dataclass
+class AccountOutcome:
+    address: str
+    action: str  # created | existing | skipped | failed
+    password: str | None = None  # how the password was chosen (FORCED, ...), never the password
+    note: str | None = None
+    counters: Counters = field(default_factory=Counters)
+    problems: list[Problem] = field(default_factory=list)
+    error: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        """Everything of this account arrived (a skipped account did not)."""
+        return self.action in ("created", "existing") and self.error is None and self.counters.failed == 0 \
+            and not any(p.kind not in ("flag", "warning") for p in self.problems)
+
+    def as_dict(self) -> dict:
+        return {"account": self.address, "action": self.action, "password": self.password, "note": self.note,
+                **self.counters.as_dict(), "error": self.error, "problems": [p.__dict__ for p in self.problems]}
+
+
+@dataclass
+class MigrationReport:
+    base: str
+    main_domain: str
+    target: str
+    accounts: list[AccountOutcome] = field(default_factory=list)
+    log_path: str | None = None
+    pass_path: str | None = None
+    state_path: str | None = None
+    passwords_set: int = 0
+
+    @property
+    def totals(self) -> Counters:
+        t = Counters()
+        for a in self.accounts:
+            t.add(a.counters)
+        return t
+
+    @property
+    def ok(self) -> bool:
+        return all(a.ok for a in self.accounts)
+
+    def not_copied(self) -> list[Problem]:
+        """What did not arrive, and why: one entry per account, folder or message."""
+        out: list[Problem] = []
+        for a in self.accounts:
+            if a.action in ("skipped", "failed") or a.error:
+                out.append(Problem(a.address, None, None, a.error or a.note or a.action, "account"))
+            out.extend(p for p in a.problems if p.kind not in ("flag", "warning"))
+        return out
+
+    def warnings(self) -> list[Problem]:
+        """Damage that cost no mail (unreadable settings, flags a target would not keep)."""
+        return [p for a in self.accounts for p in a.problems if p.kind in ("flag", "warning")]
+
+    def as_dict(self) -> dict:
+        t = self.totals.as_dict()
+        return {**t, "base": self.base, "main_domain": self.main_domain, "target": self.target,
+                "accounts_total": len(self.accounts),
+                "accounts_created": sum(a.action == "created" for a in self.accounts),
+                "accounts_skipped": sum(a.action == "skipped" for a in self.accounts),
+                "accounts_failed": sum(a.action == "failed" or a.error is not None for a in self.accounts),
+                "ok": self.ok, "passwords_set": self.passwords_set, "log": self.log_path, "pass_file": self.pass_path,
+                "state": self.state_path, "accounts": [a.as_dict() for a in self.accounts],
+                "not_copied": [p.__dict__ for p in self.not_copied()],
+                "warnings": [p.__dict__ for p in self.warnings()]}
+
+    def summary_lines(self) -> list[str]:
+        t = self.totals
+        lines = [
+            f"Accounts: {len(self.accounts)} ({sum(a.action == 'created' for a in self.accounts)} created, "
+            f"{sum(a.action == 'existing' for a in self.accounts)} existing, "
+            f"{sum(a.action == 'skipped' for a in self.accounts)} skipped, "
+            f"{sum(a.action == 'failed' or bool(a.error) for a in self.accounts)} failed)",
+            f"Messages: {t.copied} copied ({t.bytes_copied} bytes), {t.skipped} already there, "
+            f"{t.flags_updated} flag updates, {t.failed} not copied",
+        ]
+        if self.passwords_set:
+            lines.append(f"Passwords set: {self.passwords_set}, written to {self.pass_path} (mode 0600)")
+        warnings = self.warnings()
+        if warnings:
+            lines.append("Warnings:")
+            lines.extend("  " + p.describe() for p in warnings)
+        missing = self.not_copied()
+        if missing:
+            lines.append("Not copied:")
+            lines.extend("  " + p.describe() for p in missing)
+        lines.append(f"Log: {self.log_path}")
+        return lines
+
+
+# --- target -----------------------------------------------------------------------------------------------
+
+def target_url(opts: MigrateOptions) -> str:
+    """The sync engine's target URL (no user, no password: the master's password travels apart)."""
+    if opts.target not in ("kerio", "imap"):
+        raise ConfigError(f"target must be kerio or imap, not {opts.target!r}")
+    if not opts.server:
+        raise ConfigError("the target server is required for a migration (--server / -server)")
+    tls = opts.tls
+    if tls == "auto":
+        tls = "none" if is_loopback(opts.server) else "starttls"
+    if tls not in ("none", "starttls", "imaps"):
+        raise ConfigError(f"tls must be auto, none, starttls or imaps, not {tls!r}")
+    host = f"[{opts.server}]" if ":" in opts.server else opts.server
+    params = {"master": "kerio" if opts.target == "kerio" else opts.master_mode}
+    if tls == "none":
+        params["tls"] = "none"
+    if opts.cafile:
+        params["cafile"] = opts.cafile
+    scheme = "imaps" if tls == "imaps" else "imap"
+    return f"{scheme}://{host}:{int(opts.port)}?{urlencode(params, quote_via=quote)}"
+
+
+# --- the migration ----------------------------------------------------------------------------------------
+
+@dataclass
+class _Planned:
+    account: CGAccount
+    source_user: str  # what the communigate: store is asked for (bare name for the main domain)
+    outcome: AccountOutcome
+
+
+class _FolderProgress(Progress):
+    """One screen line per folder (and per failed account), from the engine's events."""
+
+    def __init__(self, names: dict[str, str], out: Out):
+        self.names, self.out = names, out
+        self._lock = threading.Lock()
+        self._todo: dict[tuple[str, str], int] = {}
+        self._done: dict[tuple[str, str], int] = {}
+
+    def folder_start(self, account, folder, to_copy, bytes_to_copy):
+        with self._lock:
+            self._todo[(account, folder)] = to_copy
+
+    def copied(self, account, folder, messages, nbytes):
+        with self._lock:
+            self._done[(account, folder)] = self._done.get((account, folder), 0) + messages
+
+    def folder_done(self, account, folder):
+        with self._lock:
+            todo = self._todo.pop((account, folder), 0)
+            done = self._done.pop((account, folder), 0)
+        who = self.names.get(account, account)
+        what = f"{done} of {todo} new messages copied" if todo else "nothing new"
+        self.out(f"{who}  {folder}: {what}")
+
+    def account_done(self, account, result: AccountResult):
+        if result.error:
+            self.out(f"{self.names.get(account, account)}: failed: {result.error}")
+
+
+def _select_accounts(opts: MigrateOptions, main: str) -> list[tuple[CGAccount, bool]]:
+    base = Path(opts.base)
+    if not base.is_dir():
+        raise ConfigError(f"CommuniGate base directory {base} does not exist")
+    dirs = domain_dirs(base, opts.primary_domain)
+    if not dirs:
+        raise ConfigError(f"{base} is not a CommuniGate Pro base directory (no Accounts/ or Domains/)")
+    if opts.domain is not None and opts.domain.lower() not in dirs:
+        raise ConfigError(f"domain {opts.domain} is not in {base} (domains: {', '.join(dirs)})")
+    chosen: list[tuple[CGAccount, bool]] = []
+    for name, d in dirs.items():
+        if opts.domain is not None and name != opts.domain.lower():
+            continue
+        dom = read_domain(name, d)
+        for e in dom.errors:
+            log.warning("domain %s: %s", name, e)
+        for loc in domain_accounts(name, d):
+            if opts.user is not None and loc.name.lower() != opts.user.lower():
+                continue
+            chosen.append((read_account(loc, dom), d.name == "Accounts" and d.parent == base))
+    if opts.user is not None and not chosen:
+        where = f"domain {opts.domain}" if opts.domain else "any domain"
+        raise ConfigError(f"account {opts.user} is not in {where} of {base}")
+    return chosen
+
+
+def _existing_logins(directory: DirectoryWriter) -> set[str]:
+    d = directory.read()
+    out: set[str] = set()
+    for u in d.users.values():
+        out.add(fold(u.login))
+        if u.mail:
+            out.add(fold(u.mail))
+    return out
+
+
+def migrate(opts: MigrateOptions, out: Out = lambda line: None) -> MigrationReport:
+    """Migrate the chosen accounts; ``out`` receives the screen's lines (folders, then the summary is the
+    caller's to print from the report)."""
+    url = target_url(opts)
+    spec = parse_spec(url)
+    if not opts.master_password:
+        raise ConfigError("the master password of the target is missing (MAILMIGRATE_TARGET_PASSWORD, a "
+                          "password file, or cg2kms's -password)")
+    if opts.target == "imap" and not opts.master_user:
+        raise ConfigError("an IMAP target needs its master user's name (--master-user)")
+    base = Path(opts.base).resolve()
+    main = main_domain_name(base, opts.primary_domain)
+    chosen = _select_accounts(opts, main)
+    out_dir = Path(opts.output_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    stamp = opts.stamp or datetime.now().strftime("%Y-%m-%d_%H-%M-%S")
+    state_path = Path(opts.state_path) if opts.state_path else out_dir / "cg2kms_state.db"
+    created_before = _load_created(state_path)
+    report = MigrationReport(str(base), main, spec.describe(""), state_path=str(state_path))
+    passes = PassFile(out_dir, stamp)
+    with _RunLog(out_dir, stamp) as runlog:
+        report.log_path = str(runlog.path)
+        for secret in (opts.master_password, opts.set_password, opts.force_set_password):
+            runlog.scrub.add(secret)
+        passes.scrub = runlog.scrub
+        log.info("cg2kms migration of %s (main domain %s) to %s; %d account(s); state %s", base, main,
+                 spec.describe(""), len(chosen), state_path)
+        try:
+            planned = _prepare_users(opts, chosen, passes, created_before, state_path, out)
+            _sync_mail(opts, spec, base, planned, state_path, out)
+        finally:
+            passes.close()
+        report.accounts = [p.outcome for p in planned]
+        report.passwords_set = passes.count
+        report.pass_path = str(passes.path) if passes.path else None
+        for p in report.not_copied():
+            log.error("not copied: %s", p.describe())
+        for line in report.summary_lines():
+            log.info("%s", line)
+    return report
+
+
+def _prepare_users(opts: MigrateOptions, chosen, passes: PassFile, created_before: set[str], state_path: Path,
+                   out: Out) -> list[_Planned]:
+    directory = opts.directory
+    existing = _existing_logins(directory) if directory is not None else None
+    if directory is None:
+        log.warning("no target directory given: users can be neither checked nor created; they are taken "
+                    "to exist already, so their mail moves only with --force")
+    many = len(chosen) > 1
+    for what, value in (("--force-set-password", opts.force_set_password), ("--set-password", opts.set_password)):
+        if value and many:
+            log.warning("%s applies to each of %d accounts: they share one password", what, len(chosen))
+    created = set(created_before)
+    planned: list[_Planned] = []
+    for acc, in_main in chosen:
+        address = acc.address
+        source_user = acc.name if in_main else address
+        o = AccountOutcome(address, "existing")
+        planned.append(_Planned(acc, source_user, o))
+        if acc.error:
+            o.problems.append(Problem(address, None, None, f"account settings damaged, mail still migrates: "
+                                                           f"{acc.error}", "warning"))
+            log.warning("account %s: %s", address, acc.error)
+        mine = fold(address) in created_before
+        exists = True if existing is None else fold(address) in existing
+        if exists:
+            if mine:
+                o.note = "created by an earlier run of this migration; mail synced again"
+            elif not opts.force:
+                o.action = "skipped"
+                o.note = ("exists on the target; not touched and its mail not migrated without --force"
+                          if existing is not None else
+                          "no target directory to check it exists; its mail migrates only with --force")
+                log.warning("account %s: skipped: %s", address, o.note)
+                out(f"{address}: skipped: {o.note}")
+                continue
+            else:
+                o.note = "exists on the target; left as it is, mail migrated (--force)"
+            log.info("account %s: %s", address, o.note)
+            continue
+        password, how = choose_password(acc, set_password=opts.set_password,
+                                        force_set_password=opts.force_set_password)
+        if passes.scrub is not None:
+            passes.scrub.add(password)
+        user = User(login=address, real_name=acc.real_name or "", mail=address, domain=acc.domain,
+                    password=password)
+        try:
+            directory.add(user)
+            directory.commit()
+        except (DirectoryError, MailmigrateError) as e:
+            o.action = "failed"
+            o.error = f"could not create the user on the target: {e}"
+            log.error("account %s: %s", address, o.error)
+            out(f"{address}: failed: {o.error}")
+            continue
+        passes.add(address, password, how)
+        o.action, o.password = "created", how
+        created.add(fold(address))
+        _save_created(state_path, created)
+        log.info("account %s: created on %s, password %s (written to the pass file)", address,
+                 directory.describe(), how)
+    return planned
+
+
+def _sync_mail(opts: MigrateOptions, spec, base: Path, planned: list[_Planned], state_path: Path, out: Out) -> None:
+    todo = [p for p in planned if p.outcome.action in ("created", "existing")]
+    if not todo:
+        return
+    source = parse_spec(f"communigate:{base}")
+    accounts = [Account(p.source_user, p.account.address) for p in todo]
+    req = SyncRequest(
+        source=source, target=spec, accounts=accounts, state_path=state_path,
+        target_options=StoreOptions(insecure=opts.insecure, master_user=opts.master_user or "master"),
+        target_password=opts.master_password, jobs=opts.jobs,
+    )
+    names = {account_key(req, a): a.target_user for a in accounts}
+    req.sync = SyncOptions(progress=_FolderProgress(names, out), connections=opts.connections)
+    state_path.parent.mkdir(parents=True, exist_ok=True)
+    result = run_sync(req)
+    by_name = {r.account: r for r in result.accounts}
+    for p, a in zip(todo, accounts):
+        r = by_name.get(account_key(req, a))
+        if r is None:  # pragma: no cover - the runner answers for every account
+            continue
+        o = p.outcome
+        o.counters = r.counters
+        for prob in r.problems:
+            prob.account = o.address
+            o.problems.append(prob)
+        if r.error:
+            o.error = r.error
+            log.error("account %s: mail not migrated: %s", o.address, r.error)
+        log.info("account %s: %d copied, %d already there, %d not copied", o.address, r.counters.copied,
+                 r.counters.skipped, r.counters.failed)
+
+
+def open_directory_for(target: str, *, admin_url: str | None = None, admin_user: str | None = None,
+                       admin_password: Secret | None = None, passwd_file: str | None = None,
+                       directory_url: str | None = None, cafile: str | None = None,
+                       insecure: bool = False) -> DirectoryWriter | None:
+    """The directory where missing users are created: Kerio's administration API (``admin_url``), a
+    Dovecot passwd-file, or any directory URL (``ldap://…``); None when none is given."""
+    given = [x for x in (admin_url, passwd_file, directory_url) if x]
+    if len(given) > 1:
+        raise ConfigError("give one of --admin-url, --passwd-file, --directory")
+    if passwd_file:
+        from ...directory.passwdfile import PasswdFileDirectory
+        return PasswdFileDirectory(passwd_file)
+    if directory_url:
+        from ...directory.urls import open_directory
+        d = open_directory(directory_url, admin_password)
+        if not isinstance(d, DirectoryWriter):
+            raise ConfigError(f"{directory_url}: cannot create users there")
+        return d
+    if admin_url:
+        u = urlsplit(admin_url if "://" in admin_url else "https://" + admin_url)
+        if u.scheme != "https":
+            raise ConfigError(f"{admin_url}: Kerio's administration API is https://HOST:4040")
+        if u.username or u.password:
+            raise ConfigError(f"{admin_url}: give the user with --admin-user and the password in "
+                              "MAILMIGRATE_ADMIN_PASSWORD, not in the URL")
+        if not admin_user:
+            raise ConfigError("--admin-url needs --admin-user")
+        if not admin_password:
+            raise ConfigError("Kerio's administrator password is missing: set MAILMIGRATE_ADMIN_PASSWORD "
+                              "or --admin-password-file")
+        from ...directory.kerio import DEFAULT_PORT, KerioDirectory
+        try:
+            port = u.port or DEFAULT_PORT
+        except ValueError:
+            raise ConfigError(f"{admin_url}: bad port") from None
+        return KerioDirectory(u.hostname, port, user=admin_user, password=admin_password, cafile=cafile,
+                              insecure=insecure)
+    if target == "kerio" and (admin_user or admin_password) and not admin_url:
+        raise ConfigError("an administrator is given but no --admin-url")
+    return None
