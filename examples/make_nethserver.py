@@ -275,6 +275,7 @@ def build_ns7_tree(root: Path) -> dict[str, dict[str, list[bytes]]]:
         "": [(message(18, "x@example.net", "dave@example.org", "Other domain"), "")],
     })
     msgs["vmail"] = _maildir(vmail / "vmail/Maildir", {
+        "": [],
         ".Public": [(message(19, "alice@example.com", "all@example.com", "Announcement"), "")],
     })
     _write(vmail / "vmail/Maildir/.Public/dovecot-acl", "anyone lrs\nuser=alice@example.com akeilprwts\n")

@@ -1,0 +1,498 @@
+"""NethServer 7 -> 8, per application: start, sync, finish, abort, skip — each a function a workflow can call.
+
+The seed's procedure: *start* installs the application on NS8 and makes the first copy, *sync* repeats the
+copy as often as wanted, *finish* makes the final copy, runs the conversions and only then stops the NS7
+application, *abort* removes what start and sync created on NS8 (never anything on NS7), *skip* leaves the
+application on NS7.  States (FACTS.md): not_migrated, migrating (bound: the NS8 side exists), syncing (an
+action holds the lock), migrated, skipped.
+
+For now the state lives in one small JSON file per project (``<target>/.mailmigrate/ns7-migration.json``)
+with a history of every action; the workflow layer can take it over later.  A ``syncing`` state left by a
+process that died is recognised by its lock (pid on this host no longer running) and taken over.
+
+Only the ``mail`` application (NS7 Email: Dovecot + Postfix + POP3 connector) is implemented.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import socket
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ...errors import ConfigError, MailmigrateError, StateLocked
+from ...formats.esmith import EsmithDb, Record, read_esmith, write_esmith
+from ...stores.maildir import MaildirStore
+from ...sync.abort import abort_account
+from ...sync.state import StateDB
+from ...sync.verify import verify_account
+from . import ns8
+from .eventlog import EventLog
+from .layout import NethServerTree, NS8MailTree
+from .mailboxes import copy_file, folder_dirs, sync_maildir
+from .rules import ERROR, INFO, WARNING, Note, split_list
+
+NOT_MIGRATED, MIGRATING, SYNCING, MIGRATED, SKIPPED = "not_migrated", "migrating", "syncing", "migrated", "skipped"
+APPS = ("mail",)
+_FROM = {
+    "start": (NOT_MIGRATED, SKIPPED),
+    "sync": (MIGRATING,),
+    "finish": (MIGRATING,),
+    "abort": (MIGRATING,),
+    "skip": (NOT_MIGRATED,),
+}
+
+
+class IllegalStep(ConfigError):
+    """The action is not allowed in the application's current state (the message says why)."""
+
+
+@dataclass
+class Project:
+    source: NethServerTree
+    target: NS8MailTree
+
+    @property
+    def state_dir(self) -> Path:
+        return self.target.root / ".mailmigrate"
+
+    @property
+    def state_file(self) -> Path:
+        return self.state_dir / "ns7-migration.json"
+
+    def sync_state(self, app: str) -> Path:
+        return self.state_dir / f"ns7-{app}.sqlite"
+
+    @property
+    def log_path(self) -> Path:
+        return self.state_dir / "ns8-migration.log"
+
+
+@dataclass
+class StepResult:
+    app: str
+    action: str
+    state: str
+    log: EventLog
+    details: dict = field(default_factory=dict)
+
+    @property
+    def ok(self) -> bool:
+        return not self.log.errors
+
+
+# -- state file ----------------------------------------------------------------------------------------
+
+
+def _load(p: Project) -> dict:
+    try:
+        data = json.loads(p.state_file.read_text())
+    except FileNotFoundError:
+        data = {"apps": {}}
+    except (ValueError, OSError) as e:
+        raise ConfigError(f"{p.state_file}: cannot read the migration state ({e}); it was left as it is") from None
+    return data
+
+
+def _save(p: Project, data: dict) -> None:
+    p.state_dir.mkdir(parents=True, exist_ok=True)
+    tmp = p.state_file.with_suffix(".tmp")
+    tmp.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
+    os.replace(tmp, p.state_file)
+
+
+def _app(data: dict, app: str) -> dict:
+    return data["apps"].setdefault(app, {"state": NOT_MIGRATED, "created": [], "history": []})
+
+
+def _alive(lock: dict) -> bool:
+    if lock.get("host") != socket.gethostname():
+        return True  # another machine: cannot tell, so it holds
+    try:
+        os.kill(int(lock.get("pid", 0)), 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, ValueError):
+        return True
+    return True
+
+
+def status(p: Project) -> dict[str, str]:
+    data = _load(p)
+    return {app: _app(data, app)["state"] for app in APPS}
+
+
+def _begin(p: Project, app: str, action: str) -> tuple[dict, str]:
+    """Check the transition and take the lock; returns (state data, the state to return to on failure)."""
+    if app not in APPS:
+        raise ConfigError(f"application {app!r}: mailmigrate migrates {', '.join(APPS)} (others: use NS8's tool)")
+    data = _load(p)
+    a = _app(data, app)
+    state = a["state"]
+    if state == SYNCING:
+        lock = a.get("lock") or {}
+        if _alive(lock):
+            raise StateLocked(f"{app}: an action ({lock.get('action')}) is running since {lock.get('since')} "
+                              f"(pid {lock.get('pid')} on {lock.get('host')}); wait for it")
+        state = a.get("resume", MIGRATING)  # the holder died: its action can be repeated
+    if state not in _FROM[action]:
+        raise IllegalStep(f"{app} is {state}: {action} is possible only when it is {' or '.join(_FROM[action])}")
+    back = state
+    if action != "skip":
+        a.update(state=SYNCING, resume=back,
+                 lock={"pid": os.getpid(), "host": socket.gethostname(), "action": action,
+                       "since": time.strftime("%Y-%m-%dT%H:%M:%S")})
+        _save(p, data)
+    return data, back
+
+
+def _end(p: Project, data: dict, app: str, action: str, new_state: str, log: EventLog) -> None:
+    a = _app(data, app)
+    a["state"] = new_state
+    a.pop("lock", None)
+    a.pop("resume", None)
+    a["history"].append({"action": action, "at": time.strftime("%Y-%m-%dT%H:%M:%S"), "state": new_state,
+                         "errors": len(log.errors), "warnings": len(log.warnings)})
+    _save(p, data)
+
+
+# -- mail application: who moves where -----------------------------------------------------------------
+
+
+def mail_users(p: Project) -> tuple[dict[str, str], list[Note]]:
+    """NS7 mail directory name (``u@domain``) -> NS8 user (``u``); two NS7 users with one local part
+    cannot both become ``u``: the second is an error and is not migrated."""
+    out: dict[str, str] = {}
+    notes = []
+    taken: dict[str, str] = {}
+    vmail = p.source.vmail
+    if not vmail.is_dir():
+        raise ConfigError(f"{vmail}: no NethServer 7 mail directory under the source root")
+    for d in sorted(vmail.iterdir()):
+        if not (d / "Maildir").is_dir():
+            continue
+        new = ns8.ns8_user(d.name)
+        if new in taken:
+            notes.append(Note(ERROR, f"{d.name} and {taken[new]} both become {new} on NS8; {d.name} not migrated"))
+            continue
+        taken[new] = d.name
+        out[d.name] = new
+    return out, notes
+
+
+def _sync_all(p: Project, log: EventLog, action: str, data: dict, app: str) -> dict:
+    users, notes = mail_users(p)
+    log.notes(action, notes)
+    created = _app(data, app)["created"]
+    totals = {"copied": 0, "failed": 0, "users": 0}
+    state = StateDB.open(p.sync_state(app))
+    try:
+        for old, new in users.items():
+            home = p.target.mail_home(new)
+            if not home.exists():
+                rel = str(home.relative_to(p.target.root))
+                if rel not in created:
+                    created.append(rel)
+                    _save(p, data)  # before anything is written there, so abort knows
+            res = sync_maildir(p.source.vmail / old / "Maildir", home / "Maildir", account=old, state=state)
+            totals["copied"] += res.counters.copied
+            totals["failed"] += res.counters.failed
+            totals["users"] += 1
+            if res.error:
+                log.error(action, f"{old}: {res.error}")
+            for pr in res.problems:
+                log.error(action, pr.describe())
+    finally:
+        state.close()
+    log.info(action, f"{totals['users']} mailbox(es), {totals['copied']} message(s) copied, "
+                     f"{totals['failed']} failed")
+    return totals
+
+
+def _run(p: Project, app: str, action: str, body) -> StepResult:
+    log = EventLog(f"ns7-{app}-{action}", p.log_path)
+    data, back = _begin(p, app, action)
+    try:
+        new_state, details = body(data, log)
+    except BaseException as e:
+        log.error(action, f"stopped: {e}")
+        _end(p, data, app, action, back, log)
+        if isinstance(e, (MailmigrateError, OSError)):
+            return StepResult(app, action, back, log)
+        raise
+    _end(p, data, app, action, new_state, log)
+    return StepResult(app, action, new_state, log, details)
+
+
+# -- the steps -------------------------------------------------------------------------------------------
+
+
+def start(p: Project, app: str = "mail") -> StepResult:
+    def body(data, log):
+        p.target.vmail.mkdir(parents=True, exist_ok=True)
+        return MIGRATING, _sync_all(p, log, "start", data, app)
+
+    return _run(p, app, "start", body)
+
+
+def sync(p: Project, app: str = "mail") -> StepResult:
+    return _run(p, app, "sync", lambda data, log: (MIGRATING, _sync_all(p, log, "sync", data, app)))
+
+
+def skip(p: Project, app: str = "mail") -> StepResult:
+    log = EventLog(f"ns7-{app}-skip", p.log_path)
+    data, _ = _begin(p, app, "skip")
+    log.info("skip", f"{app} stays on NethServer 7")
+    _end(p, data, app, "skip", SKIPPED, log)
+    return StepResult(app, "skip", SKIPPED, log)
+
+
+def abort(p: Project, app: str = "mail") -> StepResult:
+    """Remove what start/sync made on NS8: the messages and folders the engine created, then the mail
+    directories start created when nothing else is left in them.  NS7 is not touched."""
+
+    def body(data, log):
+        users, _ = mail_users(p)
+        removed = 0
+        state = StateDB.open(p.sync_state(app))
+        try:
+            for old, new in users.items():
+                target = MaildirStore(p.target.mail_home(new) / "Maildir", must_exist=False)
+                res = abort_account(target, state, old)
+                removed += res.messages_removed
+                for f in res.folders_kept:
+                    log.warning("abort", f"{new}: folder {f} holds mail mailmigrate did not put there; kept")
+        finally:
+            state.close()
+        a = _app(data, app)
+        for rel in list(a["created"]):
+            d = p.target.root / rel
+            if d.exists() and _holds_mail(d):
+                log.warning("abort", f"{rel} holds mail mailmigrate did not copy; kept")
+                continue
+            shutil.rmtree(d, ignore_errors=True)
+            a["created"].remove(rel)
+        p.sync_state(app).unlink(missing_ok=True)
+        log.info("abort", f"{removed} message(s) removed from NS8; NS7 unchanged")
+        return NOT_MIGRATED, {"removed": removed}
+
+    return _run(p, app, "abort", body)
+
+
+def _holds_mail(d: Path) -> bool:
+    return any(f.is_file() for sub in ("cur", "new") for f in d.rglob(f"{sub}/*"))
+
+
+def finish(p: Project, app: str = "mail", *, disable_source: bool = True) -> StepResult:
+    """Final sync, verification of every mailbox, conversions, and only then the NS7 application stopped."""
+
+    def body(data, log):
+        totals = _sync_all(p, log, "finish", data, app)
+        users, _ = mail_users(p)
+        state = StateDB.open(p.sync_state(app))
+        bad = []
+        try:
+            for old, new in users.items():
+                chk = verify_account(MaildirStore(p.source.vmail / old / "Maildir"),
+                                     MaildirStore(p.target.mail_home(new) / "Maildir"), state, old)
+                if not chk.ok:
+                    bad.append(old)
+                    log.error("finish", f"{old}: verification failed ({chk.error or chk.totals()})")
+        finally:
+            state.close()
+        if bad or log.errors:
+            log.error("finish", "final sync not verified: conversions not run, NS7 left running; run finish again")
+            return MIGRATING, totals
+        log.info("finish", f"final sync verified for {len(users)} mailbox(es)")
+        details = convert_mail(p, users, log)
+        if disable_source:
+            _disable_source(p, log)
+        else:
+            log.warning("finish", "NS7 mail application left running (--keep-source)")
+        return MIGRATED, {**totals, **details}
+
+    return _run(p, app, "finish", body)
+
+
+# -- conversions at finish -------------------------------------------------------------------------------
+
+
+def convert_mail(p: Project, users: dict[str, str], log: EventLog) -> dict:
+    acl_files = _convert_acls(p, users, log)
+    _convert_shared_index(p, log)
+    sieve = _convert_sieve(p, users, log)
+    settings = _settings(p, users, log)
+    tasks = _fetch_tasks(p, log)
+    cfg = _db(p, "configuration")
+    custom = sorted(str(f.relative_to(p.source.custom_templates)) for f in p.source.custom_templates.rglob("*")
+                    if f.is_file()) if p.source.custom_templates.is_dir() else []
+    log.notes("finish", ns8.excluded_configurations(_props(cfg, "postfix"), custom))
+    log.info("finish", "after import: run 'doveadm quota recalc -A' (quota) and let the full-text index rebuild")
+    return {"acl_files": acl_files, "sieve_files": sieve, "fetch_tasks": len(tasks),
+            "relay_rules": len(settings["relay_rules"])}
+
+
+def _db(p: Project, name: str) -> EsmithDb:
+    return read_esmith(p.source.db(name)) if p.source.db(name).exists() else EsmithDb()
+
+
+def _props(db: EsmithDb, key: str) -> dict[str, str]:
+    r = db.get(key)
+    return dict(r.props) if r is not None else {}
+
+
+def _convert_acls(p: Project, users: dict[str, str], log: EventLog) -> int:
+    n = 0
+    for old, new in users.items():
+        src_md, dst_md = p.source.vmail / old / "Maildir", p.target.mail_home(new) / "Maildir"
+        for _, d in folder_dirs(src_md):
+            acl = d / "dovecot-acl"
+            if not acl.is_file():
+                continue
+            text = acl.read_text("utf-8", "surrogateescape")
+            out = dst_md / d.relative_to(src_md) / "dovecot-acl"
+            out.parent.mkdir(parents=True, exist_ok=True)
+            out.write_text(ns8.convert_acl(text), "utf-8", "surrogateescape")
+            dropped = [ln for ln in text.splitlines() if ns8.convert_acl_line(ln) is None]
+            if dropped:
+                log.info("finish", f"{out.relative_to(p.target.root)}: {len(dropped)} line(s) for user=root dropped")
+            n += 1
+    log.info("finish", f"{n} IMAP ACL file(s) converted (identifiers without @domain, full rights gain x)")
+    return n
+
+
+def _convert_shared_index(p: Project, log: EventLog) -> None:
+    src = p.source.shared_index
+    if not src.is_file():
+        return
+    data, notes = ns8.convert_shared_dict(src.read_bytes())
+    log.notes("finish", notes)
+    p.target.shared_index.parent.mkdir(parents=True, exist_ok=True)
+    p.target.shared_index.write_bytes(data)
+    log.info("finish", "shared-mailbox index converted")
+
+
+def _convert_sieve(p: Project, users: dict[str, str], log: EventLog) -> int:
+    n = 0
+    for old, new in users.items():
+        src_home, dst_home = p.source.vmail / old, p.target.mail_home(new)
+        sieve = src_home / "sieve"
+        if sieve.is_dir():
+            for f in sorted(sieve.rglob("*")):
+                if f.is_file() and not f.is_symlink():
+                    out = dst_home / f.relative_to(src_home)
+                    out.parent.mkdir(parents=True, exist_ok=True)
+                    out.write_text(ns8.convert_shared_path(f.read_text("utf-8", "surrogateescape")), "utf-8",
+                                   "surrogateescape")
+                    n += 1
+        link = src_home / ".dovecot.sieve"
+        if link.is_symlink() and not (dst_home / ".dovecot.sieve").is_symlink():
+            os.symlink(os.readlink(link), dst_home / ".dovecot.sieve")
+    log.info("finish", f"{n} sieve script(s) copied with Shared/<user>/ paths")
+    return n
+
+
+def _private_json(path: Path, obj) -> None:
+    """Settings holding connector and relay passwords: 0600 from the start."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as f:
+        json.dump(obj, f, indent=2, sort_keys=True)
+        f.write("\n")
+    os.replace(tmp, path)
+
+
+def _settings(p: Project, users: dict[str, str], log: EventLog) -> dict:
+    accounts, cfg = _db(p, "accounts"), _db(p, "configuration")
+    dovecot = _props(cfg, "dovecot")
+    quota_on = dovecot.get("QuotaStatus") == "enabled"
+    out_users = {}
+    for key, rec in accounts.of_type("user"):
+        user = key if "@" in key else f"{key}@{_domain(cfg)}"
+        if user not in users:
+            continue
+        entry: dict = {}
+        if quota_on and rec.props.get("MailQuotaType") == "custom" and rec.props.get("MailQuotaCustom", "").isdigit():
+            entry["quota_mb"] = ns8.quota_mb(rec.props["MailQuotaCustom"])
+        fw = ns8.forward_settings(rec.props)
+        if fw:
+            entry["forward"] = fw
+        out_users[users[user]] = entry
+    settings = {
+        "quota_enabled": quota_on,
+        "default_quota_mb": ns8.quota_mb(dovecot["QuotaDefaultSize"]) if quota_on and
+        dovecot.get("QuotaDefaultSize", "").isdigit() else None,
+        "users": out_users,
+        "addresses": _addresses(accounts, users, log),
+        "relay_rules": [],
+        "pending": ["doveadm quota recalc -A"] if quota_on else [],
+    }
+    rule = ns8.relay_rule(_props(cfg, "postfix"))
+    if rule:
+        settings["relay_rules"].append(rule)
+        log.info("finish", f"global smart host {rule['host']}:{rule['port']} -> relay rule for *")
+    _private_json(p.target.settings, settings)
+    return settings
+
+
+def _domain(cfg: EsmithDb) -> str:
+    r = cfg.get("DomainName")
+    return r.type if r is not None else "localdomain"
+
+
+def _addresses(accounts: EsmithDb, users: dict[str, str], log: EventLog) -> list[dict]:
+    """NS7 pseudonyms -> NS8 addresses: destinations flattened to NS8 users or external addresses."""
+    pseudos = {k: split_list(r.props.get("Account", "")) for k, r in accounts.of_type("pseudonym")}
+
+    def resolve(dest: str, chain: list[str]) -> list[str]:
+        if dest in users:
+            return [users[dest]]
+        for cand in (dest, dest.partition("@")[0] + "@"):
+            if cand in pseudos and cand not in chain:
+                return [x for d in pseudos[cand] for x in resolve(d, chain + [cand])]
+        if dest.partition("@")[2] in {u.partition("@")[2] for u in users}:
+            log.error("finish", f"address {chain[0]}: destination {dest} does not exist on NS7; dropped")
+            return []
+        return [dest]
+
+    out = []
+    for key, dests in pseudos.items():
+        final = list(dict.fromkeys(x for d in dests for x in resolve(d, [key])))
+        rec = accounts[key]
+        out.append({"address": key, "destinations": final,
+                    "internal": rec.props.get("Access") == "private"})
+        if not final:
+            log.error("finish", f"address {key}: no destination left")
+    return out
+
+
+def _fetch_tasks(p: Project, log: EventLog) -> list[ns8.FetchTask]:
+    tasks = []
+    for key, rec in _db(p, "getmail").items():
+        if rec.type != "getmail":
+            continue
+        t, notes = ns8.getmail_to_task(key, rec.props)
+        log.notes("finish", notes)
+        tasks.append(t)
+    if tasks:
+        _private_json(p.target.fetch_tasks, [t.as_dict(with_password=True) for t in tasks])
+    return tasks
+
+
+def _disable_source(p: Project, log: EventLog) -> None:
+    """Stop the NS7 mail application: its services disabled in the configuration db.  On a live NS7 the
+    ``nethserver-mail-server-update`` event must then apply it (listed as pending)."""
+    path = p.source.db("configuration")
+    cfg = read_esmith(path)
+    for svc in ("dovecot", "postfix", "getmail"):
+        rec = cfg.get(svc)
+        if rec is None:
+            continue
+        rec.props["status"] = "disabled"
+    write_esmith(path, cfg)
+    log.info("finish", "NS7 mail application disabled (dovecot, postfix, getmail status=disabled); on the NS7 "
+                       "host run: signal-event nethserver-mail-server-update")
