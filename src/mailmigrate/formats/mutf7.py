@@ -14,12 +14,16 @@ from ..errors import FormatError
 
 
 def encode(name: str) -> str:
+    """The wire form of a decoded name; FormatError for a lone surrogate (not a character)."""
     out = []
     buf: list[str] = []
 
     def flush():
         if buf:
-            data = "".join(buf).encode("utf-16-be")
+            try:
+                data = "".join(buf).encode("utf-16-be")
+            except UnicodeEncodeError:
+                raise FormatError(f"mailbox name {name!r} holds a lone surrogate, which UTF-16 cannot carry") from None
             out.append("&" + base64.b64encode(data).decode("ascii").rstrip("=").replace("/", ",") + "-")
             buf.clear()
 
@@ -34,6 +38,7 @@ def encode(name: str) -> str:
 
 
 def decode(name: str) -> str:
+    """Strict: only the canonical form decodes, so decode(encode(x)) == x and nothing renames silently."""
     out = []
     i = 0
     n = len(name)
