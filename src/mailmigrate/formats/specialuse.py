@@ -38,7 +38,7 @@ _NAMES = {
     ],
     "\\Drafts": [
         "drafts", "draft", "entwürfe", "entwurf", "brouillons", "brouillon", "bozze", "borradores", "borrador",
-        "concepten", "concepts", "koncepty", "rozepsané", "rascunhos", "rascunho", "kopie robocze",
+        "concepten", "koncepty", "rozepsané", "rascunhos", "rascunho", "kopie robocze",
         "wersje robocze", "utkast", "kladder", "kladde", "luonnokset",
     ],
     "\\Trash": [
@@ -46,7 +46,7 @@ _NAMES = {
         "gelöschte objekte", "gelöschte nachrichten", "corbeille", "éléments supprimés", "elements supprimes",
         "messages supprimés", "cestino", "posta eliminata", "elementi eliminati", "papelera",
         "elementos eliminados", "elementos borrados", "prullenbak", "verwijderde items", "verwijderde berichten",
-        "koš", "kos", "odstraněná pošta", "odstraněné položky", "lixeira", "lixo", "itens excluídos",
+        "koš", "odstraněná pošta", "odstraněné položky", "lixeira", "lixo", "itens excluídos",
         "itens eliminados", "kosz", "elementy usunięte", "papperskorgen", "borttagna objekt", "papirkurv",
         "slettede elementer", "roskakori",
     ],
