@@ -21,6 +21,7 @@ COMMAND_MODULES = [
     "mailmigrate.cli.directory",
     "mailmigrate.cli.communigate",
     "mailmigrate.cli.worker",
+    "mailmigrate.cli.nethserver",
 ]
 
 

@@ -1,0 +1,1 @@
+sieve/main.sieve

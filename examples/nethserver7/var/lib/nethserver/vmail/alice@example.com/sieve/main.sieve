@@ -1,0 +1,2 @@
+require "fileinto";
+if header :contains "subject" "Team" { fileinto "Shared/bob@example.com/Team"; }

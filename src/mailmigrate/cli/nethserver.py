@@ -1,0 +1,76 @@
+"""``mailmigrate sme-import`` and ``mailmigrate ns7 ACTION APP``: the NethServer paths (docs/nethserver.md)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+
+def register(subparsers) -> None:
+    p = subparsers.add_parser(
+        "sme-import", help="SME Server / NethService backup -> NethServer tree (migration-import event)",
+        description="Run the migration-import event: every migrate action in order, then a summary of every "
+                    "ERROR and WARNING.  Safe to run again.")
+    p.add_argument("source", metavar="ARCHIVE|DIR", help="full backup archive (tar.gz) or its unpacked tree")
+    p.add_argument("--root", required=True, help="root of the NethServer tree to write (/ on the real machine)")
+    p.add_argument("--dry-run", action="store_true", help="decide and report, write nothing")
+    p.add_argument("--only", action="append", metavar="ACTION", help="run only this action (repeatable)")
+    p.add_argument("--list-actions", action="store_true", help="print the actions in order and exit")
+    p.set_defaults(func=run)
+
+    n = subparsers.add_parser(
+        "ns7", help="NethServer 7 -> 8, per application: start, sync, finish, abort, skip, status",
+        description="Migrate an NS7 application's data to an NS8 tree; the state is kept per project in "
+                    "TARGETROOT/.mailmigrate/ns7-migration.json.")
+    n.add_argument("action", choices=["start", "sync", "finish", "abort", "skip", "status"])
+    n.add_argument("app", nargs="?", default="mail", help="application (only 'mail' for now)")
+    n.add_argument("--source-root", required=True, help="root of the NS7 system (/ on the NS7 machine)")
+    n.add_argument("--root", required=True, help="root of the NS8 mail application's data")
+    n.add_argument("--keep-source", action="store_true", help="finish without disabling the NS7 application")
+    n.add_argument("--json", action="store_true", help="print the result as JSON")
+    n.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    if args.command == "sme-import":
+        return _sme(args)
+    return _ns7(args)
+
+
+def _sme(args) -> int:
+    from ..paths.nethserver.registry import ordered
+    from ..paths.nethserver.sme_import import run_import
+
+    if args.list_actions:
+        for a in ordered():
+            print(f"{a.priority:3d}  {a.name}  {a.doc}")
+        return 0
+    res = run_import(args.source, args.root, dry_run=args.dry_run, only=args.only)
+    print(res.log.summary())
+    return 0 if res.ok else 1
+
+
+def _ns7(args) -> int:
+    from pathlib import Path
+
+    from ..paths.nethserver import ns8_steps as steps
+    from ..paths.nethserver.layout import NethServerTree, NS8MailTree
+
+    p = steps.Project(NethServerTree(Path(args.source_root)), NS8MailTree(Path(args.root)))
+    if args.action == "status":
+        st = steps.status(p)
+        print(json.dumps(st, indent=2) if args.json else "\n".join(f"{k}: {v}" for k, v in st.items()))
+        return 0
+    if args.action == "finish":
+        res = steps.finish(p, args.app, disable_source=not args.keep_source)
+    else:
+        res = getattr(steps, args.action)(p, args.app)
+    if args.json:
+        out = {"app": res.app, "action": res.action, "state": res.state, "details": res.details,
+               "errors": [e.line() for e in res.log.errors], "warnings": [e.line() for e in res.log.warnings]}
+        sys.stdout.write(json.dumps(out, indent=2) + "\n")
+    else:
+        print(f"{res.app}: {res.action} -> {res.state}")
+        print(res.log.summary())
+    return 0 if res.ok else 1
