@@ -48,6 +48,13 @@ class Kerio:
     admin: KerioAdminServer
     front: KerioImapFrontEnd
     out: Path
+    created: dict  # address -> password given to Kerio's Users.create
+
+    def login_users(self) -> None:
+        """Make the users created through the admin API real in Dovecot with the password Kerio was given
+        (one passwd-file write for all: Dovecot's master login behind X-SETUSER needs no passdb entry)."""
+        if self.created:
+            self.dovecot.add_users(dict(self.created))
 
     def directory(self):
         return open_directory_for("kerio", admin_url=f"https://127.0.0.1:{self.admin.port}", admin_user="Admin",
@@ -63,11 +70,12 @@ class Kerio:
 @pytest.fixture
 def kerio(dovecot_factory, tmp_path):
     dovecot = dovecot_factory()
-    with KerioAdminServer(tmp_path / "kerio", domains=DOMAINS, on_user_created=dovecot.add_user) as admin, \
+    created: dict[str, str] = {}
+    with KerioAdminServer(tmp_path / "kerio", domains=DOMAINS, on_user_created=created.__setitem__) as admin, \
             KerioImapFrontEnd(dovecot.port, master_password=MASTER, user_exists=admin.has_user) as front:
         out = tmp_path / "out"
         out.mkdir()
-        yield Kerio(dovecot, admin, front, out)
+        yield Kerio(dovecot, admin, front, out, created)
 
 
 def wire(data: bytes) -> bytes:
@@ -93,6 +101,7 @@ def expected(base: Path, domain: str, account: str) -> dict[str, Counter]:
 
 
 def arrived(port: int, address: str, password: str) -> dict[str, Counter]:
+    """What a mail client logging in as the user sees (so the password is checked too)."""
     got = imapcheck.account(port, address, password)
     return {k: v for k, v in got.items() if v or k == "INBOX"}
 
@@ -138,6 +147,7 @@ def test_one_user_into_kerio_byte_exact_with_password_and_pass_file(kerio, store
     assert report.accounts[0].action == "created" and report.accounts[0].password == MIGRATED
     # alice's readable CommuniGate password is now her Kerio (and so Dovecot) password
     assert kerio.admin.find_user("alice", "example.com")["fullName"] == "Alice Archer"
+    kerio.login_users()
     n = assert_same(store, kerio.dovecot.port, "alice@example.com", 'Wonder land "42"')
     assert report.totals.copied == n > 0
     assert kerio.front.setusers and set(kerio.front.setusers) == {"alice@example.com"}
@@ -160,6 +170,7 @@ def test_one_domain_then_rerun_copies_nothing(kerio, store):
     pw = pass_file(report)
     assert pw["erin@example.org"] == ("erin-pw", MIGRATED)
     assert pw["dave@example.org"][1] == GENERATED  # encrypted in CommuniGate, nothing else given
+    kerio.login_users()
     for address, (password, _) in pw.items():
         assert_same(store, kerio.dovecot.port, address, password)
     assert kerio.admin.find_user("alice", "example.com") is None  # other domains untouched
@@ -179,6 +190,8 @@ def test_all_domains(kerio, store):
     assert {a: how for a, (_, how) in pw.items()} == {
         "alice@example.com": MIGRATED, "bob@example.com": GIVEN, "carol@example.com": MIGRATED,
         "dave@example.org": GIVEN, "erin@example.org": MIGRATED, "frank@shop.example.net": MIGRATED}
+    assert kerio.created == {a: p for a, (p, _) in pw.items()}  # what Kerio was given is in the pass file
+    kerio.login_users()
     total = sum(assert_same(store, kerio.dovecot.port, a, p) for a, (p, _) in pw.items())
     assert report.totals.copied == total == 24
 
@@ -187,6 +200,7 @@ def test_force_set_password_wins(kerio, store):
     report = migrate(kerio.options(store, domain="example.com", user="bob",
                                    force_set_password=Secret("Forced-9"), set_password=Secret("unused")))
     assert pass_file(report) == {"bob@example.com": ("Forced-9", FORCED)}
+    kerio.login_users()
     assert_same(store, kerio.dovecot.port, "bob@example.com", "Forced-9")
 
 
