@@ -1,0 +1,1 @@
+"""Zarafa -> Kopano drop-in migration and Kopano upgrade helpers (seeds 000 and 001)."""
