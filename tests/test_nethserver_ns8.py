@@ -1,0 +1,210 @@
+"""NethServer 7 -> 8 mail application: start, sync, finish, abort, skip over the shipped NS7 sample."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from mailmigrate.errors import StateLocked
+from mailmigrate.formats.esmith import read_esmith
+from mailmigrate.paths.nethserver import ns8
+from mailmigrate.paths.nethserver import ns8_steps as steps
+from mailmigrate.paths.nethserver.layout import NethServerTree, NS8MailTree
+
+EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
+SAMPLE = EXAMPLES / "nethserver7"
+sys.path.insert(0, str(EXAMPLES))
+import make_nethserver  # noqa: E402
+
+
+@pytest.fixture
+def project(tmp_path):
+    src = tmp_path / "ns7"
+    shutil.copytree(SAMPLE, src, symlinks=True)
+    return steps.Project(NethServerTree(src), NS8MailTree(tmp_path / "ns8"))
+
+
+def bodies(maildir: Path) -> dict[str, set[bytes]]:
+    out = {}
+    for d in [maildir] + sorted(p for p in maildir.iterdir() if p.name.startswith(".") and p.is_dir()):
+        b = {f.read_bytes() for s in ("cur", "new") if (d / s).is_dir() for f in (d / s).iterdir()}
+        if b:
+            out["" if d == maildir else d.name] = b
+    return out
+
+
+def unqualified(identifier: str) -> str:
+    kind, eq, name = identifier.partition("=")
+    return f"{kind}={name.partition('@')[0]}" if eq else identifier
+
+
+def svc_status(p: steps.Project) -> dict[str, str]:
+    cfg = read_esmith(p.source.db("configuration"))
+    return {k: cfg[k].props.get("status") for k in ("dovecot", "postfix", "getmail")}
+
+
+def test_shipped_tree_is_what_the_generator_writes(tmp_path):
+    make_nethserver.build_ns7_tree(tmp_path / "t")
+    made = {p.relative_to(tmp_path / "t"): p.read_bytes() for p in (tmp_path / "t").rglob("*") if p.is_file()}
+    shipped = {p.relative_to(SAMPLE): p.read_bytes() for p in SAMPLE.rglob("*") if p.is_file()}
+    assert made == shipped
+
+
+def test_life_cycle_start_sync_finish(project):
+    p = project
+    assert steps.status(p) == {"mail": steps.NOT_MIGRATED}
+    r = steps.start(p)
+    assert r.ok and r.state == steps.MIGRATING and r.details["copied"] == 9
+    assert svc_status(p) == {"dovecot": "enabled", "postfix": "enabled", "getmail": "enabled"}
+    # mail arriving on NS7 between syncs is carried by the next sync, and only that
+    new = p.source.vmail / "alice@example.com/Maildir/new/1800000000.M1P1Q1.late"
+    new.write_bytes(make_nethserver.message(99, "late@example.net", "alice@example.com", "Late"))
+    r = steps.sync(p)
+    assert r.ok and r.details["copied"] == 1
+    r = steps.finish(p)
+    assert r.state == steps.MIGRATED and r.details["copied"] == 0
+    assert steps.status(p) == {"mail": steps.MIGRATED}
+    # every message, per user, without the domain, listescaped names as they were
+    for old in ("alice@example.com", "bob@example.com", "carol@example.com", "dave@example.org", "vmail"):
+        assert bodies(p.target.mail_home(ns8.ns8_user(old)) / "Maildir") == bodies(p.source.vmail / old / "Maildir")
+    assert (p.target.vmail / "alice/Maildir/.Work\\5cProjects").is_dir()
+    # NS7 stopped only now
+    assert svc_status(p) == {"dovecot": "disabled", "postfix": "disabled", "getmail": "disabled"}
+    hist = json.loads(p.state_file.read_text())["apps"]["mail"]["history"]
+    assert [h["action"] for h in hist] == ["start", "sync", "finish"]
+
+
+def test_finish_conversions(project):
+    p = project
+    steps.start(p)
+    r = steps.finish(p)
+    # ACL files: what each identifier was granted before, it is granted now (full set + x), root gone
+    n = 0
+    for acl in p.source.vmail.rglob("dovecot-acl"):
+        rel = acl.relative_to(p.source.vmail)
+        new = p.target.vmail / ns8.ns8_user(rel.parts[0]) / Path(*rel.parts[1:])
+        before = {unqualified(k): v for k, v in ns8.parse_acl(acl.read_text()).items()}
+        after = ns8.parse_acl(new.read_text())
+        want = {k: (ns8.NS8_FULL_RIGHTS if v == ns8.NS7_FULL_RIGHTS else v) for k, v in before.items()
+                if k != "user=root"}
+        assert after == want, rel
+        n += 1
+    assert n == r.details["acl_files"] == 4
+    assert (p.target.vmail / "shared-mailboxes.db").read_bytes() == (
+        b"shared/shared-boxes/user/alice/bob\n1\nshared/shared-boxes/user/bob/alice\n1\n"
+        b"shared/shared-boxes/anyone/vmail\n1\n")
+    assert 'fileinto "Shared/bob/Team";' in (p.target.vmail / "alice/sieve/main.sieve").read_text()
+    assert os.readlink(p.target.vmail / "alice/.dovecot.sieve") == "sieve/main.sieve"
+    s = json.loads(p.target.settings.read_text())
+    assert {u: e.get("quota_mb") for u, e in s["users"].items()} == {"alice": 1536, "bob": 25600, "carol": 21504,
+                                                                     "dave": None}
+    assert s["users"]["bob"]["forward"] == {"addresses": ["bob@elsewhere.example"], "keep_copy": True}
+    assert s["relay_rules"][0]["rule_subject"] == "*" and s["relay_rules"][0]["host"] == "relay.isp.example"
+    assert s["pending"] == ["doveadm quota recalc -A"]
+    addrs = {a["address"]: a["destinations"] for a in s["addresses"]}
+    assert addrs["info@example.com"] == ["alice", "bob"] and addrs["sales@"] == ["alice", "bob"]
+    assert addrs["old@example.com"] == []  # dangling: reported
+    assert p.target.settings.stat().st_mode & 0o077 == 0
+    tasks = {t["source"]: t for t in json.loads(p.target.fetch_tasks.read_text())}
+    assert (tasks["alice@isp.example"]["protocol"], tasks["alice@isp.example"]["scheduled"]) == ("imap", True)
+    assert tasks["bob@old.example"]["scheduled"] is False and tasks["bob@old.example"]["review"]
+    assert tasks["bob@old.example"]["delete_on_remote"] is True
+    assert tasks["carol@mail.example"]["delete_after_days"] == 7 and tasks["carol@mail.example"]["enabled"] is False
+    text = " ".join(e.text for e in r.log.entries)
+    assert "custom template etc/postfix/main.cf/95custom" in text and "always Bcc" in text
+    assert "gone@example.com" in text
+    logtext = p.log_path.read_text()
+    for secret in ("relay-secret", "imap-secret", "pop-secret"):
+        assert secret not in logtext and secret not in text
+
+
+def test_finish_refuses_conversions_and_keeps_ns7_running_when_not_everything_moved(project):
+    p = project
+    steps.start(p)
+    clash = p.source.vmail / "alice@example.org/Maildir"  # becomes "alice" too
+    for s in ("cur", "new", "tmp"):
+        (clash / s).mkdir(parents=True)
+    r = steps.finish(p)
+    assert r.state == steps.MIGRATING and not r.ok
+    assert any("both become alice" in e.text for e in r.log.errors)
+    assert svc_status(p)["dovecot"] == "enabled"
+    assert not p.target.settings.exists() and not (p.target.vmail / "bob/Maildir/.Team/dovecot-acl").exists()
+
+
+def test_abort_removes_only_what_was_created_and_never_touches_ns7(project):
+    p = project
+    before = {f: f.read_bytes() for f in p.source.root.rglob("*") if f.is_file() and not f.name.endswith(".lock")}
+    steps.start(p)
+    kept = p.target.vmail / "bob/Maildir/new/1900000000.M1P1Q1.delivered"  # mail NS8 received meanwhile
+    kept.write_bytes(b"Subject: new on NS8\r\n\r\nhi\r\n")
+    r = steps.abort(p)
+    assert r.state == steps.NOT_MIGRATED and r.details["removed"] == 9
+    assert not (p.target.vmail / "alice").exists()
+    assert kept.read_bytes() == b"Subject: new on NS8\r\n\r\nhi\r\n"
+    after = {f: f.read_bytes() for f in p.source.root.rglob("*") if f.is_file() and not f.name.endswith(".lock")}
+    assert after == before
+    r = steps.start(p)  # and it can start over
+    assert r.ok and r.details["copied"] == 9
+
+
+def test_illegal_steps_and_skip(project):
+    p = project
+    with pytest.raises(steps.IllegalStep, match="finish is possible only when it is migrating"):
+        steps.finish(p)
+    with pytest.raises(steps.IllegalStep):
+        steps.sync(p)
+    assert steps.skip(p).state == steps.SKIPPED
+    with pytest.raises(steps.IllegalStep):
+        steps.abort(p)
+    assert steps.start(p).state == steps.MIGRATING
+    with pytest.raises(steps.IllegalStep):
+        steps.start(p)
+    with pytest.raises(Exception, match="mail"):
+        steps.start(p, "webtop")
+
+
+def test_lock_held_by_a_live_process_refuses_and_a_dead_one_is_taken_over(project):
+    p = project
+    steps.start(p)
+    data = json.loads(p.state_file.read_text())
+    import socket
+
+    data["apps"]["mail"].update(state="syncing", resume="migrating",
+                                lock={"pid": os.getpid(), "host": socket.gethostname(), "action": "sync",
+                                      "since": "now"})
+    p.state_file.write_text(json.dumps(data))
+    with pytest.raises(StateLocked):
+        steps.sync(p)
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    data["apps"]["mail"]["lock"]["pid"] = dead.pid
+    p.state_file.write_text(json.dumps(data))
+    r = steps.sync(p)
+    assert r.ok and r.state == steps.MIGRATING and r.details["copied"] == 0
+
+
+def test_cli_ns7(project):
+    p = project
+    env = dict(os.environ, PYTHONPATH=str(EXAMPLES.parent / "src"))
+
+    def cli(*a):
+        return subprocess.run([sys.executable, "-m", "mailmigrate.cli.main", "ns7", *a, "--source-root",
+                               str(p.source.root), "--root", str(p.target.root)], capture_output=True, text=True,
+                              env=env, timeout=120)
+
+    r = cli("start", "mail", "--json")
+    assert r.returncode == 0, r.stderr
+    assert json.loads(r.stdout)["state"] == "migrating"
+    r = cli("finish", "mail", "--keep-source")
+    assert r.returncode == 1  # the sample's dangling address is an error on purpose
+    assert "mail: finish -> migrated" in r.stdout and "relay-secret" not in r.stdout
+    assert svc_status(p)["dovecot"] == "enabled"
+    assert cli("status").stdout.strip() == "mail: migrated"
+    r = cli("sync", "mail")
+    assert r.returncode == 2 and "migrated" in r.stderr
