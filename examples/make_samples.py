@@ -88,7 +88,7 @@ def write_maildir(root: Path) -> int:
             os.utime(f, (when.timestamp(), when.timestamp()))
             n += 1
     (root / "subscriptions").write_bytes(mdfmt.dump_subscriptions(
-        ["Sent", "Drafts", "Projects", "Projects/Alpha", "Übersicht & Notizen"]))
+        [("Sent",), ("Drafts",), ("Projects",), ("Projects", "Alpha"), ("Übersicht & Notizen",)]))
     return n
 
 

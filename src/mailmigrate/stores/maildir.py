@@ -1,8 +1,11 @@
 """Maildir++ as Dovecot writes it, as a source and as a target.
 
-Identity: a message's key is the unique part of its file name, which survives flag changes (a rename);
-validity comes from Dovecot's ``dovecot-uidlist`` when present, else from ``mailmigrate-validity`` written
-when mailmigrate creates the folder, else 1.  A rerun can skip an unchanged folder without listing it:
+Identity: a message's key is the unique part of its file name, which survives flag changes (a rename).
+Validity only has to change when the folder itself is replaced, so it comes from ``mailmigrate-validity``
+(a random number written when mailmigrate creates the folder, and gone with it), else from the folder's
+``dovecot-uidlist`` header (Dovecot's UIDVALIDITY; the ``dovecot-uidvalidity`` files at the root are
+Dovecot's counter for new folders, not any one folder's value), else the constant 1.  mailmigrate's own file
+wins over Dovecot's so that a target folder keeps its validity when Dovecot later indexes it.  A rerun can skip an unchanged folder without listing it:
 the change marker is the newest modification time of ``cur/`` and ``new/``, which every delivery,
 rename (flag change) and deletion moves.
 
@@ -14,6 +17,7 @@ from __future__ import annotations
 
 import errno
 import itertools
+import logging
 import os
 import secrets
 import socket
@@ -29,6 +33,10 @@ from ..formats.specialuse import guess_special_use
 from ..model import (SYSTEM_FLAGS, AppendItem, Body, FolderInfo, FolderPath, FolderStatus, MessageMeta,
                      PermanentFlags, intern_flags)
 from .base import Store
+
+log = logging.getLogger("mailmigrate.stores.maildir")
+MAX_KEYWORDS = 26  # letters a-z
+DEFAULT_VALIDITY = 1
 
 _counter = itertools.count()
 _counter_lock = threading.Lock()
@@ -65,6 +73,7 @@ class MaildirStore(Store):
         if not self.root.is_dir():
             if self.create:
                 self._make_maildir(self.root)
+                _write_validity(self.root)
             elif self.must_exist:
                 raise ConfigError(f"Maildir {self.root} does not exist")
         elif not (self.root / "cur").is_dir():
@@ -94,6 +103,7 @@ class MaildirStore(Store):
         out = [FolderInfo(("INBOX",), None, ("INBOX",) in subscribed, True)]
         if not self.root.is_dir():
             return out
+        found = set()
         for entry in sorted(self.root.iterdir()):
             if not entry.name.startswith(".") or entry.name in (".", "..") or not entry.is_dir():
                 continue
@@ -101,25 +111,27 @@ class MaildirStore(Store):
                 continue
             try:
                 path = fmt.dirname_to_folder(entry.name)
-            except FormatError:
-                continue  # not a folder name Dovecot would write (e.g. ".Trash..bak"): leave it alone
-            top = path[-1] if len(path) == 1 or (len(path) == 2 and path[0] == "INBOX") else None
-            out.append(FolderInfo(path, guess_special_use(top) if top else None, path in subscribed, True))
+            except FormatError as e:
+                # Not a name Dovecot would write (".Trash..bak", bad mUTF-7): left alone, but said.
+                log.warning("Maildir %s: directory %s skipped: %s", self.root, entry.name, e)
+                continue
+            found.add(path)
+            out.append(FolderInfo(path, guess_special_use(path), path in subscribed, True))
+        # ".A.B" without ".A": A exists only as a level of the hierarchy, as Dovecot lists it.
+        for path in sorted(found):
+            for i in range(1, len(path)):
+                parent = path[:i]
+                if parent not in found and parent != ("INBOX",):
+                    found.add(parent)
+                    out.append(FolderInfo(parent, None, parent in subscribed, False))
         return out
 
     def _read_subscriptions(self) -> list[FolderPath]:
         p = self.root / "subscriptions"
         try:
-            data = p.read_bytes()
+            return fmt.parse_subscriptions(p.read_bytes(), str(p))
         except FileNotFoundError:
             return []
-        text = data.decode("utf-8", "replace")
-        v2 = text.startswith("V\t")
-        out = []
-        for name in fmt.parse_subscriptions(data):
-            comps = name.split("/") if v2 else name.split(".")
-            out.append(tuple(fmt.unescape_component(c) for c in comps))
-        return out
 
     def folder_status(self, path: FolderPath) -> FolderStatus:
         d = self._dir(path)
@@ -135,6 +147,10 @@ class MaildirStore(Store):
     @staticmethod
     def _validity(d: Path) -> int:
         try:
+            return int((d / "mailmigrate-validity").read_text().strip())
+        except (OSError, ValueError):
+            pass
+        try:
             first = (d / "dovecot-uidlist").read_text(errors="replace").split("\n", 1)[0].split()
             if first and first[0] == "3":
                 for f in first[1:]:
@@ -144,18 +160,21 @@ class MaildirStore(Store):
                 return int(first[1])
         except (OSError, ValueError):
             pass
-        try:
-            return int((d / "mailmigrate-validity").read_text().strip())
-        except (OSError, ValueError):
-            return 1
+        return DEFAULT_VALIDITY
 
     # --- reading ----------------------------------------------------------------------------------
-    def _keywords(self, d: Path) -> dict[int, str]:
+    def _keywords(self, d: Path, *, strict: bool = False) -> dict[int, str]:
+        """The folder's keyword letters; a damaged file costs keywords when reading (warned), but stops
+        writing (``strict``), since rewriting it would re-letter every message's keywords."""
+        p = d / "dovecot-keywords"
         try:
-            return fmt.parse_keywords((d / "dovecot-keywords").read_bytes(), str(d / "dovecot-keywords"))
+            return fmt.parse_keywords(p.read_bytes(), str(p))
         except FileNotFoundError:
             return {}
-        except FormatError:
+        except FormatError as e:
+            if strict:
+                raise FolderFailed(f"cannot add keywords: {e}") from None
+            log.warning("keywords ignored: %s", e)
             return {}
 
     def _scan(self, path: FolderPath) -> dict[str, tuple[Path, fmt.MaildirName]]:
@@ -182,16 +201,22 @@ class MaildirStore(Store):
         d = self._dir(path)
         kw = self._keywords(d)
         metas = []
+        unknown_letters: set[str] = set()
         for key, (p, n) in self._scan(path).items():
             try:
                 st = p.stat()
             except FileNotFoundError:
                 continue  # renamed or removed by a mail client since the scan
-            flags, _unknown = fmt.info_to_flags(n.info, kw)
+            flags, unknown = fmt.info_to_flags(n.info, kw)
+            unknown_letters.update(unknown)
             flags = intern_flags(flags)
             metas.append((st.st_mtime, key, MessageMeta(
                 key=key, flags=flags, internaldate=datetime.fromtimestamp(int(st.st_mtime), timezone.utc),
                 size=n.size if n.size is not None else st.st_size)))
+        if unknown_letters:
+            # Kept in the file names (a flag change preserves them), but they mean nothing to copy.
+            log.warning("Maildir folder %s: flag letters %s have no meaning here (no dovecot-keywords entry); "
+                        "kept in the file names, not copied", "/".join(path), "".join(sorted(unknown_letters)))
         metas.sort(key=lambda t: (t[0], t[1]))
         return status, [m for _, _, m in metas]
 
@@ -244,18 +269,14 @@ class MaildirStore(Store):
             d = self._dir(sub)
             if not (d / "cur").is_dir():
                 self._make_maildir(d, folder=True)
-                (d / "mailmigrate-validity").write_text(str(secrets.randbelow(2**31 - 1) + 1))
+                _write_validity(d)
 
     def subscribe(self, path: FolderPath) -> None:
         subs = self._read_subscriptions()
         if path in subs:
             return
         subs.append(path)
-        # A "/" inside a name must not become a level: components are escaped as in directory names.
-        data = fmt.dump_subscriptions(["/".join(fmt.escape_component(c) for c in s) for s in subs])
-        tmp = self.root / f"subscriptions.{os.getpid()}.tmp"
-        tmp.write_bytes(data)
-        os.replace(tmp, self.root / "subscriptions")
+        _replace_file(self.root / "subscriptions", fmt.dump_subscriptions(subs))
 
     def delete_folder(self, path: FolderPath) -> None:
         d = self._dir(path)
@@ -273,30 +294,29 @@ class MaildirStore(Store):
 
     def permanent_flags(self, path: FolderPath) -> PermanentFlags:
         kw = self._keywords(self._dir(path))
-        if len(kw) >= 26:
-            return PermanentFlags(SYSTEM_FLAGS | frozenset(kw.values()) | {"$Forwarded"}, any_keyword=False)
-        return PermanentFlags(SYSTEM_FLAGS | {"$Forwarded"}, any_keyword=True)
+        known = frozenset(v for k, v in kw.items() if k < MAX_KEYWORDS)
+        free = MAX_KEYWORDS - len({k for k in kw if k < MAX_KEYWORDS})
+        return KeywordSlots(SYSTEM_FLAGS | known | {"$Forwarded"}, any_keyword=free > 0, free=free)
 
     def append_batch_limit(self) -> tuple[int, int]:
         return (64, 32 << 20)
 
     def _keyword_map(self, d: Path, wanted: Iterable[str]) -> dict[str, int]:
-        kw = self._keywords(d)
+        kw = self._keywords(d, strict=True)
         by_name = {v: k for k, v in kw.items()}
         changed = False
-        for name in wanted:
+        for name in sorted(wanted):
             if name.startswith("\\") or name in fmt.FLAG_TO_LETTER or name in by_name:
                 continue
-            free = next((i for i in range(26) if i not in kw), None)
+            free = next((i for i in range(MAX_KEYWORDS) if i not in kw), None)
             if free is None:
+                log.warning("Maildir folder %s has no keyword letter left for %s: dropped", d, name)
                 continue
             kw[free] = name
             by_name[name] = free
             changed = True
         if changed:
-            tmp = d / f"dovecot-keywords.{os.getpid()}.tmp"
-            tmp.write_bytes(fmt.dump_keywords(kw))
-            os.replace(tmp, d / "dovecot-keywords")
+            _replace_file(d / "dovecot-keywords", fmt.dump_keywords(kw))
         return by_name
 
     def append(self, path: FolderPath, items: Sequence[AppendItem]) -> list[str | None]:
@@ -323,7 +343,9 @@ class MaildirStore(Store):
                 if it.internaldate is not None:
                     ts = it.internaldate.timestamp()
                     os.utime(tmp, (ts, ts))
-                info, _missing = fmt.flags_to_info(it.flags, kwmap)
+                info, missing = fmt.flags_to_info(it.flags, kwmap)
+                if missing:
+                    log.warning("Maildir folder %s: keywords %s have no letter left; not stored", d, sorted(missing))
                 staged.append((tmp, d / "cur" / fmt.build_name(unique, info, it.body.size), unique))
             keys = []
             for tmp, final, unique in staged:
@@ -351,7 +373,7 @@ class MaildirStore(Store):
             flags, unknown = fmt.info_to_flags(n.info, kw)
             new_flags = (set(flags) | set(add)) - set(remove)
             info, _ = fmt.flags_to_info(new_flags, kwmap)
-            new = d / "cur" / fmt.build_name(n.unique, info + unknown, n.size)
+            new = d / "cur" / fmt.rebuild(n, info + unknown)
             if new != p:
                 try:
                     os.rename(p, new)
@@ -366,6 +388,47 @@ class MaildirStore(Store):
             if entry is not None:
                 _unlink(entry[0])
         self._files.pop(path, None)
+
+
+class KeywordSlots(PermanentFlags):
+    """A folder's flags when only ``free`` more keywords fit (Dovecot's 26 letters): the first new keywords
+    the engine asks about claim the free letters, later ones are reported as dropped, so the run report
+    names every keyword that could not be kept instead of the store losing it silently."""
+
+    def __init__(self, flags: frozenset[str], any_keyword: bool, free: int):
+        super().__init__(flags, any_keyword)
+        object.__setattr__(self, "free", free)
+        object.__setattr__(self, "claimed", set())
+
+    def filter(self, flags: frozenset[str]) -> tuple[frozenset[str], frozenset[str]]:
+        kept, dropped = set(), set()
+        for f in flags:
+            if f.lower() == "\\recent":
+                continue
+            if f in self.flags:
+                kept.add(f)
+            elif f.startswith("\\"):
+                dropped.add(f)
+            elif f in self.claimed or len(self.claimed) < self.free:
+                self.claimed.add(f)
+                kept.add(f)
+            else:
+                dropped.add(f)
+        return frozenset(kept), frozenset(dropped)
+
+
+def _write_validity(d: Path) -> None:
+    _replace_file(d / "mailmigrate-validity", str(secrets.randbelow(2**31 - 1) + 1).encode())
+
+
+def _replace_file(p: Path, data: bytes) -> None:
+    """Write beside and rename, so a reader never sees half a keywords or subscriptions file."""
+    tmp = p.with_name(f"{p.name}.{os.getpid()}.{threading.get_ident()}.tmp")
+    with open(tmp, "wb") as f:
+        f.write(data)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, p)
 
 
 def _unlink(p: Path) -> None:
