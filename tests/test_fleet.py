@@ -117,3 +117,75 @@ def test_fifty_accounts_three_workers_one_killed(tmp_path, fleet_env):
                                  accounts, "--state", state, "--json"], capture_output=True, text=True, timeout=120)
     assert json.loads(again.stdout)["copied"] == 0, again.stderr[-2000:]
     conn.close()
+
+
+class ServerConnections(threading.Thread):
+    """Counts, on the server's side, the established TCP connections to a port (ss); keeps the maximum."""
+
+    def __init__(self, port):
+        super().__init__(daemon=True)
+        self.port, self.max, self.samples = port, 0, 0
+        self.stop = threading.Event()
+
+    def run(self):
+        while not self.stop.is_set():
+            out = subprocess.run(["ss", "-Htn", "state", "established", f"( sport = :{self.port} )"],
+                                 capture_output=True, text=True).stdout
+            self.max = max(self.max, len([ln for ln in out.splitlines() if ln.strip()]))
+            self.samples += 1
+            time.sleep(0.01)
+
+
+def test_fifty_accounts_on_real_dovecot(tmp_path, fleet_env, dovecot_factory):
+    """Dovecot to Dovecot over IMAP by two workers: every account exact as imaplib sees it, and the
+    connection limit observed on the servers' side (ss), not in mailmigrate's own bookkeeping."""
+    from servers import imapcheck
+
+    broker, state, _ = fleet_env
+    src, dst = dovecot_factory(), dovecot_factory()
+    n = 50
+    users = {f"fl{i:03d}": (f"s-{i}-pw", f"t-{i}-pw") for i in range(n)}
+    src.add_users({u: p[0] for u, p in users.items()})
+    dst.add_users({u: p[1] for u, p in users.items()})
+    # Fill the sources with mailmigrate's local executor from generated Maildirs.
+    make_accounts(tmp_path / "gen", n, messages=12)
+    fill = tmp_path / "fill.csv"
+    fill.write_text("".join(f"user{i:03d}@example.org,fl{i:03d},,s-{i}-pw\n" for i in range(n)))
+    fill.chmod(0o600)
+    p = subprocess.run(MM + ["sync", f"maildir:{tmp_path}/gen/%u/src", f"imap://127.0.0.1:{src.port}?tls=none",
+                             "--accounts", fill, "--state", tmp_path / "fill.db", "--jobs", "4"],
+                       capture_output=True, text=True, timeout=300)
+    assert p.returncode == 0, p.stderr[-2000:]
+    accounts = tmp_path / "accounts.csv"
+    accounts.write_text("".join(f"{u},{u},{s},{t}\n" for u, (s, t) in users.items()))
+    accounts.chmod(0o600)
+    limit = 2
+    workers = [start_worker(broker, state, concurrency=2, name=f"d{i}", log=tmp_path / f"d{i}.log",
+                            extra=["--accounts", str(accounts)]) for i in range(2)]
+    probes = [ServerConnections(src.port), ServerConnections(dst.port)]
+    for pr in probes:
+        pr.start()
+    try:
+        sync = subprocess.run(MM + ["sync", f"imap://127.0.0.1:{src.port}?tls=none",
+                                    f"imap://127.0.0.1:{dst.port}?tls=none", "--accounts", accounts,
+                                    "--executor", "celery", "--broker", broker, "--state", state,
+                                    "--max-connections", str(limit), "--json"],
+                              capture_output=True, text=True, timeout=240)
+    finally:
+        for pr in probes:
+            pr.stop.set()
+        for w in workers:
+            stop_worker(w)
+    assert sync.returncode == 0, sync.stderr[-3000:]
+    summary = json.loads(sync.stdout)
+    assert summary["accounts_total"] == n and summary["accounts_failed"] == 0
+    assert summary["copied"] == n * 3 * (12 + 1)
+    for u, (s, t) in users.items():
+        assert imapcheck.account(dst.port, u, t) == imapcheck.account(src.port, u, s), u
+    for pr in probes:
+        assert pr.samples > 20
+        assert 1 <= pr.max <= limit, (pr.port, pr.max)
+    # No password in the output or the workers' logs (which show every job they received and its result).
+    logs = "".join((tmp_path / f"d{i}.log").read_text() for i in range(2))
+    assert "fl049" in logs
+    assert not any(pw in sync.stderr + sync.stdout + logs for pair in users.values() for pw in pair)
