@@ -20,7 +20,8 @@ from pathlib import Path
 
 import pytest
 
-from mailmigrate.model import INBOX, Secret
+from mailmigrate.errors import FolderFailed
+from mailmigrate.model import Secret
 from mailmigrate.paths.communigate.accounts import CGAccount
 from mailmigrate.paths.communigate.migrate import (
     FORCED, GENERATED, GIVEN, MIGRATED, MigrateOptions, choose_password, migrate, open_directory_for,
@@ -92,7 +93,10 @@ def expected(base: Path, domain: str, account: str) -> dict[str, Counter]:
         for f in s.list_folders():
             if not f.selectable:
                 continue
-            _, metas = s.list_messages(f.path)
+            try:
+                _, metas = s.list_messages(f.path)
+            except FolderFailed:  # a damaged store: this folder cannot be read at all
+                continue
             name = "/".join(f.path)
             c = out.setdefault(name, Counter())
             for m, body in s.fetch(f.path, [m.key for m in metas]):
@@ -219,3 +223,74 @@ def test_existing_user_is_skipped_without_force_and_migrated_with_it(kerio, stor
     assert not any(c in ("Users.create", "Users.set") for c in kerio.admin.calls[calls:])  # not touched
     assert report.pass_path is None
     assert_same(store, kerio.dovecot.port, "carol@example.com", "kept-pw")  # password unchanged
+
+
+# --- a damaged store ------------------------------------------------------------------------------------
+
+def test_damaged_store_migrates_the_rest_and_reports_the_damage(kerio, store):
+    acct = store / "Accounts"
+    inbox = acct / "alice.macnt" / "INBOX.mbox"
+    data = inbox.read_bytes()
+    cut = data.rindex(b"\nFrom <sender@example.org> (DS-105)") + 80  # inside the last message's header
+    inbox.write_bytes(data[:cut])
+    work = acct / "alice.macnt" / "Work.mbox"
+    work.write_bytes(b"this is no mailbox\n" + work.read_bytes())  # the folder cannot be split at all
+    (acct / "bob.settings").write_text('{ RealName = "Bob Baker"; Password = "unterminated\n')
+
+    lines: list[str] = []
+    report = migrate(kerio.options(store, domain="example.com"), lines.append)
+    assert not report.ok
+    by = {a.address: a for a in report.accounts}
+    assert [a.action for a in report.accounts] == ["created"] * 3
+
+    missing = {(p.account, p.folder, p.message): p.reason for p in report.not_copied()}
+    truncated = missing[("alice@example.com", "INBOX", "105")]
+    assert str(inbox) in truncated and "line" in truncated
+    (work_key, why), = [(k, r) for k, r in missing.items() if k[1] == "Work"]
+    assert work_key == ("alice@example.com", "Work", None) and str(work) in why and "line 1" in why
+    assert len(missing) == 2
+    # unreadable settings cost only the settings: bob is created with a generated password, mail arrives
+    (warning,) = [p for p in report.warnings() if p.account == "bob@example.com"]
+    assert "bob.settings" in warning.reason and "line" in warning.reason
+    pw = pass_file(report)
+    assert pw["bob@example.com"][1] == GENERATED
+    kerio.login_users()
+    for address, (password, _) in pw.items():
+        assert_same(store, kerio.dovecot.port, address, password)  # everything readable arrived
+    got = arrived(kerio.dovecot.port, "alice@example.com", pw["alice@example.com"][0])
+    assert sum(got["INBOX"].values()) == 4 and "Work" not in got and "Work/Projects" in got
+    assert by["alice@example.com"].counters.failed == 2  # the message and the folder
+
+    # the summary on screen and the log name the damage
+    text = "\n".join(report.summary_lines())
+    assert "Not copied:" in text and "folder Work" in text and "message 105" in text
+    assert str(inbox) in Path(report.log_path).read_text()
+
+
+# --- any IMAP server: Dovecot with its master user, users in its passwd-file ----------------------------
+
+def test_plain_imap_target_with_passwd_file_users(dovecot_factory, store, tmp_path):
+    dovecot = dovecot_factory()
+    passwd = dovecot.root / "users.passwd"  # the passwd-file this Dovecot authenticates against
+    directory = open_directory_for("imap", passwd_file=str(passwd))
+    opts = MigrateOptions(base=store, server="127.0.0.1", port=dovecot.port, master_password=Secret("masterpw"),
+                          target="imap", master_user="master", domain="shop.example.net", directory=directory,
+                          output_dir=tmp_path, set_password=Secret("not-used"))
+    report = migrate(opts)
+    assert report.ok, report.summary_lines()
+    assert Path(report.state_path) == tmp_path / "cg2kms_state.db"
+    pw = pass_file(report)
+    assert pw == {"frank@shop.example.net": ("fr4nk!", MIGRATED)}
+    assert "{SSHA512}" in passwd.read_text() and "fr4nk!" not in passwd.read_text()
+    import time
+    assert stat.S_IMODE(passwd.stat().st_mode) & 0o007 == 0  # the writer never leaves hashes world-readable
+    os.chmod(passwd, 0o644)  # ...but this throwaway Dovecot's auth process reads it as another user
+    deadline = time.time() + 5
+    while True:  # Dovecot re-reads its passwd-file at most once a second
+        try:
+            assert_same(store, dovecot.port, "frank@shop.example.net", "fr4nk!")
+            break
+        except imapcheck.imaplib.IMAP4.error:
+            if time.time() > deadline:
+                raise
+            time.sleep(0.2)
