@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ...errors import ConfigError, MailmigrateError, StateLocked
-from ...formats.esmith import EsmithDb, Record, read_esmith, write_esmith
+from ...formats.esmith import EsmithDb, read_esmith, write_esmith
 from ...stores.maildir import MaildirStore
 from ...sync.abort import abort_account
 from ...sync.state import StateDB
@@ -32,8 +32,8 @@ from ...sync.verify import verify_account
 from . import ns8
 from .eventlog import EventLog
 from .layout import NethServerTree, NS8MailTree
-from .mailboxes import copy_file, folder_dirs, sync_maildir
-from .rules import ERROR, INFO, WARNING, Note, split_list
+from .mailboxes import folder_dirs, sync_maildir
+from .rules import ERROR, Note, split_list
 
 NOT_MIGRATED, MIGRATING, SYNCING, MIGRATED, SKIPPED = "not_migrated", "migrating", "syncing", "migrated", "skipped"
 APPS = ("mail",)

@@ -81,7 +81,8 @@ def migrate_mailboxes(ctx: Context) -> None:
             if ctx.dry_run:
                 continue
             _copy_acl_files(src, dst)
-            copy_tree(src.parent / "sieve", home / "sieve") if (src.parent / "sieve").is_dir() else None
+            if (src.parent / "sieve").is_dir():
+                copy_tree(src.parent / "sieve", home / "sieve")
             link = src.parent / ".dovecot.sieve"
             if link.is_symlink() and not (home / ".dovecot.sieve").is_symlink():
                 os.symlink(os.readlink(link), home / ".dovecot.sieve")
