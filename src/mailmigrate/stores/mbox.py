@@ -3,12 +3,13 @@
 Keys must survive appends to the file (new mail arrives while the migration runs) and must tell twins
 apart, so a key is the SHA-256 of the message's bytes plus the occurrence number of that hash in the
 folder ("<sha>:0", "<sha>:1").  The folder is indexed in one streaming pass (offsets only) and messages are
-re-read by offset, so a 1 GB mbox costs a few bytes of memory per message.
+re-read by offset, so a 1 GB mbox costs about a hundred bytes of memory per message and is read once to
+list it.  Offsets stay right while mail is appended; a rewrite of the file (a client compacting it) changes
+the offsets, and ``fetch`` then re-lists the folder once before it gives up on a key.
 """
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import os
 from collections import Counter
@@ -18,7 +19,7 @@ from typing import Iterator, Sequence
 from ..errors import ConfigError, FolderFailed
 from ..formats import mbox as fmt
 from ..formats.specialuse import guess_special_use
-from ..model import Body, FolderInfo, FolderPath, FolderStatus, MessageMeta
+from ..model import Body, FolderInfo, FolderPath, FolderStatus, MessageMeta, intern_flags
 from .base import Store
 
 log = logging.getLogger("mailmigrate.stores.mbox")
@@ -32,7 +33,7 @@ class MboxStore(Store):
     ordered_keys = False
 
     def __init__(self, path: str | os.PathLike, *, variant: str = "mboxrd"):
-        if variant not in ("mboxrd", "mboxo"):
+        if variant not in fmt.VARIANTS:
             raise ConfigError(f"mbox variant must be mboxrd or mboxo, not {variant!r}")
         self.path = Path(path)
         self.variant = variant
@@ -76,8 +77,7 @@ class MboxStore(Store):
 
     def list_folders(self) -> list[FolderInfo]:
         folders = self._folders()
-        out = [FolderInfo(p, guess_special_use(p[-1]) if len(p) == 1 and p != ("INBOX",) else None, True, True)
-               for p in folders]
+        out = [FolderInfo(p, guess_special_use(p), True, True) for p in folders]
         # Hierarchy-only levels ("Archive" when only Archive.sbd/2020 exists) are not selectable.
         known = set(folders)
         for p in list(folders):
@@ -106,40 +106,41 @@ class MboxStore(Store):
         index: dict[str, fmt.MboxEntry] = {}
         metas = []
         with open(f, "rb") as fh:
-            entries = list(fmt.scan(fh))
-            for e in entries:
-                h = hashlib.sha256()
-                size = 0
-                fh.seek(e.offset)
-                left = e.length
-                while left > 0:
-                    line = fh.readline(min(left, 1 << 20))
-                    if not line:
-                        break
-                    left -= len(line)
-                    u = fmt.unescape(line, self.variant)
-                    h.update(u)
-                    size += len(u)
-                digest = h.hexdigest()
-                key = f"{digest}:{seen[digest]}"
-                seen[digest] += 1
+            for e in fmt.scan(fh, self.variant):
+                key = f"{e.sha256}:{seen[e.sha256]}"
+                seen[e.sha256] += 1
                 index[key] = e
                 for p in e.problems:
                     # A damaged From line costs the date, not the message: a warning, not a failure.
                     log.warning("mbox %s, message %s: %s", f, key[:12], p)
-                metas.append(MessageMeta(key=key, flags=e.flags, internaldate=e.date, size=size))
+                metas.append(MessageMeta(key=key, flags=intern_flags(e.flags), internaldate=e.date, size=e.size))
         self._index[path] = index
         return FolderStatus(status.validity, status.uidnext, status.highestmodseq, len(metas)), metas
 
     def fetch(self, path: FolderPath, keys: Sequence[str]) -> Iterator[tuple[MessageMeta, Body]]:
         if path not in self._index:
             self.list_messages(path)
-        index = self._index[path]
-        with open(self._file(path), "rb") as fh:
-            for key in keys:
-                e = index.get(key)
-                if e is None:
-                    continue
-                body = fmt.read_message(fh, e, self.variant).finish()
-                yield MessageMeta(key=key, flags=e.flags, internaldate=e.date, size=body.size), body
+        relisted = False
+        for key in keys:
+            body = self._read(path, key)
+            if body is None and not relisted:
+                # The file was rewritten (a client compacted it): offsets moved, content keys did not.
+                relisted = True
+                self.list_messages(path)
+                body = self._read(path, key)
+            if body is None:
+                continue
+            e = self._index[path][key]
+            yield MessageMeta(key=key, flags=e.flags, internaldate=e.date, size=body.size), body
 
+    def _read(self, path: FolderPath, key: str) -> Body | None:
+        """The message under ``key`` if the bytes at its offset still are that message, else None."""
+        e = self._index[path].get(key)
+        if e is None:
+            return None
+        with open(self._file(path), "rb") as fh:
+            body = fmt.read_message(fh, e, self.variant).finish()
+        if body.size != e.size or body.fingerprint() != e.sha256:
+            body.close()
+            return None
+        return body
