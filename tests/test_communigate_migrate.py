@@ -9,7 +9,6 @@ CommuniGateStore reads from the sample store: bytes, flags and dates per folder.
 
 from __future__ import annotations
 
-import json
 import os
 import re
 import shutil

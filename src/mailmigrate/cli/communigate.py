@@ -97,7 +97,7 @@ def _register_migrate(sub) -> None:
 
 def run_migrate(args: argparse.Namespace) -> int:
     from ..model import Secret
-    from ..paths.communigate.migrate import MigrateOptions, migrate, open_directory_for
+    from ..paths.communigate.migrate import MigrateOptions, open_directory_for
     from ..sync.accounts import password_from, read_password_file
 
     def opt_file(path, what):
