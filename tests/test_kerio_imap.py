@@ -2,31 +2,44 @@
 
 from __future__ import annotations
 
+import itertools
+import os
 import socket
+from datetime import datetime, timezone
 
 import pytest
 
+from mailmigrate.model import INBOX, AppendItem, Body, Secret
 from servers.kerio import KerioImapFrontEnd, masterauth_response
 
-dovecot_mod = pytest.importorskip("servers.dovecot")
-
 MASTER = "kerio-master-secret"
+_n = itertools.count()
 
 
 @pytest.fixture
-def dovecot(tmp_path):
-    server = dovecot_mod.DovecotServer(tmp_path / "dovecot", master_user=("master", "masterpw"))
-    server.start()
-    server.add_user("alice@example.com", "alice-pw")
-    yield server
-    server.stop()
+def dovecot(dovecot_pair):
+    """The shared target Dovecot (master user master/masterpw); tests use users of their own."""
+    return dovecot_pair[1]
+
+
+@pytest.fixture(scope="module")
+def _owners(dovecot_pair):
+    """Mailbox owners for this module, added in one go: Dovecot takes seconds to notice each change."""
+    names = [f"alice{os.getpid()}x{next(_n)}@example.com" for _ in range(16)]
+    dovecot_pair[1].add_users({n: "alice-pw" for n in names})
+    return iter(names)
 
 
 @pytest.fixture
-def front(dovecot):
-    known = {"alice@example.com"}
-    with KerioImapFrontEnd(dovecot.port, master_password=MASTER, backend_master=("master", "masterpw"),
-                           user_exists=known.__contains__) as fe:
+def alice(_owners):
+    """A fresh mailbox owner, named as Kerio names users: login@domain."""
+    return next(_owners)
+
+
+@pytest.fixture
+def front(dovecot, alice):
+    with KerioImapFrontEnd(dovecot.port, master_password=MASTER, backend_master=dovecot.master_user,
+                           user_exists={alice}.__contains__) as fe:
         yield fe
 
 
@@ -84,20 +97,20 @@ def test_capability_offers_x_masterauth(raw):
     assert caps[:2] == ["*", "CAPABILITY"] and "X-MASTERAUTH" in caps and "IMAP4rev1" in caps
 
 
-def test_setuser_is_refused_before_masterauth(raw, front):
-    _, done = raw.command("a1", "X-SETUSER alice@example.com")
+def test_setuser_is_refused_before_masterauth(raw, front, alice):
+    _, done = raw.command("a1", f"X-SETUSER {alice}")
     assert done.startswith("a1 NO")
     assert front.setusers == []
 
 
-def test_wrong_masterauth_answer_is_refused_and_setuser_stays_closed(raw, front):
+def test_wrong_masterauth_answer_is_refused_and_setuser_stays_closed(raw, front, alice):
     assert raw.masterauth("a1", "not-the-master").startswith("a1 NO")
     # the answer must be lower-case hex: the right digest in upper case is wrong too
     raw.send("a2 X-MASTERAUTH")
     challenge = raw.line()[2:]
     raw.send(masterauth_response(challenge, MASTER).upper())
     assert raw.until("a2")[1].startswith("a2 NO")
-    _, done = raw.command("a3", "X-SETUSER alice@example.com")
+    _, done = raw.command("a3", f"X-SETUSER {alice}")
     assert done.startswith("a3 NO")
     assert front.masterauth_failures == 2
 
@@ -112,19 +125,19 @@ def test_challenges_differ_between_attempts(raw):
     assert first != second
 
 
-def test_setuser_of_unknown_user_is_refused(raw, front):
+def test_setuser_of_unknown_user_is_refused(raw, front, alice):
     assert raw.masterauth("a1", MASTER).startswith("a1 OK")
     _, done = raw.command("a2", "X-SETUSER nobody@example.com")
     assert done.startswith("a2 NO")
     # the session is still usable for another user
-    _, done = raw.command("a3", "X-SETUSER alice@example.com")
+    _, done = raw.command("a3", f'X-SETUSER "{alice}"')  # quoted, as IMAP clients may send it
     assert done.startswith("a3 OK")
-    assert front.setusers == ["alice@example.com"]
+    assert front.setusers == [alice]
 
 
-def test_after_setuser_the_session_is_dovecots_as_that_user(raw, dovecot):
+def test_after_setuser_the_session_is_dovecots_as_that_user(raw, alice):
     assert raw.masterauth("a1", MASTER).startswith("a1 OK")
-    assert raw.command("a2", "X-SETUSER alice@example.com")[1].startswith("a2 OK")
+    assert raw.command("a2", f"X-SETUSER {alice}")[1].startswith("a2 OK")
 
     message = b"From: bob@example.com\r\nSubject: relayed\r\n\r\nbody line\r\n"
     raw.send(f"a3 APPEND INBOX (\\Flagged) {{{len(message)}}}")
@@ -151,19 +164,19 @@ def test_after_setuser_the_session_is_dovecots_as_that_user(raw, dovecot):
     assert raw.file.readline() == b""
 
 
-def test_the_message_is_in_the_users_real_mailbox(front, dovecot):
+def test_the_message_is_in_the_users_real_mailbox(front, dovecot, alice):
     """What was written through the front end is there for a direct Dovecot login as the user."""
     c = Raw(front.port)
     c.line()
     assert c.masterauth("a1", MASTER).startswith("a1 OK")
-    assert c.command("a2", "X-SETUSER alice@example.com")[1].startswith("a2 OK")
+    assert c.command("a2", f"X-SETUSER {alice}")[1].startswith("a2 OK")
     assert c.command("a3", "CREATE Projects")[1].startswith("a3 OK")
     c.command("a4", "LOGOUT")
     c.close()
 
     d = Raw(dovecot.port)
     d.line()
-    assert d.command("b1", "LOGIN alice@example.com alice-pw")[1].startswith("b1 OK")
+    assert d.command("b1", f"LOGIN {alice} alice-pw")[1].startswith("b1 OK")
     untagged, _ = d.command("b2", 'LIST "" "*"')
     assert any(ln.endswith("Projects") for ln in untagged)
     d.close()
@@ -173,22 +186,24 @@ def test_user_created_through_the_api_gets_mail_through_master_auth(tmp_path, do
     """The cg2kms order: create the user in Kerio's directory, then write their mail as master."""
     from mailmigrate.directory.base import User
     from mailmigrate.directory.kerio import KerioDirectory
-    from mailmigrate.model import Secret
     from servers.kerio import KerioAdminServer
 
+    login = f"newbie{os.getpid()}x{next(_n)}"
+    email = f"{login}@example.com"
     with KerioAdminServer(tmp_path / "kerio", on_user_created=dovecot.add_user) as admin, \
-            KerioImapFrontEnd(dovecot.port, master_password=MASTER, user_exists=admin.has_user) as fe:
+            KerioImapFrontEnd(dovecot.port, master_password=MASTER, backend_master=dovecot.master_user,
+                              user_exists=admin.has_user) as fe:
         c = Raw(fe.port)
         c.line()
         assert c.masterauth("a1", MASTER).startswith("a1 OK")
         # not yet in Kerio: refused
-        assert c.command("a2", "X-SETUSER newbie@example.com")[1].startswith("a2 NO")
+        assert c.command("a2", f"X-SETUSER {email}")[1].startswith("a2 NO")
 
         url = f"kerio://Admin@127.0.0.1:{admin.port}/example.com?cafile={admin.certfile}"
         with KerioDirectory.from_url(url, Secret("adminpw")) as directory:
-            directory.add(User("newbie", real_name="New Bie", password=Secret("newbie-pw")))
+            directory.add(User(login, real_name="New Bie", password=Secret("newbie-pw")))
 
-        assert c.command("a3", "X-SETUSER newbie@example.com")[1].startswith("a3 OK")
+        assert c.command("a3", f"X-SETUSER {email}")[1].startswith("a3 OK")
         assert c.command("a4", "CREATE Archive")[1].startswith("a4 OK")
         c.command("a5", "LOGOUT")
         c.close()
@@ -196,13 +211,13 @@ def test_user_created_through_the_api_gets_mail_through_master_auth(tmp_path, do
     # the password given to Kerio is the one the user now logs in with
     d = Raw(dovecot.port)
     d.line()
-    assert d.command("b1", "LOGIN newbie@example.com newbie-pw")[1].startswith("b1 OK")
+    assert d.command("b1", f"LOGIN {email} newbie-pw")[1].startswith("b1 OK")
     untagged, _ = d.command("b2", 'LIST "" "*"')
     assert any(ln.endswith("Archive") for ln in untagged)
     d.close()
 
 
-def test_mailmigrate_sync_into_kerio_with_master_auth(front, dovecot, tmp_path):
+def test_mailmigrate_sync_into_kerio_with_master_auth(front, dovecot, alice, tmp_path):
     """The real command line into "Kerio": imap://…?master=kerio logs in with X-MASTERAUTH as the master,
     selects the owner with X-SETUSER, and the sample Maildir lands byte-exact in that user's mailbox."""
     import json
@@ -215,13 +230,13 @@ def test_mailmigrate_sync_into_kerio_with_master_auth(front, dovecot, tmp_path):
 
     sample = Path(__file__).resolve().parent.parent / "examples" / "sample-maildir"
     env = {**os.environ, "MAILMIGRATE_TARGET_PASSWORD": MASTER}
-    url = f"imap://alice%40example.com@127.0.0.1:{front.port}?tls=none&master=kerio"
+    url = f"imap://{alice.replace('@', '%40')}@127.0.0.1:{front.port}?tls=none&master=kerio"
     p = subprocess.run([sys.executable, "-m", "mailmigrate.cli.main", "sync", f"maildir:{sample}", url,
                         "--target-master", "Admin", "--state", str(tmp_path / "s.db"), "--json"],
                        capture_output=True, text=True, env=env, timeout=300)
     assert p.returncode == 0, p.stderr[-2000:]
     assert json.loads(p.stdout)["copied"] == 65 and MASTER not in p.stdout + p.stderr
-    got = imapcheck.account(dovecot.port, "alice@example.com", "alice-pw")
+    got = imapcheck.account(dovecot.port, alice, "alice-pw")
     inbox = sorted(k[0] for k in got["INBOX"])
     want = sorted(f.read_bytes() for sub in ("cur", "new") for f in (sample / sub).iterdir())
     assert inbox == want
@@ -230,3 +245,37 @@ def test_mailmigrate_sync_into_kerio_with_master_auth(front, dovecot, tmp_path):
                         "--target-master", "Admin", "--state", str(tmp_path / "s.db"), "--json"],
                        capture_output=True, text=True, env=env, timeout=300)
     assert json.loads(p.stdout)["copied"] == 0
+
+
+def test_imap_store_lists_and_appends_through_kerio_master_auth(front, dovecot, alice):
+    """mailmigrate's own IMAP store in Kerio mode, as cg2kms uses it against Kerio."""
+    from mailmigrate.stores.imap import ImapStore
+
+    body = b"From: carol@example.com\r\nSubject: via kerio\r\nMessage-ID: <k1@example.com>\r\n\r\nhello\r\n"
+    when = datetime(2020, 5, 17, 8, 30, tzinfo=timezone.utc)
+    store = ImapStore("127.0.0.1", front.port, user=alice, password=Secret(MASTER), tls="none",
+                      master_user="kerio-master", master_mode="kerio")
+    with store:
+        store.create_folder(("Work", "Projects"))
+        store.append(INBOX, [AppendItem(Body.from_bytes(body), frozenset({"\\Seen"}), when)])
+        names = {f.path for f in store.list_folders()}
+        assert {INBOX, ("Work",), ("Work", "Projects")} <= names
+        _, metas = store.list_messages(INBOX)
+        assert len(metas) == 1 and "\\Seen" in metas[0].flags and metas[0].internaldate == when
+        (_, fetched), = list(store.fetch(INBOX, [metas[0].key]))
+        assert fetched.read() == body
+    assert front.setusers == [alice]
+    # it went to alice's real maildir on Dovecot
+    assert (dovecot.maildir(alice)).exists()
+
+
+def test_imap_store_with_wrong_master_password_is_refused(front, alice):
+    from mailmigrate.errors import AuthenticationFailed
+    from mailmigrate.stores.imap import ImapStore
+
+    store = ImapStore("127.0.0.1", front.port, user=alice, password=Secret("not-it"), tls="none",
+                      master_user="kerio-master", master_mode="kerio")
+    with pytest.raises(AuthenticationFailed) as e:
+        store.open()
+    assert "not-it" not in str(e.value)
+    assert front.setusers == [] and front.masterauth_failures == 1
