@@ -1,0 +1,101 @@
+"""How a Zarafa-schema directory entry becomes a Kopano-schema one; shared by the offline and online paths.
+
+The two schemas differ by prefix only (``zarafaQuotaHard`` -> ``kopanoQuotaHard``, ``zarafa-user`` ->
+``kopano-user``), with one exception: ``zarafa-company`` requires ``cn`` and ``kopano-company`` requires
+``ou``.  A company therefore gets an ``ou`` (from its ``cn``) when it has none, and loses a ``cn`` that no
+remaining object class allows (an ``organizationalUnit`` has no ``cn``), unless the ``cn`` names the entry.
+Server objects carry kopano-server's socket; a Zarafa socket there becomes /var/run/kopano/server.sock.
+"""
+
+from __future__ import annotations
+
+import re
+
+SERVER_SOCK = "/var/run/kopano/server.sock"
+_OLD_SOCKET = re.compile(r"^(file://)?(/var/run/zarafa|/var/run/zarafad/server\.sock|/var/run/zarafa-server\.sock)$")
+
+#: Zarafa object classes that are STRUCTURAL: an entry cannot switch them by a modify operation.
+STRUCTURAL = frozenset({"zarafa-addresslist", "zarafa-dynamicgroup"})
+
+#: Standard and Kopano object classes that allow ``cn`` (MUST or MAY), lower case.
+CN_CLASSES = frozenset({
+    "person", "organizationalperson", "inetorgperson", "residentialperson", "groupofnames", "groupofuniquenames",
+    "posixgroup", "posixaccount", "device", "organizationalrole", "applicationprocess", "applicationentity",
+    "dsa", "crldistributionpoint", "namedobject", "nismailalias", "kopano-user", "kopano-group",
+    "kopano-contact", "kopano-server", "kopano-addresslist", "kopano-dynamicgroup", "extensibleobject",
+})
+
+
+def is_zarafa(name: str) -> bool:
+    return name.lower().startswith("zarafa")
+
+
+def kopano_name(name: str) -> str:
+    """``zarafaX`` -> ``kopanoX`` and ``zarafa-x`` -> ``kopano-x``; other names unchanged."""
+    return "kopano" + name[6:] if is_zarafa(name) else name
+
+
+def new_socket(value: str) -> str | None:
+    """The Kopano socket for a Zarafa server socket value, or None when the value is something else."""
+    m = _OLD_SOCKET.match(value.strip())
+    if not m:
+        return None
+    return (m.group(1) or "") + SERVER_SOCK
+
+
+def rdn_attribute(dn: str) -> str:
+    return dn.split("=", 1)[0].strip().lower()
+
+
+def cn_allowed(classes: list[str]) -> bool:
+    return any(c.lower() in CN_CLASSES for c in classes)
+
+
+def _decode(values: list[bytes]) -> list[str]:
+    return [v.decode("utf-8", "replace") for v in values]
+
+
+def transform(dn: str, attributes: dict[str, list[bytes]]) -> tuple[dict[str, list[bytes]], list[str]]:
+    """The Kopano-schema attributes of an entry, and notes on what changed beyond renaming."""
+    notes: list[str] = []
+    out: dict[str, list[bytes]] = {}
+    lower: dict[str, str] = {}
+
+    def put(name: str, values: list[bytes]) -> None:
+        key = lower.setdefault(name.lower(), name)
+        have = out.setdefault(key, [])
+        seen = {v.lower() if key.lower() in ("objectclass", "structuralobjectclass") else v for v in have}
+        for v in values:
+            k = v.lower() if key.lower() in ("objectclass", "structuralobjectclass") else v
+            if k not in seen:
+                seen.add(k)
+                have.append(v)
+
+    for name, values in attributes.items():
+        if name.lower() in ("objectclass", "structuralobjectclass"):
+            put(name, [kopano_name(v.decode("utf-8", "replace")).encode() for v in values])
+        else:
+            put(kopano_name(name), list(values))
+
+    classes = _decode(out.get(lower.get("objectclass", "objectClass"), []))
+    low = {c.lower() for c in classes}
+    if "kopano-company" in low:
+        ou_key, cn_key = lower.get("ou"), lower.get("cn")
+        if ou_key is None and cn_key is not None:
+            put("ou", out[cn_key][:1])
+            notes.append(f"{dn}: company gets ou={out[cn_key][0].decode('utf-8', 'replace')} (kopano-company needs ou)")
+        if cn_key is not None and rdn_attribute(dn) != "cn" and not cn_allowed([c for c in classes
+                                                                                  if c.lower() != "kopano-company"]):
+            del out[cn_key]
+            notes.append(f"{dn}: company's cn removed (no object class allows it without zarafa-company)")
+    if "kopano-server" in low:
+        key = lower.get("kopanofilepath")
+        if key is not None:
+            new = []
+            for v in out[key]:
+                s = new_socket(v.decode("utf-8", "replace"))
+                if s is not None:
+                    notes.append(f"{dn}: server socket {v.decode('utf-8', 'replace')} -> {s}")
+                new.append(s.encode() if s is not None else v)
+            out[key] = new
+    return out, notes
