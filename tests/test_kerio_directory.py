@@ -105,3 +105,29 @@ def test_domain_kerio_does_not_have_is_reported_up_front(kerio):
     with KerioDirectory.from_url(url(kerio, "nowhere.test"), Secret("adminpw")) as d:
         with pytest.raises(ConfigError, match="nowhere.test"):
             d.read()
+
+
+def test_cli_directory_copy_into_kerio_is_idempotent(kerio, tmp_path):
+    """`mailmigrate directory copy passwd-file:… kerio://…` creates the users with their passwords once."""
+    import json
+    import os
+    import subprocess
+    import sys
+
+    passwd = tmp_path / "users.passwd"
+    passwd.write_text("alice:{PLAIN}alice-pw:1000:1000::/home/alice::\n"
+                      "bob:{PLAIN}bob-pw:1001:1000::/home/bob::\n"
+                      "hashed:{SSHA}c2FsdHNhbHRzYWx0c2FsdHNhbHQ=:1002:1000::/home/hashed::\n")
+    env = {**os.environ, "MAILMIGRATE_TARGET_PASSWORD": "adminpw"}
+    argv = [sys.executable, "-m", "mailmigrate.cli.main", "directory", "copy", f"passwd-file:{passwd}",
+            url(kerio), "--json"]
+    first = subprocess.run(argv, capture_output=True, text=True, env=env, timeout=60)
+    assert "adminpw" not in first.stdout + first.stderr and "alice-pw" not in first.stdout + first.stderr
+    assert sorted(kerio.created) == [("alice@example.com", "alice-pw"), ("bob@example.com", "bob-pw"),
+                                     ("hashed@example.com", "")], first.stderr[-2000:]
+    # the hashed password could not go to Kerio, and the report says so for that user
+    assert "hashed" in first.stdout
+    second = subprocess.run(argv, capture_output=True, text=True, env=env, timeout=60)
+    assert second.returncode == 0, second.stderr[-2000:]
+    assert len(kerio.created) == 3  # nothing created twice
+    assert json.loads(second.stdout)
