@@ -23,6 +23,7 @@ from typing import BinaryIO, Iterator
 from ..model import BodyWriter
 
 LINE_PIECE = 1 << 16
+LINE_HEAD = 4096  # the start of a line that is always read whole before it is judged
 VARIANTS = ("mboxrd", "mboxo")
 
 _FROM = re.compile(rb"^From \S*\s+(.*?)\s*$")
@@ -130,13 +131,28 @@ def header_flags(head: bytes) -> frozenset[str]:
     return frozenset(flags)
 
 
-def _pieces(f: BinaryIO, limit: int) -> Iterator[tuple[bytes, bool]]:
-    """(piece, starts a line): a line longer than ``limit`` comes in several pieces."""
+def _pieces(f: BinaryIO, limit: int, left: int | None = None) -> Iterator[tuple[bytes, bool]]:
+    """(piece, starts a line), reading at most ``left`` bytes when given.
+
+    A line longer than ``limit`` comes in several pieces, but its first piece holds at least
+    :data:`LINE_HEAD` bytes of it (or the whole line), so a separator or an escape is always decided on
+    the real start of a line, whatever the piece size.
+    """
     at_start = True
-    while True:
-        piece = f.readline(limit)
+    while left is None or left > 0:
+        want = limit if left is None else min(limit, left)
+        piece = f.readline(want)
         if not piece:
             return
+        if at_start:
+            while not piece.endswith(b"\n") and len(piece) < LINE_HEAD and (left is None or len(piece) < left):
+                more = f.readline(min(LINE_HEAD - len(piece), limit) if left is None
+                                  else min(LINE_HEAD - len(piece), limit, left - len(piece)))
+                if not more:
+                    break
+                piece += more
+        if left is not None:
+            left -= len(piece)
         yield piece, at_start
         at_start = piece.endswith(b"\n")
 
@@ -232,16 +248,9 @@ def scan(f: BinaryIO, variant: str = "mboxrd", *, limit: int = LINE_PIECE) -> It
 def read_message(f: BinaryIO, entry: MboxEntry, variant: str = "mboxrd", *, limit: int = LINE_PIECE) -> BodyWriter:
     """The message's bytes, unescaped, streamed into a BodyWriter."""
     f.seek(entry.offset)
-    left = entry.length
     w = BodyWriter()
-    at_start = True
-    while left > 0:
-        piece = f.readline(min(left, limit))
-        if not piece:
-            break
-        left -= len(piece)
+    for piece, at_start in _pieces(f, limit, entry.length):
         w.write(unescape(piece, variant) if at_start else piece)
-        at_start = piece.endswith(b"\n")
     return w
 
 
