@@ -3,7 +3,7 @@
 URLs (the `sync` command's contract):
     imap://[USER@]HOST[:PORT][?tls=none|starttls][&master=plain|star|kerio][&cafile=PATH]
     imaps://[USER@]HOST[:PORT]
-    maildir:PATH        mbox:PATH[?variant=mboxo]        communigate:PATH
+    maildir:PATH        mbox:PATH[?variant=mboxo]        communigate:PATH[?primary_domain=DOMAIN]
 
 ``imap://`` means STARTTLS, required: a server that does not offer it is refused, never used in plain
 text.  ``?tls=none`` sends the password in clear and is accepted only towards a loopback address unless
@@ -209,5 +209,5 @@ def build_store(spec: StoreSpec, *, user: str | None, password: Secret | None, o
         if not login:
             raise ConfigError(f"{spec.text}: which account? give it in --accounts (user@domain)")
         name, _, domain = login.partition("@")
-        return CommuniGateStore(path, name, domain or None)
+        return CommuniGateStore(path, name, domain or None, primary_domain=spec.params.get("primary_domain"))
     raise ConfigError(f"unknown store kind {spec.kind}")  # pragma: no cover
