@@ -187,3 +187,9 @@ def test_online_replays_the_journal_of_an_interrupted_replacement(tmp_path):
         assert conn.search(dn, "(objectClass=kopano-addresslist)", ldap3.BASE, attributes=["kopanoFilter"])
         assert conn.response[0]["attributes"]["kopanoFilter"] == "(mail=*@example.com)"
         conn.unbind()
+
+
+def test_filters_of_lists_and_dynamic_groups_name_the_kopano_schema(tmp_path):
+    res = ldap_offline.convert(_sample_ldif(tmp_path))
+    dyn = next(e for e in res.entries if e.dn.startswith("cn=Everyone dyn"))
+    assert dyn.get("kopanoFilter") == [b"(objectClass=kopano-user)"]

@@ -22,6 +22,7 @@ COMMAND_MODULES = [
     "mailmigrate.cli.communigate",
     "mailmigrate.cli.worker",
     "mailmigrate.cli.nethserver",
+    "mailmigrate.cli.kopano",
 ]
 
 

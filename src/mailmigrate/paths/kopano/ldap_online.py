@@ -28,7 +28,8 @@ from ...formats.ldif import LdifEntry, dump_ldif, parse_ldif
 from ...model import Secret
 from ...directory.base import DirectoryError
 from ..plan import Plan, Step, write_atomic
-from .ldapmap import STRUCTURAL, cn_allowed, is_zarafa, kopano_name, new_socket, rdn_attribute, transform
+from .ldapmap import (STRUCTURAL, cn_allowed, is_zarafa, kopano_name, new_socket, rdn_attribute, transform,
+                      translate_value)
 
 log = logging.getLogger("mailmigrate.kopano.ldap")
 
@@ -176,7 +177,7 @@ class OnlineMigration:
                     continue
                 twin = kopano_name(k)
                 have = set(_get(a, twin))
-                missing = [v for v in vals if v not in have]
+                missing = [translate_value(k, v) for v in vals if translate_value(k, v) not in have]
                 if missing:
                     ch[twin] = [(ldap3.MODIFY_ADD, missing)]
                 ch[k] = [(ldap3.MODIFY_DELETE, [])]

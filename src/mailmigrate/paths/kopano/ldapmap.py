@@ -43,6 +43,17 @@ def new_socket(value: str) -> str | None:
     return (m.group(1) or "") + SERVER_SOCK
 
 
+_FILTER_NAME = re.compile(rb"(?i)\bzarafa(?=[a-z-])")
+
+
+def translate_value(name: str, value: bytes) -> bytes:
+    """Address lists and dynamic groups hold LDAP filters naming Zarafa classes and attributes; after the
+    migration those match nothing, so the names inside a filter move to Kopano's as well."""
+    if name.lower() in ("zarafafilter", "kopanofilter"):
+        return _FILTER_NAME.sub(b"kopano", value)
+    return value
+
+
 def rdn_attribute(dn: str) -> str:
     return dn.split("=", 1)[0].strip().lower()
 
@@ -75,7 +86,10 @@ def transform(dn: str, attributes: dict[str, list[bytes]]) -> tuple[dict[str, li
         if name.lower() in ("objectclass", "structuralobjectclass"):
             put(name, [kopano_name(v.decode("utf-8", "replace")).encode() for v in values])
         else:
-            put(kopano_name(name), list(values))
+            new = [translate_value(name, v) for v in values]
+            if new != list(values):
+                notes.append(f"{dn}: {name} filter now names the Kopano schema")
+            put(kopano_name(name), new)
 
     classes = _decode(out.get(lower.get("objectclass", "objectClass"), []))
     low = {c.lower() for c in classes}

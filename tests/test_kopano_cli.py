@@ -1,0 +1,52 @@
+"""The ``mailmigrate kopano`` command end to end on the sample tree: dry run, apply, rerun, exit statuses."""
+
+from __future__ import annotations
+
+import importlib.util
+import shutil
+from pathlib import Path
+
+from mailmigrate.cli.main import main
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _sample(tmp_path):
+    spec = importlib.util.spec_from_file_location("make_zarafa", ROOT / "examples" / "make_zarafa.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod.build(tmp_path / "sample")
+
+
+def test_config_dry_run_apply_rerun(tmp_path, capsys):
+    s = _sample(tmp_path)
+    kopano = tmp_path / "kopano"
+    shutil.copytree(s / "kopano-example-config", kopano)
+    args = ["kopano", "config", "--zarafa-dir", str(s / "etc-zarafa"), "--kopano-dir", str(kopano),
+            "--zarafa-defaults", str(s / "zarafa-example-config"), "--log", str(tmp_path / "log")]
+    before = (kopano / "server.cfg").read_text()
+    assert main(args + ["--dry-run"]) == 0
+    out = capsys.readouterr().out
+    assert "+enable_hosted_kopano = true" in out and "Kj8-not-real" not in out
+    assert (kopano / "server.cfg").read_text() == before
+    assert main(args) == 0
+    assert "enable_hosted_kopano = true" in (kopano / "server.cfg").read_text()
+    capsys.readouterr()
+    assert main(args) == 0
+    assert "already done" in capsys.readouterr().out
+
+
+def test_ldap_offline_and_check_config(tmp_path, capsys):
+    s = _sample(tmp_path)
+    out = tmp_path / "kopano.ldif"
+    assert main(["kopano", "ldap-offline", str(s / "slapcat.ldif"), str(out)]) == 0
+    assert b"kopano-user" in out.read_bytes() and b"zarafa" not in out.read_bytes().lower()
+    assert main(["kopano", "check-config", "--kopano-dir", str(s / "kopano-example-config"),
+                 "--example-dir", str(s / "kopano-example-config-new")]) == 0
+    assert "new option in the example configuration: shared_reminders" in capsys.readouterr().out
+
+
+def test_usage_errors_exit_2(tmp_path, capsys):
+    assert main(["kopano", "ldap-offline", str(tmp_path / "missing.ldif"), str(tmp_path / "x")]) == 2
+    assert main(["kopano", "config", "--zarafa-dir", str(tmp_path / "nope")]) == 2
+    assert main(["kopano", "lob-to-files", "--database", "mm_test_absent_db", "--path", str(tmp_path)]) in (1, 2)
