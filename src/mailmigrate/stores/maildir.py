@@ -339,7 +339,7 @@ class MaildirStore(Store):
                     _unlink(tmp)
                     if e.errno in (errno.ENOSPC, errno.EDQUOT):
                         raise QuotaExceeded(f"no space left in {d} ({e.strerror})") from None
-                    raise StoreError(f"cannot write {tmp}: {e.strerror}") from None
+                    raise StoreError(f"cannot write {tmp}: {e.strerror or e}") from None
                 if it.internaldate is not None:
                     ts = it.internaldate.timestamp()
                     os.utime(tmp, (ts, ts))
