@@ -154,3 +154,22 @@ def test_create_folder_and_subscribe(kind, path):
     assert path in folders and folders[path].subscribed
     _, got = fetch_all(store, path)
     assert list(got.values()) == [BODIES[0]]
+
+
+def test_vanished_key_is_absent_and_validity_is_steady(kind):
+    name, store, populate, caps = kind
+    populate({("INBOX",): [(BODIES[0], ())]})
+    store.open()
+    status, metas = store.list_messages(("INBOX",))
+    assert store.folder_status(("INBOX",)).validity == status.validity
+    bogus = "999999" if name == "imap" else "no-such-key"
+    got = list(store.fetch(("INBOX",), [bogus, metas[0].key]))
+    assert [m.key for m, _ in got] == [metas[0].key]
+
+
+def test_well_known_names_carry_their_special_use(kind):
+    name, store, populate, caps = kind
+    populate({("INBOX",): [], ("Sent Items",): [(BODIES[0], ())], ("Papierkorb",): [(BODIES[0], ())]})
+    store.open()
+    uses = {f.path: f.special_use for f in store.list_folders()}
+    assert uses[("Sent Items",)] == "\\Sent" and uses[("Papierkorb",)] == "\\Trash"
