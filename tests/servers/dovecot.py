@@ -40,7 +40,8 @@ def make_cert(d: Path) -> tuple[Path, Path]:
 
 class DovecotServer:
     def __init__(self, root: Path | None = None, *, tls: bool = False, separator: str = "/", master_user=MASTER,
-                 uidplus: bool = True, extra_conf: str = "", passdb_file: Path | None = None):
+                 uidplus: bool = True, extra_conf: str = "", passdb_file: Path | None = None,
+                 mail_location: str = "maildir:~/Maildir:LAYOUT=fs"):
         # Dovecot's auth and mail processes run as "dovecot" and must traverse every directory above their
         # files; pytest's temporary directories are 0700, so the server lives in a directory of its own.
         self.root = Path(tempfile.mkdtemp(prefix="mm-dovecot-", dir="/tmp"))
@@ -52,6 +53,7 @@ class DovecotServer:
         self.master_user = master_user
         self.uidplus = uidplus
         self.extra_conf = extra_conf
+        self.mail_location = mail_location  # e.g. Maildir++ under a migrated tree: "maildir:/x/vmail/%n/Maildir"
         self.port = free_port()
         self.tls_port = free_port() if tls else None
         self.cafile: Path | None = None
@@ -140,7 +142,7 @@ first_valid_uid = 100
 auth_mechanisms = plain login
 auth_failure_delay = 0
 auth_master_user_separator = *
-mail_location = maildir:~/Maildir:LAYOUT=fs
+mail_location = {self.mail_location}
 mail_fsync = optimized
 {caps}namespace inbox {{
   inbox = yes
