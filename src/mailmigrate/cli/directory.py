@@ -8,7 +8,9 @@ import os
 import sys
 from pathlib import Path
 
+from ..directory import snapshot
 from ..directory.base import DirectoryWriter
+from ..directory.checklist import compare
 from ..directory.copy import PasswordPolicy, copy, diff
 from ..directory.urls import open_directory
 from ..errors import ConfigError
@@ -35,7 +37,9 @@ def register(sub) -> None:
                        description="Compare (diff) or copy users, groups and aliases from SOURCE to TARGET; "
                                    "copy is idempotent.", epilog=EPILOG,
                        formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("action", choices=("diff", "copy"))
+    p.add_argument("action", choices=("diff", "copy", "snapshot", "checklist"),
+                   help="diff/copy SOURCE TARGET; snapshot SOURCE FILE (save a reading, no passwords); "
+                        "checklist BEFORE AFTER (each a snapshot file or a directory URL)")
     p.add_argument("source", metavar="SOURCE")
     p.add_argument("target", metavar="TARGET")
     p.add_argument("--source-password-file", metavar="FILE")
@@ -73,6 +77,19 @@ def run(args) -> int:
         raise ConfigError("--passwords set needs --new-password-file")
     if args.passwords == "generate" and not args.generated_passwords and args.action == "copy" and not args.dry_run:
         raise ConfigError("--passwords generate needs --generated-passwords FILE to hand the passwords over")
+    if args.action == "snapshot":
+        with open_directory(args.source, _password("MAILMIGRATE_SOURCE_PASSWORD", args.source_password_file)) as src:
+            d = src.read()
+        snapshot.save(d, args.target)
+        print(f"saved {sum(d.counts().values())} objects ({', '.join(f'{k} {v}' for k, v in d.counts().items() if v)}) "
+              f"to {args.target}", file=sys.stderr)
+        return 0
+    if args.action == "checklist":
+        before = _reading(args.source, "MAILMIGRATE_SOURCE_PASSWORD", args.source_password_file)
+        after = _reading(args.target, "MAILMIGRATE_TARGET_PASSWORD", args.target_password_file)
+        cl = compare(before, after)
+        print(cl.as_json() if args.json else cl.render())
+        return 0 if cl.ok else 1
     source = open_directory(args.source, _password("MAILMIGRATE_SOURCE_PASSWORD", args.source_password_file))
     target = open_directory(args.target, _password("MAILMIGRATE_TARGET_PASSWORD", args.target_password_file))
     with source, target:
@@ -89,6 +106,14 @@ def run(args) -> int:
         _write_secret_file(Path(args.generated_passwords), generated)
     print(json.dumps(report.as_dict(), indent=2) if args.json else report.render())
     return 0 if report.ok else 1
+
+
+def _reading(text: str, env: str, password_file: str | None):
+    """A snapshot file (written by `directory snapshot`) or a live directory URL."""
+    if Path(text).is_file():
+        return snapshot.load(text)
+    with open_directory(text, _password(env, password_file)) as d:
+        return d.read()
 
 
 def _write_secret_file(path: Path, pairs) -> None:
