@@ -15,7 +15,7 @@ from ..directory.copy import PasswordPolicy, copy, diff
 from ..directory.urls import open_directory
 from ..errors import ConfigError
 from ..model import Secret
-from .output import SECRETS, setup_logging
+from .output import SECRETS, secret_from, setup_logging
 
 EPILOG = """\
 SOURCE, TARGET:
@@ -56,18 +56,7 @@ def register(sub) -> None:
 
 
 def _password(env: str, file: str | None) -> Secret | None:
-    if file:
-        try:
-            value = Path(file).read_text().rstrip("\r\n")
-        except OSError as e:
-            raise ConfigError(f"cannot read password file {file}: {e.strerror}") from None
-        s = Secret(value)
-    elif os.environ.get(env):
-        s = Secret(os.environ[env])
-    else:
-        return None
-    SECRETS.add(s)
-    return s
+    return secret_from(env, file, "password")
 
 
 def run(args) -> int:

@@ -14,7 +14,7 @@ from pathlib import Path
 
 from ..errors import ConfigError
 from ..model import Secret
-from .output import SECRETS, setup_logging
+from .output import SECRETS, secret_from, setup_logging
 
 EPILOG = """\
 Passwords never go on the command line: the database password comes from MAILMIGRATE_DB_PASSWORD or
@@ -22,17 +22,7 @@ Passwords never go on the command line: the database password comes from MAILMIG
 
 
 def _password(env: str, file: str | None) -> Secret | None:
-    if file:
-        try:
-            s = Secret(Path(file).read_text().rstrip("\r\n"))
-        except OSError as e:
-            raise ConfigError(f"cannot read password file {file}: {e.strerror}") from None
-    elif os.environ.get(env):
-        s = Secret(os.environ[env])
-    else:
-        return None
-    SECRETS.add(s)
-    return s
+    return secret_from(env, file, "password")
 
 
 def _common(p: argparse.ArgumentParser) -> None:

@@ -36,6 +36,15 @@ class SecretFilter(logging.Filter):
 SECRETS = SecretFilter()
 
 
+def secret_from(env_name: str, file: str | None, what: str) -> "Secret | None":
+    """A password from a file (must be mode 0600) or the environment, registered with the log filter."""
+    from ..sync.accounts import password_from
+
+    s = password_from(env_name, file, what)
+    SECRETS.add(s)
+    return s
+
+
 def setup_logging(verbose: int = 0, log_file: str | None = None) -> None:
     level = logging.WARNING if verbose <= 0 else logging.INFO if verbose == 1 else logging.DEBUG
     root = logging.getLogger("mailmigrate")
