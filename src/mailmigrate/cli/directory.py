@@ -15,7 +15,7 @@ from ..directory.copy import PasswordPolicy, copy, diff
 from ..directory.urls import open_directory
 from ..errors import ConfigError
 from ..model import Secret
-from .output import SECRETS, secret_from, setup_logging
+from .output import secret_from, setup_logging
 
 EPILOG = """\
 SOURCE, TARGET:

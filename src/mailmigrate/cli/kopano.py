@@ -9,12 +9,11 @@ failed (named in the output), 2 for a usage or configuration error.
 from __future__ import annotations
 
 import argparse
-import os
 from pathlib import Path
 
 from ..errors import ConfigError
 from ..model import Secret
-from .output import SECRETS, secret_from, setup_logging
+from .output import secret_from, setup_logging
 
 EPILOG = """\
 Passwords never go on the command line: the database password comes from MAILMIGRATE_DB_PASSWORD or

@@ -112,7 +112,7 @@ class ImapStore(Store):
     def _namespace(self) -> None:
         c = self._c
         if "NAMESPACE" in c.capabilities:
-            r = c.command(b"NAMESPACE")
+            c.command(b"NAMESPACE")
             for u in c.untagged:
                 if u.name == b"NAMESPACE" and u.data and isinstance(u.data[0], list) and u.data[0]:
                     first = u.data[0][0]
@@ -120,7 +120,7 @@ class ImapStore(Store):
                         self.prefix = (first[0] or b"").decode("utf-8", "replace")
                         self.sep = first[1].decode() if first[1] else None
                         return
-        r = c.command(b"LIST", b'""', b'""')
+        c.command(b"LIST", b'""', b'""')
         for u in c.untagged:
             if u.name == b"LIST" and len(u.data) >= 2:
                 self.sep = u.data[1].decode() if u.data[1] else None
@@ -160,7 +160,6 @@ class ImapStore(Store):
     # --- folders ----------------------------------------------------------------------------------
     def list_folders(self) -> list[FolderInfo]:
         c = self._c
-        ext = "SPECIAL-USE" in c.capabilities or "LIST-EXTENDED" in c.capabilities
         if "LIST-EXTENDED" in c.capabilities:
             r = c.command(b"LIST", b'""', b"*", b"RETURN", b"(SUBSCRIBED SPECIAL-USE)")
         else:

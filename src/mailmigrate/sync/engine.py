@@ -26,21 +26,11 @@ import time
 from dataclasses import dataclass, field
 from typing import Callable, Sequence
 
-from ..errors import (
-    ConnectionLost,
-    FolderFailed,
-    FormatError,
-    MailmigrateError,
-    MessageRejected,
-    ServerRefused,
-    StoreError,
-    TemporaryFailure,
-)
+from ..errors import FolderFailed, FormatError, MailmigrateError, MessageRejected, ServerRefused
 from ..model import (
     AccountResult,
     AppendItem,
     Body,
-    FolderInfo,
     FolderPath,
     FolderStatus,
     MessageMeta,
@@ -50,7 +40,7 @@ from ..model import (
 from ..stores.base import Store
 from .folders import FolderPlan, display, plan_folders
 from .limits import RateLimiter
-from .matching import Fingerprinter, fingerprints, hash_messages, match_multiset
+from .matching import Fingerprinter, hash_messages, match_multiset
 from .state import DONE, PENDING, FolderState, MessageRow, StateDB
 
 log = logging.getLogger("mailmigrate.sync")

@@ -15,7 +15,7 @@ from typing import Callable
 from ..errors import MailmigrateError
 from ..model import Account, AccountResult, Counters, Secret
 from ..stores.registry import StoreOptions, StoreSpec, build_store
-from .engine import Progress, SyncOptions, sync_account
+from .engine import SyncOptions, sync_account
 from .limits import Limits
 from .state import RunLock, StateDB
 

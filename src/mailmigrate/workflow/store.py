@@ -105,11 +105,10 @@ class WorkflowStore:
         text = str(url)
         if text.startswith(("postgresql://", "postgres://")):
             try:
-                import psycopg  # noqa: F401
+                import psycopg
             except ImportError:
                 raise ConfigError("a PostgreSQL workflow store needs the psycopg package "
                                   "(pip install 'psycopg[binary]')") from None
-            import psycopg
 
             conn = psycopg.connect(text, autocommit=True)
             store = cls(conn, "postgresql", text.split("@")[-1])
