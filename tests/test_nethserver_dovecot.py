@@ -61,9 +61,13 @@ def imap_folder(dirname: str) -> str:
 def ns7_folders(maildir: Path) -> dict[str, Counter]:
     """IMAP folder name -> Counter of (bytes, flags), straight from the files."""
     out = {}
-    for d in [maildir] + sorted(p for p in maildir.iterdir() if p.name.startswith(".") and (p / "cur").is_dir()):
+    # A clone of the repository has no empty directories: a folder is known by its maildirfolder file too.
+    for d in [maildir] + sorted(p for p in maildir.iterdir() if p.name.startswith(".") and
+                                any((p / x).exists() for x in ("cur", "new", "maildirfolder"))):
         c = Counter()
         for sub in ("cur", "new"):
+            if not (d / sub).is_dir():
+                continue
             for f in (d / sub).iterdir():
                 info = f.name.partition(":2,")[2] if sub == "cur" else ""
                 c[(f.read_bytes(), frozenset(MAIL_FLAGS[x] for x in info if x in MAIL_FLAGS))] += 1

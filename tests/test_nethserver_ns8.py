@@ -64,6 +64,7 @@ def test_life_cycle_start_sync_finish(project):
     assert svc_status(p) == {"dovecot": "enabled", "postfix": "enabled", "getmail": "enabled"}
     # mail arriving on NS7 between syncs is carried by the next sync, and only that
     new = p.source.vmail / "alice@example.com/Maildir/new/1800000000.M1P1Q1.late"
+    new.parent.mkdir(exist_ok=True)  # a fresh clone has no empty new/: the delivery agent would create it
     new.write_bytes(make_nethserver.message(99, "late@example.net", "alice@example.com", "Late"))
     r = steps.sync(p)
     assert r.ok and r.details["copied"] == 1

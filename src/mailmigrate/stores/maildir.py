@@ -107,7 +107,9 @@ class MaildirStore(Store):
         for entry in sorted(self.root.iterdir()):
             if not entry.name.startswith(".") or entry.name in (".", "..") or not entry.is_dir():
                 continue
-            if not (entry / "cur").is_dir():
+            if not any((entry / x).exists() for x in ("cur", "new", "tmp", "maildirfolder")):
+                # Not a mail folder (Dovecot puts cur/new/tmp and an empty "maildirfolder" file in each; the
+                # empty file survives copies that drop empty directories).
                 continue
             try:
                 path = fmt.dirname_to_folder(entry.name)
@@ -135,14 +137,18 @@ class MaildirStore(Store):
 
     def folder_status(self, path: FolderPath) -> FolderStatus:
         d = self._dir(path)
-        if not (d / "cur").is_dir():
+        if not d.is_dir():
             raise FolderFailed(f"Maildir folder {'/'.join(path)} does not exist ({d})")
-        try:
-            marks = [os.stat(d / sub).st_mtime_ns for sub in ("cur", "new")]
-            count = sum(1 for sub in ("cur", "new") for e in os.scandir(d / sub) if not e.name.startswith("."))
-        except FileNotFoundError:
-            marks, count = [0], 0
-        return FolderStatus(validity=self._validity(d), uidnext=0, highestmodseq=max(marks), count=count)
+        # Empty cur/ or new/ directories do not survive every copy (git, some backup tools): a missing one
+        # holds no messages, as Dovecot, which creates them lazily, sees it too.
+        marks, count = [], 0
+        for sub in ("cur", "new"):
+            try:
+                marks.append(os.stat(d / sub).st_mtime_ns)
+                count += sum(1 for e in os.scandir(d / sub) if not e.name.startswith("."))
+            except FileNotFoundError:
+                continue
+        return FolderStatus(validity=self._validity(d), uidnext=0, highestmodseq=max(marks, default=0), count=count)
 
     @staticmethod
     def _validity(d: Path) -> int:
@@ -321,8 +327,10 @@ class MaildirStore(Store):
 
     def append(self, path: FolderPath, items: Sequence[AppendItem]) -> list[str | None]:
         d = self._dir(path)
-        if not (d / "cur").is_dir():
+        if not d.is_dir():
             raise FolderFailed(f"Maildir folder {'/'.join(path)} does not exist")
+        if not (d / "cur").is_dir() or not (d / "tmp").is_dir():
+            self._make_maildir(d)  # empty cur/new/tmp lost in a copy of the tree
         kwmap = self._keyword_map(d, {f for it in items for f in it.flags})
         staged = []
         try:
