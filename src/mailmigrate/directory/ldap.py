@@ -228,7 +228,9 @@ class LdapDirectory(DirectoryWriter):
         d = Directory(name=self.describe(), base_dn=self.base_dn)
         ad = self.flavor == "ad"
         if ad:
-            user_filter = "(&(objectCategory=person)(objectClass=user))"
+            # Users, not computer accounts (a computer is also objectClass=user); the usual shorthand
+            # (objectCategory=person) works only where the server expands it, as AD itself does.
+            user_filter = "(&(objectClass=user)(!(objectClass=computer)))"
             group_filter = "(objectClass=group)"
         else:
             user_filter = self._any_class("inetOrgPerson", "posixAccount", "zarafa-user", "kopano-user")
