@@ -74,4 +74,13 @@ def open_directory(text: str, password: Secret | None = None) -> DirectoryReader
             raise ConfigError(f"{text}: Kerio needs the admin password (MAILMIGRATE_*_PASSWORD or a password file)")
         from .kerio import KerioDirectory
         return KerioDirectory.from_url(text, password)
-    raise ConfigError(f"{text}: unknown directory kind (ldap://, ldaps://, passwd-file:, esmith:, kerio://)")
+    if scheme == "communigate":
+        rest = text.split(":", 1)[1]
+        path, _, query = rest.partition("?")
+        if not path:
+            raise ConfigError(f"{text}: write communigate:BASE_DIRECTORY")
+        p = _params(text, query, {"primary_domain"})
+        from .communigate import CommuniGateDirectory
+        return CommuniGateDirectory(unquote(path), primary_domain=p.get("primary_domain") or None)
+    raise ConfigError(f"{text}: unknown directory kind (ldap://, ldaps://, passwd-file:, esmith:, kerio://, "
+                      "communigate:)")
