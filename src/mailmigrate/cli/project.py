@@ -102,7 +102,7 @@ def run_report(args) -> int:
     wf = Workflow(load_project(args.file))
     checks = {}
     for u in wf.wf.units():
-        if u.bound:
+        if u.bound and wf.project.path == "mailbox":
             checks[u.name] = wf.verify(wf.project.account(u.name)).as_dict()
     report = build_report(wf.project.name, wf.status(), checks, wf.directory_check())
     jp, hp = write_report(report, wf.project.reports)

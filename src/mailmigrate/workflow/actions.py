@@ -17,6 +17,7 @@ from __future__ import annotations
 import getpass
 import json
 import logging
+from pathlib import Path
 from dataclasses import dataclass
 from typing import Callable
 
@@ -84,6 +85,12 @@ class Workflow:
     # --- set-up -----------------------------------------------------------------------------------
     def init(self) -> list[str]:
         added = []
+        if self.project.path == "nethserver7":
+            for app in self.project.unit_names():
+                if self.wf.add_unit(app, "application", {}):
+                    added.append(app)
+            self.wf.log(None, "INFO", f"project {self.project.name}: {len(added)} application(s) added by {self.actor}")
+            return added
         for acc in self.project.accounts:
             name = self.project.unit_name(acc)
             if self.wf.add_unit(name, "account", {"source_user": acc.source_user, "target_user": acc.target_user}):
@@ -110,6 +117,8 @@ class Workflow:
         return ActionOutcome(unit, action, ok, state, message)
 
     def _run(self, unit: str, action: str, progress: Progress | None) -> tuple[bool, str, bool | None]:
+        if self.project.path == "nethserver7":
+            return self._nethserver7(unit, action)
         if action == "skip":
             return True, "skipped", None
         acc = self.project.account(unit)
@@ -145,6 +154,41 @@ class Workflow:
                           f"mailmigrate had made on the target"
                           + (f"; kept non-empty folders {', '.join(res.folders_kept)}" if res.folders_kept else "")), False
         raise MailmigrateError(f"unknown action {action}")
+
+    # The states each NethServer step leaves the application in when it did its work.
+    _NS7_DONE = {"start": "migrating", "sync": "migrating", "finish": "migrated", "abort": "not_migrated",
+                 "skip": "skipped"}
+
+    def _nethserver7(self, app: str, action: str) -> tuple[bool, str, bool | None]:
+        """NethServer 7 -> 8, one application: the path's own steps (paths/nethserver/ns8_steps.py) do the
+        work; the workflow records who did what and refuses what the seed's buttons would not allow."""
+        from ..paths.nethserver import ns8_steps as steps
+        from ..paths.nethserver.layout import NethServerTree, NS8MailTree
+
+        cfg = self.project.nethserver
+        p = steps.Project(NethServerTree(Path(cfg["source_root"])), NS8MailTree(Path(cfg["root"])))
+        if action == "finish":
+            res = steps.finish(p, app, disable_source=not cfg["keep_source"])
+        else:
+            res = getattr(steps, action)(p, app)
+        for e in res.log.errors:
+            self.wf.log(app, "ERROR", e.line())
+        for w in res.log.warnings:
+            self.wf.log(app, "WARNING", w.line())
+        # A step can reach its state with per-item errors (a broken address is reported, not fatal): the
+        # state decides success; the errors stay in the log and the report.
+        ok = res.state == self._NS7_DONE[action]
+        meta = self.wf.get(app).meta
+        meta["last_result"] = {"counters": {"copied": res.details.get("copied", 0), "skipped": 0,
+                                            "failed": res.details.get("failed", 0)},
+                               "error": None if ok else f"stayed {res.state}",
+                               "problems": [{"kind": "message", "folder": None, "message": None,
+                                             "reason": e.line(), "account": app} for e in res.log.errors]}
+        self._set_meta(app, meta)
+        msg = (f"{action} -> {res.state}: {len(res.log.errors)} error(s), {len(res.log.warnings)} warning(s)"
+               + (f"; {', '.join(f'{k} {v}' for k, v in res.details.items())}" if res.details else ""))
+        bound = None if not ok or action == "skip" else action != "abort"
+        return ok, msg, bound
 
     def _sync(self, unit: str, acc: Account, *, delete: bool, progress: Progress | None):
         req = self._request([acc])

@@ -44,7 +44,7 @@ from ..model import Account, Secret
 from ..stores.registry import StoreSpec, parse_spec
 from ..sync.accounts import load_accounts_file, password_from
 
-PATHS = ("mailbox",)
+PATHS = ("mailbox", "nethserver7")
 
 
 @dataclass
@@ -74,10 +74,17 @@ class Project:
     dashboard_token_file: Path | None = None
     #: optional directory comparison for the report: {"source", "target", "source_password_file", …}
     directory: dict | None = None
+    #: path "nethserver7": {"source_root", "root", "applications", "keep_source"}; units are applications
+    nethserver: dict | None = None
 
     @property
     def base(self) -> Path:
         return self.file.parent
+
+    def unit_names(self) -> list[str]:
+        if self.path == "nethserver7":
+            return list(self.nethserver["applications"])
+        return [self.unit_name(a) for a in self.accounts]
 
     def unit_name(self, acc: Account) -> str:
         return acc.source_user if acc.source_user == acc.target_user else f"{acc.source_user}->{acc.target_user}"
@@ -108,6 +115,20 @@ def load_project(file: str | os.PathLike) -> Project:
     path = proj.get("path", "mailbox")
     if path not in PATHS:
         raise ConfigError(f"project {name}: path {path!r} is not one of {', '.join(PATHS)}")
+    if path == "nethserver7":
+        ns = dict(data.get("nethserver") or {})
+        if "source_root" not in ns or "root" not in ns:
+            raise ConfigError(f"project {name}: path nethserver7 needs [nethserver] source_root and root")
+        ns["source_root"] = str(rel(ns["source_root"]))
+        ns["root"] = str(rel(ns["root"]))
+        ns.setdefault("applications", ["mail"])
+        ns["keep_source"] = bool(ns.get("keep_source", False))
+        return Project(file=f, name=name, path=path, state=rel(proj.get("state", f"{name}-sync.db")),
+                       workflow=(proj["workflow"] if str(proj.get("workflow", "")).startswith("postgres")
+                                 else str(rel(proj.get("workflow", f"{name}-workflow.db")))),
+                       source=None, target=None, accounts=[], reports=rel(proj.get("reports", "reports")),
+                       dashboard_token_file=rel(proj["dashboard_token_file"]) if proj.get("dashboard_token_file") else None,
+                       nethserver=ns)
     sides = {}
     for side in ("source", "target"):
         sec = data.get(side)
