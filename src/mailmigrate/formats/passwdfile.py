@@ -12,6 +12,7 @@ import os
 from dataclasses import dataclass, field
 
 from ..errors import FormatError
+from .lines import content_lines
 
 
 @dataclass
@@ -35,14 +36,9 @@ class PasswdEntry:
 
 def parse_passwd_file(data: bytes, path: str | os.PathLike | None = None) -> list[PasswdEntry]:
     where = None if path is None else str(path)
-    text = data.decode("utf-8", "surrogateescape")
     out: list[PasswdEntry] = []
     seen: set[str] = set()
-    for lineno, line in enumerate(text.split("\n"), 1):
-        if line.endswith("\r"):
-            line = line[:-1]
-        if not line.strip() or line.startswith("#"):
-            continue
+    for lineno, line in content_lines(data):
         fields = line.split(":", 7)
         user = fields[0]
         if not user:

@@ -13,6 +13,7 @@ import os
 from dataclasses import dataclass, field
 
 from ..errors import FormatError
+from .lines import content_lines
 
 _FIELDS = 9
 
@@ -38,14 +39,9 @@ class ShadowEntry:
 
 def parse_shadow(data: bytes, path: str | os.PathLike | None = None) -> list[ShadowEntry]:
     where = None if path is None else str(path)
-    text = data.decode("utf-8", "surrogateescape")
     out: list[ShadowEntry] = []
     seen: set[str] = set()
-    for lineno, line in enumerate(text.split("\n"), 1):
-        if line.endswith("\r"):
-            line = line[:-1]
-        if not line.strip() or line.startswith("#"):
-            continue
+    for lineno, line in content_lines(data):
         if "\r" in line:
             raise FormatError("carriage return inside a shadow line", path=where, line=lineno)
         fields = line.split(":")
