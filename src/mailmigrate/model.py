@@ -285,6 +285,14 @@ class Counters:
     recovered: int = 0
     rematched: int = 0
 
+    @classmethod
+    def total(cls, many) -> "Counters":
+        """The sum of many counters (the accounts of a run)."""
+        t = cls()
+        for c in many:
+            t.add(c)
+        return t
+
     def add(self, other: "Counters") -> None:
         for k in self.__dataclass_fields__:
             setattr(self, k, getattr(self, k) + getattr(other, k))

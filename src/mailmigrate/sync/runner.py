@@ -50,10 +50,7 @@ class RunResult:
 
     @property
     def totals(self) -> Counters:
-        t = Counters()
-        for a in self.accounts:
-            t.add(a.counters)
-        return t
+        return Counters.total(a.counters for a in self.accounts)
 
     @property
     def ok(self) -> bool:

@@ -246,10 +246,7 @@ class MigrationReport:
 
     @property
     def totals(self) -> Counters:
-        t = Counters()
-        for a in self.accounts:
-            t.add(a.counters)
-        return t
+        return Counters.total(a.counters for a in self.accounts)
 
     @property
     def ok(self) -> bool:
