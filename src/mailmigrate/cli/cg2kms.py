@@ -87,8 +87,6 @@ def _parse(argv: list[str]) -> argparse.Namespace:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from ..errors import ConfigError, MailmigrateError
-
     argv = sys.argv[1:] if argv is None else argv
     try:
         args = _parse(argv)
@@ -101,17 +99,9 @@ def main(argv: list[str] | None = None) -> int:
     if not args.path:
         print("cg2kms: -path is required (cg2kms -help)", file=sys.stderr)
         return 2
-    try:
-        return _migrate(args) if args.migrate else _overview(args)
-    except ConfigError as e:
-        print(f"cg2kms: {e}", file=sys.stderr)
-        return 2
-    except MailmigrateError as e:
-        print(f"cg2kms: {e}", file=sys.stderr)
-        return 1
-    except KeyboardInterrupt:
-        print("cg2kms: interrupted; run the same command again to resume", file=sys.stderr)
-        return 130
+    from .main import run_guarded
+
+    return run_guarded("cg2kms", lambda: _migrate(args) if args.migrate else _overview(args))
 
 
 def _overview(args) -> int:

@@ -47,16 +47,22 @@ def main(argv: list[str] | None = None) -> int:
     if not getattr(args, "func", None):
         parser.print_help()
         return 2
+    return run_guarded("mailmigrate", lambda: args.func(args))
+
+
+def run_guarded(prog: str, fn) -> int:
+    """Run a command and turn mailmigrate's errors into the exit status every command promises:
+    2 usage or configuration error, 1 something failed, 130 interrupted (rerun to resume)."""
     try:
-        return int(args.func(args) or 0)
+        return int(fn() or 0)
     except ConfigError as e:
-        print(f"mailmigrate: {e}", file=sys.stderr)
+        print(f"{prog}: {e}", file=sys.stderr)
         return 2
     except MailmigrateError as e:
-        print(f"mailmigrate: {e}", file=sys.stderr)
+        print(f"{prog}: {e}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
-        print("mailmigrate: interrupted; rerun the same command to resume", file=sys.stderr)
+        print(f"{prog}: interrupted; run the same command again to resume", file=sys.stderr)
         return 130
 
 
