@@ -74,6 +74,48 @@ def test_foreign_sqlite_file_is_refused(tmp_path):
         StateDB.open(path)
 
 
+def test_state_left_unversioned_by_a_killed_run_is_completed(tmp_path):
+    """Earlier versions created the tables before the version row; a run killed in between left this file,
+    and the next run refused it as 'written by a newer mailmigrate' (seen in the kill soak)."""
+    path = tmp_path / "s.db"
+    c = sqlite3.connect(path)
+    c.execute("CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)")
+    c.commit()
+    c.close()
+    db = StateDB.open(path)
+    f = db.ensure_folder("acc", ("INBOX",), ("INBOX",))
+    assert db.messages(f.id) == {}
+    db.close()
+    StateDB.open(path).close()
+
+
+def test_unversioned_state_holding_mappings_is_refused(tmp_path):
+    path = tmp_path / "s.db"
+    StateDB.open(path).ensure_folder("acc", ("INBOX",), ("INBOX",))
+    c = sqlite3.connect(path)
+    c.execute("DELETE FROM meta WHERE key='schema_version'")
+    c.commit()
+    c.close()
+    with pytest.raises(StateCorrupt, match="schema None"):
+        StateDB.open(path)
+
+
+def test_runs_killed_while_creating_the_state_leave_it_usable(tmp_path):
+    import random
+    import signal
+    import time
+
+    rng = random.Random(7)
+    code = "import sys; from mailmigrate.sync.state import StateDB; StateDB.open(sys.argv[1])"
+    for i in range(20):
+        path = tmp_path / f"s{i}.db"
+        p = subprocess.Popen([sys.executable, "-c", code, str(path)])
+        time.sleep(rng.uniform(0.05, 0.4))
+        p.send_signal(signal.SIGKILL)
+        p.wait()
+        StateDB.open(path).close()
+
+
 def test_state_file_is_private(tmp_path):
     StateDB.open(tmp_path / "s.db")
     assert stat.S_IMODE(os.stat(tmp_path / "s.db").st_mode) == 0o600

@@ -161,11 +161,13 @@ class StateDB:
             conn.execute("PRAGMA busy_timeout=30000")
             if existed:
                 cls._check(conn, path)
-            conn.executescript(_SCHEMA)
-            conn.execute(
-                "INSERT OR IGNORE INTO meta(key, value) VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),)
+            # One transaction for the tables and the version row: a run killed while creating the file must
+            # leave either nothing or a complete, versioned database, never tables without a version.
+            conn.executescript(
+                "BEGIN IMMEDIATE;\n" + _SCHEMA
+                + f"\nINSERT OR IGNORE INTO meta(key, value) VALUES ('schema_version', '{SCHEMA_VERSION}');"
+                "\nINSERT OR IGNORE INTO meta(key, value) VALUES ('application', 'mailmigrate');\nCOMMIT;"
             )
-            conn.execute("INSERT OR IGNORE INTO meta(key, value) VALUES ('application', 'mailmigrate')")
         except sqlite3.DatabaseError as e:
             if "locked" in str(e).lower():
                 raise StateLocked(f"state database {path} is locked by another process: {e}") from None
@@ -187,8 +189,19 @@ class StateDB:
         if "meta" not in tables:
             raise StateCorrupt(f"{path} is not a mailmigrate state database (no meta table)")
         row = conn.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()
+        if row is None and not StateDB._holds_mappings(conn, tables):
+            # Earlier versions created the tables and the version row in separate steps; a run killed between
+            # them left an empty, unversioned file.  It maps nothing, so completing it loses nothing.
+            return
         if row is None or int(row[0]) > SCHEMA_VERSION:
             raise StateCorrupt(f"{path} was written by a newer mailmigrate (schema {row and row[0]})")
+
+    @staticmethod
+    def _holds_mappings(conn: sqlite3.Connection, tables: set[str]) -> bool:
+        for table in ("folders", "messages"):
+            if table in tables and conn.execute(f"SELECT 1 FROM {table} LIMIT 1").fetchone():
+                return True
+        return False
 
     def close(self) -> None:
         with self._lock:
