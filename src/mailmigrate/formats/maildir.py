@@ -178,8 +178,8 @@ def parse_subscriptions(data: bytes, path: str | None = None) -> list[tuple[str,
     out: list[tuple[str, ...]] = []
     for lineno, raw in enumerate(data.split(b"\n"), 3 if v2 else 1):
         line = raw.rstrip(b"\r").decode("utf-8", "surrogateescape")
-        if not line.strip():
-            continue
+        if not line:
+            continue  # a name of blanks is still a name: only an empty line is no subscription
         comps = [_tab_unescape(c) for c in line.split("\t")] if v2 else line.split(".")
         if any(not c for c in comps):
             continue  # an empty level cannot name a folder; Dovecot itself ignores such lines
