@@ -170,3 +170,67 @@ def test_password_not_in_messages():
     with pytest.raises(StateError) as e:
         PgStateDB.open("postgresql://postgres:hunter2@127.0.0.1:1/nope")
     assert "hunter2" not in str(e.value) and "***" in str(e.value)
+
+
+def _maildir_run(tmp_path, pg_url, *extra):
+    from servers.fleet import MM
+
+    return MM + ["sync", f"maildir:{tmp_path}/%u/src", f"maildir:{tmp_path}/%u/dst", "--accounts",
+                 str(tmp_path / "accounts.csv"), "--state", pg_url, "--json", *extra]
+
+
+def test_local_run_leaves_an_account_a_worker_holds(pg_url, tmp_path):
+    """A local run on a PostgreSQL state takes the same per-account lock as a fleet worker: while another
+    session holds it the account is not touched (refused, or waited for), and the other accounts go on."""
+    import json
+
+    from servers.fleet import make_accounts, read_maildir
+
+    make_accounts(tmp_path, 2, messages=5)
+    held = "user000@example.org"
+    worker = PgStateDB.open(pg_url)  # stands in for a fleet worker in the middle of this account
+    assert worker.lock_account(f"maildir:{tmp_path}/{held}/src -> maildir:{tmp_path}/{held}/dst")
+    p = subprocess.run(_maildir_run(tmp_path, pg_url), capture_output=True, text=True, timeout=120)
+    assert p.returncode == 1, p.stderr[-2000:]
+    by_user = {a["account"].split("/")[-2]: a for a in json.loads(p.stdout)["accounts"]}
+    assert "another process" in by_user[held]["error"] and by_user[held]["copied"] == 0
+    assert by_user["user001@example.org"]["error"] is None
+    assert not read_maildir(tmp_path / held / "dst")
+    assert read_maildir(tmp_path / "user001@example.org" / "dst") == read_maildir(tmp_path / "user001@example.org" / "src")
+    # With --lock-wait the run waits for the holder, then copies the account.
+    run = subprocess.Popen(_maildir_run(tmp_path, pg_url, "--lock-wait", "120"), stdout=subprocess.PIPE,
+                           stderr=subprocess.PIPE, text=True)
+    for line in run.stderr:
+        if "waiting up to 120s" in line:
+            break
+    assert held in line
+    assert not read_maildir(tmp_path / held / "dst")
+    worker.unlock_account(f"maildir:{tmp_path}/{held}/src -> maildir:{tmp_path}/{held}/dst")
+    out, err = run.communicate(timeout=120)
+    assert run.returncode == 0, err[-2000:]
+    assert read_maildir(tmp_path / held / "dst") == read_maildir(tmp_path / held / "src")
+    worker.close()
+
+
+def test_two_local_runs_never_copy_one_account_at_once(pg_url, tmp_path):
+    """Two local runs on one PostgreSQL state and one account: the second waits for the first's account lock,
+    so every message arrives once (without the lock both would append the messages neither had finished)."""
+    import json
+
+    from servers.fleet import make_accounts, read_maildir, wait_for
+
+    make_accounts(tmp_path, 1, messages=60)
+    PgStateDB.open(pg_url).close()  # the schema, so the probe below can look at it
+    conn = psycopg.connect(pg_url, autocommit=True)
+    # The first run is slowed by a rate limit so that the second starts while it holds the account.
+    first = subprocess.Popen(_maildir_run(tmp_path, pg_url, "--max-rate", "40"), stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE, text=True)
+    wait_for(lambda: conn.execute("SELECT count(*) FROM sync_messages").fetchone()[0] > 0, timeout=60)
+    second = subprocess.run(_maildir_run(tmp_path, pg_url, "--lock-wait", "120"), capture_output=True, text=True,
+                            timeout=180)
+    out, err = first.communicate(timeout=180)
+    assert first.returncode == 0 and second.returncode == 0, (err[-2000:], second.stderr[-2000:])
+    copied = json.loads(out)["copied"] + json.loads(second.stdout)["copied"]
+    src, dst = (read_maildir(tmp_path / "user000@example.org" / d) for d in ("src", "dst"))
+    assert dst == src and copied == sum(len(v) for v in src.values()) == 3 * (60 + 4)
+    conn.close()

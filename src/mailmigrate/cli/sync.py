@@ -41,6 +41,9 @@ def register(sub) -> None:
     p.add_argument("--target-password-file", metavar="FILE")
     p.add_argument("--state", metavar="PATH", help="state database (default: one per SOURCE/TARGET pair "
                                                    "under ~/.local/state/mailmigrate), or postgresql://…")
+    p.add_argument("--lock-wait", type=float, default=0, metavar="S",
+                   help="PostgreSQL state: wait up to S seconds for an account another run or fleet worker is "
+                        "syncing (default 0: that account fails at once, the others go on)")
     p.add_argument("--executor", choices=("local", "celery"), default="local",
                    help="local: this machine (default); celery: one job per account for `mailmigrate worker`s")
     p.add_argument("--broker", metavar="URL", help="--executor celery: redis://… or amqp://… "
@@ -131,6 +134,7 @@ def run(args) -> int:
         sync=SyncOptions(delete=args.delete, dry_run=args.dry_run, progress=progress,
                          connections=max(1, args.connections), max_attempts=max(1, args.retries)),
         state_factory=open_state if pg_state else None,
+        lock_wait=max(0.0, args.lock_wait),
     )
     if args.executor == "celery":
         from ..fleet.app import broker_from

@@ -1,7 +1,9 @@
 """Many accounts, one state database, N at a time: what `mailmigrate sync` and the workflow layer run.
 
 The state database is shared by all accounts of a run (one SQLite file, WAL), and locked for the run so
-that a second run on the same state is refused rather than allowed to race.
+that a second run on the same state is refused rather than allowed to race.  A PostgreSQL state is shared
+by design (other runs, fleet workers), so there the lock is per account instead: the same advisory lock a
+fleet worker takes, so a local run and a worker never copy one account at once.
 """
 
 from __future__ import annotations
@@ -40,6 +42,8 @@ class SyncRequest:
     max_connections: int | None = None
     #: opens the state (default: the SQLite StateDB, locked for the run); e.g. sync.state_pg.open_state
     state_factory: Callable[[Path], StateDB] | None = None
+    #: a state with per-account locks (PostgreSQL): seconds to wait for an account another process syncs
+    lock_wait: float = 0.0
 
 
 @dataclass
@@ -84,7 +88,9 @@ def account_key(req: SyncRequest, acc: Account) -> str:
 
 def run_sync(req: SyncRequest) -> RunResult:
     if req.max_rate or req.max_bandwidth:
-        req.sync.target_limiter = Limits(req.max_rate, req.max_bandwidth).for_server(req.target.describe(""))
+        # A file target's path may hold %u (no one server name): the local disk is the one "server".
+        server = req.target.describe("") if req.target.kind == "imap" else f"{req.target.kind}:local"
+        req.sync.target_limiter = Limits(req.max_rate, req.max_bandwidth).for_server(server)
     jobs = req.jobs
     if req.max_connections:
         # Each account holds up to `connections` per side: keep jobs x connections under the cap.
@@ -129,4 +135,19 @@ def _one(req: SyncRequest, acc: Account, state: StateDB) -> AccountResult:
         r = AccountResult(name, error=str(e))
         req.sync.progress.account_done(name, r)
         return r
-    return sync_account(source, target, account_name=name, state=state, options=req.sync)
+    lock = getattr(state, "lock_account", None)
+    if lock is None:
+        return sync_account(source, target, account_name=name, state=state, options=req.sync)
+    if not lock(name):
+        if req.lock_wait > 0:
+            log.warning("account %s is being synced by another process on this state; waiting up to %.0fs",
+                        name, req.lock_wait)
+        if req.lock_wait <= 0 or not lock(name, wait=req.lock_wait):
+            r = AccountResult(name, error=f"another process (a fleet worker or another run on this state) is "
+                                          f"syncing this account; nothing was done, run again when it finished")
+            req.sync.progress.account_done(name, r)
+            return r
+    try:
+        return sync_account(source, target, account_name=name, state=state, options=req.sync)
+    finally:
+        state.unlock_account(name)
