@@ -206,3 +206,17 @@ def test_missing_maildir_is_a_config_error(tmp_path):
     (tmp_path / "plain" / "file").write_text("x")
     with pytest.raises(ConfigError):
         MaildirStore(tmp_path / "plain").open()
+
+
+def test_subscribing_keeps_a_subscription_to_another_users_shared_folder(tmp_path):
+    # Dovecot 2.3 keeps "Shared/bob@example.com/Team" (a shared namespace, not a folder of this Maildir) in the
+    # subscriber's own file, in this very form; rewriting it as a folder of ours would lose the subscription.
+    root = tmp_path / "M"
+    shared = b"Shared/bob@example\tcom/Team\n"
+    with MaildirStore(root, create=True) as st:
+        (root / "subscriptions").write_bytes(md.SUBSCRIPTIONS_V2_HEADER + b"INBOX\n" + shared)
+        st.create_folder(("Projects",))
+        st.subscribe(("Projects",))
+        st.subscribe(("Projects",))
+        assert {f.path for f in st.list_folders() if f.subscribed} == {("INBOX",), ("Projects",)}
+    assert (root / "subscriptions").read_bytes() == md.SUBSCRIPTIONS_V2_HEADER + b"INBOX\n" + shared + b"Projects\n"

@@ -278,11 +278,21 @@ class MaildirStore(Store):
                 _write_validity(d)
 
     def subscribe(self, path: FolderPath) -> None:
-        subs = self._read_subscriptions()
+        p = self.root / "subscriptions"
+        try:
+            data = p.read_bytes()
+        except FileNotFoundError:
+            data = b""
+        subs = fmt.parse_subscriptions(data, str(p))
         if path in subs:
             return
-        subs.append(path)
-        _replace_file(self.root / "subscriptions", fmt.dump_subscriptions(subs))
+        if data.startswith(fmt.SUBSCRIPTIONS_V2_HEADER):
+            # Appended, not rewritten: a line this store does not read as one of its folders (a subscription
+            # to another user's shared folder, "Shared/bob/Team") must reach Dovecot as Dovecot wrote it.
+            line = fmt.dump_subscriptions([path])[len(fmt.SUBSCRIPTIONS_V2_HEADER):]
+            _replace_file(p, data + (b"" if data.endswith(b"\n") else b"\n") + line)
+        else:
+            _replace_file(p, fmt.dump_subscriptions(subs + [path]))
 
     def delete_folder(self, path: FolderPath) -> None:
         d = self._dir(path)
