@@ -12,6 +12,8 @@ import math
 import re
 from dataclasses import dataclass, field
 
+from ...formats.dovecot_acl import (NAMED_KINDS, dump_dict_file, parse_acl, parse_acl_line,  # noqa: F401
+                                    parse_dict_file, rename_shared_key)
 from .rules import ERROR, INFO, WARNING, Note, split_list
 
 NS7_FULL_RIGHTS = "akeilprwts"
@@ -40,21 +42,18 @@ def convert_acl_line(line: str) -> str | None:
     ``k``), and entries for ``user=root`` are dropped (NS7's master login, no user on NS8).  Comments,
     ``owner``, ``anyone``, ``authenticated`` and rights other than the full set stay as they are.
     """
-    stripped = line.strip()
-    if not stripped or stripped.startswith("#"):
+    e = parse_acl_line(line)
+    if e is None:
         return line
-    ident, sep, rights = stripped.partition(" ")
-    kind, eq, name = ident.partition("=")
-    if eq and kind in ("user", "group", "group-override"):
-        if kind == "user" and strip_domain(name) == "root":
-            return None
-        ident = f"{kind}={strip_domain(name)}"
-    rights = rights.strip()
+    if e.kind == "user" and strip_domain(e.name) == "root":
+        return None
+    ident = f"{e.kind}={strip_domain(e.name)}" if e.kind in NAMED_KINDS else e.kind
+    rights = e.rights
     if rights == NS7_FULL_RIGHTS:
         rights = NS8_FULL_RIGHTS
     elif rights.startswith("-") and rights[1:] == NS7_FULL_RIGHTS:
         rights = "-" + NS8_FULL_RIGHTS
-    return ident + (" " + rights if sep else "")
+    return ident + (" " + rights if rights else "")
 
 
 def convert_acl(text: str) -> str:
@@ -64,17 +63,6 @@ def convert_acl(text: str) -> str:
         if new is not None:
             out.append(new)
     return "".join(x + "\n" for x in out)
-
-
-def parse_acl(text: str) -> dict[str, str]:
-    """identifier -> rights, for comparing what two ACL files grant."""
-    out = {}
-    for line in text.splitlines():
-        s = line.strip()
-        if s and not s.startswith("#"):
-            ident, _, rights = s.partition(" ")
-            out[ident] = rights.strip()
-    return out
 
 
 # -- shared-mailbox dictionary and sieve -------------------------------------------------------------
@@ -87,25 +75,10 @@ def convert_shared_path(text: str) -> str:
     return _SHARED_PATH.sub(r"\1\2/", text)
 
 
-def parse_dict_file(data: bytes) -> list[tuple[str, str]]:
-    """Dovecot's ``file:`` dictionary: key and value on alternating lines."""
-    lines = data.decode("utf-8", "surrogateescape").split("\n")
-    if lines and lines[-1] == "":
-        lines.pop()
-    return [(lines[i], lines[i + 1] if i + 1 < len(lines) else "") for i in range(0, len(lines), 2)]
-
-
-def dump_dict_file(pairs: list[tuple[str, str]]) -> bytes:
-    return "".join(f"{k}\n{v}\n" for k, v in pairs).encode("utf-8", "surrogateescape")
-
-
 def convert_shared_key(key: str) -> str:
     """``shared/shared-boxes/user/<to>/<from>`` and ``.../anyone/<from>``: every user name loses its domain;
     ``Shared/x@domain/`` paths are rewritten too."""
-    parts = key.split("/")
-    if len(parts) >= 4 and parts[0] == "shared" and parts[1] == "shared-boxes":
-        parts = parts[:3] + [strip_domain(p) for p in parts[3:]]
-        key = "/".join(parts)
+    key = rename_shared_key(key, lambda _role, name: strip_domain(name))
     return convert_shared_path(key)
 
 
