@@ -8,11 +8,14 @@ databases are written as text on purpose: the generator must not depend on the r
 * ``sme-backup.tgz``: home/e-smith/db/{accounts,configuration,domains,spamassassin,fetchmail}, etc/shadow,
   users' homes with Maildirs under home/e-smith/files/users/, admin's Maildir in home/e-smith/Maildir, the
   shared-mailbox index.  Pseudonyms: plain, recursive, to a group, to admin, to an ibay, dangling, a loop,
-  internal-only, and the reserved postmaster/everyone.  A folder name with a backslash.  Filter lists with
+  internal-only, and the reserved postmaster/everyone.  A folder name with a backslash.  Shared folders by
+  short names: ACLs for a user, for anyone and for a deleted account, a subscription to Shared/bob/Team, the
+  index entries.  Filter lists with
   *@domain and other wildcards.  fetchmail accounts (keep, no-keep, to a user who does not exist).
 * ``nethserver7/``: var/lib/nethserver/db/{accounts,configuration,domains,getmail}, vmail/<u>@<domain>/Maildir
   with dovecot-acl files (full rights, root lines, groups), sieve scripts with Shared/<u>@<domain>/ paths, the
-  shared-mailboxes.db dictionary, a public folder under vmail/vmail, a custom template.
+  shared-mailboxes.db dictionary, a public folder under vmail/vmail, a custom template, two larger messages and
+  stale Maildir++ quota files (``maildirsize``) as NS7's Dovecot leaves them.
 
 ``MESSAGES`` (returned by ``build_*``) lists, per user and folder, the message bytes the tests compare with.
 
@@ -35,10 +38,12 @@ SHA = "$6$saltsalt$"  # sample crypt hashes: well-formed, for no real password
 HASHES = {u: SHA + (u * 20)[:86] for u in ("admin", "alice", "bob", "carol", "dave")}
 
 
-def message(n: int, sender: str, to: str, subject: str) -> bytes:
+def message(n: int, sender: str, to: str, subject: str, lines: int = 0) -> bytes:
+    """A sample message; ``lines`` adds that many 64-byte body lines (a report, an attachment's size)."""
+    body = "".join(f"line {i:05d} of sample message {n}: {'x' * 26}\r\n" for i in range(lines))
     return (f"Return-Path: <{sender}>\r\nFrom: {sender}\r\nTo: {to}\r\nSubject: {subject}\r\n"
             f"Date: Tue, 14 Nov 2023 22:13:{n % 60:02d} +0000\r\nMessage-ID: <sample-{n}@example.com>\r\n"
-            f"\r\nSample message {n}: {subject}.\r\n").encode()
+            f"\r\nSample message {n}: {subject}.\r\n{body}").encode()
 
 
 def _esmith(records: list[tuple[str, str, dict[str, str]]]) -> str:
@@ -154,7 +159,9 @@ def build_sme_tree(root: Path) -> dict[str, dict[str, list[bytes]]]:
         ".Work\\Projects": [(message(4, "carol@example.com", "alice@example.com", "Plan"), "FS")],
         ".Archive.2020": [(message(5, "old@example.com", "alice@example.com", "Old"), "S")],
     })
-    _write(users / "alice/Maildir/.Work\\Projects/dovecot-acl", "owner lrwstipekxa\nuser=bob lr\n")
+    # zed: an account deleted on SME whose grant stayed behind
+    _write(users / "alice/Maildir/.Work\\Projects/dovecot-acl", "owner lrwstipekxa\nuser=bob lr\nuser=zed lr\n")
+    _write(users / "alice/Maildir/subscriptions", "V\t2\n\nINBOX\nSent\nShared/bob/Team\n")
     _write(users / "alice/sieve/main.sieve", 'require "fileinto";\nif header :contains "subject" "Plan" '
                                              '{ fileinto "Work\\\\Projects"; }\n')
     os.symlink("sieve/main.sieve", users / "alice/.dovecot.sieve")
@@ -166,13 +173,17 @@ def build_sme_tree(root: Path) -> dict[str, dict[str, list[bytes]]]:
     _write(users / "bob/Maildir/.Team/dovecot-acl", "owner lrwstipekxa\nuser=alice lrwstipe\n")
     msgs["carol"] = _maildir(users / "carol/Maildir", {
         "": [(message(8, "x@example.net", "carol@example.com", "Forwarded"), "")],
+        ".Lists": [(message(10, "list@lists.example", "carol@example.com", "Weekly digest"), "S")],
     })
+    _write(users / "carol/Maildir/.Lists/dovecot-acl", "owner lrwstipekxa\nanyone lr\n")
     msgs["admin"] = _maildir(root / "home/e-smith/Maildir", {
         "": [(message(9, "root@mail.example.com", "admin@example.com", "Daily report"), "")],
     })
     _write(root / "home/e-smith/.bash_profile", "# admin profile\n")
     _write(root / "etc/dovecot/sharedmailbox/dict.db", "shared/shared-boxes/user/alice/bob\n1\n"
-                                                       "shared/shared-boxes/user/bob/alice\n1\n")
+                                                       "shared/shared-boxes/user/bob/alice\n1\n"
+                                                       "shared/shared-boxes/anyone/carol\n1\n"
+                                                       "shared/shared-boxes/user/zed/alice\n1\n")
     return msgs
 
 
@@ -253,7 +264,9 @@ def build_ns7_tree(root: Path) -> dict[str, dict[str, list[bytes]]]:
         "": [(message(11, "bob@example.com", "alice@example.com", "Hello"), "S"),
              (message(12, "news@list.example", "alice@example.com", "News"), "")],
         ".Sent": [(message(13, "alice@example.com", "bob@example.com", "Re"), "S")],
-        ".Work\\5cProjects": [(message(14, "carol@example.com", "alice@example.com", "Plan"), "FS")],
+        ".Work\\5cProjects": [(message(14, "carol@example.com", "alice@example.com", "Plan"), "FS"),
+                              (message(20, "reports@example.com", "alice@example.com", "Quarterly report",
+                                       lines=400), "S")],
     })
     _write(vmail / "alice@example.com/Maildir/dovecot-acl", "owner lrwstipekxa\nuser=root akeilprwts\n")
     _write(vmail / "alice@example.com/Maildir/.Work\\5cProjects/dovecot-acl",
@@ -264,7 +277,8 @@ def build_ns7_tree(root: Path) -> dict[str, dict[str, list[bytes]]]:
     os.symlink("sieve/main.sieve", vmail / "alice@example.com/.dovecot.sieve")
     msgs["bob@example.com"] = _maildir(vmail / "bob@example.com/Maildir", {
         "": [(message(15, "alice@example.com", "bob@example.com", "Team"), "S")],
-        ".Team": [(message(16, "alice@example.com", "bob@example.com", "Shared plan"), "")],
+        ".Team": [(message(16, "alice@example.com", "bob@example.com", "Shared plan"), ""),
+                  (message(21, "carol@example.com", "bob@example.com", "Team budget", lines=150), "S")],
     })
     _write(vmail / "bob@example.com/Maildir/.Team/dovecot-acl",
            "owner lrwstipekxa\nuser=alice@example.com akeilprwts\nanyone lr\n")
@@ -279,6 +293,10 @@ def build_ns7_tree(root: Path) -> dict[str, dict[str, list[bytes]]]:
         ".Public": [(message(19, "alice@example.com", "all@example.com", "Announcement"), "")],
     })
     _write(vmail / "vmail/Maildir/.Public/dovecot-acl", "anyone lrs\nuser=alice@example.com akeilprwts\n")
+    # NS7's Dovecot keeps Maildir++ quota: a maildirsize per Maildir, here stale (mail was removed by hand
+    # after NS7 wrote it), with the limit NS7 had for the user; NS8 must not believe it
+    _write(vmail / "alice@example.com/Maildir/maildirsize", "1610612736S\n52428800 120\n-1024 -1\n")
+    _write(vmail / "bob@example.com/Maildir/maildirsize", "26843545600S\n7340032 35\n")
     _write(vmail / "shared-mailboxes.db", "shared/shared-boxes/user/alice@example.com/bob@example.com\n1\n"
                                           "shared/shared-boxes/user/bob@example.com/alice@example.com\n1\n"
                                           "shared/shared-boxes/anyone/vmail\n1\n")

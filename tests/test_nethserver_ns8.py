@@ -39,6 +39,16 @@ def bodies(maildir: Path) -> dict[str, set[bytes]]:
     return out
 
 
+def message_files(maildir: Path) -> list[Path]:
+    return [f for d in [maildir, *(p for p in maildir.iterdir() if p.name.startswith(".") and p.is_dir())]
+            for s in ("cur", "new") if (d / s).is_dir() for f in (d / s).iterdir()]
+
+
+def ns7_message_count() -> int:
+    return sum(len(message_files(d / "Maildir")) for d in (SAMPLE / "var/lib/nethserver/vmail").iterdir()
+               if (d / "Maildir").is_dir())
+
+
 def unqualified(identifier: str) -> str:
     kind, eq, name = identifier.partition("=")
     return f"{kind}={name.partition('@')[0]}" if eq else identifier
@@ -60,7 +70,7 @@ def test_life_cycle_start_sync_finish(project):
     p = project
     assert steps.status(p) == {"mail": steps.NOT_MIGRATED}
     r = steps.start(p)
-    assert r.ok and r.state == steps.MIGRATING and r.details["copied"] == 9
+    assert r.ok and r.state == steps.MIGRATING and r.details["copied"] == ns7_message_count()
     assert svc_status(p) == {"dovecot": "enabled", "postfix": "enabled", "getmail": "enabled"}
     # mail arriving on NS7 between syncs is carried by the next sync, and only that
     new = p.source.vmail / "alice@example.com/Maildir/new/1800000000.M1P1Q1.late"
@@ -107,7 +117,15 @@ def test_finish_conversions(project):
                                                                      "dave": None}
     assert s["users"]["bob"]["forward"] == {"addresses": ["bob@elsewhere.example"], "keep_copy": True}
     assert s["relay_rules"][0]["rule_subject"] == "*" and s["relay_rules"][0]["host"] == "relay.isp.example"
-    assert s["pending"] == ["doveadm quota recalc -A"]
+    assert s["pending"] == ["doveadm quota recalc -A"]  # no Dovecot given: left for NS8
+    # the usage NS8 must show: what the NS7 Maildirs hold (CRLF messages: virtual size = size); NS7's own
+    # stale maildirsize files were not carried
+    for old in ("alice@example.com", "bob@example.com", "carol@example.com", "dave@example.org", "vmail"):
+        files = message_files(p.source.vmail / old / "Maildir")
+        size = sum(f.stat().st_size for f in files)
+        assert s["quota_usage"][ns8.ns8_user(old)] == {"messages": len(files), "bytes": size, "vsize": size}
+    assert (p.source.vmail / "alice@example.com/Maildir/maildirsize").is_file()
+    assert not list(p.target.vmail.rglob("maildirsize"))
     addrs = {a["address"]: a["destinations"] for a in s["addresses"]}
     assert addrs["info@example.com"] == ["alice", "bob"] and addrs["sales@"] == ["alice", "bob"]
     assert addrs["old@example.com"] == []  # dangling: reported
@@ -123,6 +141,28 @@ def test_finish_conversions(project):
     logtext = p.log_path.read_text()
     for secret in ("relay-secret", "imap-secret", "pop-secret"):
         assert secret not in logtext and secret not in text
+
+
+def test_finish_removes_quota_files_written_before_the_final_sync_and_counts_virtual_sizes(project):
+    """A Dovecot with Maildir++ quota that served the NS8 tree after start wrote a maildirsize; the final sync
+    then adds mail past it.  finish removes it (Dovecot recounts) and records the usage with bare LFs counted
+    as CRLF, as Dovecot's virtual size does."""
+    p = project
+    steps.start(p)
+    stale = p.target.vmail / "alice/Maildir/maildirsize"
+    stale.write_text("1610612736S\n1000 4\n")
+    lf = b"Subject: written with LF\n\n" + b"a line\n" * 100
+    late = p.source.vmail / "alice@example.com/Maildir/new/1800000000.M2P2Q2.late"
+    late.parent.mkdir(exist_ok=True)
+    late.write_bytes(lf)
+    r = steps.finish(p)
+    assert r.state == steps.MIGRATED and r.details["quota_recalculated"] is False
+    assert not stale.exists()
+    files = message_files(p.source.vmail / "alice@example.com/Maildir")
+    size = sum(f.stat().st_size for f in files)
+    got = json.loads(p.target.settings.read_text())["quota_usage"]["alice"]
+    assert got == {"messages": len(files), "bytes": size, "vsize": size + lf.count(b"\n")}
+    assert any("maildirsize" in e.text and "alice" in e.text for e in r.log.entries)
 
 
 def test_finish_refuses_conversions_and_keeps_ns7_running_when_not_everything_moved(project):
@@ -145,13 +185,13 @@ def test_abort_removes_only_what_was_created_and_never_touches_ns7(project):
     kept = p.target.vmail / "bob/Maildir/new/1900000000.M1P1Q1.delivered"  # mail NS8 received meanwhile
     kept.write_bytes(b"Subject: new on NS8\r\n\r\nhi\r\n")
     r = steps.abort(p)
-    assert r.state == steps.NOT_MIGRATED and r.details["removed"] == 9
+    assert r.state == steps.NOT_MIGRATED and r.details["removed"] == ns7_message_count()
     assert not (p.target.vmail / "alice").exists()
     assert kept.read_bytes() == b"Subject: new on NS8\r\n\r\nhi\r\n"
     after = {f: f.read_bytes() for f in p.source.root.rglob("*") if f.is_file() and not f.name.endswith(".lock")}
     assert after == before
     r = steps.start(p)  # and it can start over
-    assert r.ok and r.details["copied"] == 9
+    assert r.ok and r.details["copied"] == ns7_message_count()
 
 
 def test_illegal_steps_and_skip(project):

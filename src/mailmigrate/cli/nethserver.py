@@ -28,6 +28,10 @@ def register(subparsers) -> None:
     n.add_argument("--source-root", required=True, help="root of the NS7 system (/ on the NS7 machine)")
     n.add_argument("--root", required=True, help="root of the NS8 mail application's data")
     n.add_argument("--keep-source", action="store_true", help="finish without disabling the NS7 application")
+    n.add_argument("--dovecot-config", metavar="PATH",
+                   help="finish: the running NS8 Dovecot's configuration; quota is then recalculated with "
+                        "doveadm and checked against the migrated mail")
+    n.add_argument("--doveadm", default="doveadm", metavar="PROGRAM", help="doveadm to use (default: doveadm)")
     n.add_argument("--json", action="store_true", help="print the result as JSON")
     n.set_defaults(func=run)
 
@@ -63,7 +67,10 @@ def _ns7(args) -> int:
         print(json.dumps(st, indent=2) if args.json else "\n".join(f"{k}: {v}" for k, v in st.items()))
         return 0
     if args.action == "finish":
-        res = steps.finish(p, args.app, disable_source=not args.keep_source)
+        from ..paths.nethserver.quota import Doveadm
+
+        dovecot = Doveadm(args.dovecot_config, args.doveadm) if args.dovecot_config else None
+        res = steps.finish(p, args.app, disable_source=not args.keep_source, dovecot=dovecot)
     else:
         res = getattr(steps, args.action)(p, args.app)
     if args.json:

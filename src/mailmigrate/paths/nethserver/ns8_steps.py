@@ -30,6 +30,7 @@ from ...sync.abort import abort_account
 from ...sync.state import StateDB
 from ...sync.verify import verify_account
 from . import ns8
+from . import quota as quota_mod
 from .eventlog import EventLog
 from .layout import NethServerTree, NS8MailTree
 from .mailboxes import folder_dirs, sync_maildir
@@ -286,8 +287,10 @@ def _holds_mail(d: Path) -> bool:
     return any(f.is_file() for sub in ("cur", "new") for f in d.rglob(f"{sub}/*"))
 
 
-def finish(p: Project, app: str = "mail", *, disable_source: bool = True) -> StepResult:
-    """Final sync, verification of every mailbox, conversions, and only then the NS7 application stopped."""
+def finish(p: Project, app: str = "mail", *, disable_source: bool = True,
+           dovecot: quota_mod.Doveadm | None = None) -> StepResult:
+    """Final sync, verification of every mailbox, conversions, quota recalculation, and only then the NS7
+    application stopped.  ``dovecot``: the target Dovecot, to recalculate and check its quota with doveadm."""
 
     def body(data, log):
         totals = _sync_all(p, log, "finish", data, app)
@@ -307,7 +310,7 @@ def finish(p: Project, app: str = "mail", *, disable_source: bool = True) -> Ste
             log.error("finish", "final sync not verified: conversions not run, NS7 left running; run finish again")
             return MIGRATING, totals
         log.info("finish", f"final sync verified for {len(users)} mailbox(es)")
-        details = convert_mail(p, users, log)
+        details = convert_mail(p, users, log, dovecot=dovecot)
         if disable_source:
             _disable_source(p, log)
         else:
@@ -320,19 +323,24 @@ def finish(p: Project, app: str = "mail", *, disable_source: bool = True) -> Ste
 # -- conversions at finish -------------------------------------------------------------------------------
 
 
-def convert_mail(p: Project, users: dict[str, str], log: EventLog) -> dict:
+def convert_mail(p: Project, users: dict[str, str], log: EventLog, *,
+                 dovecot: quota_mod.Doveadm | None = None) -> dict:
     acl_files = _convert_acls(p, users, log)
     _convert_shared_index(p, log)
     sieve = _convert_sieve(p, users, log)
-    settings = _settings(p, users, log)
+    quota_on = _props(_db(p, "configuration"), "dovecot").get("QuotaStatus") == "enabled"
+    usage, recalculated = _recalc_quota(p, users, log, dovecot) if quota_on else ({}, False)
+    settings = _settings(p, users, log, usage=usage, recalculated=recalculated)
     tasks = _fetch_tasks(p, log)
     cfg = _db(p, "configuration")
     custom = sorted(str(f.relative_to(p.source.custom_templates)) for f in p.source.custom_templates.rglob("*")
                     if f.is_file()) if p.source.custom_templates.is_dir() else []
     log.notes("finish", ns8.excluded_configurations(_props(cfg, "postfix"), custom))
-    log.info("finish", "after import: run 'doveadm quota recalc -A' (quota) and let the full-text index rebuild")
+    if quota_on and not recalculated:
+        log.info("finish", "after import: run 'doveadm quota recalc -A' on NS8 (or give --dovecot-config)")
+    log.info("finish", "after import: let the full-text index rebuild")
     return {"acl_files": acl_files, "sieve_files": sieve, "fetch_tasks": len(tasks),
-            "relay_rules": len(settings["relay_rules"])}
+            "relay_rules": len(settings["relay_rules"]), "quota_recalculated": recalculated}
 
 
 def _db(p: Project, name: str) -> EsmithDb:
@@ -406,7 +414,54 @@ def _private_json(path: Path, obj) -> None:
     os.replace(tmp, path)
 
 
-def _settings(p: Project, users: dict[str, str], log: EventLog) -> dict:
+def _recalc_quota(p: Project, users: dict[str, str], log: EventLog,
+                  dovecot: quota_mod.Doveadm | None) -> tuple[dict[str, quota_mod.Usage], bool]:
+    """Per NS8 user: the usage its Maildir holds; stale ``maildirsize`` files removed; with a Dovecot at hand,
+    its quota recounted and compared with that usage.  (usage per user, True when Dovecot was recounted and
+    agrees for every user)."""
+    usage: dict[str, quota_mod.Usage] = {}
+    removed = []
+    for new in users.values():
+        md = p.target.mail_home(new) / "Maildir"
+        if quota_mod.remove_maildirsize(md):
+            removed.append(new)
+        usage[new] = quota_mod.maildir_usage(md)
+    if removed:
+        log.info("finish", f"stale Maildir++ quota files (maildirsize) removed for {', '.join(removed)}: "
+                           "written before the final sync, they no longer match the mail")
+    if dovecot is None:
+        return usage, False
+    try:
+        virtual = dovecot.vsizes()
+    except MailmigrateError as e:
+        log.error("finish", f"quota not recalculated: {e}")
+        return usage, False
+    agreed, checked = True, 0
+    for user, u in usage.items():
+        rc, err = dovecot.recalc(user)
+        if rc == quota_mod.EX_NOUSER:
+            log.warning("finish", f"quota of {user}: not a user of the target Dovecot; not recalculated")
+            continue
+        rc, got = dovecot.get(user)
+        note = f" (recalc: {err})" if err else ""
+        if rc != 0:
+            agreed = False
+            log.error("finish", f"quota of {user}: doveadm quota get failed: {got}{note}")
+            continue
+        want_kib = u.kib(virtual=virtual)
+        if got.storage_kib != want_kib or (got.messages is not None and got.messages != u.messages):
+            agreed = False
+            log.error("finish", f"quota of {user}: Dovecot counts {got.storage_kib} KiB in {got.messages} "
+                                f"message(s), the Maildir holds {want_kib} KiB in {u.messages}{note}")
+            continue
+        checked += 1
+    if agreed:
+        log.info("finish", f"quota recalculated by the target Dovecot and checked for {checked} user(s)")
+    return usage, agreed
+
+
+def _settings(p: Project, users: dict[str, str], log: EventLog, *, usage: dict | None = None,
+              recalculated: bool = False) -> dict:
     accounts, cfg = _db(p, "accounts"), _db(p, "configuration")
     dovecot = _props(cfg, "dovecot")
     quota_on = dovecot.get("QuotaStatus") == "enabled"
@@ -429,7 +484,9 @@ def _settings(p: Project, users: dict[str, str], log: EventLog) -> dict:
         "users": out_users,
         "addresses": _addresses(accounts, users, log),
         "relay_rules": [],
-        "pending": ["doveadm quota recalc -A"] if quota_on else [],
+        # what each NS8 user's quota must show (Maildir contents after the final sync), public folders too
+        "quota_usage": {u: v.as_dict() for u, v in (usage or {}).items()},
+        "pending": ["doveadm quota recalc -A"] if quota_on and not recalculated else [],
     }
     rule = ns8.relay_rule(_props(cfg, "postfix"))
     if rule:
