@@ -8,7 +8,9 @@ databases are written as text on purpose: the generator must not depend on the r
 * ``sme-backup.tgz``: home/e-smith/db/{accounts,configuration,domains,spamassassin,fetchmail}, etc/shadow,
   users' homes with Maildirs under home/e-smith/files/users/, admin's Maildir in home/e-smith/Maildir, the
   shared-mailbox index.  Pseudonyms: plain, recursive, to a group, to admin, to an ibay, dangling, a loop,
-  internal-only, and the reserved postmaster/everyone.  A folder name with a backslash.  Filter lists with
+  internal-only, and the reserved postmaster/everyone.  A folder name with a backslash.  Shared folders by
+  short names: ACLs for a user, for anyone and for a deleted account, a subscription to Shared/bob/Team, the
+  index entries.  Filter lists with
   *@domain and other wildcards.  fetchmail accounts (keep, no-keep, to a user who does not exist).
 * ``nethserver7/``: var/lib/nethserver/db/{accounts,configuration,domains,getmail}, vmail/<u>@<domain>/Maildir
   with dovecot-acl files (full rights, root lines, groups), sieve scripts with Shared/<u>@<domain>/ paths, the
@@ -157,7 +159,9 @@ def build_sme_tree(root: Path) -> dict[str, dict[str, list[bytes]]]:
         ".Work\\Projects": [(message(4, "carol@example.com", "alice@example.com", "Plan"), "FS")],
         ".Archive.2020": [(message(5, "old@example.com", "alice@example.com", "Old"), "S")],
     })
-    _write(users / "alice/Maildir/.Work\\Projects/dovecot-acl", "owner lrwstipekxa\nuser=bob lr\n")
+    # zed: an account deleted on SME whose grant stayed behind
+    _write(users / "alice/Maildir/.Work\\Projects/dovecot-acl", "owner lrwstipekxa\nuser=bob lr\nuser=zed lr\n")
+    _write(users / "alice/Maildir/subscriptions", "V\t2\n\nINBOX\nSent\nShared/bob/Team\n")
     _write(users / "alice/sieve/main.sieve", 'require "fileinto";\nif header :contains "subject" "Plan" '
                                              '{ fileinto "Work\\\\Projects"; }\n')
     os.symlink("sieve/main.sieve", users / "alice/.dovecot.sieve")
@@ -169,13 +173,17 @@ def build_sme_tree(root: Path) -> dict[str, dict[str, list[bytes]]]:
     _write(users / "bob/Maildir/.Team/dovecot-acl", "owner lrwstipekxa\nuser=alice lrwstipe\n")
     msgs["carol"] = _maildir(users / "carol/Maildir", {
         "": [(message(8, "x@example.net", "carol@example.com", "Forwarded"), "")],
+        ".Lists": [(message(10, "list@lists.example", "carol@example.com", "Weekly digest"), "S")],
     })
+    _write(users / "carol/Maildir/.Lists/dovecot-acl", "owner lrwstipekxa\nanyone lr\n")
     msgs["admin"] = _maildir(root / "home/e-smith/Maildir", {
         "": [(message(9, "root@mail.example.com", "admin@example.com", "Daily report"), "")],
     })
     _write(root / "home/e-smith/.bash_profile", "# admin profile\n")
     _write(root / "etc/dovecot/sharedmailbox/dict.db", "shared/shared-boxes/user/alice/bob\n1\n"
-                                                       "shared/shared-boxes/user/bob/alice\n1\n")
+                                                       "shared/shared-boxes/user/bob/alice\n1\n"
+                                                       "shared/shared-boxes/anyone/carol\n1\n"
+                                                       "shared/shared-boxes/user/zed/alice\n1\n")
     return msgs
 
 

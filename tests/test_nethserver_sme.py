@@ -121,8 +121,7 @@ def test_mailboxes_homes_and_shared_index(migrated, tmp_path):
         got = files(vmail / f"{user}@{D}" / "Maildir")
         want = {(name.replace("\\", "\\5c")): set(b) for name, b in folders.items() if b}
         assert got == want, user
-    work = vmail / f"alice@{D}/Maildir/.Work\\5cProjects"
-    assert (work / "dovecot-acl").read_bytes() == (src / "home/e-smith/files/users/alice/Maildir/.Work\\Projects/dovecot-acl").read_bytes()
+    assert (vmail / f"alice@{D}/Maildir/.Work\\5cProjects/dovecot-acl").is_file()
     assert not (vmail / f"alice@{D}/Maildir/.Work\\Projects").exists()
     assert os.readlink(vmail / f"alice@{D}/.dovecot.sieve") == "sieve/main.sieve"
     assert (root / "var/lib/nethserver/home/alice/notes.txt").read_text() == "Alice's notes\n"
@@ -131,7 +130,45 @@ def test_mailboxes_homes_and_shared_index(migrated, tmp_path):
     assert not (root / "var/lib/nethserver/migration/admin/db").exists()
     links = list((root / "root").glob("admin-migration-*"))
     assert len(links) == 1 and (links[0] / ".bash_profile").exists()
-    assert (vmail / "shared-mailboxes.db").read_bytes() == (src / "etc/dovecot/sharedmailbox/dict.db").read_bytes()
+
+
+def test_shared_folder_identifiers_name_nethserver_logins(migrated):
+    root, result = migrated
+    vmail = root / "var/lib/nethserver/vmail"
+    md = {u: vmail / f"{u}@{D}/Maildir" for u in ("alice", "bob", "carol")}
+    assert (md["alice"] / ".Work\\5cProjects/dovecot-acl").read_text() == \
+        f"owner lrwstipekxa\nuser=bob@{D} lr\nuser=zed lr\n"  # zed was deleted on SME: left, reported
+    assert (md["bob"] / ".Team/dovecot-acl").read_text() == f"owner lrwstipekxa\nuser=alice@{D} lrwstipe\n"
+    assert (md["carol"] / ".Lists/dovecot-acl").read_text() == "owner lrwstipekxa\nanyone lr\n"
+    assert (vmail / "shared-mailboxes.db").read_text() == (
+        f"shared/shared-boxes/user/alice@{D}/bob@{D}\n1\nshared/shared-boxes/user/bob@{D}/alice@{D}\n1\n"
+        f"shared/shared-boxes/anyone/carol@{D}\n1\nshared/shared-boxes/user/zed/alice@{D}\n1\n"
+        "shared/shared-boxes/anyone/vmail\n1\n")
+    subs = (md["alice"] / "subscriptions").read_bytes()
+    assert subs.startswith(b"V\t2\n\n") and f"\nShared/bob@{D}/Team\n".encode() in subs
+    assert b"Shared/bob/" not in subs
+    warned = [e.text for e in result.log.warnings if e.action == "nethserver-mail-migrate-shared-identifiers"]
+    assert len(warned) == 2 and all("zed names no migrated account" in w for w in warned), warned
+    assert any("Work\\Projects dovecot-acl" in w for w in warned) and any("shared-mailbox index" in w for w in warned)
+    assert all(e.line() in result.log.summary() for e in result.log.warnings)
+
+
+def test_identifiers_are_qualified_once_whatever_runs_again(tmp_path):
+    root = tmp_path / "root"
+    run_import(ARCHIVE, root)
+    vmail = root / "var/lib/nethserver/vmail"
+    snap = {p: p.read_bytes() for p in vmail.rglob("*") if p.is_file()}
+    # the identifier step alone, twice, and the copying steps alone: nothing changes, nothing is un-done
+    for only in (["nethserver-mail-migrate-shared-identifiers"], ["nethserver-mail-migrate-shared-identifiers"],
+                 ["nethserver-mail-migrate-mailboxes", "nethserver-mail-migrate-shared-index"]):
+        res = run_import(ARCHIVE, root, only=only)
+        assert not res.log.errors
+        assert {p: p.read_bytes() for p in vmail.rglob("*") if p.is_file()} == snap, only
+    assert not any(f"@{D}@".encode() in b for b in snap.values())
+    # an index lost on the target is rebuilt from the archive by the identifier step alone
+    (vmail / "shared-mailboxes.db").unlink()
+    run_import(ARCHIVE, root, only=["nethserver-mail-migrate-shared-identifiers"])
+    assert (vmail / "shared-mailboxes.db").read_bytes() == snap[vmail / "shared-mailboxes.db"]
 
 
 def test_summary_lists_every_error_and_warning_and_the_log_file(migrated):
@@ -163,6 +200,10 @@ def test_dry_run_writes_nothing_but_the_unpacked_archive(tmp_path):
     written = {str(p.relative_to(root)) for p in root.rglob("*") if p.is_file()}
     assert all(w.startswith("var/lib/migration/") for w in written), written
     assert any("mapped to postmaster" in e.text for e in res.log.errors)
+    # the identifier step says what it would rewrite and whom it cannot place, from the archive
+    ids = [e for e in res.log.entries if e.action == "nethserver-mail-migrate-shared-identifiers"]
+    assert any("4 file(s) would be rewritten" in e.text for e in ids), [e.text for e in ids]
+    assert sum("zed names no migrated account" in e.text for e in ids) == 2
 
 
 def test_an_unpacked_directory_works_and_target_props_are_kept(tmp_path):

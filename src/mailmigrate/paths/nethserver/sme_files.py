@@ -1,5 +1,5 @@
-"""Migrate actions for files: home directories, mailboxes (through the sync engine) and the shared-mailbox
-index."""
+"""Migrate actions for files: home directories, mailboxes (through the sync engine), the shared-mailbox
+index, and SME's short names in the files of Dovecot's acl plugin."""
 
 from __future__ import annotations
 
@@ -8,9 +8,12 @@ import tempfile
 from pathlib import Path
 
 from ...errors import MailmigrateError
+from ...formats.dovecot_acl import ACL_FILE, parse_acl_line
 from ...sync.state import StateDB
+from .identifiers import Qualifier
 from .mailboxes import apply_ownership, copy_file, copy_tree, folder_dirs, sync_maildir, target_folder_dir
 from .registry import Context, action
+from .rules import unlistescape
 
 MAIL_NAMES = ("Maildir", "sieve", ".dovecot.sieve")
 #: admin's home on SME is /home/e-smith, which also holds the databases and every user's files
@@ -80,7 +83,7 @@ def migrate_mailboxes(ctx: Context) -> None:
                 ctx.log.info(name, f"user {u}: folder {'/'.join(f)} stored listescaped (\\ -> \\5c)")
             if ctx.dry_run:
                 continue
-            _copy_acl_files(src, dst)
+            _copy_acl_files(src, dst, qualifier(ctx))
             if (src.parent / "sieve").is_dir():
                 copy_tree(src.parent / "sieve", home / "sieve")
             link = src.parent / ".dovecot.sieve"
@@ -99,12 +102,28 @@ def migrate_mailboxes(ctx: Context) -> None:
                        f"{totals['failed']} failed")
 
 
-def _copy_acl_files(src, dst) -> None:
+def qualifier(ctx: Context) -> Qualifier:
+    """The accounts whose mailboxes move to vmail/<name>@<domain>: the users, and admin's mailbox."""
+    return Qualifier(frozenset(ctx.users()) | {"admin"}, ctx.domain)
+
+
+def _copy_if_changed(src: Path, dst: Path, same) -> bool:
+    """Copy unless the target already holds the source as the identifier step leaves it (``same`` maps both
+    to that form), so a rerun, or this action run alone, never puts SME's short names back."""
+    if dst.is_file() and same(dst.read_bytes()) == same(src.read_bytes()):
+        return False
+    return copy_file(src, dst)
+
+
+def _copy_acl_files(src, dst, q: Qualifier) -> None:
     """Dovecot keeps a folder's ACL in its directory; the engine copies messages only."""
+    def same(b: bytes) -> str:
+        return q.acl(b.decode("utf-8", "surrogateescape"))
+
     for folder, d in folder_dirs(src):
-        acl = d / "dovecot-acl"
+        acl = d / ACL_FILE
         if acl.is_file():
-            copy_file(acl, target_folder_dir(dst, folder, listescaped=True) / "dovecot-acl")
+            _copy_if_changed(acl, target_folder_dir(dst, folder, listescaped=True) / ACL_FILE, same)
 
 
 @action("nethserver-mail-migrate-shared-index", 65)
@@ -116,5 +135,76 @@ def migrate_shared_index(ctx: Context) -> None:
         ctx.log.info(name, "no shared-mailbox index in the archive")
         return
     if not ctx.dry_run:
-        copy_file(src, ctx.target.shared_index)
+        _copy_if_changed(src, ctx.target.shared_index, qualifier(ctx).shared_dict)
     ctx.log.info(name, f"shared-mailbox index copied to {ctx.target.shared_index}; restart dovecot")
+
+
+@action("nethserver-mail-migrate-shared-identifiers", 70)
+def migrate_shared_identifiers(ctx: Context) -> None:
+    """SME's short names in dovecot-acl files, the shared-mailbox index and Shared/ subscriptions -> user@domain."""
+    name = "nethserver-mail-migrate-shared-identifiers"
+    q = qualifier(ctx)
+    changed = 0
+
+    def report(where: str, what: str) -> None:
+        for n in q.take_unknown():
+            ctx.log.warning(name, f"{where}: {what}{n} names no migrated account; left as it is (it matches "
+                                  "nobody on NethServer)")
+
+    def rewrite(path: Path, data: bytes | None, new: bytes | None) -> None:
+        nonlocal changed
+        if new is not None and new != data:
+            changed += 1
+            if not ctx.dry_run:
+                _replace(path, new)
+
+    for u in sorted(q.accounts):
+        src_md = ctx.source.maildir(u)
+        md = ctx.target.mail_home(u, ctx.domain) / "Maildir"
+        # a dry run wrote no target: it reads what the mailbox action would have copied
+        base = src_md if ctx.dry_run else md
+        if not base.is_dir():
+            continue
+        for folder, d in folder_dirs(base):
+            f = d / ACL_FILE
+            if not f.is_file():
+                continue
+            text = f.read_text("utf-8", "surrogateescape")
+            new = q.acl(text)
+            shown = folder if ctx.dry_run else tuple(unlistescape(c) for c in folder)
+            where = f"{u}@{ctx.domain} {'/'.join(shown)} {ACL_FILE}"
+            report(where, "user=")
+            for e in filter(None, map(parse_acl_line, text.splitlines())):
+                if e.kind in ("group", "group-override"):
+                    ctx.log.warning(name, f"{where}: {e.identifier} kept as it is (NethServer's own rename "
+                                          "leaves groups alone): check the grant works for the group's members")
+            rewrite(f, text.encode("utf-8", "surrogateescape"), new.encode("utf-8", "surrogateescape"))
+        subs = md / "subscriptions"
+        old = subs.read_bytes() if subs.is_file() and not ctx.dry_run else None
+        src_subs = src_md / "subscriptions"
+        new = q.subscriptions(old, src_subs.read_bytes() if src_subs.is_file() else b"")
+        report(f"{u}@{ctx.domain} subscriptions", "Shared/")
+        rewrite(subs, old, new)
+    index = ctx.target.shared_index
+    data = index.read_bytes() if index.is_file() and not ctx.dry_run else None
+    if data is None and ctx.source.shared_index.is_file():
+        data = ctx.source.shared_index.read_bytes()
+        rewrite(index, None, q.shared_dict(data))
+    elif data is not None:
+        rewrite(index, data, q.shared_dict(data))
+    report("shared-mailbox index", "")
+    ctx.log.info(name, f"{changed} file(s) {'would be ' if ctx.dry_run else ''}rewritten with user@{ctx.domain}")
+
+
+def _replace(path: Path, data: bytes) -> None:
+    """Write beside and rename, so Dovecot never reads half a file; the file keeps its owner and mode, a new
+    one gets its directory's owner and no group/other access, as the mailbox action leaves mail files."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    like = path if path.exists() else path.parent
+    st = like.stat()
+    tmp = path.with_name("." + path.name + ".mailmigrate-tmp")
+    tmp.write_bytes(data)
+    os.chmod(tmp, st.st_mode & 0o7777 if like is path else 0o600)
+    if (st.st_uid, st.st_gid) != (os.getuid(), os.getgid()):
+        os.chown(tmp, st.st_uid, st.st_gid)
+    os.replace(tmp, path)
