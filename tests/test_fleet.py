@@ -9,6 +9,7 @@ and the fleet-wide connection limit must have been reached but never exceeded.
 from __future__ import annotations
 
 import json
+import os
 import random
 import subprocess
 import threading
@@ -31,13 +32,20 @@ def fleet_env():
         redis.Redis.from_url(REDIS, socket_connect_timeout=2).ping()
     except redis.RedisError as e:
         pytest.skip(f"no Redis on 127.0.0.1: {e}")
+    # A Redis database of its own, claimed in database 0 so that tests running at once never share one:
+    # its queue and slots are this test's only.
+    claims = redis.Redis.from_url(f"{REDIS}/0")
+    db = next((d for d in random.sample(range(1, 16), 15)
+               if claims.set(f"mm-test-claim:{d}", os.getpid(), nx=True, ex=3600)), None)
+    if db is None:
+        pytest.skip("all 15 Redis test databases are in use by other tests")
     admin, name, url = make_database("mm_fleet")
-    db = random.randint(1, 15)  # a database of its own: its queue and slots are this test's only
     broker = f"{REDIS}/{db}"
     r = redis.Redis.from_url(broker)
     r.flushdb()
     yield broker, url, r
     r.flushdb()
+    claims.delete(f"mm-test-claim:{db}")
     drop_database(admin, name)
 
 

@@ -105,3 +105,8 @@ class StateLocked(StateError):
 
 class StateCorrupt(StateError):
     """The state database is damaged or is not a mailmigrate state database."""
+
+
+class FleetError(MailmigrateError):
+    """The fleet could not take a run (broker unreachable): the accounts it names were not enqueued, so
+    nothing ran and the run can simply be started again."""

@@ -54,11 +54,12 @@ def read_maildir(root: Path) -> dict[str, list[tuple[bytes, str]]]:
     return out
 
 
-def start_worker(broker: str, state: str, *, concurrency: int = 2, name: str = "w", log: Path | None = None,
+def start_worker(broker: str | None, state: str, *, concurrency: int = 2, name: str = "w", log: Path | None = None,
                  extra=(), env=None) -> subprocess.Popen:
+    """broker None: the worker takes it from MAILMIGRATE_BROKER in ``env`` (a broker password stays out of argv)."""
     out = open(log, "ab") if log else subprocess.DEVNULL
-    return subprocess.Popen(MM + ["worker", "--broker", broker, "--state", state, f"--concurrency={concurrency}",
-                                  f"--hostname={name}@%h", *extra],
+    return subprocess.Popen(MM + ["worker", *(["--broker", broker] if broker else []), "--state", state,
+                                  f"--concurrency={concurrency}", f"--hostname={name}@%h", *extra],
                             stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
                             env={**os.environ, **(env or {})})
 

@@ -51,10 +51,19 @@ def set_status(state, run_id: str, account: str, status: str) -> None:
                                  "AND status NOT IN ('done', 'failed')", (status, run_id, account))
 
 
-def progress(state, run_id: str, account: str, copied: int, nbytes: int) -> None:
+def progress(state, run_id: str, account: str, copied: int, nbytes: int, to_copy: int = 0) -> None:
     with state.lock:
-        state.connection.execute("UPDATE fleet_jobs SET copied=%s, bytes_copied=%s, updated=now() "
-                                 "WHERE run_id=%s AND account=%s", (copied, nbytes, run_id, account))
+        state.connection.execute("UPDATE fleet_jobs SET copied=%s, bytes_copied=%s, to_copy=%s, updated=now() "
+                                 "WHERE run_id=%s AND account=%s", (copied, nbytes, to_copy, run_id, account))
+
+
+def abandon(state, run_id: str, reason: str) -> None:
+    """The run could not be enqueued: its rows say so instead of waiting forever."""
+    error = json.dumps({"error": reason})
+    with state.lock:
+        state.connection.execute(
+            "UPDATE fleet_jobs SET status='failed', result=jsonb_build_object('account', account) || %s::jsonb,"
+            " updated=now() WHERE run_id=%s AND status='queued'", (error, run_id))
 
 
 def finish(state, run_id: str, account: str, result: AccountResult) -> None:
@@ -87,3 +96,13 @@ def results(state, run_id: str) -> list[AccountResult]:
         rows = state.connection.execute(
             "SELECT account, result FROM fleet_jobs WHERE run_id=%s ORDER BY account", (run_id,)).fetchall()
     return [result_from(r) if r else AccountResult(a, error="no result recorded") for a, r in rows]
+
+
+def rows(state, run_id: str) -> list[dict]:
+    """Every account of a run as it stands: status, worker, attempts, numbers, and the result once final."""
+    with state.lock:
+        found = state.connection.execute(
+            "SELECT account, status, worker, attempts, copied, bytes_copied, to_copy, result FROM fleet_jobs "
+            "WHERE run_id=%s ORDER BY account", (run_id,)).fetchall()
+    keys = ("account", "status", "worker", "attempts", "copied", "bytes_copied", "to_copy")
+    return [{**dict(zip(keys, r[:7])), "result": result_from(r[7]) if r[7] else None} for r in found]

@@ -12,7 +12,7 @@ import time
 import uuid
 from typing import Callable
 
-from ..errors import ConfigError
+from ..errors import ConfigError, FleetError
 from ..sync.runner import RunResult, SyncRequest, account_key
 from ..sync.state_pg import PgStateDB, is_pg_url, redact_url
 from . import jobs
@@ -38,24 +38,36 @@ def describe_run(req: SyncRequest, run_id: str) -> dict:
     }
 
 
+def enqueue(state, req: SyncRequest, broker: str) -> tuple[str, list[str]]:
+    """One job per account of ``req`` on the broker, rows in the job table first; returns the run's id and
+    the accounts' state names (in the order of ``req.accounts``).  A broker that cannot be reached is a
+    FleetError, and the run's rows are marked failed rather than left waiting."""
+    run_id = uuid.uuid4().hex
+    names = [account_key(req, a) for a in req.accounts]
+    jobs.create_run(state, run_id, names)
+    desc = describe_run(req, run_id)
+    app = make_app(broker)
+    try:
+        with app.producer_or_acquire() as producer:
+            for a in req.accounts:
+                app.send_task(TASK, args=[desc, {"source_user": a.source_user, "target_user": a.target_user}],
+                              producer=producer)
+    except Exception as e:  # kombu/amqp/redis errors: the broker is down or refuses us
+        reason = f"the broker {redact_url(broker)} did not take the jobs: {e}"
+        jobs.abandon(state, run_id, reason)
+        raise FleetError(reason) from None
+    finally:
+        app.close()
+    return run_id, names
+
+
 def run_fleet(req: SyncRequest, *, broker: str, state_url: str, poll: float = 0.5,
               on_progress: Callable[[dict], None] | None = None, timeout: float | None = None) -> RunResult:
     if not is_pg_url(state_url):
         raise ConfigError("--executor celery needs the shared state on PostgreSQL: --state postgresql://…")
     state = PgStateDB.open(state_url)
     try:
-        run_id = uuid.uuid4().hex
-        names = [account_key(req, a) for a in req.accounts]
-        jobs.create_run(state, run_id, names)
-        desc = describe_run(req, run_id)
-        app = make_app(broker)
-        try:
-            with app.producer_or_acquire() as producer:
-                for a in req.accounts:
-                    app.send_task(TASK, args=[desc, {"source_user": a.source_user, "target_user": a.target_user}],
-                                  producer=producer)
-        finally:
-            app.close()
+        run_id, names = enqueue(state, req, broker)
         start = time.monotonic()
         last = None
         while True:

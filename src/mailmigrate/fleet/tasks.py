@@ -81,19 +81,29 @@ class _FleetProgress(Progress):
         self.state, self.run_id, self.account, self.every = state, run_id, account, every
         self.n_copied = 0
         self.nbytes = 0
+        self.to_copy = 0
         self._last = 0.0
         self._lock = threading.Lock()
+
+    def folder_start(self, account, folder, to_copy, bytes_to_copy):
+        with self._lock:
+            self.to_copy += to_copy
+        self._report()
 
     def copied(self, account, folder, messages, nbytes):
         with self._lock:
             self.n_copied += messages
             self.nbytes += nbytes
+        self._report()
+
+    def _report(self) -> None:
+        with self._lock:
             now = time.monotonic()
             if now - self._last < self.every:
                 return
             self._last = now
-            n, b = self.n_copied, self.nbytes
-        jobs.progress(self.state, self.run_id, self.account, n, b)
+            n, b, t = self.n_copied, self.nbytes, self.to_copy
+        jobs.progress(self.state, self.run_id, self.account, n, b, t)
 
 
 def sync_one_account(task, desc: dict, account: dict) -> dict:
@@ -109,7 +119,8 @@ def sync_one_account(task, desc: dict, account: dict) -> dict:
         jobs.set_status(state, run_id, name, "waiting")
         raise task.retry(countdown=5)
     try:
-        started = jobs.start(state, run_id, name, f"{socket.gethostname()} pid {os.getpid()}")
+        worker = f"{task.request.hostname or socket.gethostname()} pid {os.getpid()}"  # e.g. w1@host pid 42
+        started = jobs.start(state, run_id, name, worker)
         if started == "finished":
             log.info("account %s already finished in run %s (a second delivery); nothing to do", name, run_id)
             return {"account": name, "duplicate": True}

@@ -81,6 +81,10 @@ CREATE TABLE fleet_jobs (
 );
 CREATE INDEX fleet_jobs_status ON fleet_jobs (run_id, status);
 """),
+    # What an account's job found to copy, so a project's units show done/total as they do locally.
+    (3, """
+ALTER TABLE fleet_jobs ADD COLUMN to_copy BIGINT NOT NULL DEFAULT 0;
+"""),
 ]
 SCHEMA_VERSION = MIGRATIONS[-1][0]
 _UPGRADE_LOCK = 0x6D6D_7374_6174_6501  # "mmstate" + 1: serialises concurrent upgrades
