@@ -4,7 +4,8 @@ Started as root with a config in a temporary directory (FACTS.md: internal user 
 dovenull, first_valid_uid 100), users in a passwd-file Dovecot re-reads on change, a master user in a
 second passdb (SASL PLAIN with authzid, or LOGIN as ``user*master``), maildir with LAYOUT=fs and "/" as
 separator so that "." is legal in folder names, SPECIAL-USE on the usual mailboxes, optional TLS with a
-self-signed certificate, optional removal of UIDPLUS (Kopano's gateway has none).
+self-signed certificate, optional removal of UIDPLUS (Kopano's gateway has none), optional COMPRESS=DEFLATE
+(Dovecot's imap_zlib plugin).
 """
 
 from __future__ import annotations
@@ -41,7 +42,7 @@ def make_cert(d: Path) -> tuple[Path, Path]:
 class DovecotServer:
     def __init__(self, root: Path | None = None, *, tls: bool = False, separator: str = "/", master_user=MASTER,
                  uidplus: bool = True, extra_conf: str = "", passdb_file: Path | None = None,
-                 mail_location: str = "maildir:~/Maildir:LAYOUT=fs"):
+                 mail_location: str = "maildir:~/Maildir:LAYOUT=fs", compress: bool = False):
         # Dovecot's auth and mail processes run as "dovecot" and must traverse every directory above their
         # files; pytest's temporary directories are 0700, so the server lives in a directory of its own.
         self.root = Path(tempfile.mkdtemp(prefix="mm-dovecot-", dir="/tmp"))
@@ -52,6 +53,7 @@ class DovecotServer:
         self.separator = separator
         self.master_user = master_user
         self.uidplus = uidplus
+        self.compress = compress  # load imap_zlib: the server advertises COMPRESS=DEFLATE after login
         self.extra_conf = extra_conf
         self.mail_location = mail_location  # e.g. Maildir++ under a migrated tree: "maildir:/x/vmail/%n/Maildir"
         self.port = free_port()
@@ -133,6 +135,7 @@ class DovecotServer:
                     "THREAD=REFERENCES THREAD=REFS THREAD=ORDEREDSUBJECT MULTIAPPEND URL-PARTIAL CATENATE UNSELECT "
                     "CHILDREN NAMESPACE CONDSTORE QRESYNC ESEARCH ESORT SEARCHRES WITHIN CONTEXT=SEARCH "
                     "LIST-STATUS BINARY MOVE SNIPPET=FUZZY PREVIEW=FUZZY LITERAL+ NOTIFY SPECIAL-USE\n")
+        zlib_conf = "protocol imap {\n  mail_plugins = $mail_plugins imap_zlib\n}\n" if self.compress else ""
         (r / "dovecot.conf").write_text(f"""protocols = imap
 listen = 127.0.0.1
 base_dir = {r}/run
@@ -181,7 +184,7 @@ passdb {{
   args = {r}/users.passwd
 }}
 {self._extra_passdb()}
-userdb {{
+{zlib_conf}userdb {{
   driver = static
   args = uid=dovecot gid=dovecot home={self.mail_root}/%u
 }}

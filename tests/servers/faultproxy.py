@@ -7,8 +7,13 @@ Faults apply to connections as they are accepted, from a queue the test fills (t
                                       side for ``stall`` seconds (a half-sent response), then close;
   * ``Fault("stall", after=N, stall=S)`` – after N server bytes, forward nothing for S seconds;
   * ``Fault("delay", delay=D)``     – wait D seconds before forwarding each chunk;
+  * ``Fault("slow_down", delay=D)`` – the same, server-to-client chunks only (commands pass at once, so
+                                      commands a client pipelines show up before the earlier responses);
   * ``Fault("refuse")``             – close the connection at once.
-Only ever listens on and connects to 127.0.0.1.
+Only ever listens on and connects to 127.0.0.1. ``bytes_down`` / ``bytes_up`` count what crossed the proxy
+(server to client / client to server), so a test can see what a protocol feature does to the wire; with
+``record=True`` every forwarded chunk is kept in ``transcript`` as ("up"|"down", connection number, bytes),
+in the order the proxy forwarded them (a response is recorded before the client can have read it).
 """
 
 from __future__ import annotations
@@ -29,8 +34,10 @@ class Fault:
 
 
 class FaultProxy:
-    def __init__(self, upstream_port: int):
+    def __init__(self, upstream_port: int, record: bool = False):
         self.upstream = ("127.0.0.1", upstream_port)
+        self.record = record
+        self.transcript: list[tuple[str, int, bytes]] = []
         self.sock = socket.socket()
         self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         self.sock.bind(("127.0.0.1", 0))
@@ -40,6 +47,8 @@ class FaultProxy:
         self.default = Fault()
         self.connections = 0
         self.faults_fired = 0
+        self.bytes_down = 0
+        self.bytes_up = 0
         self._stop = threading.Event()
         self._lock = threading.Lock()
         threading.Thread(target=self._accept, daemon=True, name="faultproxy").start()
@@ -64,9 +73,10 @@ class FaultProxy:
             with self._lock:
                 fault = self.faults.popleft() if self.faults else self.default
                 self.connections += 1
-            threading.Thread(target=self._serve, args=(client, fault), daemon=True).start()
+                number = self.connections
+            threading.Thread(target=self._serve, args=(client, fault, number), daemon=True).start()
 
-    def _serve(self, client: socket.socket, fault: Fault) -> None:
+    def _serve(self, client: socket.socket, fault: Fault, number: int = 0) -> None:
         if fault.kind == "refuse":
             self.faults_fired += 1
             client.close()
@@ -94,7 +104,7 @@ class FaultProxy:
                     data = src.recv(65536)
                     if not data:
                         break
-                    if fault.delay:
+                    if fault.delay and (downstream or fault.kind != "slow_down"):
                         time.sleep(fault.delay)
                     counted = (fault.kind in ("drop", "truncate", "stall") and downstream) or \
                               (fault.kind == "drop_up" and not downstream)
@@ -114,8 +124,16 @@ class FaultProxy:
                             time.sleep(fault.stall)
                         close_both()
                         return
+                    with self._lock:
+                        if self.record:
+                            self.transcript.append(("down" if downstream else "up", number, data))
                     dst.sendall(data)
                     sent += len(data)
+                    with self._lock:
+                        if downstream:
+                            self.bytes_down += len(data)
+                        else:
+                            self.bytes_up += len(data)
             except OSError:
                 pass
             close_both()

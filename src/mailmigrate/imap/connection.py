@@ -22,6 +22,7 @@ from typing import Iterator
 from ..errors import (AuthenticationFailed, ConfigError, ConnectionLost, MessageRejected, ProtocolError,
                       QuotaExceeded, ServerRefused, TemporaryFailure)
 from ..model import SPOOL_THRESHOLD, Body, BodyWriter, Secret
+from . import diag
 from .parser import Response, _Literal, literal_size, parse_response
 
 log = logging.getLogger("mailmigrate.imap")
@@ -75,6 +76,8 @@ class Connection:
         self._tagn = 0
         self.untagged: list[Response] = []  # collected while waiting for a tagged response
         self._done: dict[bytes, Response] = {}  # completions of pipelined commands read early
+        self.disabled = diag.disabled()  # protocol features switched off for measurements (imap/diag.py)
+        self.deflater = self.inflater = None  # set by imap.compress.start once COMPRESS=DEFLATE is active
 
     # --- connecting -------------------------------------------------------------------------------
     def _context(self) -> ssl.SSLContext:
@@ -135,6 +138,9 @@ class Connection:
         self.rfile = sock.makefile("rb", buffering=1 << 16)
 
     def close(self) -> None:
+        if self.deflater is not None and self.inflater is not None:
+            log.debug("%s: compressed in %d -> %d bytes, out %d -> %d bytes", self.host, self.inflater.plain,
+                      self.inflater.wire, self.deflater.plain, self.deflater.wire)
         for c in (self.rfile, self.sock):
             try:
                 if c is not None:
@@ -200,7 +206,13 @@ class Connection:
         return parse_response(parts)
 
     # --- writing ----------------------------------------------------------------------------------
-    def _send(self, data: bytes) -> None:
+    def _send(self, data: bytes, more: bool = False) -> None:
+        """``more``: the command goes on without waiting for the server, so a compressed connection need
+        not flush yet."""
+        if self.deflater is not None:
+            data = self.deflater.compress(data)
+            if not more:
+                data += self.deflater.flush()
         try:
             self.sock.sendall(data)
         except (OSError, AttributeError) as e:
@@ -227,11 +239,11 @@ class Connection:
                     buf = bytearray()
                     self._await_continuation(tag)
                 else:
-                    self._send(bytes(buf))
+                    self._send(bytes(buf), more=True)
                     self._log_sent(buf, secret)
                     buf = bytearray()
                 for chunk in a.chunks():
-                    self._send(chunk)
+                    self._send(chunk, more=True)
             else:
                 buf += b" " + (a if isinstance(a, bytes) else str(a).encode())
         buf += b"\r\n"
@@ -280,6 +292,11 @@ class Connection:
         list with the last command (callers of pipelines match them by content, e.g. STATUS names)."""
         self.untagged = []
         self._done = {}
+        if "pipelining" in self.disabled:
+            out = []
+            for c in commands:
+                out.append(self.wait(self.send_command(*c)))
+            return [(r, self.untagged) for r in out]
         tags = [self.send_command(*c) for c in commands]
         out = []
         for t in tags:
@@ -291,6 +308,7 @@ class Connection:
     def _caps_from(self, r: Response) -> None:
         if r.code == b"CAPABILITY":
             self.capabilities = {c.decode("ascii", "replace").upper() for c in r.code_args if isinstance(c, bytes)}
+        self.capabilities -= diag.hidden_capabilities(self.disabled)
 
     def capability(self) -> set[str]:
         r = self.command(b"CAPABILITY")
@@ -389,6 +407,8 @@ class Connection:
         arrives; other untagged responses are kept in ``self.untagged``."""
         self.untagged = []
         self._done = {}
+        if "pipelining" in self.disabled:
+            window = 1
         pending: list[bytes] = []
         it = iter(commands)
         for c in it:

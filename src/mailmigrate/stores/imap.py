@@ -19,6 +19,7 @@ from typing import Iterable, Iterator, Sequence
 from ..errors import ConnectionLost, FolderFailed, MessageRejected, ProtocolError, ServerRefused
 from ..formats import mutf7
 from ..formats.specialuse import guess_special_use
+from ..imap import compress
 from ..imap.connection import Connection, Lit, quote
 from ..imap.parser import fetch_items, format_internaldate, parse_internaldate, parse_uid_set
 from ..model import (SPECIAL_USES, AppendItem, Body, FolderInfo, FolderPath, FolderStatus, MessageMeta,
@@ -51,8 +52,9 @@ class ImapStore(Store):
 
     def __init__(self, host: str, port: int, *, user: str, password: Secret, tls: str = "starttls",
                  insecure: bool = False, cafile: str | None = None, master_user: str | None = None,
-                 master_mode: str = "plain", timeout: float = 60.0):
+                 master_mode: str = "plain", timeout: float = 60.0, compress: str = "auto"):
         self.host, self.port, self.user = host, port, user
+        self.compress = compress  # COMPRESS=DEFLATE: auto | yes | no (imap/compress.py)
         self._password = password
         self.tls, self.insecure, self.cafile = tls, insecure, cafile
         self.master_user, self.master_mode, self.timeout = master_user, master_mode, timeout
@@ -76,6 +78,7 @@ class ImapStore(Store):
         c.connect()
         try:
             c.login(self.user, self._password, master=self.master_user, mode=self.master_mode)
+            compress.start(c, self.compress)
             enable = [x for x in ("CONDSTORE",) if x in c.capabilities]
             if enable and "ENABLE" in c.capabilities:
                 c.command(b"ENABLE", *[e.encode() for e in enable])
@@ -98,7 +101,7 @@ class ImapStore(Store):
     def clone(self) -> "ImapStore":
         return ImapStore(self.host, self.port, user=self.user, password=self._password, tls=self.tls,
                          insecure=self.insecure, cafile=self.cafile, master_user=self.master_user,
-                         master_mode=self.master_mode, timeout=self.timeout)
+                         master_mode=self.master_mode, timeout=self.timeout, compress=self.compress)
 
     def supports_uidplus(self) -> bool:
         return "UIDPLUS" in self._c.capabilities
@@ -307,11 +310,12 @@ class ImapStore(Store):
         batches: list[list[int]] = []
         cur: list[int] = []
         cur_bytes = 0
+        per_batch = 1 if "fetch-batch" in self._c.disabled else 500
         for k in keys:
             uid = int(k)
             cur.append(uid)
             cur_bytes += sizes.get(uid, 50_000)
-            if len(cur) >= 500 or cur_bytes >= (8 << 20):
+            if len(cur) >= per_batch or cur_bytes >= (8 << 20):
                 batches.append(cur)
                 cur, cur_bytes = [], 0
         if cur:

@@ -1,7 +1,7 @@
 """From a store URL on the command line to an open-able Store, for one account.
 
 URLs (the `sync` command's contract):
-    imap://[USER@]HOST[:PORT][?tls=none|starttls][&master=plain|star|kerio][&cafile=PATH]
+    imap://[USER@]HOST[:PORT][?tls=none|starttls][&master=plain|star|kerio][&cafile=PATH][&compress=auto|yes|no]
     imaps://[USER@]HOST[:PORT]
     maildir:PATH        mbox:PATH[?variant=mboxo]        communigate:PATH[?primary_domain=DOMAIN]
 
@@ -92,7 +92,7 @@ def parse_spec(text: str) -> StoreSpec:
             user = unquote(user_part)
         host, port = _host_port(netloc, text)
         params = {k: v[-1] for k, v in parse_qs(u.query).items()} if u.query else {}
-        unknown = set(params) - {"tls", "master", "cafile", "timeout"}
+        unknown = set(params) - {"tls", "master", "cafile", "timeout", "compress"}
         if unknown:
             raise ConfigError(f"{text}: unknown option(s) {', '.join(sorted(unknown))}")
         if u.scheme == "imaps":
@@ -106,6 +106,8 @@ def parse_spec(text: str) -> StoreSpec:
         master_mode = params.get("master", "plain")
         if master_mode not in ("plain", "star", "kerio"):
             raise ConfigError(f"{text}: master must be plain, star or kerio")
+        if params.get("compress", "auto") not in ("auto", "yes", "no"):
+            raise ConfigError(f"{text}: compress must be auto, yes or no")
         return StoreSpec(kind="imap", text=text, host=host, port=port or DEFAULT_PORTS[u.scheme], user=user,
                          tls=tls, params=params)
     raise ConfigError(
@@ -184,6 +186,7 @@ def build_store(spec: StoreSpec, *, user: str | None, password: Secret | None, o
             master_user=options.master_user,
             master_mode=spec.params.get("master", "plain"),
             timeout=float(spec.params.get("timeout", options.timeout)),
+            compress=spec.params.get("compress", "auto"),
         )
     path = spec.resolved_path(user)
     if spec.kind == "maildir":
