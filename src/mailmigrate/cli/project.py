@@ -34,6 +34,12 @@ def register(sub) -> None:
         a.add_argument("file")
         a.add_argument("units", nargs="*", metavar="UNIT", help="units (default: all)")
         a.add_argument("--json", action="store_true")
+        if action in ("start", "sync", "finish"):
+            a.add_argument("--executor", choices=("local", "celery"),
+                           help="copy here or as one job per account on `mailmigrate worker`s (default: the "
+                                "project's [fleet] executor, else local)")
+            a.add_argument("--broker", metavar="URL", help="celery: redis://… or amqp://… (default: [fleet] broker, "
+                                                           "else MAILMIGRATE_BROKER)")
         a.set_defaults(func=run_action, action=action)
     rp = ps.add_parser("report", help="verify every started unit and write the HTML and JSON report")
     rp.add_argument("file")
@@ -87,7 +93,10 @@ def run_status(args) -> int:
 def run_action(args) -> int:
     setup_logging(args.verbose)
     wf = Workflow(load_project(args.file))
-    outcomes = wf.for_units(args.units, lambda u: wf.act(u, args.action, PlainProgress()))
+    from ..fleet.submit import print_progress
+
+    outcomes = wf.run(args.units, args.action, PlainProgress(), executor=getattr(args, "executor", None),
+                      broker=getattr(args, "broker", None), on_fleet=print_progress)
     if args.json:
         json.dump([o.__dict__ for o in outcomes], sys.stdout, indent=2)
         print()

@@ -9,11 +9,15 @@
 * skip   – leave the unit out.
 
 Every action goes through the workflow store (refusing illegal transitions), writes its outcome to the
-project log, and keeps the account's last result for the report.
+project log, and keeps the account's last result for the report.  With ``[fleet] executor = "celery"`` (or
+``executor="celery"`` given to :meth:`Workflow.run`) the copying of start, sync and finish goes to the fleet's
+workers as one job per account (``workflow/fleet.py``); the units' states, logs and history are recorded
+here all the same.
 """
 
 from __future__ import annotations
 
+import contextlib
 import getpass
 import json
 import logging
@@ -21,13 +25,14 @@ from pathlib import Path
 from dataclasses import dataclass
 from typing import Callable
 
-from ..errors import MailmigrateError
+from ..errors import MailmigrateError, StateLocked
 from ..model import Account
 from ..stores.registry import StoreOptions, build_store
 from ..sync.abort import abort_account
 from ..sync.engine import Progress, SyncOptions
 from ..sync.runner import SyncRequest, account_key, run_sync
 from ..sync.state import RunLock, StateDB
+from ..sync.state_pg import PgStateDB, is_pg_url, open_state
 from ..sync.verify import verify_account
 from .project import Project
 from .states import IllegalTransition
@@ -99,7 +104,25 @@ class Workflow:
         return added
 
     # --- actions ----------------------------------------------------------------------------------
-    def act(self, unit: str, action: str, progress: Progress | None = None) -> ActionOutcome:
+    def run(self, units: list[str] | None, action: str, progress: Progress | None = None, *,
+            executor: str | None = None, broker: str | None = None,
+            on_fleet: Callable[[dict], None] | None = None) -> list[ActionOutcome]:
+        """``action`` on ``units`` (default: all), here or on the fleet (``executor`` overrides the project's
+        ``[fleet]``); ``on_fleet`` receives the fleet-wide counts while the workers copy."""
+        names = units or [u.name for u in self.wf.units()]
+        from .fleet import COPYING, settings
+
+        fleet = settings(self.project, executor, broker) if action in COPYING else None
+        if fleet is None:
+            return [self.act(n, action, progress, executor="local") for n in names]
+        from .fleet import run_units
+
+        return run_units(self, names, action, fleet, on_progress=on_fleet)
+
+    def act(self, unit: str, action: str, progress: Progress | None = None, *,
+            executor: str | None = None) -> ActionOutcome:
+        if executor is None and self.project.executor != "local":
+            return self.run([unit], action, progress)[0]  # the dashboard's buttons go to the fleet too
         try:
             t = self.wf.begin(unit, action, self.actor)
         except IllegalTransition as e:
@@ -128,28 +151,11 @@ class Workflow:
             ok, msg, _ = self._sync(unit, acc, delete=self.project.delete_on_finish, progress=progress)
             if not ok:
                 return False, f"final sync: {msg}", True
-            check = self.verify(acc)
-            meta = self.wf.get(unit).meta
-            meta["verification"] = check.as_dict()
-            self._set_meta(unit, meta)
-            if not check.ok:
-                t = check.totals()
-                return False, (f"verification failed: {t['missing']} message(s) without a verified copy"
-                               + (f"; {check.error}" if check.error else "")), True
-            t = check.totals()
-            return True, f"verified: {t['source_messages']} messages, {t['source_bytes']} bytes, all on the target", True
+            return self._verify_unit(unit, acc)
         if action == "abort":
-            lock = RunLock(self.project.state)
-            lock.acquire()
-            try:
-                state = StateDB.open(self.project.state)
-                try:
-                    target = self._store("target", acc)
-                    res = abort_account(target, state, account_key(self._request([acc]), acc))
-                finally:
-                    state.close()
-            finally:
-                lock.release()
+            name = account_key(self._request([acc]), acc)
+            with self._state(name) as state:
+                res = abort_account(self._store("target", acc), state, name)
             return True, (f"removed {res.messages_removed} message(s) and {len(res.folders_removed)} folder(s) "
                           f"mailmigrate had made on the target"
                           + (f"; kept non-empty folders {', '.join(res.folders_kept)}" if res.folders_kept else "")), False
@@ -197,7 +203,10 @@ class Workflow:
     def _sync(self, unit: str, acc: Account, *, delete: bool, progress: Progress | None):
         req = self._request([acc])
         req.sync = SyncOptions(delete=delete, progress=_StoreProgress(self.wf, unit, progress))
-        result = run_sync(req).accounts[0]
+        return self._record_result(unit, run_sync(req).accounts[0])
+
+    def _record_result(self, unit: str, result) -> tuple[bool, str, bool | None]:
+        """An account's sync result into the unit's meta and log, wherever it ran."""
         meta = self.wf.get(unit).meta
         meta["last_result"] = {"counters": result.counters.as_dict(), "error": result.error,
                                "problems": [p.__dict__ for p in result.problems]}
@@ -209,6 +218,43 @@ class Workflow:
             return False, result.error, None
         msg = f"copied {c.copied}, flags {c.flags_updated}, deleted {c.deleted}, failed {c.failed}"
         return True, msg, True
+
+    def _verify_unit(self, unit: str, acc: Account) -> tuple[bool, str, bool | None]:
+        """finish after its final sync: migrated only when every source message has a verified copy."""
+        check = self.verify(acc)
+        meta = self.wf.get(unit).meta
+        meta["verification"] = check.as_dict()
+        self._set_meta(unit, meta)
+        t = check.totals()
+        if not check.ok:
+            return False, (f"verification failed: {t['missing']} message(s) without a verified copy"
+                           + (f"; {check.error}" if check.error else "")), True
+        return True, f"verified: {t['source_messages']} messages, {t['source_bytes']} bytes, all on the target", True
+
+    @contextlib.contextmanager
+    def _state(self, account: str):
+        """The sync state, held for one account: the SQLite file for the run, or (PostgreSQL, shared with
+        fleet workers and other runs) the account's own lock, so nothing else copies it meanwhile."""
+        if not is_pg_url(self.project.state):
+            lock = RunLock(self.project.state)
+            lock.acquire()
+            try:
+                state = StateDB.open(self.project.state)
+                try:
+                    yield state
+                finally:
+                    state.close()
+            finally:
+                lock.release()
+            return
+        state = PgStateDB.open(self.project.state)
+        try:
+            if not state.lock_account(account, wait=30):
+                raise StateLocked(f"account {account} is being synced by another process (a fleet worker?); "
+                                  f"try again when it finished")
+            yield state
+        finally:
+            state.close()  # also releases the account's lock
 
     def _set_meta(self, unit: str, meta: dict) -> None:
         self.wf._exec("UPDATE wf_units SET meta=? WHERE name=?", (json.dumps(meta), unit))
@@ -222,6 +268,7 @@ class Workflow:
             source_password=p.source.password("MAILMIGRATE_SOURCE_PASSWORD", "source"),
             target_password=p.target.password("MAILMIGRATE_TARGET_PASSWORD", "target"),
             jobs=1,
+            state_factory=open_state if is_pg_url(p.state) else None,
         )
 
     def _store(self, side: str, acc: Account, create: bool = False):
@@ -234,17 +281,9 @@ class Workflow:
                            options=StoreOptions(insecure=s.insecure, master_user=s.master, create=create), side=side)
 
     def verify(self, acc: Account):
-        lock = RunLock(self.project.state)
-        lock.acquire()
-        try:
-            state = StateDB.open(self.project.state)
-            try:
-                return verify_account(self._store("source", acc), self._store("target", acc), state,
-                                      account_key(self._request([acc]), acc))
-            finally:
-                state.close()
-        finally:
-            lock.release()
+        name = account_key(self._request([acc]), acc)
+        with self._state(name) as state:
+            return verify_account(self._store("source", acc), self._store("target", acc), state, name)
 
     def directory_check(self) -> dict | None:
         """The post-migration checklist (users, groups, memberships, aliases, send-as, forwards, …) between

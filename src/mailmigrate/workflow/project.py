@@ -5,7 +5,7 @@ Example (``mailmigrate project init`` writes one like it)::
     [project]
     name = "acme"
     path = "mailbox"                 # the migration path: mailbox (IMAP/Maildir/mbox/CommuniGate mail)
-    state = "acme-sync.db"           # sync state (SQLite)
+    state = "acme-sync.db"           # sync state (SQLite path or postgresql:// URL)
     workflow = "acme-workflow.db"    # unit states, history, logs (SQLite path or postgresql:// URL)
 
     [source]
@@ -28,6 +28,11 @@ Example (``mailmigrate project init`` writes one like it)::
     jobs = 4
     delete_on_finish = true          # finish = final sync with --delete, then verification
     insecure = false
+
+    [fleet]                          # optional: start/sync/finish copy on `mailmigrate worker`s (docs/fleet.md)
+    executor = "celery"              # "local" (default) or "celery"; then state must be postgresql://…
+    broker = "redis://mq:6379/0"     # or amqp://…; default MAILMIGRATE_BROKER (keep passwords there)
+    max_connections = 20             # per server and side, over the whole fleet
 
 Relative paths are relative to the project file, so a project directory can be moved as a whole.
 """
@@ -63,7 +68,7 @@ class Project:
     file: Path
     name: str
     path: str
-    state: Path
+    state: Path | str  # a SQLite file, or a postgresql:// URL (shared with fleet workers)
     workflow: str
     source: Side
     target: Side
@@ -77,6 +82,10 @@ class Project:
     #: path "nethserver7": {"source_root", "root", "applications", "keep_source", "dovecot_config", "doveadm"};
     #: units are applications
     nethserver: dict | None = None
+    #: [fleet]: where start/sync/finish copy mail ("local" or "celery"), the broker, the fleet-wide cap
+    executor: str = "local"
+    broker: str | None = None
+    max_connections: int | None = None
 
     @property
     def base(self) -> Path:
@@ -116,6 +125,9 @@ def load_project(file: str | os.PathLike) -> Project:
     path = proj.get("path", "mailbox")
     if path not in PATHS:
         raise ConfigError(f"project {name}: path {path!r} is not one of {', '.join(PATHS)}")
+    state = proj.get("state", f"{name}-sync.db")
+    state = state if str(state).startswith(("postgresql://", "postgres://")) else rel(state)
+    fleet = _fleet(name, path, state, data.get("fleet") or {})
     if path == "nethserver7":
         ns = dict(data.get("nethserver") or {})
         if "source_root" not in ns or "root" not in ns:
@@ -169,7 +181,7 @@ def load_project(file: str | os.PathLike) -> Project:
         file=f,
         name=name,
         path=path,
-        state=rel(proj.get("state", f"{name}-sync.db")),
+        state=state,
         workflow=(proj["workflow"] if str(proj.get("workflow", "")).startswith("postgres")
                   else str(rel(proj.get("workflow", f"{name}-workflow.db")))),
         source=sides["source"],
@@ -180,7 +192,31 @@ def load_project(file: str | os.PathLike) -> Project:
         reports=rel(proj.get("reports", "reports")),
         dashboard_token_file=rel(token) if token else None,
         directory=directory,
+        **fleet,
     )
+
+
+def _fleet(name: str, path: str, state, sec: dict) -> dict:
+    executor = sec.get("executor", "local")
+    if executor not in ("local", "celery"):
+        raise ConfigError(f"project {name}: [fleet] executor {executor!r} is not local or celery")
+    if executor == "celery":
+        check_fleet(name, path, state)
+    cap = sec.get("max_connections")
+    if cap is not None and (not isinstance(cap, int) or cap < 1):
+        raise ConfigError(f"project {name}: [fleet] max_connections must be a whole number of at least 1")
+    return {"executor": executor, "broker": sec.get("broker"), "max_connections": cap}
+
+
+def check_fleet(name: str, path: str, state) -> None:
+    """Why a project cannot copy on the fleet, as a ConfigError: the workers share the state, so it must be
+    one they all reach, and only the mailbox path's copying is made of per-account jobs."""
+    if path != "mailbox":
+        raise ConfigError(f"project {name}: path {path} runs on this machine; only mailbox projects copy on "
+                          f"the fleet")
+    if not str(state).startswith(("postgresql://", "postgres://")):
+        raise ConfigError(f"project {name}: the fleet needs the sync state on PostgreSQL "
+                          f"(state = \"postgresql://…\" in [project]); {state} is a local file")
 
 
 TEMPLATE = """\

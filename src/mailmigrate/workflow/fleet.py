@@ -1,0 +1,159 @@
+"""A project's start, sync and finish on the fleet: the copying is one Celery job per account, the workflow
+stays here.
+
+Why the split: workers are many processes on many machines that share only the broker and the PostgreSQL
+state; the workflow store (SQLite or PostgreSQL) is the project's, written by the one command that acts.  So
+this command takes every unit into its busy state (refusals as usual), enqueues one job per account as
+``mailmigrate sync --executor celery`` does, then follows the run in the fleet's job table: each unit's
+done/total goes to the workflow store as the workers report it (where ``project status`` and the dashboard
+read it), and as soon as an account's job has its result the unit's outcome is recorded like a local run's:
+the result and its problems in the unit's meta and log, the worker that ran it in the log, the transition in
+the history.  A finish verifies each account here, message by message, once its final sync is back.
+
+If this command is interrupted its units are marked failed; jobs already handed out still run on the
+workers, and the account lock keeps any later action from copying the same account alongside them.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Callable
+
+from ..errors import ConfigError, MailmigrateError
+from ..model import AccountResult
+from ..sync.engine import SyncOptions
+from ..sync.runner import account_key
+from .actions import ActionOutcome
+from .project import Project, check_fleet
+from .states import IllegalTransition
+
+if TYPE_CHECKING:
+    from .actions import Workflow
+
+log = logging.getLogger("mailmigrate.workflow")
+
+#: the actions whose work is copying mail, and so can run on the fleet; abort and skip stay here
+COPYING = ("start", "sync", "finish")
+
+
+@dataclass
+class FleetSettings:
+    broker: str
+    state_url: str
+    max_connections: int | None = None
+    poll: float = 0.5
+
+
+def settings(project: Project, executor: str | None = None, broker: str | None = None) -> FleetSettings | None:
+    """Where the project's copying runs: None for this machine, else the fleet's settings (``executor`` and
+    ``broker`` override the project file's ``[fleet]``)."""
+    executor = executor or project.executor
+    if executor == "local":
+        return None
+    if executor != "celery":
+        raise ConfigError(f"executor {executor!r} is not local or celery")
+    check_fleet(project.name, project.path, project.state)
+    from ..fleet.app import broker_from
+
+    return FleetSettings(broker_from(broker or project.broker), str(project.state), project.max_connections)
+
+
+def run_units(flow: "Workflow", units: list[str], action: str, fleet: FleetSettings, *,
+              on_progress: Callable[[dict], None] | None = None) -> list[ActionOutcome]:
+    outcomes: dict[str, ActionOutcome] = {}
+    begun = {}
+    for unit in units:
+        try:
+            t = flow.wf.begin(unit, action, flow.actor)
+        except IllegalTransition as e:
+            u = flow.wf.get(unit)
+            outcomes[unit] = ActionOutcome(unit, action, False, u.state if u else "?", str(e))
+            continue
+        flow.wf.log(unit, "INFO", f"{action} by {flow.actor}, on the fleet")
+        try:
+            begun[unit] = (t, flow.project.account(unit))
+        except MailmigrateError as e:
+            outcomes[unit] = _end(flow, unit, t, False, str(e), None)
+    if begun:
+        _follow(flow, begun, action, fleet, outcomes, on_progress)
+    return [outcomes[u] for u in units]
+
+
+def _follow(flow, begun: dict, action: str, fleet: FleetSettings, outcomes: dict, on_progress) -> None:
+    from ..fleet import jobs
+    from ..fleet.submit import enqueue
+    from ..sync.state_pg import PgStateDB
+
+    req = flow._request([acc for _, acc in begun.values()])
+    req.sync = SyncOptions(delete=action == "finish" and flow.project.delete_on_finish)
+    req.max_connections = fleet.max_connections
+    unit_of = {account_key(req, acc): unit for unit, (_, acc) in begun.items()}
+    pending = dict(begun)
+    state = None
+    try:
+        state = PgStateDB.open(fleet.state_url)
+        run_id, _ = enqueue(state, req, fleet.broker)
+        for unit in pending:
+            flow.wf.set_progress(unit, total=0, done=0, bytes_done=0, folder="")
+            flow.wf.log(unit, "INFO", f"queued as job of fleet run {run_id}")
+        shown, last = {}, None
+        while pending:
+            s = jobs.summary(state, run_id)
+            if on_progress and s != last:
+                on_progress(s)
+            last = s
+            for row in jobs.rows(state, run_id):
+                unit = unit_of.get(row["account"])
+                if unit not in pending:
+                    continue
+                numbers = (row["to_copy"], row["copied"], row["bytes_copied"])
+                if shown.get(unit) != numbers:
+                    shown[unit] = numbers
+                    flow.wf.set_progress(unit, total=max(numbers[0], numbers[1]), done=numbers[1],
+                                         bytes_done=numbers[2])
+                if row["status"] in jobs.FINAL:
+                    t, acc = pending.pop(unit)
+                    outcomes[unit] = _outcome(flow, unit, t, acc, row)
+            if pending:
+                time.sleep(fleet.poll)
+    except MailmigrateError as e:
+        for unit, (t, _) in list(pending.items()):
+            outcomes[unit] = _end(flow, unit, t, False, str(e), None)
+        pending.clear()
+    except Exception as e:  # a bug must not leave the units busy forever
+        log.exception("fleet %s crashed", action)
+        for unit, (t, _) in list(pending.items()):
+            outcomes[unit] = _end(flow, unit, t, False, f"internal error: {e!r}", None)
+        pending.clear()
+    finally:
+        for unit, (t, _) in pending.items():  # interrupted (Ctrl-C): the jobs may still run on workers
+            _end(flow, unit, t, False, "stopped while the fleet was running it; its job may still be running "
+                                       "on a worker (the account lock keeps a new run from copying alongside)", None)
+        if state is not None:
+            state.close()
+
+
+def _outcome(flow, unit: str, t, acc, row: dict) -> ActionOutcome:
+    result = row["result"] or AccountResult(row["account"], error="the worker recorded no result")
+    if row["worker"]:
+        flow.wf.log(unit, "INFO", f"ran on {row['worker']} (attempt {row['attempts']})")
+    ok, message, bound = flow._record_result(unit, result)
+    c = result.counters
+    flow.wf.set_progress(unit, total=max(row["to_copy"], c.copied), done=c.copied, bytes_done=c.bytes_copied)
+    if t.action == "finish":
+        if not ok:
+            message, bound = f"final sync: {message}", True
+        else:
+            try:
+                ok, message, bound = flow._verify_unit(unit, acc)
+            except MailmigrateError as e:
+                ok, message, bound = False, f"verification: {e}", True
+    return _end(flow, unit, t, ok, message, bound)
+
+
+def _end(flow, unit: str, t, ok: bool, message: str, bound: bool | None) -> ActionOutcome:
+    state = flow.wf.end(unit, t, flow.actor, ok=ok, detail=message, bound=bound)
+    flow.wf.log(unit, "INFO" if ok else "ERROR", f"{t.action}: {message}")
+    return ActionOutcome(unit, t.action, ok, state, message)

@@ -1,0 +1,264 @@
+"""Projects on the fleet, and RabbitMQ as the fleet's broker.
+
+A mailbox project whose ``[fleet]`` says celery runs start, sync and finish as per-account jobs on two real
+``mailmigrate worker`` processes (Redis broker, PostgreSQL state) between two real Dovecot servers: every
+account exact as imaplib sees it, every unit in the state the local path would leave it in, with its log,
+history and progress.  Then the same fleet on RabbitMQ, with a worker killed mid-account.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import uuid
+
+import psycopg
+import pytest
+
+from conftest import ImapAccount
+from servers import imapcheck
+from servers.fleet import MM, kill_worker, make_accounts, process_group, read_maildir, start_worker, stop_worker, \
+    wait_for
+from test_fleet import fleet_env  # noqa: F401  (a fixture: Redis database of its own, PostgreSQL state)
+from test_sync_imap import mm, msg, populate, snapshot
+
+
+def _units(p):
+    return {u["unit"]: u for u in json.loads(mm("project", "status", p, "--json").stdout)}
+
+
+def _runs(state) -> int:
+    with psycopg.connect(state, autocommit=True) as c:
+        return c.execute("SELECT count(DISTINCT run_id) FROM fleet_jobs").fetchone()[0]
+
+
+def test_project_start_sync_finish_on_the_fleet(tmp_path, fleet_env, dovecot_pair):  # noqa: F811
+    broker, state, _ = fleet_env
+    src_srv, dst_srv = dovecot_pair
+    tag = f"{os.getpid()}x{uuid.uuid4().hex[:6]}"
+    pairs = []
+    for i in range(6):
+        s = ImapAccount(src_srv, f"pf{tag}s{i}", f"pw-s{i}-{tag}")
+        t = ImapAccount(dst_srv, f"pf{tag}t{i}", f"pw-t{i}-{tag}")
+        src_srv.add_user(s.user, s.password)
+        dst_srv.add_user(t.user, t.password)
+        populate(s, {"INBOX": [(msg(100 * i + k, 300 * k), "\\Seen" if k % 2 else "") for k in range(8)],
+                     "Archive": [(msg(100 * i + 50), "\\Flagged")] * 2})
+        pairs.append((s, t))
+    accounts = tmp_path / "accounts.csv"
+    accounts.write_text("".join(f"{s.user},{t.user},{s.password},{t.password}\n" for s, t in pairs))
+    accounts.chmod(0o600)
+    p = tmp_path / "fleetp.toml"
+    p.write_text(f"""[project]
+name = "fleetp"
+state = "{state}"
+workflow = "wf.db"
+[source]
+url = "imap://127.0.0.1:{src_srv.port}?tls=none"
+[target]
+url = "imap://127.0.0.1:{dst_srv.port}?tls=none"
+[accounts]
+file = "accounts.csv"
+[options]
+delete_on_finish = true
+[fleet]
+executor = "celery"
+broker = "{broker}"
+max_connections = 3
+""")
+    mm("project", "init", p)
+    units = [f"{s.user}->{t.user}" for s, t in pairs]
+    workers = [start_worker(broker, state, concurrency=2, name=f"pw{i}", log=tmp_path / f"pw{i}.log",
+                            extra=["--accounts", str(accounts)]) for i in range(2)]
+    try:
+        # start: the first copy of every account, by the workers.
+        r = mm("project", "start", p, "--json")
+        out = {o["unit"]: o for o in json.loads(r.stdout)}
+        assert all(o["ok"] and o["state"] == "migrating" and o["message"].startswith("copied 10,")
+                   for o in out.values()), out
+        assert "fleet: 6/6 accounts done, 0 failed" in r.stderr
+        for s, t in pairs:
+            assert snapshot(t) == snapshot(s), s.user
+        st = _units(p)
+        assert all(st[u]["state"] == "migrating" and st[u]["progress"]["done"] == 10 == st[u]["progress"]["total"]
+                   and st[u]["last_result"]["counters"]["copied"] == 10 for u in units), st
+        logs = mm("project", "logs", p, "--unit", units[0]).stdout
+        assert "on the fleet" in logs and "queued as job of fleet run" in logs
+        assert "ran on pw0@" in logs or "ran on pw1@" in logs
+
+        # abort (here, on the shared state) removes the copies of one account; start brings them back.
+        assert json.loads(mm("project", "abort", p, units[5], "--json").stdout)[0]["ok"]
+        assert sum(sum(c.values()) for c in snapshot(pairs[5][1]).values()) == 0
+        assert _units(p)[units[5]]["state"] == "not_started"
+        assert json.loads(mm("project", "start", p, units[5], "--json").stdout)[0]["ok"]
+        assert snapshot(pairs[5][1]) == snapshot(pairs[5][0])
+
+        # New mail on one account: an incremental sync on the fleet copies only that.
+        c = imapcheck.connect(pairs[0][0].port, pairs[0][0].user, pairs[0][0].password)
+        imapcheck.append(c, "INBOX", msg(999), "")
+        c.logout()
+        out = {o["unit"]: o for o in json.loads(mm("project", "sync", p, "--json").stdout)}
+        assert out[units[0]]["message"].startswith("copied 1,")
+        assert all(out[u]["ok"] and out[u]["message"].startswith("copied 0,") for u in units[1:]), out
+
+        # A message deleted on the source: finish (final sync with delete, then verification) on the fleet.
+        c = imapcheck.connect(pairs[1][0].port, pairs[1][0].user, pairs[1][0].password)
+        c.select("INBOX")
+        c.store("1", "+FLAGS", "\\Deleted")
+        c.expunge()
+        c.logout()
+        fin = {o["unit"]: o for o in json.loads(mm("project", "finish", p, "--json").stdout)}
+        assert all(o["ok"] and o["state"] == "migrated" and o["message"].startswith("verified:")
+                   for o in fin.values()), fin
+        for s, t in pairs:
+            assert snapshot(t) == snapshot(s), s.user
+        assert sum(snapshot(pairs[1][1])["INBOX"].values()) == 7
+        history = [h for h in _history(p) if h["unit"] == units[1]]
+        assert [(h["action"], h["after"]) for h in history if h["action"] != "add"] == [
+            ("start", "syncing"), ("start", "migrating"), ("sync", "syncing"), ("sync", "migrating"),
+            ("finish", "finishing"), ("finish", "migrated")]
+        # A refused action enqueues nothing.
+        runs = _runs(state)
+        r = mm("project", "sync", p, units[2], check=False)
+        assert r.returncode == 1 and "already migrated" in r.stdout and _runs(state) == runs
+    finally:
+        for w in workers:
+            stop_worker(w)
+    everything = mm("project", "logs", p).stdout + "".join((tmp_path / f"pw{i}.log").read_text() for i in range(2))
+    assert not any(a.password in everything for pair in pairs for a in pair)
+
+
+def _history(p):
+    from mailmigrate.workflow.project import load_project
+    from mailmigrate.workflow.store import WorkflowStore
+
+    wf = WorkflowStore.open(load_project(p).workflow)
+    try:
+        return wf.history()
+    finally:
+        wf.close()
+
+
+@pytest.fixture
+def rabbitmq():
+    """An AMQP broker URL on the local RabbitMQ: a virtual host of its own when rabbitmqctl may make one
+    (its queue is this test's only), else the default one, emptied first."""
+    try:
+        socket.create_connection(("127.0.0.1", 5672), timeout=2).close()
+    except OSError as e:
+        pytest.skip(f"no RabbitMQ on 127.0.0.1:5672 ({e}); `rabbitmq-server -detached` starts it (.ci/run does)")
+    vhost = f"mm_test_{uuid.uuid4().hex[:8]}"
+    try:
+        for cmd in (["add_vhost", vhost], ["set_permissions", "-p", vhost, "guest", ".*", ".*", ".*"]):
+            subprocess.run(["rabbitmqctl", "-q", *cmd], check=True, capture_output=True, timeout=120)
+    except (OSError, subprocess.SubprocessError):
+        vhost = None
+    url = f"amqp://guest:guest@127.0.0.1:5672/{vhost or '/'}"
+    if vhost is None:
+        from mailmigrate.fleet.app import make_app
+
+        app = make_app(url)
+        app.control.purge()
+        app.close()
+    yield url
+    if vhost:
+        subprocess.run(["rabbitmqctl", "-q", "delete_vhost", vhost], capture_output=True, timeout=120)
+
+
+def test_rabbitmq_broker_with_a_worker_killed_mid_account(tmp_path, fleet_env, rabbitmq):  # noqa: F811
+    """RabbitMQ hands out the jobs (Redis keeps only the connection slots): a worker SIGKILLed in the middle
+    of an account loses its broker connection, its unacknowledged jobs go to the other worker at once (no
+    visibility timeout to wait for), and every account ends exact.  The broker's password travels in the
+    environment, never in argv, output or logs."""
+    redis_url, state, _ = fleet_env
+    accounts = make_accounts(tmp_path, 16, messages=40)
+    env = {"MAILMIGRATE_BROKER": rabbitmq}
+    workers = [start_worker(None, state, concurrency=2, name=f"r{i}", log=tmp_path / f"r{i}.log", env=env,
+                            extra=["--redis", redis_url, "--slot-ttl", "5"]) for i in range(2)]
+    try:
+        sync = subprocess.Popen(MM + ["sync", f"maildir:{tmp_path}/%u/src", f"maildir:{tmp_path}/%u/dst",
+                                      "--accounts", accounts, "--executor", "celery", "--state", state,
+                                      "--max-connections", "3", "--json"],
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                env={**os.environ, **env})
+        conn = psycopg.connect(state, autocommit=True)
+
+        def victim_busy():
+            try:
+                rows = conn.execute("SELECT status, worker FROM fleet_jobs").fetchall()
+            except psycopg.errors.UndefinedTable:
+                return None
+            mine = [w for s, w in rows if s == "running" and w and
+                    process_group(int(w.rsplit(" ", 1)[1])) == workers[0].pid]
+            return sum(1 for s, _ in rows if s == "done") >= 3 and mine
+
+        killed = wait_for(victim_busy, timeout=60, every=0.01)
+        kill_worker(workers[0])
+        out, err = sync.communicate(timeout=150)
+    finally:
+        for w in workers:
+            stop_worker(w)
+    assert sync.returncode == 0, err[-3000:]
+    summary = json.loads(out)
+    assert summary["accounts_total"] == 16 and summary["accounts_failed"] == 0 and summary["failed"] == 0
+    again = conn.execute("SELECT worker FROM fleet_jobs WHERE attempts > 1").fetchall()
+    assert len(again) >= len(killed)
+    assert all(w.startswith("r1@") for (w,) in again), again
+    for u in sorted(d.name for d in tmp_path.glob("user*")):
+        assert read_maildir(tmp_path / u / "dst") == read_maildir(tmp_path / u / "src"), u
+    conn.close()
+    logs = out + err + "".join((tmp_path / f"r{i}.log").read_text() for i in range(2))
+    assert "amqp://guest:**@127.0.0.1:5672" in logs  # the worker's banner names the broker, masked
+    assert "guest:guest" not in logs
+
+
+def _maildir_project(tmp_path, state, fleet: str) -> "os.PathLike":
+    make_accounts(tmp_path, 2, messages=3)
+    p = tmp_path / "p.toml"
+    p.write_text(f"""[project]
+name = "p"
+state = "{state}"
+[source]
+url = "maildir:%u/src"
+[target]
+url = "maildir:%u/dst"
+[accounts]
+file = "accounts.csv"
+{fleet}""")
+    return p
+
+
+def test_fleet_project_needs_a_shared_state(tmp_path):
+    p = _maildir_project(tmp_path, "local.db", '[fleet]\nexecutor = "celery"\nbroker = "redis://127.0.0.1:6379/0"\n')
+    r = mm("project", "init", p, check=False)
+    assert r.returncode == 2 and "needs the sync state on PostgreSQL" in r.stderr
+    p.write_text(p.read_text().replace('executor = "celery"', 'executor = "local"'))
+    mm("project", "init", p)
+    r = mm("project", "start", p, "--executor", "celery", check=False)
+    assert r.returncode == 2 and "needs the sync state on PostgreSQL" in r.stderr
+    assert all(u["state"] == "not_started" for u in _units(p).values())
+
+
+def test_unreachable_broker_fails_the_units_and_copies_nothing(tmp_path):
+    from servers.pgdb import drop_database, make_database
+
+    admin, name, state = make_database("mm_fleetp")
+    try:
+        p = _maildir_project(tmp_path, state, '[fleet]\nexecutor = "celery"\nbroker = "redis://127.0.0.1:1/0"\n')
+        mm("project", "init", p)
+        r = mm("project", "start", p, "--json", check=False)
+        out = json.loads(r.stdout)
+        assert r.returncode == 1 and len(out) == 2
+        assert all(not o["ok"] and o["state"] == "failed" and "did not take the jobs" in o["message"] for o in out)
+        assert not list(tmp_path.glob("*/dst"))
+        # Nothing was left waiting in the job table, and the units can simply be started again.
+        with psycopg.connect(state, autocommit=True) as c:
+            assert c.execute("SELECT DISTINCT status FROM fleet_jobs").fetchall() == [("failed",)]
+        r = mm("project", "start", p, "--executor", "local", "--json")
+        assert all(o["ok"] and o["state"] == "migrating" for o in json.loads(r.stdout))
+        for u in ("user000@example.org", "user001@example.org"):
+            assert read_maildir(tmp_path / u / "dst") == read_maildir(tmp_path / u / "src")
+    finally:
+        drop_database(admin, name)
