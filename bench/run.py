@@ -2,6 +2,8 @@
 
     sudo .venv/bin/python bench/run.py                # default: 3,750 messages, 3 rounds
     sudo .venv/bin/python bench/run.py --messages 10000 --folders 20 --rounds 3 --write docs/benchmarks.md
+    sudo .venv/bin/python bench/run.py --slow-link 20:10           # every tool through a 20 Mbit/s, 10 ms link
+    sudo .venv/bin/python bench/run.py --features [LIST]           # mailmigrate only, one feature off at a time
 
 Two throwaway Dovecot servers on loopback (tests/servers/dovecot.py); the source account is filled once
 with a seeded corpus (bench/corpus.py); each tool copies it into its own fresh target account.  Per round
@@ -9,6 +11,11 @@ and tool, in alternating order: a first full copy, a rerun with no change, then 
 new mail and 5 % flag changes) a rerun.  Wall time, peak RSS and CPU seconds come from wait4() of the
 tool's process; the table reports medians and mailmigrate/peer ratios.  Nothing here is asserted: the
 numbers are for people to read.
+
+``--slow-link MBIT:RTT_MS`` puts bench/slowlink.py between the tools and the servers (``--slow-side``); the
+proxy listens on loopback, where mailmigrate's ``compress=auto`` would not compress, so mailmigrate is given
+``?compress=yes`` there, as ``auto`` would do towards a remote server. ``--features`` is described in
+bench/features.py.
 """
 
 from __future__ import annotations
@@ -83,11 +90,12 @@ class Tool:
 
 class MailMigrate(Tool):
     name = "mailmigrate"
+    query = "tls=none"
 
     def cmd(self):
         return [str(ROOT / ".venv/bin/mailmigrate"), "sync",
-                f"imap://src@127.0.0.1:{self.src_port}?tls=none",
-                f"imap://{self.dst_user}@127.0.0.1:{self.dst_port}?tls=none",
+                f"imap://src@127.0.0.1:{self.src_port}?{self.query}",
+                f"imap://{self.dst_user}@127.0.0.1:{self.dst_port}?{self.query}",
                 "--state", str(self.work / "state.db"), "--no-progress"]
 
     def env(self):
@@ -199,7 +207,20 @@ def main(argv=None) -> int:
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--tools", default="mailmigrate,mbsync,offlineimap")
     ap.add_argument("--write", metavar="FILE", help="write the table (markdown) here")
+    ap.add_argument("--slow-link", metavar="MBIT:RTT_MS", help="e.g. 20:10: a bandwidth- and latency-limited link")
+    ap.add_argument("--slow-side", choices=("source", "target", "both"), default="source",
+                    help="which server sits behind the slow link (default: source)")
+    ap.add_argument("--features", nargs="?", const="all", metavar="LIST",
+                    help="mailmigrate only: all on, then each feature off in turn (default: every feature)")
     args = ap.parse_args(argv)
+    if args.features:
+        from features import run_features
+
+        table = run_features(args)
+        print(table)
+        if args.write:
+            Path(args.write).write_text(table)
+        return 0
     from servers.dovecot import DovecotServer
 
     tools = [t for t in args.tools.split(",") if t]
@@ -209,11 +230,16 @@ def main(argv=None) -> int:
     base = Path(tempfile.mkdtemp(prefix="mm-bench-"))
     msgs = generate(args.messages, args.folders)
     total_bytes = sum(len(m.data) for m in msgs)
-    src = DovecotServer(base / "src")
-    dst = DovecotServer(base / "dst")
+    src = DovecotServer(base / "src", compress=bool(args.slow_link))
+    dst = DovecotServer(base / "dst", compress=bool(args.slow_link))
     src.start()
     dst.start()
     results: dict[tuple[str, str], list[Sample]] = {}
+    from features import Links
+
+    links = Links(args.slow_link, args.slow_side, src.port, dst.port)
+    if args.slow_link:
+        MailMigrate.query = "tls=none&compress=yes"
     try:
         src.add_user("src", PASSWORD)
         import pwd
@@ -227,7 +253,7 @@ def main(argv=None) -> int:
             for t in order:
                 user = f"{t}{rnd}"
                 dst.add_user(user, PASSWORD)
-                runners[t] = TOOLS[t](base / "work" / f"{t}{rnd}", src.port, dst.port, user)
+                runners[t] = TOOLS[t](base / "work" / f"{t}{rnd}", links.src_port, links.dst_port, user)
             for phase in ("first", "rerun"):
                 for t in order:
                     s = runners[t].run()
@@ -243,6 +269,7 @@ def main(argv=None) -> int:
                 print(f"round {rnd + 1} {t:12} changed  {s.wall:7.2f}s {s.rss_mb:6.1f} MB {s.cpu:6.2f} cpu-s",
                       flush=True)
     finally:
+        links.close()
         src.stop()
         dst.stop()
         shutil.rmtree(base, ignore_errors=True)
@@ -258,8 +285,10 @@ def render(results, tools, args, total_bytes) -> str:
     def med(t, phase, attr):
         return statistics.median(getattr(s, attr) for s in results[(t, phase)])
 
+    where = "both sides" if args.slow_side == "both" else f"the {args.slow_side} side"
+    link = f" Through a {args.slow_link} (Mbit/s:ms RTT) link on {where}." if args.slow_link else ""
     lines = [f"Corpus: {args.messages} messages, {total_bytes / (1 << 20):.1f} MiB, {args.folders} folders; "
-             f"{args.rounds} rounds, medians. Loopback Dovecot 2.3 -> Dovecot 2.3.", "",
+             f"{args.rounds} rounds, medians. Loopback Dovecot 2.3 -> Dovecot 2.3.{link}", "",
              "| tool | first copy (s) | rerun, no change (s) | rerun after 1% new + 5% flags (s) | peak RSS (MB) |"
              " CPU s / 1000 msgs |", "| --- | --- | --- | --- | --- | --- |"]
     for t in tools:
