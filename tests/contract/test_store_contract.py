@@ -173,3 +173,34 @@ def test_well_known_names_carry_their_special_use(kind):
     store.open()
     uses = {f.path: f.special_use for f in store.list_folders()}
     assert uses[("Sent Items",)] == "\\Sent" and uses[("Papierkorb",)] == "\\Trash"
+
+
+# --- reruns -----------------------------------------------------------------------------------------------
+
+def test_changes_since_reports_every_change_or_declines(kind):
+    """What a rerun relies on instead of a listing: every new message (with date and size), every flag
+    change, every expunged key, and no untouched key reported as gone.  A store that keeps no change log
+    declines (None) and the engine lists the folder instead."""
+    name, store, populate, caps = kind
+    populate({("INBOX",): [(b, ()) for b in BODIES[:4]]})
+    store.open()
+    before, metas = store.list_messages(("INBOX",))
+    keys = [m.key for m in metas]
+    if "write" in caps:
+        store.set_flags(("INBOX",), [(keys[0], frozenset({"\\Flagged"}), frozenset())])
+        store.delete_messages(("INBOX",), [keys[1]])
+    populate({("INBOX",): [(BODIES[5], ())]})
+    changes = store.changes_since(("INBOX",), before)
+    if changes is None:
+        pytest.skip(f"{name} keeps no change log: the engine lists its folders")
+    status, now = store.list_messages(("INBOX",))
+    reported = {m.key: m for m in changes.changed}
+    (new,) = [m for m in now if m.key not in keys]
+    assert new.key in reported and reported[new.key].internaldate is not None and reported[new.key].size
+    assert changes.status.validity == status.validity
+    untouched = keys[2:]
+    assert not [k for k in untouched if k in changes.vanished]
+    assert all(reported[k].flags == m.flags for m in now if (k := m.key) in reported)
+    if "write" in caps:
+        assert keys[1] in changes.vanished
+        assert reported[keys[0]].flags == frozenset({"\\Flagged"})

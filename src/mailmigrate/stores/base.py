@@ -9,14 +9,37 @@ the exact bytes, so the store must return bytes exactly as stored.
 
 Targets: ``append`` returns the new keys when the store can tell (IMAP UIDPLUS, Maildir) and ``None``
 entries when it cannot; the engine then finds the copies by fingerprint above the folder's uid floor.
+
+Reruns: ``changes_since`` lets a store that keeps a change log (IMAP CONDSTORE/QRESYNC) say what moved since
+the state's markers, so a folder where one flag changed does not cost a listing of every message.  A store
+that cannot tell returns None and the engine lists the folder.
 """
 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from typing import Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import Container, Iterable, Iterator, Sequence
 
 from ..model import AppendItem, Body, FolderInfo, FolderPath, FolderStatus, MessageMeta, PermanentFlags
+
+
+@dataclass
+class FolderChanges:
+    """What moved in a folder since a known status, as far as the store can prove it.
+
+    ``changed`` holds every message added or whose flags may have changed since then (more is harmless: the
+    engine compares flags with its state); messages that are new to the state carry their date and size.
+    ``vanished`` answers "is this key gone since then?" for the keys the state knows; it may also hold keys
+    the state never saw (IMAP servers report UIDs expunged since, whoever added them).  ``status`` is the
+    folder's status at the moment the changes were read, the markers the engine records for the next run.
+    """
+
+    status: FolderStatus
+    changed: list[MessageMeta] = field(default_factory=list)
+    vanished: Container[str] = frozenset()
+    #: how the store found out, for logs: "qresync", "condstore", "condstore+uids", ...
+    method: str = ""
 
 
 class Store(ABC):
@@ -71,6 +94,16 @@ class Store(ABC):
         ``min_uid``: where ``ordered_keys`` is true, only messages with uid >= min_uid; other stores may
         ignore it and list everything.
         """
+
+    def changes_since(self, path: FolderPath, before: FolderStatus) -> FolderChanges | None:
+        """Changes since ``before`` (the status recorded after the last complete run of this folder), or None
+        when the store cannot prove what changed: the engine then lists the folder in full.
+
+        Only called when ``before`` is complete (validity, uidnext, highestmodseq, count) and the engine's
+        record of the folder holds every message the source had at that point.  Must return None when the
+        folder's validity is no longer ``before.validity``.
+        """
+        return None
 
     @abstractmethod
     def fetch(self, path: FolderPath, keys: Sequence[str]) -> Iterator[tuple[MessageMeta, Body]]:

@@ -24,7 +24,8 @@ from ..imap.connection import Connection, Lit, quote
 from ..imap.parser import fetch_items, format_internaldate, parse_internaldate, parse_uid_set
 from ..model import (SPECIAL_USES, AppendItem, Body, FolderInfo, FolderPath, FolderStatus, MessageMeta,
                      PermanentFlags, Secret, intern_flags)
-from .base import Store
+from .base import FolderChanges, Store
+from .imap_changes import changes_since as _changes_since
 
 log = logging.getLogger("mailmigrate.stores.imap")
 
@@ -65,6 +66,8 @@ class ImapStore(Store):
         self._select_info: dict = {}
         self._sizes: dict[FolderPath, dict[int, int]] = {}
         self._problems: list[tuple[str, str]] = []
+        self.qresync = False  # the server confirmed ENABLE QRESYNC on this connection
+        self.listed = 0  # messages whose metadata came over the wire (listings and change reports)
 
     def describe(self) -> str:
         return f"imap://{self.user}@{self.host}:{self.port}"
@@ -79,9 +82,12 @@ class ImapStore(Store):
         try:
             c.login(self.user, self._password, master=self.master_user, mode=self.master_mode)
             compress.start(c, self.compress)
-            enable = [x for x in ("CONDSTORE",) if x in c.capabilities]
+            enable = [x for x in ("CONDSTORE", "QRESYNC") if x in c.capabilities]
+            self.qresync = False
             if enable and "ENABLE" in c.capabilities:
                 c.command(b"ENABLE", *[e.encode() for e in enable])
+                self.qresync = any(u.name == b"ENABLED" and b"QRESYNC" in [d.upper() for d in u.data]
+                                   for u in c.untagged)
             self.conn = c
             self._namespace()
         except BaseException:
@@ -243,19 +249,26 @@ class ImapStore(Store):
             c.command(b"CLOSE") if self.selected and not self.selected[1] else None
         self.selected = None
 
-    def _select(self, path: FolderPath, readonly: bool) -> dict:
+    def _select(self, path: FolderPath, readonly: bool, qresync: tuple[int, int] | None = None) -> dict:
+        """``qresync``: (UIDVALIDITY, MODSEQ) known from an earlier run; the server then reports what changed
+        since (RFC 7162 §3.2.5) in "vanished" (UID set texts) and "fetched" (FETCH attribute lists)."""
         wire = self._wire_name(path)
-        if self.selected == (wire, readonly):
+        if self.selected == (wire, readonly) and qresync is None:
             return self._select_info
         c = self._c
-        r = c.command(b"EXAMINE" if readonly else b"SELECT", self._q(wire))
+        extra = [b"(QRESYNC (%d %d))" % qresync] if qresync else []
+        r = c.command(b"EXAMINE" if readonly else b"SELECT", self._q(wire), *extra)
         if r.status != b"OK":
             self.selected = None
             err = c.error_for(r, f"{'EXAMINE' if readonly else 'SELECT'} {'/'.join(path)}")
             raise FolderFailed(str(err)) if isinstance(err, ServerRefused) else err
-        info = {"exists": 0, "permanentflags": None}
+        info = {"exists": 0, "permanentflags": None, "vanished": [], "fetched": []}
         for u in c.untagged:
-            if u.name == b"EXISTS":
+            if u.name == b"VANISHED" and u.data:
+                info["vanished"].append(u.data[-1])
+            elif u.name == b"FETCH":
+                info["fetched"].append(u.data)
+            elif u.name == b"EXISTS":
                 info["exists"] = u.number
             elif u.code == b"UIDVALIDITY":
                 info["uidvalidity"] = int(u.code_args[0])
@@ -302,7 +315,11 @@ class ImapStore(Store):
                                          internaldate=parse_internaldate(date) if date else None, size=size, uid=uid))
         metas.sort(key=lambda m: m.uid)
         self._sizes[path] = sizes
+        self.listed += len(metas)
         return status, metas
+
+    def changes_since(self, path: FolderPath, before: FolderStatus) -> FolderChanges | None:
+        return _changes_since(self, path, before)
 
     def fetch(self, path: FolderPath, keys: Sequence[str]) -> Iterator[tuple[MessageMeta, Body]]:
         self._select(path, readonly=True)

@@ -18,6 +18,7 @@ connections, and anything else stops this account only.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import queue
 import random
@@ -381,16 +382,26 @@ class _AccountRun:
             log.debug("account %s: folder %s unchanged", self.account, name)
             return
 
-        status, metas = self.source.list_messages(src_path)
-        rows = self.state.messages(fstate.id)
-        if rows and fstate.source_validity is not None and status.validity != fstate.source_validity:
-            rows = self._rematch_source(fstate, src_path, metas, rows)
-        if rows and fstate.target_validity is not None and tgt_status.validity != fstate.target_validity:
-            rows = self._rematch_target(fstate, target_path, rows)
-        if any(r.state == PENDING for r in rows.values()):
-            rows = self._recover(fstate, target_path, rows)
+        changes = self._changes_since(fstate, src_status, tgt_status)
+        if changes is not None:
+            # Only what moved since the last complete run: the state holds everything older.
+            status, metas = changes.status, changes.changed
+            rows = self.state.messages(fstate.id)
+            gone = [r for k, r in rows.items() if k in changes.vanished]
+            source_count = status.count
+        else:
+            status, metas = self.source.list_messages(src_path)
+            rows = self.state.messages(fstate.id)
+            if rows and fstate.source_validity is not None and status.validity != fstate.source_validity:
+                rows = self._rematch_source(fstate, src_path, metas, rows)
+            if rows and fstate.target_validity is not None and tgt_status.validity != fstate.target_validity:
+                rows = self._rematch_target(fstate, target_path, rows)
+            if any(r.state == PENDING for r in rows.values()):
+                rows = self._recover(fstate, target_path, rows)
+            by_key = {m.key: m for m in metas}
+            gone = [r for k, r in rows.items() if k not in by_key]
+            source_count = len(metas)
 
-        by_key = {m.key: m for m in metas}
         new = [m for m in metas if m.key not in rows]
         flag_changes = []
         for m in metas:
@@ -399,8 +410,7 @@ class _AccountRun:
                 flags = _clean(m.flags)
                 if flags != r.source_flags:
                     flag_changes.append((m, r, flags))
-        gone = [r for k, r in rows.items() if k not in by_key]
-        self.c.skipped += len(metas) - len(new)
+        self.c.skipped += max(0, (source_count or 0) - len(new))
 
         failures_before = self.c.failed
         perm = self.target.permanent_flags(target_path)
@@ -418,7 +428,7 @@ class _AccountRun:
                 source_validity=status.validity,
                 source_uidnext=status.uidnext,
                 source_modseq=status.highestmodseq,
-                source_count=len(metas),
+                source_count=source_count,
                 target_validity=final_tgt.validity,
             )
         else:
@@ -433,6 +443,26 @@ class _AccountRun:
                 target_validity=final_tgt.validity,
             )
         self.opt.progress.folder_done(self.account, name)
+
+    def _changes_since(self, f: FolderState, s: FolderStatus | None, t: FolderStatus):
+        """The source's changes since the last complete run, or None to list the folder in full.
+
+        Full listing whenever the state cannot be completed from changes alone: a changed UIDVALIDITY on
+        either side (re-matching needs every message), PENDING rows (recovery may send messages back to
+        "new"), markers left empty by a run with failures, and with ``--delete`` rows that no longer match
+        the source's count (messages that left while an earlier run did not delete: only a listing finds
+        them now, the change log has moved past them).
+        """
+        marks = (f.source_validity, f.source_uidnext, f.source_modseq, f.source_count)
+        if s is None or s.highestmodseq is None or None in marks or f.target_validity is None:
+            return None
+        if s.validity != f.source_validity or t.validity != f.target_validity:
+            return None
+        if self.state.has_pending(f.id):
+            return None
+        if self.opt.delete and self.state.count(f.id) != f.source_count:
+            return None
+        return self.source.changes_since(f.source_path, FolderStatus(*marks))
 
     def _unchanged(self, f: FolderState, s: FolderStatus, t: FolderStatus) -> bool:
         """A folder can be skipped without listing it only when the store gives a change marker that
@@ -491,6 +521,9 @@ class _AccountRun:
                 # The listing's flags and date win over what a FETCH of the body may say: they were read
                 # together with the key the state records.
                 listed = wanted[meta.key]
+                if listed.internaldate is None and meta.internaldate is not None:
+                    # Known only from a change report (flags): the date comes with the body.
+                    listed = dataclasses.replace(listed, internaldate=meta.internaldate)
                 batch.append((listed, body, fp, nfp))
                 batch_bytes += body.size
                 if len(batch) >= max_n or batch_bytes >= max_bytes:
