@@ -262,3 +262,38 @@ def test_unreachable_broker_fails_the_units_and_copies_nothing(tmp_path):
             assert read_maildir(tmp_path / u / "dst") == read_maildir(tmp_path / u / "src")
     finally:
         drop_database(admin, name)
+
+
+def test_interrupted_fleet_command_fails_its_units_and_a_restart_is_exact(tmp_path, fleet_env):  # noqa: F811
+    """Ctrl-C while no worker has taken the jobs yet: the units end failed (not busy forever); the jobs stay on
+    the broker and a worker started later runs them; starting the units again then copies nothing twice."""
+    import signal
+
+    broker, state, _ = fleet_env
+    p = _maildir_project(tmp_path, state, f'[fleet]\nexecutor = "celery"\nbroker = "{broker}"\n')
+    mm("project", "init", p)
+    run = subprocess.Popen(MM + ["project", "start", str(p)], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                           text=True)
+    for line in run.stderr:
+        if line.startswith("fleet: 0/2 accounts done"):
+            break
+    assert {u["state"] for u in _units(p).values()} == {"syncing"}
+    run.send_signal(signal.SIGINT)
+    out, err = run.communicate(timeout=60)
+    assert run.returncode == 130, err
+    units = _units(p)
+    assert all(u["state"] == "failed" and "its job may still be running" in u["last_error"]
+               for u in units.values()), units
+    worker = start_worker(broker, state, concurrency=1, name="late", log=tmp_path / "late.log")
+    try:
+        r = mm("project", "start", p, "--json")
+    finally:
+        stop_worker(worker)
+    out = json.loads(r.stdout)
+    assert all(o["ok"] and o["state"] == "migrating" for o in out), out
+    for u in ("user000@example.org", "user001@example.org"):
+        assert read_maildir(tmp_path / u / "dst") == read_maildir(tmp_path / u / "src")
+    # Each account was copied once, whichever of its two jobs did it.
+    with psycopg.connect(state, autocommit=True) as c:
+        copied = c.execute("SELECT account, sum(copied) FROM fleet_jobs GROUP BY account").fetchall()
+    assert sorted(n for _, n in copied) == [3 * (3 + 1)] * 2

@@ -196,7 +196,8 @@ def test_local_run_leaves_an_account_a_worker_holds(pg_url, tmp_path):
     assert "another process" in by_user[held]["error"] and by_user[held]["copied"] == 0
     assert by_user["user001@example.org"]["error"] is None
     assert not read_maildir(tmp_path / held / "dst")
-    assert read_maildir(tmp_path / "user001@example.org" / "dst") == read_maildir(tmp_path / "user001@example.org" / "src")
+    other = tmp_path / "user001@example.org"
+    assert read_maildir(other / "dst") == read_maildir(other / "src")
     # With --lock-wait the run waits for the holder, then copies the account.
     run = subprocess.Popen(_maildir_run(tmp_path, pg_url, "--lock-wait", "120"), stdout=subprocess.PIPE,
                            stderr=subprocess.PIPE, text=True)
