@@ -86,13 +86,13 @@ def _follow(flow, begun: dict, action: str, fleet: FleetSettings, outcomes: dict
     from ..fleet.submit import enqueue
     from ..sync.state_pg import PgStateDB
 
-    req = flow._request([acc for _, acc in begun.values()])
-    req.sync = SyncOptions(delete=action == "finish" and flow.project.delete_on_finish)
-    req.max_connections = fleet.max_connections
-    unit_of = {account_key(req, acc): unit for unit, (_, acc) in begun.items()}
     pending = dict(begun)
     state = None
     try:
+        req = flow._request([acc for _, acc in begun.values()])  # reads password files: may fail
+        req.sync = SyncOptions(delete=action == "finish" and flow.project.delete_on_finish)
+        req.max_connections = fleet.max_connections
+        unit_of = {account_key(req, acc): unit for unit, (_, acc) in begun.items()}
         state = PgStateDB.open(fleet.state_url)
         run_id, _ = enqueue(state, req, fleet.broker)
         for unit in pending:
