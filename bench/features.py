@@ -12,6 +12,9 @@ Features and how each is switched off (imap/diag.py; not user options):
   literal+     MAILMIGRATE_IMAP_DISABLE=literal+     a round trip per literal
   connections  --connections 1                       one folder at a time per account
   compress     ?compress=no on both URLs             (all on means ?compress=yes)
+  incremental  MAILMIGRATE_IMAP_DISABLE=incremental  a changed folder is listed in full on a rerun
+  qresync      MAILMIGRATE_IMAP_DISABLE=qresync      CONDSTORE only: expunges found by count and UID search
+  condstore    MAILMIGRATE_IMAP_DISABLE=condstore    no HIGHESTMODSEQ: no folder skipped, every one listed
 
 Both Dovecot servers load imap_zlib, so "all on" really compresses. Per round, in an order that rotates from
 round to round: every configuration copies the source into a fresh target account (first copy), reruns with
@@ -35,7 +38,8 @@ from pathlib import Path
 from corpus import generate, write_maildir_fs
 from run import PASSWORD, ROOT, Sample, change_source, timed
 
-FEATURES = ("pipelining", "fetch-batch", "multiappend", "literal+", "connections", "compress")
+FEATURES = ("pipelining", "fetch-batch", "multiappend", "literal+", "connections", "compress", "incremental",
+            "qresync", "condstore")
 PHASES = ("first", "rerun", "changed")
 
 

@@ -141,6 +141,22 @@ def test_without_expunges_condstore_needs_no_uid_search(dovecot_factory, imap_ac
     assert f"({level})" in said and "+uids" not in said
 
 
+def test_incremental_switched_off_lists_the_changed_folder_in_full(imap_accounts, tmp_path, monkeypatch):
+    """The diagnostic switch bench/features.py measures with: same result, the old cost (the changed folder
+    listed in full; the unchanged one still skipped by its HIGHESTMODSEQ)."""
+    from mailmigrate.imap import diag
+
+    src, dst = imap_accounts
+    populate(src, {"INBOX": INBOX, "Work": WORK})
+    run = Run(src, dst, str(tmp_path / "s.db"))
+    run(delete=True)
+    change_source(src)
+    monkeypatch.setenv(diag.ENV, "incremental")
+    c = run(delete=True)
+    assert (c.copied, c.flags_updated, c.deleted) == (2, 3, 2) and run.listed == 60
+    assert_same(src, dst)
+
+
 def test_expunged_without_delete_keeps_the_copies_until_a_delete_run(imap_accounts, tmp_path):
     """Without --delete the copies of expunged messages stay; a later --delete run still finds them, though
     the server's change log has moved past their expunge (the engine lists the folder for that)."""

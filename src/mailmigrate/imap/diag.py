@@ -11,7 +11,10 @@ whole ``mailmigrate`` process without a command-line flag that users would take 
 * ``fetch-batch`` – one message per ``UID FETCH`` (instead of batches of up to 500 / 8 MiB);
 * ``multiappend`` – behave as if the server did not offer MULTIAPPEND (one APPEND per message);
 * ``literal+``    – behave as if the server did not offer LITERAL+ (a round trip per literal);
-* ``compress``    – never send COMPRESS DEFLATE, whatever the URL says.
+* ``compress``    – never send COMPRESS DEFLATE, whatever the URL says;
+* ``incremental`` – list every message of a changed folder on a rerun (no CHANGEDSINCE/QRESYNC report);
+* ``qresync``     – behave as if the server did not offer QRESYNC (expunges then found by count and UIDs);
+* ``condstore``   – behave as if the server offered neither CONDSTORE nor QRESYNC (no HIGHESTMODSEQ at all).
 """
 
 from __future__ import annotations
@@ -21,10 +24,11 @@ import os
 from ..errors import ConfigError
 
 ENV = "MAILMIGRATE_IMAP_DISABLE"
-FEATURES = ("pipelining", "fetch-batch", "multiappend", "literal+", "compress")
+FEATURES = ("pipelining", "fetch-batch", "multiappend", "literal+", "compress", "incremental", "qresync", "condstore")
 
 #: the server capabilities each switch hides from the rest of the client
-HIDDEN_CAPABILITIES = {"multiappend": {"MULTIAPPEND"}, "literal+": {"LITERAL+"}, "compress": {"COMPRESS=DEFLATE"}}
+HIDDEN_CAPABILITIES = {"multiappend": {"MULTIAPPEND"}, "literal+": {"LITERAL+"}, "compress": {"COMPRESS=DEFLATE"},
+                       "qresync": {"QRESYNC"}, "condstore": {"CONDSTORE", "QRESYNC"}}
 
 
 def disabled(environ=None) -> frozenset[str]:

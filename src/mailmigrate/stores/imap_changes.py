@@ -109,7 +109,7 @@ class AbsentBelow:
 
 def changes_since(store: "ImapStore", path: FolderPath, before: FolderStatus) -> FolderChanges | None:
     c = store._c
-    if "CONDSTORE" not in c.capabilities:
+    if "CONDSTORE" not in c.capabilities or "incremental" in c.disabled:
         return None
     if before.highestmodseq is None or before.uidnext is None or before.count is None:
         return None
