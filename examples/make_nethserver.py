@@ -15,7 +15,8 @@ databases are written as text on purpose: the generator must not depend on the r
 * ``nethserver7/``: var/lib/nethserver/db/{accounts,configuration,domains,getmail}, vmail/<u>@<domain>/Maildir
   with dovecot-acl files (full rights, root lines, groups), sieve scripts with Shared/<u>@<domain>/ paths, the
   shared-mailboxes.db dictionary, a public folder under vmail/vmail, a custom template, two larger messages and
-  stale Maildir++ quota files (``maildirsize``) as NS7's Dovecot leaves them.
+  stale Maildir++ quota files (``maildirsize``) as NS7's Dovecot leaves them; the local account provider's
+  ``sssd`` and ``slapd`` records.
 
 ``MESSAGES`` (returned by ``build_*``) lists, per user and folder, the message bytes the tests compare with.
 
@@ -229,6 +230,10 @@ def build_ns7_tree(root: Path) -> dict[str, dict[str, list[bytes]]]:
         ("dovecot", "service", {"QuotaStatus": "enabled", "QuotaDefaultSize": "20", "SharedMailboxesStatus":
                                 "enabled", "status": "enabled"}),
         ("getmail", "service", {"status": "enabled"}),
+        # the local account provider (OpenLDAP), as NS7's sssd record names it
+        ("sssd", "service", {"Provider": "ldap", "LdapURI": "ldap://127.0.0.1", "BaseDN": "dc=directory,dc=nh",
+                             "status": "enabled"}),
+        ("slapd", "service", {"status": "enabled"}),
     ]))
     _write(db / "accounts", _esmith([
         ("alice@example.com", "user", {"MailQuotaType": "custom", "MailQuotaCustom": "15",

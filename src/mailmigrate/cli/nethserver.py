@@ -24,7 +24,8 @@ def register(subparsers) -> None:
         description="Migrate an NS7 application's data to an NS8 tree; the state is kept per project in "
                     "TARGETROOT/.mailmigrate/ns7-migration.json.")
     n.add_argument("action", choices=["start", "sync", "finish", "abort", "skip", "status"])
-    n.add_argument("app", nargs="?", default="mail", help="application (only 'mail' for now)")
+    n.add_argument("app", nargs="?", default="mail",
+                   help="application: mail (default) or account-provider (NS7's local OpenLDAP, migrated last)")
     n.add_argument("--source-root", required=True, help="root of the NS7 system (/ on the NS7 machine)")
     n.add_argument("--root", required=True, help="root of the NS8 mail application's data")
     n.add_argument("--keep-source", action="store_true", help="finish without disabling the NS7 application")
@@ -32,6 +33,13 @@ def register(subparsers) -> None:
                    help="finish: the running NS8 Dovecot's configuration; quota is then recalculated with "
                         "doveadm and checked against the migrated mail")
     n.add_argument("--doveadm", default="doveadm", metavar="PROGRAM", help="doveadm to use (default: doveadm)")
+    n.add_argument("--source-ldap", metavar="URL", help="account-provider: NS7's OpenLDAP, "
+                                                       "ldap://HOST/BASEDN?bind=DN")
+    n.add_argument("--target-ldap", metavar="URL", help="account-provider: the NS8 provider, ldap://HOST/BASEDN?bind=DN")
+    n.add_argument("--source-ldap-password-file", metavar="FILE",
+                   help="bind password of --source-ldap (mode 0600; or MAILMIGRATE_SOURCE_PASSWORD)")
+    n.add_argument("--target-ldap-password-file", metavar="FILE",
+                   help="bind password of --target-ldap (mode 0600; or MAILMIGRATE_TARGET_PASSWORD)")
     n.add_argument("--json", action="store_true", help="print the result as JSON")
     n.set_defaults(func=run)
 
@@ -61,7 +69,19 @@ def _ns7(args) -> int:
     from ..paths.nethserver import ns8_steps as steps
     from ..paths.nethserver.layout import NethServerTree, NS8MailTree
 
-    p = steps.Project(NethServerTree(Path(args.source_root)), NS8MailTree(Path(args.root)))
+    link = None
+    if args.source_ldap or args.target_ldap:
+        from ..paths.nethserver.ns8_provider import ProviderLink
+        from ..sync.accounts import password_from
+
+        if not (args.source_ldap and args.target_ldap):
+            from ..errors import ConfigError
+
+            raise ConfigError("give both --source-ldap and --target-ldap")
+        link = ProviderLink(args.source_ldap, args.target_ldap,
+                            password_from("MAILMIGRATE_SOURCE_PASSWORD", args.source_ldap_password_file, "NS7 LDAP"),
+                            password_from("MAILMIGRATE_TARGET_PASSWORD", args.target_ldap_password_file, "NS8 LDAP"))
+    p = steps.Project(NethServerTree(Path(args.source_root)), NS8MailTree(Path(args.root)), link)
     if args.action == "status":
         st = steps.status(p)
         print(json.dumps(st, indent=2) if args.json else "\n".join(f"{k}: {v}" for k, v in st.items()))

@@ -345,5 +345,10 @@ class DirectoryWriter(DirectoryReader):
     @abc.abstractmethod
     def update(self, old, new) -> None: ...
 
+    def delete(self, kind: str, name: str) -> None:
+        """Remove one object (``kind`` from :data:`KINDS`).  Only an abort calls it, for what a migration
+        itself created; writers that cannot remove say so."""
+        raise UnsupportedByDirectory(f"{self.describe()}: cannot remove {kind} here")
+
     def commit(self) -> None:
         pass

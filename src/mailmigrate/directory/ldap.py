@@ -543,3 +543,15 @@ class LdapDirectory(DirectoryWriter):
         if not conn.modify(dn, changes):
             raise DirectoryError(f"{self.describe()}: modify {dn} refused: {conn.result.get('description')} "
                                  f"{conn.result.get('message') or ''}".rstrip())
+
+    def delete(self, kind: str, name: str) -> None:
+        """Remove the entry :meth:`read` found for ``name`` (read first: the DN is taken from there, never
+        guessed, so nothing but that entry can go); an entry already gone is not an error."""
+        self._check_writable()
+        conn = self._connect()
+        dn = self._dn.get((kind, fold(name)))
+        if dn is None:
+            raise DirectoryError(f"{self.describe()}: no {kind} entry {name!r} was read here")
+        if not conn.delete(dn) and conn.result.get("result") != 32:  # noSuchObject
+            raise DirectoryError(f"{self.describe()}: delete {dn} refused: {conn.result.get('description')}")
+        self._dn.pop((kind, fold(name)), None)

@@ -123,6 +123,11 @@ class Workflow:
             executor: str | None = None) -> ActionOutcome:
         if executor is None and self.project.executor != "local":
             return self.run([unit], action, progress)[0]  # the dashboard's buttons go to the fleet too
+        refusal = self._refusal(unit, action)
+        if refusal:
+            self.wf.log(unit, "WARNING", f"{action} refused: {refusal}")
+            u = self.wf.get(unit)
+            return ActionOutcome(unit, action, False, u.state if u else "?", refusal)
         try:
             t = self.wf.begin(unit, action, self.actor)
         except IllegalTransition as e:
@@ -165,20 +170,47 @@ class Workflow:
     _NS7_DONE = {"start": "migrating", "sync": "migrating", "finish": "migrated", "abort": "not_migrated",
                  "skip": "skipped"}
 
+    def _refusal(self, unit: str, action: str) -> str | None:
+        """A path's own rule against an action, checked before the unit is taken, so a refusal leaves the
+        unit as it was: NethServer 7's account provider finishes only after every other application."""
+        if self.project.path != "nethserver7" or action != "finish":
+            return None
+        from ..paths.nethserver import ns8_steps as steps
+
+        blockers = steps.finish_blockers(self._ns7_project(), unit, self.project.nethserver["applications"])
+        return (f"cannot finish: {unit} is migrated last; {'; '.join(blockers)} (finish or skip it first)"
+                if blockers else None)
+
+    def _ns7_project(self):
+        from ..paths.nethserver import ns8_steps as steps
+        from ..paths.nethserver.layout import NethServerTree, NS8MailTree
+        from ..paths.nethserver.ns8_provider import ProviderLink
+        from ..sync.accounts import password_from
+
+        cfg = self.project.nethserver
+        link = None
+        if cfg.get("source_ldap") and cfg.get("target_ldap"):
+            link = ProviderLink(cfg["source_ldap"], cfg["target_ldap"],
+                                password_from("MAILMIGRATE_SOURCE_PASSWORD", cfg.get("source_ldap_password_file"),
+                                              "NS7 LDAP"),
+                                password_from("MAILMIGRATE_TARGET_PASSWORD", cfg.get("target_ldap_password_file"),
+                                              "NS8 LDAP"))
+        return steps.Project(NethServerTree(Path(cfg["source_root"])), NS8MailTree(Path(cfg["root"])), link)
+
     def _nethserver7(self, app: str, action: str) -> tuple[bool, str, bool | None]:
         """NethServer 7 -> 8, one application: the path's own steps (paths/nethserver/ns8_steps.py) do the
         work; the workflow records who did what and refuses what the seed's buttons would not allow."""
         from ..paths.nethserver import ns8_steps as steps
-        from ..paths.nethserver.layout import NethServerTree, NS8MailTree
 
         cfg = self.project.nethserver
-        p = steps.Project(NethServerTree(Path(cfg["source_root"])), NS8MailTree(Path(cfg["root"])))
+        p = self._ns7_project()
         if action == "finish":
             from ..paths.nethserver.quota import Doveadm
 
             dovecot = Doveadm(cfg["dovecot_config"], cfg.get("doveadm") or "doveadm") \
                 if cfg.get("dovecot_config") else None
-            res = steps.finish(p, app, disable_source=not cfg["keep_source"], dovecot=dovecot)
+            res = steps.finish(p, app, disable_source=not cfg["keep_source"], dovecot=dovecot,
+                               apps=cfg["applications"])
         else:
             res = getattr(steps, action)(p, app)
         for e in res.log.errors:

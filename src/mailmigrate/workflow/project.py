@@ -79,8 +79,9 @@ class Project:
     dashboard_token_file: Path | None = None
     #: optional directory comparison for the report: {"source", "target", "source_password_file", …}
     directory: dict | None = None
-    #: path "nethserver7": {"source_root", "root", "applications", "keep_source", "dovecot_config", "doveadm"};
-    #: units are applications
+    #: path "nethserver7": {"source_root", "root", "applications", "keep_source", "dovecot_config", "doveadm",
+    #: "source_ldap", "target_ldap", "source_ldap_password_file", "target_ldap_password_file"}; units are
+    #: applications
     nethserver: dict | None = None
     #: [fleet]: where start/sync/finish copy mail ("local" or "celery"), the broker, the fleet-wide cap
     executor: str = "local"
@@ -138,6 +139,9 @@ def load_project(file: str | os.PathLike) -> Project:
         ns["keep_source"] = bool(ns.get("keep_source", False))
         if ns.get("dovecot_config"):  # the NS8 Dovecot, for the quota recalculation at finish
             ns["dovecot_config"] = str(rel(ns["dovecot_config"]))
+        for k in ("source_ldap_password_file", "target_ldap_password_file"):  # the account-provider's binds
+            if ns.get(k):
+                ns[k] = str(rel(ns[k]))
         return Project(file=f, name=name, path=path, state=rel(proj.get("state", f"{name}-sync.db")),
                        workflow=(proj["workflow"] if str(proj.get("workflow", "")).startswith("postgres")
                                  else str(rel(proj.get("workflow", f"{name}-workflow.db")))),

@@ -10,7 +10,9 @@ For now the state lives in one small JSON file per project (``<target>/.mailmigr
 with a history of every action; the workflow layer can take it over later.  A ``syncing`` state left by a
 process that died is recognised by its lock (pid on this host no longer running) and taken over.
 
-Only the ``mail`` application (NS7 Email: Dovecot + Postfix + POP3 connector) is implemented.
+Two applications: ``mail`` (NS7 Email: Dovecot + Postfix + POP3 connector) and ``account-provider`` (NS7's
+local OpenLDAP, :mod:`.ns8_provider`), which the seed migrates last: its finish is refused while any other
+application is neither migrated nor skipped.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ...directory.provider import PROVIDER_APP
 from ...errors import ConfigError, MailmigrateError, StateLocked
 from ...formats.esmith import EsmithDb, read_esmith, write_esmith
 from ...stores.maildir import MaildirStore
@@ -30,6 +33,7 @@ from ...sync.abort import abort_account
 from ...sync.state import StateDB
 from ...sync.verify import verify_account
 from . import ns8
+from . import ns8_provider as provider
 from . import quota as quota_mod
 from .eventlog import EventLog
 from .layout import NethServerTree, NS8MailTree
@@ -37,7 +41,7 @@ from .mailboxes import folder_dirs, sync_maildir
 from .rules import ERROR, Note, split_list
 
 NOT_MIGRATED, MIGRATING, SYNCING, MIGRATED, SKIPPED = "not_migrated", "migrating", "syncing", "migrated", "skipped"
-APPS = ("mail",)
+APPS = ("mail", PROVIDER_APP)
 _FROM = {
     "start": (NOT_MIGRATED, SKIPPED),
     "sync": (MIGRATING,),
@@ -55,6 +59,8 @@ class IllegalStep(ConfigError):
 class Project:
     source: NethServerTree
     target: NS8MailTree
+    #: the two account providers, for the ``account-provider`` application
+    provider: provider.ProviderLink | None = None
 
     @property
     def state_dir(self) -> Path:
@@ -231,8 +237,18 @@ def _run(p: Project, app: str, action: str, body) -> StepResult:
 # -- the steps -------------------------------------------------------------------------------------------
 
 
+def _link(p: Project) -> provider.ProviderLink:
+    if p.provider is None:
+        raise ConfigError("account-provider: give the NS7 and NS8 directories (--source-ldap and --target-ldap, "
+                          "or source_ldap and target_ldap in the project)")
+    return p.provider
+
+
 def start(p: Project, app: str = "mail") -> StepResult:
     def body(data, log):
+        if app == PROVIDER_APP:
+            provider.check_source(_db(p, "configuration"))
+            return MIGRATING, provider.start(_link(p), _app(data, app), p.state_dir, log)
         p.target.vmail.mkdir(parents=True, exist_ok=True)
         return MIGRATING, _sync_all(p, log, "start", data, app)
 
@@ -240,7 +256,29 @@ def start(p: Project, app: str = "mail") -> StepResult:
 
 
 def sync(p: Project, app: str = "mail") -> StepResult:
-    return _run(p, app, "sync", lambda data, log: (MIGRATING, _sync_all(p, log, "sync", data, app)))
+    def body(data, log):
+        if app == PROVIDER_APP:
+            return MIGRATING, provider.sync(_link(p), _app(data, app), lambda: _save(p, data), log, "sync")
+        return MIGRATING, _sync_all(p, log, "sync", data, app)
+
+    return _run(p, app, "sync", body)
+
+
+def finish_blockers(p: Project, app: str, apps: list[str] | tuple[str, ...] | None = None) -> list[str]:
+    """Why ``app`` may not finish yet, one sentence per application in the way: the account provider goes
+    last, after every other application (``apps``: the migration's applications, default all) is migrated
+    or skipped."""
+    if app != PROVIDER_APP:
+        return []
+    data = _load(p)
+    out = []
+    for other in apps or APPS:
+        if other == PROVIDER_APP:
+            continue
+        state = data["apps"].get(other, {}).get("state", NOT_MIGRATED)
+        if state not in (MIGRATED, SKIPPED):
+            out.append(f"{other} is {state}")
+    return out
 
 
 def skip(p: Project, app: str = "mail") -> StepResult:
@@ -256,6 +294,9 @@ def abort(p: Project, app: str = "mail") -> StepResult:
     directories start created when nothing else is left in them.  NS7 is not touched."""
 
     def body(data, log):
+        if app == PROVIDER_APP:
+            n = provider.abort(_link(p), _app(data, app), lambda: _save(p, data), log)
+            return NOT_MIGRATED, {"removed": n}
         users, _ = mail_users(p)
         removed = 0
         state = StateDB.open(p.sync_state(app))
@@ -288,9 +329,17 @@ def _holds_mail(d: Path) -> bool:
 
 
 def finish(p: Project, app: str = "mail", *, disable_source: bool = True,
-           dovecot: quota_mod.Doveadm | None = None) -> StepResult:
+           dovecot: quota_mod.Doveadm | None = None, apps: list[str] | tuple[str, ...] | None = None) -> StepResult:
     """Final sync, verification of every mailbox, conversions, quota recalculation, and only then the NS7
-    application stopped.  ``dovecot``: the target Dovecot, to recalculate and check its quota with doveadm."""
+    application stopped.  ``dovecot``: the target Dovecot, to recalculate and check its quota with doveadm.
+    The account provider: refused (IllegalStep) while :func:`finish_blockers` names anything; then a final
+    copy, the checklist, and only then NS7's provider disabled."""
+    blockers = finish_blockers(p, app, apps)
+    if blockers:
+        _begin_check(p, app, "finish")
+        raise IllegalStep(f"{app} is migrated last: {'; '.join(blockers)} (finish or skip it first)")
+    if app == PROVIDER_APP:
+        return _run(p, app, "finish", lambda data, log: _finish_provider(p, data, log, disable_source, apps))
 
     def body(data, log):
         totals = _sync_all(p, log, "finish", data, app)
@@ -318,6 +367,30 @@ def finish(p: Project, app: str = "mail", *, disable_source: bool = True,
         return MIGRATED, {**totals, **details}
 
     return _run(p, app, "finish", body)
+
+
+def _begin_check(p: Project, app: str, action: str) -> None:
+    """Refuse an action the state does not allow, without taking the lock (a refusal changes nothing)."""
+    state = _app(_load(p), app)["state"]
+    if state not in _FROM[action] and state != SYNCING:
+        raise IllegalStep(f"{app} is {state}: {action} is possible only when it is {' or '.join(_FROM[action])}")
+
+
+def _finish_provider(p: Project, data: dict, log: EventLog, disable_source: bool, apps) -> tuple[str, dict]:
+    link = _link(p)
+    details = provider.sync(link, _app(data, PROVIDER_APP), lambda: _save(p, data), log, "finish")
+    if log.errors or not provider.verify(link, p.state_dir, log):
+        log.error("finish", "NS8's directory not verified: NS7's provider left running; fix and run finish again")
+        return MIGRATING, details
+    skipped = [a for a in (apps or APPS) if a != PROVIDER_APP and _app(data, a)["state"] == SKIPPED]
+    if skipped:
+        log.warning("finish", f"skipped on NS7: {', '.join(skipped)}; they lose NS7's provider: point them at "
+                              "NS8's as a remote provider")
+    if disable_source:
+        provider.disable_source(p.source.db("configuration"), log)
+    else:
+        log.warning("finish", "NS7 account provider left running (--keep-source)")
+    return MIGRATED, details
 
 
 # -- conversions at finish -------------------------------------------------------------------------------
