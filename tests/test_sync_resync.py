@@ -125,8 +125,8 @@ def test_rerun_applies_exactly_the_changes_and_lists_only_them(level, state, dov
     assert run.listed == (65 if level == "plain" else 0)
 
 
-def test_without_expunges_condstore_needs_no_uid_search(dovecot_factory, imap_accounts, tmp_path, caplog):
-    """Without QRESYNC expunges are silent; when the count shows none, no UID search is spent on them."""
+def test_without_expunges_condstore_needs_no_uid_listing(dovecot_factory, imap_accounts, tmp_path, caplog):
+    """Without QRESYNC expunges are silent; when the count shows none, no UID listing is spent on them."""
     level = "condstore"
     src, dst = source_at(level, dovecot_factory, imap_accounts)
     populate(src, {"INBOX": INBOX})

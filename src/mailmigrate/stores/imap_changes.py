@@ -8,8 +8,8 @@ Three levels, from the best a server offers:
   ``--delete`` and a true state need; new mail is then one ``UID FETCH <old UIDNEXT>:*``.
 * CONDSTORE alone: flag changes come from ``UID FETCH 1:<old UIDNEXT - 1> (FLAGS) (CHANGEDSINCE n)``, but
   expunges are silent.  They are proved absent by counting: the folder must now hold exactly the recorded
-  count plus the new UIDs.  Only when it does not are the surviving UIDs asked for (a UID SEARCH: numbers
-  only, no flags, dates or sizes) and the missing ones reported as vanished.
+  count plus the new UIDs.  Only when it does not are the surviving UIDs asked for (UIDs only, no flags,
+  dates or sizes: ESEARCH ranges, or ``UID FETCH (UID)``) and the missing ones reported as vanished.
 * neither, or anything unexpected (UIDVALIDITY changed, mod-sequences went backwards, the server refused
   the QRESYNC parameter): None, and the engine lists the folder as it always did.
 
@@ -32,6 +32,9 @@ if TYPE_CHECKING:
     from .imap import ImapStore
 
 log = logging.getLogger("mailmigrate.stores.imap")
+
+#: largest UID span asked of ESEARCH: "1,3,5,…" over 100,000 UIDs is about 300 KB, well under a line's 1 MiB
+ESEARCH_SPAN = 100_000
 
 
 class UidRanges:
@@ -187,7 +190,7 @@ def changes_since(store: "ImapStore", path: FolderPath, before: FolderStatus) ->
     else:
         # Something was expunged (or the count moved under us): the surviving UIDs settle it.
         method = "condstore+uids"
-        vanished = AbsentBelow(_search_uids(store, old_next), old_next)
+        vanished = AbsentBelow(_surviving_uids(store, old_next), old_next)
     sizes = store._sizes.setdefault(path, {})
     for uid, m in new.items():
         sizes[uid] = m.size or 0
@@ -198,26 +201,29 @@ def changes_since(store: "ImapStore", path: FolderPath, before: FolderStatus) ->
     return FolderChanges(status, metas, vanished, method)
 
 
-def _search_uids(store: "ImapStore", below: int) -> UidRanges:
-    """The UIDs under ``below`` that still exist, as ranges (ESEARCH) or a plain list."""
+def _surviving_uids(store: "ImapStore", below: int) -> UidRanges:
+    """The UIDs under ``below`` that still exist.
+
+    ESEARCH answers in one line of ranges; a line must stay under the connection's 1 MiB limit, so it is
+    used only while the UID span is small enough that even the most fragmented answer fits.  Otherwise a
+    ``UID FETCH (UID)`` streams one short line per message.
+    """
     c = store._c
     if below <= 1:
         return UidRanges()
     want = b"1:%d" % (below - 1)
-    if "ESEARCH" in c.capabilities:
-        r = c.command(b"UID", b"SEARCH", b"RETURN", b"(ALL)", b"UID", want)
-        c.check(r, "UID SEARCH")
+    if "ESEARCH" in c.capabilities and below <= ESEARCH_SPAN:
+        c.check(c.command(b"UID", b"SEARCH", b"RETURN", b"(ALL)", b"UID", want), "UID SEARCH")
         for u in c.untagged:
             if u.name == b"ESEARCH":
-                words = [w for w in u.data]
+                words = list(u.data)
                 for i, w in enumerate(words[:-1]):
                     if w.upper() == b"ALL":
                         return UidRanges.parse([words[i + 1]])
-        return UidRanges()
-    r = c.command(b"UID", b"SEARCH", b"UID", want)
-    c.check(r, "UID SEARCH")
+        return UidRanges()  # no ALL: no message matched
     uids = []
-    for u in c.untagged:
-        if u.name == b"SEARCH":
-            uids += [int(w) for w in u.data if w.isdigit()]
+    for r in c.fetch_stream([(b"UID", b"FETCH", want, b"(UID)")], window=1):
+        uid = fetch_items(r.data).get(b"UID")
+        if uid is not None and int(uid) < below:
+            uids.append(int(uid))
     return UidRanges((u, u) for u in uids)
