@@ -19,6 +19,7 @@ from .output import SECRETS, PlainProgress, RichProgress, setup_logging
 EPILOG = """\
 SOURCE, TARGET:
   imap://[USER@]HOST[:PORT][?tls=none|starttls]   (STARTTLS by default, required)
+  imap://…?compress=auto|yes|no                   (COMPRESS=DEFLATE; auto: only to non-local addresses)
   imaps://[USER@]HOST[:PORT]
   maildir:PATH   mbox:PATH   communigate:PATH      (PATH may hold %u, %n, %d for --accounts)
 passwords: MAILMIGRATE_SOURCE_PASSWORD / MAILMIGRATE_TARGET_PASSWORD, --source-password-file /
