@@ -128,6 +128,7 @@ def run_features(args) -> str:
     links = Links(args.slow_link, args.slow_side, src.port, dst.port)
     times: dict[tuple[str, str], list[float]] = {}
     wire: dict[str, list[int]] = {}
+    cpu: dict[str, list[float]] = {}
     try:
         src.add_user("src", PASSWORD)
         dv = pwd.getpwnam("dovecot")
@@ -150,6 +151,7 @@ def run_features(args) -> str:
                     times.setdefault((c.name, phase), []).append(s.wall)
                     if phase == "first":
                         wire.setdefault(c.name, []).append(nbytes)
+                        cpu.setdefault(c.name, []).append(s.cpu)
                     print(f"round {rnd + 1} {c.name:12} {phase:8} {s.wall:7.2f}s {s.cpu:6.2f} cpu-s"
                           + (f" {nbytes / (1 << 20):7.1f} MiB on the link" if links.links else ""), flush=True)
     finally:
@@ -157,10 +159,10 @@ def run_features(args) -> str:
         src.stop()
         dst.stop()
         shutil.rmtree(base, ignore_errors=True)
-    return render(cfgs, times, wire, args, total_bytes, bool(links.links))
+    return render(cfgs, times, wire, cpu, args, total_bytes, bool(links.links))
 
 
-def render(cfgs, times, wire, args, total_bytes, slow) -> str:
+def render(cfgs, times, wire, cpu, args, total_bytes, slow) -> str:
     def med(name, phase):
         return statistics.median(times[(name, phase)])
 
@@ -169,12 +171,13 @@ def render(cfgs, times, wire, args, total_bytes, slow) -> str:
     lines = [f"Corpus: {args.messages} messages, {total_bytes / (1 << 20):.1f} MiB, {args.folders} folders; "
              f"{args.rounds} rounds, medians; {link}.", "",
              "| changed | first copy (s) | x all on | rerun, no change (s) | x all on | rerun after 1% new + 5% flags (s) "
-             "| x all on |" + (" MiB on the link (first copy) |" if slow else ""),
-             "| --- | --- | --- | --- | --- | --- | --- |" + (" --- |" if slow else "")]
+             "| x all on | mailmigrate CPU s (first copy) |" + (" MiB on the link (first copy) |" if slow else ""),
+             "| --- | --- | --- | --- | --- | --- | --- | --- |" + (" --- |" if slow else "")]
     for c in cfgs:
         cells = []
         for phase in PHASES:
             cells += [f"{med(c.name, phase):.2f}", f"{med(c.name, phase) / med('all on', phase):.2f}"]
+        cells.append(f"{statistics.median(cpu[c.name]):.2f}")
         if slow:
             cells.append(f"{statistics.median(wire[c.name]) / (1 << 20):.1f}")
         lines.append(f"| {label(c)} | " + " | ".join(cells) + " |")
