@@ -242,6 +242,9 @@ class SlapdServer:
                 p.wait(5)
 
     def __enter__(self) -> "SlapdServer":
+        # `with srv.start():` is the common spelling; starting again here would orphan the first slapd.
+        if self.proc is not None and self.proc.poll() is None:
+            return self
         return self.start()
 
     def __exit__(self, *exc) -> None:
