@@ -75,17 +75,20 @@ class Deflater:
 
 
 class InflatingReader(io.RawIOBase):
-    """The server's direction as a raw stream for ``io.BufferedReader``: reads the socket, inflates into
-    the caller's buffer, never more than that buffer holds (the rest waits in zlib's unconsumed tail)."""
+    """The server's direction as a raw stream for ``io.BufferedReader``: reads the connection's previous
+    reader, inflates into the caller's buffer, never more than that buffer holds (the rest waits in zlib's
+    unconsumed tail).
 
-    def __init__(self, sock, first: bytes, host: str):
+    Reading through the previous reader rather than the socket is what makes the switch safe without a
+    round trip: whatever it had already buffered beyond the OK line is compressed data and comes first."""
+
+    def __init__(self, source, host: str):
         super().__init__()
-        self._sock = sock
+        self._src = source
         self._z = zlib.decompressobj(-15)
-        self._pending = first
         self._host = host
         self.plain = 0
-        self.wire = len(first)
+        self.wire = 0
 
     def readable(self) -> bool:
         return True
@@ -97,13 +100,10 @@ class InflatingReader(io.RawIOBase):
         while True:
             if self._z.unconsumed_tail:
                 data = self._inflate(self._z.unconsumed_tail, room)
-            elif self._pending:
-                data = self._inflate(self._pending, room)
-                self._pending = b""
             else:
                 if self._z.eof:
                     return 0
-                chunk = self._sock.recv(1 << 16)
+                chunk = self._src.read1(1 << 16)
                 if not chunk:
                     return 0
                 self.wire += len(chunk)
@@ -113,6 +113,11 @@ class InflatingReader(io.RawIOBase):
                 b[:n] = data
                 self.plain += n
                 return n
+
+    def close(self) -> None:
+        if not self.closed:
+            self._src.close()  # releases its hold on the socket; the connection closes the socket itself
+        super().close()
 
     def _inflate(self, data: bytes, room: int) -> bytes:
         try:
@@ -144,23 +149,10 @@ def start(conn, mode: str = "auto") -> bool:
     if r.status != b"OK":
         log.info("%s refused COMPRESS DEFLATE (%s); going on uncompressed", conn.host, r.text_str())
         return False
+    # Both directions are compressed from the byte after the OK line on.
     conn.deflater = Deflater()
-    # The server compresses from the byte after its OK line on. Whatever the old reader already holds
-    # beyond that line is compressed too, so it goes first into the inflater; a NOOP makes sure there is
-    # something to read without waiting for the server to volunteer data.
-    tag = conn.send_command(b"NOOP")
-    old = conn.rfile
-    try:
-        first = old.read1(1 << 16)
-    except (OSError, ValueError) as e:
-        raise ConnectionLost(f"connection to {conn.host} lost: {e}") from None
-    if not first:
-        raise ConnectionLost(f"{conn.host} closed the connection after COMPRESS")
-    inflater = InflatingReader(conn.sock, first, conn.host)
-    conn.rfile = io.BufferedReader(inflater, 1 << 16)
-    old.close()  # releases its hold on the socket, which stays open
-    conn.inflater = inflater
-    conn.check(conn.wait(tag), "NOOP after COMPRESS")
+    conn.inflater = InflatingReader(conn.rfile, conn.host)
+    conn.rfile = io.BufferedReader(conn.inflater, 1 << 16)
     log.debug("%s: COMPRESS=DEFLATE active", conn.host)
     return True
 
