@@ -7,7 +7,13 @@ Series:
   folder   one account, one folder of N messages (small, 2 KB median): first copy and no-change rerun, and
            peak RSS (the state then holds N rows for that folder);
   accounts N accounts of 200 messages each, --jobs 8: total time and messages/s;
-  jobs     20 accounts of 300 messages: --jobs 1 against --jobs 8, throughput in messages/s and MiB/s.
+  jobs     20 accounts of 300 messages: --jobs 1 against --jobs 4 and 8, throughput in messages/s and MiB/s.
+
+    sudo .venv/bin/python bench/scale.py --series jobs --link 1000:20   # the source behind a WAN-like link
+
+``--link MBIT:RTT_MS`` puts the source behind bench/slowlink.py for the jobs series: on loopback every
+account is bound by the two cores that mailmigrate and both Dovecots share, while a migration from a remote
+server is bound by round trips, which is what running accounts side by side is for.
 Everything against two throwaway loopback Dovecot servers (tests/servers/dovecot.py); measured with GNU time.
 """
 
@@ -40,8 +46,8 @@ def fill(server, user: str, n: int, folders: int, seed: int) -> int:
     return sum(len(m.data) for m in msgs)
 
 
-def sync_cmd(src, dst, state, extra=()):
-    return [MM, "sync", f"imap://127.0.0.1:{src.port}?tls=none", f"imap://127.0.0.1:{dst.port}?tls=none",
+def sync_cmd(src, dst, state, extra=(), src_port=None):
+    return [MM, "sync", f"imap://127.0.0.1:{src_port or src.port}?tls=none", f"imap://127.0.0.1:{dst.port}?tls=none",
             "--state", str(state), "--no-progress", *extra]
 
 
@@ -91,23 +97,43 @@ def series_accounts(src, dst, work: Path, counts: list[int], per: int = 200) -> 
     return "\n".join(rows)
 
 
-def series_jobs(src, dst, work: Path, accounts: int = 20, per: int = 300) -> str:
+def _cpu_jiffies() -> tuple[int, int]:
+    """(busy, total) jiffies of the whole machine: how much of both cores a run kept busy, mailmigrate and
+    both Dovecot servers together, which bounds what more jobs can gain."""
+    fields = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    idle = fields[3] + fields[4]
+    return sum(fields) - idle, sum(fields)
+
+
+def series_jobs(src, dst, work: Path, accounts: int = 20, per: int = 300, link: str | None = None,
+                jobs_list=(1, 4, 8)) -> str:
     users = [f"j{i}" for i in range(accounts)]
     src.add_users({u: PASSWORD for u in users})
     total = sum(fill(src, u, per, 3, seed=i) for i, u in enumerate(users))
-    rows = ["| --jobs | accounts | first copy (s) | msgs/s | MiB/s |", "| --- | --- | --- | --- | --- |"]
+    rows = ["| --jobs | accounts | first copy (s) | msgs/s | MiB/s | machine CPU busy |",
+            "| --- | --- | --- | --- | --- | --- |"]
     base = None
-    for jobs in (1, 8):
+    proxy = None
+    if link:
+        from slowlink import SlowLink
+
+        mbit, rtt = (float(x) for x in link.split(":"))
+        proxy = SlowLink(src.port, mbit=mbit, rtt_ms=rtt)
+    for jobs in jobs_list:
         acc = work / f"jobs{jobs}.csv"
         acc.write_text("".join(f"{u},{u}y{jobs}\n" for u in users))
         dst.add_users({f"{u}y{jobs}": PASSWORD for u in users})
-        s = timed(sync_cmd(src, dst, work / f"jobs{jobs}.db", ["--accounts", str(acc), "--jobs", str(jobs)]),
-                  env=env())
+        busy0, total0 = _cpu_jiffies()
+        s = timed(sync_cmd(src, dst, work / f"jobs{jobs}.db", ["--accounts", str(acc), "--jobs", str(jobs)],
+                           src_port=proxy and proxy.port), env=env())
+        busy1, total1 = _cpu_jiffies()
         rate = accounts * per / s.wall
         base = base or rate
         rows.append(f"| {jobs} | {accounts} | {s.wall:.2f} | {rate:,.0f} ({rate / base:.1f}x) | "
-                    f"{total / (1 << 20) / s.wall:.1f} |")
+                    f"{total / (1 << 20) / s.wall:.1f} | {100 * (busy1 - busy0) / max(1, total1 - total0):.0f} % |")
         print(rows[-1], flush=True)
+    if proxy:
+        proxy.close()
     return "\n".join(rows)
 
 
@@ -116,6 +142,8 @@ def main(argv=None) -> int:
     ap.add_argument("--series", default="folder,accounts,jobs")
     ap.add_argument("--sizes", default="1000,10000,100000")
     ap.add_argument("--accounts", default="1,10,100")
+    ap.add_argument("--jobs", default="1,4,8", help="--jobs values of the jobs series")
+    ap.add_argument("--link", metavar="MBIT:RTT_MS", help="jobs series: the source behind a slow link")
     args = ap.parse_args(argv)
     from servers.dovecot import DovecotServer
 
@@ -128,7 +156,8 @@ def main(argv=None) -> int:
         if "accounts" in args.series:
             out.append("### Accounts\n\n" + series_accounts(src, dst, work, [int(x) for x in args.accounts.split(",")]))
         if "jobs" in args.series:
-            out.append("### Many accounts at once\n\n" + series_jobs(src, dst, work))
+            out.append("### Many accounts at once\n\n" + series_jobs(src, dst, work, link=args.link,
+                                                                  jobs_list=[int(x) for x in args.jobs.split(",")]))
     finally:
         src.stop()
         dst.stop()
