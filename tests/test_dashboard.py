@@ -97,6 +97,38 @@ def test_html_is_escaped(tmp_path):
     assert "<script>alert(1)</script>" not in page and "&lt;script&gt;" in page
 
 
+def test_communigate_units_are_listed_and_act(tmp_path):
+    """A CommuniGate project's units are its store's accounts, with what the overview found."""
+    import shutil
+
+    from mailmigrate.dashboard import create_app
+    from mailmigrate.workflow.actions import Workflow
+    from mailmigrate.workflow.project import load_project
+
+    shutil.copytree(Path(__file__).resolve().parent.parent / "examples" / "communigate", tmp_path / "cg")
+    proj = tmp_path / "cg.toml"
+    proj.write_text(f"""[project]
+name = "cg"
+path = "communigate"
+[communigate]
+base = "cg"
+domains = ["example.org"]
+directory = "passwd-file:{tmp_path / 'users.passwd'}"
+[target]
+url = "imap://127.0.0.1:1?master=plain&tls=none"
+master = "master"
+""")
+    Workflow(load_project(proj)).init()
+    c = create_app(str(proj), Secret(TOKEN), start_worker=False).test_client()
+    _, csrf = login(c)
+    page = c.get("/").get_data(as_text=True)
+    assert "dave@example.org" in page and "erin@example.org" in page and "alice@example.com" not in page
+    assert "found 5 messages in 3 folders" in page  # dave: INBOX, Archive, Trash
+    c.post("/unit/erin@example.org/skip", data={"csrf": csrf})
+    units = {u["unit"]: u for u in c.get("/api/status").get_json()["units"]}
+    assert units["erin@example.org"]["state"] == "skipped" and units["dave@example.org"]["state"] == "not_started"
+
+
 @pytest.fixture
 def server(tmp_path):
     from werkzeug.serving import make_server

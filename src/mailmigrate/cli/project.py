@@ -78,14 +78,18 @@ def run_status(args) -> int:
     from rich.table import Table
 
     t = Table(title=f"project {wf.project.name}")
-    for c in ("unit", "state", "progress", "last result", "next actions"):
+    found = any(r.get("found") for r in rows)  # what a CommuniGate project's overview counted at init
+    for c in ("unit", "state") + (("found",) if found else ()) + ("progress", "last result", "next actions"):
         t.add_column(c)
     for r in rows:
         pr = r["progress"]
         prog = f"{pr.get('done', 0)}/{pr.get('total', 0)}" if pr else ""
         lr = r["last_result"]
         last = r["last_error"] or (f"copied {lr['counters']['copied']}, failed {lr['counters']['failed']}" if lr else "")
-        t.add_row(r["unit"], r["state"], prog, last, " ".join(r["actions"]))
+        f = r.get("found")
+        cells = ((f"{f['messages']} msgs in {f['folders']} folders, password {f['password']}" if f else "",)
+                 if found else ())
+        t.add_row(r["unit"], r["state"], *cells, prog, last, " ".join(r["actions"]))
     Console().print(t)
     return 0
 
@@ -111,7 +115,7 @@ def run_report(args) -> int:
     wf = Workflow(load_project(args.file))
     checks = {}
     for u in wf.wf.units():
-        if u.bound and wf.project.path == "mailbox":
+        if u.bound and wf.project.path in ("mailbox", "communigate"):
             checks[u.name] = wf.verify(wf.project.account(u.name)).as_dict()
     report = build_report(wf.project.name, wf.status(), checks, wf.directory_check())
     jp, hp = write_report(report, wf.project.reports)

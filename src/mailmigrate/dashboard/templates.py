@@ -40,7 +40,8 @@ UNITS = """{% extends "base.html" %}{% block body %}
 <table id="units"><tr><th>unit</th><th>state</th><th>progress</th><th>last result</th><th>actions</th></tr>
 {% for u in units %}
 <tr data-unit="{{ u.unit }}">
-<td><a href="{{ url_for('history', unit=u.unit) }}">{{ u.unit }}</a></td>
+<td><a href="{{ url_for('history', unit=u.unit) }}">{{ u.unit }}</a>{% if u.found %}
+<div class="small">found {{ u.found.messages }} messages in {{ u.found.folders }} folders</div>{% endif %}</td>
 <td><span class="state s-{{ u.state }}" data-field="state">{{ u.state }}</span></td>
 <td data-field="progress">{% set p = u.progress %}{% if p and p.total %}
 <span class="bar"><span style="width:{{ (100 * p.done / p.total)|round|int }}%"></span></span>

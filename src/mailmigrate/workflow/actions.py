@@ -1,6 +1,7 @@
-"""What start, sync, finish, abort and skip do for the mailbox path, on top of the sync engine.
+"""What start, sync, finish, abort and skip do for the mailbox and CommuniGate paths, on top of the sync engine.
 
-* start  – register the unit on the target and make the first full copy;
+* start  – register the unit on the target and make the first full copy (CommuniGate: first create the
+           user in the target directory with cg2kms's rules, see :meth:`Workflow._communigate_user`);
 * sync   – an incremental run; as often as wanted while users keep working;
 * finish – the final incremental run (with --delete when the project says so), then verification message by
            message; the unit is migrated only when verification finds nothing missing;
@@ -83,8 +84,11 @@ class Workflow:
         self.project = project
         self.wf = WorkflowStore.open(project.workflow)
         self.actor = actor or getpass.getuser()
+        self._pass_file = None  # CommuniGate: one cg2kms_<datetime>.pass per Workflow, made on the first password
 
     def close(self) -> None:
+        if self._pass_file is not None:
+            self._pass_file.close()
         self.wf.close()
 
     # --- set-up -----------------------------------------------------------------------------------
@@ -96,10 +100,18 @@ class Workflow:
                     added.append(app)
             self.wf.log(None, "INFO", f"project {self.project.name}: {len(added)} application(s) added by {self.actor}")
             return added
-        for acc in self.project.accounts:
+        accounts = self.project.discover()
+        found = self._communigate_overview() if self.project.path == "communigate" else {}
+        for acc in accounts:
             name = self.project.unit_name(acc)
-            if self.wf.add_unit(name, "account", {"source_user": acc.source_user, "target_user": acc.target_user}):
+            meta = {"source_user": acc.source_user, "target_user": acc.target_user}
+            overview = found.get(acc.target_user.lower())
+            if overview is not None:
+                meta["overview"] = overview
+            if self.wf.add_unit(name, "account", meta):
                 added.append(name)
+            elif overview is not None:  # init again: what the store holds now
+                self._set_meta(name, {**self.wf.get(name).meta, "overview": overview})
         self.wf.log(None, "INFO", f"project {self.project.name}: {len(added)} unit(s) added by {self.actor}")
         return added
 
@@ -150,6 +162,12 @@ class Workflow:
         if action == "skip":
             return True, "skipped", None
         acc = self.project.account(unit)
+        if action == "start" and self.project.path == "communigate":
+            ok, note = self._communigate_user(unit)
+            if not ok:
+                return False, note, None
+            ok, msg, bound = self._sync(unit, acc, delete=False, progress=progress)
+            return ok, f"{note}; {msg}", bound
         if action in ("start", "sync"):
             return self._sync(unit, acc, delete=False, progress=progress)
         if action == "finish":
@@ -165,6 +183,85 @@ class Workflow:
                           f"mailmigrate had made on the target"
                           + (f"; kept non-empty folders {', '.join(res.folders_kept)}" if res.folders_kept else "")), False
         raise MailmigrateError(f"unknown action {action}")
+
+    # --- CommuniGate Pro ---------------------------------------------------------------------------
+    def _communigate_overview(self) -> dict[str, dict]:
+        """What the CommuniGate overview finds per account, kept with the units at init (reading every
+        mailbox once, as ``mailmigrate communigate overview`` does; ``overview = false`` leaves it out)."""
+        cg = self.project.communigate
+        if not cg["overview"]:
+            return {}
+        from ..paths.communigate.overview import summaries
+
+        domains = {a.domain for a, _ in self.project.found.values()}
+        return summaries(cg["base"], domains, primary_domain=cg.get("primary_domain"))
+
+    def _communigate_user(self, unit: str) -> tuple[bool, str]:
+        """start's first step: the account's user in the target directory, by the CommuniGate path's own
+        code (cg2kms's password rules, the 0600 pass file, the list of users this migration created).
+
+        A user this project created earlier (say, before an abort) is used as it is, so start works again
+        after abort; abort never deletes users.  A user that existed before is not touched and its mail is
+        not copied unless ``force = true``: mail must not land in someone else's mailbox by a name clash."""
+        from ..paths.communigate.migrate import open_directory_for, prepare_users
+        from ..sync.accounts import password_from, read_password_file
+
+        cg = self.project.communigate
+        self.project.discover()
+        account, in_main = self.project.found[self.project.account(unit).target_user.lower()]
+
+        def secret(key: str, what: str):
+            return read_password_file(cg[key], what) if cg.get(key) else None
+
+        directory = None
+        if cg.get("directory"):
+            directory = open_directory_for(
+                "imap", directory_url=cg["directory"],
+                admin_password=password_from("MAILMIGRATE_ADMIN_PASSWORD", cg.get("directory_password_file"),
+                                             "target directory"))
+        passes = self._passes()
+        screen: list[str] = []
+        try:
+            planned = prepare_users([(account, in_main)], directory=directory, force=cg["force"],
+                                    set_password=secret("set_password_file", "set_password_file"),
+                                    force_set_password=secret("force_set_password_file", "force_set_password_file"),
+                                    passes=passes, state_path=self._created_users_anchor(), out=screen.append)
+        finally:
+            if directory is not None:
+                directory.close()
+        o = planned[0].outcome
+        for p in o.problems:
+            self.wf.log(unit, "WARNING", p.describe())
+        meta = self.wf.get(unit).meta
+        meta["user"] = {"action": o.action, "password": o.password, "note": o.note, "error": o.error,
+                        "pass_file": str(passes.path) if o.password else None}
+        self._set_meta(unit, meta)
+        if o.action == "created":
+            return True, (f"user created in {directory.describe()}, password {o.password} "
+                          f"(written to {passes.path}, mode 0600)")
+        if o.action == "existing":
+            return True, f"user {o.note.replace('--force', 'force = true')}"
+        if o.action == "skipped":
+            return False, f"user {o.note.replace('--force', 'force = true in [communigate]')}"
+        return False, o.error or "the user could not be created"
+
+    def _passes(self):
+        if self._pass_file is None:
+            from datetime import datetime
+
+            from ..paths.communigate.migrate import PassFile
+
+            out = Path(self.project.communigate["output_dir"])
+            out.mkdir(parents=True, exist_ok=True)
+            self._pass_file = PassFile(out, datetime.now().strftime("%Y-%m-%d_%H-%M-%S"))
+        return self._pass_file
+
+    def _created_users_anchor(self) -> Path:
+        """Where the list of users this migration created lives: beside a SQLite state, as cg2kms keeps it
+        (so a project can take over from a cg2kms run on the same state file), else beside the project."""
+        if is_pg_url(self.project.state):
+            return self.project.base / f"{self.project.name}-communigate"
+        return Path(self.project.state)
 
     # The states each NethServer step leaves the application in when it did its work.
     _NS7_DONE = {"start": "migrating", "sync": "migrating", "finish": "migrated", "abort": "not_migrated",
@@ -344,7 +441,8 @@ class Workflow:
             out.append({"unit": u.name, "state": u.state, "bound": u.bound, "updated": u.updated,
                         "last_error": u.last_error, "actions": allowed_actions(u.state, bound=u.bound),
                         "progress": prog.get(u.name, {}), "last_result": u.meta.get("last_result"),
-                        "verification": u.meta.get("verification")})
+                        "verification": u.meta.get("verification"), "found": u.meta.get("overview"),
+                        "user": u.meta.get("user")})
         return out
 
     def for_units(self, units: list[str] | None, fn: Callable[[str], ActionOutcome]) -> list[ActionOutcome]:

@@ -49,7 +49,7 @@ from ..model import Account, Secret
 from ..stores.registry import StoreSpec, parse_spec
 from ..sync.accounts import load_accounts_file, password_from
 
-PATHS = ("mailbox", "nethserver7")
+PATHS = ("mailbox", "nethserver7", "communigate")
 
 
 @dataclass
@@ -83,6 +83,12 @@ class Project:
     #: "source_ldap", "target_ldap", "source_ldap_password_file", "target_ldap_password_file"}; units are
     #: applications
     nethserver: dict | None = None
+    #: path "communigate": {"base", "primary_domain", "domains", "users", "directory", "directory_password_file",
+    #: "set_password_file", "force_set_password_file", "force", "output_dir", "overview"}; units are the
+    #: accounts found in the CommuniGate tree (see :meth:`discover`)
+    communigate: dict | None = None
+    #: path "communigate": address -> (CGAccount, in the main domain), filled by :meth:`discover`
+    found: dict | None = field(default=None, repr=False)
     #: [fleet]: where start/sync/finish copy mail ("local" or "celery"), the broker, the fleet-wide cap
     executor: str = "local"
     broker: str | None = None
@@ -95,13 +101,29 @@ class Project:
     def unit_names(self) -> list[str]:
         if self.path == "nethserver7":
             return list(self.nethserver["applications"])
-        return [self.unit_name(a) for a in self.accounts]
+        return [self.unit_name(a) for a in self.discover()]
 
     def unit_name(self, acc: Account) -> str:
+        if self.path == "communigate":  # main-domain accounts have a bare source name; the address is the name
+            return acc.target_user
         return acc.source_user if acc.source_user == acc.target_user else f"{acc.source_user}->{acc.target_user}"
 
+    def discover(self) -> list[Account]:
+        """The project's accounts.  A CommuniGate project reads them from the CommuniGate tree, and only when
+        an action needs them: status, logs and the dashboard keep working once the old server is gone."""
+        if self.path != "communigate" or self.found is not None:
+            return self.accounts
+        from ..paths.communigate.migrate import select_accounts, source_login
+
+        cg = self.communigate
+        chosen = select_accounts(cg["base"], domains=cg.get("domains"), users=cg.get("users"),
+                                 primary_domain=cg.get("primary_domain"))
+        self.found = {a.address.lower(): (a, in_main) for a, in_main in chosen}
+        self.accounts = [Account(source_login(a, in_main), a.address) for a, in_main in chosen]
+        return self.accounts
+
     def account(self, unit: str) -> Account:
-        for a in self.accounts:
+        for a in self.discover():
             if self.unit_name(a) == unit:
                 return a
         raise ConfigError(f"project {self.name} has no account {unit!r}")
@@ -148,6 +170,10 @@ def load_project(file: str | os.PathLike) -> Project:
                        source=None, target=None, accounts=[], reports=rel(proj.get("reports", "reports")),
                        dashboard_token_file=rel(proj["dashboard_token_file"]) if proj.get("dashboard_token_file") else None,
                        nethserver=ns)
+    cg = None
+    if path == "communigate":
+        cg = _communigate(name, data, rel)
+        data = {**data, "source": {"url": cg["source_url"]}}
     sides = {}
     for side in ("source", "target"):
         sec = data.get(side)
@@ -165,7 +191,12 @@ def load_project(file: str | os.PathLike) -> Project:
         sides[side] = Side(parse_spec(url), sec.get("master"), str(rel(pw)) if pw else None,
                            bool(data.get("options", {}).get("insecure", False)))
     acc_sec = data.get("accounts", {})
-    if "file" in acc_sec:
+    if cg is not None:
+        if not sides["target"].master:
+            raise ConfigError(f"project {name}: path communigate writes into each user's mailbox as the target's "
+                              f"master user: give [target] master (and its password_file)")
+        accounts = []  # found in the CommuniGate tree when needed (Project.discover)
+    elif "file" in acc_sec:
         accounts = load_accounts_file(rel(acc_sec["file"]))
     elif "list" in acc_sec:
         accounts = [Account(u, u) for u in acc_sec["list"]]
@@ -196,8 +227,48 @@ def load_project(file: str | os.PathLike) -> Project:
         reports=rel(proj.get("reports", "reports")),
         dashboard_token_file=rel(token) if token else None,
         directory=directory,
+        communigate=cg,
         **fleet,
     )
+
+
+def _communigate(name: str, data: dict, rel) -> dict:
+    """[communigate]: where the CommuniGate tree is, which of its accounts, and how their users are made on
+    the target (cg2kms's rules).  The source is that tree, so a [source] or [accounts] section would only
+    contradict it and is refused."""
+    for other in ("source", "accounts"):
+        if other in data:
+            raise ConfigError(f"project {name}: path communigate reads its source and accounts from "
+                              f"[communigate]; remove [{other}]")
+    sec = dict(data.get("communigate") or {})
+    known = {"base", "primary_domain", "domains", "users", "directory", "directory_password_file",
+             "set_password_file", "force_set_password_file", "force", "output_dir", "overview"}
+    unknown = sorted(set(sec) - known)
+    if unknown:
+        raise ConfigError(f"project {name}: [communigate] does not know {', '.join(unknown)} "
+                          f"(known: {', '.join(sorted(known))})")
+    if not sec.get("base"):
+        raise ConfigError(f"project {name}: path communigate needs [communigate] base (the CommuniGate base "
+                          f"directory, e.g. /var/CommuniGate)")
+    for k in ("domains", "users"):
+        v = sec.get(k)
+        if isinstance(v, str):
+            sec[k] = [v]
+        elif v is not None and not (isinstance(v, list) and all(isinstance(x, str) for x in v)):
+            raise ConfigError(f"project {name}: [communigate] {k} must be a list of names")
+    sec["base"] = str(rel(sec["base"]))
+    for k in ("directory_password_file", "set_password_file", "force_set_password_file"):
+        if sec.get(k):
+            sec[k] = str(rel(sec[k]))
+    d = sec.get("directory")
+    if d and d.startswith("passwd-file:") and not d[len("passwd-file:"):].startswith(("/", "~")):
+        sec["directory"] = "passwd-file:" + str(rel(d[len("passwd-file:"):]))
+    sec["output_dir"] = str(rel(sec.get("output_dir", ".")))
+    sec["force"] = bool(sec.get("force", False))
+    sec["overview"] = bool(sec.get("overview", True))
+    # The same source URL as cg2kms's migration, so both name an account alike in a shared state file.
+    sec["source_url"] = f"communigate:{sec['base']}"
+    return sec
 
 
 def _fleet(name: str, path: str, state, sec: dict) -> dict:

@@ -19,7 +19,7 @@ def build_report(project_name: str, status: list[dict], checks: dict[str, dict],
         chk = checks.get(s["unit"]) or s.get("verification")
         problems = (s.get("last_result") or {}).get("problems", [])
         units.append({"unit": s["unit"], "state": s["state"], "last_error": s["last_error"],
-                      "verification": chk, "problems": problems})
+                      "verification": chk, "problems": problems, "found": s.get("found")})
     verified = [u for u in units if u["verification"]]
     totals = {k: sum(u["verification"]["totals"][k] for u in verified)
               for k in ("source_messages", "source_bytes", "target_messages", "target_bytes", "missing")}
@@ -44,6 +44,13 @@ def write_report(report: dict, directory: Path) -> tuple[Path, Path]:
     return jp, hp
 
 
+def _found(f: dict | None) -> str:
+    """What the source overview counted for a unit not verified yet, so the report still says what waits."""
+    if not f:
+        return ""
+    return f"; found on the source: {int(f['messages'])} messages in {int(f['folders'])} folders"
+
+
 def render_html(r: dict) -> str:
     e = html.escape
     rows = []
@@ -51,7 +58,8 @@ def render_html(r: dict) -> str:
         v = u["verification"]
         if not v:
             rows.append(f"<tr class='nv'><td>{e(u['unit'])}</td><td>{e(u['state'])}</td>"
-                        f"<td colspan='6'>not verified yet{(': ' + e(u['last_error'])) if u['last_error'] else ''}</td></tr>")
+                        f"<td colspan='6'>not verified yet{(': ' + e(u['last_error'])) if u['last_error'] else ''}"
+                        f"{_found(u.get('found'))}</td></tr>")
             continue
         for f in v["folders"]:
             cls = "ok" if f["ok"] else "bad"

@@ -161,7 +161,7 @@ def _created_users_path(state_path: Path) -> Path:
     return state_path.with_name(state_path.name + ".created-users.json")
 
 
-def _load_created(state_path: Path) -> set[str]:
+def load_created(state_path: Path) -> set[str]:
     p = _created_users_path(state_path)
     try:
         data = json.loads(p.read_text(encoding="utf-8"))
@@ -364,29 +364,55 @@ class _FolderProgress(Progress):
 
 
 def _select_accounts(opts: MigrateOptions, main: str) -> list[tuple[CGAccount, bool]]:
-    base = Path(opts.base)
+    return select_accounts(opts.base, domains=[opts.domain] if opts.domain is not None else None,
+                           users=[opts.user] if opts.user is not None else None,
+                           primary_domain=opts.primary_domain)
+
+
+def select_accounts(base_path, *, domains: list[str] | None = None, users: list[str] | None = None,
+                    primary_domain: str | None = None) -> list[tuple[CGAccount, bool]]:
+    """The accounts a migration takes, each with whether it lives in the main domain (``Accounts/``),
+    whose accounts the ``communigate:`` store knows by their bare name.  ``users`` holds bare names (any
+    chosen domain) or addresses; one that matches nothing is an error, so a typo never silently shrinks a
+    migration."""
+    base = Path(base_path)
     if not base.is_dir():
         raise ConfigError(f"CommuniGate base directory {base} does not exist")
-    dirs = domain_dirs(base, opts.primary_domain)
+    dirs = domain_dirs(base, primary_domain)
     if not dirs:
         raise ConfigError(f"{base} is not a CommuniGate Pro base directory (no Accounts/ or Domains/)")
-    if opts.domain is not None and opts.domain.lower() not in dirs:
-        raise ConfigError(f"domain {opts.domain} is not in {base} (domains: {', '.join(dirs)})")
+    wanted_domains = None
+    if domains is not None:
+        wanted_domains = {d.lower() for d in domains}
+        unknown = sorted(wanted_domains - set(dirs))
+        if unknown:
+            raise ConfigError(f"domain {', '.join(unknown)} is not in {base} (domains: {', '.join(dirs)})")
+    wanted = {u.lower(): u for u in users} if users is not None else None
+    matched: set[str] = set()
     chosen: list[tuple[CGAccount, bool]] = []
     for name, d in dirs.items():
-        if opts.domain is not None and name != opts.domain.lower():
+        if wanted_domains is not None and name not in wanted_domains:
             continue
         dom = read_domain(name, d)
         for e in dom.errors:
             log.warning("domain %s: %s", name, e)
         for loc in domain_accounts(name, d):
-            if opts.user is not None and loc.name.lower() != opts.user.lower():
-                continue
+            if wanted is not None:
+                keys = {loc.name.lower(), f"{loc.name}@{name}".lower()} & set(wanted)
+                if not keys:
+                    continue
+                matched |= keys
             chosen.append((read_account(loc, dom), d.name == "Accounts" and d.parent == base))
-    if opts.user is not None and not chosen:
-        where = f"domain {opts.domain}" if opts.domain else "any domain"
-        raise ConfigError(f"account {opts.user} is not in {where} of {base}")
+    if wanted is not None and set(wanted) - matched:
+        missing = [wanted[k] for k in wanted if k not in matched]
+        where = f"domain {', '.join(domains)}" if domains else "any domain"
+        raise ConfigError(f"account {', '.join(missing)} is not in {where} of {base}")
     return chosen
+
+
+def source_login(account: CGAccount, in_main: bool) -> str:
+    """The name the ``communigate:`` store is asked for: bare for the main domain, else the address."""
+    return account.name if in_main else account.address
 
 
 def _existing_logins(directory: DirectoryWriter) -> set[str]:
@@ -416,7 +442,7 @@ def migrate(opts: MigrateOptions, out: Out = lambda line: None) -> MigrationRepo
     out_dir.mkdir(parents=True, exist_ok=True)
     stamp = opts.stamp or datetime.now().strftime("%Y-%m-%d_%H-%M-%S")
     state_path = Path(opts.state_path) if opts.state_path else out_dir / "cg2kms_state.db"
-    created_before = _load_created(state_path)
+    created_before = load_created(state_path)
     report = MigrationReport(str(base), main, spec.describe(""), state_path=str(state_path))
     passes = PassFile(out_dir, stamp)
     with _RunLog(out_dir, stamp) as runlog:
@@ -443,20 +469,33 @@ def migrate(opts: MigrateOptions, out: Out = lambda line: None) -> MigrationRepo
 
 def _prepare_users(opts: MigrateOptions, chosen, passes: PassFile, created_before: set[str], state_path: Path,
                    out: Out) -> list[_Planned]:
-    directory = opts.directory
+    return prepare_users(chosen, directory=opts.directory, force=opts.force, set_password=opts.set_password,
+                         force_set_password=opts.force_set_password, passes=passes, created_before=created_before,
+                         state_path=state_path, out=out)
+
+
+def prepare_users(chosen: list[tuple[CGAccount, bool]], *, directory: DirectoryWriter | None, force: bool,
+                  set_password: Secret | None, force_set_password: Secret | None, passes: PassFile,
+                  created_before: set[str] | None = None, state_path: Path, out: Out = lambda line: None,
+                  ) -> list[_Planned]:
+    """Step 1 for the chosen accounts: each planned with its outcome (created, existing, skipped, failed).
+    The users this tool created are remembered next to ``state_path``, so a later run (or a project's
+    start after an abort) goes on with them instead of skipping them as foreign."""
+    if created_before is None:
+        created_before = load_created(state_path)
     existing = _existing_logins(directory) if directory is not None else None
     if directory is None:
         log.warning("no target directory given: users can be neither checked nor created; they are taken "
                     "to exist already, so their mail moves only with --force")
     many = len(chosen) > 1
-    for what, value in (("--force-set-password", opts.force_set_password), ("--set-password", opts.set_password)):
+    for what, value in (("--force-set-password", force_set_password), ("--set-password", set_password)):
         if value and many:
             log.warning("%s applies to each of %d accounts: they share one password", what, len(chosen))
     created = set(created_before)
     planned: list[_Planned] = []
     for acc, in_main in chosen:
         address = acc.address
-        source_user = acc.name if in_main else address
+        source_user = source_login(acc, in_main)
         o = AccountOutcome(address, "existing")
         planned.append(_Planned(acc, source_user, o))
         if acc.error:
@@ -468,7 +507,7 @@ def _prepare_users(opts: MigrateOptions, chosen, passes: PassFile, created_befor
         if exists:
             if mine:
                 o.note = "created by an earlier run of this migration; mail synced again"
-            elif not opts.force:
+            elif not force:
                 o.action = "skipped"
                 o.note = ("exists on the target; not touched and its mail not migrated without --force"
                           if existing is not None else
@@ -480,8 +519,8 @@ def _prepare_users(opts: MigrateOptions, chosen, passes: PassFile, created_befor
                 o.note = "exists on the target; left as it is, mail migrated (--force)"
             log.info("account %s: %s", address, o.note)
             continue
-        password, how = choose_password(acc, set_password=opts.set_password,
-                                        force_set_password=opts.force_set_password)
+        password, how = choose_password(acc, set_password=set_password,
+                                        force_set_password=force_set_password)
         if passes.scrub is not None:
             passes.scrub.add(password)
         user = User(login=address, real_name=acc.real_name or "", mail=address, domain=acc.domain,

@@ -176,6 +176,20 @@ def to_json(ov: Overview) -> dict:
     }
 
 
+def summaries(base_path, domains, *, primary_domain: str | None = None) -> dict[str, dict]:
+    """address -> what the overview found for that account (password state, folders, messages, size,
+    problems), for the named domains: a project keeps it with each unit, so the status shows what a start
+    is about to copy without reading the store again."""
+    out: dict[str, dict] = {}
+    for domain in sorted({d.lower() for d in domains}):
+        for d in to_json(build_overview(base_path, domain=domain, primary_domain=primary_domain))["domains"]:
+            for a in d["accounts"]:
+                out[a["address"].lower()] = {
+                    "kind": a["kind"], "password": a["password"], "messages": a["messages"], "size": a["size"],
+                    "folders": sum(1 for f in a["folders"] if f["format"]), "problems": a["problems"]}
+    return out
+
+
 def dumps(ov: Overview) -> str:
     return json.dumps(to_json(ov), indent=2, ensure_ascii=False)
 
