@@ -4,7 +4,7 @@ Example (``mailmigrate project init`` writes one like it)::
 
     [project]
     name = "acme"
-    path = "mailbox"                 # the migration path: mailbox (IMAP/Maildir/mbox/CommuniGate mail)
+    path = "mailbox"                 # the migration path: mailbox, communigate (below) or nethserver7
     state = "acme-sync.db"           # sync state (SQLite path or postgresql:// URL)
     workflow = "acme-workflow.db"    # unit states, history, logs (SQLite path or postgresql:// URL)
 
@@ -33,6 +33,26 @@ Example (``mailmigrate project init`` writes one like it)::
     executor = "celery"              # "local" (default) or "celery"; then state must be postgresql://…
     broker = "redis://mq:6379/0"     # or amqp://…; default MAILMIGRATE_BROKER (keep passwords there)
     max_connections = 20             # per server and side, over the whole fleet
+
+A CommuniGate Pro store (docs/communigate.md) has no [source] or [accounts]: the accounts found in the tree
+are the units, and start creates each one's user in the target directory before the first copy::
+
+    [project]
+    name = "cgp"
+    path = "communigate"
+
+    [communigate]
+    base = "/var/CommuniGate"
+    domains = ["example.com"]        # optional; users = ["alice", "dave@example.org"] likewise
+    directory = "passwd-file:/etc/dovecot/users"   # or kerio://Admin@HOST/DOMAIN, ldap://…
+    directory_password_file = "admin.pw"           # Kerio/LDAP; or MAILMIGRATE_ADMIN_PASSWORD
+    set_password_file = "initial.pw" # optional: for passwords CommuniGate holds encrypted
+    force = false                    # true: also copy into users that existed before
+
+    [target]
+    url = "imap://kerio.example.com?master=kerio"
+    master = "Admin"                 # required for this path
+    password_file = "master.pw"
 
 Relative paths are relative to the project file, so a project directory can be moved as a whole.
 """
