@@ -129,3 +129,15 @@ def test_rekey_source_swaps_without_collision(tmp_path):
     db.rekey_source(f.id, {"1": "2", "2": "1"})
     rows = db.messages(f.id)
     assert rows["2"].fingerprint == "A" and rows["1"].fingerprint == "B"
+
+
+def test_state_left_empty_by_a_killed_run_is_completed(tmp_path):
+    """Killed after SQLite wrote the header (journal mode) but before the schema committed: an empty
+    database, which the next run completes instead of calling it foreign (seen in CI)."""
+    path = tmp_path / "s.db"
+    c = sqlite3.connect(path)
+    c.execute("PRAGMA journal_mode=WAL")
+    c.close()
+    assert path.stat().st_size > 0
+    db = StateDB.open(path)
+    assert db.messages(db.ensure_folder("acc", ("INBOX",), ("INBOX",)).id) == {}

@@ -186,6 +186,10 @@ class StateDB:
         if ok != "ok":
             raise StateCorrupt(f"state database {path} is damaged: {ok}")
         tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+        if not tables:
+            # A run killed after SQLite wrote the file's header (journal mode) but before the schema's one
+            # transaction committed leaves an empty database: nothing in it to lose, so it is completed.
+            return
         if "meta" not in tables:
             raise StateCorrupt(f"{path} is not a mailmigrate state database (no meta table)")
         row = conn.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()
