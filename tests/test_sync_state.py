@@ -89,6 +89,25 @@ def test_state_left_unversioned_by_a_killed_run_is_completed(tmp_path):
     StateDB.open(path).close()
 
 
+def test_state_of_an_earlier_release_gains_the_lost_intents_table(tmp_path):
+    """A state file written before lost intents were watched opens as it is, keeps its rows, and can
+    record lost intents from then on (the table is added, the schema version stays)."""
+    path = tmp_path / "s.db"
+    db = StateDB.open(path)
+    f = db.ensure_folder("acc", ("INBOX",), ("INBOX",))
+    db.record_intents(f.id, [row("1", floor=5), row("2", floor=5)])
+    db.close()
+    c = sqlite3.connect(path)
+    c.execute("DROP TABLE lost_intents")
+    c.commit()
+    c.close()
+    db = StateDB.open(path)
+    assert set(db.messages(f.id)) == {"1", "2"}
+    db.declare_lost(f.id, [db.messages(f.id)["1"]], uid_floor=7, at=5.0)
+    assert set(db.messages(f.id)) == {"2"} and [w.source_key for w in db.lost_intents(f.id)] == ["1"]
+    db.close()
+
+
 def test_unversioned_state_holding_mappings_is_refused(tmp_path):
     path = tmp_path / "s.db"
     StateDB.open(path).ensure_folder("acc", ("INBOX",), ("INBOX",))

@@ -81,6 +81,27 @@ def test_rekey_source_swaps_without_collision(where):
     db.close()
 
 
+def test_lost_intents_replace_their_rows_and_follow_rekeys(where):
+    """Declaring intents lost drops their rows and keeps them watched, in one step; a source UIDVALIDITY
+    re-key renames the watches with the rows; forgetting the account forgets them."""
+    db = open_state(where)
+    f = db.ensure_folder("a", ("INBOX",), ("INBOX",))
+    db.record_intents(f.id, [row("1", "A", floor=3), row("2", "B", floor=3), row("3", "A", floor=3)])
+    db.declare_lost(f.id, [db.messages(f.id)["1"], db.messages(f.id)["3"]], uid_floor=9, at=1000.5)
+    assert set(db.messages(f.id)) == {"2"} and db.has_pending(f.id)
+    lost = db.lost_intents(f.id)
+    assert [(w.source_key, w.fingerprint, w.size, w.uid_floor, w.lost_at) for w in lost] == [
+        ("1", "A", 10, 9, 1000.5), ("3", "A", 10, 9, 1000.5)]
+    db.rekey_source(f.id, {"1": "11", "2": "12", "3": "1"})
+    assert sorted(w.source_key for w in db.lost_intents(f.id)) == ["1", "11"]
+    db.forget_lost(f.id, [lost[0].id])
+    assert [w.source_key for w in db.lost_intents(f.id)] == ["1"] and db.has_lost_intents(f.id)
+    db.forget_account("a")
+    g = db.ensure_folder("a", ("INBOX",), ("INBOX",))
+    assert not db.has_lost_intents(g.id) and db.lost_intents(f.id) == []
+    db.close()
+
+
 def test_folders_marks_flags_forget(where):
     db = open_state(where)
     f = db.ensure_folder("a", ("INBOX", "a/b"), ("INBOX", "a∕b"))

@@ -11,6 +11,12 @@ record is written in two steps around every write to the target:
 A crash between the two leaves PENDING rows; the next run finds their copies by fingerprint among target
 messages above the uid floor that no row claims, and never appends them again blindly.
 
+An intent that recovery could not find is not proof that its copy will never appear: a server may still be
+committing an APPEND whose client was killed after sending all of it.  So recovery keeps such intents in
+``lost_intents`` (fingerprint, size, the target's UIDNEXT when they were declared lost, time) after
+dropping their rows; the engine sweeps for late copies with them (see ``_AccountRun._sweep`` in
+:mod:`.engine`).
+
 SQLite in WAL mode with ``synchronous=FULL``: a committed intent survives ``kill -9`` and power loss.  One
 run at a time per state file, enforced with an exclusive ``flock`` on ``<state>.lock``.
 """
@@ -63,6 +69,17 @@ CREATE TABLE IF NOT EXISTS messages (
 );
 CREATE INDEX IF NOT EXISTS messages_target ON messages (folder_id, target_key);
 CREATE INDEX IF NOT EXISTS messages_state ON messages (folder_id, state);
+CREATE TABLE IF NOT EXISTS lost_intents (
+    id INTEGER PRIMARY KEY,
+    folder_id INTEGER NOT NULL REFERENCES folders(id) ON DELETE CASCADE,
+    source_key TEXT NOT NULL,
+    fingerprint TEXT NOT NULL,
+    norm_fingerprint TEXT,
+    size INTEGER NOT NULL,
+    uid_floor INTEGER,
+    lost_at REAL NOT NULL
+);
+CREATE INDEX IF NOT EXISTS lost_intents_folder ON lost_intents (folder_id);
 """
 
 
@@ -105,6 +122,23 @@ class MessageRow:
     target_key: str | None
     state: int
     uid_floor: int | None
+
+
+@dataclass
+class LostIntent:
+    """An intent recovery declared lost, kept so that a late commit of its copy can still be recognised.
+
+    ``uid_floor`` is the target's UIDNEXT when the intent was declared lost: a copy committed afterwards
+    can only have a UID at or above it.  ``lost_at`` is a Unix time.
+    """
+
+    id: int
+    source_key: str
+    fingerprint: str
+    norm_fingerprint: str | None
+    size: int
+    uid_floor: int | None
+    lost_at: float
 
 
 class RunLock:
@@ -278,8 +312,9 @@ class StateDB:
 
     def forget_account(self, account: str) -> None:
         with self._lock, self._tx():
-            self._conn.execute(
-                "DELETE FROM messages WHERE folder_id IN (SELECT id FROM folders WHERE account=?)", (account,))
+            for table in ("messages", "lost_intents"):
+                self._conn.execute(
+                    f"DELETE FROM {table} WHERE folder_id IN (SELECT id FROM folders WHERE account=?)", (account,))
             self._conn.execute("DELETE FROM folders WHERE account=?", (account,))
 
     def forget_change_marks(self, folder_id: int) -> None:
@@ -342,6 +377,37 @@ class StateDB:
                 "DELETE FROM messages WHERE folder_id=? AND source_key=?", [(folder_id, k) for k in source_keys]
             )
 
+    def declare_lost(self, folder_id: int, rows: Iterable[MessageRow], *, uid_floor: int | None, at: float) -> None:
+        """Drop PENDING rows recovery did not find and remember them as lost intents, in one transaction:
+        a crash between the two must not leave a dropped intent that nobody watches."""
+        rows = list(rows)
+        with self._lock, self._tx():
+            self._conn.executemany(
+                "DELETE FROM messages WHERE folder_id=? AND source_key=?", [(folder_id, r.source_key) for r in rows])
+            self._conn.executemany(
+                "INSERT INTO lost_intents(folder_id, source_key, fingerprint, norm_fingerprint, size, uid_floor,"
+                " lost_at) VALUES (?,?,?,?,?,?,?)",
+                [(folder_id, r.source_key, r.fingerprint, r.norm_fingerprint, r.size, uid_floor, at) for r in rows],
+            )
+
+    def lost_intents(self, folder_id: int) -> list[LostIntent]:
+        with self._lock:
+            rows = self._conn.execute(
+                "SELECT id, source_key, fingerprint, norm_fingerprint, size, uid_floor, lost_at FROM lost_intents"
+                " WHERE folder_id=? ORDER BY id", (folder_id,),
+            ).fetchall()
+        return [LostIntent(*r) for r in rows]
+
+    def has_lost_intents(self, folder_id: int) -> bool:
+        with self._lock:
+            return self._conn.execute(
+                "SELECT 1 FROM lost_intents WHERE folder_id=? LIMIT 1", (folder_id,)).fetchone() is not None
+
+    def forget_lost(self, folder_id: int, ids: Iterable[int]) -> None:
+        with self._lock, self._tx():
+            self._conn.executemany(
+                "DELETE FROM lost_intents WHERE folder_id=? AND id=?", [(folder_id, i) for i in ids])
+
     def set_flags(self, folder_id: int, changes: Iterable[tuple[str, frozenset[str]]]) -> None:
         with self._lock, self._tx():
             self._conn.executemany(
@@ -352,17 +418,19 @@ class StateDB:
     def rekey_source(self, folder_id: int, renames: dict[str, str]) -> None:
         """After a source UIDVALIDITY change: old key -> new key, in one transaction.
 
-        Goes through temporary keys so that a new key equal to another row's old key cannot collide.
+        Goes through temporary keys so that a new key equal to another row's old key cannot collide.  Lost
+        intents follow their rows: a late copy is recognised through the row of the same key.
         """
         with self._lock, self._tx():
-            self._conn.executemany(
-                "UPDATE messages SET source_key=? WHERE folder_id=? AND source_key=?",
-                [("~rekey~" + new, folder_id, old) for old, new in renames.items()],
-            )
-            self._conn.execute(
-                "UPDATE messages SET source_key=substr(source_key, 8) WHERE folder_id=? AND source_key LIKE ?",
-                (folder_id, "~rekey~%"),
-            )
+            for table in ("messages", "lost_intents"):
+                self._conn.executemany(
+                    f"UPDATE {table} SET source_key=? WHERE folder_id=? AND source_key=?",
+                    [("~rekey~" + new, folder_id, old) for old, new in renames.items()],
+                )
+                self._conn.execute(
+                    f"UPDATE {table} SET source_key=substr(source_key, 8) WHERE folder_id=? AND source_key LIKE ?",
+                    (folder_id, "~rekey~%"),
+                )
 
     def rekey_target(self, folder_id: int, changes: dict[str, str | None]) -> None:
         """After a target UIDVALIDITY change: source key -> new target key, or None to forget the row."""

@@ -29,8 +29,8 @@ from typing import Iterable, Iterator
 
 from ..errors import ConfigError, StateCorrupt, StateError
 from ..model import FolderPath
-from .state import DONE, PENDING, FolderState, MessageRow, StateDB, decode_flags, decode_path, encode_flags, \
-    encode_path
+from .state import DONE, PENDING, FolderState, LostIntent, MessageRow, StateDB, decode_flags, decode_path, \
+    encode_flags, encode_path
 
 #: (version, SQL): applied in order, each once; never edit a released step, add a new one.
 MIGRATIONS: list[tuple[int, str]] = [
@@ -84,6 +84,20 @@ CREATE INDEX fleet_jobs_status ON fleet_jobs (run_id, status);
     # What an account's job found to copy, so a project's units show done/total as they do locally.
     (3, """
 ALTER TABLE fleet_jobs ADD COLUMN to_copy BIGINT NOT NULL DEFAULT 0;
+"""),
+    # Intents recovery declared lost, watched for a late commit of their copy (see state.LostIntent).
+    (4, """
+CREATE TABLE sync_lost_intents (
+    id BIGSERIAL PRIMARY KEY,
+    folder_id BIGINT NOT NULL REFERENCES sync_folders(id) ON DELETE CASCADE,
+    source_key TEXT NOT NULL,
+    fingerprint TEXT NOT NULL,
+    norm_fingerprint TEXT,
+    size BIGINT NOT NULL,
+    uid_floor BIGINT,
+    lost_at DOUBLE PRECISION NOT NULL
+);
+CREATE INDEX sync_lost_intents_folder ON sync_lost_intents (folder_id);
 """),
 ]
 SCHEMA_VERSION = MIGRATIONS[-1][0]
@@ -345,6 +359,40 @@ class PgStateDB:
             self._conn.execute("DELETE FROM sync_messages WHERE folder_id=%s AND source_key = ANY(%s)",
                                (folder_id, keys))
 
+    def declare_lost(self, folder_id: int, rows: Iterable[MessageRow], *, uid_floor: int | None, at: float) -> None:
+        """Drop the rows and remember them as lost intents in one transaction (see StateDB.declare_lost)."""
+        rows = list(rows)
+        if not rows:
+            return
+        with self._lock, self._conn.transaction(), self._conn.cursor() as cur:
+            cur.execute("DELETE FROM sync_messages WHERE folder_id=%s AND source_key = ANY(%s)",
+                        (folder_id, [r.source_key for r in rows]))
+            cur.executemany(
+                "INSERT INTO sync_lost_intents(folder_id, source_key, fingerprint, norm_fingerprint, size, uid_floor,"
+                " lost_at) VALUES (%s,%s,%s,%s,%s,%s,%s)",
+                [(folder_id, r.source_key, r.fingerprint, r.norm_fingerprint, r.size, uid_floor, at) for r in rows],
+            )
+
+    def lost_intents(self, folder_id: int) -> list[LostIntent]:
+        with self._lock:
+            rows = self._conn.execute(
+                "SELECT id, source_key, fingerprint, norm_fingerprint, size, uid_floor, lost_at FROM sync_lost_intents"
+                " WHERE folder_id=%s ORDER BY id", (folder_id,),
+            ).fetchall()
+        return [LostIntent(*r) for r in rows]
+
+    def has_lost_intents(self, folder_id: int) -> bool:
+        with self._lock:
+            return self._conn.execute("SELECT 1 FROM sync_lost_intents WHERE folder_id=%s LIMIT 1",
+                                      (folder_id,)).fetchone() is not None
+
+    def forget_lost(self, folder_id: int, ids: Iterable[int]) -> None:
+        ids = list(ids)
+        if not ids:
+            return
+        with self._lock, self._conn.transaction():
+            self._conn.execute("DELETE FROM sync_lost_intents WHERE folder_id=%s AND id = ANY(%s)", (folder_id, ids))
+
     def set_flags(self, folder_id: int, changes: Iterable[tuple[str, frozenset[str]]]) -> None:
         params = [(encode_flags(f), folder_id, k) for k, f in changes]
         if not params:
@@ -357,10 +405,11 @@ class PgStateDB:
         if not renames:
             return
         with self._lock, self._conn.transaction(), self._conn.cursor() as cur:
-            cur.executemany("UPDATE sync_messages SET source_key=%s WHERE folder_id=%s AND source_key=%s",
-                            [("~rekey~" + new, folder_id, old) for old, new in renames.items()])
-            cur.execute("UPDATE sync_messages SET source_key=substr(source_key, 8) "
-                        "WHERE folder_id=%s AND source_key LIKE %s", (folder_id, "~rekey~%"))
+            for table in ("sync_messages", "sync_lost_intents"):
+                cur.executemany(f"UPDATE {table} SET source_key=%s WHERE folder_id=%s AND source_key=%s",
+                                [("~rekey~" + new, folder_id, old) for old, new in renames.items()])
+                cur.execute(f"UPDATE {table} SET source_key=substr(source_key, 8) "
+                            "WHERE folder_id=%s AND source_key LIKE %s", (folder_id, "~rekey~%"))
 
     def rekey_target(self, folder_id: int, changes: dict[str, str | None]) -> None:
         if not changes:
