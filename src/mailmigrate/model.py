@@ -284,6 +284,8 @@ class Counters:
     folders: int = 0
     recovered: int = 0
     rematched: int = 0
+    #: target copies a killed run's server committed after recovery had declared them lost (engine._sweep)
+    late_duplicates_removed: int = 0
 
     @classmethod
     def total(cls, many) -> "Counters":

@@ -166,6 +166,9 @@ def print_summary(result) -> None:
     print(f"{head} {t.copied} messages ({t.bytes_copied / (1 << 20):.1f} MiB), {t.skipped} already there, "
           f"{t.flags_updated} flag updates, {t.deleted} deleted, {t.failed} failed; "
           f"{len(result.accounts)} account(s), state {result.state_path}")
+    if t.late_duplicates_removed:
+        print(f"  removed {t.late_duplicates_removed} late duplicates of interrupted runs (copies a killed run's "
+              "server committed after they had been copied again)")
     for a in result.accounts:
         if a.error:
             print(f"  ACCOUNT FAILED {a.account}: {a.error}")

@@ -8,6 +8,8 @@ What makes reruns safe:
   * a source message is copied when the state has no row for its key — never because a header differs;
   * PENDING rows (intent written, outcome unknown) are resolved by fingerprint on the target before
     anything else happens in that folder, so an interrupted APPEND is never repeated blindly;
+  * what recovery cannot find is copied again but watched: a killed client's last APPEND may still be
+    committed by the server afterwards, and such a late copy is removed again (:meth:`_AccountRun._sweep`);
   * a changed UIDVALIDITY on either side is answered by re-matching content, not by re-copying;
   * ``--delete`` only removes target messages that a row says mailmigrate put there.
 
@@ -41,8 +43,8 @@ from ..model import (
 from ..stores.base import Store
 from .folders import FolderPlan, display, plan_folders
 from .limits import RateLimiter
-from .matching import Fingerprinter, hash_messages, match_multiset
-from .state import DONE, PENDING, FolderState, MessageRow, StateDB
+from .matching import Fingerprinter, fingerprints, hash_messages, match_multiset
+from .state import DONE, PENDING, FolderState, LostIntent, MessageRow, StateDB
 
 log = logging.getLogger("mailmigrate.sync")
 
@@ -75,6 +77,12 @@ class SyncOptions:
     connections: int = 3
     #: shared by all accounts writing to the same target server (see sync.limits)
     target_limiter: "RateLimiter | None" = None
+    #: seconds a lost intent stays watched for a late commit: far longer than any server takes to finish a
+    #: command whose client is gone
+    late_commit_window: float = 3600.0
+    #: seconds a run waits at the end of a folder for a late commit of intents it declared lost itself, so
+    #: that the usual case (the killed session finishes within a second) is settled by the same run
+    late_commit_grace: float = 2.0
 
 
 def _side(e: BaseException) -> str:
@@ -180,6 +188,10 @@ class _AccountRun:
         self._reported_keyword_drops: set[tuple[FolderPath, str]] = set()
         self._reopen_source_needed = False
         self.target_paths: set[FolderPath] = set()
+        # One per target folder, shared by the folder workers: a sweep must not see another source folder's
+        # fresh copy into the same target folder before that copy is recorded (see _sweep).
+        self._target_locks: dict[FolderPath, threading.RLock] = {}
+        self._target_locks_guard = threading.Lock()
 
     # --- connections ----------------------------------------------------------------------------
     def open(self) -> None:
@@ -281,7 +293,7 @@ class _AccountRun:
         if s is None or t is None:
             return False
         f = self.state.folder(self.account, plan.source.path)
-        if f is None or not self._unchanged(f, s, t):
+        if f is None or not self._unchanged(f, s, t) or self.state.has_lost_intents(f.id):
             return False
         self.c.skipped += s.count or 0
         return True
@@ -343,7 +355,13 @@ class _AccountRun:
         run.c = type(self.c)()
         run.target_paths = self.target_paths
         run._reported_keyword_drops = self._reported_keyword_drops
+        run._target_locks = self._target_locks
+        run._target_locks_guard = self._target_locks_guard
         return run
+
+    def _target_lock(self, target_path: FolderPath) -> threading.RLock:
+        with self._target_locks_guard:
+            return self._target_locks.setdefault(_norm(target_path), threading.RLock())
 
     def _source_statuses(self, paths: Sequence[FolderPath]) -> dict[FolderPath, FolderStatus]:
         try:
@@ -376,6 +394,10 @@ class _AccountRun:
             self.c.folders_created += 1
             log.info("account %s: created target folder %s", self.account, display(target_path))
         tgt_status = self.target.folder_status(target_path)
+        if self.state.has_lost_intents(fstate.id) and not self.state.has_pending(fstate.id):
+            # Intents an earlier run declared lost: their late copies may have arrived since.  (With PENDING
+            # rows the sweep waits for recovery, which may claim such a copy, until the end of the folder.)
+            self._sweep(fstate, target_path)
 
         if src_status is not None and self._unchanged(fstate, src_status, tgt_status):
             self.c.skipped += src_status.count or 0
@@ -420,6 +442,7 @@ class _AccountRun:
             self._copy(fstate, src_path, target_path, new, perm, tgt_status)
         if gone and self.opt.delete:
             self._delete(fstate, target_path, gone)
+        self._sweep(fstate, target_path, settle=True)
 
         final_tgt = self.target.folder_status(target_path)
         if self.c.failed == failures_before:
@@ -572,6 +595,10 @@ class _AccountRun:
     def _flush(self, f: FolderState, src_path, target_path, batch, perm: PermanentFlags, uid_floor) -> None:
         if self.opt.checkpoint:
             self.opt.checkpoint("before-intent")
+        with self._target_lock(target_path):
+            self._flush_locked(f, src_path, target_path, batch, perm, uid_floor)
+
+    def _flush_locked(self, f: FolderState, src_path, target_path, batch, perm: PermanentFlags, uid_floor) -> None:
         rows = [
             MessageRow(meta.key, fp, nfp, body.size, _clean(meta.flags), None, PENDING, uid_floor)
             for meta, body, fp, nfp in batch
@@ -599,8 +626,9 @@ class _AccountRun:
                 self._rejected(src_path, meta, body, e)
                 return
             # Part of the batch may have gone in (a store may fall back to one-by-one): find what did by
-            # content, then send the rest one at a time so that only the refused message is left out.
-            self._recover(f, target_path, self.state.messages(f.id))
+            # content, then send the rest one at a time so that only the refused message is left out.  The
+            # server answered every APPEND, so nothing of this batch can still arrive: no watch.
+            self._recover(f, target_path, self.state.messages(f.id), watch=False)
             self._one_by_one(f, src_path, target_path, batch, items)
             return
         if self.opt.checkpoint:
@@ -621,7 +649,7 @@ class _AccountRun:
         if unknown:
             # No UIDPLUS: the server did not say which UIDs it made.  Find them by content above the
             # floor recorded with the intent; the rows stay PENDING until found.
-            found = self._find_on_target(f, target_path, unknown)
+            found, _ = self._find_on_target(f, target_path, unknown)
             if found:
                 self.state.complete(f.id, list(found.items()))
             missing = [r for r in unknown if r.source_key not in found]
@@ -664,10 +692,12 @@ class _AccountRun:
         body.close()
 
     # --- recovery and re-matching ---------------------------------------------------------------
-    def _find_on_target(self, f: FolderState, target_path, rows: list[MessageRow]) -> dict[str, str]:
+    def _find_on_target(self, f: FolderState, target_path,
+                        rows: list[MessageRow]) -> tuple[dict[str, str], FolderStatus]:
+        """Source key -> target key for rows whose copies are found; also the target's status as listed."""
         floors = [r.uid_floor for r in rows if r.uid_floor is not None]
         min_uid = min(floors) if (floors and self.target.ordered_keys and len(floors) == len(rows)) else None
-        _, metas = self.target.list_messages(target_path, min_uid=min_uid)
+        status, metas = self.target.list_messages(target_path, min_uid=min_uid)
         claimed = self.state.all_target_keys(f.id)
         sizes = {r.size for r in rows}
         any_norm = any(r.norm_fingerprint for r in rows)
@@ -676,30 +706,121 @@ class _AccountRun:
             if m.key not in claimed and (any_norm or m.size is None or m.size in sizes)
         ]
         if not cands:
-            return {}
+            return {}, status
         hashed = list(hash_messages(self.target.fetch(target_path, [m.key for m in cands])))
         order = {m.key: i for i, m in enumerate(cands)}
         hashed.sort(key=lambda t: order.get(t[0], 0))
         return match_multiset(
             ((r.source_key, r.fingerprint, r.norm_fingerprint) for r in sorted(rows, key=lambda r: r.source_key)),
             hashed,
-        )
+        ), status
 
-    def _recover(self, f: FolderState, target_path, rows: dict[str, MessageRow]) -> dict[str, MessageRow]:
+    def _recover(self, f: FolderState, target_path, rows: dict[str, MessageRow],
+                 watch: bool = True) -> dict[str, MessageRow]:
         pending = [r for r in rows.values() if r.state == PENDING]
         if not pending:
             return rows
-        found = self._find_on_target(f, target_path, pending)
+        found, status = self._find_on_target(f, target_path, pending)
         if found:
             self.state.complete(f.id, list(found.items()))
-        lost = [r.source_key for r in pending if r.source_key not in found]
-        if lost:
-            # Never reached the target: forget the intent; the message is copied again as new.
-            self.state.drop(f.id, lost)
+        lost = [r for r in pending if r.source_key not in found]
+        # Not on the target now.  Copied again as new; but the server may still be finishing the APPEND of
+        # a killed client, so on a target with ordered keys the intents are watched from the UIDNEXT seen
+        # now (a later commit gets a UID at or above it).  A store without ordered keys is written by this
+        # process itself (Maildir's rename is the commit), so nothing of a dead run can land later.
+        floor = status.uidnext if watch and self.target.ordered_keys else None
+        if lost and floor is not None:
+            self.state.declare_lost(f.id, lost, uid_floor=floor, at=time.time())
+        elif lost:
+            self.state.drop(f.id, [r.source_key for r in lost])
         self.c.recovered += len(found)
         log.info("account %s, folder %s: recovered %d interrupted copies by content, %d to copy again",
                  self.account, display(f.source_path), len(found), len(lost))
         return self.state.messages(f.id)
+
+    def _sweep(self, f: FolderState, target_path, settle: bool = False) -> None:
+        """Remove late copies of intents declared lost, once their messages have been copied again.
+
+        Why: a client killed right after sending a whole APPEND leaves the server to commit it, and under load
+        that can happen after the next run's recovery looked and found nothing (observed: ~0.4 s after the
+        kill).  Recovery then copies the messages again, and the late commit becomes a second copy no row
+        claims.  Such a copy is mailmigrate's own, so it is removed — by content, like recovery: a watched
+        intent whose row is DONE again with its own target key matches at most one unclaimed target message
+        of the same bytes above the watch's floor.  Twins are two rows with two claimed copies and two
+        watches, so both survive.  ``settle``: at the end of a folder, wait out ``late_commit_grace`` for
+        intents declared lost moments ago, so the usual late commit is settled by this run; later ones are
+        found by the next run's sweep, until ``late_commit_window`` has passed.
+        """
+        watches = self.state.lost_intents(f.id)
+        if not watches:
+            return
+        left = self._sweep_once(f, target_path, watches)
+        if settle and left:
+            wait = max(w.lost_at for w in left) + self.opt.late_commit_grace - time.time()
+            if wait > 0:
+                time.sleep(wait)
+                self._sweep_once(f, target_path, self.state.lost_intents(f.id))
+        cutoff = time.time() - self.opt.late_commit_window
+        expired = [w.id for w in self.state.lost_intents(f.id) if w.lost_at < cutoff]
+        if expired:
+            self.state.forget_lost(f.id, expired)
+
+    def _sweep_once(self, f: FolderState, target_path, watches: list[LostIntent]) -> list[LostIntent]:
+        """One look at the target; returns the watches that could match but found nothing yet."""
+        with self._target_lock(target_path):
+            # Every source folder of this account that lands in the same target folder: their copies are
+            # claimed too, and while any of them has PENDING rows an unclaimed copy may be theirs.
+            sharing = [g for g in self.state.folders(self.account) if _norm(g.target_path) == _norm(target_path)]
+            if any(self.state.has_pending(g.id) for g in sharing):
+                return []
+            rows = self.state.messages(f.id)
+            ready = []
+            for w in watches:
+                r = rows.get(w.source_key)
+                if (w.uid_floor is not None and r is not None and r.state == DONE and r.target_key is not None
+                        and r.fingerprint == w.fingerprint):
+                    ready.append(w)
+            if not ready:
+                return []
+            _, metas = self.target.list_messages(target_path, min_uid=min(w.uid_floor for w in ready))
+            claimed: set[str] = set()
+            for g in sharing:
+                claimed |= self.state.all_target_keys(g.id)
+            sizes = {w.size for w in ready}
+            any_norm = any(w.norm_fingerprint for w in ready)
+            cands = [m for m in metas if m.key not in claimed and (any_norm or m.size is None or m.size in sizes)]
+            if not cands:
+                return ready
+            hashed, described = [], {}
+            for meta, body in self.target.fetch(target_path, [m.key for m in cands]):
+                try:
+                    fp, nfp = fingerprints(body)
+                    described[meta.key] = describe_message(body)
+                finally:
+                    body.close()
+                hashed.append((meta.key, fp, nfp))
+            order = {m.key: i for i, m in enumerate(cands)}
+            hashed.sort(key=lambda t: order.get(t[0], 0))
+            late = match_multiset(((str(w.id), w.fingerprint, w.norm_fingerprint) for w in ready), hashed)
+            if not late:
+                return ready
+            by_id = {str(w.id): w for w in ready}
+            try:
+                self.target.delete_messages(target_path, list(late.values()))
+            except ServerRefused as e:
+                # No UIDPLUS: EXPUNGE could also remove messages someone else marked \Deleted.  Name each
+                # copy instead, once (its watch is dropped below).
+                for wid, key in late.items():
+                    self._problem(f.source_path, by_id[wid].source_key,
+                                  f"the target holds a second copy (target key {key}, {described.get(key, '')}) "
+                                  f"that a killed run's server committed after it was copied again; "
+                                  f"not removed: {e}", kind="warning")
+            else:
+                self.c.late_duplicates_removed += len(late)
+                log.warning("account %s, folder %s: removed %d late duplicates of an interrupted run",
+                            self.account, display(f.source_path), len(late))
+            self.state.forget_lost(f.id, [by_id[wid].id for wid in late])
+            return [w for w in ready if str(w.id) not in late]
 
     def _rematch_target(self, f: FolderState, target_path, rows: dict[str, MessageRow]) -> dict[str, MessageRow]:
         log.warning("account %s: target folder %s changed its UIDVALIDITY; re-matching %d messages by content",
