@@ -297,11 +297,11 @@ def fetch_items(data: list) -> dict[bytes, Any]:
     return out
 
 
-def parse_uid_set(text: bytes | str) -> list[int]:
-    """"5:7,9" -> [5, 6, 7, 9] (ranges ascending, as RFC 4315 APPENDUID assigns them in order)."""
+def uid_set_parts(text: bytes | str) -> list[tuple[int, int]]:
+    """"5:7,9" -> [(5, 7), (9, 9)], each part as written (no ``*``: it is not valid in a response)."""
     if isinstance(text, bytes):
         text = text.decode("ascii", "replace")
-    out = []
+    parts = []
     for part in text.split(","):
         a, sep, b = part.partition(":")
         try:
@@ -309,6 +309,14 @@ def parse_uid_set(text: bytes | str) -> list[int]:
             hi = int(b) if sep else lo
         except ValueError:
             raise ProtocolError(f"bad UID set {text[:60]!r}") from None
+        parts.append((lo, hi))
+    return parts
+
+
+def parse_uid_set(text: bytes | str) -> list[int]:
+    """"5:7,9" -> [5, 6, 7, 9] (ranges ascending, as RFC 4315 APPENDUID assigns them in order)."""
+    out = []
+    for lo, hi in uid_set_parts(text):
         if lo > hi:
             lo, hi = hi, lo
         if hi - lo > 10_000_000:

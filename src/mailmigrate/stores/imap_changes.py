@@ -24,7 +24,7 @@ import logging
 from typing import TYPE_CHECKING
 
 from ..errors import FolderFailed, ProtocolError
-from ..imap.parser import fetch_items, parse_internaldate
+from ..imap.parser import fetch_items, parse_internaldate, uid_set_parts
 from ..model import FolderPath, FolderStatus, MessageMeta, intern_flags
 from .base import FolderChanges
 
@@ -62,16 +62,7 @@ class UidRanges:
         """From sequence-set texts such as ``b"3,5:9"``; ``*`` is not valid in a response and is refused."""
         ranges = []
         for text in texts:
-            if isinstance(text, bytes):
-                text = text.decode("ascii", "replace")
-            for part in str(text).split(","):
-                a, sep, b = part.partition(":")
-                try:
-                    lo = int(a)
-                    hi = int(b) if sep else lo
-                except ValueError:
-                    raise ProtocolError(f"bad UID set {str(text)[:60]!r}") from None
-                ranges.append((lo, hi))
+            ranges.extend(uid_set_parts(text if isinstance(text, bytes) else str(text)))
         return cls(ranges)
 
     def _has(self, uid: int) -> bool:
