@@ -23,7 +23,7 @@ import bisect
 import logging
 from typing import TYPE_CHECKING
 
-from ..errors import FolderFailed, ProtocolError
+from ..errors import FolderFailed
 from ..imap.parser import fetch_items, parse_internaldate, uid_set_parts
 from ..model import FolderPath, FolderStatus, MessageMeta, intern_flags
 from .base import FolderChanges
