@@ -29,7 +29,6 @@ side or both, ``--slow-side``), and the bytes that crossed are reported too.
 
 from __future__ import annotations
 
-import os
 import pwd
 import random
 import shutil
@@ -39,7 +38,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from corpus import generate, write_maildir_fs
-from run import PASSWORD, ROOT, Sample, change_source, timed
+from run import PASSWORD, ROOT, Sample, change_source, timed, tool_env
 
 FEATURES = ("pipelining", "fetch-batch", "multiappend", "literal+", "connections", "compress", "incremental",
             "qresync", "condstore")
@@ -106,8 +105,7 @@ def run_one(cfg: Config, links: Links, user: str, state: Path) -> tuple[Sample, 
            f"imap://src@127.0.0.1:{links.src_port}?tls=none&compress={cfg.compress}",
            f"imap://{user}@127.0.0.1:{links.dst_port}?tls=none&compress={cfg.compress}",
            "--state", str(state), "--no-progress", "--connections", str(cfg.connections)]
-    env = {**os.environ, "MAILMIGRATE_SOURCE_PASSWORD": PASSWORD, "MAILMIGRATE_TARGET_PASSWORD": PASSWORD,
-           "MAILMIGRATE_IMAP_DISABLE": cfg.disable}
+    env = tool_env(MAILMIGRATE_IMAP_DISABLE=cfg.disable)
     before = links.bytes()
     s = timed(cmd, env=env)
     return s, links.bytes() - before

@@ -43,6 +43,23 @@ from corpus import generate, write_maildir_fs  # noqa: E402
 PASSWORD = "benchpw"
 
 
+def tool_env(**extra: str) -> dict[str, str]:
+    """mailmigrate's environment here: the passwords, and Python allowed to keep the bytecode it compiles.
+
+    A PYTHONDONTWRITEBYTECODE inherited from the shell made every run compile the (editable) package from
+    source again, about 0.1 s of each rerun that an installed package never pays.
+    """
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
+    env.update(MAILMIGRATE_SOURCE_PASSWORD=PASSWORD, MAILMIGRATE_TARGET_PASSWORD=PASSWORD, **extra)
+    return env
+
+
+def precompile() -> None:
+    """Compile the package once before anything is timed, as pip does when it installs a wheel."""
+    subprocess.run([sys.executable, "-m", "compileall", "-q", str(ROOT / "src" / "mailmigrate")], check=True,
+                   env={k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"})
+
+
 @dataclass
 class Sample:
     wall: float
@@ -99,7 +116,7 @@ class MailMigrate(Tool):
                 "--state", str(self.work / "state.db"), "--no-progress"]
 
     def env(self):
-        return {**os.environ, "MAILMIGRATE_SOURCE_PASSWORD": PASSWORD, "MAILMIGRATE_TARGET_PASSWORD": PASSWORD}
+        return tool_env()
 
 
 class Mbsync(Tool):
@@ -213,6 +230,7 @@ def main(argv=None) -> int:
     ap.add_argument("--features", nargs="?", const="all", metavar="LIST",
                     help="mailmigrate only: all on, then each feature off in turn (default: every feature)")
     args = ap.parse_args(argv)
+    precompile()
     if args.features:
         from features import run_features
 

@@ -20,7 +20,6 @@ Everything against two throwaway loopback Dovecot servers (tests/servers/dovecot
 from __future__ import annotations
 
 import argparse
-import os
 import pwd
 import shutil
 import sys
@@ -32,7 +31,7 @@ sys.path.insert(0, str(HERE.parent / "tests"))
 sys.path.insert(0, str(HERE))
 
 from corpus import generate, write_maildir_fs  # noqa: E402
-from run import PASSWORD, timed  # noqa: E402
+from run import PASSWORD, precompile, timed, tool_env  # noqa: E402
 
 MM = str(HERE.parent / ".venv/bin/mailmigrate")
 
@@ -52,7 +51,7 @@ def sync_cmd(src, dst, state, extra=(), src_port=None):
 
 
 def env():
-    return {**os.environ, "MAILMIGRATE_SOURCE_PASSWORD": PASSWORD, "MAILMIGRATE_TARGET_PASSWORD": PASSWORD}
+    return tool_env()
 
 
 def accounts_file(path: Path, users: list[str]) -> Path:
@@ -147,6 +146,7 @@ def main(argv=None) -> int:
     args = ap.parse_args(argv)
     from servers.dovecot import DovecotServer
 
+    precompile()
     work = Path(tempfile.mkdtemp(prefix="mm-scale-"))
     src, dst = DovecotServer().start(), DovecotServer().start()
     out = []
