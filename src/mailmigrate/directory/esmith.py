@@ -20,11 +20,11 @@ from __future__ import annotations
 
 import math
 import os
-import tempfile
 import warnings
 from dataclasses import replace
 from pathlib import Path
 
+from ..formats.atomic import replace_file
 from ..formats.esmith import EsmithDb, Record, read_esmith, write_esmith
 from ..formats.shadow import ShadowEntry, dump_shadow, parse_shadow
 from ..model import Secret
@@ -224,19 +224,9 @@ class EsmithDirectory(DirectoryWriter):
 
 
 def _replace(path: Path, data: bytes) -> None:
+    """The shadow file keeps its mode, but never more than 0640: it holds hashes."""
     try:
         mode = path.stat().st_mode & 0o7777
     except FileNotFoundError:
         mode = 0o600
-    fd, tmp = tempfile.mkstemp(prefix="." + path.name + ".", dir=str(path.parent))
-    try:
-        with os.fdopen(fd, "wb") as f:
-            os.fchmod(f.fileno(), mode & 0o640)
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    replace_file(path, data, mode & 0o640)

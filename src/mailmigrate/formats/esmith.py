@@ -20,12 +20,12 @@ from __future__ import annotations
 import fcntl
 import os
 import re
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterator
 
 from ..errors import FormatError
+from .atomic import replace_file
 
 _SPLIT = _UNESCAPED_PIPE = re.compile(r"(?<!\\)\|")
 _ENC = "utf-8"
@@ -175,20 +175,7 @@ def write_esmith(path: str | os.PathLike, db: dict) -> None:
             mode = p.stat().st_mode & 0o7777
         except FileNotFoundError:
             mode = 0o640
-        tmp_fd, tmp_name = tempfile.mkstemp(prefix="." + p.name + ".", dir=str(p.parent))
-        try:
-            with os.fdopen(tmp_fd, "wb") as f:
-                f.write(data)
-                f.flush()
-                os.fchmod(f.fileno(), mode)
-                os.fsync(f.fileno())
-            os.replace(tmp_name, p)
-        except BaseException:
-            try:
-                os.unlink(tmp_name)
-            except FileNotFoundError:
-                pass
-            raise
+        replace_file(p, data, mode)
         dfd = os.open(str(p.parent), os.O_RDONLY)
         try:
             os.fsync(dfd)

@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import os
-import tempfile
 from pathlib import Path
 
 from ...errors import FormatError
+from ...formats.atomic import replace_file
 from ...formats.esmith import Record
 from ...formats.shadow import ShadowEntry, dump_shadow, parse_shadow
 from . import rules
@@ -92,18 +91,7 @@ def _migrate_hashes(ctx: Context, name: str, users: list[str], shadow_src: dict[
 def _replace(path: Path, data: bytes) -> None:
     """Write a file holding hashes: 0600 from the first byte, atomic rename."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix="." + path.name + ".", dir=str(path.parent))
-    try:
-        with os.fdopen(fd, "wb") as f:
-            os.fchmod(f.fileno(), 0o600)
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    replace_file(path, data, 0o600)
 
 
 @action("nethserver-directory-migrate-groups", 15)
