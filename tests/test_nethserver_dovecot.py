@@ -142,35 +142,11 @@ def served(tmp_path_factory):
     passwd = tmp / "ns8.passwd"
     passwd.write_text("".join(f"{u}:{{PLAIN}}{PW[u]}::::::"
                               + (f"userdb_acl_groups={GROUPS[u]}" if u in GROUPS else "") + "\n" for u in USERS))
-    conf = f"""
-mail_plugins = $mail_plugins acl listescape
-protocol imap {{
-  mail_plugins = $mail_plugins imap_acl
-}}
-namespace shared {{
-  type = shared
-  separator = /
-  prefix = Shared/%%n/
-  location = maildir:{vmail}/%%n/Maildir
-  subscriptions = no
-  list = children
-}}
-plugin {{
-  acl = vfile
-  acl_shared_dict = file:{vmail}/shared-mailboxes.db
-  listescape_char = "\\\\"
-}}
-"""
-    server = dovecot.DovecotServer(mail_location=f"maildir:{vmail}/%n/Maildir", passdb_file=passwd,
-                                   extra_conf=conf).start()
     try:
-        yield server, root
+        with dovecot.nethserver_vmail(vmail, passwd, login="n") as server:
+            yield server, root
     finally:
-        log = server.log()
-        server.stop()
         shutil.rmtree(root, ignore_errors=True)
-        if "Error" in log or "Panic" in log:
-            print(log[-4000:])
 
 
 def login(server, user: str) -> imaplib.IMAP4:
@@ -179,15 +155,6 @@ def login(server, user: str) -> imaplib.IMAP4:
 
 def q(name: str) -> str:
     return '"' + name.replace("\\", "\\\\").replace('"', '\\"') + '"'
-
-
-def myrights(c: imaplib.IMAP4, mailbox: str) -> set[str] | None:
-    typ, data = c._simple_command("MYRIGHTS", q(mailbox))
-    if typ != "OK":
-        return None
-    typ, data = c._untagged_response(typ, data, "MYRIGHTS")
-    rights = data[-1].decode().rsplit(" ", 1)[1]
-    return set(rights) - {"c", "d"}  # RFC 2086 letters Dovecot adds for older clients
 
 
 def getacl(c: imaplib.IMAP4, mailbox: str) -> dict[str, set[str]]:
@@ -238,7 +205,7 @@ def test_every_ns7_acl_line_grants_the_same_rights_to_the_ns8_user(served):
                 continue
             c = login(server, user)
             try:
-                got = myrights(c, view(owner, folder, user))
+                got = imapcheck.myrights(c, view(owner, folder, user))
             finally:
                 c.logout()
             assert got == want, (user, owner, folder)

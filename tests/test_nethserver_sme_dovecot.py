@@ -66,7 +66,6 @@ def served(tmp_path_factory):
     want = make_nethserver.build_sme_tree(tmp / "src")  # user -> {".Folder": [bytes]}
     root = Path(tempfile.mkdtemp(prefix="mm-sme-", dir="/tmp"))  # Dovecot must traverse it: not pytest's 0700
     os.chmod(root, 0o755)
-    server = None
     try:
         r = subprocess.run([sys.executable, "-m", "mailmigrate.cli.main", "sme-import", str(ARCHIVE), "--root",
                             str(root)], capture_output=True, text=True, timeout=300)
@@ -79,42 +78,18 @@ def served(tmp_path_factory):
                 os.chmod(p, 0o755)
         passwd = tmp / "users"
         passwd.write_text("".join(f"{u}@{D}:{{PLAIN}}pw-{u}::::::\n" for u in sorted(want)))
-        conf = f"""
-mail_plugins = $mail_plugins acl listescape
-protocol imap {{
-  mail_plugins = $mail_plugins imap_acl
-}}
-namespace shared {{
-  type = shared
-  separator = /
-  prefix = Shared/%%u/
-  location = maildir:{vmail}/%%u/Maildir
-  subscriptions = no
-  list = children
-}}
-plugin {{
-  acl = vfile
-  acl_shared_dict = file:{vmail}/shared-mailboxes.db
-  listescape_char = "\\\\"
-}}
-"""
-        server = dovecot.DovecotServer(mail_location=f"maildir:{vmail}/%u/Maildir", passdb_file=passwd,
-                                       extra_conf=conf).start()
-        migrated_index = (vmail / "shared-mailboxes.db").read_bytes()
+        with dovecot.nethserver_vmail(vmail, passwd, login="u") as server:
+            migrated_index = (vmail / "shared-mailboxes.db").read_bytes()
 
-        def as_migrated() -> None:
-            """Put the index back as the import wrote it.  Dovecot rewrites an owner's entries from the owner's
-            ACL files the first time the owner lists mailboxes, so once everyone has logged in a listing would
-            prove nothing about the migrated index; grantees must find shares before their owners log in."""
-            (vmail / "shared-mailboxes.db").write_bytes(migrated_index)
+            def as_migrated() -> None:
+                """Put the index back as the import wrote it.  Dovecot rewrites an owner's entries from the
+                owner's ACL files the first time the owner lists mailboxes, so once everyone has logged in a
+                listing would prove nothing about the migrated index; grantees must find shares before their
+                owners log in."""
+                (vmail / "shared-mailboxes.db").write_bytes(migrated_index)
 
-        yield server, want, sme_acls(tmp / "src"), as_migrated
+            yield server, want, sme_acls(tmp / "src"), as_migrated
     finally:
-        if server is not None:
-            log = server.log()
-            server.stop()
-            if "Error" in log or "Panic" in log:
-                print(log[-4000:])
         shutil.rmtree(root, ignore_errors=True)
 
 
@@ -124,14 +99,6 @@ def login(server, user: str) -> imaplib.IMAP4:
 
 def q(name: str) -> str:
     return '"' + name.replace("\\", "\\\\").replace('"', '\\"') + '"'
-
-
-def myrights(c: imaplib.IMAP4, mailbox: str) -> set[str] | None:
-    typ, data = c._simple_command("MYRIGHTS", q(mailbox))
-    if typ != "OK":
-        return None
-    typ, data = c._untagged_response(typ, data, "MYRIGHTS")
-    return set(data[-1].decode().rsplit(" ", 1)[1]) - {"c", "d"}  # RFC 2086 letters Dovecot adds
 
 
 def test_imported_mail_is_served_byte_for_byte(served):
@@ -156,7 +123,7 @@ def test_every_sme_grant_holds_for_the_same_person_as_user_at_domain(served):
                 continue
             c = login(server, user)
             try:
-                got = myrights(c, folder if user == owner else f"Shared/{owner}@{D}/{folder}")
+                got = imapcheck.myrights(c, folder if user == owner else f"Shared/{owner}@{D}/{folder}")
             finally:
                 c.logout()
             assert got == rights, (user, owner, folder)

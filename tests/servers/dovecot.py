@@ -17,7 +17,9 @@ import socket
 import subprocess
 import tempfile
 import time
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Iterator
 
 MASTER = ("master", "masterpw")
 
@@ -231,3 +233,45 @@ passdb {{
 
 def available() -> bool:
     return shutil.which("dovecot") is not None and os.geteuid() == 0
+
+
+@contextmanager
+def nethserver_vmail(vmail: Path, passdb_file: Path, *, login: str = "n") -> Iterator[DovecotServer]:
+    """A started Dovecot that serves a migrated NethServer mail tree as NethServer's own Dovecot does:
+    Maildir++ under ``vmail/<login>/Maildir`` with listescape (backslash), the acl plugin (vfile, rights in
+    per-folder ``dovecot-acl`` files) and a shared namespace ``Shared/<login>/`` listed from
+    ``vmail/shared-mailboxes.db``.  ``login`` is Dovecot's variable for the part of the login that names a
+    mail directory: ``n`` where users log in as ``alice`` (NS8), ``u`` where they log in as
+    ``alice@example.com`` (NethServer 7, an imported SME Server).
+
+    Dovecot's log is printed when it holds an error, so that a wrong answer from the server in a test comes
+    with the server's own reason.
+    """
+    conf = f"""
+mail_plugins = $mail_plugins acl listescape
+protocol imap {{
+  mail_plugins = $mail_plugins imap_acl
+}}
+namespace shared {{
+  type = shared
+  separator = /
+  prefix = Shared/%%{login}/
+  location = maildir:{vmail}/%%{login}/Maildir
+  subscriptions = no
+  list = children
+}}
+plugin {{
+  acl = vfile
+  acl_shared_dict = file:{vmail}/shared-mailboxes.db
+  listescape_char = "\\\\"
+}}
+"""
+    server = DovecotServer(mail_location=f"maildir:{vmail}/%{login}/Maildir", passdb_file=passdb_file,
+                           extra_conf=conf).start()
+    try:
+        yield server
+    finally:
+        log = server.log()
+        server.stop()
+        if "Error" in log or "Panic" in log:
+            print(log[-4000:])

@@ -104,3 +104,13 @@ def create(c: imaplib.IMAP4, wire_name: str, subscribe: bool = False) -> None:
 
 def _q(name: str) -> str:
     return '"' + name.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def myrights(c: imaplib.IMAP4, mailbox: str) -> set[str] | None:
+    """The ACL rights (RFC 4314) the logged-in user holds on ``mailbox``; None where the server will not say
+    (no such mailbox, or no right to look it up), which a test of who may see what needs apart from "none"."""
+    typ, data = c._simple_command("MYRIGHTS", _q(mailbox))
+    if typ != "OK":
+        return None
+    typ, data = c._untagged_response(typ, data, "MYRIGHTS")
+    return set(data[-1].decode().rsplit(" ", 1)[1]) - {"c", "d"}  # RFC 2086 letters Dovecot adds for older clients
