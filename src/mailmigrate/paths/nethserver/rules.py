@@ -8,6 +8,7 @@ from a white list, is only found out when mail goes astray weeks later.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Callable
 
 ERROR, WARNING, INFO = "ERROR", "WARNING", "INFO"
 
@@ -178,32 +179,31 @@ def translate_wbl(senders: dict[str, str], recipients: dict[str, str]) -> Filter
     """SME's spamassassin db ``wbl.global`` (sender -> White|Black) and ``wbl.global_to`` (recipient ->
     White) into NethServer's three lists; a recipient black list has no NethServer counterpart."""
     out = FilterLists()
-    for rule, kind in senders.items():
-        value, note = filter_rule(rule)
-        if note:
-            out.notes.append(note)
-        if value is None:
-            continue
-        if kind.lower() == "white":
-            out.sender_white.append(value)
-        elif kind.lower() == "black":
-            out.sender_black.append(value)
-        else:
-            out.notes.append(Note(WARNING, f"sender rule {rule}: kind {kind!r} is not supported; skipped"))
-    for rule, kind in recipients.items():
-        value, note = filter_rule(rule)
-        if note:
-            out.notes.append(note)
-        if value is None:
-            continue
-        if kind.lower() == "white":
-            out.recipient_white.append(value)
-        else:
-            out.notes.append(Note(WARNING, f"recipient rule {rule}: recipient {kind.lower()} lists are not "
-                                           "implemented in NethServer; skipped"))
+    _file_rules(senders, {"white": out.sender_white, "black": out.sender_black}, out.notes,
+                lambda rule, kind: f"sender rule {rule}: kind {kind!r} is not supported; skipped")
+    _file_rules(recipients, {"white": out.recipient_white}, out.notes,
+                lambda rule, kind: f"recipient rule {rule}: recipient {kind.lower()} lists are not "
+                                   "implemented in NethServer; skipped")
     for name in ("sender_white", "sender_black", "recipient_white"):
         setattr(out, name, list(dict.fromkeys(getattr(out, name))))
     return out
+
+
+def _file_rules(entries: dict[str, str], lists: dict[str, list[str]], notes: list[Note],
+                unsupported: Callable[[str, str], str]) -> None:
+    """Sender and recipient rules go through one procedure so that both report a wildcard the same way;
+    only which kinds have a NethServer list, and how a kind without one is explained, differ."""
+    for rule, kind in entries.items():
+        value, note = filter_rule(rule)
+        if note:
+            notes.append(note)
+        if value is None:
+            continue
+        target = lists.get(kind.lower())
+        if target is None:
+            notes.append(Note(WARNING, unsupported(rule, kind)))
+        else:
+            target.append(value)
 
 
 def merge_list(existing: str, new: list[str]) -> str:
