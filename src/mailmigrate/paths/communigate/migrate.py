@@ -23,9 +23,11 @@ pass file.
 
 from __future__ import annotations
 
+import fcntl
 import json
 import logging
 import os
+import tempfile
 import threading
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -172,16 +174,34 @@ def load_created(state_path: Path) -> set[str]:
     return {fold(x) for x in data if isinstance(x, str)}
 
 
-def _save_created(state_path: Path, users: set[str]) -> None:
+def record_created(state_path: Path, login: str) -> None:
+    """Two processes may create users at once (a project command and its dashboard, two cg2kms runs on one
+    state); each must add to the list as it is now, not write back the copy it read earlier, or one user
+    drops out and a later start takes it for a user someone else made.  So the read-modify-write holds an
+    exclusive lock on a file beside the list, and the new list replaces the old one by rename (0600 from
+    its creation, fsynced first), so a crash leaves one list or the other, never half of one."""
     p = _created_users_path(state_path)
     p.parent.mkdir(parents=True, exist_ok=True)
-    tmp = p.with_name(p.name + ".tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w", encoding="utf-8") as f:
-        json.dump(sorted(users), f, indent=1)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, p)
+    lock = os.open(p.with_name(p.name + ".lock"), os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        users = load_created(state_path)
+        if login in users:
+            return
+        users.add(login)
+        fd, tmp = tempfile.mkstemp(prefix=p.name + ".", suffix=".tmp", dir=p.parent)
+        try:
+            with os.fdopen(fd, "w", encoding="utf-8") as f:
+                json.dump(sorted(users), f, indent=1)
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(tmp, p)
+        except BaseException:
+            if os.path.exists(tmp):
+                os.unlink(tmp)
+            raise
+    finally:
+        os.close(lock)  # releases the lock
 
 
 # --- options and results --------------------------------------------------------------------------------
@@ -491,7 +511,6 @@ def prepare_users(chosen: list[tuple[CGAccount, bool]], *, directory: DirectoryW
     for what, value in (("--force-set-password", force_set_password), ("--set-password", set_password)):
         if value and many:
             log.warning("%s applies to each of %d accounts: they share one password", what, len(chosen))
-    created = set(created_before)
     planned: list[_Planned] = []
     for acc, in_main in chosen:
         address = acc.address
@@ -536,8 +555,7 @@ def prepare_users(chosen: list[tuple[CGAccount, bool]], *, directory: DirectoryW
             continue
         passes.add(address, password, how)
         o.action, o.password = "created", how
-        created.add(fold(address))
-        _save_created(state_path, created)
+        record_created(state_path, fold(address))
         log.info("account %s: created on %s, password %s (written to the pass file)", address,
                  directory.describe(), how)
     return planned
