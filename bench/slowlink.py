@@ -19,9 +19,15 @@ as a full router queue would.
 from __future__ import annotations
 
 import socket
+import sys
 import threading
 import time
 from collections import deque
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
+
+from servers.loopback import LoopbackListener  # noqa: E402
 
 CHUNK = 16 << 10
 
@@ -44,20 +50,15 @@ class _Direction:
             return self.free_at + self.one_way
 
 
-class SlowLink:
+class SlowLink(LoopbackListener):
     def __init__(self, upstream_port: int, *, mbit: float = 20.0, rtt_ms: float = 10.0, queue: int = 128 << 10,
                  upstream_host: str = "127.0.0.1"):
+        super().__init__(backlog=128)
         self.upstream = (upstream_host, upstream_port)
         self.queue = queue
         self.down = _Direction(mbit * 1e6, rtt_ms / 2000)
         self.up = _Direction(mbit * 1e6, rtt_ms / 2000)
-        self.sock = socket.socket()
-        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self.sock.bind(("127.0.0.1", 0))
-        self.sock.listen(128)
-        self.port = self.sock.getsockname()[1]
-        self._stop = threading.Event()
-        threading.Thread(target=self._accept, daemon=True, name="slowlink").start()
+        self._start_accepting("slowlink")
 
     @property
     def bytes_down(self) -> int:
@@ -67,20 +68,8 @@ class SlowLink:
     def bytes_up(self) -> int:
         return self.up.bytes
 
-    def close(self) -> None:
-        self._stop.set()
-        try:
-            self.sock.close()
-        except OSError:
-            pass
-
-    def _accept(self) -> None:
-        while not self._stop.is_set():
-            try:
-                client, _ = self.sock.accept()
-            except OSError:
-                return
-            threading.Thread(target=self._serve, args=(client,), daemon=True).start()
+    def _accepted(self, client: socket.socket) -> None:
+        threading.Thread(target=self._serve, args=(client,), daemon=True).start()
 
     def _serve(self, client: socket.socket) -> None:
         try:

@@ -24,6 +24,8 @@ import time
 from collections import deque
 from dataclasses import dataclass
 
+from .loopback import LoopbackListener
+
 
 @dataclass
 class Fault:
@@ -33,48 +35,31 @@ class Fault:
     delay: float = 0.0
 
 
-class FaultProxy:
+class FaultProxy(LoopbackListener):
     def __init__(self, upstream_port: int, record: bool = False):
+        super().__init__(backlog=64)
         self.upstream = ("127.0.0.1", upstream_port)
         self.record = record
         self.transcript: list[tuple[str, int, bytes]] = []
-        self.sock = socket.socket()
-        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self.sock.bind(("127.0.0.1", 0))
-        self.sock.listen(64)
-        self.port = self.sock.getsockname()[1]
         self.faults: deque[Fault] = deque()
         self.default = Fault()
         self.connections = 0
         self.faults_fired = 0
         self.bytes_down = 0
         self.bytes_up = 0
-        self._stop = threading.Event()
         self._lock = threading.Lock()
-        threading.Thread(target=self._accept, daemon=True, name="faultproxy").start()
+        self._start_accepting("faultproxy")
 
     def push(self, *faults: Fault) -> None:
         with self._lock:
             self.faults.extend(faults)
 
-    def close(self) -> None:
-        self._stop.set()
-        try:
-            self.sock.close()
-        except OSError:
-            pass
-
-    def _accept(self) -> None:
-        while not self._stop.is_set():
-            try:
-                client, _ = self.sock.accept()
-            except OSError:
-                return
-            with self._lock:
-                fault = self.faults.popleft() if self.faults else self.default
-                self.connections += 1
-                number = self.connections
-            threading.Thread(target=self._serve, args=(client, fault, number), daemon=True).start()
+    def _accepted(self, client: socket.socket) -> None:
+        with self._lock:
+            fault = self.faults.popleft() if self.faults else self.default
+            self.connections += 1
+            number = self.connections
+        threading.Thread(target=self._serve, args=(client, fault, number), daemon=True).start()
 
     def _serve(self, client: socket.socket, fault: Fault, number: int = 0) -> None:
         if fault.kind == "refuse":
