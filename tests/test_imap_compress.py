@@ -87,9 +87,15 @@ def proxied_url(acc: ImapAccount, proxy: FaultProxy, **params) -> str:
     return f"imap://{acc.user}@127.0.0.1:{proxy.port}?{q}"
 
 
-def sync_via(src, dst, sp, tp, state, *extra, env=None, **params):
-    return mm("sync", proxied_url(src, sp, **params), proxied_url(dst, tp, **params), "--state", state,
-              "--no-progress", *extra, env={**env_for(src, dst), **(env or {})})
+def sync_recorded(src, dst, state, *, fault: Fault | None = None, env=None, **params) -> tuple[FaultProxy, FaultProxy]:
+    """A sync through two recording proxies, returned closed so that their transcripts hold the whole run;
+    ``fault`` applies to every connection of both sides."""
+    with FaultProxy(src.port, record=True) as sp, FaultProxy(dst.port, record=True) as tp:
+        if fault is not None:
+            sp.default = tp.default = fault
+        mm("sync", proxied_url(src, sp, **params), proxied_url(dst, tp, **params), "--state", state, "--no-progress",
+           env={**env_for(src, dst), **(env or {})})
+    return sp, tp
 
 
 def test_compressed_sync_is_exact_and_crosses_fewer_bytes(zservers, tmp_path):
@@ -128,12 +134,7 @@ def test_compressed_without_literal_plus_or_pipelining(zservers, tmp_path):
     populate(src, {"INBOX": [(b"Subject: %d\r\n\r\n" % i + text(rng, 2000), "") for i in range(40)]
                    + [(b"Subject: big\r\n\r\n" + text(rng, 3 << 20), "\\Seen")]})
     dst = target(dst_srv, "zsync")
-    sp, tp = FaultProxy(src.port, record=True), FaultProxy(dst.port, record=True)
-    try:
-        sync_via(src, dst, sp, tp, tmp_path / "s.db", env={diag.ENV: "literal+,pipelining"}, compress="yes")
-    finally:
-        sp.close()
-        tp.close()
+    sp, tp = sync_recorded(src, dst, tmp_path / "s.db", env={diag.ENV: "literal+,pipelining"}, compress="yes")
     assert_same(src, dst)
     up = b"".join(d for way, _, d in tp.transcript if way == "up")
     assert b"COMPRESS DEFLATE" in up and tp.bytes_up < (3 << 20) * 0.6
@@ -142,12 +143,7 @@ def test_compressed_without_literal_plus_or_pipelining(zservers, tmp_path):
 def test_server_without_compress_just_works(imap_accounts, tmp_path):
     src, dst = imap_accounts
     populate(src, {"INBOX": [(msg(i, 2000), "\\Seen") for i in range(20)]})
-    sp, tp = FaultProxy(src.port, record=True), FaultProxy(dst.port, record=True)
-    try:
-        sync_via(src, dst, sp, tp, tmp_path / "s.db", compress="yes")
-    finally:
-        sp.close()
-        tp.close()
+    sp, tp = sync_recorded(src, dst, tmp_path / "s.db", compress="yes")
     assert_same(src, dst)
     for p in (sp, tp):
         assert not any(b"COMPRESS" in d for way, _, d in p.transcript if way == "up")
@@ -245,17 +241,12 @@ def test_each_switch_turns_its_feature_off_and_the_copy_stays_exact(zservers, tm
     n = 24
     populate(src, {"INBOX": [(msg(i, 500), "") for i in range(n)], "Work": [(msg(100 + i), "\\Seen") for i in range(n)]})
     dst = target(dst_srv, "zdiag")
-    sp, tp = FaultProxy(src.port, record=True), FaultProxy(dst.port, record=True)
-    if off in ("", "pipelining"):
-        # Responses held back a little: a command sent before the previous completion arrived is then seen
-        # on the wire before that completion, however fast the server is.
-        sp.default = tp.default = Fault("slow_down", delay=0.01)
-    try:
-        # Compressed traffic cannot be read back, so only the compress switch's own run asks for it.
-        sync_via(src, dst, sp, tp, tmp_path / "s.db", env={diag.ENV: off}, compress="yes" if off == "compress" else "no")
-    finally:
-        sp.close()
-        tp.close()
+    # Responses held back a little: a command sent before the previous completion arrived is then seen on
+    # the wire before that completion, however fast the server is.
+    held_back = Fault("slow_down", delay=0.01) if off in ("", "pipelining") else None
+    # Compressed traffic cannot be read back, so only the compress switch's own run asks for it.
+    sp, tp = sync_recorded(src, dst, tmp_path / "s.db", fault=held_back, env={diag.ENV: off},
+                           compress="yes" if off == "compress" else "no")
     assert_same(src, dst)
     seen = observe(sp, tp)
     if off == "compress":
@@ -274,11 +265,6 @@ def test_compress_switch_positive_control(zservers, tmp_path):
     src, dst_srv = zservers
     populate(src, {"INBOX": [(msg(i, 500), "") for i in range(10)]})
     dst = target(dst_srv, "zctl")
-    sp, tp = FaultProxy(src.port, record=True), FaultProxy(dst.port, record=True)
-    try:
-        sync_via(src, dst, sp, tp, tmp_path / "s.db", compress="yes")
-    finally:
-        sp.close()
-        tp.close()
+    sp, tp = sync_recorded(src, dst, tmp_path / "s.db", compress="yes")
     assert_same(src, dst)
     assert observe(sp, tp)["compress"]
