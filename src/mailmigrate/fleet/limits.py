@@ -23,6 +23,7 @@ import time
 import weakref
 
 from ..errors import TemporaryFailure
+from ..sync.limits import RateBudget
 
 log = logging.getLogger("mailmigrate.fleet")
 
@@ -194,28 +195,19 @@ class SlotStore:
         return getattr(self._inner, name)
 
 
-class RedisRateLimiter:
+class RedisRateLimiter(RateBudget):
     """Same contract as :class:`mailmigrate.sync.limits.RateLimiter`, one budget for the whole fleet."""
 
     def __init__(self, redis_url: str, server: str, messages_per_second: float | None = None,
                  bytes_per_second: float | None = None):
         import redis
 
+        super().__init__(messages_per_second, bytes_per_second)
         self.r = redis.Redis.from_url(redis_url, socket_timeout=30)
         self.key = f"mm:rate:{server}"
-        self.mps = messages_per_second
-        self.bps = bytes_per_second
         self._script = self.r.register_script(_RATE)
-
-    @property
-    def active(self) -> bool:
-        return bool(self.mps or self.bps)
 
     def acquire(self, messages: int, nbytes: int) -> float:
         if not self.active:
             return 0.0
-        cost = max(messages / self.mps if self.mps else 0.0, nbytes / self.bps if self.bps else 0.0)
-        wait = float(self._script(keys=[self.key], args=[repr(cost)]))
-        if wait > 0:
-            time.sleep(wait)
-        return max(wait, 0.0)
+        return self._sleep(float(self._script(keys=[self.key], args=[repr(self.cost(messages, nbytes))])))
