@@ -95,6 +95,18 @@ def domain_dirs(base_path, primary_domain: str | None = None) -> dict[str, Path]
     return out
 
 
+def base_domain_dirs(base_path, primary_domain: str | None = None) -> dict[str, Path]:
+    """:func:`domain_dirs` of a base directory a user named: a path that is missing, or that holds no
+    domain (a typo, a parent directory), is refused with a reason instead of reading as an empty store."""
+    base = Path(base_path)
+    if not base.is_dir():
+        raise ConfigError(f"CommuniGate base directory {base} does not exist")
+    dirs = domain_dirs(base, primary_domain)
+    if not dirs:
+        raise ConfigError(f"{base} is not a CommuniGate Pro base directory (no Accounts/ or Domains/)")
+    return dirs
+
+
 def _accounts_in(domain: str, d: Path, out: dict[str, AccountLocation]) -> None:
     try:
         entries = sorted(d.iterdir())

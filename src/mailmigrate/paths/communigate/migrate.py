@@ -39,7 +39,7 @@ from ...directory.base import DirectoryError, DirectoryWriter, User, fold
 from ...directory.passwords import generate
 from ...errors import ConfigError, MailmigrateError
 from ...model import Account, AccountResult, Counters, Problem, Secret
-from ...stores.communigate import domain_accounts, domain_dirs, main_domain_name
+from ...stores.communigate import base_domain_dirs, domain_accounts, main_domain_name
 from ...stores.registry import StoreOptions, is_loopback, parse_spec
 from ...sync.engine import Progress, SyncOptions
 from ...sync.runner import SyncRequest, account_key, run_sync
@@ -396,11 +396,7 @@ def select_accounts(base_path, *, domains: list[str] | None = None, users: list[
     chosen domain) or addresses; one that matches nothing is an error, so a typo never silently shrinks a
     migration."""
     base = Path(base_path)
-    if not base.is_dir():
-        raise ConfigError(f"CommuniGate base directory {base} does not exist")
-    dirs = domain_dirs(base, primary_domain)
-    if not dirs:
-        raise ConfigError(f"{base} is not a CommuniGate Pro base directory (no Accounts/ or Domains/)")
+    dirs = base_domain_dirs(base, primary_domain)
     wanted_domains = None
     if domains is not None:
         wanted_domains = {d.lower() for d in domains}

@@ -16,8 +16,8 @@ from ...errors import ConfigError, MailmigrateError
 from ...stores.communigate import (
     CommuniGateStore,
     account_mailboxes,
+    base_domain_dirs,
     domain_accounts,
-    domain_dirs,
     main_domain_name,
 )
 from .accounts import CGAccount, CGDomain, read_account, read_domain
@@ -79,11 +79,7 @@ class Overview:
 def build_overview(base_path, *, domain: str | None = None, user: str | None = None,
                    primary_domain: str | None = None) -> Overview:
     base = Path(base_path)
-    if not base.is_dir():
-        raise ConfigError(f"CommuniGate base directory {base} does not exist")
-    dirs = domain_dirs(base, primary_domain)
-    if not dirs:
-        raise ConfigError(f"{base} is not a CommuniGate Pro base directory (no Accounts/ or Domains/)")
+    dirs = base_domain_dirs(base, primary_domain)
     main = main_domain_name(base, primary_domain)
     if domain is not None and domain.lower() not in dirs:
         raise ConfigError(f"domain {domain} is not in {base} (domains: {', '.join(dirs)})")
