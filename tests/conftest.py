@@ -13,6 +13,7 @@ import pytest
 sys.path.insert(0, str(Path(__file__).parent))
 
 from servers.dovecot import DovecotServer, available  # noqa: E402
+from servers.pgdb import drop_database, make_database  # noqa: E402
 
 _ids = itertools.count()
 
@@ -70,3 +71,21 @@ def imap_accounts(dovecot_pair):
     src.add_user(s.user, s.password)
     dst.add_user(t.user, t.password)
     return s, t
+
+
+@pytest.fixture
+def pg_url(request):
+    """A PostgreSQL database of the test's own (skipped where no server runs), dropped after it; named after
+    the test module, so that one a killed run left behind says where it came from."""
+    module = request.module.__name__.rpartition(".")[2].removeprefix("test_")
+    admin, name, url = make_database(f"mm_{module}")
+    yield url
+    drop_database(admin, name)
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def state_where(request, tmp_path):
+    """The sync state's location, once per back end: what a test asserts must hold on both."""
+    if request.param == "sqlite":
+        return str(tmp_path / "s.db")
+    return request.getfixturevalue("pg_url")

@@ -16,20 +16,9 @@ from datetime import datetime, timedelta, timezone
 import pytest
 
 from servers import imapcheck
-from servers.pgdb import drop_database, make_database
 from test_sync_imap import Crash, msg, populate, snapshot
 
 T0 = datetime(2020, 5, 6, 7, 8, 9, tzinfo=timezone.utc)  # populate()'s first INTERNALDATE
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def state_where(request, tmp_path):
-    if request.param == "sqlite":
-        yield str(tmp_path / "s.db")
-    else:
-        admin, name, url = make_database("mm_late")
-        yield url
-        drop_database(admin, name)
 
 
 @pytest.fixture

@@ -14,32 +14,13 @@ from mailmigrate.sync import state_pg
 from mailmigrate.sync.state import DONE, PENDING, MessageRow
 from mailmigrate.sync.state_pg import PgStateDB, open_state, upgrade
 
-from servers.pgdb import drop_database, make_database
-
-
-@pytest.fixture
-def pg_url():
-    admin, name, url = make_database("mm_state")
-    yield url
-    drop_database(admin, name)
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def where(request, tmp_path):
-    if request.param == "sqlite":
-        yield str(tmp_path / "s.db")
-    else:
-        admin, name, url = make_database("mm_state")
-        yield url
-        drop_database(admin, name)
-
 
 def row(key, fp="f", floor=None):
     return MessageRow(key, fp, None, 10, frozenset({"\\Seen"}), None, PENDING, floor)
 
 
-def test_intent_then_complete(where):
-    db = open_state(where)
+def test_intent_then_complete(state_where):
+    db = open_state(state_where)
     f = db.ensure_folder("acc", ("INBOX",), ("INBOX",))
     db.record_intents(f.id, [row("1", floor=5), row("2", floor=5)])
     assert db.has_pending(f.id)
@@ -52,27 +33,27 @@ def test_intent_then_complete(where):
     db.close()
 
 
-def test_intent_survives_kill_9(where):
+def test_intent_survives_kill_9(state_where):
     """An intent committed by a process that is then killed is there for the next run."""
     code = (
         "import os, signal\n"
         "from mailmigrate.sync.state import MessageRow, PENDING\n"
         "from mailmigrate.sync.state_pg import open_state\n"
-        f"db = open_state({where!r})\n"
+        f"db = open_state({state_where!r})\n"
         "f = db.ensure_folder('a', ('INBOX',), ('INBOX',))\n"
         "db.record_intents(f.id, [MessageRow('7', 'fp', None, 3, frozenset(), None, PENDING, 42)])\n"
         "os.kill(os.getpid(), signal.SIGKILL)\n"
     )
     p = subprocess.run([sys.executable, "-c", code])
     assert p.returncode == -9
-    db = open_state(where)
+    db = open_state(state_where)
     f = db.folder("a", ("INBOX",))
     assert db.messages(f.id)["7"].uid_floor == 42
     db.close()
 
 
-def test_rekey_source_swaps_without_collision(where):
-    db = open_state(where)
+def test_rekey_source_swaps_without_collision(state_where):
+    db = open_state(state_where)
     f = db.ensure_folder("a", ("X",), ("X",))
     db.record_intents(f.id, [row("1", "A"), row("2", "B")])
     db.rekey_source(f.id, {"1": "2", "2": "1"})
@@ -81,10 +62,10 @@ def test_rekey_source_swaps_without_collision(where):
     db.close()
 
 
-def test_lost_intents_replace_their_rows_and_follow_rekeys(where):
+def test_lost_intents_replace_their_rows_and_follow_rekeys(state_where):
     """Declaring intents lost drops their rows and keeps them watched, in one step; a source UIDVALIDITY
     re-key renames the watches with the rows; forgetting the account forgets them."""
-    db = open_state(where)
+    db = open_state(state_where)
     f = db.ensure_folder("a", ("INBOX",), ("INBOX",))
     db.record_intents(f.id, [row("1", "A", floor=3), row("2", "B", floor=3), row("3", "A", floor=3)])
     db.declare_lost(f.id, [db.messages(f.id)["1"], db.messages(f.id)["3"]], uid_floor=9, at=1000.5)
@@ -102,8 +83,8 @@ def test_lost_intents_replace_their_rows_and_follow_rekeys(where):
     db.close()
 
 
-def test_folders_marks_flags_forget(where):
-    db = open_state(where)
+def test_folders_marks_flags_forget(state_where):
+    db = open_state(state_where)
     f = db.ensure_folder("a", ("INBOX", "a/b"), ("INBOX", "a∕b"))
     g = db.ensure_folder("a", ("Sent",), ("Sent",))
     assert db.ensure_folder("a", ("INBOX", "a/b"), ("INBOX", "a∕b")).id == f.id
