@@ -707,13 +707,7 @@ class _AccountRun:
         ]
         if not cands:
             return {}, status
-        hashed = list(hash_messages(self.target.fetch(target_path, [m.key for m in cands])))
-        order = {m.key: i for i, m in enumerate(cands)}
-        hashed.sort(key=lambda t: order.get(t[0], 0))
-        return match_multiset(
-            ((r.source_key, r.fingerprint, r.norm_fingerprint) for r in sorted(rows, key=lambda r: r.source_key)),
-            hashed,
-        ), status
+        return _match_rows(self.target, target_path, cands, rows), status
 
     def _recover(self, f: FolderState, target_path, rows: dict[str, MessageRow],
                  watch: bool = True) -> dict[str, MessageRow]:
@@ -826,13 +820,7 @@ class _AccountRun:
         log.warning("account %s: target folder %s changed its UIDVALIDITY; re-matching %d messages by content",
                     self.account, display(target_path), len(rows))
         _, metas = self.target.list_messages(target_path)
-        hashed = list(hash_messages(self.target.fetch(target_path, [m.key for m in metas])))
-        order = {m.key: i for i, m in enumerate(metas)}
-        hashed.sort(key=lambda t: order.get(t[0], 0))
-        found = match_multiset(
-            ((r.source_key, r.fingerprint, r.norm_fingerprint) for r in sorted(rows.values(), key=lambda r: r.source_key)),
-            hashed,
-        )
+        found = _match_rows(self.target, target_path, metas, rows.values())
         self.state.rekey_target(f.id, {k: found.get(k) for k in rows})
         self.c.rematched += len(found)
         return self.state.messages(f.id)
@@ -843,14 +831,8 @@ class _AccountRun:
                     self.account, display(src_path), len(rows))
         sizes = {r.size for r in rows.values()}
         cands = [m for m in metas if m.size is None or m.size in sizes]
-        hashed = list(hash_messages(self.source.fetch(src_path, [m.key for m in cands])))
-        order = {m.key: i for i, m in enumerate(cands)}
-        hashed.sort(key=lambda t: order.get(t[0], 0))
         # Here the rows are the candidates' counterpart: each old row claims one new source message.
-        found = match_multiset(
-            ((r.source_key, r.fingerprint, r.norm_fingerprint) for r in sorted(rows.values(), key=lambda r: r.source_key)),
-            hashed,
-        )
+        found = _match_rows(self.source, src_path, cands, rows.values())
         renames = dict(found)
         stamp = f.source_validity
         for k in rows:
@@ -912,6 +894,22 @@ class _AccountRun:
         p = Problem(self.account, display(folder) if folder is not None else None, message, reason, kind)
         self.result.problems.append(p)
         (log.warning if kind in ("warning", "flag") else log.error)("%s", p.describe())
+
+
+def _match_rows(store, path, cands: list[MessageMeta], rows) -> dict[str, str]:
+    """Source key -> key in ``store`` for each row whose content is among ``cands``.
+
+    Recovery and both re-matchings must pair rows with messages the same way: candidates hashed in the
+    order the store listed them (lowest UID first, so the oldest copy is claimed), rows in source-key
+    order, so that a rerun on the same folder makes the same pairs.
+    """
+    hashed = list(hash_messages(store.fetch(path, [m.key for m in cands])))
+    order = {m.key: i for i, m in enumerate(cands)}
+    hashed.sort(key=lambda t: order.get(t[0], 0))
+    return match_multiset(
+        ((r.source_key, r.fingerprint, r.norm_fingerprint) for r in sorted(rows, key=lambda r: r.source_key)),
+        hashed,
+    )
 
 
 def _norm(path: FolderPath) -> FolderPath:
