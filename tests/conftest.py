@@ -1,4 +1,5 @@
-"""Shared fixtures: real Dovecot servers on loopback (one pair per test process), fresh users per test."""
+"""Fixtures more than one test module needs: real Dovecot servers on loopback (one pair per test process) with
+fresh users per test, a scratch PostgreSQL database, the sync state on both back ends, Kerio's API stand-in."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ import pytest
 sys.path.insert(0, str(Path(__file__).parent))
 
 from servers.dovecot import DovecotServer, available  # noqa: E402
+from servers.kerio import KerioAdminServer  # noqa: E402
 from servers.pgdb import drop_database, make_database  # noqa: E402
 
 _ids = itertools.count()
@@ -89,3 +91,15 @@ def state_where(request, tmp_path):
     if request.param == "sqlite":
         return str(tmp_path / "s.db")
     return request.getfixturevalue("pg_url")
+
+
+@pytest.fixture
+def kerio(tmp_path):
+    """Kerio's administration API with two domains; ``created`` lists (email, password) of every user made
+    through it, in order, where real Kerio would have made a mailbox."""
+    created = []
+    server = KerioAdminServer(tmp_path / "kerio", domains=("example.com", "other.org"),
+                              on_user_created=lambda email, pw: created.append((email, pw)))
+    server.created = created
+    with server:
+        yield server

@@ -9,17 +9,7 @@ import pytest
 from mailmigrate.directory.kerio import ALREADY_EXISTS, DOES_NOT_EXIST, KerioApiError, KerioClient
 from mailmigrate.errors import AuthenticationFailed, ConfigError, ConnectionLost
 from mailmigrate.model import Secret
-from servers.kerio import KerioAdminServer, make_certificate
-
-
-@pytest.fixture
-def kerio(tmp_path):
-    created = []
-    server = KerioAdminServer(tmp_path / "kerio", domains=("example.com", "other.org"),
-                              on_user_created=lambda email, pw: created.append((email, pw)))
-    server.created = created
-    with server:
-        yield server
+from servers.kerio import make_certificate
 
 
 def client(server, password="adminpw", **kw) -> KerioClient:

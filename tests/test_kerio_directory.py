@@ -8,17 +8,6 @@ from mailmigrate.directory.base import DirectoryError, Group, PasswordHash, Unsu
 from mailmigrate.directory.kerio import KerioDirectory, parse_kerio_url
 from mailmigrate.errors import ConfigError
 from mailmigrate.model import Secret
-from servers.kerio import KerioAdminServer
-
-
-@pytest.fixture
-def kerio(tmp_path):
-    created = []
-    server = KerioAdminServer(tmp_path / "kerio", domains=("example.com", "other.org"),
-                              on_user_created=lambda email, pw: created.append((email, pw)))
-    server.created = created
-    with server:
-        yield server
 
 
 def url(server, domain="example.com"):
