@@ -55,6 +55,27 @@ def make_certificate(directory: Path, name: str = "kerio") -> tuple[Path, Path]:
     return cert, key
 
 
+class _Running:
+    """Started on entering a ``with`` block and stopped on leaving it, however the block ends: a test that
+    fails must not leave a listener behind for the next one."""
+
+    def __enter__(self):
+        return self.start()
+
+    def __exit__(self, *exc):
+        self.stop()
+
+
+def _shut_down(socks) -> None:
+    """Both directions of every socket shut, so that whoever is blocked reading one wakes at once; a socket
+    the peer already closed is not an error here."""
+    for s in socks:
+        try:
+            s.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+
+
 class _RpcError(Exception):
     def __init__(self, code: int, message: str):
         super().__init__(message)
@@ -62,7 +83,7 @@ class _RpcError(Exception):
         self.message = message
 
 
-class KerioAdminServer:
+class KerioAdminServer(_Running):
     """The administration API over an in-memory domain and user list."""
 
     def __init__(
@@ -144,12 +165,6 @@ class KerioAdminServer:
             self._httpd.server_close()
             self._httpd = None
 
-    def __enter__(self):
-        return self.start()
-
-    def __exit__(self, *exc):
-        self.stop()
-
     @property
     def port(self) -> int:
         assert self._httpd is not None
@@ -165,11 +180,7 @@ class KerioAdminServer:
         """Close every open client connection, as a server does when its keep-alive timeout ends."""
         with self._lock:
             socks = list(self._open)
-        for s in socks:
-            try:
-                s.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
+        _shut_down(socks)
 
     def add_user(self, login: str, domain: str, password: str = "", **extra) -> str:
         """Put a user in place before a test, without going through the API."""
@@ -429,7 +440,7 @@ def masterauth_response(challenge: str, master_password: str) -> str:
     return hashlib.md5((challenge + master_password).encode()).hexdigest()
 
 
-class KerioImapFrontEnd:
+class KerioImapFrontEnd(_Running):
     """Kerio's IMAP master authentication in front of a real Dovecot.
 
     Before X-SETUSER the front end answers itself (CAPABILITY, NOOP, LOGOUT, X-MASTERAUTH, X-SETUSER);
@@ -471,18 +482,9 @@ class KerioImapFrontEnd:
                 pass
         with self._lock:
             conns = list(self._conns)
+        _shut_down(conns)
         for c in conns:
-            try:
-                c.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
             c.close()
-
-    def __enter__(self):
-        return self.start()
-
-    def __exit__(self, *exc):
-        self.stop()
 
     @property
     def port(self) -> int:
@@ -626,11 +628,7 @@ class KerioImapFrontEnd:
             except (OSError, ValueError):
                 pass
             finally:
-                for s in (dst, src):
-                    try:
-                        s.shutdown(socket.SHUT_RDWR)
-                    except OSError:
-                        pass
+                _shut_down((dst, src))
 
         up = threading.Thread(target=pump, args=(client, backend, client_reader), daemon=True)
         up.start()
