@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from test_sync_imap import MM, env_for, mm, msg, populate, snapshot
+from test_workflow_project import project_file
 
 
 def test_passwords_never_in_output_logs_state_or_process_listing(imap_accounts, tmp_path):
@@ -49,20 +50,7 @@ def test_wrong_password_error_does_not_echo_it(imap_accounts, tmp_path):
 def test_workflow_logs_and_report_hold_no_password(imap_accounts, tmp_path):
     src, dst = imap_accounts
     populate(src, {"INBOX": [(msg(1), "")]})
-    (tmp_path / "src.pw").write_text(src.password)
-    (tmp_path / "dst.pw").write_text(dst.password)
-    os.chmod(tmp_path / "src.pw", 0o600)
-    os.chmod(tmp_path / "dst.pw", 0o600)
-    proj = tmp_path / "p.toml"
-    proj.write_text(f"""[project]
-name = "sec"
-[source]
-url = "{src.url()}"
-password_file = "src.pw"
-[target]
-url = "{dst.url()}"
-password_file = "dst.pw"
-""")
+    proj = project_file(tmp_path, src, dst, "sec")
     for action in ("init", "start", "finish", "report"):
         mm("project", action, proj)
     blobs = [p.read_bytes() for p in tmp_path.rglob("*") if p.is_file() and not p.name.endswith(".pw")]

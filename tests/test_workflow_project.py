@@ -10,22 +10,27 @@ from servers import imapcheck
 from test_sync_imap import mm, msg, populate, snapshot
 
 
-def project(tmp_path, src, dst):
-    for name, pw in (("src.pw", src.password), ("dst.pw", dst.password)):
-        (tmp_path / name).write_text(pw)
-        os.chmod(tmp_path / name, 0o600)
-    p = tmp_path / "acme.toml"
+def project_file(tmp_path, src, dst, name: str, extra: str = ""):
+    """A project file for one IMAP pair with its passwords in 0600 files beside it: a project file may not
+    hold a password itself."""
+    for pw_file, pw in (("src.pw", src.password), ("dst.pw", dst.password)):
+        (tmp_path / pw_file).write_text(pw)
+        os.chmod(tmp_path / pw_file, 0o600)
+    p = tmp_path / f"{name}.toml"
     p.write_text(f"""[project]
-name = "acme"
+name = "{name}"
 [source]
 url = "{src.url()}"
 password_file = "src.pw"
 [target]
 url = "{dst.url()}"
 password_file = "dst.pw"
-[options]
-delete_on_finish = true
-""")
+{extra}""")
+    return p
+
+
+def project(tmp_path, src, dst):
+    p = project_file(tmp_path, src, dst, "acme", "[options]\ndelete_on_finish = true\n")
     mm("project", "init", p)
     return p
 
