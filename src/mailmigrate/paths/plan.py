@@ -16,13 +16,13 @@ from __future__ import annotations
 import logging
 import os
 import shutil
-import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
 from ..errors import MailmigrateError
+from ..formats.atomic import replace_file
 
 log = logging.getLogger("mailmigrate.plan")
 
@@ -161,18 +161,4 @@ def write_atomic(path: str | os.PathLike, data: bytes, *, mode: int | None = Non
     p.parent.mkdir(parents=True, exist_ok=True)
     if mode is None and p.exists():
         mode = p.stat().st_mode & 0o7777
-    fd, tmp = tempfile.mkstemp(prefix=f".{p.name}.", suffix=".mm-tmp", dir=p.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        if mode is not None:
-            os.chmod(tmp, mode)
-        os.replace(tmp, p)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
+    replace_file(p, data, mode, suffix=".mm-tmp")
