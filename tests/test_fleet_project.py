@@ -241,6 +241,19 @@ def test_fleet_project_needs_a_shared_state(tmp_path):
     assert all(u["state"] == "not_started" for u in _units(p).values())
 
 
+def test_fleet_timeout_settings_are_checked(tmp_path):
+    p = _maildir_project(tmp_path, "local.db", '[fleet]\nfleet_timeout = "soon"\n')
+    r = mm("project", "init", p, check=False)
+    assert r.returncode == 2 and "[fleet] fleet_timeout must be a number of seconds above 0" in r.stderr
+    p.write_text(p.read_text().replace('fleet_timeout = "soon"', "idle_warning = 0"))
+    r = mm("project", "init", p, check=False)
+    assert r.returncode == 2 and "[fleet] idle_warning must be a number of seconds above 0" in r.stderr
+    p.write_text(p.read_text().replace("idle_warning = 0", "fleet_timeout = 30"))
+    mm("project", "init", p)
+    r = mm("project", "start", p, "--fleet-timeout", "5", check=False)  # the project copies here
+    assert r.returncode == 2 and "needs the celery executor" in r.stderr
+    assert all(u["state"] == "not_started" for u in _units(p).values())
+
 def test_unreachable_broker_fails_the_units_and_copies_nothing(tmp_path):
     from servers.pgdb import drop_database, make_database
 
@@ -297,3 +310,95 @@ def test_interrupted_fleet_command_fails_its_units_and_a_restart_is_exact(tmp_pa
     with psycopg.connect(state, autocommit=True) as c:
         copied = c.execute("SELECT account, sum(copied) FROM fleet_jobs GROUP BY account").fetchall()
     assert sorted(n for _, n in copied) == [3 * (3 + 1)] * 2
+
+
+def test_no_worker_warns_then_the_fleet_timeout_ends_the_wait_and_a_later_sync_is_exact(
+        tmp_path, fleet_env, dovecot_pair):  # noqa: F811
+    """With no worker running, a project sync on the fleet says so within [fleet] idle_warning, and
+    fleet_timeout ends the wait: exit 1, the units failed as after Ctrl-C with the reason, nothing copied.
+    The jobs it left queued run once a worker comes, alongside a new sync's, and every account ends exact
+    with its new mail copied once."""
+    import threading
+    import time
+
+    broker, state, _ = fleet_env
+    src_srv, dst_srv = dovecot_pair
+    tag = f"{os.getpid()}x{uuid.uuid4().hex[:6]}"
+    pairs = []
+    for i in range(2):
+        s = ImapAccount(src_srv, f"nw{tag}s{i}", f"pw-s{i}-{tag}")
+        t = ImapAccount(dst_srv, f"nw{tag}t{i}", f"pw-t{i}-{tag}")
+        src_srv.add_user(s.user, s.password)
+        dst_srv.add_user(t.user, t.password)
+        populate(s, {"INBOX": [(msg(700 + 10 * i + k, 200 * k), "") for k in range(3)]})
+        pairs.append((s, t))
+    accounts = tmp_path / "accounts.csv"
+    accounts.write_text("".join(f"{s.user},{t.user},{s.password},{t.password}\n" for s, t in pairs))
+    accounts.chmod(0o600)
+    p = tmp_path / "idle.toml"
+    p.write_text(f"""[project]
+name = "idle"
+state = "{state}"
+[source]
+url = "imap://127.0.0.1:{src_srv.port}?tls=none"
+[target]
+url = "imap://127.0.0.1:{dst_srv.port}?tls=none"
+[accounts]
+file = "accounts.csv"
+[fleet]
+executor = "celery"
+broker = "{broker}"
+fleet_timeout = 3
+idle_warning = 1
+""")
+    mm("project", "init", p)
+    mm("project", "start", p, "--executor", "local")  # the first copy here, so that the units can be synced
+    for s, _ in pairs:
+        c = imapcheck.connect(s.port, s.user, s.password)
+        for k in range(2):
+            imapcheck.append(c, "INBOX", msg(800 + k, 100), "")
+        c.logout()
+    before = [snapshot(t) for _, t in pairs]
+
+    run = subprocess.Popen(MM + ["project", "sync", str(p)], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                           text=True)
+    lines = []
+    reader = threading.Thread(target=lambda: lines.extend((time.monotonic(), x) for x in run.stderr))
+    reader.start()
+    try:
+        run.wait(timeout=60)
+    except subprocess.TimeoutExpired:
+        run.kill()
+        pytest.fail("project sync with fleet_timeout = 3 still waited after 60 s")
+    finally:
+        reader.join(timeout=10)
+    out = run.stdout.read()
+    err = "".join(x for _, x in lines)
+    assert run.returncode == 1, err
+    queued = next(at for at, x in lines if x.startswith("fleet: 0/2 accounts done"))
+    warned = [(at, x) for at, x in lines if "no worker has taken any of the 2 queued job(s)" in x]
+    assert len(warned) == 1, err
+    assert warned[0][0] - queued < 1 + 1.5, err  # idle_warning = 1, polled every 0.5 s
+    assert f"mailmigrate worker --broker {broker} --state {state}" in warned[0][1]
+    assert "timeout of 3 s reached with 2 of 2 account(s) not finished" in err
+    units = _units(p)
+    assert all(u["state"] == "failed" and "fleet timeout (3 s) reached while its job was queued" in u["last_error"]
+               and "its job may still be running" in u["last_error"] for u in units.values()), units
+    assert out.count("sync FAILED -> failed: fleet timeout (3 s) reached") == 2, out
+    assert "no worker has taken any" in mm("project", "logs", p, "--search", "no worker").stdout
+    assert [snapshot(t) for _, t in pairs] == before  # nothing copied meanwhile
+
+    worker = start_worker(broker, state, concurrency=2, name="late", log=tmp_path / "late.log",
+                          extra=["--accounts", str(accounts)])
+    try:
+        r = mm("project", "sync", p, "--fleet-timeout", "120", "--json")
+    finally:
+        stop_worker(worker)
+    done = json.loads(r.stdout)
+    assert all(o["ok"] and o["state"] == "migrating" for o in done), done
+    for s, t in pairs:
+        assert snapshot(t) == snapshot(s), s.user
+    # The two new messages of each account were copied once, by the timed-out run's job or the new one's.
+    with psycopg.connect(state, autocommit=True) as c:
+        copied = c.execute("SELECT account, sum(copied) FROM fleet_jobs GROUP BY account").fetchall()
+    assert sorted(n for _, n in copied) == [2, 2], copied

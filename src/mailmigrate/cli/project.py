@@ -40,6 +40,10 @@ def register(sub) -> None:
                                 "project's [fleet] executor, else local)")
             a.add_argument("--broker", metavar="URL", help="celery: redis://… or amqp://… (default: [fleet] broker, "
                                                            "else MAILMIGRATE_BROKER)")
+            a.add_argument("--fleet-timeout", type=float, metavar="S",
+                           help="celery: stop waiting for the workers after S seconds; units not finished by "
+                                "then end failed, their jobs still run later (default: [fleet] fleet_timeout, "
+                                "else no limit)")
         a.set_defaults(func=run_action, action=action)
     rp = ps.add_parser("report", help="verify every started unit and write the HTML and JSON report")
     rp.add_argument("file")
@@ -100,7 +104,8 @@ def run_action(args) -> int:
     from ..fleet.submit import print_progress
 
     outcomes = wf.run(args.units, args.action, PlainProgress(), executor=getattr(args, "executor", None),
-                      broker=getattr(args, "broker", None), on_fleet=print_progress)
+                      broker=getattr(args, "broker", None), fleet_timeout=getattr(args, "fleet_timeout", None),
+                      on_fleet=print_progress)
     if args.json:
         json.dump([o.__dict__ for o in outcomes], sys.stdout, indent=2)
         print()

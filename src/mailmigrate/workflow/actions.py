@@ -117,14 +117,15 @@ class Workflow:
 
     # --- actions ----------------------------------------------------------------------------------
     def run(self, units: list[str] | None, action: str, progress: Progress | None = None, *,
-            executor: str | None = None, broker: str | None = None,
+            executor: str | None = None, broker: str | None = None, fleet_timeout: float | None = None,
             on_fleet: Callable[[dict], None] | None = None) -> list[ActionOutcome]:
-        """``action`` on ``units`` (default: all), here or on the fleet (``executor`` overrides the project's
-        ``[fleet]``); ``on_fleet`` receives the fleet-wide counts while the workers copy."""
+        """``action`` on ``units`` (default: all), here or on the fleet (``executor``, ``broker`` and
+        ``fleet_timeout`` override the project's ``[fleet]``); ``on_fleet`` receives the fleet-wide counts
+        while the workers copy."""
         names = units or [u.name for u in self.wf.units()]
         from .fleet import COPYING, settings
 
-        fleet = settings(self.project, executor, broker) if action in COPYING else None
+        fleet = settings(self.project, executor, broker, fleet_timeout) if action in COPYING else None
         if fleet is None:
             return [self.act(n, action, progress, executor="local") for n in names]
         from .fleet import run_units

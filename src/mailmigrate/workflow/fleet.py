@@ -12,6 +12,12 @@ the history.  A finish verifies each account here, message by message, once its 
 
 If this command is interrupted its units are marked failed; jobs already handed out still run on the
 workers, and the account lock keeps any later action from copying the same account alongside them.
+
+Nothing but the job table tells this command whether any worker is there: with none running it would wait
+in silence.  So when jobs sit queued and no worker has taken one for ``idle_warning`` seconds it says so
+(on stderr through logging, and in the project log), naming the command that starts a worker; and with a
+``fleet_timeout`` it stops waiting, leaving its units as an interruption does, since the queued jobs still
+run whenever a worker comes.
 """
 
 from __future__ import annotations
@@ -44,20 +50,31 @@ class FleetSettings:
     state_url: str
     max_connections: int | None = None
     poll: float = 0.5
+    #: seconds to wait for the fleet before giving up (None: no limit)
+    timeout: float | None = None
+    #: seconds without a worker taking a queued job before the warning
+    idle_warning: float = 60.0
 
 
-def settings(project: Project, executor: str | None = None, broker: str | None = None) -> FleetSettings | None:
-    """Where the project's copying runs: None for this machine, else the fleet's settings (``executor`` and
-    ``broker`` override the project file's ``[fleet]``)."""
+def settings(project: Project, executor: str | None = None, broker: str | None = None,
+             timeout: float | None = None) -> FleetSettings | None:
+    """Where the project's copying runs: None for this machine, else the fleet's settings (``executor``,
+    ``broker`` and ``timeout`` override the project file's ``[fleet]``)."""
     executor = executor or project.executor
+    if timeout is not None and timeout <= 0:
+        raise ConfigError("--fleet-timeout must be a number of seconds above 0")
     if executor == "local":
+        if timeout is not None:
+            raise ConfigError("--fleet-timeout limits the wait for the fleet; it needs the celery executor")
         return None
     if executor != "celery":
         raise ConfigError(f"executor {executor!r} is not local or celery")
     check_fleet(project.name, project.path, project.state)
     from ..fleet.app import broker_from
 
-    return FleetSettings(broker_from(broker or project.broker), str(project.state), project.max_connections)
+    return FleetSettings(broker_from(broker or project.broker), str(project.state), project.max_connections,
+                         timeout=timeout if timeout is not None else project.fleet_timeout,
+                         idle_warning=project.idle_warning)
 
 
 def run_units(flow: "Workflow", units: list[str], action: str, fleet: FleetSettings, *,
@@ -98,16 +115,26 @@ def _follow(flow, begun: dict, action: str, fleet: FleetSettings, outcomes: dict
         for unit in pending:
             flow.wf.set_progress(unit, total=0, done=0, bytes_done=0, folder="")
             flow.wf.log(unit, "INFO", f"queued as job of fleet run {run_id}")
-        shown, last = {}, None
+        shown, last, status = {}, None, {}
+        began = idle_since = time.monotonic()
+        queued_before, warned = None, False
         while pending:
             s = jobs.summary(state, run_id)
             if on_progress and s != last:
                 on_progress(s)
             last = s
+            now = time.monotonic()
+            if s["running"] or s["waiting"] or s["queued"] != queued_before:  # a worker is at it
+                idle_since, warned = now, False
+            queued_before = s["queued"]
+            if s["queued"] and not warned and now - idle_since >= fleet.idle_warning:
+                warned = True
+                _warn_idle(flow, fleet, s["queued"], now - idle_since)
             for row in jobs.rows(state, run_id):
                 unit = unit_of.get(row["account"])
                 if unit not in pending:
                     continue
+                status[unit] = row["status"]
                 numbers = (row["to_copy"], row["copied"], row["bytes_copied"])
                 if shown.get(unit) != numbers:
                     shown[unit] = numbers
@@ -116,6 +143,8 @@ def _follow(flow, begun: dict, action: str, fleet: FleetSettings, outcomes: dict
                 if row["status"] in jobs.FINAL:
                     t, acc = pending.pop(unit)
                     outcomes[unit] = _outcome(flow, unit, t, acc, row)
+            if pending and fleet.timeout is not None and time.monotonic() - began >= fleet.timeout:
+                _give_up(flow, fleet, pending, status, len(begun), outcomes)
             if pending:
                 time.sleep(fleet.poll)
     except MailmigrateError as e:
@@ -129,10 +158,37 @@ def _follow(flow, begun: dict, action: str, fleet: FleetSettings, outcomes: dict
         pending.clear()
     finally:
         for unit, (t, _) in pending.items():  # interrupted (Ctrl-C): the jobs may still run on workers
-            _end(flow, unit, t, False, "stopped while the fleet was running it; its job may still be running "
-                                       "on a worker (the account lock keeps a new run from copying alongside)", None)
+            _end(flow, unit, t, False, f"stopped while the fleet was running it; {_STILL_RUNS}", None)
         if state is not None:
             state.close()
+
+
+_STILL_RUNS = ("its job may still be running on a worker, or run when one takes it (the account lock keeps a new "
+               "run from copying alongside)")
+
+
+def _warn_idle(flow, fleet: FleetSettings, queued: int, idle: float) -> None:
+    from ..sync.state_pg import redact_url
+
+    message = (f"fleet: no worker has taken any of the {queued} queued job(s) for {idle:.0f} s; is a worker "
+               f"running? Start workers with `mailmigrate worker --broker {redact_url(fleet.broker)} --state "
+               f"{redact_url(fleet.state_url)}` and the accounts' passwords (docs/fleet.md), or check that the "
+               f"running ones use this broker and are not busy with other runs")
+    log.warning("%s", message)
+    flow.wf.log(None, "WARNING", message)
+
+
+def _give_up(flow, fleet: FleetSettings, pending: dict, status: dict, total: int, outcomes: dict) -> None:
+    """The fleet timeout: the units still waiting end as on an interruption, saying why; their jobs stay on
+    the broker and in the job table, so a worker that comes later still runs them and a later action on the
+    unit copies nothing twice."""
+    log.warning("fleet: timeout of %g s reached with %d of %d account(s) not finished; stopped waiting (their "
+                "jobs stay queued or running on the fleet)", fleet.timeout, len(pending), total)
+    for unit, (t, _) in list(pending.items()):
+        where = status.get(unit, "queued")
+        outcomes[unit] = _end(flow, unit, t, False, f"fleet timeout ({fleet.timeout:g} s) reached while its "
+                                                    f"job was {where}; stopped waiting; {_STILL_RUNS}", None)
+    pending.clear()
 
 
 def _outcome(flow, unit: str, t, acc, row: dict) -> ActionOutcome:

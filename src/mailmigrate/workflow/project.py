@@ -33,6 +33,8 @@ Example (``mailmigrate project init`` writes one like it)::
     executor = "celery"              # "local" (default) or "celery"; then state must be postgresql://…
     broker = "redis://mq:6379/0"     # or amqp://…; default MAILMIGRATE_BROKER (keep passwords there)
     max_connections = 20             # per server and side, over the whole fleet
+    fleet_timeout = 3600             # optional: stop waiting for the workers after this many seconds
+    idle_warning = 60                # warn when no worker took a queued job for this long (default 60)
 
 A CommuniGate Pro store (docs/communigate.md) has no [source] or [accounts]: the accounts found in the tree
 are the units, and start creates each one's user in the target directory before the first copy::
@@ -113,6 +115,8 @@ class Project:
     executor: str = "local"
     broker: str | None = None
     max_connections: int | None = None
+    fleet_timeout: float | None = None
+    idle_warning: float = 60.0
 
     @property
     def base(self) -> Path:
@@ -300,7 +304,15 @@ def _fleet(name: str, path: str, state, sec: dict) -> dict:
     cap = sec.get("max_connections")
     if cap is not None and (not isinstance(cap, int) or cap < 1):
         raise ConfigError(f"project {name}: [fleet] max_connections must be a whole number of at least 1")
-    return {"executor": executor, "broker": sec.get("broker"), "max_connections": cap}
+    out = {"executor": executor, "broker": sec.get("broker"), "max_connections": cap}
+    for key in ("fleet_timeout", "idle_warning"):  # seconds: how long start/sync/finish wait for the workers
+        v = sec.get(key)
+        if v is None:
+            continue
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or v <= 0:
+            raise ConfigError(f"project {name}: [fleet] {key} must be a number of seconds above 0")
+        out[key] = float(v)
+    return out
 
 
 def check_fleet(name: str, path: str, state) -> None:
