@@ -3,11 +3,9 @@
 
 from __future__ import annotations
 
-import importlib.util
 import io
 import json
 import shutil
-from pathlib import Path
 
 import pytest
 from rich.console import Console
@@ -17,18 +15,15 @@ from mailmigrate.errors import ConfigError
 from mailmigrate.paths.communigate.accounts import password_state, read_account
 from mailmigrate.paths.communigate.overview import build_overview, dumps, render, to_json
 from mailmigrate.stores.communigate import locate
+from samples import generator
 
-ROOT = Path(__file__).resolve().parent.parent
 PASSWORDS = ['Wonder land "42"', "c4rol", "erin-pw", "fr4nk!", "Ul7yJ3Pz0kQ2vXc9", "X9Yhashed"]
 
 
 @pytest.fixture(scope="module")
 def sample(tmp_path_factory):
-    spec = importlib.util.spec_from_file_location("make_communigate", ROOT / "examples" / "make_communigate.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
     dest = tmp_path_factory.mktemp("cgp") / "store"
-    return dest, mod.build(dest)
+    return dest, generator("make_communigate").build(dest)
 
 
 def test_json_overview_counts_sizes_and_password_states(sample):

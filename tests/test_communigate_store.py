@@ -3,7 +3,6 @@ the generator's exact bytes, flags and date, keys stay put, and a damaged store 
 
 from __future__ import annotations
 
-import importlib.util
 import shutil
 from pathlib import Path
 
@@ -12,27 +11,21 @@ import pytest
 from mailmigrate.errors import ConfigError, FolderFailed
 from mailmigrate.model import INBOX
 from mailmigrate.stores.communigate import VALIDITY, CommuniGateStore, discover, main_domain_name
+from samples import generator
 
 ROOT = Path(__file__).resolve().parent.parent
-
-
-def load_generator():
-    spec = importlib.util.spec_from_file_location("make_communigate", ROOT / "examples" / "make_communigate.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
 
 
 @pytest.fixture(scope="module")
 def sample(tmp_path_factory):
     dest = tmp_path_factory.mktemp("cgp") / "store"
-    manifest = load_generator().build(dest)
+    manifest = generator("make_communigate").build(dest)
     return dest, manifest
 
 
 def test_committed_sample_is_what_the_generator_writes(tmp_path):
     fresh = tmp_path / "store"
-    load_generator().build(fresh)
+    generator("make_communigate").build(fresh)
     committed = ROOT / "examples" / "communigate"
     files = sorted(p.relative_to(fresh) for p in fresh.rglob("*") if p.is_file())
     assert files == sorted(p.relative_to(committed) for p in committed.rglob("*") if p.is_file())
@@ -117,7 +110,7 @@ def test_fetch_after_new_mail_arrives_rereads_the_index(sample, tmp_path):
     base, _ = sample
     copy = tmp_path / "cg"
     shutil.copytree(base, copy)
-    gen = load_generator()
+    gen = generator("make_communigate")
     with CommuniGateStore(copy, "bob") as s:
         keys = [m.key for m in s.list_messages(INBOX)[1]]
         inbox = copy / "Accounts" / "bob.mbox"

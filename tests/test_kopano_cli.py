@@ -2,24 +2,14 @@
 
 from __future__ import annotations
 
-import importlib.util
 import shutil
-from pathlib import Path
 
 from mailmigrate.cli.main import main
-
-ROOT = Path(__file__).resolve().parents[1]
-
-
-def _sample(tmp_path):
-    spec = importlib.util.spec_from_file_location("make_zarafa", ROOT / "examples" / "make_zarafa.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod.build(tmp_path / "sample")
+from samples import zarafa_sample
 
 
 def test_config_dry_run_apply_rerun(tmp_path, capsys):
-    s = _sample(tmp_path)
+    s = zarafa_sample(tmp_path)
     kopano = tmp_path / "kopano"
     shutil.copytree(s / "kopano-example-config", kopano)
     args = ["kopano", "config", "--zarafa-dir", str(s / "etc-zarafa"), "--kopano-dir", str(kopano),
@@ -37,7 +27,7 @@ def test_config_dry_run_apply_rerun(tmp_path, capsys):
 
 
 def test_ldap_offline_and_check_config(tmp_path, capsys):
-    s = _sample(tmp_path)
+    s = zarafa_sample(tmp_path)
     out = tmp_path / "kopano.ldif"
     assert main(["kopano", "ldap-offline", str(s / "slapcat.ldif"), str(out)]) == 0
     assert b"kopano-user" in out.read_bytes() and b"zarafa" not in out.read_bytes().lower()

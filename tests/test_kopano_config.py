@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import os
 import shutil
 from pathlib import Path
@@ -13,20 +12,12 @@ from mailmigrate.errors import ConfigError
 from mailmigrate.paths.kopano import cfgfile
 from mailmigrate.paths.kopano.config import ConfigMigration, translate_path
 from mailmigrate.paths.plan import BACKUP_SUFFIX
-
-ROOT = Path(__file__).resolve().parents[1]
-
-
-def _sample(tmp_path: Path) -> Path:
-    spec = importlib.util.spec_from_file_location("make_zarafa", ROOT / "examples" / "make_zarafa.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod.build(tmp_path / "sample")
+from samples import zarafa_sample
 
 
 @pytest.fixture
 def sample(tmp_path):
-    s = _sample(tmp_path)
+    s = zarafa_sample(tmp_path)
     shutil.copytree(s / "kopano-example-config", tmp_path / "etc" / "kopano")
     return s, tmp_path / "etc" / "kopano"
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import subprocess
 import sys
 from pathlib import Path
@@ -20,6 +19,7 @@ from mailmigrate.formats.ldif import LdifEntry, dump_ldif, parse_ldif  # noqa: E
 from mailmigrate.model import Secret  # noqa: E402
 from mailmigrate.paths.kopano import ldap_offline  # noqa: E402
 from mailmigrate.paths.kopano.ldap_online import OnlineMigration  # noqa: E402
+from samples import zarafa_sample  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 SCHEMAS = ROOT / "src" / "mailmigrate" / "paths" / "kopano" / "schema"
@@ -30,10 +30,7 @@ OPERATIONAL = {"structuralobjectclass", "entryuuid", "creatorsname", "createtime
 
 
 def _sample_ldif(tmp_path: Path) -> bytes:
-    spec = importlib.util.spec_from_file_location("make_zarafa", ROOT / "examples" / "make_zarafa.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return (mod.build(tmp_path / "sample") / "slapcat.ldif").read_bytes()
+    return (zarafa_sample(tmp_path) / "slapcat.ldif").read_bytes()
 
 
 def _needs_slapd():

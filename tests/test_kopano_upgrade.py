@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import importlib.util
 import os
 import secrets
 import subprocess
-from pathlib import Path
 
 import pymysql
 import pytest
@@ -15,15 +13,7 @@ from mailmigrate.model import Secret
 from mailmigrate.paths.kopano.backup import KopanoBackup
 from mailmigrate.paths.kopano.lob import DbParams
 from mailmigrate.paths.kopano.upgrade import check_config, check_config_dir
-
-ROOT = Path(__file__).resolve().parents[1]
-
-
-def _sample(tmp_path):
-    spec = importlib.util.spec_from_file_location("make_zarafa", ROOT / "examples" / "make_zarafa.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod.build(tmp_path / "sample")
+from samples import zarafa_sample
 
 
 @pytest.fixture
@@ -97,7 +87,7 @@ def test_backup_with_wrong_password_fails_and_leaves_no_dump(db, tmp_path):
 
 
 def test_new_options_against_example_config(tmp_path):
-    s = _sample(tmp_path)
+    s = zarafa_sample(tmp_path)
     installed = tmp_path / "server.cfg"
     installed.write_text((s / "kopano-example-config" / "server.cfg").read_text() + "user_safe_mode = yes\n"
                          "license_socket = /x\n")
