@@ -1,0 +1,347 @@
+"""What the sync state records, and its queries, written once for both back ends.
+
+The meaning of the record (intents, then done; lost intents) is explained in :mod:`.state`.  SQLite
+(:mod:`.state`) and PostgreSQL (:mod:`.state_pg`) hold the same tables under different names and speak
+slightly different SQL; every query used to be written twice, and each new feature had to be too, with the
+risk that the copies drift apart.  Here the queries live once in :class:`SqlStateDB`, written in the SQL
+both servers accept (upserts with ``ON CONFLICT``, ``RETURNING``, ``TRUE``, ``CURRENT_TIMESTAMP`` all work in
+SQLite 3.35 and later) with ``?`` placeholders and ``{folders}``, ``{messages}``, ``{lost}`` for the tables.
+A back end supplies only what genuinely differs: the table names, its placeholder, how one write
+transaction is run and how a statement matches a column against a list.  Opening, schema checks and
+migrations, locking between runs or workers and durability settings stay in the back ends.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import threading
+from contextlib import AbstractContextManager
+from dataclasses import dataclass
+from typing import Any, Iterable, Iterator, Sequence
+
+from ..model import FolderPath
+
+PENDING = 0
+DONE = 1
+
+
+def encode_path(path: FolderPath) -> str:
+    return json.dumps(list(path), ensure_ascii=False)
+
+
+def decode_path(text: str) -> FolderPath:
+    return tuple(json.loads(text))
+
+
+def encode_flags(flags: Iterable[str]) -> str:
+    return " ".join(sorted(flags))
+
+
+def decode_flags(text: str) -> frozenset[str]:
+    return frozenset(text.split()) if text else frozenset()
+
+
+@dataclass
+class FolderState:
+    id: int
+    account: str
+    source_path: FolderPath
+    target_path: FolderPath
+    source_validity: int | None
+    source_uidnext: int | None
+    source_modseq: int | None
+    source_count: int | None
+    target_validity: int | None
+
+
+@dataclass
+class MessageRow:
+    source_key: str
+    fingerprint: str
+    norm_fingerprint: str | None
+    size: int
+    source_flags: frozenset[str]
+    target_key: str | None
+    state: int
+    uid_floor: int | None
+
+
+@dataclass
+class LostIntent:
+    """An intent recovery declared lost, kept so that a late commit of its copy can still be recognised.
+
+    ``uid_floor`` is the target's UIDNEXT when the intent was declared lost: a copy committed afterwards
+    can only have a UID at or above it.  ``lost_at`` is a Unix time.
+    """
+
+    id: int
+    source_key: str
+    fingerprint: str
+    norm_fingerprint: str | None
+    size: int
+    uid_floor: int | None
+    lost_at: float
+
+
+_FOLDER_COLS = ("id, account, source_path, target_path, source_validity, source_uidnext, source_modseq,"
+                " source_count, target_validity")
+_MESSAGE_COLS = "source_key, fingerprint, norm_fingerprint, size, source_flags, target_key, state, uid_floor"
+_LOST_COLS = "id, source_key, fingerprint, norm_fingerprint, size, uid_floor, lost_at"
+
+
+@functools.lru_cache(maxsize=512)
+def _render(template: str, folders: str, messages: str, lost: str, placeholder: str) -> str:
+    # A "%" in the text would be read as a placeholder by psycopg; none of the queries has one, and doubling
+    # it keeps a future one literal.
+    sql = template.format(folders=folders, messages=messages, lost=lost)
+    return sql if placeholder == "?" else sql.replace("%", "%%").replace("?", placeholder)
+
+
+class SqlStateDB:
+    """The state's queries over one DB-API connection.  Threads share the connection through
+    ``self._lock``: both back ends serialise writers anyway and the work per call is tiny compared to the
+    network.
+
+    Subclasses set the table names and placeholder and implement :meth:`_transaction` and :meth:`_in`.
+    Every write runs in one transaction of its own, so a crash leaves it wholly done or not at all; a write
+    given nothing to do returns without opening one.
+    """
+
+    FOLDERS: str
+    MESSAGES: str
+    LOST: str
+    PLACEHOLDER: str
+
+    def __init__(self, conn):
+        self._conn = conn
+        self._lock = threading.RLock()
+
+    def close(self) -> None:
+        with self._lock:
+            self._conn.close()
+
+    # --- the dialect ---------------------------------------------------------------------------
+    def _transaction(self) -> AbstractContextManager:
+        """One write transaction: committed when the block ends, rolled back when it raises."""
+        raise NotImplementedError
+
+    def _in(self, column: str, values: Sequence) -> tuple[str, Any]:
+        """A condition "column is one of values" with one placeholder, and the parameter for it."""
+        raise NotImplementedError
+
+    def _sql(self, template: str) -> str:
+        return _render(template, self.FOLDERS, self.MESSAGES, self.LOST, self.PLACEHOLDER)
+
+    def _execute(self, template: str, params: Sequence = ()):
+        return self._conn.execute(self._sql(template), params)
+
+    def _executemany(self, template: str, params: Iterable[Sequence]) -> None:
+        cur = self._conn.cursor()
+        try:
+            cur.executemany(self._sql(template), params)
+        finally:
+            cur.close()
+
+    # --- folders ------------------------------------------------------------------------------
+    def folder(self, account: str, source_path: FolderPath) -> FolderState | None:
+        with self._lock:
+            r = self._execute(f"SELECT {_FOLDER_COLS} FROM {{folders}} WHERE account=? AND source_path=?",
+                              (account, encode_path(source_path))).fetchone()
+        return self._folder_row(r) if r else None
+
+    def folders(self, account: str) -> list[FolderState]:
+        with self._lock:
+            rows = self._execute(f"SELECT {_FOLDER_COLS} FROM {{folders}} WHERE account=? ORDER BY id",
+                                 (account,)).fetchall()
+        return [self._folder_row(r) for r in rows]
+
+    @staticmethod
+    def _folder_row(r) -> FolderState:
+        return FolderState(r[0], r[1], decode_path(r[2]), decode_path(r[3]), *r[4:])
+
+    def ensure_folder(self, account: str, source_path: FolderPath, target_path: FolderPath) -> FolderState:
+        with self._lock, self._transaction():
+            # fetchall: SQLite cannot commit while an INSERT ... RETURNING is still open.
+            rows = self._execute(
+                "INSERT INTO {folders}(account, source_path, target_path) VALUES (?,?,?) "
+                "ON CONFLICT (account, source_path) DO UPDATE SET target_path=excluded.target_path "
+                f"RETURNING {_FOLDER_COLS}",
+                (account, encode_path(source_path), encode_path(target_path)),
+            ).fetchall()
+        return self._folder_row(rows[0])
+
+    def set_folder_marks(
+        self,
+        folder_id: int,
+        *,
+        source_validity: int | None,
+        source_uidnext: int | None,
+        source_modseq: int | None,
+        source_count: int | None,
+        target_validity: int | None,
+    ) -> None:
+        # CURRENT_TIMESTAMP is UTC text in SQLite (as datetime('now')) and the transaction's time in
+        # PostgreSQL (as now()).
+        with self._lock, self._transaction():
+            self._execute(
+                "UPDATE {folders} SET source_validity=?, source_uidnext=?, source_modseq=?, source_count=?,"
+                " target_validity=?, synced_at=CURRENT_TIMESTAMP WHERE id=?",
+                (source_validity, source_uidnext, source_modseq, source_count, target_validity, folder_id),
+            )
+
+    def mark_created(self, folder_id: int) -> None:
+        """mailmigrate made this target folder: an abort may remove it again (when empty)."""
+        # TRUE is a BOOLEAN in PostgreSQL and 1 in SQLite, matching each one's column.
+        with self._lock, self._transaction():
+            self._execute("UPDATE {folders} SET target_created=TRUE WHERE id=?", (folder_id,))
+
+    def created_folders(self, account: str) -> set[int]:
+        with self._lock:
+            return {r[0] for r in self._execute(
+                "SELECT id FROM {folders} WHERE account=? AND target_created=TRUE", (account,))}
+
+    def forget_account(self, account: str) -> None:
+        # The foreign keys cascade on both back ends; deleting the children by name does not depend on it.
+        with self._lock, self._transaction():
+            for table in ("{messages}", "{lost}"):
+                self._execute(f"DELETE FROM {table} WHERE folder_id IN (SELECT id FROM {{folders}} WHERE account=?)",
+                              (account,))
+            self._execute("DELETE FROM {folders} WHERE account=?", (account,))
+
+    def forget_change_marks(self, folder_id: int) -> None:
+        """Make the next run list the folder in full (after a partial run)."""
+        with self._lock, self._transaction():
+            self._execute("UPDATE {folders} SET source_uidnext=NULL, source_modseq=NULL, source_count=NULL"
+                          " WHERE id=?", (folder_id,))
+
+    def iter_accounts(self) -> Iterator[str]:
+        with self._lock:
+            rows = self._execute("SELECT DISTINCT account FROM {folders} ORDER BY account").fetchall()
+        for r in rows:
+            yield r[0]
+
+    # --- messages -----------------------------------------------------------------------------
+    def messages(self, folder_id: int) -> dict[str, MessageRow]:
+        with self._lock:
+            rows = self._execute(f"SELECT {_MESSAGE_COLS} FROM {{messages}} WHERE folder_id=?",
+                                 (folder_id,)).fetchall()
+        return {r[0]: MessageRow(r[0], r[1], r[2], r[3], decode_flags(r[4]), r[5], r[6], r[7]) for r in rows}
+
+    def count(self, folder_id: int) -> int:
+        with self._lock:
+            return self._execute("SELECT count(*) FROM {messages} WHERE folder_id=?", (folder_id,)).fetchone()[0]
+
+    def has_pending(self, folder_id: int) -> bool:
+        with self._lock:
+            return self._execute("SELECT 1 FROM {messages} WHERE folder_id=? AND state=? LIMIT 1",
+                                 (folder_id, PENDING)).fetchone() is not None
+
+    def record_intents(self, folder_id: int, rows: Iterable[MessageRow]) -> None:
+        """Step 1: before the target sees the messages.  Committed durably before returning.
+
+        A row already there for the key is replaced whole: an intent is a fresh start for that message.
+        """
+        params = [(folder_id, r.source_key, r.fingerprint, r.norm_fingerprint, r.size, encode_flags(r.source_flags),
+                   PENDING, r.uid_floor) for r in rows]
+        if not params:
+            return
+        with self._lock, self._transaction():
+            self._executemany(
+                "INSERT INTO {messages}(folder_id, source_key, fingerprint, norm_fingerprint, size,"
+                " source_flags, target_key, state, uid_floor) VALUES (?,?,?,?,?,?,NULL,?,?) "
+                "ON CONFLICT (folder_id, source_key) DO UPDATE SET fingerprint=excluded.fingerprint,"
+                " norm_fingerprint=excluded.norm_fingerprint, size=excluded.size,"
+                " source_flags=excluded.source_flags, target_key=NULL, state=excluded.state,"
+                " uid_floor=excluded.uid_floor",
+                params,
+            )
+
+    def complete(self, folder_id: int, done: Iterable[tuple[str, str]]) -> None:
+        """Step 2: (source_key, target_key) pairs the target confirmed."""
+        params = [(tk, DONE, folder_id, sk) for sk, tk in done]
+        if not params:
+            return
+        with self._lock, self._transaction():
+            self._executemany("UPDATE {messages} SET target_key=?, state=? WHERE folder_id=? AND source_key=?",
+                              params)
+
+    def drop(self, folder_id: int, source_keys: Iterable[str]) -> None:
+        keys = list(source_keys)
+        if not keys:
+            return
+        cond, param = self._in("source_key", keys)
+        with self._lock, self._transaction():
+            self._execute(f"DELETE FROM {{messages}} WHERE folder_id=? AND {cond}", (folder_id, param))
+
+    def declare_lost(self, folder_id: int, rows: Iterable[MessageRow], *, uid_floor: int | None, at: float) -> None:
+        """Drop PENDING rows recovery did not find and remember them as lost intents, in one transaction:
+        a crash between the two must not leave a dropped intent that nobody watches."""
+        rows = list(rows)
+        if not rows:
+            return
+        cond, param = self._in("source_key", [r.source_key for r in rows])
+        with self._lock, self._transaction():
+            self._execute(f"DELETE FROM {{messages}} WHERE folder_id=? AND {cond}", (folder_id, param))
+            self._executemany(
+                "INSERT INTO {lost}(folder_id, source_key, fingerprint, norm_fingerprint, size, uid_floor,"
+                " lost_at) VALUES (?,?,?,?,?,?,?)",
+                [(folder_id, r.source_key, r.fingerprint, r.norm_fingerprint, r.size, uid_floor, at) for r in rows],
+            )
+
+    def lost_intents(self, folder_id: int) -> list[LostIntent]:
+        with self._lock:
+            rows = self._execute(f"SELECT {_LOST_COLS} FROM {{lost}} WHERE folder_id=? ORDER BY id",
+                                 (folder_id,)).fetchall()
+        return [LostIntent(*r) for r in rows]
+
+    def has_lost_intents(self, folder_id: int) -> bool:
+        with self._lock:
+            return self._execute("SELECT 1 FROM {lost} WHERE folder_id=? LIMIT 1", (folder_id,)).fetchone() is not None
+
+    def forget_lost(self, folder_id: int, ids: Iterable[int]) -> None:
+        ids = list(ids)
+        if not ids:
+            return
+        cond, param = self._in("id", ids)
+        with self._lock, self._transaction():
+            self._execute(f"DELETE FROM {{lost}} WHERE folder_id=? AND {cond}", (folder_id, param))
+
+    def set_flags(self, folder_id: int, changes: Iterable[tuple[str, frozenset[str]]]) -> None:
+        params = [(encode_flags(f), folder_id, k) for k, f in changes]
+        if not params:
+            return
+        with self._lock, self._transaction():
+            self._executemany("UPDATE {messages} SET source_flags=? WHERE folder_id=? AND source_key=?", params)
+
+    def rekey_source(self, folder_id: int, renames: dict[str, str]) -> None:
+        """After a source UIDVALIDITY change: old key -> new key, in one transaction.
+
+        Goes through temporary keys so that a new key equal to another row's old key cannot collide.  Lost
+        intents follow their rows: a late copy is recognised through the row of the same key.
+        """
+        if not renames:
+            return
+        with self._lock, self._transaction():
+            for table in ("{messages}", "{lost}"):
+                self._executemany(f"UPDATE {table} SET source_key=? WHERE folder_id=? AND source_key=?",
+                                  [("~rekey~" + new, folder_id, old) for old, new in renames.items()])
+                self._execute(f"UPDATE {table} SET source_key=substr(source_key, 8)"
+                              " WHERE folder_id=? AND source_key LIKE ?", (folder_id, "~rekey~%"))
+
+    def rekey_target(self, folder_id: int, changes: dict[str, str | None]) -> None:
+        """After a target UIDVALIDITY change: source key -> new target key, or None to forget the row."""
+        if not changes:
+            return
+        with self._lock, self._transaction():
+            for sk, tk in changes.items():
+                if tk is None:
+                    self._execute("DELETE FROM {messages} WHERE folder_id=? AND source_key=?", (folder_id, sk))
+                else:
+                    self._execute("UPDATE {messages} SET target_key=? WHERE folder_id=? AND source_key=?",
+                                  (tk, folder_id, sk))
+
+    def all_target_keys(self, folder_id: int) -> set[str]:
+        with self._lock:
+            return {r[0] for r in self._execute(
+                "SELECT target_key FROM {messages} WHERE folder_id=? AND target_key IS NOT NULL", (folder_id,))}
