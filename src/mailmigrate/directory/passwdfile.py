@@ -12,10 +12,10 @@ Writes go to a temporary file that replaces the old one, keeping its owner and m
 from __future__ import annotations
 
 import os
-import tempfile
 from pathlib import Path
 
 from ..errors import FormatError
+from ..formats.atomic import replace_file
 from ..formats.passwdfile import PasswdEntry, dump_passwd_file, parse_passwd_file
 from ..model import Secret
 from . import passwords
@@ -145,23 +145,9 @@ class PasswdFileDirectory(DirectoryWriter):
             mode, owner = st.st_mode & 0o7777, (st.st_uid, st.st_gid)
         except FileNotFoundError:
             mode, owner = 0o600, None
-        fd, tmp = tempfile.mkstemp(prefix="." + self.path.name + ".", dir=str(self.path.parent))
-        try:
-            with os.fdopen(fd, "wb") as f:
-                os.fchmod(f.fileno(), mode & 0o660)  # never world-readable: it holds hashes
-                if owner is not None and owner != (os.getuid(), os.getgid()):
-                    try:
-                        os.fchown(f.fileno(), *owner)
-                    except PermissionError:
-                        pass
-                f.write(data)
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(tmp, self.path)
-        except BaseException:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
-            raise
+        # Never world-readable: it holds hashes.  Someone allowed to replace the file but not to give it
+        # away (an administrator in its group) still gets it written, owned by them.
+        replace_file(self.path, data, mode & 0o660, owner=owner, owner_best_effort=True)
         self._dirty = False
 
 

@@ -1,9 +1,9 @@
 """Replacing a whole file so that a reader or a crash sees the old bytes or the new, never a mix.
 
 The files the directory writers and the paths' procedures replace (e-smith databases, ``/etc/shadow``,
-configuration files, LDIF backups) are read by the system they belong to while we write them, and some
-hold password hashes; each caller decides the final mode (keep the old one, or never wider than 0600),
-this module only makes the swap atomic and durable.
+configuration files, LDIF backups, state lists) are read by the system they belong to while we write them,
+and some hold password hashes; each caller decides the final mode (keep the old one, never wider than 0600,
+or what a plain ``open()`` would have given) and owner, this module only makes the swap atomic and durable.
 """
 
 from __future__ import annotations
@@ -11,22 +11,41 @@ from __future__ import annotations
 import os
 import tempfile
 from pathlib import Path
+from typing import Literal
 
 
-def replace_file(path: Path, data: bytes, mode: int | None, *, suffix: str = "") -> None:
+def replace_file(path: Path, data: bytes, mode: int | Literal["umask"] | None, *, suffix: str = "",
+                 prefix: str | None = None, owner: tuple[int, int] | None = None,
+                 owner_best_effort: bool = False) -> None:
     """Write ``data`` to a temporary file beside ``path`` and rename it over ``path``.
 
-    The temporary file is created 0600 and gets ``mode`` (None: stays 0600) only once the data is in, so
-    a hash is never readable by more than its owner while it is being written; it is fsynced before the
-    rename so the rename never publishes an empty file after a power loss, and removed if anything fails.
-    Syncing the directory (so the rename itself survives a crash) is left to callers that need it;
-    ``suffix`` lets a caller's leftovers of a hard crash be told from other files.
+    The temporary file is created 0600 and gets ``mode`` (None: stays 0600; ``"umask"``: what ``open()``
+    would give a new file, for files other programs read under the permissions their directory's users
+    expect) only once the data is in, so a hash is never readable by more than its owner while it is being
+    written.  ``owner`` (uid, gid) is given to it before the mode, so a file that must belong to someone
+    else (a mailbox's user, a passwd-file's owner) is never published as ours; a refusal is an error unless
+    ``owner_best_effort``, for callers that let an unprivileged administrator replace a file they may write
+    but not give away.  It is fsynced before the rename so the rename never publishes an empty file after
+    a power loss, and removed if anything fails.  Syncing the directory (so the rename itself survives a
+    crash) is left to callers that need it; ``prefix`` (default ``.<name>.``) and ``suffix`` let a caller's
+    leftovers of a hard crash be told from other files, and keep them out of names that mean something in
+    that directory.
     """
-    fd, tmp = tempfile.mkstemp(prefix="." + path.name + ".", suffix=suffix, dir=str(path.parent))
+    if prefix is None:
+        prefix = "." + path.name + "."
+    fd, tmp = tempfile.mkstemp(prefix=prefix, suffix=suffix, dir=str(path.parent))
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(data)
             f.flush()
+            if owner is not None and owner != (os.getuid(), os.getgid()):
+                try:
+                    os.fchown(f.fileno(), *owner)
+                except PermissionError:
+                    if not owner_best_effort:
+                        raise
+            if mode == "umask":
+                mode = 0o666 & ~_umask()
             if mode is not None:
                 os.fchmod(f.fileno(), mode)
             os.fsync(f.fileno())
@@ -37,3 +56,19 @@ def replace_file(path: Path, data: bytes, mode: int | None, *, suffix: str = "")
         except FileNotFoundError:
             pass
         raise
+
+
+def _umask() -> int:
+    """Read without changing it where Linux shows it: setting it to read it back races with other threads
+    creating files; the fallback sets 0077 for that instant, so a file created meanwhile is stricter, never
+    wider."""
+    try:
+        with open("/proc/self/status", "rb") as f:
+            for line in f:
+                if line.startswith(b"Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    old = os.umask(0o077)
+    os.umask(old)
+    return old
