@@ -13,6 +13,7 @@ import os
 from pathlib import Path
 
 from ..errors import FormatError
+from ..formats.atomic import replace_file
 from .base import KINDS, AddressList, Alias, Company, Contact, Directory, DynamicGroup, Group, User
 
 _TYPES = {"users": User, "groups": Group, "aliases": Alias, "contacts": Contact, "companies": Company,
@@ -47,10 +48,10 @@ def from_dict(data: dict, origin: str = "snapshot") -> Directory:
 
 
 def save(d: Directory, path: str | os.PathLike) -> None:
-    p = Path(path)
-    tmp = p.with_name(p.name + ".tmp")
-    tmp.write_text(json.dumps(to_dict(d), indent=1, ensure_ascii=False, sort_keys=True), encoding="utf-8")
-    os.replace(tmp, p)
+    """Replaced atomically, so a crash during a second snapshot never costs the "before" of the first; no
+    secrets in it, so it gets the mode any new file of the user's would."""
+    data = json.dumps(to_dict(d), indent=1, ensure_ascii=False, sort_keys=True).encode("utf-8")
+    replace_file(Path(path), data, "umask", suffix=".tmp")
 
 
 def load(path: str | os.PathLike) -> Directory:
