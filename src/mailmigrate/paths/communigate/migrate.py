@@ -27,7 +27,6 @@ import fcntl
 import json
 import logging
 import os
-import tempfile
 import threading
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -38,6 +37,7 @@ from urllib.parse import quote, urlencode, urlsplit
 from ...directory.base import DirectoryError, DirectoryWriter, User, fold
 from ...directory.passwords import generate
 from ...errors import ConfigError, MailmigrateError
+from ...formats.atomic import replace_file
 from ...model import Account, AccountResult, Counters, Problem, Secret
 from ...stores.communigate import base_domain_dirs, domain_accounts, main_domain_name
 from ...stores.registry import StoreOptions, is_loopback, parse_spec
@@ -189,17 +189,7 @@ def record_created(state_path: Path, login: str) -> None:
         if login in users:
             return
         users.add(login)
-        fd, tmp = tempfile.mkstemp(prefix=p.name + ".", suffix=".tmp", dir=p.parent)
-        try:
-            with os.fdopen(fd, "w", encoding="utf-8") as f:
-                json.dump(sorted(users), f, indent=1)
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(tmp, p)
-        except BaseException:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
-            raise
+        replace_file(p, json.dumps(sorted(users), indent=1).encode("utf-8"), None, prefix=p.name + ".", suffix=".tmp")
     finally:
         os.close(lock)  # releases the lock
 
