@@ -27,6 +27,7 @@ from pathlib import Path
 
 from ...directory.provider import PROVIDER_APP
 from ...errors import ConfigError, MailmigrateError, StateLocked
+from ...formats.atomic import replace_file
 from ...formats.esmith import EsmithDb, read_esmith, write_esmith
 from ...stores.maildir import MaildirStore
 from ...sync.abort import abort_account
@@ -106,9 +107,7 @@ def _load(p: Project) -> dict:
 
 def _save(p: Project, data: dict) -> None:
     p.state_dir.mkdir(parents=True, exist_ok=True)
-    tmp = p.state_file.with_suffix(".tmp")
-    tmp.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
-    os.replace(tmp, p.state_file)
+    replace_file(p.state_file, (json.dumps(data, indent=2, sort_keys=True) + "\n").encode(), "umask", suffix=".tmp")
 
 
 def _app(data: dict, app: str) -> dict:
@@ -479,12 +478,7 @@ def _convert_sieve(p: Project, users: dict[str, str], log: EventLog) -> int:
 def _private_json(path: Path, obj) -> None:
     """Settings holding connector and relay passwords: 0600 from the start."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as f:
-        json.dump(obj, f, indent=2, sort_keys=True)
-        f.write("\n")
-    os.replace(tmp, path)
+    replace_file(path, (json.dumps(obj, indent=2, sort_keys=True) + "\n").encode(), 0o600, suffix=".tmp")
 
 
 def _recalc_quota(p: Project, users: dict[str, str], log: EventLog,
