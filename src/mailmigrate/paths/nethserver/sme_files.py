@@ -8,6 +8,7 @@ import tempfile
 from pathlib import Path
 
 from ...errors import MailmigrateError
+from ...formats.atomic import replace_file
 from ...formats.dovecot_acl import ACL_FILE, parse_acl_line
 from ...sync.state import StateDB
 from .identifiers import Qualifier
@@ -202,9 +203,5 @@ def _replace(path: Path, data: bytes) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     like = path if path.exists() else path.parent
     st = like.stat()
-    tmp = path.with_name("." + path.name + ".mailmigrate-tmp")
-    tmp.write_bytes(data)
-    os.chmod(tmp, st.st_mode & 0o7777 if like is path else 0o600)
-    if (st.st_uid, st.st_gid) != (os.getuid(), os.getgid()):
-        os.chown(tmp, st.st_uid, st.st_gid)
-    os.replace(tmp, path)
+    replace_file(path, data, st.st_mode & 0o7777 if like is path else 0o600, owner=(st.st_uid, st.st_gid),
+                 suffix=".mailmigrate-tmp")
