@@ -29,6 +29,7 @@ from typing import Iterable, Iterator, Sequence
 
 from ..errors import ConfigError, FolderFailed, FormatError, MessageRejected, QuotaExceeded, StoreError
 from ..formats import maildir as fmt
+from ..formats.atomic import replace_file
 from ..formats.specialuse import guess_special_use
 from ..model import (SYSTEM_FLAGS, AppendItem, Body, FolderInfo, FolderPath, FolderStatus, MessageMeta,
                      PermanentFlags, intern_flags)
@@ -440,13 +441,10 @@ def _write_validity(d: Path) -> None:
 
 
 def _replace_file(p: Path, data: bytes) -> None:
-    """Write beside and rename, so a reader never sees half a keywords or subscriptions file."""
-    tmp = p.with_name(f"{p.name}.{os.getpid()}.{threading.get_ident()}.tmp")
-    with open(tmp, "wb") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, p)
+    """Write beside and rename, so a reader never sees half a keywords or subscriptions file.  The temporary
+    name keeps its shape, without a leading dot: in a Maildir++ root a dot-name marks a folder.  The mode
+    is the umask's, like the messages': whoever reads the mailbox reads these too."""
+    replace_file(p, data, "umask", prefix=p.name + ".", suffix=".tmp")
 
 
 def _unlink(p: Path) -> None:
