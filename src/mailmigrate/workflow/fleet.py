@@ -28,6 +28,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Callable
 
 from ..errors import ConfigError, MailmigrateError
+from ..fleet.watch import STILL_RUNS, IdleWatch, timeout_message, timeout_reason
 from ..model import AccountResult
 from ..sync.engine import SyncOptions
 from ..sync.runner import account_key
@@ -116,20 +117,17 @@ def _follow(flow, begun: dict, action: str, fleet: FleetSettings, outcomes: dict
             flow.wf.set_progress(unit, total=0, done=0, bytes_done=0, folder="")
             flow.wf.log(unit, "INFO", f"queued as job of fleet run {run_id}")
         shown, last, status = {}, None, {}
-        began = idle_since = time.monotonic()
-        queued_before, warned = None, False
+        began = time.monotonic()
+        idle = IdleWatch(fleet.broker, fleet.state_url, fleet.idle_warning)
         while pending:
             s = jobs.summary(state, run_id)
             if on_progress and s != last:
                 on_progress(s)
             last = s
-            now = time.monotonic()
-            if s["running"] or s["waiting"] or s["queued"] != queued_before:  # a worker is at it
-                idle_since, warned = now, False
-            queued_before = s["queued"]
-            if s["queued"] and not warned and now - idle_since >= fleet.idle_warning:
-                warned = True
-                _warn_idle(flow, fleet, s["queued"], now - idle_since)
+            warning = idle.check(s)
+            if warning:
+                log.warning("%s", warning)
+                flow.wf.log(None, "WARNING", warning)
             for row in jobs.rows(state, run_id):
                 unit = unit_of.get(row["account"])
                 if unit not in pending:
@@ -158,36 +156,18 @@ def _follow(flow, begun: dict, action: str, fleet: FleetSettings, outcomes: dict
         pending.clear()
     finally:
         for unit, (t, _) in pending.items():  # interrupted (Ctrl-C): the jobs may still run on workers
-            _end(flow, unit, t, False, f"stopped while the fleet was running it; {_STILL_RUNS}", None)
+            _end(flow, unit, t, False, f"stopped while the fleet was running it; {STILL_RUNS}", None)
         if state is not None:
             state.close()
-
-
-_STILL_RUNS = ("its job may still be running on a worker, or run when one takes it (the account lock keeps a new "
-               "run from copying alongside)")
-
-
-def _warn_idle(flow, fleet: FleetSettings, queued: int, idle: float) -> None:
-    from ..sync.state_pg import redact_url
-
-    message = (f"fleet: no worker has taken any of the {queued} queued job(s) for {idle:.0f} s; is a worker "
-               f"running? Start workers with `mailmigrate worker --broker {redact_url(fleet.broker)} --state "
-               f"{redact_url(fleet.state_url)}` and the accounts' passwords (docs/fleet.md), or check that the "
-               f"running ones use this broker and are not busy with other runs")
-    log.warning("%s", message)
-    flow.wf.log(None, "WARNING", message)
 
 
 def _give_up(flow, fleet: FleetSettings, pending: dict, status: dict, total: int, outcomes: dict) -> None:
     """The fleet timeout: the units still waiting end as on an interruption, saying why; their jobs stay on
     the broker and in the job table, so a worker that comes later still runs them and a later action on the
     unit copies nothing twice."""
-    log.warning("fleet: timeout of %g s reached with %d of %d account(s) not finished; stopped waiting (their "
-                "jobs stay queued or running on the fleet)", fleet.timeout, len(pending), total)
+    log.warning("%s", timeout_message(fleet.timeout, len(pending), total))
     for unit, (t, _) in list(pending.items()):
-        where = status.get(unit, "queued")
-        outcomes[unit] = _end(flow, unit, t, False, f"fleet timeout ({fleet.timeout:g} s) reached while its "
-                                                    f"job was {where}; stopped waiting; {_STILL_RUNS}", None)
+        outcomes[unit] = _end(flow, unit, t, False, timeout_reason(fleet.timeout, status.get(unit, "queued")), None)
     pending.clear()
 
 
