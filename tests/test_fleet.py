@@ -197,3 +197,69 @@ def test_fifty_accounts_on_real_dovecot(tmp_path, fleet_env, dovecot_factory):
     logs = "".join((tmp_path / f"d{i}.log").read_text() for i in range(2))
     assert "fl049" in logs
     assert not any(pw in sync.stderr + sync.stdout + logs for pair in users.values() for pw in pair)
+
+
+def test_sync_with_no_worker_warns_and_the_fleet_timeout_ends_it(tmp_path, fleet_env):
+    """`sync --executor celery` with no worker running: a warning on stderr within --idle-warning naming the
+    queued jobs and the worker command (the state's password masked), then --fleet-timeout ends the command
+    with status 1, each unfinished account reported failed and why, nothing copied.  The jobs it left stay
+    queued: a worker started afterwards runs them, and a rerun then finds nothing to copy."""
+    broker, state, _ = fleet_env
+    secret = "pg-s3cret-not-shown"
+    state_pw = state.replace("postgres@", f"postgres:{secret}@")  # trust auth: the password is not asked for
+    accounts = make_accounts(tmp_path, 2, messages=3, folders=("",))
+    src, dst = f"maildir:{tmp_path}/%u/src", f"maildir:{tmp_path}/%u/dst"
+    run = subprocess.Popen(MM + ["sync", src, dst, "--accounts", accounts, "--executor", "celery", "--broker",
+                                 broker, "--state", state_pw, "--idle-warning", "1", "--fleet-timeout", "3"],
+                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    lines = []
+    reader = threading.Thread(target=lambda: lines.extend((time.monotonic(), x) for x in run.stderr))
+    reader.start()
+    try:
+        run.wait(timeout=60)
+    except subprocess.TimeoutExpired:
+        run.kill()
+        pytest.fail("sync --fleet-timeout 3 still waited after 60 s")
+    finally:
+        reader.join(timeout=10)
+    out, err = run.stdout.read(), "".join(x for _, x in lines)
+    assert run.returncode == 1, err
+    queued = next(at for at, x in lines if x.startswith("fleet: 0/2 accounts done"))
+    warned = [(at, x) for at, x in lines if "no worker has taken any of the 2 queued job(s)" in x]
+    assert len(warned) == 1, err
+    assert warned[0][0] - queued < 1 + 1.5, err  # --idle-warning 1, polled every 0.5 s
+    masked = state_pw.replace(secret, "***")
+    assert f"`mailmigrate worker --broker {broker} --state {masked}`" in warned[0][1], err
+    assert "timeout of 3 s reached with 2 of 2 account(s) not finished" in err
+    for u in ("user000@example.org", "user001@example.org"):
+        assert (f"ACCOUNT FAILED maildir:{tmp_path}/{u}/src -> maildir:{tmp_path}/{u}/dst: fleet timeout (3 s) "
+                f"reached while its job was queued; stopped waiting; its job may still be running on a worker, "
+                f"or run when one takes it, copying nothing twice") in out, out
+    assert secret not in out + err
+    assert not list(tmp_path.glob("*/dst"))
+
+    worker = start_worker(broker, state, concurrency=2, name="late", log=tmp_path / "late.log")
+    try:
+        conn = psycopg.connect(state, autocommit=True)
+        assert wait_for(lambda: conn.execute("SELECT bool_and(status = 'done') FROM fleet_jobs").fetchone()[0],
+                        timeout=60), conn.execute("SELECT account, status FROM fleet_jobs").fetchall()
+        conn.close()
+    finally:
+        stop_worker(worker)
+    again = subprocess.run(MM + ["sync", src, dst, "--accounts", accounts, "--state", state, "--json"],
+                           capture_output=True, text=True, timeout=60)
+    assert json.loads(again.stdout)["copied"] == 0, again.stderr[-2000:]
+    for u in ("user000@example.org", "user001@example.org"):
+        assert read_maildir(tmp_path / u / "dst") == read_maildir(tmp_path / u / "src")
+
+
+def test_fleet_wait_options_are_checked(tmp_path):
+    accounts = make_accounts(tmp_path, 1, messages=1, folders=("",))
+    base = MM + ["sync", f"maildir:{tmp_path}/%u/src", f"maildir:{tmp_path}/%u/dst", "--accounts", accounts]
+    r = subprocess.run(base + ["--fleet-timeout", "5"], capture_output=True, text=True, timeout=60)
+    assert r.returncode == 2 and "need --executor celery" in r.stderr, r.stderr
+    r = subprocess.run(base + ["--executor", "celery", "--broker", "redis://127.0.0.1:1/0", "--state",
+                               "postgresql://nobody@127.0.0.1:1/none", "--fleet-timeout", "0"],
+                       capture_output=True, text=True, timeout=60)
+    assert r.returncode == 2 and "--fleet-timeout must be a number of seconds above 0" in r.stderr, r.stderr
+    assert not list(tmp_path.glob("*/dst"))

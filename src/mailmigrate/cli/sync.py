@@ -49,6 +49,13 @@ def register(sub) -> None:
                    help="local: this machine (default); celery: one job per account for `mailmigrate worker`s")
     p.add_argument("--broker", metavar="URL", help="--executor celery: redis://… or amqp://… "
                                                     "(default: MAILMIGRATE_BROKER)")
+    p.add_argument("--fleet-timeout", type=float, metavar="S",
+                   help="--executor celery: stop waiting for the workers after S seconds; accounts not finished "
+                        "by then are reported failed and exit status is 1, their jobs still run later "
+                        "(default: no limit)")
+    p.add_argument("--idle-warning", type=float, metavar="S",
+                   help="--executor celery: warn when queued jobs have not been taken by any worker for S "
+                        "seconds (default 60)")
     p.add_argument("--accounts", metavar="FILE",
                    help="CSV: source_user,target_user[,source_password,target_password]")
     p.add_argument("--delete", action="store_true",
@@ -91,6 +98,9 @@ def run(args) -> int:
     setup_logging(args.verbose, args.log_file)
     if args.jobs < 1:
         raise ConfigError("--jobs must be at least 1")
+    if args.executor != "celery" and (args.fleet_timeout is not None or args.idle_warning is not None):
+        raise ConfigError("--fleet-timeout and --idle-warning are about waiting for the fleet; they need "
+                          "--executor celery")
     source = parse_spec(args.source)
     target = parse_spec(args.target)
     if target.kind not in ("imap", "maildir"):
@@ -145,7 +155,8 @@ def run(args) -> int:
             print("mailmigrate: per-account passwords stay here; give the workers the accounts file "
                   "(mailmigrate worker --accounts FILE)", file=sys.stderr)
         result = run_fleet(req, broker=broker_from(args.broker), state_url=args.state or "",
-                           on_progress=None if args.no_progress else print_progress)
+                           on_progress=None if args.no_progress else print_progress,
+                           timeout=args.fleet_timeout, idle_warning=args.idle_warning)
     elif interactive:
         with progress:
             result = run_sync(req)

@@ -2,21 +2,28 @@
 
 Nothing secret goes into a job: the description holds store URLs (never with a password), user names and
 options.  The command waits for every account to reach done or failed in the shared state database and
-returns the same RunResult as the local executor, so the summary and JSON are the same.
+returns the same RunResult as the local executor, so the summary and JSON are the same.  Since only the
+job table shows whether any worker is there, it warns when queued jobs sit untaken (fleet/watch.py), and
+an optional timeout ends the wait with the unfinished accounts failed: their jobs stay on the broker.
 """
 
 from __future__ import annotations
 
+import logging
 import sys
 import time
 import uuid
 from typing import Callable
 
 from ..errors import ConfigError, FleetError
+from ..model import AccountResult
 from ..sync.runner import RunResult, SyncRequest, account_key
 from ..sync.state_pg import PgStateDB, is_pg_url, redact_url
 from . import jobs
 from .app import TASK, make_app
+from .watch import IDLE_WARNING, IdleWatch, timeout_message, timeout_reason
+
+log = logging.getLogger("mailmigrate.fleet")
 
 
 def describe_run(req: SyncRequest, run_id: str) -> dict:
@@ -62,13 +69,21 @@ def enqueue(state, req: SyncRequest, broker: str) -> tuple[str, list[str]]:
 
 
 def run_fleet(req: SyncRequest, *, broker: str, state_url: str, poll: float = 0.5,
-              on_progress: Callable[[dict], None] | None = None, timeout: float | None = None) -> RunResult:
+              on_progress: Callable[[dict], None] | None = None, timeout: float | None = None,
+              idle_warning: float | None = None) -> RunResult:
+    """Enqueue ``req`` and wait for its accounts.  With ``timeout`` the wait ends after that many seconds:
+    the accounts not finished by then come back failed, saying so, rather than as an exception, so the
+    caller still gets the summary of those that did finish and the exit status of a partial failure."""
     if not is_pg_url(state_url):
         raise ConfigError("--executor celery needs the shared state on PostgreSQL: --state postgresql://…")
+    for option, seconds in (("--fleet-timeout", timeout), ("--idle-warning", idle_warning)):
+        if seconds is not None and not seconds > 0:  # "not >" also refuses nan
+            raise ConfigError(f"{option} must be a number of seconds above 0")
     state = PgStateDB.open(state_url)
     try:
         run_id, names = enqueue(state, req, broker)
         start = time.monotonic()
+        idle = IdleWatch(broker, state_url, IDLE_WARNING if idle_warning is None else idle_warning)
         last = None
         while True:
             s = jobs.summary(state, run_id)
@@ -77,11 +92,21 @@ def run_fleet(req: SyncRequest, *, broker: str, state_url: str, poll: float = 0.
             last = s
             if s["done"] + s["failed"] >= s["total"]:
                 break
-            if timeout is not None and time.monotonic() - start > timeout:
-                raise TimeoutError(f"fleet run {run_id}: {s['done'] + s['failed']} of {s['total']} accounts "
-                                   f"finished after {timeout:.0f}s")
+            warning = idle.check(s)
+            if warning:
+                log.warning("%s", warning)
+            if timeout is not None and time.monotonic() - start >= timeout:
+                log.warning("%s", timeout_message(timeout, s["total"] - s["done"] - s["failed"], s["total"]))
+                break
             time.sleep(poll)
-        by_name = {r.account: r for r in jobs.results(state, run_id)}
+        by_name = {}
+        for row in jobs.rows(state, run_id):
+            if row["status"] in jobs.FINAL:
+                by_name[row["account"]] = row["result"] or AccountResult(row["account"],
+                                                                         error="no result recorded")
+            else:
+                by_name[row["account"]] = AccountResult(row["account"],
+                                                        error=timeout_reason(timeout, row["status"]))
         results = [by_name[n] for n in names]
     finally:
         state.close()
