@@ -20,18 +20,32 @@ class LoopbackListener:
         self.sock.listen(backlog)
         self.port = self.sock.getsockname()[1]
         self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
 
     def _start_accepting(self, name: str) -> None:
         """Called last by a subclass's ``__init__``: a client may connect as soon as the port is known, and
         ``_accepted`` must then find every attribute it reads."""
-        threading.Thread(target=self._accept, daemon=True, name=name).start()
+        self._thread = threading.Thread(target=self._accept, daemon=True, name=name)
+        self._thread.start()
 
     def close(self) -> None:
+        """Once this returns, no connection reaches ``_accepted`` any more.
+
+        Closing the socket alone does not do it: an accept() already waiting in the other thread keeps the
+        socket listening and takes the next connection.  shutdown() on a listening socket (Linux) stops the
+        listening, refuses later connections, resets those waiting in the backlog and wakes that accept();
+        joining the thread then makes sure it is past its last ``_accepted``."""
         self._stop.set()
+        try:
+            self.sock.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
         try:
             self.sock.close()
         except OSError:
             pass
+        if self._thread is not None and self._thread is not threading.current_thread():
+            self._thread.join(timeout=5)
 
     def __enter__(self):
         return self
@@ -44,6 +58,9 @@ class LoopbackListener:
             try:
                 client, _ = self.sock.accept()
             except OSError:
+                return
+            if self._stop.is_set():  # came in while close() was under way: not to be relayed
+                client.close()
                 return
             self._accepted(client)
 
