@@ -225,3 +225,28 @@ def test_vanished_ranges_are_never_expanded():
     assert "7" in UidRanges.parse([b"1:10"]) and not UidRanges()
     absent = AbsentBelow(UidRanges.parse([b"1:2,4,6"]), 7)
     assert [k for k in map(str, range(0, 10)) if k in absent] == ["3", "5"]
+
+
+def test_changed_rerun_asks_the_target_no_status_beyond_the_pipelined_one(imap_accounts, tmp_path, monkeypatch):
+    """A changed folder reuses the target's status from the account's one pipelined STATUS: no STATUS
+    round trip per folder on the target, before or after the copy (each one a round trip to a remote
+    server, per changed folder, in every cutover rerun)."""
+    src, dst = imap_accounts
+    populate(src, {"INBOX": INBOX, "Work": WORK})
+    run = Run(src, dst, str(tmp_path / "s.db"))
+    run()
+    asked = []
+    real = ImapStore.folder_status
+
+    def counting(self, path):
+        asked.append((self.user, path))
+        return real(self, path)
+
+    monkeypatch.setattr(ImapStore, "folder_status", counting)
+    change_source(src)
+    c = run(delete=True)
+    assert (c.copied, c.flags_updated, c.deleted) == (2, 3, 2)
+    assert_same(src, dst)
+    assert [p for user, p in asked if user == dst.user] == []
+    c = run(delete=True)
+    assert (c.copied, c.flags_updated, c.deleted) == (0, 0, 0)

@@ -266,10 +266,10 @@ class _AccountRun:
             else:
                 work.append(plan)
         if len(work) > 1 and self.opt.connections > 1 and not self.opt.dry_run:
-            self._parallel(work, statuses)
+            self._parallel(work, statuses, tgt_statuses)
         else:
             for plan in work:
-                self._sync_one(plan, statuses.get(plan.source.path))
+                self._sync_one(plan, statuses.get(plan.source.path), tgt_statuses.get(plan.source.path))
         tgt_subscribed = {f.path for f in tgt_folders if f.subscribed}
         if not self.opt.dry_run and not self._subscriptions_done:
             for plan in plans:
@@ -288,10 +288,11 @@ class _AccountRun:
                 raise
             return []  # a dry run against a target that does not exist yet
 
-    def _sync_one(self, plan: FolderPlan, status: FolderStatus | None) -> None:
+    def _sync_one(self, plan: FolderPlan, status: FolderStatus | None,
+                  tgt_status: FolderStatus | None = None) -> None:
         path = plan.source.path
         try:
-            self.sync_folder(plan, status)
+            self.sync_folder(plan, status, tgt_status)
         except (FolderFailed, FormatError) as e:
             self._problem(path, None, str(e), kind="folder")
             self.c.failed += 1
@@ -330,7 +331,7 @@ class _AccountRun:
         self.c.skipped += s.count or 0
         return True
 
-    def _parallel(self, work: list[FolderPlan], statuses) -> None:
+    def _parallel(self, work: list[FolderPlan], statuses, tgt_statuses) -> None:
         """Several folders at once, each worker on its own pair of connections (issue: the latency of one
         connection, not bandwidth or CPU, bounds a single-connection copy)."""
         order = sorted(work, key=lambda p: -((statuses.get(p.source.path).count or 0)
@@ -362,7 +363,7 @@ class _AccountRun:
                         plan = q.get_nowait()
                     except queue.Empty:
                         return
-                    run._sync_one(plan, statuses.get(plan.source.path))
+                    run._sync_one(plan, statuses.get(plan.source.path), tgt_statuses.get(plan.source.path))
             except BaseException as e:  # handed to the account's retry logic below
                 errors.append(e)
 
@@ -408,7 +409,11 @@ class _AccountRun:
             return out
 
     # --- one folder -----------------------------------------------------------------------------
-    def sync_folder(self, plan: FolderPlan, src_status: FolderStatus | None) -> None:
+    def sync_folder(self, plan: FolderPlan, src_status: FolderStatus | None,
+                    tgt_status: FolderStatus | None = None) -> None:
+        """One folder.  ``tgt_status`` is the target folder's status from the account's pipelined STATUS,
+        when it was asked for: it saves a round trip per changed folder, and its UIDNEXT is a lower bound of
+        the target's UIDNEXT now, which is all the intents' uid floor needs."""
         src_path = plan.source.path
         name = display(src_path)
         fstate = self.state.folder(self.account, src_path)
@@ -425,7 +430,9 @@ class _AccountRun:
             self.target_paths.add(_norm(target_path))
             self.c.folders_created += 1
             log.info("account %s: created target folder %s", self.account, display(target_path))
-        tgt_status = self.target.folder_status(target_path)
+            tgt_status = None
+        if tgt_status is None:
+            tgt_status = self.target.folder_status(target_path)
         if self.state.has_lost_intents(fstate.id) and not self.state.has_pending(fstate.id):
             # Intents an earlier run declared lost: their late copies may have arrived since.  (With PENDING
             # rows the sweep waits for recovery, which may claim such a copy, until the end of the folder.)
@@ -476,7 +483,9 @@ class _AccountRun:
             self._delete(fstate, target_path, gone)
         self._sweep(fstate, target_path, settle=True)
 
-        final_tgt = self.target.folder_status(target_path)
+        # The target's UIDVALIDITY from before the copy, not after: the keys recorded in this run belong to
+        # it, so a change during the run shows up as a mismatch next time (and re-matching), not hidden.
+        final_tgt = tgt_status
         if self.c.failed == failures_before:
             self.state.set_folder_marks(
                 fstate.id,
