@@ -62,6 +62,20 @@ def test_rekey_source_swaps_without_collision(state_where):
     db.close()
 
 
+def test_rekey_source_leaves_rows_it_does_not_rename_alone(state_where):
+    """Keys that look like anything (a Maildir or CommuniGate key may hold ~, %, _ or capitals) keep their
+    rows: only the renamed keys move."""
+    db = open_state(state_where)
+    f = db.ensure_folder("a", ("X",), ("X",))
+    odd = ["~rekey~q", "~REKEY~Q", "50%_done", "1"]
+    db.record_intents(f.id, [row(k, f"F{i}") for i, k in enumerate(odd)] + [row("2", "B")])
+    db.rekey_source(f.id, {"2": "3"})
+    rows = db.messages(f.id)
+    assert sorted(rows) == sorted(odd + ["3"])
+    assert [rows[k].fingerprint for k in odd] == ["F0", "F1", "F2", "F3"] and rows["3"].fingerprint == "B"
+    db.close()
+
+
 def test_lost_intents_replace_their_rows_and_follow_rekeys(state_where):
     """Declaring intents lost drops their rows and keeps them watched, in one step; a source UIDVALIDITY
     re-key renames the watches with the rows; forgetting the account forgets them."""

@@ -88,6 +88,7 @@ _FOLDER_COLS = ("id, account, source_path, target_path, source_validity, source_
                 " source_count, target_validity")
 _MESSAGE_COLS = "source_key, fingerprint, norm_fingerprint, size, source_flags, target_key, state, uid_floor"
 _LOST_COLS = "id, source_key, fingerprint, norm_fingerprint, size, uid_floor, lost_at"
+_REKEY = "\x01rekey\x01"  # prefix of a key while rekey_source moves it
 
 
 @functools.lru_cache(maxsize=512)
@@ -317,17 +318,19 @@ class SqlStateDB:
     def rekey_source(self, folder_id: int, renames: dict[str, str]) -> None:
         """After a source UIDVALIDITY change: old key -> new key, in one transaction.
 
-        Goes through temporary keys so that a new key equal to another row's old key cannot collide.  Lost
-        intents follow their rows: a late copy is recognised through the row of the same key.
+        Goes through temporary keys so that a new key equal to another row's old key cannot collide, and
+        back to exactly the renamed keys: rows not renamed are never touched, whatever their key looks like.
+        The temporary prefix holds control characters, which no store's keys (UIDs, file names) contain.
+        Lost intents follow their rows: a late copy is recognised through the row of the same key.
         """
         if not renames:
             return
         with self._lock, self._transaction():
             for table in ("{messages}", "{lost}"):
                 self._executemany(f"UPDATE {table} SET source_key=? WHERE folder_id=? AND source_key=?",
-                                  [("~rekey~" + new, folder_id, old) for old, new in renames.items()])
-                self._execute(f"UPDATE {table} SET source_key=substr(source_key, 8)"
-                              " WHERE folder_id=? AND source_key LIKE ?", (folder_id, "~rekey~%"))
+                                  [(_REKEY + new, folder_id, old) for old, new in renames.items()])
+                self._executemany(f"UPDATE {table} SET source_key=? WHERE folder_id=? AND source_key=?",
+                                  [(new, folder_id, _REKEY + new) for new in renames.values()])
 
     def rekey_target(self, folder_id: int, changes: dict[str, str | None]) -> None:
         """After a target UIDVALIDITY change: source key -> new target key, or None to forget the row."""
