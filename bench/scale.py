@@ -20,6 +20,7 @@ Everything against two throwaway loopback Dovecot servers (tests/servers/dovecot
 from __future__ import annotations
 
 import argparse
+import os
 import pwd
 import shutil
 import sys
@@ -109,8 +110,8 @@ def series_jobs(src, dst, work: Path, accounts: int = 20, per: int = 300, link: 
     users = [f"j{i}" for i in range(accounts)]
     src.add_users({u: PASSWORD for u in users})
     total = sum(fill(src, u, per, 3, seed=i) for i, u in enumerate(users))
-    rows = ["| --jobs | accounts | first copy (s) | msgs/s | MiB/s | machine CPU busy |",
-            "| --- | --- | --- | --- | --- | --- |"]
+    rows = ["| --jobs | accounts | first copy (s) | msgs/s | MiB/s | machine CPU busy | CPU s: mailmigrate / all |",
+            "| --- | --- | --- | --- | --- | --- | --- |"]
     base = None
     proxy = None
     if link:
@@ -129,7 +130,8 @@ def series_jobs(src, dst, work: Path, accounts: int = 20, per: int = 300, link: 
         rate = accounts * per / s.wall
         base = base or rate
         rows.append(f"| {jobs} | {accounts} | {s.wall:.2f} | {rate:,.0f} ({rate / base:.1f}x) | "
-                    f"{total / (1 << 20) / s.wall:.1f} | {100 * (busy1 - busy0) / max(1, total1 - total0):.0f} % |")
+                    f"{total / (1 << 20) / s.wall:.1f} | {100 * (busy1 - busy0) / max(1, total1 - total0):.0f} % | "
+                    f"{s.cpu:.1f} / {(busy1 - busy0) / os.sysconf('SC_CLK_TCK'):.1f} |")
         print(rows[-1], flush=True)
     if proxy:
         proxy.close()
