@@ -97,6 +97,32 @@ def entries(srv) -> dict[str, set[str]]:
     return out
 
 
+def groups(srv) -> dict[str, tuple[set[str], int | None, set[str]]]:
+    """cn -> (object classes, gidNumber, memberUid) of each group, as NS7's and NS8's posix tools see it."""
+    import ldap3
+
+    c = ldap_conn(srv)
+    c.search(GROUPS, "(objectClass=*)", ldap3.LEVEL, attributes=["cn", "objectClass", "gidNumber", "memberUid"])
+    out = {}
+    for e in c.entries:
+        a = e.entry_attributes_as_dict
+        gid = int(a["gidNumber"][0]) if a.get("gidNumber") else None
+        out[a["cn"][0]] = (set(a["objectClass"]), gid, set(a.get("memberUid", [])))
+    c.unbind()
+    return out
+
+
+def stamps(srv) -> dict[str, str]:
+    """DN -> entryCSN (slapd changes it at every write to the entry, to the microsecond)."""
+    import ldap3
+
+    c = ldap_conn(srv)
+    c.search(BASE, "(objectClass=*)", ldap3.SUBTREE, attributes=["entryCSN"])
+    out = {e.entry_dn: str(e.entryCSN) for e in c.entries}
+    c.unbind()
+    return out
+
+
 @pytest.fixture
 def providers(tmp_path):
     from servers.slapd import SlapdServer
@@ -149,7 +175,13 @@ def test_ns7_account_provider_moves_last_through_the_project(providers):
     ns7_entries, ns8_entries = entries(ns7), entries(ns8)
     assert {dn for dn in ns7_entries if dn.startswith("uid=")} <= set(ns8_entries)
     assert ns8_entries[f"cn=sales,{GROUPS}"] == ns7_entries[f"cn=sales,{GROUPS}"] == {"alice", "dave"}
+    # groups keep their kind and their gid: files NS7 users share by group id stay theirs on NS8
+    assert groups(ns8) == groups(ns7) == {"sales": ({"posixGroup"}, 2001, {"alice", "dave"}),
+                                          "support": ({"posixGroup"}, 2002, {"bob"})}
     assert binds(ns8, "alice", LDAP_PW["alice"]) and not binds(ns8, "alice", "wrong")
+    written = stamps(ns8)
+    assert act(proj, "sync", "account-provider")["ok"]
+    assert stamps(ns8) == written  # a rerun with nothing changed on NS7 writes nothing on NS8
 
     # mail is still migrating: the provider must wait, and a refusal changes nothing
     assert act(proj, "start", "mail")["ok"]
@@ -171,13 +203,17 @@ def test_ns7_account_provider_moves_last_through_the_project(providers):
     assert act(proj, "sync", "account-provider")["ok"]
     assert binds(ns8, "bob", "bob's new pw") and not binds(ns8, "bob", "bob's old pw")
     assert binds(ns8, "erin", LDAP_PW["erin"]) and entries(ns8)[f"cn=support,{GROUPS}"] == {"bob", "erin"}
+    assert groups(ns8)["support"] == ({"posixGroup"}, 2002, {"bob", "erin"})
 
     assert act(proj, "finish", "mail")["state"] == "migrated"
     out = act(proj, "finish", "account-provider")
     assert out["ok"] and out["state"] == "migrated", out
     assert ns7_slapd_status(proj) == "disabled"  # only now
     checklist = json.loads((proj.parent / "ns8/.mailmigrate/ns7-account-provider-checklist.json").read_text())
-    assert checklist["ok"] and {c["check"]: c["after"] for c in checklist["checks"]}["users"] == 5
+    checks = {c["check"]: c for c in checklist["checks"]}
+    assert checklist["ok"] and checks["users"]["after"] == 5
+    assert checks["group ids"] == {"check": "group ids", "ok": True, "before": 2, "after": 2, "missing": [],
+                                   "added": []}
     logs = mm("project", "logs", proj, "--unit", "account-provider").stdout
     assert "finish refused" in logs and "ns8-secret" not in logs and "Alice-7-pw" not in logs
 
@@ -199,12 +235,37 @@ def test_ns7_account_provider_finish_checks_and_abort_removes_only_what_it_made(
     assert not out["ok"] and ns7_slapd_status(proj) == "enabled"
     checklist = json.loads((proj.parent / "ns8/.mailmigrate/ns7-account-provider-checklist.json").read_text())
     missing = {m for c in checklist["checks"] for m in c["missing"]}
-    assert missing == {"support <- bob"}
+    assert missing == {"support <- bob", "support gid 2002"}
     logs = mm("project", "logs", proj, "--unit", "account-provider").stdout
     assert "support <- bob is on NS7, not on NS8" in logs
     out = act(proj, "abort", "account-provider")
     assert out["ok"] and out["state"] == "not_started"
     assert entries(ns8) == before_ns8 and entries(ns7) == before_ns7
+
+
+def test_ns7_account_provider_refuses_a_gid_another_ns8_group_has(providers):
+    proj, ns7, ns8 = providers
+    c = ldap_conn(ns8)  # NS8 already gave NS7's sales gid to a group of its own
+    c.add(f"ou=Groups,{BASE}", ["organizationalUnit"], {"ou": "Groups"})
+    c.add(f"cn=staff,{GROUPS}", ["posixGroup"], {"gidNumber": "2001", "memberUid": ["ns8admin"]})
+    c.unbind()
+    assert act(proj, "start", "account-provider")["ok"]
+    out = act(proj, "sync", "account-provider")  # per-object failures are reported; the state stays migrating
+    assert "1 error(s)" in out["message"] and "failed 1" in out["message"], out
+    got = groups(ns8)
+    assert "sales" not in got  # neither merged into staff nor renumbered
+    assert got["staff"] == ({"posixGroup"}, 2001, {"ns8admin"})
+    assert got["support"] == ({"posixGroup"}, 2002, {"bob"})  # the other group is not held back
+    logs = mm("project", "logs", proj, "--unit", "account-provider").stdout
+    assert "group sales: gidNumber 2001 is already group staff's" in logs
+
+    c = ldap_conn(ns8)  # the administrator moves NS8's group aside; the next sync copies sales as it is
+    import ldap3
+
+    c.modify(f"cn=staff,{GROUPS}", {"gidNumber": [(ldap3.MODIFY_REPLACE, ["3001"])]})
+    c.unbind()
+    assert act(proj, "sync", "account-provider")["ok"]
+    assert groups(ns8)["sales"] == ({"posixGroup"}, 2001, {"alice", "dave"})
 
 
 def test_ns7_command_takes_the_account_provider_too(providers):

@@ -100,13 +100,20 @@ def _forwards(d: Directory) -> dict[str, str]:
     return out
 
 
+def _group_ids(d: Directory) -> dict[str, str]:
+    return {f"{fold(g.name)}\0{g.gid}": f"{g.name} gid {g.gid}" for g in d.groups.values() if g.gid is not None}
+
+
 def _item(name: str, before: dict[str, str], after: dict[str, str]) -> CheckItem:
     return CheckItem(name, len(before), len(after),
                      sorted(v for k, v in before.items() if k not in after),
                      sorted(v for k, v in after.items() if k not in before))
 
 
-def compare(before: Directory, after: Directory) -> Checklist:
+def compare(before: Directory, after: Directory, *, group_ids: bool = False) -> Checklist:
+    """``group_ids``: also check that every group keeps its gid, for a target that stores gids (files on
+    disk are owned by the number, not the name)."""
+    extra = [_item("group ids", _group_ids(before), _group_ids(after))] if group_ids else []
     return Checklist([
         _item("users", _names(before.users), _names(after.users)),
         _item("groups", _names(before.groups), _names(after.groups)),
@@ -118,4 +125,4 @@ def compare(before: Directory, after: Directory) -> Checklist:
         _item("contacts", _names(before.contacts), _names(after.contacts)),
         _item("address lists", _names(before.address_lists), _names(after.address_lists)),
         _item("dynamic groups", _names(before.dynamic_groups), _names(after.dynamic_groups)),
-    ])
+    ] + extra)

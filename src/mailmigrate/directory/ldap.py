@@ -17,8 +17,12 @@ What is read where:
 * companies, contacts, address lists, dynamic groups: the Zarafa/Kopano object classes.
 
 The writer puts users under ``ou=People``, groups under ``ou=Groups`` and aliases under ``ou=Aliases``
-of the base DN (created when missing).  When the target's schema has ``kopano-user`` or ``zarafa-user``
-the users get that class and the Kopano attributes too.  Clear-text passwords are hashed ({SSHA})
+of the base DN (created when missing).  New groups take the shape the target's own tools expect
+(``group_style``): ``groupOfNames`` with member DNs, or ``posix`` (``posixGroup`` with ``memberUid`` logins
+and the source's ``gidNumber``, as NethServer's OpenLDAP provider keeps them: files owned by a group id must
+still belong to that group after the move).  An existing group is updated in the shape it was read in, so a
+posixGroup is never sent a ``member`` it cannot hold.  When the target's schema has ``kopano-user`` or
+``zarafa-user`` the users get that class and the Kopano attributes too.  Clear-text passwords are hashed ({SSHA})
 before they are sent, so the target never stores clear text.
 """
 
@@ -111,9 +115,18 @@ def _has_kop_class(classes: set[str], kind: str) -> bool:
 
 _HANDLED_SUFFIXES = {"aliases", "quotahard", "account", "sendasprivilege", "admin", "filter"}
 
+#: ``group_style`` values, as written in a URL (case-blind) -> the spelling kept.
+GROUP_STYLES = {"groupofnames": "groupOfNames", "posix": "posix"}
+_MEMBER_CLASSES = ("groupofnames", "groupofuniquenames", "posixgroup")
+
 
 class LdapDirectory(DirectoryWriter):
-    """One LDAP directory.  ``flavor`` is ``auto`` (asks the root DSE), ``openldap`` or ``ad``."""
+    """One LDAP directory.  ``flavor`` is ``auto`` (asks the root DSE), ``openldap`` or ``ad``.
+
+    ``group_style`` is the shape of the groups this writer creates: ``groupOfNames`` (the default) or
+    ``posix``; with ``posix`` the gid is one of the fields compared, so a group whose gidNumber differs
+    is seen as different rather than as the same group.
+    """
 
     password_schemes = frozenset({"SSHA", "SHA", "SMD5", "LDAP-MD5", "CRYPT"})
     accepts_clear = True
@@ -121,9 +134,13 @@ class LdapDirectory(DirectoryWriter):
     def __init__(self, url: str, base_dn: str, *, bind_dn: str | None = None, password: Secret | None = None,
                  flavor: str = "auto", starttls: bool = False, insecure: bool = False,
                  users_ou: str = "ou=People", groups_ou: str = "ou=Groups", aliases_ou: str = "ou=Aliases",
-                 timeout: int = 30):
+                 timeout: int = 30, group_style: str = "groupOfNames"):
         if flavor not in ("auto", "openldap", "ad"):
             raise ConfigError(f"unknown LDAP flavor {flavor!r} (auto, openldap, ad)")
+        style = GROUP_STYLES.get(str(group_style).lower())
+        if style is None:
+            raise ConfigError(f"unknown LDAP group_style {group_style!r} ({', '.join(GROUP_STYLES.values())})")
+        self.group_style = style
         self.url = url
         self.base_dn = base_dn
         self.bind_dn = bind_dn
@@ -136,11 +153,12 @@ class LdapDirectory(DirectoryWriter):
         self._conn: ldap3.Connection | None = None
         self._kop_prefix: str | None = None  # "kopano"/"zarafa" when the target schema has it
         self._dn: dict[tuple[str, str], str] = {}  # (kind, folded name) -> DN
+        self._group_classes: dict[str, set[str]] = {}  # folded group name -> its object classes, lower case
         self._schema_classes: set[str] = set()
         self.kinds = frozenset({"users", "groups", "aliases"})  # narrowed to the schema on connect
         self.fields = {
             "users": frozenset({"real_name", "first_name", "last_name", "mail", "aliases"}),
-            "groups": frozenset({"members", "groups", "mail"}),
+            "groups": frozenset({"members", "groups", "mail"} | ({"gid"} if style == "posix" else set())),
             "aliases": frozenset({"targets"}),
         }
 
@@ -221,6 +239,9 @@ class LdapDirectory(DirectoryWriter):
         known = [c for c in classes if c.lower() in self._schema_classes] or [classes[0]]
         return "(|" + "".join(f"(objectClass={c})" for c in known) + ")"
 
+    def _group_filter(self) -> str:
+        return self._any_class("groupOfNames", "groupOfUniqueNames", "posixGroup", "zarafa-group", "kopano-group")
+
     # -- read -----------------------------------------------------------------------------------------
 
     def read(self) -> Directory:
@@ -234,8 +255,7 @@ class LdapDirectory(DirectoryWriter):
             group_filter = "(objectClass=group)"
         else:
             user_filter = self._any_class("inetOrgPerson", "posixAccount", "zarafa-user", "kopano-user")
-            group_filter = self._any_class("groupOfNames", "groupOfUniqueNames", "posixGroup", "zarafa-group",
-                                           "kopano-group")
+            group_filter = self._group_filter()
         everything = self._search("(objectClass=*)")
         by_dn = {norm_dn(dn): (dn, e) for dn, e in everything}
         companies = {}
@@ -271,6 +291,7 @@ class LdapDirectory(DirectoryWriter):
             name = _one(e, "sAMAccountName" if ad else "cn") or first_rdn_value(dn)
             groups_by_dn[norm_dn(dn)] = name
             self._dn[("groups", fold(name))] = dn
+            self._group_classes[fold(name)] = _classes(e)
 
         def resolve(dn: str) -> tuple[str, str]:
             n = norm_dn(dn)
@@ -464,12 +485,37 @@ class LdapDirectory(DirectoryWriter):
             attrs["userPassword"] = passwords.to_ldap(adapted)
         return classes, attrs
 
-    def _group_attrs(self, g: Group) -> dict:
-        members = [self._dn_for("users", m) for m in g.members] + [self._dn_for("groups", s) for s in g.groups]
-        attrs: dict = {"cn": g.name, "member": members or [""]}
-        if g.description:
-            attrs["description"] = g.description
-        return attrs
+    def _group_shape(self, name: str) -> set[str]:
+        """The member-holding classes of a group's entry: as read from the server, else those
+        ``group_style`` creates (an entry read with none of them, e.g. a bare Kopano group, gets those too)."""
+        classes = self._group_classes.get(fold(name), set()) & set(_MEMBER_CLASSES)
+        return classes or {"posixgroup" if self.group_style == "posix" else "groupofnames"}
+
+    def _group_members(self, g: Group, shape: set[str]) -> dict[str, list[str]]:
+        """The member attributes of ``g`` for an entry of ``shape``.  A posixGroup names users only: nested
+        groups there are refused by name rather than dropped."""
+        dns = [self._dn_for("users", m) for m in g.members] + [self._dn_for("groups", s) for s in g.groups]
+        out: dict[str, list[str]] = {}
+        if "groupofnames" in shape:
+            out["member"] = dns or [""]
+        if "groupofuniquenames" in shape:
+            out["uniqueMember"] = dns or [""]
+        if "posixgroup" in shape:
+            if g.groups and not out:
+                raise DirectoryError(f"group {g.name}: a posixGroup cannot hold the nested group(s) "
+                                     f"{', '.join(g.groups)}")
+            out["memberUid"] = list(g.members)
+        return out
+
+    def _check_gid_free(self, g: Group) -> None:
+        """Refuse a gidNumber another group already has here: two groups on one gid would merge their file
+        ownership, and renumbering would orphan every file the source's gid owns."""
+        dn = norm_dn(self._dn_for("groups", g.name))
+        for odn, e in self._search(f"(&(gidNumber={g.gid}){self._group_filter()})", ["cn"]):
+            if norm_dn(odn) != dn:
+                other = _one(e, "cn") or first_rdn_value(odn)
+                raise DirectoryError(f"group {g.name}: gidNumber {g.gid} is already group {other}'s on "
+                                     f"{self.describe()}; not renumbered (free it there or change it on the source)")
 
     def add(self, obj) -> None:
         self._check_writable()
@@ -479,14 +525,7 @@ class LdapDirectory(DirectoryWriter):
             self._container(self.users_ou)
             dn = self._dn_for("users", obj.login)
         elif isinstance(obj, Group):
-            classes, attrs = ["groupOfNames"], self._group_attrs(obj)
-            if obj.mail:
-                if self._kop_prefix:
-                    classes.append(f"{self._kop_prefix}-group")
-                    attrs["mail"] = obj.mail
-                else:
-                    classes = ["groupOfNames", "extensibleObject"]
-                    attrs["mail"] = obj.mail
+            classes, attrs = self._new_group(obj)
             self._container(self.groups_ou)
             dn = self._dn_for("groups", obj.name)
         elif isinstance(obj, Alias):
@@ -514,6 +553,30 @@ class LdapDirectory(DirectoryWriter):
         key = ("users" if isinstance(obj, User) else "groups" if isinstance(obj, Group) else
                "aliases" if isinstance(obj, Alias) else "contacts" if isinstance(obj, Contact) else "companies")
         self._dn[(key, obj.key)] = dn
+        if isinstance(obj, Group):
+            self._group_classes[obj.key] = {c.lower() for c in classes}
+
+    def _new_group(self, g: Group) -> tuple[list[str], dict]:
+        if self.group_style == "posix":
+            if self._schema_classes and "posixgroup" not in self._schema_classes:
+                raise DirectoryError(f"{self.describe()}: group_style posix needs the posixGroup class (nis "
+                                     f"schema), which this server does not know")
+            if g.gid is None:
+                raise DirectoryError(f"group {g.name}: the source gives it no gidNumber, which a posixGroup "
+                                     f"must have")
+            self._check_gid_free(g)
+            classes = ["posixGroup"]
+            attrs: dict = {"cn": g.name, "gidNumber": str(g.gid)}
+            attrs.update((k, v) for k, v in self._group_members(g, {"posixgroup"}).items() if v)
+        else:
+            classes = ["groupOfNames"]
+            attrs = {"cn": g.name, **self._group_members(g, {"groupofnames"})}
+        if g.description:
+            attrs["description"] = g.description
+        if g.mail:
+            classes.append(f"{self._kop_prefix}-group" if self._kop_prefix else "extensibleObject")
+            attrs["mail"] = g.mail
+        return classes, attrs
 
     def update(self, old, new) -> None:
         self._check_writable()
@@ -531,8 +594,11 @@ class LdapDirectory(DirectoryWriter):
                 changes["mail"] = [(ldap3.MODIFY_REPLACE, [])]
         elif isinstance(new, Group):
             dn = self._dn_for("groups", new.name)
-            attrs = self._group_attrs(new)
-            changes = {"member": [(ldap3.MODIFY_REPLACE, attrs["member"])]}
+            shape = self._group_shape(new.name)
+            changes = {k: [(ldap3.MODIFY_REPLACE, v)] for k, v in self._group_members(new, shape).items()}
+            if "posixgroup" in shape and new.gid is not None and new.gid != old.gid:
+                self._check_gid_free(new)
+                changes["gidNumber"] = [(ldap3.MODIFY_REPLACE, [str(new.gid)])]
             if new.mail and (self._kop_prefix or fold(new.mail or "") != fold(old.mail or "")):
                 changes["mail"] = [(ldap3.MODIFY_REPLACE, [new.mail])]
         elif isinstance(new, Alias):
@@ -555,3 +621,5 @@ class LdapDirectory(DirectoryWriter):
         if not conn.delete(dn) and conn.result.get("result") != 32:  # noSuchObject
             raise DirectoryError(f"{self.describe()}: delete {dn} refused: {conn.result.get('description')}")
         self._dn.pop((kind, fold(name)), None)
+        if kind == "groups":
+            self._group_classes.pop(fold(name), None)

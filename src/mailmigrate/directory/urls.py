@@ -1,7 +1,8 @@
 """Directory URLs, as the command line and project files write them.
 
 * ``ldap://HOST[:PORT]/BASEDN[?bind=DN][&flavor=auto|openldap|ad][&starttls=1][&insecure=1]``
-  and ``ldaps://...``; BASEDN and DN percent-encoded where needed (``,`` and ``=`` may stay).
+  ``[&group_style=groupOfNames|posix]`` and ``ldaps://...``; BASEDN and DN percent-encoded where needed
+  (``,`` and ``=`` may stay).
 * ``passwd-file:PATH[?uid=N&gid=N&home=/srv/mail/{login}]`` - a Dovecot passwd-file.
 * ``esmith:ACCOUNTS_DB[?shadow=PATH][&domain=example.com]`` - an e-smith accounts db, with the shadow file.
 * ``kerio://ADMIN@HOST[:PORT][/DOMAIN]`` - Kerio Connect's administration API (see :mod:`.kerio`).
@@ -29,7 +30,10 @@ def _params(text: str, query: str, allowed: set[str]) -> dict[str, str]:
     return params
 
 
-def open_directory(text: str, password: Secret | None = None) -> DirectoryReader:
+def open_directory(text: str, password: Secret | None = None, *,
+                   group_style: str | None = None) -> DirectoryReader:
+    """``group_style``: the shape of new LDAP groups when the URL does not say (a path knows what its
+    target's tools expect; the URL still wins, for a target set up otherwise)."""
     scheme = text.split(":", 1)[0].lower()
     if scheme in ("ldap", "ldaps"):
         u = urlsplit(text)
@@ -40,7 +44,7 @@ def open_directory(text: str, password: Secret | None = None) -> DirectoryReader
         base = unquote(u.path.lstrip("/"))
         if not base:
             raise ConfigError(f"{text}: the base DN is missing ({scheme}://HOST/dc=example,dc=com)")
-        p = _params(text, u.query, {"bind", "flavor", "starttls", "insecure", "timeout"})
+        p = _params(text, u.query, {"bind", "flavor", "starttls", "insecure", "timeout", "group_style"})
         try:
             port = u.port
         except ValueError:
@@ -51,7 +55,8 @@ def open_directory(text: str, password: Secret | None = None) -> DirectoryReader
             raise ConfigError(f"{text}: bind DN given but no password (MAILMIGRATE_*_PASSWORD or a password file)")
         return LdapDirectory(server, base, bind_dn=p.get("bind") or None, password=password,
                              flavor=p.get("flavor", "auto"), starttls=p.get("starttls", "0").lower() in _TRUE,
-                             insecure=p.get("insecure", "0").lower() in _TRUE, timeout=int(p.get("timeout", 30)))
+                             insecure=p.get("insecure", "0").lower() in _TRUE, timeout=int(p.get("timeout", 30)),
+                             group_style=p.get("group_style") or group_style or "groupOfNames")
     if scheme == "passwd-file":
         rest = text.split(":", 1)[1]
         path, _, query = rest.partition("?")

@@ -7,8 +7,9 @@ and the NS7 provider is disabled only after the NS8 directory was checked to hol
 
 Everything goes through the directory layer (``directory/``): the two directories are URLs
 (``ldap://HOST/BASEDN?bind=DN``), the copy is ``directory.copy.copy`` (users with their password hashes,
-posix ids, names and mail addresses; groups with their members: what ``LdapDirectory`` reads and writes), the
-check is ``directory.checklist.compare`` plus a per-user comparison of the password hashes, and readings of
+posix ids, names and mail addresses; groups as posixGroups with their gidNumber and members, the shape NS7
+kept them in: what ``LdapDirectory`` reads and writes), the check is ``directory.checklist.compare`` (with
+the group ids) plus a per-user comparison of the password hashes, and readings of
 NS7 are saved with ``directory.snapshot`` (no passwords) next to the migration state.
 
 * start  binds to both directories, reads them, saves the NS7 reading, and reports what sync would copy;
@@ -30,7 +31,7 @@ from typing import Callable
 from urllib.parse import urlsplit
 
 from ...directory import passwords, snapshot
-from ...directory.base import DEFAULT_FIELDS, Directory, DirectoryReader, DirectoryWriter, PasswordHash
+from ...directory.base import DEFAULT_FIELDS, Directory, DirectoryReader, DirectoryWriter, PasswordHash, fold
 from ...directory.checklist import compare
 from ...directory.copy import CopyReport, PasswordPolicy, copy, diff_directories
 from ...directory.provider import AccountProvider, convert_password_policy
@@ -55,7 +56,9 @@ class ProviderLink:
 
     def open(self) -> tuple[DirectoryReader, DirectoryWriter]:
         src = open_directory(self.source, self.source_password)
-        dst = open_directory(self.target, self.target_password)
+        # NS8's OpenLDAP provider keeps groups as NS7's did (posixGroup, memberUid, gidNumber); a target URL
+        # with its own ?group_style= is taken at its word
+        dst = open_directory(self.target, self.target_password, group_style="posix")
         if not isinstance(dst, DirectoryWriter):
             raise ConfigError(f"{self.target}: cannot be written; the NS8 provider must be a writable directory")
         return src, dst
@@ -134,7 +137,10 @@ def sync(link: ProviderLink, entry: dict, save: Callable[[], None], log: EventLo
                     ours[kind].add(key)
         save()
         added = copy(src, dst, update_existing=False, password_policy=PasswordPolicy("skip"))
-        updated = copy(_Subset(s, ours), dst, update_existing=True, password_policy=PasswordPolicy("skip"))
+        # what the first pass could not add is not tried again (one error per object, not two)
+        failed = {(k, fold(n)) for k, n, _ in added.failed}
+        todo = {k: {n for n in names if (k, n) not in failed} for k, names in ours.items()}
+        updated = copy(_Subset(s, todo), dst, update_existing=True, password_policy=PasswordPolicy("skip"))
     _report(added, updated, ours, s, log, action)
     return {"users_added": len(added.created.get("users", [])), "groups_added": len(added.created.get("groups", [])),
             "updated": sum(map(len, updated.updated.values())), "failed": len(added.failed) + len(updated.failed)}
@@ -167,7 +173,7 @@ def verify(link: ProviderLink, state_dir: Path, log: EventLog) -> bool:
     with src, dst:
         s, d = src.read(), dst.read()
         schemes = dst.password_schemes
-    cl = compare(s, d)
+    cl = compare(s, d, group_ids="gid" in _fields(dst).get("groups", ()))
     (state_dir / "ns7-account-provider-checklist.json").write_text(cl.as_json() + "\n")
     snapshot.save(s, state_dir / "ns7-account-provider-finish.json")
     ok = cl.ok
