@@ -37,6 +37,7 @@ from ...directory.copy import CopyReport, PasswordPolicy, copy, diff_directories
 from ...directory.provider import AccountProvider, convert_password_policy
 from ...directory.urls import open_directory
 from ...errors import ConfigError
+from ...formats.atomic import replace_file
 from ...formats.esmith import EsmithDb, read_esmith, write_esmith
 from ...model import Secret
 from .eventlog import EventLog
@@ -174,7 +175,8 @@ def verify(link: ProviderLink, state_dir: Path, log: EventLog) -> bool:
         s, d = src.read(), dst.read()
         schemes = dst.password_schemes
     cl = compare(s, d, group_ids="gid" in _fields(dst).get("groups", ()))
-    (state_dir / "ns7-account-provider-checklist.json").write_text(cl.as_json() + "\n")
+    replace_file(state_dir / "ns7-account-provider-checklist.json", (cl.as_json() + "\n").encode("utf-8"), "umask",
+                 suffix=".tmp")
     snapshot.save(s, state_dir / "ns7-account-provider-finish.json")
     ok = cl.ok
     for item in cl.items:
