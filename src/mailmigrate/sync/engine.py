@@ -250,7 +250,9 @@ class _AccountRun:
     # --- the account ----------------------------------------------------------------------------
     def sync_all(self) -> None:
         src_folders, tgt_folders = _both(self.source.list_folders, self._target_folders)
-        self.target_paths = {_norm(f.path) for f in tgt_folders}
+        # A \Noselect name is no mailbox: a server leaves one behind when a folder with children is deleted
+        # (an abort, say), and such a folder must be created again, not asked for its STATUS.
+        self.target_paths = {_norm(f.path) for f in tgt_folders if f.selectable}
         plans = plan_folders(src_folders, tgt_folders)
         self.c.folders = len(plans)
         todo = [p for p in plans if p.source.path not in self.finished]
