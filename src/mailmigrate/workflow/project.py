@@ -62,9 +62,11 @@ Relative paths are relative to the project file, so a project directory can be m
 from __future__ import annotations
 
 import os
+import re
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
+from urllib.parse import quote, unquote
 
 from ..errors import ConfigError
 from ..model import Account, Secret
@@ -287,6 +289,11 @@ def _communigate(name: str, data: dict, rel) -> dict:
     d = sec.get("directory")
     if d and d.startswith("passwd-file:") and not d[len("passwd-file:"):].startswith(("/", "~")):
         sec["directory"] = "passwd-file:" + str(rel(d[len("passwd-file:"):]))
+    elif d and d.lower().startswith("kerio:"):
+        # Kerio's self-signed certificate is usually exported beside the project: its cafile must not depend
+        # on where a command (or the dashboard) happens to be started.
+        sec["directory"] = re.sub(r"(?<=[?&])cafile=([^&#]*)",
+                                  lambda m: "cafile=" + quote(str(rel(unquote(m.group(1)))), safe="/"), d)
     sec["output_dir"] = str(rel(sec.get("output_dir", ".")))
     sec["force"] = bool(sec.get("force", False))
     sec["overview"] = bool(sec.get("overview", True))
