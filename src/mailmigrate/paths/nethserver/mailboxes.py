@@ -129,49 +129,120 @@ def target_folder_dir(maildir: Path, folder: FolderPath, *, listescaped: bool) -
     return maildir / name if name else maildir
 
 
-def copy_file(src: Path, dst: Path) -> bool:
-    """Copy when the target is missing or differs; True when a copy was made."""
-    if dst.is_file() and dst.stat().st_size == src.stat().st_size and dst.read_bytes() == src.read_bytes():
+#: compare in pieces this big: an unchanged 50 MB file must not cost 100 MB of memory
+_CHUNK = 1 << 20
+
+
+def copy_file(src: Path, dst: Path, *, dirty: set[Path] | None = None) -> bool:
+    """Copy when the target is missing or differs; True when a copy was made.
+
+    The copy is fsynced before it replaces the target, so a step that reported "done" has not lost the file
+    to a power loss.  The rename is only durable once the directory is synced too: done here at once, or,
+    when ``dirty`` is given, left to the caller, which collects the directories and syncs each once
+    (:func:`copy_tree`), since one directory sync per file would cost more than the copies.
+    """
+    if dst.is_file() and dst.stat().st_size == src.stat().st_size and _same_content(src, dst):
         return False
-    dst.parent.mkdir(parents=True, exist_ok=True)
+    _mkdirs(dst.parent, dirty)
     tmp = dst.with_name("." + dst.name + ".mailmigrate-tmp")
-    shutil.copy2(src, tmp)
-    os.replace(tmp, dst)
+    try:
+        tmp.unlink()  # a leftover of a crash; copy2 could not open it if it kept a read-only source's mode
+    except FileNotFoundError:
+        pass
+    try:
+        shutil.copy2(src, tmp)
+        _fsync(tmp)
+        os.replace(tmp, dst)
+    except BaseException:
+        try:
+            tmp.unlink()
+        except FileNotFoundError:
+            pass
+        raise
+    _mark(dst.parent, dirty)
     return True
 
 
 def copy_tree(src: Path, dst: Path, *, exclude: Iterable[str] = ()) -> int:
-    """Copy ``src`` into ``dst`` (files that differ only); top-level names in ``exclude`` are left out."""
+    """Copy ``src`` into ``dst`` (files that differ only); top-level names in ``exclude`` are left out.
+
+    Every directory that got a new entry is synced once at the end, so the whole tree is on disk when this
+    returns."""
     excluded = set(exclude)
     n = 0
     if not src.is_dir():
         return 0
-    for dirpath, dirnames, filenames in os.walk(src):
-        rel = Path(dirpath).relative_to(src)
-        if rel == Path("."):
-            dirnames[:] = [d for d in dirnames if d not in excluded]
-            filenames = [f for f in filenames if f not in excluded]
-        (dst / rel).mkdir(parents=True, exist_ok=True)
-        for d in dirnames:
-            sp = Path(dirpath) / d
-            if sp.is_symlink():
-                _copy_link(sp, dst / rel / d)
-        for f in filenames:
-            sp = Path(dirpath) / f
-            if sp.is_symlink():
-                _copy_link(sp, dst / rel / f)
-            elif sp.is_file():
-                n += copy_file(sp, dst / rel / f)
+    dirty: set[Path] = set()
+    try:
+        for dirpath, dirnames, filenames in os.walk(src):
+            rel = Path(dirpath).relative_to(src)
+            if rel == Path("."):
+                dirnames[:] = [d for d in dirnames if d not in excluded]
+                filenames = [f for f in filenames if f not in excluded]
+            _mkdirs(dst / rel, dirty)
+            for d in dirnames:
+                sp = Path(dirpath) / d
+                if sp.is_symlink():
+                    _copy_link(sp, dst / rel / d, dirty)
+            for f in filenames:
+                sp = Path(dirpath) / f
+                if sp.is_symlink():
+                    _copy_link(sp, dst / rel / f, dirty)
+                elif sp.is_file():
+                    n += copy_file(sp, dst / rel / f, dirty=dirty)
+    finally:
+        for d in sorted(dirty, key=lambda p: len(p.parts), reverse=True):
+            _fsync(d)
     return n
 
 
-def _copy_link(src: Path, dst: Path) -> None:
+def _same_content(a: Path, b: Path) -> bool:
+    with open(a, "rb") as fa, open(b, "rb") as fb:
+        while True:
+            x = fa.read(_CHUNK)
+            if x != fb.read(_CHUNK):
+                return False
+            if not x:
+                return True
+
+
+def _mkdirs(d: Path, dirty: set[Path] | None) -> None:
+    """mkdir -p that records each directory it creates as a new entry of its parent."""
+    if d.is_dir():
+        return
+    created = []
+    p = d
+    while not p.exists() and not p.is_symlink() and p != p.parent:
+        created.append(p)
+        p = p.parent
+    d.mkdir(parents=True, exist_ok=True)
+    for c in created:
+        _mark(c.parent, dirty)
+
+
+def _mark(d: Path, dirty: set[Path] | None) -> None:
+    if dirty is None:
+        _fsync(d)
+    else:
+        dirty.add(d)
+
+
+def _fsync(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _copy_link(src: Path, dst: Path, dirty: set[Path] | None = None) -> None:
     target = os.readlink(src)
     if dst.is_symlink() and os.readlink(dst) == target:
         return
     if dst.is_symlink() or dst.exists():
         dst.unlink()
     os.symlink(target, dst)
+    _mark(dst.parent, dirty)
 
 
 def apply_ownership(path: Path, user: str = "vmail") -> bool:
