@@ -15,6 +15,7 @@ from mailmigrate.errors import StateLocked
 from mailmigrate.formats.esmith import read_esmith
 from mailmigrate.paths.nethserver import ns8
 from mailmigrate.paths.nethserver import ns8_steps as steps
+from mailmigrate.paths.nethserver.eventlog import EventLog
 from mailmigrate.paths.nethserver.layout import NethServerTree, NS8MailTree
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
@@ -142,6 +143,30 @@ def test_finish_conversions(project):
     for secret in ("relay-secret", "imap-secret", "pop-secret"):
         assert secret not in logtext and secret not in text
 
+
+
+def test_conversions_replace_files_whole_for_a_dovecot_reading_them(project):
+    """NS8's Dovecot serves the mailboxes from start on: while finish converts the ACL files and the
+    shared-mailbox index (here: again and again, as a repeated conversion would), it reads one whole version,
+    never an empty or half-written file.  The converted files get the mode the copied messages have."""
+    from readers import digest, reading
+
+    p = project
+    steps.start(p)
+    users, _ = steps.mail_users(p)
+    acls = p.target.vmail / "*" / "Maildir" / ".*" / "dovecot-acl"
+    with reading(acls, p.target.root) as seen_acl, reading(p.target.shared_index, p.target.root) as seen_index:
+        for _ in range(15):
+            steps.convert_mail(p, users, EventLog("test"))
+    written = sorted(p.target.vmail.glob("*/Maildir/.*/dovecot-acl"))
+    assert len(written) == 3
+    for f in written:
+        assert seen_acl[str(f)] == {digest(f.read_bytes())}, f
+    assert seen_index[str(p.target.shared_index)] == {digest(p.target.shared_index.read_bytes())}
+    message_mode = message_files(p.target.vmail / "alice/Maildir")[0].stat().st_mode & 0o777
+    for f in written + [p.target.shared_index, p.target.vmail / "alice/sieve/main.sieve"]:
+        assert f.stat().st_mode & 0o777 == message_mode, f
+    assert not [f for f in p.target.vmail.rglob("*.tmp")], "no temporary file left behind"
 
 def test_finish_removes_quota_files_written_before_the_final_sync_and_counts_virtual_sizes(project):
     """A Dovecot with Maildir++ quota that served the NS8 tree after start wrote a maildirsize; the final sync

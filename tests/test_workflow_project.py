@@ -108,3 +108,26 @@ def test_report_compares_directories_before_and_after(imap_accounts, tmp_path):
     assert json.loads(r.stdout)["directory"]["ok"]
     html = sorted((tmp_path / "reports").glob("report-*.html"))[-1].read_text()
     assert "Directory: before and after" in html
+
+
+def test_a_report_is_never_seen_half_written(tmp_path):
+    """The report is the proof an administrator keeps: a program picking it up from the reports directory
+    while it is written (again, within the same second) finds the whole of it or nothing."""
+    from readers import digest, reading
+    from mailmigrate.workflow.report import build_report, write_report
+
+    folders = [{"source": f"Folder {i}", "target": f"Folder {i}", "source_messages": 1000, "target_messages": 999,
+                "source_bytes": 10 ** 8, "missing": [f"<{i}.{j}@example.com>" for j in range(30)], "error": None,
+                "ok": False} for i in range(40)]
+    check = {"ok": False, "folders": folders,
+             "totals": {"source_messages": 40000, "source_bytes": 4 * 10 ** 9, "target_messages": 39960,
+                        "target_bytes": 4 * 10 ** 9, "missing": 40}}
+    status = [{"unit": f"user{u}@example.com", "state": "migrating", "last_error": None} for u in range(300)]
+    report = build_report("acme", status, {s["unit"]: check for s in status})
+    out = tmp_path / "reports"
+    with reading(out / "report-*", tmp_path) as seen:
+        for _ in range(5):
+            jp, hp = write_report(report, out)
+    assert jp.stat().st_size > 1_000_000 and json.loads(jp.read_text())["units"][299]["unit"] == "user299@example.com"
+    assert seen[str(jp)] == {digest(jp.read_bytes())}
+    assert seen[str(hp)] == {digest(hp.read_bytes())}

@@ -16,7 +16,7 @@ from typing import Literal
 
 def replace_file(path: Path, data: bytes, mode: int | Literal["umask"] | None, *, suffix: str = "",
                  prefix: str | None = None, owner: tuple[int, int] | None = None,
-                 owner_best_effort: bool = False) -> None:
+                 owner_best_effort: bool = False, sync_dir: bool = False) -> None:
     """Write ``data`` to a temporary file beside ``path`` and rename it over ``path``.
 
     The temporary file is created 0600 and gets ``mode`` (None: stays 0600; ``"umask"``: what ``open()``
@@ -26,10 +26,11 @@ def replace_file(path: Path, data: bytes, mode: int | Literal["umask"] | None, *
     else (a mailbox's user, a passwd-file's owner) is never published as ours; a refusal is an error unless
     ``owner_best_effort``, for callers that let an unprivileged administrator replace a file they may write
     but not give away.  It is fsynced before the rename so the rename never publishes an empty file after
-    a power loss, and removed if anything fails.  Syncing the directory (so the rename itself survives a
-    crash) is left to callers that need it; ``prefix`` (default ``.<name>.``) and ``suffix`` let a caller's
-    leftovers of a hard crash be told from other files, and keep them out of names that mean something in
-    that directory.
+    a power loss, and removed if anything fails.  ``sync_dir`` syncs the directory too, so the rename itself
+    survives a crash, for a caller that reports the file written, or lets a later step count on it, at once
+    (a caller replacing many files in one directory syncs it once itself).  ``prefix`` (default
+    ``.<name>.``) and ``suffix`` let a caller's leftovers of a hard crash be told from other files, and keep
+    them out of names that mean something in that directory.
     """
     if prefix is None:
         prefix = "." + path.name + "."
@@ -56,6 +57,12 @@ def replace_file(path: Path, data: bytes, mode: int | Literal["umask"] | None, *
         except FileNotFoundError:
             pass
         raise
+    if sync_dir:
+        fd = os.open(path.parent, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
 
 
 def _umask() -> int:

@@ -12,12 +12,15 @@ import html
 import json
 from pathlib import Path
 
+from ..formats.atomic import replace_file
+
 
 def build_report(project_name: str, status: list[dict], checks: dict[str, dict], directory: dict | None = None) -> dict:
     units = []
     for s in status:
         chk = checks.get(s["unit"]) or s.get("verification")
-        problems = (s.get("last_result") or {}).get("problems", [])
+        # the user step's warnings (CommuniGate: addresses the target will not deliver) outlive every sync
+        problems = (s.get("user") or {}).get("warnings", []) + (s.get("last_result") or {}).get("problems", [])
         units.append({"unit": s["unit"], "state": s["state"], "last_error": s["last_error"],
                       "verification": chk, "problems": problems, "found": s.get("found")})
     verified = [u for u in units if u["verification"]]
@@ -39,8 +42,9 @@ def write_report(report: dict, directory: Path) -> tuple[Path, Path]:
     stamp = report["generated"].replace(":", "-")
     jp = directory / f"report-{stamp}.json"
     hp = directory / f"report-{stamp}.html"
-    jp.write_text(json.dumps(report, indent=2, ensure_ascii=False), encoding="utf-8")
-    hp.write_text(render_html(report), encoding="utf-8")
+    # whole or absent: a report is kept as proof, and whatever collects the directory must never take half
+    replace_file(jp, json.dumps(report, indent=2, ensure_ascii=False).encode("utf-8"), "umask", suffix=".tmp")
+    replace_file(hp, render_html(report).encode("utf-8"), "umask", suffix=".tmp", sync_dir=True)
     return jp, hp
 
 

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ...errors import ConfigError
+from ...formats.atomic import replace_file
 
 
 @dataclass(frozen=True)
@@ -140,7 +141,11 @@ def unpack_archive(archive: Path, dest: Path) -> Path:
             tf.extractall(dest, filter="data")
     except (tarfile.TarError, OSError) as e:
         raise ConfigError(f"cannot unpack {archive}: {e}") from None
-    marker.write_text(str(archive) + "\n")
+    # the marker says the tree is whole: the unpacked files reach the disk before it does, or a power loss
+    # could leave a marker over empty files that a rerun would then migrate
+    os.sync()
+    replace_file(marker, (str(archive) + "\n").encode("utf-8", "surrogateescape"), "umask", suffix=".tmp",
+                 sync_dir=True)
     return dest
 
 

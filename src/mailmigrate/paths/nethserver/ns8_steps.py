@@ -435,7 +435,7 @@ def _convert_acls(p: Project, users: dict[str, str], log: EventLog) -> int:
             text = acl.read_text("utf-8", "surrogateescape")
             out = dst_md / d.relative_to(src_md) / "dovecot-acl"
             out.parent.mkdir(parents=True, exist_ok=True)
-            out.write_text(ns8.convert_acl(text), "utf-8", "surrogateescape")
+            _write_converted(out, ns8.convert_acl(text).encode("utf-8", "surrogateescape"), prefix=out.name + ".")
             dropped = [ln for ln in text.splitlines() if ns8.convert_acl_line(ln) is None]
             if dropped:
                 log.info("finish", f"{out.relative_to(p.target.root)}: {len(dropped)} line(s) for user=root dropped")
@@ -451,7 +451,7 @@ def _convert_shared_index(p: Project, log: EventLog) -> None:
     data, notes = ns8.convert_shared_dict(src.read_bytes())
     log.notes("finish", notes)
     p.target.shared_index.parent.mkdir(parents=True, exist_ok=True)
-    p.target.shared_index.write_bytes(data)
+    _write_converted(p.target.shared_index, data)
     log.info("finish", "shared-mailbox index converted")
 
 
@@ -465,14 +465,21 @@ def _convert_sieve(p: Project, users: dict[str, str], log: EventLog) -> int:
                 if f.is_file() and not f.is_symlink():
                     out = dst_home / f.relative_to(src_home)
                     out.parent.mkdir(parents=True, exist_ok=True)
-                    out.write_text(ns8.convert_shared_path(f.read_text("utf-8", "surrogateescape")), "utf-8",
-                                   "surrogateescape")
+                    text = ns8.convert_shared_path(f.read_text("utf-8", "surrogateescape"))
+                    _write_converted(out, text.encode("utf-8", "surrogateescape"))
                     n += 1
         link = src_home / ".dovecot.sieve"
         if link.is_symlink() and not (dst_home / ".dovecot.sieve").is_symlink():
             os.symlink(os.readlink(link), dst_home / ".dovecot.sieve")
     log.info("finish", f"{n} sieve script(s) copied with Shared/<user>/ paths")
     return n
+
+
+def _write_converted(path: Path, data: bytes, *, prefix: str | None = None) -> None:
+    """Dovecot on NS8 may already serve the mailboxes: it reads an ACL, the shared index or a script whole
+    or not at all, never half, and after a crash the file is the one finish reported converted.  Mode and
+    owner are the messages': the umask's, ours (vmail's when run as vmail)."""
+    replace_file(path, data, "umask", prefix=prefix, suffix=".tmp", sync_dir=True)
 
 
 def _private_json(path: Path, obj) -> None:
