@@ -9,6 +9,7 @@ CommuniGateStore reads from the sample store: bytes, flags and dates per folder.
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -249,7 +250,7 @@ def test_damaged_store_migrates_the_rest_and_reports_the_damage(kerio, store):
     assert work_key == ("alice@example.com", "Work", None) and str(work) in why and "line 1" in why
     assert len(missing) == 2
     # unreadable settings cost only the settings: bob is created with a generated password, mail arrives
-    (warning,) = [p for p in report.warnings() if p.account == "bob@example.com"]
+    (warning,) = [p for p in report.warnings() if p.account == "bob@example.com" and "not carried over" not in p.reason]
     assert "bob.settings" in warning.reason and "line" in warning.reason
     pw = pass_file(report)
     assert pw["bob@example.com"][1] == GENERATED
@@ -293,3 +294,56 @@ def test_plain_imap_target_with_passwd_file_users(dovecot_factory, store, tmp_pa
             if time.time() > deadline:
                 raise
             time.sleep(0.2)
+
+
+# --- addresses the target will not deliver ------------------------------------------------------------------
+
+def test_cli_warns_per_account_of_aliases_and_forwarding_not_carried_over(kerio, store):
+    """Kerio's writer sets no aliases: the mail arrives (no failure), and each account's result names the
+    exact addresses an administrator must create by hand before the cutover, in JSON and on screen."""
+    from test_sync_imap import mm
+
+    args = ["communigate", "migrate", store, "--server", "127.0.0.1", "--port", kerio.front.port,
+            "--domain", "example.org", "--admin-url", f"https://127.0.0.1:{kerio.admin.port}", "--admin-user",
+            "Admin", "--cafile", kerio.admin.certfile, "--output-dir", kerio.out]
+    env = {"MAILMIGRATE_TARGET_PASSWORD": MASTER, "MAILMIGRATE_ADMIN_PASSWORD": "adminpw"}
+    report = json.loads(mm(*args, "--json", env=env).stdout)  # exit 0: nothing failed
+    assert report["ok"] and report["not_copied"] == [] and report["copied"] == 6
+    left = {a["account"]: {x["kind"]: x["addresses"] for x in a["not_carried_over"]} for a in report["accounts"]}
+    assert left["erin@example.org"]["alias"] == ["info@example.org", "sales@example.org"]
+    assert left["erin@example.org"]["forwarding"] == ["erin@new.example.net"]
+    assert left["dave@example.org"]["alias"] == ["d@example.org", "david@example.org"]
+    assert "david@example.info" in left["dave@example.org"]["domain alias"]
+    (why,) = [w["reason"] for w in report["warnings"] if w["account"] == "erin@example.org" and "info@example.org," in w["reason"]]
+    assert why.startswith(f"aliases not carried over (mailmigrate writes no user aliases to "
+                          f"kerio://Admin@127.0.0.1:{kerio.admin.port})")
+
+    screen = mm(*args, env=env).stdout  # a rerun: the users exist (made by this migration), same warnings
+    assert "Warnings:" in screen and "Not copied:" not in screen
+    assert "account erin@example.org: aliases not carried over" in screen
+    assert "mail to info@example.org, sales@example.org will bounce after the cutover" in screen
+    assert "account dave@example.org: aliases not carried over" in screen and "d@example.org, david@example.org" in screen
+
+
+def test_cli_ldap_directory_takes_the_aliases(dovecot_factory, store, tmp_path):
+    """A directory whose writer holds user aliases (LDAP) gets them with the user it creates: no warning
+    for them; what no writer holds (forwarding) is still named."""
+    import ldap3
+    from servers.slapd import SlapdServer
+    from test_sync_imap import mm
+
+    if not Path("/usr/sbin/slapd").exists():
+        pytest.skip("slapd not installed")
+    dovecot = dovecot_factory()
+    with SlapdServer(tmp_path / "ldap", "dc=example,dc=com") as srv:
+        url = f"{srv.url}/dc=example,dc=com?bind={srv.admin_dn}"
+        p = mm("communigate", "migrate", store, "--server", "127.0.0.1", "--port", dovecot.port, "--target", "imap",
+               "--master-user", "master", "--domain", "example.com", "--directory", url, "--output-dir", tmp_path,
+               "--json", env={"MAILMIGRATE_TARGET_PASSWORD": "masterpw", "MAILMIGRATE_ADMIN_PASSWORD": srv.admin_pw})
+        report = json.loads(p.stdout)
+        assert report["ok"]
+        left = {a["account"]: [x["kind"] for x in a["not_carried_over"]] for a in report["accounts"]}
+        assert left == {"alice@example.com": ["forwarding"], "bob@example.com": [], "carol@example.com": []}
+        c = ldap3.Connection(srv.url, srv.admin_dn, srv.admin_pw, auto_bind=True)
+        c.search("dc=example,dc=com", "(uid=bob@example.com)", attributes=["mail"])
+        assert sorted(c.entries[0].mail.values) == ["bob@example.com", "robert@example.com"]

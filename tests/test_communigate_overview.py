@@ -50,7 +50,7 @@ def test_json_overview_counts_sizes_and_password_states(sample):
     assert roles["Calendar"] == "CalendarBox" and roles["Contacts"] == "ContactsBox" and roles["Sent"] == "\\Sent"
     assert data["domains"][1]["domain_aliases"] == ["example.net", "example.info"]
     assert data["totals"] == {"domains": 3, "accounts": 6, "messages": 24, "size": data["totals"]["size"],
-                              "unreadable_passwords": 2, "problems": 0}
+                              "unreadable_passwords": 2, "problems": 0, "addresses_not_carried_over": 21}
 
 
 def test_no_password_ever_appears(sample):
@@ -136,3 +136,30 @@ def test_cli_json_table_and_exit_status(sample, tmp_path, capsys):
     shutil.copytree(base, copy)
     (copy / "Accounts" / "bob.settings").write_bytes(b"{ broken")
     assert main(["communigate", "overview", str(copy), "--json"]) == 1
+
+
+def test_cli_names_the_addresses_the_target_will_not_get(sample, capsys, monkeypatch):
+    """Before the cutover: per account, every alias, domain-alias address and forwarding target that the
+    chosen target directory will not have (mail to them would bounce, or no longer be passed on)."""
+    base, _ = sample
+    assert main(["communigate", "overview", str(base), "--json"]) == 0  # default target: Kerio
+    data = json.loads(capsys.readouterr().out)
+    left = {a["address"]: {x["kind"]: x["addresses"] for x in a["not_carried_over"]}
+            for d in data["domains"] for a in d["accounts"]}
+    assert left["alice@example.com"] == {"alias": ["ali@example.com", "a.archer@example.com"],
+                                         "forwarding": ["alice.archer@elsewhere.org"]}
+    assert left["bob@example.com"] == {"alias": ["robert@example.com"]}
+    assert left["erin@example.org"]["alias"] == ["info@example.org", "sales@example.org"]
+    assert "sales@example.info" in left["erin@example.org"]["domain alias"]
+    assert left["carol@example.com"] == left["frank@shop.example.net"] == {}
+    # An LDAP directory takes user aliases (the migration writes them when it creates the user).
+    assert main(["communigate", "overview", str(base), "--json", "--target-directory", "ldap"]) == 0
+    ldap = {a["address"]: [x["kind"] for x in a["not_carried_over"]]
+            for d in json.loads(capsys.readouterr().out)["domains"] for a in d["accounts"]}
+    assert ldap["alice@example.com"] == ["forwarding"] and ldap["bob@example.com"] == []
+    monkeypatch.setenv("COLUMNS", "200")  # a table row per address list, not wrapped
+    assert main(["communigate", "overview", str(base), "--domain", "example.com", "--target-directory",
+                 "passwd-file"]) == 0
+    text = " ".join(capsys.readouterr().out.split())
+    assert "alias: ali@example.com, a.archer@example.com" in text and "alias: robert@example.com" in text
+    assert "not carried over to a passwd-file" in text

@@ -148,6 +148,10 @@ def test_communigate_project_start_sync_finish(dovecot_factory, tmp_path):
     assert report["ok"] and report["totals"]["missing"] == 0
     assert report["totals"]["source_messages"] == sum(total(base, a) for a in ADDRESSES)
     assert {u["unit"] for u in report["units"]} == ADDRESSES
+    # a passwd-file holds no aliases: the report names them per unit (a warning: the mail is all there)
+    bob = next(u for u in report["units"] if u["unit"] == "bob@example.com")
+    assert [p["kind"] for p in bob["problems"]] == ["warning"]
+    assert "mail to robert@example.com will bounce" in bob["problems"][0]["reason"]
     r = mm("project", "start", p, "alice@example.com", check=False)
     assert r.returncode == 1 and "already migrated" in r.stdout
 

@@ -107,7 +107,8 @@ def main(argv: list[str] | None = None) -> int:
 def _overview(args) -> int:
     from ..paths.communigate.overview import build_overview, dumps, render
 
-    ov = build_overview(args.path, domain=args.domain, user=args.user, primary_domain=args.primaryDomain)
+    ov = build_overview(args.path, domain=args.domain, user=args.user, primary_domain=args.primaryDomain,
+                        target_directory="passwd-file" if args.passwdFile else "kerio")
     if args.json:
         sys.stdout.write(dumps(ov) + "\n")
     elif not args.quiet:

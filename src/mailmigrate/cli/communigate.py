@@ -19,6 +19,9 @@ def register(subparsers) -> None:
     o.add_argument("--user", help="only this account (in --domain, or in any domain)")
     o.add_argument("--primary-domain", help="name of the main domain (Accounts/) when Settings/Main.settings "
                                             "does not say; default: this machine's host name")
+    o.add_argument("--target-directory", choices=("kerio", "passwd-file", "ldap", "none"), default="kerio",
+                   help="where the migration will create the users (default kerio): each account lists the "
+                        "aliases, domain-alias addresses and forwarding that target will not get")
     o.add_argument("--json", action="store_true", help="print JSON instead of tables")
     o.set_defaults(func=run)
     _register_migrate(sub)
@@ -28,7 +31,8 @@ def register(subparsers) -> None:
 def run(args: argparse.Namespace) -> int:
     from ..paths.communigate.overview import build_overview, dumps, render
 
-    ov = build_overview(args.path, domain=args.domain, user=args.user, primary_domain=args.primary_domain)
+    ov = build_overview(args.path, domain=args.domain, user=args.user, primary_domain=args.primary_domain,
+                        target_directory=args.target_directory)
     if args.json:
         sys.stdout.write(dumps(ov) + "\n")
     else:

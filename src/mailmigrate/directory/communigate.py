@@ -44,12 +44,18 @@ class CGAccount:
     password_encryption: str | None = None
     forwarding: list[str] = field(default_factory=list)
     aliases: list[str] = field(default_factory=list)
+    domain_aliases: list[str] = field(default_factory=list)  # other names of the account's domain
     calendar_boxes: dict[str, str] = field(default_factory=dict)  # role ("CalendarBox") -> mailbox name
     error: str | None = None
 
     @property
     def address(self) -> str:
         return f"{self.name}@{self.domain}"
+
+    @property
+    def alias_addresses(self) -> list[str]:
+        """The aliases as addresses: Aliases.data names them bare, meaning this account's domain."""
+        return [a if "@" in a else f"{a}@{self.domain}" for a in self.aliases]
 
     @property
     def password_readable(self) -> bool:
@@ -132,6 +138,7 @@ def read_account(loc: AccountLocation, domain: CGDomain | None = None) -> CGAcco
         password_encryption=enc,
         forwarding=forwarding_addresses(settings),
         aliases=list(domain.account_aliases.get(loc.name.lower(), [])) if domain else [],
+        domain_aliases=list(domain.domain_aliases) if domain else [],
         calendar_boxes={k: v for k, v in info.items() if k.endswith("Box") and isinstance(v, str)},
         error="; ".join(errors) or None,
     )
@@ -175,7 +182,7 @@ class CommuniGateDirectory(DirectoryReader):
             for loc in domain_accounts(domain, directory):
                 acc = read_account(loc, dom)
                 u = User(login=acc.address, real_name=acc.real_name or "", mail=acc.address,
-                         aliases=[a if "@" in a else f"{a}@{domain}" for a in acc.aliases],
+                         aliases=acc.alias_addresses,
                          forwards=list(acc.forwarding), domain=domain)
                 if acc.password is not None:
                     u.password = acc.password

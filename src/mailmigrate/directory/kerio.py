@@ -32,7 +32,7 @@ from ..errors import (
     TemporaryFailure,
 )
 from ..model import Secret
-from .base import Directory, DirectoryError, DirectoryWriter, UnsupportedByDirectory, User, fold
+from .base import DEFAULT_FIELDS, Directory, DirectoryError, DirectoryWriter, UnsupportedByDirectory, User, fold
 
 log = logging.getLogger(__name__)
 
@@ -401,6 +401,9 @@ class KerioDirectory(DirectoryWriter):
     """
 
     kinds = frozenset({"users"})
+    # Aliases are read (emailAddresses) but never written: a copy must neither expect them to arrive nor
+    # see a difference for ever, and a migration must tell that they did not arrive.
+    fields = {**DEFAULT_FIELDS, "users": DEFAULT_FIELDS["users"] - {"aliases"}}
     password_schemes = frozenset()
     accepts_clear = True
 

@@ -234,14 +234,17 @@ class Workflow:
         for p in o.problems:
             self.wf.log(unit, "WARNING", p.describe())
         meta = self.wf.get(unit).meta
+        # Kept apart from the sync's result, which each sync replaces: these stay true until the cutover.
         meta["user"] = {"action": o.action, "password": o.password, "note": o.note, "error": o.error,
-                        "pass_file": str(passes.path) if o.password else None}
+                        "pass_file": str(passes.path) if o.password else None,
+                        "warnings": [p.__dict__ for p in o.problems if p.kind == "warning"]}
         self._set_meta(unit, meta)
+        left = "".join(f"; {x.kind} not carried over: {', '.join(x.addresses)}" for x in o.left_behind)
         if o.action == "created":
             return True, (f"user created in {directory.describe()}, password {o.password} "
-                          f"(written to {passes.path}, mode 0600)")
+                          f"(written to {passes.path}, mode 0600){left}")
         if o.action == "existing":
-            return True, f"user {o.note.replace('--force', 'force = true')}"
+            return True, f"user {o.note.replace('--force', 'force = true')}{left}"
         if o.action == "skipped":
             return False, f"user {o.note.replace('--force', 'force = true in [communigate]')}"
         return False, o.error or "the user could not be created"

@@ -44,6 +44,7 @@ from ...stores.registry import StoreOptions, is_loopback, parse_spec
 from ...sync.engine import Progress, SyncOptions
 from ...sync.runner import SyncRequest, account_key, run_sync
 from .accounts import CGAccount, read_account, read_domain
+from .carryover import LeftBehind, carries_aliases, left_behind
 
 log = logging.getLogger("mailmigrate.paths.communigate.migrate")
 
@@ -231,6 +232,7 @@ class AccountOutcome:
     counters: Counters = field(default_factory=Counters)
     problems: list[Problem] = field(default_factory=list)
     error: str | None = None
+    left_behind: list[LeftBehind] = field(default_factory=list)  # addresses the target will not deliver
 
     @property
     def ok(self) -> bool:
@@ -240,7 +242,8 @@ class AccountOutcome:
 
     def as_dict(self) -> dict:
         return {"account": self.address, "action": self.action, "password": self.password, "note": self.note,
-                **self.counters.as_dict(), "error": self.error, "problems": [p.__dict__ for p in self.problems]}
+                **self.counters.as_dict(), "error": self.error, "problems": [p.__dict__ for p in self.problems],
+                "not_carried_over": [x.as_dict() for x in self.left_behind]}
 
 
 @dataclass
@@ -272,7 +275,8 @@ class MigrationReport:
         return out
 
     def warnings(self) -> list[Problem]:
-        """Damage that cost no mail (unreadable settings, flags a target would not keep)."""
+        """What cost no mail but needs a look: unreadable settings, flags a target would not keep, addresses
+        the target will not deliver."""
         return [p for a in self.accounts for p in a.problems if p.kind in ("flag", "warning")]
 
     def as_dict(self) -> dict:
@@ -490,6 +494,8 @@ def prepare_users(chosen: list[tuple[CGAccount, bool]], *, directory: DirectoryW
     if created_before is None:
         created_before = load_created(state_path)
     existing = _existing_logins(directory) if directory is not None else None
+    aliases_carried = carries_aliases(directory)  # after read(): a writer may learn its fields from the server
+    target = directory.describe() if directory is not None else None
     if directory is None:
         log.warning("no target directory given: users can be neither checked nor created; they are taken "
                     "to exist already, so their mail moves only with --force")
@@ -523,13 +529,15 @@ def prepare_users(chosen: list[tuple[CGAccount, bool]], *, directory: DirectoryW
             else:
                 o.note = "exists on the target; left as it is, mail migrated (--force)"
             log.info("account %s: %s", address, o.note)
+            _warn_left_behind(o, acc, aliases_carried=aliases_carried, target=target,
+                              user_written=mine)
             continue
         password, how = choose_password(acc, set_password=set_password,
                                         force_set_password=force_set_password)
         if passes.scrub is not None:
             passes.scrub.add(password)
         user = User(login=address, real_name=acc.real_name or "", mail=address, domain=acc.domain,
-                    password=password)
+                    password=password, aliases=acc.alias_addresses if aliases_carried else [])
         try:
             directory.add(user)
             directory.commit()
@@ -544,7 +552,17 @@ def prepare_users(chosen: list[tuple[CGAccount, bool]], *, directory: DirectoryW
         record_created(state_path, fold(address))
         log.info("account %s: created on %s, password %s (written to the pass file)", address,
                  directory.describe(), how)
+        _warn_left_behind(o, acc, aliases_carried=aliases_carried, target=target, user_written=True)
     return planned
+
+
+def _warn_left_behind(o: AccountOutcome, acc: CGAccount, **kw) -> None:
+    """The account's addresses the target will not deliver, as warnings: its mail did arrive, but these
+    must be created by hand before the cutover or mail to them bounces."""
+    o.left_behind = left_behind(acc, **kw)
+    for x in o.left_behind:
+        o.problems.append(Problem(o.address, None, None, x.describe(), "warning"))
+        log.warning("account %s: %s", o.address, x.describe())
 
 
 def _sync_mail(opts: MigrateOptions, spec, base: Path, planned: list[_Planned], state_path: Path, out: Out) -> None:

@@ -21,6 +21,7 @@ from ...stores.communigate import (
     main_domain_name,
 )
 from .accounts import CGAccount, CGDomain, read_account, read_domain
+from .carryover import TARGETS, LeftBehind, carries_aliases, left_behind, writer_class
 
 
 @dataclass
@@ -41,6 +42,7 @@ class FolderOverview:
 class AccountOverview:
     account: CGAccount
     folders: list[FolderOverview] = field(default_factory=list)
+    left_behind: list[LeftBehind] = field(default_factory=list)  # addresses the chosen target will not have
 
     @property
     def messages(self) -> int:
@@ -70,6 +72,7 @@ class Overview:
     base: str
     main_domain: str
     domains: list[DomainOverview] = field(default_factory=list)
+    target_directory: str = "kerio"  # a key of carryover.TARGETS
 
     @property
     def accounts(self) -> list[AccountOverview]:
@@ -77,13 +80,18 @@ class Overview:
 
 
 def build_overview(base_path, *, domain: str | None = None, user: str | None = None,
-                   primary_domain: str | None = None) -> Overview:
+                   primary_domain: str | None = None, target_directory: str = "kerio") -> Overview:
+    """``target_directory``: the kind of directory the migration will create users in (a key of
+    :data:`~.carryover.TARGETS`), so each account lists the addresses that target will not have."""
     base = Path(base_path)
+    if target_directory not in TARGETS:
+        raise ConfigError(f"target directory must be one of {', '.join(TARGETS)}, not {target_directory!r}")
     dirs = base_domain_dirs(base, primary_domain)
     main = main_domain_name(base, primary_domain)
     if domain is not None and domain.lower() not in dirs:
         raise ConfigError(f"domain {domain} is not in {base} (domains: {', '.join(dirs)})")
-    ov = Overview(str(base), main)
+    ov = Overview(str(base), main, target_directory=target_directory)
+    carried = carries_aliases(writer_class(target_directory))
     found_user = False
     for name, d in dirs.items():
         if domain is not None and name != domain.lower():
@@ -94,7 +102,9 @@ def build_overview(base_path, *, domain: str | None = None, user: str | None = N
             if user is not None and loc.name.lower() != user.lower():
                 continue
             found_user = True
-            dov.accounts.append(_account_overview(base, loc, dom, primary_domain))
+            aov = _account_overview(base, loc, dom, primary_domain)
+            aov.left_behind = left_behind(aov.account, aliases_carried=carried, target=TARGETS[target_directory])
+            dov.accounts.append(aov)
         ov.domains.append(dov)
     if user is not None and not found_user:
         where = f"domain {domain}" if domain else "any domain"
@@ -131,6 +141,7 @@ def to_json(ov: Overview) -> dict:
     return {
         "base": ov.base,
         "main_domain": ov.main_domain,
+        "target_directory": ov.target_directory,
         "domains": [
             {
                 "name": d.domain.name,
@@ -147,6 +158,7 @@ def to_json(ov: Overview) -> dict:
                         "password_encryption": a.account.password_encryption,
                         "forwarding": a.account.forwarding,
                         "aliases": a.account.aliases,
+                        "not_carried_over": [x.as_dict() for x in a.left_behind],
                         "messages": a.messages,
                         "size": a.size,
                         "problems": a.problems,
@@ -168,6 +180,7 @@ def to_json(ov: Overview) -> dict:
             "size": sum(a.size for a in ov.accounts),
             "unreadable_passwords": sum(1 for a in ov.accounts if a.account.password_state != "readable"),
             "problems": sum(len(a.problems) for a in ov.accounts) + sum(len(d.domain.errors) for d in ov.domains),
+            "addresses_not_carried_over": sum(len(x.addresses) for a in ov.accounts for x in a.left_behind),
         },
     }
 
@@ -227,6 +240,9 @@ def render(ov: Overview, console) -> None:
                           human_size(f.size) if f.format else "", "", "")
             for p in a.problems:
                 t.add_row("", "[red]damaged[/]", "", "", "", "", f"[red]{_escape(p)}[/]")
+            for x in a.left_behind:
+                t.add_row("", "[yellow]not carried over[/]", "", "", "", "",
+                          f"[yellow]{x.kind}: {_escape(', '.join(x.addresses))}[/]")
         console.print(t)
         for e in d.domain.errors:
             console.print(f"[red]{_escape(e)}[/]")
@@ -235,6 +251,12 @@ def render(ov: Overview, console) -> None:
         f"{tot['domains']} domains, {tot['accounts']} accounts, {tot['messages']} messages, "
         f"{human_size(tot['size'])}; {tot['unreadable_passwords']} passwords not readable; "
         f"{tot['problems']} problems")
+    if tot["addresses_not_carried_over"]:
+        where = TARGETS[ov.target_directory] or "a migration without a target directory"
+        console.print(
+            f"[yellow]{tot['addresses_not_carried_over']} addresses (aliases, domain aliases, forwarding) are not "
+            f"carried over to {where}: create them there by hand before the cutover (mail to an address the target "
+            f"lacks bounces); --target-directory names another target[/]")
 
 
 def _escape(text: str) -> str:
