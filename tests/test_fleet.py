@@ -127,6 +127,51 @@ def test_fifty_accounts_three_workers_one_killed(tmp_path, fleet_env):
     conn.close()
 
 
+class _Connection:
+    """A store's connection as SlotStore sees it: open and close."""
+
+    def open(self):
+        pass
+
+    def close(self):
+        pass
+
+
+def test_an_account_takes_its_source_slot_before_its_target_slot(fleet_env):
+    """The engine opens an account's source and target at the same time.  Account A's target side opening
+    first must take A's source slot before the target slot: had it taken only the target slot, B taking the
+    one source slot and waiting for the one target slot while A waits for the source slot would have stopped
+    both until the slot wait ran out (and a fleet of them for good, the heartbeats keeping the slots)."""
+    from mailmigrate.fleet.limits import Slots, SlotStore
+
+    broker, _, _ = fleet_env
+    slots = Slots(broker, ttl=30, wait=3)
+    skey, tkey = "mm:slots:source:x", "mm:slots:target:x"
+
+    def pair():
+        src = SlotStore(_Connection(), slots, skey, 1)
+        return src, SlotStore(_Connection(), slots, tkey, 1, after=src)
+
+    (a_src, a_tgt), (b_src, b_tgt) = pair(), pair()
+    a_tgt.open()
+    assert (slots.holders(skey), slots.holders(tkey)) == (1, 1)
+    b_opened = []
+    b = threading.Thread(target=lambda: [b_src.open(), b_tgt.open(), b_opened.append(True)])
+    b.start()
+    time.sleep(0.5)  # B waits for the source slot, holding nothing
+    assert not b_opened and (slots.holders(skey), slots.holders(tkey)) == (1, 1)
+    a_src.open()  # A's slot already: no wait
+    a_src.close()
+    a_tgt.close()
+    b.join(timeout=10)
+    assert b_opened == [True]
+    assert (slots.holders(skey), slots.holders(tkey)) == (1, 1)
+    b_src.close()
+    b_tgt.close()
+    assert (slots.holders(skey), slots.holders(tkey)) == (0, 0)
+    slots.close()
+
+
 class ServerConnections(threading.Thread):
     """Counts, on the server's side, the established TCP connections to a port (ss); keeps the maximum."""
 

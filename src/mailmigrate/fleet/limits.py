@@ -9,8 +9,9 @@
 
 Source and target slots are separate keys (``mm:slots:source:<server>``, ``mm:slots:target:<server>``), and
 every connection pair takes its source slot before its target slot, so a holder never waits for a kind of
-slot while blocking others from the kind it holds; a slot that cannot be had within ``wait`` seconds is a
-TemporaryFailure, which the engine retries after releasing everything.
+slot while blocking others from the kind it holds; the engine opens both sides at once, so the target's
+store takes its account's source slot first (``after``).  A slot that cannot be had within ``wait``
+seconds is a TemporaryFailure, which the engine retries after releasing everything.
 """
 
 from __future__ import annotations
@@ -150,24 +151,38 @@ class SlotStore:
 
     An account's first connection waits for a slot; its extra connections (clones, for folders in
     parallel) only take a free one and otherwise fail at once, which the engine answers by going on with
-    fewer connections — waiting there, while holding the first slot, could deadlock the fleet."""
+    fewer connections — waiting there, while holding the first slot, could deadlock the fleet.
 
-    def __init__(self, store, slots: Slots, key: str, limit: int, *, wait: bool = True):
+    ``after`` (the target's store gets its account's source store): the source's slot is taken before this
+    one's, whichever side opens first.  The engine opens source and target at the same time; a target that
+    took its slot first and then waited for the source's, while another account held a source slot and
+    waited for a target slot, stopped the fleet until the slot wait ran out."""
+
+    def __init__(self, store, slots: Slots, key: str, limit: int, *, wait: bool = True,
+                 after: "SlotStore | None" = None):
         self._inner = store
         self._slots = slots
         self._key = key
         self._limit = limit
         self._wait = wait
+        self._after = after
+        self._taking = threading.Lock()
         self._token: str | None = None
 
     def open(self) -> None:
-        if self._token is None:
-            self._token = self._slots.acquire(self._key, self._limit, None if self._wait else 0.0)
+        if self._after is not None and self._wait:
+            self._after._take()
+        self._take()
         try:
             self._inner.open()
         except BaseException:
             self._release()
             raise
+
+    def _take(self) -> None:
+        with self._taking:  # the other side's thread may be taking this slot for it right now
+            if self._token is None:
+                self._token = self._slots.acquire(self._key, self._limit, None if self._wait else 0.0)
 
     def close(self) -> None:
         try:

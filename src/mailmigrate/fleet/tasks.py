@@ -164,5 +164,5 @@ def _run(desc: dict, acc: Account, name: str, state, slots) -> AccountResult:
             return AccountResult(name, error="--max-connections needs Redis on the workers (worker --redis URL)")
         opts.connections = max(1, min(opts.connections, int(limit)))
         src = SlotStore(src, slots, slot_key("source", server_name(source)), int(limit))
-        tgt = SlotStore(tgt, slots, slot_key("target", server_name(target)), int(limit))
+        tgt = SlotStore(tgt, slots, slot_key("target", server_name(target)), int(limit), after=src)
     return sync_account(src, tgt, account_name=name, state=state, options=opts)
