@@ -19,8 +19,8 @@ import psycopg
 import pytest
 import redis
 
-from servers.fleet import MM, kill_worker, make_accounts, process_group, read_maildir, start_worker, stop_worker, \
-    wait_for
+from servers.fleet import MM, kill_mid_copy, make_accounts, process_group, read_maildir, start_worker, stop_worker, \
+    wait_for, wait_ready
 from servers.pgdb import drop_database, make_database
 
 REDIS = "redis://127.0.0.1:6379"
@@ -76,28 +76,22 @@ def test_fifty_accounts_three_workers_one_killed(tmp_path, fleet_env):
     probes = [HolderProbe(r, f"mm:slots:{role}:maildir:local") for role in ("source", "target")]
     for p in probes:
         p.start()
+    sync = None
     try:
+        for i, w in enumerate(workers):  # all taking jobs from the first one on: worker 0 surely gets some
+            wait_ready(w, tmp_path / f"w{i}.log")
         sync = subprocess.Popen(MM + ["sync", f"maildir:{tmp_path}/%u/src", f"maildir:{tmp_path}/%u/dst",
                                       "--accounts", accounts, "--executor", "celery", "--broker", broker,
                                       "--state", state, "--max-connections", str(limit), "--json"],
                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         conn = psycopg.connect(state, autocommit=True)
-
-        def victim_busy():
-            """Some accounts done, and worker 0 in the middle of one (a job row running on one of its pids)."""
-            try:
-                rows = conn.execute("SELECT status, worker, copied FROM fleet_jobs").fetchall()
-            except psycopg.errors.UndefinedTable:
-                return None
-            done = sum(1 for s, _, _ in rows if s == "done")
-            mine = [w for s, w, c in rows if s == "running" and w and
-                    process_group(int(w.rsplit(" ", 1)[1])) == workers[0].pid]
-            return done >= 5 and mine
-
-        killed = wait_for(victim_busy, timeout=60, every=0.01)
-        kill_worker(workers[0])
+        # Some accounts done, and worker 0 in the middle of copying one (part of it on the target), checked
+        # with worker 0 stopped, then SIGKILLed.
+        killed = kill_mid_copy(workers[0], sync, conn, done=5)
         out, err = sync.communicate(timeout=150)
     finally:
+        if sync and sync.poll() is None:  # the test failed while it ran
+            sync.kill()
         for p in probes:
             p.stop.set()
         for w in workers:

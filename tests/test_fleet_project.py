@@ -19,8 +19,7 @@ import pytest
 
 from conftest import ImapAccount
 from servers import imapcheck
-from servers.fleet import MM, kill_worker, make_accounts, process_group, read_maildir, start_worker, stop_worker, \
-    wait_for
+from servers.fleet import MM, kill_mid_copy, make_accounts, read_maildir, start_worker, stop_worker, wait_ready
 from test_fleet import fleet_env  # noqa: F401  (a fixture: Redis database of its own, PostgreSQL state)
 from test_sync_imap import mm, msg, populate, snapshot
 
@@ -177,27 +176,21 @@ def test_rabbitmq_broker_with_a_worker_killed_mid_account(tmp_path, fleet_env, r
     env = {"MAILMIGRATE_BROKER": rabbitmq}
     workers = [start_worker(None, state, concurrency=2, name=f"r{i}", log=tmp_path / f"r{i}.log", env=env,
                             extra=["--redis", redis_url, "--slot-ttl", "5"]) for i in range(2)]
+    sync = None
     try:
+        for i, w in enumerate(workers):  # both taking jobs from the first one on: worker 0 surely gets some
+            wait_ready(w, tmp_path / f"r{i}.log")
         sync = subprocess.Popen(MM + ["sync", f"maildir:{tmp_path}/%u/src", f"maildir:{tmp_path}/%u/dst",
                                       "--accounts", accounts, "--executor", "celery", "--state", state,
                                       "--max-connections", "3", "--json"],
                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                                 env={**os.environ, **env})
         conn = psycopg.connect(state, autocommit=True)
-
-        def victim_busy():
-            try:
-                rows = conn.execute("SELECT status, worker FROM fleet_jobs").fetchall()
-            except psycopg.errors.UndefinedTable:
-                return None
-            mine = [w for s, w in rows if s == "running" and w and
-                    process_group(int(w.rsplit(" ", 1)[1])) == workers[0].pid]
-            return sum(1 for s, _ in rows if s == "done") >= 3 and mine
-
-        killed = wait_for(victim_busy, timeout=60, every=0.01)
-        kill_worker(workers[0])
+        killed = kill_mid_copy(workers[0], sync, conn, done=3)  # checked with worker 0 stopped, then SIGKILLed
         out, err = sync.communicate(timeout=150)
     finally:
+        if sync and sync.poll() is None:  # the test failed while it ran
+            sync.kill()
         for w in workers:
             stop_worker(w)
     assert sync.returncode == 0, err[-3000:]

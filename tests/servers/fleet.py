@@ -13,6 +13,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Callable
 
 MM = [sys.executable, "-m", "mailmigrate.cli.main"]
 FLAGS = ["", "S", "FS", "RS", "D", "ST"]
@@ -101,3 +102,81 @@ def wait_for(pred, timeout: float, every: float = 0.05):
             return v
         time.sleep(every)
     raise TimeoutError("condition not reached")
+
+
+def wait_ready(p: subprocess.Popen, log: Path, timeout: float = 60) -> None:
+    """Until the worker started with ``log`` says it is ready (consuming from the queue); fails at once if it
+    exited, and after ``timeout`` seconds with the end of its log."""
+    end = time.monotonic() + timeout
+    while True:
+        text = log.read_text(errors="replace") if log.exists() else ""
+        if any(line.endswith(" ready.") for line in text.splitlines()):
+            return
+        if p.poll() is not None:
+            raise AssertionError(f"worker exited ({p.returncode}) before it was ready:\n{text[-2000:]}")
+        if time.monotonic() >= end:
+            raise AssertionError(f"worker not ready after {timeout:.0f} s:\n{text[-2000:]}")
+        time.sleep(0.05)
+
+
+def count_messages(root: Path) -> int:
+    """Message files in a Maildir (cur and new of the INBOX and of every folder)."""
+    if not root.is_dir():
+        return 0
+    return sum(len(os.listdir(sub)) for d in [root] + [p for p in root.iterdir() if p.name.startswith(".")]
+               for sub in (d / "cur", d / "new") if sub.is_dir())
+
+
+def maildir_copy_unfinished(account: str) -> bool:
+    """For a job of a Maildir-to-Maildir run (account "maildir:SRC -> maildir:DST"): the target holds some of
+    the source's messages but not all of them, i.e. the account's copy has begun and not ended."""
+    src, dst = (Path(side.strip().removeprefix("maildir:")) for side in account.split(" -> ", 1))
+    return 0 < count_messages(dst) < count_messages(src)
+
+
+def kill_mid_copy(victim: subprocess.Popen, run: subprocess.Popen, conn, *, done: int,
+                  unfinished: Callable[[str], bool] = maildir_copy_unfinished, timeout: float = 60,
+                  every: float = 0.01) -> list[str]:
+    """SIGKILL the worker ``victim`` (its whole process group) at a moment when at least ``done`` accounts of
+    the run are done and one of its processes is copying an account (``unfinished(account)``: copied in part).
+
+    Polling alone cannot promise that moment (an account may end between a look and the kill), so a
+    candidate moment is checked again with the worker stopped (SIGSTOP): only if it still holds is the
+    worker killed, else it goes on (SIGCONT) and the watch goes on.  Returns the accounts whose jobs were
+    running on the victim when it died.  Fails at once, saying what was seen last, when ``run`` (the
+    command following the run) or the victim ends first; else after ``timeout`` seconds."""
+    import psycopg
+
+    def look():
+        try:
+            rows = conn.execute("SELECT account, status, worker FROM fleet_jobs").fetchall()
+        except psycopg.errors.UndefinedTable:  # the run is not enqueued yet
+            return 0, []
+        mine = [a for a, s, w in rows if s == "running" and w and
+                process_group(int(w.rsplit(" ", 1)[1])) == victim.pid]
+        return sum(1 for _, s, _ in rows if s == "done"), mine
+
+    end = time.monotonic() + timeout
+    seen = "nothing yet"
+    while True:
+        n_done, mine = look()
+        seen = f"{n_done} account(s) done; running on the victim: {mine or 'none'}"
+        if n_done >= done and any(unfinished(a) for a in mine):
+            os.killpg(victim.pid, signal.SIGSTOP)
+            try:
+                n_done, mine = look()  # the victim stands still: what is true now stays true until the kill
+                if n_done >= done and any(unfinished(a) for a in mine):
+                    kill_worker(victim)
+                    return mine
+            finally:
+                if victim.poll() is None:
+                    os.killpg(victim.pid, signal.SIGCONT)
+        if run.poll() is not None:
+            raise AssertionError(f"the run ended (exit {run.returncode}) before the victim worker was seen "
+                                 f"copying an account with {done} done; last seen: {seen}")
+        if victim.poll() is not None:
+            raise AssertionError(f"the victim worker exited ({victim.returncode}) on its own; last seen: {seen}")
+        if time.monotonic() >= end:
+            raise AssertionError(f"no moment in {timeout:.0f} s with {done} account(s) done and the victim worker "
+                                 f"copying one; last seen: {seen}")
+        time.sleep(every)
