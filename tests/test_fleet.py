@@ -166,6 +166,48 @@ def test_an_account_takes_its_source_slot_before_its_target_slot(fleet_env):
     slots.close()
 
 
+def test_a_source_reconnect_keeps_its_slot(fleet_env, tmp_path):
+    """After an abandoned fetch the engine swaps the source's connection mid-account.  Doing it as close()
+    and open() gave the source slot back and queued for one again while the target slot stayed held: an
+    account B waiting for that source slot (and next for the target slot) and A waiting for a source slot
+    stopped each other until the slot wait ran out.  The swap keeps the slot."""
+    from types import SimpleNamespace
+
+    from mailmigrate.fleet.limits import Slots, SlotStore
+    from mailmigrate.stores.maildir import MaildirStore
+    from mailmigrate.sync.engine import _AccountRun
+
+    broker, _, _ = fleet_env
+    slots = Slots(broker, ttl=30, wait=3)
+    skey, tkey = "mm:slots:source:y", "mm:slots:target:y"
+
+    def pair(name):
+        src = SlotStore(MaildirStore(tmp_path / name / "src", create=True), slots, skey, 1)
+        return src, SlotStore(MaildirStore(tmp_path / name / "dst", create=True), slots, tkey, 1, after=src)
+
+    (a_src, a_tgt), (b_src, b_tgt) = pair("a"), pair("b")
+    a_src.open()
+    a_tgt.open()
+    b_opened = []
+    b = threading.Thread(target=lambda: [b_src.open(), b_tgt.open(), b_opened.append(True)])
+    b.start()
+    time.sleep(0.5)  # B queues for the source slot
+    held = a_src._token
+    _AccountRun._reopen_source(SimpleNamespace(source=a_src))  # what the engine does after an abandoned fetch
+    assert a_src._token == held  # never given back, so B could not slip in between (it polls; A was usually first)
+    time.sleep(0.5)
+    assert not b_opened and (slots.holders(skey), slots.holders(tkey)) == (1, 1)
+    a_src.list_folders()  # the new connection works
+    a_src.close()
+    a_tgt.close()
+    b.join(timeout=10)
+    assert b_opened == [True]
+    b_src.close()
+    b_tgt.close()
+    assert (slots.holders(skey), slots.holders(tkey)) == (0, 0)
+    slots.close()
+
+
 class ServerConnections(threading.Thread):
     """Counts, on the server's side, the established TCP connections to a port (ss); keeps the maximum."""
 

@@ -190,6 +190,20 @@ class SlotStore:
         finally:
             self._release()
 
+    def reconnect(self) -> None:
+        """A new connection under the slot already held.  Giving the slot back and waiting for one while
+        the account's target holds its own would break the source-before-target order that keeps the
+        fleet from deadlocking."""
+        try:
+            self._inner.close()
+        except Exception:  # the old connection is given up either way
+            pass
+        try:
+            self._inner.open()
+        except BaseException:
+            self._release()
+            raise
+
     def _release(self) -> None:
         if self._token is not None:
             token, self._token = self._token, None

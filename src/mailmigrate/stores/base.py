@@ -57,6 +57,18 @@ class Store(ABC):
     def close(self) -> None:
         """Release connections and files; never raises."""
 
+    def reconnect(self) -> None:
+        """A fresh connection in place of one that cannot be reused (a fetch abandoned mid-response).
+
+        Its own method rather than close() and open(), so that a wrapper holding a share of a limited
+        resource for this store (the fleet's connection slots) can keep it across the swap instead of
+        giving it back and queueing for it again while its partner store holds its own."""
+        try:
+            self.close()
+        except Exception:  # the old connection is given up either way
+            pass
+        self.open()
+
     def __enter__(self):
         self.open()
         return self

@@ -241,11 +241,7 @@ class _AccountRun:
 
     def _reopen_source(self) -> None:
         """After a fetch stream was abandoned mid-response the connection cannot be reused."""
-        try:
-            self.source.close()
-        except Exception:
-            pass
-        self.source.open()
+        self.source.reconnect()
 
     # --- the account ----------------------------------------------------------------------------
     def sync_all(self) -> None:
