@@ -5,9 +5,13 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
+
+import pytest
 
 from servers import imapcheck
-from test_sync_imap import mm, msg, populate, snapshot
+from servers.dovecot import make_cert
+from test_sync_imap import MM, mm, msg, populate, snapshot
 
 
 def project_file(tmp_path, src, dst, name: str, extra: str = ""):
@@ -131,3 +135,94 @@ def test_a_report_is_never_seen_half_written(tmp_path):
     assert jp.stat().st_size > 1_000_000 and json.loads(jp.read_text())["units"][299]["unit"] == "user299@example.com"
     assert seen[str(jp)] == {digest(jp.read_bytes())}
     assert seen[str(hp)] == {digest(hp.read_bytes())}
+
+
+def mm_from(cwd, *args, check=True):
+    """The CLI run from ``cwd``, as an operator (or the dashboard's service) runs it from wherever it is."""
+    p = subprocess.run(MM + [str(a) for a in args], capture_output=True, text=True, cwd=cwd, timeout=300)
+    if check and p.returncode != 0:
+        raise AssertionError(f"exit {p.returncode}\nstdout: {p.stdout[-3000:]}\nstderr: {p.stderr[-3000:]}")
+    return p
+
+
+def maildir_with(root, messages: list[bytes]):
+    for sub in ("cur", "new", "tmp"):
+        (root / sub).mkdir(parents=True, exist_ok=True)
+    for i, data in enumerate(messages):
+        (root / "cur" / f"{1600000000 + i}.M{i}P1.host:2,S").write_bytes(data)
+
+
+def messages_in(root) -> list[bytes]:
+    return sorted(f.read_bytes() for sub in ("cur", "new") for f in (root / sub).glob("*") if f.is_file())
+
+
+@pytest.mark.parametrize("scheme", ["maildir:", "Maildir:"])
+def test_relative_maildir_paths_are_beside_the_project_file_from_any_directory(tmp_path, scheme):
+    """A project names its Maildirs (and its directory files) relative to itself; run from a directory that
+    holds other mail under the same relative names, it still copies the project's own mail, and only there."""
+    proj, elsewhere = tmp_path / "proj", tmp_path / "elsewhere"
+    mine = [msg(i) for i in range(3)]
+    maildir_with(proj / "old" / "ann" / "Maildir", mine)
+    maildir_with(elsewhere / "old" / "ann" / "Maildir", [msg(99)])  # what the current directory would give
+    (proj / "old.users").write_text("ann:{PLAIN}x::::::\nbob:{PLAIN}y::::::\n")  # bob is not made yet
+    (proj / "new.users").write_text("ann:{PLAIN}x::::::\n")
+    p = proj / "rel.toml"
+    p.write_text(f"""[project]
+name = "rel"
+[source]
+url = "{scheme}old/%n/Maildir"
+[target]
+url = "{scheme}new/%n/Maildir"
+[accounts]
+list = ["ann"]
+[directory]
+source = "passwd-file:old.users"
+target = "passwd-file:new.users"
+""")
+    mm_from(elsewhere, "project", "init", p)
+    out = json.loads(mm_from(elsewhere, "project", "start", p, "--json").stdout)
+    assert out[0]["ok"] and out[0]["state"] == "migrating", out
+    assert messages_in(proj / "new" / "ann" / "Maildir") == sorted(mine)
+    assert not (elsewhere / "new").exists()
+    r = mm_from(elsewhere, "project", "report", p, "--json", check=False)
+    report = json.loads(r.stdout)
+    users = next(c for c in report["directory"]["checks"] if c["check"] == "users")
+    assert r.returncode == 1 and users["missing"] == ["bob"], report["directory"]
+    assert report["totals"]["source_messages"] == 3 and report["totals"]["missing"] == 0, report["totals"]
+
+
+@pytest.mark.parametrize("tls", ["starttls", "imaps"])
+def test_a_relative_cafile_is_beside_the_project_file_from_any_directory(imap_accounts, tmp_path, tls):
+    """The target's CA, kept beside the project file as cafile=certs/ca.pem, is the one start trusts when run
+    from a directory holding another certs/ca.pem: the copy goes through over verified TLS."""
+    src, dst = imap_accounts
+    populate(src, {"INBOX": [(msg(i), "") for i in range(3)]})
+    proj, elsewhere = tmp_path / "proj", tmp_path / "elsewhere"
+    (proj / "certs").mkdir(parents=True)
+    (proj / "certs" / "ca.pem").write_bytes(dst.server.cafile.read_bytes())
+    (elsewhere / "certs").mkdir(parents=True)
+    _, other = make_cert(elsewhere / "certs")
+    other.rename(elsewhere / "certs" / "ca.pem")  # a CA that did not sign the target's certificate
+    if tls == "starttls":
+        target = f"imap://{dst.user}@127.0.0.1:{dst.server.port}?tls=starttls&cafile=certs/ca.pem"
+    else:
+        target = f"imaps://{dst.user}@127.0.0.1:{dst.server.tls_port}?cafile=certs/ca.pem"
+    for pw_file, pw in (("src.pw", src.password), ("dst.pw", dst.password)):
+        (proj / pw_file).write_text(pw)
+        os.chmod(proj / pw_file, 0o600)
+    p = proj / "tls.toml"
+    p.write_text(f"""[project]
+name = "tls"
+[source]
+url = "{src.url()}"
+password_file = "src.pw"
+[target]
+url = "{target}"
+password_file = "dst.pw"
+""")
+    mm_from(elsewhere, "project", "init", p)
+    r = mm_from(elsewhere, "project", "start", p, "--json", check=False)
+    out = json.loads(r.stdout)
+    assert r.returncode == 0 and out[0]["ok"] and out[0]["state"] == "migrating", (out, r.stderr[-2000:])
+    assert sum(snapshot(dst)["INBOX"].values()) == 3
+    assert dst.password not in r.stdout + r.stderr

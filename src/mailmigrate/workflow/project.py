@@ -56,7 +56,8 @@ are the units, and start creates each one's user in the target directory before 
     master = "Admin"                 # required for this path
     password_file = "master.pw"
 
-Relative paths are relative to the project file, so a project directory can be moved as a whole.
+Relative paths are relative to the project file, so a project directory can be moved as a whole and used from
+anywhere - those inside URLs too: a store's or directory's file path, ``cafile=`` and ``shadow=``.
 """
 
 from __future__ import annotations
@@ -66,11 +67,11 @@ import re
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
-from urllib.parse import quote, unquote
+from urllib.parse import quote, unquote_plus
 
 from ..errors import ConfigError
 from ..model import Account, Secret
-from ..stores.registry import StoreSpec, parse_spec
+from ..stores.registry import FILE_KINDS, StoreSpec, parse_spec
 from ..sync.accounts import load_accounts_file, password_from
 
 PATHS = ("mailbox", "nethserver7", "communigate")
@@ -208,12 +209,8 @@ def load_project(file: str | os.PathLike) -> Project:
         if "password" in sec:
             raise ConfigError(f"project {name}: [{side}] holds a password; use password_file (mode 0600) or "
                               f"MAILMIGRATE_{side.upper()}_PASSWORD")
-        url = sec["url"]
-        # A relative file store path in the project is relative to the project directory.
-        for kind in ("maildir:", "mbox:", "communigate:"):
-            if url.startswith(kind) and not url[len(kind):].startswith(("/", "~")):
-                url = kind + str(base / url[len(kind):])
         pw = sec.get("password_file")
+        url = _beside_project(sec["url"], rel, store=True)
         sides[side] = Side(parse_spec(url), sec.get("master"), str(rel(pw)) if pw else None,
                            bool(data.get("options", {}).get("insecure", False)))
     acc_sec = data.get("accounts", {})
@@ -238,6 +235,8 @@ def load_project(file: str | os.PathLike) -> Project:
         for k in ("source_password_file", "target_password_file"):
             if directory.get(k):
                 directory[k] = str(rel(directory[k]))
+        for k in ("source", "target"):
+            directory[k] = _beside_project(directory[k], rel)
     return Project(
         file=f,
         name=name,
@@ -286,20 +285,47 @@ def _communigate(name: str, data: dict, rel) -> dict:
     for k in ("directory_password_file", "set_password_file", "force_set_password_file"):
         if sec.get(k):
             sec[k] = str(rel(sec[k]))
-    d = sec.get("directory")
-    if d and d.startswith("passwd-file:") and not d[len("passwd-file:"):].startswith(("/", "~")):
-        sec["directory"] = "passwd-file:" + str(rel(d[len("passwd-file:"):]))
-    elif d and d.lower().startswith("kerio:"):
-        # Kerio's self-signed certificate is usually exported beside the project: its cafile must not depend
-        # on where a command (or the dashboard) happens to be started.
-        sec["directory"] = re.sub(r"(?<=[?&])cafile=([^&#]*)",
-                                  lambda m: "cafile=" + quote(str(rel(unquote(m.group(1)))), safe="/"), d)
+    if sec.get("directory"):
+        sec["directory"] = _beside_project(sec["directory"], rel)
     sec["output_dir"] = str(rel(sec.get("output_dir", ".")))
     sec["force"] = bool(sec.get("force", False))
     sec["overview"] = bool(sec.get("overview", True))
     # The same source URL as cg2kms's migration, so both name an account alike in a shared state file.
     sec["source_url"] = f"communigate:{sec['base']}"
     return sec
+
+
+#: URL kinds, store or directory, whose body up to ``?`` is a file path
+_FILE_URLS = ("maildir", "mbox", "communigate", "passwd-file", "esmith")
+#: query keys that name a file: ``cafile`` (imap://, imaps://, kerio://), ``shadow`` (esmith:)
+_FILE_KEYS = re.compile(r"(?<=[?&])(cafile|shadow)=([^&#]*)")
+
+
+def _beside_project(url: str, rel, *, store: bool = False) -> str:
+    """``url`` (a store URL if ``store``, else a directory URL) with each relative file path in it made
+    relative to the project file (``rel``).
+
+    A project is run from wherever its operator (or the dashboard) happens to be, so a certificate or a
+    Maildir kept beside the project file must not be looked for in the current directory.  The URL text is
+    rewritten, not only the parsed spec, because that text is what fleet workers are sent.  An absolute path
+    stays as written, and so does a store's path from ``~``, which the store expands where it runs; directory
+    readers and TLS do not expand ``~``, so their paths from ``~`` are expanded here."""
+    kind, colon, rest = url.partition(":")
+    if colon and kind.lower() in _FILE_URLS:
+        body = rest
+        if store and kind.lower() in FILE_KINDS and rest.startswith("//"):
+            body = rest[2:]  # parse_spec reads maildir://PATH as maildir:PATH; a directory URL does not
+        path, q, query = body.partition("?")
+        if path and not path.startswith("/") and not (store and path.startswith("~")):
+            url = f"{kind}:{rel(path)}{q}{query}"
+
+    def anchored(m: re.Match) -> str:
+        value = unquote_plus(m.group(2))  # as parse_qs will read it
+        if not value or value.startswith("/"):
+            return m.group(0)
+        return f"{m.group(1)}={quote(str(rel(value)), safe='/')}"
+
+    return _FILE_KEYS.sub(anchored, url)
 
 
 def _fleet(name: str, path: str, state, sec: dict) -> dict:
