@@ -208,6 +208,46 @@ def test_a_source_reconnect_keeps_its_slot(fleet_env, tmp_path):
     slots.close()
 
 
+def test_an_extra_connection_refused_on_one_side_gives_back_the_other_sides_slot(fleet_env, tmp_path):
+    """Folders in parallel want extra connection pairs; when the target has no free slot the pair is not
+    made, and the source slot its half took must be free again at once, not held idle until the account
+    ends while other accounts of the fleet wait for it."""
+    from mailmigrate.fleet.limits import Slots, SlotStore
+    from mailmigrate.stores.maildir import MaildirStore
+    from mailmigrate.sync.engine import Progress, SyncOptions, sync_account
+    from mailmigrate.sync.state import StateDB
+
+    broker, _, _ = fleet_env
+    slots = Slots(broker, ttl=30, wait=3)
+    skey, tkey = "mm:slots:source:z", "mm:slots:target:z"
+    root = tmp_path / "src"
+    for folder in ("", ".A", ".B", ".C"):
+        for sub in ("cur", "new", "tmp"):
+            (root / folder / sub).mkdir(parents=True, exist_ok=True)
+        for i in range(40):
+            (root / folder / "new" / f"{i}.m{i}.host").write_bytes(b"Subject: %d\r\n\r\n" % i + b"x" * 4000)
+    src = SlotStore(MaildirStore(root), slots, skey, 4)
+    dst = SlotStore(MaildirStore(tmp_path / "dst", create=True), slots, tkey, 1, after=src)
+    seen = []
+
+    class Watch(Progress):
+        def folder_done(self, account, folder):
+            seen.append(slots.holders(skey))
+
+    state = StateDB.open(tmp_path / "s.db")
+    try:
+        r = sync_account(src, dst, account_name="a", state=state,
+                         options=SyncOptions(connections=3, max_attempts=1, progress=Watch()))
+    finally:
+        state.close()
+    assert r.error is None and r.counters.copied == 160
+    # The extra pairs failed on the target's one slot at their start; by the last folder only the
+    # account's own connection holds a source slot.
+    assert seen[-1] == 1, seen
+    assert (slots.holders(skey), slots.holders(tkey)) == (0, 0)
+    slots.close()
+
+
 class ServerConnections(threading.Thread):
     """Counts, on the server's side, the established TCP connections to a port (ss); keeps the maximum."""
 

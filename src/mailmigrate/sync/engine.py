@@ -352,7 +352,10 @@ class _AccountRun:
                     try:
                         run.open()
                     except MailmigrateError as e:
-                        # The server may limit connections per user: fewer workers, not a failure.
+                        # The server may limit connections per user: fewer workers, not a failure.  The
+                        # side that did open is let go now, not when the account ends: on the fleet it holds
+                        # a connection slot other accounts are waiting for.
+                        run.close()
                         log.info("account %s: an extra connection was refused (%s); going on with fewer",
                                  self.account, e)
                         return
