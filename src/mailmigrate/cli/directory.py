@@ -67,7 +67,8 @@ def run(args) -> int:
     if args.passwords == "generate" and not args.generated_passwords and args.action == "copy" and not args.dry_run:
         raise ConfigError("--passwords generate needs --generated-passwords FILE to hand the passwords over")
     if args.action == "snapshot":
-        with open_directory(args.source, _password("MAILMIGRATE_SOURCE_PASSWORD", args.source_password_file)) as src:
+        with open_directory(args.source, _password("MAILMIGRATE_SOURCE_PASSWORD", args.source_password_file),
+                            must_exist=True) as src:
             d = src.read()
         snapshot.save(d, args.target)
         print(f"saved {sum(d.counts().values())} objects ({', '.join(f'{k} {v}' for k, v in d.counts().items() if v)}) "
@@ -79,7 +80,8 @@ def run(args) -> int:
         cl = compare(before, after)
         print(cl.as_json() if args.json else cl.render())
         return 0 if cl.ok else 1
-    source = open_directory(args.source, _password("MAILMIGRATE_SOURCE_PASSWORD", args.source_password_file))
+    source = open_directory(args.source, _password("MAILMIGRATE_SOURCE_PASSWORD", args.source_password_file),
+                            must_exist=True)
     target = open_directory(args.target, _password("MAILMIGRATE_TARGET_PASSWORD", args.target_password_file))
     with source, target:
         if args.action == "diff":
@@ -101,7 +103,7 @@ def _reading(text: str, env: str, password_file: str | None):
     """A snapshot file (written by `directory snapshot`) or a live directory URL."""
     if Path(text).is_file():
         return snapshot.load(text)
-    with open_directory(text, _password(env, password_file)) as d:
+    with open_directory(text, _password(env, password_file), must_exist=True) as d:
         return d.read()
 
 

@@ -34,9 +34,15 @@ class PasswdFileDirectory(DirectoryWriter):
     password_schemes = DOVECOT_SCHEMES
     accepts_clear = True
 
-    def __init__(self, path: str | os.PathLike, *, uid: str = "", gid: str = "", home_template: str = ""):
-        """``uid``/``gid``/``home_template`` (``{login}`` is replaced) fill new users' userdb fields."""
+    def __init__(self, path: str | os.PathLike, *, uid: str = "", gid: str = "", home_template: str = "",
+                 must_exist: bool = False):
+        """``uid``/``gid``/``home_template`` (``{login}`` is replaced) fill new users' userdb fields.
+
+        A missing file is an empty directory, for a target written for the first time; ``must_exist`` (a
+        source, a checklist's sides) makes it an error instead, since a mistyped path would otherwise read
+        as "no users" and a comparison of two of them as a perfect match."""
         self.path = Path(path)
+        self.must_exist = must_exist
         self.uid, self.gid, self.home_template = uid, gid, home_template
         self._entries: list[PasswdEntry] | None = None
         self._dirty = False
@@ -49,6 +55,8 @@ class PasswdFileDirectory(DirectoryWriter):
             try:
                 self._entries = parse_passwd_file(self.path.read_bytes(), self.path)
             except FileNotFoundError:
+                if self.must_exist:
+                    raise DirectoryError(f"{self.describe()}: no such file") from None
                 self._entries = []
         return self._entries
 

@@ -31,9 +31,10 @@ def _params(text: str, query: str, allowed: set[str]) -> dict[str, str]:
 
 
 def open_directory(text: str, password: Secret | None = None, *,
-                   group_style: str | None = None) -> DirectoryReader:
+                   group_style: str | None = None, must_exist: bool = False) -> DirectoryReader:
     """``group_style``: the shape of new LDAP groups when the URL does not say (a path knows what its
-    target's tools expect; the URL still wins, for a target set up otherwise)."""
+    target's tools expect; the URL still wins, for a target set up otherwise).  ``must_exist``: for a
+    directory that is read, not created — a file-based one whose file is missing is an error, not empty."""
     scheme = text.split(":", 1)[0].lower()
     if scheme in ("ldap", "ldaps"):
         u = urlsplit(text)
@@ -65,7 +66,7 @@ def open_directory(text: str, password: Secret | None = None, *,
         p = _params(text, query, {"uid", "gid", "home"})
         from .passwdfile import PasswdFileDirectory
         return PasswdFileDirectory(unquote(path), uid=p.get("uid", ""), gid=p.get("gid", ""),
-                                   home_template=p.get("home", ""))
+                                   home_template=p.get("home", ""), must_exist=must_exist)
     if scheme == "esmith":
         rest = text.split(":", 1)[1]
         path, _, query = rest.partition("?")

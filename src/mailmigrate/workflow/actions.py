@@ -431,8 +431,8 @@ class Workflow:
         def pw(key):
             return read_password_file(d[key], key.replace("_", " ")) if d.get(key) else None
 
-        with open_directory(d["source"], pw("source_password_file")) as src, \
-                open_directory(d["target"], pw("target_password_file")) as tgt:
+        with open_directory(d["source"], pw("source_password_file"), must_exist=True) as src, \
+                open_directory(d["target"], pw("target_password_file"), must_exist=True) as tgt:
             return compare(src.read(), tgt.read()).as_dict()
 
     # --- reading ----------------------------------------------------------------------------------
