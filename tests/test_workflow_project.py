@@ -226,3 +226,29 @@ password_file = "dst.pw"
     assert r.returncode == 0 and out[0]["ok"] and out[0]["state"] == "migrating", (out, r.stderr[-2000:])
     assert sum(snapshot(dst)["INBOX"].values()) == 3
     assert dst.password not in r.stdout + r.stderr
+
+
+def test_a_start_that_left_a_message_behind_says_so_and_exits_non_zero(dovecot_factory, tmp_path):
+    """A message the target refuses is not a failed unit (the rest was copied; the next sync retries it and
+    finish refuses what has no verified copy), but the command must not say plain "ok" and exit 0: a script
+    driving the cutover has to notice before finish does."""
+    from conftest import ImapAccount
+
+    s_srv = dovecot_factory()
+    t_srv = dovecot_factory(extra_conf="mail_plugins = $mail_plugins quota\nplugin {\n  quota = maildir:User quota\n"
+                                       "  quota_rule = *:storage=1G\n  quota_max_mail_size = 50k\n}\n")
+    src, dst = ImapAccount(s_srv, "ann", "pw1"), ImapAccount(t_srv, "ann", "pw2")
+    s_srv.add_user("ann", "pw1")
+    t_srv.add_user("ann", "pw2")
+    populate(src, {"INBOX": [(msg(1), ""), (msg(2, 120_000), ""), (msg(3), "\\Seen")]})
+    p = project_file(tmp_path, src, dst, "partial")
+    assert mm("project", "init", p).returncode == 0
+    r = mm("project", "start", p, check=False)
+    assert r.returncode == 1, r.stdout + r.stderr
+    assert "ann: start INCOMPLETE -> migrating" in r.stdout and "failed 1" in r.stdout
+    assert status(p)["ann"]["state"] == "migrating"
+    assert sum(snapshot(dst)["INBOX"].values()) == 2
+    r = mm("project", "sync", p, "--json", check=False)
+    assert r.returncode == 1
+    out = json.loads(r.stdout)
+    assert [(o["ok"], o["incomplete"]) for o in out] == [(True, True)]  # still refused: still said

@@ -111,8 +111,9 @@ def run_action(args) -> int:
         print()
     else:
         for o in outcomes:
-            print(f"{o.unit}: {o.action} {'ok' if o.ok else 'FAILED'} -> {o.state}: {o.message}")
-    return 0 if all(o.ok for o in outcomes) else 1
+            said = "FAILED" if not o.ok else "INCOMPLETE" if o.incomplete else "ok"
+            print(f"{o.unit}: {o.action} {said} -> {o.state}: {o.message}")
+    return 0 if all(o.ok and not o.incomplete for o in outcomes) else 1
 
 
 def run_report(args) -> int:

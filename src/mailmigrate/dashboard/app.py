@@ -99,7 +99,8 @@ def create_app(project_file: str, token: Secret, *, start_worker: bool = True) -
         w = app.extensions["mailmigrate"]["worker"]
         if w is None:
             out = view.act(unit, action)
-            flash(f"{unit}: {action} {'ok' if out.ok else 'refused/failed'}: {out.message}")
+            said = "refused/failed" if not out.ok else "incomplete" if out.incomplete else "ok"
+            flash(f"{unit}: {action} {said}: {out.message}")
         elif w.submit(unit, action):
             flash(f"{unit}: {action} queued")
         else:

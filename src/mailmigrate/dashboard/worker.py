@@ -50,7 +50,8 @@ class ActionWorker:
                     msg = "verified" if check.ok else f"verification: {check.totals()['missing']} missing"
                 else:
                     out = wf.act(unit, action)
-                    msg = f"{action}: {'ok' if out.ok else 'failed'} — {out.message}"
+                    said = "failed" if not out.ok else "incomplete" if out.incomplete else "ok"
+                    msg = f"{action}: {said} — {out.message}"
             except Exception as e:  # the worker must survive anything one action does
                 log.exception("dashboard action %s on %s", action, unit)
                 msg = f"{action}: error {e}"

@@ -49,6 +49,20 @@ class ActionOutcome:
     ok: bool
     state: str
     message: str
+    #: The action did its work but not all of it: messages or folders of a start or sync failed (named in
+    #: the unit's log, result and the report).  The unit stays migrating, since a sync retries them and
+    #: finish refuses what has no verified copy; a command still says so and exits non-zero, so a script
+    #: driving a cutover notices before finish does.
+    incomplete: bool = False
+
+
+def incomplete(wf: WorkflowStore, unit: str, action: str, ok: bool) -> bool:
+    """Whether a successful start or sync left messages or folders behind (the unit's last result)."""
+    if not ok or action not in ("start", "sync"):
+        return False
+    u = wf.get(unit)
+    last = (u.meta if u else {}).get("last_result") or {}
+    return bool((last.get("counters") or {}).get("failed"))
 
 
 class _StoreProgress(Progress):
@@ -155,7 +169,7 @@ class Workflow:
             ok, message, bound = False, f"internal error: {e!r}", None
         state = self.wf.end(unit, t, self.actor, ok=ok, detail=message, bound=bound)
         self.wf.log(unit, "INFO" if ok else "ERROR", f"{action}: {message}")
-        return ActionOutcome(unit, action, ok, state, message)
+        return ActionOutcome(unit, action, ok, state, message, incomplete(self.wf, unit, action, ok))
 
     def _run(self, unit: str, action: str, progress: Progress | None) -> tuple[bool, str, bool | None]:
         if self.project.path == "nethserver7":

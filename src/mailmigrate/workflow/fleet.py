@@ -32,7 +32,7 @@ from ..fleet.watch import STILL_RUNS, IdleWatch, timeout_message, timeout_reason
 from ..model import AccountResult
 from ..sync.engine import SyncOptions
 from ..sync.runner import account_key
-from .actions import ActionOutcome
+from .actions import ActionOutcome, incomplete
 from .project import Project, check_fleet
 from .states import IllegalTransition
 
@@ -192,4 +192,4 @@ def _outcome(flow, unit: str, t, acc, row: dict) -> ActionOutcome:
 def _end(flow, unit: str, t, ok: bool, message: str, bound: bool | None) -> ActionOutcome:
     state = flow.wf.end(unit, t, flow.actor, ok=ok, detail=message, bound=bound)
     flow.wf.log(unit, "INFO" if ok else "ERROR", f"{t.action}: {message}")
-    return ActionOutcome(unit, t.action, ok, state, message)
+    return ActionOutcome(unit, t.action, ok, state, message, incomplete(flow.wf, unit, t.action, ok))
