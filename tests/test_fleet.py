@@ -19,8 +19,8 @@ import psycopg
 import pytest
 import redis
 
-from servers.fleet import MM, kill_mid_copy, make_accounts, process_group, read_maildir, start_worker, stop_worker, \
-    wait_for, wait_ready
+from servers.fleet import MM, kill_mid_copy, make_accounts, process_group, read_maildir, run_watching_stderr, \
+    start_worker, stop_worker, wait_for, wait_ready
 from servers.pgdb import drop_database, make_database
 
 REDIS = "redis://127.0.0.1:6379"
@@ -330,21 +330,11 @@ def test_sync_with_no_worker_warns_and_the_fleet_timeout_ends_it(tmp_path, fleet
     state_pw = state.replace("postgres@", f"postgres:{secret}@")  # trust auth: the password is not asked for
     accounts = make_accounts(tmp_path, 2, messages=3, folders=("",))
     src, dst = f"maildir:{tmp_path}/%u/src", f"maildir:{tmp_path}/%u/dst"
-    run = subprocess.Popen(MM + ["sync", src, dst, "--accounts", accounts, "--executor", "celery", "--broker",
-                                 broker, "--state", state_pw, "--idle-warning", "1", "--fleet-timeout", "3"],
-                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    lines = []
-    reader = threading.Thread(target=lambda: lines.extend((time.monotonic(), x) for x in run.stderr))
-    reader.start()
-    try:
-        run.wait(timeout=60)
-    except subprocess.TimeoutExpired:
-        run.kill()
-        pytest.fail("sync --fleet-timeout 3 still waited after 60 s")
-    finally:
-        reader.join(timeout=10)
-    out, err = run.stdout.read(), "".join(x for _, x in lines)
-    assert run.returncode == 1, err
+    returncode, out, lines = run_watching_stderr(
+        MM + ["sync", src, dst, "--accounts", accounts, "--executor", "celery", "--broker", broker, "--state",
+              state_pw, "--idle-warning", "1", "--fleet-timeout", "3"])
+    err = "".join(x for _, x in lines)
+    assert returncode == 1, err
     queued = next(at for at, x in lines if x.startswith("fleet: 0/2 accounts done"))
     warned = [(at, x) for at, x in lines if "no worker has taken any of the 2 queued job(s)" in x]
     assert len(warned) == 1, err

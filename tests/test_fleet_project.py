@@ -19,13 +19,47 @@ import pytest
 
 from conftest import ImapAccount
 from servers import imapcheck
-from servers.fleet import MM, kill_mid_copy, make_accounts, read_maildir, start_worker, stop_worker, wait_ready
+from servers.fleet import (MM, kill_mid_copy, make_accounts, read_maildir, run_watching_stderr, start_worker,
+                           stop_worker, wait_ready)
 from test_fleet import fleet_env  # noqa: F401  (a fixture: Redis database of its own, PostgreSQL state)
 from test_sync_imap import mm, msg, populate, snapshot
 
 
 def _units(p):
     return {u["unit"]: u for u in json.loads(mm("project", "status", p, "--json").stdout)}
+
+
+def _imap_pairs(tmp_path, src_srv, dst_srv, prefix: str, n: int, mail) -> tuple[list, "os.PathLike"]:
+    """``n`` fresh source/target account pairs on the Dovecot pair, the source filled with ``mail(i)``, and
+    the 0600 accounts file (passwords included) a fleet project's workers read them from."""
+    tag = f"{os.getpid()}x{uuid.uuid4().hex[:6]}"
+    pairs = []
+    for i in range(n):
+        s = ImapAccount(src_srv, f"{prefix}{tag}s{i}", f"pw-s{i}-{tag}")
+        t = ImapAccount(dst_srv, f"{prefix}{tag}t{i}", f"pw-t{i}-{tag}")
+        src_srv.add_user(s.user, s.password)
+        dst_srv.add_user(t.user, t.password)
+        populate(s, mail(i))
+        pairs.append((s, t))
+    accounts = tmp_path / "accounts.csv"
+    accounts.write_text("".join(f"{s.user},{t.user},{s.password},{t.password}\n" for s, t in pairs))
+    accounts.chmod(0o600)
+    return pairs, accounts
+
+
+def _fleet_project(path, name: str, state: str, src_srv, dst_srv, extra: str, *, project: str = "") -> None:
+    """A project file between the Dovecot pair whose accounts are in accounts.csv beside it; ``project``:
+    more lines of its [project] section, ``extra``: more sections."""
+    path.write_text(f"""[project]
+name = "{name}"
+state = "{state}"
+{project}[source]
+url = "imap://127.0.0.1:{src_srv.port}?tls=none"
+[target]
+url = "imap://127.0.0.1:{dst_srv.port}?tls=none"
+[accounts]
+file = "accounts.csv"
+{extra}""")
 
 
 def _runs(state) -> int:
@@ -36,31 +70,12 @@ def _runs(state) -> int:
 def test_project_start_sync_finish_on_the_fleet(tmp_path, fleet_env, dovecot_pair):  # noqa: F811
     broker, state, _ = fleet_env
     src_srv, dst_srv = dovecot_pair
-    tag = f"{os.getpid()}x{uuid.uuid4().hex[:6]}"
-    pairs = []
-    for i in range(6):
-        s = ImapAccount(src_srv, f"pf{tag}s{i}", f"pw-s{i}-{tag}")
-        t = ImapAccount(dst_srv, f"pf{tag}t{i}", f"pw-t{i}-{tag}")
-        src_srv.add_user(s.user, s.password)
-        dst_srv.add_user(t.user, t.password)
-        populate(s, {"INBOX": [(msg(100 * i + k, 300 * k), "\\Seen" if k % 2 else "") for k in range(8)],
-                     "Archive": [(msg(100 * i + 50), "\\Flagged")] * 2})
-        pairs.append((s, t))
-    accounts = tmp_path / "accounts.csv"
-    accounts.write_text("".join(f"{s.user},{t.user},{s.password},{t.password}\n" for s, t in pairs))
-    accounts.chmod(0o600)
+    pairs, accounts = _imap_pairs(
+        tmp_path, src_srv, dst_srv, "pf", 6,
+        lambda i: {"INBOX": [(msg(100 * i + k, 300 * k), "\\Seen" if k % 2 else "") for k in range(8)],
+                   "Archive": [(msg(100 * i + 50), "\\Flagged")] * 2})
     p = tmp_path / "fleetp.toml"
-    p.write_text(f"""[project]
-name = "fleetp"
-state = "{state}"
-workflow = "wf.db"
-[source]
-url = "imap://127.0.0.1:{src_srv.port}?tls=none"
-[target]
-url = "imap://127.0.0.1:{dst_srv.port}?tls=none"
-[accounts]
-file = "accounts.csv"
-[options]
+    _fleet_project(p, "fleetp", state, src_srv, dst_srv, project='workflow = "wf.db"\n', extra=f"""[options]
 delete_on_finish = true
 [fleet]
 executor = "celery"
@@ -311,34 +326,12 @@ def test_no_worker_warns_then_the_fleet_timeout_ends_the_wait_and_a_later_sync_i
     fleet_timeout ends the wait: exit 1, the units failed as after Ctrl-C with the reason, nothing copied.
     The jobs it left queued run once a worker comes, alongside a new sync's, and every account ends exact
     with its new mail copied once."""
-    import threading
-    import time
-
     broker, state, _ = fleet_env
     src_srv, dst_srv = dovecot_pair
-    tag = f"{os.getpid()}x{uuid.uuid4().hex[:6]}"
-    pairs = []
-    for i in range(2):
-        s = ImapAccount(src_srv, f"nw{tag}s{i}", f"pw-s{i}-{tag}")
-        t = ImapAccount(dst_srv, f"nw{tag}t{i}", f"pw-t{i}-{tag}")
-        src_srv.add_user(s.user, s.password)
-        dst_srv.add_user(t.user, t.password)
-        populate(s, {"INBOX": [(msg(700 + 10 * i + k, 200 * k), "") for k in range(3)]})
-        pairs.append((s, t))
-    accounts = tmp_path / "accounts.csv"
-    accounts.write_text("".join(f"{s.user},{t.user},{s.password},{t.password}\n" for s, t in pairs))
-    accounts.chmod(0o600)
+    pairs, accounts = _imap_pairs(tmp_path, src_srv, dst_srv, "nw", 2,
+                                  lambda i: {"INBOX": [(msg(700 + 10 * i + k, 200 * k), "") for k in range(3)]})
     p = tmp_path / "idle.toml"
-    p.write_text(f"""[project]
-name = "idle"
-state = "{state}"
-[source]
-url = "imap://127.0.0.1:{src_srv.port}?tls=none"
-[target]
-url = "imap://127.0.0.1:{dst_srv.port}?tls=none"
-[accounts]
-file = "accounts.csv"
-[fleet]
+    _fleet_project(p, "idle", state, src_srv, dst_srv, f"""[fleet]
 executor = "celery"
 broker = "{broker}"
 fleet_timeout = 3
@@ -353,21 +346,9 @@ idle_warning = 1
         c.logout()
     before = [snapshot(t) for _, t in pairs]
 
-    run = subprocess.Popen(MM + ["project", "sync", str(p)], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                           text=True)
-    lines = []
-    reader = threading.Thread(target=lambda: lines.extend((time.monotonic(), x) for x in run.stderr))
-    reader.start()
-    try:
-        run.wait(timeout=60)
-    except subprocess.TimeoutExpired:
-        run.kill()
-        pytest.fail("project sync with fleet_timeout = 3 still waited after 60 s")
-    finally:
-        reader.join(timeout=10)
-    out = run.stdout.read()
+    returncode, out, lines = run_watching_stderr(MM + ["project", "sync", str(p)])
     err = "".join(x for _, x in lines)
-    assert run.returncode == 1, err
+    assert returncode == 1, err
     queued = next(at for at, x in lines if x.startswith("fleet: 0/2 accounts done"))
     warned = [(at, x) for at, x in lines if "no worker has taken any of the 2 queued job(s)" in x]
     assert len(warned) == 1, err

@@ -94,6 +94,29 @@ def process_group(pid: int) -> int | None:
         return None
 
 
+def run_watching_stderr(cmd: list[str], *, timeout: float = 60) -> tuple[int, str, list[tuple[float, str]]]:
+    """Run a command to its end, keeping each stderr line with the monotonic time it arrived, so a test can
+    tell when something was said (a warning within its deadline), not only that it was.  Returns the exit
+    status, stdout and the timed lines; a command still running after ``timeout`` is killed and fails the
+    test."""
+    import threading
+
+    import pytest
+
+    run = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    lines: list[tuple[float, str]] = []
+    reader = threading.Thread(target=lambda: lines.extend((time.monotonic(), x) for x in run.stderr))
+    reader.start()
+    try:
+        run.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        run.kill()
+        pytest.fail(f"{' '.join(cmd[-6:])} still ran after {timeout:g} s")
+    finally:
+        reader.join(timeout=10)
+    return run.returncode, run.stdout.read(), lines
+
+
 def wait_for(pred, timeout: float, every: float = 0.05):
     end = time.monotonic() + timeout
     while time.monotonic() < end:
