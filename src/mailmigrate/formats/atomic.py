@@ -58,11 +58,17 @@ def replace_file(path: Path, data: bytes, mode: int | Literal["umask"] | None, *
             pass
         raise
     if sync_dir:
-        fd = os.open(path.parent, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
+        fsync_path(path.parent)
+
+
+def fsync_path(path: Path) -> None:
+    """Flush a file or a directory named by its path: for a directory, the names created or renamed in it
+    reach the disk, which a file's own fsync does not promise."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def _umask() -> int:

@@ -175,12 +175,7 @@ def write_esmith(path: str | os.PathLike, db: dict) -> None:
             mode = p.stat().st_mode & 0o7777
         except FileNotFoundError:
             mode = 0o640
-        replace_file(p, data, mode)
-        dfd = os.open(str(p.parent), os.O_RDONLY)
-        try:
-            os.fsync(dfd)
-        finally:
-            os.close(dfd)
+        replace_file(p, data, mode, sync_dir=True)
     finally:
         fcntl.flock(fd, fcntl.LOCK_UN)
         os.close(fd)

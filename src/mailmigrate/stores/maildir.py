@@ -29,7 +29,7 @@ from typing import Iterable, Iterator, Sequence
 
 from ..errors import ConfigError, FolderFailed, FormatError, MessageRejected, QuotaExceeded, StoreError
 from ..formats import maildir as fmt
-from ..formats.atomic import replace_file
+from ..formats.atomic import fsync_path, replace_file
 from ..formats.specialuse import guess_special_use
 from ..model import (SYSTEM_FLAGS, AppendItem, Body, FolderInfo, FolderPath, FolderStatus, MessageMeta,
                      PermanentFlags, intern_flags)
@@ -371,7 +371,7 @@ class MaildirStore(Store):
                 os.rename(tmp, final)
                 keys.append(unique)
             staged = []
-            _fsync_dir(d / "cur")
+            fsync_path(d / "cur")
             self._files.pop(path, None)
             return keys
         finally:
@@ -452,11 +452,3 @@ def _unlink(p: Path) -> None:
         os.unlink(p)
     except FileNotFoundError:
         pass
-
-
-def _fsync_dir(d: Path) -> None:
-    fd = os.open(d, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)

@@ -23,6 +23,7 @@ from ...stores.maildir import MaildirStore
 from ...sync.engine import SyncOptions, sync_account
 from ...sync.state import StateDB
 from ...formats import maildir as mdfmt
+from ...formats.atomic import fsync_path
 from .rules import listescape, unlistescape
 
 
@@ -151,7 +152,7 @@ def copy_file(src: Path, dst: Path, *, dirty: set[Path] | None = None) -> bool:
         pass
     try:
         shutil.copy2(src, tmp)
-        _fsync(tmp)
+        fsync_path(tmp)
         os.replace(tmp, dst)
     except BaseException:
         try:
@@ -192,7 +193,7 @@ def copy_tree(src: Path, dst: Path, *, exclude: Iterable[str] = ()) -> int:
                     n += copy_file(sp, dst / rel / f, dirty=dirty)
     finally:
         for d in sorted(dirty, key=lambda p: len(p.parts), reverse=True):
-            _fsync(d)
+            fsync_path(d)
     return n
 
 
@@ -222,17 +223,9 @@ def _mkdirs(d: Path, dirty: set[Path] | None) -> None:
 
 def _mark(d: Path, dirty: set[Path] | None) -> None:
     if dirty is None:
-        _fsync(d)
+        fsync_path(d)
     else:
         dirty.add(d)
-
-
-def _fsync(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def _copy_link(src: Path, dst: Path, dirty: set[Path] | None = None) -> None:
