@@ -285,7 +285,9 @@ def test_failed_login_names_side_and_account(imap_accounts, tmp_path):
     assert err.startswith("target:") and dst.user in err and "wrong-pw-123" not in p.stdout + p.stderr
 
 
-def test_message_refused_by_target_is_reported_and_the_rest_copied(dovecot_factory, tmp_path):
+def pair_refusing_message_2(dovecot_factory):
+    """A source "ann" with three messages and a target "ann" whose Dovecot refuses message 2 (over its
+    50k quota_max_mail_size): one message a sync cannot copy, whatever it does."""
     from conftest import ImapAccount
 
     s_srv = dovecot_factory()
@@ -295,6 +297,11 @@ def test_message_refused_by_target_is_reported_and_the_rest_copied(dovecot_facto
     s_srv.add_user("ann", "pw1")
     t_srv.add_user("ann", "pw2")
     populate(src, {"INBOX": [(msg(1), ""), (msg(2, 120_000), ""), (msg(3), "\\Seen")]})
+    return src, dst
+
+
+def test_message_refused_by_target_is_reported_and_the_rest_copied(dovecot_factory, tmp_path):
+    src, dst = pair_refusing_message_2(dovecot_factory)
     s, p = sync(src, dst, tmp_path / "s.db", check=False)
     assert p.returncode == 1
     assert s["copied"] == 2 and s["failed"] == 1

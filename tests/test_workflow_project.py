@@ -11,7 +11,7 @@ import pytest
 
 from servers import imapcheck
 from servers.dovecot import make_cert
-from test_sync_imap import MM, mm, msg, populate, snapshot
+from test_sync_imap import MM, mm, msg, pair_refusing_message_2, populate, snapshot
 
 
 def project_file(tmp_path, src, dst, name: str, extra: str = ""):
@@ -232,15 +232,7 @@ def test_a_start_that_left_a_message_behind_says_so_and_exits_non_zero(dovecot_f
     """A message the target refuses is not a failed unit (the rest was copied; the next sync retries it and
     finish refuses what has no verified copy), but the command must not say plain "ok" and exit 0: a script
     driving the cutover has to notice before finish does."""
-    from conftest import ImapAccount
-
-    s_srv = dovecot_factory()
-    t_srv = dovecot_factory(extra_conf="mail_plugins = $mail_plugins quota\nplugin {\n  quota = maildir:User quota\n"
-                                       "  quota_rule = *:storage=1G\n  quota_max_mail_size = 50k\n}\n")
-    src, dst = ImapAccount(s_srv, "ann", "pw1"), ImapAccount(t_srv, "ann", "pw2")
-    s_srv.add_user("ann", "pw1")
-    t_srv.add_user("ann", "pw2")
-    populate(src, {"INBOX": [(msg(1), ""), (msg(2, 120_000), ""), (msg(3), "\\Seen")]})
+    src, dst = pair_refusing_message_2(dovecot_factory)
     p = project_file(tmp_path, src, dst, "partial")
     assert mm("project", "init", p).returncode == 0
     r = mm("project", "start", p, check=False)
