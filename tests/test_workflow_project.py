@@ -14,9 +14,9 @@ from servers.dovecot import make_cert
 from test_sync_imap import MM, mm, msg, pair_refusing_message_2, populate, snapshot
 
 
-def project_file(tmp_path, src, dst, name: str, extra: str = ""):
+def project_file(tmp_path, src, dst, name: str, extra: str = "", *, target_url: str | None = None):
     """A project file for one IMAP pair with its passwords in 0600 files beside it: a project file may not
-    hold a password itself."""
+    hold a password itself.  ``target_url``: the target written otherwise than ``dst.url()``."""
     for pw_file, pw in (("src.pw", src.password), ("dst.pw", dst.password)):
         (tmp_path / pw_file).write_text(pw)
         os.chmod(tmp_path / pw_file, 0o600)
@@ -27,7 +27,7 @@ name = "{name}"
 url = "{src.url()}"
 password_file = "src.pw"
 [target]
-url = "{dst.url()}"
+url = "{target_url or dst.url()}"
 password_file = "dst.pw"
 {extra}""")
     return p
@@ -207,19 +207,7 @@ def test_a_relative_cafile_is_beside_the_project_file_from_any_directory(imap_ac
         target = f"imap://{dst.user}@127.0.0.1:{dst.server.port}?tls=starttls&cafile=certs/ca.pem"
     else:
         target = f"imaps://{dst.user}@127.0.0.1:{dst.server.tls_port}?cafile=certs/ca.pem"
-    for pw_file, pw in (("src.pw", src.password), ("dst.pw", dst.password)):
-        (proj / pw_file).write_text(pw)
-        os.chmod(proj / pw_file, 0o600)
-    p = proj / "tls.toml"
-    p.write_text(f"""[project]
-name = "tls"
-[source]
-url = "{src.url()}"
-password_file = "src.pw"
-[target]
-url = "{target}"
-password_file = "dst.pw"
-""")
+    p = project_file(proj, src, dst, "tls", target_url=target)
     mm_from(elsewhere, "project", "init", p)
     r = mm_from(elsewhere, "project", "start", p, "--json", check=False)
     out = json.loads(r.stdout)
