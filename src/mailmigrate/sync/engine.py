@@ -484,9 +484,9 @@ class _AccountRun:
             self._delete(fstate, target_path, gone)
         self._sweep(fstate, target_path, settle=True)
 
-        # The target's UIDVALIDITY from before the copy, not after: the keys recorded in this run belong to
-        # it, so a change during the run shows up as a mismatch next time (and re-matching), not hidden.
-        final_tgt = tgt_status
+        # The target's UIDVALIDITY recorded is the one from before the copy, not after: the keys recorded in
+        # this run belong to it, so a change during the run shows up as a mismatch next time (and
+        # re-matching), not hidden.
         if self.c.failed == failures_before:
             self.state.set_folder_marks(
                 fstate.id,
@@ -494,7 +494,7 @@ class _AccountRun:
                 source_uidnext=status.uidnext,
                 source_modseq=status.highestmodseq,
                 source_count=source_count,
-                target_validity=final_tgt.validity,
+                target_validity=tgt_status.validity,
             )
         else:
             # Keep validities (the mapping is right) but make the next run look at every message again,
@@ -505,7 +505,7 @@ class _AccountRun:
                 source_uidnext=None,
                 source_modseq=None,
                 source_count=None,
-                target_validity=final_tgt.validity,
+                target_validity=tgt_status.validity,
             )
         self.opt.progress.folder_done(self.account, name)
 
