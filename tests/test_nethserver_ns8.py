@@ -129,7 +129,8 @@ def test_finish_conversions(project):
     assert not list(p.target.vmail.rglob("maildirsize"))
     addrs = {a["address"]: a["destinations"] for a in s["addresses"]}
     assert addrs["info@example.com"] == ["alice", "bob"] and addrs["sales@"] == ["alice", "bob"]
-    assert addrs["old@example.com"] == []  # dangling: reported
+    # dangling on NS7 (it bounced there): carried as it is, as NS8's import does, with a warning
+    assert addrs["old@example.com"] == ["gone@example.com"]
     assert p.target.settings.stat().st_mode & 0o077 == 0
     tasks = {t["source"]: t for t in json.loads(p.target.fetch_tasks.read_text())}
     assert (tasks["alice@isp.example"]["protocol"], tasks["alice@isp.example"]["scheduled"]) == ("imap", True)
@@ -268,7 +269,7 @@ def test_cli_ns7(project):
     assert r.returncode == 0, r.stderr
     assert json.loads(r.stdout)["state"] == "migrating"
     r = cli("finish", "mail", "--keep-source")
-    assert r.returncode == 1  # the sample's dangling address is an error on purpose
+    assert r.returncode == 0, r.stdout + r.stderr
     assert "mail: finish -> migrated" in r.stdout and "relay-secret" not in r.stdout
     assert svc_status(p)["dovecot"] == "enabled"
     assert cli("status").stdout.splitlines() == ["mail: migrated", "account-provider: not_migrated"]

@@ -44,7 +44,8 @@ def make_cert(d: Path) -> tuple[Path, Path]:
 class DovecotServer:
     def __init__(self, root: Path | None = None, *, tls: bool = False, separator: str = "/", master_user=MASTER,
                  uidplus: bool = True, extra_conf: str = "", passdb_file: Path | None = None,
-                 mail_location: str = "maildir:~/Maildir:LAYOUT=fs", compress: bool = False):
+                 mail_location: str = "maildir:~/Maildir:LAYOUT=fs", compress: bool = False,
+                 home: str | None = None):
         # Dovecot's auth and mail processes run as "dovecot" and must traverse every directory above their
         # files; pytest's temporary directories are 0700, so the server lives in a directory of its own.
         self.root = Path(tempfile.mkdtemp(prefix="mm-dovecot-", dir="/tmp"))
@@ -58,6 +59,7 @@ class DovecotServer:
         self.compress = compress  # load imap_zlib: the server advertises COMPRESS=DEFLATE after login
         self.extra_conf = extra_conf
         self.mail_location = mail_location  # e.g. Maildir++ under a migrated tree: "maildir:/x/vmail/%n/Maildir"
+        self.home = home  # the users' home (userdb), default a directory per login under mail_root
         self.port = free_port()
         self.tls_port = free_port() if tls else None
         self.cafile: Path | None = None
@@ -188,7 +190,7 @@ passdb {{
 {self._extra_passdb()}
 {zlib_conf}userdb {{
   driver = static
-  args = uid=dovecot gid=dovecot home={self.mail_root}/%u
+  args = uid=dovecot gid=dovecot home={self.home or str(self.mail_root) + "/%u"}
 }}
 {self.extra_conf}
 """)

@@ -205,7 +205,10 @@ def excluded_configurations(postfix_props: dict[str, str], custom_templates: lis
         notes.append(Note(WARNING, f"custom template {t} is not migrated"))
     if postfix_props.get("AlwaysBccStatus") == "enabled":
         addr = postfix_props.get("AlwaysBccAddress", "")
-        notes.append(Note(WARNING, f"'Forward a copy of all messages' (always Bcc to {addr}) is not migrated"))
+        # NS8's documentation lists it as excluded, but ns8-mail's import-module (48import_always_bcc) sets it
+        notes.append(Note(INFO, f"'Forward a copy of all messages' (always Bcc to {addr}): carried as "
+                                "always_bcc, as NS8's own import does (its documentation still lists it as "
+                                "not migrated)"))
     notes.append(Note(INFO, "account provider password policy settings are not migrated with the mail app"))
     return notes
 

@@ -29,16 +29,14 @@ from ...directory.provider import PROVIDER_APP
 from ...errors import ConfigError, MailmigrateError, StateLocked
 from ...formats.atomic import replace_file
 from ...formats.esmith import EsmithDb, read_esmith, write_esmith
-from ...stores.maildir import MaildirStore
-from ...sync.abort import abort_account
-from ...sync.state import StateDB
-from ...sync.verify import verify_account
 from . import ns8
+from . import ns8_settings as ns8s
 from . import ns8_provider as provider
 from . import quota as quota_mod
 from .eventlog import EventLog
 from .layout import NethServerTree, NS8MailTree
-from .mailboxes import folder_dirs, sync_maildir
+from . import vmail_copy
+from .mailboxes import folder_dirs
 from .rules import ERROR, Note, split_list
 
 NOT_MIGRATED, MIGRATING, SYNCING, MIGRATED, SKIPPED = "not_migrated", "migrating", "syncing", "migrated", "skipped"
@@ -71,8 +69,9 @@ class Project:
     def state_file(self) -> Path:
         return self.state_dir / "ns7-migration.json"
 
-    def sync_state(self, app: str) -> Path:
-        return self.state_dir / f"ns7-{app}.sqlite"
+    def files_manifest(self, app: str) -> Path:
+        """The target files the copy wrote (:class:`.vmail_copy.Manifest`)."""
+        return self.state_dir / f"ns7-{app}-files.sqlite"
 
     @property
     def log_path(self) -> Path:
@@ -189,13 +188,23 @@ def mail_users(p: Project) -> tuple[dict[str, str], list[Note]]:
     return out, notes
 
 
+def _ns8_rel(rel: tuple[str, ...]) -> tuple[str, ...]:
+    """Paths inside a mail home on NS8: a reader's private index of another user's folders,
+    ``Maildir/shared/<owner>@<domain>``, loses the domain as the owner's name does (ns8-mail
+    ``35migrate_maildirs``), or the reader's read state of that user's folders would be lost."""
+    if len(rel) >= 3 and rel[:2] == ("Maildir", "shared"):
+        return rel[:2] + (ns8.ns8_user(rel[2]),) + rel[3:]
+    return rel
+
+
 def _sync_all(p: Project, log: EventLog, action: str, data: dict, app: str) -> dict:
+    """Every NS7 mail home copied file by file (:mod:`.vmail_copy`): UIDs, UIDVALIDITY, keywords, POP3
+    UIDLs and each reader's private flags of shared and public folders stay what clients cached."""
     users, notes = mail_users(p)
     log.notes(action, notes)
     created = _app(data, app)["created"]
     totals = {"copied": 0, "failed": 0, "users": 0}
-    state = StateDB.open(p.sync_state(app))
-    try:
+    with vmail_copy.Manifest(p.files_manifest(app)) as manifest:
         for old, new in users.items():
             home = p.target.mail_home(new)
             if not home.exists():
@@ -203,17 +212,15 @@ def _sync_all(p: Project, log: EventLog, action: str, data: dict, app: str) -> d
                 if rel not in created:
                     created.append(rel)
                     _save(p, data)  # before anything is written there, so abort knows
-            res = sync_maildir(p.source.vmail / old / "Maildir", home / "Maildir", account=old, state=state)
-            totals["copied"] += res.counters.copied
-            totals["failed"] += res.counters.failed
+            res = vmail_copy.copy_home(p.source.vmail / old, home, manifest, home=old, rel_map=_ns8_rel)
+            totals["copied"] += res.copied
+            totals["failed"] += len(res.problems)
             totals["users"] += 1
-            if res.error:
-                log.error(action, f"{old}: {res.error}")
+            for link in res.links:
+                log.warning(action, f"{old}: symlink {link} not followed, not copied")
             for pr in res.problems:
-                log.error(action, pr.describe())
-    finally:
-        state.close()
-    log.info(action, f"{totals['users']} mailbox(es), {totals['copied']} message(s) copied, "
+                log.error(action, f"{old}: {pr}")
+    log.info(action, f"{totals['users']} mailbox(es), {totals['copied']} message(s) copied with their UIDs, "
                      f"{totals['failed']} failed")
     return totals
 
@@ -298,16 +305,9 @@ def abort(p: Project, app: str = "mail") -> StepResult:
             return NOT_MIGRATED, {"removed": n}
         users, _ = mail_users(p)
         removed = 0
-        state = StateDB.open(p.sync_state(app))
-        try:
+        with vmail_copy.Manifest(p.files_manifest(app)) as manifest:
             for old, new in users.items():
-                target = MaildirStore(p.target.mail_home(new) / "Maildir", must_exist=False)
-                res = abort_account(target, state, old)
-                removed += res.messages_removed
-                for f in res.folders_kept:
-                    log.warning("abort", f"{new}: folder {f} holds mail mailmigrate did not put there; kept")
-        finally:
-            state.close()
+                removed += vmail_copy.remove_copied(p.target.mail_home(new), manifest, home=old)
         a = _app(data, app)
         for rel in list(a["created"]):
             d = p.target.root / rel
@@ -316,8 +316,8 @@ def abort(p: Project, app: str = "mail") -> StepResult:
                 continue
             shutil.rmtree(d, ignore_errors=True)
             a["created"].remove(rel)
-        p.sync_state(app).unlink(missing_ok=True)
-        log.info("abort", f"{removed} message(s) removed from NS8; NS7 unchanged")
+        p.files_manifest(app).unlink(missing_ok=True)
+        log.info("abort", f"{removed} file(s) removed from NS8; NS7 unchanged")
         return NOT_MIGRATED, {"removed": removed}
 
     return _run(p, app, "abort", body)
@@ -343,22 +343,24 @@ def finish(p: Project, app: str = "mail", *, disable_source: bool = True,
     def body(data, log):
         totals = _sync_all(p, log, "finish", data, app)
         users, _ = mail_users(p)
-        state = StateDB.open(p.sync_state(app))
         bad = []
-        try:
-            for old, new in users.items():
-                chk = verify_account(MaildirStore(p.source.vmail / old / "Maildir"),
-                                     MaildirStore(p.target.mail_home(new) / "Maildir"), state, old)
-                if not chk.ok:
-                    bad.append(old)
-                    log.error("finish", f"{old}: verification failed ({chk.error or chk.totals()})")
-        finally:
-            state.close()
+        for old, new in users.items():
+            problems = vmail_copy.verify_home(p.source.vmail / old, p.target.mail_home(new), rel_map=_ns8_rel)
+            if problems:
+                bad.append(old)
+                log.error("finish", f"{old}: verification failed: {'; '.join(problems)}")
         if bad or log.errors:
             log.error("finish", "final sync not verified: conversions not run, NS7 left running; run finish again")
             return MIGRATING, totals
-        log.info("finish", f"final sync verified for {len(users)} mailbox(es)")
+        log.info("finish", f"final sync verified for {len(users)} mailbox(es): every message file, UID, "
+                           "UIDVALIDITY, UIDNEXT, POP3 UIDL and keyword as on NS7")
         details = convert_mail(p, users, log, dovecot=dovecot)
+        if log.errors:
+            # an error raised or reported during the conversions: NS8 is not what NS7 was, so NS7 keeps
+            # serving and the unit stays migrating; the conversions read NS7 afresh, so finish can be rerun
+            log.error("finish", "conversions reported errors: NS7 left running, mail stays migrating; "
+                                "fix and run finish again")
+            return MIGRATING, {**totals, **details}
         if disable_source:
             _disable_source(p, log)
         else:
@@ -478,8 +480,9 @@ def _convert_sieve(p: Project, users: dict[str, str], log: EventLog) -> int:
 def _write_converted(path: Path, data: bytes, *, prefix: str | None = None) -> None:
     """Dovecot on NS8 may already serve the mailboxes: it reads an ACL, the shared index or a script whole
     or not at all, never half, and after a crash the file is the one finish reported converted.  Mode and
-    owner are the messages': the umask's, ours (vmail's when run as vmail)."""
-    replace_file(path, data, "umask", prefix=prefix, suffix=".tmp", sync_dir=True)
+    owner are the messages': private (0600), ours (vmail's when run as vmail)."""
+    replace_file(path, data, vmail_copy.FILE_MODE, prefix=prefix, suffix=".tmp", sync_dir=True)
+    vmail_copy.take_owner(path, path.parent)
 
 
 def _private_json(path: Path, obj) -> None:
@@ -536,69 +539,72 @@ def _recalc_quota(p: Project, users: dict[str, str], log: EventLog,
 
 def _settings(p: Project, users: dict[str, str], log: EventLog, *, usage: dict | None = None,
               recalculated: bool = False) -> dict:
+    """Everything NS8's mail module must hold, as NethServer's own import would set it
+    (:mod:`.ns8_settings`), in one 0600 file: the offline result, and what the verification reads back."""
     accounts, cfg = _db(p, "accounts"), _db(p, "configuration")
-    dovecot = _props(cfg, "dovecot")
+    dovecot, postfix, rspamd = _props(cfg, "dovecot"), _props(cfg, "postfix"), _props(cfg, "rspamd")
     quota_on = dovecot.get("QuotaStatus") == "enabled"
-    out_users = {}
-    for key, rec in accounts.of_type("user"):
-        user = key if "@" in key else f"{key}@{_domain(cfg)}"
-        if user not in users:
-            continue
-        entry: dict = {}
-        if quota_on and rec.props.get("MailQuotaType") == "custom" and rec.props.get("MailQuotaCustom", "").isdigit():
-            entry["quota_mb"] = ns8.quota_mb(rec.props["MailQuotaCustom"])
-        fw = ns8.forward_settings(rec.props)
-        if fw:
-            entry["forward"] = fw
-        out_users[users[user]] = entry
+    acc = ns8s.Accounts.read(accounts, _domain(cfg), users)
+    addresses, notes = ns8s.addresses(acc)
+    log.notes("finish", notes)
+    out_users, disabled, notes = ns8s.user_settings(accounts, acc)
+    log.notes("finish", notes)
+    groups, notes = ns8s.group_settings(accounts, acc)
+    log.notes("finish", notes)
+    rules, notes = ns8s.relay_rules(_db(p, "smarthosts"), postfix)
+    log.notes("finish", notes)
+    doms, notes = ns8s.domains(_db(p, "domains"), postfix, _domain(cfg))
+    log.notes("finish", notes)
+    filt, notes = ns8s.filter_settings(rspamd, postfix, _props(cfg, "clamd"))
+    log.notes("finish", notes)
     settings = {
         "quota_enabled": quota_on,
         "default_quota_mb": ns8.quota_mb(dovecot["QuotaDefaultSize"]) if quota_on and
         dovecot.get("QuotaDefaultSize", "").isdigit() else None,
         "users": out_users,
-        "addresses": _addresses(accounts, users, log),
-        "relay_rules": [],
+        "disabled_users": disabled,
+        "groups": groups,
+        "addresses": addresses,
+        "domains": doms,
+        "relay_rules": rules,
+        "filter": filt,
+        "mailbox": ns8s.mailbox_settings(dovecot, rspamd),
+        "always_bcc": postfix.get("AlwaysBccAddress") if postfix.get("AlwaysBccStatus") == "enabled" else None,
+        "files": _carry_files(p, log),
         # what each NS8 user's quota must show (Maildir contents after the final sync), public folders too
         "quota_usage": {u: v.as_dict() for u, v in (usage or {}).items()},
         "pending": ["doveadm quota recalc -A"] if quota_on and not recalculated else [],
     }
-    rule = ns8.relay_rule(_props(cfg, "postfix"))
-    if rule:
-        settings["relay_rules"].append(rule)
-        log.info("finish", f"global smart host {rule['host']}:{rule['port']} -> relay rule for *")
     _private_json(p.target.settings, settings)
     return settings
+
+
+#: files NS8's migration sends besides the mailboxes (nethserver-ns8-migration ``apps/nethserver-mail/migrate``):
+#: the DKIM key pair, and rspamd's Redis dump (bayes data, fuzzy hashes) renamed as NS8's volume expects it
+_CARRIED_FILES = {
+    "etc/opendkim/keys/default.private": "dkim/default.key",
+    "etc/opendkim/keys/default.txt": "dkim/default.txt",
+    "var/lib/redis/rspamd/dump.rdb": "rspamd-redis/persistent.rdb",
+}
+
+
+def _carry_files(p: Project, log: EventLog) -> dict[str, str]:
+    done = {}
+    for src_rel, dst_rel in _CARRIED_FILES.items():
+        src = p.source.root / src_rel
+        if src.is_symlink() or not src.is_file():
+            continue
+        dst = p.target.root / dst_rel
+        dst.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        replace_file(dst, src.read_bytes(), 0o600, suffix=".tmp", sync_dir=True)
+        done[src_rel] = dst_rel
+        log.info("finish", f"{src_rel} -> {dst_rel} (0600)")
+    return done
 
 
 def _domain(cfg: EsmithDb) -> str:
     r = cfg.get("DomainName")
     return r.type if r is not None else "localdomain"
-
-
-def _addresses(accounts: EsmithDb, users: dict[str, str], log: EventLog) -> list[dict]:
-    """NS7 pseudonyms -> NS8 addresses: destinations flattened to NS8 users or external addresses."""
-    pseudos = {k: split_list(r.props.get("Account", "")) for k, r in accounts.of_type("pseudonym")}
-
-    def resolve(dest: str, chain: list[str]) -> list[str]:
-        if dest in users:
-            return [users[dest]]
-        for cand in (dest, dest.partition("@")[0] + "@"):
-            if cand in pseudos and cand not in chain:
-                return [x for d in pseudos[cand] for x in resolve(d, chain + [cand])]
-        if dest.partition("@")[2] in {u.partition("@")[2] for u in users}:
-            log.error("finish", f"address {chain[0]}: destination {dest} does not exist on NS7; dropped")
-            return []
-        return [dest]
-
-    out = []
-    for key, dests in pseudos.items():
-        final = list(dict.fromkeys(x for d in dests for x in resolve(d, [key])))
-        rec = accounts[key]
-        out.append({"address": key, "destinations": final,
-                    "internal": rec.props.get("Access") == "private"})
-        if not final:
-            log.error("finish", f"address {key}: no destination left")
-    return out
 
 
 def _fetch_tasks(p: Project, log: EventLog) -> list[ns8.FetchTask]:

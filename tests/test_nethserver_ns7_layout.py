@@ -1,0 +1,251 @@
+"""NethServer 7 -> 8 on a tree laid out as NethServer's packages lay it out (``tests/ns7_layout.py``).
+
+What a user of the migrated server would notice: every address still delivers where it did (read from the
+result NS8 is given), every user, group and mail setting as NS8's own import would set it or listed, NS7
+left running when finish fails, and, served by Dovecot configured as NS7 and then as NS8, every message
+with the UID, UIDVALIDITY, UIDNEXT, keyword and POP3 UIDL an IMAP or POP3 client cached, and each
+reader's own \\Seen of another user's shared folder and of a public folder.
+"""
+
+from __future__ import annotations
+
+import imaplib
+import json
+import os
+import pwd
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).parent))
+import ns7_layout as L  # noqa: E402
+from servers import dovecot  # noqa: E402
+
+from mailmigrate.formats.esmith import read_esmith  # noqa: E402
+from mailmigrate.paths.nethserver import ns8_steps as steps  # noqa: E402
+from mailmigrate.paths.nethserver import quota as quota_mod  # noqa: E402
+from mailmigrate.paths.nethserver.layout import NethServerTree, NS8MailTree  # noqa: E402
+
+
+def _project(src: Path, dst: Path) -> steps.Project:
+    return steps.Project(NethServerTree(src), NS8MailTree(dst))
+
+
+@pytest.fixture
+def project(tmp_path):
+    return _project(L.build(tmp_path / "ns7"), tmp_path / "ns8")
+
+
+def svc(p: steps.Project) -> dict[str, str]:
+    cfg = read_esmith(p.source.db("configuration"))
+    return {k: cfg[k].props.get("status") for k in ("dovecot", "postfix")}
+
+
+def test_every_address_user_group_and_setting_arrives_as_ns8_holds_it(project):
+    p = project
+    assert steps.start(p).ok
+    r = steps.finish(p)
+    assert r.state == steps.MIGRATED and r.ok, [e.text for e in r.log.errors]
+    s = json.loads(p.target.settings.read_text())
+    addrs = {a["address"]: (a["domain"], a["destinations"]) for a in s["addresses"]}
+    # a public folder's address and a group's address keep their destinations; root goes to postmaster
+    assert addrs["support@"] == ("*", ["vmail+support"])
+    assert addrs["orders@example.com"] == ("example.com", ["sales"])
+    assert addrs["abuse@example.com"] == ("example.com", ["vmail+postmaster"])
+    assert addrs["team@example.com"][1] == ["alice", "partner@partner.example"]
+    assert addrs["info@example.com"][1] == ["alice", "partner@partner.example", "vmail+support"]
+    assert not [e for e in r.log.entries if "dropped" in e.text]
+    users = s["users"]
+    assert users["alice"]["quota_mb"] == 0  # unlimited, not the 2048 MB default
+    assert users["alice"]["spam_retention_days"] == 60
+    assert users["bob"].get("disabled") is True and "bob" in s["disabled_users"]
+    assert "root" in s["disabled_users"] and "alice" not in s["disabled_users"]
+    assert users["carol"] == {"quota_mb": 2048, "internal": True}
+    assert s["default_quota_mb"] == 2048
+    assert s["groups"] == {"sales": {}, "board": {"internal": True}, "oldteam": {"internal": True}}
+    assert any("oldteam" in w.text for w in r.log.warnings)
+    rules = {(x["rule_type"], x["rule_subject"]): x for x in s["relay_rules"]}
+    assert rules[("sender", "ceo@example.com")]["host"] == "smtp.ceo-relay.example"
+    assert rules[("recipient", "partner.example")]["port"] == 25
+    assert rules[("wildcard", "*")]["host"] == "relay.isp.example"
+    assert s["domains"] == [{"domain": "example.com", "add_users": True, "add_groups": True,
+                             "description": "Main domain"}]
+    assert any("relay.example" in w.text and "not carried" in w.text for w in r.log.warnings)
+    f = s["filter"]
+    assert f["antispam"]["spam_flag_threshold"] == 5.5 and f["antispam"]["deny_message_threshold"] == 12
+    assert f["antispam"]["greylist"] == {"enabled": True, "threshold": 4.0}
+    assert f["antispam"]["prefix_email_subject"] == {"enabled": True, "prefix": "[SPAM]"}
+    assert f["antivirus"] == {"enabled": True, "clamav_official_sigs": True, "third_party_sigs_rating": "low"}
+    assert f["bypass"]["sender"] == ["friend@partner.example"] and f["bypass"]["sender_domain"] == ["partner.example"]
+    assert f["bypass"]["recipient"] == ["ceo@example.com"]
+    assert f["relay_networks"] == ["192.0.2.10", "198.51.100.0/24"] and f["sender_validation"] is True
+    assert any("spammer.example" in w.text and "not carried" in w.text for w in r.log.warnings)
+    assert s["mailbox"] == {"spam_folder": "Spam", "spam_retention_days": 30, "shared_seen": False,
+                            "spam_subject_prefix": "[SPAM]"}
+    # DKIM key pair and rspamd's bayes data, private
+    assert (p.target.root / "dkim/default.key").read_bytes() == L.DKIM_PRIVATE
+    assert (p.target.root / "dkim/default.txt").read_bytes() == L.DKIM_TXT
+    assert (p.target.root / "rspamd-redis/persistent.rdb").read_bytes() == L.BAYES
+    for f in ("dkim/default.key", "rspamd-redis/persistent.rdb", "mail-settings.json"):
+        assert (p.target.root / f).stat().st_mode & 0o077 == 0, f
+    assert svc(p) == {"dovecot": "disabled", "postfix": "disabled"}
+
+
+def test_a_finish_with_an_error_in_the_conversions_keeps_ns7_running_and_can_be_repeated(project, tmp_path):
+    """The quota check fails (no doveadm where it was said to be) after the verification passed: before,
+    the unit still ended migrated and NS7's mail was disabled."""
+    p = project
+    steps.start(p)
+    conf = tmp_path / "dovecot.conf"
+    conf.write_text("# the target's configuration\n")
+    broken = quota_mod.Doveadm(conf, binary=str(tmp_path / "no-doveadm"))
+    r = steps.finish(p, dovecot=broken)
+    assert not r.ok and r.state == steps.MIGRATING
+    assert steps.status(p)["mail"] == steps.MIGRATING
+    assert svc(p) == {"dovecot": "enabled", "postfix": "enabled"}
+    r = steps.finish(p)  # the next finish resumes
+    assert r.ok and r.state == steps.MIGRATED and svc(p)["dovecot"] == "disabled"
+
+
+def test_a_message_deleted_or_reflagged_on_ns7_between_syncs_is_one_file_on_ns8(project):
+    p = project
+    steps.start(p)
+    inbox = p.source.vmail / "alice@example.com/Maildir/cur"
+    os.rename(inbox / "1600000040.M3P40Q1.ns7:2,", inbox / "1600000040.M3P40Q1.ns7:2,FS")
+    os.unlink(inbox / "1600000007.M1P7Q1.ns7:2,S")
+    stranger = p.target.vmail / "alice/Maildir/cur/1700000000.M9P9Q9.ns8:2,"  # not ours: stays
+    stranger.write_bytes(b"Subject: x\r\n\r\ny\r\n")
+    r = steps.sync(p)
+    assert r.ok
+    got = sorted(x.name for x in (p.target.vmail / "alice/Maildir/cur").iterdir())
+    assert got == ["1600000012.M2P12Q1.ns7:2,Sa", "1600000040.M3P40Q1.ns7:2,FS", "1700000000.M9P9Q9.ns8:2,"]
+
+
+def test_symlinks_in_a_mail_home_are_never_followed(project, tmp_path):
+    p = project
+    secret = tmp_path / "shadow"
+    secret.write_bytes(b"root:$6$secret\n")
+    cur = p.source.vmail / "alice@example.com/Maildir/cur"
+    os.symlink(secret, cur / "1600000099.M9P9Q9.ns7:2,S")
+    os.symlink(tmp_path, p.source.vmail / "alice@example.com/Maildir/.Outside")
+    r = steps.start(p)
+    copied = b"".join(f.read_bytes() for f in (p.target.vmail / "alice").rglob("*") if f.is_file())
+    assert b"$6$secret" not in copied
+    assert not (p.target.vmail / "alice/Maildir/.Outside").exists()
+    links = [w.text for w in r.log.warnings if "symlink" in w.text]
+    assert any("1600000099.M9P9Q9.ns7:2,S" in t for t in links) and any(".Outside" in t for t in links)
+    modes = {f.stat().st_mode & 0o777 for f in (p.target.vmail / "alice").rglob("*") if not f.is_symlink()}
+    assert modes <= {0o600, 0o700}
+
+
+# -- served by Dovecot as NS7 and then as NS8 -----------------------------------------------------------
+
+
+def _chown(tree: Path) -> None:
+    dv = pwd.getpwnam("dovecot")
+    for x in [tree, *tree.rglob("*")]:
+        os.lchown(x, dv.pw_uid, dv.pw_gid)
+
+
+def _passwd(path: Path, login: str) -> Path:
+    path.write_text("".join(f"{u if u in ('root', 'vmail') or login == 'n' else u + '@' + L.DOMAIN}"
+                            f":{{PLAIN}}{pw}::::::\n" for u, pw in L.PASSWORDS.items()))
+    return path
+
+
+def _serve(vmail: Path, passwd: Path, login: str) -> dovecot.DovecotServer:
+    return dovecot.DovecotServer(mail_location=f"maildir:{vmail}/%{login}/Maildir", passdb_file=passwd,
+                                 home=f"{vmail}/%{login}", extra_conf=L.dovecot_conf(vmail, login)).start()
+
+
+def _view(port: int, user: str, folders: list[str]) -> dict:
+    """What a client caches: per folder UIDVALIDITY, UIDNEXT, and per UID the body, flags and keywords."""
+    c = imaplib.IMAP4("127.0.0.1", port)
+    c.login(user, L.PASSWORDS[user.partition("@")[0]])
+    out = {}
+    for f in folders:
+        typ, data = c.status(f'"{f}"', "(UIDVALIDITY UIDNEXT)")
+        assert typ == "OK", (user, f, data)
+        st = dict(re.findall(rb"(UIDVALIDITY|UIDNEXT) (\d+)", data[0]))
+        c.select(f'"{f}"', readonly=True)
+        typ, rows = c.uid("FETCH", "1:*", "(FLAGS BODY.PEEK[])")
+        msgs = {}
+        for item in rows:
+            if isinstance(item, tuple):
+                uid = int(re.search(rb"UID (\d+)", item[0]).group(1))
+                flags = frozenset(re.search(rb"FLAGS \(([^)]*)\)", item[0]).group(1).split()) - {b"\\Recent"}
+                msgs[uid] = (item[1], flags)
+        out[f] = (int(st[b"UIDVALIDITY"]), int(st[b"UIDNEXT"]), msgs)
+    c.logout()
+    return out
+
+
+def _pop3_uidls(conf: Path, user: str) -> dict[int, str]:
+    """POP3 UIDLs as Dovecot's POP3 server would give them (doveadm's ``pop3.uidl``, same code path)."""
+    p = subprocess.run(["doveadm", "-c", str(conf), "fetch", "-u", user, "uid pop3.uidl", "mailbox", "INBOX"],
+                       capture_output=True, text=True, timeout=60)
+    assert p.returncode == 0, p.stderr
+    return {int(u): v for u, v in re.findall(r"uid: (\d+)\npop3\.uidl: (\S+)", p.stdout)}
+
+
+@pytest.mark.skipif(not dovecot.available(), reason="needs dovecot and root")
+def test_clients_keep_uids_uidls_keywords_and_their_read_state_of_shared_and_public_folders(tmp_path):
+    base = Path(tempfile.mkdtemp(prefix="mm-ns7layout-", dir="/tmp"))
+    os.chmod(base, 0o755)
+    try:
+        src = L.build(base / "ns7")
+        vmail7 = src / "var/lib/nethserver/vmail"
+        for d in (base / "ns7", base / "ns7/var", base / "ns7/var/lib", base / "ns7/var/lib/nethserver"):
+            os.chmod(d, 0o755)
+        _chown(vmail7)
+        own = ["INBOX", "Work"]
+        # NS7 in use: clients have cached UIDs; carol marks one of alice's shared messages and one public
+        # message read, which only carol's private index holds (SharedSeen disabled)
+        ns7 = _serve(vmail7, _passwd(base / "ns7.passwd", "u"), "u")
+        try:
+            before = _view(ns7.port, "alice@example.com", own)
+            c = imaplib.IMAP4("127.0.0.1", ns7.port)
+            c.login("carol@example.com", L.PASSWORDS["carol"])
+            for f in ("Shared/alice@example.com/Work", "Public/support"):
+                assert c.select(f'"{f}"')[0] == "OK", f
+                c.uid("STORE", "1:*" if f.startswith("Shared") else "5", "+FLAGS", "(\\Seen)")
+            c.logout()
+            carol7 = _view(ns7.port, "carol@example.com", ["Shared/alice@example.com/Work", "Public/support"])
+            uidl7 = _pop3_uidls(ns7.root / "dovecot.conf", "alice@example.com")
+        finally:
+            ns7.stop()
+        assert before["INBOX"][0:2] == (1600000000, 42)  # the one in new/ got UID 41
+        assert sorted(before["INBOX"][2]) == [7, 12, 40, 41] and b"$Label1" in before["INBOX"][2][12][1]
+        assert uidl7[7] == "00a1b2c3"
+        assert (vmail7 / "carol@example.com/Maildir/shared/alice@example.com").is_dir()
+
+        root = base / "ns8"
+        env = dict(os.environ, PYTHONPATH=str(Path(__file__).resolve().parent.parent / "src"))
+        for action in ("start", "finish"):
+            r = subprocess.run([sys.executable, "-m", "mailmigrate.cli.main", "ns7", action, "mail",
+                                "--source-root", str(src), "--root", str(root)],
+                               capture_output=True, text=True, env=env, timeout=120)
+            assert r.returncode == 0, r.stdout + r.stderr
+        assert "-> migrated" in r.stdout
+        vmail8 = root / "vmail"
+        os.chmod(root, 0o755)
+        _chown(vmail8)
+        ns8 = _serve(vmail8, _passwd(base / "ns8.passwd", "n"), "n")
+        try:
+            after = _view(ns8.port, "alice", own)
+            carol8 = _view(ns8.port, "carol", ["Shared/alice/Work", "Public/support"])
+            uidl8 = _pop3_uidls(ns8.root / "dovecot.conf", "alice")
+        finally:
+            ns8.stop()
+        assert after == before  # UIDVALIDITY, UIDNEXT, every UID with its bytes, flags and keywords
+        assert uidl8 == uidl7
+        assert list(carol8.values()) == list(carol7.values())
+        seen = [uid for _v, _n, msgs in carol8.values() for uid, (_b, fl) in msgs.items() if b"\\Seen" in fl]
+        assert len(seen) == 3  # both of Work, one of support: carol's own read state came along
+    finally:
+        shutil.rmtree(base, ignore_errors=True)
