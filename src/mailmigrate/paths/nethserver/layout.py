@@ -129,24 +129,47 @@ class NS8MailTree:
 def unpack_archive(archive: Path, dest: Path) -> Path:
     """Unpack a backup tar.gz into ``dest`` (once: an unpacked tree is reused by a rerun).
 
-    Members that would land outside ``dest`` (absolute paths, ``..``), devices and links pointing out are
-    refused: the archive comes from another machine and is data, not instructions.
+    Members that would land outside ``dest`` (absolute paths, ``..``) and devices are refused: the archive
+    comes from another machine and is data, not instructions.  A symlink that is absolute or points out of
+    ``dest`` is something a user of the old server could plant in a home: it is skipped (not the whole
+    archive), and listed in the marker file for :func:`skipped_links` to report on every run.
     """
-    marker = dest / ".mailmigrate-unpacked"
+    marker = dest / MARKER
     if marker.exists():
         return dest
     dest.mkdir(parents=True, exist_ok=True)
+    skipped: list[str] = []
+
+    def links_inside(member: tarfile.TarInfo, path: str) -> tarfile.TarInfo | None:
+        try:
+            return tarfile.data_filter(member, path)
+        except (tarfile.AbsoluteLinkError, tarfile.LinkOutsideDestinationError):
+            skipped.append(f"{member.name} -> {member.linkname}")
+            return None
+
     try:
         with tarfile.open(archive, "r:*") as tf:
-            tf.extractall(dest, filter="data")
+            tf.extractall(dest, filter=links_inside)
     except (tarfile.TarError, OSError) as e:
         raise ConfigError(f"cannot unpack {archive}: {e}") from None
     # the marker says the tree is whole: the unpacked files reach the disk before it does, or a power loss
     # could leave a marker over empty files that a rerun would then migrate
     os.sync()
-    replace_file(marker, (str(archive) + "\n").encode("utf-8", "surrogateescape"), "umask", suffix=".tmp",
-                 sync_dir=True)
+    text = str(archive) + "\n" + "".join(f"skipped link: {x}\n" for x in skipped)
+    replace_file(marker, text.encode("utf-8", "surrogateescape"), "umask", suffix=".tmp", sync_dir=True)
     return dest
+
+
+MARKER = ".mailmigrate-unpacked"
+
+
+def skipped_links(dest: Path) -> list[str]:
+    """The symlinks :func:`unpack_archive` left out of ``dest``, as ``member -> target``."""
+    try:
+        lines = (dest / MARKER).read_text("utf-8", "surrogateescape").splitlines()
+    except FileNotFoundError:
+        return []
+    return [ln.removeprefix("skipped link: ") for ln in lines if ln.startswith("skipped link: ")]
 
 
 def open_sme_source(path: str | os.PathLike, staging: Path) -> SmeSource:

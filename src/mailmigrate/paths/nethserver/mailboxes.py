@@ -240,16 +240,23 @@ def _copy_link(src: Path, dst: Path, dirty: set[Path] | None = None) -> None:
 
 def apply_ownership(path: Path, user: str = "vmail") -> bool:
     """chown -R to ``user`` and drop group/other access, as NethServer's Dovecot expects; False when the
-    user does not exist here (nothing changed then)."""
+    user does not exist here: then the tree is only made private (mail is nobody else's business until
+    someone runs the chown)."""
     try:
         pw = pwd.getpwnam(user)
     except KeyError:
-        return False
+        pw = None
+    for name in [path] if path.is_file() else _tree(path):
+        if pw is not None:
+            os.chown(name, pw.pw_uid, pw.pw_gid)
+        mode = os.stat(name).st_mode & 0o7777
+        if mode & 0o077:
+            os.chmod(name, mode & 0o700)
+    return pw is not None
+
+
+def _tree(path: Path) -> Iterator[str]:
     for dirpath, dirnames, filenames in os.walk(path):
         for name in [dirpath] + [os.path.join(dirpath, x) for x in dirnames + filenames]:
-            if os.path.islink(name):
-                continue
-            os.chown(name, pw.pw_uid, pw.pw_gid)
-            mode = os.stat(name).st_mode & 0o7777
-            os.chmod(name, mode & 0o700)
-    return True
+            if not os.path.islink(name):
+                yield name

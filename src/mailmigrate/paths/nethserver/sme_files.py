@@ -1,20 +1,19 @@
-"""Migrate actions for files: home directories, mailboxes (through the sync engine), the shared-mailbox
+"""Migrate actions for files: home directories, mailboxes (file by file, UIDs kept), the shared-mailbox
 index, and SME's short names in the files of Dovecot's acl plugin."""
 
 from __future__ import annotations
 
 import os
-import tempfile
 from pathlib import Path
 
 from ...errors import MailmigrateError
 from ...formats.atomic import replace_file
 from ...formats.dovecot_acl import ACL_FILE, parse_acl_line
-from ...sync.state import StateDB
 from .identifiers import Qualifier
-from .mailboxes import apply_ownership, copy_file, copy_tree, folder_dirs, sync_maildir, target_folder_dir
+from . import vmail_copy
+from .mailboxes import apply_ownership, copy_file, copy_tree, folder_dirs, target_folder_dir
 from .registry import Context, action
-from .rules import unlistescape
+from .rules import listescape, unlistescape
 
 MAIL_NAMES = ("Maildir", "sieve", ".dovecot.sieve")
 #: admin's home on SME is /home/e-smith, which also holds the databases and every user's files
@@ -50,12 +49,9 @@ def migrate_mailboxes(ctx: Context) -> None:
     """Every user's Maildir and sieve scripts to vmail/<user>@<domain>, incrementally; backslash folders renamed."""
     name = "nethserver-mail-migrate-mailboxes"
     domain = ctx.domain
-    scratch = tempfile.TemporaryDirectory(prefix="mailmigrate-dry-") if ctx.dry_run else None
-    state_path = (Path(scratch.name) if scratch else ctx.target.state_dir) / "sme-import-mail.sqlite"
-    state_path.parent.mkdir(parents=True, exist_ok=True)
-    state = StateDB.open(state_path)
-    totals = {"copied": 0, "skipped": 0, "failed": 0}
+    totals = {"copied": 0, "failed": 0, "links": 0}
     ownership_missing = False
+    manifest = None if ctx.dry_run else vmail_copy.Manifest(ctx.target.state_dir / "sme-import-mail-files.sqlite")
     try:
         for u in ctx.users() + ["admin"]:
             src = ctx.source.maildir(u)
@@ -63,27 +59,35 @@ def migrate_mailboxes(ctx: Context) -> None:
                 if u != "admin":
                     ctx.log.warning(name, f"user {u}: no Maildir in the archive")
                 continue
-            home = ctx.target.mail_home(u, domain)
-            dst = home / "Maildir"
-            try:
-                res = sync_maildir(src, dst, account=f"{u}@{domain}", state=state, dry_run=ctx.dry_run,
-                                   listescaped_target=True)
-            except MailmigrateError as e:
-                ctx.log.error(name, f"user {u}: {e}")
-                continue
-            c = res.counters
-            totals["copied"] += c.copied
-            totals["skipped"] += c.skipped
-            totals["failed"] += c.failed
-            if res.error:
-                ctx.log.error(name, f"user {u}: {res.error}")
-            for p in res.problems:
-                ctx.log.error(name, p.describe())
             renamed = [f for f, _ in folder_dirs(src) if any("\\" in c for c in f)]
             for f in renamed:
                 ctx.log.info(name, f"user {u}: folder {'/'.join(f)} stored listescaped (\\ -> \\5c)")
-            if ctx.dry_run:
+            if manifest is None:
+                n = sum(1 for _, d in folder_dirs(src) for sub in vmail_copy.MESSAGE_DIRS if (d / sub).is_dir()
+                        for e in os.scandir(d / sub) if e.is_file(follow_symlinks=False))
+                ctx.log.info(name, f"user {u}: {n} message file(s) would be copied")
                 continue
+            home = ctx.target.mail_home(u, domain)
+            dst = home / "Maildir"
+            # SME's Dovecot keeps the same Maildir files as NethServer's: copied file by file, clients keep
+            # their UIDs and POP3 UIDLs; a symlink (a user could plant one to any file of the backup or the
+            # server) is never followed
+            # subscriptions: written by nethserver-mail-migrate-shared-identifiers with Shared/ owners qualified
+            res = vmail_copy.copy_home(src, dst, manifest, home=f"{u}@{domain}", rel_map=_listescaped,
+                                       exclude=("subscriptions",))
+            totals["copied"] += res.copied
+            totals["failed"] += len(res.problems)
+            totals["links"] += len(res.links)
+            for link in res.links:
+                ctx.log.warning(name, f"user {u}: symlink {link} skipped, not followed")
+            for pr in res.problems:
+                ctx.log.error(name, f"user {u}: {pr}")
+            subs = dst / "subscriptions"
+            if (src / "subscriptions").is_file() and not (src / "subscriptions").is_symlink() and not subs.exists():
+                copy_file(src / "subscriptions", subs)  # once: the identifier step then owns it
+                os.chmod(subs, vmail_copy.FILE_MODE)
+            for pr in vmail_copy.verify_home(src, dst, rel_map=_listescaped):
+                ctx.log.error(name, f"user {u}: not as on SME: {pr}")
             _copy_acl_files(src, dst, qualifier(ctx))
             if (src.parent / "sieve").is_dir():
                 copy_tree(src.parent / "sieve", home / "sieve")
@@ -93,14 +97,20 @@ def migrate_mailboxes(ctx: Context) -> None:
             if not apply_ownership(home):
                 ownership_missing = True
     finally:
-        state.close()
-        if scratch is not None:
-            scratch.cleanup()
+        if manifest is not None:
+            manifest.close()
     if ownership_missing:
-        ctx.log.warning(name, "no vmail user on this machine: mail files keep their current owner; run "
-                              f"chown -R vmail:vmail {ctx.target.vmail} on the NethServer host")
-    ctx.log.info(name, f"{totals['copied']} message(s) copied, {totals['skipped']} skipped, "
-                       f"{totals['failed']} failed")
+        ctx.log.warning(name, "no vmail user on this machine: mail files are private (0600/0700) to the user "
+                              f"running the import; run chown -R vmail:vmail {ctx.target.vmail} on the NethServer host")
+    ctx.log.info(name, f"{totals['copied']} message(s) copied with their UIDs, {totals['failed']} failed, "
+                       f"{totals['links']} symlink(s) skipped")
+
+
+def _listescaped(rel: tuple[str, ...]) -> tuple[str, ...]:
+    """SME's folder directories as NethServer's Dovecot (listescape) stores them: ``\\`` -> ``\\5c``."""
+    if rel and rel[0].startswith("."):
+        return (listescape(rel[0]),) + rel[1:]
+    return rel
 
 
 def qualifier(ctx: Context) -> Qualifier:
@@ -137,6 +147,7 @@ def migrate_shared_index(ctx: Context) -> None:
         return
     if not ctx.dry_run:
         _copy_if_changed(src, ctx.target.shared_index, qualifier(ctx).shared_dict)
+        apply_ownership(ctx.target.shared_index)
     ctx.log.info(name, f"shared-mailbox index copied to {ctx.target.shared_index}; restart dovecot")
 
 

@@ -17,7 +17,7 @@ from pathlib import Path
 from ...errors import MailmigrateError
 from . import sme_accounts, sme_config, sme_files  # noqa: F401  (they register their actions)
 from .eventlog import EventLog
-from .layout import NethServerTree, open_sme_source
+from .layout import NethServerTree, open_sme_source, skipped_links
 from .registry import Context, ordered
 
 EVENT = "migration-import"
@@ -41,6 +41,8 @@ def run_import(source: str | os.PathLike, root: str | os.PathLike, *, dry_run: b
     log_path = None if dry_run else target.log_dir / "mailmigrate-migration-import.log"
     log = EventLog(EVENT + (" (dry run)" if dry_run else ""), log_path)
     ctx = Context(src, target, log, dry_run=dry_run)
+    for link in skipped_links(src.root):
+        log.warning("unpack", f"symlink {link}: absolute or pointing out of the backup; not unpacked, not followed")
     ran = []
     for act in ordered():
         if only and act.name not in only:

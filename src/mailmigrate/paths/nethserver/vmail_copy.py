@@ -113,8 +113,10 @@ def _same_file(a: os.stat_result, b: os.stat_result) -> bool:
 
 
 class _Copier:
-    def __init__(self, src: Path, dst: Path, manifest: Manifest, home: str, rel_map: RelMap):
+    def __init__(self, src: Path, dst: Path, manifest: Manifest, home: str, rel_map: RelMap,
+                 exclude: frozenset[str]):
         self.src, self.dst, self.m, self.home, self.rel_map = src, dst, manifest, home, rel_map
+        self.exclude = exclude
         self.res = CopyResult()
         self.dirty: set[Path] = set()
         self.seen: set[str] = set()  # target files the source has now
@@ -133,7 +135,7 @@ class _Copier:
             p = p.parent
         for m in reversed(missing):
             os.mkdir(m, DIR_MODE)
-            if m != self.dst:
+            if self.dst in m.parents:
                 take_owner(m, self.dst)
             self.dirty.add(m.parent)
         if d.is_symlink() or not d.is_dir():
@@ -254,7 +256,7 @@ class _Copier:
                 self.messages(rel, boxes)
             for f in filenames:
                 sp = here / f
-                if f in EXCLUDED_FILES or f.endswith(".mailmigrate-tmp"):
+                if f in EXCLUDED_FILES or f.endswith(".mailmigrate-tmp") or (not rel and f in self.exclude):
                     continue
                 st = os.lstat(sp)
                 if stat.S_ISLNK(st.st_mode):
@@ -283,10 +285,10 @@ class _Copier:
 
 
 def copy_home(src: Path, dst: Path, manifest: Manifest, *, home: str,
-              rel_map: RelMap = lambda rel: rel) -> CopyResult:
+              rel_map: RelMap = lambda rel: rel, exclude: tuple[str, ...] = ()) -> CopyResult:
     """Bring ``dst`` to what ``src`` holds (see the module docstring); ``rel_map`` renames paths on the way
-    (NS8's ``Maildir/shared/<owner>`` without the domain)."""
-    return _Copier(src, dst, manifest, home, rel_map).run()
+    (NS8's ``Maildir/shared/<owner>`` without the domain); ``exclude``: top-level files another step writes."""
+    return _Copier(src, dst, manifest, home, rel_map, frozenset(exclude)).run()
 
 
 def remove_copied(dst: Path, manifest: Manifest, *, home: str) -> int:
