@@ -53,3 +53,41 @@ def test_symlinks_are_skipped_reported_and_the_rest_imported_privately(tmp_path)
     vmail = root / "var/lib/nethserver/vmail"
     modes = {f.stat().st_mode & 0o777 for f in vmail.rglob("*") if "@" in str(f.relative_to(vmail)) and not f.is_symlink()}
     assert modes <= {0o600, 0o700}, modes  # no vmail user here: private to the one running the import
+
+
+def test_fetchmail_spam_sorting_ibays_and_pending_events_are_carried_or_listed(tmp_path):
+    """The sample backup plus what SME keeps in ``configuration`` (the global fetchmail of a secondary mail
+    server; spam sorting and retention, as NethServer's ``nethserver-mail-server-migrate`` reads them) and an
+    ibay's files (``home/e-smith/files/ibays/NAME``, as ``nethserver-ibays-migrate-commit`` reads them)."""
+    from mailmigrate.formats.esmith import read_esmith
+    from mailmigrate.paths.nethserver.sme_import import run_import
+
+    src = tmp_path / "backup"
+    with tarfile.open(ARCHIVE) as tf:
+        tf.extractall(src, filter="data")
+    with open(src / "home/e-smith/db/configuration", "a") as f:
+        f.write("fetchmail=service|FetchmailMethod|standard|SecondaryMailAccount|office|SecondaryMailPassword|"
+                "fm-secret|SecondaryMailServer|pop.isp.example|status|enabled\n"
+                "spamassassin=service|MessageRetentionTime|45|SortSpam|enabled|status|enabled\n")
+    ibay = src / "home/e-smith/files/ibays/shared/files"
+    ibay.mkdir(parents=True)
+    (ibay / "readme.txt").write_bytes(b"team files\n")
+    root = tmp_path / "root"
+    res = run_import(src, root)
+    text = " ".join(e.text for e in res.log.entries)
+    assert "fm-secret" not in text
+    cfg = read_esmith(root / "var/lib/nethserver/db/configuration")
+    assert cfg["dovecot"].props["SpamFolder"] == "Junk" and cfg["dovecot"].props["SpamRetentionTime"] == "30d"
+    getmail = read_esmith(root / "var/lib/nethserver/db/getmail")
+    acct = getmail["office@pop.isp.example"].props
+    assert (acct["Server"], acct["Password"], acct["Account"], acct["status"]) == (
+        "pop.isp.example", "fm-secret", "admin@example.com", "disabled")
+    assert any("pop.isp.example" in w.text and "disabled" in w.text for w in res.log.warnings)
+    accounts = read_esmith(root / "var/lib/nethserver/db/accounts")
+    shared = accounts["shared"]
+    assert shared.type == "ibay" and shared.props["OwningGroup"] == "staff@example.com"
+    assert (shared.props["GroupAccess"], shared.props["OtherAccess"]) == ("rw", "r")
+    assert (root / "var/lib/nethserver/ibay/shared/files/readme.txt").read_bytes() == b"team files\n"
+    pending = [w.text for w in res.log.warnings if w.text.startswith("pending on the NethServer host")]
+    for event in ("nethserver-mail-server-save", "nethserver-getmail-save", "ibay-create shared"):
+        assert any(event in t for t in pending), event

@@ -6,6 +6,7 @@ from __future__ import annotations
 from ...formats.esmith import Record
 from . import rules
 from .registry import Context, action
+from .sme_services import signal
 
 
 def _service(db, key: str) -> Record:
@@ -102,6 +103,7 @@ def migrate_fetchmail(ctx: Context) -> None:
         n += 1
     ctx.save("getmail")
     ctx.log.info(name, f"{n} account(s)")
+    signal(ctx, "nethserver-getmail-save", by=name)
 
 
 @action("nethserver-base-migrate-not-migrated", 90)

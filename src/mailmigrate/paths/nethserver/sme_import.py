@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ...errors import MailmigrateError
-from . import sme_accounts, sme_config, sme_files  # noqa: F401  (they register their actions)
+from . import sme_accounts, sme_config, sme_files, sme_services  # noqa: F401  (they register their actions)
 from .eventlog import EventLog
 from .layout import NethServerTree, open_sme_source, skipped_links
 from .registry import Context, ordered
@@ -56,4 +56,7 @@ def run_import(source: str | os.PathLike, root: str | os.PathLike, *, dry_run: b
             log.error(act.name, f"action failed unexpectedly: {type(e).__name__}: {e}")
             log.info(act.name, traceback.format_exc().replace("\n", " | "))
         ran.append(act.name)
+    for cmd in sme_services.pending_events(ctx):
+        # NethServer's actions apply what they wrote through these events; here they are the host's to run
+        log.warning(EVENT, f"pending on the NethServer host: {cmd}")
     return ImportResult(log, ran)
