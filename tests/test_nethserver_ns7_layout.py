@@ -60,6 +60,7 @@ def test_every_address_user_group_and_setting_arrives_as_ns8_holds_it(project):
     assert addrs["team@example.com"][1] == ["alice", "partner@partner.example"]
     assert addrs["info@example.com"][1] == ["alice", "partner@partner.example", "vmail+support"]
     assert not [e for e in r.log.entries if "dropped" in e.text]
+    assert {a["address"] for a in s["addresses"] if a["internal"]} == {"team@example.com"}  # Access=private
     users = s["users"]
     assert users["alice"]["quota_mb"] == 0  # unlimited, not the 2048 MB default
     assert users["alice"]["spam_retention_days"] == 60
@@ -249,3 +250,82 @@ def test_clients_keep_uids_uidls_keywords_and_their_read_state_of_shared_and_pub
         assert len(seen) == 3  # both of Work, one of support: carol's own read state came along
     finally:
         shutil.rmtree(base, ignore_errors=True)
+
+
+# -- NethServer 8 itself, through the cluster API (a stand-in: tests/servers/ns8.py) -----------------------
+
+
+NS8_USERS = {"alice", "bob", "carol"}  # what NS8's account provider knows after the account-provider step
+
+
+def _dest(m, a):
+    return sorted((d["dtype"], d["name"]) for d in m.addresses[a]["destinations"])
+
+
+def test_finish_applies_the_settings_to_ns8_and_reads_them_back(project):
+    from mailmigrate.model import Secret
+    from mailmigrate.paths.nethserver import ns8_api
+    from servers.ns8 import NS8StandIn
+
+    p = project
+    with NS8StandIn(users=NS8_USERS) as ns8:
+        p.ns8 = ns8_api.ClusterLink(ns8.url, "admin", Secret("Nethesis,1234"))
+        steps.start(p)
+        r = steps.finish(p)
+        assert r.ok and r.state == steps.MIGRATED, [e.text for e in r.log.errors]
+        m = ns8.mail
+        assert ("cluster", "add-module") in ns8.cluster.log and r.details["ns8"]["mismatches"] == 0
+        # every address delivers where it did on NS7, as the NS8 module holds it
+        assert _dest(m, ("wildcard", "support", "")) == [("public", "support")]
+        assert _dest(m, ("domain", "orders", "example.com")) == [("group", "sales")]
+        assert _dest(m, ("domain", "abuse", "example.com")) == [("public", "postmaster")]
+        assert _dest(m, ("domain", "team", "example.com")) == [("external", "partner@partner.example"),
+                                                               ("user", "alice")]
+        assert m.addresses[("domain", "team", "example.com")]["internal"] is True
+        assert m.mailboxes["alice"]["quota"]["limit"] == 0 and m.mailboxes["carol"]["quota"]["limit"] == 2048
+        assert m.mailboxes["alice"]["spam_retention"]["value"] == 60
+        assert m.disabled == {"bob"}
+        assert {(r_.get("sender") or r_.get("recipient")) for r_ in m.relay} == {"ceo@example.com",
+                                                                                 "partner.example", "*"}
+        assert m.filter["antispam"]["spam_flag_threshold"] == 5.5
+        assert {"value": "partner.example", "type": "domain", "direction": "from"} in m.bypass
+        assert m.settings["spam_folder"] == {"enabled": True, "name": "Spam"}
+        assert m.domains["example.com"]["addgroups"] is True
+        # applying again (a repeated finish after a failure) adds nothing twice
+        n = len(m.addresses)
+        ns8_api.apply(ns8_api.ClusterAPI(p.ns8), json.loads(p.target.settings.read_text()),
+                      steps.EventLog("again"))
+        assert len(m.addresses) == n
+
+
+def test_ns8_refusing_keeps_ns7_running_and_dry_run_changes_nothing(project, tmp_path):
+    from servers.ns8 import NS8StandIn
+
+    p = project
+    steps.start(p)
+    env = dict(os.environ, PYTHONPATH=str(Path(__file__).resolve().parent.parent / "src"),
+               MAILMIGRATE_NS8_PASSWORD="wrong-password")
+
+    def cli(*a):
+        return subprocess.run([sys.executable, "-m", "mailmigrate.cli.main", "ns7", *a, "--source-root",
+                               str(p.source.root), "--root", str(p.target.root)], capture_output=True, text=True,
+                              env=env, timeout=120)
+
+    with NS8StandIn(users=NS8_USERS) as ns8:
+        before = {f: f.read_bytes() for f in p.target.root.rglob("*") if f.is_file()}
+        r = cli("finish", "mail", "--dry-run", "--ns8-url", ns8.url)
+        assert r.returncode == 0, r.stderr
+        for what in ("support@ -> vmail+support", "orders@example.com -> sales", "add-address support@*",
+                     "set-mailbox-enabled bob false", "status=disabled"):
+            assert what in r.stdout, what
+        assert "relay-secret" not in r.stdout and "ceo-secret" not in r.stdout
+        assert {f: f.read_bytes() for f in p.target.root.rglob("*") if f.is_file()} == before
+        assert ns8.cluster.log == [] and svc(p)["dovecot"] == "enabled"
+        r = cli("finish", "mail", "--ns8-url", ns8.url)
+        assert r.returncode == 1 and "login as admin refused" in r.stdout
+        assert "wrong-password" not in r.stdout + r.stderr
+        assert steps.status(p)["mail"] == steps.MIGRATING and svc(p)["dovecot"] == "enabled"
+        env["MAILMIGRATE_NS8_PASSWORD"] = "Nethesis,1234"
+        r = cli("finish", "mail", "--ns8-url", ns8.url)
+        assert r.returncode == 0, r.stdout + r.stderr
+        assert steps.status(p)["mail"] == steps.MIGRATED and svc(p)["dovecot"] == "disabled"

@@ -40,6 +40,15 @@ def register(subparsers) -> None:
                    help="bind password of --source-ldap (mode 0600; or MAILMIGRATE_SOURCE_PASSWORD)")
     n.add_argument("--target-ldap-password-file", metavar="FILE",
                    help="bind password of --target-ldap (mode 0600; or MAILMIGRATE_TARGET_PASSWORD)")
+    n.add_argument("--ns8-url", metavar="URL",
+                   help="finish: NethServer 8's cluster API (https://LEADER/cluster-admin); the mail settings are "
+                        "applied to its mail module and read back. Without it: files under --root only")
+    n.add_argument("--ns8-user", default="admin", metavar="NAME", help="NS8 administrator (default admin, no 2FA)")
+    n.add_argument("--ns8-password-file", metavar="FILE", help="its password (mode 0600; or MAILMIGRATE_NS8_PASSWORD)")
+    n.add_argument("--ns8-node", type=int, default=1, metavar="N", help="node for a new mail module (default 1)")
+    n.add_argument("--ns8-cafile", metavar="FILE", help="CA certificate(s) to verify the NS8 leader with")
+    n.add_argument("--ns8-insecure", action="store_true", help="do not verify the NS8 leader's TLS certificate")
+    n.add_argument("--dry-run", action="store_true", help="finish: show everything finish would do, change nothing")
     n.add_argument("--json", action="store_true", help="print the result as JSON")
     n.set_defaults(func=run)
 
@@ -81,7 +90,23 @@ def _ns7(args) -> int:
         link = ProviderLink(args.source_ldap, args.target_ldap,
                             password_from("MAILMIGRATE_SOURCE_PASSWORD", args.source_ldap_password_file, "NS7 LDAP"),
                             password_from("MAILMIGRATE_TARGET_PASSWORD", args.target_ldap_password_file, "NS8 LDAP"))
-    p = steps.Project(NethServerTree(Path(args.source_root)), NS8MailTree(Path(args.root)), link)
+    ns8 = None
+    if args.ns8_url:
+        from ..paths.nethserver.ns8_api import link_from
+        from ..sync.accounts import password_from
+
+        ns8 = link_from(args.ns8_url, args.ns8_user,
+                        password_from("MAILMIGRATE_NS8_PASSWORD", args.ns8_password_file, "NS8 administrator"),
+                        insecure=args.ns8_insecure, cafile=args.ns8_cafile, node=args.ns8_node)
+    p = steps.Project(NethServerTree(Path(args.source_root)), NS8MailTree(Path(args.root)), link, ns8)
+    if args.dry_run:
+        if args.action != "finish" or args.app != "mail":
+            from ..errors import ConfigError
+
+            raise ConfigError("--dry-run: only for ns7 finish mail")
+        plan = steps.finish_plan(p)
+        print(json.dumps(plan, indent=2) if args.json else steps.describe_plan(plan))
+        return 0
     if args.action == "status":
         st = steps.status(p)
         print(json.dumps(st, indent=2) if args.json else "\n".join(f"{k}: {v}" for k, v in st.items()))

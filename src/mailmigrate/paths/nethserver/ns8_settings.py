@@ -32,6 +32,7 @@ class Accounts:
     users: dict[str, str] = field(default_factory=dict)  # NS7 name -> NS8 name
     groups: dict[str, str] = field(default_factory=dict)
     pseudonyms: dict[str, list[str]] = field(default_factory=dict)
+    private: set[str] = field(default_factory=set)  # pseudonyms with Access=private (internal on NS8)
 
     @classmethod
     def read(cls, accounts: EsmithDb, domain: str, mail_dirs: dict[str, str]) -> "Accounts":
@@ -44,6 +45,7 @@ class Accounts:
             name = key if "@" in key else f"{key}@{domain}"
             a.groups[name] = ns8.strip_domain(name)
         a.pseudonyms = {k: split_list(r.props.get("Account", "")) for k, r in accounts.of_type("pseudonym")}
+        a.private = {k for k, r in accounts.of_type("pseudonym") if r.props.get("Access") == "private"}
         return a
 
     def local_domains(self) -> set[str]:
@@ -84,7 +86,8 @@ def addresses(acc: Accounts) -> tuple[list[dict], list[Note]]:
     for key, dests in acc.pseudonyms.items():
         final = list(dict.fromkeys(x for d in dests for x in resolve(d, [key])))
         alocal, _, dom = key.partition("@")
-        out.append({"address": key, "local": alocal, "domain": dom or "*", "destinations": final})
+        out.append({"address": key, "local": alocal, "domain": dom or "*", "destinations": final,
+                    "internal": key in acc.private})
         if not final:
             notes.append(Note(WARNING, f"address {key}: no destination on NS7; carried without one"))
     return out, notes

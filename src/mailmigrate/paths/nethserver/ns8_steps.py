@@ -30,6 +30,7 @@ from ...errors import ConfigError, MailmigrateError, StateLocked
 from ...formats.atomic import replace_file
 from ...formats.esmith import EsmithDb, read_esmith, write_esmith
 from . import ns8
+from . import ns8_api
 from . import ns8_settings as ns8s
 from . import ns8_provider as provider
 from . import quota as quota_mod
@@ -60,6 +61,8 @@ class Project:
     target: NS8MailTree
     #: the two account providers, for the ``account-provider`` application
     provider: provider.ProviderLink | None = None
+    #: NethServer 8's cluster API: finish applies the mail settings there (without it: files only)
+    ns8: ns8_api.ClusterLink | None = None
 
     @property
     def state_dir(self) -> Path:
@@ -355,6 +358,12 @@ def finish(p: Project, app: str = "mail", *, disable_source: bool = True,
         log.info("finish", f"final sync verified for {len(users)} mailbox(es): every message file, UID, "
                            "UIDVALIDITY, UIDNEXT, POP3 UIDL and keyword as on NS7")
         details = convert_mail(p, users, log, dovecot=dovecot)
+        if p.ns8 is not None and not log.errors:
+            try:
+                details["ns8"] = ns8_api.apply(ns8_api.ClusterAPI(p.ns8), json.loads(p.target.settings.read_text()),
+                                               log)
+            except MailmigrateError as e:
+                log.error("finish", str(e))
         if log.errors:
             # an error raised or reported during the conversions: NS8 is not what NS7 was, so NS7 keeps
             # serving and the unit stays migrating; the conversions read NS7 afresh, so finish can be rerun
@@ -541,6 +550,14 @@ def _settings(p: Project, users: dict[str, str], log: EventLog, *, usage: dict |
               recalculated: bool = False) -> dict:
     """Everything NS8's mail module must hold, as NethServer's own import would set it
     (:mod:`.ns8_settings`), in one 0600 file: the offline result, and what the verification reads back."""
+    settings = settings_data(p, users, log, usage=usage, recalculated=recalculated)
+    settings["files"] = _carry_files(p, log)
+    _private_json(p.target.settings, settings)
+    return settings
+
+
+def settings_data(p: Project, users: dict[str, str], log: EventLog, *, usage: dict | None = None,
+                  recalculated: bool = False) -> dict:
     accounts, cfg = _db(p, "accounts"), _db(p, "configuration")
     dovecot, postfix, rspamd = _props(cfg, "dovecot"), _props(cfg, "postfix"), _props(cfg, "rspamd")
     quota_on = dovecot.get("QuotaStatus") == "enabled"
@@ -570,13 +587,67 @@ def _settings(p: Project, users: dict[str, str], log: EventLog, *, usage: dict |
         "filter": filt,
         "mailbox": ns8s.mailbox_settings(dovecot, rspamd),
         "always_bcc": postfix.get("AlwaysBccAddress") if postfix.get("AlwaysBccStatus") == "enabled" else None,
-        "files": _carry_files(p, log),
         # what each NS8 user's quota must show (Maildir contents after the final sync), public folders too
         "quota_usage": {u: v.as_dict() for u, v in (usage or {}).items()},
         "pending": ["doveadm quota recalc -A"] if quota_on and not recalculated else [],
     }
-    _private_json(p.target.settings, settings)
     return settings
+
+
+# -- finish --dry-run ------------------------------------------------------------------------------------
+
+
+def finish_plan(p: Project, *, disable_source: bool = True) -> dict:
+    """Everything ``finish`` would do, computed from NS7 and the NS8 tree as they are, changing nothing:
+    the final copy per mailbox, the conversions, the settings (passwords left out), the NS8 API tasks or
+    the files of the offline mode, and what is disabled on NS7.  Its notes are those finish would log."""
+    log = EventLog("ns7-mail-finish (dry run)")
+    state = _app(_load(p), "mail")["state"]
+    users, notes = mail_users(p)
+    log.notes("finish", notes)
+    copy = {}
+    for old, new in users.items():
+        src, dst = p.source.vmail / old, p.target.mail_home(new)
+        pending = vmail_copy.verify_home(src, dst, rel_map=_ns8_rel) if dst.is_dir() else ["not copied yet"]
+        copy[old] = {"ns8_user": new, "differences": pending}
+    acl = sum(1 for old in users for _, d in folder_dirs(p.source.vmail / old / "Maildir")
+              if (d / "dovecot-acl").is_file())
+    sieve = sum(1 for old in users if (p.source.vmail / old / "sieve").is_dir()
+                for f in (p.source.vmail / old / "sieve").rglob("*") if f.is_file())
+    settings = settings_data(p, users, log)
+    for r in settings["relay_rules"]:
+        r["password"] = "***" if r["password"] else ""
+    return {
+        "state": state, "allowed": state == MIGRATING,
+        "final_copy": copy,
+        "conversions": {"acl_files": acl, "sieve_files": sieve, "shared_index": p.source.shared_index.is_file(),
+                        "carried_files": [k for k in _CARRIED_FILES if (p.source.root / k).is_file()]},
+        "settings": settings,
+        "ns8": ([f"{q} {a}" for q, a in ns8_api.plan(settings)] if p.ns8 is not None else
+                [f"offline: {p.target.settings}", f"offline: {p.target.fetch_tasks}"]),
+        "ns7": (["dovecot, postfix, getmail: status=disabled", "signal-event nethserver-mail-server-update"]
+                if disable_source else ["left running (--keep-source)"]),
+        "notes": [e.line() for e in log.entries if e.level != "INFO"],
+    }
+
+
+def describe_plan(plan: dict) -> str:
+    lines = [f"mail is {plan['state']}: finish {'would' if plan['allowed'] else 'may not'} run now", "final copy:"]
+    for old, c in plan["final_copy"].items():
+        lines.append(f"  {old} -> {c['ns8_user']}: " + ("; ".join(c["differences"]) or "up to date"))
+    cv = plan["conversions"]
+    lines.append(f"conversions: {cv['acl_files']} ACL file(s), {cv['sieve_files']} sieve script(s), "
+                 f"shared index {'yes' if cv['shared_index'] else 'no'}, files {', '.join(cv['carried_files']) or '-'}")
+    s = plan["settings"]
+    lines.append(f"settings: {len(s['addresses'])} address(es), {len(s['users'])} user(s) "
+                 f"({', '.join(s['disabled_users'])} disabled), {len(s['groups'])} group(s), "
+                 f"{len(s['relay_rules'])} relay rule(s), {len(s['domains'])} domain(s)")
+    for a in s["addresses"]:
+        lines.append(f"  {a['address']} -> {', '.join(a['destinations']) or '(none)'}")
+    lines.append("NS8: " + "; ".join(plan["ns8"]))
+    lines.append("NS7: " + "; ".join(plan["ns7"]))
+    lines += plan["notes"]
+    return "\n".join(lines)
 
 
 #: files NS8's migration sends besides the mailboxes (nethserver-ns8-migration ``apps/nethserver-mail/migrate``):
