@@ -310,7 +310,16 @@ class Workflow:
                                               "NS7 LDAP"),
                                 password_from("MAILMIGRATE_TARGET_PASSWORD", cfg.get("target_ldap_password_file"),
                                               "NS8 LDAP"))
-        return steps.Project(NethServerTree(Path(cfg["source_root"])), NS8MailTree(Path(cfg["root"])), link)
+        ns8 = None
+        if cfg.get("ns8_url"):  # NethServer 8's cluster API: finish applies the settings there
+            from ..paths.nethserver.ns8_api import link_from
+
+            ns8 = link_from(cfg["ns8_url"], cfg.get("ns8_user") or "admin",
+                            password_from("MAILMIGRATE_NS8_PASSWORD", cfg.get("ns8_password_file"),
+                                          "NS8 administrator"),
+                            insecure=bool(cfg.get("ns8_insecure")), cafile=cfg.get("ns8_cafile"),
+                            node=int(cfg.get("ns8_node") or 1))
+        return steps.Project(NethServerTree(Path(cfg["source_root"])), NS8MailTree(Path(cfg["root"])), link, ns8)
 
     def _nethserver7(self, app: str, action: str) -> tuple[bool, str, bool | None]:
         """NethServer 7 -> 8, one application: the path's own steps (paths/nethserver/ns8_steps.py) do the

@@ -105,8 +105,8 @@ class Project:
     #: optional directory comparison for the report: {"source", "target", "source_password_file", …}
     directory: dict | None = None
     #: path "nethserver7": {"source_root", "root", "applications", "keep_source", "dovecot_config", "doveadm",
-    #: "source_ldap", "target_ldap", "source_ldap_password_file", "target_ldap_password_file"}; units are
-    #: applications
+    #: "source_ldap", "target_ldap", "source_ldap_password_file", "target_ldap_password_file", "ns8_url",
+    #: "ns8_user", "ns8_password_file", "ns8_cafile", "ns8_insecure", "ns8_node"}; units are applications
     nethserver: dict | None = None
     #: path "communigate": {"base", "primary_domain", "domains", "users", "directory", "directory_password_file",
     #: "set_password_file", "force_set_password_file", "force", "output_dir", "overview"}; units are the
@@ -188,7 +188,7 @@ def load_project(file: str | os.PathLike) -> Project:
         ns["keep_source"] = bool(ns.get("keep_source", False))
         if ns.get("dovecot_config"):  # the NS8 Dovecot, for the quota recalculation at finish
             ns["dovecot_config"] = str(rel(ns["dovecot_config"]))
-        for k in ("source_ldap_password_file", "target_ldap_password_file"):  # the account-provider's binds
+        for k in ("source_ldap_password_file", "target_ldap_password_file", "ns8_password_file", "ns8_cafile"):
             if ns.get(k):
                 ns[k] = str(rel(ns[k]))
         return Project(file=f, name=name, path=path, state=rel(proj.get("state", f"{name}-sync.db")),
