@@ -1,12 +1,12 @@
-"""Mailboxes through the sync engine, for both NethServer paths.
+"""Files of mail homes for both NethServer paths: folder directories, file and tree copies, ownership.
 
 NethServer's Dovecot runs the listescape plugin with ``\\`` as escape character, so a folder whose name holds
-a backslash lives on disk as ``\\5c``.  :class:`ListescapeStore` presents such a Maildir with the names the
-user sees (the escaped form undone) so the engine maps ``foo\\bar`` on SME to ``foo\\bar`` on NethServer while
-the directory is written as ``.foo\\5cbar``: the seed's rename, done at write time.
+a backslash lives on disk as ``\\5c`` (:func:`target_folder_dir`).  Messages themselves are copied by
+:mod:`.vmail_copy`, which keeps their UIDs.
 
 Ownership: Dovecot on NethServer reads mail as ``vmail``.  :func:`apply_ownership` gives the tree to that user
-only when it exists on this machine; otherwise it reports that it did not (a test root, a staging copy).
+only when it exists on this machine; otherwise it makes the tree private and reports that it did not (a test
+root, a staging copy).
 """
 
 from __future__ import annotations
@@ -15,101 +15,16 @@ import os
 import pwd
 import shutil
 from pathlib import Path
-from typing import Iterable, Iterator, Sequence
+from typing import Iterable, Iterator
 
-from ...model import AccountResult, AppendItem, Body, FolderInfo, FolderPath, FolderStatus, MessageMeta
-from ...stores.base import Store
-from ...stores.maildir import MaildirStore
-from ...sync.engine import SyncOptions, sync_account
-from ...sync.state import StateDB
 from ...formats import maildir as mdfmt
 from ...formats.atomic import fsync_path
-from .rules import listescape, unlistescape
+from ...model import FolderPath
+from .rules import listescape
 
 
 def _down(path: FolderPath) -> FolderPath:
     return tuple(listescape(c) for c in path)
-
-
-def _up(path: FolderPath) -> FolderPath:
-    return tuple(unlistescape(c) for c in path)
-
-
-class ListescapeStore(Store):
-    """A store whose folder names are stored listescaped by the store underneath."""
-
-    def __init__(self, inner: Store):
-        self.inner = inner
-        self.kind = inner.kind
-        self.writable = inner.writable
-        self.ordered_keys = inner.ordered_keys
-
-    def open(self) -> None:
-        self.inner.open()
-
-    def close(self) -> None:
-        self.inner.close()
-
-    def clone(self):
-        c = self.inner.clone()
-        return ListescapeStore(c) if c is not None else None
-
-    def describe(self) -> str:
-        return self.inner.describe() + " (listescape)"
-
-    def list_folders(self) -> list[FolderInfo]:
-        return [FolderInfo(_up(f.path), f.special_use, f.subscribed, f.selectable) for f in self.inner.list_folders()]
-
-    def folder_status(self, path: FolderPath) -> FolderStatus:
-        return self.inner.folder_status(_down(path))
-
-    def folder_statuses(self, paths: Sequence[FolderPath]) -> dict[FolderPath, FolderStatus]:
-        got = self.inner.folder_statuses([_down(p) for p in paths])
-        return {p: got[_down(p)] for p in paths if _down(p) in got}
-
-    def list_messages(self, path: FolderPath, *, min_uid: int | None = None):
-        return self.inner.list_messages(_down(path), min_uid=min_uid)
-
-    def fetch(self, path: FolderPath, keys: Sequence[str]) -> Iterator[tuple[MessageMeta, Body]]:
-        return self.inner.fetch(_down(path), keys)
-
-    def fetch_problems(self):
-        return self.inner.fetch_problems()
-
-    def create_folder(self, path: FolderPath, special_use: str | None = None) -> None:
-        self.inner.create_folder(_down(path), special_use)
-
-    def subscribe(self, path: FolderPath) -> None:
-        self.inner.subscribe(_down(path))
-
-    def permanent_flags(self, path: FolderPath):
-        return self.inner.permanent_flags(_down(path))
-
-    def append(self, path: FolderPath, items: Sequence[AppendItem]):
-        return self.inner.append(_down(path), items)
-
-    def append_batch_limit(self):
-        return self.inner.append_batch_limit()
-
-    def set_flags(self, path: FolderPath, changes: Iterable):
-        return self.inner.set_flags(_down(path), changes)
-
-    def delete_folder(self, path: FolderPath) -> None:
-        self.inner.delete_folder(_down(path))
-
-    def delete_messages(self, path: FolderPath, keys: Sequence[str]) -> None:
-        self.inner.delete_messages(_down(path), keys)
-
-
-def sync_maildir(source_dir: Path, target_dir: Path, *, account: str, state: StateDB, dry_run: bool = False,
-                 listescaped_target: bool = False) -> AccountResult:
-    """One Maildir to another through the engine: incremental, byte-exact, safe to repeat."""
-    src = MaildirStore(source_dir)
-    tgt: Store = MaildirStore(target_dir, create=not dry_run, must_exist=not dry_run)
-    if listescaped_target:
-        tgt = ListescapeStore(tgt)
-    return sync_account(src, tgt, account_name=account, state=state,
-                        options=SyncOptions(dry_run=dry_run, connections=1))
 
 
 def folder_dirs(maildir: Path) -> Iterator[tuple[FolderPath, Path]]:

@@ -29,16 +29,14 @@ from ...directory.provider import PROVIDER_APP
 from ...errors import ConfigError, MailmigrateError, StateLocked
 from ...formats.atomic import replace_file
 from ...formats.esmith import EsmithDb, read_esmith, write_esmith
-from . import ns8
-from . import ns8_api
-from . import ns8_settings as ns8s
+from . import ns8, ns8_api, vmail_copy
 from . import ns8_provider as provider
+from . import ns8_settings as ns8s
 from . import quota as quota_mod
 from .eventlog import EventLog
 from .layout import NethServerTree, NS8MailTree
-from . import vmail_copy
 from .mailboxes import folder_dirs
-from .rules import ERROR, Note, split_list
+from .rules import ERROR, Note
 
 NOT_MIGRATED, MIGRATING, SYNCING, MIGRATED, SKIPPED = "not_migrated", "migrating", "syncing", "migrated", "skipped"
 APPS = ("mail", PROVIDER_APP)
