@@ -329,3 +329,29 @@ def test_ns8_refusing_keeps_ns7_running_and_dry_run_changes_nothing(project, tmp
         r = cli("finish", "mail", "--ns8-url", ns8.url)
         assert r.returncode == 0, r.stdout + r.stderr
         assert steps.status(p)["mail"] == steps.MIGRATED and svc(p)["dovecot"] == "disabled"
+
+
+def test_sync_keep_uids_between_two_maildirs(tmp_path):
+    """``mailmigrate sync maildir:A maildir:B --keep-uids``: the same clone for any two Dovecot Maildirs,
+    verified; a re-flagged message is renamed on the rerun, not copied again."""
+    src = L.build(tmp_path / "ns7") / "var/lib/nethserver/vmail/alice@example.com/Maildir"
+    dst = tmp_path / "new/Maildir"
+    env = dict(os.environ, PYTHONPATH=str(Path(__file__).resolve().parent.parent / "src"))
+
+    def cli(*a):
+        return subprocess.run([sys.executable, "-m", "mailmigrate.cli.main", "sync", f"maildir:{src}",
+                               f"maildir:{dst}", "--keep-uids", "--state", str(tmp_path / "state.db"), *a],
+                              capture_output=True, text=True, env=env, timeout=120)
+
+    r = cli()
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "6 message(s)" in r.stdout and "verified" in r.stdout  # INBOX 3 + new/ 1, Work 2
+    for rel in ("dovecot-uidlist", "dovecot-keywords", ".Work/dovecot-uidlist"):
+        assert (dst / rel).read_bytes() == (src / rel).read_bytes(), rel
+    assert (dst / "dovecot-acl").exists() is False and (dst / ".Work/dovecot-acl").read_bytes() == L.ACLS[
+        ("alice@example.com", ".Work")].encode()  # a generic clone keeps the ACL files as they are
+    os.rename(src / "cur/1600000040.M3P40Q1.ns7:2,", src / "cur/1600000040.M3P40Q1.ns7:2,S")
+    r = cli("--json")
+    got = json.loads(r.stdout)["accounts"][0]
+    assert (got["copied"], got["renamed"], got["differences"]) == (0, 1, [])
+    assert sorted(f.name for f in (dst / "cur").iterdir()) == sorted(f.name for f in (src / "cur").iterdir())

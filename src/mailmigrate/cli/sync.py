@@ -62,6 +62,9 @@ def register(sub) -> None:
                    help="remove from TARGET the copies of messages that left SOURCE (only copies "
                         "mailmigrate made)")
     p.add_argument("--dry-run", action="store_true", help="show what would be done; change nothing")
+    p.add_argument("--keep-uids", action="store_true",
+                   help="maildir: to maildir: between two Dovecot servers: copy file by file so UIDVALIDITY, "
+                        "UIDs, UIDNEXT, keywords and POP3 UIDLs stay what clients cached (verified)")
     p.add_argument("--jobs", type=int, default=1, metavar="N", help="accounts at once (default 1)")
     p.add_argument("--connections", type=int, default=3, metavar="N",
                    help="connections per side and account: folders synced at once (default 3)")
@@ -103,6 +106,8 @@ def run(args) -> int:
                           "--executor celery")
     source = parse_spec(args.source)
     target = parse_spec(args.target)
+    if args.keep_uids:
+        return _keep_uids(args, source, target)
     if target.kind not in ("imap", "maildir"):
         raise ConfigError(f"{target.kind} cannot be a target; use an IMAP server or maildir:PATH")
 
@@ -169,6 +174,57 @@ def run(args) -> int:
     else:
         print_summary(result)
     return 0 if result.ok else 1
+
+
+def _keep_uids(args, source, target) -> int:
+    """Two Dovecot Maildirs: a file-by-file clone per account (:mod:`mailmigrate.sync.maildir_clone`), then
+    its verification; the engine is not used, so nothing else of ``sync`` applies."""
+    from ..sync import maildir_clone
+
+    if source.kind != "maildir" or target.kind != "maildir":
+        raise ConfigError("--keep-uids works between two maildir: paths (Dovecot on both sides)")
+    if args.executor != "local" or args.delete:
+        raise ConfigError("--keep-uids: files the clone wrote and the source no longer has are always removed; "
+                          "--delete and --executor do not apply")
+    accounts = (load_accounts_file(args.accounts) if args.accounts
+                else [Account(source.user, target.user or source.user)])
+    state = Path(args.state) if args.state else default_state_path(source.text, target.text)
+    manifest_path = state.with_name(state.name + ".files.sqlite")
+    out, ok = [], True
+    manifest = None if args.dry_run else maildir_clone.Manifest(manifest_path)
+    try:
+        for a in accounts:
+            src = Path(source.resolved_path(a.source_user))
+            dst = Path(target.resolved_path(a.target_user or a.source_user))
+            if not src.is_dir():
+                raise ConfigError(f"source maildir {src} does not exist")
+            item = {"account": a.source_user or str(src)}
+            if manifest is not None:
+                res = maildir_clone.copy_home(src, dst, manifest, home=str(src))
+                item.update(copied=res.copied, files=res.files, renamed=res.renamed, removed=res.removed,
+                            symlinks_skipped=res.links, problems=res.problems)
+            item["differences"] = maildir_clone.verify_home(src, dst) if dst.is_dir() else ["target missing"]
+            ok = ok and not item.get("problems") and (args.dry_run or not item["differences"])
+            out.append(item)
+    finally:
+        if manifest is not None:
+            manifest.close()
+    if args.json:
+        json.dump({"ok": ok, "accounts": out}, sys.stdout, indent=2, ensure_ascii=False)
+        sys.stdout.write("\n")
+    else:
+        for item in out:
+            head = item["account"] + (" (dry run)" if args.dry_run else
+                                      f": {item['copied']} message(s), {item['files']} other file(s) copied, "
+                                      f"{item['renamed']} renamed, {item['removed']} removed")
+            print(head)
+            for x in item.get("symlinks_skipped", []):
+                print(f"  symlink skipped, not followed: {x}")
+            for x in item.get("problems", []) + item["differences"]:
+                print(f"  {x}")
+            if not args.dry_run and not item["differences"]:
+                print("  verified: same files, UIDVALIDITY, UIDNEXT, UIDs, POP3 UIDLs and keywords per folder")
+    return 0 if ok else 1
 
 
 def print_summary(result) -> None:

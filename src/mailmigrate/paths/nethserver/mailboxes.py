@@ -2,7 +2,7 @@
 
 NethServer's Dovecot runs the listescape plugin with ``\\`` as escape character, so a folder whose name holds
 a backslash lives on disk as ``\\5c`` (:func:`target_folder_dir`).  Messages themselves are copied by
-:mod:`.vmail_copy`, which keeps their UIDs.
+:mod:`mailmigrate.sync.maildir_clone`, which keeps their UIDs.
 
 Ownership: Dovecot on NethServer reads mail as ``vmail``.  :func:`apply_ownership` gives the tree to that user
 only when it exists on this machine; otherwise it makes the tree private and reports that it did not (a test

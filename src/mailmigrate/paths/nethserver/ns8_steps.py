@@ -28,8 +28,10 @@ from pathlib import Path
 from ...directory.provider import PROVIDER_APP
 from ...errors import ConfigError, MailmigrateError, StateLocked
 from ...formats.atomic import replace_file
+from ...formats.dovecot_acl import ACL_FILE
 from ...formats.esmith import EsmithDb, read_esmith, write_esmith
-from . import ns8, ns8_api, vmail_copy
+from ...sync import maildir_clone
+from . import ns8, ns8_api
 from . import ns8_provider as provider
 from . import ns8_settings as ns8s
 from . import quota as quota_mod
@@ -71,7 +73,7 @@ class Project:
         return self.state_dir / "ns7-migration.json"
 
     def files_manifest(self, app: str) -> Path:
-        """The target files the copy wrote (:class:`.vmail_copy.Manifest`)."""
+        """The target files the copy wrote (:class:`mailmigrate.sync.maildir_clone.Manifest`)."""
         return self.state_dir / f"ns7-{app}-files.sqlite"
 
     @property
@@ -199,13 +201,13 @@ def _ns8_rel(rel: tuple[str, ...]) -> tuple[str, ...]:
 
 
 def _sync_all(p: Project, log: EventLog, action: str, data: dict, app: str) -> dict:
-    """Every NS7 mail home copied file by file (:mod:`.vmail_copy`): UIDs, UIDVALIDITY, keywords, POP3
+    """Every NS7 mail home copied file by file (:mod:`mailmigrate.sync.maildir_clone`): UIDs, UIDVALIDITY, keywords, POP3
     UIDLs and each reader's private flags of shared and public folders stay what clients cached."""
     users, notes = mail_users(p)
     log.notes(action, notes)
     created = _app(data, app)["created"]
     totals = {"copied": 0, "failed": 0, "users": 0}
-    with vmail_copy.Manifest(p.files_manifest(app)) as manifest:
+    with maildir_clone.Manifest(p.files_manifest(app)) as manifest:
         for old, new in users.items():
             home = p.target.mail_home(new)
             if not home.exists():
@@ -213,7 +215,9 @@ def _sync_all(p: Project, log: EventLog, action: str, data: dict, app: str) -> d
                 if rel not in created:
                     created.append(rel)
                     _save(p, data)  # before anything is written there, so abort knows
-            res = vmail_copy.copy_home(p.source.vmail / old, home, manifest, home=old, rel_map=_ns8_rel)
+            # ACL files and sieve scripts: written converted by finish, never as NS7 had them
+            res = maildir_clone.copy_home(p.source.vmail / old, home, manifest, home=old, rel_map=_ns8_rel,
+                                          exclude=("sieve",), skip_files=(ACL_FILE,))
             totals["copied"] += res.copied
             totals["failed"] += len(res.problems)
             totals["users"] += 1
@@ -306,9 +310,9 @@ def abort(p: Project, app: str = "mail") -> StepResult:
             return NOT_MIGRATED, {"removed": n}
         users, _ = mail_users(p)
         removed = 0
-        with vmail_copy.Manifest(p.files_manifest(app)) as manifest:
+        with maildir_clone.Manifest(p.files_manifest(app)) as manifest:
             for old, new in users.items():
-                removed += vmail_copy.remove_copied(p.target.mail_home(new), manifest, home=old)
+                removed += maildir_clone.remove_copied(p.target.mail_home(new), manifest, home=old)
         a = _app(data, app)
         for rel in list(a["created"]):
             d = p.target.root / rel
@@ -346,7 +350,7 @@ def finish(p: Project, app: str = "mail", *, disable_source: bool = True,
         users, _ = mail_users(p)
         bad = []
         for old, new in users.items():
-            problems = vmail_copy.verify_home(p.source.vmail / old, p.target.mail_home(new), rel_map=_ns8_rel)
+            problems = maildir_clone.verify_home(p.source.vmail / old, p.target.mail_home(new), rel_map=_ns8_rel)
             if problems:
                 bad.append(old)
                 log.error("finish", f"{old}: verification failed: {'; '.join(problems)}")
@@ -488,8 +492,8 @@ def _write_converted(path: Path, data: bytes, *, prefix: str | None = None) -> N
     """Dovecot on NS8 may already serve the mailboxes: it reads an ACL, the shared index or a script whole
     or not at all, never half, and after a crash the file is the one finish reported converted.  Mode and
     owner are the messages': private (0600), ours (vmail's when run as vmail)."""
-    replace_file(path, data, vmail_copy.FILE_MODE, prefix=prefix, suffix=".tmp", sync_dir=True)
-    vmail_copy.take_owner(path, path.parent)
+    replace_file(path, data, maildir_clone.FILE_MODE, prefix=prefix, suffix=".tmp", sync_dir=True)
+    maildir_clone.take_owner(path, path.parent)
 
 
 def _private_json(path: Path, obj) -> None:
@@ -606,7 +610,7 @@ def finish_plan(p: Project, *, disable_source: bool = True) -> dict:
     copy = {}
     for old, new in users.items():
         src, dst = p.source.vmail / old, p.target.mail_home(new)
-        pending = vmail_copy.verify_home(src, dst, rel_map=_ns8_rel) if dst.is_dir() else ["not copied yet"]
+        pending = maildir_clone.verify_home(src, dst, rel_map=_ns8_rel) if dst.is_dir() else ["not copied yet"]
         copy[old] = {"ns8_user": new, "differences": pending}
     acl = sum(1 for old in users for _, d in folder_dirs(p.source.vmail / old / "Maildir")
               if (d / "dovecot-acl").is_file())

@@ -10,7 +10,7 @@ from ...errors import MailmigrateError
 from ...formats.atomic import replace_file
 from ...formats.dovecot_acl import ACL_FILE, parse_acl_line
 from .identifiers import Qualifier
-from . import vmail_copy
+from ...sync import maildir_clone
 from .mailboxes import apply_ownership, copy_file, copy_tree, folder_dirs, target_folder_dir
 from .registry import Context, action
 from .rules import listescape, unlistescape
@@ -51,7 +51,7 @@ def migrate_mailboxes(ctx: Context) -> None:
     domain = ctx.domain
     totals = {"copied": 0, "failed": 0, "links": 0}
     ownership_missing = False
-    manifest = None if ctx.dry_run else vmail_copy.Manifest(ctx.target.state_dir / "sme-import-mail-files.sqlite")
+    manifest = None if ctx.dry_run else maildir_clone.Manifest(ctx.target.state_dir / "sme-import-mail-files.sqlite")
     try:
         for u in ctx.users() + ["admin"]:
             src = ctx.source.maildir(u)
@@ -63,7 +63,7 @@ def migrate_mailboxes(ctx: Context) -> None:
             for f in renamed:
                 ctx.log.info(name, f"user {u}: folder {'/'.join(f)} stored listescaped (\\ -> \\5c)")
             if manifest is None:
-                n = sum(1 for _, d in folder_dirs(src) for sub in vmail_copy.MESSAGE_DIRS if (d / sub).is_dir()
+                n = sum(1 for _, d in folder_dirs(src) for sub in maildir_clone.MESSAGE_DIRS if (d / sub).is_dir()
                         for e in os.scandir(d / sub) if e.is_file(follow_symlinks=False))
                 ctx.log.info(name, f"user {u}: {n} message file(s) would be copied")
                 continue
@@ -73,8 +73,8 @@ def migrate_mailboxes(ctx: Context) -> None:
             # their UIDs and POP3 UIDLs; a symlink (a user could plant one to any file of the backup or the
             # server) is never followed
             # subscriptions: written by nethserver-mail-migrate-shared-identifiers with Shared/ owners qualified
-            res = vmail_copy.copy_home(src, dst, manifest, home=f"{u}@{domain}", rel_map=_listescaped,
-                                       exclude=("subscriptions",))
+            res = maildir_clone.copy_home(src, dst, manifest, home=f"{u}@{domain}", rel_map=_listescaped,
+                                       exclude=("subscriptions",), skip_files=(ACL_FILE,))
             totals["copied"] += res.copied
             totals["failed"] += len(res.problems)
             totals["links"] += len(res.links)
@@ -85,8 +85,8 @@ def migrate_mailboxes(ctx: Context) -> None:
             subs = dst / "subscriptions"
             if (src / "subscriptions").is_file() and not (src / "subscriptions").is_symlink() and not subs.exists():
                 copy_file(src / "subscriptions", subs)  # once: the identifier step then owns it
-                os.chmod(subs, vmail_copy.FILE_MODE)
-            for pr in vmail_copy.verify_home(src, dst, rel_map=_listescaped):
+                os.chmod(subs, maildir_clone.FILE_MODE)
+            for pr in maildir_clone.verify_home(src, dst, rel_map=_listescaped):
                 ctx.log.error(name, f"user {u}: not as on SME: {pr}")
             _copy_acl_files(src, dst, qualifier(ctx))
             if (src.parent / "sieve").is_dir():

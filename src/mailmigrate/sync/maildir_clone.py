@@ -1,21 +1,23 @@
 """A Dovecot mail home copied file by file, so that IMAP and POP3 clients keep their caches.
 
-Between two Dovecot Maildir servers (NethServer 7 -> 8) a message keeps its UID only if its file keeps its
+Between two Dovecot Maildir servers (NethServer 7 -> 8, SME -> NethServer, ``sync --keep-uids`` between two
+``maildir:`` paths) a message keeps its UID only if its file keeps its
 name (the part before ``:`` is what ``dovecot-uidlist`` maps to a UID) and the folder keeps its
 ``dovecot-uidlist`` (UIDVALIDITY, NEXTUID, each UID, POP3 UIDLs in ``P`` fields) and ``dovecot-keywords``
 (which letter is which keyword).  Copying through IMAP or the sync engine gives every message a new file
 and so a new UID: every client would download everything again.  NethServer's own migration therefore
 rsyncs the vmail tree; this does the same, with what rsync does not give:
 
-* a message whose flags changed on NS7 (its name after ``:2,`` changed, or it moved from ``new/`` to
+* a message whose flags changed on the source (its name after ``:2,`` changed, or it moved from ``new/`` to
   ``cur/``) is renamed on the target, not copied twice;
-* only files this copy wrote are ever removed from the target (a message deleted on NS7 between two syncs);
+* only files this copy wrote are ever removed from the target (a message deleted on the source since);
   what someone else put there stays.  The list of written files (the manifest, SQLite) is also what abort
   removes;
 * a symlink is never followed or copied (a user could point one at any file of the server): it is skipped
   and reported by name;
 * message files are written 0600 and directories 0700 whoever runs the copy, as NethServer's ``vmail`` tree
-  has them, owned (when run as root) by the owner of the target mail home; each copy is fsynced before it replaces the target and each changed directory once at the end;
+  has them, owned (when run as root) by the owner of the target mail home; each copy is fsynced before it
+  replaces the target and each changed directory once at the end;
 * per folder, messages first and ``dovecot-uidlist`` last, so the list never names a file not yet there.
 
 :func:`verify_home` then proves, per folder, that the target holds the same message files (names and sizes)
@@ -34,12 +36,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
-from ...formats.atomic import fsync_path
+from ..formats.atomic import fsync_path
 
 EXCLUDED_DIRS = frozenset({"lucene-indexes"})
-#: written converted by NS8's finish (identifiers without @domain), never as NS7 had them
-EXCLUDED_FILES = frozenset({"maildirsize", "dovecot-acl"})
-EXCLUDED_TOP = frozenset({"sieve"})
+EXCLUDED_FILES = frozenset({"maildirsize"})
 MESSAGE_DIRS = ("cur", "new")
 FILE_MODE, DIR_MODE = 0o600, 0o700
 
@@ -114,9 +114,10 @@ def _same_file(a: os.stat_result, b: os.stat_result) -> bool:
 
 class _Copier:
     def __init__(self, src: Path, dst: Path, manifest: Manifest, home: str, rel_map: RelMap,
-                 exclude: frozenset[str]):
+                 exclude: frozenset[str], skip_files: frozenset[str]):
         self.src, self.dst, self.m, self.home, self.rel_map = src, dst, manifest, home, rel_map
         self.exclude = exclude
+        self.skip_files = EXCLUDED_FILES | skip_files
         self.res = CopyResult()
         self.dirty: set[Path] = set()
         self.seen: set[str] = set()  # target files the source has now
@@ -230,7 +231,7 @@ class _Copier:
             here = Path(dirpath)
             rel = here.relative_to(self.src).parts
             for d in list(dirnames):
-                if d in EXCLUDED_DIRS or (not rel and d in EXCLUDED_TOP) or os.path.islink(here / d):
+                if d in EXCLUDED_DIRS or (not rel and d in self.exclude) or os.path.islink(here / d):
                     if os.path.islink(here / d):
                         self.link(here / d)
                     dirnames.remove(d)
@@ -256,7 +257,7 @@ class _Copier:
                 self.messages(rel, boxes)
             for f in filenames:
                 sp = here / f
-                if f in EXCLUDED_FILES or f.endswith(".mailmigrate-tmp") or (not rel and f in self.exclude):
+                if f in self.skip_files or f.endswith(".mailmigrate-tmp") or (not rel and f in self.exclude):
                     continue
                 st = os.lstat(sp)
                 if stat.S_ISLNK(st.st_mode):
@@ -284,11 +285,12 @@ class _Copier:
         self.res.links.append(f"{p.relative_to(self.src)} -> {os.readlink(p)}")
 
 
-def copy_home(src: Path, dst: Path, manifest: Manifest, *, home: str,
-              rel_map: RelMap = lambda rel: rel, exclude: tuple[str, ...] = ()) -> CopyResult:
-    """Bring ``dst`` to what ``src`` holds (see the module docstring); ``rel_map`` renames paths on the way
-    (NS8's ``Maildir/shared/<owner>`` without the domain); ``exclude``: top-level files another step writes."""
-    return _Copier(src, dst, manifest, home, rel_map, frozenset(exclude)).run()
+def copy_home(src: Path, dst: Path, manifest: Manifest, *, home: str, rel_map: RelMap = lambda rel: rel,
+              exclude: tuple[str, ...] = (), skip_files: tuple[str, ...] = ()) -> CopyResult:
+    """Bring ``dst`` to what ``src`` holds (see the module docstring).  ``rel_map`` renames paths on the way
+    (NS8's ``Maildir/shared/<owner>`` without the domain); ``exclude``: top-level files or directories, and
+    ``skip_files``: file names at any depth, that another step writes converted (NethServer's ACL files)."""
+    return _Copier(src, dst, manifest, home, rel_map, frozenset(exclude), frozenset(skip_files)).run()
 
 
 def remove_copied(dst: Path, manifest: Manifest, *, home: str) -> int:
