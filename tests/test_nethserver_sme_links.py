@@ -32,6 +32,12 @@ def hostile_archive(path: Path) -> Path:
         _link(out, f"{ALICE}/Maildir/cur/1700009999.M1P1Q1.evil:2,S", "../../../../../../../etc/shadow")
         _link(out, f"{ALICE}/Maildir/.Borrowed", "../../bob/Maildir")
         _link(out, f"{ALICE}/notes", "/etc/passwd")
+        _link(out, "home/e-smith/files/users/bob/.dovecot.sieve", "../../../../../etc/shadow")
+        # SME's Dovecot numbered bob's Team folder: UIDs clients cached (Dovecot's dovecot-uidlist, version 3)
+        data = b"3 V1500000000 N8 G0123456789abcdef0123456789abcdef\n7 P00000abc :1700000002.M2P100Q2.sample\n"
+        ti = tarfile.TarInfo("home/e-smith/files/users/bob/Maildir/.Team/dovecot-uidlist")
+        ti.size = len(data)
+        out.addfile(ti, io.BytesIO(data))
     return path
 
 
@@ -48,8 +54,14 @@ def test_symlinks_are_skipped_reported_and_the_rest_imported_privately(tmp_path)
     assert mail and not any(f.read_bytes() == shadow for f in mail)
     assert not any(f.name.startswith("1700009999") for f in mail)
     assert not (maildir / ".Borrowed").exists()
-    for what in ("1700009999.M1P1Q1.evil:2,S", ".Borrowed", "notes -> /etc/passwd"):
+    for what in ("1700009999.M1P1Q1.evil:2,S", ".Borrowed", "notes -> /etc/passwd",
+                 ".dovecot.sieve -> ../../../../../etc/shadow"):
         assert what in p.stdout, what  # in the summary, by name
+    bob = root / "var/lib/nethserver/vmail/bob@example.com"
+    assert not (bob / ".dovecot.sieve").is_symlink()
+    # bob's client keeps its UIDs: the same file name and UID list on NethServer
+    assert (bob / "Maildir/.Team/dovecot-uidlist").read_bytes().startswith(b"3 V1500000000 N8 ")
+    assert (bob / "Maildir/.Team/cur/1700000002.M2P100Q2.sample:2,").is_file()
     vmail = root / "var/lib/nethserver/vmail"
     modes = {f.stat().st_mode & 0o777 for f in vmail.rglob("*") if "@" in str(f.relative_to(vmail)) and not f.is_symlink()}
     assert modes <= {0o600, 0o700}, modes  # no vmail user here: private to the one running the import

@@ -293,6 +293,21 @@ def copy_home(src: Path, dst: Path, manifest: Manifest, *, home: str, rel_map: R
     return _Copier(src, dst, manifest, home, rel_map, frozenset(exclude), frozenset(skip_files)).run()
 
 
+def link_active_script(src_home: Path, dst_home: Path) -> str | None:
+    """Dovecot's active sieve script is a symlink ``.dovecot.sieve -> sieve/NAME.sieve`` in the home: made
+    again on the target when it points inside the home's ``sieve/``; anything else (absolute, ``..``) is
+    something a user planted and is returned for the caller to report, never linked."""
+    link = src_home / ".dovecot.sieve"
+    if not link.is_symlink() or (dst_home / ".dovecot.sieve").is_symlink():
+        return None
+    target = os.readlink(link)
+    parts = Path(target).parts
+    if os.path.isabs(target) or ".." in parts or not parts or parts[0] != "sieve":
+        return f".dovecot.sieve -> {target}"
+    os.symlink(target, dst_home / ".dovecot.sieve")
+    return None
+
+
 def remove_copied(dst: Path, manifest: Manifest, *, home: str) -> int:
     """Abort: remove every file this copy wrote under ``dst`` (nothing else); returns how many messages."""
     n = 0

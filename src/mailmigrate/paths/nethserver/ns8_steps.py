@@ -481,9 +481,9 @@ def _convert_sieve(p: Project, users: dict[str, str], log: EventLog) -> int:
                     text = ns8.convert_shared_path(f.read_text("utf-8", "surrogateescape"))
                     _write_converted(out, text.encode("utf-8", "surrogateescape"))
                     n += 1
-        link = src_home / ".dovecot.sieve"
-        if link.is_symlink() and not (dst_home / ".dovecot.sieve").is_symlink():
-            os.symlink(os.readlink(link), dst_home / ".dovecot.sieve")
+        bad = maildir_clone.link_active_script(src_home, dst_home)
+        if bad:
+            log.warning("finish", f"{old}: symlink {bad} points out of the home's sieve/; not linked")
     log.info("finish", f"{n} sieve script(s) copied with Shared/<user>/ paths")
     return n
 

@@ -91,9 +91,9 @@ def migrate_mailboxes(ctx: Context) -> None:
             _copy_acl_files(src, dst, qualifier(ctx))
             if (src.parent / "sieve").is_dir():
                 copy_tree(src.parent / "sieve", home / "sieve")
-            link = src.parent / ".dovecot.sieve"
-            if link.is_symlink() and not (home / ".dovecot.sieve").is_symlink():
-                os.symlink(os.readlink(link), home / ".dovecot.sieve")
+            bad = maildir_clone.link_active_script(src.parent, home)
+            if bad:
+                ctx.log.warning(name, f"user {u}: symlink {bad} points out of the home's sieve/; not linked")
             if not apply_ownership(home):
                 ownership_missing = True
     finally:
