@@ -284,3 +284,27 @@ def test_ns7_command_takes_the_account_provider_too(providers):
     r = ns7cmd("finish", "account-provider")
     assert r.returncode == 2 and "mail is not_migrated" in r.stderr
     assert "account-provider: migrating" in ns7cmd("status").stdout
+
+
+def test_ns7_mail_project_applies_to_ns8_through_its_cluster_api(tmp_path):
+    """``ns8_url`` and ``ns8_password_file`` in ``[nethserver]``: the project's finish applies the settings to
+    NethServer 8 (the API stand-in, tests/servers/ns8.py) and the unit ends migrated only after NS8 holds them."""
+    sys.path.insert(0, str(Path(__file__).parent))
+    from servers.ns8 import NS8StandIn
+
+    shutil.copytree(SAMPLE, tmp_path / "ns7", symlinks=True)
+    pw = tmp_path / "ns8.pw"
+    pw.write_text("Nethesis,1234\n")
+    os.chmod(pw, 0o600)
+    with NS8StandIn(users={"alice", "bob", "carol", "dave"}) as ns8:
+        proj = tmp_path / "ns.toml"
+        proj.write_text('[project]\nname = "ns"\npath = "nethserver7"\n'
+                        '[nethserver]\nsource_root = "ns7"\nroot = "ns8"\napplications = ["mail"]\n'
+                        f'ns8_url = "{ns8.url}"\nns8_password_file = "ns8.pw"\n')
+        mm("project", "init", proj)
+        assert json.loads(mm("project", "start", proj, "--json").stdout)[0]["ok"]
+        out = json.loads(mm("project", "finish", proj, "--json").stdout)[0]
+        assert out["state"] == "migrated" and out["ok"], out
+        addrs = {(a["local"], a.get("domain", "")): a for a in ns8.mail.addresses.values()}
+        assert [d["name"] for d in addrs[("info", "example.com")]["destinations"]] == ["alice", "bob"]
+        assert ("cluster", "add-module") in ns8.cluster.log
