@@ -355,3 +355,17 @@ def test_sync_keep_uids_between_two_maildirs(tmp_path):
     got = json.loads(r.stdout)["accounts"][0]
     assert (got["copied"], got["renamed"], got["differences"]) == (0, 1, [])
     assert sorted(f.name for f in (dst / "cur").iterdir()) == sorted(f.name for f in (src / "cur").iterdir())
+
+
+def test_a_user_ns8_does_not_know_is_named_and_keeps_ns7_running(project):
+    from mailmigrate.model import Secret
+    from mailmigrate.paths.nethserver import ns8_api
+    from servers.ns8 import NS8StandIn
+
+    p = project
+    with NS8StandIn(users={"alice", "bob"}) as ns8:  # carol missing from NS8's account provider
+        p.ns8 = ns8_api.ClusterLink(ns8.url, "admin", Secret("Nethesis,1234"))
+        steps.start(p)
+        r = steps.finish(p)
+        assert r.state == steps.MIGRATING and svc(p)["dovecot"] == "enabled"
+        assert any("mailbox carol: NS8 does not know this user" in e.text for e in r.log.errors)

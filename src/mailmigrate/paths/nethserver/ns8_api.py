@@ -159,6 +159,7 @@ def plan(settings: dict) -> list[tuple[str, str]]:
     steps += [("module", f"add-domain {d['domain']}") for d in settings.get("domains", [])]
     steps += [("module", "list-addresses")]
     steps += [("module", f"add-address {a['local']}@{a.get('domain', '*')}") for a in addrs]
+    steps += [("module", "list-user-mailboxes")]
     steps += [("module", f"alter-user-mailbox {u}") for u in settings["users"]]
     steps += [("module", f"set-mailbox-enabled {u} false") for u in settings.get("disabled_users", []) if u != "root"]
     steps += [("module", f"add-relay-rule {r['rule_type']} {r['rule_subject']}") for r in settings["relay_rules"]]
@@ -197,7 +198,14 @@ def apply(api: ClusterAPI, settings: dict, log: EventLog, action: str = "finish"
             api.task(q, "add-address", a)
         elif sorted(map(_dest_key, cur.get("destinations", []))) != sorted(map(_dest_key, a["destinations"])):
             api.task(q, "alter-address", a)
+    known = {b["user"] for b in (api.task(q, "list-user-mailboxes", {}) or {}).get("user_mailboxes", [])}
+    for user in settings["users"]:
+        if user not in known:
+            log.error(action, f"mailbox {user}: NS8 does not know this user; its settings are not applied (is "
+                              "NS7's account provider reachable from NS8, as the migration needs?)")
     for user, e in settings["users"].items():
+        if user not in known:
+            continue
         data: dict = {"user": user}
         if "quota_mb" in e:
             data["quota"] = {"limit": e["quota_mb"]}
@@ -209,7 +217,7 @@ def apply(api: ClusterAPI, settings: dict, log: EventLog, action: str = "finish"
         if len(data) > 1:
             api.task(q, "alter-user-mailbox", data)
     for user in settings.get("disabled_users", []):
-        if user != "root":  # not an NS8 user: NS8's import keeps it on DOVECOT_DISABLED_USERS
+        if user != "root" and user in known:  # root: no NS8 user; NS8's import keeps it on DOVECOT_DISABLED_USERS
             api.task(q, "set-mailbox-enabled", {"user": user, "enabled": False})
     have_rules = {(r.get("sender") or r.get("recipient") or "*") for r in api.task(q, "list-relay-rules", {}) or []}
     for r in settings["relay_rules"]:
@@ -256,7 +264,7 @@ def verify(api: ClusterAPI, q: str, settings: dict, addrs: list[dict]) -> list[s
             out.append(f"address {a['local']}@{a.get('domain', '*')}: {got.get(_addr_key(a))}")
     boxes = {b["user"]: b for b in (api.task(q, "list-user-mailboxes", {}) or {}).get("user_mailboxes", [])}
     for user, e in settings["users"].items():
-        if "quota_mb" in e and (boxes.get(user) or {}).get("quota", {}).get("limit") != e["quota_mb"]:
+        if user in boxes and "quota_mb" in e and (boxes.get(user) or {}).get("quota", {}).get("limit") != e["quota_mb"]:
             out.append(f"mailbox {user}: quota {(boxes.get(user) or {}).get('quota')}, wanted {e['quota_mb']} MB")
     rules = {(r.get("sender") or r.get("recipient") or "*") for r in api.task(q, "list-relay-rules", {}) or []}
     out += [f"relay rule {r['rule_subject']}: missing" for r in settings["relay_rules"] if r["rule_subject"] not in rules]
