@@ -164,37 +164,3 @@ def build(root: Path) -> Path:
     (root / "var/lib/redis/rspamd").mkdir(parents=True)
     (root / "var/lib/redis/rspamd/dump.rdb").write_bytes(BAYES)
     return root
-
-
-def dovecot_conf(vmail: Path, login: str) -> str:
-    """The namespaces of NS7 (``login='u'``: users log in as user@domain) or NS8 (``'n'``), from
-    [dovecot-conf] and ns8-mail ``dovecot/usr/local/lib/templates/local.conf``: shared folders with the
-    reader's private index under ``~/Maildir/shared/<owner>``, public ones under ``~/Maildir/public``."""
-    shared_prefix = "Shared/%%u/" if login == "u" else "Shared/%%n/"
-    return f"""
-mail_plugins = $mail_plugins acl listescape
-protocol imap {{
-  mail_plugins = $mail_plugins imap_acl
-}}
-namespace SHARED_USERS {{
-  type = shared
-  separator = /
-  prefix = {shared_prefix}
-  location = maildir:{vmail}/%%{login}/Maildir:INDEXPVT=~/Maildir/shared/%%{login}
-  subscriptions = no
-  list = children
-}}
-namespace PUBLIC {{
-  type = public
-  separator = /
-  prefix = Public/
-  subscriptions = no
-  list = children
-  location = maildir:{vmail}/vmail/Maildir:INDEXPVT=~/Maildir/public
-}}
-plugin {{
-  acl = vfile
-  acl_shared_dict = file:{vmail}/shared-mailboxes.db
-  listescape_char = "\\\\"
-}}
-"""

@@ -160,8 +160,12 @@ def _passwd(path: Path, login: str) -> Path:
 
 
 def _serve(vmail: Path, passwd: Path, login: str) -> dovecot.DovecotServer:
+    """Dovecot with NS7's namespaces (``login='u'``: logins user@domain) or NS8's (``'n'``), from
+    nethserver-mail's ``dovecot.conf/40namespaces`` and ns8-mail's ``local.conf``: ``Shared/<owner>/`` with the
+    reader's private index, ``Public/`` over ``vmail/vmail``."""
     return dovecot.DovecotServer(mail_location=f"maildir:{vmail}/%{login}/Maildir", passdb_file=passwd,
-                                 home=f"{vmail}/%{login}", extra_conf=L.dovecot_conf(vmail, login)).start()
+                                 home=f"{vmail}/%{login}",
+                                 extra_conf=dovecot.nethserver_conf(vmail, login, private_index=True, public=True)).start()
 
 
 def _view(port: int, user: str, folders: list[str]) -> dict:

@@ -249,25 +249,7 @@ def nethserver_vmail(vmail: Path, passdb_file: Path, *, login: str = "n") -> Ite
     Dovecot's log is printed when it holds an error, so that a wrong answer from the server in a test comes
     with the server's own reason.
     """
-    conf = f"""
-mail_plugins = $mail_plugins acl listescape
-protocol imap {{
-  mail_plugins = $mail_plugins imap_acl
-}}
-namespace shared {{
-  type = shared
-  separator = /
-  prefix = Shared/%%{login}/
-  location = maildir:{vmail}/%%{login}/Maildir
-  subscriptions = no
-  list = children
-}}
-plugin {{
-  acl = vfile
-  acl_shared_dict = file:{vmail}/shared-mailboxes.db
-  listescape_char = "\\\\"
-}}
-"""
+    conf = nethserver_conf(vmail, login)
     server = DovecotServer(mail_location=f"maildir:{vmail}/%{login}/Maildir", passdb_file=passdb_file,
                            extra_conf=conf).start()
     try:
@@ -277,3 +259,39 @@ plugin {{
         server.stop()
         if "Error" in log or "Panic" in log:
             print(log[-4000:])
+
+
+def nethserver_conf(vmail: Path, login: str, *, private_index: bool = False, public: bool = False) -> str:
+    """The plugins and namespaces of NethServer's Dovecot over ``vmail`` (see :func:`nethserver_vmail`).
+    ``private_index``: each reader's flags of another user's folders in ``~/Maildir/shared/<owner>``
+    (``INDEXPVT``, NethServer without SharedSeen); ``public``: ``Public/`` over ``vmail/vmail/Maildir`` with
+    the reader's flags in ``~/Maildir/public``."""
+    pvt = f":INDEXPVT=~/Maildir/shared/%%{login}" if private_index else ""
+    pub = f"""namespace PUBLIC {{
+  type = public
+  separator = /
+  prefix = Public/
+  subscriptions = no
+  list = children
+  location = maildir:{vmail}/vmail/Maildir:INDEXPVT=~/Maildir/public
+}}
+""" if public else ""
+    return f"""
+mail_plugins = $mail_plugins acl listescape
+protocol imap {{
+  mail_plugins = $mail_plugins imap_acl
+}}
+namespace shared {{
+  type = shared
+  separator = /
+  prefix = Shared/%%{login}/
+  location = maildir:{vmail}/%%{login}/Maildir{pvt}
+  subscriptions = no
+  list = children
+}}
+{pub}plugin {{
+  acl = vfile
+  acl_shared_dict = file:{vmail}/shared-mailboxes.db
+  listescape_char = "\\\\"
+}}
+"""
