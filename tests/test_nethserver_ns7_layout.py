@@ -219,6 +219,7 @@ def test_clients_keep_uids_uidls_keywords_and_their_read_state_of_shared_and_pub
             for f in ("Shared/alice@example.com/Work", "Public/support"):
                 assert c.select(f'"{f}"')[0] == "OK", f
                 c.uid("STORE", "1:*" if f.startswith("Shared") else "5", "+FLAGS", "(\\Seen)")
+                assert c.subscribe(f'"{f}"')[0] == "OK", f  # Dovecot writes carol's subscriptions file
             c.logout()
             carol7 = _view(ns7.port, "carol@example.com", ["Shared/alice@example.com/Work", "Public/support"])
             uidl7 = _pop3_uidls(ns7.root / "dovecot.conf", "alice@example.com")
@@ -244,6 +245,10 @@ def test_clients_keep_uids_uidls_keywords_and_their_read_state_of_shared_and_pub
         try:
             after = _view(ns8.port, "alice", own)
             carol8 = _view(ns8.port, "carol", ["Shared/alice/Work", "Public/support"])
+            c = imaplib.IMAP4("127.0.0.1", ns8.port)
+            c.login("carol", L.PASSWORDS["carol"])
+            subscribed = {ln.decode().rsplit(" ", 1)[-1].strip('"') for ln in c.lsub()[1] if ln}
+            c.logout()
             uidl8 = _pop3_uidls(ns8.root / "dovecot.conf", "alice")
         finally:
             ns8.stop()
@@ -252,6 +257,7 @@ def test_clients_keep_uids_uidls_keywords_and_their_read_state_of_shared_and_pub
         assert list(carol8.values()) == list(carol7.values())
         seen = [uid for _v, _n, msgs in carol8.values() for uid, (_b, fl) in msgs.items() if b"\\Seen" in fl]
         assert len(seen) == 3  # both of Work, one of support: carol's own read state came along
+        assert {"Shared/alice/Work", "Public/support"} <= subscribed, subscribed
     finally:
         shutil.rmtree(base, ignore_errors=True)
 

@@ -13,7 +13,7 @@ import re
 from dataclasses import dataclass, field
 
 from ...formats.dovecot_acl import (NAMED_KINDS, dump_dict_file, parse_acl, parse_acl_line,  # noqa: F401
-                                    parse_dict_file, rename_shared_key)
+                                    parse_dict_file, rename_shared_key, rename_shared_subscription)
 from .rules import ERROR, INFO, WARNING, Note, split_list
 
 NS7_FULL_RIGHTS = "akeilprwts"
@@ -73,6 +73,15 @@ _SHARED_PATH = re.compile(r"(Shared/)([^/@\s\"']+)@[^/\s\"']+/")
 def convert_shared_path(text: str) -> str:
     """``Shared/x@domain/`` -> ``Shared/x/`` anywhere in the text (sieve ``fileinto`` targets)."""
     return _SHARED_PATH.sub(r"\1\2/", text)
+
+
+def convert_subscriptions(data: bytes) -> bytes:
+    """A ``subscriptions`` file for NS8: ``Shared/<owner>@<domain>/...`` lines lose the domain as the owner's
+    login does, or the reader's subscriptions to other users' folders would name nothing on NS8 (NS8's own
+    import leaves them; the client then shows them unsubscribed).  Every other byte stays."""
+    lines = data.decode("utf-8", "surrogateescape").split("\n")
+    out = [rename_shared_subscription(ln, strip_domain) for ln in lines]
+    return "\n".join(out).encode("utf-8", "surrogateescape")
 
 
 def convert_shared_key(key: str) -> str:

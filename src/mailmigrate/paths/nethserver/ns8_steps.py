@@ -215,9 +215,11 @@ def _sync_all(p: Project, log: EventLog, action: str, data: dict, app: str) -> d
                 if rel not in created:
                     created.append(rel)
                     _save(p, data)  # before anything is written there, so abort knows
-            # ACL files and sieve scripts: written converted by finish, never as NS7 had them
+            # ACL files and sieve scripts: written converted by finish, never as NS7 had them; subscriptions
+            # converted at every copy (small, and what a client lists at once)
             res = maildir_clone.copy_home(p.source.vmail / old, home, manifest, home=old, rel_map=_ns8_rel,
-                                          exclude=("sieve",), skip_files=(ACL_FILE,))
+                                          exclude=("sieve",), skip_files=(ACL_FILE, SUBSCRIPTIONS))
+            _copy_subscriptions(p.source.vmail / old / "Maildir", home / "Maildir")
             totals["copied"] += res.copied
             totals["failed"] += len(res.problems)
             totals["users"] += 1
@@ -228,6 +230,19 @@ def _sync_all(p: Project, log: EventLog, action: str, data: dict, app: str) -> d
     log.info(action, f"{totals['users']} mailbox(es), {totals['copied']} message(s) copied with their UIDs, "
                      f"{totals['failed']} failed")
     return totals
+
+
+SUBSCRIPTIONS = "subscriptions"
+
+
+def _copy_subscriptions(src_md: Path, dst_md: Path) -> None:
+    src = src_md / SUBSCRIPTIONS
+    if src.is_symlink() or not src.is_file() or not dst_md.is_dir():
+        return
+    data = ns8.convert_subscriptions(src.read_bytes())
+    dst = dst_md / SUBSCRIPTIONS
+    if not dst.is_file() or dst.read_bytes() != data:
+        _write_converted(dst, data)
 
 
 def _run(p: Project, app: str, action: str, body) -> StepResult:
