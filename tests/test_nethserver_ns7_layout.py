@@ -265,7 +265,8 @@ def test_clients_keep_uids_uidls_keywords_and_their_read_state_of_shared_and_pub
 # -- NethServer 8 itself, through the cluster API (a stand-in: tests/servers/ns8.py) -----------------------
 
 
-NS8_USERS = {"alice", "bob", "carol"}  # what NS8's account provider knows after the account-provider step
+NS8_USERS = {"alice", "bob", "carol"}  # what NS8's account provider knows (NS7's, reached from NS8)
+NS8_GROUPS = {"sales", "board", "oldteam"}
 
 
 def _dest(m, a):
@@ -278,7 +279,7 @@ def test_finish_applies_the_settings_to_ns8_and_reads_them_back(project):
     from servers.ns8 import NS8StandIn
 
     p = project
-    with NS8StandIn(users=NS8_USERS) as ns8:
+    with NS8StandIn(users=NS8_USERS, groups=NS8_GROUPS) as ns8:
         p.ns8 = ns8_api.ClusterLink(ns8.url, "admin", Secret("Nethesis,1234"))
         steps.start(p)
         r = steps.finish(p)
@@ -295,6 +296,9 @@ def test_finish_applies_the_settings_to_ns8_and_reads_them_back(project):
         assert m.mailboxes["alice"]["quota"]["limit"] == 0 and m.mailboxes["carol"]["quota"]["limit"] == 2048
         assert m.mailboxes["alice"]["spam_retention"]["value"] == 60
         assert m.disabled == {"bob"}
+        assert m.internal == {("adduser", "carol"): True, ("addgroup", "board"): True,
+                              ("addgroup", "oldteam"): True}
+        assert any("SenderValidation" in w.text for w in r.log.warnings)
         assert {(r_.get("sender") or r_.get("recipient")) for r_ in m.relay} == {"ceo@example.com",
                                                                                  "partner.example", "*"}
         assert m.filter["antispam"]["spam_flag_threshold"] == 5.5
@@ -321,7 +325,7 @@ def test_ns8_refusing_keeps_ns7_running_and_dry_run_changes_nothing(project, tmp
                                str(p.source.root), "--root", str(p.target.root)], capture_output=True, text=True,
                               env=env, timeout=120)
 
-    with NS8StandIn(users=NS8_USERS) as ns8:
+    with NS8StandIn(users=NS8_USERS, groups=NS8_GROUPS) as ns8:
         before = {f: f.read_bytes() for f in p.target.root.rglob("*") if f.is_file()}
         r = cli("finish", "mail", "--dry-run", "--ns8-url", ns8.url)
         assert r.returncode == 0, r.stderr
@@ -373,7 +377,7 @@ def test_a_user_ns8_does_not_know_is_named_and_keeps_ns7_running(project):
     from servers.ns8 import NS8StandIn
 
     p = project
-    with NS8StandIn(users={"alice", "bob"}) as ns8:  # carol missing from NS8's account provider
+    with NS8StandIn(users={"alice", "bob"}, groups=NS8_GROUPS) as ns8:  # carol missing from NS8's account provider
         p.ns8 = ns8_api.ClusterLink(ns8.url, "admin", Secret("Nethesis,1234"))
         steps.start(p)
         r = steps.finish(p)

@@ -296,7 +296,7 @@ def test_ns7_mail_project_applies_to_ns8_through_its_cluster_api(tmp_path):
     pw = tmp_path / "ns8.pw"
     pw.write_text("Nethesis,1234\n")
     os.chmod(pw, 0o600)
-    with NS8StandIn(users={"alice", "bob", "carol", "dave"}) as ns8:
+    with NS8StandIn(users={"alice", "bob", "carol", "dave"}, groups={"sales"}) as ns8:
         proj = tmp_path / "ns.toml"
         proj.write_text('[project]\nname = "ns"\npath = "nethserver7"\n'
                         '[nethserver]\nsource_root = "ns7"\nroot = "ns8"\napplications = ["mail"]\n'

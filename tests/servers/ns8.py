@@ -36,9 +36,11 @@ _DTYPES = {"user", "group", "public", "apo", "external"}
 
 
 class MailModule:
-    def __init__(self, mid: str, users: set[str]):
+    def __init__(self, mid: str, users: set[str], groups: set[str]):
         self.id = mid
         self.users = set(users)
+        self.groups = set(groups)
+        self.internal: dict[tuple[str, str], bool] = {}
         self.domains: dict[str, dict] = {}
         self.addresses: dict[tuple, dict] = {}
         self.mailboxes: dict[str, dict] = {u: {"user": u, "quota": {"limit": 0, "value": 0, "percent": 0}}
@@ -81,6 +83,8 @@ class MailModule:
                 return self._bad("destinations", x, "invalid_destination")
             if x["dtype"] == "user" and x["name"] not in self.users:
                 return self._bad("destinations", x, "user_not_found")
+            if x["dtype"] == "group" and x["name"] not in self.groups:
+                return self._bad("destinations", x, "group_not_found")
         return None
 
     def a_add_address(self, d):
@@ -97,6 +101,14 @@ class MailModule:
         return 0, None
 
     def a_alter_address(self, d):
+        if d.get("atype") in ("adduser", "addgroup"):  # 20alter_address: userattrs / groupattrs
+            known = self.users if d["atype"] == "adduser" else self.groups
+            if d.get("local") not in known:
+                return self._bad("local", d.get("local"), "user_not_found" if d["atype"] == "adduser"
+                                 else "group_not_found")
+            if "internal" in d:
+                self.internal[(d["atype"], d["local"])] = bool(d["internal"])
+            return 0, None
         key = (d.get("atype"), d.get("local"), d.get("domain", ""))
         if key not in self.addresses:
             return self._bad("local", d.get("local"), "address_not_found")
@@ -107,8 +119,12 @@ class MailModule:
         return 0, None
 
     def a_list_addresses(self, d):
+        adds = [{"atype": "adduser", "local": u, **({"internal": True} if self.internal.get(("adduser", u)) else {})}
+                for u in sorted(self.users)]
+        adds += [{"atype": "addgroup", "local": g, **({"internal": True} if self.internal.get(("addgroup", g)) else {})}
+                 for g in sorted(self.groups)]
         return 0, {"adduser_domains": [x for x, v in self.domains.items() if v["addusers"]],
-                   "addresses": list(self.addresses.values())}
+                   "addresses": list(self.addresses.values()) + adds}
 
     def a_alter_user_mailbox(self, d):
         u = d.get("user")
@@ -168,9 +184,9 @@ class MailModule:
 
 
 class Cluster:
-    def __init__(self, username: str, password: str, users: set[str]):
+    def __init__(self, username: str, password: str, users: set[str], groups: set[str]):
         self.username, self.password = username, password
-        self.users = users
+        self.users, self.groups = users, groups
         self.tokens: set[str] = set()
         self.modules: dict[str, MailModule] = {}
         self.tasks: dict[str, dict] = {}  # id -> {"polls": n, "result": ...}
@@ -188,7 +204,7 @@ class Cluster:
                 if data.get("image") != "mail":
                     return 10, [{"field": "image", "value": data.get("image"), "error": "not_available_here"}]
                 mid = f"mail{len(self.modules) + 1}"
-                self.modules[mid] = MailModule(mid, self.users)
+                self.modules[mid] = MailModule(mid, self.users, self.groups)
                 return 0, {"module_id": mid, "image_name": "Mail", "image_url": "ghcr.io/nethserver/mail:1.5.0"}
             return 9, f"action {action} not found"
         mid = queue.split("/", 1)[1]
@@ -268,8 +284,10 @@ def _handler(cluster: Cluster):
 
 
 class NS8StandIn:
-    def __init__(self, username: str = "admin", password: str = "Nethesis,1234", users: set[str] = frozenset()):
-        self.cluster = Cluster(username, password, set(users))
+    def __init__(self, username: str = "admin", password: str = "Nethesis,1234", users: set[str] = frozenset(),
+                 groups: set[str] = frozenset()):
+        """``users`` and ``groups``: what NS8's account provider knows (the mail module checks destinations)."""
+        self.cluster = Cluster(username, password, set(users), set(groups))
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), _handler(self.cluster))
         self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)

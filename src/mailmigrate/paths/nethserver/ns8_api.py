@@ -162,6 +162,10 @@ def plan(settings: dict) -> list[tuple[str, str]]:
     steps += [("module", "list-user-mailboxes")]
     steps += [("module", f"alter-user-mailbox {u}") for u in settings["users"]]
     steps += [("module", f"set-mailbox-enabled {u} false") for u in settings.get("disabled_users", []) if u != "root"]
+    steps += [("module", f"alter-address adduser {u} internal") for u, e in settings["users"].items()
+              if e.get("internal")]
+    steps += [("module", f"alter-address addgroup {g} internal") for g, e in settings.get("groups", {}).items()
+              if e.get("internal")]
     steps += [("module", f"add-relay-rule {r['rule_type']} {r['rule_subject']}") for r in settings["relay_rules"]]
     steps += [("module", "set-filter-configuration"), ("module", "set-mailbox-settings")]
     if settings.get("always_bcc"):
@@ -219,6 +223,15 @@ def apply(api: ClusterAPI, settings: dict, log: EventLog, action: str = "finish"
     for user in settings.get("disabled_users", []):
         if user != "root" and user in known:  # root: no NS8 user; NS8's import keeps it on DOVECOT_DISABLED_USERS
             api.task(q, "set-mailbox-enabled", {"user": user, "enabled": False})
+    # internal-only users and groups: ns8-mail's alter-address with atype adduser/addgroup (userattrs,
+    # groupattrs), as its import-module sets them
+    for kind, names in (("adduser", [u for u, e in settings["users"].items() if e.get("internal") and u in known]),
+                        ("addgroup", [g for g, e in settings.get("groups", {}).items() if e.get("internal")])):
+        for name in names:
+            api.task(q, "alter-address", {"atype": kind, "local": name, "internal": True})
+    if (settings.get("filter") or {}).get("sender_validation"):
+        log.warning(action, "SenderValidation (senders must be local users): not applied through the API (NS8's "
+                            "import sets POSTFIX_RESTRICTED_SENDER); enable it in NS8 by hand")
     have_rules = {(r.get("sender") or r.get("recipient") or "*") for r in api.task(q, "list-relay-rules", {}) or []}
     for r in settings["relay_rules"]:
         if r["rule_subject"] not in have_rules:
@@ -266,6 +279,12 @@ def verify(api: ClusterAPI, q: str, settings: dict, addrs: list[dict]) -> list[s
     for user, e in settings["users"].items():
         if user in boxes and "quota_mb" in e and (boxes.get(user) or {}).get("quota", {}).get("limit") != e["quota_mb"]:
             out.append(f"mailbox {user}: quota {(boxes.get(user) or {}).get('quota')}, wanted {e['quota_mb']} MB")
+    internal = {(a["atype"], a["local"]) for a in (api.task(q, "list-addresses", {}) or {}).get("addresses", [])
+                if a.get("atype") in ("adduser", "addgroup") and a.get("internal")}
+    for kind, items in (("adduser", settings["users"]), ("addgroup", settings.get("groups", {}))):
+        for name, e in items.items():
+            if e.get("internal") and (kind, name) not in internal and (kind == "addgroup" or name in boxes):
+                out.append(f"{'user' if kind == 'adduser' else 'group'} {name}: not internal-only")
     rules = {(r.get("sender") or r.get("recipient") or "*") for r in api.task(q, "list-relay-rules", {}) or []}
     out += [f"relay rule {r['rule_subject']}: missing" for r in settings["relay_rules"] if r["rule_subject"] not in rules]
     return out
