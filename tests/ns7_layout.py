@@ -73,6 +73,14 @@ ceo@example.com=sender|Host|smtp.ceo-relay.example|Password|ceo-secret|Port|465|
 @partner.example=recipient|Host|mx.partner.example|Password||Port|25|TlsStatus|disabled|Username||status|enabled
 """
 
+# [getmail-migrate] NethServer/nethserver-mail getmail/.../nethserver-getmail-migrate: getmail records keyed by
+# the remote address, Retriever (Simple{POP3,IMAP}[SSL]Retriever), Server, Username, Password, Account
+# (user@domain), Delete, Time (minutes), status
+GETMAIL = """\
+alice@isp.example=getmail|Account|alice@example.com|Delete|-1|Password|imap-secret|Retriever|SimpleIMAPSSLRetriever|Server|imap.isp.example|SpamCheck|enabled|Time|15|Username|alice.isp|VirusCheck|enabled|status|enabled
+carol@old.example=getmail|Account|carol@example.com|Delete|7|Password|pop-secret|Retriever|SimplePOP3Retriever|Server|pop.old.example|SpamCheck|enabled|Time|30|Username|carol|VirusCheck|enabled|status|enabled
+"""
+
 DKIM_PRIVATE = b"-----BEGIN PRIVATE KEY-----\nMIIBVQIBADANBgkqhkiG9w0BAQEFAASCAT8wggE7AgEAAkEAtest\n-----END PRIVATE KEY-----\n"
 DKIM_TXT = b'default._domainkey\tIN\tTXT\t( "v=DKIM1; k=rsa; "\n\t  "p=MFwwDQYJKoZIhvcNAQEBBQADSwAwSAJBALtest" )\n'
 BAYES = b"REDIS0009\xfa\tredis-ver\x055.0.3\xfe\x00\xfb\x01\x00\x00\x03BAYES_SPAM\x01\xff" + bytes(range(256))
@@ -139,6 +147,7 @@ def build(root: Path) -> Path:
     write_esmith(db / "configuration", CONFIGURATION)
     write_esmith(db / "domains", DOMAINS)
     write_esmith(db / "smarthosts", SMARTHOSTS)
+    write_esmith(db / "getmail", GETMAIL)
     vmail = root / "var/lib/nethserver/vmail"
     for home, folder, validity, nextuid, records, keywords, fresh in FOLDERS:
         d = vmail / home / "Maildir" / folder

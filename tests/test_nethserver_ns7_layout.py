@@ -305,11 +305,19 @@ def test_finish_applies_the_settings_to_ns8_and_reads_them_back(project):
         assert {"value": "partner.example", "type": "domain", "direction": "from"} in m.bypass
         assert m.settings["spam_folder"] == {"enabled": True, "name": "Spam"}
         assert m.domains["example.com"]["addgroups"] is True
+        # the POP3 connector accounts as imapsync tasks: IMAP scheduled, POP3 left unscheduled for review
+        tasks = {t["remoteusername"]: t for t in ns8.imapsync.tasks}
+        assert (tasks["alice.isp"]["localuser"], tasks["alice.isp"]["security"], tasks["alice.isp"]["remoteport"],
+                tasks["alice.isp"]["cron"]) == ("alice", "ssl", 993, "15m")
+        assert tasks["carol"]["cron"] == "" and tasks["carol"]["delete_remote"] is True
+        assert tasks["carol"]["remotepassword"] == "pop-secret"
+        assert not any("pop-secret" in e.text or "imap-secret" in e.text for e in r.log.entries)
         # applying again (a repeated finish after a failure) adds nothing twice
-        n = len(m.addresses)
-        ns8_api.apply(ns8_api.ClusterAPI(p.ns8), json.loads(p.target.settings.read_text()),
-                      steps.EventLog("again"))
-        assert len(m.addresses) == n
+        n, t = len(m.addresses), len(ns8.imapsync.tasks)
+        api = ns8_api.ClusterAPI(p.ns8)
+        ns8_api.apply(api, json.loads(p.target.settings.read_text()), steps.EventLog("again"))
+        ns8_api.apply_fetch_tasks(api, json.loads(p.target.fetch_tasks.read_text()), steps.EventLog("again"))
+        assert (len(m.addresses), len(ns8.imapsync.tasks)) == (n, t)
 
 
 def test_ns8_refusing_keeps_ns7_running_and_dry_run_changes_nothing(project, tmp_path):

@@ -11,6 +11,7 @@ built from NethServer's public sources, never from mailmigrate's client:
   ``response/response.go``: ``{code, message, data}``.
 * ns8-core cluster actions ``list-installed-modules`` (image URL -> list of ``{id, node, module, ...}``) and
   ``add-module`` (``{image, node}`` -> ``{module_id, ...}``).
+* ns8-imapsync ``create-task`` / ``list-tasks`` (its ``validate-input.json``, ``import-module/40migration``).
 * ns8-mail actions and their ``validate-input.json`` / ``validate-output.json``: ``add-domain``,
   ``list-domains``, ``add-address`` (``atype`` domain|wildcard, ``local`` matching mail-address-strict,
   ``destinations`` ``{dtype, name}``), ``alter-address``, ``list-addresses`` (``{addresses: [...]}``),
@@ -183,6 +184,32 @@ class MailModule:
         return 0, None
 
 
+class ImapsyncModule:
+    """ns8-imapsync: ``create-task`` (every key of its validate-input.json required; ``security`` "", tls or
+    ssl) and ``list-tasks`` (``user_properties: [{props, mailbox, service_running}]``)."""
+
+    REQUIRED = ("task_id", "localuser", "remoteusername", "remotehostname", "remotepassword", "remoteport",
+                "security", "delete_local", "exclude", "delete_remote", "cron", "foldersynchronization")
+
+    def __init__(self, mid: str, users: set[str]):
+        self.id, self.users = mid, users
+        self.tasks: list[dict] = []
+
+    def run(self, action: str, d) -> tuple[int, object]:
+        if action == "list-tasks":
+            return 0, {"enabled_mailboxes": [{"name": u, "label": u, "value": u} for u in sorted(self.users)],
+                       "user_properties": [{"props": t, "mailbox": t["localuser"], "service_running": False}
+                                           for t in self.tasks]}
+        if action == "create-task":
+            missing = [k for k in self.REQUIRED if k not in (d or {})]
+            if missing or d["security"] not in ("", "tls", "ssl") or d["localuser"] not in self.users:
+                return 10, [{"field": k, "error": "required"} for k in missing] or [{"field": "localuser",
+                                                                                   "error": "invalid"}]
+            self.tasks.append(dict(d, task_id=uuid.uuid4().hex[:6]))
+            return 0, None
+        return 9, f"action {action} not found"
+
+
 class Cluster:
     def __init__(self, username: str, password: str, users: set[str], groups: set[str]):
         self.username, self.password = username, password
@@ -197,14 +224,20 @@ class Cluster:
         self.log.append((queue, action))
         if queue == "cluster":
             if action == "list-installed-modules":
-                return 0, {"ghcr.io/nethserver/mail": [{"id": m, "node": "1", "module": "mail",
-                                                        "source": "ghcr.io/nethserver/mail", "version": "1.5.0",
-                                                        "flags": []} for m in self.modules]}
+                out: dict[str, list] = {}
+                for m, mod in self.modules.items():
+                    image = "mail" if isinstance(mod, MailModule) else "imapsync"
+                    out.setdefault(f"ghcr.io/nethserver/{image}", []).append(
+                        {"id": m, "node": "1", "module": image, "source": f"ghcr.io/nethserver/{image}",
+                         "version": "1.0.0", "flags": []})
+                return 0, out
             if action == "add-module":
-                if data.get("image") != "mail":
-                    return 10, [{"field": "image", "value": data.get("image"), "error": "not_available_here"}]
-                mid = f"mail{len(self.modules) + 1}"
-                self.modules[mid] = MailModule(mid, self.users, self.groups)
+                image = data.get("image")
+                if image not in ("mail", "imapsync"):
+                    return 10, [{"field": "image", "value": image, "error": "not_available_here"}]
+                mid = f"{image}{sum(1 for m in self.modules if m.startswith(image)) + 1}"
+                self.modules[mid] = (MailModule(mid, self.users, self.groups) if image == "mail"
+                                     else ImapsyncModule(mid, self.users))
                 return 0, {"module_id": mid, "image_name": "Mail", "image_url": "ghcr.io/nethserver/mail:1.5.0"}
             return 9, f"action {action} not found"
         mid = queue.split("/", 1)[1]
@@ -302,4 +335,8 @@ class NS8StandIn:
 
     @property
     def mail(self) -> MailModule:
-        return next(iter(self.cluster.modules.values()))
+        return next(m for m in self.cluster.modules.values() if isinstance(m, MailModule))
+
+    @property
+    def imapsync(self) -> ImapsyncModule:
+        return next(m for m in self.cluster.modules.values() if isinstance(m, ImapsyncModule))

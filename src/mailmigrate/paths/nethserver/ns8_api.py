@@ -32,6 +32,7 @@ from ...model import Secret
 from .eventlog import EventLog
 
 MAIL_IMAGE = "mail"
+IMAPSYNC_IMAGE = "imapsync"
 _LOCAL = re.compile(r"^[a-zA-Z0-9](?:[a-zA-Z0-9._-]*[a-zA-Z0-9])?$")  # ns8-mail mail-address-strict
 
 
@@ -171,20 +172,53 @@ def plan(settings: dict) -> list[tuple[str, str]]:
     if settings.get("always_bcc"):
         steps.append(("module", "set-always-bcc"))
     steps += [("module", "list-addresses / list-user-mailboxes / list-relay-rules (verification)")]
+    steps += [("imapsync module", "create-task for each fetch task not there yet")]
     return steps
+
+
+def _module(api: ClusterAPI, image: str, log: EventLog, action: str) -> str:
+    mods = api.task("cluster", "list-installed-modules", {}) or {}
+    ids = [m["id"] for name, ms in mods.items() if name.rsplit("/", 1)[-1] == image for m in ms]
+    if ids:
+        log.info(action, f"NS8 {image} module {ids[0]} found")
+        return ids[0]
+    mid = api.task("cluster", "add-module", {"image": image, "node": api.link.node})["module_id"]
+    log.info(action, f"NS8 {image} module {mid} created on node {api.link.node}")
+    return mid
+
+
+def apply_fetch_tasks(api: ClusterAPI, tasks: list[dict], log: EventLog, action: str = "finish") -> int:
+    """NS7's POP3 connector accounts as tasks of NS8's imapsync module (ns8-imapsync ``create-task``), as
+    its own ``import-module`` maps them: IMAP ones scheduled every N minutes, POP3 ones created without a
+    schedule for review; an account already there (same local user, remote user and host) is left."""
+    if not tasks:
+        return 0
+    q = f"module/{_module(api, IMAPSYNC_IMAGE, log, action)}"
+    have = {(t["props"]["localuser"], t["props"]["remoteusername"], t["props"]["remotehostname"])
+            for t in (api.task(q, "list-tasks", {}) or {}).get("user_properties", [])}
+    n = 0
+    for t in tasks:
+        if not t.get("enabled", True) and not t.get("server"):
+            continue
+        if (t["deliver_to"], t["username"], t["server"]) in have:
+            continue
+        api.task(q, "create-task", {
+            "task_id": "", "localuser": t["deliver_to"], "remoteusername": t["username"],
+            "remotehostname": t["server"], "remotepassword": t.get("password", ""),
+            "remoteport": 993 if t["tls"] else 143, "security": "ssl" if t["tls"] else "tls",
+            "delete_local": False, "exclude": "", "delete_remote": t["delete_on_remote"],
+            "delete_remote_older": t.get("delete_after_days") or 0,
+            "cron": f"{t['interval_minutes']}m" if t["scheduled"] and t["enabled"] else "",
+            "foldersynchronization": "all"})
+        n += 1
+    log.info(action, f"{n} fetch task(s) created in NS8's imapsync module (POP3 ones unscheduled, for review)")
+    return n
 
 
 def apply(api: ClusterAPI, settings: dict, log: EventLog, action: str = "finish") -> dict:
     """Create or find the mail module, apply ``settings`` (``mail-settings.json``), read it back; every
     difference is an ERROR naming the object."""
-    mods = api.task("cluster", "list-installed-modules", {}) or {}
-    ids = [m["id"] for image, ms in mods.items() if image.rsplit("/", 1)[-1] == MAIL_IMAGE for m in ms]
-    if ids:
-        mid = ids[0]
-        log.info(action, f"NS8 mail module {mid} found")
-    else:
-        mid = api.task("cluster", "add-module", {"image": MAIL_IMAGE, "node": api.link.node})["module_id"]
-        log.info(action, f"NS8 mail module {mid} created on node {api.link.node}")
+    mid = _module(api, MAIL_IMAGE, log, action)
     q = f"module/{mid}"
     have_domains = {d["domain"] for d in api.task(q, "list-domains", {}) or []}
     for d in settings.get("domains", []):

@@ -377,8 +377,10 @@ def finish(p: Project, app: str = "mail", *, disable_source: bool = True,
         details = convert_mail(p, users, log, dovecot=dovecot)
         if p.ns8 is not None and not log.errors:
             try:
-                details["ns8"] = ns8_api.apply(ns8_api.ClusterAPI(p.ns8), json.loads(p.target.settings.read_text()),
-                                               log)
+                api = ns8_api.ClusterAPI(p.ns8)
+                details["ns8"] = ns8_api.apply(api, json.loads(p.target.settings.read_text()), log)
+                tasks = json.loads(p.target.fetch_tasks.read_text()) if p.target.fetch_tasks.is_file() else []
+                details["ns8"]["fetch_tasks"] = ns8_api.apply_fetch_tasks(api, tasks, log)
             except MailmigrateError as e:
                 log.error("finish", str(e))
         if log.errors:
