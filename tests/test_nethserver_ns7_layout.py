@@ -391,3 +391,13 @@ def test_a_user_ns8_does_not_know_is_named_and_keeps_ns7_running(project):
         r = steps.finish(p)
         assert r.state == steps.MIGRATING and svc(p)["dovecot"] == "enabled"
         assert any("mailbox carol: NS8 does not know this user" in e.text for e in r.log.errors)
+
+
+def test_one_mailbox_that_cannot_be_written_is_named_and_the_others_move(project):
+    p = project
+    p.target.vmail.mkdir(parents=True)
+    (p.target.vmail / "bob").write_bytes(b"not a directory")  # bob's home cannot be made
+    r = steps.start(p)
+    assert any(e.text.startswith("bob@example.com: mailbox not copied") for e in r.log.errors)
+    assert (p.target.vmail / "alice/Maildir/cur/1600000007.M1P7Q1.ns7:2,S").is_file()
+    assert (p.target.vmail / "carol/Maildir/cur").is_dir()

@@ -220,6 +220,7 @@ class _Copier:
                 elif self.m.has(self.home, self.rel_key(old)):
                     self.remove(old)  # the same message under its old name: one file per UID
             self.put(self.src.joinpath(*folder_rel, sub, name), st, tp, message=True)
+        self.m.db.commit()  # per folder: after a crash, abort still finds what this folder's copy wrote
 
     def run(self) -> CopyResult:
         if not self.src.is_dir() or self.src.is_symlink():

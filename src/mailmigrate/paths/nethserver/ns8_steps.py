@@ -217,9 +217,14 @@ def _sync_all(p: Project, log: EventLog, action: str, data: dict, app: str) -> d
                     _save(p, data)  # before anything is written there, so abort knows
             # ACL files and sieve scripts: written converted by finish, never as NS7 had them; subscriptions
             # converted at every copy (small, and what a client lists at once)
-            res = maildir_clone.copy_home(p.source.vmail / old, home, manifest, home=old, rel_map=_ns8_rel,
-                                          exclude=("sieve",), skip_files=(ACL_FILE, SUBSCRIPTIONS))
-            _copy_subscriptions(p.source.vmail / old / "Maildir", home / "Maildir")
+            try:
+                res = maildir_clone.copy_home(p.source.vmail / old, home, manifest, home=old, rel_map=_ns8_rel,
+                                              exclude=("sieve",), skip_files=(ACL_FILE, SUBSCRIPTIONS))
+                _copy_subscriptions(p.source.vmail / old / "Maildir", home / "Maildir")
+            except OSError as e:  # this mailbox's error; the others still move
+                log.error(action, f"{old}: mailbox not copied: {e}")
+                totals["failed"] += 1
+                continue
             totals["copied"] += res.copied
             totals["failed"] += len(res.problems)
             totals["users"] += 1

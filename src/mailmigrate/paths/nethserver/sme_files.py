@@ -9,8 +9,8 @@ from pathlib import Path
 from ...errors import MailmigrateError
 from ...formats.atomic import replace_file
 from ...formats.dovecot_acl import ACL_FILE, parse_acl_line
-from .identifiers import Qualifier
 from ...sync import maildir_clone
+from .identifiers import Qualifier
 from .mailboxes import apply_ownership, copy_file, copy_tree, folder_dirs, target_folder_dir
 from .registry import Context, action
 from .rules import listescape, unlistescape
@@ -71,10 +71,15 @@ def migrate_mailboxes(ctx: Context) -> None:
             dst = home / "Maildir"
             # SME's Dovecot keeps the same Maildir files as NethServer's: copied file by file, clients keep
             # their UIDs and POP3 UIDLs; a symlink (a user could plant one to any file of the backup or the
-            # server) is never followed
-            # subscriptions: written by nethserver-mail-migrate-shared-identifiers with Shared/ owners qualified
-            res = maildir_clone.copy_home(src, dst, manifest, home=f"{u}@{domain}", rel_map=_listescaped,
-                                       exclude=("subscriptions",), skip_files=(ACL_FILE,))
+            # server) is never followed.  subscriptions: copied once below, then owned by
+            # nethserver-mail-migrate-shared-identifiers, which qualifies the Shared/ owners
+            try:
+                res = maildir_clone.copy_home(src, dst, manifest, home=f"{u}@{domain}", rel_map=_listescaped,
+                                              exclude=("subscriptions",), skip_files=(ACL_FILE,))
+            except (OSError, MailmigrateError) as e:
+                ctx.log.error(name, f"user {u}: mailbox not copied: {e}")
+                totals["failed"] += 1
+                continue
             totals["copied"] += res.copied
             totals["failed"] += len(res.problems)
             totals["links"] += len(res.links)
