@@ -119,7 +119,7 @@ class Workflow:
         for acc in accounts:
             name = self.project.unit_name(acc)
             meta = {"source_user": acc.source_user, "target_user": acc.target_user}
-            overview = found.get(acc.target_user.lower())
+            overview = found.get(acc.target_user.lower()) if found else None
             if overview is not None:
                 meta["overview"] = overview
             if self.wf.add_unit(name, "account", meta):

@@ -133,7 +133,10 @@ class Project:
     def unit_name(self, acc: Account) -> str:
         if self.path == "communigate":  # main-domain accounts have a bare source name; the address is the name
             return acc.target_user
-        return acc.source_user if acc.source_user == acc.target_user else f"{acc.source_user}->{acc.target_user}"
+        src, tgt = acc.source_user, acc.target_user
+        if not (src and tgt):  # one local store to another names no user: the project's one mailbox
+            return src or tgt or "mailbox"
+        return src if src == tgt else f"{src}->{tgt}"
 
     def discover(self) -> list[Account]:
         """The project's accounts.  A CommuniGate project reads them from the CommuniGate tree, and only when

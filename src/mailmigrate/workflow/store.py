@@ -108,7 +108,7 @@ class WorkflowStore:
                 import psycopg
             except ImportError:
                 raise ConfigError("a PostgreSQL workflow store needs the psycopg package "
-                                  "(pip install 'psycopg[binary]')") from None
+                                  "(pip install 'mailmigrate[postgres]')") from None
 
             conn = psycopg.connect(text, autocommit=True)
             store = cls(conn, "postgresql", text.split("@")[-1])
