@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import contextlib
 import getpass
-import json
 import logging
 from pathlib import Path
 from dataclasses import dataclass
@@ -366,12 +365,30 @@ class Workflow:
         msg = f"copied {c.copied}, flags {c.flags_updated}, deleted {c.deleted}, failed {c.failed}"
         return True, msg, True
 
+    def verify_unit(self, unit: str):
+        """Verify one unit's mail message by message and keep the result with the unit, so that the report
+        and the dashboard show it until the next verification."""
+        check = self.verify(self.project.account(unit))
+        self.wf.update_meta(unit, {"verification": check.as_dict()})
+        return check
+
+    def verifiable(self) -> list[str]:
+        """The units whose mail a verification can compare: mailbox units that have been started."""
+        if self.project.path not in ("mailbox", "communigate"):
+            return []
+        return [u.name for u in self.wf.units() if u.bound]
+
+    def report(self) -> dict:
+        """Verify every started unit now, then the report of the whole project (and its directory)."""
+        from .report import build_report
+
+        for name in self.verifiable():
+            self.verify_unit(name)
+        return build_report(self.project.name, self.status(), {}, self.directory_check())
+
     def _verify_unit(self, unit: str, acc: Account) -> tuple[bool, str, bool | None]:
         """finish after its final sync: migrated only when every source message has a verified copy."""
-        check = self.verify(acc)
-        meta = self.wf.get(unit).meta
-        meta["verification"] = check.as_dict()
-        self._set_meta(unit, meta)
+        check = self.verify_unit(unit)
         t = check.totals()
         if not check.ok:
             return False, (f"verification failed: {t['missing']} message(s) without a verified copy"
@@ -404,7 +421,9 @@ class Workflow:
             state.close()  # also releases the account's lock
 
     def _set_meta(self, unit: str, meta: dict) -> None:
-        self.wf._exec("UPDATE wf_units SET meta=? WHERE name=?", (json.dumps(meta), unit))
+        """Record the keys of ``meta`` (read from the unit a moment before and changed) without undoing a
+        key that another process set meanwhile."""
+        self.wf.update_meta(unit, meta)
 
     def _request(self, accounts: list[Account]) -> SyncRequest:
         p = self.project
