@@ -13,6 +13,7 @@ import json
 from pathlib import Path
 
 from ..formats.atomic import replace_file
+from .overview import human_bytes
 
 
 def build_report(project_name: str, status: list[dict], checks: dict[str, dict], directory: dict | None = None) -> dict:
@@ -62,16 +63,27 @@ def render_html(r: dict) -> str:
         v = u["verification"]
         if not v:
             rows.append(f"<tr class='nv'><td>{e(u['unit'])}</td><td>{e(u['state'])}</td>"
-                        f"<td colspan='6'>not verified yet{(': ' + e(u['last_error'])) if u['last_error'] else ''}"
+                        f"<td colspan='5'>not verified yet{(': ' + e(u['last_error'])) if u['last_error'] else ''}"
                         f"{_found(u.get('found'))}</td></tr>")
             continue
-        for f in v["folders"]:
-            cls = "ok" if f["ok"] else "bad"
+        # One row per account, its folders folded under it: 1,000 accounts of 20 folders stay readable,
+        # and an account with a problem opens by itself.
+        t, folders = v["totals"], v["folders"]
+        bad = [f for f in folders if not f["ok"]]
+        frows = []
+        for f in folders:
             missing = ", ".join(f["missing"][:20]) + (" …" if len(f["missing"]) > 20 else "")
-            rows.append(
-                f"<tr class='{cls}'><td>{e(u['unit'])}</td><td>{e(u['state'])}</td><td>{e(f['source'])}</td>"
-                f"<td>{e(f['target'])}</td><td class=n>{f['source_messages']}</td><td class=n>{f['target_messages']}</td>"
-                f"<td class=n>{f['source_bytes']}</td><td>{e(missing or (f['error'] or ''))}</td></tr>")
+            frows.append(f"<tr class='{'ok' if f['ok'] else 'bad'}'><td>{e(f['source'])}</td><td>{e(f['target'])}</td>"
+                         f"<td class=n>{f['source_messages']}</td><td class=n>{f['target_messages']}</td>"
+                         f"<td class=n>{e(human_bytes(f['source_bytes']))}</td><td>{e(missing or (f['error'] or ''))}</td></tr>")
+        ftable = ("<table><tr><th>source folder</th><th>target folder</th><th>source msgs</th><th>verified copies</th>"
+                  f"<th>size</th><th>missing (source keys) / error</th></tr>{''.join(frows)}</table>")
+        rows.append(
+            f"<tr class='{'bad' if bad else 'ok'}'><td>{e(u['unit'])}</td><td>{e(u['state'])}</td>"
+            f"<td class=n>{t['source_messages']}</td><td class=n>{t['target_messages']}</td>"
+            f"<td class=n>{e(human_bytes(t['source_bytes']))}</td><td class=n>{t['missing']}</td>"
+            f"<td><details{' open' if bad else ''}><summary>{len(folders)} folder(s)"
+            f"{f', {len(bad)} with problems' if bad else ''}</summary>{ftable}</details></td></tr>")
     probs = []
     for u in r["units"]:
         for p in u["problems"]:
@@ -94,14 +106,16 @@ def render_html(r: dict) -> str:
 <html lang="en"><head><meta charset="utf-8"><title>mailmigrate report — {e(r['project'])}</title>
 <style>body{{font-family:sans-serif;margin:2em}}table{{border-collapse:collapse;width:100%}}
 td,th{{border:1px solid #ccc;padding:4px 8px;text-align:left}}td.n{{text-align:right}}
-tr.bad{{background:#fdd}}tr.ok{{background:#efe}}tr.nv{{background:#eee}}</style></head><body>
+tr.bad{{background:#fdd}}tr.ok{{background:#efe}}tr.nv{{background:#eee}}details table{{margin:.4em 0}}
+summary{{cursor:pointer}}</style></head><body>
 <h1>Migration report: {e(r['project'])}</h1>
 <p>Generated {e(r['generated'])}. <strong>{e(verdict)}</strong></p>
-<p>Source: {t['source_messages']} messages, {t['source_bytes']} bytes. Verified on target:
-{t['target_messages']} messages, {t['target_bytes']} bytes. Without a verified copy: {t['missing']}.</p>
+<p>Source: {t['source_messages']} messages, {e(human_bytes(t['source_bytes']))} ({t['source_bytes']} bytes).
+Verified on target: {t['target_messages']} messages, {e(human_bytes(t['target_bytes']))} ({t['target_bytes']} bytes).
+Without a verified copy: {t['missing']}.</p>
 <h2>Accounts and folders</h2>
-<table><tr><th>account</th><th>state</th><th>source folder</th><th>target folder</th><th>source msgs</th>
-<th>verified copies</th><th>source bytes</th><th>missing (source keys) / error</th></tr>
+<table><tr><th>account</th><th>state</th><th>source msgs</th><th>verified copies</th><th>size</th>
+<th>missing</th><th>folders</th></tr>
 {''.join(rows)}</table>
 {directory_html}
 <h2>What was not copied, and why</h2>
