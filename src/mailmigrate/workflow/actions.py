@@ -25,7 +25,7 @@ from pathlib import Path
 from dataclasses import dataclass
 from typing import Callable
 
-from ..errors import MailmigrateError, StateLocked
+from ..errors import ConfigError, MailmigrateError, StateLocked
 from ..model import Account
 from ..stores.registry import StoreOptions, build_store
 from ..sync.abort import abort_account
@@ -135,7 +135,13 @@ class Workflow:
         """``action`` on ``units`` (default: all), here or on the fleet (``executor``, ``broker`` and
         ``fleet_timeout`` override the project's ``[fleet]``); ``on_fleet`` receives the fleet-wide counts
         while the workers copy."""
-        names = units or [u.name for u in self.wf.units()]
+        known = [u.name for u in self.wf.units()]
+        unknown = [n for n in units or [] if n not in known]
+        if unknown:  # a typo is a usage error, said before anything runs, not a failed unit
+            raise ConfigError(f"project {self.project.name} has no unit {', '.join(map(repr, unknown))}"
+                              + (f"; units are named like {', '.join(known[:3])}" if known else
+                                 "; it has no units yet (project init)"))
+        names = units or known
         from .fleet import COPYING, settings
 
         fleet = settings(self.project, executor, broker, fleet_timeout) if action in COPYING else None
