@@ -14,7 +14,8 @@ from ..stores.registry import StoreOptions, parse_spec
 from ..sync.accounts import load_accounts_file, password_from
 from ..sync.engine import SyncOptions
 from ..sync.runner import SyncRequest, run_sync
-from .output import SECRETS, PlainProgress, RichProgress, setup_logging
+from .output import SECRETS, PlainProgress, setup_logging
+from .progress import ScaledProgress
 
 EPILOG = """\
 SOURCE, TARGET:
@@ -126,7 +127,7 @@ def run(args) -> int:
     state_path = args.state if pg_state else Path(args.state) if args.state else default_state_path(
         source.text, target.text)
     interactive = sys.stderr.isatty() and not args.no_progress and not args.json
-    progress = RichProgress() if interactive else PlainProgress()
+    progress = ScaledProgress(len(accounts)) if interactive else PlainProgress()
     req = SyncRequest(
         source=source,
         target=target,
