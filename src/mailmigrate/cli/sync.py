@@ -97,6 +97,10 @@ def default_state_path(source: str, target: str) -> Path:
 
 def run(args) -> int:
     setup_logging(args.verbose, args.log_file)
+    from . import groupware
+
+    if groupware.wanted(args):  # caldav://, carddav://, vdir: on both sides
+        return groupware.run(args, default_state_path)
     if args.jobs < 1:
         raise ConfigError("--jobs must be at least 1")
     if args.executor != "celery" and (args.fleet_timeout is not None or args.idle_warning is not None):
