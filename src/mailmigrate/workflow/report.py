@@ -22,12 +22,24 @@ def build_report(project_name: str, status: list[dict], checks: dict[str, dict],
         chk = checks.get(s["unit"]) or s.get("verification")
         # the user step's warnings (CommuniGate: addresses the target will not deliver) outlive every sync
         problems = (s.get("user") or {}).get("warnings", []) + (s.get("last_result") or {}).get("problems", [])
+        gv = s.get("groupware_verification")
+        if gv:
+            problems += [{"kind": "groupware", "folder": f"{p['what']}", "message": m, "reason": "no copy on the target"}
+                         for p in gv["pairs"] for m in p["missing"]]
+            problems += [{"kind": "groupware", "folder": p["what"], "message": None, "reason": p["error"]}
+                         for p in gv["pairs"] if p["error"]]
         units.append({"unit": s["unit"], "state": s["state"], "last_error": s["last_error"],
-                      "verification": chk, "problems": problems, "found": s.get("found")})
+                      "verification": chk, "problems": problems, "found": s.get("found"), "groupware": gv})
     verified = [u for u in units if u["verification"]]
     totals = {k: sum(u["verification"]["totals"][k] for u in verified)
               for k in ("source_messages", "source_bytes", "target_messages", "target_bytes", "missing")}
-    mail_ok = all(u["verification"] and u["verification"]["ok"] for u in units if u["state"] != "skipped")
+    mail_ok = all(u["verification"] and u["verification"]["ok"] and (u["groupware"] is None or u["groupware"]["ok"])
+                  for u in units if u["state"] != "skipped")
+    gw = [p for u in units if u["groupware"] for p in u["groupware"]["pairs"]]
+    if gw:
+        totals["groupware_collections"] = sum(p["collections"] for p in gw)
+        totals["groupware_source_items"] = sum(p["source_items"] for p in gw)
+        totals["groupware_target_items"] = sum(p["target_items"] for p in gw)
     return {
         "project": project_name,
         "generated": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
@@ -54,6 +66,23 @@ def _found(f: dict | None) -> str:
     if not f:
         return ""
     return f"; found on the source: {int(f['messages'])} messages in {int(f['folders'])} folders"
+
+
+def _gw_totals(t: dict) -> str:
+    if "groupware_collections" not in t:
+        return ""
+    return (f" Calendars and contacts: {t['groupware_target_items']} of {t['groupware_source_items']} items in "
+            f"{t['groupware_collections']} collection(s) on the target.")
+
+
+def _groupware(u: dict) -> str:
+    """The unit's calendars and contacts, as its last verification counted them."""
+    gv = u.get("groupware")
+    if not gv:
+        return ""
+    parts = [f"{html.escape(p['what'])}: {p['target_items']} of {p['source_items']} items in {p['collections']} "
+             f"collection(s){' — ' + html.escape(p['error']) if p['error'] else ''}" for p in gv["pairs"]]
+    return f"<div class='gw'>{'; '.join(parts)}</div>"
 
 
 def render_html(r: dict) -> str:
@@ -83,7 +112,7 @@ def render_html(r: dict) -> str:
             f"<td class=n>{t['source_messages']}</td><td class=n>{t['target_messages']}</td>"
             f"<td class=n>{e(human_bytes(t['source_bytes']))}</td><td class=n>{t['missing']}</td>"
             f"<td><details{' open' if bad else ''}><summary>{len(folders)} folder(s)"
-            f"{f', {len(bad)} with problems' if bad else ''}</summary>{ftable}</details></td></tr>")
+            f"{f', {len(bad)} with problems' if bad else ''}</summary>{ftable}</details>{_groupware(u)}</td></tr>")
     probs = []
     for u in r["units"]:
         for p in u["problems"]:
@@ -112,7 +141,7 @@ summary{{cursor:pointer}}</style></head><body>
 <p>Generated {e(r['generated'])}. <strong>{e(verdict)}</strong></p>
 <p>Source: {t['source_messages']} messages, {e(human_bytes(t['source_bytes']))} ({t['source_bytes']} bytes).
 Verified on target: {t['target_messages']} messages, {e(human_bytes(t['target_bytes']))} ({t['target_bytes']} bytes).
-Without a verified copy: {t['missing']}.</p>
+Without a verified copy: {t['missing']}.{_gw_totals(t)}</p>
 <h2>Accounts and folders</h2>
 <table><tr><th>account</th><th>state</th><th>source msgs</th><th>verified copies</th><th>size</th>
 <th>missing</th><th>folders</th></tr>
