@@ -47,8 +47,9 @@ log = logging.getLogger("mailmigrate.stores.communigate")
 VALIDITY = 1
 MAIN_DOMAIN_DIR = "Accounts"
 OTHER_DOMAINS_DIR = "Domains"
-#: Keys of Settings/Main.settings that may name the main domain (UNVERIFIED: first one present wins).
-MAIN_DOMAIN_KEYS = ("DomainName", "MainDomainName", "PrimaryDomainName")
+#: The key of Settings/Main.settings naming the main domain (seen in a real file: communigate-cpanel-adaptor's
+#: CGP/Settings/Main.settings has ``DomainName = cpanel.communigate.com;``).
+MAIN_DOMAIN_KEY = "DomainName"
 _SKIP_DIRS = {"Settings", "LISTS", "Queue", "Submitted", "SystemLogs"}
 
 
@@ -82,9 +83,9 @@ def main_domain_name(base_path, primary_domain: str | None = None) -> str:
             log.warning("%s; the main domain name comes from elsewhere", e)
             value = None
         if isinstance(value, dict):
-            for k in MAIN_DOMAIN_KEYS:
-                if isinstance(value.get(k), str) and value[k]:
-                    return value[k].lower()
+            name = value.get(MAIN_DOMAIN_KEY)
+            if isinstance(name, str) and name:
+                return name.lower()
     return (primary_domain or socket.gethostname()).lower()
 
 
