@@ -137,7 +137,7 @@ def build(base: Path) -> Fixture:
     w.file("Accounts/alice.macnt/account.settings",
            "{\r\n  Password = \"Tea \\\"party\\\" \\\\ \\065t 4\";\r\n"
            "  RealName = \"Alice \"\r\n    \"Liddell\";\r\n"
-           "  Notes = \"tab\\there\\ecr\\rend\";\r\n"
+           "  Notes = \"tab\\there\\ecr\\rlf\\nend\";\r\n"
            "  Created = #T01-03-2023_09:30:00;\r\n  Key = [QUJD];\r\n  Quota = #-1;\r\n"
            "  Rules = ((5, \"keep a copy\", ((Any, is, \"*\")), ((\"Mirror to\", \"alice@backup.example.org\"))),"
            " (9, out, (), ((\"Redirect to\", \"al@elsewhere.example.org\"), (\"Discard\"))));\r\n}\r\n")

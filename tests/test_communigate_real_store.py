@@ -49,6 +49,16 @@ def test_passwords_each_encoding_and_inherited_encryption(fx):
         assert "encrypted" in d.users[address].password_note, address
     assert d.users[f"alice@{cgp_fixture.MAIN}"].real_name == "Alice Liddell"  # adjacent strings
     assert d.users["erin@example.org"].real_name == "Erin O'Neil"
+    for address, forwards in fx.forwarding.items():  # "Mirror to" and "Redirect to" rule actions
+        assert d.users[address].forwards == forwards
+
+
+def test_every_settings_escape(fx):
+    from mailmigrate.formats.communigate_settings import parse_file
+
+    v = parse_file(fx.base / "Accounts" / "alice.macnt" / "account.settings")
+    assert v["Notes"] == "tab\there\ncr\rlf\nend" and v["Key"] == b"ABC" and v["Quota"] == -1
+    assert v["Password"] == 'Tea "party" \\ At 4' and v["RealName"] == "Alice Liddell"
 
 
 def test_aliases_in_both_shapes_checked_against_the_accounts(fx):

@@ -235,3 +235,19 @@ def test_uw_imap_internal_data_message_is_not_migrated(tmp_path, caplog):
         _, metas = s.list_messages(INBOX)
         assert [b.read() for _, b in s.fetch(INBOX, [m.key for m in metas])] == [real]
     assert "Mail System Internal Data" in caplog.text and "skipped" in caplog.text
+
+
+def test_boundary_error_is_reported_as_such(tmp_path):
+    """Issue 16: an empty message between two separators is a boundary error, named with its line, not a
+    0-byte message for the target to refuse."""
+    acc = tmp_path / "Accounts" / "ann.macnt"
+    acc.mkdir(parents=True)
+    (acc / "INBOX.mbox").write_bytes(b"From <a@b> (S-1) Wed Mar  1 09:30:00 2023\nSubject: one\n\nx\n\n"
+                                     b"From <a@b> (S-2) Wed Mar  1 09:31:00 2023\n"
+                                     b"From <a@b> (S-3) Wed Mar  1 09:32:00 2023\nSubject: three\n\ny\n")
+    with CommuniGateStore(tmp_path, "ann", primary_domain="example.com") as s:
+        _, metas = s.list_messages(INBOX)
+        got = [b.read() for _, b in s.fetch(INBOX, [m.key for m in metas])]
+        assert got == [b"Subject: one\n\nx\n", b"Subject: three\n\ny\n"]
+        (key, reason), = s.fetch_problems()
+        assert key == "2" and "boundary error" in reason and "line 6" in reason and "INBOX.mbox" in reason
