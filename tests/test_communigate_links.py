@@ -93,3 +93,39 @@ def test_link_planted_after_listing_is_not_read(planted):
         os.utime(acc / "Notes.mdir", ns=(st.st_atime_ns, st.st_mtime_ns))  # the listing looks current
         bodies = [b.read() for _, b in s.fetch(("Notes",), ["100"])]
         assert bodies == [] and "100" in dict(s.fetch_problems())
+
+
+def test_migration_report_names_each_link_and_copies_the_rest(planted, dovecot_factory, tmp_path):
+    from mailmigrate.model import Secret
+    from mailmigrate.paths.communigate.migrate import MigrateOptions, migrate, open_directory_for
+    from servers import imapcheck
+
+    base, _ = planted
+    (base / "Settings").mkdir()
+    (base / "Settings" / "Main.settings").write_text("{ DomainName = example.com; }\n")
+    dovecot = dovecot_factory()
+    passwd = dovecot.root / "users.passwd"
+    out = tmp_path / "out"
+    opts = MigrateOptions(base=base, server="127.0.0.1", port=dovecot.port, master_password=Secret("masterpw"),
+                          target="imap", master_user="master", directory=open_directory_for("imap", passwd_file=str(passwd)),
+                          output_dir=out, user="eve", set_password=Secret("Eve-Pw-1"))
+    report = migrate(opts)
+    not_copied = [p.describe() for p in report.not_copied()]
+    assert len(not_copied) == 4 and report.totals.copied == 3
+    for name in ("101-S-20230301093000", "102-S-20230301093000", "Stolen.mbox", "Work.folder"):
+        assert sum(f"{name} is a symbolic link" in line for line in not_copied) == 1, (name, not_copied)
+    log = (out / Path(report.log_path).name).read_text()
+    assert "Stolen.mbox is a symbolic link" in log
+    os.chmod(passwd, 0o644)  # this throwaway Dovecot's auth reads the passwd-file as another user
+    import time
+    deadline = time.monotonic() + 10
+    while True:
+        try:
+            got = imapcheck.account(dovecot.port, "eve@example.com", "Eve-Pw-1")
+            break
+        except imapcheck.imaplib.IMAP4.error:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.2)
+    everything = b"".join(body for c in got.values() for body, _, _ in c)
+    assert SECRET.strip() not in everything and b"keep me" in everything and b"own work" in everything
