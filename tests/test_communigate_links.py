@@ -40,6 +40,10 @@ def planted(tmp_path) -> tuple[Path, Path]:
     os.symlink("../../../outside/mail.folder", acc / "Work.folder")  # relative, a folder directory
     (acc / "Work.mbox").write_bytes(_mbox(b"Subject: work\n\nown work\n"))
     (base / "Accounts" / "mallory.mbox").symlink_to(outside / "Stolen.mbox")  # single-mailbox account
+    (outside / "trent.macnt").mkdir()
+    (outside / "trent.macnt" / "account.settings").write_text("{ Password = from-outside; }\n")
+    (outside / "trent.macnt" / "INBOX.mbox").write_bytes(_mbox(b"Subject: outside\n\n" + SECRET))
+    (base / "Accounts" / "trent.macnt").symlink_to(outside / "trent.macnt")  # a whole account directory
     return base, outside
 
 
@@ -79,6 +83,18 @@ def test_single_mailbox_account_that_is_a_link_is_reported(planted):
     assert got == {INBOX: []}
     (key, reason), = problems
     assert "mallory.mbox is a symbolic link" in reason
+
+
+def test_account_directory_that_is_a_link_is_reported_and_its_settings_not_read(planted):
+    from mailmigrate.directory.communigate import CommuniGateDirectory
+
+    base, _ = planted
+    with CommuniGateStore(base, "trent", primary_domain="example.com") as s:
+        got, problems, _ = _everything(s)
+    assert got == {INBOX: []} and "trent.macnt is a symbolic link" in problems[0][1]
+    d = CommuniGateDirectory(base, primary_domain="example.com").read()
+    trent = d.users["trent@example.com"]
+    assert trent.password is None and any("trent.macnt is a symbolic link" in n for n in d.notes)
 
 
 def test_link_planted_after_listing_is_not_read(planted):

@@ -152,8 +152,13 @@ def _read_dict(path: Path, errors: list[str]) -> dict:
 
 def read_account(loc: AccountLocation, domain: CGDomain | None = None) -> CGAccount:
     errors: list[str] = []
-    settings = _read_dict(loc.settings_path, errors)
-    info = _read_dict(loc.info_path, errors)
+    if loc.kind == "multi" and loc.root.is_symlink():
+        # Its files would be read from wherever the link points: not followed (the store reports the link).
+        errors.append(f"{loc.root} is a symbolic link: not followed, its settings are not read")
+        settings, info = {}, {}
+    else:
+        settings = _read_dict(loc.settings_path, errors)
+        info = _read_dict(loc.info_path, errors)
     inherited = domain.inherited_encryption if domain else None
     state, secret, enc = password_state(settings, inherited[0] if inherited else None)
     real = settings.get("RealName")

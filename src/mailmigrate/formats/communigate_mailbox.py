@@ -245,8 +245,8 @@ def scan(f: BinaryIO, *, path: str | None = None) -> Iterator[Entry]:
                     sep = parse_classic_separator(line) if prev_blank else None
                 else:
                     sep = parse_separator(line, uid_required=mode == "cgp")
-                    if sep is not None and not prev_blank and cur.offset != pos:  # (right after a separator:
-                        # an empty message, reported as a boundary error below)
+                    right_after_separator = cur.offset == pos  # an empty message: a boundary error, below
+                    if sep is not None and not prev_blank and not right_after_separator:
                         cur.warnings.append(f"line {lineno} has the shape of a separator but does not follow an "
                                             f"empty line: kept as part of the message starting on line "
                                             f"{cur.line + 1}")
