@@ -85,6 +85,9 @@ def test_overview_knows_renamed_groupware_boxes(fx):
     roles = {f["name"]: f["role"] for f in acc["folders"]}
     for role, folder in fx.boxes[f"alice@{cgp_fixture.MAIN}"].items():
         assert roles[folder] == role
+    dave = to_json(build_overview(fx.base, domain="example.org", user="dave"))["domains"][0]["accounts"][0]
+    assert dave["password"] == "encrypted" and dave["password_encryption"] == "A-crpt"
+    assert dave["password_encryption_from"].endswith("Domains/example.org/Settings/Template.settings")
     counts = {f["name"]: f["messages"] for f in acc["folders"] if f["format"]}
     expected = fx.mail[f"alice@{cgp_fixture.MAIN}"]
     assert {k: v for k, v in counts.items()} == {k: len(v) for k, v in expected.items()}

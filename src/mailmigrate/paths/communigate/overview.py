@@ -156,6 +156,7 @@ def to_json(ov: Overview) -> dict:
                         "real_name": a.account.real_name,
                         "password": a.account.password_state,
                         "password_encryption": a.account.password_encryption,
+                        "password_encryption_from": a.account.password_encryption_from,
                         "forwarding": a.account.forwarding,
                         "aliases": a.account.aliases,
                         "not_carried_over": [x.as_dict() for x in a.left_behind],
