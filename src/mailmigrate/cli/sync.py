@@ -14,7 +14,8 @@ from ..stores.registry import StoreOptions, parse_spec
 from ..sync.accounts import load_accounts_file, password_from
 from ..sync.engine import SyncOptions
 from ..sync.runner import SyncRequest, run_sync
-from .output import SECRETS, PlainProgress, RichProgress, setup_logging
+from .output import SECRETS, PlainProgress, setup_logging
+from .progress import ScaledProgress
 
 EPILOG = """\
 SOURCE, TARGET:
@@ -96,6 +97,10 @@ def default_state_path(source: str, target: str) -> Path:
 
 def run(args) -> int:
     setup_logging(args.verbose, args.log_file)
+    from . import groupware
+
+    if groupware.wanted(args):  # caldav://, carddav://, vdir: on both sides
+        return groupware.run(args, default_state_path)
     if args.jobs < 1:
         raise ConfigError("--jobs must be at least 1")
     if args.executor != "celery" and (args.fleet_timeout is not None or args.idle_warning is not None):
@@ -126,7 +131,7 @@ def run(args) -> int:
     state_path = args.state if pg_state else Path(args.state) if args.state else default_state_path(
         source.text, target.text)
     interactive = sys.stderr.isatty() and not args.no_progress and not args.json
-    progress = RichProgress() if interactive else PlainProgress()
+    progress = ScaledProgress(len(accounts)) if interactive else PlainProgress()
     req = SyncRequest(
         source=source,
         target=target,
