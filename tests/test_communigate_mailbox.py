@@ -26,6 +26,8 @@ def test_separator_with_flags_uid_and_date():
     assert s.return_path == "bob@example.com" and s.uid == 1234 and s.letters == "SAF"
     assert s.date == T
     assert cgm.flags_from_letters(s.letters) == (frozenset({"\\Seen", "\\Answered", "\\Flagged"}), [])
+    odd = cgm.parse_separator(b"From <> (S9%-5) Wed Mar  1 09:30:00 2023\n")  # unknown letters: kept, not refused
+    assert odd.uid == 5 and cgm.flags_from_letters(odd.letters)[1] == ["9", "%"]
 
 
 @pytest.mark.parametrize("stamp", [

@@ -7,8 +7,8 @@ reading and is marked UNVERIFIED in docs/communigate.md: a letter we do not know
 ``$CGP_<letter>`` (kept, and reported by the caller) rather than being dropped.
 
 Boundaries: a line is a separator only in CommuniGate's real shape and position - ``From``, a return-path,
-a parenthesised group of status letters ending in ``-<decimal UID>``, a timestamp that parses - and only
-at the start of the file or right after an empty line.  Anything doubtful stays body: ``From Paris (France)
+a parenthesised group of status letters ending in ``-<decimal UID>``, a timestamp - and only at the start
+of the file, right after an empty line or right after another separator (an empty message, reported).  Anything doubtful stays body: ``From Paris (France)
 with love`` in a body never splits a message (it has no UID and no timestamp), and a line that has the
 whole shape but does not follow an empty line is kept as body and reported as a warning.  A file whose
 first separator has letters but no UID (``(S)``, a form seen in older samples, UNVERIFIED) is read in that
@@ -56,7 +56,9 @@ FLAG_LETTERS = {"\\Seen": "S", "\\Answered": "A", "\\Flagged": "F", "\\Deleted":
 UNKNOWN_PREFIX = "$CGP_"
 _PLACEHOLDERS = "-_ "
 
-_CGP_SEP = re.compile(rb"^From (\S+) \(([A-Za-z_ -]*?)-?([0-9]{1,18})\) +([^\r\n]+?)\s*$")
+#: ``From <rp> (<letters>-<UID>) <timestamp>``: the letters are printable ASCII without space or parentheses
+#: (the table is UNVERIFIED, so an unknown letter is kept, not a reason to reject the line).
+_CGP_SEP = re.compile(rb"^From (\S+) \(([\x21-\x27\x2a-\x7e]*?)-?([0-9]{1,18})\) +([^\r\n]+?)\s*$")
 _CGP_SEP_NO_UID = re.compile(rb"^From (\S+) \(([A-Za-z_-]+)\) +([^\r\n]+?)\s*$")
 #: The From header of a UW-IMAP folder's internal-data pseudo-message.
 _INTERNAL_FROM = re.compile(rb"^From:[ \t]*\"?Mail System Internal Data", re.IGNORECASE)
