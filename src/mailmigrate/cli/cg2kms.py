@@ -153,7 +153,7 @@ def _migrate(args) -> int:
             raise ConfigError(f"cg2kms creates missing users through Kerio's administration API at "
                               f"https://{args.server}:4040 and needs its administrator: set "
                               f"{' and '.join(missing)}; nothing was copied")
-        admin_url = f"https://{args.server}"
+        admin_url = f"https://[{args.server}]" if ":" in args.server else f"https://{args.server}"
     directory = open_directory_for(args.target, admin_url=admin_url, admin_user=admin_user,
                                    admin_password=admin, passwd_file=args.passwdFile, cafile=args.cafile,
                                    insecure=args.insecure)
