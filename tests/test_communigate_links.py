@@ -132,6 +132,8 @@ def test_migration_report_names_each_link_and_copies_the_rest(planted, dovecot_f
         assert sum(f"{name} is a symbolic link" in line for line in not_copied) == 1, (name, not_copied)
     log = (out / Path(report.log_path).name).read_text()
     assert "Stolen.mbox is a symbolic link" in log
+    again = migrate(opts)  # a rerun reports every link again and copies nothing twice
+    assert len(again.not_copied()) == 4 and again.totals.copied == 0
     os.chmod(passwd, 0o644)  # this throwaway Dovecot's auth reads the passwd-file as another user
     import time
     deadline = time.monotonic() + 10

@@ -336,8 +336,11 @@ class CommuniGateStore(Store):
 
     def folder_status(self, path: FolderPath) -> FolderStatus:
         mb = self._mailbox(path)
+        if mb.links:
+            # No count: the engine then lists the folder on every run, and every run reports its links.
+            return FolderStatus(VALIDITY, uidnext=None, highestmodseq=None, count=None)
         if mb.kind == "link" or mb.path is None or not mb.path.exists():
-            return FolderStatus(VALIDITY, uidnext=0, highestmodseq=0, count=len(mb.links))
+            return FolderStatus(VALIDITY, uidnext=0, highestmodseq=0, count=0)
         st = mb.path.stat()
         if mb.kind == "mdir":
             count = sum(1 for _ in _mdir_files(mb.path))
