@@ -147,3 +147,17 @@ def test_migration_report_names_each_link_and_copies_the_rest(planted, dovecot_f
             time.sleep(0.2)
     everything = b"".join(body for c in got.values() for body, _, _ in c)
     assert SECRET.strip() not in everything and b"keep me" in everything and b"own work" in everything
+
+
+def test_overview_lists_each_link_under_its_folder(planted):
+    from mailmigrate.paths.communigate.overview import build_overview, to_json
+
+    base, _ = planted
+    ov = to_json(build_overview(base, user="eve", primary_domain="example.com"))
+    (acc,) = [a for d in ov["domains"] for a in d["accounts"]]
+    problems = {f["name"]: " ".join(f["problems"]) for f in acc["folders"]}
+    assert "101-S-20230301093000 is a symbolic link" in problems["Notes"]
+    assert "102-S-20230301093000 is a symbolic link" in problems["Notes"]
+    assert "Stolen.mbox is a symbolic link" in problems["Stolen"]
+    assert "Work.folder is a symbolic link" in problems["Work"]
+    assert not problems["INBOX"]
