@@ -277,9 +277,10 @@ class CommuniGateDirectory(DirectoryReader):
         d = Directory(name=self.describe())
         for domain, directory in domain_dirs(self.base, self.primary_domain).items():
             d.domains.append(domain)
-            dom = read_domain(domain, directory)
+            locs = domain_accounts(domain, directory)
+            dom = read_domain(domain, directory, [loc.name for loc in locs])
             d.notes.extend(dom.errors)
-            for loc in domain_accounts(domain, directory):
+            for loc in locs:
                 acc = read_account(loc, dom)
                 u = User(login=acc.address, real_name=acc.real_name or "", mail=acc.address,
                          aliases=acc.alias_addresses,

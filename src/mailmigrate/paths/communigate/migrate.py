@@ -407,10 +407,11 @@ def select_accounts(base_path, *, domains: list[str] | None = None, users: list[
     for name, d in dirs.items():
         if wanted_domains is not None and name not in wanted_domains:
             continue
-        dom = read_domain(name, d)
+        locs = domain_accounts(name, d)
+        dom = read_domain(name, d, [loc.name for loc in locs])
         for e in dom.errors:
             log.warning("domain %s: %s", name, e)
-        for loc in domain_accounts(name, d):
+        for loc in locs:
             if wanted is not None:
                 keys = {loc.name.lower(), f"{loc.name}@{name}".lower()} & set(wanted)
                 if not keys:

@@ -96,9 +96,10 @@ def build_overview(base_path, *, domain: str | None = None, user: str | None = N
     for name, d in dirs.items():
         if domain is not None and name != domain.lower():
             continue
-        dom = read_domain(name, d)
+        locs = domain_accounts(name, d)
+        dom = read_domain(name, d, [loc.name for loc in locs])
         dov = DomainOverview(dom, main=(name == main and d.name == "Accounts"))
-        for loc in domain_accounts(name, d):
+        for loc in locs:
             if user is not None and loc.name.lower() != user.lower():
                 continue
             found_user = True
