@@ -75,7 +75,14 @@ class UnixToTcp:
 
 
 def available() -> bool:
-    return os.geteuid() == 0 and shutil.which("unshare") is not None and shutil.which("ip") is not None
+    """Root, the tools, and a kernel/container that lets us make a network namespace."""
+    if os.geteuid() != 0 or shutil.which("unshare") is None or shutil.which("ip") is None:
+        return False
+    try:
+        return subprocess.run(["unshare", "-n", "ip", "link", "set", "lo", "up"], capture_output=True,
+                              timeout=30).returncode == 0
+    except (OSError, subprocess.TimeoutExpired):
+        return False
 
 
 def run(cmd: list[str], mapping: dict[int, Path], *, cwd, env, timeout: int = 300) -> subprocess.CompletedProcess:
