@@ -161,3 +161,5 @@ def test_overview_lists_each_link_under_its_folder(planted):
     assert "Stolen.mbox is a symbolic link" in problems["Stolen"]
     assert "Work.folder is a symbolic link" in problems["Work"]
     assert not problems["INBOX"]
+    counts = {f["name"]: f["messages"] for f in acc["folders"]}
+    assert counts["Notes"] == 1 and counts["Stolen"] == 0 and counts["Work"] == 1  # a link is not mail

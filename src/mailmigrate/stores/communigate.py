@@ -246,6 +246,10 @@ def account_mailboxes(loc: AccountLocation) -> dict[FolderPath, MailboxFile]:
     return dict(sorted(out.items(), key=lambda kv: (kv[0] != INBOX, kv[0])))
 
 
+#: Keys of the stand-ins for symbolic links: listed so that a fetch reports them, never mail.
+LINK_KEY_PREFIX = "symlink:"
+
+
 @dataclass(frozen=True)
 class _Link:
     path: Path
@@ -256,7 +260,7 @@ def _link_key(loc: AccountLocation, link: Path) -> str:
         rel = link.relative_to(loc.root if loc.kind == "multi" else loc.root.parent)
     except ValueError:
         rel = link
-    return f"symlink:{rel}"
+    return f"{LINK_KEY_PREFIX}{rel}"
 
 
 def _link_reason(link: Path) -> str:

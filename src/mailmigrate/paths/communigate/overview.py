@@ -15,6 +15,7 @@ from pathlib import Path
 from ...errors import ConfigError, MailmigrateError
 from ...stores.communigate import (
     CommuniGateStore,
+    LINK_KEY_PREFIX,
     account_mailboxes,
     base_domain_dirs,
     domain_accounts,
@@ -125,6 +126,7 @@ def _account_overview(base: Path, loc, dom: CGDomain, primary_domain) -> Account
         if mb.kind is not None:
             try:
                 _, metas = store.list_messages(path)
+                metas = [m for m in metas if not m.key.startswith(LINK_KEY_PREFIX)]  # links are problems
                 fov.messages = len(metas)
                 fov.size = sum(m.size or 0 for m in metas)
                 fov.problems.extend(store.damaged(path))
