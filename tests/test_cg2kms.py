@@ -176,9 +176,15 @@ def test_set_pass_applies_to_a_single_user_migration_only(kerio, store, tmp_path
     """-setPass/-forceSetPass: "if a single user is migrated" (the seed).  With many accounts they are
     ignored, and the screen says so."""
     dovecot, admin, front = kerio
-    env = {"MAILMIGRATE_ADMIN_USER": "Admin", "MAILMIGRATE_ADMIN_PASSWORD": "adminpw"}
+    env = {"MAILMIGRATE_ADMIN_USER": "Admin"}
+    secret = tmp_path / "admin.pw"
+    secret.write_text("adminpw\n")
+    secret.chmod(0o644)
     api = ["-server", "127.0.0.1", "-port", str(front.port), "-password", "12345", "-adminUrl",
-           f"https://127.0.0.1:{admin.port}", "-cafile", str(admin.certfile)]
+           f"https://127.0.0.1:{admin.port}", "-cafile", str(admin.certfile), "-adminPasswordFile", str(secret)]
+    p = run(CG2KMS + ["-path", str(store), "-migrate", *api, "-user", "bob"], tmp_path, env=env)
+    assert p.returncode == 2 and "admin.pw" in p.stderr and front.setusers == []  # others could read it
+    secret.chmod(0o600)
     for login in ("bob", "carol"):  # make room: these two are created by the runs below
         uid = admin.find_user(login, "example.com")["id"]
         del admin.users[uid]
