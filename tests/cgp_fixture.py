@@ -11,7 +11,8 @@ Sources of each shape (facts only; nothing copied):
   ``/`` as separator, ``.sub`` storage sub-directories, domains under ``Domains/``.
 * [CPANEL] communigate/communigate-cpanel-adaptor: ``CGP/Settings/Main.settings`` (``DomainName = host;``,
   one ``Key = value;`` a line, two-space indent), ``CGP/Accounts/postmaster.macnt/...`` (``Password =
-  cp@nel;`` atoms with ``@``, ``PasswordEncryption = clear;``), ``CGP/Settings/DomainDefault.settings``
+  cp@nel;`` atoms with ``@``, ``PasswordEncryption = clear;``; its install.sh puts that file at
+  ``Accounts/postmaster.macnt/account.settings``), ``CGP/Settings/DomainDefault.settings``
   (``AccountDefaults = { ... PasswordEncryption = A-crpt; ... }``).
 * [CGON] stefjakobs/cgp2zarafa ``cgon.py``: adjacent quoted strings are one string; atoms hold ``@ . -``.
 * [MIGRATE-SH] cgp2zarafa ``cgp-migrate.sh``: ``account.info`` holds ``"#Viewer" = {CalendarBox = ...;
