@@ -309,6 +309,11 @@ class AccountResult:
     counters: Counters = field(default_factory=Counters)
     problems: list[Problem] = field(default_factory=list)
     error: str | None = None  # set when the whole account failed
+    #: why: "configuration" (login refused, unknown host, TLS or certificate mismatch, a bad URL: no retry
+    #: helps, exit status 2) or "failure" (anything else that stopped the account)
+    error_kind: str | None = None
+    #: wall-clock seconds the account took, retries included
+    seconds: float = 0.0
 
     @property
     def ok(self) -> bool:

@@ -29,7 +29,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Callable, Sequence
 
-from ..errors import FolderFailed, FormatError, MailmigrateError, MessageRejected, ServerRefused
+from ..errors import FolderFailed, FormatError, Interrupted, MailmigrateError, MessageRejected, ServerRefused
 from ..model import (
     AccountResult,
     AppendItem,
@@ -71,6 +71,8 @@ class SyncOptions:
     progress: Progress = field(default_factory=Progress)
     #: called between batches; tests use it to simulate a crash at an exact point
     checkpoint: Callable[[str], None] | None = None
+    #: set by the command line on Ctrl-C: accounts stop before their next batch, and no new one starts
+    stop_requested: threading.Event = field(default_factory=threading.Event)
     #: messages the producer may read ahead of the appender
     read_ahead: int = 256
     #: connections per side and account: folders are synced this many at a time
@@ -136,6 +138,7 @@ def sync_account(
     """Bring the target up to date with the source for one account; safe to call again at any time."""
     options = options or SyncOptions()
     result = AccountResult(account_name)
+    started = time.monotonic()
     run = _AccountRun(_Sided(source, "source"), _Sided(target, "target"), account_name, state, options, result)
     options.progress.account_start(account_name)
     attempt = 0
@@ -159,9 +162,12 @@ def sync_account(
                 result.error = f"{where}{e} (gave up after {attempt + 1} attempts)"
             else:
                 result.error = f"{where}{e}"
-            log.error("account %s failed: %s", account_name, result.error)
+            result.error_kind = "configuration" if e.configuration else "failure"
+            # said once on screen, by the summary (and the progress line names the account); the log keeps it
+            log.info("account %s failed: %s", account_name, result.error)
             break
     run.close()
+    result.seconds = time.monotonic() - started
     options.progress.account_done(account_name, result)
     return result
 
@@ -635,6 +641,8 @@ class _AccountRun:
                 q.put(e)
 
     def _flush(self, f: FolderState, src_path, target_path, batch, perm: PermanentFlags, uid_floor) -> None:
+        if self.opt.stop_requested.is_set():
+            raise Interrupted("stopped by the user before the next batch; run the same command again to resume")
         if self.opt.checkpoint:
             self.opt.checkpoint("before-intent")
         with self._target_lock(target_path):
