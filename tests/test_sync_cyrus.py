@@ -122,7 +122,7 @@ def test_kill_9_four_times_against_cyrus_then_exact(dovecot_pair, cyrus_server, 
     layout = {}
     for n, f in enumerate([("INBOX",), ("A",), ("B",)]):
         items = []
-        for i in range(200):
+        for i in range(300):
             body = msg(i * 7 + n, rng.choice([0, 200, 4000, 30000]))
             if i % 5 == 0:  # every fifth message has raw 8-bit header bytes, which Cyrus rewrites
                 body = body.replace(b"Subject: message", "Subject: Grüße".encode("latin-1"), 1)
@@ -133,9 +133,10 @@ def test_kill_9_four_times_against_cyrus_then_exact(dovecot_pair, cyrus_server, 
     e = {**os.environ, **env_for(src, dst)}
     kills = 0
     for round_ in range(1, 5):
+        log = open(tmp_path / f"run{round_}.log", "wb")
         p = subprocess.Popen(MM + ["sync", src.url(), dst.url(), "--state", str(state)], env=e,
-                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        goal = round_ * 120
+                             stdout=log, stderr=subprocess.STDOUT)
+        goal = round_ * 150
         deadline = time.time() + 60
         while p.poll() is None and _rows(state) < goal and time.time() < deadline:
             time.sleep(0.005)
@@ -144,7 +145,7 @@ def test_kill_9_four_times_against_cyrus_then_exact(dovecot_pair, cyrus_server, 
             p.send_signal(signal.SIGKILL)
             kills += 1
         p.wait()
-    assert kills >= 3, "the runs finished before they could be killed"
+    assert kills >= 3, "the runs finished before they could be killed: " + (tmp_path / "run1.log").read_text()[-2000:]
     out = mm("sync", src.url(), dst.url(), "--state", state, "--json", env=env_for(src, dst))
     assert json.loads(out.stdout)["failed"] == 0
     got = {k: v for k, v in imapcheck.account_by_path(dst.port, dst.user, dst.password).items() if v}

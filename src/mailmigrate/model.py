@@ -286,6 +286,8 @@ class Counters:
     rematched: int = 0
     #: target copies a killed run's server committed after recovery had declared them lost (engine._sweep)
     late_duplicates_removed: int = 0
+    #: copies the target stored other than sent (Cyrus's munge8bit on 8-bit header bytes), each reported
+    rewritten: int = 0
 
     @classmethod
     def total(cls, many) -> "Counters":

@@ -59,7 +59,9 @@ class CyrusServer:
 
     def start(self) -> "CyrusServer":
         r = self.root
-        for d in ("conf", "proc", "lock", "spool", "sieve", "socket"):
+        # what Debian's mkimap makes under the configuration directory
+        for d in ("conf", "conf/db", "conf/socket", "conf/log", "conf/msg", "conf/ptclient", "conf/quota",
+                  "conf/user", "conf/lock", "conf/proc", "proc", "lock", "spool", "sieve", "socket"):
             (r / d).mkdir(parents=True, exist_ok=True)
         ns = "yes" if self.altnamespace else "no"
         self.conf.write_text(f"""configdirectory: {r}/conf

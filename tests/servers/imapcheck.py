@@ -139,7 +139,9 @@ def path_of(wire: str, prefix: str, sep: str | None) -> tuple[str, ...]:
         wire = wire[len(prefix):]
     comps = wire.split(sep) if sep else [wire]
     unescape = {"/": "\u2215", ".": "\u2024"}
-    return tuple(decoded(x).replace(unescape.get(sep or "", "\0"), sep or "") for x in comps)
+    # and the stand-in for a character the server refuses in names (Cyrus: '"' as U+FF02)
+    return tuple(decoded(x).replace(unescape.get(sep or "", "\0"), sep or "").replace("\uff02", '"').replace("\u2215", "/")
+                 for x in comps)
 
 
 def account_by_path(port: int, user: str, password: str) -> dict[tuple[str, ...], Counter]:

@@ -30,9 +30,10 @@ from .imap_changes import changes_since as _changes_since
 log = logging.getLogger("mailmigrate.stores.imap")
 
 ESCAPES = {"/": "\u2215", ".": "\u2024"}
-#: characters some servers refuse in folder names (Cyrus: '"'), with the look-alikes that stand for them there;
+#: characters some servers refuse in folder names (Cyrus: '"', and "/" where it is not the separator), with the
+#: look-alikes that stand for them there;
 #: used only on a server that refused one (learnt from the refusal, or from a listed name holding a stand-in)
-REFUSED_STANDINS = {'"': "\uff02"}
+REFUSED_STANDINS = {'"': "\uff02", "/": "\u2215"}
 
 
 def escape_component(name: str, sep: str | None) -> str:

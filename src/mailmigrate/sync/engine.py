@@ -24,6 +24,7 @@ import dataclasses
 import logging
 import queue
 import random
+import re
 import threading
 import time
 from dataclasses import dataclass, field
@@ -47,6 +48,7 @@ from .matching import Fingerprinter, fingerprints, hash_messages, match_multiset
 from .state import DONE, PENDING, FolderState, LostIntent, MessageRow, StateDB
 
 log = logging.getLogger("mailmigrate.sync")
+_HIGH_BYTE = re.compile(rb"[\x80-\xff]")
 
 _END = object()
 
@@ -684,12 +686,40 @@ class _AccountRun:
         if self.opt.checkpoint:
             self.opt.checkpoint("after-append")
         self._record_appended(f, target_path, rows, keys)
+        self._check_rewritten(src_path, target_path, batch, keys)
         nbytes = sum(b.size for _, b, _, _ in batch)
         self.c.copied += len(batch)
         self.c.bytes_copied += nbytes
         self.opt.progress.copied(self.account, display(src_path), len(batch), nbytes)
         for _, body, _, _ in batch:
             body.close()
+
+    def _check_rewritten(self, src_path, target_path, batch, keys) -> None:
+        """Read back the copies whose header holds raw 8-bit bytes, the bytes servers rewrite (Cyrus's
+        munge8bit turns each into "X", keeping the size): a copy that differs is reported for that message and
+        counted, not passed off as exact. Recovery still finds it by its normalised fingerprint. Only such
+        messages are read back, so a clean copy costs nothing."""
+        suspects = {}
+        for (meta, body, _, nfp), key in zip(batch, keys):
+            if key is None or nfp is None:
+                continue
+            head = next(body.chunks(1 << 16), b"")
+            end = head.find(b"\r\n\r\n")
+            if _HIGH_BYTE.search(head[: end if end >= 0 else len(head)]):
+                suspects[key] = (meta, body)
+        if not suspects:
+            return
+        for tmeta, copy in self.target.fetch(target_path, list(suspects)):
+            try:
+                meta, body = suspects[tmeta.key]
+                same = copy.size == body.size and b"".join(copy.chunks()) == b"".join(body.chunks())
+            finally:
+                copy.close()
+            if not same:
+                self.c.rewritten += 1
+                self._problem(src_path, meta.key, f"the target rewrote 8-bit header bytes of this message "
+                                                  f"(stored as {'/'.join(target_path)}, UID {tmeta.key}); its "
+                                                  f"copy is not byte-exact", kind="warning")
 
     def _record_appended(self, f: FolderState, target_path, rows: list[MessageRow], keys: list[str | None]) -> None:
         known = [(r.source_key, k) for r, k in zip(rows, keys) if k is not None]
