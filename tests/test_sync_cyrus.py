@@ -151,3 +151,35 @@ def test_kill_9_four_times_against_cyrus_then_exact(dovecot_pair, cyrus_server, 
     got = {k: v for k, v in imapcheck.account_by_path(dst.port, dst.user, dst.password).items() if v}
     want = expected_on_target(imapcheck.account_by_path(src.port, src.user, src.password), "cyrus")
     assert got == want
+
+
+@pytest.mark.parametrize("target", ["dovecot", "cyrus"])
+def test_a_pure_hierarchy_level_stays_one(dovecot_pair, cyrus_server, tmp_path, target):
+    """Dovecot's "L1/L2/Leaf" created alone has L1 and L1/L2 as \\Noselect levels; on a target that allows
+    such levels (Dovecot) they stay levels. Cyrus 3.6 does not: it makes every missing parent an
+    intermediate mailbox that SELECT opens (seen with imaplib alone: CREATE INBOX.L1.L2.Leaf, then SELECT
+    INBOX.L1 answers OK); there the levels hold no mail, and mailmigrate adds nothing of its own."""
+    from conftest import ImapAccount
+
+    tag = f"h{os.getpid()}{random.randint(0, 10**6)}"
+    src = ImapAccount(dovecot_pair[0], tag, "pw1")
+    dst = ImapAccount(cyrus_server if target == "cyrus" else dovecot_pair[1], tag, "pw2")
+    src.server.add_user(src.user, src.password)
+    dst.server.add_user(dst.user, dst.password)
+    imapcheck.populate_any(src.port, src.user, src.password, {("L1", "L2", "Leaf"): [(msg(1), "")]})
+    c = imapcheck.connect(src.port, src.user, src.password)
+    assert "\\noselect" in imapcheck.folders(c)["L1"] or "\\nonexistent" in imapcheck.folders(c)["L1"]
+    c.logout()
+    mm("sync", src.url(), dst.url(), "--state", tmp_path / "s.db", env=env_for(src, dst))
+    c = imapcheck.connect(dst.port, dst.user, dst.password)
+    prefix, sep = imapcheck._namespace(c)
+    attrs = {imapcheck.path_of(n, prefix, sep): a for n, a in imapcheck.folders(c).items()}
+    c.logout()
+    assert ("L1", "L2", "Leaf") in attrs
+    got = imapcheck.account_by_path(dst.port, dst.user, dst.password)
+    for level in (("L1",), ("L1", "L2")):
+        a = attrs.get(level)
+        if target == "cyrus":
+            assert not got.get(level)  # Cyrus's own intermediate mailbox, empty
+        else:
+            assert a is None or "\\noselect" in a or "\\nonexistent" in a, (level, a)

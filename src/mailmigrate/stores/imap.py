@@ -373,35 +373,46 @@ class ImapStore(Store):
 
     # --- writing ----------------------------------------------------------------------------------
     def create_folder(self, path: FolderPath, special_use: str | None = None) -> None:
+        """Create the folder itself; its parents only if the server wants them made first. A parent the
+        source has only as a level of the hierarchy (\\Noselect) stays one on servers that allow it (Cyrus,
+        Dovecot), instead of becoming an empty folder of its own."""
+        r = self._create(path, special_use)
+        if r is None:
+            return
+        if len(path) > 1 and not (path[0].upper() == "INBOX" and len(path) == 2):
+            for i in range(1, len(path)):
+                if path[:i] != ("INBOX",):
+                    self._create(path[:i], None)  # a refusal here shows again at the leaf
+            r = self._create(path, special_use)
+            if r is None:
+                return
+        refused = [ch for ch in REFUSED_STANDINS if any(ch in comp for comp in path) and ch not in self._standins]
+        if refused and r.status == b"NO":
+            # A character the server will not hold in a name (Cyrus: '"'): from now on it is written as its
+            # look-alike on this server, and read back as the character.
+            self._standins.update(refused)
+            log.info("%s refuses %s in folder names; using %s instead", self.host, refused,
+                     [REFUSED_STANDINS[ch] for ch in refused])
+            return self.create_folder(path, special_use)
+        raise FolderFailed(str(self._c.error_for(r, f"CREATE {'/'.join(path)}")))
+
+    def _create(self, path: FolderPath, special_use: str | None):
+        """One CREATE; None when the folder now exists, else the server's refusal."""
         c = self._c
-        for i in range(1, len(path) + 1):
-            sub = path[:i]
-            if sub == ("INBOX",):
-                continue
-            args = [b"CREATE", self._q(self._wire_name(sub))]
-            with_use = i == len(path) and special_use and "CREATE-SPECIAL-USE" in c.capabilities
-            if with_use:
-                args += [b"(USE (" + special_use.encode() + b"))"]  # RFC 6154: the attributes are a list
-            r = c.command(*args)
-            if r.status == b"OK" or r.code == b"ALREADYEXISTS" or (i < len(path)):
-                continue
-            if b"exist" in r.text.lower():
-                continue
-            if with_use:
-                # Any refusal of the USE part (Cyrus with altnamespace: "SPECIAL-USE flag conflict", without
-                # [USEATTR]) must not lose the folder: it is created plain, its role is only lost.
-                r = c.command(b"CREATE", self._q(self._wire_name(sub)))
-                if r.status == b"OK" or r.code == b"ALREADYEXISTS":
-                    continue
-            refused = [ch for ch in REFUSED_STANDINS if any(ch in comp for comp in sub) and ch not in self._standins]
-            if refused and r.status == b"NO":
-                # A character the server will not hold in a name (Cyrus: '"'): from now on it is written as
-                # its look-alike on this server, and read back as the character.
-                self._standins.update(refused)
-                log.info("%s refuses %s in folder names; using %s instead", self.host, refused,
-                         [REFUSED_STANDINS[ch] for ch in refused])
-                return self.create_folder(path, special_use)
-            raise FolderFailed(str(c.error_for(r, f"CREATE {'/'.join(sub)}")))
+        args = [b"CREATE", self._q(self._wire_name(path))]
+        with_use = special_use and "CREATE-SPECIAL-USE" in c.capabilities
+        if with_use:
+            args += [b"(USE (" + special_use.encode() + b"))"]  # RFC 6154: the attributes are a list
+        r = c.command(*args)
+        if r.status == b"OK" or r.code == b"ALREADYEXISTS" or b"exist" in r.text.lower():
+            return None
+        if with_use:
+            # Any refusal of the USE part (Cyrus with altnamespace: "SPECIAL-USE flag conflict", without
+            # [USEATTR]) must not lose the folder: it is created plain, and only its role is lost.
+            r = c.command(b"CREATE", self._q(self._wire_name(path)))
+            if r.status == b"OK" or r.code == b"ALREADYEXISTS" or b"exist" in r.text.lower():
+                return None
+        return r
 
     def subscribe(self, path: FolderPath) -> None:
         c = self._c
