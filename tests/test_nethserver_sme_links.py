@@ -33,6 +33,8 @@ def hostile_archive(path: Path) -> Path:
         _link(out, f"{ALICE}/Maildir/.Borrowed", "../../bob/Maildir")
         _link(out, f"{ALICE}/notes", "/etc/passwd")
         _link(out, "home/e-smith/files/users/bob/.dovecot.sieve", "../../../../../etc/shadow")
+        _link(out, f"{ALICE}/escape", "../../../../../etc/shadow")  # inside the backup, out of the home
+        _link(out, f"{ALICE}/shortcut", "Documents")  # a home's own shortcut: kept
         # SME's Dovecot numbered bob's Team folder: UIDs clients cached (Dovecot's dovecot-uidlist, version 3)
         data = b"3 V1500000000 N8 G0123456789abcdef0123456789abcdef\n7 P00000abc :1700000002.M2P100Q2.sample\n"
         ti = tarfile.TarInfo("home/e-smith/files/users/bob/Maildir/.Team/dovecot-uidlist")
@@ -57,6 +59,9 @@ def test_symlinks_are_skipped_reported_and_the_rest_imported_privately(tmp_path)
     for what in ("1700009999.M1P1Q1.evil:2,S", ".Borrowed", "notes -> /etc/passwd",
                  ".dovecot.sieve -> ../../../../../etc/shadow"):
         assert what in p.stdout, what  # in the summary, by name
+    home = root / "var/lib/nethserver/home/alice"
+    assert not os.path.lexists(home / "escape") and os.readlink(home / "shortcut") == "Documents"
+    assert "escape -> ../../../../../etc/shadow" in p.stdout
     bob = root / "var/lib/nethserver/vmail/bob@example.com"
     assert not (bob / ".dovecot.sieve").is_symlink()
     # bob's client keeps its UIDs: the same file name and UID list on NethServer

@@ -79,11 +79,14 @@ def copy_file(src: Path, dst: Path, *, dirty: set[Path] | None = None) -> bool:
     return True
 
 
-def copy_tree(src: Path, dst: Path, *, exclude: Iterable[str] = ()) -> int:
+def copy_tree(src: Path, dst: Path, *, exclude: Iterable[str] = (), skipped: list[str] | None = None) -> int:
     """Copy ``src`` into ``dst`` (files that differ only); top-level names in ``exclude`` are left out.
 
-    Every directory that got a new entry is synced once at the end, so the whole tree is on disk when this
-    returns."""
+    A symlink is never followed; it is made again only when it is relative and stays inside ``src`` (a
+    home's own shortcuts).  One that points elsewhere is something a user of the old server could plant
+    (``x -> ../../../../etc/shadow`` lands on the new server's own file): left out and appended to
+    ``skipped`` as ``relative path -> target``.  Every directory that got a new entry is synced once at the
+    end, so the whole tree is on disk when this returns."""
     excluded = set(exclude)
     n = 0
     if not src.is_dir():
@@ -96,20 +99,31 @@ def copy_tree(src: Path, dst: Path, *, exclude: Iterable[str] = ()) -> int:
                 dirnames[:] = [d for d in dirnames if d not in excluded]
                 filenames = [f for f in filenames if f not in excluded]
             _mkdirs(dst / rel, dirty)
-            for d in dirnames:
-                sp = Path(dirpath) / d
+            for name in dirnames + filenames:
+                sp = Path(dirpath) / name
                 if sp.is_symlink():
-                    _copy_link(sp, dst / rel / d, dirty)
+                    if _inside(src, sp):
+                        _copy_link(sp, dst / rel / name, dirty)
+                    elif skipped is not None:
+                        skipped.append(f"{sp.relative_to(src)} -> {os.readlink(sp)}")
             for f in filenames:
                 sp = Path(dirpath) / f
                 if sp.is_symlink():
-                    _copy_link(sp, dst / rel / f, dirty)
+                    continue
                 elif sp.is_file():
                     n += copy_file(sp, dst / rel / f, dirty=dirty)
     finally:
         for d in sorted(dirty, key=lambda p: len(p.parts), reverse=True):
             fsync_path(d)
     return n
+
+
+def _inside(root: Path, link: Path) -> bool:
+    target = os.readlink(link)
+    if os.path.isabs(target):
+        return False
+    resolved = os.path.normpath(os.path.join(os.path.dirname(link), target))
+    return resolved == os.path.normpath(root) or resolved.startswith(os.path.normpath(root) + os.sep)
 
 
 def _same_content(a: Path, b: Path) -> bool:

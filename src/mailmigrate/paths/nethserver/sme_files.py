@@ -25,22 +25,25 @@ def migrate_homes(ctx: Context) -> None:
     """Users' home directories to /var/lib/nethserver/home, admin's to migration/admin with a link in /root."""
     name = "nethserver-base-migrate-homes"
     copied = 0
+    skipped: list[str] = []
     for u in ctx.users():
         src = ctx.source.user_home(u)
         if not src.is_dir():
             ctx.log.warning(name, f"user {u}: no home directory in the archive")
             continue
         if not ctx.dry_run:
-            copied += copy_tree(src, ctx.target.home / u, exclude=MAIL_NAMES)
+            copied += copy_tree(src, ctx.target.home / u, exclude=MAIL_NAMES, skipped=skipped)
     admin = ctx.target.admin_migration
     if ctx.source.admin_home.is_dir() and not ctx.dry_run:
-        copied += copy_tree(ctx.source.admin_home, admin, exclude=ADMIN_HOME_EXCLUDE)
+        copied += copy_tree(ctx.source.admin_home, admin, exclude=ADMIN_HOME_EXCLUDE, skipped=skipped)
         home = ctx.target.root_home
         home.mkdir(parents=True, exist_ok=True)
         if not any(p.name.startswith("admin-migration-") for p in home.iterdir()):
             link = home / f"admin-migration-{ctx.timestamp}"
             os.symlink(os.path.relpath(admin, home), link)
             ctx.log.info(name, f"admin's home directory is in {admin}, linked from {link}")
+    for link in skipped:
+        ctx.log.warning(name, f"symlink {link} points out of its home; not copied, not followed")
     ctx.log.info(name, f"{copied} file(s) copied")
 
 

@@ -123,7 +123,10 @@ def migrate_ibays(ctx: Context) -> None:
         src_dir = ctx.source.root / "home/e-smith/files/ibays" / key
         files = 0
         if src_dir.is_dir() and not ctx.dry_run:
-            files = copy_tree(src_dir, ctx.target.root / "var/lib/nethserver/ibay" / key)
+            skipped: list[str] = []
+            files = copy_tree(src_dir, ctx.target.root / "var/lib/nethserver/ibay" / key, skipped=skipped)
+            for link in skipped:
+                ctx.log.warning(name, f"ibay {key}: symlink {link} points out of the ibay; not copied")
         ctx.log.info(name, f"ibay {key}: group {props['OwningGroup']} {access['GroupAccess'] or '-'}, others "
                            f"{access['OtherAccess'] or '-'}, {files} file(s) copied")
         signal(ctx, "ibay-create", key, by=name)
