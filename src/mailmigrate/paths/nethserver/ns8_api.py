@@ -303,18 +303,21 @@ def apply(api: ClusterAPI, settings: dict, log: EventLog, action: str = "finish"
 
 
 def verify(api: ClusterAPI, q: str, settings: dict, addrs: list[dict]) -> list[str]:
+    """What NS8 holds, read back, against what was applied: one sentence per difference."""
     out = []
-    got = {_addr_key(a): sorted(map(_dest_key, a.get("destinations", [])))
-           for a in (api.task(q, "list-addresses", {}) or {}).get("addresses", [])}
+    listed = (api.task(q, "list-addresses", {}) or {}).get("addresses", [])
+    got = {_addr_key(a): sorted(map(_dest_key, a.get("destinations", []))) for a in listed
+           if a.get("atype") in ("domain", "wildcard")}
     for a in addrs:
         if got.get(_addr_key(a)) != sorted(map(_dest_key, a["destinations"])):
             out.append(f"address {a['local']}@{a.get('domain', '*')}: {got.get(_addr_key(a))}")
     boxes = {b["user"]: b for b in (api.task(q, "list-user-mailboxes", {}) or {}).get("user_mailboxes", [])}
     for user, e in settings["users"].items():
-        if user in boxes and "quota_mb" in e and (boxes.get(user) or {}).get("quota", {}).get("limit") != e["quota_mb"]:
-            out.append(f"mailbox {user}: quota {(boxes.get(user) or {}).get('quota')}, wanted {e['quota_mb']} MB")
-    internal = {(a["atype"], a["local"]) for a in (api.task(q, "list-addresses", {}) or {}).get("addresses", [])
-                if a.get("atype") in ("adduser", "addgroup") and a.get("internal")}
+        quota = boxes.get(user, {}).get("quota", {})
+        if user in boxes and "quota_mb" in e and quota.get("limit") != e["quota_mb"]:
+            out.append(f"mailbox {user}: quota {quota}, wanted {e['quota_mb']} MB")
+    internal = {(a["atype"], a["local"]) for a in listed if a.get("atype") in ("adduser", "addgroup")
+                and a.get("internal")}
     for kind, items in (("adduser", settings["users"]), ("addgroup", settings.get("groups", {}))):
         for name, e in items.items():
             if e.get("internal") and (kind, name) not in internal and (kind == "addgroup" or name in boxes):
