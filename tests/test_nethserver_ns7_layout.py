@@ -401,3 +401,22 @@ def test_one_mailbox_that_cannot_be_written_is_named_and_the_others_move(project
     assert any(e.text.startswith("bob@example.com: mailbox not copied") for e in r.log.errors)
     assert (p.target.vmail / "alice/Maildir/cur/1600000007.M1P7Q1.ns7:2,S").is_file()
     assert (p.target.vmail / "carol/Maildir/cur").is_dir()
+
+
+def test_what_ns8_does_not_hold_after_the_tasks_is_found_by_reading_it_back(project, monkeypatch):
+    """A task that answers exit 0 but leaves nothing behind (here: the wildcard address support@) is caught by
+    the read-back: finish names it and NS7 stays."""
+    from mailmigrate.model import Secret
+    from mailmigrate.paths.nethserver import ns8_api
+    from servers.ns8 import MailModule, NS8StandIn
+
+    real = MailModule.a_add_address
+    monkeypatch.setattr(MailModule, "a_add_address",
+                        lambda self, d: (0, None) if d.get("local") == "support" else real(self, d))
+    p = project
+    with NS8StandIn(users=NS8_USERS, groups=NS8_GROUPS) as ns8:
+        p.ns8 = ns8_api.ClusterLink(ns8.url, "admin", Secret("Nethesis,1234"))
+        steps.start(p)
+        r = steps.finish(p)
+    assert r.state == steps.MIGRATING and svc(p)["dovecot"] == "enabled"
+    assert any("does not hold" in e.text and "address support@*" in e.text for e in r.log.errors)
