@@ -420,3 +420,21 @@ def test_what_ns8_does_not_hold_after_the_tasks_is_found_by_reading_it_back(proj
         r = steps.finish(p)
     assert r.state == steps.MIGRATING and svc(p)["dovecot"] == "enabled"
     assert any("does not hold" in e.text and "address support@*" in e.text for e in r.log.errors)
+
+
+def test_start_installs_the_mail_module_on_ns8_and_abort_removes_only_that(project):
+    from mailmigrate.model import Secret
+    from mailmigrate.paths.nethserver import ns8_api
+    from servers.ns8 import NS8StandIn
+
+    p = project
+    with NS8StandIn(users=NS8_USERS, groups=NS8_GROUPS) as ns8:
+        p.ns8 = ns8_api.ClusterLink(ns8.url, "admin", Secret("Nethesis,1234"))
+        assert steps.start(p).ok and list(ns8.cluster.modules) == ["mail1"]
+        r = steps.abort(p)
+        assert r.ok and ns8.cluster.modules == {} and ("cluster", "remove-module") in ns8.cluster.log
+        # a module that was there before the migration is used and never removed
+        ns8.cluster.run("cluster", "add-module", {"image": "mail", "node": 1})
+        steps.start(p)
+        steps.abort(p)
+        assert list(ns8.cluster.modules) == ["mail1"]

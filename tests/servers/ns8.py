@@ -9,8 +9,9 @@ built from NethServer's public sources, never from mailmigrate's client:
   400 ("error getting ... status from redis") until the task wrote its result, then 200 with ``data:
   {error, output, exit_code}``; ``middleware``: JWT from login in ``Authorization: Bearer``, 401 without;
   ``response/response.go``: ``{code, message, data}``.
-* ns8-core cluster actions ``list-installed-modules`` (image URL -> list of ``{id, node, module, ...}``) and
-  ``add-module`` (``{image, node}`` -> ``{module_id, ...}``).
+* ns8-core cluster actions ``list-installed-modules`` (image URL -> list of ``{id, node, module, ...}``),
+  ``add-module`` (``{image, node}`` -> ``{module_id, ...}``) and ``remove-module`` (``{module_id,
+  preserve_data}``).
 * ns8-imapsync ``create-task`` / ``list-tasks`` (its ``validate-input.json``, ``import-module/40migration``).
 * ns8-mail actions and their ``validate-input.json`` / ``validate-output.json``: ``add-domain``,
   ``list-domains``, ``add-address`` (``atype`` domain|wildcard, ``local`` matching mail-address-strict,
@@ -239,6 +240,12 @@ class Cluster:
                 self.modules[mid] = (MailModule(mid, self.users, self.groups) if image == "mail"
                                      else ImapsyncModule(mid, self.users))
                 return 0, {"module_id": mid, "image_name": "Mail", "image_url": "ghcr.io/nethserver/mail:1.5.0"}
+            if action == "remove-module":
+                if "module_id" not in data or "preserve_data" not in data:
+                    return 10, [{"field": "module_id", "error": "required"}]
+                if self.modules.pop(data["module_id"], None) is None:
+                    return 10, [{"field": "module_id", "value": data["module_id"], "error": "module_not_found"}]
+                return 0, None
             return 9, f"action {action} not found"
         mid = queue.split("/", 1)[1]
         if mid not in self.modules:

@@ -176,15 +176,27 @@ def plan(settings: dict) -> list[tuple[str, str]]:
     return steps
 
 
-def _module(api: ClusterAPI, image: str, log: EventLog, action: str) -> str:
+def ensure_module(api: ClusterAPI, image: str, log: EventLog, action: str) -> tuple[str, bool]:
+    """(module id, True when this call created it): the first installed instance of ``image``, or a new one
+    on the link's node (the seed's start: "install the application into the NethServer 8 cluster")."""
     mods = api.task("cluster", "list-installed-modules", {}) or {}
     ids = [m["id"] for name, ms in mods.items() if name.rsplit("/", 1)[-1] == image for m in ms]
     if ids:
         log.info(action, f"NS8 {image} module {ids[0]} found")
-        return ids[0]
+        return ids[0], False
     mid = api.task("cluster", "add-module", {"image": image, "node": api.link.node})["module_id"]
     log.info(action, f"NS8 {image} module {mid} created on node {api.link.node}")
-    return mid
+    return mid, True
+
+
+def _module(api: ClusterAPI, image: str, log: EventLog, action: str) -> str:
+    return ensure_module(api, image, log, action)[0]
+
+
+def remove_module(api: ClusterAPI, mid: str, log: EventLog, action: str = "abort") -> None:
+    """The seed's abort: "remove the NS8 application instance" (only one this migration created)."""
+    api.task("cluster", "remove-module", {"module_id": mid, "preserve_data": False})
+    log.info(action, f"NS8 module {mid} removed")
 
 
 def apply_fetch_tasks(api: ClusterAPI, tasks: list[dict], log: EventLog, action: str = "finish") -> int:

@@ -280,6 +280,11 @@ def start(p: Project, app: str = "mail") -> StepResult:
         if app == PROVIDER_APP:
             provider.check_source(_db(p, "configuration"))
             return MIGRATING, provider.start(_link(p), _app(data, app), p.state_dir, log)
+        if p.ns8 is not None:  # the seed's start installs the application on NS8 first
+            mid, made = ns8_api.ensure_module(ns8_api.ClusterAPI(p.ns8), ns8_api.MAIL_IMAGE, log, "start")
+            if made:
+                _app(data, app)["ns8_module"] = mid
+                _save(p, data)  # abort removes only a module this migration created
         p.target.vmail.mkdir(parents=True, exist_ok=True)
         return MIGRATING, _sync_all(p, log, "start", data, app)
 
@@ -342,6 +347,13 @@ def abort(p: Project, app: str = "mail") -> StepResult:
             shutil.rmtree(d, ignore_errors=True)
             a["created"].remove(rel)
         p.files_manifest(app).unlink(missing_ok=True)
+        mid = a.get("ns8_module")
+        if mid:
+            if p.ns8 is None:
+                log.warning("abort", f"NS8 module {mid} was created by start: remove it on NS8 (no --ns8-url given)")
+            else:
+                ns8_api.remove_module(ns8_api.ClusterAPI(p.ns8), mid, log)
+                a.pop("ns8_module")
         log.info("abort", f"{removed} file(s) removed from NS8; NS7 unchanged")
         return NOT_MIGRATED, {"removed": removed}
 
