@@ -438,3 +438,22 @@ def test_start_installs_the_mail_module_on_ns8_and_abort_removes_only_that(proje
         steps.start(p)
         steps.abort(p)
         assert list(ns8.cluster.modules) == ["mail1"]
+
+
+def test_a_task_ns8_refuses_is_named_without_the_values_it_echoes(project, monkeypatch):
+    from mailmigrate.model import Secret
+    from mailmigrate.paths.nethserver import ns8_api
+    from servers.ns8 import MailModule, NS8StandIn
+
+    def refuse(self, d):  # NS8's validation output repeats the value it refused
+        return 10, [{"field": "password", "parameter": "password", "value": d.get("password"), "error": "too_weak"}]
+
+    monkeypatch.setattr(MailModule, "a_add_relay_rule", refuse)
+    p = project
+    with NS8StandIn(users=NS8_USERS, groups=NS8_GROUPS) as ns8:
+        p.ns8 = ns8_api.ClusterLink(ns8.url, "admin", Secret("Nethesis,1234"))
+        steps.start(p)
+        r = steps.finish(p)
+    text = " ".join(e.text for e in r.log.entries) + p.log_path.read_text()
+    assert r.state == steps.MIGRATING and "add-relay-rule failed (exit 10): password: too_weak" in text
+    assert "ceo-secret" not in text and "relay-secret" not in text

@@ -110,9 +110,17 @@ class ClusterAPI:
             pause = min(pause * 2, 2.0)
         res = ans["data"]
         if res.get("exit_code") != 0:
-            raise NS8Error(f"NS8 {queue} {action} failed (exit {res.get('exit_code')}): "
-                           f"{str(res.get('error') or res.get('output'))[:300]}")
+            raise NS8Error(f"NS8 {queue} {action} failed (exit {res.get('exit_code')}): {_why(res)}")
         return res.get("output")
+
+
+def _why(res: dict) -> str:
+    """NS8's reason without the values it echoes: a validation error names field and error and repeats the
+    value sent, which may be a relay or fetch password."""
+    out = res.get("output")
+    if isinstance(out, list) and all(isinstance(x, dict) for x in out):
+        return "; ".join(f"{x.get('field') or x.get('parameter')}: {x.get('error')}" for x in out)[:300]
+    return str(res.get("error") or "")[:300] or "no reason given"
 
 
 # -- what the mail module must hold ------------------------------------------------------------------------
