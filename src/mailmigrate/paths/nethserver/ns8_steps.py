@@ -661,8 +661,10 @@ def finish_plan(p: Project, *, disable_source: bool = True) -> dict:
         "settings": settings,
         "ns8": ([f"{q} {a}" for q, a in ns8_api.plan(settings)] if p.ns8 is not None else
                 [f"offline: {p.target.settings}", f"offline: {p.target.fetch_tasks}"]),
-        "ns7": (["dovecot, postfix, getmail: status=disabled", "signal-event nethserver-mail-server-update"]
-                if disable_source else ["left running (--keep-source)"]),
+        "ns7": ["before finish, on NS7: systemctl stop postfix dovecot rspamd (no mail may change during the "
+                "final copy; NethServer's own migration stops them there too)"]
+               + (["dovecot, postfix, getmail: status=disabled", "signal-event nethserver-mail-server-update"]
+                  if disable_source else ["left running (--keep-source)"]),
         "notes": [e.line() for e in log.entries if e.level != "INFO"],
     }
 
