@@ -83,8 +83,9 @@ def test_fetchmail_spam_sorting_ibays_and_pending_events_are_carried_or_listed(t
     with tarfile.open(ARCHIVE) as tf:
         tf.extractall(src, filter="data")
     with open(src / "home/e-smith/db/configuration", "a") as f:
-        f.write("fetchmail=service|FetchmailMethod|standard|SecondaryMailAccount|office|SecondaryMailPassword|"
-                "fm-secret|SecondaryMailServer|pop.isp.example|status|enabled\n"
+        # SME's "email" panel: Method standard|etrn|multidrop; multidrop fetches one POP mailbox for everyone
+        f.write("fetchmail=service|FreqOffice|every30min|Method|multidrop|SecondaryMailAccount|office|"
+                "SecondaryMailPassword|fm-secret|SecondaryMailServer|pop.isp.example|status|enabled\n"
                 "spamassassin=service|MessageRetentionTime|45|SortSpam|enabled|status|enabled\n")
     ibay = src / "home/e-smith/files/ibays/shared/files"
     ibay.mkdir(parents=True)
@@ -97,9 +98,10 @@ def test_fetchmail_spam_sorting_ibays_and_pending_events_are_carried_or_listed(t
     assert cfg["dovecot"].props["SpamFolder"] == "Junk" and cfg["dovecot"].props["SpamRetentionTime"] == "30d"
     getmail = read_esmith(root / "var/lib/nethserver/db/getmail")
     acct = getmail["office@pop.isp.example"].props
-    assert (acct["Server"], acct["Password"], acct["Account"], acct["status"]) == (
-        "pop.isp.example", "fm-secret", "admin@example.com", "disabled")
-    assert any("pop.isp.example" in w.text and "disabled" in w.text for w in res.log.warnings)
+    assert (acct["Server"], acct["Password"], acct["Account"], acct["status"], acct["Time"]) == (
+        "pop.isp.example", "fm-secret", "admin@example.com", "disabled", "30")
+    assert any("multi-drop" in w.text and "pop.isp.example" in w.text and "disabled" in w.text
+               for w in res.log.warnings)
     accounts = read_esmith(root / "var/lib/nethserver/db/accounts")
     shared = accounts["shared"]
     assert shared.type == "ibay" and shared.props["OwningGroup"] == "staff@example.com"

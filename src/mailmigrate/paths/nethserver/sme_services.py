@@ -71,31 +71,45 @@ def migrate_spam_sorting(ctx: Context) -> None:
     signal(ctx, "nethserver-mail-server-save", by=name)
 
 
+#: SME's server-manager "email" panel: every15min ... every2hrs -> minutes (``never``: no schedule)
+FETCH_FREQUENCY = {"every5min": 5, "every15min": 15, "every30min": 30, "everyhour": 60, "every2hrs": 120}
+
+
 @action("nethserver-getmail-migrate-secondary", 51)
 def migrate_secondary_mail_server(ctx: Context) -> None:
-    """SME's global fetchmail (``fetchmail`` record in ``configuration``: SecondaryMailServer, -Account,
-    -Password) -> a getmail account for admin, disabled until reviewed; multidrop is listed, not carried."""
+    """SME's global mail retrieval (``fetchmail`` record in ``configuration``).
+
+    As SME's "email" panel writes it: ``Method`` standard (``status`` disabled: mail arrives by SMTP, nothing
+    is fetched), ``etrn`` (the secondary MX is asked over SMTP to flush its queue) or ``multidrop`` (one POP
+    mailbox ``SecondaryMailAccount``/``SecondaryMailPassword`` on ``SecondaryMailServer``, sorted to local
+    users by a header, ``SecondaryMailEnvelope``, every ``FreqOffice``).  NethServer's POP3 connector fetches
+    one mailbox for one user: multidrop is carried as a connector account for admin, written disabled with a
+    WARNING (the per-user sorting is lost: decide before enabling it); ETRN is listed, not carried."""
     name = "nethserver-getmail-migrate-secondary"
     rec = ctx.src_db("configuration").get("fetchmail")
-    server = rec.props.get("SecondaryMailServer", "") if rec is not None else ""
-    if not server:
-        ctx.log.info(name, "no secondary mail server (fetchmail) in the source configuration")
+    props = rec.props if rec is not None else {}
+    method = props.get("Method", "standard") if props.get("status") == "enabled" else "standard"
+    server = props.get("SecondaryMailServer", "")
+    if method == "standard":
+        ctx.log.info(name, "SME fetched no mail (standard mode: mail arrives by SMTP)")
         return
-    account = rec.props.get("SecondaryMailAccount", "")
-    method = rec.props.get("FetchmailMethod", "standard")
-    if method != "standard":
-        ctx.log.warning(name, f"fetchmail from {server} (account {account}, method {method}): not carried, "
-                              "NethServer's POP3 connector fetches one mailbox for one user (no multidrop or "
-                              "ETRN); configure delivery from that server by hand")
+    if method == "etrn" or not server:
+        ctx.log.warning(name, f"mail retrieval {method} from {server or '(no server)'}: not carried, NethServer "
+                              "has no ETRN client; let the secondary MX deliver to NethServer directly")
         return
-    key = f"{account}@{server}" if "@" not in account else account
+    account = props.get("SecondaryMailAccount", "")
+    key = account if "@" in account else f"{account}@{server}"
+    minutes = FETCH_FREQUENCY.get(props.get("FreqOffice", "every15min"), 15)
     ctx.dst_db("getmail")[key] = Record("getmail", {
-        "Server": server, "Username": account, "Password": rec.props.get("SecondaryMailPassword", ""),
-        "Account": f"admin@{ctx.domain}", "Retriever": "SimplePOP3Retriever", "Delete": "-1", "Time": "30",
-        "VirusCheck": "enabled", "SpamCheck": "enabled", "status": "disabled"})
+        "Server": server, "Username": account, "Password": props.get("SecondaryMailPassword", ""),
+        "Account": f"admin@{ctx.domain}", "Retriever": "SimplePOP3Retriever", "Delete": "-1",
+        "Time": str(minutes), "VirusCheck": "enabled", "SpamCheck": "enabled", "status": "disabled"})
     ctx.save("getmail")
-    ctx.log.warning(name, f"fetchmail from {server} (account {account}) -> POP3 connector account {key} for "
-                          f"admin@{ctx.domain}, written disabled: check who should receive it, then enable it")
+    sort = props.get("SecondaryMailEnvelope") or "SME's default headers"
+    ctx.log.warning(name, f"multi-drop mailbox {account} on {server} (sorted to users by {sort} on SME) -> POP3 "
+                          f"connector account {key} for admin@{ctx.domain}, written disabled: NethServer's "
+                          "connector delivers a mailbox to one user, so the sorting is lost; enable it once "
+                          "decided")
     signal(ctx, "nethserver-getmail-save", by=name)
 
 
