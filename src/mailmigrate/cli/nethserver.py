@@ -41,8 +41,9 @@ def register(subparsers) -> None:
     n.add_argument("--target-ldap-password-file", metavar="FILE",
                    help="bind password of --target-ldap (mode 0600; or MAILMIGRATE_TARGET_PASSWORD)")
     n.add_argument("--ns8-url", metavar="URL",
-                   help="finish: NethServer 8's cluster API (https://LEADER/cluster-admin); the mail settings are "
-                        "applied to its mail module and read back. Without it: files under --root only")
+                   help="NethServer 8's cluster API (https://LEADER/cluster-admin): start installs the mail module "
+                        "if NS8 has none, finish applies the mail settings and fetch tasks and reads them back, "
+                        "abort removes a module start installed. Without it: files under --root only")
     n.add_argument("--ns8-user", default="admin", metavar="NAME", help="NS8 administrator (default admin, no 2FA)")
     n.add_argument("--ns8-password-file", metavar="FILE", help="its password (mode 0600; or MAILMIGRATE_NS8_PASSWORD)")
     n.add_argument("--ns8-node", type=int, default=1, metavar="N", help="node for a new mail module (default 1)")
