@@ -457,3 +457,19 @@ def test_a_task_ns8_refuses_is_named_without_the_values_it_echoes(project, monke
     text = " ".join(e.text for e in r.log.entries) + p.log_path.read_text()
     assert r.state == steps.MIGRATING and "add-relay-rule failed (exit 10): password: too_weak" in text
     assert "ceo-secret" not in text and "relay-secret" not in text
+
+
+def test_the_ns8_leader_certificate_is_verified_unless_the_user_says_otherwise(tmp_path):
+    from mailmigrate.model import Secret
+    from mailmigrate.paths.nethserver import ns8_api
+    from servers.ns8 import NS8StandIn
+
+    key, crt = dovecot.make_cert(tmp_path)
+    with NS8StandIn(cert=(key, crt)) as ns8:
+        def login(**kw):
+            ns8_api.ClusterAPI(ns8_api.ClusterLink(ns8.url, "admin", Secret("Nethesis,1234"), **kw)).login()
+
+        with pytest.raises(ns8_api.NS8Error, match="CERTIFICATE_VERIFY_FAILED|certificate verify failed"):
+            login()
+        login(cafile=str(crt))  # trusted through the given CA file
+        login(verify_tls=False)  # --ns8-insecure

@@ -29,9 +29,11 @@ from __future__ import annotations
 import json
 import re
 import secrets
+import ssl
 import threading
 import uuid
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 
 _LOCAL = re.compile(r"^[a-zA-Z0-9](?:[a-zA-Z0-9._-]*[a-zA-Z0-9])?$")
 _DTYPES = {"user", "group", "public", "apo", "external"}
@@ -325,11 +327,18 @@ def _handler(cluster: Cluster):
 
 class NS8StandIn:
     def __init__(self, username: str = "admin", password: str = "Nethesis,1234", users: set[str] = frozenset(),
-                 groups: set[str] = frozenset()):
-        """``users`` and ``groups``: what NS8's account provider knows (the mail module checks destinations)."""
+                 groups: set[str] = frozenset(), cert: tuple[Path, Path] | None = None):
+        """``users`` and ``groups``: what NS8's account provider knows (the mail module checks destinations);
+        ``cert``: (key, certificate) to serve HTTPS, as NS8's leader does behind its proxy."""
         self.cluster = Cluster(username, password, set(users), set(groups))
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), _handler(self.cluster))
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        scheme = "http"
+        if cert is not None:
+            ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+            ctx.load_cert_chain(str(cert[1]), str(cert[0]))
+            self.server.socket = ctx.wrap_socket(self.server.socket, server_side=True)
+            scheme = "https"
+        self.url = f"{scheme}://127.0.0.1:{self.server.server_address[1]}"
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
 
     def __enter__(self) -> "NS8StandIn":
