@@ -110,3 +110,80 @@ def test_fetchmail_spam_sorting_ibays_and_pending_events_are_carried_or_listed(t
     pending = [w.text for w in res.log.warnings if w.text.startswith("pending on the NethServer host")]
     for event in ("nethserver-mail-server-save", "nethserver-getmail-save", "ibay-create shared"):
         assert any(event in t for t in pending), event
+
+
+def _uids(port: int, user: str, password: str, folders: list[str]) -> dict:
+    import imaplib
+    import re
+
+    c = imaplib.IMAP4("127.0.0.1", port)
+    c.login(user, password)
+    out = {}
+    for f in folders:
+        typ, data = c.status(f'"{f}"', "(UIDVALIDITY UIDNEXT)")
+        assert typ == "OK", (user, f, data)
+        c.select(f'"{f}"', readonly=True)
+        typ, rows = c.uid("FETCH", "1:*", "(BODY.PEEK[])")
+        msgs = {int(re.search(rb"UID (\d+)", x[0]).group(1)): x[1] for x in rows if isinstance(x, tuple)}
+        out[f] = (re.findall(rb"(?:UIDVALIDITY|UIDNEXT) (\d+)", data[0]), msgs)
+    c.logout()
+    return out
+
+
+def test_sme_clients_keep_their_uids_on_nethserver(tmp_path):
+    """SME's Dovecot served the mailboxes (clients cached its UIDs); after the import NethServer's Dovecot
+    shows every folder with the same UIDVALIDITY, UIDNEXT and UIDs."""
+    import pwd
+    import shutil
+    import tempfile
+
+    sys.path.insert(0, str(Path(__file__).parent))
+    from servers import dovecot
+
+    if not dovecot.available():
+        import pytest
+
+        pytest.skip("needs root and Debian's dovecot-imapd")
+    base = Path(tempfile.mkdtemp(prefix="mm-smeuid-", dir="/tmp"))
+    try:
+        src = base / "backup"
+        with tarfile.open(ARCHIVE) as tf:
+            tf.extractall(src, filter="data")
+        users_dir = src / "home/e-smith/files/users"
+        dv = pwd.getpwnam("dovecot")
+        for p in [base, src, src / "home", src / "home/e-smith", src / "home/e-smith/files", users_dir,
+                  *users_dir.rglob("*")]:
+            os.lchown(p, dv.pw_uid, dv.pw_gid)
+            if p.is_dir() and not p.is_symlink():
+                os.chmod(p, 0o755)
+        users = sorted(d.name for d in users_dir.iterdir() if (d / "Maildir").is_dir())
+        folders = {u: ["INBOX"] + sorted(d.name[1:].replace(".", "/") for d in (users_dir / u / "Maildir").iterdir()
+                                         if d.name.startswith(".") and "\\" not in d.name and (d / "cur").is_dir())
+                   for u in users}
+        passwd = base / "sme.passwd"
+        passwd.write_text("".join(f"{u}:{{PLAIN}}pw-{u}::::::\n" for u in users))
+        sme = dovecot.DovecotServer(mail_location=f"maildir:{users_dir}/%u/Maildir", passdb_file=passwd,
+                                    home=f"{users_dir}/%u").start()
+        try:
+            before = {u: _uids(sme.port, u, f"pw-{u}", folders[u]) for u in users}
+        finally:
+            sme.stop()
+        root = base / "root"
+        run_import_result = subprocess.run(
+            [sys.executable, "-m", "mailmigrate.cli.main", "sme-import", str(src), "--root", str(root)],
+            capture_output=True, text=True, timeout=300, env=dict(os.environ, PYTHONPATH=str(EXAMPLES.parent / "src")))
+        assert run_import_result.returncode in (0, 1), run_import_result.stderr[-2000:]
+        assert "not as on SME" not in run_import_result.stdout
+        vmail = root / "var/lib/nethserver/vmail"
+        for p in [root, root / "var", root / "var/lib", root / "var/lib/nethserver", vmail, *vmail.rglob("*")]:
+            os.lchown(p, dv.pw_uid, dv.pw_gid)
+            if p.is_dir() and not p.is_symlink():
+                os.chmod(p, 0o755)
+        ns_passwd = base / "ns.passwd"
+        ns_passwd.write_text("".join(f"{u}@example.com:{{PLAIN}}pw-{u}::::::\n" for u in users))
+        with dovecot.nethserver_vmail(vmail, ns_passwd, login="u") as ns:
+            after = {u: _uids(ns.port, f"{u}@example.com", f"pw-{u}", folders[u]) for u in users}
+        assert after == before
+        assert sum(len(m) for f in before.values() for _, m in f.values()) > 3
+    finally:
+        shutil.rmtree(base, ignore_errors=True)
