@@ -72,6 +72,9 @@ def register(sub) -> None:
     p.add_argument("--keep-uids", action="store_true",
                    help="maildir: to maildir: between two Dovecot servers: copy file by file so UIDVALIDITY, "
                         "UIDs, UIDNEXT, keywords and POP3 UIDLs stay what clients cached (verified)")
+    p.add_argument("--just-login", action="store_true",
+                   help="only log in to both sides of every account (in parallel, up to --jobs at once, 16 by "
+                        "default) and list the accounts that cannot; copies nothing")
     p.add_argument("--jobs", type=int, default=1, metavar="N", help="accounts at once (default 1)")
     p.add_argument("--connections", type=int, default=3, metavar="N",
                    help="connections per side and account: folders synced at once (default 3)")
@@ -177,6 +180,8 @@ def _run(args) -> int:
         state_factory=open_state if pg_state else None,
         lock_wait=max(0.0, args.lock_wait),
     )
+    if args.just_login:
+        return _just_login(args, req)
     if args.executor == "celery":
         from ..fleet.app import broker_from
         from ..fleet.submit import print_progress, run_fleet
@@ -199,6 +204,27 @@ def _run(args) -> int:
     if req.sync.stop_requested.is_set():
         return 130
     return result.exit_status
+
+
+def _just_login(args, req) -> int:
+    from ..sync.logins import check_logins
+
+    results = check_logins(req, req.accounts, jobs=args.jobs if args.jobs > 1 else 16)
+    bad = [r for r in results if not r.ok]
+    if args.json:
+        json.dump({"ok": not bad, "accounts_total": len(results), "accounts_failed": len(bad),
+                   "errors": [{"kind": "configuration" if r.configuration else "failure", "account": r.account,
+                               "side": r.side, "folder": None, "message": r.error} for r in bad]},
+                  sys.stdout, indent=2, ensure_ascii=False)
+        sys.stdout.write("\n")
+    else:
+        for r in bad:
+            print(f"LOGIN FAILED {r.account} ({r.side}): {r.error}")
+        print(f"{len(results) - len(bad)} of {len(results)} account(s) logged in on both sides"
+              + (f"; {len(bad)} failed" if bad else ""))
+    if not bad:
+        return 0
+    return 2 if any(r.configuration for r in bad) else 1
 
 
 @contextlib.contextmanager
