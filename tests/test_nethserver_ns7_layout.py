@@ -318,6 +318,7 @@ def test_finish_applies_the_settings_to_ns8_and_reads_them_back(project):
         ns8_api.apply(api, json.loads(p.target.settings.read_text()), steps.EventLog("again"))
         ns8_api.apply_fetch_tasks(api, json.loads(p.target.fetch_tasks.read_text()), steps.EventLog("again"))
         assert (len(m.addresses), len(ns8.imapsync.tasks)) == (n, t)
+        assert len(m.bypass) == len({tuple(sorted(b.items())) for b in m.bypass}) == 3
 
 
 def test_ns8_refusing_keeps_ns7_running_and_dry_run_changes_nothing(project, tmp_path):

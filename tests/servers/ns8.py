@@ -175,8 +175,13 @@ class MailModule:
     def a_add_bypass_rule(self, d):
         if d.get("type") not in ("ip", "email", "domain") or d.get("direction") not in ("from", "to"):
             return self._bad("type", d.get("type"), "invalid")
+        if d in self.bypass:
+            return self._bad("value", d.get("value"), "rule_already_exists")
         self.bypass.append(d)
         return 0, None
+
+    def a_list_bypass_rules(self, d):
+        return 0, {"bypass_rules": list(self.bypass)}
 
     def a_set_mailbox_settings(self, d):
         self.settings.update(d)

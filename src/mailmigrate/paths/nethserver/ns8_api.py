@@ -296,10 +296,13 @@ def apply(api: ClusterAPI, settings: dict, log: EventLog, action: str = "finish"
     f = settings.get("filter") or {}
     if f:
         api.task(q, "set-filter-configuration", {"antispam": f["antispam"], "antivirus": f["antivirus"]})
+        have_bypass = {(b["value"], b["type"], b["direction"])
+                       for b in (api.task(q, "list-bypass-rules", {}) or {}).get("bypass_rules", [])}
         for kind, typ, direction in (("sender", "email", "from"), ("sender_domain", "domain", "from"),
                                      ("recipient", "email", "to"), ("recipient_domain", "domain", "to")):
             for v in f["bypass"].get(kind, []):
-                api.task(q, "add-bypass-rule", {"value": v, "type": typ, "direction": direction})
+                if (v, typ, direction) not in have_bypass:  # a repeated finish adds nothing twice
+                    api.task(q, "add-bypass-rule", {"value": v, "type": typ, "direction": direction})
         if f.get("relay_networks"):
             log.warning(action, f"trusted networks {', '.join(f['relay_networks'])}: not applied through the "
                                 "API (NS8 keeps them in its relay settings); enter them in NS8 by hand")
