@@ -109,8 +109,22 @@ def test_a_finish_with_an_error_in_the_conversions_keeps_ns7_running_and_can_be_
     assert not r.ok and r.state == steps.MIGRATING
     assert steps.status(p)["mail"] == steps.MIGRATING
     assert svc(p) == {"dovecot": "enabled", "postfix": "enabled"}
+    assert p.target.settings.is_file() and (p.target.root / "dkim/default.key").is_file()
     r = steps.finish(p)  # the next finish resumes
     assert r.ok and r.state == steps.MIGRATED and svc(p)["dovecot"] == "disabled"
+
+
+def test_abort_after_a_failed_finish_removes_what_finish_wrote_too(project, tmp_path):
+    p = project
+    steps.start(p)
+    conf = tmp_path / "dovecot.conf"
+    conf.write_text("# the target's configuration\n")
+    steps.finish(p, dovecot=quota_mod.Doveadm(conf, binary=str(tmp_path / "no-doveadm")))
+    assert p.target.settings.is_file()
+    r = steps.abort(p)
+    assert r.ok and r.state == steps.NOT_MIGRATED
+    left = [f for f in p.target.root.rglob("*") if f.is_file() and ".mailmigrate" not in f.parts]
+    assert left == []
 
 
 def test_a_message_deleted_or_reflagged_on_ns7_between_syncs_is_one_file_on_ns8(project):

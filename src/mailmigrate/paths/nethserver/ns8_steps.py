@@ -347,6 +347,11 @@ def abort(p: Project, app: str = "mail") -> StepResult:
             shutil.rmtree(d, ignore_errors=True)
             a["created"].remove(rel)
         p.files_manifest(app).unlink(missing_ok=True)
+        # what a finish that stopped on an error wrote: the settings, the fetch tasks, the converted shared
+        # index, DKIM and bayes files
+        for f in [p.target.settings, p.target.fetch_tasks, p.target.shared_index,
+                  *(p.target.root / d for d in _CARRIED_FILES.values())]:
+            f.unlink(missing_ok=True)
         mid = a.get("ns8_module")
         if mid:
             if p.ns8 is None:
