@@ -171,5 +171,18 @@ def test_browser_with_1000_units_filter_select_and_act(big_server):
         page.goto(big_server + "/?state=migrating")
         expect(page.locator("#matching")).to_have_text("10 matching")
         expect(page.get_by_role("link", name="next →")).to_have_count(0)
+        # verify the started units from the report page; the report then shows them verified
+        page.goto(big_server + "/report")
+        page.get_by_role("button", name="Verify all started units now").click()
+        expect(page.locator(".flash")).to_contain_text("verification queued for 10 unit(s)")
+        frame = page.frame_locator("iframe")
+        for _ in range(60):
+            page.goto(big_server + "/report")
+            frame = page.frame_locator("iframe")
+            if frame.locator("tr.ok:has(details)").count() >= 10:
+                break
+            page.wait_for_timeout(500)
+        expect(frame.locator("tr.ok:has(details)")).to_have_count(10)  # account rows (folders fold inside)
+        expect(frame.locator("tr.ok:has(details)").first).to_contain_text("user0770")
         page.screenshot(path=str(Path(os.environ.get("MAILMIGRATE_SCREENSHOTS_DIR", "/tmp")) / "dashboard-1000.png"))
         browser.close()
