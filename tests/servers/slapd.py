@@ -116,8 +116,16 @@ def _suffix_entry(suffix: str) -> LdifEntry:
 
 class SlapdServer:
     def __init__(self, root: Path, suffix: str = "dc=example,dc=com", *, schemas: Iterable[Path] = (),
-                 admin_pw: str = "secret"):
+                 admin_pw: str = "secret", modules: Iterable[str] = (), ppolicy: bool = False,
+                 db_options: dict[str, list[str]] | None = None):
+        """``modules``: more slapd modules to load (e.g. ``pw-pbkdf2``, ``argon2``, so binds verify those
+        hashes); ``ppolicy``: load the ppolicy overlay on the database (pwdAccountLockedTime locks an
+        account); ``db_options``: more olc attributes of the database (e.g. ``olcLimits``)."""
+        self.modules = list(modules) + (["ppolicy"] if ppolicy else [])
+        self.ppolicy = ppolicy
+        self.db_options = db_options or {}
         self.root = Path(root)
+        self.policy_dn = f"cn=default,ou=Policies,{suffix}"
         self.suffix = suffix
         self.schemas = [Path(s) for s in schemas]
         self.admin_pw = admin_pw
@@ -142,7 +150,8 @@ class SlapdServer:
                                     "olcPasswordCryptSaltFormat": [b"$6$%.16s"]}),
             LdifEntry("cn=module{0},cn=config", {"objectClass": [b"olcModuleList"], "cn": [b"module{0}"],
                                                  "olcModulePath": [MODULE_PATH.encode()],
-                                                 "olcModuleLoad": [b"{0}back_mdb"]}),
+                                                 "olcModuleLoad": [f"{{{i}}}{m}".encode() for i, m in
+                                                                   enumerate(["back_mdb", *self.modules])]}),
             LdifEntry("cn=schema,cn=config", {"objectClass": [b"olcSchemaConfig"], "cn": [b"schema"]}),
         ]
         for name in BASE_SCHEMAS:
@@ -167,8 +176,13 @@ class SlapdServer:
                 "olcDbIndex": [b"objectClass eq", b"uid eq", b"mail eq"],
                 "olcAccess": [b"{0}to attrs=userPassword by self write by anonymous auth by * none",
                               b"{1}to * by * read"],
-                "olcSizeLimit": [b"unlimited"]}),
+                "olcSizeLimit": [b"unlimited"],
+                **{k: [v.encode() for v in vs] for k, vs in self.db_options.items()}}),
         ]
+        if self.ppolicy:
+            e.append(LdifEntry("olcOverlay={0}ppolicy,olcDatabase={1}mdb,cn=config", {
+                "objectClass": [b"olcOverlayConfig", b"olcPPolicyConfig"], "olcOverlay": [b"{0}ppolicy"],
+                "olcPPolicyDefault": [self.policy_dn.encode()]}))
         return e
 
     def build(self) -> None:
@@ -182,7 +196,14 @@ class SlapdServer:
         cfg.write_bytes(dump_ldif(self._config_entries()))
         self._slapadd(["-n0", "-F", str(self.root / "slapd.d"), "-l", str(cfg)])
         base = self.root / "base.ldif"
-        base.write_bytes(dump_ldif([_suffix_entry(self.suffix)]))
+        entries = [_suffix_entry(self.suffix)]
+        if self.ppolicy:
+            # the default policy: without one ppolicy enforces nothing, not even pwdAccountLockedTime
+            entries += [
+                LdifEntry(f"ou=Policies,{self.suffix}", {"objectClass": [b"organizationalUnit"], "ou": [b"Policies"]}),
+                LdifEntry(self.policy_dn, {"objectClass": [b"device", b"pwdPolicy"], "cn": [b"default"],
+                                           "pwdAttribute": [b"userPassword"], "pwdLockout": [b"TRUE"]})]
+        base.write_bytes(dump_ldif(entries))
         self._slapadd(["-n1", "-F", str(self.root / "slapd.d"), "-l", str(base)])
         self._built = True
 
