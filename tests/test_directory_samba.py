@@ -157,7 +157,7 @@ def test_samba_to_passwd_file_disabled_users_cannot_log_in_to_dovecot(dc, tmp_pa
     assert len(generated) == len(NAMED) + BULK
     after = PasswdFileDirectory(pf, must_exist=True).read()
     assert compare(reader(dc).read(), after).items[0].ok  # every user
-    dv = dovecot_server.DovecotServer(passdb_file=pf).start()
+    dv = dovecot_server.DovecotServer(passdb_file=pf, extra_conf="login_trusted_networks = 127.0.0.0/8").start()
     try:
         def login(user):
             c = imaplib.IMAP4("127.0.0.1", dv.port)

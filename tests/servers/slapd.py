@@ -117,10 +117,13 @@ def _suffix_entry(suffix: str) -> LdifEntry:
 class SlapdServer:
     def __init__(self, root: Path, suffix: str = "dc=example,dc=com", *, schemas: Iterable[Path] = (),
                  admin_pw: str = "secret", modules: Iterable[str] = (), ppolicy: bool = False,
-                 db_options: dict[str, list[str]] | None = None):
+                 db_options: dict[str, list[str]] | None = None, tls: tuple[Path, Path] | None = None):
         """``modules``: more slapd modules to load (e.g. ``pw-pbkdf2``, ``argon2``, so binds verify those
         hashes); ``ppolicy``: load the ppolicy overlay on the database (pwdAccountLockedTime locks an
-        account); ``db_options``: more olc attributes of the database (e.g. ``olcLimits``)."""
+        account); ``db_options``: more olc attributes of the database (e.g. ``olcLimits``); ``tls``: (certificate,
+        key) PEM files: slapd also serves ``ldaps_url`` with them."""
+        self.tls = tls
+        self.tls_port: int | None = None
         self.modules = list(modules) + (["ppolicy"] if ppolicy else [])
         self.ppolicy = ppolicy
         self.db_options = db_options or {}
@@ -138,6 +141,10 @@ class SlapdServer:
     def url(self) -> str:
         return f"ldap://127.0.0.1:{self.port}"
 
+    @property
+    def ldaps_url(self) -> str:
+        return f"ldaps://127.0.0.1:{self.tls_port}"
+
     # -- build ----------------------------------------------------------------------------------------
 
     def _config_entries(self) -> list[LdifEntry]:
@@ -147,7 +154,10 @@ class SlapdServer:
                                     "olcPidFile": [str(r / "slapd.pid").encode()],
                                     "olcArgsFile": [str(r / "slapd.args").encode()],
                                     # {CRYPT} hashes made by slapd itself are SHA-512 crypt, as Linux makes
-                                    "olcPasswordCryptSaltFormat": [b"$6$%.16s"]}),
+                                    "olcPasswordCryptSaltFormat": [b"$6$%.16s"],
+                                    **({"olcTLSCertificateFile": [str(self.tls[0]).encode()],
+                                        "olcTLSCertificateKeyFile": [str(self.tls[1]).encode()]}
+                                       if self.tls else {})}),
             LdifEntry("cn=module{0},cn=config", {"objectClass": [b"olcModuleList"], "cn": [b"module{0}"],
                                                  "olcModulePath": [MODULE_PATH.encode()],
                                                  "olcModuleLoad": [f"{{{i}}}{m}".encode() for i, m in
@@ -221,9 +231,11 @@ class SlapdServer:
         last_err = ""
         for _ in range(5):  # another process may take the free port between our check and slapd's bind
             self.port = free_port()
+            self.tls_port = free_port() if self.tls else None
+            urls = self.url + (f" {self.ldaps_url}" if self.tls else "")
             log = open(self.root / "slapd.log", "wb")
             self.proc = subprocess.Popen(
-                ["/usr/sbin/slapd", "-d", "0", "-F", str(self.root / "slapd.d"), "-h", self.url],
+                ["/usr/sbin/slapd", "-d", "0", "-F", str(self.root / "slapd.d"), "-h", urls],
                 stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
             log.close()
             deadline = time.monotonic() + timeout
