@@ -9,6 +9,11 @@ Samba binds that address only, whatever else the machine runs on 127.0.0.1.  Onl
 (``ldap server require strong auth = no``), as a migration tool reading a DC on a trusted network would
 be allowed to; everything else is the real DC: its schema, ranged retrieval, userAccountControl.
 
+Provisioning and filling a domain with a few thousand objects takes a minute on a busy machine, so
+:meth:`SambaDC.start_from_template` keeps the filled domain, stopped, under ``MAILMIGRATE_TEST_CACHE``
+(default /var/tmp/mailmigrate-test-cache), keyed on the samba version and a key naming the contents, and
+later sessions start a copy of it.
+
 Use::
 
     dc = SambaDC(tmp_path / "dc").start()
@@ -24,10 +29,23 @@ import shutil
 import signal
 import socket
 import subprocess
+import tempfile
 import time
 from pathlib import Path
 
 SETUP = Path("/usr/share/samba/setup/ad-schema")
+CACHE = Path(os.environ.get("MAILMIGRATE_TEST_CACHE", "/var/tmp/mailmigrate-test-cache"))
+
+
+def samba_version() -> str:
+    out = subprocess.run(["samba", "-V"], capture_output=True, text=True, check=True).stdout
+    return out.split()[-1].replace("/", "_")
+
+
+def _regular_files_only(directory, names):
+    """copytree's ignore: sockets and pipes a stopped samba left behind cannot be copied, nor are they needed."""
+    return [n for n in names if not (os.path.isdir(os.path.join(directory, n)) or
+                                      os.path.isfile(os.path.join(directory, n)))]
 
 
 def available() -> bool:
@@ -112,6 +130,29 @@ class SambaDC:
         if in_global:
             out += [f"\t{k} = {v}" for k, v in own.items()]
         self.conf.write_text("\n".join(out) + "\n")
+
+    def start_from_template(self, key: str, populate) -> "SambaDC":
+        """Start a copy of the domain that ``populate(dc)`` fills (called once, on a started DC, the first
+        time this samba version meets ``key``; change the key when ``populate`` changes)."""
+        cache = CACHE / f"samba-{samba_version()}-{key}"
+        if not (cache / "etc" / "smb.conf").exists():
+            CACHE.mkdir(parents=True, exist_ok=True)
+            build = SambaDC(Path(tempfile.mkdtemp(prefix=f".{key}-", dir=CACHE)) / "dc", self.realm, self.domain,
+                            self.admin_pw).start()
+            try:
+                populate(build)
+            finally:
+                build.stop()
+            (build.root / "built-at").write_text(str(build.root))  # the paths its smb.conf names
+            try:
+                os.rename(build.root, cache)  # atomic: a concurrent builder's copy wins, ours goes
+            except OSError:
+                shutil.rmtree(build.root, ignore_errors=True)
+            shutil.rmtree(build.root.parent, ignore_errors=True)
+        shutil.copytree(cache, self.root, symlinks=True, ignore=_regular_files_only)
+        conf = self.conf.read_text()
+        self.conf.write_text(conf.replace((cache / "built-at").read_text(), str(self.root)))
+        return self.start()
 
     def start(self, timeout: float = 60.0) -> "SambaDC":
         self.provision()

@@ -188,6 +188,7 @@ class LdapDirectory(DirectoryWriter):
         self._group_classes: dict[str, set[str]] = {}  # folded group name -> its object classes, lower case
         self._schema_classes: set[str] = set()
         self._schema_attrs: set[str] = set()
+        self._containers: set[str] = set()  # ou DNs known to exist (looked up or made once per writer)
         self.kinds = frozenset({"users", "groups", "aliases"})  # narrowed to the schema on connect
         self.fields = {
             "users": frozenset({"real_name", "first_name", "last_name", "mail", "aliases", "enabled"}),
@@ -340,8 +341,9 @@ class LdapDirectory(DirectoryWriter):
         else:
             user_filter = self._any_class("inetOrgPerson", "posixAccount", "zarafa-user", "kopano-user")
             group_filter = self._group_filter()
-        everything = self._search("(objectClass=*)")
-        by_dn = {norm_dn(dn): (dn, e) for dn, e in everything}
+        # companies, contacts, address lists and dynamic groups exist only where a Zarafa/Kopano schema does:
+        # elsewhere (AD, a plain OpenLDAP) the whole tree is not read a second time for them
+        everything = self._search("(objectClass=*)") if self._kop_prefix else []
         companies = {}
         for dn, e in everything:
             cls = _classes(e)
@@ -527,6 +529,8 @@ class LdapDirectory(DirectoryWriter):
 
     def _container(self, rdn: str) -> str:
         dn = f"{rdn},{self.base_dn}"
+        if dn in self._containers:
+            return dn
         conn = self._connect()
         if not conn.search(dn, "(objectClass=*)", ldap3.BASE, attributes=["1.1"]):
             if conn.result.get("result") != 32:  # noSuchObject
@@ -534,6 +538,7 @@ class LdapDirectory(DirectoryWriter):
             ou = first_rdn_value(rdn)
             if not conn.add(dn, ["organizationalUnit"], {"ou": ou}) and conn.result.get("result") != 68:
                 raise DirectoryError(f"{self.describe()}: cannot create {dn}: {conn.result.get('description')}")
+        self._containers.add(dn)
         return dn
 
     def _dn_for(self, kind: str, name: str) -> str:
