@@ -165,7 +165,8 @@ class LdapDirectory(DirectoryWriter):
     def __init__(self, url: str, base_dn: str, *, bind_dn: str | None = None, password: Secret | None = None,
                  flavor: str = "auto", starttls: bool = False, insecure: bool = False,
                  users_ou: str = "ou=People", groups_ou: str = "ou=Groups", aliases_ou: str = "ou=Aliases",
-                 timeout: int = 30, group_style: str = "groupOfNames", cafile: str | None = None):
+                 timeout: int = 30, group_style: str = "groupOfNames", cafile: str | None = None,
+                 range_step: int | None = None):
         if flavor not in ("auto", "openldap", "ad"):
             raise ConfigError(f"unknown LDAP flavor {flavor!r} (auto, openldap, ad)")
         style = GROUP_STYLES.get(str(group_style).lower())
@@ -180,6 +181,9 @@ class LdapDirectory(DirectoryWriter):
         self.starttls = starttls
         self.insecure = insecure
         self.cafile = cafile
+        #: AD only: ask for group members ``range_step`` at a time instead of taking the server's own
+        #: MaxValRange (1,500 on AD); Samba hands out every value unless asked for a range.
+        self.range_step = range_step
         self.users_ou, self.groups_ou, self.aliases_ou = users_ou, groups_ou, aliases_ou
         self.timeout = int(timeout)
         self._conn: ldap3.Connection | None = None
@@ -213,7 +217,9 @@ class LdapDirectory(DirectoryWriter):
             conn = ldap3.Connection(server, user=self.bind_dn,
                                     password=self._password.reveal() if self._password else None,
                                     receive_timeout=self.timeout, raise_exceptions=False,
-                                    auto_range=False)  # ranges are completed here: _complete_ranges
+                                    # ranges are completed here (_complete_ranges); ldap3's "empty
+                                    # attributes" pass breaks on a ranged answer when auto_range is off
+                                    auto_range=False, return_empty_attributes=False)
             if not conn.open() and conn.closed:
                 raise ConnectionLost(f"{self.describe()}: cannot connect")
             if self.starttls and not conn.start_tls():
@@ -284,8 +290,9 @@ class LdapDirectory(DirectoryWriter):
             conn = self._connect()
             while high != "*":
                 low = int(high) + 1
-                if not conn.search(dn, "(objectClass=*)", ldap3.BASE, attributes=[f"{attr};range={low}-*"]):
-                    self._check_result(conn, f"{attr};range={low}-* of {dn}", len(values))
+                ask = f"{attr};range={low}-{low + self.range_step - 1 if self.range_step else '*'}"
+                if not conn.search(dn, "(objectClass=*)", ldap3.BASE, attributes=[ask]):
+                    self._check_result(conn, f"{ask} of {dn}", len(values))
                     raise DirectoryError(f"{self.describe()}: {dn}: no {attr} values from {low} on")
                 got = (conn.response or [{}])[0].get("raw_attributes") or {}
                 nxt = [(k, _RANGE.match(k)) for k in got if _RANGE.match(k) and
@@ -308,7 +315,7 @@ class LdapDirectory(DirectoryWriter):
             out = []
             for r in gen:
                 if r.get("type") == "searchResEntry":
-                    out.append((r["dn"], r.get("raw_attributes") or {}))
+                    out.append((r["dn"], dict(r.get("raw_attributes") or {})))  # ldap3's dict folds ;range=
             self._check_result(conn, flt, len(out))
             if ranges:
                 for dn, e in out:
@@ -382,7 +389,12 @@ class LdapDirectory(DirectoryWriter):
                 continue
             users_by_dn[norm_dn(dn)] = login
             self._dn[("users", fold(login))] = dn
-        group_entries = self._search(group_filter, user_attrs if ad else ldap3.ALL_ATTRIBUTES, ranges=True)
+        group_attrs = ldap3.ALL_ATTRIBUTES
+        if ad:
+            group_attrs = ["objectClass", "sAMAccountName", "cn", "description", "mail", "proxyAddresses",
+                           "gidNumber", "isCriticalSystemObject",
+                           f"member;range=0-{self.range_step - 1}" if self.range_step else "member"]
+        group_entries = self._search(group_filter, group_attrs, ranges=True)
         if ad:
             builtin = [_one(e, "sAMAccountName") or dn for dn, e in group_entries if _critical(e)]
             group_entries = [(dn, e) for dn, e in group_entries if not _critical(e)]
