@@ -8,7 +8,6 @@ by mailmigrate; the proof that a password came over is a real login with the ori
 from __future__ import annotations
 
 import base64
-import imaplib
 import json
 import os
 import subprocess
@@ -25,6 +24,7 @@ from mailmigrate.directory.ldap import LdapDirectory
 from mailmigrate.directory.passwdfile import PasswdFileDirectory
 from mailmigrate.model import Secret
 from servers import dovecot as dovecot_server
+from servers.imapcheck import logs_in
 from servers.slapd import SlapdServer
 
 pytestmark = pytest.mark.skipif(not Path("/usr/sbin/slapd").exists(), reason="slapd not installed")
@@ -139,19 +139,10 @@ def test_each_hash_scheme_logs_in_to_dovecot_or_is_reported(src, tmp_path):
     assert {u for u, _, how in report.disabled if how.startswith("nologin")} == set(DISABLED)
     if not dovecot_server.available():
         pytest.skip("needs root and Debian's dovecot-imapd")
-    dv = dovecot_server.DovecotServer(passdb_file=pf, extra_conf="login_trusted_networks = 127.0.0.0/8").start()
+    dv = dovecot_server.DovecotServer(passdb_file=pf).start()
     try:
         def login(user, password):
-            c = imaplib.IMAP4("127.0.0.1", dv.port)
-            try:
-                return c.login(user, password)[0] == "OK"
-            except imaplib.IMAP4.error:
-                return False
-            finally:
-                try:
-                    c.logout()
-                except Exception:
-                    pass
+            return logs_in(dv.port, user, password)
 
         for user in set(HASHED) - UNREADABLE | {"d-future", "alice"}:
             assert login(user, pw(user)), f"{user} ({lines[user][:12]}...) does not log in"
@@ -281,3 +272,25 @@ def test_ldaps_with_a_private_ca_file(tmp_path):
         assert p.returncode == 2 and "cafile" in p.stderr
     finally:
         srv.stop()
+
+
+def test_disabled_users_in_e_smith_shadow_and_kerio(src, tmp_path, kerio):
+    from mailmigrate.directory.esmith import EsmithDirectory
+    from mailmigrate.directory.kerio import KerioDirectory
+
+    acc, shadow = tmp_path / "accounts", tmp_path / "shadow"
+    shadow.write_text("root:*:19000:0:99999:7:::\n")
+    report = copy(ldapdir(src, SRC), EsmithDirectory(acc, shadow=shadow, domain="example.com"))
+    assert {u for u, _, how in report.disabled if how.startswith("'!'")} == set(DISABLED)
+    hashes = {l.split(":")[0]: l.split(":")[1] for l in shadow.read_text().splitlines()}
+    assert hashes["d-crypt"].startswith("!$6$") and hashes["h-crypt"].startswith("$6$")
+    assert hashes["d-ppolicy"] == "!"  # an {SSHA} has no shadow form: locked, without a password
+    reread = EsmithDirectory(acc, shadow=shadow, domain="example.com").read()
+    assert {u.login for u in reread.users.values() if not u.enabled} == set(DISABLED)
+
+    with KerioDirectory.from_url(f"kerio://Admin@127.0.0.1:{kerio.port}/example.com?cafile={kerio.certfile}",
+                                 Secret("adminpw")) as k:
+        report = copy(ldapdir(src, SRC), k, password_policy=PasswordPolicy("generate"))
+        assert report.ok, report.render()
+        assert {u: how for u, _, how in report.disabled} == {u: "isEnabled false" for u in DISABLED}
+        assert {u.login.split("@")[0] for u in k.read().users.values() if not u.enabled} == set(DISABLED)
