@@ -26,12 +26,13 @@ from __future__ import annotations
 import os
 import random
 import shutil
-import signal
 import socket
 import subprocess
 import tempfile
 import time
 from pathlib import Path
+
+from servers.processes import ldap_answers, stop_group
 
 SETUP = Path("/usr/share/samba/setup/ad-schema")
 CACHE = Path(os.environ.get("MAILMIGRATE_TEST_CACHE", "/var/tmp/mailmigrate-test-cache"))
@@ -166,7 +167,7 @@ class SambaDC:
             log.close()
             deadline = time.monotonic() + timeout
             while time.monotonic() < deadline and self.proc.poll() is None:
-                if self._answers():
+                if ldap_answers(self.address, 389):
                     return self
                 time.sleep(0.2)
             last = (self.root / "samba.out").read_text(errors="replace")[-2000:]
@@ -176,26 +177,6 @@ class SambaDC:
             self.stop()
         raise RuntimeError(f"samba did not serve LDAP on loopback:\n{last}")
 
-    def _answers(self) -> bool:
-        try:
-            with socket.create_connection((self.address, 389), timeout=0.5) as s:
-                s.sendall(bytes.fromhex("300c020101600702010304008000"))  # anonymous LDAPv3 bind
-                s.settimeout(2)
-                return s.recv(2)[:1] == b"\x30"
-        except OSError:
-            return False
-
     def stop(self) -> None:
         p, self.proc = self.proc, None
-        if p is None:
-            return
-        if p.poll() is None:
-            try:
-                os.killpg(p.pid, signal.SIGTERM)
-            except ProcessLookupError:
-                pass
-            try:
-                p.wait(20)
-            except subprocess.TimeoutExpired:
-                os.killpg(p.pid, signal.SIGKILL)
-                p.wait(5)
+        stop_group(p, 20)

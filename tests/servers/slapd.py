@@ -18,11 +18,9 @@ from __future__ import annotations
 
 import base64
 import hashlib
-import os
 import re
 import secrets
 import shutil
-import signal
 import socket
 import subprocess
 import time
@@ -30,6 +28,7 @@ from pathlib import Path
 from typing import Iterable
 
 from mailmigrate.formats.ldif import LdifEntry, dump_ldif, parse_ldif
+from servers.processes import ldap_answers, stop_group
 
 SCHEMA_DIR = Path("/etc/ldap/schema")
 BASE_SCHEMAS = ("core", "cosine", "inetorgperson", "nis")
@@ -242,37 +241,16 @@ class SlapdServer:
             while time.monotonic() < deadline:
                 if self.proc.poll() is not None:
                     break
-                if self._answers():
+                if ldap_answers("127.0.0.1", self.port):
                     return self
                 time.sleep(0.05)
             last_err = (self.root / "slapd.log").read_text(errors="replace")[-2000:]
             self.stop()
         raise RuntimeError(f"slapd did not start on loopback:\n{last_err}")
 
-    def _answers(self) -> bool:
-        try:
-            with socket.create_connection(("127.0.0.1", self.port), timeout=0.5) as s:
-                # an anonymous LDAPv3 bind request; any BindResponse means slapd is serving
-                s.sendall(bytes.fromhex("300c020101600702010304008000"))
-                s.settimeout(2)
-                return s.recv(2)[:1] == b"\x30"
-        except OSError:
-            return False
-
     def stop(self) -> None:
         p, self.proc = self.proc, None
-        if p is None:
-            return
-        if p.poll() is None:
-            try:
-                os.killpg(p.pid, signal.SIGTERM)
-            except ProcessLookupError:
-                pass
-            try:
-                p.wait(10)
-            except subprocess.TimeoutExpired:
-                os.killpg(p.pid, signal.SIGKILL)
-                p.wait(5)
+        stop_group(p, 10)
 
     def __enter__(self) -> "SlapdServer":
         # `with srv.start():` is the common spelling; starting again here would orphan the first slapd.

@@ -140,6 +140,16 @@ def _critical(entry: dict) -> bool:
     return (_one(entry, "isCriticalSystemObject") or "").upper() == "TRUE"
 
 
+def _without_builtins(entries: list, what: str, d: Directory) -> list:
+    """AD entries less the domain's own (Administrator, Guest, krbtgt, Domain Users...: not people or teams to
+    move), which the reading names in a note."""
+    builtin = [_one(e, "sAMAccountName") or dn for dn, e in entries if _critical(e)]
+    if builtin:
+        d.notes.append(f"Active Directory: {len(builtin)} built-in {what} (isCriticalSystemObject) not read: "
+                       f"{', '.join(sorted(builtin, key=str.casefold))}")
+    return [(dn, e) for dn, e in entries if not _critical(e)]
+
+
 def _has_kop_class(classes: set[str], kind: str) -> bool:
     return any(f"{p}-{kind}" in classes for p in PREFIXES)
 
@@ -371,15 +381,9 @@ class LdapDirectory(DirectoryWriter):
         user_attrs = [ldap3.ALL_ATTRIBUTES] + [a for a in ("pwdAccountLockedTime", "isCriticalSystemObject")
                                                if a.lower() in self._schema_attrs]
         user_entries = [(dn, e) for dn, e in self._search(user_filter, user_attrs)]
-        builtin: list[str] = []
         if ad:
-            # Administrator, Guest, krbtgt and the built-in groups are the domain's own, not people to move
-            builtin = [_one(e, "sAMAccountName") or dn for dn, e in user_entries if _critical(e)]
-            user_entries = [(dn, e) for dn, e in user_entries if not _critical(e)]
-            if builtin:
-                d.notes.append(f"Active Directory: built-in accounts (isCriticalSystemObject) not read: "
-                               f"{', '.join(sorted(builtin, key=str.casefold))}")
-        if not ad:
+            user_entries = _without_builtins(user_entries, "accounts", d)
+        else:
             # contacts carry inetOrgPerson too; they are not users
             user_entries = [(dn, e) for dn, e in user_entries if not _has_kop_class(_classes(e), "contact")]
         for dn, e in user_entries:
@@ -396,11 +400,7 @@ class LdapDirectory(DirectoryWriter):
                            f"member;range=0-{self.range_step - 1}" if self.range_step else "member"]
         group_entries = self._search(group_filter, group_attrs, ranges=True)
         if ad:
-            builtin = [_one(e, "sAMAccountName") or dn for dn, e in group_entries if _critical(e)]
-            group_entries = [(dn, e) for dn, e in group_entries if not _critical(e)]
-            if builtin:
-                d.notes.append(f"Active Directory: {len(builtin)} built-in groups (isCriticalSystemObject) not "
-                               f"read: {', '.join(sorted(builtin, key=str.casefold))}")
+            group_entries = _without_builtins(group_entries, "groups", d)
         for dn, e in group_entries:
             name = _one(e, "sAMAccountName" if ad else "cn") or first_rdn_value(dn)
             groups_by_dn[norm_dn(dn)] = name
