@@ -186,10 +186,13 @@ def test_disabled_users_stay_disabled_on_openldap_with_ppolicy(src, target):
     cl = compare(ldapdir(src, SRC).read(), ldapdir(dst, DST).read())
     assert not cl.ok and "d-ppolicy: disabled before, enabled after" in cl.render()
     assert diff(ldapdir(src, SRC), ldapdir(dst, DST)).kinds["users"].changed == {"d-ppolicy": ["enabled"]}
-    # and --update-existing locks it again
+    # ... and an active account locked there by mistake; --update-existing puts both right
+    assert c.modify(f"uid=h-ssha,{people}", {"pwdAccountLockedTime": [(ldap3.MODIFY_ADD, ["000001010000Z"])]})
+    assert not binds(dst, f"uid=h-ssha,{people}", pw("h-ssha"))
     again = copy(ldapdir(src, SRC), ldapdir(dst, DST), update_existing=True)
-    assert again.updated == {"users": ["d-ppolicy"]}, again.render()
+    assert sorted(again.updated["users"]) == ["d-ppolicy", "h-ssha"], again.render()
     assert not binds(dst, f"uid=d-ppolicy,{people}", pw("d-ppolicy"))
+    assert binds(dst, f"uid=h-ssha,{people}", pw("h-ssha"))
 
 
 def test_without_ppolicy_locked_hashes_or_refusal_unless_asked(src, target):
@@ -248,6 +251,21 @@ def test_dry_run_writes_no_file_and_diff_marks_disabled_users(src, tmp_path):
     assert p.returncode == 1 and "+ d-crypt (disabled)" in p.stdout
     p = run_cli("diff", url, f"passwd-file:{users}", "--json", env=env)
     assert sorted(json.loads(p.stdout)["kinds"]["users"]["disabled"]) == sorted(DISABLED)
+
+
+def test_cli_refuses_a_disabled_user_a_target_cannot_hold_unless_asked(src, tmp_path):
+    env = dict(os.environ, MAILMIGRATE_SOURCE_PASSWORD=src.admin_pw)
+    url = f"{src.url}/{SRC}?bind={src.admin_dn}"
+    accounts = tmp_path / "accounts"
+    target = f"esmith:{accounts}?domain=example.com"  # no shadow file: nothing can hold "disabled" there
+    p = run_cli("copy", url, target, env=env)
+    assert p.returncode == 1
+    for user in DISABLED:
+        assert f"FAILED users {user}: user {user} is disabled on the source" in p.stdout
+    p = run_cli("copy", url, target, "--disabled-as-enabled", "--json", env=env)
+    assert p.returncode == 0, p.stdout + p.stderr
+    said = {d["user"]: d["target"] for d in json.loads(p.stdout)["disabled"]}
+    assert set(said) == set(DISABLED) and all(t.startswith("created ENABLED") for t in said.values())
 
 
 def test_size_limit_of_the_bind_dn_is_named_with_a_hint(src):
