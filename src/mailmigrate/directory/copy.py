@@ -384,15 +384,11 @@ def _left_behind(src: Directory, target: DirectoryWriter) -> list[str]:
         if with_gid:
             notes.append(f"{len(with_gid)} group(s) have a gidNumber that the target's groups do not keep "
                          f"(ldap targets keep it with group_style=posix): " + _some(with_gid))
-    if "users" in kinds:
-        prefixes = ("shadow:",)
-        for prefix in prefixes:
-            if prefix in target.extra_prefixes:
-                continue
-            users = [u.login for u in src.users.values() if any(k.startswith(prefix) for k in u.extra)]
-            if users:
-                notes.append(f"{len(users)} user(s) have shadowAccount attributes (password ageing, expiry) "
-                             f"that the target has no place for; not migrated: " + _some(users))
+    if "users" in kinds and "shadow:" not in target.extra_prefixes:
+        users = [u.login for u in src.users.values() if any(k.startswith("shadow:") for k in u.extra)]
+        if users:
+            notes.append(f"{len(users)} user(s) have shadowAccount attributes (password ageing, expiry) "
+                         f"that the target has no place for; not migrated: " + _some(users))
     return notes
 
 

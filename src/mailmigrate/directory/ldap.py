@@ -591,11 +591,18 @@ class LdapDirectory(DirectoryWriter):
             return passwords.lock(adapted)
         return passwords.lock(PasswordHash("CRYPT", Secret("")))  # no password: a lock alone
 
+    def _has_locked_form(self, u: User) -> bool:
+        """What :meth:`_lockable_password` can lock, without hashing anything to find out."""
+        if isinstance(u.password, PasswordHash):
+            adapted = passwords.adapt(u.password, self.password_schemes)
+            return adapted is not None and adapted.scheme in passwords.CRYPT_SCHEMES
+        return True
+
     def can_disable(self, user: User) -> bool:
         self._connect()
         if self._kop_prefix or self.flavor == "ad":
             return True
-        return self._ppolicy() or self._lockable_password(user) is not None
+        return self._ppolicy() or self._has_locked_form(user)
 
     def disabled_form(self, user: User) -> str:
         self._connect()
@@ -603,7 +610,7 @@ class LdapDirectory(DirectoryWriter):
             return f"{self._kop_prefix}Account 0" + (" and ppolicy lock" if self._ppolicy() else "")
         if self._ppolicy():
             return f"ppolicy pwdAccountLockedTime {PERMANENT_LOCK}"
-        if self._lockable_password(user) is not None:
+        if self._has_locked_form(user):
             return "locked {CRYPT}! hash"
         return (f"no ppolicy here and a {{{password_scheme(user.password)}}} hash has no locked form (load "
                 f"slapd's ppolicy module, or give the user a crypt hash)")

@@ -123,6 +123,7 @@ class PasswdFileDirectory(DirectoryWriter):
         else:
             extra.pop("userdb_quota_rule", None)
         gecos = (u.real_name or "").replace(":", " ").replace("\n", " ")
+
         def pick(url: str, source, kept: str) -> str:
             return url or (str(source) if source is not None else kept)
 
