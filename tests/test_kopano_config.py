@@ -89,7 +89,8 @@ def test_copy_mode_keeps_kopano_orig_and_fixes_up(sample):
     assert server["pid_file"] == "/var/run/kopano/server.pid"
     assert server["log_file"] == "/var/log/kopano/server.log"
     assert server["attachment_path"] == "/var/lib/kopano/attachments"
-    assert server["mysql_database"] == "kopano" and server["run_as_user"] == "kopano"
+    # the database keeps its name (issue 17: kopano-server would create an empty "kopano" database)
+    assert server["mysql_database"] == "zarafa" and server["run_as_user"] == "kopano"
     assert server["server_ssl_key_file"] == "/etc/kopano/ssl/server.pem"
     assert os.readlink(kopano / "webapp") == "/usr/share/kopano-webapp"
     assert _cfg(kopano / "ldap.cfg")["ldap_hardquota_attribute"] == "kopanoQuotaHard"

@@ -98,3 +98,68 @@ def test_attachment_copy_resumes_after_interruption(tmp_path):
             (src / rel).unlink()
     assert AttachmentMove(src, dst, force_copy=True).plan().run(dry_run=False).ok
     assert {str(p.relative_to(dst)): p.read_bytes() for p in dst.rglob("*") if p.is_file()} == files
+
+
+@pytest.mark.parametrize("copy", [False, True])
+def test_attachments_move_never_deletes_or_overwrites_a_different_file(tmp_path, copy):
+    """Kopano already ran and wrote attachments of its own: a same-named file with the same size but other
+    bytes made the move delete the Zarafa file (same size) or overwrite Kopano's (other size)."""
+    src, dst = tmp_path / "zarafa" / "attachments", tmp_path / "kopano" / "attachments"
+    for d in (src / "1" / "2", dst / "1" / "2"):
+        d.mkdir(parents=True)
+    (src / "1" / "2" / "21").write_bytes(b"zarafa's attachment")
+    (dst / "1" / "2" / "21").write_bytes(b"kopano's attachment")  # same size, other bytes
+    (src / "1" / "2" / "31").write_bytes(b"short")
+    (dst / "1" / "2" / "31").write_bytes(b"a longer one of Kopano")  # other size
+    (src / "1" / "2" / "41").write_bytes(b"identical")
+    (dst / "1" / "2" / "41").write_bytes(b"identical")
+    (src / "1" / "2" / "51").write_bytes(b"only in zarafa")
+    res = AttachmentMove(src, dst, force_copy=copy).plan().run(dry_run=False)
+    assert not res.ok
+    err = next(o.error for o in res.outcomes if o.status == "failed")
+    assert "21" in err and "31" in err and "both kept" in err
+    assert (src / "1/2/21").read_bytes() == b"zarafa's attachment" and (dst / "1/2/21").read_bytes() == b"kopano's attachment"
+    assert (src / "1/2/31").read_bytes() == b"short" and (dst / "1/2/31").read_bytes() == b"a longer one of Kopano"
+    assert not (src / "1/2/41").exists() and (dst / "1/2/41").read_bytes() == b"identical"
+    assert (dst / "1/2/51").read_bytes() == b"only in zarafa" and not (src / "1/2/51").exists()
+
+
+@pytest.fixture
+def tmpfs(tmp_path):
+    """A small real file system of its own (tmpfs, 400 KiB), unmounted after the test."""
+    import subprocess
+
+    mounted = []
+
+    def make(name: str):
+        d = tmp_path / name
+        d.mkdir(parents=True, exist_ok=True)
+        if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=400k", "tmpfs", str(d)]).returncode != 0:
+            pytest.skip("cannot mount a tmpfs here")
+        mounted.append(d)
+        return d
+
+    yield make
+    for d in mounted:
+        subprocess.run(["umount", "-l", str(d)])
+
+
+def test_attachments_move_checks_free_space_before_copying(tmp_path, tmpfs):
+    src, dst = tmp_path / "zarafa", tmpfs("kopano")
+    src.mkdir()
+    (src / "big").write_bytes(b"x" * (1 << 20))  # 1 MiB into a 400 KiB file system
+    (src / "small").write_bytes(b"y")
+    res = AttachmentMove(src, dst).plan().run(dry_run=False)
+    assert not res.ok and "free" in res.outcomes[0].error
+    assert (src / "big").exists() and (src / "small").exists() and not any(dst.iterdir())
+
+
+def test_a_separately_mounted_attachment_directory_is_re_pointed_not_copied(tmp_path, tmpfs):
+    src, dst = tmpfs("zarafa-attachments"), tmp_path / "kopano" / "attachments"
+    (src / "1").mkdir()
+    (src / "1" / "11").write_bytes(b"attachment")
+    dry = AttachmentMove(src, dst).plan().run(dry_run=True).render()
+    assert "umount" in dry and "/etc/fstab" in dry
+    res = AttachmentMove(src, dst).plan().run(dry_run=False)
+    assert not res.ok and "fstab" in res.outcomes[0].error
+    assert (src / "1" / "11").read_bytes() == b"attachment" and not dst.exists()

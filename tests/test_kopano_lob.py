@@ -154,3 +154,26 @@ def test_wrong_database_is_a_config_error(tmp_path):
     from mailmigrate.errors import ConfigError
     with pytest.raises(ConfigError):
         LobToFiles(DbParams("mm_test_does_not_exist"), tmp_path).instances()
+
+
+def test_zero_length_attachment_verifies_and_files_belong_to_the_attachment_directory_owner(db, tmp_path):
+    """A zero-length attachment is one empty chunk in lob: its empty file used to count as missing, so
+    verification never passed and --delete never ran. Files and directories were root's, so kopano-server
+    (running as kopano) could not write or rename there: they now belong to the attachment directory's owner."""
+    import pwd
+
+    conn, name = db
+    with conn.cursor() as cur:
+        cur.execute(f"INSERT INTO {name}.lob VALUES (%s, %s, %s, %s)", (123, 0, 0x37010102, b""))
+        cur.execute(f"INSERT INTO {name}.lob VALUES (%s, %s, %s, %s)", (124, 0, 0x37010102, b"abc"))
+    att = tmp_path / "attachments"
+    att.mkdir()
+    nobody = pwd.getpwnam("nobody")
+    os.chown(att, nobody.pw_uid, nobody.pw_gid)  # "nobody" plays kopano
+    res = LobToFiles(DbParams(name), att, delete=True).plan().run(dry_run=False)
+    assert res.ok, res.render()
+    empty = attachment_file(att, 123, False)
+    assert empty.read_bytes() == b"" and attachment_file(att, 124, False).read_bytes() == b"abc"
+    assert _rows(conn, name) == 0  # verified, then deleted
+    for p in (empty, empty.parent, empty.parent.parent, attachment_file(att, 124, False)):
+        assert (p.stat().st_uid, p.stat().st_gid) == (nobody.pw_uid, nobody.pw_gid), p

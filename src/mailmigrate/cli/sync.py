@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
+import signal
 import sys
+import threading
 from pathlib import Path
 
 from ..errors import ConfigError
@@ -14,7 +17,8 @@ from ..stores.registry import StoreOptions, parse_spec
 from ..sync.accounts import load_accounts_file, password_from
 from ..sync.engine import SyncOptions
 from ..sync.runner import SyncRequest, run_sync
-from .output import SECRETS, PlainProgress, RichProgress, setup_logging
+from .output import SECRETS, PlainProgress, setup_logging
+from .progress import ScaledProgress
 
 EPILOG = """\
 SOURCE, TARGET:
@@ -26,7 +30,10 @@ passwords: MAILMIGRATE_SOURCE_PASSWORD / MAILMIGRATE_TARGET_PASSWORD, --source-p
   --target-password-file, or the --accounts file; never on the command line.
 With --source-master/--target-master the USER is the mailbox owner and the password is the master's
 (IMAP option ?master=plain|star|kerio picks SASL PLAIN authzid, user*master, or Kerio X-MASTERAUTH).
-Exit status: 0 all synced, 1 some messages or accounts failed (listed), 2 usage or configuration error.
+  imap://…?cafile=PATH                            (trust this CA: a private or self-signed certificate)
+Exit status: 0 all synced; 1 some messages, folders or accounts failed (listed); 2 a usage or configuration
+error: the command line, or an account's settings (login refused, unknown host, TLS or certificate
+mismatch), which are not retried.
 """
 
 
@@ -62,6 +69,9 @@ def register(sub) -> None:
                    help="remove from TARGET the copies of messages that left SOURCE (only copies "
                         "mailmigrate made)")
     p.add_argument("--dry-run", action="store_true", help="show what would be done; change nothing")
+    p.add_argument("--just-login", action="store_true",
+                   help="only log in to both sides of every account (in parallel, up to --jobs at once, 16 by "
+                        "default) and list the accounts that cannot; copies nothing")
     p.add_argument("--jobs", type=int, default=1, metavar="N", help="accounts at once (default 1)")
     p.add_argument("--connections", type=int, default=3, metavar="N",
                    help="connections per side and account: folders synced at once (default 3)")
@@ -95,7 +105,25 @@ def default_state_path(source: str, target: str) -> Path:
 
 
 def run(args) -> int:
+    if not args.json:
+        return _run(args)
+    # --json: a configuration error is JSON too, so that a script reads one format whatever happened
+    try:
+        return _run(args)
+    except ConfigError as e:
+        json.dump({"ok": False, "exit_status": 2, "errors": [{"kind": "configuration", "account": None,
+                                                              "folder": None, "message": str(e)}],
+                   "accounts": []}, sys.stdout, indent=2, ensure_ascii=False)
+        sys.stdout.write("\n")
+        raise
+
+
+def _run(args) -> int:
     setup_logging(args.verbose, args.log_file)
+    from . import groupware
+
+    if groupware.wanted(args):  # caldav://, carddav://, vdir: on both sides
+        return groupware.run(args, default_state_path)
     if args.jobs < 1:
         raise ConfigError("--jobs must be at least 1")
     if args.executor != "celery" and (args.fleet_timeout is not None or args.idle_warning is not None):
@@ -126,7 +154,7 @@ def run(args) -> int:
     state_path = args.state if pg_state else Path(args.state) if args.state else default_state_path(
         source.text, target.text)
     interactive = sys.stderr.isatty() and not args.no_progress and not args.json
-    progress = RichProgress() if interactive else PlainProgress()
+    progress = ScaledProgress(len(accounts)) if interactive else PlainProgress()
     req = SyncRequest(
         source=source,
         target=target,
@@ -147,6 +175,8 @@ def run(args) -> int:
         state_factory=open_state if pg_state else None,
         lock_wait=max(0.0, args.lock_wait),
     )
+    if args.just_login:
+        return _just_login(args, req)
     if args.executor == "celery":
         from ..fleet.app import broker_from
         from ..fleet.submit import print_progress, run_fleet
@@ -157,26 +187,71 @@ def run(args) -> int:
         result = run_fleet(req, broker=broker_from(args.broker), state_url=args.state or "",
                            on_progress=None if args.no_progress else print_progress,
                            timeout=args.fleet_timeout, idle_warning=args.idle_warning)
-    elif interactive:
-        with progress:
-            result = run_sync(req)
     else:
-        result = run_sync(req)
+        with _stop_on_ctrl_c(req.sync.stop_requested), (progress if interactive else contextlib.nullcontext()):
+            result = run_sync(req)
 
     if args.json:
         json.dump(result.as_dict(), sys.stdout, indent=2, ensure_ascii=False)
         sys.stdout.write("\n")
     else:
         print_summary(result)
-    return 0 if result.ok else 1
+    if req.sync.stop_requested.is_set():
+        return 130
+    return result.exit_status
+
+
+def _just_login(args, req) -> int:
+    from ..sync.logins import check_logins
+
+    results = check_logins(req, req.accounts, jobs=args.jobs if args.jobs > 1 else 16)
+    bad = [r for r in results if not r.ok]
+    if args.json:
+        json.dump({"ok": not bad, "accounts_total": len(results), "accounts_failed": len(bad),
+                   "errors": [{"kind": "configuration" if r.configuration else "failure", "account": r.account,
+                               "side": r.side, "folder": None, "message": r.error} for r in bad]},
+                  sys.stdout, indent=2, ensure_ascii=False)
+        sys.stdout.write("\n")
+    else:
+        for r in bad:
+            print(f"LOGIN FAILED {r.account} ({r.side}): {r.error}")
+        print(f"{len(results) - len(bad)} of {len(results)} account(s) logged in on both sides"
+              + (f"; {len(bad)} failed" if bad else ""))
+    if not bad:
+        return 0
+    return 2 if any(r.configuration for r in bad) else 1
+
+
+@contextlib.contextmanager
+def _stop_on_ctrl_c(stop):
+    """The first Ctrl-C asks every account to stop before its next batch, and says so at once; a second
+    one stops at once (what is in flight is recovered by the next run, by fingerprint)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def handler(signum, frame):
+        if stop.is_set():
+            signal.signal(signal.SIGINT, signal.default_int_handler)
+            raise KeyboardInterrupt
+        stop.set()
+        print("\nmailmigrate: stopping after the current batch… (Ctrl-C again to stop at once)", file=sys.stderr,
+              flush=True)
+
+    previous = signal.signal(signal.SIGINT, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 def print_summary(result) -> None:
     t = result.totals
     head = "Dry run — nothing was changed. Would copy" if result.dry_run else "Copied"
+    failed_accounts = sum(1 for a in result.accounts if a.error)
     print(f"{head} {t.copied} messages ({t.bytes_copied / (1 << 20):.1f} MiB), {t.skipped} already there, "
-          f"{t.flags_updated} flag updates, {t.deleted} deleted, {t.failed} failed; "
-          f"{len(result.accounts)} account(s), state {result.state_path}")
+          f"{t.flags_updated} flag updates, {t.deleted} deleted, {t.failed} messages failed; "
+          f"{len(result.accounts)} account(s), {failed_accounts} failed; state {result.state_path}")
     if t.late_duplicates_removed:
         print(f"  removed {t.late_duplicates_removed} late duplicates of interrupted runs (copies a killed run's "
               "server committed after they had been copied again)")

@@ -120,6 +120,9 @@ class Project:
     max_connections: int | None = None
     fleet_timeout: float | None = None
     idle_warning: float = 60.0
+    #: [groupware]: calendars/contacts pairs copied with each unit's mail (workflow/groupware.py)
+    groupware: list = field(default_factory=list)
+    groupware_password_files: dict = field(default_factory=dict)
 
     @property
     def base(self) -> Path:
@@ -230,6 +233,12 @@ def load_project(file: str | os.PathLike) -> Project:
         src_user = sides["source"].spec.user
         accounts = [Account(src_user, sides["target"].spec.user or src_user)]
     opts = data.get("options", {})
+    from .groupware import parse_section
+
+    groupware, gw_files = parse_section(name, data.get("groupware"), rel)
+    if groupware and str(state).startswith(("postgresql://", "postgres://")):
+        raise ConfigError(f"project {name}: [groupware] keeps its state beside the mail's in a SQLite state for "
+                          f"now; a postgresql:// state is not supported with it yet")
     token = proj.get("dashboard_token_file")
     directory = data.get("directory")
     if directory is not None:
@@ -256,6 +265,8 @@ def load_project(file: str | os.PathLike) -> Project:
         dashboard_token_file=rel(token) if token else None,
         directory=directory,
         communigate=cg,
+        groupware=groupware,
+        groupware_password_files=gw_files,
         **fleet,
     )
 

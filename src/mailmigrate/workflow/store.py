@@ -255,12 +255,16 @@ class WorkflowStore:
     def log(self, unit: str | None, level: str, message: str) -> None:
         self._exec("INSERT INTO wf_log(unit, at, level, message) VALUES (?,?,?,?)", (unit, _now(), level, message))
 
-    def logs(self, *, unit: str | None = None, search: str | None = None, limit: int = 500) -> list[dict]:
+    def logs(self, *, unit: str | None = None, search: str | None = None, level: str | None = None,
+             limit: int = 500) -> list[dict]:
         q = "SELECT unit, at, level, message FROM wf_log WHERE 1=1"
         args: list = []
         if unit:
             q += " AND unit=?"
             args.append(unit)
+        if level:
+            q += " AND level=?"
+            args.append(level)
         if search:
             q += " AND message LIKE ?"
             args.append(f"%{search}%")
@@ -298,6 +302,11 @@ class WorkflowStore:
         rows = self._exec("SELECT minute, messages, bytes FROM wf_rate ORDER BY minute DESC LIMIT ?",
                           (minutes,)).fetchall()
         return [{"minute": r[0], "messages": r[1], "bytes": r[2]} for r in reversed(rows)]
+
+    def copied(self) -> tuple[int, int]:
+        """Messages and bytes copied by every action of the project so far."""
+        row = self._exec("SELECT COALESCE(SUM(messages), 0), COALESCE(SUM(bytes), 0) FROM wf_rate").fetchone()
+        return int(row[0]), int(row[1])
 
     def update_meta(self, name: str, changes: dict) -> dict:
         """Set some keys of a unit's metadata in one transaction: the dashboard's worker and a command line

@@ -88,8 +88,19 @@ def rename_directive(text: str, old: str, new: str) -> str:
     return "".join(out)
 
 
+def includes(text: str) -> list[str]:
+    """The files an active ``!include`` line names, in order."""
+    out = []
+    for line in text.splitlines():
+        body = line.strip()
+        if body.startswith("!include"):
+            out.append(body[len("!include"):].strip())
+    return out
+
+
 def map_values(text: str, fn) -> str:
-    """Apply ``fn(name, value) -> value`` to every active directive (and the argument of ``!include``)."""
+    """Apply ``fn(name, value) -> value`` to every active directive (and the argument of ``!include`` and
+    ``!propmap``: Kopano must read its own propmap, not Zarafa's, whose attributes the LDAP migration renames)."""
     out = []
     for line in text.splitlines(keepends=True):
         body, eol = _split(line)
@@ -98,11 +109,12 @@ def map_values(text: str, fn) -> str:
             new = fn(m.group(1), m.group(2))
             if new != m.group(2):
                 line = body[: m.start(2)] + new + body[m.end(2):] + eol
-        elif body.lstrip().startswith("!include"):
-            head, _, arg = body.partition("!include")
-            new = fn("!include", arg.strip())
+        elif body.lstrip().startswith(("!include", "!propmap")):
+            word = "!include" if body.lstrip().startswith("!include") else "!propmap"
+            head, _, arg = body.partition(word)
+            new = fn(word, arg.strip())
             if new != arg.strip():
-                line = f"{head}!include {new}{eol}"
+                line = f"{head}{word} {new}{eol}"
         out.append(line)
     return "".join(out)
 

@@ -28,7 +28,7 @@ from pathlib import Path
 
 from ...errors import ConfigError
 from ..plan import Plan, Step, backup_file, write_atomic
-from . import cfgfile
+from . import cfgfile, modernise
 
 RENAMES = {
     "enable_hosted_zarafa": "enable_hosted_kopano",
@@ -47,6 +47,8 @@ _PATH_RULES: list[tuple[re.Pattern, str]] = [
     (re.compile(r"/var/run/zarafad/prio\.sock|/var/run/zarafa-prio(?:\.sock)?(?![\w./-])"), PRIO_SOCK),
     (re.compile(r"/var/run/zarafad/search\.sock|/var/run/zarafa-search(?:\.sock)?(?![\w./-])"), SEARCH_SOCK),
     (re.compile(r"/var/run/zarafa-([A-Za-z0-9_-]+)\.pid"), r"/var/run/kopano/\1.pid"),
+    # ECServer.cpp (8.7.9) defaults license_socket to /var/run/kopano/licensed.sock
+    (re.compile(r"/var/run/zarafa-licensed(?:\.sock)?(?![\w./-])"), "/var/run/kopano/licensed.sock"),
     (re.compile(r"/var/run/zarafad/"), "/var/run/kopano/"),
     (re.compile(r"/etc/zarafa(?=/|$|\s)"), "/etc/kopano"),
     (re.compile(r"/var/lib/zarafa(?=/|$|\s)"), "/var/lib/kopano"),
@@ -70,10 +72,10 @@ def is_ldap_file(rel: str) -> bool:
 
 def translate_value(rel: str, name: str, value: str, ldap_schema: str = "kopano") -> str:
     """A Zarafa directive's value as Kopano needs it."""
-    if name == "mysql_database" and value == "zarafa":
-        return "kopano"
-    if name in _USER_KEYS and value == "zarafa":
-        return "kopano"
+    # mysql_database keeps its name: kopano-server creates a database it does not find (ECServer.cpp), so a
+    # renamed directive without a renamed database would start Kopano on an empty one.
+    if name in _USER_KEYS and value.strip() in ("", "zarafa"):
+        return "kopano"  # ZCP <= 7.2.1 shipped them empty (root); Kopano runs as kopano
     if name == "local_admin_users":
         return " ".join("kopano" if w == "zarafa" else w for w in value.split())
     value = translate_path(value)
@@ -200,6 +202,8 @@ class ConfigMigration:
     zarafa_defaults: Path | None = None  # Zarafa's shipped example-config, for way a
     kopano_defaults: Path | None = None  # Kopano's shipped example-config (else the installed files)
     ldap_schema: str = "kopano"  # the LDAP schema Kopano will read: "kopano" (migrated) or "zarafa"
+    #: where "!include /usr/share/kopano/…" lines of Kopano's files are read from (a test's root, or /)
+    include_root: Path = Path("/")
 
     def __post_init__(self):
         self.zarafa_dir, self.kopano_dir = Path(self.zarafa_dir), Path(self.kopano_dir)
@@ -229,6 +233,24 @@ class ConfigMigration:
             return self._copy(zarafa, reference)
         return self._changed(zarafa, reference)
 
+    def _modern(self, reference: dict[str, Item], target: dict[str, Item]) -> bool:
+        """Whether the Kopano is 8.5 or later: it ships no /etc/kopano files, or its server.cfg speaks of
+        server_listen (8.5 replaced the old listener directives)."""
+        ref = reference.get("server.cfg") or target.get("server.cfg")
+        return ref is None or "server_listen" in cfgfile.known(_text(ref))
+
+    def _known(self, text: str) -> tuple[set[str], bool]:
+        """Names a Kopano file knows, following its !include lines; False when an include is unreadable
+        (then an unknown name cannot be told from one the included file documents)."""
+        names, complete = cfgfile.known(text), True
+        for inc in cfgfile.includes(text):
+            p = self.include_root / inc.lstrip("/")
+            try:
+                names |= cfgfile.known(p.read_text(encoding="utf-8", errors="surrogateescape"))
+            except OSError:
+                complete = False
+        return names, complete
+
     def _unknown(self, t: Takeover, rel: str, text: str, reference: dict[str, Item]) -> None:
         ref = reference.get(rel)
         if ref is None:
@@ -245,9 +267,9 @@ class ConfigMigration:
                 continue
             if "zarafa" in value.lower() and not (self.ldap_schema == "zarafa" and is_ldap_file(rel)):
                 t.warnings.append(f"{rel}: {name} = {value}: still names Zarafa; check it")
-            if name == "mysql_database" and value == "kopano":
-                t.notes.append(f"{rel}: mysql_database is 'kopano': the Zarafa database must be renamed to "
-                               "'kopano' (or set mysql_database back to its name) before kopano-server starts")
+            if name == "mysql_database":
+                t.notes.append(f"{rel}: mysql_database = {value} is kept: Kopano uses the Zarafa database under "
+                               "its own name (kopano-server would create an empty one for a name it cannot find)")
 
     def _copy(self, zarafa: dict[str, Item], reference: dict[str, Item]) -> Takeover:
         t = Takeover({})
@@ -257,6 +279,8 @@ class ConfigMigration:
                 continue
             if rel.endswith(".cfg"):
                 text = translate_text(rel, _text(item), self.ldap_schema)
+                if self._modern(reference, reference):
+                    text = modernise.modernise(rel, text)
                 self._unknown(t, rel, text, reference)
                 self._leftovers(t, rel, text)
                 if rel not in reference and any(r.endswith(".cfg") for r in reference):
@@ -270,6 +294,7 @@ class ConfigMigration:
         target = read_tree(self.kopano_dir)
         t = Takeover(dict(target))
         defaults = read_tree(Path(self.zarafa_defaults)) if self.zarafa_defaults else None
+        modern = self._modern(reference, target)
         if defaults is None:
             t.notes.append("Zarafa's default files not given (--zarafa-defaults): every directive whose "
                            "Kopano-translated value differs from Kopano's was carried over")
@@ -278,14 +303,27 @@ class ConfigMigration:
                 if rel not in target and not rel.startswith("webapp"):
                     t.desired[rel] = Item(link=translate_path(item.link)) if item.link else item
                 continue
+            zarafa_text = _text(item)
+            base_text = _text(defaults.get(rel)) if defaults is not None and rel in defaults else None
+            if modern:
+                zarafa_text = modernise.modernise(rel, zarafa_text)
+                base_text = modernise.modernise(rel, base_text) if base_text is not None else None
             kop_item = target.get(rel)
             if kop_item is None:
-                t.warnings.append(f"{rel}: Kopano has no {rel}; its directives were not carried over")
+                # Kopano >= 8.5 ships no files in /etc/kopano, and no Kopano ships an administrator's own
+                # (ldap.cfg, a second ldap file): the whole Zarafa file, translated, is the configuration.
+                text = translate_text(rel, zarafa_text, self.ldap_schema)
+                t.notes.append(f"{rel}: Kopano has no {rel}: the whole Zarafa file is carried, translated")
+                self._leftovers(t, rel, text)
+                t.desired[rel] = Item(data=_encode(text), mode=item.mode)
                 continue
-            mine = cfgfile.active(_text(item))
-            base = cfgfile.active(_text(defaults.get(rel))) if defaults is not None else None
+            mine = cfgfile.active(zarafa_text)
+            base = cfgfile.active(base_text) if base_text is not None else (
+                cfgfile.active("") if defaults is not None else None)
             ref_text = _text(reference.get(rel) or kop_item)
-            known = cfgfile.known(ref_text)
+            known, complete = self._known(ref_text)
+            if modern:
+                known |= set(modernise.new_values(rel, zarafa_text))
             kop_values = cfgfile.active(ref_text)
             text = _text(kop_item)
             for name, value in mine.items():
@@ -296,17 +334,34 @@ class ConfigMigration:
                 if base is None and kop_values.get(new_name) == new_value:
                     continue
                 if new_name not in known:
-                    t.warnings.append(f"{rel}: {name}: Kopano does not know this directive; "
-                                      "not carried over")
-                    continue
+                    if complete:
+                        t.warnings.append(f"{rel}: {name}: Kopano does not know this directive; "
+                                          "not carried over")
+                        continue
+                    t.warnings.append(f"{rel}: {name}: not in Kopano's {rel} nor in what it includes that "
+                                      "could be read; carried over, check it")
                 text = cfgfile.set_directive(text, new_name, new_value, "carried over from Zarafa by mailmigrate")
             if self.ldap_schema == "zarafa" and is_ldap_file(rel):
                 for name, value in cfgfile.active(text).items():
                     if _KOPANO_LDAP_NAME.search(value):
                         text = cfgfile.set_directive(text, name, _KOPANO_LDAP_NAME.sub("zarafa", value))
+            if rel == "server.cfg" and modern:
+                text = self._keep_listener(t, zarafa_text, text)
             self._leftovers(t, rel, text)
             t.desired[rel] = Item(data=_encode(text), mode=kop_item.mode)
         return t
+
+    def _keep_listener(self, t: Takeover, zarafa_text: str, text: str) -> str:
+        """Kopano's later releases listen on loopback by default (server_listen = *%lo:236); a Zarafa that
+        served other machines must go on doing so, and the administrator must hear about it."""
+        was = cfgfile.active(zarafa_text).get("server_listen", "")
+        now = cfgfile.active(text).get("server_listen")
+        if was and not modernise.loopback_only(was) and (now is None or modernise.loopback_only(now)):
+            t.warnings.append(f"server.cfg: Zarafa listened on {was}, Kopano's default listens on loopback only; "
+                              f"server_listen = {was} is set so that clients elsewhere still reach it - narrow it "
+                              "if they need not")
+            text = cfgfile.set_directive(text, "server_listen", was, "Zarafa's listener, kept by mailmigrate")
+        return text
 
     # -- plan -----------------------------------------------------------------------------------------
 

@@ -78,14 +78,13 @@ def attachment_file(base: Path, instanceid: int, compressed: bool) -> Path:
 
 
 def existing_file(base: Path, instanceid: int) -> Path | None:
-    """The non-empty file Kopano would read for the instance, under either name, or None."""
+    """The file Kopano would read for the instance, under either name, or None. Files only ever appear
+    under their final name whole (written, flushed, renamed), so an empty one is a zero-length attachment
+    (one empty chunk in lob), not a partial write: refusing it kept verification failing forever."""
     for compressed in (False, True):
         p = attachment_file(base, instanceid, compressed)
-        try:
-            if p.stat().st_size > 0:
-                return p
-        except FileNotFoundError:
-            pass
+        if p.is_file():
+            return p
     return None
 
 
@@ -192,9 +191,28 @@ class LobToFiles:
         out.append(f"{len(self.stats.written)} files written, {len(self.stats.skipped)} already there")
         return out
 
+    def _owner(self) -> tuple[int, int] | None:
+        """Who the files must belong to: the attachment directory's owner (kopano on a real server), so that
+        kopano-server can read, write and rename them; None when that is already us."""
+        st = self.path.stat()
+        return None if (st.st_uid, st.st_gid) == (os.geteuid(), os.getegid()) else (st.st_uid, st.st_gid)
+
+    def _mkdirs(self, d: Path) -> None:
+        owner = self._owner()
+        made = []
+        p = d
+        while not p.exists():
+            made.append(p)
+            p = p.parent
+        d.mkdir(parents=True, exist_ok=True)
+        for q in made:
+            if owner:
+                os.chown(q, *owner)
+
     def _write_one(self, instanceid: int) -> None:
         final = attachment_file(self.path, instanceid, self.compression)
-        final.parent.mkdir(parents=True, exist_ok=True)
+        self.path.mkdir(parents=True, exist_ok=True)
+        self._mkdirs(final.parent)
         for stale in final.parent.glob(f".{instanceid}*{PARTIAL}"):
             stale.unlink()
         tmp = final.with_name(f".{final.name}{PARTIAL}")
@@ -208,6 +226,9 @@ class LobToFiles:
                     raw.write(chunk)
             raw.flush()
             os.fsync(raw.fileno())
+            owner = self._owner()
+            if owner:
+                os.fchown(raw.fileno(), *owner)
         os.replace(tmp, final)
 
     def _same(self, instanceid: int, path: Path) -> bool:
