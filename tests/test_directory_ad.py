@@ -1,6 +1,6 @@
 """Active Directory read over LDAP, against a real slapd loaded with Debian's copy of Microsoft's AD user
-schema (msuser): AD's object classes and attributes, as an AD domain controller serves them.  No AD or Samba
-DC runs here; what this proves is the reader's AD mapping, not any quirk of a real domain controller."""
+schema (msuser): AD's object classes and attributes, as an AD domain controller serves them.  What this proves
+is the reader's AD mapping alone; a real Samba AD domain controller is read in test_directory_samba.py."""
 
 from __future__ import annotations
 

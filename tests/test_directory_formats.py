@@ -78,3 +78,24 @@ _extra = st.lists(st.text(alphabet="abcxyz_=:~/", min_size=1, max_size=10), max_
                 max_size=5, unique_by=lambda e: e.user))
 def test_passwd_file_round_trip(entries):
     assert parse_passwd_file(dump_passwd_file(entries)) == entries
+
+
+def test_checklist_summarises_a_large_difference_and_compares_enabled_state():
+    from mailmigrate.directory.base import Directory, Group, User
+    from mailmigrate.directory.checklist import compare
+
+    before, after = Directory(), Directory()
+    logins = [f"user{i:04d}" for i in range(1600)]
+    for d in (before, after):
+        d.extend(User(x) for x in logins)
+        d.add(User("bob", enabled=d is after))  # disabled before, enabled after: a finding
+    before.add(Group("big", members=list(logins)))
+    after.add(Group("big", members=[]))
+    cl = compare(before, after)
+    text = cl.render()
+    assert not cl.ok and len(text.splitlines()) < 30  # one lost group is one finding, not 1,600 lines
+    assert "... and 1,595 more missing (1,595 of big <-; --json lists them all)" in text
+    assert "bob: disabled before, enabled after" in text
+    checks = {c["check"]: c for c in cl.as_dict()["checks"]}
+    assert len(checks["group memberships"]["missing"]) == 1600  # JSON keeps every line
+    assert not checks["disabled users"]["ok"]

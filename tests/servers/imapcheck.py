@@ -7,7 +7,9 @@ INTERNALDATE), the folder names (decoded) and the subscriptions.
 from __future__ import annotations
 
 import imaplib
+import itertools
 import re
+import socket
 import time
 from collections import Counter
 from datetime import datetime, timezone
@@ -21,6 +23,36 @@ def connect(port: int, user: str, password: str) -> imaplib.IMAP4:
     c = imaplib.IMAP4("127.0.0.1", port)
     c.login(user, password)
     return c
+
+
+_SOURCES = itertools.cycle(range(2, 255))
+
+
+class _FromAddress(imaplib.IMAP4):
+    """imaplib connecting from a given loopback source address."""
+
+    def __init__(self, host: str, port: int, source: str):
+        self._source = source
+        super().__init__(host, port)
+
+    def _create_socket(self, timeout):
+        return socket.create_connection((self.host, self.port), timeout or 30, source_address=(self._source, 0))
+
+
+def logs_in(port: int, user: str, password: str) -> bool:
+    """Whether ``user`` can log in with ``password``.  Each try comes from its own 127.0.0.N: Dovecot delays
+    every login from an address that has just failed one (its auth penalty, seconds per try), and tests that
+    prove refusals would otherwise wait on their own failures."""
+    c = _FromAddress("127.0.0.1", port, f"127.0.0.{next(_SOURCES)}")
+    try:
+        return c.login(user, password)[0] == "OK"
+    except imaplib.IMAP4.error:
+        return False
+    finally:
+        try:
+            c.logout()
+        except (imaplib.IMAP4.error, OSError):
+            pass
 
 
 def _name(raw: bytes) -> str:

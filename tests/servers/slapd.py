@@ -18,11 +18,9 @@ from __future__ import annotations
 
 import base64
 import hashlib
-import os
 import re
 import secrets
 import shutil
-import signal
 import socket
 import subprocess
 import time
@@ -30,6 +28,7 @@ from pathlib import Path
 from typing import Iterable
 
 from mailmigrate.formats.ldif import LdifEntry, dump_ldif, parse_ldif
+from servers.processes import ldap_answers, stop_group
 
 SCHEMA_DIR = Path("/etc/ldap/schema")
 BASE_SCHEMAS = ("core", "cosine", "inetorgperson", "nis")
@@ -116,8 +115,19 @@ def _suffix_entry(suffix: str) -> LdifEntry:
 
 class SlapdServer:
     def __init__(self, root: Path, suffix: str = "dc=example,dc=com", *, schemas: Iterable[Path] = (),
-                 admin_pw: str = "secret"):
+                 admin_pw: str = "secret", modules: Iterable[str] = (), ppolicy: bool = False,
+                 db_options: dict[str, list[str]] | None = None, tls: tuple[Path, Path] | None = None):
+        """``modules``: more slapd modules to load (e.g. ``pw-pbkdf2``, ``argon2``, so binds verify those
+        hashes); ``ppolicy``: load the ppolicy overlay on the database (pwdAccountLockedTime locks an
+        account); ``db_options``: more olc attributes of the database (e.g. ``olcLimits``); ``tls``: (certificate,
+        key) PEM files: slapd also serves ``ldaps_url`` with them."""
+        self.tls = tls
+        self.tls_port: int | None = None
+        self.modules = list(modules) + (["ppolicy"] if ppolicy else [])
+        self.ppolicy = ppolicy
+        self.db_options = db_options or {}
         self.root = Path(root)
+        self.policy_dn = f"cn=default,ou=Policies,{suffix}"
         self.suffix = suffix
         self.schemas = [Path(s) for s in schemas]
         self.admin_pw = admin_pw
@@ -130,6 +140,10 @@ class SlapdServer:
     def url(self) -> str:
         return f"ldap://127.0.0.1:{self.port}"
 
+    @property
+    def ldaps_url(self) -> str:
+        return f"ldaps://127.0.0.1:{self.tls_port}"
+
     # -- build ----------------------------------------------------------------------------------------
 
     def _config_entries(self) -> list[LdifEntry]:
@@ -139,10 +153,14 @@ class SlapdServer:
                                     "olcPidFile": [str(r / "slapd.pid").encode()],
                                     "olcArgsFile": [str(r / "slapd.args").encode()],
                                     # {CRYPT} hashes made by slapd itself are SHA-512 crypt, as Linux makes
-                                    "olcPasswordCryptSaltFormat": [b"$6$%.16s"]}),
+                                    "olcPasswordCryptSaltFormat": [b"$6$%.16s"],
+                                    **({"olcTLSCertificateFile": [str(self.tls[0]).encode()],
+                                        "olcTLSCertificateKeyFile": [str(self.tls[1]).encode()]}
+                                       if self.tls else {})}),
             LdifEntry("cn=module{0},cn=config", {"objectClass": [b"olcModuleList"], "cn": [b"module{0}"],
                                                  "olcModulePath": [MODULE_PATH.encode()],
-                                                 "olcModuleLoad": [b"{0}back_mdb"]}),
+                                                 "olcModuleLoad": [f"{{{i}}}{m}".encode() for i, m in
+                                                                   enumerate(["back_mdb", *self.modules])]}),
             LdifEntry("cn=schema,cn=config", {"objectClass": [b"olcSchemaConfig"], "cn": [b"schema"]}),
         ]
         for name in BASE_SCHEMAS:
@@ -167,8 +185,13 @@ class SlapdServer:
                 "olcDbIndex": [b"objectClass eq", b"uid eq", b"mail eq"],
                 "olcAccess": [b"{0}to attrs=userPassword by self write by anonymous auth by * none",
                               b"{1}to * by * read"],
-                "olcSizeLimit": [b"unlimited"]}),
+                "olcSizeLimit": [b"unlimited"],
+                **{k: [v.encode() for v in vs] for k, vs in self.db_options.items()}}),
         ]
+        if self.ppolicy:
+            e.append(LdifEntry("olcOverlay={0}ppolicy,olcDatabase={1}mdb,cn=config", {
+                "objectClass": [b"olcOverlayConfig", b"olcPPolicyConfig"], "olcOverlay": [b"{0}ppolicy"],
+                "olcPPolicyDefault": [self.policy_dn.encode()]}))
         return e
 
     def build(self) -> None:
@@ -182,7 +205,14 @@ class SlapdServer:
         cfg.write_bytes(dump_ldif(self._config_entries()))
         self._slapadd(["-n0", "-F", str(self.root / "slapd.d"), "-l", str(cfg)])
         base = self.root / "base.ldif"
-        base.write_bytes(dump_ldif([_suffix_entry(self.suffix)]))
+        entries = [_suffix_entry(self.suffix)]
+        if self.ppolicy:
+            # the default policy: without one ppolicy enforces nothing, not even pwdAccountLockedTime
+            entries += [
+                LdifEntry(f"ou=Policies,{self.suffix}", {"objectClass": [b"organizationalUnit"], "ou": [b"Policies"]}),
+                LdifEntry(self.policy_dn, {"objectClass": [b"device", b"pwdPolicy"], "cn": [b"default"],
+                                           "pwdAttribute": [b"userPassword"], "pwdLockout": [b"TRUE"]})]
+        base.write_bytes(dump_ldif(entries))
         self._slapadd(["-n1", "-F", str(self.root / "slapd.d"), "-l", str(base)])
         self._built = True
 
@@ -200,46 +230,27 @@ class SlapdServer:
         last_err = ""
         for _ in range(5):  # another process may take the free port between our check and slapd's bind
             self.port = free_port()
+            self.tls_port = free_port() if self.tls else None
+            urls = self.url + (f" {self.ldaps_url}" if self.tls else "")
             log = open(self.root / "slapd.log", "wb")
             self.proc = subprocess.Popen(
-                ["/usr/sbin/slapd", "-d", "0", "-F", str(self.root / "slapd.d"), "-h", self.url],
+                ["/usr/sbin/slapd", "-d", "0", "-F", str(self.root / "slapd.d"), "-h", urls],
                 stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
             log.close()
             deadline = time.monotonic() + timeout
             while time.monotonic() < deadline:
                 if self.proc.poll() is not None:
                     break
-                if self._answers():
+                if ldap_answers("127.0.0.1", self.port):
                     return self
                 time.sleep(0.05)
             last_err = (self.root / "slapd.log").read_text(errors="replace")[-2000:]
             self.stop()
         raise RuntimeError(f"slapd did not start on loopback:\n{last_err}")
 
-    def _answers(self) -> bool:
-        try:
-            with socket.create_connection(("127.0.0.1", self.port), timeout=0.5) as s:
-                # an anonymous LDAPv3 bind request; any BindResponse means slapd is serving
-                s.sendall(bytes.fromhex("300c020101600702010304008000"))
-                s.settimeout(2)
-                return s.recv(2)[:1] == b"\x30"
-        except OSError:
-            return False
-
     def stop(self) -> None:
         p, self.proc = self.proc, None
-        if p is None:
-            return
-        if p.poll() is None:
-            try:
-                os.killpg(p.pid, signal.SIGTERM)
-            except ProcessLookupError:
-                pass
-            try:
-                p.wait(10)
-            except subprocess.TimeoutExpired:
-                os.killpg(p.pid, signal.SIGKILL)
-                p.wait(5)
+        stop_group(p, 10)
 
     def __enter__(self) -> "SlapdServer":
         # `with srv.start():` is the common spelling; starting again here would orphan the first slapd.

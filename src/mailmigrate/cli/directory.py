@@ -19,7 +19,8 @@ from .output import secret_from, setup_logging
 
 EPILOG = """\
 SOURCE, TARGET:
-  ldap://HOST[:PORT]/BASEDN[?bind=DN][&flavor=auto|openldap|ad][&starttls=1][&insecure=1]   (also ldaps://)
+  ldap://HOST[:PORT]/BASEDN[?bind=DN][&flavor=auto|openldap|ad][&starttls=1][&cafile=PEM][&insecure=1]
+                                                             (also ldaps://)
   passwd-file:PATH[?uid=N&gid=N&home=/srv/mail/{login}]      a Dovecot passwd-file
   esmith:ACCOUNTS_DB[?shadow=PATH][&domain=DOMAIN]           SME/NethServer accounts db + shadow
   kerio://ADMIN@HOST[:PORT][/DOMAIN]                         Kerio Connect administration API
@@ -27,7 +28,9 @@ passwords: MAILMIGRATE_SOURCE_PASSWORD / MAILMIGRATE_TARGET_PASSWORD or --source
   --target-password-file; never on the command line.
 Users that exist on TARGET are left alone unless --update-existing.  A password hash the target cannot
 take is handled by --passwords: skip (no password), set (--new-password-file), generate (written to
---generated-passwords FILE, mode 0600).
+--generated-passwords FILE, mode 0600; a dry run generates and writes nothing).
+A user disabled on SOURCE is created disabled; where TARGET cannot hold that for the user, the user is
+refused unless --disabled-as-enabled.
 Exit status: 0 done (diff: no differences), 1 some objects failed (diff: differences found), 2 usage error.
 """
 
@@ -51,6 +54,9 @@ def register(sub) -> None:
     p.add_argument("--new-password-file", metavar="FILE", help="the password for --passwords set")
     p.add_argument("--generated-passwords", metavar="FILE",
                    help="where --passwords generate writes login:password lines (mode 0600)")
+    p.add_argument("--disabled-as-enabled", action="store_true",
+                   help="create users disabled on SOURCE enabled where TARGET cannot hold them disabled "
+                        "(default: refuse them; each is named in the report either way)")
     p.add_argument("--json", action="store_true", help="print the result as JSON on stdout")
     p.set_defaults(func=run)
 
@@ -91,9 +97,10 @@ def run(args) -> int:
         if not isinstance(target, DirectoryWriter):
             raise ConfigError(f"{args.target}: cannot be written")
         report = copy(source, target, update_existing=args.update_existing, dry_run=args.dry_run,
-                      password_policy=PasswordPolicy(args.passwords, policy_pw))
+                      password_policy=PasswordPolicy(args.passwords, policy_pw),
+                      disabled_as_enabled=args.disabled_as_enabled)
     generated = report.generated_passwords()
-    if generated and args.generated_passwords:
+    if generated and args.generated_passwords and not args.dry_run:
         _write_secret_file(Path(args.generated_passwords), generated)
     print(json.dumps(report.as_dict(), indent=2) if args.json else report.render())
     return 0 if report.ok else 1

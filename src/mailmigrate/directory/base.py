@@ -108,6 +108,7 @@ class User:
     password: Password = None
     password_note: str | None = None  # why the password is None (e.g. "Active Directory does not reveal it")
     enabled: bool = True
+    disabled_by: str | None = None  # the source's marker that made ``enabled`` False, for reports
     domain: str | None = None
     company: str | None = None
     send_as: list[str] = field(default_factory=list)
@@ -331,6 +332,19 @@ class DirectoryWriter(DirectoryReader):
     fields: dict[str, frozenset[str]] = DEFAULT_FIELDS
     password_schemes: frozenset[str] = frozenset()
     accepts_clear: bool = True
+
+    #: Prefixes of ``User.extra`` keys this directory writes back (e.g. ``shadow:`` for shadowAccount); copy
+    #: notes the users whose other prefixed attributes are left behind.
+    extra_prefixes: frozenset[str] = frozenset()
+
+    def can_disable(self, user: User) -> bool:
+        """Whether this directory can hold ``user`` (with the password it is about to be given) as disabled.
+        Where it cannot, copy refuses to create the user enabled unless told to."""
+        return "enabled" in self.fields.get("users", frozenset())
+
+    def disabled_form(self, user: User) -> str:
+        """How a disabled user is written here, for the report."""
+        return "disabled"
 
     def accepts(self, password: Password) -> bool:
         if isinstance(password, Secret):

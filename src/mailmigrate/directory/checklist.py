@@ -13,6 +13,30 @@ from dataclasses import dataclass, field
 from .base import Directory, fold
 
 
+#: Lines shown per list before the rest is summarised: one lost group of 1,600 members is one finding.
+SHOWN = 10
+_HEADS = (" <- ", " -> ", " may send as ", " forwards to ", " gid ", ": ")
+
+
+def _listed(label: str, items: list[str], limit: int) -> list[str]:
+    pad = f"{label}:".ljust(9)
+    if len(items) <= limit:
+        return [f"         {pad}{x}" for x in items]
+    out = [f"         {pad}{x}" for x in items[:limit // 2]]
+    by: dict[str, int] = {}
+    for x in items[limit // 2:]:
+        head = next((x.split(sep, 1)[0] + sep.rstrip() for sep in _HEADS if sep in x), "")
+        by[head] = by.get(head, 0) + 1
+    rest = len(items) - limit // 2
+    groups = sorted(by.items(), key=lambda kv: (-kv[1], kv[0]))
+    if groups and groups[0][0]:
+        detail = "; ".join(f"{n:,} of {h}" for h, n in groups[:5] if h) + (" ..." if len(groups) > 5 else "")
+        out.append(f"         ... and {rest:,} more {label} ({detail}; --json lists them all)")
+    else:
+        out.append(f"         ... and {rest:,} more {label} (--json lists them all)")
+    return out
+
+
 @dataclass
 class CheckItem:
     name: str
@@ -42,13 +66,14 @@ class Checklist:
     def as_json(self) -> str:
         return json.dumps(self.as_dict(), indent=2, sort_keys=False)
 
-    def render(self) -> str:
+    def render(self, limit: int = SHOWN) -> str:
+        """Up to ``limit`` lines per list; a longer one is summarised (JSON keeps every line)."""
         lines = []
         for i in self.items:
             mark = "ok  " if i.ok else "FAIL"
             lines.append(f"[{mark}] {i.name}: {i.before} before, {i.after} after")
-            lines += [f"         missing: {m}" for m in i.missing]
-            lines += [f"         new:     {a}" for a in i.added]
+            lines += _listed("missing", i.missing, limit)
+            lines += _listed("new", i.added, limit)
         lines.append("all checks passed" if self.ok else "some checks failed")
         return "\n".join(lines)
 
@@ -100,6 +125,19 @@ def _forwards(d: Directory) -> dict[str, str]:
     return out
 
 
+def _enabled_state(before: Directory, after: Directory) -> CheckItem:
+    """Users present on both sides whose enabled state changed: a disabled account must not come back to
+    life, and an active one must not be locked out, by a migration."""
+    changed = []
+    for key, b in before.users.items():
+        a = after.users.get(key)
+        if a is not None and a.enabled != b.enabled:
+            changed.append(f"{b.login}: {'enabled' if b.enabled else 'disabled'} before, "
+                           f"{'enabled' if a.enabled else 'disabled'} after")
+    return CheckItem("disabled users", sum(not u.enabled for u in before.users.values()),
+                     sum(not u.enabled for u in after.users.values()), sorted(changed))
+
+
 def _group_ids(d: Directory) -> dict[str, str]:
     return {f"{fold(g.name)}\0{g.gid}": f"{g.name} gid {g.gid}" for g in d.groups.values() if g.gid is not None}
 
@@ -117,6 +155,7 @@ def compare(before: Directory, after: Directory, *, group_ids: bool = False) -> 
     return Checklist([
         _item("users", _names(before.users), _names(after.users)),
         _item("groups", _names(before.groups), _names(after.groups)),
+        _enabled_state(before, after),
         _item("companies", _names(before.companies), _names(after.companies)),
         _item("group memberships", _memberships(before), _memberships(after)),
         _item("send-as permissions", _send_as(before), _send_as(after)),

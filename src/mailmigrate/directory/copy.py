@@ -36,6 +36,9 @@ log = logging.getLogger(__name__)
 
 _LIST_FIELDS = {"aliases", "forwards", "members", "groups", "targets", "send_as", "delegates", "admins"}
 _NAME_FIELDS = {"mail", "company"}  # compared case-insensitively, like the list fields
+#: A source that has no first/last name says nothing about it: the target may have had to fill it (LDAP's
+#: ``sn`` is mandatory, so a user without one gets the login), and that is not a difference for ever.
+_UNSAID_WHEN_EMPTY = {"first_name", "last_name"}
 
 
 def _norm(name: str, value: Any) -> Any:
@@ -52,7 +55,9 @@ def changed_fields(old, new, fields: frozenset[str]) -> list[str]:
     """Names of the fields in ``fields`` where ``new`` differs from ``old`` (sorted, for stable reports)."""
     out = []
     for f in sorted(fields):
-        if hasattr(new, f) and _norm(f, getattr(old, f, None)) != _norm(f, getattr(new, f)):
+        if not hasattr(new, f) or (f in _UNSAID_WHEN_EMPTY and not getattr(new, f)):
+            continue
+        if _norm(f, getattr(old, f, None)) != _norm(f, getattr(new, f)):
             out.append(f)
     return out
 
@@ -63,6 +68,7 @@ class KindDiff:
     changed: dict[str, list[str]] = field(default_factory=dict)  # name -> fields that differ
     only_in_target: list[str] = field(default_factory=list)
     same: int = 0
+    disabled: list[str] = field(default_factory=list)  # of ``missing``: users disabled on the source
 
     @property
     def empty(self) -> bool:
@@ -85,7 +91,8 @@ class DirectoryDiff:
             "source": self.source,
             "target": self.target,
             "kinds": {k: {"missing": d.missing, "changed": d.changed, "only_in_target": d.only_in_target,
-                          "same": d.same} for k, d in self.kinds.items()},
+                          "same": d.same, **({"disabled": d.disabled} if k == "users" else {})}
+                      for k, d in self.kinds.items()},
             "unsupported": self.unsupported,
         }
 
@@ -96,7 +103,8 @@ class DirectoryDiff:
                 continue
             lines.append(f"  {kind}: {len(d.missing)} to add, {len(d.changed)} differ, {d.same} same, "
                          f"{len(d.only_in_target)} only on target")
-            lines += [f"    + {n}" for n in d.missing]
+            off = set(d.disabled)
+            lines += [f"    + {n}" + (" (disabled)" if n in off else "") for n in d.missing]
             lines += [f"    ~ {n} ({', '.join(f)})" for n, f in d.changed.items()]
         for kind, n in self.unsupported.items():
             lines.append(f"  {kind}: {n} not migrated: the target has no place for them")
@@ -124,6 +132,8 @@ def diff_directories(source: Directory, target: Directory, *, kinds=KINDS, field
             name = _name(obj)
             if key not in dst:
                 d.missing.append(name)
+                if getattr(obj, "enabled", True) is False:
+                    d.disabled.append(name)
                 continue
             ch = changed_fields(dst[key], obj, fields.get(kind, frozenset()))
             if ch:
@@ -192,8 +202,10 @@ def choose_password(user: User, target: DirectoryWriter, policy: PasswordPolicy)
     if isinstance(pw, PasswordHash):
         adapted = passwords.adapt(pw, target.password_schemes)
         if adapted is not None:
-            return adapted, PasswordOutcome(user.login, "kept", f"{{{adapted.scheme}}} hash")
-        why = f"the target does not accept {{{pw.scheme}}} hashes"
+            how = f"{{{adapted.scheme}}} hash" + (f" (converted from {{{pw.scheme}}})" if adapted.scheme != pw.scheme
+                                                   and adapted.value != pw.value else "")
+            return adapted, PasswordOutcome(user.login, "kept", how)
+        why = passwords.refusal(pw, target.password_schemes)
     elif isinstance(pw, Secret) and pw:
         why = "the target does not accept clear-text passwords"
     else:
@@ -221,6 +233,8 @@ class CopyReport:
     failed: list[tuple[str, str, str]] = field(default_factory=list)  # (kind, name, reason)
     unsupported: dict[str, int] = field(default_factory=dict)
     passwords: list[PasswordOutcome] = field(default_factory=list)
+    #: Users disabled on the source: (login, the source's marker, how the target holds it).
+    disabled: list[tuple[str, str, str]] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
 
     @property
@@ -242,6 +256,7 @@ class CopyReport:
             "failed": [{"kind": k, "name": n, "reason": r} for k, n, r in self.failed],
             "unsupported": self.unsupported,
             "passwords": [p.as_dict() for p in self.passwords],
+            "disabled": [{"user": u, "source": src, "target": how} for u, src, how in self.disabled],
             "notes": self.notes,
         }
 
@@ -261,6 +276,8 @@ class CopyReport:
         for p in self.passwords:
             if p.action != "kept":
                 lines.append(f"  password of {p.user}: {p.reason}")
+        for u, src, how in self.disabled:
+            lines.append(f"  disabled: {u} ({src}) -> {how}")
         for k, n, r in self.failed:
             lines.append(f"  FAILED {k} {n}: {r}")
         lines += [f"  note: {x}" for x in self.notes]
@@ -268,12 +285,19 @@ class CopyReport:
 
 
 def copy(source: DirectoryReader, target: DirectoryWriter, *, update_existing: bool = False,
-         password_policy: PasswordPolicy = PasswordPolicy(), dry_run: bool = False) -> CopyReport:
-    """Make ``target`` hold what ``source`` holds.  Objects are created in :data:`KINDS` order."""
+         password_policy: PasswordPolicy = PasswordPolicy(), dry_run: bool = False,
+         disabled_as_enabled: bool = False) -> CopyReport:
+    """Make ``target`` hold what ``source`` holds.  Objects are created in :data:`KINDS` order.
+
+    A user disabled on the source is created disabled, in the target's own form; where the target cannot
+    hold that for this user the user is refused (named, with the reason), since an account someone
+    switched off must not come back to life by moving servers, unless ``disabled_as_enabled`` says to
+    create it enabled anyway (and the report says so per user)."""
     src = source.read()
     dst = target.read()
     report = CopyReport(source.describe(), target.describe(), dry_run=dry_run)
     report.notes += src.notes
+    report.notes += _left_behind(src, target)
     fields = _fields_of(target)
     for kind in KINDS:
         objs = getattr(src, kind)
@@ -287,7 +311,9 @@ def copy(source: DirectoryReader, target: DirectoryWriter, *, update_existing: b
             name = _name(obj)
             try:
                 if key not in existing:
-                    obj = _with_password(obj, target, password_policy, report)
+                    obj = _with_password(obj, target, password_policy, report, dry_run)
+                    if kind == "users":
+                        obj = _disabled_state(obj, target, report, disabled_as_enabled)
                     if not dry_run:
                         target.add(obj)
                     report.created.setdefault(kind, []).append(name)
@@ -302,23 +328,72 @@ def copy(source: DirectoryReader, target: DirectoryWriter, *, update_existing: b
                 else:
                     new = replace(obj, password=pw_new if pw_new is not None else old.password) \
                         if kind == "users" else obj
+                    if kind == "users" and "enabled" in ch:
+                        new = _disabled_state(new, target, report, disabled_as_enabled)
                     if not dry_run:
                         target.update(old, new)
                     report.updated.setdefault(kind, []).append(name)
             except DirectoryError as e:
                 report.failed.append((kind, name, str(e)))
+                for p in report.passwords[-1:]:
+                    if p.user == name and p.generated is not None:  # never set: not to be handed over
+                        p.generated, p.action = None, "none"
+                        p.reason += "; not used, the user was not created"
                 log.warning("%s %s: %s", kind, name, e)
     if not dry_run:
         target.commit()
     return report
 
 
-def _with_password(obj, target: DirectoryWriter, policy: PasswordPolicy, report: CopyReport):
+def _with_password(obj, target: DirectoryWriter, policy: PasswordPolicy, report: CopyReport,
+                   dry_run: bool = False):
     if not isinstance(obj, User):
         return obj
     pw, outcome = choose_password(obj, target, policy)
+    if dry_run and outcome.generated is not None:
+        # nothing is set in a dry run, so nothing is generated: a password handed over must be the one set
+        outcome.generated, pw = None, None
+        outcome.reason = outcome.reason.replace("a new password was generated", "a new password would be generated")
     report.passwords.append(outcome)
     return replace(obj, password=pw)
+
+
+def _disabled_state(user: User, target: DirectoryWriter, report: CopyReport, disabled_as_enabled: bool) -> User:
+    """The user as it may be written: disabled ones checked against what the target can hold."""
+    if user.enabled:
+        return user
+    marker = user.disabled_by or "disabled on the source"
+    if target.can_disable(user):
+        report.disabled.append((user.login, marker, target.disabled_form(user)))
+        return user
+    if not disabled_as_enabled:
+        raise DirectoryError(f"user {user.login} is disabled on the source ({marker}) and {target.describe()} "
+                             f"cannot hold it disabled ({target.disabled_form(user)}): not created, so that it "
+                             f"does not arrive enabled (--disabled-as-enabled creates it enabled)")
+    report.disabled.append((user.login, marker, "created ENABLED as asked (--disabled-as-enabled): "
+                            + target.disabled_form(user)))
+    return replace(user, enabled=True)
+
+
+def _left_behind(src: Directory, target: DirectoryWriter) -> list[str]:
+    """Notes for source data the target has no field for, which would otherwise vanish without a word."""
+    notes = []
+    kinds, fields = target.kinds, _fields_of(target)
+    if "groups" in kinds and "gid" not in fields.get("groups", frozenset()):
+        with_gid = [f"{g.name} ({g.gid})" for g in src.groups.values() if g.gid is not None]
+        if with_gid:
+            notes.append(f"{len(with_gid)} group(s) have a gidNumber that the target's groups do not keep "
+                         f"(ldap targets keep it with group_style=posix): " + _some(with_gid))
+    if "users" in kinds and "shadow:" not in target.extra_prefixes:
+        users = [u.login for u in src.users.values() if any(k.startswith("shadow:") for k in u.extra)]
+        if users:
+            notes.append(f"{len(users)} user(s) have shadowAccount attributes (password ageing, expiry) "
+                         f"that the target has no place for; not migrated: " + _some(users))
+    return notes
+
+
+def _some(names: list[str], limit: int = 10) -> str:
+    return ", ".join(names[:limit]) + (f" and {len(names) - limit} more" if len(names) > limit else "")
 
 
 def _password_update(user: User, old: User, target: DirectoryWriter):

@@ -103,6 +103,8 @@ class EsmithDirectory(DirectoryWriter):
             else:
                 u.password = passwords.from_crypt(s.crypt_hash or "")
                 u.enabled = not s.hash.startswith("!")
+                if not u.enabled:
+                    u.disabled_by = "'!' in the shadow hash"
                 if u.password is None:
                     u.password_note = "the shadow entry holds no hash (password never set)"
             d.add(u)
@@ -150,23 +152,34 @@ class EsmithDirectory(DirectoryWriter):
             props["Gid"] = str(u.gid)
         return Record("user", props)
 
+    def can_disable(self, user: User) -> bool:
+        return self.shadow is not None  # a locked shadow hash; without a shadow file nothing holds it
+
+    def disabled_form(self, user: User) -> str:
+        return "'!' in front of the shadow hash" if self.shadow is not None else "no shadow file given (shadow=)"
+
     def _set_shadow(self, u: User) -> None:
         pw = u.password
-        if self.shadow is None or pw is None:
+        if self.shadow is None or (pw is None and u.enabled):
+            return
+        if pw is None:  # disabled and no password: a lock alone
+            self._put_shadow(u.login, "!")
             return
         if isinstance(pw, Secret):
             pw = _crypt_sha512(pw)
         adapted = passwords.adapt(pw, self.password_schemes)
         if adapted is None:
             raise DirectoryError(f"user {u.login}: /etc/shadow cannot take a {{{pw.scheme}}} hash")
-        h = ("" if u.enabled else "!") + adapted.value.reveal()
+        self._put_shadow(u.login, ("" if u.enabled else "!") + adapted.value.reveal())
+
+    def _put_shadow(self, login: str, h: str) -> None:
         _, shadow = self._load()
         for e in shadow:
-            if e.name == u.login:
+            if e.name == login:
                 e.hash = h
                 break
         else:
-            shadow.append(ShadowEntry(u.login, h, [""] * 7))
+            shadow.append(ShadowEntry(login, h, [""] * 7))
         self._dirty_shadow = True
 
     def add(self, obj) -> None:

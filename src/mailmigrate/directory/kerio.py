@@ -407,6 +407,9 @@ class KerioDirectory(DirectoryWriter):
     password_schemes = frozenset()
     accepts_clear = True
 
+    def disabled_form(self, user) -> str:
+        return "isEnabled false"
+
     def __init__(self, host: str, port: int = DEFAULT_PORT, *, user: str, password: Secret,
                  domain: str | None = None, cafile: str | None = None, insecure: bool = False,
                  timeout: float = 60.0, client: KerioClient | None = None):
@@ -449,6 +452,7 @@ class KerioDirectory(DirectoryWriter):
                     mail=f"{login_name}@{domain}",
                     aliases=[a for a in addresses if fold(a) != fold(f"{login_name}@{domain}")],
                     enabled=bool(k.get("isEnabled", True)),
+                    disabled_by=None if k.get("isEnabled", True) else "isEnabled false",
                     domain=domain,
                     password_note="Kerio does not reveal passwords",
                 ))

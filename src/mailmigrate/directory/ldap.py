@@ -24,12 +24,24 @@ still belong to that group after the move).  An existing group is updated in the
 posixGroup is never sent a ``member`` it cannot hold.  When the target's schema has ``kopano-user`` or
 ``zarafa-user`` the users get that class and the Kopano attributes too.  Clear-text passwords are hashed ({SSHA})
 before they are sent, so the target never stores clear text.
+
+Disabled accounts are read from every common marker: AD's ``userAccountControl`` bit 2 (514, 66050...),
+``shadowExpire`` on or before today, a ``{CRYPT}!...`` hash locked the /etc/shadow way, ppolicy's
+``pwdAccountLockedTime`` and the Kopano ``*Account`` flag.  They are written as ppolicy's permanent lock
+(``pwdAccountLockedTime: 000001010000Z``) where the server knows that attribute (its ppolicy module is
+loaded), else as a locked crypt hash; a user with some other hash and no ppolicy cannot be held disabled
+(:meth:`LdapDirectory.can_disable`).
+
+Active Directory splits a multi-valued attribute over 1,500 values (``member;range=0-1499``); the rest
+is asked for here, range after range, rather than left to ldap3's automatic range handling.
 """
 
 from __future__ import annotations
 
 import logging
+import re
 import ssl
+import time
 from typing import Iterable
 
 import ldap3
@@ -39,6 +51,7 @@ from ldap3.utils.dn import escape_rdn, parse_dn
 
 from ..errors import AuthenticationFailed, ConfigError, ConnectionLost
 from ..model import Secret
+from ..formats import shacrypt
 from . import passwords
 from .base import (
     AddressList,
@@ -53,6 +66,7 @@ from .base import (
     PasswordHash,
     User,
     fold,
+    password_scheme,
 )
 
 log = logging.getLogger(__name__)
@@ -61,6 +75,12 @@ PREFIXES = ("zarafa", "kopano")
 AD_CAPABILITY = "1.2.840.113556.1.4.800"
 UAC_DISABLED = 0x2
 MB = 1024 * 1024
+#: ppolicy's value for "locked until an administrator unlocks it".
+PERMANENT_LOCK = "000001010000Z"
+_RANGE = re.compile(r"^(?P<attr>[^;]+);range=(?P<low>\d+)-(?P<high>\d+|\*)$", re.IGNORECASE)
+#: shadowAccount attributes carried as ``extra["shadow:<name>"]``.
+SHADOW_ATTRS = ("shadowLastChange", "shadowMin", "shadowMax", "shadowWarning", "shadowInactive",
+                "shadowExpire", "shadowFlag")
 
 
 def norm_dn(dn: str) -> str:
@@ -109,6 +129,27 @@ def _classes(entry: dict) -> set[str]:
     return {c.lower() for c in _txt(entry, "objectClass")}
 
 
+def _kop_name(entry: dict, suffix: str) -> str:
+    for p in PREFIXES:
+        if _txt(entry, p + suffix):
+            return p + suffix
+    return PREFIXES[0] + suffix
+
+
+def _critical(entry: dict) -> bool:
+    return (_one(entry, "isCriticalSystemObject") or "").upper() == "TRUE"
+
+
+def _without_builtins(entries: list, what: str, d: Directory) -> list:
+    """AD entries less the domain's own (Administrator, Guest, krbtgt, Domain Users...: not people or teams to
+    move), which the reading names in a note."""
+    builtin = [_one(e, "sAMAccountName") or dn for dn, e in entries if _critical(e)]
+    if builtin:
+        d.notes.append(f"Active Directory: {len(builtin)} built-in {what} (isCriticalSystemObject) not read: "
+                       f"{', '.join(sorted(builtin, key=str.casefold))}")
+    return [(dn, e) for dn, e in entries if not _critical(e)]
+
+
 def _has_kop_class(classes: set[str], kind: str) -> bool:
     return any(f"{p}-{kind}" in classes for p in PREFIXES)
 
@@ -134,7 +175,8 @@ class LdapDirectory(DirectoryWriter):
     def __init__(self, url: str, base_dn: str, *, bind_dn: str | None = None, password: Secret | None = None,
                  flavor: str = "auto", starttls: bool = False, insecure: bool = False,
                  users_ou: str = "ou=People", groups_ou: str = "ou=Groups", aliases_ou: str = "ou=Aliases",
-                 timeout: int = 30, group_style: str = "groupOfNames"):
+                 timeout: int = 30, group_style: str = "groupOfNames", cafile: str | None = None,
+                 range_step: int | None = None):
         if flavor not in ("auto", "openldap", "ad"):
             raise ConfigError(f"unknown LDAP flavor {flavor!r} (auto, openldap, ad)")
         style = GROUP_STYLES.get(str(group_style).lower())
@@ -148,6 +190,10 @@ class LdapDirectory(DirectoryWriter):
         self.flavor = flavor
         self.starttls = starttls
         self.insecure = insecure
+        self.cafile = cafile
+        #: AD only: ask for group members ``range_step`` at a time instead of taking the server's own
+        #: MaxValRange (1,500 on AD); Samba hands out every value unless asked for a range.
+        self.range_step = range_step
         self.users_ou, self.groups_ou, self.aliases_ou = users_ou, groups_ou, aliases_ou
         self.timeout = int(timeout)
         self._conn: ldap3.Connection | None = None
@@ -155,9 +201,11 @@ class LdapDirectory(DirectoryWriter):
         self._dn: dict[tuple[str, str], str] = {}  # (kind, folded name) -> DN
         self._group_classes: dict[str, set[str]] = {}  # folded group name -> its object classes, lower case
         self._schema_classes: set[str] = set()
+        self._schema_attrs: set[str] = set()
+        self._containers: set[str] = set()  # ou DNs known to exist (looked up or made once per writer)
         self.kinds = frozenset({"users", "groups", "aliases"})  # narrowed to the schema on connect
         self.fields = {
-            "users": frozenset({"real_name", "first_name", "last_name", "mail", "aliases"}),
+            "users": frozenset({"real_name", "first_name", "last_name", "mail", "aliases", "enabled"}),
             "groups": frozenset({"members", "groups", "mail"} | ({"gid"} if style == "posix" else set())),
             "aliases": frozenset({"targets"}),
         }
@@ -172,12 +220,16 @@ class LdapDirectory(DirectoryWriter):
             return self._conn
         tls = None
         if self.url.startswith("ldaps://") or self.starttls:
-            tls = ldap3.Tls(validate=ssl.CERT_NONE if self.insecure else ssl.CERT_REQUIRED)
+            tls = ldap3.Tls(validate=ssl.CERT_NONE if self.insecure else ssl.CERT_REQUIRED,
+                            ca_certs_file=self.cafile or None)
         server = ldap3.Server(self.url, get_info=ldap3.ALL, tls=tls, connect_timeout=self.timeout)
         try:
             conn = ldap3.Connection(server, user=self.bind_dn,
                                     password=self._password.reveal() if self._password else None,
-                                    receive_timeout=self.timeout, raise_exceptions=False)
+                                    receive_timeout=self.timeout, raise_exceptions=False,
+                                    # ranges are completed here (_complete_ranges); ldap3's "empty
+                                    # attributes" pass breaks on a ranged answer when auto_range is off
+                                    auto_range=False, return_empty_attributes=False)
             if not conn.open() and conn.closed:
                 raise ConnectionLost(f"{self.describe()}: cannot connect")
             if self.starttls and not conn.start_tls():
@@ -188,16 +240,21 @@ class LdapDirectory(DirectoryWriter):
                     f"{conn.result.get('description')}")
         except lex.LDAPSocketOpenError as e:
             raise ConnectionLost(f"{self.describe()}: cannot connect: {e}") from None
+        except lex.LDAPSSLConfigurationError as e:
+            raise ConfigError(f"{self.describe()}: TLS setup: {e}") from None
         except lex.LDAPException as e:
             raise DirectoryError(f"{self.describe()}: {type(e).__name__}: {e}") from None
         self._conn = conn
         info = server.info
         if self.flavor == "auto":
-            caps = set(info.supported_features or []) | {c[0] if isinstance(c, tuple) else c
-                                                          for c in (info.other.get("supportedCapabilities") or [])}
+            # ldap3 lists a root DSE's capabilities as (oid, kind, name, vendor) tuples: compare the OIDs
+            caps = {c[0] if isinstance(c, tuple) else c for c in
+                    list(info.supported_features or []) + list(info.other.get("supportedCapabilities") or [])}
             self.flavor = "ad" if AD_CAPABILITY in caps else "openldap"
         names = {n.lower() for n in server.schema.object_classes} if server.schema is not None else set()
         self._schema_classes = names
+        if server.schema is not None:
+            self._schema_attrs = {n.lower() for n in server.schema.attribute_types}
         for p in PREFIXES[::-1]:
             if f"{p}-user" in names:
                 self._kop_prefix = p
@@ -217,7 +274,50 @@ class LdapDirectory(DirectoryWriter):
                 pass
             self._conn = None
 
-    def _search(self, flt: str, attrs=ldap3.ALL_ATTRIBUTES) -> list[tuple[str, dict]]:
+    def _check_result(self, conn, what: str, got: int) -> None:
+        code = conn.result.get("result") if conn.result else None
+        if code in (0, None):
+            return
+        if code == 4:  # sizeLimitExceeded: a partial reading must never pass for the whole directory
+            raise DirectoryError(
+                f"{self.describe()}: search {what} stopped after {got} entries: sizeLimitExceeded.  The server "
+                f"limits how many entries {self.bind_dn or 'an anonymous bind'} may read (OpenLDAP: olcSizeLimit "
+                f"/ olcLimits size.prtotal for that DN; Active Directory: MaxPageSize).  Raise the limit for this "
+                f"bind DN (size.prtotal=unlimited) or bind as a DN without one; nothing was copied from a "
+                f"partial reading")
+        raise DirectoryError(f"{self.describe()}: search {what} failed: {conn.result.get('description')} "
+                             f"{conn.result.get('message') or ''}".rstrip())
+
+    def _complete_ranges(self, dn: str, entry: dict) -> None:
+        """Replace AD's ``attr;range=0-1499`` values with the whole attribute, asking for the next range
+        (``attr;range=1500-*``) until the server answers with one ending in ``*``."""
+        for key in [k for k in entry if ";range=" in k.lower()]:
+            m = _RANGE.match(key)
+            if not m:
+                continue
+            attr, values, high = m["attr"], list(_vals(entry, key)), m["high"]
+            del entry[key]
+            conn = self._connect()
+            while high != "*":
+                low = int(high) + 1
+                ask = f"{attr};range={low}-{low + self.range_step - 1 if self.range_step else '*'}"
+                if not conn.search(dn, "(objectClass=*)", ldap3.BASE, attributes=[ask]):
+                    self._check_result(conn, f"{ask} of {dn}", len(values))
+                    raise DirectoryError(f"{self.describe()}: {dn}: no {attr} values from {low} on")
+                got = (conn.response or [{}])[0].get("raw_attributes") or {}
+                nxt = [(k, _RANGE.match(k)) for k in got if _RANGE.match(k) and
+                       _RANGE.match(k)["attr"].lower() == attr.lower()]
+                if not nxt:
+                    raise DirectoryError(f"{self.describe()}: {dn}: the server gave no {attr};range= answer "
+                                         f"after {len(values)} values; the group would be incomplete")
+                k, mm = nxt[0]
+                if int(mm["low"]) != low:
+                    raise DirectoryError(f"{self.describe()}: {dn}: asked {attr} from {low}, got {k}")
+                values += list(got[k])
+                high = mm["high"]
+            entry[attr] = values
+
+    def _search(self, flt: str, attrs=ldap3.ALL_ATTRIBUTES, ranges: bool = False) -> list[tuple[str, dict]]:
         conn = self._connect()
         try:
             gen = conn.extend.standard.paged_search(self.base_dn, flt, ldap3.SUBTREE, attributes=attrs,
@@ -225,9 +325,11 @@ class LdapDirectory(DirectoryWriter):
             out = []
             for r in gen:
                 if r.get("type") == "searchResEntry":
-                    out.append((r["dn"], r.get("raw_attributes") or {}))
-            if conn.result and conn.result.get("result") not in (0, None):
-                raise DirectoryError(f"{self.describe()}: search {flt} failed: {conn.result.get('description')}")
+                    out.append((r["dn"], dict(r.get("raw_attributes") or {})))  # ldap3's dict folds ;range=
+            self._check_result(conn, flt, len(out))
+            if ranges:
+                for dn, e in out:
+                    self._complete_ranges(dn, e)
             return out
         except lex.LDAPSocketOpenError as e:
             raise ConnectionLost(f"{self.describe()}: {e}") from None
@@ -256,8 +358,9 @@ class LdapDirectory(DirectoryWriter):
         else:
             user_filter = self._any_class("inetOrgPerson", "posixAccount", "zarafa-user", "kopano-user")
             group_filter = self._group_filter()
-        everything = self._search("(objectClass=*)")
-        by_dn = {norm_dn(dn): (dn, e) for dn, e in everything}
+        # companies, contacts, address lists and dynamic groups exist only where a Zarafa/Kopano schema does:
+        # elsewhere (AD, a plain OpenLDAP) the whole tree is not read a second time for them
+        everything = self._search("(objectClass=*)") if self._kop_prefix else []
         companies = {}
         for dn, e in everything:
             cls = _classes(e)
@@ -275,8 +378,12 @@ class LdapDirectory(DirectoryWriter):
 
         users_by_dn: dict[str, str] = {}
         groups_by_dn: dict[str, str] = {}
-        user_entries = [(dn, e) for dn, e in self._search(user_filter)]
-        if not ad:
+        user_attrs = [ldap3.ALL_ATTRIBUTES] + [a for a in ("pwdAccountLockedTime", "isCriticalSystemObject")
+                                               if a.lower() in self._schema_attrs]
+        user_entries = [(dn, e) for dn, e in self._search(user_filter, user_attrs)]
+        if ad:
+            user_entries = _without_builtins(user_entries, "accounts", d)
+        else:
             # contacts carry inetOrgPerson too; they are not users
             user_entries = [(dn, e) for dn, e in user_entries if not _has_kop_class(_classes(e), "contact")]
         for dn, e in user_entries:
@@ -286,7 +393,14 @@ class LdapDirectory(DirectoryWriter):
                 continue
             users_by_dn[norm_dn(dn)] = login
             self._dn[("users", fold(login))] = dn
-        group_entries = self._search(group_filter)
+        group_attrs = ldap3.ALL_ATTRIBUTES
+        if ad:
+            group_attrs = ["objectClass", "sAMAccountName", "cn", "description", "mail", "proxyAddresses",
+                           "gidNumber", "isCriticalSystemObject",
+                           f"member;range=0-{self.range_step - 1}" if self.range_step else "member"]
+        group_entries = self._search(group_filter, group_attrs, ranges=True)
+        if ad:
+            group_entries = _without_builtins(group_entries, "groups", d)
         for dn, e in group_entries:
             name = _one(e, "sAMAccountName" if ad else "cn") or first_rdn_value(dn)
             groups_by_dn[norm_dn(dn)] = name
@@ -378,18 +492,33 @@ class LdapDirectory(DirectoryWriter):
         if ad:
             u.password_note = "Active Directory does not reveal password hashes over LDAP"
             uac = _one(e, "userAccountControl")
-            if uac and uac.lstrip("-").isdigit():
-                u.enabled = not (int(uac) & UAC_DISABLED)
+            if uac and uac.lstrip("-").isdigit() and int(uac) & UAC_DISABLED:
+                u.enabled, u.disabled_by = False, f"userAccountControl {uac}"
         else:
             pw = _vals(e, "userPassword")
             if pw:
                 u.password = passwords.from_ldap(pw[0].decode("utf-8", "replace") if isinstance(pw[0], bytes)
                                                  else str(pw[0]))
+                if isinstance(u.password, PasswordHash):
+                    u.password, locked = passwords.split_lock(u.password)
+                    if locked:
+                        u.enabled, u.disabled_by = False, "locked {CRYPT}! hash"
+                    if u.password is None:
+                        u.password_note = "the {CRYPT} hash is a lock only ('!' or '*'): no password"
             else:
                 u.password_note = "no userPassword (or not readable with this bind DN)"
             acct = _kop(e, "Account")
-            if acct:
-                u.enabled = acct[0] != "0"
+            if acct and acct[0] == "0":
+                u.enabled, u.disabled_by = False, f"{_kop_name(e, 'Account')} 0"
+            expire = _one(e, "shadowExpire")
+            if expire and expire.isdigit() and 0 < int(expire) <= int(time.time() // 86400):
+                u.enabled, u.disabled_by = False, f"shadowExpire {expire} (expired)"
+            locked_at = _one(e, "pwdAccountLockedTime")
+            if locked_at:
+                u.enabled, u.disabled_by = False, f"ppolicy pwdAccountLockedTime {locked_at}"
+            for attr in SHADOW_ATTRS:
+                if _txt(e, attr):
+                    u.extra["shadow:" + attr] = _txt(e, attr)
         q = _kop(e, "QuotaHard")
         if q and q[0].isdigit():
             u.quota = int(q[0]) * MB
@@ -412,6 +541,8 @@ class LdapDirectory(DirectoryWriter):
 
     def _container(self, rdn: str) -> str:
         dn = f"{rdn},{self.base_dn}"
+        if dn in self._containers:
+            return dn
         conn = self._connect()
         if not conn.search(dn, "(objectClass=*)", ldap3.BASE, attributes=["1.1"]):
             if conn.result.get("result") != 32:  # noSuchObject
@@ -419,6 +550,7 @@ class LdapDirectory(DirectoryWriter):
             ou = first_rdn_value(rdn)
             if not conn.add(dn, ["organizationalUnit"], {"ou": ou}) and conn.result.get("result") != 68:
                 raise DirectoryError(f"{self.describe()}: cannot create {dn}: {conn.result.get('description')}")
+        self._containers.add(dn)
         return dn
 
     def _dn_for(self, kind: str, name: str) -> str:
@@ -436,6 +568,52 @@ class LdapDirectory(DirectoryWriter):
         if self.flavor == "ad":
             raise DirectoryError(f"{self.describe()}: Active Directory is read only here (create users with "
                                  f"samba-tool or the AD tools; their passwords cannot be set over plain LDAP)")
+
+    @property
+    def extra_prefixes(self) -> frozenset[str]:
+        return frozenset({"shadow:"} if "shadowaccount" in self._schema_classes else ())
+
+    def _ppolicy(self) -> bool:
+        """Whether the server knows ppolicy's lock attribute (its module is loaded)."""
+        self._connect()
+        return "pwdaccountlockedtime" in self._schema_attrs
+
+    def _lockable_password(self, u: User):
+        """The password of ``u`` as it will be stored when disabled without ppolicy: a locked crypt hash,
+        or None when this password has no locked form (another hash scheme)."""
+        pw = u.password
+        if isinstance(pw, Secret) and pw:
+            return passwords.lock(PasswordHash("CRYPT", Secret(shacrypt.make(pw.reveal(), "6"))))
+        if isinstance(pw, PasswordHash):
+            adapted = passwords.adapt(pw, self.password_schemes)
+            if adapted is None or adapted.scheme not in passwords.CRYPT_SCHEMES:
+                return None
+            return passwords.lock(adapted)
+        return passwords.lock(PasswordHash("CRYPT", Secret("")))  # no password: a lock alone
+
+    def _has_locked_form(self, u: User) -> bool:
+        """What :meth:`_lockable_password` can lock, without hashing anything to find out."""
+        if isinstance(u.password, PasswordHash):
+            adapted = passwords.adapt(u.password, self.password_schemes)
+            return adapted is not None and adapted.scheme in passwords.CRYPT_SCHEMES
+        return True
+
+    def can_disable(self, user: User) -> bool:
+        self._connect()
+        if self._kop_prefix or self.flavor == "ad":
+            return True
+        return self._ppolicy() or self._has_locked_form(user)
+
+    def disabled_form(self, user: User) -> str:
+        self._connect()
+        if self._kop_prefix:
+            return f"{self._kop_prefix}Account 0" + (" and ppolicy lock" if self._ppolicy() else "")
+        if self._ppolicy():
+            return f"ppolicy pwdAccountLockedTime {PERMANENT_LOCK}"
+        if self._has_locked_form(user):
+            return "locked {CRYPT}! hash"
+        return (f"no ppolicy here and a {{{password_scheme(user.password)}}} hash has no locked form (load "
+                f"slapd's ppolicy module, or give the user a crypt hash)")
 
     def _user_attrs(self, u: User) -> tuple[list[str], dict]:
         classes = ["inetOrgPerson"]
@@ -475,14 +653,26 @@ class LdapDirectory(DirectoryWriter):
             attrs["homeDirectory"] = u.home or f"/home/{u.login}"
             if u.shell:
                 attrs["loginShell"] = u.shell
+        shadow = {k.split(":", 1)[1]: v for k, v in u.extra.items() if k.startswith("shadow:") and v}
+        if shadow and "shadowaccount" in self._schema_classes:
+            classes.append("shadowAccount")
+            attrs.update(shadow)
         pw = u.password
+        if not u.enabled and not self._ppolicy() and not self._kop_prefix:
+            locked = self._lockable_password(u)
+            if locked is None:
+                raise DirectoryError(f"user {u.login}: disabled, and {self.disabled_form(u)}")
+            attrs["userPassword"] = passwords.to_ldap(locked)
+            return classes, attrs
         if isinstance(pw, Secret) and pw:
             pw = passwords.ssha(pw)
         if isinstance(pw, PasswordHash):
             adapted = passwords.adapt(pw, self.password_schemes)
             if adapted is None:
-                raise DirectoryError(f"user {u.login}: LDAP cannot take a {{{pw.scheme}}} hash")
+                raise DirectoryError(f"user {u.login}: {passwords.refusal(pw, self.password_schemes)}")
             attrs["userPassword"] = passwords.to_ldap(adapted)
+        if not u.enabled and self._ppolicy():
+            attrs["pwdAccountLockedTime"] = PERMANENT_LOCK
         return classes, attrs
 
     def _group_shape(self, name: str) -> set[str]:
@@ -585,11 +775,22 @@ class LdapDirectory(DirectoryWriter):
             dn = self._dn_for("users", new.login)
             _, attrs = self._user_attrs(new)
             attrs.pop("uid", None)
+            attrs.pop("objectClass", None)
+            for k in ("pwdAccountLockedTime",):  # set below, only when the state changes
+                attrs.pop(k, None)
             if new.password is None or new.password == old.password:
                 attrs.pop("userPassword", None)
-            keep_posix = {"uidNumber", "gidNumber", "homeDirectory", "loginShell"}
+            keep_posix = {"uidNumber", "gidNumber", "homeDirectory", "loginShell", *SHADOW_ATTRS}
             changes = {k: [(ldap3.MODIFY_REPLACE, v if isinstance(v, list) else [v])] for k, v in attrs.items()
                        if k not in keep_posix}
+            if new.enabled != old.enabled:
+                if self._ppolicy():
+                    changes["pwdAccountLockedTime"] = [(ldap3.MODIFY_REPLACE, [] if new.enabled else [PERMANENT_LOCK])]
+                elif ("userPassword" not in changes and isinstance(old.password, PasswordHash)
+                      and old.password.scheme in passwords.CRYPT_SCHEMES):
+                    # the stored hash stays the password; only its lock changes
+                    pw = old.password if new.enabled else passwords.lock(old.password)
+                    changes["userPassword"] = [(ldap3.MODIFY_REPLACE, [passwords.to_ldap(pw)])]
             if not self._kop_prefix and not new.addresses():
                 changes["mail"] = [(ldap3.MODIFY_REPLACE, [])]
         elif isinstance(new, Group):

@@ -5,6 +5,11 @@ existing hashes: every scheme Dovecot verifies is accepted as it is (crypt strin
 LDAP ``{CRYPT}`` included).  Clear text is stored as ``{SSHA512}``, never as PLAIN.  Aliases, forwards
 and groups have no place in the file; copy reports them as not migrated.
 
+``uid``/``gid``/``home`` given in the URL win over the source's POSIX attributes (uidNumber, gidNumber,
+homeDirectory): they say how this Dovecot runs (one virtual-mail user, homes under its own tree), which the
+source's login accounts know nothing about.  Without them the source's values are written.  A disabled
+user is written with ``nologin`` (Dovecot refuses the login even with the right password).
+
 Writes go to a temporary file that replaces the old one, keeping its owner and mode (a new file is
 0600; it is never made world-readable, it holds hashes).  Entries not touched stay as they were.
 """
@@ -72,8 +77,12 @@ class PasswdFileDirectory(DirectoryWriter):
                 u.uid = int(e.uid)
             if e.gid.isdigit():
                 u.gid = int(e.gid)
+            if isinstance(u.password, PasswordHash):
+                u.password, locked = passwords.split_lock(u.password)
+                if locked:
+                    u.enabled, u.disabled_by = False, "locked crypt hash ('!')"
             if extra.get("nologin") in ("y", "yes") or "nologin" in extra:
-                u.enabled = False
+                u.enabled, u.disabled_by = False, "nologin"
             q = extra.get("userdb_quota_rule", "")
             if q.startswith("*:bytes="):
                 try:
@@ -86,6 +95,9 @@ class PasswdFileDirectory(DirectoryWriter):
             d.add(u)
         return d
 
+    def disabled_form(self, user: User) -> str:
+        return "nologin (Dovecot refuses the login)"
+
     def _password_field(self, u: User) -> str:
         pw = u.password
         if isinstance(pw, Secret) and pw:
@@ -94,7 +106,7 @@ class PasswdFileDirectory(DirectoryWriter):
             return ""
         adapted = passwords.adapt(pw, self.password_schemes)
         if adapted is None:
-            raise DirectoryError(f"user {u.login}: Dovecot cannot verify a {{{pw.scheme}}} hash")
+            raise DirectoryError(f"user {u.login}: {passwords.refusal(pw, self.password_schemes)}")
         return adapted.tagged()
 
     def _entry(self, u: User, old: PasswdEntry | None = None) -> PasswdEntry:
@@ -111,12 +123,17 @@ class PasswdFileDirectory(DirectoryWriter):
         else:
             extra.pop("userdb_quota_rule", None)
         gecos = (u.real_name or "").replace(":", " ").replace("\n", " ")
+
+        def pick(url: str, source, kept: str) -> str:
+            return url or (str(source) if source is not None else kept)
+
+        home = self.home_template.replace("{login}", u.login)
         return PasswdEntry(
             u.login, self._password_field(u),
-            str(u.uid) if u.uid is not None else (old.uid if old else self.uid),
-            str(u.gid) if u.gid is not None else (old.gid if old else self.gid),
+            pick(self.uid, u.uid, old.uid if old else ""),
+            pick(self.gid, u.gid, old.gid if old else ""),
             gecos,
-            (old.home if old and old.home else u.home or self.home_template.replace("{login}", u.login)),
+            home or (old.home if old and old.home else u.home or ""),
             old.shell if old else "",
             [f"{k}={v}" if v != "" else k for k, v in extra.items()],
         )

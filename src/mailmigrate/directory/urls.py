@@ -1,6 +1,6 @@
 """Directory URLs, as the command line and project files write them.
 
-* ``ldap://HOST[:PORT]/BASEDN[?bind=DN][&flavor=auto|openldap|ad][&starttls=1][&insecure=1]``
+* ``ldap://HOST[:PORT]/BASEDN[?bind=DN][&flavor=auto|openldap|ad][&starttls=1][&cafile=PEM][&insecure=1]``
   ``[&group_style=groupOfNames|posix]`` and ``ldaps://...``; BASEDN and DN percent-encoded where needed
   (``,`` and ``=`` may stay).
 * ``passwd-file:PATH[?uid=N&gid=N&home=/srv/mail/{login}]`` - a Dovecot passwd-file.
@@ -12,6 +12,7 @@ Passwords are never part of a URL: a command line is visible to every user of th
 
 from __future__ import annotations
 
+import os
 from urllib.parse import parse_qs, unquote, urlsplit
 
 from ..errors import ConfigError
@@ -45,7 +46,10 @@ def open_directory(text: str, password: Secret | None = None, *,
         base = unquote(u.path.lstrip("/"))
         if not base:
             raise ConfigError(f"{text}: the base DN is missing ({scheme}://HOST/dc=example,dc=com)")
-        p = _params(text, u.query, {"bind", "flavor", "starttls", "insecure", "timeout", "group_style"})
+        p = _params(text, u.query, {"bind", "flavor", "starttls", "insecure", "timeout", "group_style", "cafile"})
+        cafile = p.get("cafile") or None
+        if cafile and not os.path.isfile(cafile):
+            raise ConfigError(f"{text}: cafile {cafile} is not a readable file")
         try:
             port = u.port
         except ValueError:
@@ -57,7 +61,7 @@ def open_directory(text: str, password: Secret | None = None, *,
         return LdapDirectory(server, base, bind_dn=p.get("bind") or None, password=password,
                              flavor=p.get("flavor", "auto"), starttls=p.get("starttls", "0").lower() in _TRUE,
                              insecure=p.get("insecure", "0").lower() in _TRUE, timeout=int(p.get("timeout", 30)),
-                             group_style=p.get("group_style") or group_style or "groupOfNames")
+                             group_style=p.get("group_style") or group_style or "groupOfNames", cafile=cafile)
     if scheme == "passwd-file":
         rest = text.split(":", 1)[1]
         path, _, query = rest.partition("?")
