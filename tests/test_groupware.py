@@ -322,3 +322,107 @@ contacts = {{ source = "carddav://127.0.0.1:{radicale.port}/?tls=none", target =
     report = json.loads(p.stdout)
     assert report["totals"]["groupware_source_items"] == report["totals"]["groupware_target_items"] == 12
     assert report["units"][0]["groupware"]["ok"]
+
+
+def test_communigate_calendars_and_contacts_arrive_in_a_dav_target(radicale, tmp_path):
+    """CommuniGate keeps calendar items and contacts as messages with a text/calendar or text/vcard part in
+    boxes account.info's "#Viewer" names (FACTS.md; cgp2zarafa's cgp-migrate.sh): they arrive in CalDAV and
+    CardDAV as items with their UIDs, in collections named after the boxes."""
+    import base64
+
+    from cgp_fixture import _Writer
+
+    w = _Writer(tmp_path / "cgp")
+    w.file("Settings/Main.settings", "{\n DomainName = example.com;\n}\n")
+    w.file("Accounts/ann.macnt/account.settings", "{\n Password = secret;\n}\n")
+    w.file("Accounts/ann.macnt/account.info",
+           "{\n  \"#Viewer\" = {CalendarBox = Kalender; ContactsBox = Adressbuch; };\n}\n")
+    event = calendar_items()["work"]["allday.ics"]
+    weekly = calendar_items()["work"]["weekly.ics"]
+    card = contact_items()["contacts"]["chloe.vcf"]
+    plain = b"From: ann@example.com\nSubject: Tag der Arbeit\nMIME-Version: 1.0\n" \
+            b"Content-Type: text/calendar; charset=utf-8; method=PUBLISH\n\n" + event.replace(b"\r\n", b"\n")
+    multipart = (b"From: ann@example.com\nSubject: Weekly\nMIME-Version: 1.0\n"
+                 b"Content-Type: multipart/mixed; boundary=\"b1\"\n\n--b1\nContent-Type: text/plain\n\nsee the event\n"
+                 b"--b1\nContent-Type: text/calendar; charset=utf-8\nContent-Transfer-Encoding: base64\n\n"
+                 + base64.encodebytes(weekly) + b"--b1--\n")
+    vcard_msg = b"From: ann@example.com\nSubject: Chloe\nMIME-Version: 1.0\nContent-Type: text/vcard; charset=utf-8\n" \
+                b"Content-Transfer-Encoding: base64\n\n" + base64.encodebytes(card)
+    w.mbox("Accounts/ann.macnt/Kalender.mbox", "ann@example.com", "Kalender",
+           [(plain, "S", set(), 1, True), (multipart, "S", set(), 2, True)])
+    w.mbox("Accounts/ann.macnt/Adressbuch.mbox", "ann@example.com", "Adressbuch", [(vcard_msg, "S", set(), 1, True)])
+    w.mbox("Accounts/ann.macnt/INBOX.mbox", "ann@example.com", "INBOX", [])
+    (tmp_path / "users.csv").write_text("ann@example.com,ann\n")
+    env = {"MAILMIGRATE_TARGET_PASSWORD": "ann-pw"}
+    for what, kind in (("calendars", "calendar"), ("contacts", "addressbook")):
+        p = mm("sync", f"communigate:{tmp_path / 'cgp'}?groupware={what}", url(radicale, kind), "--accounts",
+               tmp_path / "users.csv", "--state", tmp_path / "s.db", "--json", env=env)
+        assert p.returncode == 0, p.stdout + p.stderr
+    cal = store(radicale, "calendar", "ann", "ann-pw")
+    cols = {c.name: c for c in cal.collections()}
+    assert cols["kalender"].displayname == "Kalender"
+    uids = {item_info(d).uid: d for d in content(cal)["kalender"].values()}
+    assert set(uids) == {"allday@example.org", "weekly-1@example.org"}
+    assert _same_after_unfolding(uids["weekly-1@example.org"], weekly)
+    book = store(radicale, "addressbook", "ann", "ann-pw")
+    (got,) = content(book)["adressbuch"].values()
+    assert item_info(got).uid == "chloé-uid" and _same_after_unfolding(got, card)
+
+
+def test_communigate_migrate_carries_calendars_and_contacts_to_dav(tmp_path, dovecot_factory):
+    """`mailmigrate communigate migrate --caldav … --carddav …`: after each account's mail, its calendar
+    and contact boxes arrive in the DAV server (logged in as a service account with rights on every home)."""
+    import base64
+    import pwd
+
+    from cgp_fixture import _Writer
+
+    srv = Radicale(tmp_path / "radicale", admin="dav-admin")
+    srv.add_user("dav-admin", "dav-pw")
+    srv.start()
+    try:
+        w = _Writer(tmp_path / "cgp")
+        w.file("Settings/Main.settings", "{\n DomainName = example.com;\n}\n")
+        w.file("Accounts/ann.macnt/account.settings", "{\n Password = \"ann secret\";\n PasswordEncryption = clear;\n}\n")
+        w.file("Accounts/ann.macnt/account.info", "{\n  \"#Viewer\" = {CalendarBox = Kalender; ContactsBox = Adressbuch; };\n}\n")
+        event = calendar_items()["work"]["allday.ics"]
+        card = contact_items()["contacts"]["ann.vcf"]
+        w.mbox("Accounts/ann.macnt/Kalender.mbox", "ann@example.com", "Kalender", [(
+            b"Subject: e\nMIME-Version: 1.0\nContent-Type: text/calendar\nContent-Transfer-Encoding: base64\n\n"
+            + base64.encodebytes(event), "S", set(), 1, True)])
+        w.mbox("Accounts/ann.macnt/Adressbuch.mbox", "ann@example.com", "Adressbuch", [(
+            b"Subject: c\nMIME-Version: 1.0\nContent-Type: text/vcard\nContent-Transfer-Encoding: base64\n\n"
+            + base64.encodebytes(card), "S", set(), 1, True)])
+        w.mbox("Accounts/ann.macnt/INBOX.mbox", "ann@example.com", "INBOX",
+               [(b"From: x@example.org\nSubject: hi\n\nbody\n", "S", {"\\Seen"}, 1, True)])
+        dov = dovecot_factory()
+        passwd = tmp_path / "users.passwd"
+        (tmp_path / "dav.pw").write_text("dav-pw")
+        os.chmod(tmp_path / "dav.pw", 0o600)
+        from servers.dovecot import MASTER
+
+        p = mm("communigate", "migrate", tmp_path / "cgp", "--server", "127.0.0.1", "--port", dov.port,
+               "--target", "imap", "--master-user", MASTER[0], "--tls", "none", "--passwd-file", dov.root / "users.passwd",
+               "--output-dir", tmp_path, "--caldav", f"caldav://127.0.0.1:{srv.port}/%u/?tls=none",
+               "--carddav", f"carddav://127.0.0.1:{srv.port}/%u/?tls=none", "--dav-user", "dav-admin",
+               "--dav-password-file", tmp_path / "dav.pw",
+               env={"MAILMIGRATE_TARGET_PASSWORD": MASTER[1]})
+        assert p.returncode == 0, p.stdout + p.stderr
+        assert "ann@example.com: calendars: 1 items copied" in p.stdout and "contacts: 1 items copied" in p.stdout
+        s = parse_dav_url(f"caldav://127.0.0.1:{srv.port}/ann@example.com/?tls=none", "dav-admin", Secret("dav-pw"))
+        s.open()
+        (got,) = content(s)["kalender"].values()
+        assert item_info(got).uid == "allday@example.org"
+        a = parse_dav_url(f"carddav://127.0.0.1:{srv.port}/ann@example.com/?tls=none", "dav-admin", Secret("dav-pw"))
+        a.open()
+        (card_got,) = content(a)["adressbuch"].values()
+        assert item_info(card_got).uid == "ann-uid"
+        # a rerun copies nothing new
+        p = mm("communigate", "migrate", tmp_path / "cgp", "--server", "127.0.0.1", "--port", dov.port,
+               "--target", "imap", "--master-user", MASTER[0], "--tls", "none", "--passwd-file", dov.root / "users.passwd",
+               "--output-dir", tmp_path, "--caldav", f"caldav://127.0.0.1:{srv.port}/%u/?tls=none",
+               "--dav-user", "dav-admin", "--dav-password-file", tmp_path / "dav.pw", "--force",
+               env={"MAILMIGRATE_TARGET_PASSWORD": MASTER[1]})
+        assert "calendars: 0 items copied, 1 already there" in p.stdout, p.stdout + p.stderr
+    finally:
+        srv.stop()

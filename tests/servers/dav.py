@@ -57,9 +57,10 @@ class DavServer:
 class Radicale(DavServer):
     kind = "radicale"
 
-    def __init__(self, root: Path):
+    def __init__(self, root: Path, *, admin: str | None = None):
         super().__init__(root)
         self.users: dict[str, str] = {}
+        self.admin = admin  # a user with rights on every collection (as a migration's service account)
 
     def add_user(self, user: str, password: str) -> None:
         self.users[user] = password
@@ -69,6 +70,10 @@ class Radicale(DavServer):
     def start(self) -> "Radicale":
         self.root.mkdir(parents=True, exist_ok=True)
         (self.root / "users").touch()
+        if self.admin:  # Radicale's rights file: the admin everywhere, each user in their own home
+            (self.root / "rights").write_text(f"[admin]\nuser: {self.admin}\ncollection: .*\npermissions: RrWw\n\n"
+                                              "[owner]\nuser: .+\ncollection: {user}(/.*)?\npermissions: RrWw\n\n"
+                                              "[root]\nuser: .+\ncollection:\npermissions: R\n")
         cfg = self.root / "config"
         cfg.write_text(f"""[server]
 hosts = 127.0.0.1:{self.port}
@@ -77,7 +82,8 @@ type = htpasswd
 htpasswd_filename = {self.root / 'users'}
 htpasswd_encryption = plain
 [rights]
-type = owner_only
+type = {"from_file" if self.admin else "owner_only"}
+file = {self.root / 'rights'}
 [storage]
 filesystem_folder = {self.root / 'collections'}
 [logging]

@@ -94,6 +94,11 @@ def _register_migrate(sub) -> None:
     m.add_argument("--state", metavar="PATH", help="state file (default OUTPUT_DIR/cg2kms_state.db)")
     m.add_argument("--output-dir", metavar="DIR", default=".", help="where the .log and .pass files go (default .)")
     m.add_argument("--jobs", type=int, default=1, help="accounts migrated at once (default 1)")
+    m.add_argument("--caldav", metavar="URL", help="also copy each account's calendars and task lists to this "
+                   "CalDAV URL (%%u: the account's address, %%n: its local part), e.g. caldav://dav.example.org/%%u/")
+    m.add_argument("--carddav", metavar="URL", help="also copy each account's contacts to this CardDAV URL")
+    m.add_argument("--dav-user", metavar="U", help="the DAV login with rights on every user's collections")
+    m.add_argument("--dav-password-file", metavar="F", help="its password (0600 file; or MAILMIGRATE_DAV_PASSWORD)")
     m.add_argument("--quiet", action="store_true", help="print nothing but errors (the log has everything)")
     m.add_argument("--json", action="store_true", help="print the final report as JSON (no progress lines)")
     m.set_defaults(func=run_migrate)
@@ -121,6 +126,9 @@ def run_migrate(args: argparse.Namespace) -> int:
         master_mode=args.master_mode, tls=args.tls, cafile=args.cafile, insecure=args.insecure,
         directory=directory, state_path=Path(args.state) if args.state else None,
         output_dir=Path(args.output_dir), jobs=args.jobs,
+        caldav=args.caldav, carddav=args.carddav, dav_user=args.dav_user,
+        dav_password=password_from("MAILMIGRATE_DAV_PASSWORD", args.dav_password_file, "DAV")
+        if (args.caldav or args.carddav) else None,
     )
     return print_migration(opts, json_output=args.json, quiet=args.quiet)
 

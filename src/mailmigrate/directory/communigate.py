@@ -175,22 +175,10 @@ def read_account(loc: AccountLocation, domain: CGDomain | None = None) -> CGAcco
         forwarding=forwarding_addresses(settings),
         aliases=list(domain.account_aliases.get(loc.name.lower(), [])) if domain else [],
         domain_aliases=list(domain.domain_aliases) if domain else [],
-        calendar_boxes=groupware_boxes(info),
+        calendar_boxes=cgs.groupware_boxes(info),
         error="; ".join(errors) or None,
     )
     return acc
-
-
-def groupware_boxes(info: dict) -> dict[str, str]:
-    """Role (``CalendarBox``, ``ContactsBox``, ``TasksBox``...) -> mailbox name, from ``account.info``: the
-    ``"#Viewer"`` dictionary names them (seen in cgp2zarafa's cgp-migrate.sh, which reads CalendarBox,
-    TasksBox and ContactsBox from it), so a renamed box (``Kalender``) is still known; keys ending in
-    ``Box`` at the top level are read too, the viewer's entries win."""
-    out = {k: v for k, v in info.items() if k.endswith("Box") and isinstance(v, str)}
-    viewer = info.get("#Viewer")
-    if isinstance(viewer, dict):
-        out.update({k: v for k, v in viewer.items() if k.endswith("Box") and isinstance(v, str) and v})
-    return out
 
 
 def _store_base(directory: Path) -> Path:

@@ -380,3 +380,15 @@ def dump(value, *, indent: int = 2) -> bytes:
     out: list[str] = []
     _dump(value, out, indent, 0)
     return ("".join(out) + "\n").encode("utf-8")
+
+
+def groupware_boxes(info: dict) -> dict[str, str]:
+    """Role (``CalendarBox``, ``ContactsBox``, ``TasksBox``...) -> mailbox name, from ``account.info``: the
+    ``"#Viewer"`` dictionary names them (seen in cgp2zarafa's cgp-migrate.sh, which reads CalendarBox,
+    TasksBox and ContactsBox from it), so a renamed box (``Kalender``) is still known; keys ending in
+    ``Box`` at the top level are read too, the viewer's entries win."""
+    out = {k: v for k, v in info.items() if k.endswith("Box") and isinstance(v, str)}
+    viewer = info.get("#Viewer")
+    if isinstance(viewer, dict):
+        out.update({k: v for k, v in viewer.items() if k.endswith("Box") and isinstance(v, str) and v})
+    return out

@@ -117,9 +117,12 @@ class DavStore(GroupwareStore):
             raise TemporaryFailure(f"{self.describe()}: {method} {path}: busy ({status})")
         return status, rh, data
 
-    def _multistatus(self, method: str, path: str, body: bytes, depth: str) -> list[tuple[str, dict]]:
+    def _multistatus(self, method: str, path: str, body: bytes, depth: str, *,
+                     missing_ok: bool = False) -> list[tuple[str, dict]]:
         status, _, data = self.request(method, path, body, {"Depth": depth, "Content-Type":
                                                             "application/xml; charset=utf-8"})
+        if status == 404 and missing_ok:
+            return []  # a home that does not exist yet (its user never logged in): nothing in it
         if status != 207:
             raise ServerRefused(f"{self.describe()}: {method} {path} answered {status}")
         try:
@@ -190,7 +193,7 @@ class DavStore(GroupwareStore):
                                "a:addressbook-description", "c:supported-calendar-component-set", "cs:getctag",
                                "d:sync-token"])
         out = []
-        for href, props in self._multistatus("PROPFIND", quote(self.home), body, "1"):
+        for href, props in self._multistatus("PROPFIND", quote(self.home), body, "1", missing_ok=True):
             rt = props.get(_q("d:resourcetype"))
             if rt is None or rt.find(_q(want)) is None:
                 continue
@@ -238,8 +241,14 @@ class DavStore(GroupwareStore):
             for c in coll.components:
                 ET.SubElement(cs, _q("c:comp"), name=c)
         body = ET.tostring(root, xml_declaration=True, encoding="utf-8")
-        status, _, data = self.request("MKCALENDAR" if self.kind == "calendar" else "MKCOL", quote(path), body,
-                                       {"Content-Type": "application/xml; charset=utf-8"})
+        method = "MKCALENDAR" if self.kind == "calendar" else "MKCOL"
+        headers = {"Content-Type": "application/xml; charset=utf-8"}
+        status, _, data = self.request(method, quote(path), body, headers)
+        if status == 409:
+            # RFC 4918: the parent is missing - a home of a user who never logged in, reached by a service
+            # account: make it, then the collection
+            self.request("MKCOL", quote(self.home))
+            status, _, data = self.request(method, quote(path), body, headers)
         if status not in (200, 201, 207):
             raise ServerRefused(f"{self.describe()}: cannot create {coll.kind} {coll.name} ({status}: "
                                 f"{data[:200].decode('utf-8', 'replace')})")

@@ -3,7 +3,7 @@
     caldav://[USER@]HOST[:PORT][/PATH][?tls=none][&cafile=PATH]      CalDAV server (HTTPS unless tls=none)
     carddav://[USER@]HOST[:PORT][/PATH][?tls=none][&cafile=PATH]     CardDAV server
     vdir:PATH                                                       local calendars/address books (vdir)
-    communigate:PATH  (source)                                      CommuniGate's calendar/contact mailboxes
+    communigate:PATH?groupware=calendars|contacts  (source)         CommuniGate's calendar/contact mailboxes
 
 File paths may hold ``%u``, ``%n``, ``%d`` like the mail stores'.
 """
@@ -20,7 +20,8 @@ KINDS = ("caldav", "carddav", "vdir")
 
 
 def is_groupware_url(text: str) -> bool:
-    return text.split(":", 1)[0].lower() in KINDS
+    kind = text.split(":", 1)[0].lower()
+    return kind in KINDS or (kind == "communigate" and "groupware=" in text)
 
 
 def _expand(path: str, user: str | None, text: str) -> str:
@@ -47,4 +48,22 @@ def open_groupware_store(text: str, *, user: str | None, password: Secret | None
         if not path:
             raise ConfigError(f"{text}: no path given")
         return VdirStore(_expand(path, user, text), create=target)
-    raise ConfigError(f"{text}: not a groupware store (caldav://, carddav://, vdir:)")
+    if kind == "communigate":
+        from urllib.parse import parse_qs
+
+        from .communigate_groupware import CommuniGateGroupwareStore
+
+        if target:
+            raise ConfigError(f"{text}: CommuniGate is a source only")
+        path, _, query = text.split(":", 1)[1].partition("?")
+        q = {k: v[-1] for k, v in parse_qs(query).items()}
+        what = q.get("groupware")
+        if what not in ("calendars", "contacts"):
+            raise ConfigError(f"{text}: groupware must be calendars or contacts")
+        if not user:
+            raise ConfigError(f"{text}: which account? give it in --accounts (user@domain)")
+        name, _, domain = user.partition("@")
+        return CommuniGateGroupwareStore(_expand(path[2:] if path.startswith("//") else path, user, text), name,
+                                         domain or None, kind="calendar" if what == "calendars" else "addressbook",
+                                         primary_domain=q.get("primary_domain"))
+    raise ConfigError(f"{text}: not a groupware store (caldav://, carddav://, vdir:, communigate:…?groupware=)")

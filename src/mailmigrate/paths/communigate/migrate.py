@@ -225,6 +225,13 @@ class MigrateOptions:
     jobs: int = 1
     connections: int = 3
     stamp: str | None = None  # the <datetime> of the file names; default now
+    #: calendars/task lists and contacts to a DAV server after the mail: URLs whose path may hold %u (the
+    #: account's address) or %n (its local part), logged in as ``dav_user`` (an account with rights on every
+    #: user's collections) with ``dav_password``
+    caldav: str | None = None
+    carddav: str | None = None
+    dav_user: str | None = None
+    dav_password: Secret | None = None
 
 
 @dataclass
@@ -477,6 +484,8 @@ def migrate(opts: MigrateOptions, out: Out = lambda line: None) -> MigrationRepo
         try:
             planned = _prepare_users(opts, chosen, passes, created_before, state_path, out)
             _sync_mail(opts, spec, base, planned, state_path, out)
+            if opts.caldav or opts.carddav:
+                _sync_groupware(opts, base, planned, state_path, out)
         finally:
             passes.close()
         report.accounts = [p.outcome for p in planned]
@@ -607,6 +616,58 @@ def _sync_mail(opts: MigrateOptions, spec, base: Path, planned: list[_Planned], 
             log.error("account %s: mail not migrated: %s", o.address, r.error)
         log.info("account %s: %d copied, %d already there, %d not copied", o.address, r.counters.copied,
                  r.counters.skipped, r.counters.failed)
+
+
+def _sync_groupware(opts: MigrateOptions, base: Path, planned: list[_Planned], state_path: Path, out: Out) -> None:
+    """Each migrated account's calendar, task and contact boxes into the DAV server, through the groupware
+    engine on the same state file: incremental, crash-safe, never an item twice by UID."""
+    from ...stores.communigate_groupware import CommuniGateGroupwareStore
+    from ...stores.dav import parse_dav_url
+    from ...sync.groupware import GroupwareState, sync_groupware
+    from ...sync.state import RunLock, StateDB
+
+    todo = [p for p in planned if p.outcome.action in ("created", "existing") and not p.outcome.error]
+    if not todo:
+        return
+    lock = RunLock(state_path)
+    lock.acquire()
+    try:
+        db = StateDB.open(state_path)
+        try:
+            state = GroupwareState(db._conn)
+            for p in todo:
+                o = p.outcome
+                local = o.address.split("@", 1)[0]
+                for url, kind in ((opts.caldav, "calendar"), (opts.carddav, "addressbook")):
+                    if not url:
+                        continue
+                    src = CommuniGateGroupwareStore(base, p.source_user.split("@")[0],
+                                                    p.account.domain if "@" in p.source_user else None,
+                                                    kind=kind, primary_domain=opts.primary_domain)
+                    tgt = parse_dav_url(url.replace("%u", o.address).replace("%n", local), opts.dav_user,
+                                        opts.dav_password, insecure=opts.insecure)
+                    key = f"{src.describe()} -> {tgt.describe()}"
+                    try:
+                        src.open()
+                        tgt.open()
+                        r = sync_groupware(src, tgt, state, key)
+                    finally:
+                        src.close()
+                        tgt.close()
+                    what = "calendars" if kind == "calendar" else "contacts"
+                    c = r.counters
+                    line = (f"{o.address}: {what}: {c.copied} items copied, {c.unchanged + c.adopted} already there, "
+                            f"{c.failed} failed" + (f" ({r.error})" if r.error else ""))
+                    log.info("%s", line)
+                    out(line)
+                    for prob in r.problems + [Problem(o.address, what, None, r.error, "account")] * bool(r.error):
+                        prob.account = o.address
+                        o.problems.append(prob)
+                    o.note = ((o.note + "; ") if o.note else "") + f"{what} {c.copied} copied"
+        finally:
+            db.close()
+    finally:
+        lock.release()
 
 
 def open_directory_for(target: str, *, admin_url: str | None = None, admin_user: str | None = None,
