@@ -174,9 +174,12 @@ def run(args) -> int:
 def print_summary(result) -> None:
     t = result.totals
     head = "Dry run — nothing was changed. Would copy" if result.dry_run else "Copied"
+    # An account that failed as a whole has no failed messages of its own: counted apart, so that the line
+    # never says "0 failed" above an ACCOUNT FAILED.
+    accounts_failed = sum(1 for a in result.accounts if a.error)
     print(f"{head} {t.copied} messages ({t.bytes_copied / (1 << 20):.1f} MiB), {t.skipped} already there, "
           f"{t.flags_updated} flag updates, {t.deleted} deleted, {t.failed} failed; "
-          f"{len(result.accounts)} account(s), state {result.state_path}")
+          f"{len(result.accounts)} account(s), {accounts_failed} failed; state {result.state_path}")
     if t.late_duplicates_removed:
         print(f"  removed {t.late_duplicates_removed} late duplicates of interrupted runs (copies a killed run's "
               "server committed after they had been copied again)")

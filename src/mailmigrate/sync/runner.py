@@ -116,19 +116,34 @@ def run_sync(req: SyncRequest) -> RunResult:
     return RunResult(results, req.state_path, req.sync.dry_run)
 
 
+def login_for(run_password: Secret | None, own_password: Secret | None,
+           options: StoreOptions) -> tuple[Secret | None, StoreOptions]:
+    """The password and options one account logs in with on one side.
+
+    With a master user the run's password is the master's and every account logs in through it.  An
+    accounts-file line that holds the account's own password, in a run that was given no master password,
+    logs that account in as itself: the line's password is the user's, and ignoring it left the account with
+    no password at all ("target password missing").
+    """
+    if not options.master_user:
+        return own_password or run_password, options
+    if run_password is None and own_password is not None:
+        return own_password, StoreOptions(**{**options.__dict__, "master_user": None})
+    return run_password, options
+
+
 def _one(req: SyncRequest, acc: Account, state: StateDB) -> AccountResult:
     name = account_key(req, acc)
     try:
-        # With a master user the one password is the master's; per-account passwords do not apply.
-        src_pw = req.source_password if req.source_options.master_user else (acc.source_password or req.source_password)
-        tgt_pw = req.target_password if req.target_options.master_user else (acc.target_password or req.target_password)
+        src_pw, src_opts = login_for(req.source_password, acc.source_password, req.source_options)
+        tgt_pw, tgt_opts = login_for(req.target_password, acc.target_password, req.target_options)
         source = build_store(
             req.source, user=acc.source_user, password=src_pw,
-            options=req.source_options, side="source",
+            options=src_opts, side="source",
         )
         target = build_store(
             req.target, user=acc.target_user, password=tgt_pw,
-            options=StoreOptions(**{**req.target_options.__dict__, "create": not req.sync.dry_run}),
+            options=StoreOptions(**{**tgt_opts.__dict__, "create": not req.sync.dry_run}),
             side="target",
         )
     except MailmigrateError as e:

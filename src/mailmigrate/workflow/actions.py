@@ -31,7 +31,7 @@ from ..model import Account
 from ..stores.registry import StoreOptions, build_store
 from ..sync.abort import abort_account
 from ..sync.engine import Progress, SyncOptions
-from ..sync.runner import SyncRequest, account_key, run_sync
+from ..sync.runner import SyncRequest, account_key, login_for, run_sync
 from ..sync.state import RunLock, StateDB
 from ..sync.state_pg import PgStateDB, is_pg_url, open_state
 from ..sync.verify import verify_account
@@ -422,10 +422,10 @@ class Workflow:
         p = self.project
         s = p.source if side == "source" else p.target
         own = acc.source_password if side == "source" else acc.target_password
-        pw = s.password(f"MAILMIGRATE_{side.upper()}_PASSWORD", side)
+        pw, options = login_for(s.password(f"MAILMIGRATE_{side.upper()}_PASSWORD", side), own,
+                                StoreOptions(insecure=s.insecure, master_user=s.master, create=create))
         return build_store(s.spec, user=acc.source_user if side == "source" else acc.target_user,
-                           password=pw if s.master else (own or pw),
-                           options=StoreOptions(insecure=s.insecure, master_user=s.master, create=create), side=side)
+                           password=pw, options=options, side=side)
 
     def verify(self, acc: Account):
         name = account_key(self._request([acc]), acc)
