@@ -43,3 +43,100 @@ def test_summary_counts_failed_accounts(imap_accounts, tmp_path):
     assert p.returncode == 1
     assert "ACCOUNT FAILED" in p.stdout
     assert "1 account(s), 1 failed" in p.stdout, p.stdout
+
+
+# --- a target that already holds the mail (issue 15: "adopt what is already there", account identity) ---
+
+def _imaps(acc, host="127.0.0.1"):
+    return f"imaps://{acc.user}@{host}:{acc.server.tls_port}?cafile={acc.server.cafile}"
+
+
+def _own_message(acc, folder="INBOX", text="written on the target"):
+    c = imapcheck.connect(acc.port, acc.user, acc.password)
+    imapcheck.append(c, folder, f"Subject: {text}\r\n\r\nmine\r\n".encode(), "")
+    c.logout()
+
+
+def _without(snap, text):
+    """The snapshot without the messages holding ``text``; how many there were."""
+    n = 0
+    for folder in snap.values():
+        for k in [k for k in folder if text.encode() in k[0]]:
+            n += folder.pop(k)
+    return n
+
+
+def _twins_layout():
+    return {"INBOX": [(msg(i), "\\Seen" if i % 2 else "") for i in range(6)] + [(msg(3), "")],  # a twin of 3
+            "Work": [(msg(20 + i, 2000), "") for i in range(3)],
+            "Work/Old": [(b"bare LF only\nno headers\n", "\\Flagged")]}
+
+
+def test_state_deleted_rerun_adopts_and_copies_nothing(imap_accounts, tmp_path):
+    src, dst = imap_accounts
+    populate(src, _twins_layout())
+    state = tmp_path / "s.db"
+    first, _ = sync(src, dst, state)
+    assert first["copied"] == 11
+    _own_message(dst)
+    state.unlink()
+    for extra in ("-wal", "-shm"):
+        (tmp_path / f"s.db{extra}").unlink(missing_ok=True)
+    again, p = sync(src, dst, state)
+    assert (again["copied"], again["adopted"], again["target_only"], again["failed"]) == (0, 11, 1, 0), again
+    target = snapshot(dst)
+    assert _without(target, "written on the target") == 1
+    assert {k: v for k, v in target.items() if v} == {k: v for k, v in snapshot(src).items() if v}
+    # Adopted copies are the state's now: flags follow, a rerun does nothing.
+    c = imapcheck.connect(src.port, src.user, src.password)
+    c.select("INBOX")
+    c.uid("STORE", "1", "+FLAGS", "(\\Answered)")
+    c.logout()
+    third, _ = sync(src, dst, state)
+    assert (third["copied"], third["adopted"], third["flags_updated"]) == (0, 0, 1)
+
+
+def test_same_source_by_another_spelling_copies_nothing(imap_accounts, tmp_path):
+    src, dst = imap_accounts
+    populate(src, {"INBOX": [(msg(i), "") for i in range(4)], "Work": [(msg(9), "\\Seen")]})
+    state = tmp_path / "s.db"
+    first, _ = sync(src, dst, state)
+    assert first["copied"] == 5
+    # imaps:// on the TLS port instead of imap:// on the plain one: the same account in the state.
+    p = mm("sync", _imaps(src), _imaps(dst), "--state", state, "--json", env=env_for(src, dst))
+    s = json.loads(p.stdout)
+    assert (s["copied"], s["adopted"], s["skipped"]) == (0, 0, 5), s
+    # A host name instead of the address: the same server once its id is pinned on both spellings...
+    pinned = ("--source-id", "old-server", "--target-id", "new-server")
+    p = mm("sync", src.url(), dst.url(), "--state", state, "--json", *pinned, env=env_for(src, dst))
+    assert json.loads(p.stdout)["copied"] == 0
+    p = mm("sync", _imaps(src, "localhost"), _imaps(dst, "localhost"), "--state", state, "--json", *pinned,
+           env=env_for(src, dst))
+    s = json.loads(p.stdout)
+    assert (s["copied"], s["adopted"]) == (0, 0), s
+    # ...and unpinned, a spelling the state has never seen still copies nothing: the copies are adopted.
+    p = mm("sync", _imaps(src, "localhost"), _imaps(dst, "localhost"), "--state", state, "--json",
+           env=env_for(src, dst))
+    s = json.loads(p.stdout)
+    assert (s["copied"], s["adopted"]) == (0, 5), s
+    assert_same(src, dst)
+
+
+def test_state_written_under_the_old_account_names_keeps_working(imap_accounts, tmp_path):
+    import sqlite3
+
+    src, dst = imap_accounts
+    populate(src, {"INBOX": [(msg(i), "") for i in range(3)]})
+    state = tmp_path / "s.db"
+    sync(src, dst, state)
+    old = f"imap://{src.user}@127.0.0.1:{src.port} -> imap://{dst.user}@127.0.0.1:{dst.port}"
+    db = sqlite3.connect(state)
+    db.execute("UPDATE folders SET account=?", (old,))
+    db.commit()
+    db.close()
+    s, _ = sync(src, dst, state)
+    assert (s["copied"], s["adopted"], s["skipped"]) == (0, 0, 3), s
+    db = sqlite3.connect(state)
+    assert db.execute("SELECT DISTINCT account FROM folders").fetchall() == [
+        (f"imap://{src.user}@127.0.0.1 -> imap://{dst.user}@127.0.0.1",)]
+    db.close()

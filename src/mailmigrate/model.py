@@ -286,6 +286,11 @@ class Counters:
     rematched: int = 0
     #: target copies a killed run's server committed after recovery had declared them lost (engine._sweep)
     late_duplicates_removed: int = 0
+    #: target messages found to be copies of source messages when the state knew nothing of the folder
+    #: (state lost, an earlier tool, another spelling of the server): recorded, not copied again
+    adopted: int = 0
+    #: target messages in such folders that are no copy of a source message (left alone)
+    target_only: int = 0
 
     @classmethod
     def total(cls, many) -> "Counters":

@@ -38,6 +38,10 @@ def register(sub) -> None:
     p.add_argument("target", metavar="TARGET")
     p.add_argument("--source-master", metavar="USER", help="log in to the source as this master/admin user")
     p.add_argument("--target-master", metavar="USER", help="log in to the target as this master/admin user")
+    p.add_argument("--source-id", metavar="NAME",
+                   help="name the source server in the state, whatever host name, address, port or scheme "
+                        "reaches it (same as ?id=NAME in the URL)")
+    p.add_argument("--target-id", metavar="NAME", help="the same for the target server")
     p.add_argument("--source-password-file", metavar="FILE")
     p.add_argument("--target-password-file", metavar="FILE")
     p.add_argument("--state", metavar="PATH", help="state database (default: one per SOURCE/TARGET pair "
@@ -88,10 +92,22 @@ def _raw():
     return argparse.RawDescriptionHelpFormatter
 
 
-def default_state_path(source: str, target: str) -> Path:
+def default_state_path(source, target, written: tuple[str, str] | None = None) -> Path:
+    """One state file per pair of servers, named after their identities (so another spelling of a server
+    finds the same file); a file an earlier version named after the URLs as ``written`` is used while it is
+    the only one."""
     base = Path(os.environ.get("XDG_STATE_HOME") or Path.home() / ".local" / "state") / "mailmigrate"
-    digest = hashlib.sha256(f"{source}\n{target}".encode()).hexdigest()[:16]
-    return base / f"sync-{digest}.db"
+
+    def named(a: str, b: str) -> Path:
+        digest = hashlib.sha256(f"{a}\n{b}".encode()).hexdigest()[:16]
+        return base / f"sync-{digest}.db"
+
+    path = named(source.identity(), target.identity())
+    if written:
+        legacy = named(*written)
+        if legacy.exists() and not path.exists():
+            return legacy
+    return path
 
 
 def run(args) -> int:
@@ -101,8 +117,8 @@ def run(args) -> int:
     if args.executor != "celery" and (args.fleet_timeout is not None or args.idle_warning is not None):
         raise ConfigError("--fleet-timeout and --idle-warning are about waiting for the fleet; they need "
                           "--executor celery")
-    source = parse_spec(args.source)
-    target = parse_spec(args.target)
+    source = parse_spec(args.source).with_id(args.source_id)
+    target = parse_spec(args.target).with_id(args.target_id)
     if target.kind not in ("imap", "maildir"):
         raise ConfigError(f"{target.kind} cannot be a target; use an IMAP server or maildir:PATH")
 
@@ -124,7 +140,7 @@ def run(args) -> int:
 
     pg_state = is_pg_url(args.state)
     state_path = args.state if pg_state else Path(args.state) if args.state else default_state_path(
-        source.text, target.text)
+        source, target, (args.source, args.target))
     interactive = sys.stderr.isatty() and not args.no_progress and not args.json
     progress = RichProgress() if interactive else PlainProgress()
     req = SyncRequest(
@@ -183,6 +199,9 @@ def print_summary(result) -> None:
     if t.late_duplicates_removed:
         print(f"  removed {t.late_duplicates_removed} late duplicates of interrupted runs (copies a killed run's "
               "server committed after they had been copied again)")
+    if t.adopted or t.target_only:
+        print(f"  {t.adopted} messages were already on the target (adopted, not copied again); "
+              f"{t.target_only} target messages are no copy of a source message (left alone)")
     for a in result.accounts:
         if a.error:
             print(f"  ACCOUNT FAILED {a.account}: {a.error}")

@@ -22,7 +22,7 @@ from ..errors import ConfigError, MailmigrateError
 from ..model import Account, AccountResult, Secret
 from ..stores.registry import StoreOptions, StoreSpec, build_store, parse_spec
 from ..sync.engine import Progress, SyncOptions, sync_account
-from ..sync.runner import SyncRequest, account_key, login_for
+from ..sync.runner import SyncRequest, login_for, migrate_account_key
 from ..sync.state_pg import PgStateDB
 from . import jobs
 from .limits import RedisRateLimiter, Slots, SlotStore, slot_key
@@ -113,7 +113,7 @@ def sync_one_account(task, desc: dict, account: dict) -> dict:
     source = parse_spec(desc["source"])
     target = parse_spec(desc["target"])
     acc = Account(account.get("source_user"), account.get("target_user"))
-    name = account_key(SyncRequest(source=source, target=target, accounts=[], state_path=""), acc)
+    name = migrate_account_key(state, SyncRequest(source=source, target=target, accounts=[], state_path=""), acc)
     if not state.lock_account(name, wait=_config.lock_wait):
         log.info("account %s is being synced by another worker; job put back", name)
         jobs.set_status(state, run_id, name, "waiting")

@@ -454,6 +454,8 @@ class _AccountRun:
         else:
             status, metas = self.source.list_messages(src_path)
             rows = self.state.messages(fstate.id)
+            if not rows and metas and (tgt_status.count or 0) > 0 and not self.state.has_lost_intents(fstate.id):
+                rows = self._adopt(fstate, src_path, target_path, metas)
             if rows and fstate.source_validity is not None and status.validity != fstate.source_validity:
                 rows = self._rematch_source(fstate, src_path, metas, rows)
             if rows and fstate.target_validity is not None and tgt_status.validity != fstate.target_validity:
@@ -857,6 +859,47 @@ class _AccountRun:
                             self.account, display(f.source_path), len(late))
             self.state.forget_lost(f.id, [by_id[wid].id for wid in late])
             return [w for w in ready if str(w.id) not in late]
+
+    def _adopt(self, f: FolderState, src_path, target_path, metas: list[MessageMeta]) -> dict[str, MessageRow]:
+        """The state knows nothing of this folder but the target folder holds mail: recognise the copies.
+
+        Why: a lost or deleted state file, a trial ``sync`` before a project, an earlier migration with
+        another tool, or the same source reached by another spelling all leave a target that already holds
+        the mail; copying by "no row" would put every message there twice.  Source and target messages are
+        paired by content, as recovery does (exact bytes, then CRLF-normalised), each target message at most
+        once (twins need twin copies); the pairs become DONE rows and only the rest is copied.  Target
+        messages that pair with nothing are the user's and stay untouched.
+        """
+        with self._target_lock(target_path):
+            _, tmetas = self.target.list_messages(target_path)
+            claimed: set[str] = set()
+            for g in self.state.folders(self.account):
+                if _norm(g.target_path) == _norm(target_path):
+                    claimed |= self.state.all_target_keys(g.id)
+            cands = [m for m in tmetas if m.key not in claimed]
+            if not cands:
+                return self.state.messages(f.id)
+            order = {m.key: i for i, m in enumerate(cands)}
+            hashed = sorted(hash_messages(self.target.fetch(target_path, [m.key for m in cands])),
+                            key=lambda t: order.get(t[0], 0))
+            by_key = {m.key: m for m in metas}
+            source: dict[str, tuple[str, str | None, int]] = {}
+            for meta, body in self.source.fetch(src_path, list(by_key)):
+                try:
+                    source[meta.key] = (*fingerprints(body), body.size)
+                finally:
+                    body.close()
+            self.source.fetch_problems()  # an unreadable message is reported when its copy is tried
+            pairs = match_multiset(((k, fp, nfp) for k, (fp, nfp, _) in sorted(source.items())), hashed)
+            rows = [MessageRow(sk, source[sk][0], source[sk][1], source[sk][2], _clean(by_key[sk].flags), tk,
+                               DONE, None) for sk, tk in pairs.items()]
+            self.state.adopt(f.id, rows)
+        self.c.adopted += len(rows)
+        self.c.target_only += len(cands) - len(rows)
+        log.info("account %s, folder %s: the target folder %s already held %d of its messages (adopted, not "
+                 "copied again) and %d messages of its own (left alone)", self.account, display(src_path),
+                 display(target_path), len(rows), len(cands) - len(rows))
+        return self.state.messages(f.id)
 
     def _rematch_target(self, f: FolderState, target_path, rows: dict[str, MessageRow]) -> dict[str, MessageRow]:
         log.warning("account %s: target folder %s changed its UIDVALIDITY; re-matching %d messages by content",

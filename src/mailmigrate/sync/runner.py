@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Callable
 
@@ -82,8 +82,34 @@ class RunResult:
 
 def account_key(req: SyncRequest, acc: Account) -> str:
     """The state's name for one source -> target mapping: the same mailbox synced to two targets is
-    two mappings."""
-    return f"{req.source.describe(acc.source_user)} -> {req.target.describe(acc.target_user)}"
+    two mappings.  Built from the stores' identities (user and server, or the id the user pinned), never
+    from port or scheme: a rerun through ``imaps://…:993`` instead of ``imap://…:143`` is the same mapping."""
+    return f"{req.source.identity(acc.source_user)} -> {req.target.identity(acc.target_user)}"
+
+
+def migrate_account_key(state, req: SyncRequest, acc: Account, *, rename: bool = True) -> str:
+    """The account's name in ``state``, after moving a record kept under an earlier name to it.
+
+    Earlier names: the one state files held before identities (``imap://ann@host:143 -> …``, from
+    :meth:`StoreSpec.describe`), and the unpinned identity (a server id given for the first time).  A record
+    is only moved when the current name holds nothing, so nothing is merged.  ``rename=False`` (a dry run)
+    changes nothing and returns the name that holds the record.
+    """
+    name = account_key(req, acc)
+    unpinned = [replace(spec, params={k: v for k, v in spec.params.items() if k != "id"})
+                for spec in (req.source, req.target)]
+    earlier = [f"{req.source.describe(acc.source_user)} -> {req.target.describe(acc.target_user)}",
+               f"{unpinned[0].identity(acc.source_user)} -> {unpinned[1].identity(acc.target_user)}"]
+    for old in dict.fromkeys(earlier):
+        if old == name:
+            continue
+        if not rename:
+            if not state.folders(name) and state.folders(old):
+                return old
+        elif state.rename_account(old, name):
+            log.info("state: account %s is now named %s", old, name)
+            break
+    return name
 
 
 def run_sync(req: SyncRequest) -> RunResult:
@@ -133,7 +159,7 @@ def login_for(run_password: Secret | None, own_password: Secret | None,
 
 
 def _one(req: SyncRequest, acc: Account, state: StateDB) -> AccountResult:
-    name = account_key(req, acc)
+    name = migrate_account_key(state, req, acc, rename=not req.sync.dry_run)
     try:
         src_pw, src_opts = login_for(req.source_password, acc.source_password, req.source_options)
         tgt_pw, tgt_opts = login_for(req.target_password, acc.target_password, req.target_options)

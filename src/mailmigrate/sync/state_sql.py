@@ -210,6 +210,16 @@ class SqlStateDB:
                               (account,))
             self._execute("DELETE FROM {folders} WHERE account=?", (account,))
 
+    def rename_account(self, old: str, new: str) -> bool:
+        """Give an account's record a new name (state files written before account identities named an
+        account by host, port and scheme).  Only when the new name holds nothing yet: two records are never
+        merged.  True when renamed."""
+        with self._lock, self._transaction():
+            if self._execute("SELECT 1 FROM {folders} WHERE account=? LIMIT 1", (new,)).fetchone():
+                return False
+            cur = self._execute("UPDATE {folders} SET account=? WHERE account=?", (new, old))
+            return (cur.rowcount or 0) > 0
+
     def forget_change_marks(self, folder_id: int) -> None:
         """Make the next run list the folder in full (after a partial run)."""
         with self._lock, self._transaction():
@@ -255,6 +265,21 @@ class SqlStateDB:
                 " norm_fingerprint=excluded.norm_fingerprint, size=excluded.size,"
                 " source_flags=excluded.source_flags, target_key=NULL, state=excluded.state,"
                 " uid_floor=excluded.uid_floor",
+                params,
+            )
+
+    def adopt(self, folder_id: int, rows: Iterable[MessageRow]) -> None:
+        """Record target messages found to be copies of source messages as DONE rows, in one transaction.
+        Never replaces a row: adoption only happens where the folder has none."""
+        params = [(folder_id, r.source_key, r.fingerprint, r.norm_fingerprint, r.size, encode_flags(r.source_flags),
+                   r.target_key, DONE) for r in rows]
+        if not params:
+            return
+        with self._lock, self._transaction():
+            self._executemany(
+                "INSERT INTO {messages}(folder_id, source_key, fingerprint, norm_fingerprint, size,"
+                " source_flags, target_key, state, uid_floor) VALUES (?,?,?,?,?,?,?,?,NULL) "
+                "ON CONFLICT (folder_id, source_key) DO NOTHING",
                 params,
             )
 

@@ -31,7 +31,7 @@ from ..model import Account
 from ..stores.registry import StoreOptions, build_store
 from ..sync.abort import abort_account
 from ..sync.engine import Progress, SyncOptions
-from ..sync.runner import SyncRequest, account_key, login_for, run_sync
+from ..sync.runner import SyncRequest, account_key, login_for, migrate_account_key, run_sync
 from ..sync.state import RunLock, StateDB
 from ..sync.state_pg import PgStateDB, is_pg_url, open_state
 from ..sync.verify import verify_account
@@ -191,8 +191,10 @@ class Workflow:
                 return False, f"final sync: {msg}", True
             return self._verify_unit(unit, acc)
         if action == "abort":
-            name = account_key(self._request([acc]), acc)
+            req = self._request([acc])
+            name = account_key(req, acc)
             with self._state(name) as state:
+                name = migrate_account_key(state, req, acc)
                 res = abort_account(self._store("target", acc), state, name)
             return True, (f"removed {res.messages_removed} message(s) and {len(res.folders_removed)} folder(s) "
                           f"mailmigrate had made on the target"
@@ -428,8 +430,10 @@ class Workflow:
                            password=pw, options=options, side=side)
 
     def verify(self, acc: Account):
-        name = account_key(self._request([acc]), acc)
+        req = self._request([acc])
+        name = account_key(req, acc)
         with self._state(name) as state:
+            name = migrate_account_key(state, req, acc)
             return verify_account(self._store("source", acc), self._store("target", acc), state, name)
 
     def directory_check(self) -> dict | None:

@@ -11,6 +11,7 @@ Example (``mailmigrate project init`` writes one like it)::
     [source]
     url = "imaps://old.example.org"
     master = "admin"                 # optional master/admin user
+    id = "old"                       # optional: names this server in the state, however it is reached
     password_file = "source.pw"      # or env MAILMIGRATE_SOURCE_PASSWORD
 
     [target]
@@ -211,7 +212,7 @@ def load_project(file: str | os.PathLike) -> Project:
                               f"MAILMIGRATE_{side.upper()}_PASSWORD")
         pw = sec.get("password_file")
         url = _beside_project(sec["url"], rel, store=True)
-        sides[side] = Side(parse_spec(url), sec.get("master"), str(rel(pw)) if pw else None,
+        sides[side] = Side(parse_spec(url).with_id(sec.get("id")), sec.get("master"), str(rel(pw)) if pw else None,
                            bool(data.get("options", {}).get("insecure", False)))
     acc_sec = data.get("accounts", {})
     if cg is not None:
