@@ -140,3 +140,35 @@ def test_state_written_under_the_old_account_names_keeps_working(imap_accounts, 
     assert db.execute("SELECT DISTINCT account FROM folders").fetchall() == [
         (f"imap://{src.user}@127.0.0.1 -> imap://{dst.user}@127.0.0.1",)]
     db.close()
+
+
+# --- folder-name collisions (issue 15: "INBOX/Projects" and "Projects" merged on an INBOX. server) ---
+
+def _named(snap):
+    """Folder (decoded wire name) -> sorted list of message bytes; empty folders left out."""
+    return {imapcheck.decoded(k): sorted(m[0] for m in v.elements()) for k, v in snap.items() if v}
+
+
+def test_folders_that_collide_on_an_inbox_prefix_target_land_in_two(dovecot_factory, tmp_path):
+    from conftest import ImapAccount
+
+    s_srv = dovecot_factory()
+    t_srv = dovecot_factory(separator=".", prefix="INBOX.")  # Courier's and Cyrus's naming
+    src, dst = ImapAccount(s_srv, "ann", "pw1"), ImapAccount(t_srv, "ann", "pw2")
+    s_srv.add_user("ann", "pw1")
+    t_srv.add_user("ann", "pw2")
+    populate(src, {"Projects": [(msg(1), ""), (msg(2), "")], "INBOX/Projects": [(msg(3), "\\Seen")],
+                   "Projects/Alpha": [(msg(4), "")], "INBOX/Projects/Alpha": [(msg(5), "")]})
+    state = tmp_path / "s.db"
+    s, p = sync(src, dst, state)
+    assert s["copied"] == 5 and s["failed"] == 0
+    got = _named(snapshot(dst))
+    assert got == {"INBOX.Projects": [msg(1), msg(2)], "INBOX.Projects (2)": [msg(3)],
+                   "INBOX.Projects.Alpha": [msg(4)], "INBOX.Projects (2).Alpha": [msg(5)]}, got
+    warnings = [w for w in s["accounts"][0]["problems"] if "same target folder" in w["reason"]]
+    assert len(warnings) == 1 and warnings[0]["folder"] == "INBOX/Projects", warnings
+    # The decision is recorded: a rerun keeps it, says nothing, copies nothing; new mail follows its folder.
+    _own_message(src, "INBOX/Projects", "new in INBOX/Projects")
+    s, _ = sync(src, dst, state)
+    assert s["copied"] == 1 and s["accounts"][0]["problems"] == []
+    assert len(_named(snapshot(dst))["INBOX.Projects (2)"]) == 2

@@ -41,7 +41,7 @@ from ..model import (
     Problem,
 )
 from ..stores.base import Store
-from .folders import FolderPlan, display, plan_folders
+from .folders import FolderPlan, display, plan_folders, separate_collisions
 from .limits import RateLimiter
 from .matching import Fingerprinter, fingerprints, hash_messages, match_multiset
 from .state import DONE, PENDING, FolderState, LostIntent, MessageRow, StateDB
@@ -218,11 +218,15 @@ class _AccountRun:
         self._subscriptions_done = False
         self._reported_keyword_drops: set[tuple[FolderPath, str]] = set()
         self._reopen_source_needed = False
-        self.target_paths: set[FolderPath] = set()
+        self.target_paths: set = set()  # target folders that exist, by folder_identity
         # One per target folder, shared by the folder workers: a sweep must not see another source folder's
         # fresh copy into the same target folder before that copy is recorded (see _sweep).
         self._target_locks: dict[FolderPath, threading.RLock] = {}
         self._target_locks_guard = threading.Lock()
+
+    def _tid(self, path: FolderPath) -> object:
+        """Which target folder ``path`` is (see Store.folder_identity): two paths, one folder."""
+        return self.target.folder_identity(path)
 
     # --- connections ----------------------------------------------------------------------------
     def open(self) -> None:
@@ -248,8 +252,17 @@ class _AccountRun:
         src_folders, tgt_folders = _both(self.source.list_folders, self._target_folders)
         # A \Noselect name is no mailbox: a server leaves one behind when a folder with children is deleted
         # (an abort, say), and such a folder must be created again, not asked for its STATUS.
-        self.target_paths = {_norm(f.path) for f in tgt_folders if f.selectable}
+        self.target_paths = {self._tid(f.path) for f in tgt_folders if f.selectable}
         plans = plan_folders(src_folders, tgt_folders)
+        recorded = {f.source_path: f.target_path for f in self.state.folders(self.account)}
+        plans, collisions = separate_collisions(plans, self._tid, recorded, tgt_folders)
+        for col in collisions:
+            # Decided once, before anything is copied, and recorded so that every later run keeps it.
+            if not self.opt.dry_run:
+                self.state.ensure_folder(self.account, col.source, col.new_path)
+            self._problem(col.source, None, f"would land in the same target folder {display(col.target_path)} as "
+                          f"source folder {display(col.kept_by)}; copied to {display(col.new_path)} instead",
+                          kind="warning")
         self.c.folders = len(plans)
         todo = [p for p in plans if p.source.path not in self.finished]
         statuses, tgt_statuses = _both(lambda: self._source_statuses([p.source.path for p in todo]),
@@ -310,7 +323,7 @@ class _AccountRun:
         want = {}
         for p in plans:
             f = self.state.folder(self.account, p.source.path)
-            if f is not None and _norm(f.target_path) in self.target_paths:
+            if f is not None and self._tid(f.target_path) in self.target_paths:
                 want[p.source.path] = f.target_path
         if not want or self.opt.dry_run:
             return {}
@@ -395,7 +408,7 @@ class _AccountRun:
 
     def _target_lock(self, target_path: FolderPath) -> threading.RLock:
         with self._target_locks_guard:
-            return self._target_locks.setdefault(_norm(target_path), threading.RLock())
+            return self._target_locks.setdefault(self._tid(target_path), threading.RLock())
 
     def _source_statuses(self, paths: Sequence[FolderPath]) -> dict[FolderPath, FolderStatus]:
         try:
@@ -425,10 +438,10 @@ class _AccountRun:
 
         if fstate is None:
             fstate = self.state.ensure_folder(self.account, src_path, target_path)
-        if _norm(target_path) not in self.target_paths:
+        if self._tid(target_path) not in self.target_paths:
             self.target.create_folder(target_path, plan.special_use)
             self.state.mark_created(fstate.id)
-            self.target_paths.add(_norm(target_path))
+            self.target_paths.add(self._tid(target_path))
             self.c.folders_created += 1
             log.info("account %s: created target folder %s", self.account, display(target_path))
             tgt_status = None
@@ -808,7 +821,8 @@ class _AccountRun:
         with self._target_lock(target_path):
             # Every source folder of this account that lands in the same target folder: their copies are
             # claimed too, and while any of them has PENDING rows an unclaimed copy may be theirs.
-            sharing = [g for g in self.state.folders(self.account) if _norm(g.target_path) == _norm(target_path)]
+            sharing = [g for g in self.state.folders(self.account)
+                       if self._tid(g.target_path) == self._tid(target_path)]
             if any(self.state.has_pending(g.id) for g in sharing):
                 return []
             rows = self.state.messages(f.id)
@@ -874,7 +888,7 @@ class _AccountRun:
             _, tmetas = self.target.list_messages(target_path)
             claimed: set[str] = set()
             for g in self.state.folders(self.account):
-                if _norm(g.target_path) == _norm(target_path):
+                if self._tid(g.target_path) == self._tid(target_path):
                     claimed |= self.state.all_target_keys(g.id)
             cands = [m for m in tmetas if m.key not in claimed]
             if not cands:
@@ -971,9 +985,9 @@ class _AccountRun:
         )
         if self.opt.delete:
             self.c.deleted += sum(1 for k, r in rows.items() if k not in by_key and r.target_key)
-        if _norm(target_path) not in self.target_paths:
+        if self._tid(target_path) not in self.target_paths:
             self.c.folders_created += 1
-            self.target_paths.add(_norm(target_path))
+            self.target_paths.add(self._tid(target_path))
 
     def _problem(self, folder: FolderPath | None, message: str | None, reason: str, kind: str = "message") -> None:
         p = Problem(self.account, display(folder) if folder is not None else None, message, reason, kind)
@@ -995,12 +1009,6 @@ def _match_rows(store, path, cands: list[MessageMeta], rows) -> dict[str, str]:
         ((r.source_key, r.fingerprint, r.norm_fingerprint) for r in sorted(rows, key=lambda r: r.source_key)),
         hashed,
     )
-
-
-def _norm(path: FolderPath) -> FolderPath:
-    if path and path[0].upper() == "INBOX":
-        return ("INBOX",) + tuple(path[1:])
-    return path
 
 
 def _clean(flags) -> frozenset[str]:
