@@ -172,3 +172,147 @@ def test_folders_that_collide_on_an_inbox_prefix_target_land_in_two(dovecot_fact
     s, _ = sync(src, dst, state)
     assert s["copied"] == 1 and s["accounts"][0]["problems"] == []
     assert len(_named(snapshot(dst))["INBOX.Projects (2)"]) == 2
+
+
+# --- --delete follows deleted folders; the emptied-source guard (issue 15) ---
+
+def _imap_delete_folder(acc, folder):
+    c = imapcheck.connect(acc.port, acc.user, acc.password)
+    typ, resp = c.delete(folder)
+    assert typ == "OK", resp
+    c.logout()
+
+
+def _expunge_all(acc, folder, keep=0):
+    c = imapcheck.connect(acc.port, acc.user, acc.password)
+    c.select(folder)
+    typ, data = c.uid("SEARCH", "ALL")
+    uids = data[0].split()[keep:]
+    if uids:
+        c.uid("STORE", b",".join(uids).decode(), "+FLAGS.SILENT", "(\\Deleted)")
+        c.expunge()
+    c.logout()
+
+
+def test_delete_follows_a_deleted_source_folder(imap_accounts, tmp_path):
+    src, dst = imap_accounts
+    populate(src, {"INBOX": [(msg(1), "")], "Gone": [(msg(10), ""), (msg(11), "\\Seen")],
+                   "Shared": [(msg(20), "")]})
+    state = tmp_path / "s.db"
+    sync(src, dst, state)
+    _own_message(dst, "INBOX")  # target-only mail elsewhere
+    _own_message(dst, "Shared", "the user's own mail in a folder whose source goes")
+    _imap_delete_folder(src, "Gone")
+    _imap_delete_folder(src, "Shared")
+    s, _ = sync(src, dst, state)
+    assert s["deleted"] == 0, "without --delete nothing goes"
+    s, p = sync(src, dst, state, "--delete")
+    assert (s["deleted"], s["failed"], s["deletes_withheld"]) == (3, 0, 0), s
+    target = snapshot(dst)
+    assert "Gone" not in target, "mailmigrate created it and nothing else is in it: removed"
+    assert [m[0] for m in target["Shared"]] == [
+        b"Subject: the user's own mail in a folder whose source goes\r\n\r\nmine\r\n"]
+    assert sum(1 for m in target["INBOX"] if b"written on the target" in m[0]) == 1
+    kept = [w for w in s["accounts"][0]["problems"] if w["folder"] == "Shared"]
+    assert len(kept) == 1 and "holds 1 messages mailmigrate did not copy" in kept[0]["reason"], kept
+    # Done once: the next run has nothing left to say.
+    s, _ = sync(src, dst, state, "--delete")
+    assert (s["deleted"], s["accounts"][0]["problems"]) == (0, [])
+
+
+def test_emptied_source_folder_gets_no_deletes_without_force(imap_accounts, tmp_path):
+    src, dst = imap_accounts
+    populate(src, {"INBOX": [(msg(i), "") for i in range(30)], "Work": [(msg(100 + i), "") for i in range(3)],
+                   "Archive": [(msg(200 + i), "") for i in range(40)]})  # the account as a whole loses less
+    state = tmp_path / "s.db"
+    sync(src, dst, state)
+    _expunge_all(src, "Work")  # lists no messages now: a broken index? a wrong mount?
+    s, p = sync(src, dst, state, "--delete", check=False)
+    assert p.returncode == 1
+    assert (s["deleted"], s["deletes_withheld"]) == (0, 3), s
+    assert len(snapshot(dst)["Work"]) == 3
+    p2 = mm("sync", src.url(), dst.url(), "--state", state, "--delete", env=env_for(src, dst), check=False)
+    assert p2.returncode == 1
+    assert "3 copies not deleted: the source lists no messages" in p2.stdout and "--force-delete" in p2.stdout
+    # More than half of a folder's copies at once: withheld too; the share can be set.
+    _expunge_all(src, "INBOX", keep=10)
+    s, p = sync(src, dst, state, "--delete", check=False)
+    assert p.returncode == 1 and s["deleted"] == 0 and s["deletes_withheld"] == 23
+    assert "20 of 30 copies would be deleted" in json.dumps(s["accounts"][0]["problems"])
+    s, p = sync(src, dst, state, "--delete", "--delete-guard", "70", check=False)
+    assert p.returncode == 1 and (s["deleted"], s["deletes_withheld"]) == (20, 3), s
+    s, p = sync(src, dst, state, "--delete", "--force-delete")
+    assert (s["deleted"], s["deletes_withheld"]) == (3, 0)
+    assert_same(src, dst)
+
+
+def test_account_whose_source_lists_nothing_gets_no_deletes(imap_accounts, tmp_path):
+    src, dst = imap_accounts
+    populate(src, {"INBOX": [(msg(1), "")], "Work": [(msg(2), "")]})
+    state = tmp_path / "s.db"
+    sync(src, dst, state)
+    _expunge_all(src, "INBOX")
+    _imap_delete_folder(src, "Work")
+    s, p = sync(src, dst, state, "--delete", check=False)
+    assert p.returncode == 1 and s["deleted"] == 0 and s["deletes_withheld"] == 2, s
+    reasons = [w["reason"] for w in s["accounts"][0]["problems"]]
+    assert any("the account's source looks emptied" in r for r in reasons), reasons
+    assert {k for k, v in snapshot(dst).items() if v} == {"INBOX", "Work"}
+
+
+# --- deletes and aborts verify what they delete (issue 19) ---
+
+def test_abort_after_the_user_recreated_a_folder_keeps_their_mail(imap_accounts, tmp_path):
+    from mailmigrate.model import Secret
+    from mailmigrate.stores.imap import ImapStore
+    from mailmigrate.sync.abort import abort_account
+    from mailmigrate.sync.state import StateDB
+
+    src, dst = imap_accounts
+    populate(src, {"INBOX": [(msg(1), ""), (msg(2), "")], "Work": [(msg(10 + i), "") for i in range(3)]})
+    state = tmp_path / "s.db"
+    sync(src, dst, state)
+    # The user deletes Work on the new server and makes it again: new UIDVALIDITY, UIDs 1..3 again.
+    _imap_delete_folder(dst, "Work")
+    c = imapcheck.connect(dst.port, dst.user, dst.password)
+    imapcheck.create(c, "Work")
+    c.logout()
+    for i in range(3):
+        _own_message(dst, "Work", f"the user's new mail {i}")
+    db = StateDB.open(state)
+    try:
+        (account,) = list(db.iter_accounts())
+        target = ImapStore("127.0.0.1", dst.port, user=dst.user, password=Secret(dst.password), tls="none")
+        res = abort_account(target, db, account)
+    finally:
+        db.close()
+    work = snapshot(dst).get("Work", {})
+    assert sorted(m[0] for m in work) == [f"Subject: the user's new mail {i}\r\n\r\nmine\r\n".encode() for i in range(3)]
+    assert not snapshot(dst)["INBOX"], "the INBOX copies are mailmigrate's and go"
+    assert res.messages_removed == 2 and "Work" in res.folders_kept
+    assert len(res.messages_kept) == 3 and all("re-created" in k for k in res.messages_kept), res.messages_kept
+
+
+def test_delete_leaves_a_target_message_that_is_no_longer_the_copy(imap_accounts, tmp_path):
+    src, dst = imap_accounts
+    populate(src, {"INBOX": [(msg(1), ""), (msg(2), ""), (msg(3), "")]})
+    state = tmp_path / "s.db"
+    out = tmp_path / "Maildir"
+    mm("sync", src.url(), f"maildir:{out}", "--state", state, env=env_for(src, dst))
+    files = sorted((out / "cur").iterdir())
+    by_body = {f.read_bytes(): f for f in files}
+    replaced = by_body[msg(1)]
+    replaced.write_bytes(b"Subject: someone else's message under the copy's name\r\n\r\nx\r\n")
+    _expunge_all(src, "INBOX", keep=1)  # messages 2 and 3 leave the source: their copies go...
+    c = imapcheck.connect(src.port, src.user, src.password)
+    c.select("INBOX")
+    c.uid("STORE", "1", "+FLAGS.SILENT", "(\\Deleted)")  # ...and message 1, whose copy was replaced, too
+    c.expunge()
+    c.logout()
+    p = mm("sync", src.url(), f"maildir:{out}", "--state", state, "--delete", "--force-delete", "--json",
+           env=env_for(src, dst))
+    s = json.loads(p.stdout)
+    assert replaced.exists(), "a file that no longer holds the copy is left alone"
+    assert s["deleted"] == 2, s
+    reasons = [w["reason"] for w in s["accounts"][0]["problems"]]
+    assert any("now holds other content" in r for r in reasons), reasons

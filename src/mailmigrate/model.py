@@ -261,7 +261,7 @@ class Problem:
     folder: str | None
     message: str | None
     reason: str
-    kind: str = "message"  # message | folder | account | flag | warning
+    kind: str = "message"  # message | folder | account | flag | warning | delete (deletes withheld)
 
     def describe(self) -> str:
         where = [f"account {self.account}"]
@@ -291,6 +291,8 @@ class Counters:
     adopted: int = 0
     #: target messages in such folders that are no copy of a source message (left alone)
     target_only: int = 0
+    #: copies not deleted because the emptied-source guard withheld the deletes (sync.deletes)
+    deletes_withheld: int = 0
 
     @classmethod
     def total(cls, many) -> "Counters":
@@ -317,4 +319,4 @@ class AccountResult:
 
     @property
     def ok(self) -> bool:
-        return self.error is None and self.counters.failed == 0
+        return self.error is None and self.counters.failed == 0 and self.counters.deletes_withheld == 0

@@ -65,6 +65,12 @@ def register(sub) -> None:
     p.add_argument("--delete", action="store_true",
                    help="remove from TARGET the copies of messages that left SOURCE (only copies "
                         "mailmigrate made)")
+    p.add_argument("--force-delete", action="store_true",
+                   help="with --delete: delete even where the source looks emptied (see --delete-guard)")
+    p.add_argument("--delete-guard", type=float, default=50, metavar="PERCENT",
+                   help="with --delete: a source folder (or account) that lists no messages while copies exist, "
+                        "or would lose more than PERCENT%% of its copies (10 or more) in one run, gets no deletes "
+                        "and the run exits 1, unless --force-delete (default 50)")
     p.add_argument("--dry-run", action="store_true", help="show what would be done; change nothing")
     p.add_argument("--jobs", type=int, default=1, metavar="N", help="accounts at once (default 1)")
     p.add_argument("--connections", type=int, default=3, metavar="N",
@@ -112,6 +118,10 @@ def default_state_path(source, target, written: tuple[str, str] | None = None) -
 
 def run(args) -> int:
     setup_logging(args.verbose, args.log_file)
+    if (args.force_delete or args.delete_guard != 50) and not args.delete:
+        raise ConfigError("--force-delete and --delete-guard are about deleting; they need --delete")
+    if not 0 <= args.delete_guard <= 100:
+        raise ConfigError("--delete-guard is a percentage between 0 and 100")
     if args.jobs < 1:
         raise ConfigError("--jobs must be at least 1")
     if args.executor != "celery" and (args.fleet_timeout is not None or args.idle_warning is not None):
@@ -159,6 +169,7 @@ def run(args) -> int:
         max_bandwidth=args.max_bandwidth * (1 << 20) if args.max_bandwidth else None,
         max_connections=args.max_connections,
         sync=SyncOptions(delete=args.delete, dry_run=args.dry_run, progress=progress,
+                         force_delete=args.force_delete, delete_guard=args.delete_guard / 100,
                          connections=max(1, args.connections), max_attempts=max(1, args.retries)),
         state_factory=open_state if pg_state else None,
         lock_wait=max(0.0, args.lock_wait),
@@ -199,6 +210,9 @@ def print_summary(result) -> None:
     if t.late_duplicates_removed:
         print(f"  removed {t.late_duplicates_removed} late duplicates of interrupted runs (copies a killed run's "
               "server committed after they had been copied again)")
+    if t.deletes_withheld:
+        print(f"  {t.deletes_withheld} copies NOT deleted: the source looks emptied (listed below); check it, "
+              "then run again, with --force-delete if the deletions are right")
     if t.adopted or t.target_only:
         print(f"  {t.adopted} messages were already on the target (adopted, not copied again); "
               f"{t.target_only} target messages are no copy of a source message (left alone)")

@@ -148,6 +148,7 @@ def _run(desc: dict, acc: Account, name: str, state, slots) -> AccountResult:
                                  StoreOptions(master_user=tgt_master, create=not bool(desc.get("dry_run")), **common))
     progress = _FleetProgress(state, desc["run_id"], name)
     opts = SyncOptions(delete=bool(desc.get("delete")), dry_run=bool(desc.get("dry_run")), progress=progress,
+                       force_delete=bool(desc.get("force_delete")), delete_guard=float(desc.get("delete_guard", 0.5)),
                        connections=max(1, int(desc.get("connections", 3))),
                        max_attempts=max(1, int(desc.get("retries", 6))))
     if (desc.get("max_rate") or desc.get("max_bandwidth")) and cfg.redis_url:

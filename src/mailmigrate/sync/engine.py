@@ -43,6 +43,7 @@ from ..model import (
 from ..stores.base import Store
 from .folders import FolderPlan, display, plan_folders, separate_collisions
 from .limits import RateLimiter
+from .deletes import check_copies, guard_refusal
 from .matching import Fingerprinter, fingerprints, hash_messages, match_multiset
 from .state import DONE, PENDING, FolderState, LostIntent, MessageRow, StateDB
 
@@ -83,6 +84,11 @@ class SyncOptions:
     #: seconds a run waits at the end of a folder for a late commit of intents it declared lost itself, so
     #: that the usual case (the killed session finishes within a second) is settled by the same run
     late_commit_grace: float = 2.0
+    #: delete even where the emptied-source guard would withhold deletes (sync.deletes.guard_refusal)
+    force_delete: bool = False
+    #: the emptied-source guard: withhold deletes when more than this share of a folder's (or the account's)
+    #: copies would go in one run
+    delete_guard: float = 0.5
 
 
 def _side(e: BaseException) -> str:
@@ -223,6 +229,9 @@ class _AccountRun:
         # fresh copy into the same target folder before that copy is recorded (see _sweep).
         self._target_locks: dict[FolderPath, threading.RLock] = {}
         self._target_locks_guard = threading.Lock()
+        # Set when the emptied-source guard withholds every delete of the account this run: the reason.
+        self._withheld: str | None = None
+        self._guarded = False
 
     def _tid(self, path: FolderPath) -> object:
         """Which target folder ``path`` is (see Store.folder_identity): two paths, one folder."""
@@ -267,6 +276,9 @@ class _AccountRun:
         todo = [p for p in plans if p.source.path not in self.finished]
         statuses, tgt_statuses = _both(lambda: self._source_statuses([p.source.path for p in todo]),
                                        lambda: self._target_statuses(todo))
+        if self.opt.delete and not self._guarded:
+            self._guarded = True
+            self._guard_account(src_folders, statuses)
         # Unchanged folders are settled here, on this connection, before any other connection is opened:
         # a rerun with nothing to do costs one pipelined STATUS per side.
         work = []
@@ -290,6 +302,8 @@ class _AccountRun:
                     except ServerRefused as e:
                         self._problem(plan.source.path, None, f"could not subscribe on target: {e}", kind="warning")
             self._subscriptions_done = True
+        if self.opt.delete:
+            self._delete_gone_folders({f.path for f in src_folders if f.selectable})
 
     def _target_folders(self) -> list:
         try:
@@ -404,6 +418,7 @@ class _AccountRun:
         run._reported_keyword_drops = self._reported_keyword_drops
         run._target_locks = self._target_locks
         run._target_locks_guard = self._target_locks_guard
+        run._withheld = self._withheld
         return run
 
     def _target_lock(self, target_path: FolderPath) -> threading.RLock:
@@ -496,7 +511,14 @@ class _AccountRun:
         if new:
             self._copy(fstate, src_path, target_path, new, perm, tgt_status)
         if gone and self.opt.delete:
-            self._delete(fstate, target_path, gone)
+            copies = sum(1 for r in rows.values() if r.state == DONE and r.target_key is not None)
+            going = sum(1 for r in gone if r.state == DONE and r.target_key is not None)
+            why = self._withheld or (None if self.opt.force_delete else
+                                     guard_refusal(copies, going, source_count, self.opt.delete_guard))
+            if why:
+                self._withhold(src_path, going, why, report=not self._withheld)
+            else:
+                self._delete(fstate, target_path, gone, tgt_status.validity)
         self._sweep(fstate, target_path, settle=True)
 
         # The target's UIDVALIDITY recorded is the one from before the copy, not after: the keys recorded in
@@ -960,12 +982,90 @@ class _AccountRun:
         self.state.set_flags(f.id, updates)
         self.c.flags_updated += len(ops)
 
-    def _delete(self, f: FolderState, target_path, gone: list[MessageRow]) -> None:
-        keys = [r.target_key for r in gone if r.target_key is not None and r.state == DONE]
-        if keys:
-            self.target.delete_messages(target_path, keys)
+    def _delete(self, f: FolderState, target_path, gone: list[MessageRow], validity: int | None) -> None:
+        """Delete the copies of messages that left the source, each checked first (sync.deletes): what is no
+        longer the copy mailmigrate made stays and is reported.  The rows go either way: their source
+        message is gone."""
+        checked = check_copies(self.target, target_path, gone, validity)
+        if checked.matching:
+            self.target.delete_messages(target_path, [r.target_key for r in checked.matching])
+        for r, why in checked.refused:
+            self._problem(f.source_path, r.source_key, f"left on the target, not deleted: {why}", kind="warning")
         self.state.drop(f.id, [r.source_key for r in gone])
-        self.c.deleted += len(keys)
+        self.c.deleted += len(checked.matching)
+
+    def _withhold(self, folder: FolderPath | None, copies: int, why: str, report: bool = True) -> None:
+        self.c.deletes_withheld += copies
+        if report:
+            self._problem(folder, None, f"{copies} copies not deleted: {why}; if that is right, run again with "
+                                        f"--force-delete", kind="delete")
+
+    def _guard_account(self, src_folders, statuses: dict[FolderPath, FolderStatus]) -> None:
+        """The emptied-source guard over the whole account, before any folder deletes: a source that lists
+        no mail at all, or lost more than the set share of the copies since the last run (estimated from the
+        counts: rows per folder against the source's message count, a folder gone counting whole)."""
+        if self.opt.force_delete:
+            return
+        listed = {f.path for f in src_folders if f.selectable}
+        copies = going = 0
+        for f in self.state.folders(self.account):
+            n = self.state.count(f.id)
+            copies += n
+            st = statuses.get(f.source_path)
+            if f.source_path not in listed:
+                going += n
+            elif st is not None and st.count is not None:
+                going += max(0, n - st.count)
+        counts = [st.count for st in statuses.values() if st is not None and st.count is not None]
+        why = guard_refusal(copies, going, sum(counts) if counts else None, self.opt.delete_guard)
+        if why:
+            self._withheld = f"the account's source looks emptied: {why}"
+            self._problem(None, None, f"no deletes in this account this run: {self._withheld}; if that is right, "
+                                      f"run again with --force-delete", kind="delete")
+
+    def _delete_gone_folders(self, listed: set[FolderPath]) -> None:
+        """``--delete`` for source folders that are gone: mailmigrate's copies in their target folders are
+        deleted (each checked, as in :meth:`_delete`), then the target folder itself when mailmigrate created
+        it and nothing else is left in it.  Anything else stays and is reported."""
+        created = self.state.created_folders(self.account)
+        gone = [f for f in self.state.folders(self.account) if f.source_path not in listed]
+        for f in sorted(gone, key=lambda f: -len(f.target_path)):  # children before their parents
+            rows = [r for r in self.state.messages(f.id).values() if r.state == DONE and r.target_key is not None]
+            name = display(f.source_path)
+            if self._withheld:
+                self._withhold(f.source_path, len(rows), self._withheld, report=False)
+                continue
+            if self.opt.dry_run:
+                self.c.deleted += len(rows)
+                continue
+            if self._tid(f.target_path) not in self.target_paths:
+                self.state.forget_folder(f.id)  # the target folder is gone too: nothing left to do
+                continue
+            try:
+                checked = check_copies(self.target, f.target_path, rows, f.target_validity)
+                if checked.matching:
+                    self.target.delete_messages(f.target_path, [r.target_key for r in checked.matching])
+                self.c.deleted += len(checked.matching)
+                for r, why in checked.refused:
+                    self._problem(f.source_path, r.source_key, f"left on the target, not deleted: {why}",
+                                  kind="warning")
+                _, left = self.target.list_messages(f.target_path)
+                if f.id in created and not left:
+                    self.target.delete_folder(f.target_path)
+                    self.target_paths.discard(self._tid(f.target_path))
+                    log.info("account %s: source folder %s is gone; removed its target folder %s", self.account,
+                             name, display(f.target_path))
+                else:
+                    why = (f"holds {len(left)} messages mailmigrate did not copy" if left
+                           else "mailmigrate did not create it")
+                    self._problem(f.source_path, None, f"source folder is gone; its copies were deleted, the target "
+                                  f"folder {display(f.target_path)} stays: {why}", kind="warning")
+            except (FolderFailed, ServerRefused, NotImplementedError) as e:
+                self._problem(f.source_path, None, f"source folder is gone, but its copies could not be deleted "
+                              f"from {display(f.target_path)}: {e}", kind="folder")
+                self.c.failed += 1
+                continue
+            self.state.forget_folder(f.id)
 
     # --- dry run --------------------------------------------------------------------------------
     def _dry_run_folder(self, plan: FolderPlan, fstate: FolderState | None, target_path) -> None:

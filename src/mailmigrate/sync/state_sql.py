@@ -210,6 +210,13 @@ class SqlStateDB:
                               (account,))
             self._execute("DELETE FROM {folders} WHERE account=?", (account,))
 
+    def forget_folder(self, folder_id: int) -> None:
+        """A source folder that is gone and whose copies were dealt with: its record goes, children first."""
+        with self._lock, self._transaction():
+            for table in ("{messages}", "{lost}"):
+                self._execute(f"DELETE FROM {table} WHERE folder_id=?", (folder_id,))
+            self._execute("DELETE FROM {folders} WHERE id=?", (folder_id,))
+
     def rename_account(self, old: str, new: str) -> bool:
         """Give an account's record a new name (state files written before account identities named an
         account by host, port and scheme).  Only when the new name holds nothing yet: two records are never
