@@ -82,6 +82,8 @@ def test_state_deleted_rerun_adopts_and_copies_nothing(imap_accounts, tmp_path):
     state.unlink()
     for extra in ("-wal", "-shm"):
         (tmp_path / f"s.db{extra}").unlink(missing_ok=True)
+    dry, _ = sync(src, dst, state, "--dry-run")
+    assert (dry["copied"], dry["adopted"]) == (0, 11), dry
     again, p = sync(src, dst, state)
     assert (again["copied"], again["adopted"], again["target_only"], again["failed"]) == (0, 11, 1, 0), again
     target = snapshot(dst)
@@ -96,10 +98,10 @@ def test_state_deleted_rerun_adopts_and_copies_nothing(imap_accounts, tmp_path):
     assert (third["copied"], third["adopted"], third["flags_updated"]) == (0, 0, 1)
 
 
-def test_same_source_by_another_spelling_copies_nothing(imap_accounts, tmp_path):
+def test_same_source_by_another_spelling_copies_nothing(imap_accounts, state_where):
     src, dst = imap_accounts
     populate(src, {"INBOX": [(msg(i), "") for i in range(4)], "Work": [(msg(9), "\\Seen")]})
-    state = tmp_path / "s.db"
+    state = state_where
     first, _ = sync(src, dst, state)
     assert first["copied"] == 5
     # imaps:// on the TLS port instead of imap:// on the plain one: the same account in the state.

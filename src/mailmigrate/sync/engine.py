@@ -907,14 +907,24 @@ class _AccountRun:
         messages that pair with nothing are the user's and stay untouched.
         """
         with self._target_lock(target_path):
-            _, tmetas = self.target.list_messages(target_path)
-            claimed: set[str] = set()
-            for g in self.state.folders(self.account):
-                if self._tid(g.target_path) == self._tid(target_path):
-                    claimed |= self.state.all_target_keys(g.id)
-            cands = [m for m in tmetas if m.key not in claimed]
-            if not cands:
-                return self.state.messages(f.id)
+            rows, others = self._pair_with_target(src_path, target_path, metas)
+            self.state.adopt(f.id, rows)
+        log.info("account %s, folder %s: the target folder %s already held %d of its messages (adopted, not "
+                 "copied again) and %d messages of its own (left alone)", self.account, display(src_path),
+                 display(target_path), len(rows), others)
+        return self.state.messages(f.id)
+
+    def _pair_with_target(self, src_path, target_path, metas: list[MessageMeta]) -> tuple[list[MessageRow], int]:
+        """DONE rows for the source messages whose copies the target folder holds (no row claims them yet),
+        and how many target messages are no such copy; counted as adopted and target-only."""
+        _, tmetas = self.target.list_messages(target_path)
+        claimed: set[str] = set()
+        for g in self.state.folders(self.account):
+            if self._tid(g.target_path) == self._tid(target_path):
+                claimed |= self.state.all_target_keys(g.id)
+        cands = [m for m in tmetas if m.key not in claimed]
+        rows: list[MessageRow] = []
+        if cands:
             order = {m.key: i for i, m in enumerate(cands)}
             hashed = sorted(hash_messages(self.target.fetch(target_path, [m.key for m in cands])),
                             key=lambda t: order.get(t[0], 0))
@@ -929,13 +939,9 @@ class _AccountRun:
             pairs = match_multiset(((k, fp, nfp) for k, (fp, nfp, _) in sorted(source.items())), hashed)
             rows = [MessageRow(sk, source[sk][0], source[sk][1], source[sk][2], _clean(by_key[sk].flags), tk,
                                DONE, None) for sk, tk in pairs.items()]
-            self.state.adopt(f.id, rows)
         self.c.adopted += len(rows)
         self.c.target_only += len(cands) - len(rows)
-        log.info("account %s, folder %s: the target folder %s already held %d of its messages (adopted, not "
-                 "copied again) and %d messages of its own (left alone)", self.account, display(src_path),
-                 display(target_path), len(rows), len(cands) - len(rows))
-        return self.state.messages(f.id)
+        return rows, len(cands) - len(rows)
 
     def _rematch_target(self, f: FolderState, target_path, rows: dict[str, MessageRow]) -> dict[str, MessageRow]:
         log.warning("account %s: target folder %s changed its UIDVALIDITY; re-matching %d messages by content",
@@ -1076,6 +1082,9 @@ class _AccountRun:
             self._problem(plan.source.path, None, "source UIDVALIDITY changed: a real run re-matches by content",
                           kind="warning")
         by_key = {m.key for m in metas}
+        if (not rows and metas and self._tid(target_path) in self.target_paths
+                and (self.target.folder_status(target_path).count or 0) > 0):
+            rows = {r.source_key: r for r in self._pair_with_target(plan.source.path, target_path, metas)[0]}
         new = [m for m in metas if m.key not in rows]
         self.c.copied += len(new)
         self.c.bytes_copied += sum(m.size or 0 for m in new)

@@ -159,7 +159,12 @@ def login_for(run_password: Secret | None, own_password: Secret | None,
 
 
 def _one(req: SyncRequest, acc: Account, state: StateDB) -> AccountResult:
-    name = migrate_account_key(state, req, acc, rename=not req.sync.dry_run)
+    r = _sync_one(req, acc, state, migrate_account_key(state, req, acc, rename=not req.sync.dry_run))
+    r.account = account_key(req, acc)  # a dry run reads a record kept under an earlier name, reports this one
+    return r
+
+
+def _sync_one(req: SyncRequest, acc: Account, state: StateDB, name: str) -> AccountResult:
     try:
         src_pw, src_opts = login_for(req.source_password, acc.source_password, req.source_options)
         tgt_pw, tgt_opts = login_for(req.target_password, acc.target_password, req.target_options)
