@@ -196,7 +196,41 @@ starttls = no
         return ["offlineimap", "-c", str(conf), "-o", "-u", "quiet"]
 
 
+class _Alone(Tool):
+    """A server's own limit (bench/rawimap.py): only the first copy is measured; the wall time is the
+    timed part the tool reports (after loading the corpus into memory), CPU and RSS its whole process's."""
+
+    mode = ""
+    maildir: Path | None = None
+
+    def cmd(self):
+        port, user = (self.dst_port, self.dst_user) if self.mode == "append" else (self.src_port, "src")
+        return [sys.executable, str(HERE / "rawimap.py"), self.mode, "127.0.0.1", str(port), user,
+                *([str(self.maildir)] if self.mode == "append" else []), "--connections", "3"]
+
+    def run(self) -> Sample:
+        with tempfile.NamedTemporaryFile("r") as tf:
+            p = subprocess.run(["/usr/bin/time", "-o", tf.name, "-f", "%M %U %S"] + self.cmd(), env=tool_env(),
+                               capture_output=True, text=True)
+            if p.returncode != 0:
+                raise RuntimeError(f"{self.name}: {p.stderr[-2000:]}")
+            rss_kb, user, system = tf.read().split()[-3:]
+        wall = float(p.stdout.split("wall=")[1].split()[0])
+        return Sample(wall, int(rss_kb) / 1024, float(user) + float(system))
+
+
+class TargetAlone(_Alone):
+    name = "target-alone"
+    mode = "append"
+
+
+class SourceAlone(_Alone):
+    name = "source-alone"
+    mode = "fetch"
+
+
 TOOLS = {"mailmigrate": MailMigrate, "mbsync": Mbsync, "offlineimap": OfflineImap}
+LIMITS = {"target-alone": TargetAlone, "source-alone": SourceAlone}
 
 
 def change_source(port: int, msgs, extra, rng: random.Random, maildir: Path, uid, gid, start: int) -> None:
@@ -227,6 +261,11 @@ def main(argv=None) -> int:
     ap.add_argument("--slow-link", metavar="MBIT:RTT_MS", help="e.g. 20:10: a bandwidth- and latency-limited link")
     ap.add_argument("--slow-side", choices=("source", "target", "both"), default="source",
                     help="which server sits behind the slow link (default: source)")
+    ap.add_argument("--limits", action="store_true",
+                    help="also measure the servers alone: the target taking the corpus from memory (pipelined "
+                         "MULTIAPPEND, 3 folders at once) and the source serving it (bench/rawimap.py)")
+    ap.add_argument("--tmpfs", action="store_true",
+                    help="keep both servers' mail in /dev/shm, so that the disk does not hide the client's cost")
     ap.add_argument("--features", nargs="?", const="all", metavar="LIST",
                     help="mailmigrate only: all on, then each feature off in turn (default: every feature)")
     args = ap.parse_args(argv)
@@ -245,7 +284,7 @@ def main(argv=None) -> int:
     for t in tools:
         if t != "mailmigrate" and not shutil.which(t):
             sys.exit(f"{t} is not installed (apt-get install {'isync' if t == 'mbsync' else t})")
-    base = Path(tempfile.mkdtemp(prefix="mm-bench-"))
+    base = Path(tempfile.mkdtemp(prefix="mm-bench-", dir="/dev/shm" if args.tmpfs else None))
     msgs = generate(args.messages, args.folders)
     total_bytes = sum(len(m.data) for m in msgs)
     src = DovecotServer(base / "src", compress=bool(args.slow_link))
@@ -272,6 +311,15 @@ def main(argv=None) -> int:
                 user = f"{t}{rnd}"
                 dst.add_user(user, PASSWORD)
                 runners[t] = TOOLS[t](base / "work" / f"{t}{rnd}", links.src_port, links.dst_port, user)
+            if args.limits:
+                for t, cls in LIMITS.items():
+                    user = f"{t.replace('-', '')}{rnd}"
+                    dst.add_user(user, PASSWORD)
+                    cls.maildir = src.maildir("src")
+                    s = cls(base / "work" / f"{t}{rnd}", src.port, dst.port, user).run()
+                    results.setdefault((t, "first"), []).append(s)
+                    print(f"round {rnd + 1} {t:12} first    {s.wall:7.2f}s {s.rss_mb:6.1f} MB {s.cpu:6.2f} cpu-s",
+                          flush=True)
             for phase in ("first", "rerun"):
                 for t in order:
                     s = runners[t].run()
@@ -293,6 +341,8 @@ def main(argv=None) -> int:
         shutil.rmtree(base, ignore_errors=True)
 
     table = render(results, tools, args, total_bytes)
+    if args.limits:
+        table += render_limits(results, tools, args)
     print(table)
     if args.write:
         Path(args.write).write_text(table)
@@ -325,6 +375,24 @@ def render(results, tools, args, total_bytes) -> str:
                 f"{med('mailmigrate', 'rerun', 'wall') / med(t, 'rerun', 'wall'):.2f} | "
                 f"{med('mailmigrate', 'changed', 'wall') / med(t, 'changed', 'wall'):.2f} | "
                 f"{rss('mailmigrate') / rss(t):.2f} |")
+    return "\n".join(lines) + "\n"
+
+
+def render_limits(results, tools, args) -> str:
+    """The first copy against the servers' own limits, and each client's CPU per 1,000 messages."""
+    def med(t, attr):
+        return statistics.median(getattr(s, attr) for s in results[(t, "first")])
+
+    disk = "tmpfs (/dev/shm)" if args.tmpfs else "disk"
+    lines = ["", f"First copy against the servers alone (mail on {disk}; 3 folders at once):", "",
+             "| who | wall (s) | wall / target alone | CPU s per 1,000 msgs (user + system) |",
+             "| --- | --- | --- | --- |"]
+    limit = med("target-alone", "wall")
+    for t in list(LIMITS) + tools:
+        lines.append(f"| {t} | {med(t, 'wall'):.2f} | {med(t, 'wall') / limit:.2f} | "
+                     f"{1000 * med(t, 'cpu') / args.messages:.3f} |")
+    if "mailmigrate" in tools and "mbsync" in tools:
+        lines += ["", f"mailmigrate's CPU per message / mbsync's: {med('mailmigrate', 'cpu') / med('mbsync', 'cpu'):.2f}"]
     return "\n".join(lines) + "\n"
 
 

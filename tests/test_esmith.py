@@ -140,3 +140,20 @@ _val = st.text(alphabet=st.characters(blacklist_categories=("Cs",), blacklist_ch
 def test_round_trip(d):
     db = EsmithDb(d)
     assert parse_esmith(dump_esmith(db)) == db
+
+
+def test_clear_password_lands_in_shadow_as_a_working_sha512_crypt(tmp_path):
+    """A clear password written to an SME directory becomes the $6$ string SME's login checks (no crypt module)."""
+    from mailmigrate.directory.base import User
+    from mailmigrate.directory.esmith import EsmithDirectory
+    from mailmigrate.formats import shacrypt
+    from mailmigrate.model import Secret
+
+    acc, shadow = tmp_path / "accounts", tmp_path / "shadow"
+    shadow.write_text("root:*:19000:0:99999:7:::\n")
+    w = EsmithDirectory(acc, shadow=shadow, domain="example.com")
+    w.add(User(login="ann", password=Secret("s3cret pw")))
+    w.commit()
+    line = next(l for l in shadow.read_text().splitlines() if l.startswith("ann:"))
+    h = line.split(":")[1]
+    assert h.startswith("$6$") and shacrypt.verify("s3cret pw", h) and not shacrypt.verify("other", h)

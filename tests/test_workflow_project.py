@@ -232,3 +232,35 @@ def test_a_start_that_left_a_message_behind_says_so_and_exits_non_zero(dovecot_f
     assert r.returncode == 1
     out = json.loads(r.stdout)
     assert [(o["ok"], o["incomplete"]) for o in out] == [(True, True)]  # still refused: still said
+
+
+def test_a_project_of_one_local_mailbox_without_users(tmp_path):
+    """maildir -> maildir names no user: `project init` made no unit and crashed on it (AttributeError),
+    `start` then failed 'no unit named None'. The one mailbox is a unit named "mailbox"."""
+    import sys
+    from pathlib import Path
+    sample = Path(__file__).resolve().parent.parent / "examples" / "sample-maildir"
+    mm = [sys.executable, "-m", "mailmigrate.cli.main", "project"]
+    run = lambda *a: subprocess.run([*mm, *a], capture_output=True, text=True, cwd=tmp_path)  # noqa: E731
+    p = run("init", "p.toml", "--source", f"maildir:{sample}", "--target", "maildir:out")
+    assert p.returncode == 0, p.stderr
+    p = run("start", "p.toml")
+    assert p.returncode == 0 and "mailbox: start ok" in p.stdout, p.stdout + p.stderr
+    p = run("finish", "p.toml")
+    assert p.returncode == 0 and "mailbox: finish ok -> migrated" in p.stdout, p.stdout + p.stderr
+    messages = lambda root: sorted(f.read_bytes() for f in root.rglob("*")  # noqa: E731
+                                   if f.is_file() and f.parent.name in ("cur", "new"))
+    assert messages(tmp_path / "out") == messages(sample)
+
+
+def test_an_unknown_unit_is_a_usage_error(tmp_path):
+    """`project sync FILE zed` was a failed unit '-> ?' with exit 1; a typo is a usage error: exit 2, nothing run."""
+    import sys
+    from pathlib import Path
+    sample = Path(__file__).resolve().parent.parent / "examples" / "sample-maildir"
+    mm = [sys.executable, "-m", "mailmigrate.cli.main", "project"]
+    subprocess.run([*mm, "init", "p.toml", "--source", f"maildir:{sample}", "--target", "maildir:out"],
+                   cwd=tmp_path, check=True, capture_output=True)
+    p = subprocess.run([*mm, "start", "p.toml", "zed"], capture_output=True, text=True, cwd=tmp_path)
+    assert p.returncode == 2 and "has no unit 'zed'" in p.stderr and "mailbox" in p.stderr
+    assert not (tmp_path / "out").exists()

@@ -16,7 +16,18 @@ import importlib
 import logging
 import sys
 
+from .. import __version__
 from ..errors import ConfigError, MailmigrateError
+
+#: The optional part of mailmigrate each third-party package belongs to (pyproject.toml's extras). A plain
+#: ``pip install mailmigrate`` syncs mailboxes; a command that needs more says which extra to add.
+EXTRA_OF_MODULE = {
+    "flask": "dashboard", "werkzeug": "dashboard", "jinja2": "dashboard",
+    "celery": "fleet", "kombu": "fleet", "redis": "fleet",
+    "psycopg": "postgres",
+    "ldap3": "ldap",
+    "pymysql": "kopano",
+}
 
 COMMAND_MODULES = [
     "mailmigrate.cli.sync",
@@ -50,6 +61,7 @@ def build_parser(modules: list[str] | None = None) -> argparse.ArgumentParser:
         description="Move a whole mail server: mailboxes, accounts, aliases, directory data, configuration.",
     )
     parser.add_argument("-v", "--verbose", action="count", default=0, help="more log output (-vv for protocol)")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name in modules or COMMAND_MODULES:
         importlib.import_module(name).register(sub)
@@ -92,6 +104,13 @@ def run_guarded(prog: str, fn) -> int:
     except MailmigrateError as e:
         print(f"{prog}: {e}", file=sys.stderr)
         return 1
+    except ModuleNotFoundError as e:
+        extra = EXTRA_OF_MODULE.get((e.name or "").split(".")[0])
+        if extra is None:
+            raise
+        print(f"{prog}: this needs the optional '{extra}' part of mailmigrate, which is not installed: "
+              f"pip install 'mailmigrate[{extra}]' (or 'mailmigrate[all]')", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         print(f"{prog}: interrupted; run the same command again to resume", file=sys.stderr)
         return 130

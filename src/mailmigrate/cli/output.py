@@ -86,57 +86,5 @@ class PlainProgress(Progress):
                   f"failed {c.failed}", file=self.stream, flush=True)
 
 
-class RichProgress(Progress):
-    """Bars with ETA on a terminal: one per account, advanced as batches land on the target."""
-
-    def __init__(self):
-        from rich.progress import (BarColumn, MofNCompleteColumn, Progress as RP, TextColumn,
-                                   TimeRemainingColumn)
-
-        self._rp = RP(
-            TextColumn("{task.description}", justify="left"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TimeRemainingColumn(),
-            transient=False,
-        )
-        self._tasks = {}
-        self._lock = threading.Lock()
-
-    def __enter__(self):
-        self._rp.start()
-        return self
-
-    def __exit__(self, *exc):
-        self._rp.stop()
-
-    def _task(self, account):
-        with self._lock:
-            if account not in self._tasks:
-                self._tasks[account] = self._rp.add_task(_short(account), total=0)
-            return self._tasks[account]
-
-    def account_start(self, account):
-        self._task(account)
-
-    def folder_start(self, account, folder, to_copy, bytes_to_copy):
-        t = self._task(account)
-        task = self._rp.tasks[[x.id for x in self._rp.tasks].index(t)]
-        self._rp.update(t, total=(task.total or 0) + to_copy, description=f"{_short(account)} {folder}")
-
-    def copied(self, account, folder, messages, nbytes):
-        self._rp.advance(self._task(account), messages)
-
-    def account_done(self, account, result):
-        t = self._task(account)
-        mark = "✗" if result.error or result.counters.failed else "✓"
-        task = self._rp.tasks[[x.id for x in self._rp.tasks].index(t)]
-        self._rp.update(t, description=f"{mark} {_short(account)}", total=max(task.total or 0, task.completed))
-
-
-def _short(account: str) -> str:
-    return account if len(account) <= 60 else account[:28] + "…" + account[-28:]
-
-
 def _mib(n: int) -> str:
     return f"{n / (1 << 20):.1f} MiB"

@@ -9,7 +9,7 @@ from pathlib import Path
 from ..errors import ConfigError
 from ..workflow.actions import Workflow
 from ..workflow.project import TEMPLATE, load_project
-from ..workflow.report import build_report, write_report
+from ..workflow.report import write_report
 from .output import PlainProgress, setup_logging
 
 
@@ -119,11 +119,7 @@ def run_action(args) -> int:
 def run_report(args) -> int:
     setup_logging(args.verbose)
     wf = Workflow(load_project(args.file))
-    checks = {}
-    for u in wf.wf.units():
-        if u.bound and wf.project.path in ("mailbox", "communigate"):
-            checks[u.name] = wf.verify(wf.project.account(u.name)).as_dict()
-    report = build_report(wf.project.name, wf.status(), checks, wf.directory_check())
+    report = wf.report()
     jp, hp = write_report(report, wf.project.reports)
     if args.json:
         json.dump(report, sys.stdout, indent=2, ensure_ascii=False)

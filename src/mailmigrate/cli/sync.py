@@ -14,7 +14,8 @@ from ..stores.registry import StoreOptions, parse_spec
 from ..sync.accounts import load_accounts_file, password_from
 from ..sync.engine import SyncOptions
 from ..sync.runner import SyncRequest, run_sync
-from .output import SECRETS, PlainProgress, RichProgress, setup_logging
+from .output import SECRETS, PlainProgress, setup_logging
+from .progress import ScaledProgress
 
 EPILOG = """\
 SOURCE, TARGET:
@@ -101,14 +102,14 @@ def _raw():
 def default_state_path(source, target, written: tuple[str, str] | None = None) -> Path:
     """One state file per pair of servers, named after their identities (so another spelling of a server
     finds the same file); a file an earlier version named after the URLs as ``written`` is used while it is
-    the only one."""
+    the only one.  Groupware passes its URLs as text and is named by them."""
     base = Path(os.environ.get("XDG_STATE_HOME") or Path.home() / ".local" / "state") / "mailmigrate"
 
     def named(a: str, b: str) -> Path:
         digest = hashlib.sha256(f"{a}\n{b}".encode()).hexdigest()[:16]
         return base / f"sync-{digest}.db"
 
-    path = named(source.identity(), target.identity())
+    path = named(*(x if isinstance(x, str) else x.identity() for x in (source, target)))
     if written:
         legacy = named(*written)
         if legacy.exists() and not path.exists():
@@ -118,6 +119,10 @@ def default_state_path(source, target, written: tuple[str, str] | None = None) -
 
 def run(args) -> int:
     setup_logging(args.verbose, args.log_file)
+    from . import groupware
+
+    if groupware.wanted(args):  # caldav://, carddav://, vdir: on both sides
+        return groupware.run(args, default_state_path)
     if (args.force_delete or args.delete_guard != 50) and not args.delete:
         raise ConfigError("--force-delete and --delete-guard are about deleting; they need --delete")
     if not 0 <= args.delete_guard <= 100:
@@ -152,7 +157,7 @@ def run(args) -> int:
     state_path = args.state if pg_state else Path(args.state) if args.state else default_state_path(
         source, target, (args.source, args.target))
     interactive = sys.stderr.isatty() and not args.no_progress and not args.json
-    progress = RichProgress() if interactive else PlainProgress()
+    progress = ScaledProgress(len(accounts)) if interactive else PlainProgress()
     req = SyncRequest(
         source=source,
         target=target,

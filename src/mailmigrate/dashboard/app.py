@@ -11,12 +11,29 @@ from jinja2 import DictLoader
 from ..model import Secret
 from ..workflow.actions import Workflow
 from ..workflow.project import load_project
+from ..workflow import overview
 from ..workflow.report import build_report, render_html
-from ..workflow.states import ACTIONS
+from ..workflow.states import ACTIONS, STATES
 from . import templates
 from .worker import ActionWorker
 
 PUBLIC_ENDPOINTS = {"login", "static"}
+BULK_ACTIONS = ("start", "sync", "finish", "skip", "abort")
+
+
+def _chart(rate: list[dict], width: int = 720, height: int = 80, slots: int = 120) -> dict:
+    """Bars of messages per minute, drawn on the server as SVG: no script, no library, any size of project.
+    One slot per minute, the newest on the right, so one busy minute is a bar and not the whole chart."""
+    peak = max((r["messages"] for r in rate), default=0)
+    w = width / slots
+    off = slots - len(rate)
+    bars = []
+    for i, r in enumerate(rate):
+        h = round(height * r["messages"] / peak, 1) if peak else 0
+        bars.append({"x": round((off + i) * w, 1), "y": round(height - h, 1), "w": max(round(w - 1, 1), 1), "h": h,
+                     "minute": r["minute"].replace("T", " "), "messages": r["messages"], "bytes": r["bytes"]})
+    return {"bars": bars, "width": width, "height": height, "peak": peak, "minutes": len(rate),
+            "first": rate[0]["minute"].replace("T", " ") if rate else "", "first_x": round(off * w, 1), "last": rate[-1]["minute"][11:] if rate else ""}
 
 
 def create_app(project_file: str, token: Secret, *, start_worker: bool = True) -> Flask:
@@ -27,7 +44,9 @@ def create_app(project_file: str, token: Secret, *, start_worker: bool = True) -
     # ".html" names: Flask autoescapes by extension, and folder names and log lines come from mail data.
     app.jinja_loader = DictLoader({"base.html": templates.BASE, "login.html": templates.LOGIN,
                                    "units.html": templates.UNITS, "logs.html": templates.LOGS,
-                                   "history.html": templates.HISTORY, "report.html": templates.REPORT})
+                                   "history.html": templates.HISTORY, "report.html": templates.REPORT,
+                                   "unit.html": templates.UNIT})
+    app.jinja_env.filters["size"] = overview.human_bytes
     project = load_project(project_file)
     view = Workflow(project, actor="dashboard")
     worker = ActionWorker(project_file) if start_worker else None
@@ -79,16 +98,81 @@ def create_app(project_file: str, token: Secret, *, start_worker: bool = True) -
         session.clear()
         return redirect(url_for("login"))
 
+    def _filters() -> dict:
+        a = request.values
+        return {"q": a.get("q", ""), "state": a.get("state", ""), "sort": a.get("sort", "unit"),
+                "desc": a.get("desc") in ("1", "true")}
+
     @app.get("/")
     def units():
         w = app.extensions["mailmigrate"]["worker"]
-        return render_template("units.html", units=view.status(), busy=w.busy() if w else set(),
-                               worker_last=w.last if w else {})
+        status = view.status()
+        f = _filters()
+        try:
+            page, per = int(request.args.get("page", 1)), int(request.args.get("per", 50))
+        except ValueError:
+            abort(400)
+        pg = overview.select(status, **f, page=page, per=per)
+
+        def url(**changes):
+            args = {**f, "desc": "1" if f["desc"] else "", "page": pg.page, "per": pg.per, **changes}
+            return url_for("units", **{k: v for k, v in args.items() if v not in ("", None)})
+
+        def sort_url(key):
+            return url(sort=key, desc="" if (f["sort"] == key and f["desc"]) or f["sort"] != key else "1", page=1)
+
+        return render_template(
+            "units.html", pg=pg, f=f, t=overview.totals(status, view.wf.rate(), view.wf.copied()).as_dict(),
+            chart=_chart(view.wf.rate()), states=list(STATES) + ["problem"], bulk_actions=BULK_ACTIONS,
+            columns=[("unit", "unit"), ("state", "state"), ("messages", "progress"), ("failed", "last result"),
+                     ("updated", "updated")],
+            sort_url=sort_url, page_url=lambda n: url(page=n),
+            busy=w.busy() if w else set(), worker_last=w.last if w else {})
 
     @app.get("/api/status")
     def api_status():
+        """Every unit, or the ones named with ``unit=`` (the page a browser shows), with the totals."""
         w = app.extensions["mailmigrate"]["worker"]
-        return jsonify({"units": view.status(), "busy": sorted(w.busy()) if w else []})
+        status = view.status()
+        wanted = set(request.args.getlist("unit"))
+        return jsonify({"units": [u for u in status if not wanted or u["unit"] in wanted],
+                        "totals": overview.totals(status, view.wf.rate(), view.wf.copied()).as_dict(),
+                        "busy": sorted(w.busy()) if w else []})
+
+    @app.post("/bulk")
+    def bulk():
+        action = request.form.get("action", "")
+        if action not in BULK_ACTIONS:
+            abort(400)
+        if request.form.get("scope") == "matching":
+            f = _filters()
+            names = overview.matching_names(view.status(), q=f["q"], state=f["state"])
+        else:
+            names = request.form.getlist("unit")
+        known = {u.name for u in view.wf.units()}
+        names = [n for n in names if n in known]
+        if not names:
+            flash(f"{action}: no unit selected")
+            return redirect(url_for("units", q=request.form.get("q") or None, state=request.form.get("state") or None))
+        w = app.extensions["mailmigrate"]["worker"]
+        queued = refused = 0
+        for n in names:
+            if w is None:
+                out = view.act(n, action)
+                queued += out.ok
+                refused += not out.ok
+            elif w.submit(n, action):
+                queued += 1
+        flash(f"{action}: {'done' if w is None else 'queued'} for {queued} of {len(names)} unit(s)"
+              + (f", refused for {refused} (see each unit's history)" if refused else ""))
+        return redirect(url_for("units", q=request.form.get("q") or None, state=request.form.get("state") or None))
+
+    @app.get("/unit/<unit>")
+    def unit(unit):
+        u = next((s for s in view.status() if s["unit"] == unit), None)
+        if u is None:
+            abort(404)
+        return render_template("unit.html", u=u)
 
     @app.post("/unit/<unit>/<action>")
     def act(unit, action):
@@ -111,8 +195,9 @@ def create_app(project_file: str, token: Secret, *, start_worker: bool = True) -
     def logs():
         search = request.args.get("search") or None
         unit = request.args.get("unit") or None
-        return render_template("logs.html", rows=view.wf.logs(unit=unit, search=search), search=search, unit=unit,
-                               unit_names=[u.name for u in view.wf.units()])
+        level = request.args.get("level") or None
+        return render_template("logs.html", rows=view.wf.logs(unit=unit, search=search, level=level), search=search,
+                               unit=unit, level=level, unit_names=[u.name for u in view.wf.units()])
 
     @app.get("/unit/<unit>/history")
     def history(unit):
@@ -133,9 +218,9 @@ def create_app(project_file: str, token: Secret, *, start_worker: bool = True) -
     def verify_all():
         w = app.extensions["mailmigrate"]["worker"]
         n = 0
-        for u in view.wf.units():
-            if u.bound and w is not None:
-                n += w.submit(u.name, "verify")
+        for name in view.verifiable():
+            if w is not None:
+                n += w.submit(name, "verify")
         flash(f"verification queued for {n} unit(s)")
         return redirect(url_for("report"))
 

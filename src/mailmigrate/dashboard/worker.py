@@ -41,12 +41,7 @@ class ActionWorker:
             unit, action = self.q.get()
             try:
                 if action == "verify":
-                    acc = wf.project.account(unit)
-                    check = wf.verify(acc)
-                    u = wf.wf.get(unit)
-                    meta = dict(u.meta)
-                    meta["verification"] = check.as_dict()
-                    wf._set_meta(unit, meta)
+                    check = wf.verify_unit(unit)
                     msg = "verified" if check.ok else f"verification: {check.totals()['missing']} missing"
                 else:
                     out = wf.act(unit, action)

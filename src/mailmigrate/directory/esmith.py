@@ -20,10 +20,10 @@ from __future__ import annotations
 
 import math
 import os
-import warnings
 from dataclasses import replace
 from pathlib import Path
 
+from ..formats import shacrypt
 from ..formats.atomic import replace_file
 from ..formats.esmith import EsmithDb, Record, read_esmith, write_esmith
 from ..formats.shadow import ShadowEntry, dump_shadow, parse_shadow
@@ -36,10 +36,7 @@ QUOTA_UNIT = GIB / 10  # NS7 MailQuotaCustom is in tenths of a GiB
 
 
 def _crypt_sha512(clear: Secret) -> PasswordHash:
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", DeprecationWarning)
-        import crypt  # deprecated in 3.11, still the only stdlib way to make a crypt(3) string
-    return PasswordHash("SHA512-CRYPT", Secret(crypt.crypt(clear.reveal(), crypt.mksalt(crypt.METHOD_SHA512))))
+    return PasswordHash("SHA512-CRYPT", Secret(shacrypt.make(clear.reveal(), "6")))
 
 
 class EsmithDirectory(DirectoryWriter):

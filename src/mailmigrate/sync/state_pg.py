@@ -124,7 +124,7 @@ def _connect(url: str):
     try:
         import psycopg
     except ImportError:  # pragma: no cover - a dependency
-        raise ConfigError("PostgreSQL state needs psycopg (pip install 'psycopg[binary]')") from None
+        raise ConfigError("PostgreSQL state needs psycopg (pip install 'mailmigrate[postgres]')") from None
     try:
         conn = psycopg.connect(url, autocommit=True, application_name="mailmigrate", connect_timeout=15)
     except psycopg.Error as e:

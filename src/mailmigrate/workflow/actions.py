@@ -20,13 +20,12 @@ from __future__ import annotations
 
 import contextlib
 import getpass
-import json
 import logging
 from pathlib import Path
 from dataclasses import dataclass
 from typing import Callable
 
-from ..errors import MailmigrateError, StateLocked
+from ..errors import ConfigError, MailmigrateError, StateLocked
 from ..model import Account
 from ..stores.registry import StoreOptions, build_store
 from ..sync.abort import abort_account
@@ -61,8 +60,10 @@ def incomplete(wf: WorkflowStore, unit: str, action: str, ok: bool) -> bool:
     if not ok or action not in ("start", "sync"):
         return False
     u = wf.get(unit)
-    last = (u.meta if u else {}).get("last_result") or {}
-    return bool((last.get("counters") or {}).get("failed"))
+    meta = u.meta if u else {}
+    last = meta.get("last_result") or {}
+    groupware_failed = any(g.get("failed") or g.get("error") for g in meta.get("groupware") or [])
+    return bool((last.get("counters") or {}).get("failed")) or groupware_failed
 
 
 class _StoreProgress(Progress):
@@ -119,7 +120,7 @@ class Workflow:
         for acc in accounts:
             name = self.project.unit_name(acc)
             meta = {"source_user": acc.source_user, "target_user": acc.target_user}
-            overview = found.get(acc.target_user.lower())
+            overview = found.get(acc.target_user.lower()) if found else None
             if overview is not None:
                 meta["overview"] = overview
             if self.wf.add_unit(name, "account", meta):
@@ -136,7 +137,13 @@ class Workflow:
         """``action`` on ``units`` (default: all), here or on the fleet (``executor``, ``broker`` and
         ``fleet_timeout`` override the project's ``[fleet]``); ``on_fleet`` receives the fleet-wide counts
         while the workers copy."""
-        names = units or [u.name for u in self.wf.units()]
+        known = [u.name for u in self.wf.units()]
+        unknown = [n for n in units or [] if n not in known]
+        if unknown:  # a typo is a usage error, said before anything runs, not a failed unit
+            raise ConfigError(f"project {self.project.name} has no unit {', '.join(map(repr, unknown))}"
+                              + (f"; units are named like {', '.join(known[:3])}" if known else
+                                 "; it has no units yet (project init)"))
+        names = units or known
         from .fleet import COPYING, settings
 
         fleet = settings(self.project, executor, broker, fleet_timeout) if action in COPYING else None
@@ -354,7 +361,41 @@ class Workflow:
     def _sync(self, unit: str, acc: Account, *, delete: bool, progress: Progress | None):
         req = self._request([acc])
         req.sync = SyncOptions(delete=delete, progress=_StoreProgress(self.wf, unit, progress))
-        return self._record_result(unit, run_sync(req).accounts[0])
+        ok, msg, bound = self._record_result(unit, run_sync(req).accounts[0])
+        if ok and self.project.groupware:
+            msg += "; " + self._groupware(unit, acc, delete=delete)
+        return ok, msg, bound
+
+    def _groupware_passwords(self):
+        from ..sync.accounts import read_password_file
+
+        files = self.project.groupware_password_files
+        return tuple(read_password_file(files[k], k.replace("_", " ")) if files.get(k) else
+                     getattr(self.project, side).password(f"MAILMIGRATE_{side.upper()}_PASSWORD", side)
+                     for k, side in (("source_password_file", "source"), ("target_password_file", "target")))
+
+    def _groupware(self, unit: str, acc: Account, *, delete: bool) -> str:
+        """The unit's calendars and contacts after its mail; what failed stays in the unit's log and meta
+        (and makes a start or sync INCOMPLETE), the mail's result stands."""
+        from . import groupware
+
+        name = account_key(self._request([acc]), acc)
+        with self._state(name) as state:
+            results = groupware.sync_unit(self.project.groupware, acc, state._conn,
+                                          passwords=self._groupware_passwords(), delete=delete)
+        kept, said = [], []
+        for what, r in results:
+            kept.append({"what": what, "error": r.error, **r.counters.as_dict(),
+                         "problems": [p.__dict__ for p in r.problems]})
+            for p in r.problems:
+                self.wf.log(unit, "WARNING" if p.kind == "warning" else "ERROR", f"{what}: {p.describe()}")
+            if r.error:
+                self.wf.log(unit, "ERROR", f"{what}: {r.error}")
+            c = r.counters
+            said.append(f"{what}: {'FAILED ' + r.error if r.error else ''}copied {c.copied}, updated {c.updated}, "
+                        f"deleted {c.deleted}, failed {c.failed}")
+        self.wf.update_meta(unit, {"groupware": kept})
+        return "; ".join(said)
 
     def _record_result(self, unit: str, result) -> tuple[bool, str, bool | None]:
         """An account's sync result into the unit's meta and log, wherever it ran."""
@@ -370,17 +411,58 @@ class Workflow:
         msg = f"copied {c.copied}, flags {c.flags_updated}, deleted {c.deleted}, failed {c.failed}"
         return True, msg, True
 
+    def verify_unit(self, unit: str):
+        """Verify one unit's mail message by message and keep the result with the unit, so that the report
+        and the dashboard show it until the next verification."""
+        acc = self.project.account(unit)
+        check = self.verify(acc)
+        self.wf.update_meta(unit, {"verification": check.as_dict()})
+        if self.project.groupware:
+            self._verify_groupware(unit, acc)
+        return check
+
+    def verifiable(self) -> list[str]:
+        """The units whose mail a verification can compare: mailbox units that have been started."""
+        if self.project.path not in ("mailbox", "communigate"):
+            return []
+        return [u.name for u in self.wf.units() if u.bound]
+
+    def report(self) -> dict:
+        """Verify every started unit now, then the report of the whole project (and its directory)."""
+        from .report import build_report
+
+        for name in self.verifiable():
+            self.verify_unit(name)
+        return build_report(self.project.name, self.status(), {}, self.directory_check())
+
     def _verify_unit(self, unit: str, acc: Account) -> tuple[bool, str, bool | None]:
         """finish after its final sync: migrated only when every source message has a verified copy."""
-        check = self.verify(acc)
-        meta = self.wf.get(unit).meta
-        meta["verification"] = check.as_dict()
-        self._set_meta(unit, meta)
+        check = self.verify_unit(unit)
         t = check.totals()
         if not check.ok:
             return False, (f"verification failed: {t['missing']} message(s) without a verified copy"
                            + (f"; {check.error}" if check.error else "")), True
-        return True, f"verified: {t['source_messages']} messages, {t['source_bytes']} bytes, all on the target", True
+        said = f"verified: {t['source_messages']} messages, {t['source_bytes']} bytes, all on the target"
+        if self.project.groupware:
+            gv = self.wf.get(unit).meta["groupware_verification"]  # verify_unit checked it too
+            if not gv["ok"]:
+                missing = sum(len(p["missing"]) for p in gv["pairs"])
+                errors = "; ".join(p["error"] for p in gv["pairs"] if p["error"])
+                return False, (f"groupware verification failed: {missing} item(s) without a copy"
+                               + (f"; {errors}" if errors else "")), True
+            said += "; " + ", ".join(f"{p['what']}: {p['target_items']} items in {p['collections']} collection(s)"
+                                     for p in gv["pairs"])
+        return True, said, True
+
+    def _verify_groupware(self, unit: str, acc: Account) -> dict:
+        from . import groupware
+
+        name = account_key(self._request([acc]), acc)
+        with self._state(name) as state:
+            gv = groupware.verify_unit(self.project.groupware, acc, state._conn,
+                                       passwords=self._groupware_passwords())
+        self.wf.update_meta(unit, {"groupware_verification": gv})
+        return gv
 
     @contextlib.contextmanager
     def _state(self, account: str):
@@ -408,7 +490,9 @@ class Workflow:
             state.close()  # also releases the account's lock
 
     def _set_meta(self, unit: str, meta: dict) -> None:
-        self.wf._exec("UPDATE wf_units SET meta=? WHERE name=?", (json.dumps(meta), unit))
+        """Record the keys of ``meta`` (read from the unit a moment before and changed) without undoing a
+        key that another process set meanwhile."""
+        self.wf.update_meta(unit, meta)
 
     def _request(self, accounts: list[Account]) -> SyncRequest:
         p = self.project
@@ -466,7 +550,8 @@ class Workflow:
                         "last_error": u.last_error, "actions": allowed_actions(u.state, bound=u.bound),
                         "progress": prog.get(u.name, {}), "last_result": u.meta.get("last_result"),
                         "verification": u.meta.get("verification"), "found": u.meta.get("overview"),
-                        "user": u.meta.get("user")})
+                        "user": u.meta.get("user"), "groupware": u.meta.get("groupware"),
+                        "groupware_verification": u.meta.get("groupware_verification")})
         return out
 
     def for_units(self, units: list[str] | None, fn: Callable[[str], ActionOutcome]) -> list[ActionOutcome]:

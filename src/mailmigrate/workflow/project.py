@@ -121,6 +121,9 @@ class Project:
     max_connections: int | None = None
     fleet_timeout: float | None = None
     idle_warning: float = 60.0
+    #: [groupware]: calendars/contacts pairs copied with each unit's mail (workflow/groupware.py)
+    groupware: list = field(default_factory=list)
+    groupware_password_files: dict = field(default_factory=dict)
 
     @property
     def base(self) -> Path:
@@ -134,7 +137,10 @@ class Project:
     def unit_name(self, acc: Account) -> str:
         if self.path == "communigate":  # main-domain accounts have a bare source name; the address is the name
             return acc.target_user
-        return acc.source_user if acc.source_user == acc.target_user else f"{acc.source_user}->{acc.target_user}"
+        src, tgt = acc.source_user, acc.target_user
+        if not (src and tgt):  # one local store to another names no user: the project's one mailbox
+            return src or tgt or "mailbox"
+        return src if src == tgt else f"{src}->{tgt}"
 
     def discover(self) -> list[Account]:
         """The project's accounts.  A CommuniGate project reads them from the CommuniGate tree, and only when
@@ -228,6 +234,12 @@ def load_project(file: str | os.PathLike) -> Project:
         src_user = sides["source"].spec.user
         accounts = [Account(src_user, sides["target"].spec.user or src_user)]
     opts = data.get("options", {})
+    from .groupware import parse_section
+
+    groupware, gw_files = parse_section(name, data.get("groupware"), rel)
+    if groupware and str(state).startswith(("postgresql://", "postgres://")):
+        raise ConfigError(f"project {name}: [groupware] keeps its state beside the mail's in a SQLite state for "
+                          f"now; a postgresql:// state is not supported with it yet")
     token = proj.get("dashboard_token_file")
     directory = data.get("directory")
     if directory is not None:
@@ -254,6 +266,8 @@ def load_project(file: str | os.PathLike) -> Project:
         dashboard_token_file=rel(token) if token else None,
         directory=directory,
         communigate=cg,
+        groupware=groupware,
+        groupware_password_files=gw_files,
         **fleet,
     )
 

@@ -13,6 +13,7 @@ import json
 from pathlib import Path
 
 from ..formats.atomic import replace_file
+from .overview import human_bytes
 
 
 def build_report(project_name: str, status: list[dict], checks: dict[str, dict], directory: dict | None = None) -> dict:
@@ -21,12 +22,24 @@ def build_report(project_name: str, status: list[dict], checks: dict[str, dict],
         chk = checks.get(s["unit"]) or s.get("verification")
         # the user step's warnings (CommuniGate: addresses the target will not deliver) outlive every sync
         problems = (s.get("user") or {}).get("warnings", []) + (s.get("last_result") or {}).get("problems", [])
+        gv = s.get("groupware_verification")
+        if gv:
+            problems += [{"kind": "groupware", "folder": f"{p['what']}", "message": m, "reason": "no copy on the target"}
+                         for p in gv["pairs"] for m in p["missing"]]
+            problems += [{"kind": "groupware", "folder": p["what"], "message": None, "reason": p["error"]}
+                         for p in gv["pairs"] if p["error"]]
         units.append({"unit": s["unit"], "state": s["state"], "last_error": s["last_error"],
-                      "verification": chk, "problems": problems, "found": s.get("found")})
+                      "verification": chk, "problems": problems, "found": s.get("found"), "groupware": gv})
     verified = [u for u in units if u["verification"]]
     totals = {k: sum(u["verification"]["totals"][k] for u in verified)
               for k in ("source_messages", "source_bytes", "target_messages", "target_bytes", "missing")}
-    mail_ok = all(u["verification"] and u["verification"]["ok"] for u in units if u["state"] != "skipped")
+    mail_ok = all(u["verification"] and u["verification"]["ok"] and (u["groupware"] is None or u["groupware"]["ok"])
+                  for u in units if u["state"] != "skipped")
+    gw = [p for u in units if u["groupware"] for p in u["groupware"]["pairs"]]
+    if gw:
+        totals["groupware_collections"] = sum(p["collections"] for p in gw)
+        totals["groupware_source_items"] = sum(p["source_items"] for p in gw)
+        totals["groupware_target_items"] = sum(p["target_items"] for p in gw)
     return {
         "project": project_name,
         "generated": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
@@ -55,6 +68,23 @@ def _found(f: dict | None) -> str:
     return f"; found on the source: {int(f['messages'])} messages in {int(f['folders'])} folders"
 
 
+def _gw_totals(t: dict) -> str:
+    if "groupware_collections" not in t:
+        return ""
+    return (f" Calendars and contacts: {t['groupware_target_items']} of {t['groupware_source_items']} items in "
+            f"{t['groupware_collections']} collection(s) on the target.")
+
+
+def _groupware(u: dict) -> str:
+    """The unit's calendars and contacts, as its last verification counted them."""
+    gv = u.get("groupware")
+    if not gv:
+        return ""
+    parts = [f"{html.escape(p['what'])}: {p['target_items']} of {p['source_items']} items in {p['collections']} "
+             f"collection(s){' — ' + html.escape(p['error']) if p['error'] else ''}" for p in gv["pairs"]]
+    return f"<div class='gw'>{'; '.join(parts)}</div>"
+
+
 def render_html(r: dict) -> str:
     e = html.escape
     rows = []
@@ -62,16 +92,27 @@ def render_html(r: dict) -> str:
         v = u["verification"]
         if not v:
             rows.append(f"<tr class='nv'><td>{e(u['unit'])}</td><td>{e(u['state'])}</td>"
-                        f"<td colspan='6'>not verified yet{(': ' + e(u['last_error'])) if u['last_error'] else ''}"
+                        f"<td colspan='5'>not verified yet{(': ' + e(u['last_error'])) if u['last_error'] else ''}"
                         f"{_found(u.get('found'))}</td></tr>")
             continue
-        for f in v["folders"]:
-            cls = "ok" if f["ok"] else "bad"
+        # One row per account, its folders folded under it: 1,000 accounts of 20 folders stay readable,
+        # and an account with a problem opens by itself.
+        t, folders = v["totals"], v["folders"]
+        bad = [f for f in folders if not f["ok"]]
+        frows = []
+        for f in folders:
             missing = ", ".join(f["missing"][:20]) + (" …" if len(f["missing"]) > 20 else "")
-            rows.append(
-                f"<tr class='{cls}'><td>{e(u['unit'])}</td><td>{e(u['state'])}</td><td>{e(f['source'])}</td>"
-                f"<td>{e(f['target'])}</td><td class=n>{f['source_messages']}</td><td class=n>{f['target_messages']}</td>"
-                f"<td class=n>{f['source_bytes']}</td><td>{e(missing or (f['error'] or ''))}</td></tr>")
+            frows.append(f"<tr class='{'ok' if f['ok'] else 'bad'}'><td>{e(f['source'])}</td><td>{e(f['target'])}</td>"
+                         f"<td class=n>{f['source_messages']}</td><td class=n>{f['target_messages']}</td>"
+                         f"<td class=n>{e(human_bytes(f['source_bytes']))}</td><td>{e(missing or (f['error'] or ''))}</td></tr>")
+        ftable = ("<table><tr><th>source folder</th><th>target folder</th><th>source msgs</th><th>verified copies</th>"
+                  f"<th>size</th><th>missing (source keys) / error</th></tr>{''.join(frows)}</table>")
+        rows.append(
+            f"<tr class='{'bad' if bad else 'ok'}'><td>{e(u['unit'])}</td><td>{e(u['state'])}</td>"
+            f"<td class=n>{t['source_messages']}</td><td class=n>{t['target_messages']}</td>"
+            f"<td class=n>{e(human_bytes(t['source_bytes']))}</td><td class=n>{t['missing']}</td>"
+            f"<td><details{' open' if bad else ''}><summary>{len(folders)} folder(s)"
+            f"{f', {len(bad)} with problems' if bad else ''}</summary>{ftable}</details>{_groupware(u)}</td></tr>")
     probs = []
     for u in r["units"]:
         for p in u["problems"]:
@@ -94,14 +135,16 @@ def render_html(r: dict) -> str:
 <html lang="en"><head><meta charset="utf-8"><title>mailmigrate report — {e(r['project'])}</title>
 <style>body{{font-family:sans-serif;margin:2em}}table{{border-collapse:collapse;width:100%}}
 td,th{{border:1px solid #ccc;padding:4px 8px;text-align:left}}td.n{{text-align:right}}
-tr.bad{{background:#fdd}}tr.ok{{background:#efe}}tr.nv{{background:#eee}}</style></head><body>
+tr.bad{{background:#fdd}}tr.ok{{background:#efe}}tr.nv{{background:#eee}}details table{{margin:.4em 0}}
+summary{{cursor:pointer}}</style></head><body>
 <h1>Migration report: {e(r['project'])}</h1>
 <p>Generated {e(r['generated'])}. <strong>{e(verdict)}</strong></p>
-<p>Source: {t['source_messages']} messages, {t['source_bytes']} bytes. Verified on target:
-{t['target_messages']} messages, {t['target_bytes']} bytes. Without a verified copy: {t['missing']}.</p>
+<p>Source: {t['source_messages']} messages, {e(human_bytes(t['source_bytes']))} ({t['source_bytes']} bytes).
+Verified on target: {t['target_messages']} messages, {e(human_bytes(t['target_bytes']))} ({t['target_bytes']} bytes).
+Without a verified copy: {t['missing']}.{_gw_totals(t)}</p>
 <h2>Accounts and folders</h2>
-<table><tr><th>account</th><th>state</th><th>source folder</th><th>target folder</th><th>source msgs</th>
-<th>verified copies</th><th>source bytes</th><th>missing (source keys) / error</th></tr>
+<table><tr><th>account</th><th>state</th><th>source msgs</th><th>verified copies</th><th>size</th>
+<th>missing</th><th>folders</th></tr>
 {''.join(rows)}</table>
 {directory_html}
 <h2>What was not copied, and why</h2>

@@ -47,6 +47,12 @@ _SCHEMA = [
         level TEXT NOT NULL,
         message TEXT NOT NULL
     )""",
+    # Messages and bytes copied per minute, over all units: the dashboard's throughput chart, rate and ETA.
+    """CREATE TABLE IF NOT EXISTS wf_rate (
+        minute TEXT PRIMARY KEY,
+        messages INTEGER NOT NULL DEFAULT 0,
+        bytes INTEGER NOT NULL DEFAULT 0
+    )""",
     """CREATE TABLE IF NOT EXISTS wf_progress (
         unit TEXT PRIMARY KEY,
         total INTEGER NOT NULL DEFAULT 0,
@@ -108,7 +114,7 @@ class WorkflowStore:
                 import psycopg
             except ImportError:
                 raise ConfigError("a PostgreSQL workflow store needs the psycopg package "
-                                  "(pip install 'psycopg[binary]')") from None
+                                  "(pip install 'mailmigrate[postgres]')") from None
 
             conn = psycopg.connect(text, autocommit=True)
             store = cls(conn, "postgresql", text.split("@")[-1])
@@ -249,12 +255,16 @@ class WorkflowStore:
     def log(self, unit: str | None, level: str, message: str) -> None:
         self._exec("INSERT INTO wf_log(unit, at, level, message) VALUES (?,?,?,?)", (unit, _now(), level, message))
 
-    def logs(self, *, unit: str | None = None, search: str | None = None, limit: int = 500) -> list[dict]:
+    def logs(self, *, unit: str | None = None, search: str | None = None, level: str | None = None,
+             limit: int = 500) -> list[dict]:
         q = "SELECT unit, at, level, message FROM wf_log WHERE 1=1"
         args: list = []
         if unit:
             q += " AND unit=?"
             args.append(unit)
+        if level:
+            q += " AND level=?"
+            args.append(level)
         if search:
             q += " AND message LIKE ?"
             args.append(f"%{search}%")
@@ -268,15 +278,53 @@ class WorkflowStore:
         with self._lock:
             row = self._exec("SELECT total, done, bytes_done, folder FROM wf_progress WHERE unit=?", (unit,)).fetchone()
             cur = list(row) if row else [0, 0, 0, ""]
+            before = list(cur)
             for i, v in enumerate((total, done, bytes_done, folder)):
                 if v is not None:
                     cur[i] = v
+            now = _now()
             if row:
                 self._exec("UPDATE wf_progress SET total=?, done=?, bytes_done=?, folder=?, updated=? WHERE unit=?",
-                           (*cur, _now(), unit))
+                           (*cur, now, unit))
             else:
                 self._exec("INSERT INTO wf_progress(unit, total, done, bytes_done, folder, updated) VALUES (?,?,?,?,?,?)",
-                           (unit, *cur, _now()))
+                           (unit, *cur, now))
+            # A unit's counters restart with each action, so only growth counts as throughput.
+            msgs, nbytes = max(0, cur[1] - before[1]), max(0, cur[2] - before[2])
+            if msgs or nbytes:
+                minute = now[:16]  # YYYY-MM-DDTHH:MM
+                self._exec("INSERT INTO wf_rate(minute, messages, bytes) VALUES (?,?,?) ON CONFLICT(minute) DO UPDATE "
+                           "SET messages=wf_rate.messages+excluded.messages, bytes=wf_rate.bytes+excluded.bytes",
+                           (minute, msgs, nbytes))
+
+    def rate(self, minutes: int = 120) -> list[dict]:
+        """Messages and bytes copied per minute over the last ``minutes`` minutes that saw any copying."""
+        rows = self._exec("SELECT minute, messages, bytes FROM wf_rate ORDER BY minute DESC LIMIT ?",
+                          (minutes,)).fetchall()
+        return [{"minute": r[0], "messages": r[1], "bytes": r[2]} for r in reversed(rows)]
+
+    def copied(self) -> tuple[int, int]:
+        """Messages and bytes copied by every action of the project so far."""
+        row = self._exec("SELECT COALESCE(SUM(messages), 0), COALESCE(SUM(bytes), 0) FROM wf_rate").fetchone()
+        return int(row[0]), int(row[1])
+
+    def update_meta(self, name: str, changes: dict) -> dict:
+        """Set some keys of a unit's metadata in one transaction: the dashboard's worker and a command line
+        may record a verification and a sync result for one unit at once, and neither may undo the other."""
+        with self._lock:
+            self._begin()
+            try:
+                row = self._exec("SELECT meta FROM wf_units WHERE name=?"
+                                 + (" FOR UPDATE" if self._dialect == "postgresql" else ""), (name,)).fetchone()
+                if row is None:
+                    raise IllegalTransition(f"no unit named {name!r} in this project")
+                meta = {**json.loads(row[0] or "{}"), **changes}
+                self._exec("UPDATE wf_units SET meta=? WHERE name=?", (json.dumps(meta), name))
+                self._exec("COMMIT")
+            except BaseException:
+                self._exec("ROLLBACK")
+                raise
+        return meta
 
     def progress(self) -> dict[str, dict]:
         rows = self._exec("SELECT unit, total, done, bytes_done, folder, updated FROM wf_progress").fetchall()
