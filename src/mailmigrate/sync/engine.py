@@ -1082,9 +1082,12 @@ class _AccountRun:
             self._problem(plan.source.path, None, "source UIDVALIDITY changed: a real run re-matches by content",
                           kind="warning")
         by_key = {m.key for m in metas}
-        if (not rows and metas and self._tid(target_path) in self.target_paths
-                and (self.target.folder_status(target_path).count or 0) > 0):
-            rows = {r.source_key: r for r in self._pair_with_target(plan.source.path, target_path, metas)[0]}
+        if not rows and metas and self._tid(target_path) in self.target_paths:
+            try:
+                if (self.target.folder_status(target_path).count or 0) > 0:
+                    rows = {r.source_key: r for r in self._pair_with_target(plan.source.path, target_path, metas)[0]}
+            except (FolderFailed, ServerRefused):
+                pass  # a target that is not there yet holds nothing to adopt
         new = [m for m in metas if m.key not in rows]
         self.c.copied += len(new)
         self.c.bytes_copied += sum(m.size or 0 for m in new)
