@@ -10,6 +10,8 @@ from __future__ import annotations
 import json
 import os
 
+import pytest
+
 from servers import imapcheck
 from test_sync_imap import assert_same, env_for, mm, msg, populate, snapshot, sync
 
@@ -318,3 +320,18 @@ def test_delete_leaves_a_target_message_that_is_no_longer_the_copy(imap_accounts
     assert s["deleted"] == 2, s
     reasons = [w["reason"] for w in s["accounts"][0]["problems"]]
     assert any("now holds other content" in r for r in reasons), reasons
+
+
+def test_project_file_pins_server_ids_and_sets_the_delete_guard(tmp_path):
+    from mailmigrate.errors import ConfigError
+    from mailmigrate.workflow.project import load_project
+
+    f = tmp_path / "p.toml"
+    f.write_text('[source]\nurl = "imap://old.example.org"\nid = "old"\n[target]\nurl = "maildir:out/%u"\n'
+                 '[accounts]\nlist = ["ann"]\n[options]\ndelete_guard = 80\nforce_delete = true\n')
+    p = load_project(f)
+    assert p.source.spec.identity("ann") == "imap://ann@old" and p.source.spec.text.endswith("?id=old")
+    assert (p.delete_guard, p.force_delete) == (0.8, True)
+    f.write_text(f.read_text().replace("delete_guard = 80", "delete_guard = 180"))
+    with pytest.raises(ConfigError, match="delete_guard"):
+        load_project(f)

@@ -360,7 +360,8 @@ class Workflow:
 
     def _sync(self, unit: str, acc: Account, *, delete: bool, progress: Progress | None):
         req = self._request([acc])
-        req.sync = SyncOptions(delete=delete, progress=_StoreProgress(self.wf, unit, progress))
+        req.sync = SyncOptions(delete=delete, progress=_StoreProgress(self.wf, unit, progress),
+                               delete_guard=self.project.delete_guard, force_delete=self.project.force_delete)
         ok, msg, bound = self._record_result(unit, run_sync(req).accounts[0])
         if ok and self.project.groupware:
             msg += "; " + self._groupware(unit, acc, delete=delete)
