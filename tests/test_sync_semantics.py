@@ -335,3 +335,22 @@ def test_project_file_pins_server_ids_and_sets_the_delete_guard(tmp_path):
     f.write_text(f.read_text().replace("delete_guard = 80", "delete_guard = 180"))
     with pytest.raises(ConfigError, match="delete_guard"):
         load_project(f)
+
+
+def test_project_finish_withholds_deletes_of_an_emptied_source(imap_accounts, tmp_path):
+    from test_workflow_project import project_file, status
+
+    src, dst = imap_accounts
+    populate(src, {"INBOX": [(msg(1), "")], "Work": [(msg(2), ""), (msg(3), "")]})
+    p = project_file(tmp_path, src, dst, "acme", "[options]\ndelete_on_finish = true\n")
+    mm("project", "init", p)
+    mm("project", "start", p)
+    _expunge_all(src, "Work")
+    r = mm("project", "finish", p, check=False)
+    assert r.returncode == 1 and "2 copies NOT deleted" in r.stdout and "force_delete" in r.stdout, r.stdout
+    assert len(snapshot(dst)["Work"]) == 2
+    (unit,) = status(p)
+    assert status(p)[unit]["state"] != "migrated"
+    p.write_text(p.read_text().replace("delete_on_finish = true", "delete_on_finish = true\nforce_delete = true"))
+    mm("project", "finish", p)
+    assert status(p)[unit]["state"] == "migrated" and not snapshot(dst).get("Work")

@@ -410,6 +410,10 @@ class Workflow:
         if result.error:
             return False, result.error, None
         msg = f"copied {c.copied}, flags {c.flags_updated}, deleted {c.deleted}, failed {c.failed}"
+        if c.deletes_withheld:
+            # The source looks emptied: finishing now would call a unit migrated whose deletes never ran.
+            return False, (f"{msg}; {c.deletes_withheld} copies NOT deleted because the source looks emptied "
+                           f"(see the log); check the source, or set [options] force_delete = true"), True
         return True, msg, True
 
     def verify_unit(self, unit: str):
