@@ -41,9 +41,9 @@ from ..model import (
     Problem,
 )
 from ..stores.base import Store
+from .deletes import check_copies, guard_refusal
 from .folders import FolderPlan, display, plan_folders, separate_collisions
 from .limits import RateLimiter
-from .deletes import check_copies, guard_refusal
 from .matching import Fingerprinter, fingerprints, hash_messages, match_multiset
 from .state import DONE, PENDING, FolderState, LostIntent, MessageRow, StateDB
 
@@ -236,6 +236,10 @@ class _AccountRun:
     def _tid(self, path: FolderPath) -> object:
         """Which target folder ``path`` is (see Store.folder_identity): two paths, one folder."""
         return self.target.folder_identity(path)
+
+    def _sharing(self, target_path: FolderPath) -> list[FolderState]:
+        """This account's source folders that land in the target folder ``target_path``."""
+        return [g for g in self.state.folders(self.account) if self._tid(g.target_path) == self._tid(target_path)]
 
     # --- connections ----------------------------------------------------------------------------
     def open(self) -> None:
@@ -843,8 +847,7 @@ class _AccountRun:
         with self._target_lock(target_path):
             # Every source folder of this account that lands in the same target folder: their copies are
             # claimed too, and while any of them has PENDING rows an unclaimed copy may be theirs.
-            sharing = [g for g in self.state.folders(self.account)
-                       if self._tid(g.target_path) == self._tid(target_path)]
+            sharing = self._sharing(target_path)
             if any(self.state.has_pending(g.id) for g in sharing):
                 return []
             rows = self.state.messages(f.id)
@@ -919,9 +922,8 @@ class _AccountRun:
         and how many target messages are no such copy; counted as adopted and target-only."""
         _, tmetas = self.target.list_messages(target_path)
         claimed: set[str] = set()
-        for g in self.state.folders(self.account):
-            if self._tid(g.target_path) == self._tid(target_path):
-                claimed |= self.state.all_target_keys(g.id)
+        for g in self._sharing(target_path):
+            claimed |= self.state.all_target_keys(g.id)
         cands = [m for m in tmetas if m.key not in claimed]
         rows: list[MessageRow] = []
         if cands:
@@ -992,13 +994,16 @@ class _AccountRun:
         """Delete the copies of messages that left the source, each checked first (sync.deletes): what is no
         longer the copy mailmigrate made stays and is reported.  The rows go either way: their source
         message is gone."""
-        checked = check_copies(self.target, target_path, gone, validity)
+        self._delete_checked(f, target_path, gone, validity)
+        self.state.drop(f.id, [r.source_key for r in gone])
+
+    def _delete_checked(self, f: FolderState, target_path, rows: list[MessageRow], validity: int | None) -> None:
+        checked = check_copies(self.target, target_path, rows, validity)
         if checked.matching:
             self.target.delete_messages(target_path, [r.target_key for r in checked.matching])
+        self.c.deleted += len(checked.matching)
         for r, why in checked.refused:
             self._problem(f.source_path, r.source_key, f"left on the target, not deleted: {why}", kind="warning")
-        self.state.drop(f.id, [r.source_key for r in gone])
-        self.c.deleted += len(checked.matching)
 
     def _withhold(self, folder: FolderPath | None, copies: int, why: str, report: bool = True) -> None:
         self.c.deletes_withheld += copies
@@ -1048,13 +1053,7 @@ class _AccountRun:
                 self.state.forget_folder(f.id)  # the target folder is gone too: nothing left to do
                 continue
             try:
-                checked = check_copies(self.target, f.target_path, rows, f.target_validity)
-                if checked.matching:
-                    self.target.delete_messages(f.target_path, [r.target_key for r in checked.matching])
-                self.c.deleted += len(checked.matching)
-                for r, why in checked.refused:
-                    self._problem(f.source_path, r.source_key, f"left on the target, not deleted: {why}",
-                                  kind="warning")
+                self._delete_checked(f, f.target_path, rows, f.target_validity)
                 _, left = self.target.list_messages(f.target_path)
                 if f.id in created and not left:
                     self.target.delete_folder(f.target_path)
