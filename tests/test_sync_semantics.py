@@ -267,15 +267,13 @@ def test_account_whose_source_lists_nothing_gets_no_deletes(imap_accounts, tmp_p
 # --- deletes and aborts verify what they delete (issue 19) ---
 
 def test_abort_after_the_user_recreated_a_folder_keeps_their_mail(imap_accounts, tmp_path):
-    from mailmigrate.model import Secret
-    from mailmigrate.stores.imap import ImapStore
-    from mailmigrate.sync.abort import abort_account
-    from mailmigrate.sync.state import StateDB
+    from test_workflow_project import project_file, status
 
     src, dst = imap_accounts
     populate(src, {"INBOX": [(msg(1), ""), (msg(2), "")], "Work": [(msg(10 + i), "") for i in range(3)]})
-    state = tmp_path / "s.db"
-    sync(src, dst, state)
+    p = project_file(tmp_path, src, dst, "acme")
+    mm("project", "init", p)
+    mm("project", "start", p)
     # The user deletes Work on the new server and makes it again: new UIDVALIDITY, UIDs 1..3 again.
     _imap_delete_folder(dst, "Work")
     c = imapcheck.connect(dst.port, dst.user, dst.password)
@@ -283,18 +281,15 @@ def test_abort_after_the_user_recreated_a_folder_keeps_their_mail(imap_accounts,
     c.logout()
     for i in range(3):
         _own_message(dst, "Work", f"the user's new mail {i}")
-    db = StateDB.open(state)
-    try:
-        (account,) = list(db.iter_accounts())
-        target = ImapStore("127.0.0.1", dst.port, user=dst.user, password=Secret(dst.password), tls="none")
-        res = abort_account(target, db, account)
-    finally:
-        db.close()
+    out = json.loads(mm("project", "abort", p, "--json").stdout)
     work = snapshot(dst).get("Work", {})
     assert sorted(m[0] for m in work) == [f"Subject: the user's new mail {i}\r\n\r\nmine\r\n".encode() for i in range(3)]
     assert not snapshot(dst)["INBOX"], "the INBOX copies are mailmigrate's and go"
-    assert res.messages_removed == 2 and "Work" in res.folders_kept
-    assert len(res.messages_kept) == 3 and all("re-created" in k for k in res.messages_kept), res.messages_kept
+    (unit,) = status(p)
+    assert out[0]["ok"] and status(p)[unit]["state"] == "not_started"
+    said = json.dumps(out)
+    assert "removed 2 message(s)" in said and "kept non-empty folders Work" in said, said
+    assert "kept 3 message(s) that are no longer mailmigrate's copies" in said and "re-created" in said, said
 
 
 def test_delete_leaves_a_target_message_that_is_no_longer_the_copy(imap_accounts, tmp_path):
