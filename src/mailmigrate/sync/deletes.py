@@ -47,7 +47,12 @@ def check_copies(target: Store, path: FolderPath, rows: list[MessageRow], validi
     rows = [r for r in rows if r.state == DONE and r.target_key is not None]
     if not rows:
         return out
-    status, metas = target.list_messages(path)
+    # Only the part of the folder the keys can be in: on a large folder a --delete of a few messages must
+    # not list everything.
+    low = None
+    if target.ordered_keys and all(r.target_key.isdigit() for r in rows):
+        low = min(int(r.target_key) for r in rows)
+    status, metas = target.list_messages(path, min_uid=low)
     if validity is not None and status.validity != validity:
         for r in rows:
             out.refused.append((r, f"the target folder was re-created or restored since the copy (UIDVALIDITY "
