@@ -75,6 +75,50 @@ def imap_accounts(dovecot_pair):
     return s, t
 
 
+def _cyrus(tmp_path_factory, altnamespace: bool):
+    from servers import cyrus
+
+    if not cyrus.available():
+        pytest.skip("needs root and Cyrus unpacked by .ci/test-servers (bash .ci/run runs it)")
+    return cyrus.CyrusServer(tmp_path_factory.mktemp("cyrus-alt" if altnamespace else "cyrus"),
+                             altnamespace=altnamespace).start()
+
+
+@pytest.fixture(scope="session")
+def cyrus_server(tmp_path_factory):
+    """Cyrus 3.6 as Debian ships it: "." separator, INBOX. prefix, munge8bit."""
+    s = _cyrus(tmp_path_factory, False)
+    yield s
+    s.stop()
+
+
+@pytest.fixture(scope="session")
+def cyrus_alt_server(tmp_path_factory):
+    """Cyrus 3.6 with altnamespace and unixhierarchysep: folders beside INBOX, "/" separator."""
+    s = _cyrus(tmp_path_factory, True)
+    yield s
+    s.stop()
+
+
+@pytest.fixture(params=["dovecot->cyrus", "dovecot->cyrus-alt", "cyrus->dovecot"])
+def cross_accounts(request, dovecot_pair):
+    """A fresh (source, target) pair of users between Dovecot and each Cyrus setup, both directions."""
+    src_kind, dst_kind = request.param.split("->")
+    servers = {"dovecot": dovecot_pair[0]}
+    if "cyrus" in (src_kind, dst_kind):
+        servers["cyrus"] = request.getfixturevalue("cyrus_server")
+    if "cyrus-alt" in (src_kind, dst_kind):
+        servers["cyrus-alt"] = request.getfixturevalue("cyrus_alt_server")
+    n = next(_ids)
+    tag = f"{os.getpid()}x{n}"
+    s = ImapAccount(servers[src_kind], f"src{tag}", f"pw-src-{tag}")
+    t = ImapAccount(servers[dst_kind] if dst_kind != "dovecot" else dovecot_pair[1], f"dst{tag}", f"pw-dst-{tag}")
+    s.server.add_user(s.user, s.password)
+    t.server.add_user(t.user, t.password)
+    s.kind, t.kind = src_kind, dst_kind
+    return s, t
+
+
 @pytest.fixture
 def pg_url(request):
     """A PostgreSQL database of the test's own (skipped where no server runs), dropped after it; named after

@@ -1,6 +1,8 @@
-"""The `cg2kms` command with cg2kms's own options: the seed's three examples run as written (only -path,
--server and -port point at this machine's copies), against the Kerio stand-in in front of a real Dovecot;
-and `mailmigrate communigate migrate`, the native form, with passwords from the environment."""
+"""The `cg2kms` command with cg2kms's own options: the seed's three examples run as written (only -path
+points at a copy; Kerio's administrator comes from the environment), against the Kerio stand-in in front of
+a real Dovecot, creating the users; what happens without an administrator; -setPass/-forceSetPass for one
+user and for many; and `mailmigrate communigate migrate`, the native form, with passwords from the
+environment."""
 
 from __future__ import annotations
 
@@ -11,13 +13,16 @@ import shutil
 import stat
 import subprocess
 import sys
+from collections import Counter
+from datetime import datetime, timezone
 from pathlib import Path
 
 import pytest
 
-from servers import imapcheck
+import cgp_fixture
+from servers import imapcheck, netns
 from servers.kerio import KerioAdminServer, KerioImapFrontEnd
-from test_communigate_migrate import assert_same
+from test_communigate_migrate import assert_same, wire
 
 ROOT = Path(__file__).resolve().parent.parent
 SAMPLE = ROOT / "examples" / "communigate"
@@ -59,49 +64,140 @@ def no_password(text: str, password: str) -> bool:
     return re.search(rf"(?<![\w-]){re.escape(password)}(?![\w-])", text) is None
 
 
-def test_the_seeds_three_examples(kerio, store, tmp_path):
-    dovecot, admin, front = kerio
+POSTMASTER_MAIL = b"Subject: for the postmaster\n\nhello\n"
+
+
+@pytest.fixture
+def real_store(tmp_path):
+    """The store written from CommuniGate's public descriptions (tests/cgp_fixture.py) plus the seed's
+    domain test.com with a postmaster (settings shaped as communigate-cpanel-adaptor's postmaster.macnt)."""
+    fx = cgp_fixture.build(tmp_path / "CommuniGate Files")
+    pm = fx.base / "Domains" / "test.com" / "postmaster.macnt"
+    pm.mkdir(parents=True)
+    (pm / "account.settings").write_text("{\n Password = cp@nel;\n PasswordEncryption = clear;\n"
+                                         " WebAdminPrefs = {ExpertLevel=10;};\n}\n")
+    (pm / "INBOX.mbox").write_bytes(b"From <a@test.com> (S-1) Wed Mar  1 09:30:00 2023\n" + POSTMASTER_MAIL)
+    when = datetime(2023, 3, 1, 9, 30, tzinfo=timezone.utc)
+    fx.mail["postmaster@test.com"] = {"INBOX": [(POSTMASTER_MAIL, frozenset({"\\Seen"}), when)]}
+    fx.readable["postmaster@test.com"] = "cp@nel"
+    return fx
+
+
+@pytest.mark.skipif(not netns.available(), reason="needs root, unshare and ip (a private network namespace)")
+def test_the_seeds_three_examples_as_written_create_the_users(dovecot_factory, real_store, tmp_path):
+    """The seed's examples, exactly as written (-server localhost -password 12345, no port, no admin
+    option), plus Kerio's administrator in the environment: missing users are created through the
+    administration API on localhost:4040 and the mail goes in over localhost:143.  The well-known ports are
+    a private network namespace's, relayed to the stand-ins."""
+    fx = real_store
+    dovecot = dovecot_factory()
+    created: dict[str, str] = {}
+    domains = (cgp_fixture.MAIN, "example.org", "shop.example.net", "test.com")
     work = tmp_path / "run"
     work.mkdir()
-    server = ["-server", "127.0.0.1", "-port", str(front.port)]
-    # "Migration of a postmaster user from the test.com domain"
-    p = run(CG2KMS + ["-path", str(store), "-migrate", "-force", *server, "-password", "12345", "-domain", "test.com",
-                      "-user", "postmaster"], work)
-    assert p.returncode == 0, p.stdout + p.stderr
-    assert "postmaster@test.com  INBOX: 2 of 2 new messages copied" in p.stdout
-    assert "Messages: 5 copied" in p.stdout and no_password(p.stdout + p.stderr, "12345")
-    assert front.setusers == ["postmaster@test.com"] * len(front.setusers)
-    assert_same(store, dovecot.port, "postmaster@test.com", "pw-postmaster@test.com")
+    with KerioAdminServer(tmp_path / "kerio", domains=domains, on_user_created=created.__setitem__) as admin, \
+            KerioImapFrontEnd(dovecot.port, master_password="12345", user_exists=admin.has_user) as front:
+        relays = [netns.UnixToTcp(tmp_path / "imap.sock", front.port),
+                  netns.UnixToTcp(tmp_path / "admin.sock", admin.port)]
+        env = {**os.environ, "MAILMIGRATE_ADMIN_USER": "Admin", "MAILMIGRATE_ADMIN_PASSWORD": "adminpw",
+               "SSL_CERT_FILE": str(admin.certfile)}
+        env.pop("MAILMIGRATE_TARGET_PASSWORD", None)
+        mapping = {143: tmp_path / "imap.sock", 4040: tmp_path / "admin.sock"}
+        path = str(fx.base)
+        examples = [
+            # "Migration of a postmaster user from the test.com domain"
+            ["-path", path, "-migrate", "-force", "-server", "localhost", "-password", "12345", "-domain", "test.com",
+             "-user", "postmaster"],
+            # "User migration from a single domain test.com"
+            ["-path", path, "-migrate", "-force", "-server", "localhost", "-password", "12345", "-domain", "test.com"],
+            # "User migration from all domains"
+            ["-path", path, "-migrate", "-force", "-server", "localhost", "-password", "12345"],
+        ]
+        outputs = []
+        try:
+            for args in examples:
+                p = netns.run(CG2KMS + args, mapping, cwd=work, env=env)
+                assert p.returncode == 0, p.stdout[-3000:] + p.stderr[-3000:]
+                outputs.append(p.stdout + p.stderr)
+        finally:
+            for r in relays:
+                r.close()
+    assert "postmaster@test.com  INBOX: 1 of 1 new messages copied" in outputs[0]
+    assert "Messages: 0 copied" in outputs[1] and "1 already there" in outputs[1]
+    total = sum(len(m) for a in fx.mail for m in fx.mail[a].values())
+    assert f"Messages: {total - 1} copied" in outputs[2]
+    assert sorted(created) == sorted(fx.mail)  # every account created once, through the API
+    assert [c for c in admin.calls if c == "Users.create"] and all(no_password(o, "12345") for o in outputs)
+    passes = {}
+    for f in work.glob("cg2kms_*.pass"):
+        for ln in f.read_text().splitlines():
+            if not ln.startswith("#"):
+                address, password, how = ln.split("\t")
+                passes[address] = (password, how)
+    assert {a: p for a, (p, _) in passes.items()} == created
+    for address, readable in fx.readable.items():
+        assert passes[address][1] == ("migrated" if readable else "generated"), address
+        if readable:
+            assert passes[address][0] == readable
+    dovecot.add_users(created)
+    for address, password in created.items():
+        got = imapcheck.account(dovecot.port, address, password)
+        want = {k: Counter((wire(b), fl, w.timestamp()) for b, fl, w in v) for k, v in fx.mail[address].items()}
+        assert {k: v for k, v in got.items() if v} == {k: v for k, v in want.items() if v}, address
 
-    # "User migration from a single domain test.com": postmaster is all it holds, and is there already
-    p = run(CG2KMS + ["-path", str(store), "-migrate", "-force", *server, "-password", "12345", "-domain", "test.com"],
-            work)
-    assert p.returncode == 0, p.stdout + p.stderr
-    assert "Messages: 0 copied" in p.stdout and "5 already there" in p.stdout
 
-    # "User migration from all domains"
-    p = run(CG2KMS + ["-path", str(store), "-migrate", "-force", *server, "-password", "12345"], work)
-    assert p.returncode == 0, p.stdout + p.stderr
-    assert "Messages: 24 copied" in p.stdout and "5 already there" in p.stdout
-    for u in USERS:
-        assert_same(store, dovecot.port, u, f"pw-{u}")
-
-    # the users existed: nothing was created, no password set, no .pass file; one log per run, no password
-    assert not any(c in ("Users.create", "Users.set") for c in admin.calls)
-    assert list(work.glob("cg2kms_*.pass")) == []
-    logs = sorted(work.glob("cg2kms_*.log"))
-    assert len(logs) == 3 and all(re.fullmatch(r"cg2kms_\d{4}-\d\d-\d\d_\d\d-\d\d-\d\d(-\d+)?\.log", f.name) for f in logs)
-    assert all(no_password(f.read_text(), "12345") for f in logs)
-    assert (work / "cg2kms_state.db").exists()
+def test_without_admin_credentials_cg2kms_stops_before_copying(kerio, store, tmp_path):
+    """The seed's example without anything to create users with: one sentence naming what is missing, exit
+    2, nothing copied, no pass file."""
+    dovecot, admin, front = kerio
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MAILMIGRATE_")}
+    p = subprocess.run(CG2KMS + ["-path", str(store), "-migrate", "-force", "-server", "127.0.0.1", "-port",
+                                 str(front.port), "-password", "12345"], cwd=tmp_path, capture_output=True,
+                       text=True, env=env, timeout=120)
+    assert p.returncode == 2 and p.stdout == ""
+    assert "https://127.0.0.1:4040" in p.stderr and "MAILMIGRATE_ADMIN_USER" in p.stderr
+    assert "MAILMIGRATE_ADMIN_PASSWORD" in p.stderr and "nothing was copied" in p.stderr
+    assert len(p.stderr.strip().splitlines()) == 1
+    assert front.setusers == [] and list(tmp_path.glob("cg2kms_*.pass")) == []
 
 
 def test_without_force_existing_users_are_not_migrated(kerio, store, tmp_path):
     dovecot, admin, front = kerio
     p = run(CG2KMS + ["-path", str(store), "-migrate", "-server", "127.0.0.1", "-port", str(front.port),
-                      "-password", "12345", "-domain", "example.org", "-quiet"], tmp_path)
+                      "-password", "12345", "-domain", "example.org", "-quiet", "-adminUrl",
+                      f"https://127.0.0.1:{admin.port}", "-cafile", str(admin.certfile)], tmp_path,
+            env={"MAILMIGRATE_ADMIN_USER": "Admin", "MAILMIGRATE_ADMIN_PASSWORD": "adminpw"})
     assert p.returncode == 1 and p.stdout == ""
-    assert "dave@example.org: no target directory to check it exists; its mail migrates only with --force" in p.stderr
+    assert "dave@example.org: exists on the target; not touched and its mail not migrated without --force" in p.stderr
     assert front.setusers == []
+
+
+def test_set_pass_applies_to_a_single_user_migration_only(kerio, store, tmp_path):
+    """-setPass/-forceSetPass: "if a single user is migrated" (the seed).  With many accounts they are
+    ignored, and the screen says so."""
+    dovecot, admin, front = kerio
+    env = {"MAILMIGRATE_ADMIN_USER": "Admin"}
+    secret = tmp_path / "admin.pw"
+    secret.write_text("adminpw\n")
+    secret.chmod(0o644)
+    api = ["-server", "127.0.0.1", "-port", str(front.port), "-password", "12345", "-adminUrl",
+           f"https://127.0.0.1:{admin.port}", "-cafile", str(admin.certfile), "-adminPasswordFile", str(secret)]
+    p = run(CG2KMS + ["-path", str(store), "-migrate", *api, "-user", "bob"], tmp_path, env=env)
+    assert p.returncode == 2 and "admin.pw" in p.stderr and front.setusers == []  # others could read it
+    secret.chmod(0o600)
+    for login in ("bob", "carol"):  # make room: these two are created by the runs below
+        uid = admin.find_user(login, "example.com")["id"]
+        del admin.users[uid]
+    p = run(CG2KMS + ["-path", str(store), "-migrate", *api, "-domain", "example.com", "-user", "bob",
+                      "-forceSetPass", "Forced-1"], tmp_path, env=env)
+    assert p.returncode == 0, p.stdout + p.stderr
+    p = run(CG2KMS + ["-path", str(store), "-migrate", "-force", *api, "-domain", "example.com",
+                      "-forceSetPass", "Forced-2"], tmp_path, env=env)
+    assert p.returncode == 0, p.stdout + p.stderr
+    assert "apply to a single-user migration (-user)" in p.stdout and "ignored" in p.stdout
+    passes = "".join(f.read_text() for f in tmp_path.glob("cg2kms_*.pass"))
+    assert "bob@example.com\tForced-1\tforce-set-password" in passes
+    assert "Forced-2" not in passes and "carol@example.com\tc4rol\tmigrated" in passes
 
 
 def test_help_and_overview(store, tmp_path):

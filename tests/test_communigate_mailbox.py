@@ -26,6 +26,8 @@ def test_separator_with_flags_uid_and_date():
     assert s.return_path == "bob@example.com" and s.uid == 1234 and s.letters == "SAF"
     assert s.date == T
     assert cgm.flags_from_letters(s.letters) == (frozenset({"\\Seen", "\\Answered", "\\Flagged"}), [])
+    odd = cgm.parse_separator(b"From <> (S9%-5) Wed Mar  1 09:30:00 2023\n")  # unknown letters: kept, not refused
+    assert odd.uid == 5 and cgm.flags_from_letters(odd.letters)[1] == ["9", "%"]
 
 
 @pytest.mark.parametrize("stamp", [
@@ -51,7 +53,8 @@ def test_placeholders_and_unknown_letters_are_kept_as_keywords():
 
 
 def test_separator_without_uid():
-    s = cgm.parse_separator(b"From <> (RS) Wed Mar  1 09:30:00 2023\n")
+    s = cgm.parse_separator(b"From <> (RS) Wed Mar  1 09:30:00 2023\n", uid_required=False)
+    assert cgm.parse_separator(b"From <> (RS) Wed Mar  1 09:30:00 2023\n") is None
     assert s.uid is None and cgm.flags_from_letters(s.letters)[0] == {"\\Seen"}
     assert cgm.parse_separator(b"From <> (77) Wed Mar  1 09:30:00 2023\n").uid == 77
 
@@ -89,14 +92,56 @@ def test_file_not_starting_with_a_separator_is_refused_with_its_line():
     assert ei.value.line == 3 and ei.value.path == "INBOX.mbox"
 
 
-def test_truncated_last_message_is_reported_and_earlier_ones_are_intact():
+def test_complete_last_message_without_final_newline_is_copied_as_stored():
     m1 = b"Subject: one\n\nfine\n"
-    data = cgm.write_message(m1, "a@b", set(), 1, T) + cgm.write_message(b"Subject: two\n\nhalf a line\n", "a@b",
+    data = cgm.write_message(m1, "a@b", set(), 1, T) + cgm.write_message(b"Subject: two\n\nno newline\n", "a@b",
                                                                           set(), 2, T)
-    cut = data[: data.index(b"half a") + 4]
+    cut = data[: data.index(b"no newline") + len(b"no newline")]
     got = split(cut)
-    assert got[0][1] == m1 and got[0][0].problem is None
-    assert "truncated" in got[1][0].problem and "line 9" in got[1][0].problem and got[1][0].line == 6
+    assert [b for _, b in got] == [m1, b"Subject: two\n\nno newline"]
+    assert [e.problem for e, _ in got] == [None, None]
+
+
+def test_body_lines_resembling_a_separator_stay_body():
+    # Issue 16: "From Paris (France) with love" cut a message in two and made two fake ones.
+    m1 = (b"Subject: postcard\n\nHello,\n\nFrom Paris (France) with love\n"
+          b"From <x@y> (S-77) no date here\nFrom Rome (S) Wed Mar  1 09:30:00 2023\nend\n")
+    m2 = b"Subject: two\n\nbye\n"
+    data = cgm.write_message(m1, "a@b", {"\\Seen"}, 1, T) + cgm.write_message(m2, "a@b", set(), 2, T)
+    got = split(data)
+    assert [b for _, b in got] == [m1, m2]
+    assert [e.flags for e, _ in got] == [{"\\Seen"}, frozenset()]
+    assert all(e.problem is None and not e.unknown_letters for e, _ in got)
+
+
+def test_full_separator_shape_not_after_an_empty_line_stays_body_and_is_reported():
+    m1 = b"Subject: quoted\n\nas stored:\nFrom <x@y> (S-9) Wed Mar  1 09:30:00 2023\nrest\n"
+    (e, body), = split(cgm.write_message(m1, "a@b", set(), 1, T))
+    assert body == m1
+    assert any("line 5" in w and "kept as part of the message" in w for w in e.warnings)
+
+
+def test_separator_followed_by_no_message_is_a_boundary_error():
+    m1 = b"Subject: one\n\nfine\n"
+    sep = cgm.format_separator("a@b", "", 2, T)
+    data = cgm.write_message(m1, "a@b", set(), 1, T) + sep + cgm.write_message(m1, "a@b", set(), 3, T)
+    got = split(data)
+    assert [e.uid for e, _ in got] == [1, 2, 3]
+    assert got[1][0].problem and "boundary error" in got[1][0].problem and "line 6" in got[1][0].problem
+    assert got[0][0].problem is None and got[2][0].problem is None
+    assert got[2][1] == m1
+
+
+def test_uw_imap_internal_data_pseudo_message_is_marked():
+    # The shape UW-IMAP writes at the head of a folder; cgp2zarafa's import-mbox.py skips it by its From.
+    internal = (b"Date: Wed, 01 Mar 2023 09:30:00 +0000\n"
+                b"From: Mail System Internal Data <MAILER-DAEMON@host.example.com>\n"
+                b"Subject: DON'T DELETE THIS MESSAGE -- FOLDER INTERNAL DATA\nX-IMAP: 1677663000 0000000002\n"
+                b"Status: RO\n\nThis text is part of the internal format of your mail folder.\n")
+    real = b"From: Mail System Internal Data fan <fan@example.com>\nSubject: real\n\nhi\n"
+    got = split(cgm.write_message(internal, "MAILER-DAEMON", set(), 1, T)
+                + cgm.write_message(real, "a@b", set(), 2, T) + cgm.write_message(internal, "x", set(), 3, T))
+    assert [e.internal for e, _ in got] == [True, False, False]  # only at the head of the file
 
 
 def test_last_message_cut_inside_its_header_is_reported():

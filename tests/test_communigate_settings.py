@@ -176,3 +176,10 @@ def test_huge_flat_input_is_fast():
     t = time.monotonic()
     assert len(parse(big)) == 50000
     assert time.monotonic() - t < 5
+
+
+def test_adjacent_quoted_strings_are_one_string():
+    # Issue 16: a continuation the format allows made the whole file (and its password) unreadable.
+    text = b'{\r\n Password = clear1;\r\n RealName = "Carl "\r\n"der Grosse";\r\n Tags = ("a" "b", c);\r\n}\r\n'
+    assert parse(text) == {"Password": "clear1", "RealName": "Carl der Grosse", "Tags": ["ab", "c"]}
+    assert parse(b'{"Real" "Name" = x;}') == {"RealName": "x"}

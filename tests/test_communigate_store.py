@@ -149,7 +149,7 @@ def damaged(sample, tmp_path):
     shutil.copytree(base, copy)
     inbox = copy / "Accounts" / "alice.macnt" / "INBOX.mbox"
     data = inbox.read_bytes()
-    inbox.write_bytes(data[: data.index(b"Marked for deletion") + 6])  # cut inside the last message
+    inbox.write_bytes(data[: data.index(b"Subject: Gone") + 9])  # cut inside the last message's header
     (copy / "Accounts" / "alice.macnt" / "Sent.mbox").write_bytes(b"garbage, not a mailbox\n")
     (copy / "Domains" / "example.org" / "dave.macnt" / "account.settings").write_bytes(
         b'{\n  RealName = "Dave;\n  Password = x;\n')
@@ -215,3 +215,39 @@ def test_contract_factory_round_trip(tmp_path):
         assert [b.read() for _, b in store.fetch(INBOX, ["2"])] == [b"Subject: later\n\ny\n"]
         _, metas = store.list_messages(("Caf\u00e9",))
         assert [b.read() for _, b in store.fetch(("Caf\u00e9",), [m.key for m in metas])] == [b"Subject: c\n\n\n"]
+
+
+def test_uw_imap_internal_data_message_is_not_migrated(tmp_path, caplog):
+    from datetime import datetime, timezone
+
+    from mailmigrate.formats import communigate_mailbox as cgm
+
+    t = datetime(2023, 3, 1, tzinfo=timezone.utc)
+    internal = (b"From: Mail System Internal Data <MAILER-DAEMON@old.example.com>\n"
+                b"Subject: DON'T DELETE THIS MESSAGE -- FOLDER INTERNAL DATA\nX-IMAP: 1677663000 0000000002\n\n"
+                b"This text is part of the internal format of your mail folder.\n")
+    real = b"Subject: real\n\nhello\n"
+    acc = tmp_path / "Accounts" / "ann.macnt"
+    acc.mkdir(parents=True)
+    (acc / "INBOX.mbox").write_bytes(cgm.write_message(internal, "MAILER-DAEMON", set(), 1, t)
+                                     + cgm.write_message(real, "a@b", set(), 2, t))
+    with caplog.at_level("INFO"), CommuniGateStore(tmp_path, "ann", primary_domain="example.com") as s:
+        _, metas = s.list_messages(INBOX)
+        assert [b.read() for _, b in s.fetch(INBOX, [m.key for m in metas])] == [real]
+    assert "Mail System Internal Data" in caplog.text and "skipped" in caplog.text
+
+
+def test_boundary_error_is_reported_as_such(tmp_path):
+    """Issue 16: an empty message between two separators is a boundary error, named with its line, not a
+    0-byte message for the target to refuse."""
+    acc = tmp_path / "Accounts" / "ann.macnt"
+    acc.mkdir(parents=True)
+    (acc / "INBOX.mbox").write_bytes(b"From <a@b> (S-1) Wed Mar  1 09:30:00 2023\nSubject: one\n\nx\n\n"
+                                     b"From <a@b> (S-2) Wed Mar  1 09:31:00 2023\n"
+                                     b"From <a@b> (S-3) Wed Mar  1 09:32:00 2023\nSubject: three\n\ny\n")
+    with CommuniGateStore(tmp_path, "ann", primary_domain="example.com") as s:
+        _, metas = s.list_messages(INBOX)
+        got = [b.read() for _, b in s.fetch(INBOX, [m.key for m in metas])]
+        assert got == [b"Subject: one\n\nx\n", b"Subject: three\n\ny\n"]
+        (key, reason), = s.fetch_problems()
+        assert key == "2" and "boundary error" in reason and "line 6" in reason and "INBOX.mbox" in reason

@@ -43,7 +43,7 @@ def test_wrong_password_error_does_not_echo_it(imap_accounts, tmp_path):
     bad = "Sup3r-Secret-Value"
     p = mm("-vv", "sync", src.url(), dst.url(), "--state", tmp_path / "s.db",
            env={"MAILMIGRATE_SOURCE_PASSWORD": bad, "MAILMIGRATE_TARGET_PASSWORD": dst.password}, check=False)
-    assert p.returncode == 1 and "login as" in p.stdout + p.stderr
+    assert p.returncode == 2 and "login as" in p.stdout + p.stderr  # a configuration error: exit 2 (issue 23)
     assert bad not in p.stdout + p.stderr
 
 

@@ -280,7 +280,7 @@ def test_failed_login_names_side_and_account(imap_accounts, tmp_path):
     p = mm("sync", src.url(), dst.url(), "--state", tmp_path / "s.db", "--json",
            env={"MAILMIGRATE_SOURCE_PASSWORD": src.password, "MAILMIGRATE_TARGET_PASSWORD": "wrong-pw-123"},
            check=False)
-    assert p.returncode == 1
+    assert p.returncode == 2  # a refused login is a configuration error: not retried, exit 2 (issue 23)
     err = json.loads(p.stdout)["accounts"][0]["error"]
     assert err.startswith("target:") and dst.user in err and "wrong-pw-123" not in p.stdout + p.stderr
 

@@ -16,10 +16,15 @@ from __future__ import annotations
 class MailmigrateError(Exception):
     scope = "run"
     retryable = False
+    #: the user's configuration is wrong (a password, a host name, a port, a certificate): no retry helps,
+    #: and the run's exit status is 2 whatever else happened, so a script sees "fix the settings"
+    configuration = False
 
 
 class ConfigError(MailmigrateError):
     """The user's command or configuration is wrong (exit status 2)."""
+
+    configuration = True
 
 
 class FormatError(MailmigrateError):
@@ -61,6 +66,21 @@ class TemporaryFailure(StoreError):
 class AuthenticationFailed(StoreError):
     """Login refused: the account stops, naming the side (source or target) and the user."""
 
+    configuration = True
+
+
+class HostNotFound(StoreError):
+    """The host name does not resolve: a typo, or a name only another network knows. Not retried."""
+
+    configuration = True
+
+
+class TLSMismatch(StoreError):
+    """TLS spoken to a port that does not (imaps:// on 143), or the reverse. Not retried; the message says
+    which URL to use instead."""
+
+    configuration = True
+
 
 class ProtocolError(StoreError):
     """The peer said something that is not the protocol; the connection is not trusted any more."""
@@ -93,6 +113,11 @@ class MessageRejected(StoreError):
 
 class QuotaExceeded(StoreError):
     """[OVERQUOTA]: nothing more fits in this account on the target."""
+
+
+class Interrupted(MailmigrateError):
+    """The user asked to stop (Ctrl-C): the run ends at a batch boundary, with nothing half-written; the
+    next run resumes from there."""
 
 
 class StateError(MailmigrateError):

@@ -286,6 +286,8 @@ class Counters:
     rematched: int = 0
     #: target copies a killed run's server committed after recovery had declared them lost (engine._sweep)
     late_duplicates_removed: int = 0
+    #: copies the target stored other than sent (Cyrus's munge8bit on 8-bit header bytes), each reported
+    rewritten: int = 0
     #: target messages found to be copies of source messages when the state knew nothing of the folder
     #: (state lost, an earlier tool, another spelling of the server): recorded, not copied again
     adopted: int = 0
@@ -316,6 +318,11 @@ class AccountResult:
     counters: Counters = field(default_factory=Counters)
     problems: list[Problem] = field(default_factory=list)
     error: str | None = None  # set when the whole account failed
+    #: why: "configuration" (login refused, unknown host, TLS or certificate mismatch, a bad URL: no retry
+    #: helps, exit status 2) or "failure" (anything else that stopped the account)
+    error_kind: str | None = None
+    #: wall-clock seconds the account took, retries included
+    seconds: float = 0.0
 
     @property
     def ok(self) -> bool:

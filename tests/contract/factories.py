@@ -127,4 +127,40 @@ def make_communigate(tmp_path, request):
     return store, populate, {"flags", "dates", "bare-lf", "nul"}
 
 
-FACTORIES = {"maildir": make_maildir, "mbox": make_mbox, "imap": make_imap, "communigate": make_communigate}
+def make_cyrus(tmp_path, request, fixture="cyrus_server"):
+    """A user on Cyrus as Debian ships it ("." separator, INBOX. prefix), populated over imaplib in its own
+    namespace. Cyrus refuses bare LF and NUL in APPEND ("Message contains bare newlines"/NUL): the suite
+    asks it only for what it can hold; munge8bit rewrites 8-bit header bytes ("8bit-header-munged")."""
+    from conftest import _ids
+    from mailmigrate.stores.imap import ImapStore
+    from servers import imapcheck
+
+    srv = request.getfixturevalue(fixture)
+    user = f"contract{os.getpid()}x{next(_ids)}"
+    srv.add_user(user, "pw")
+
+    def populate(folders):
+        c = imapcheck.connect(srv.port, user, "pw")
+        try:
+            prefix, sep = imapcheck._namespace(c)
+            for folder, messages in folders.items():
+                path = tuple(folder)
+                wire = imapcheck.wire_of(path, prefix, sep)
+                if path != ("INBOX",):
+                    c.create(imapcheck._q(wire))
+                for data, flags, date in _items(messages):
+                    imapcheck.append(c, wire, data, " ".join(sorted(flags)), date)
+        finally:
+            c.logout()
+
+    store = ImapStore("127.0.0.1", srv.port, user=user, password=Secret("pw"), tls="none")
+    return store, populate, {"write", "flags", "keywords", "dates", "no-final-newline", "no-bare-lf",
+                             "8bit-header-munged"}
+
+
+def make_cyrus_alt(tmp_path, request):
+    return make_cyrus(tmp_path, request, fixture="cyrus_alt_server")
+
+
+FACTORIES = {"maildir": make_maildir, "mbox": make_mbox, "imap": make_imap, "communigate": make_communigate,
+             "cyrus": make_cyrus, "cyrus-alt": make_cyrus_alt}

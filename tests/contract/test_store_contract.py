@@ -29,8 +29,25 @@ def kind(request, tmp_path):
     store.close()
 
 
+def holdable(caps) -> list[bytes]:
+    """BODIES a store can hold: Cyrus refuses bare LF, NUL and a first line that is no header field in an
+    APPEND ("no-bare-lf"); the engine reports such a message as refused by the target, naming it."""
+    if "no-bare-lf" not in caps:
+        return BODIES
+    # and a first line that is not a header field ("Message contains invalid header")
+    return [b for b in BODIES if b"\x00" not in b and b.replace(b"\r\n", b"").find(b"\n") < 0
+            and b":" in b.split(b"\r\n", 1)[0]]
+
+
 def as_stored(data: bytes, caps) -> bytes:
-    """IMAP servers serve CRLF line ends whatever was appended; stores with "bare-lf" keep bytes as they are."""
+    """IMAP servers serve CRLF line ends whatever was appended; stores with "bare-lf" keep bytes as they are;
+    "8bit-header-munged" (Cyrus's munge8bit) stores 8-bit header bytes as "X"."""
+    if "8bit-header-munged" in caps:
+        import re
+
+        end = data.find(b"\r\n\r\n")
+        end = len(data) if end < 0 else end
+        data = re.sub(rb"[\x80-\xff]", b"X", data[:end]) + data[end:]
     if "nul" not in caps:
         data = data.replace(b"\x00", b"\x80")  # Dovecot serves NUL as 0x80 (no BINARY in a plain FETCH)
     if "bare-lf" in caps:
@@ -54,10 +71,10 @@ def test_lists_populated_folders(kind):
 
 def test_bytes_exact_and_keys_stable(kind):
     name, store, populate, caps = kind
-    populate({("INBOX",): [(b, ()) for b in BODIES]})
+    populate({("INBOX",): [(b, ()) for b in holdable(caps)]})
     store.open()
     metas, got = fetch_all(store, ("INBOX",))
-    assert sorted(got.values()) == sorted(as_stored(b, caps) for b in BODIES)
+    assert sorted(got.values()) == sorted(as_stored(b, caps) for b in holdable(caps))
     metas2, _ = fetch_all(store, ("INBOX",))
     assert [m.key for m in metas] == [m.key for m in metas2]
     assert all(m.size == len(got[m.key]) for m in metas if m.size is not None)
@@ -119,7 +136,7 @@ def test_append_returns_keys_that_list_shows(kind):
     store = writable(kind)
     caps = kind[3]
     when = datetime(2020, 1, 2, 3, 4, 5, tzinfo=timezone.utc)
-    items = [AppendItem(Body.from_bytes(b), frozenset({"\\Seen"}), when) for b in BODIES] + \
+    items = [AppendItem(Body.from_bytes(b), frozenset({"\\Seen"}), when) for b in holdable(caps)] + \
             [AppendItem(Body.from_bytes(BODIES[0]), frozenset(), when)]
     keys = store.append(("INBOX",), items)
     metas, got = fetch_all(store, ("INBOX",))
@@ -132,7 +149,8 @@ def test_append_returns_keys_that_list_shows(kind):
 
 def test_set_flags_and_delete_only_what_was_asked(kind):
     store = writable(kind)
-    keys = store.append(("INBOX",), [AppendItem(Body.from_bytes(b), frozenset({"\\Seen"})) for b in BODIES[:3]])
+    keys = store.append(("INBOX",), [AppendItem(Body.from_bytes(b), frozenset({"\\Seen"}))
+                                     for b in (holdable(kind[3]) * 3)[:3]])
     metas, _ = fetch_all(store, ("INBOX",))
     k = [m.key for m in metas]
     store.set_flags(("INBOX",), [(k[0], frozenset({"\\Flagged", "$Work"}), frozenset({"\\Seen"}))])
@@ -162,7 +180,7 @@ def test_vanished_key_is_absent_and_validity_is_steady(kind):
     store.open()
     status, metas = store.list_messages(("INBOX",))
     assert store.folder_status(("INBOX",)).validity == status.validity
-    bogus = "999999" if name == "imap" else "no-such-key"
+    bogus = "999999" if name == "imap" or name.startswith("cyrus") else "no-such-key"
     got = list(store.fetch(("INBOX",), [bogus, metas[0].key]))
     assert [m.key for m, _ in got] == [metas[0].key]
 
@@ -182,7 +200,7 @@ def test_changes_since_reports_every_change_or_declines(kind):
     change, every expunged key, and no untouched key reported as gone.  A store that keeps no change log
     declines (None) and the engine lists the folder instead."""
     name, store, populate, caps = kind
-    populate({("INBOX",): [(b, ()) for b in BODIES[:4]]})
+    populate({("INBOX",): [(b, ()) for b in holdable(caps)[:4]]})
     store.open()
     before, metas = store.list_messages(("INBOX",))
     keys = [m.key for m in metas]

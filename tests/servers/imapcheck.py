@@ -114,3 +114,69 @@ def myrights(c: imaplib.IMAP4, mailbox: str) -> set[str] | None:
         return None
     typ, data = c._untagged_response(typ, data, "MYRIGHTS")
     return set(data[-1].decode().rsplit(" ", 1)[1]) - {"c", "d"}  # RFC 2086 letters Dovecot adds for older clients
+
+
+def _namespace(c: imaplib.IMAP4) -> tuple[str, str | None]:
+    """(personal prefix, separator) from NAMESPACE, else ("", LIST's separator)."""
+    typ, data = c._simple_command("NAMESPACE")
+    if typ == "OK":
+        typ, data = c._untagged_response(typ, data, "NAMESPACE")
+        m = re.match(rb'\(\("([^"]*)" (?:"([^"]*)"|NIL)', data[-1] or b"")
+        if m:
+            return m.group(1).decode(), (m.group(2).decode() if m.group(2) else None)
+    typ, data = c.list('""', '""')
+    m = _LIST.match(data[0]) if data and data[0] else None
+    return "", (m.group("sep") if m else "/")
+
+
+def path_of(wire: str, prefix: str, sep: str | None) -> tuple[str, ...]:
+    """A wire name as the components a user sees, on any server: the personal prefix (Cyrus's "INBOX.")
+    dropped, split at the server's separator, modified UTF-7 decoded, mailmigrate's escapes of a separator
+    inside a name ("∕" for "/", "․" for ".") undone."""
+    if wire.upper() == "INBOX":
+        return ("INBOX",)
+    if prefix and wire.startswith(prefix):
+        wire = wire[len(prefix):]
+    comps = wire.split(sep) if sep else [wire]
+    unescape = {"/": "\u2215", ".": "\u2024"}
+    # and the stand-in for a character the server refuses in names (Cyrus: '"' as U+FF02)
+    return tuple(decoded(x).replace(unescape.get(sep or "", "\0"), sep or "").replace("\uff02", '"').replace("\u2215", "/")
+                 for x in comps)
+
+
+def account_by_path(port: int, user: str, password: str) -> dict[tuple[str, ...], Counter]:
+    """Every selectable folder's messages, keyed by its components: comparable across servers whose
+    separators and namespaces differ."""
+    c = connect(port, user, password)
+    try:
+        prefix, sep = _namespace(c)
+        return {path_of(name, prefix, sep): messages(c, name) for name, attrs in folders(c).items()
+                if "\\noselect" not in attrs and "\\nonexistent" not in attrs}
+    finally:
+        c.logout()
+
+
+def wire_of(path: tuple[str, ...], prefix: str, sep: str) -> str:
+    from mailmigrate.formats import mutf7
+
+    if path == ("INBOX",):
+        return "INBOX"
+    return mutf7.encode(prefix + sep.join(path))
+
+
+def populate_any(port: int, user: str, password: str, layout: dict, subscribe=(), t0: datetime | None = None) -> None:
+    """Write {folder components: [(bytes, flags)]} into an account on any server, in its own namespace."""
+    from datetime import timedelta
+
+    c = connect(port, user, password)
+    try:
+        prefix, sep = _namespace(c)
+        t0 = t0 or datetime(2020, 5, 6, 7, 8, 9, tzinfo=timezone.utc)
+        for path, items in layout.items():
+            wire = wire_of(path, prefix, sep or "/")
+            if path != ("INBOX",):
+                create(c, wire, subscribe=path in subscribe)
+            for i, (data, flags) in enumerate(items):
+                append(c, wire, data, flags, t0 + timedelta(hours=i))
+    finally:
+        c.logout()

@@ -19,17 +19,24 @@ cg2kms -path PATH [options]          CommuniGate Pro to Kerio Connect migration 
   -port PORT             its IMAP port (default 143)
   -password PASSWORD     Kerio's master authentication password.  Visible to every user of this machine
                          while cg2kms runs: prefer MAILMIGRATE_TARGET_PASSWORD in the environment.
-  -setPass PASSWORD      password for created users whose CommuniGate password is encrypted
-  -forceSetPass PASSWORD password for every created user
+  -setPass PASSWORD      single-user migration (-user): the password of the created user when its
+                         CommuniGate password is encrypted
+  -forceSetPass PASSWORD single-user migration (-user): the password of the created user, always
+                         (with more than one account both are ignored, said on screen and in the log:
+                         each created user gets its readable or a generated password)
   -migrate               migrate; without it, an overview of the store is printed
   -force                 also migrate users that already exist in Kerio (they are not changed)
   -primaryDomain DOMAIN  name of the main domain (default: Settings/Main.settings, else this host's name)
   -quiet                 print nothing but errors
   -help, -?              this help
 
+Missing users are created through Kerio's administration API at https://SERVER:4040 (the certificate is
+verified), as the administrator MAILMIGRATE_ADMIN_USER with the password MAILMIGRATE_ADMIN_PASSWORD (or
+-adminUser, -adminPasswordFile); without them cg2kms stops before copying anything.
+
 mailmigrate's additions:
-  -adminUrl URL -adminUser USER   create missing users through Kerio's administration API
-                                  (https://SERVER:4040; password in MAILMIGRATE_ADMIN_PASSWORD)
+  -adminUrl URL -adminUser USER   Kerio's administration API elsewhere than https://SERVER:4040
+  -adminPasswordFile PATH         the administrator's password (a 0600 file)
   -passwdFile PATH                or in a Dovecot passwd-file
   -target kerio|imap -masterUser U  any IMAP server with a master user instead of Kerio
   -tls auto|none|starttls|imaps  -cafile PATH  -insecure   TLS towards the server (auto: plain to this
@@ -59,6 +66,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-quiet", action="store_true")
     p.add_argument("-adminUrl")
     p.add_argument("-adminUser")
+    p.add_argument("-adminPasswordFile")
     p.add_argument("-passwdFile")
     p.add_argument("-target", choices=("kerio", "imap"), default="kerio")
     p.add_argument("-masterUser")
@@ -120,6 +128,8 @@ def _overview(args) -> int:
 
 
 def _migrate(args) -> int:
+    import os
+
     from ..errors import ConfigError
     from ..model import Secret
     from ..paths.communigate.migrate import MigrateOptions, open_directory_for
@@ -131,8 +141,20 @@ def _migrate(args) -> int:
     master = Secret(args.password) if args.password else password_from("MAILMIGRATE_TARGET_PASSWORD", None, "target")
     if not master:
         raise ConfigError("-password (or MAILMIGRATE_TARGET_PASSWORD) is required with -migrate")
-    admin = password_from("MAILMIGRATE_ADMIN_PASSWORD", None, "administrator")
-    directory = open_directory_for(args.target, admin_url=args.adminUrl, admin_user=args.adminUser,
+    admin = password_from("MAILMIGRATE_ADMIN_PASSWORD", args.adminPasswordFile, "administrator")
+    admin_user = args.adminUser or os.environ.get("MAILMIGRATE_ADMIN_USER") or None
+    admin_url = args.adminUrl
+    if args.target == "kerio" and not admin_url and not args.passwdFile:
+        # cg2kms creates the users it does not find (the seed): that needs Kerio's administration API, on
+        # the -server host's own port unless told otherwise.
+        missing = [x for x, ok in (("MAILMIGRATE_ADMIN_USER (or -adminUser)", admin_user),
+                                   ("MAILMIGRATE_ADMIN_PASSWORD (or -adminPasswordFile)", admin)) if not ok]
+        if missing:
+            raise ConfigError(f"cg2kms creates missing users through Kerio's administration API at "
+                              f"https://{args.server}:4040 and needs its administrator: set "
+                              f"{' and '.join(missing)}; nothing was copied")
+        admin_url = f"https://[{args.server}]" if ":" in args.server else f"https://{args.server}"
+    directory = open_directory_for(args.target, admin_url=admin_url, admin_user=admin_user,
                                    admin_password=admin, passwd_file=args.passwdFile, cafile=args.cafile,
                                    insecure=args.insecure)
     opts = MigrateOptions(
@@ -140,6 +162,7 @@ def _migrate(args) -> int:
         user=args.user, force=args.force,
         set_password=Secret(args.setPass) if args.setPass else None,
         force_set_password=Secret(args.forceSetPass) if args.forceSetPass else None,
+        passwords_single_user_only=True,
         primary_domain=args.primaryDomain, target=args.target, master_user=args.masterUser, tls=args.tls,
         cafile=args.cafile, insecure=args.insecure, directory=directory,
         state_path=Path(args.state) if args.state else None, output_dir=Path.cwd(),

@@ -80,7 +80,7 @@ class PlainProgress(Progress):
 
     def account_done(self, account, result):
         c = result.counters
-        status = "FAILED: " + result.error if result.error else ("done" if result.ok else "done with failures")
+        status = "FAILED (why: see the summary)" if result.error else ("done" if result.ok else "done with failures")
         with self._lock:
             print(f"{account}: {status} — copied {c.copied}, flags {c.flags_updated}, deleted {c.deleted}, "
                   f"failed {c.failed}", file=self.stream, flush=True)

@@ -156,24 +156,27 @@ class ScaledProgress(Progress):
             mrate, brate = c.rates()
             eta, guessed = c.eta()
             head = Table.grid(padding=(0, 1))
-            head.add_column(min_width=14)
-            head.add_column(width=30)
+            head.add_column(min_width=12)
+            head.add_column(width=20)
             head.add_column()
             head.add_row(
                 Text("all accounts", style="bold"),
-                ProgressBar(total=max(c.bytes_total, 1), completed=c.bytes_done, width=30),
-                Text(f"{c.msgs_done}/{c.msgs_total} msgs  {_size(c.bytes_done)}/{_size(c.bytes_total)}  "
-                     f"{mrate:.0f} msg/s {_size(brate)}/s  ETA {('~' if guessed else '') + _duration(eta) if eta is not None else '–'}"))
+                ProgressBar(total=max(c.bytes_total, 1), completed=c.bytes_done, width=20),
+                Text(f"{c.msgs_done}/{c.msgs_total} msgs  ETA "
+                     f"{('~' if guessed else '') + _duration(eta) if eta is not None else '–'}  {mrate:.0f} msg/s  "
+                     f"{_size(c.bytes_done)}/{_size(c.bytes_total)}  {_size(brate)}/s", no_wrap=True,
+                     overflow="ellipsis"))
             finished = c.ok + c.failed
             waiting = c.accounts - finished - len(running)
             line = f"accounts: {finished}/{c.accounts} done ({c.ok} ok"
             line += f", {c.failed} failed: {', '.join(c.failed_labels[-3:])}{' …' if c.failed > 3 else ''})" \
                 if c.failed else ")"
             line += f", {len(running)} running, {max(waiting, 0)} waiting"
-            head.add_row(Text(""), Text(""), Text(line, style="red" if c.failed else ""))
+            head.add_row(Text(""), Text(""), Text(line, style="red" if c.failed else "", no_wrap=True,
+                                                  overflow="ellipsis"))
             for a in running[:SHOWN]:
                 head.add_row(Text(a.label, overflow="ellipsis", no_wrap=True),
-                             ProgressBar(total=max(a.total, 1), completed=a.done, width=30),
+                             ProgressBar(total=max(a.total, 1), completed=a.done, width=20),
                              Text(f"{a.done}/{a.total}  {a.folder}", overflow="ellipsis", no_wrap=True))
             if len(running) > SHOWN:
                 head.add_row(Text(""), Text(""), Text(f"… and {len(running) - SHOWN} more running"))

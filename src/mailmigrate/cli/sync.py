@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
+import signal
 import sys
+import threading
 from pathlib import Path
 
 from ..errors import ConfigError
@@ -27,7 +30,10 @@ passwords: MAILMIGRATE_SOURCE_PASSWORD / MAILMIGRATE_TARGET_PASSWORD, --source-p
   --target-password-file, or the --accounts file; never on the command line.
 With --source-master/--target-master the USER is the mailbox owner and the password is the master's
 (IMAP option ?master=plain|star|kerio picks SASL PLAIN authzid, user*master, or Kerio X-MASTERAUTH).
-Exit status: 0 all synced, 1 some messages or accounts failed (listed), 2 usage or configuration error.
+  imap://…?cafile=PATH                            (trust this CA: a private or self-signed certificate)
+Exit status: 0 all synced; 1 some messages, folders or accounts failed (listed); 2 a usage or configuration
+error: the command line, or an account's settings (login refused, unknown host, TLS or certificate
+mismatch), which are not retried.
 """
 
 
@@ -118,6 +124,20 @@ def default_state_path(source, target, written: tuple[str, str] | None = None) -
 
 
 def run(args) -> int:
+    if not args.json:
+        return _run(args)
+    # --json: a configuration error is JSON too, so that a script reads one format whatever happened
+    try:
+        return _run(args)
+    except ConfigError as e:
+        json.dump({"ok": False, "exit_status": 2, "errors": [{"kind": "configuration", "account": None,
+                                                              "folder": None, "message": str(e)}],
+                   "accounts": []}, sys.stdout, indent=2, ensure_ascii=False)
+        sys.stdout.write("\n")
+        raise
+
+
+def _run(args) -> int:
     setup_logging(args.verbose, args.log_file)
     from . import groupware
 
@@ -189,29 +209,50 @@ def run(args) -> int:
         result = run_fleet(req, broker=broker_from(args.broker), state_url=args.state or "",
                            on_progress=None if args.no_progress else print_progress,
                            timeout=args.fleet_timeout, idle_warning=args.idle_warning)
-    elif interactive:
-        with progress:
-            result = run_sync(req)
     else:
-        result = run_sync(req)
+        with _stop_on_ctrl_c(req.sync.stop_requested), (progress if interactive else contextlib.nullcontext()):
+            result = run_sync(req)
 
     if args.json:
         json.dump(result.as_dict(), sys.stdout, indent=2, ensure_ascii=False)
         sys.stdout.write("\n")
     else:
         print_summary(result)
-    return 0 if result.ok else 1
+    if req.sync.stop_requested.is_set():
+        return 130
+    return result.exit_status
+
+
+@contextlib.contextmanager
+def _stop_on_ctrl_c(stop):
+    """The first Ctrl-C asks every account to stop before its next batch, and says so at once; a second
+    one stops at once (what is in flight is recovered by the next run, by fingerprint)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def handler(signum, frame):
+        if stop.is_set():
+            signal.signal(signal.SIGINT, signal.default_int_handler)
+            raise KeyboardInterrupt
+        stop.set()
+        print("\nmailmigrate: stopping after the current batch… (Ctrl-C again to stop at once)", file=sys.stderr,
+              flush=True)
+
+    previous = signal.signal(signal.SIGINT, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 def print_summary(result) -> None:
     t = result.totals
     head = "Dry run — nothing was changed. Would copy" if result.dry_run else "Copied"
-    # An account that failed as a whole has no failed messages of its own: counted apart, so that the line
-    # never says "0 failed" above an ACCOUNT FAILED.
-    accounts_failed = sum(1 for a in result.accounts if a.error)
+    failed_accounts = sum(1 for a in result.accounts if a.error)
     print(f"{head} {t.copied} messages ({t.bytes_copied / (1 << 20):.1f} MiB), {t.skipped} already there, "
-          f"{t.flags_updated} flag updates, {t.deleted} deleted, {t.failed} failed; "
-          f"{len(result.accounts)} account(s), {accounts_failed} failed; state {result.state_path}")
+          f"{t.flags_updated} flag updates, {t.deleted} deleted, {t.failed} messages failed; "
+          f"{len(result.accounts)} account(s), {failed_accounts} failed; state {result.state_path}")
     if t.late_duplicates_removed:
         print(f"  removed {t.late_duplicates_removed} late duplicates of interrupted runs (copies a killed run's "
               "server committed after they had been copied again)")

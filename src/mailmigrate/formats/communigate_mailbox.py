@@ -6,13 +6,24 @@ CommuniGate's public documentation does not list the letters, so the table in :d
 reading and is marked UNVERIFIED in docs/communigate.md: a letter we do not know becomes the keyword
 ``$CGP_<letter>`` (kept, and reported by the caller) rather than being dropped.
 
-Escaping: we found no evidence that CommuniGate adds ``>`` to body lines starting with ``From ``; because
-its separator carries the ``(flags-UID)`` group, a body line can only be mistaken for one if it imitates
-that group too.  Bytes are therefore returned exactly as stored, never unescaped.  A file whose first line
-lacks the group is read as a classic mbox (separator = a ``From `` line with a date after a blank line).
+Boundaries: a line is a separator only in CommuniGate's real shape and position - ``From``, a return-path,
+a parenthesised group of status letters ending in ``-<decimal UID>``, a timestamp - and only at the start
+of the file, right after an empty line or right after another separator (an empty message, reported).  Anything doubtful stays body: ``From Paris (France)
+with love`` in a body never splits a message (it has no UID and no timestamp), and a line that has the
+whole shape but does not follow an empty line is kept as body and reported as a warning.  A file whose
+first separator has letters but no UID (``(S)``, a form seen in older samples, UNVERIFIED) is read in that
+form throughout, with the same timestamp and position rules.  A file whose first line lacks the group is
+read as a classic mbox (separator = a ``From `` line with a date after a blank line).
+
+Escaping: we found no evidence that CommuniGate adds ``>`` to body lines starting with ``From ``, so bytes
+are returned exactly as stored, never unescaped.
 
 One empty line just before a separator (and at the end of the file) belongs to the file, as in every
-mbox.  A message cut off in the middle of a line or in its header is reported as truncated.
+mbox.  A message cut off inside its header is reported as truncated; a last message whose file simply ends
+without a line break is complete and copied as it is.  A separator followed by no message at all is a
+boundary error, reported as such.  A UW-IMAP "Mail System Internal Data" pseudo-message at the head of the
+file (left by a mailbox that once was a UW-IMAP one; the cgp2zarafa importer skips it too) is marked
+``internal`` and is not mail.
 
 ``.mdir``: one file per message named ``<id>-<flags>-<yyyymmddhhmmss>`` (GMT); the id is the key.
 """
@@ -45,7 +56,12 @@ FLAG_LETTERS = {"\\Seen": "S", "\\Answered": "A", "\\Flagged": "F", "\\Deleted":
 UNKNOWN_PREFIX = "$CGP_"
 _PLACEHOLDERS = "-_ "
 
-_CGP_SEP = re.compile(rb"^From (\S*) \(([^()\r\n]*)\) *([^\r\n]*?)\s*$")
+#: ``From <rp> (<letters>-<UID>) <timestamp>``: the letters are printable ASCII without space or parentheses
+#: (the table is UNVERIFIED, so an unknown letter is kept, not a reason to reject the line).
+_CGP_SEP = re.compile(rb"^From (\S+) \(([\x21-\x27\x2a-\x7e]*?)-?([0-9]{1,18})\) +([^\r\n]+?)\s*$")
+_CGP_SEP_NO_UID = re.compile(rb"^From (\S+) \(([A-Za-z_-]+)\) +([^\r\n]+?)\s*$")
+#: The From header of a UW-IMAP folder's internal-data pseudo-message.
+_INTERNAL_FROM = re.compile(rb"^From:[ \t]*\"?Mail System Internal Data", re.IGNORECASE)
 _CLASSIC_SEP = re.compile(rb"^From \S* +([^\r\n]*?)\s*$")
 _MONTHS = {m: i for i, m in enumerate(("jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct",
                                        "nov", "dec"), 1)}
@@ -131,20 +147,25 @@ class Separator:
     cgp: bool  # True: CommuniGate's own (flags-UID) form; False: a classic From_ line
 
 
-def parse_separator(line: bytes) -> Separator | None:
-    """The CommuniGate separator ``From <rp> (flags-UID) date``, or None when the line is not one."""
+def parse_separator(line: bytes, *, uid_required: bool = True) -> Separator | None:
+    """The CommuniGate separator ``From <rp> (flags-UID) date``, or None when the line is not one.
+
+    Every part must be there: a body line that only resembles a separator (``From Paris (France) with
+    love``) is not one.  With its numeric UID the line is unmistakable, so an unreadable date there costs
+    only the date (the caller warns); ``uid_required=False`` also takes ``(letters)`` without a UID, and
+    then only with a date that parses.
+    """
     m = _CGP_SEP.match(line)
-    if not m:
+    if m:
+        letters, uid, stamp = m.group(2).decode("ascii"), int(m.group(3)), m.group(4)
+    elif not uid_required and (m := _CGP_SEP_NO_UID.match(line)):
+        letters, uid, stamp = m.group(2).decode("ascii"), None, m.group(3)
+    else:
         return None
-    inner = m.group(2).decode("latin-1")
-    letters, uid = inner, None
-    head, sep, tail = inner.rpartition("-")
-    if sep and tail.isdigit() and tail.isascii():
-        letters, uid = head, int(tail)
-    elif inner.isdigit() and inner.isascii():
-        letters, uid = "", int(inner)
-    return Separator(m.group(1).decode("utf-8", "replace").strip("<>"), letters, uid,
-                     parse_timestamp(m.group(3).decode("latin-1")), True)
+    date = parse_timestamp(stamp.decode("latin-1"))
+    if date is None and uid is None:
+        return None
+    return Separator(m.group(1).decode("utf-8", "replace").strip("<>"), letters, uid, date, True)
 
 
 def parse_classic_separator(line: bytes) -> Separator | None:
@@ -173,8 +194,9 @@ class Entry:
     separator: Separator | None
     flags: frozenset[str] = frozenset()
     unknown_letters: list[str] = field(default_factory=list)
-    problem: str | None = None  # set when the message cannot be trusted (truncated)
+    problem: str | None = None  # set when the message cannot be trusted (truncated, no message at all)
     warnings: list[str] = field(default_factory=list)
+    internal: bool = False  # a UW-IMAP "Mail System Internal Data" pseudo-message: not mail
 
     @property
     def uid(self) -> int | None:
@@ -189,21 +211,20 @@ def scan(f: BinaryIO, *, path: str | None = None) -> Iterator[Entry]:
     """Index a text mailbox in one streaming pass (offsets, separators), keeping no bodies.
 
     Raises FormatError (with the line) when the file does not start with a separator: nothing in it can be
-    told apart safely then.  A damaged last message is returned with ``problem`` set, not raised, so the
-    messages before it still migrate.
+    told apart safely then.  A damaged message (cut inside its header, or a separator with no message
+    after it) is returned with ``problem`` set, not raised, so the other messages still migrate.
     """
     pos = 0
     lineno = 0
-    mode: str | None = None  # "cgp" or "classic", decided by the first line
+    mode: str | None = None  # "cgp" (UIDs), "cgp-nouid" or "classic", decided by the first separator
     cur: Entry | None = None
     pending_blank = 0
     prev_blank = True
     in_header = False
-    last_line = b""
+    first_header: list[bytes] | None = None  # the first message's header, to spot UW-IMAP's pseudo-message
     for line in f:
         lineno += 1
         n = len(line)
-        last_line = line
         if mode is None:
             if not line.strip():
                 pos += n
@@ -211,21 +232,30 @@ def scan(f: BinaryIO, *, path: str | None = None) -> Iterator[Entry]:
             sep = parse_separator(line)
             mode = "cgp"
             if sep is None:
+                sep = parse_separator(line, uid_required=False)
+                mode = "cgp-nouid"
+            if sep is None:
                 sep = parse_classic_separator(line)
                 mode = "classic"
             if sep is None:
                 raise FormatError("the mailbox does not start with a 'From ' separator line", path=path, line=lineno)
+            first_header = []
         else:
             sep = None
             if line.startswith(b"From "):
-                if mode == "cgp":
-                    sep = parse_separator(line)
-                elif prev_blank:
-                    sep = parse_classic_separator(line)
+                if mode == "classic":
+                    sep = parse_classic_separator(line) if prev_blank else None
+                else:
+                    sep = parse_separator(line, uid_required=mode == "cgp")
+                    right_after_separator = cur.offset == pos  # an empty message: a boundary error, below
+                    if sep is not None and not prev_blank and not right_after_separator:
+                        cur.warnings.append(f"line {lineno} has the shape of a separator but does not follow an "
+                                            f"empty line: kept as part of the message starting on line "
+                                            f"{cur.line + 1}")
+                        sep = None
         if sep is not None:
             if cur is not None:
-                cur.length = pos - cur.offset - pending_blank
-                yield cur
+                yield _close(cur, pos - cur.offset - pending_blank, lineno)
             cur = Entry(pos + n, 0, lineno, sep)
             cur.flags, cur.unknown_letters = flags_from_letters(sep.letters)
             if sep.date is None:
@@ -236,20 +266,34 @@ def scan(f: BinaryIO, *, path: str | None = None) -> Iterator[Entry]:
             pos += n
             continue
         blank = line in (b"\n", b"\r\n")
-        if in_header and blank:
-            in_header = False
+        if in_header:
+            if blank:
+                in_header = False
+                if first_header is not None:
+                    cur.internal = any(_INTERNAL_FROM.match(h) for h in first_header)
+                    first_header = None
+            elif first_header is not None and len(first_header) < 200:
+                first_header.append(line)
+        elif first_header is not None:
+            first_header = None
         pending_blank = n if blank else 0
         prev_blank = blank
         pos += n
     if cur is not None:
-        cur.length = max(0, pos - cur.offset - pending_blank)
-        if not last_line.endswith(b"\n"):
-            cur.problem = (f"message starting on line {cur.line + 1} is truncated: the file ends in the middle "
-                           f"of line {lineno}")
-        elif in_header and cur.length > 0:
+        cur = _close(cur, max(0, pos - cur.offset - pending_blank), None)
+        if cur.problem is None and in_header and cur.length > 0:
             # Only the last message: a header that never ends there means the file was cut short.
             cur.problem = f"message starting on line {cur.line + 1} is truncated: its header never ends"
         yield cur
+
+
+def _close(entry: Entry, length: int, next_line: int | None) -> Entry:
+    entry.length = length
+    if length == 0:
+        after = f"the next separator on line {next_line}" if next_line else "the end of the file"
+        entry.problem = (f"boundary error: the separator on line {entry.line} is followed directly by "
+                         f"{after}, with no message between them")
+    return entry
 
 
 def read_message(f: BinaryIO, entry: Entry) -> BodyWriter:

@@ -7,7 +7,7 @@ store generator and the round-trip tests rely on.
 
 Values map to Python as follows:
 
-* atom or ``"quoted string"`` -> ``str`` (escapes ``\\" \\\\ \\r \\n \\t \\e`` and ``\\nnn`` decimal;
+* atom or ``"quoted string"`` (adjacent quoted strings ``"a" "b"`` are one) -> ``str`` (escapes ``\\" \\\\ \\r \\n \\t \\e`` and ``\\nnn`` decimal;
   ``\\e`` is the end of line, read as ``"\\n"``; an unknown escape is kept as written, backslash and all);
 * ``[base64]`` data block -> ``bytes``;
 * ``#123``, ``#-5`` -> ``int`` (``#1.5`` -> ``float``, leniently);
@@ -105,7 +105,7 @@ class _Parser:
         if c == "(":
             return self.array(depth)
         if c == '"':
-            return self.quoted()
+            return self.strings()
         if c == "[":
             return self.datablock()
         if c == "#":
@@ -121,7 +121,7 @@ class _Parser:
     def key(self) -> str:
         c = self.peek()
         if c == '"':
-            return self.quoted()
+            return self.strings()
         m = _ATOM.match(self.s, self.i)
         if not m:
             found = repr(c) if c else "the end of the file"
@@ -172,6 +172,15 @@ class _Parser:
             elif c != ")":
                 found = repr(c) if c else "the end of the file"
                 raise self.error(f"expected ',' or ')' in an array, found {found}")
+
+    def strings(self) -> str:
+        """Quoted strings standing next to each other, with only whitespace between, are one string (the
+        grammar in the cgp2zarafa migration scripts, cgon.py, reads them so; CommuniGate breaks long values
+        that way)."""
+        parts = [self.quoted()]
+        while self.peek() == '"':
+            parts.append(self.quoted())
+        return "".join(parts)
 
     def quoted(self) -> str:
         start = self.i

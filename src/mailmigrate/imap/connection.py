@@ -19,8 +19,8 @@ import socket
 import ssl
 from typing import Iterator
 
-from ..errors import (AuthenticationFailed, ConfigError, ConnectionLost, MessageRejected, ProtocolError,
-                      QuotaExceeded, ServerRefused, TemporaryFailure)
+from ..errors import (AuthenticationFailed, ConfigError, ConnectionLost, HostNotFound, MessageRejected,
+                      ProtocolError, QuotaExceeded, ServerRefused, TemporaryFailure, TLSMismatch)
 from ..model import SPOOL_THRESHOLD, Body, BodyWriter, Secret
 from . import diag
 from .parser import Response, _Literal, literal_size, parse_response
@@ -90,6 +90,9 @@ class Connection:
     def connect(self) -> None:
         try:
             raw = socket.create_connection((self.host, self.port), timeout=self.timeout)
+        except socket.gaierror as e:
+            raise HostNotFound(f"cannot find the host {self.host} ({e.strerror or e}): check the name in the "
+                               "URL") from None
         except OSError as e:
             raise ConnectionLost(f"cannot connect to {self.host}:{self.port}: {e.strerror or e}") from None
         raw.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
@@ -128,8 +131,18 @@ class Connection:
             raw.close()
             raise ConfigError(
                 f"TLS certificate of {self.host}:{self.port} not trusted ({e.verify_message}); fix the "
-                "certificate, give its CA, or use --insecure if you accept the risk") from None
-        except (ssl.SSLError, OSError) as e:
+                "certificate, give its CA with ?cafile=PATH in the URL, or use --insecure if you accept the "
+                "risk") from None
+        except ssl.SSLError as e:
+            raw.close()
+            if any(x in str(e).upper() for x in ("WRONG_VERSION_NUMBER", "UNKNOWN_PROTOCOL", "RECORD_LAYER_FAILURE",
+                                                  "PACKET_LENGTH_TOO_LONG", "HTTP_REQUEST")):
+                hint = ("use imap://HOST (STARTTLS) for a port like 143" if self.tls == "implicit"
+                        else "use imaps://HOST for a port like 993")
+                raise TLSMismatch(f"{self.host}:{self.port} does not speak TLS where it was expected ({e.reason or e}): "
+                                  f"{hint}") from None
+            raise ConnectionLost(f"TLS handshake with {self.host}:{self.port} failed: {e}") from None
+        except OSError as e:
             raw.close()
             raise ConnectionLost(f"TLS handshake with {self.host}:{self.port} failed: {e}") from None
 

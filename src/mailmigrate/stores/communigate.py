@@ -9,6 +9,13 @@ which is why it needs no password and no running server.  Layout (docs/communiga
   ``INBOX.mbox``, ``Work.mbox``, ``Work.folder/Projects.mdir/``... (file names in modified UTF-7);
 * single-mailbox account: ``NAME.mbox`` (or ``NAME.mdir``), ``NAME.settings``, ``NAME.info`` side by side.
 
+Symbolic links are never followed (issue 19): a user who can plant files in a mailbox directory must not
+be able to make a migration running as root read ``/etc/shadow`` into their mail.  Mailbox files,
+``.mdir`` message files and ``.folder``/``.macnt`` directories are checked with ``lstat`` and opened with
+``O_NOFOLLOW``; each link found is listed as a message of the folder it stands in (key ``symlink:<path>``)
+that :meth:`CommuniGateStore.fetch` reports as not copied, naming it, so the report and the overview both
+show it and the rest of the folder still migrates.
+
 Keys: a text mailbox message's key is its CommuniGate UID (decimal) when the separator carries one, else
 ``<sha256>:<occurrence>`` of its bytes; an ``.mdir`` message's key is the id part of its file name.
 CommuniGate keeps UIDVALIDITY inside its own index files, which we do not read, so every folder reports the
@@ -40,8 +47,9 @@ log = logging.getLogger("mailmigrate.stores.communigate")
 VALIDITY = 1
 MAIN_DOMAIN_DIR = "Accounts"
 OTHER_DOMAINS_DIR = "Domains"
-#: Keys of Settings/Main.settings that may name the main domain (UNVERIFIED: first one present wins).
-MAIN_DOMAIN_KEYS = ("DomainName", "MainDomainName", "PrimaryDomainName")
+#: The key of Settings/Main.settings naming the main domain (seen in a real file: communigate-cpanel-adaptor's
+#: CGP/Settings/Main.settings has ``DomainName = cpanel.communigate.com;``).
+MAIN_DOMAIN_KEY = "DomainName"
 _SKIP_DIRS = {"Settings", "LISTS", "Queue", "Submitted", "SystemLogs"}
 
 
@@ -75,9 +83,9 @@ def main_domain_name(base_path, primary_domain: str | None = None) -> str:
             log.warning("%s; the main domain name comes from elsewhere", e)
             value = None
         if isinstance(value, dict):
-            for k in MAIN_DOMAIN_KEYS:
-                if isinstance(value.get(k), str) and value[k]:
-                    return value[k].lower()
+            name = value.get(MAIN_DOMAIN_KEY)
+            if isinstance(name, str) and name:
+                return name.lower()
     return (primary_domain or socket.gethostname()).lower()
 
 
@@ -118,18 +126,22 @@ def _accounts_in(domain: str, d: Path, out: dict[str, AccountLocation]) -> None:
         name = e.name
         if name.startswith("."):
             continue
-        if name.endswith(".macnt") and e.is_dir():
+        link = e.is_symlink()
+        if name.endswith(".macnt") and (link or e.is_dir()):
+            # A linked account directory is listed (so its link is reported), never entered.
             acc = name[: -len(".macnt")]
             out.setdefault(acc.lower(), AccountLocation(acc, domain, "multi", e, e / "account.settings",
                                                         e / "account.info", None))
-        elif name.endswith((".mbox", ".mdir", ".settings")) and (e.is_file() or name.endswith(".mdir")):
+        elif name.endswith((".mbox", ".mdir", ".settings")) and (link or e.is_file() or name.endswith(".mdir")):
             singles.add(name.rsplit(".", 1)[0])
+        elif link:
+            log.warning("%s is a symbolic link: not followed, nothing under it is read", e)
         elif e.is_dir() and name not in _SKIP_DIRS and not name.endswith((".folder", ".mdir")):
             _accounts_in(domain, e, out)  # storage sub-directories
     for acc in sorted(singles):
         inbox = None
         for ext in (".mbox", ".mdir"):
-            if (d / (acc + ext)).exists():
+            if os.path.lexists(d / (acc + ext)):
                 inbox = d / (acc + ext)
                 break
         out.setdefault(acc.lower(), AccountLocation(acc, domain, "single", d, d / (acc + ".settings"),
@@ -172,7 +184,8 @@ def locate(base_path, account: str, domain: str | None = None, primary_domain: s
 @dataclass(frozen=True)
 class MailboxFile:
     path: Path | None  # None: a hierarchy-only folder (a .folder directory with no mailbox of its own)
-    kind: str | None  # "mbox" | "mdir" | None
+    kind: str | None  # "mbox" | "mdir" | "link" (only symbolic links stand at this name) | None
+    links: tuple[Path, ...] = ()  # symbolic links found at this folder's name: reported, never followed
 
 
 def _decode_name(raw: str, where: Path) -> str:
@@ -186,7 +199,12 @@ def _decode_name(raw: str, where: Path) -> str:
 def account_mailboxes(loc: AccountLocation) -> dict[FolderPath, MailboxFile]:
     """Every mailbox of the account, INBOX always present (CommuniGate creates it on first access)."""
     out: dict[FolderPath, MailboxFile] = {}
+    links: dict[FolderPath, list[Path]] = {}
+    if loc.root.is_symlink():
+        return {INBOX: MailboxFile(None, "link", (loc.root,))}
     if loc.kind == "single":
+        if loc.inbox is not None and loc.inbox.is_symlink():
+            return {INBOX: MailboxFile(None, "link", (loc.inbox,))}
         kind = None if loc.inbox is None else loc.inbox.suffix[1:]
         out[INBOX] = MailboxFile(loc.inbox, kind)
         return out
@@ -207,7 +225,9 @@ def account_mailboxes(loc: AccountLocation) -> dict[FolderPath, MailboxFile]:
                     if not prefix and comp.upper() == "INBOX":
                         comp = "INBOX"
                     path = prefix + (comp,)
-                    if kind is None:
+                    if e.is_symlink():
+                        links.setdefault(path, []).append(e)
+                    elif kind is None:
                         if e.is_dir():
                             out.setdefault(path, MailboxFile(None, None))
                             walk(e, path)
@@ -216,8 +236,46 @@ def account_mailboxes(loc: AccountLocation) -> dict[FolderPath, MailboxFile]:
                     break
 
     walk(loc.root, ())
+    for path, found in links.items():
+        mb = out.get(path)
+        if mb is None or mb.kind is None:
+            out[path] = MailboxFile(None, "link", tuple(found))
+        else:
+            out[path] = MailboxFile(mb.path, mb.kind, tuple(found))
     out.setdefault(INBOX, MailboxFile(None, "mbox"))
     return dict(sorted(out.items(), key=lambda kv: (kv[0] != INBOX, kv[0])))
+
+
+#: Keys of the stand-ins for symbolic links: listed so that a fetch reports them, never mail.
+LINK_KEY_PREFIX = "symlink:"
+
+
+@dataclass(frozen=True)
+class _Link:
+    path: Path
+
+
+def _link_key(loc: AccountLocation, link: Path) -> str:
+    try:
+        rel = link.relative_to(loc.root if loc.kind == "multi" else loc.root.parent)
+    except ValueError:
+        rel = link
+    return f"{LINK_KEY_PREFIX}{rel}"
+
+
+def _link_reason(link: Path) -> str:
+    try:
+        where = os.readlink(link)
+    except OSError:
+        where = "?"
+    return f"{link} is a symbolic link (to {where}): not followed, not copied"
+
+
+def _open_nofollow(path: Path):
+    """Open for reading without following a link at the last component (a link planted between listing
+    and reading fails with ELOOP instead of being read)."""
+    fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0))
+    return os.fdopen(fd, "rb")
 
 
 class CommuniGateStore(Store):
@@ -282,7 +340,10 @@ class CommuniGateStore(Store):
 
     def folder_status(self, path: FolderPath) -> FolderStatus:
         mb = self._mailbox(path)
-        if mb.path is None or not mb.path.exists():
+        if mb.links:
+            # No count: the engine then lists the folder on every run, and every run reports its links.
+            return FolderStatus(VALIDITY, uidnext=None, highestmodseq=None, count=None)
+        if mb.kind == "link" or mb.path is None or not mb.path.exists():
             return FolderStatus(VALIDITY, uidnext=0, highestmodseq=0, count=0)
         st = mb.path.stat()
         if mb.kind == "mdir":
@@ -295,19 +356,29 @@ class CommuniGateStore(Store):
         path = tuple(path)
         mb = self._mailbox(path)
         status = self.folder_status(path)
-        if mb.path is None or not mb.path.exists():
-            self._index[path] = ((), {})
-            return status, []
-        if mb.kind == "mdir":
-            metas, index = self._list_mdir(mb.path)
+        self._damaged[path] = []
+        if mb.kind == "link" or mb.path is None or not mb.path.exists():
+            metas, index = [], {}
+        elif mb.kind == "mdir":
+            metas, index = self._list_mdir(mb.path, path)
         else:
             metas, index = self._list_mbox(mb.path, path)
-        self._index[path] = (_signature(mb.path), index)
+        for link in mb.links:
+            self._add_link(path, link, metas, index)
+        self._index[path] = (_signature(mb.path) if mb.path is not None else (), index)
         return FolderStatus(status.validity, status.uidnext, status.highestmodseq, len(metas)), metas
+
+    def _add_link(self, folder: FolderPath, link: Path, metas: list, index: dict) -> None:
+        key = _link_key(self.location, link)
+        index[key] = _Link(link)
+        metas.append(MessageMeta(key=key, flags=frozenset(), internaldate=None, size=0))
+        reason = _link_reason(link)
+        self._damaged.setdefault(folder, []).append(reason)
+        log.warning("%s: %s", self.describe(), reason)
 
     def _list_mbox(self, file: Path, folder: FolderPath):
         try:
-            with open(file, "rb") as fh:
+            with _open_nofollow(file) as fh:
                 entries = list(fmt.scan(fh, path=str(file)))
                 self._damaged[folder] = [f"{file}: {e.problem}" for e in entries if e.problem]
                 index: dict[str, object] = {}
@@ -315,6 +386,10 @@ class CommuniGateStore(Store):
                 seen_sha: Counter = Counter()
                 unknown: Counter = Counter()
                 for e in entries:
+                    if e.internal:
+                        log.info("%s: the message after line %d is UW-IMAP's 'Mail System Internal Data' "
+                                 "folder header, not mail: skipped", file, e.line)
+                        continue
                     key = str(e.uid) if e.uid is not None else None
                     if key is None or key in index:
                         h = hashlib.sha256()
@@ -338,18 +413,21 @@ class CommuniGateStore(Store):
                         fmt.UNKNOWN_PREFIX, ", ".join(f"{k!r} x{n}" for k, n in sorted(unknown.items())))
         return metas, index
 
-    def _list_mdir(self, d: Path):
+    def _list_mdir(self, d: Path, folder: FolderPath):
         index: dict[str, object] = {}
         metas: list[MessageMeta] = []
         unknown: Counter = Counter()
-        for f in _mdir_files(d):
+        for f in _mdir_files(d, links=True):
+            if f.is_symlink():
+                self._add_link(folder, f, metas, index)
+                continue
             parsed = fmt.parse_mdir_name(f.name)
             if parsed is None:
                 continue
             key = parsed.id if parsed.id not in index else f.name
             flags, unk = fmt.flags_from_letters(parsed.letters)
             unknown.update(unk)
-            st = f.stat()
+            st = f.lstat()
             when = parsed.date or datetime.fromtimestamp(st.st_mtime, timezone.utc)
             index[key] = f
             metas.append(MessageMeta(key=key, flags=flags, internaldate=when, size=st.st_size))
@@ -362,30 +440,43 @@ class CommuniGateStore(Store):
         path = tuple(path)
         mb = self._mailbox(path)
         cached = self._index.get(path)
-        if mb.path is None or not mb.path.exists():
-            return
-        if cached is None or cached[0] != _signature(mb.path):
+        sig = _signature(mb.path) if mb.path is not None else ()
+        if cached is None or cached[0] != sig:
             self.list_messages(path)
         index = self._index[path][1]
+        for key in keys:
+            if isinstance(index.get(key), _Link):
+                self._problems.append((key, _link_reason(index[key].path)))
+        if mb.kind == "link" or mb.path is None or not mb.path.exists():
+            return
         if mb.kind == "mdir":
             for key in keys:
                 f = index.get(key)
-                if f is None:
+                if not isinstance(f, Path):
                     continue
                 try:
-                    data = f.read_bytes()
+                    with _open_nofollow(f) as fh:
+                        data = fh.read()
+                        mtime = os.fstat(fh.fileno()).st_mtime
                 except OSError as e:
                     self._problems.append((key, f"cannot read {f}: {e}"))
                     continue
                 parsed = fmt.parse_mdir_name(f.name)
                 flags, _ = fmt.flags_from_letters(parsed.letters if parsed else "")
-                when = parsed.date if parsed and parsed.date else datetime.fromtimestamp(f.stat().st_mtime, timezone.utc)
+                when = parsed.date if parsed and parsed.date else datetime.fromtimestamp(mtime, timezone.utc)
                 yield MessageMeta(key=key, flags=flags, internaldate=when, size=len(data)), Body.from_bytes(data)
             return
-        with open(mb.path, "rb") as fh:
+        try:
+            fh = _open_nofollow(mb.path)
+        except OSError as e:
+            for key in keys:
+                if isinstance(index.get(key), fmt.Entry):
+                    self._problems.append((key, f"cannot read {mb.path}: {e}"))
+            return
+        with fh:
             for key in keys:
                 e = index.get(key)
-                if e is None:
+                if not isinstance(e, fmt.Entry):
                     continue
                 if e.problem:
                     self._problems.append((key, f"{mb.path}: {e.problem}"))
@@ -402,10 +493,17 @@ class CommuniGateStore(Store):
         return out
 
 
-def _mdir_files(d: Path):
+def _mdir_files(d: Path, *, links: bool = False):
+    """The message files of an ``.mdir`` (regular files by ``lstat``); with ``links``, symbolic links too,
+    for the caller to report."""
     try:
         for f in sorted(d.iterdir()):
-            if f.is_file() and not f.name.startswith("."):
+            if f.name.startswith("."):
+                continue
+            if f.is_symlink():
+                if links:
+                    yield f
+            elif f.is_file():
                 yield f
     except OSError as e:
         log.warning("cannot list %s: %s", d, e)
@@ -413,7 +511,7 @@ def _mdir_files(d: Path):
 
 def _signature(p: Path) -> tuple:
     try:
-        st = p.stat()
+        st = p.lstat()
     except OSError:
         return ()
     return (st.st_size, st.st_mtime_ns)

@@ -30,6 +30,10 @@ from .imap_changes import changes_since as _changes_since
 log = logging.getLogger("mailmigrate.stores.imap")
 
 ESCAPES = {"/": "\u2215", ".": "\u2024"}
+#: characters some servers refuse in folder names (Cyrus: '"', and "/" where it is not the separator), with the
+#: look-alikes that stand for them there;
+#: used only on a server that refused one (learnt from the refusal, or from a listed name holding a stand-in)
+REFUSED_STANDINS = {'"': "\uff02", "/": "\u2215"}
 
 
 def escape_component(name: str, sep: str | None) -> str:
@@ -56,6 +60,8 @@ class ImapStore(Store):
                  master_mode: str = "plain", timeout: float = 60.0, compress: str = "auto"):
         self.host, self.port, self.user = host, port, user
         self.compress = compress  # COMPRESS=DEFLATE: auto | yes | no (imap/compress.py)
+        #: characters this server refused in a folder name, written as their look-alikes (REFUSED_STANDINS)
+        self._standins: set[str] = set()
         self._password = password
         self.tls, self.insecure, self.cafile = tls, insecure, cafile
         self.master_user, self.master_mode, self.timeout = master_user, master_mode, timeout
@@ -105,9 +111,11 @@ class ImapStore(Store):
         self.selected = None
 
     def clone(self) -> "ImapStore":
-        return ImapStore(self.host, self.port, user=self.user, password=self._password, tls=self.tls,
+        twin = ImapStore(self.host, self.port, user=self.user, password=self._password, tls=self.tls,
                          insecure=self.insecure, cafile=self.cafile, master_user=self.master_user,
                          master_mode=self.master_mode, timeout=self.timeout, compress=self.compress)
+        twin._standins = self._standins  # one set: what one connection learnt about names, all use
+        return twin
 
     def supports_uidplus(self) -> bool:
         return "UIDPLUS" in self._c.capabilities
@@ -139,6 +147,8 @@ class ImapStore(Store):
         if path and path[0].upper() == "INBOX" and len(path) == 1:
             return "INBOX"
         comps = [escape_component(c, self.sep) for c in path]
+        for ch in self._standins:
+            comps = [c.replace(ch, REFUSED_STANDINS[ch]) for c in comps]
         if path[0].upper() == "INBOX":
             comps[0] = "INBOX"
             return mutf7.encode((self.sep or "/").join(comps))
@@ -171,6 +181,10 @@ class ImapStore(Store):
             comps[0] = "INBOX"
         if any(c == "" for c in comps):
             return None
+        for ch, standin in REFUSED_STANDINS.items():
+            if any(standin in c for c in comps):
+                self._standins.add(ch)  # this server refused ch before
+                comps = [c.replace(standin, ch) for c in comps]
         return tuple(unescape_component(c, self.sep) for c in comps)
 
     @staticmethod
@@ -376,17 +390,28 @@ class ImapStore(Store):
             if sub == ("INBOX",):
                 continue
             args = [b"CREATE", self._q(self._wire_name(sub))]
-            if i == len(path) and special_use and "CREATE-SPECIAL-USE" in c.capabilities:
-                args += [b"(USE", special_use.encode() + b")"]
+            with_use = i == len(path) and special_use and "CREATE-SPECIAL-USE" in c.capabilities
+            if with_use:
+                args += [b"(USE (" + special_use.encode() + b"))"]  # RFC 6154: the attributes are a list
             r = c.command(*args)
             if r.status == b"OK" or r.code == b"ALREADYEXISTS" or (i < len(path)):
                 continue
             if b"exist" in r.text.lower():
                 continue
-            if special_use and r.code in (b"USEATTR",):
+            if with_use:
+                # Any refusal of the USE part (Cyrus with altnamespace: "SPECIAL-USE flag conflict", without
+                # [USEATTR]) must not lose the folder: it is created plain, its role is only lost.
                 r = c.command(b"CREATE", self._q(self._wire_name(sub)))
-                if r.status == b"OK":
+                if r.status == b"OK" or r.code == b"ALREADYEXISTS":
                     continue
+            refused = [ch for ch in REFUSED_STANDINS if any(ch in comp for comp in sub) and ch not in self._standins]
+            if refused and r.status == b"NO":
+                # A character the server will not hold in a name (Cyrus: '"'): from now on it is written as
+                # its look-alike on this server, and read back as the character.
+                self._standins.update(refused)
+                log.info("%s refuses %s in folder names; using %s instead", self.host, refused,
+                         [REFUSED_STANDINS[ch] for ch in refused])
+                return self.create_folder(path, special_use)
             raise FolderFailed(str(c.error_for(r, f"CREATE {'/'.join(sub)}")))
 
     def subscribe(self, path: FolderPath) -> None:

@@ -24,12 +24,13 @@ import dataclasses
 import logging
 import queue
 import random
+import re
 import threading
 import time
 from dataclasses import dataclass, field
 from typing import Callable, Sequence
 
-from ..errors import FolderFailed, FormatError, MailmigrateError, MessageRejected, ServerRefused
+from ..errors import FolderFailed, FormatError, Interrupted, MailmigrateError, MessageRejected, ServerRefused
 from ..model import (
     AccountResult,
     AppendItem,
@@ -48,6 +49,7 @@ from .matching import Fingerprinter, fingerprints, hash_messages, match_multiset
 from .state import DONE, PENDING, FolderState, LostIntent, MessageRow, StateDB
 
 log = logging.getLogger("mailmigrate.sync")
+_HIGH_BYTE = re.compile(rb"[\x80-\xff]")
 
 _END = object()
 
@@ -72,6 +74,8 @@ class SyncOptions:
     progress: Progress = field(default_factory=Progress)
     #: called between batches; tests use it to simulate a crash at an exact point
     checkpoint: Callable[[str], None] | None = None
+    #: set by the command line on Ctrl-C: accounts stop before their next batch, and no new one starts
+    stop_requested: threading.Event = field(default_factory=threading.Event)
     #: messages the producer may read ahead of the appender
     read_ahead: int = 256
     #: connections per side and account: folders are synced this many at a time
@@ -142,6 +146,7 @@ def sync_account(
     """Bring the target up to date with the source for one account; safe to call again at any time."""
     options = options or SyncOptions()
     result = AccountResult(account_name)
+    started = time.monotonic()
     run = _AccountRun(_Sided(source, "source"), _Sided(target, "target"), account_name, state, options, result)
     options.progress.account_start(account_name)
     attempt = 0
@@ -165,9 +170,12 @@ def sync_account(
                 result.error = f"{where}{e} (gave up after {attempt + 1} attempts)"
             else:
                 result.error = f"{where}{e}"
-            log.error("account %s failed: %s", account_name, result.error)
+            result.error_kind = "configuration" if e.configuration else "failure"
+            # said once on screen, by the summary (and the progress line names the account); the log keeps it
+            log.info("account %s failed: %s", account_name, result.error)
             break
     run.close()
+    result.seconds = time.monotonic() - started
     options.progress.account_done(account_name, result)
     return result
 
@@ -676,6 +684,8 @@ class _AccountRun:
                 q.put(e)
 
     def _flush(self, f: FolderState, src_path, target_path, batch, perm: PermanentFlags, uid_floor) -> None:
+        if self.opt.stop_requested.is_set():
+            raise Interrupted("stopped by the user before the next batch; run the same command again to resume")
         if self.opt.checkpoint:
             self.opt.checkpoint("before-intent")
         with self._target_lock(target_path):
@@ -717,12 +727,40 @@ class _AccountRun:
         if self.opt.checkpoint:
             self.opt.checkpoint("after-append")
         self._record_appended(f, target_path, rows, keys)
+        self._check_rewritten(src_path, target_path, batch, keys)
         nbytes = sum(b.size for _, b, _, _ in batch)
         self.c.copied += len(batch)
         self.c.bytes_copied += nbytes
         self.opt.progress.copied(self.account, display(src_path), len(batch), nbytes)
         for _, body, _, _ in batch:
             body.close()
+
+    def _check_rewritten(self, src_path, target_path, batch, keys) -> None:
+        """Read back the copies whose header holds raw 8-bit bytes, the bytes servers rewrite (Cyrus's
+        munge8bit turns each into "X", keeping the size): a copy that differs is reported for that message and
+        counted, not passed off as exact. Recovery still finds it by its normalised fingerprint. Only such
+        messages are read back, so a clean copy costs nothing."""
+        suspects = {}
+        for (meta, body, _, nfp), key in zip(batch, keys):
+            if key is None or nfp is None:
+                continue
+            head = next(body.chunks(1 << 16), b"")
+            end = head.find(b"\r\n\r\n")
+            if _HIGH_BYTE.search(head[: end if end >= 0 else len(head)]):
+                suspects[key] = (meta, body)
+        if not suspects:
+            return
+        for tmeta, copy in self.target.fetch(target_path, list(suspects)):
+            try:
+                meta, body = suspects[tmeta.key]
+                same = copy.size == body.size and b"".join(copy.chunks()) == b"".join(body.chunks())
+            finally:
+                copy.close()
+            if not same:
+                self.c.rewritten += 1
+                self._problem(src_path, meta.key, f"the target rewrote 8-bit header bytes of this message "
+                                                  f"(stored as {'/'.join(target_path)}, UID {tmeta.key}); its "
+                                                  f"copy is not byte-exact", kind="warning")
 
     def _record_appended(self, f: FolderState, target_path, rows: list[MessageRow], keys: list[str | None]) -> None:
         known = [(r.source_key, k) for r, k in zip(rows, keys) if k is not None]

@@ -9,8 +9,11 @@ but the bytes can:
 Matching is a multiset match: two identical messages are two rows and need two distinct copies, so each
 candidate is claimed at most once.
 
-Some servers rewrite bare LF line endings to CRLF.  Rows whose bytes contain a bare LF also carry a
-*normalised* fingerprint (every line ending as CRLF), which is tried when the exact one finds nothing.
+Some servers rewrite what they are given: bare LF line endings become CRLF (most), and raw 8-bit bytes in
+the header block become "X" (Cyrus's ``munge8bit``, on by default).  Rows whose bytes contain a bare LF or an
+8-bit header byte also carry a *normalised* fingerprint (every line ending as CRLF, every 8-bit header byte as
+"X"): what such a server stores hashes to it, so recovery and adoption find the rewritten copy when the exact
+fingerprint finds nothing.
 """
 
 from __future__ import annotations
@@ -22,16 +25,38 @@ from typing import Iterable, Iterator
 from ..model import Body
 
 
-class Fingerprinter:
-    """SHA-256 of the exact bytes, plus of the CRLF-normalised bytes when they differ, in one pass."""
+_HIGH = bytes(range(0x80, 0x100))
+_MUNGE = bytes.maketrans(_HIGH, b"X" * len(_HIGH))
 
-    __slots__ = ("_exact", "_norm", "_carry_cr", "_differs")
+
+class Fingerprinter:
+    """SHA-256 of the exact bytes, plus of the normalised bytes (CRLF line ends, 8-bit header bytes as "X")
+    when they differ, in one pass."""
+
+    __slots__ = ("_exact", "_norm", "_carry_cr", "_differs", "_in_header", "_tail")
 
     def __init__(self):
         self._exact = hashlib.sha256()
         self._norm = hashlib.sha256()
         self._carry_cr = False  # the previous chunk ended in "\r"
         self._differs = False
+        self._in_header = True  # the normalised stream has not reached its first empty line yet
+        self._tail = b""  # the normalised stream's last three bytes, to see "\r\n\r\n" across chunks
+
+    def _norm_update(self, data: bytes) -> None:
+        if self._in_header and data:
+            seen = self._tail + data
+            end = seen.find(b"\r\n\r\n")
+            cut = len(data) if end < 0 else max(0, end + 4 - len(self._tail))
+            head = data[:cut]
+            munged = head.translate(_MUNGE)
+            if munged != head:
+                self._differs = True
+            data = munged + data[cut:]
+            if end >= 0:
+                self._in_header = False
+            self._tail = seen[-3:]
+        self._norm.update(data)
 
     def update(self, chunk: bytes) -> None:
         if not chunk:
@@ -41,7 +66,7 @@ class Fingerprinter:
         if self._carry_cr:
             if data[:1] == b"\n":
                 data = data[1:]
-                self._norm.update(b"\n")
+                self._norm_update(b"\n")
             # a lone "\r" stays a lone "\r": it is not a line ending
         self._carry_cr = data.endswith(b"\r")
         body = data[:-1] if self._carry_cr else data
@@ -51,9 +76,9 @@ class Fingerprinter:
             if lf != crlf:
                 self._differs = True
                 body = body.replace(b"\r\n", b"\n").replace(b"\n", b"\r\n")
-        self._norm.update(body)
+        self._norm_update(body)
         if self._carry_cr:
-            self._norm.update(b"\r")
+            self._norm_update(b"\r")
 
     def result(self) -> tuple[str, str | None]:
         exact = self._exact.hexdigest()

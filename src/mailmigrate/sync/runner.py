@@ -60,19 +60,47 @@ class RunResult:
     def ok(self) -> bool:
         return all(a.ok for a in self.accounts)
 
+    @property
+    def exit_status(self) -> int:
+        """0 all synced; 2 some account's settings are wrong (login refused, unknown host, TLS or certificate
+        mismatch): fix them first, whatever else happened; 1 something else failed."""
+        if any(a.error_kind == "configuration" for a in self.accounts):
+            return 2
+        return 0 if self.ok else 1
+
+    def errors(self) -> list[dict]:
+        """Every failure of the run, one record each: {kind, account, folder, message}."""
+        out = []
+        for a in self.accounts:
+            if a.error:
+                out.append({"kind": a.error_kind or "failure", "account": a.account, "folder": None,
+                            "message": a.error})
+            for p in a.problems:
+                if p.kind != "warning":
+                    out.append({"kind": p.kind, "account": a.account, "folder": p.folder,
+                                "message": p.reason if p.message is None else f"{p.message}: {p.reason}"})
+        return out
+
     def as_dict(self) -> dict:
         t = self.totals.as_dict()
         return {
             **t,
+            "ok": self.ok,
+            "exit_status": self.exit_status,
             "accounts_total": len(self.accounts),
             "accounts_failed": sum(1 for a in self.accounts if a.error),
             "dry_run": self.dry_run,
             "state": str(self.state_path),
+            "errors": self.errors(),
             "accounts": [
                 {
                     "account": a.account,
+                    "source": a.account.split(" -> ", 1)[0],
+                    "target": a.account.split(" -> ", 1)[-1],
+                    "seconds": round(a.seconds, 3),
                     **a.counters.as_dict(),
                     "error": a.error,
+                    "error_kind": a.error_kind,
                     "problems": [p.__dict__ for p in a.problems],
                 }
                 for a in self.accounts
@@ -143,7 +171,7 @@ def run_sync(req: SyncRequest) -> RunResult:
 
 
 def login_for(run_password: Secret | None, own_password: Secret | None,
-           options: StoreOptions) -> tuple[Secret | None, StoreOptions]:
+              options: StoreOptions) -> tuple[Secret | None, StoreOptions]:
     """The password and options one account logs in with on one side.
 
     With a master user the run's password is the master's and every account logs in through it.  An
@@ -165,6 +193,11 @@ def _one(req: SyncRequest, acc: Account, state: StateDB) -> AccountResult:
 
 
 def _sync_one(req: SyncRequest, acc: Account, state: StateDB, name: str) -> AccountResult:
+    if req.sync.stop_requested.is_set():
+        r = AccountResult(name, error="not started: the run was stopped (Ctrl-C); run it again to continue",
+                          error_kind="failure")
+        req.sync.progress.account_done(name, r)
+        return r
     try:
         src_pw, src_opts = login_for(req.source_password, acc.source_password, req.source_options)
         tgt_pw, tgt_opts = login_for(req.target_password, acc.target_password, req.target_options)
@@ -178,7 +211,7 @@ def _sync_one(req: SyncRequest, acc: Account, state: StateDB, name: str) -> Acco
             side="target",
         )
     except MailmigrateError as e:
-        r = AccountResult(name, error=str(e))
+        r = AccountResult(name, error=str(e), error_kind="configuration" if e.configuration else "failure")
         req.sync.progress.account_done(name, r)
         return r
     lock = getattr(state, "lock_account", None)
@@ -190,7 +223,8 @@ def _sync_one(req: SyncRequest, acc: Account, state: StateDB, name: str) -> Acco
                         name, req.lock_wait)
         if req.lock_wait <= 0 or not lock(name, wait=req.lock_wait):
             r = AccountResult(name, error=f"another process (a fleet worker or another run on this state) is "
-                                          f"syncing this account; nothing was done, run again when it finished")
+                                          f"syncing this account; nothing was done, run again when it finished",
+                              error_kind="failure")
             req.sync.progress.account_done(name, r)
             return r
     try:

@@ -23,6 +23,7 @@ pass file.
 
 from __future__ import annotations
 
+import dataclasses
 import fcntl
 import json
 import logging
@@ -208,6 +209,9 @@ class MigrateOptions:
     force: bool = False
     set_password: Secret | None = None
     force_set_password: Secret | None = None
+    #: cg2kms: -setPass/-forceSetPass apply to a single-user migration only (its documentation says "if a
+    #: single user is migrated"); with more accounts they are ignored, on screen and in the log.
+    passwords_single_user_only: bool = False
     primary_domain: str | None = None
     target: str = "kerio"  # "kerio": X-MASTERAUTH + X-SETUSER; "imap": the server's master-user login
     master_user: str | None = None  # the master's name ("imap": required; "kerio": only shown in messages)
@@ -403,10 +407,11 @@ def select_accounts(base_path, *, domains: list[str] | None = None, users: list[
     for name, d in dirs.items():
         if wanted_domains is not None and name not in wanted_domains:
             continue
-        dom = read_domain(name, d)
+        locs = domain_accounts(name, d)
+        dom = read_domain(name, d, [loc.name for loc in locs])
         for e in dom.errors:
             log.warning("domain %s: %s", name, e)
-        for loc in domain_accounts(name, d):
+        for loc in locs:
             if wanted is not None:
                 keys = {loc.name.lower(), f"{loc.name}@{name}".lower()} & set(wanted)
                 if not keys:
@@ -462,6 +467,13 @@ def migrate(opts: MigrateOptions, out: Out = lambda line: None) -> MigrationRepo
         passes.scrub = runlog.scrub
         log.info("cg2kms migration of %s (main domain %s) to %s; %d account(s); state %s", base, main,
                  spec.describe(""), len(chosen), state_path)
+        if opts.passwords_single_user_only and len(chosen) > 1 and (opts.set_password or opts.force_set_password):
+            note = (f"-setPass/-forceSetPass apply to a single-user migration (-user); {len(chosen)} accounts "
+                    "are migrated, so they are ignored: each created user gets its readable CommuniGate "
+                    "password or a generated one (all in the pass file)")
+            log.warning("%s", note)
+            out(note)
+            opts = dataclasses.replace(opts, set_password=None, force_set_password=None)
         try:
             planned = _prepare_users(opts, chosen, passes, created_before, state_path, out)
             _sync_mail(opts, spec, base, planned, state_path, out)

@@ -15,6 +15,7 @@ from pathlib import Path
 from ...errors import ConfigError, MailmigrateError
 from ...stores.communigate import (
     CommuniGateStore,
+    LINK_KEY_PREFIX,
     account_mailboxes,
     base_domain_dirs,
     domain_accounts,
@@ -96,9 +97,10 @@ def build_overview(base_path, *, domain: str | None = None, user: str | None = N
     for name, d in dirs.items():
         if domain is not None and name != domain.lower():
             continue
-        dom = read_domain(name, d)
+        locs = domain_accounts(name, d)
+        dom = read_domain(name, d, [loc.name for loc in locs])
         dov = DomainOverview(dom, main=(name == main and d.name == "Accounts"))
-        for loc in domain_accounts(name, d):
+        for loc in locs:
             if user is not None and loc.name.lower() != user.lower():
                 continue
             found_user = True
@@ -124,6 +126,7 @@ def _account_overview(base: Path, loc, dom: CGDomain, primary_domain) -> Account
         if mb.kind is not None:
             try:
                 _, metas = store.list_messages(path)
+                metas = [m for m in metas if not m.key.startswith(LINK_KEY_PREFIX)]  # links are problems
                 fov.messages = len(metas)
                 fov.size = sum(m.size or 0 for m in metas)
                 fov.problems.extend(store.damaged(path))
@@ -156,6 +159,7 @@ def to_json(ov: Overview) -> dict:
                         "real_name": a.account.real_name,
                         "password": a.account.password_state,
                         "password_encryption": a.account.password_encryption,
+                        "password_encryption_from": a.account.password_encryption_from,
                         "forwarding": a.account.forwarding,
                         "aliases": a.account.aliases,
                         "not_carried_over": [x.as_dict() for x in a.left_behind],
