@@ -74,6 +74,19 @@ def _twins_layout():
             "Work/Old": [(b"bare LF only\nno headers\n", "\\Flagged")]}
 
 
+def test_state_deleted_rerun_on_cyrus_adopts_what_it_rewrote(prefix_target, tmp_path):
+    """Cyrus rewrites raw 8-bit header bytes (munge8bit): its copies are still found by content."""
+    src, dst = prefix_target
+    populate(src, {"INBOX": [(msg(1), "\\Seen"), (b"Subject: 8bit \xe9\xe8\r\n\r\nLatin-1 \xff\r\n", "")],
+                   "Work": [(msg(2), ""), (msg(2), "")]})
+    state = tmp_path / "s.db"
+    first, _ = sync(src, dst, state)
+    assert first["copied"] == 4
+    state.unlink()
+    again, _ = sync(src, dst, state)
+    assert (again["copied"], again["adopted"], again["target_only"], again["failed"]) == (0, 4, 0, 0), again
+
+
 def test_state_deleted_rerun_adopts_and_copies_nothing(imap_accounts, tmp_path):
     src, dst = imap_accounts
     populate(src, _twins_layout())
@@ -153,14 +166,25 @@ def _named(snap):
     return {imapcheck.decoded(k): sorted(m[0] for m in v.elements()) for k, v in snap.items() if v}
 
 
-def test_folders_that_collide_on_an_inbox_prefix_target_land_in_two(dovecot_factory, tmp_path):
+@pytest.fixture(params=["dovecot-inbox-prefix", "cyrus"])
+def prefix_target(request, dovecot_factory):
+    """A Dovecot source and a target with an INBOX. personal namespace and "." as separator: a Dovecot
+    configured like Courier, and Cyrus 3.6 as Debian ships it."""
     from conftest import ImapAccount
 
     s_srv = dovecot_factory()
-    t_srv = dovecot_factory(separator=".", prefix="INBOX.")  # Courier's and Cyrus's naming
-    src, dst = ImapAccount(s_srv, "ann", "pw1"), ImapAccount(t_srv, "ann", "pw2")
-    s_srv.add_user("ann", "pw1")
-    t_srv.add_user("ann", "pw2")
+    tag = f"c{os.getpid()}x{id(request)}"
+    if request.param == "cyrus":
+        t_srv = request.getfixturevalue("cyrus_server")
+    else:
+        t_srv = dovecot_factory(separator=".", prefix="INBOX.")
+    s_srv.add_user(tag, "pw1")
+    t_srv.add_user(tag, "pw2")
+    return ImapAccount(s_srv, tag, "pw1"), ImapAccount(t_srv, tag, "pw2")
+
+
+def test_folders_that_collide_on_an_inbox_prefix_target_land_in_two(prefix_target, tmp_path):
+    src, dst = prefix_target
     populate(src, {"Projects": [(msg(1), ""), (msg(2), "")], "INBOX/Projects": [(msg(3), "\\Seen")],
                    "Projects/Alpha": [(msg(4), "")], "INBOX/Projects/Alpha": [(msg(5), "")]})
     state = tmp_path / "s.db"
