@@ -7,6 +7,7 @@ reads the result back with Python's own imaplib (tests/servers/imapcheck.py).
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 
@@ -14,6 +15,9 @@ import pytest
 
 from servers import imapcheck
 from test_sync_imap import assert_same, env_for, mm, msg, populate, snapshot, sync
+
+
+_tags = itertools.count()
 
 
 def _write_private(path, text):
@@ -42,7 +46,7 @@ def test_summary_counts_failed_accounts(imap_accounts, tmp_path):
     p = mm("sync", src.url(), dst.url(), "--state", tmp_path / "s.db",
            env={"MAILMIGRATE_SOURCE_PASSWORD": src.password, "MAILMIGRATE_TARGET_PASSWORD": "wrong-pw-9"},
            check=False)
-    assert p.returncode == 1
+    assert p.returncode == 2  # a refused login is the account's settings (main's exit statuses)
     assert "ACCOUNT FAILED" in p.stdout
     assert "1 account(s), 1 failed" in p.stdout, p.stdout
 
@@ -173,7 +177,7 @@ def prefix_target(request, dovecot_factory):
     from conftest import ImapAccount
 
     s_srv = dovecot_factory()
-    tag = f"c{os.getpid()}x{id(request)}"
+    tag = f"c{os.getpid()}x{next(_tags)}"
     if request.param == "cyrus":
         t_srv = request.getfixturevalue("cyrus_server")
     else:
