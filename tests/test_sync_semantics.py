@@ -377,3 +377,29 @@ def test_project_finish_withholds_deletes_of_an_emptied_source(imap_accounts, tm
     p.write_text(p.read_text().replace("delete_on_finish = true", "delete_on_finish = true\nforce_delete = true"))
     mm("project", "finish", p)
     assert status(p)[unit]["state"] == "migrated" and not snapshot(dst).get("Work")
+
+
+def test_collision_rule_is_stable_and_keeps_recorded_mappings():
+    """The rule itself, on names: fewer levels first, then name order; " (2)", " (3)"; children follow their
+    parent; a mapping the state recorded is never taken away, so a folder that appears later moves aside."""
+    from mailmigrate.model import FolderInfo
+    from mailmigrate.sync.folders import plan_folders, separate_collisions
+
+    def wire(path):  # an INBOX. server: INBOX's children and top-level folders are one name
+        return ".".join(path[1:] if path[0] == "INBOX" and len(path) > 1 else path)
+
+    src = [FolderInfo(p, None, False, True) for p in
+           [("INBOX",), ("INBOX", "Projects"), ("Projects",), ("INBOX", "Projects", "A"), ("Projects", "A"),
+            ("Projects (2)",)]]
+    plans, cols = separate_collisions(plan_folders(src, []), wire, {})
+    got = {p.source.path: p.target_path for p in plans}
+    assert got[("Projects",)] == ("Projects",) and got[("Projects", "A")] == ("Projects", "A")
+    assert got[("Projects (2)",)] == ("Projects (2)",)
+    assert got[("INBOX", "Projects")] == ("INBOX", "Projects (3)")  # (2) is another source folder's name
+    assert got[("INBOX", "Projects", "A")] == ("INBOX", "Projects (3)", "A")
+    assert [c.source for c in cols] == [("INBOX", "Projects")]
+    # Recorded first: INBOX/Projects keeps the plain name it got in an earlier run, Projects moves aside.
+    plans, cols = separate_collisions(plan_folders(src[:3], []), wire, {("INBOX", "Projects"): ("INBOX", "Projects")})
+    got = {p.source.path: p.target_path for p in plans}
+    assert got == {("INBOX",): ("INBOX",), ("INBOX", "Projects"): ("INBOX", "Projects"),
+                   ("Projects",): ("Projects (2)",)}
