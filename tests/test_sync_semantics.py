@@ -403,3 +403,17 @@ def test_collision_rule_is_stable_and_keeps_recorded_mappings():
     got = {p.source.path: p.target_path for p in plans}
     assert got == {("INBOX",): ("INBOX",), ("INBOX", "Projects"): ("INBOX", "Projects"),
                    ("Projects",): ("Projects (2)",)}
+
+
+def test_delete_follows_a_deleted_source_folder_on_inbox_prefix_targets(prefix_target, tmp_path):
+    src, dst = prefix_target
+    populate(src, {"INBOX": [(msg(1), "")], "Gone": [(msg(10), ""), (msg(11), "\\Seen")]})
+    state = tmp_path / "s.db"
+    sync(src, dst, state)
+    _own_message(dst, "INBOX")
+    _imap_delete_folder(src, "Gone")
+    s, _ = sync(src, dst, state, "--delete")
+    assert (s["deleted"], s["failed"], s["accounts"][0]["problems"]) == (2, 0, []), s
+    target = snapshot(dst)
+    assert "INBOX.Gone" not in target
+    assert len(target["INBOX"]) == 2  # the copy of message 1 and the user's own
