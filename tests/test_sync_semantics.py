@@ -115,6 +115,22 @@ def test_state_deleted_rerun_adopts_and_copies_nothing(imap_accounts, tmp_path):
     c.logout()
     third, _ = sync(src, dst, state)
     assert (third["copied"], third["adopted"], third["flags_updated"]) == (0, 0, 1)
+    # An abort takes away only what mailmigrate made: the adopted copies were there before it came.
+    from mailmigrate.model import Secret
+    from mailmigrate.stores.imap import ImapStore
+    from mailmigrate.sync.abort import abort_account
+    from mailmigrate.sync.state import StateDB
+
+    before = snapshot(dst)
+    db = StateDB.open(state)
+    try:
+        (account,) = list(db.iter_accounts())
+        res = abort_account(ImapStore("127.0.0.1", dst.port, user=dst.user, password=Secret(dst.password),
+                                      tls="none"), db, account)
+    finally:
+        db.close()
+    assert (res.messages_removed, res.adopted_kept) == (0, 11)
+    assert {k: sum(v.values()) for k, v in snapshot(dst).items()} == {k: sum(v.values()) for k, v in before.items()}
 
 
 def test_same_source_by_another_spelling_copies_nothing(imap_accounts, state_where):

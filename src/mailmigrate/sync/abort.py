@@ -15,7 +15,7 @@ from ..errors import MailmigrateError
 from ..stores.base import Store
 from .deletes import check_copies
 from .folders import display
-from .state import StateDB
+from .state import ADOPTED, StateDB
 
 log = logging.getLogger("mailmigrate.sync")
 
@@ -28,6 +28,8 @@ class AbortResult:
     folders_kept: list[str] = field(default_factory=list)  # created by us but holding other mail
     #: copies the state names that are not (or no longer provably) mailmigrate's: left, with the reason
     messages_kept: list[str] = field(default_factory=list)
+    #: copies mailmigrate found on the target (adopted) instead of making them: left where they were
+    adopted_kept: int = 0
 
 
 def abort_account(target: Store, state: StateDB, account: str) -> AbortResult:
@@ -39,9 +41,12 @@ def abort_account(target: Store, state: StateDB, account: str) -> AbortResult:
         for f in folders:
             # Each copy is checked before it goes (sync.deletes): after a user re-created the folder, the keys
             # the state holds name the user's own new mail.
+            rows = list(state.messages(f.id).values())
+            # Copies found on the target rather than made (adopted) were there before mailmigrate: they stay.
+            res.adopted_kept += sum(1 for r in rows if r.uid_floor == ADOPTED and r.target_key is not None)
+            rows = [r for r in rows if r.uid_floor != ADOPTED]
             try:
-                checked = check_copies(target, f.target_path, list(state.messages(f.id).values()),
-                                       f.target_validity)
+                checked = check_copies(target, f.target_path, rows, f.target_validity)
             except MailmigrateError as e:
                 res.messages_kept.append(f"folder {display(f.target_path)}: could not be checked ({e}); "
                                          f"nothing deleted there")

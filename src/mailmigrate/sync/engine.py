@@ -46,7 +46,7 @@ from .deletes import check_copies, guard_refusal
 from .folders import FolderPlan, display, plan_folders, separate_collisions
 from .limits import RateLimiter
 from .matching import Fingerprinter, fingerprints, hash_messages, match_multiset
-from .state import DONE, PENDING, FolderState, LostIntent, MessageRow, StateDB
+from .state import ADOPTED, DONE, PENDING, FolderState, LostIntent, MessageRow, StateDB
 
 log = logging.getLogger("mailmigrate.sync")
 _HIGH_BYTE = re.compile(rb"[\x80-\xff]")
@@ -978,7 +978,7 @@ class _AccountRun:
             self.source.fetch_problems()  # an unreadable message is reported when its copy is tried
             pairs = match_multiset(((k, fp, nfp) for k, (fp, nfp, _) in sorted(source.items())), hashed)
             rows = [MessageRow(sk, source[sk][0], source[sk][1], source[sk][2], _clean(by_key[sk].flags), tk,
-                               DONE, None) for sk, tk in pairs.items()]
+                               DONE, ADOPTED) for sk, tk in pairs.items()]
         self.c.adopted += len(rows)
         self.c.target_only += len(cands) - len(rows)
         return rows, len(cands) - len(rows)

@@ -24,6 +24,9 @@ from ..model import FolderPath
 
 PENDING = 0
 DONE = 1
+#: the uid_floor of a DONE row whose copy was found on the target, not made (engine._adopt): no intent ever had
+#: a floor below 1, so the mark cannot be mistaken; abort leaves such copies where they were
+ADOPTED = -1
 
 
 def encode_path(path: FolderPath) -> str:
@@ -276,16 +279,16 @@ class SqlStateDB:
             )
 
     def adopt(self, folder_id: int, rows: Iterable[MessageRow]) -> None:
-        """Record target messages found to be copies of source messages as DONE rows, in one transaction.
-        Never replaces a row: adoption only happens where the folder has none."""
+        """Record target messages found to be copies of source messages as DONE rows marked ADOPTED, in one
+        transaction.  Never replaces a row: adoption only happens where the folder has none."""
         params = [(folder_id, r.source_key, r.fingerprint, r.norm_fingerprint, r.size, encode_flags(r.source_flags),
-                   r.target_key, DONE) for r in rows]
+                   r.target_key, DONE, ADOPTED) for r in rows]
         if not params:
             return
         with self._lock, self._transaction():
             self._executemany(
                 "INSERT INTO {messages}(folder_id, source_key, fingerprint, norm_fingerprint, size,"
-                " source_flags, target_key, state, uid_floor) VALUES (?,?,?,?,?,?,?,?,NULL) "
+                " source_flags, target_key, state, uid_floor) VALUES (?,?,?,?,?,?,?,?,?) "
                 "ON CONFLICT (folder_id, source_key) DO NOTHING",
                 params,
             )

@@ -206,6 +206,8 @@ class Workflow:
             return True, (f"removed {res.messages_removed} message(s) and {len(res.folders_removed)} folder(s) "
                           f"mailmigrate had made on the target"
                           + (f"; kept non-empty folders {', '.join(res.folders_kept)}" if res.folders_kept else "")
+                          + (f"; kept {res.adopted_kept} message(s) that were on the target before mailmigrate "
+                             f"(adopted)" if res.adopted_kept else "")
                           + (f"; kept {len(res.messages_kept)} message(s) that are no longer mailmigrate's copies: "
                              + "; ".join(res.messages_kept[:5]) if res.messages_kept else "")), False
         raise MailmigrateError(f"unknown action {action}")
