@@ -5,7 +5,7 @@ Why: a state row says "source message S was copied to target key K in folder F".
 UIDVALIDITY, and UIDs counted from 1 again), a server is restored, a state is stale.  Then K names someone
 else's mail, and trusting the row deletes it.  So every delete is checked against the target as it is now:
 the folder's UIDVALIDITY must be the one the keys belong to, and the message at K must have the bytes the
-row recorded (SHA-256 exact, or CRLF-normalised, as recovery matches).  Anything that does not match stays,
+row recorded (SHA-256 exact, or normalised, as recovery matches).  Anything that does not match stays,
 and the caller reports it.
 
 And how much may go at once: :func:`guard_refusal` is the emptied-source guard.  A source folder that lists
