@@ -261,7 +261,7 @@ class Problem:
     folder: str | None
     message: str | None
     reason: str
-    kind: str = "message"  # message | folder | account | flag | warning
+    kind: str = "message"  # message | folder | account | flag | warning | delete (deletes withheld)
 
     def describe(self) -> str:
         where = [f"account {self.account}"]
@@ -288,6 +288,13 @@ class Counters:
     late_duplicates_removed: int = 0
     #: copies the target stored other than sent (Cyrus's munge8bit on 8-bit header bytes), each reported
     rewritten: int = 0
+    #: target messages found to be copies of source messages when the state knew nothing of the folder
+    #: (state lost, an earlier tool, another spelling of the server): recorded, not copied again
+    adopted: int = 0
+    #: target messages in such folders that are no copy of a source message (left alone)
+    target_only: int = 0
+    #: copies not deleted because the emptied-source guard withheld the deletes (sync.deletes)
+    deletes_withheld: int = 0
 
     @classmethod
     def total(cls, many) -> "Counters":
@@ -319,4 +326,4 @@ class AccountResult:
 
     @property
     def ok(self) -> bool:
-        return self.error is None and self.counters.failed == 0
+        return self.error is None and self.counters.failed == 0 and self.counters.deletes_withheld == 0

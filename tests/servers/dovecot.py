@@ -45,7 +45,7 @@ class DovecotServer:
     def __init__(self, root: Path | None = None, *, tls: bool = False, separator: str = "/", master_user=MASTER,
                  uidplus: bool = True, extra_conf: str = "", passdb_file: Path | None = None,
                  mail_location: str = "maildir:~/Maildir:LAYOUT=fs", compress: bool = False,
-                 home: str | None = None):
+                 home: str | None = None, prefix: str = ""):
         # Dovecot's auth and mail processes run as "dovecot" and must traverse every directory above their
         # files; pytest's temporary directories are 0700, so the server lives in a directory of its own.
         self.root = Path(tempfile.mkdtemp(prefix="mm-dovecot-", dir="/tmp"))
@@ -54,6 +54,7 @@ class DovecotServer:
         self.passdb_file = passdb_file  # an extra passdb (e.g. a passwd-file written by a directory copy)
         self.tls = tls
         self.separator = separator
+        self.prefix = prefix  # personal namespace prefix: "INBOX." with separator "." is Courier's and Cyrus's naming
         self.master_user = master_user
         self.uidplus = uidplus
         self.compress = compress  # load imap_zlib: the server advertises COMPRESS=DEFLATE after login
@@ -157,6 +158,7 @@ mail_fsync = optimized
 {caps}namespace inbox {{
   inbox = yes
   separator = {self.separator}
+  prefix = {self.prefix}
   mailbox Sent {{
     special_use = \\Sent
   }}

@@ -45,6 +45,10 @@ def register(sub) -> None:
     p.add_argument("target", metavar="TARGET")
     p.add_argument("--source-master", metavar="USER", help="log in to the source as this master/admin user")
     p.add_argument("--target-master", metavar="USER", help="log in to the target as this master/admin user")
+    p.add_argument("--source-id", metavar="NAME",
+                   help="name the source server in the state, whatever host name, address, port or scheme "
+                        "reaches it (same as ?id=NAME in the URL)")
+    p.add_argument("--target-id", metavar="NAME", help="the same for the target server")
     p.add_argument("--source-password-file", metavar="FILE")
     p.add_argument("--target-password-file", metavar="FILE")
     p.add_argument("--state", metavar="PATH", help="state database (default: one per SOURCE/TARGET pair "
@@ -68,6 +72,12 @@ def register(sub) -> None:
     p.add_argument("--delete", action="store_true",
                    help="remove from TARGET the copies of messages that left SOURCE (only copies "
                         "mailmigrate made)")
+    p.add_argument("--force-delete", action="store_true",
+                   help="with --delete: delete even where the source looks emptied (see --delete-guard)")
+    p.add_argument("--delete-guard", type=float, default=50, metavar="PERCENT",
+                   help="with --delete: a source folder (or account) that lists no messages while copies exist, "
+                        "or would lose more than PERCENT%% of its copies (10 or more) in one run, gets no deletes "
+                        "and the run exits 1, unless --force-delete (default 50)")
     p.add_argument("--dry-run", action="store_true", help="show what would be done; change nothing")
     p.add_argument("--keep-uids", action="store_true",
                    help="maildir: to maildir: between two Dovecot servers: copy file by file so UIDVALIDITY, "
@@ -101,10 +111,22 @@ def _raw():
     return argparse.RawDescriptionHelpFormatter
 
 
-def default_state_path(source: str, target: str) -> Path:
+def default_state_path(source, target, written: tuple[str, str] | None = None) -> Path:
+    """One state file per pair of servers, named after their identities (so another spelling of a server
+    finds the same file); a file an earlier version named after the URLs as ``written`` is used while it is
+    the only one.  Groupware passes its URLs as text and is named by them."""
     base = Path(os.environ.get("XDG_STATE_HOME") or Path.home() / ".local" / "state") / "mailmigrate"
-    digest = hashlib.sha256(f"{source}\n{target}".encode()).hexdigest()[:16]
-    return base / f"sync-{digest}.db"
+
+    def named(a: str, b: str) -> Path:
+        digest = hashlib.sha256(f"{a}\n{b}".encode()).hexdigest()[:16]
+        return base / f"sync-{digest}.db"
+
+    path = named(*(x if isinstance(x, str) else x.identity() for x in (source, target)))
+    if written:
+        legacy = named(*written)
+        if legacy.exists() and not path.exists():
+            return legacy
+    return path
 
 
 def run(args) -> int:
@@ -127,13 +149,17 @@ def _run(args) -> int:
 
     if groupware.wanted(args):  # caldav://, carddav://, vdir: on both sides
         return groupware.run(args, default_state_path)
+    if (args.force_delete or args.delete_guard != 50) and not args.delete:
+        raise ConfigError("--force-delete and --delete-guard are about deleting; they need --delete")
+    if not 0 <= args.delete_guard <= 100:
+        raise ConfigError("--delete-guard is a percentage between 0 and 100")
     if args.jobs < 1:
         raise ConfigError("--jobs must be at least 1")
     if args.executor != "celery" and (args.fleet_timeout is not None or args.idle_warning is not None):
         raise ConfigError("--fleet-timeout and --idle-warning are about waiting for the fleet; they need "
                           "--executor celery")
-    source = parse_spec(args.source)
-    target = parse_spec(args.target)
+    source = parse_spec(args.source).with_id(args.source_id)
+    target = parse_spec(args.target).with_id(args.target_id)
     if args.keep_uids:
         return _keep_uids(args, source, target)
     if target.kind not in ("imap", "maildir"):
@@ -157,7 +183,7 @@ def _run(args) -> int:
 
     pg_state = is_pg_url(args.state)
     state_path = args.state if pg_state else Path(args.state) if args.state else default_state_path(
-        source.text, target.text)
+        source, target, (args.source, args.target))
     interactive = sys.stderr.isatty() and not args.no_progress and not args.json
     progress = ScaledProgress(len(accounts)) if interactive else PlainProgress()
     req = SyncRequest(
@@ -176,6 +202,7 @@ def _run(args) -> int:
         max_bandwidth=args.max_bandwidth * (1 << 20) if args.max_bandwidth else None,
         max_connections=args.max_connections,
         sync=SyncOptions(delete=args.delete, dry_run=args.dry_run, progress=progress,
+                         force_delete=args.force_delete, delete_guard=args.delete_guard / 100,
                          connections=max(1, args.connections), max_attempts=max(1, args.retries)),
         state_factory=open_state if pg_state else None,
         lock_wait=max(0.0, args.lock_wait),
@@ -311,6 +338,12 @@ def print_summary(result) -> None:
     if t.late_duplicates_removed:
         print(f"  removed {t.late_duplicates_removed} late duplicates of interrupted runs (copies a killed run's "
               "server committed after they had been copied again)")
+    if t.deletes_withheld:
+        print(f"  {t.deletes_withheld} copies NOT deleted: the source looks emptied (listed below); check it, "
+              "then run again, with --force-delete if the deletions are right")
+    if t.adopted or t.target_only:
+        print(f"  {t.adopted} messages were already on the target (adopted, not copied again); "
+              f"{t.target_only} target messages are no copy of a source message (left alone)")
     for a in result.accounts:
         if a.error:
             print(f"  ACCOUNT FAILED {a.account}: {a.error}")

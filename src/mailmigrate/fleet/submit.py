@@ -36,6 +36,8 @@ def describe_run(req: SyncRequest, run_id: str) -> dict:
         "insecure": req.source_options.insecure,
         "allow_plaintext": req.source_options.allow_plaintext,
         "delete": req.sync.delete,
+        "force_delete": req.sync.force_delete,
+        "delete_guard": req.sync.delete_guard,
         "dry_run": req.sync.dry_run,
         "connections": req.sync.connections,
         "retries": req.sync.max_attempts,

@@ -22,7 +22,7 @@ from ..errors import ConfigError, MailmigrateError
 from ..model import Account, AccountResult, Secret
 from ..stores.registry import StoreOptions, StoreSpec, build_store, parse_spec
 from ..sync.engine import Progress, SyncOptions, sync_account
-from ..sync.runner import SyncRequest, account_key
+from ..sync.runner import SyncRequest, login_for, migrate_account_key
 from ..sync.state_pg import PgStateDB
 from . import jobs
 from .limits import RedisRateLimiter, Slots, SlotStore, slot_key
@@ -113,7 +113,7 @@ def sync_one_account(task, desc: dict, account: dict) -> dict:
     source = parse_spec(desc["source"])
     target = parse_spec(desc["target"])
     acc = Account(account.get("source_user"), account.get("target_user"))
-    name = account_key(SyncRequest(source=source, target=target, accounts=[], state_path=""), acc)
+    name = migrate_account_key(state, SyncRequest(source=source, target=target, accounts=[], state_path=""), acc)
     if not state.lock_account(name, wait=_config.lock_wait):
         log.info("account %s is being synced by another worker; job put back", name)
         jobs.set_status(state, run_id, name, "waiting")
@@ -141,21 +141,22 @@ def _run(desc: dict, acc: Account, name: str, state, slots) -> AccountResult:
     target = parse_spec(desc["target"])
     known = cfg.accounts.get((acc.source_user, acc.target_user))
     src_master, tgt_master = desc.get("source_master"), desc.get("target_master")
-    src_pw = cfg.source_password if src_master else ((known and known.source_password) or cfg.source_password)
-    tgt_pw = cfg.target_password if tgt_master else ((known and known.target_password) or cfg.target_password)
+    common = dict(insecure=bool(desc.get("insecure")), allow_plaintext=bool(desc.get("allow_plaintext")))
+    src_pw, src_opts = login_for(cfg.source_password, known and known.source_password,
+                                 StoreOptions(master_user=src_master, **common))
+    tgt_pw, tgt_opts = login_for(cfg.target_password, known and known.target_password,
+                                 StoreOptions(master_user=tgt_master, create=not bool(desc.get("dry_run")), **common))
     progress = _FleetProgress(state, desc["run_id"], name)
     opts = SyncOptions(delete=bool(desc.get("delete")), dry_run=bool(desc.get("dry_run")), progress=progress,
+                       force_delete=bool(desc.get("force_delete")), delete_guard=float(desc.get("delete_guard", 0.5)),
                        connections=max(1, int(desc.get("connections", 3))),
                        max_attempts=max(1, int(desc.get("retries", 6))))
     if (desc.get("max_rate") or desc.get("max_bandwidth")) and cfg.redis_url:
         opts.target_limiter = RedisRateLimiter(cfg.redis_url, server_name(target), desc.get("max_rate"),
                                                desc.get("max_bandwidth"))
-    common = dict(insecure=bool(desc.get("insecure")), allow_plaintext=bool(desc.get("allow_plaintext")))
     try:
-        src = build_store(source, user=acc.source_user, password=src_pw, side="source",
-                          options=StoreOptions(master_user=src_master, **common))
-        tgt = build_store(target, user=acc.target_user, password=tgt_pw, side="target",
-                          options=StoreOptions(master_user=tgt_master, create=not opts.dry_run, **common))
+        src = build_store(source, user=acc.source_user, password=src_pw, side="source", options=src_opts)
+        tgt = build_store(target, user=acc.target_user, password=tgt_pw, side="target", options=tgt_opts)
     except MailmigrateError as e:
         return AccountResult(name, error=str(e))
     limit = desc.get("max_connections")

@@ -86,6 +86,18 @@ class Store(ABC):
         return self.kind
 
     # --- folders ---------------------------------------------------------------------------------
+    def folder_identity(self, path: FolderPath) -> object:
+        """Which folder of this store ``path`` names: two paths with one identity are one folder.
+
+        Why: a store's own naming can make two paths one folder (an IMAP server with an ``INBOX.`` personal
+        namespace stores both ("Projects",) and ("INBOX", "Projects") as ``INBOX.Projects``); the engine asks
+        this before copying so that it never merges two source folders.  By default paths differ unless
+        they differ only in the case of INBOX.
+        """
+        if path and path[0].upper() == "INBOX":
+            return ("INBOX",) + tuple(path[1:])
+        return tuple(path)
+
     @abstractmethod
     def list_folders(self) -> list[FolderInfo]:
         """Every folder, with special use and subscription; INBOX is ("INBOX",)."""

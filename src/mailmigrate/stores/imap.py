@@ -154,6 +154,17 @@ class ImapStore(Store):
             return mutf7.encode((self.sep or "/").join(comps))
         return mutf7.encode(self.prefix + (self.sep or "/").join(comps))
 
+    def folder_identity(self, path: FolderPath) -> object:
+        """The name on the wire: with a personal namespace prefix ("INBOX.") a top-level folder and INBOX's
+        child of the same name are one mailbox on the server.  Valid once the store is open (the prefix and
+        separator come from the server)."""
+        if path and path[0].upper() == "INBOX" and len(path) == 1:
+            return "INBOX"
+        wire = self._wire_name(path)
+        if self.sep and wire.upper().startswith("INBOX" + self.sep):
+            wire = "INBOX" + wire[5:]
+        return wire
+
     def _path(self, wire: bytes) -> FolderPath | None:
         try:
             name = mutf7.decode(wire.decode("ascii"))

@@ -18,9 +18,9 @@ from __future__ import annotations
 import ipaddress
 import os
 import socket
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
-from urllib.parse import parse_qs, unquote, urlsplit
+from urllib.parse import parse_qs, quote, unquote, urlsplit
 
 from ..errors import ConfigError
 from ..model import Secret
@@ -45,8 +45,39 @@ class StoreSpec:
     def is_file(self) -> bool:
         return self.kind in FILE_KINDS
 
+    @property
+    def server_id(self) -> str | None:
+        """The name the user pinned for this server (``?id=`` or ``--source-id``/``--target-id``)."""
+        return self.params.get("id") or None
+
+    def with_id(self, server_id: str | None) -> "StoreSpec":
+        """The same store with a pinned server identity; the URL text carries it too, because that text is
+        what fleet workers are sent and parse again."""
+        if not server_id or server_id == self.server_id:
+            return self
+        if any(c in server_id for c in "&?#/ \t\r\n"):
+            raise ConfigError(f"server id {server_id!r}: use letters, digits, '.', '-', '_' or '@'")
+        text = self.text + ("&" if "?" in self.text else "?") + "id=" + quote(server_id, safe="@.-_")
+        return replace(self, text=text, params={**self.params, "id": server_id})
+
+    def identity(self, user: str | None = None) -> str:
+        """Who this mailbox is, for the state: the user and the server, not how the server was reached.
+
+        An IMAP server is its host name, lower-cased, whatever the scheme and port (``imap://`` on 143 and
+        ``imaps://`` on 993 reach the same mailboxes); a host reached by two names (``mail.example.org`` and
+        its address) is one server only when the user pins an id for it.  A file store is its resolved path,
+        or the pinned id.
+        """
+        if self.kind == "imap":
+            u = user if user is not None else (self.user or "")
+            return f"imap://{u + '@' if u else ''}{self.server_id or (self.host or '').lower()}"
+        if self.server_id:
+            u = user if user is not None else ""
+            return f"{self.kind}://{u + '@' if u else ''}{self.server_id}"
+        return self.describe(user)
+
     def describe(self, user: str | None = None) -> str:
-        """A stable, password-free name for state keys and logs."""
+        """A stable, password-free name for logs (and the state's account names before identities)."""
         if self.kind == "imap":
             u = user if user is not None else (self.user or "")
             scheme = "imaps" if self.tls == "implicit" else "imap"
@@ -92,7 +123,7 @@ def parse_spec(text: str) -> StoreSpec:
             user = unquote(user_part)
         host, port = _host_port(netloc, text)
         params = {k: v[-1] for k, v in parse_qs(u.query).items()} if u.query else {}
-        unknown = set(params) - {"tls", "master", "cafile", "timeout", "compress"}
+        unknown = set(params) - {"tls", "master", "cafile", "timeout", "compress", "id"}
         if unknown:
             raise ConfigError(f"{text}: unknown option(s) {', '.join(sorted(unknown))}")
         if u.scheme == "imaps":

@@ -42,10 +42,11 @@ from ..model import (
     Problem,
 )
 from ..stores.base import Store
-from .folders import FolderPlan, display, plan_folders
+from .deletes import check_copies, guard_refusal
+from .folders import FolderPlan, display, plan_folders, separate_collisions
 from .limits import RateLimiter
 from .matching import Fingerprinter, fingerprints, hash_messages, match_multiset
-from .state import DONE, PENDING, FolderState, LostIntent, MessageRow, StateDB
+from .state import ADOPTED, DONE, PENDING, FolderState, LostIntent, MessageRow, StateDB
 
 log = logging.getLogger("mailmigrate.sync")
 _HIGH_BYTE = re.compile(rb"[\x80-\xff]")
@@ -87,6 +88,11 @@ class SyncOptions:
     #: seconds a run waits at the end of a folder for a late commit of intents it declared lost itself, so
     #: that the usual case (the killed session finishes within a second) is settled by the same run
     late_commit_grace: float = 2.0
+    #: delete even where the emptied-source guard would withhold deletes (sync.deletes.guard_refusal)
+    force_delete: bool = False
+    #: the emptied-source guard: withhold deletes when more than this share of a folder's (or the account's)
+    #: copies would go in one run
+    delete_guard: float = 0.5
 
 
 def _side(e: BaseException) -> str:
@@ -226,11 +232,22 @@ class _AccountRun:
         self._subscriptions_done = False
         self._reported_keyword_drops: set[tuple[FolderPath, str]] = set()
         self._reopen_source_needed = False
-        self.target_paths: set[FolderPath] = set()
+        self.target_paths: set = set()  # target folders that exist, by folder_identity
         # One per target folder, shared by the folder workers: a sweep must not see another source folder's
         # fresh copy into the same target folder before that copy is recorded (see _sweep).
         self._target_locks: dict[FolderPath, threading.RLock] = {}
         self._target_locks_guard = threading.Lock()
+        # Set when the emptied-source guard withholds every delete of the account this run: the reason.
+        self._withheld: str | None = None
+        self._guarded = False
+
+    def _tid(self, path: FolderPath) -> object:
+        """Which target folder ``path`` is (see Store.folder_identity): two paths, one folder."""
+        return self.target.folder_identity(path)
+
+    def _sharing(self, target_path: FolderPath) -> list[FolderState]:
+        """This account's source folders that land in the target folder ``target_path``."""
+        return [g for g in self.state.folders(self.account) if self._tid(g.target_path) == self._tid(target_path)]
 
     # --- connections ----------------------------------------------------------------------------
     def open(self) -> None:
@@ -256,12 +273,24 @@ class _AccountRun:
         src_folders, tgt_folders = _both(self.source.list_folders, self._target_folders)
         # A \Noselect name is no mailbox: a server leaves one behind when a folder with children is deleted
         # (an abort, say), and such a folder must be created again, not asked for its STATUS.
-        self.target_paths = {_norm(f.path) for f in tgt_folders if f.selectable}
+        self.target_paths = {self._tid(f.path) for f in tgt_folders if f.selectable}
         plans = plan_folders(src_folders, tgt_folders)
+        recorded = {f.source_path: f.target_path for f in self.state.folders(self.account)}
+        plans, collisions = separate_collisions(plans, self._tid, recorded, tgt_folders)
+        for col in collisions:
+            # Decided once, before anything is copied, and recorded so that every later run keeps it.
+            if not self.opt.dry_run:
+                self.state.ensure_folder(self.account, col.source, col.new_path)
+            self._problem(col.source, None, f"would land in the same target folder {display(col.target_path)} as "
+                          f"source folder {display(col.kept_by)}; copied to {display(col.new_path)} instead",
+                          kind="warning")
         self.c.folders = len(plans)
         todo = [p for p in plans if p.source.path not in self.finished]
         statuses, tgt_statuses = _both(lambda: self._source_statuses([p.source.path for p in todo]),
                                        lambda: self._target_statuses(todo))
+        if self.opt.delete and not self._guarded:
+            self._guarded = True
+            self._guard_account(src_folders, statuses)
         # Unchanged folders are settled here, on this connection, before any other connection is opened:
         # a rerun with nothing to do costs one pipelined STATUS per side.
         work = []
@@ -285,6 +314,8 @@ class _AccountRun:
                     except ServerRefused as e:
                         self._problem(plan.source.path, None, f"could not subscribe on target: {e}", kind="warning")
             self._subscriptions_done = True
+        if self.opt.delete:
+            self._delete_gone_folders({f.path for f in src_folders if f.selectable})
 
     def _target_folders(self) -> list:
         try:
@@ -318,7 +349,7 @@ class _AccountRun:
         want = {}
         for p in plans:
             f = self.state.folder(self.account, p.source.path)
-            if f is not None and _norm(f.target_path) in self.target_paths:
+            if f is not None and self._tid(f.target_path) in self.target_paths:
                 want[p.source.path] = f.target_path
         if not want or self.opt.dry_run:
             return {}
@@ -399,11 +430,12 @@ class _AccountRun:
         run._reported_keyword_drops = self._reported_keyword_drops
         run._target_locks = self._target_locks
         run._target_locks_guard = self._target_locks_guard
+        run._withheld = self._withheld
         return run
 
     def _target_lock(self, target_path: FolderPath) -> threading.RLock:
         with self._target_locks_guard:
-            return self._target_locks.setdefault(_norm(target_path), threading.RLock())
+            return self._target_locks.setdefault(self._tid(target_path), threading.RLock())
 
     def _source_statuses(self, paths: Sequence[FolderPath]) -> dict[FolderPath, FolderStatus]:
         try:
@@ -433,10 +465,10 @@ class _AccountRun:
 
         if fstate is None:
             fstate = self.state.ensure_folder(self.account, src_path, target_path)
-        if _norm(target_path) not in self.target_paths:
+        if self._tid(target_path) not in self.target_paths:
             self.target.create_folder(target_path, plan.special_use)
             self.state.mark_created(fstate.id)
-            self.target_paths.add(_norm(target_path))
+            self.target_paths.add(self._tid(target_path))
             self.c.folders_created += 1
             log.info("account %s: created target folder %s", self.account, display(target_path))
             tgt_status = None
@@ -462,6 +494,8 @@ class _AccountRun:
         else:
             status, metas = self.source.list_messages(src_path)
             rows = self.state.messages(fstate.id)
+            if not rows and metas and (tgt_status.count or 0) > 0 and not self.state.has_lost_intents(fstate.id):
+                rows = self._adopt(fstate, src_path, target_path, metas)
             if rows and fstate.source_validity is not None and status.validity != fstate.source_validity:
                 rows = self._rematch_source(fstate, src_path, metas, rows)
             if rows and fstate.target_validity is not None and tgt_status.validity != fstate.target_validity:
@@ -489,7 +523,14 @@ class _AccountRun:
         if new:
             self._copy(fstate, src_path, target_path, new, perm, tgt_status)
         if gone and self.opt.delete:
-            self._delete(fstate, target_path, gone)
+            copies = sum(1 for r in rows.values() if r.state == DONE and r.target_key is not None)
+            going = sum(1 for r in gone if r.state == DONE and r.target_key is not None)
+            why = self._withheld or (None if self.opt.force_delete else
+                                     guard_refusal(copies, going, source_count, self.opt.delete_guard))
+            if why:
+                self._withhold(src_path, going, why, report=not self._withheld)
+            else:
+                self._delete(fstate, target_path, gone, tgt_status.validity)
         self._sweep(fstate, target_path, settle=True)
 
         # The target's UIDVALIDITY recorded is the one from before the copy, not after: the keys recorded in
@@ -844,7 +885,7 @@ class _AccountRun:
         with self._target_lock(target_path):
             # Every source folder of this account that lands in the same target folder: their copies are
             # claimed too, and while any of them has PENDING rows an unclaimed copy may be theirs.
-            sharing = [g for g in self.state.folders(self.account) if _norm(g.target_path) == _norm(target_path)]
+            sharing = self._sharing(target_path)
             if any(self.state.has_pending(g.id) for g in sharing):
                 return []
             rows = self.state.messages(f.id)
@@ -896,6 +937,52 @@ class _AccountRun:
             self.state.forget_lost(f.id, [by_id[wid].id for wid in late])
             return [w for w in ready if str(w.id) not in late]
 
+    def _adopt(self, f: FolderState, src_path, target_path, metas: list[MessageMeta]) -> dict[str, MessageRow]:
+        """The state knows nothing of this folder but the target folder holds mail: recognise the copies.
+
+        Why: a lost or deleted state file, a trial ``sync`` before a project, an earlier migration with
+        another tool, or the same source reached by another spelling all leave a target that already holds
+        the mail; copying by "no row" would put every message there twice.  Source and target messages are
+        paired by content, as recovery does (exact bytes, then CRLF-normalised), each target message at most
+        once (twins need twin copies); the pairs become DONE rows and only the rest is copied.  Target
+        messages that pair with nothing are the user's and stay untouched.
+        """
+        with self._target_lock(target_path):
+            rows, others = self._pair_with_target(src_path, target_path, metas)
+            self.state.adopt(f.id, rows)
+        log.info("account %s, folder %s: the target folder %s already held %d of its messages (adopted, not "
+                 "copied again) and %d messages of its own (left alone)", self.account, display(src_path),
+                 display(target_path), len(rows), others)
+        return self.state.messages(f.id)
+
+    def _pair_with_target(self, src_path, target_path, metas: list[MessageMeta]) -> tuple[list[MessageRow], int]:
+        """DONE rows for the source messages whose copies the target folder holds (no row claims them yet),
+        and how many target messages are no such copy; counted as adopted and target-only."""
+        _, tmetas = self.target.list_messages(target_path)
+        claimed: set[str] = set()
+        for g in self._sharing(target_path):
+            claimed |= self.state.all_target_keys(g.id)
+        cands = [m for m in tmetas if m.key not in claimed]
+        rows: list[MessageRow] = []
+        if cands:
+            order = {m.key: i for i, m in enumerate(cands)}
+            hashed = sorted(hash_messages(self.target.fetch(target_path, [m.key for m in cands])),
+                            key=lambda t: order.get(t[0], 0))
+            by_key = {m.key: m for m in metas}
+            source: dict[str, tuple[str, str | None, int]] = {}
+            for meta, body in self.source.fetch(src_path, list(by_key)):
+                try:
+                    source[meta.key] = (*fingerprints(body), body.size)
+                finally:
+                    body.close()
+            self.source.fetch_problems()  # an unreadable message is reported when its copy is tried
+            pairs = match_multiset(((k, fp, nfp) for k, (fp, nfp, _) in sorted(source.items())), hashed)
+            rows = [MessageRow(sk, source[sk][0], source[sk][1], source[sk][2], _clean(by_key[sk].flags), tk,
+                               DONE, ADOPTED) for sk, tk in pairs.items()]
+        self.c.adopted += len(rows)
+        self.c.target_only += len(cands) - len(rows)
+        return rows, len(cands) - len(rows)
+
     def _rematch_target(self, f: FolderState, target_path, rows: dict[str, MessageRow]) -> dict[str, MessageRow]:
         log.warning("account %s: target folder %s changed its UIDVALIDITY; re-matching %d messages by content",
                     self.account, display(target_path), len(rows))
@@ -941,12 +1028,87 @@ class _AccountRun:
         self.state.set_flags(f.id, updates)
         self.c.flags_updated += len(ops)
 
-    def _delete(self, f: FolderState, target_path, gone: list[MessageRow]) -> None:
-        keys = [r.target_key for r in gone if r.target_key is not None and r.state == DONE]
-        if keys:
-            self.target.delete_messages(target_path, keys)
+    def _delete(self, f: FolderState, target_path, gone: list[MessageRow], validity: int | None) -> None:
+        """Delete the copies of messages that left the source, each checked first (sync.deletes): what is no
+        longer the copy mailmigrate made stays and is reported.  The rows go either way: their source
+        message is gone."""
+        self._delete_checked(f, target_path, gone, validity)
         self.state.drop(f.id, [r.source_key for r in gone])
-        self.c.deleted += len(keys)
+
+    def _delete_checked(self, f: FolderState, target_path, rows: list[MessageRow], validity: int | None) -> None:
+        checked = check_copies(self.target, target_path, rows, validity)
+        if checked.matching:
+            self.target.delete_messages(target_path, [r.target_key for r in checked.matching])
+        self.c.deleted += len(checked.matching)
+        for r, why in checked.refused:
+            self._problem(f.source_path, r.source_key, f"left on the target, not deleted: {why}", kind="warning")
+
+    def _withhold(self, folder: FolderPath | None, copies: int, why: str, report: bool = True) -> None:
+        self.c.deletes_withheld += copies
+        if report:
+            self._problem(folder, None, f"{copies} copies not deleted: {why}; if that is right, run again with "
+                                        f"--force-delete", kind="delete")
+
+    def _guard_account(self, src_folders, statuses: dict[FolderPath, FolderStatus]) -> None:
+        """The emptied-source guard over the whole account, before any folder deletes: a source that lists
+        no mail at all, or lost more than the set share of the copies since the last run (estimated from the
+        counts: rows per folder against the source's message count, a folder gone counting whole)."""
+        if self.opt.force_delete:
+            return
+        listed = {f.path for f in src_folders if f.selectable}
+        copies = going = 0
+        for f in self.state.folders(self.account):
+            n = self.state.count(f.id)
+            copies += n
+            st = statuses.get(f.source_path)
+            if f.source_path not in listed:
+                going += n
+            elif st is not None and st.count is not None:
+                going += max(0, n - st.count)
+        counts = [st.count for st in statuses.values() if st is not None and st.count is not None]
+        why = guard_refusal(copies, going, sum(counts) if counts else None, self.opt.delete_guard)
+        if why:
+            self._withheld = f"the account's source looks emptied: {why}"
+            self._problem(None, None, f"no deletes in this account this run: {self._withheld}; if that is right, "
+                                      f"run again with --force-delete", kind="delete")
+
+    def _delete_gone_folders(self, listed: set[FolderPath]) -> None:
+        """``--delete`` for source folders that are gone: mailmigrate's copies in their target folders are
+        deleted (each checked, as in :meth:`_delete`), then the target folder itself when mailmigrate created
+        it and nothing else is left in it.  Anything else stays and is reported."""
+        created = self.state.created_folders(self.account)
+        gone = [f for f in self.state.folders(self.account) if f.source_path not in listed]
+        for f in sorted(gone, key=lambda f: -len(f.target_path)):  # children before their parents
+            rows = [r for r in self.state.messages(f.id).values() if r.state == DONE and r.target_key is not None]
+            name = display(f.source_path)
+            if self._withheld:
+                self._withhold(f.source_path, len(rows), self._withheld, report=False)
+                continue
+            if self.opt.dry_run:
+                self.c.deleted += len(rows)
+                continue
+            if self._tid(f.target_path) not in self.target_paths:
+                self.state.forget_folder(f.id)  # the target folder is gone too: nothing left to do
+                continue
+            try:
+                self._delete_checked(f, f.target_path, rows, f.target_validity)
+                _, left = self.target.list_messages(f.target_path)
+                if f.id in created and not left:
+                    self.target.delete_folder(f.target_path)
+                    self.target_paths.discard(self._tid(f.target_path))
+                    log.info("account %s: source folder %s is gone; removed its target folder %s", self.account,
+                             name, display(f.target_path))
+                else:
+                    why = (f"holds {len(left)} messages mailmigrate did not copy" if left
+                           else "mailmigrate did not create it")
+                    self._problem(f.source_path, None, f"source folder is gone; its copies were deleted, the target "
+                                  f"folder {display(f.target_path)} stays: {why}", kind="warning")
+            except (FolderFailed, ServerRefused, NotImplementedError) as e:
+                self._problem(f.source_path, None, f"source folder is gone, but its copies could not be deleted "
+                              f"from {display(f.target_path)}: {e}", kind="folder")
+                self.c.failed += 1
+                continue
+            self.state.forget_folder(f.id)
 
     # --- dry run --------------------------------------------------------------------------------
     def _dry_run_folder(self, plan: FolderPlan, fstate: FolderState | None, target_path) -> None:
@@ -957,6 +1119,12 @@ class _AccountRun:
             self._problem(plan.source.path, None, "source UIDVALIDITY changed: a real run re-matches by content",
                           kind="warning")
         by_key = {m.key for m in metas}
+        if not rows and metas and self._tid(target_path) in self.target_paths:
+            try:
+                if (self.target.folder_status(target_path).count or 0) > 0:
+                    rows = {r.source_key: r for r in self._pair_with_target(plan.source.path, target_path, metas)[0]}
+            except (FolderFailed, ServerRefused):
+                pass  # a target that is not there yet holds nothing to adopt
         new = [m for m in metas if m.key not in rows]
         self.c.copied += len(new)
         self.c.bytes_copied += sum(m.size or 0 for m in new)
@@ -966,9 +1134,9 @@ class _AccountRun:
         )
         if self.opt.delete:
             self.c.deleted += sum(1 for k, r in rows.items() if k not in by_key and r.target_key)
-        if _norm(target_path) not in self.target_paths:
+        if self._tid(target_path) not in self.target_paths:
             self.c.folders_created += 1
-            self.target_paths.add(_norm(target_path))
+            self.target_paths.add(self._tid(target_path))
 
     def _problem(self, folder: FolderPath | None, message: str | None, reason: str, kind: str = "message") -> None:
         p = Problem(self.account, display(folder) if folder is not None else None, message, reason, kind)
@@ -990,12 +1158,6 @@ def _match_rows(store, path, cands: list[MessageMeta], rows) -> dict[str, str]:
         ((r.source_key, r.fingerprint, r.norm_fingerprint) for r in sorted(rows, key=lambda r: r.source_key)),
         hashed,
     )
-
-
-def _norm(path: FolderPath) -> FolderPath:
-    if path and path[0].upper() == "INBOX":
-        return ("INBOX",) + tuple(path[1:])
-    return path
 
 
 def _clean(flags) -> frozenset[str]:

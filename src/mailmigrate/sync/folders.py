@@ -9,6 +9,7 @@ client keeps finding sent mail after the cutover.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Callable, Iterable
 
 from ..model import INBOX, FolderInfo, FolderPath
 
@@ -71,6 +72,75 @@ def plan_folders(source: list[FolderInfo], target: list[FolderInfo]) -> list[Fol
     # the order also makes logs read naturally.
     plans.sort(key=lambda p: (p.target_path != INBOX, len(p.target_path), p.target_path))
     return plans
+
+
+@dataclass(frozen=True)
+class Collision:
+    """A source folder that would have landed in the same target folder as another one."""
+
+    source: FolderPath  # the folder moved to a name of its own
+    kept_by: FolderPath  # the source folder that keeps the target name
+    target_path: FolderPath  # where ``source`` would have landed
+    new_path: FolderPath  # where it goes instead
+
+
+def separate_collisions(plans: list[FolderPlan], identity: Callable[[FolderPath], object],
+                        recorded: dict[FolderPath, FolderPath],
+                        target: Iterable[FolderInfo] = ()) -> tuple[list[FolderPlan], list[Collision]]:
+    """Give every source folder a target folder of its own, before anything is copied.
+
+    Why: two source names can be one target name.  On a server with an ``INBOX.`` namespace (Cyrus,
+    Courier) both Dovecot's ``INBOX/Projects`` and ``Projects`` are ``INBOX.Projects``; copying both there
+    merges two folders for good.  ``identity`` is the target store's answer to "which folder is this path"
+    (:meth:`Store.folder_identity`).
+
+    The rule, stable across runs: a mapping the state recorded is kept as it is; then folders with fewer
+    levels come first, ties in name order.  The first keeps the target name; each later one gets " (2)",
+    " (3)", … after its last level (the first number whose folder no other source folder takes), and its
+    children follow it.  ``recorded`` maps source paths to the target paths the state holds, so a rerun,
+    or a source folder that appears later, never takes a name already given.
+    """
+    taken: dict[object, FolderPath] = {}
+    for src_path, tgt_path in recorded.items():
+        taken.setdefault(identity(tgt_path), src_path)
+    existing = {identity(f.path) for f in target if f.selectable}
+    moved: dict[FolderPath, tuple[FolderPath, FolderPath]] = {}  # source -> (planned target, given target)
+    out: list[FolderPlan] = []
+    collisions: list[Collision] = []
+    for p in sorted(plans, key=lambda p: (p.source.path not in recorded, len(p.source.path), p.source.path)):
+        src_path = p.source.path
+        if src_path in recorded:
+            tp = recorded[src_path]
+            out.append(p if tp == p.target_path else
+                       FolderPlan(p.source, tp, p.special_use, identity(tp) in existing))
+            continue
+        tp = p.target_path
+        for n in range(len(src_path) - 1, 0, -1):
+            parent = moved.get(src_path[:n])
+            if parent and tp[:len(parent[0])] == parent[0]:
+                tp = parent[1] + tp[len(parent[0]):]
+                break
+        key = identity(tp)
+        owner = taken.get(key)
+        collided = owner is not None and owner != src_path and tp != INBOX
+        if collided:
+            base = tp
+            n = 2
+            while True:
+                tp = base[:-1] + (f"{base[-1]} ({n})",)
+                key = identity(tp)
+                if key not in taken:
+                    break
+                n += 1
+            collisions.append(Collision(src_path, owner, base, tp))
+        taken.setdefault(key, src_path)
+        if tp != p.target_path:
+            moved[src_path] = (p.target_path, tp)
+            # A folder moved aside is not the target's folder of its role: "Sent (2)" asks for no \Sent.
+            p = FolderPlan(p.source, tp, None if collided else p.special_use, key in existing)
+        out.append(p)
+    out.sort(key=lambda p: (p.target_path != INBOX, len(p.target_path), p.target_path))
+    return out, collisions
 
 
 def _norm(path: FolderPath) -> FolderPath:

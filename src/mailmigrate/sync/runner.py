@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Callable
 
@@ -110,8 +110,34 @@ class RunResult:
 
 def account_key(req: SyncRequest, acc: Account) -> str:
     """The state's name for one source -> target mapping: the same mailbox synced to two targets is
-    two mappings."""
-    return f"{req.source.describe(acc.source_user)} -> {req.target.describe(acc.target_user)}"
+    two mappings.  Built from the stores' identities (user and server, or the id the user pinned), never
+    from port or scheme: a rerun through ``imaps://…:993`` instead of ``imap://…:143`` is the same mapping."""
+    return f"{req.source.identity(acc.source_user)} -> {req.target.identity(acc.target_user)}"
+
+
+def migrate_account_key(state, req: SyncRequest, acc: Account, *, rename: bool = True) -> str:
+    """The account's name in ``state``, after moving a record kept under an earlier name to it.
+
+    Earlier names: the one state files held before identities (``imap://ann@host:143 -> …``, from
+    :meth:`StoreSpec.describe`), and the unpinned identity (a server id given for the first time).  A record
+    is only moved when the current name holds nothing, so nothing is merged.  ``rename=False`` (a dry run)
+    changes nothing and returns the name that holds the record.
+    """
+    name = account_key(req, acc)
+    unpinned = [replace(spec, params={k: v for k, v in spec.params.items() if k != "id"})
+                for spec in (req.source, req.target)]
+    earlier = [f"{req.source.describe(acc.source_user)} -> {req.target.describe(acc.target_user)}",
+               f"{unpinned[0].identity(acc.source_user)} -> {unpinned[1].identity(acc.target_user)}"]
+    for old in dict.fromkeys(earlier):
+        if old == name:
+            continue
+        if not rename:
+            if not state.folders(name) and state.folders(old):
+                return old
+        elif state.rename_account(old, name):
+            log.info("state: account %s is now named %s", old, name)
+            break
+    return name
 
 
 def run_sync(req: SyncRequest) -> RunResult:
@@ -144,24 +170,44 @@ def run_sync(req: SyncRequest) -> RunResult:
     return RunResult(results, req.state_path, req.sync.dry_run)
 
 
+def login_for(run_password: Secret | None, own_password: Secret | None,
+              options: StoreOptions) -> tuple[Secret | None, StoreOptions]:
+    """The password and options one account logs in with on one side.
+
+    With a master user the run's password is the master's and every account logs in through it.  An
+    accounts-file line that holds the account's own password, in a run that was given no master password,
+    logs that account in as itself: the line's password is the user's, and ignoring it left the account with
+    no password at all ("target password missing").
+    """
+    if not options.master_user:
+        return own_password or run_password, options
+    if run_password is None and own_password is not None:
+        return own_password, StoreOptions(**{**options.__dict__, "master_user": None})
+    return run_password, options
+
+
 def _one(req: SyncRequest, acc: Account, state: StateDB) -> AccountResult:
-    name = account_key(req, acc)
+    r = _sync_one(req, acc, state, migrate_account_key(state, req, acc, rename=not req.sync.dry_run))
+    r.account = account_key(req, acc)  # a dry run reads a record kept under an earlier name, reports this one
+    return r
+
+
+def _sync_one(req: SyncRequest, acc: Account, state: StateDB, name: str) -> AccountResult:
     if req.sync.stop_requested.is_set():
         r = AccountResult(name, error="not started: the run was stopped (Ctrl-C); run it again to continue",
                           error_kind="failure")
         req.sync.progress.account_done(name, r)
         return r
     try:
-        # With a master user the one password is the master's; per-account passwords do not apply.
-        src_pw = req.source_password if req.source_options.master_user else (acc.source_password or req.source_password)
-        tgt_pw = req.target_password if req.target_options.master_user else (acc.target_password or req.target_password)
+        src_pw, src_opts = login_for(req.source_password, acc.source_password, req.source_options)
+        tgt_pw, tgt_opts = login_for(req.target_password, acc.target_password, req.target_options)
         source = build_store(
             req.source, user=acc.source_user, password=src_pw,
-            options=req.source_options, side="source",
+            options=src_opts, side="source",
         )
         target = build_store(
             req.target, user=acc.target_user, password=tgt_pw,
-            options=StoreOptions(**{**req.target_options.__dict__, "create": not req.sync.dry_run}),
+            options=StoreOptions(**{**tgt_opts.__dict__, "create": not req.sync.dry_run}),
             side="target",
         )
     except MailmigrateError as e:

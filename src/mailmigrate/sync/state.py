@@ -36,11 +36,11 @@ from pathlib import Path
 from typing import Sequence
 
 from ..errors import StateCorrupt, StateLocked
-from .state_sql import (DONE, PENDING, FolderState, LostIntent, MessageRow, SqlStateDB, decode_flags, decode_path,
+from .state_sql import (ADOPTED, DONE, PENDING, FolderState, LostIntent, MessageRow, SqlStateDB, decode_flags, decode_path,
                         encode_flags, encode_path)
 
 # The records and codecs are defined with the shared queries and named here too, where callers look for them.
-__all__ = ["DONE", "PENDING", "SCHEMA_VERSION", "FolderState", "LostIntent", "MessageRow", "RunLock", "StateDB",
+__all__ = ["ADOPTED", "DONE", "PENDING", "SCHEMA_VERSION", "FolderState", "LostIntent", "MessageRow", "RunLock", "StateDB",
            "decode_flags", "decode_path", "encode_flags", "encode_path"]
 
 SCHEMA_VERSION = 1

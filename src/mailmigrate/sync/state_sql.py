@@ -24,6 +24,9 @@ from ..model import FolderPath
 
 PENDING = 0
 DONE = 1
+#: the uid_floor of a DONE row whose copy was found on the target, not made (engine._adopt): no intent ever had
+#: a floor below 1, so the mark cannot be mistaken; abort leaves such copies where they were
+ADOPTED = -1
 
 
 def encode_path(path: FolderPath) -> str:
@@ -210,6 +213,23 @@ class SqlStateDB:
                               (account,))
             self._execute("DELETE FROM {folders} WHERE account=?", (account,))
 
+    def forget_folder(self, folder_id: int) -> None:
+        """A source folder that is gone and whose copies were dealt with: its record goes, children first."""
+        with self._lock, self._transaction():
+            for table in ("{messages}", "{lost}"):
+                self._execute(f"DELETE FROM {table} WHERE folder_id=?", (folder_id,))
+            self._execute("DELETE FROM {folders} WHERE id=?", (folder_id,))
+
+    def rename_account(self, old: str, new: str) -> bool:
+        """Give an account's record a new name (state files written before account identities named an
+        account by host, port and scheme).  Only when the new name holds nothing yet: two records are never
+        merged.  True when renamed."""
+        with self._lock, self._transaction():
+            if self._execute("SELECT 1 FROM {folders} WHERE account=? LIMIT 1", (new,)).fetchone():
+                return False
+            cur = self._execute("UPDATE {folders} SET account=? WHERE account=?", (new, old))
+            return (cur.rowcount or 0) > 0
+
     def forget_change_marks(self, folder_id: int) -> None:
         """Make the next run list the folder in full (after a partial run)."""
         with self._lock, self._transaction():
@@ -255,6 +275,21 @@ class SqlStateDB:
                 " norm_fingerprint=excluded.norm_fingerprint, size=excluded.size,"
                 " source_flags=excluded.source_flags, target_key=NULL, state=excluded.state,"
                 " uid_floor=excluded.uid_floor",
+                params,
+            )
+
+    def adopt(self, folder_id: int, rows: Iterable[MessageRow]) -> None:
+        """Record target messages found to be copies of source messages as DONE rows marked ADOPTED, in one
+        transaction.  Never replaces a row: adoption only happens where the folder has none."""
+        params = [(folder_id, r.source_key, r.fingerprint, r.norm_fingerprint, r.size, encode_flags(r.source_flags),
+                   r.target_key, DONE, ADOPTED) for r in rows]
+        if not params:
+            return
+        with self._lock, self._transaction():
+            self._executemany(
+                "INSERT INTO {messages}(folder_id, source_key, fingerprint, norm_fingerprint, size,"
+                " source_flags, target_key, state, uid_floor) VALUES (?,?,?,?,?,?,?,?,?) "
+                "ON CONFLICT (folder_id, source_key) DO NOTHING",
                 params,
             )
 

@@ -30,7 +30,7 @@ from ..model import Account
 from ..stores.registry import StoreOptions, build_store
 from ..sync.abort import abort_account
 from ..sync.engine import Progress, SyncOptions
-from ..sync.runner import SyncRequest, account_key, run_sync
+from ..sync.runner import SyncRequest, account_key, login_for, migrate_account_key, run_sync
 from ..sync.state import RunLock, StateDB
 from ..sync.state_pg import PgStateDB, is_pg_url, open_state
 from ..sync.verify import verify_account
@@ -198,12 +198,18 @@ class Workflow:
                 return False, f"final sync: {msg}", True
             return self._verify_unit(unit, acc)
         if action == "abort":
-            name = account_key(self._request([acc]), acc)
+            req = self._request([acc])
+            name = account_key(req, acc)
             with self._state(name) as state:
+                name = migrate_account_key(state, req, acc)
                 res = abort_account(self._store("target", acc), state, name)
             return True, (f"removed {res.messages_removed} message(s) and {len(res.folders_removed)} folder(s) "
                           f"mailmigrate had made on the target"
-                          + (f"; kept non-empty folders {', '.join(res.folders_kept)}" if res.folders_kept else "")), False
+                          + (f"; kept non-empty folders {', '.join(res.folders_kept)}" if res.folders_kept else "")
+                          + (f"; kept {res.adopted_kept} message(s) that were on the target before mailmigrate "
+                             f"(adopted)" if res.adopted_kept else "")
+                          + (f"; kept {len(res.messages_kept)} message(s) that are no longer mailmigrate's copies: "
+                             + "; ".join(res.messages_kept[:5]) if res.messages_kept else "")), False
         raise MailmigrateError(f"unknown action {action}")
 
     # --- CommuniGate Pro ---------------------------------------------------------------------------
@@ -365,7 +371,8 @@ class Workflow:
 
     def _sync(self, unit: str, acc: Account, *, delete: bool, progress: Progress | None):
         req = self._request([acc])
-        req.sync = SyncOptions(delete=delete, progress=_StoreProgress(self.wf, unit, progress))
+        req.sync = SyncOptions(delete=delete, progress=_StoreProgress(self.wf, unit, progress),
+                               delete_guard=self.project.delete_guard, force_delete=self.project.force_delete)
         ok, msg, bound = self._record_result(unit, run_sync(req).accounts[0])
         if ok and self.project.groupware:
             msg += "; " + self._groupware(unit, acc, delete=delete)
@@ -414,6 +421,13 @@ class Workflow:
         if result.error:
             return False, result.error, None
         msg = f"copied {c.copied}, flags {c.flags_updated}, deleted {c.deleted}, failed {c.failed}"
+        if c.adopted or c.target_only:
+            msg += (f"; {c.adopted} already on the target (adopted, not copied again), {c.target_only} target "
+                    f"messages of its own left alone")
+        if c.deletes_withheld:
+            # The source looks emptied: finishing now would call a unit migrated whose deletes never ran.
+            return False, (f"{msg}; {c.deletes_withheld} copies NOT deleted because the source looks emptied "
+                           f"(see the log); check the source, or set [options] force_delete = true"), True
         return True, msg, True
 
     def verify_unit(self, unit: str):
@@ -515,14 +529,16 @@ class Workflow:
         p = self.project
         s = p.source if side == "source" else p.target
         own = acc.source_password if side == "source" else acc.target_password
-        pw = s.password(f"MAILMIGRATE_{side.upper()}_PASSWORD", side)
+        pw, options = login_for(s.password(f"MAILMIGRATE_{side.upper()}_PASSWORD", side), own,
+                                StoreOptions(insecure=s.insecure, master_user=s.master, create=create))
         return build_store(s.spec, user=acc.source_user if side == "source" else acc.target_user,
-                           password=pw if s.master else (own or pw),
-                           options=StoreOptions(insecure=s.insecure, master_user=s.master, create=create), side=side)
+                           password=pw, options=options, side=side)
 
     def verify(self, acc: Account):
-        name = account_key(self._request([acc]), acc)
+        req = self._request([acc])
+        name = account_key(req, acc)
         with self._state(name) as state:
+            name = migrate_account_key(state, req, acc)
             return verify_account(self._store("source", acc), self._store("target", acc), state, name)
 
     def directory_check(self) -> dict | None:

@@ -11,6 +11,7 @@ Example (``mailmigrate project init`` writes one like it)::
     [source]
     url = "imaps://old.example.org"
     master = "admin"                 # optional master/admin user
+    id = "old"                       # optional: names this server in the state, however it is reached
     password_file = "source.pw"      # or env MAILMIGRATE_SOURCE_PASSWORD
 
     [target]
@@ -27,6 +28,8 @@ Example (``mailmigrate project init`` writes one like it)::
     [options]
     jobs = 4
     delete_on_finish = true          # finish = final sync with --delete, then verification
+    delete_guard = 50                # finish withholds deletes where a source folder lost more than 50%
+    force_delete = false             # …or lists nothing; true deletes anyway (as sync --force-delete)
     insecure = false
 
     [fleet]                          # optional: start/sync/finish copy on `mailmigrate worker`s (docs/fleet.md)
@@ -100,6 +103,9 @@ class Project:
     accounts: list[Account]
     jobs: int = 1
     delete_on_finish: bool = True
+    #: the emptied-source guard of finish's deletes (share of copies; sync.deletes) and its override
+    delete_guard: float = 0.5
+    force_delete: bool = False
     reports: Path = field(default_factory=Path)
     dashboard_token_file: Path | None = None
     #: optional directory comparison for the report: {"source", "target", "source_password_file", …}
@@ -217,7 +223,7 @@ def load_project(file: str | os.PathLike) -> Project:
                               f"MAILMIGRATE_{side.upper()}_PASSWORD")
         pw = sec.get("password_file")
         url = _beside_project(sec["url"], rel, store=True)
-        sides[side] = Side(parse_spec(url), sec.get("master"), str(rel(pw)) if pw else None,
+        sides[side] = Side(parse_spec(url).with_id(sec.get("id")), sec.get("master"), str(rel(pw)) if pw else None,
                            bool(data.get("options", {}).get("insecure", False)))
     acc_sec = data.get("accounts", {})
     if cg is not None:
@@ -261,6 +267,8 @@ def load_project(file: str | os.PathLike) -> Project:
         accounts=accounts,
         jobs=int(opts.get("jobs", 1)),
         delete_on_finish=bool(opts.get("delete_on_finish", True)),
+        delete_guard=_percent(name, opts.get("delete_guard", 50)) / 100,
+        force_delete=bool(opts.get("force_delete", False)),
         reports=rel(proj.get("reports", "reports")),
         dashboard_token_file=rel(token) if token else None,
         directory=directory,
@@ -313,6 +321,16 @@ def _communigate(name: str, data: dict, rel) -> dict:
 _FILE_URLS = ("maildir", "mbox", "communigate", "passwd-file", "esmith")
 #: query keys that name a file: ``cafile`` (imap://, imaps://, kerio://), ``shadow`` (esmith:)
 _FILE_KEYS = re.compile(r"(?<=[?&])(cafile|shadow)=([^&#]*)")
+
+
+def _percent(name: str, value) -> float:
+    try:
+        v = float(value)
+    except (TypeError, ValueError):
+        v = -1.0
+    if not 0 <= v <= 100:
+        raise ConfigError(f"project {name}: [options] delete_guard must be a percentage between 0 and 100")
+    return v
 
 
 def _beside_project(url: str, rel, *, store: bool = False) -> str:
