@@ -323,6 +323,10 @@ class AccountResult:
     error_kind: str | None = None
     #: wall-clock seconds the account took, retries included
     seconds: float = 0.0
+    #: the two sides as the user spelled them (scheme, port and all; never a password); ``account`` is the
+    #: state's identity, which leaves the spelling out so another spelling finds the same record
+    source: str | None = None
+    target: str | None = None
 
     @property
     def ok(self) -> bool:

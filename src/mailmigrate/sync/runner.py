@@ -95,8 +95,8 @@ class RunResult:
             "accounts": [
                 {
                     "account": a.account,
-                    "source": a.account.split(" -> ", 1)[0],
-                    "target": a.account.split(" -> ", 1)[-1],
+                    "source": a.source or a.account.split(" -> ", 1)[0],
+                    "target": a.target or a.account.split(" -> ", 1)[-1],
                     "seconds": round(a.seconds, 3),
                     **a.counters.as_dict(),
                     "error": a.error,
@@ -189,6 +189,7 @@ def login_for(run_password: Secret | None, own_password: Secret | None,
 def _one(req: SyncRequest, acc: Account, state: StateDB) -> AccountResult:
     r = _sync_one(req, acc, state, migrate_account_key(state, req, acc, rename=not req.sync.dry_run))
     r.account = account_key(req, acc)  # a dry run reads a record kept under an earlier name, reports this one
+    r.source, r.target = req.source.describe(acc.source_user), req.target.describe(acc.target_user)
     return r
 
 

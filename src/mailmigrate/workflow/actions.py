@@ -421,9 +421,10 @@ class Workflow:
         if result.error:
             return False, result.error, None
         msg = f"copied {c.copied}, flags {c.flags_updated}, deleted {c.deleted}, failed {c.failed}"
-        if c.adopted or c.target_only:
-            msg += (f"; {c.adopted} already on the target (adopted, not copied again), {c.target_only} target "
-                    f"messages of its own left alone")
+        if c.adopted:
+            msg += f"; {c.adopted} already on the target (adopted, not copied again)"
+        if c.target_only:
+            msg += f"; {c.target_only} message(s) of the target's own left alone"
         if c.deletes_withheld:
             # The source looks emptied: finishing now would call a unit migrated whose deletes never ran.
             return False, (f"{msg}; {c.deletes_withheld} copies NOT deleted because the source looks emptied "
