@@ -426,3 +426,88 @@ def test_communigate_migrate_carries_calendars_and_contacts_to_dav(tmp_path, dov
         assert "calendars: 0 items copied, 1 already there" in p.stdout, p.stdout + p.stderr
     finally:
         srv.stop()
+
+
+def test_a_communigate_project_carries_calendars_and_contacts_to_a_service_accounts_dav(dovecot_factory, tmp_path):
+    """A `communigate` project with [groupware]: the CommuniGate tree's calendar and contact boxes are the
+    source without naming them; the DAV target is written by a service account (as Kerio's or a DAV server's
+    admin) into each unit's home named by %u. start carries them after the mail, finish verifies them by UID,
+    the report counts them; a second sync copies nothing."""
+    import base64
+
+    from cgp_fixture import _Writer
+    from servers.dovecot import MASTER
+
+    srv = Radicale(tmp_path / "radicale", admin="dav-admin")
+    srv.add_user("dav-admin", "dav-pw")
+    srv.start()
+    try:
+        w = _Writer(tmp_path / "CommuniGate")
+        w.file("Settings/Main.settings", "{\n DomainName = example.com;\n}\n")
+        w.file("Accounts/ann.macnt/account.settings", "{\n Password = \"ann secret\";\n PasswordEncryption = clear;\n}\n")
+        # account.info's "#Viewer" names the boxes (FACTS.md, CommuniGate's "Account Data" page)
+        w.file("Accounts/ann.macnt/account.info",
+               "{\n  \"#Viewer\" = {CalendarBox = Kalender; ContactsBox = Adressbuch; };\n}\n")
+        event = calendar_items()["work"]["allday.ics"]
+        card = contact_items()["contacts"]["ann.vcf"]
+        w.mbox("Accounts/ann.macnt/Kalender.mbox", "ann@example.com", "Kalender", [(
+            b"Subject: e\nMIME-Version: 1.0\nContent-Type: text/calendar\nContent-Transfer-Encoding: base64\n\n"
+            + base64.encodebytes(event), "S", set(), 1, True)])
+        w.mbox("Accounts/ann.macnt/Adressbuch.mbox", "ann@example.com", "Adressbuch", [(
+            b"Subject: c\nMIME-Version: 1.0\nContent-Type: text/vcard\nContent-Transfer-Encoding: base64\n\n"
+            + base64.encodebytes(card), "S", set(), 1, True)])
+        w.mbox("Accounts/ann.macnt/INBOX.mbox", "ann@example.com", "INBOX",
+               [(b"From: x@example.org\nSubject: hi\n\nbody\n", "S", {"\\Seen"}, 1, True)])
+        dov = dovecot_factory()
+        for name, secret in (("master.pw", MASTER[1]), ("dav.pw", "dav-pw")):
+            (tmp_path / name).write_text(secret)
+            os.chmod(tmp_path / name, 0o600)
+        proj = tmp_path / "cg.toml"
+        proj.write_text(f"""[project]
+name = "cg"
+path = "communigate"
+[communigate]
+base = "CommuniGate"
+directory = "passwd-file:{dov.root / 'users.passwd'}"
+[target]
+url = "imap://127.0.0.1:{dov.port}?master=plain&tls=none"
+master = "{MASTER[0]}"
+password_file = "master.pw"
+[groupware]
+target_user = "dav-admin"
+target_password_file = "dav.pw"
+calendars = {{ target = "caldav://127.0.0.1:{srv.port}/%u/?tls=none" }}
+contacts = {{ target = "carddav://127.0.0.1:{srv.port}/%u/?tls=none" }}
+""")
+        run = lambda *a: mm("project", *a, proj)  # noqa: E731
+        assert run("init").returncode == 0
+        p = run("start")
+        assert p.returncode == 0, p.stdout + p.stderr
+        assert "calendars: copied 1" in p.stdout and "contacts: copied 1" in p.stdout, p.stdout
+        cal = parse_dav_url(f"caldav://127.0.0.1:{srv.port}/ann@example.com/?tls=none", "dav-admin", Secret("dav-pw"))
+        cal.open()
+        (got,) = content(cal)["kalender"].values()
+        assert item_info(got).uid == "allday@example.org"
+        book = parse_dav_url(f"carddav://127.0.0.1:{srv.port}/ann@example.com/?tls=none", "dav-admin",
+                             Secret("dav-pw"))
+        book.open()
+        (got,) = content(book)["adressbuch"].values()
+        assert item_info(got).uid == "ann-uid"
+        p = run("sync")
+        assert p.returncode == 0 and "calendars: copied 0" in p.stdout, p.stdout + p.stderr
+        p = run("finish")
+        assert p.returncode == 0 and "calendars: 1 items in 1 collection(s)" in p.stdout, p.stdout + p.stderr
+        report = json.loads(run("report", "--json").stdout)
+        assert report["totals"]["groupware_source_items"] == report["totals"]["groupware_target_items"] == 2
+    finally:
+        srv.stop()
+
+
+def test_a_service_account_target_must_name_each_users_home(tmp_path):
+    """With target_user every unit would land in the one service account's home: refused at load."""
+    from mailmigrate.errors import ConfigError
+    from mailmigrate.workflow.groupware import parse_section
+
+    with pytest.raises(ConfigError, match="%u or %n"):
+        parse_section("p", {"target_user": "admin", "calendars": {"source": "caldav://a/", "target": "caldav://b/"}},
+                      Path)
