@@ -153,17 +153,22 @@ def test_calendars_and_contacts_both_ways(radicale, xandikos, tmp_path, directio
         assert (again["copied"], again["updated"], again["adopted"], again["failed"]) == (0, 0, 0, 0)
 
 
-def test_changes_and_deletions_are_followed_and_target_only_items_survive(radicale, tmp_path):
+@pytest.mark.parametrize("state_kind", ["sqlite", "postgresql"])
+def test_changes_and_deletions_are_followed_and_target_only_items_survive(radicale, tmp_path, state_kind, request):
+    """Also on a PostgreSQL state: a fleet's or a project's shared database keeps the groupware rows too."""
     src = VdirStore(tmp_path / "src", create=True)
     src.open()
     for coll, items in calendar_items().items():
         c = src.create_collection(Collection(coll, "calendar", *PROPS[coll]))
         for n, d in items.items():
             src.put(c, n, d, "text/calendar")
-    state = tmp_path / "st.db"
+    state = tmp_path / "st.db" if state_kind == "sqlite" else request.getfixturevalue("pg_url")
     dst_url = url(radicale, "calendar", "bob")
     env = {"MAILMIGRATE_TARGET_PASSWORD": "bob-pw"}
     assert mm("sync", f"vdir:{tmp_path / 'src'}", dst_url, "--state", state, env=env).returncode == 0
+    # a rerun with nothing changed writes nothing
+    p = mm("sync", f"vdir:{tmp_path / 'src'}", dst_url, "--state", state, "--json", env=env)
+    assert json.loads(p.stdout)["copied"] == 0, p.stdout + p.stderr
     tgt = store(radicale, "calendar", "bob", "bob-pw")
     work = next(c for c in tgt.collections() if c.name == "work")
     mine = b"BEGIN:VCALENDAR\r\nVERSION:2.0\r\nPRODID:-//bob//EN\r\nBEGIN:VEVENT\r\nUID:bobs-own@example.org\r\n" \

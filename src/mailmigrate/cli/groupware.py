@@ -35,7 +35,10 @@ def run(args, default_state) -> int:
         accounts = [Account(None, None)]  # the users in the URLs
     for s in (src_pw, tgt_pw, *(a.source_password for a in accounts), *(a.target_password for a in accounts)):
         SECRETS.add(s)
-    state = Path(args.state) if args.state else default_state(args.source, args.target)
+    from ..sync.state_pg import is_pg_url
+
+    state = (args.state if is_pg_url(args.state) else Path(args.state)) if args.state \
+        else default_state(args.source, args.target)
     result = run_groupware(args.source, args.target, accounts, state, source_password=src_pw,
                            target_password=tgt_pw, delete=args.delete, dry_run=args.dry_run,
                            insecure=args.insecure, allow_plaintext=args.allow_plaintext)

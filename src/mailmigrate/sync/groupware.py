@@ -62,14 +62,37 @@ CREATE TABLE IF NOT EXISTS gw_items (
 """
 
 
-class GroupwareState:
-    """The gw_* tables, on the connection of a mail state database (sync.state.StateDB)."""
+#: advisory lock number taken while a PostgreSQL state creates the gw_* tables (two workers at once)
+_PG_SCHEMA_LOCK = 0x6D6D_6777  # "mmgw"
 
-    def __init__(self, conn: sqlite3.Connection):
+
+class GroupwareState:
+    """The gw_* tables, on the connection of a mail state database: a SQLite StateDB's, or a PostgreSQL
+    PgStateDB's (an autocommit psycopg session, ``%s`` placeholders), so a project keeps mail and groupware
+    in one database whichever it uses.  Every write commits on its own: the intent row must be durable before
+    the PUT it announces."""
+
+    def __init__(self, conn):
         self.conn = conn
-        conn.executescript("BEGIN IMMEDIATE;\n" + _SCHEMA + "\nCOMMIT;")
+        self.pg = not isinstance(conn, sqlite3.Connection)
+        if self.pg:
+            with conn.transaction():
+                conn.execute("SELECT pg_advisory_xact_lock(%s)", (_PG_SCHEMA_LOCK,))
+                for stmt in filter(None, (x.strip() for x in _SCHEMA.split(";"))):
+                    conn.execute(stmt)
+        else:
+            conn.executescript("BEGIN IMMEDIATE;\n" + _SCHEMA + "\nCOMMIT;")
+
+    def _q(self, q: str) -> str:
+        return q.replace("?", "%s") if self.pg else q
+
+    def _read(self, q: str, args=()):
+        return self.conn.execute(self._q(q), args)
 
     def _write(self, q: str, args=()) -> None:
+        if self.pg:  # autocommit: one statement is its own transaction
+            self.conn.execute(self._q(q), args)
+            return
         self.conn.execute("BEGIN IMMEDIATE")
         try:
             self.conn.execute(q, args)
@@ -79,12 +102,12 @@ class GroupwareState:
         self.conn.execute("COMMIT")
 
     def collection(self, account: str, source: str) -> dict | None:
-        r = self.conn.execute("SELECT target, kind, created, source_version FROM gw_collections WHERE account=? "
+        r = self._read("SELECT target, kind, created, source_version FROM gw_collections WHERE account=? "
                               "AND source=?", (account, source)).fetchone()
         return None if r is None else {"target": r[0], "kind": r[1], "created": bool(r[2]), "version": r[3]}
 
     def collections(self, account: str) -> dict[str, dict]:
-        rows = self.conn.execute("SELECT source, target, kind, created FROM gw_collections WHERE account=?",
+        rows = self._read("SELECT source, target, kind, created FROM gw_collections WHERE account=?",
                                  (account,)).fetchall()
         return {r[0]: {"target": r[1], "kind": r[2], "created": bool(r[3])} for r in rows}
 
@@ -98,7 +121,7 @@ class GroupwareState:
                     (version, account, source))
 
     def items(self, account: str, collection: str) -> dict[str, dict]:
-        rows = self.conn.execute(
+        rows = self._read(
             "SELECT source_name, uid, source_etag, fingerprint, target_name, target_etag, state FROM gw_items "
             "WHERE account=? AND collection=?", (account, collection)).fetchall()
         keys = ("source_name", "uid", "source_etag", "fingerprint", "target_name", "target_etag", "state")
@@ -469,15 +492,20 @@ class GroupwareRun:
 def run_groupware(source_url: str, target_url: str, accounts, state_path, *, source_password=None,
                   target_password=None, delete: bool = False, dry_run: bool = False, insecure: bool = False,
                   allow_plaintext: bool = False, checkpoint: Callable[[str], None] | None = None) -> GroupwareRun:
-    """Every account's groupware, one after another, on one state file (locked for the run)."""
+    """Every account's groupware, one after another, on one state: a SQLite file (locked for the run) or a
+    postgresql:// URL (shared: each account's advisory lock, as the mail's)."""
+    from ..errors import StateLocked
     from ..stores.groupware_urls import open_groupware_store
     from .state import RunLock, StateDB
+    from .state_pg import PgStateDB, is_pg_url
 
-    lock = RunLock(state_path)
-    lock.acquire()
+    pg = is_pg_url(state_path)
+    lock = None if pg else RunLock(state_path)
+    if lock:
+        lock.acquire()
     results = []
     try:
-        db = StateDB.open(state_path)
+        db = PgStateDB.open(str(state_path)) if pg else StateDB.open(state_path)
         try:
             state = GroupwareState(db._conn)  # the same database as the mail state, tables of its own
             for acc in accounts:
@@ -488,20 +516,29 @@ def run_groupware(source_url: str, target_url: str, accounts, state_path, *, sou
                                            password=acc.target_password or target_password, insecure=insecure,
                                            allow_plaintext=allow_plaintext, target=True)
                 key = f"{src.describe()} -> {tgt.describe()}"
-                try:
-                    src.open()
-                    tgt.open()
-                except MailmigrateError as e:
-                    results.append(GroupwareResult(key, error=str(e)))
+                if pg and not db.lock_account("groupware " + key, wait=30):
+                    results.append(GroupwareResult(key, error=str(StateLocked(
+                        f"{key} is being synced by another process on this state; run again when it finished"))))
                     continue
                 try:
-                    results.append(sync_groupware(src, tgt, state, key, delete=delete, dry_run=dry_run,
-                                                  checkpoint=checkpoint))
+                    try:
+                        src.open()
+                        tgt.open()
+                    except MailmigrateError as e:
+                        results.append(GroupwareResult(key, error=str(e)))
+                        continue
+                    try:
+                        results.append(sync_groupware(src, tgt, state, key, delete=delete, dry_run=dry_run,
+                                                      checkpoint=checkpoint))
+                    finally:
+                        src.close()
+                        tgt.close()
                 finally:
-                    src.close()
-                    tgt.close()
+                    if pg:
+                        db.unlock_account("groupware " + key)
         finally:
             db.close()
     finally:
-        lock.release()
-    return GroupwareRun(results, str(state_path), dry_run)
+        if lock:
+            lock.release()
+    return GroupwareRun(results, db.path if pg else str(state_path), dry_run)

@@ -247,9 +247,6 @@ def load_project(file: str | os.PathLike) -> Project:
         pd = f"&primary_domain={cg['primary_domain']}" if cg.get("primary_domain") else ""
         default_source = lambda what: f"communigate:{cg_base}?groupware={what}{pd}"  # noqa: E731
     groupware, gw_files = parse_section(name, data.get("groupware"), rel, default_source=default_source)
-    if groupware and str(state).startswith(("postgresql://", "postgres://")):
-        raise ConfigError(f"project {name}: [groupware] keeps its state beside the mail's in a SQLite state for "
-                          f"now; a postgresql:// state is not supported with it yet")
     token = proj.get("dashboard_token_file")
     directory = data.get("directory")
     if directory is not None:
