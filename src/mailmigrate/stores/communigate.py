@@ -41,6 +41,7 @@ from ..formats import mutf7
 from ..formats.specialuse import guess_special_use
 from ..model import INBOX, Body, FolderInfo, FolderPath, FolderStatus, MessageMeta
 from .base import Store
+from .nofollow import LINK_KEY_PREFIX, link_key, link_reason, open_nofollow  # noqa: F401 (re-exported)
 
 log = logging.getLogger("mailmigrate.stores.communigate")
 
@@ -246,10 +247,6 @@ def account_mailboxes(loc: AccountLocation) -> dict[FolderPath, MailboxFile]:
     return dict(sorted(out.items(), key=lambda kv: (kv[0] != INBOX, kv[0])))
 
 
-#: Keys of the stand-ins for symbolic links: listed so that a fetch reports them, never mail.
-LINK_KEY_PREFIX = "symlink:"
-
-
 @dataclass(frozen=True)
 class _Link:
     path: Path
@@ -260,22 +257,7 @@ def _link_key(loc: AccountLocation, link: Path) -> str:
         rel = link.relative_to(loc.root if loc.kind == "multi" else loc.root.parent)
     except ValueError:
         rel = link
-    return f"{LINK_KEY_PREFIX}{rel}"
-
-
-def _link_reason(link: Path) -> str:
-    try:
-        where = os.readlink(link)
-    except OSError:
-        where = "?"
-    return f"{link} is a symbolic link (to {where}): not followed, not copied"
-
-
-def _open_nofollow(path: Path):
-    """Open for reading without following a link at the last component (a link planted between listing
-    and reading fails with ELOOP instead of being read)."""
-    fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0))
-    return os.fdopen(fd, "rb")
+    return link_key(rel)
 
 
 class CommuniGateStore(Store):
@@ -372,13 +354,13 @@ class CommuniGateStore(Store):
         key = _link_key(self.location, link)
         index[key] = _Link(link)
         metas.append(MessageMeta(key=key, flags=frozenset(), internaldate=None, size=0))
-        reason = _link_reason(link)
+        reason = link_reason(link)
         self._damaged.setdefault(folder, []).append(reason)
         log.warning("%s: %s", self.describe(), reason)
 
     def _list_mbox(self, file: Path, folder: FolderPath):
         try:
-            with _open_nofollow(file) as fh:
+            with open_nofollow(file) as fh:
                 entries = list(fmt.scan(fh, path=str(file)))
                 self._damaged[folder] = [f"{file}: {e.problem}" for e in entries if e.problem]
                 index: dict[str, object] = {}
@@ -446,7 +428,7 @@ class CommuniGateStore(Store):
         index = self._index[path][1]
         for key in keys:
             if isinstance(index.get(key), _Link):
-                self._problems.append((key, _link_reason(index[key].path)))
+                self._problems.append((key, link_reason(index[key].path)))
         if mb.kind == "link" or mb.path is None or not mb.path.exists():
             return
         if mb.kind == "mdir":
@@ -455,7 +437,7 @@ class CommuniGateStore(Store):
                 if not isinstance(f, Path):
                     continue
                 try:
-                    with _open_nofollow(f) as fh:
+                    with open_nofollow(f) as fh:
                         data = fh.read()
                         mtime = os.fstat(fh.fileno()).st_mtime
                 except OSError as e:
@@ -467,7 +449,7 @@ class CommuniGateStore(Store):
                 yield MessageMeta(key=key, flags=flags, internaldate=when, size=len(data)), Body.from_bytes(data)
             return
         try:
-            fh = _open_nofollow(mb.path)
+            fh = open_nofollow(mb.path)
         except OSError as e:
             for key in keys:
                 if isinstance(index.get(key), fmt.Entry):

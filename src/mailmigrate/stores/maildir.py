@@ -9,6 +9,10 @@ wins over Dovecot's so that a target folder keeps its validity when Dovecot late
 the change marker is the newest modification time of ``cur/`` and ``new/``, which every delivery,
 rename (flag change) and deletion moves.
 
+Symbolic links inside the tree are never followed (stores/nofollow.py): a message file, a ``cur``/``new``
+directory or a folder directory that is a link is listed as a ``symlink:`` stand-in that ``fetch`` reports
+as not copied, naming it; the small files (keywords, subscriptions, validity) are read with ``O_NOFOLLOW``.
+
 Writes go through ``tmp/``: a message is written and fsynced there, then renamed into ``cur/``, so that
 neither a crash nor a full disk can leave a partial message where a mail client would see it.
 """
@@ -34,6 +38,7 @@ from ..formats.specialuse import guess_special_use
 from ..model import (SYSTEM_FLAGS, AppendItem, Body, FolderInfo, FolderPath, FolderStatus, MessageMeta,
                      PermanentFlags, intern_flags)
 from .base import Store
+from .nofollow import is_link, is_link_key, link_key, link_meta, link_reason, open_nofollow, read_nofollow
 
 log = logging.getLogger("mailmigrate.stores.maildir")
 MAX_KEYWORDS = 26  # letters a-z
@@ -62,6 +67,7 @@ class MaildirStore(Store):
         self.must_exist = must_exist  # False: a target a dry run looks at before it exists
         self._files: dict[FolderPath, dict[str, Path]] = {}
         self._problems: list[tuple[str, str]] = []
+        self._links: dict[FolderPath, dict[str, Path]] = {}
 
     def describe(self) -> str:
         return f"maildir:{self.root}"
@@ -106,9 +112,12 @@ class MaildirStore(Store):
             return out
         found = set()
         for entry in sorted(self.root.iterdir()):
-            if not entry.name.startswith(".") or entry.name in (".", "..") or not entry.is_dir():
+            if not entry.name.startswith(".") or entry.name in (".", ".."):
                 continue
-            if not any((entry / x).exists() for x in ("cur", "new", "tmp", "maildirfolder")):
+            link = entry.is_symlink()  # listed, so that its listing reports it; never entered
+            if not link and not entry.is_dir():
+                continue
+            if not link and not any(os.path.lexists(entry / x) for x in ("cur", "new", "tmp", "maildirfolder")):
                 # Not a mail folder (Dovecot puts cur/new/tmp and an empty "maildirfolder" file in each; the
                 # empty file survives copies that drop empty directories).
                 continue
@@ -132,12 +141,18 @@ class MaildirStore(Store):
     def _read_subscriptions(self) -> list[FolderPath]:
         p = self.root / "subscriptions"
         try:
-            return fmt.parse_subscriptions(p.read_bytes(), str(p))
+            return fmt.parse_subscriptions(read_nofollow(p), str(p))
         except FileNotFoundError:
+            return []
+        except OSError as e:  # a link (ELOOP) or unreadable: subscriptions are lost, not read from elsewhere
+            log.warning("Maildir %s: subscriptions not read: %s", self.root, e)
             return []
 
     def folder_status(self, path: FolderPath) -> FolderStatus:
         d = self._dir(path)
+        if d != self.root and is_link(d):
+            # A folder directory that is a link: one stand-in to report, its target never looked at.
+            return FolderStatus(validity=DEFAULT_VALIDITY, uidnext=0, highestmodseq=d.lstat().st_mtime_ns, count=1)
         if not d.is_dir():
             raise FolderFailed(f"Maildir folder {'/'.join(path)} does not exist ({d})")
         # Empty cur/ or new/ directories do not survive every copy (git, some backup tools): a missing one
@@ -145,7 +160,11 @@ class MaildirStore(Store):
         marks, count = [], 0
         for sub in ("cur", "new"):
             try:
-                marks.append(os.stat(d / sub).st_mtime_ns)
+                st = os.lstat(d / sub)
+                marks.append(st.st_mtime_ns)
+                if is_link(d / sub):
+                    count += 1
+                    continue
                 count += sum(1 for e in os.scandir(d / sub) if not e.name.startswith("."))
             except FileNotFoundError:
                 continue
@@ -154,11 +173,11 @@ class MaildirStore(Store):
     @staticmethod
     def _validity(d: Path) -> int:
         try:
-            return int((d / "mailmigrate-validity").read_text().strip())
+            return int(read_nofollow(d / "mailmigrate-validity").decode("ascii").strip())
         except (OSError, ValueError):
             pass
         try:
-            first = (d / "dovecot-uidlist").read_text(errors="replace").split("\n", 1)[0].split()
+            first = read_nofollow(d / "dovecot-uidlist").decode("utf-8", "replace").split("\n", 1)[0].split()
             if first and first[0] == "3":
                 for f in first[1:]:
                     if f.startswith("V"):
@@ -175,8 +194,13 @@ class MaildirStore(Store):
         writing (``strict``), since rewriting it would re-letter every message's keywords."""
         p = d / "dovecot-keywords"
         try:
-            return fmt.parse_keywords(p.read_bytes(), str(p))
+            return fmt.parse_keywords(read_nofollow(p), str(p))
         except FileNotFoundError:
+            return {}
+        except OSError as e:  # a link (ELOOP): its target's lines must not become keywords
+            if strict:
+                raise FolderFailed(f"cannot add keywords: {p}: {e.strerror or e}") from None
+            log.warning("keywords ignored: %s: %s", p, e.strerror or e)
             return {}
         except FormatError as e:
             if strict:
@@ -187,13 +211,25 @@ class MaildirStore(Store):
     def _scan(self, path: FolderPath) -> dict[str, tuple[Path, fmt.MaildirName]]:
         d = self._dir(path)
         found: dict[str, tuple[Path, fmt.MaildirName]] = {}
+        links: dict[str, Path] = {}
+        self._links[path] = links
+        if d != self.root and is_link(d):
+            links[link_key(d.name)] = d
+            self._files[path] = {}
+            return found
         for sub in ("new", "cur"):
+            if is_link(d / sub):
+                links[link_key(f"{d.name}/{sub}" if d != self.root else sub)] = d / sub
+                continue
             try:
                 entries = list(os.scandir(d / sub))
             except FileNotFoundError:
                 continue
             for e in entries:
                 if e.name.startswith("."):
+                    continue
+                if e.is_symlink():
+                    links[link_key(f"{sub}/{e.name}" if d == self.root else f"{d.name}/{sub}/{e.name}")] = Path(e.path)
                     continue
                 try:
                     n = fmt.parse_name(e.name)
@@ -211,7 +247,7 @@ class MaildirStore(Store):
         unknown_letters: set[str] = set()
         for key, (p, n) in self._scan(path).items():
             try:
-                st = p.stat()
+                st = p.lstat()
             except FileNotFoundError:
                 continue  # renamed or removed by a mail client since the scan
             flags, unknown = fmt.info_to_flags(n.info, kw)
@@ -225,7 +261,11 @@ class MaildirStore(Store):
             log.warning("Maildir folder %s: flag letters %s have no meaning here (no dovecot-keywords entry); "
                         "kept in the file names, not copied", "/".join(path), "".join(sorted(unknown_letters)))
         metas.sort(key=lambda t: (t[0], t[1]))
-        return status, [m for _, _, m in metas]
+        out = [m for _, _, m in metas]
+        for key, link in self._links.get(path, {}).items():
+            log.warning("Maildir %s: %s", self.root, link_reason(link))
+            out.append(link_meta(key))
+        return status, out
 
     def fetch(self, path: FolderPath, keys: Sequence[str]) -> Iterator[tuple[MessageMeta, Body]]:
         files = self._files.get(path)
@@ -234,16 +274,24 @@ class MaildirStore(Store):
             files = self._files[path]
         rescanned = False
         for key in keys:
+            if is_link_key(key):
+                link = self._links.get(path, {}).get(key)
+                self._problems.append((key, link_reason(link) if link is not None
+                                       else f"{key[len('symlink:'):]}: a symbolic link, not followed, not copied"))
+                continue
             p = files.get(key)
             f = None
             for attempt in range(2):
                 if p is not None:
                     try:
-                        f = open(p, "rb")
+                        f = open_nofollow(p)
                         break
                     except FileNotFoundError:
                         pass
                     except OSError as e:
+                        if e.errno == errno.ELOOP:  # replaced by a link since the listing
+                            self._problems.append((key, link_reason(p)))
+                            break
                         self._problems.append((key, f"{p}: {e.strerror}"))
                         break
                 if rescanned:

@@ -6,6 +6,9 @@ folder ("<sha>:0", "<sha>:1").  The folder is indexed in one streaming pass (off
 re-read by offset, so a 1 GB mbox costs about a hundred bytes of memory per message and is read once to
 list it.  Offsets stay right while mail is appended; a rewrite of the file (a client compacting it) changes
 the offsets, and ``fetch`` then re-lists the folder once before it gives up on a key.
+
+Inside a tree, a file or directory that is a symbolic link is never followed (stores/nofollow.py): it is
+listed as a folder holding one ``symlink:`` stand-in that ``fetch`` reports as not copied, naming it.
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ from ..formats import mbox as fmt
 from ..formats.specialuse import guess_special_use
 from ..model import Body, FolderInfo, FolderPath, FolderStatus, MessageMeta, intern_flags
 from .base import Store
+from .nofollow import is_link_key, link_key, link_meta, link_reason, open_nofollow
 
 log = logging.getLogger("mailmigrate.stores.mbox")
 
@@ -37,7 +41,8 @@ class MboxStore(Store):
             raise ConfigError(f"mbox variant must be mboxrd or mboxo, not {variant!r}")
         self.path = Path(path)
         self.variant = variant
-        self._index: dict[FolderPath, dict[str, fmt.MboxEntry]] = {}
+        self._index: dict[FolderPath, dict[str, fmt.MboxEntry | Path]] = {}
+        self._problems: list[tuple[str, str]] = []
 
     def describe(self) -> str:
         return f"mbox:{self.path}"
@@ -62,7 +67,11 @@ class MboxStore(Store):
             for e in sorted(d.iterdir()):
                 if e.name.startswith(".") or e.name.endswith(IGNORED_SUFFIXES):
                     continue
-                if e.is_dir():
+                if e.is_symlink():
+                    name = e.name[:-4] if e.name.endswith(".sbd") else e.name
+                    path = prefix + (name,)
+                    out.setdefault(("INBOX",) if not prefix and name.lower() == "inbox" else path, e)
+                elif e.is_dir():
                     name = e.name[:-4] if e.name.endswith(".sbd") else e.name
                     name = name[:-10] if name.endswith(".directory") else name
                     walk(e, prefix + (name,))
@@ -94,7 +103,8 @@ class MboxStore(Store):
         return f
 
     def folder_status(self, path: FolderPath) -> FolderStatus:
-        st = self._file(path).stat()
+        f = self._file(path)
+        st = f.lstat() if f != self.path else f.stat()
         # The file's size and modification time are its change marker.
         return FolderStatus(validity=1, uidnext=st.st_size, highestmodseq=st.st_mtime_ns, count=None)
 
@@ -102,10 +112,19 @@ class MboxStore(Store):
     def list_messages(self, path: FolderPath, *, min_uid: int | None = None) -> tuple[FolderStatus, list[MessageMeta]]:
         f = self._file(path)
         status = self.folder_status(path)
+        if f != self.path and f.is_symlink():
+            key = link_key(f.relative_to(self.path))
+            log.warning("mbox %s: %s", self.path, link_reason(f))
+            self._index[path] = {key: f}
+            return FolderStatus(status.validity, status.uidnext, status.highestmodseq, 1), [link_meta(key)]
         seen: Counter = Counter()
         index: dict[str, fmt.MboxEntry] = {}
         metas = []
-        with open(f, "rb") as fh:
+        try:
+            fh = open_nofollow(f) if f != self.path else open(f, "rb")
+        except OSError as e:
+            raise FolderFailed(f"cannot read {f}: {e.strerror or e}") from None
+        with fh:
             for e in fmt.scan(fh, self.variant):
                 key = f"{e.sha256}:{seen[e.sha256]}"
                 seen[e.sha256] += 1
@@ -122,6 +141,11 @@ class MboxStore(Store):
             self.list_messages(path)
         relisted = False
         for key in keys:
+            if is_link_key(key):
+                link = self._index[path].get(key)
+                self._problems.append((key, link_reason(link) if isinstance(link, Path) else
+                                       f"{key}: a symbolic link, not followed, not copied"))
+                continue
             body = self._read(path, key)
             if body is None and not relisted:
                 # The file was rewritten (a client compacted it): offsets moved, content keys did not.
@@ -136,11 +160,21 @@ class MboxStore(Store):
     def _read(self, path: FolderPath, key: str) -> Body | None:
         """The message under ``key`` if the bytes at its offset still are that message, else None."""
         e = self._index[path].get(key)
-        if e is None:
+        if not isinstance(e, fmt.MboxEntry):
             return None
-        with open(self._file(path), "rb") as fh:
+        f = self._file(path)
+        try:
+            fh = open_nofollow(f) if f != self.path else open(f, "rb")
+        except OSError as err:  # replaced by a link (ELOOP) or removed since the listing
+            self._problems.append((key, f"cannot read {f}: {err.strerror or err}"))
+            return None
+        with fh:
             body = fmt.read_message(fh, e, self.variant).finish()
         if body.size != e.size or body.fingerprint() != e.sha256:
             body.close()
             return None
         return body
+
+    def fetch_problems(self) -> list[tuple[str, str]]:
+        out, self._problems = self._problems, []
+        return out
