@@ -68,6 +68,7 @@ class MaildirStore(Store):
         self._files: dict[FolderPath, dict[str, Path]] = {}
         self._problems: list[tuple[str, str]] = []
         self._links: dict[FolderPath, dict[str, Path]] = {}
+        self._mode_cache: tuple[int, int] | None = None
 
     def describe(self) -> str:
         return f"maildir:{self.root}"
@@ -80,7 +81,7 @@ class MaildirStore(Store):
         if not self.root.is_dir():
             if self.create:
                 self._make_maildir(self.root)
-                _write_validity(self.root)
+                _write_validity(self.root, self._modes()[1])
             elif self.must_exist:
                 raise ConfigError(f"Maildir {self.root} does not exist")
         elif not (self.root / "cur").is_dir():
@@ -97,12 +98,37 @@ class MaildirStore(Store):
         name = fmt.folder_to_dirname(path)
         return self.root / name if name else self.root
 
-    @staticmethod
-    def _make_maildir(d: Path, folder: bool = False) -> None:
-        for sub in ("cur", "new", "tmp"):
-            (d / sub).mkdir(parents=True, exist_ok=True)
+    def _modes(self) -> tuple[int, int]:
+        """(directory mode, file mode) for what this store writes: Dovecot's rule, the mailbox root's own
+        permissions for the group (a root 0770 gives 0770 folders and 0660 files), so a shared mailbox keeps
+        its convention; never anything for others, and private (0700/0600) when the root is new.  Never
+        the umask's 0644: mail is readable by its owner only unless the mailbox says otherwise."""
+        if self._mode_cache is None:
+            try:
+                dmode = self.root.stat().st_mode & 0o070 | 0o700  # the group's share, never others'
+
+            except OSError:
+                dmode = 0o700
+            self._mode_cache = (dmode, dmode & 0o666)
+        return self._mode_cache
+
+    def _make_maildir(self, d: Path, folder: bool = False) -> None:
+        dmode, fmode = self._modes()
+        for p in [d] + [d / sub for sub in ("cur", "new", "tmp")]:
+            try:
+                p.mkdir(mode=dmode, parents=False)
+                os.chmod(p, dmode)  # mkdir's mode passes through the umask
+            except FileExistsError:
+                pass
+            except FileNotFoundError:
+                p.mkdir(mode=dmode, parents=True, exist_ok=True)
+                os.chmod(p, dmode)
         if folder:
-            (d / "maildirfolder").touch()
+            fd = os.open(d / "maildirfolder", os.O_WRONLY | os.O_CREAT | os.O_NOFOLLOW, fmode)
+            try:
+                os.fchmod(fd, fmode)  # through the umask, os.open's mode only narrows
+            finally:
+                os.close(fd)
 
     # --- folders ----------------------------------------------------------------------------------
     def list_folders(self) -> list[FolderInfo]:
@@ -324,7 +350,7 @@ class MaildirStore(Store):
             d = self._dir(sub)
             if not (d / "cur").is_dir():
                 self._make_maildir(d, folder=True)
-                _write_validity(d)
+                _write_validity(d, self._modes()[1])
 
     def subscribe(self, path: FolderPath) -> None:
         p = self.root / "subscriptions"
@@ -339,9 +365,9 @@ class MaildirStore(Store):
             # Appended, not rewritten: a line this store does not read as one of its folders (a subscription
             # to another user's shared folder, "Shared/bob/Team") must reach Dovecot as Dovecot wrote it.
             line = fmt.dump_subscriptions([path])[len(fmt.SUBSCRIPTIONS_V2_HEADER):]
-            _replace_file(p, data + (b"" if data.endswith(b"\n") else b"\n") + line)
+            _replace_file(p, data + (b"" if data.endswith(b"\n") else b"\n") + line, self._modes()[1])
         else:
-            _replace_file(p, fmt.dump_subscriptions(subs + [path]))
+            _replace_file(p, fmt.dump_subscriptions(subs + [path]), self._modes()[1])
 
     def delete_folder(self, path: FolderPath) -> None:
         d = self._dir(path)
@@ -381,7 +407,7 @@ class MaildirStore(Store):
             by_name[name] = free
             changed = True
         if changed:
-            _replace_file(d / "dovecot-keywords", fmt.dump_keywords(kw))
+            _replace_file(d / "dovecot-keywords", fmt.dump_keywords(kw), self._modes()[1])
         return by_name
 
     def append(self, path: FolderPath, items: Sequence[AppendItem]) -> list[str | None]:
@@ -397,7 +423,11 @@ class MaildirStore(Store):
                 unique = _unique()
                 tmp = d / "tmp" / unique
                 try:
-                    with open(tmp, "wb") as out:
+                    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC,
+                                 self._modes()[1])
+                    with os.fdopen(fd, "wb") as out:
+                        if os.fstat(out.fileno()).st_mode & 0o777 != self._modes()[1]:
+                            os.fchmod(out.fileno(), self._modes()[1])  # the umask narrowed or widened it
                         for chunk in it.body.chunks():
                             out.write(chunk)
                         out.flush()
@@ -484,15 +514,15 @@ class KeywordSlots(PermanentFlags):
         return frozenset(kept), frozenset(dropped)
 
 
-def _write_validity(d: Path) -> None:
-    _replace_file(d / "mailmigrate-validity", str(secrets.randbelow(2**31 - 1) + 1).encode())
+def _write_validity(d: Path, mode: int) -> None:
+    _replace_file(d / "mailmigrate-validity", str(secrets.randbelow(2**31 - 1) + 1).encode(), mode)
 
 
-def _replace_file(p: Path, data: bytes) -> None:
+def _replace_file(p: Path, data: bytes, mode: int) -> None:
     """Write beside and rename, so a reader never sees half a keywords or subscriptions file.  The temporary
     name keeps its shape, without a leading dot: in a Maildir++ root a dot-name marks a folder.  The mode
-    is the umask's, like the messages': whoever reads the mailbox reads these too."""
-    replace_file(p, data, "umask", prefix=p.name + ".", suffix=".tmp")
+    is the messages' (:meth:`MaildirStore._modes`): whoever reads the mailbox reads these too."""
+    replace_file(p, data, mode, prefix=p.name + ".", suffix=".tmp")
 
 
 def _unlink(p: Path) -> None:
