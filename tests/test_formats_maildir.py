@@ -156,3 +156,28 @@ def test_fuzz_directory_names(name):
     except FormatError:
         return
     assert path and all(path)
+
+
+def test_lenient_dirnames_read_what_dovecot_would_not_write():
+    from mailmigrate.formats.maildir import dirname_to_folder_lenient as lenient
+
+    assert lenient(".Entwürfe") == ("Entwürfe",)
+    assert lenient(".R&D.Sub") == ("R&D", "Sub")
+    assert lenient(".Trash..bak") == ("Trash", ".bak")
+    assert lenient(".Work.") == ("Work.",)
+    assert lenient(b".caf\xe9".decode("utf-8", "surrogateescape")) == ("caf\\xe9",)
+    assert lenient(".Entw&APw-rfe") == ("Entwürfe",)  # a proper name reads as the strict reader does
+
+
+@given(st.text(min_size=1, max_size=30))
+def test_lenient_dirnames_never_fail_on_a_name_with_a_folder_in_it(name):
+    from mailmigrate.errors import FormatError
+    from mailmigrate.formats.maildir import dirname_to_folder_lenient as lenient
+
+    try:
+        path = lenient("." + name)
+    except FormatError:
+        assert set(name) <= {"."}
+        return
+    assert path and all(path)
+    assert lenient("." + name) == path

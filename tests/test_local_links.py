@@ -101,3 +101,28 @@ def test_mbox_tree_links_are_reported_never_followed(tmp_path, outside):
     assert b"hello" in got and b"secret-hash" not in got
     for name in ("Stolen", "Archive.sbd"):
         assert f"{name} is a symbolic link" in p.stdout + p.stderr, name
+
+
+def test_maildir_folders_dovecot_would_not_name_are_copied_not_skipped(tmp_path):
+    """Before: `.Entwürfe` (raw UTF-8) and `.Trash..bak` were skipped with a log line, exit 0, failed 0."""
+    src = tmp_path / "src"
+    write_msg(src, f"{T0}.M1.host", b"Subject: inbox\r\n\r\ninbox\r\n", "S", T0)
+    write_msg(src / ".Entwürfe", f"{T0}.E1.host", b"Subject: draft\r\n\r\nentwurf\r\n", "D", T0)
+    write_msg(src / ".Trash..bak", f"{T0}.T1.host", b"Subject: old trash\r\n\r\nbak\r\n", "S", T0)
+    write_msg(src / ".R&D", f"{T0}.R1.host", b"Subject: rnd\r\n\r\nresearch\r\n", "", T0)
+    write_msg(src / ".Entw&APw-rfe", f"{T0}.E2.host", b"Subject: proper\r\n\r\nproper mUTF-7\r\n", "", T0)
+    target = tmp_path / "dst"
+    p = run_mm("sync", f"maildir:{src}", f"maildir:{target}", "--state", tmp_path / "s.db", "--json")
+    s = json.loads(p.stdout)
+    assert s["copied"] == 5 and s["failed"] == 0
+    got = read_maildir(target)
+    by_body = {b: folder for folder, msgs in got.items() for b, _, _ in msgs}
+    assert by_body[b"Subject: proper\r\n\r\nproper mUTF-7\r\n"] == ".Entw&APw-rfe"
+    # The raw UTF-8 one cannot merge with the proper one: it keeps its own folder, named after it.
+    assert by_body[b"Subject: draft\r\n\r\nentwurf\r\n"].startswith(".Entw&APw-rfe (")
+    assert by_body[b"Subject: rnd\r\n\r\nresearch\r\n"] == ".R&-D"
+    assert by_body[b"Subject: old trash\r\n\r\nbak\r\n"].startswith(".Trash.")
+    assert len(set(by_body.values())) == 5
+    again = json.loads(run_mm("sync", f"maildir:{src}", f"maildir:{target}", "--state", tmp_path / "s.db",
+                              "--json").stdout)
+    assert again["copied"] == 0

@@ -228,3 +228,31 @@ def dirname_to_folder(dirname: str) -> tuple[str, ...]:
     if any(not c for c in comps):
         raise FormatError(f"{dirname!r} has an empty folder name component")
     return tuple(unescape_component(mutf7.decode(c)) for c in comps)
+
+
+def dirname_to_folder_lenient(dirname: str) -> tuple[str, ...]:
+    """The folder a directory that Dovecot would not have written most likely means, for a source that
+    must not lose it (issue 19): ``.Entwürfe`` (raw UTF-8, not modified UTF-7) is ``("Entwürfe",)``,
+    ``.R&D`` (a bare ``&``) is ``("R&D",)``, bytes that are not UTF-8 are kept as ``\\xNN`` text, and an empty
+    component is a literal dot of the next one: ``.Trash..bak`` is ``("Trash", ".bak")``.  Stable, so a
+    rerun finds the same folder.  Raises FormatError only for a name with no folder in it (``.``, ``...``).
+    """
+    if not dirname.startswith(".") or dirname in (".", ".."):
+        raise FormatError(f"{dirname!r} is not a Maildir++ folder directory")
+    out: list[str] = []
+    dots = ""
+    for c in dirname[1:].split("."):
+        if not c:
+            dots += "."
+            continue
+        try:
+            name = unescape_component(mutf7.decode(c))
+        except FormatError:
+            name = c.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+        out.append(dots + name)
+        dots = ""
+    if dots:
+        if not out:
+            raise FormatError(f"{dirname!r} has no folder name")
+        out[-1] += dots
+    return tuple(out)

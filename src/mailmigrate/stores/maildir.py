@@ -69,6 +69,7 @@ class MaildirStore(Store):
         self._problems: list[tuple[str, str]] = []
         self._links: dict[FolderPath, dict[str, Path]] = {}
         self._mode_cache: tuple[int, int] | None = None
+        self._odd: dict[str, FolderPath] | None = None
 
     def describe(self) -> str:
         return f"maildir:{self.root}"
@@ -92,11 +93,51 @@ class MaildirStore(Store):
 
     def close(self) -> None:
         self._files.clear()
+        self._odd = None
 
     # --- paths ------------------------------------------------------------------------------------
     def _dir(self, path: FolderPath) -> Path:
+        odd = self._odd_paths()
+        if path in odd:
+            return self.root / odd[path]
         name = fmt.folder_to_dirname(path)
         return self.root / name if name else self.root
+
+    def _odd_dirs(self) -> dict[str, FolderPath]:
+        """Directories whose names Dovecot would not write (raw UTF-8, a bare ``&``, ``.Trash..bak``), with
+        the folder each is read as (:func:`formats.maildir.dirname_to_folder_lenient`); one that would land
+        on an existing folder's name gets `` (DIRNAME)`` appended, so no two directories merge."""
+        if self._odd is None:
+            self._odd = {}
+            try:
+                names = sorted(e.name for e in os.scandir(self.root) if e.name.startswith("."))
+            except OSError:
+                names = []
+            regular = set()
+            for n in names:
+                try:
+                    regular.add(fmt.dirname_to_folder(n))
+                except FormatError:
+                    pass
+            taken = set(regular)
+            for n in names:
+                try:
+                    fmt.dirname_to_folder(n)
+                    continue
+                except FormatError:
+                    pass
+                try:
+                    path = fmt.dirname_to_folder_lenient(n)
+                except FormatError:
+                    continue
+                if path in taken:
+                    path = path[:-1] + (f"{path[-1]} ({n})",)
+                taken.add(path)
+                self._odd[n] = path
+        return self._odd
+
+    def _odd_paths(self) -> dict[FolderPath, str]:
+        return {p: n for n, p in self._odd_dirs().items()}
 
     def _modes(self) -> tuple[int, int]:
         """(directory mode, file mode) for what this store writes: Dovecot's rule, the mailbox root's own
@@ -149,10 +190,13 @@ class MaildirStore(Store):
                 continue
             try:
                 path = fmt.dirname_to_folder(entry.name)
-            except FormatError as e:
-                # Not a name Dovecot would write (".Trash..bak", bad mUTF-7): left alone, but said.
-                log.warning("Maildir %s: directory %s skipped: %s", self.root, entry.name, e)
-                continue
+            except FormatError:
+                path = self._odd_dirs().get(entry.name)
+                if path is None:
+                    log.warning("Maildir %s: directory %s names no folder: skipped", self.root, entry.name)
+                    continue
+                log.warning("Maildir %s: directory %s is not a name Dovecot writes (modified UTF-7, "
+                            "Maildir++); copied as folder %s", self.root, entry.name, "/".join(path))
             found.add(path)
             out.append(FolderInfo(path, guess_special_use(path), path in subscribed, True))
         # ".A.B" without ".A": A exists only as a level of the hierarchy, as Dovecot lists it.
