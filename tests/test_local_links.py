@@ -126,3 +126,21 @@ def test_maildir_folders_dovecot_would_not_name_are_copied_not_skipped(tmp_path)
     again = json.loads(run_mm("sync", f"maildir:{src}", f"maildir:{target}", "--state", tmp_path / "s.db",
                               "--json").stdout)
     assert again["copied"] == 0
+
+
+def test_a_folder_name_too_long_for_the_file_system_fails_that_folder_only(tmp_path):
+    """Before: OSError ENAMETOOLONG escaped as a traceback and stopped this account and every later one."""
+    box = tmp_path / "mail"
+    deep = box / ("a" * 200 + ".sbd")
+    deep.mkdir(parents=True)
+    (deep / ("b" * 200)).write_bytes(b"From a@b Mon Jan  4 10:00:00 2021\nSubject: deep\n\ndeep\n")
+    (box / "Inbox").write_bytes(b"From a@b Mon Jan  4 10:00:00 2021\nSubject: hi\n\nhi\n")
+    (box / "Later").write_bytes(b"From a@b Mon Jan  4 10:00:00 2021\nSubject: later\n\nlater\n")
+    target = tmp_path / "dst"
+    p = run_mm("sync", f"mbox:{box}", f"maildir:{target}", "--state", tmp_path / "s.db", "--json", check=False)
+    assert p.returncode == 1 and "Traceback" not in p.stderr, p.stderr
+    s = json.loads(p.stdout)
+    assert s["copied"] == 2 and s["failed"] == 1
+    assert "File name too long" in p.stdout + p.stderr and "a" * 200 in p.stdout + p.stderr
+    got = _everything_received(target)
+    assert b"hi\n" in got and b"later\n" in got

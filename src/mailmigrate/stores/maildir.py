@@ -20,6 +20,7 @@ neither a crash nor a full disk can leave a partial message where a mail client 
 from __future__ import annotations
 
 import errno
+import functools
 import itertools
 import logging
 import os
@@ -54,6 +55,23 @@ def _unique() -> str:
     now = time.time()
     host = socket.gethostname().replace("/", "\\057").replace(":", "\\072").replace(",", "_")
     return f"{int(now)}.M{int((now % 1) * 1e6)}P{os.getpid()}Q{n}R{secrets.token_hex(4)}.{host}"
+
+
+def _folder_errors(method):
+    """A file-system error in one folder (a name too long for the file system, a directory the migration
+    may not write, an I/O error) fails that folder, named, instead of escaping as an OSError that stops the
+    account and every account after it (issue 19); running out of space is QuotaExceeded, raised inside."""
+
+    @functools.wraps(method)
+    def wrapped(self, path, *a, **kw):
+        try:
+            return method(self, path, *a, **kw)
+        except OSError as e:
+            what = "/".join(path) if path else "INBOX"
+            raise FolderFailed(f"Maildir folder {what}: {e.strerror or e}"
+                               f"{f' ({e.filename})' if e.filename else ''}") from None
+
+    return wrapped
 
 
 class MaildirStore(Store):
@@ -218,6 +236,7 @@ class MaildirStore(Store):
             log.warning("Maildir %s: subscriptions not read: %s", self.root, e)
             return []
 
+    @_folder_errors
     def folder_status(self, path: FolderPath) -> FolderStatus:
         d = self._dir(path)
         if d != self.root and is_link(d):
@@ -309,6 +328,7 @@ class MaildirStore(Store):
         self._files[path] = {k: v[0] for k, v in found.items()}
         return found
 
+    @_folder_errors
     def list_messages(self, path: FolderPath, *, min_uid: int | None = None) -> tuple[FolderStatus, list[MessageMeta]]:
         status = self.folder_status(path)
         d = self._dir(path)
@@ -383,6 +403,7 @@ class MaildirStore(Store):
         return p
 
     # --- writing ----------------------------------------------------------------------------------
+    @_folder_errors
     def create_folder(self, path: FolderPath, special_use: str | None = None) -> None:
         if not path or path == ("INBOX",):
             self._make_maildir(self.root)
@@ -396,6 +417,7 @@ class MaildirStore(Store):
                 self._make_maildir(d, folder=True)
                 _write_validity(d, self._modes()[1])
 
+    @_folder_errors
     def subscribe(self, path: FolderPath) -> None:
         p = self.root / "subscriptions"
         try:
@@ -413,6 +435,7 @@ class MaildirStore(Store):
         else:
             _replace_file(p, fmt.dump_subscriptions(subs + [path]), self._modes()[1])
 
+    @_folder_errors
     def delete_folder(self, path: FolderPath) -> None:
         d = self._dir(path)
         if d == self.root:
@@ -454,6 +477,7 @@ class MaildirStore(Store):
             _replace_file(d / "dovecot-keywords", fmt.dump_keywords(kw), self._modes()[1])
         return by_name
 
+    @_folder_errors
     def append(self, path: FolderPath, items: Sequence[AppendItem]) -> list[str | None]:
         d = self._dir(path)
         if not d.is_dir():
@@ -500,6 +524,7 @@ class MaildirStore(Store):
             for tmp, _, _ in staged:
                 _unlink(tmp)
 
+    @_folder_errors
     def set_flags(self, path: FolderPath, changes: Iterable[tuple[str, frozenset[str], frozenset[str]]]) -> None:
         d = self._dir(path)
         changes = list(changes)
@@ -522,6 +547,7 @@ class MaildirStore(Store):
                     continue
         self._files.pop(path, None)
 
+    @_folder_errors
     def delete_messages(self, path: FolderPath, keys: Sequence[str]) -> None:
         files = self._scan(path)
         for key in keys:
