@@ -53,6 +53,17 @@ class ConnectionLost(StoreError):
     retryable = True
 
 
+class CommandTimedOut(ConnectionLost):
+    """One command's exchange outlived its deadline (a floor plus time for the bytes moved): a server that
+    trickles can hold a worker no longer than that.  The connection is dropped; a retry gets a fresh one."""
+
+
+class ResponseTooLarge(StoreError):
+    """A server sent more than one command may collect (an endless listing or flood of untagged data): the
+    connection is dropped and the account stops, reported, instead of the process growing without limit.
+    Not retried: the same server would do it again."""
+
+
 class TemporaryFailure(StoreError):
     """The server asks to try later ([UNAVAILABLE], throttling, BYE on overload)."""
 

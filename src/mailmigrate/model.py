@@ -269,7 +269,7 @@ class Problem:
             where.append(f"folder {self.folder}")
         if self.message is not None:
             where.append(f"message {self.message}")
-        return ", ".join(where) + f": {self.reason}"
+        return printable(", ".join(where) + f": {self.reason}")
 
 
 @dataclass
@@ -331,3 +331,13 @@ class AccountResult:
     @property
     def ok(self) -> bool:
         return self.error is None and self.counters.failed == 0 and self.counters.deletes_withheld == 0
+
+
+_CONTROL = {c: f"\\x{c:02x}" for c in [*range(0x20), 0x7F, *range(0x80, 0xA0)]}
+
+
+def printable(text: str) -> str:
+    """Text from a server or a file (a folder name, an error) as it may reach a terminal or a log line:
+    control characters — CR and LF that would forge a log line, ESC that would drive the terminal, NUL —
+    become visible ``\\xNN`` escapes (issue 19).  Everything else, non-ASCII letters included, stays."""
+    return text.translate(_CONTROL) if not text.isprintable() else text

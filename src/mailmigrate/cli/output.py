@@ -6,7 +6,7 @@ import logging
 import sys
 import threading
 
-from ..model import Secret
+from ..model import Secret, printable
 from ..sync.engine import Progress
 
 
@@ -24,12 +24,13 @@ class SecretFilter(logging.Filter):
                 self._values.add(v)
 
     def filter(self, record: logging.LogRecord) -> bool:
-        if self._values:
-            msg = record.getMessage()
-            for v in self._values:
-                if v in msg:
-                    msg = msg.replace(v, "***")
-            record.msg, record.args = msg, None
+        msg = record.getMessage()
+        for v in self._values:
+            if v in msg:
+                msg = msg.replace(v, "***")
+        # Text from servers and files (folder names, errors) may hold CR, LF or ESC: one record stays one
+        # line and never drives the terminal (issue 19).
+        record.msg, record.args = printable(msg), None
         return True
 
 

@@ -12,7 +12,7 @@ import threading
 from pathlib import Path
 
 from ..errors import ConfigError
-from ..model import Account
+from ..model import Account, printable
 from ..stores.registry import StoreOptions, parse_spec
 from ..sync.accounts import load_accounts_file, password_from
 from ..sync.engine import SyncOptions
@@ -246,7 +246,7 @@ def _just_login(args, req) -> int:
         sys.stdout.write("\n")
     else:
         for r in bad:
-            print(f"LOGIN FAILED {r.account} ({r.side}): {r.error}")
+            print(printable(f"LOGIN FAILED {r.account} ({r.side}): {r.error}"))
         print(f"{len(results) - len(bad)} of {len(results)} account(s) logged in on both sides"
               + (f"; {len(bad)} failed" if bad else ""))
     if not bad:
@@ -346,6 +346,6 @@ def print_summary(result) -> None:
               f"{t.target_only} target messages are no copy of a source message (left alone)")
     for a in result.accounts:
         if a.error:
-            print(f"  ACCOUNT FAILED {a.account}: {a.error}")
+            print(printable(f"  ACCOUNT FAILED {a.account}: {a.error}"))
         for p in a.problems:
             print(f"  {p.kind.upper()}: {p.describe()}")

@@ -13,15 +13,19 @@ from __future__ import annotations
 
 import base64
 import hashlib
-import re
+import io
 import logging
+import os
+import re
 import socket
 import ssl
+import time
 from typing import Iterator
 
-from ..errors import (AuthenticationFailed, ConfigError, ConnectionLost, HostNotFound, MessageRejected,
-                      ProtocolError, QuotaExceeded, ServerRefused, TemporaryFailure, TLSMismatch)
-from ..model import SPOOL_THRESHOLD, Body, BodyWriter, Secret
+from ..errors import (AuthenticationFailed, CommandTimedOut, ConfigError, ConnectionLost, FormatError,
+                      HostNotFound, MessageRejected, ProtocolError, QuotaExceeded, ResponseTooLarge, ServerRefused,
+                      TemporaryFailure, TLSMismatch)
+from ..model import SPOOL_THRESHOLD, Body, BodyWriter, Secret, printable
 from . import diag
 from .parser import Response, _Literal, literal_size, parse_response
 
@@ -35,6 +39,11 @@ def quote(value: str | bytes) -> bytes:
     """An astring argument: an atom when safe, else a quoted string; None of CR, LF, NUL, 8-bit allowed
     (those go as literals, see :meth:`Connection.command`)."""
     b = value.encode("utf-8") if isinstance(value, str) else value
+    if any(c in (0, 10, 13) for c in b):
+        # Sent inside quotes, a CR LF would end the command and start another of the sender's choosing
+        # (a folder name from a hostile source server could delete mail on the target).
+        raise FormatError(f"{printable(b.decode('utf-8', 'replace'))!r} cannot be sent to an IMAP server: it "
+                          "holds CR, LF or NUL")
     if b and not any(c in _ATOM_SPECIALS or c > 0x7E for c in b):
         return b
     return b'"' + b.replace(b"\\", b"\\\\").replace(b'"', b'\\"') + b'"'
@@ -63,6 +72,52 @@ class Lit:
             yield from self.data.chunks(1 << 18)
 
 
+def _env_number(name: str, default: float) -> float:
+    try:
+        v = float(os.environ.get(name, ""))
+        return v if v > 0 else default
+    except ValueError:
+        return default
+
+
+#: What a hostile or broken server may make one command cost (issue 19).  Memory: the responses a command
+#: collects besides the FETCH data it streams (a listing, untagged floods) stop at this many bytes.  Time:
+#: each read has the connection's timeout, and the whole exchange since the last command was sent or
+#: completed has a deadline of a floor plus one second per MIN_RATE bytes moved, so a server that trickles
+#: a byte every ten seconds cannot hold a worker forever, while a big but flowing transfer never trips it.
+MAX_HELD = int(_env_number("MAILMIGRATE_IMAP_MAX_RESPONSE", 128 << 20))
+DEADLINE_FLOOR = _env_number("MAILMIGRATE_IMAP_COMMAND_FLOOR", 600.0)
+MIN_RATE = _env_number("MAILMIGRATE_IMAP_MIN_RATE", 2048.0)
+
+
+class _DeadlineIO(io.RawIOBase):
+    """The socket as a raw stream whose every read checks the connection's deadline: ``readline`` on a
+    plain socket file would wait forever for a line that arrives one byte per read timeout."""
+
+    def __init__(self, conn: "Connection", sock):
+        super().__init__()
+        self._conn = conn
+        self._sock = sock
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, b) -> int:
+        c = self._conn
+        left = c._time_left()
+        if left <= 0:
+            raise c._timed_out()
+        self._sock.settimeout(min(c.timeout, left) if c.timeout else left)
+        try:
+            n = self._sock.recv_into(b)
+        except socket.timeout:
+            if c._time_left() <= 0:
+                raise c._timed_out() from None
+            raise
+        c._moved += n
+        return n
+
+
 class Connection:
     def __init__(self, host: str, port: int, *, tls: str = "starttls", insecure: bool = False,
                  cafile: str | None = None, timeout: float = 60.0):
@@ -78,6 +133,11 @@ class Connection:
         self._done: dict[bytes, Response] = {}  # completions of pipelined commands read early
         self.disabled = diag.disabled()  # protocol features switched off for measurements (imap/diag.py)
         self.deflater = self.inflater = None  # set by imap.compress.start once COMPRESS=DEFLATE is active
+        self._mark = time.monotonic()  # when the current exchange began (a command sent or completed)
+        self._moved = 0  # bytes read and sent since then
+        self._held = 0  # bytes of responses collected in self.untagged since the command began
+        self._last_size = 0
+        self._secrets: list[str] = []  # what a server must not make us print: the password, its SASL token
 
     # --- connecting -------------------------------------------------------------------------------
     def _context(self) -> ssl.SSLContext:
@@ -148,7 +208,37 @@ class Connection:
 
     def _attach(self, sock) -> None:
         self.sock = sock
-        self.rfile = sock.makefile("rb", buffering=1 << 16)
+        self.rfile = io.BufferedReader(_DeadlineIO(self, sock), 1 << 16)
+
+    def _restart_clock(self) -> None:
+        self._mark = time.monotonic()
+        self._moved = 0
+
+    def _time_left(self) -> float:
+        return self._mark + DEADLINE_FLOOR + self._moved / MIN_RATE - time.monotonic()
+
+    def _abandon(self) -> None:
+        """Drop a connection whose server misbehaves: no LOGOUT, whose answer would have to be read past
+        the rest of the flood or trickle."""
+        self.close()
+
+    def _timed_out(self) -> CommandTimedOut:
+        spent = time.monotonic() - self._mark
+        return CommandTimedOut(f"{self.host} took {spent:.0f} s for {self._moved} bytes of one command's exchange "
+                               f"(allowed: {DEADLINE_FLOOR:.0f} s plus 1 s per {MIN_RATE:.0f} bytes); giving up on "
+                               "this connection")
+
+    def _hold(self, r: Response) -> None:
+        """Keep an untagged response for the caller, within the memory a command may collect (its bytes plus
+        what a parsed response costs in Python, about a KiB)."""
+        self._held += self._last_size + 1024
+        if self._held > MAX_HELD:
+            self.untagged = []
+            self._abandon()
+            raise ResponseTooLarge(f"{self.host} sent more than {MAX_HELD >> 20} MiB of responses to one command "
+                                   f"(last: {r.name.decode('ascii', 'replace') if r.name else r.kind}); giving up "
+                                   "on this connection")
+        self.untagged.append(r)
 
     def close(self) -> None:
         if self.deflater is not None and self.inflater is not None:
@@ -175,6 +265,9 @@ class Connection:
     def _readline(self) -> bytes:
         try:
             line = self.rfile.readline(1 << 20)
+        except CommandTimedOut:
+            self._abandon()
+            raise
         except (OSError, ValueError, AttributeError) as e:
             raise ConnectionLost(f"connection to {self.host} lost: {e}") from None
         if not line:
@@ -200,23 +293,35 @@ class Connection:
                 w.write(chunk)
                 left -= len(chunk)
             return w.finish()
+        except CommandTimedOut:
+            self._abandon()
+            raise
         except (OSError, ValueError) as e:
             raise ConnectionLost(f"connection to {self.host} lost: {e}") from None
 
     def read_response(self) -> Response:
         parts: list = []
+        held = 0
         while True:
             line = self._readline()
             size = literal_size(line)
             parts.append(line)
+            held += len(line)
             if size is None:
                 break
             if wire.isEnabledFor(logging.DEBUG):
                 wire.debug("S: %r {literal %d}", line[:200], size)
-            parts.append(_Literal(self._read_literal(size)))
+            lit = self._read_literal(size)
+            if isinstance(lit, (bytes, bytearray)):
+                held += size  # in memory; a spooled literal waits on disk
+            parts.append(_Literal(lit))
         if wire.isEnabledFor(logging.DEBUG) and len(parts) == 1:
             wire.debug("S: %r", parts[0][:300])
-        return parse_response(parts)
+        self._last_size = held
+        r = parse_response(parts)
+        if r.kind == "tagged":
+            self._restart_clock()
+        return r
 
     # --- writing ----------------------------------------------------------------------------------
     def _send(self, data: bytes, more: bool = False) -> None:
@@ -226,6 +331,7 @@ class Connection:
             data = self.deflater.compress(data)
             if not more:
                 data += self.deflater.flush()
+        self._moved += len(data)
         try:
             self.sock.sendall(data)
         except (OSError, AttributeError) as e:
@@ -241,6 +347,7 @@ class Connection:
         Returns the tag; the caller collects the completion with :meth:`wait`.
         """
         tag = self.next_tag()
+        self._restart_clock()
         plus = "LITERAL+" in self.capabilities
         buf = bytearray(tag)
         for a in args:
@@ -275,9 +382,9 @@ class Connection:
                 return r
             if r.kind == "tagged" and r.tag == tag:
                 raise self.error_for(r, "command")
-            self.untagged.append(r)
+            self._hold(r)
             if r.status == b"BYE":
-                raise ConnectionLost(f"{self.host} said BYE: {r.text_str()}")
+                raise ConnectionLost(f"{self.host} said BYE: {self.server_text(r)}")
 
     def wait(self, tag: bytes) -> Response:
         """Read until the tagged completion of ``tag``; untagged responses collect in ``self.untagged``."""
@@ -292,11 +399,12 @@ class Connection:
             if r.kind == "continuation":
                 raise ProtocolError(f"{self.host} sent an unexpected continuation")
             if r.status == b"BYE":
-                raise ConnectionLost(f"{self.host} said BYE: {r.text_str()}")
-            self.untagged.append(r)
+                raise ConnectionLost(f"{self.host} said BYE: {self.server_text(r)}")
+            self._hold(r)
 
     def command(self, *args, secret: bool = False) -> Response:
         self.untagged = []
+        self._held = 0
         self._done = {}
         return self.wait(self.send_command(*args, secret=secret))
 
@@ -304,6 +412,7 @@ class Connection:
         """Send every command, then collect every completion; untagged responses are handed back in one
         list with the last command (callers of pipelines match them by content, e.g. STATUS names)."""
         self.untagged = []
+        self._held = 0
         self._done = {}
         if "pipelining" in self.disabled:
             out = []
@@ -332,9 +441,18 @@ class Connection:
         self._caps_from(r)
         return self.capabilities
 
+    def server_text(self, r: Response) -> str:
+        """The server's text, printable and without any secret of this connection's login: a server that
+        echoes the password or the SASL token in a NO must not put it on screen, in --json or in a report."""
+        text = r.text_str()
+        for secret in self._secrets:
+            if secret and secret in text:
+                text = text.replace(secret, "<redacted>")
+        return text
+
     def error_for(self, r: Response, what: str) -> Exception:
         code = r.code.decode("ascii", "replace") if r.code else None
-        msg = f"{self.host}: {what} failed: {r.status.decode()} {('[' + code + '] ') if code else ''}{r.text_str()}"
+        msg = f"{self.host}: {what} failed: {r.status.decode()} {('[' + code + '] ') if code else ''}{self.server_text(r)}"
         if code in ("OVERQUOTA",):
             return QuotaExceeded(msg)
         if code in ("TOOBIG", "LIMIT"):
@@ -355,6 +473,7 @@ class Connection:
     def login(self, user: str, password: Secret, *, master: str | None = None, mode: str = "plain") -> None:
         who = f"{user} (via master user {master})" if master else user
         pw = password.reveal()
+        self._remember_secret(pw)
         if master is None:
             if "AUTH=PLAIN" in self.capabilities and "LOGINDISABLED" not in self.capabilities:
                 self._sasl_plain("", user, pw, who)
@@ -371,10 +490,18 @@ class Connection:
         self.capabilities = set()
         self.capability()
 
+    def _remember_secret(self, secret: str) -> None:
+        """Every spelling of a secret a server might echo: as sent, and the forms its text would show it in
+        (a password that needed quoting arrives escaped, a base64 token whole or split)."""
+        for s in (secret, secret.replace("\\", "\\\\").replace('"', '\\"')):
+            if s and s not in self._secrets:
+                self._secrets.append(s)
+        self._secrets.sort(key=len, reverse=True)  # the longest first, so a part never hides the whole
+
     def _auth_failed(self, r: Response, who: str) -> Exception:
         if r.code in (b"UNAVAILABLE",):
-            return TemporaryFailure(f"{self.host}: login as {who} temporarily impossible: {r.text_str()}")
-        return AuthenticationFailed(f"{self.host}: login as {who} refused: {r.text_str()}")
+            return TemporaryFailure(f"{self.host}: login as {who} temporarily impossible: {self.server_text(r)}")
+        return AuthenticationFailed(f"{self.host}: login as {who} refused: {self.server_text(r)}")
 
     def _login(self, user: str, pw: str, who: str) -> None:
         args = []
@@ -387,6 +514,7 @@ class Connection:
 
     def _sasl_plain(self, authzid: str, authcid: str, pw: str, who: str) -> None:
         token = base64.b64encode(f"{authzid}\0{authcid}\0{pw}".encode("utf-8"))
+        self._remember_secret(token.decode("ascii"))
         if "SASL-IR" in self.capabilities:
             r = self.command(b"AUTHENTICATE", b"PLAIN", token, secret=True)
         else:
@@ -415,11 +543,16 @@ class Connection:
             raise self._auth_failed(r, who)
 
     # --- streaming FETCH --------------------------------------------------------------------------
-    def fetch_stream(self, commands: list[tuple], window: int = 3) -> Iterator[Response]:
+    def fetch_stream(self, commands: list[tuple], window: int = 3, *,
+                     max_items: int | None = None) -> Iterator[Response]:
         """Send FETCH commands with up to ``window`` outstanding and yield each untagged FETCH as it
-        arrives; other untagged responses are kept in ``self.untagged``."""
+        arrives; other untagged responses are kept in ``self.untagged``.  ``max_items``: more FETCH
+        responses than this (a listing that never ends) fail the command instead of growing the caller's
+        list without limit."""
         self.untagged = []
+        self._held = 0
         self._done = {}
+        items = 0
         if "pipelining" in self.disabled:
             window = 1
         pending: list[bytes] = []
@@ -442,8 +575,13 @@ class Connection:
                     pending.append(self.send_command(*nxt))
                 continue
             if r.kind == "untagged" and r.name == b"FETCH":
+                items += 1
+                if max_items is not None and items > max_items:
+                    self._abandon()
+                    raise ResponseTooLarge(f"{self.host} sent more than {max_items} FETCH responses where the "
+                                           "mailbox announced fewer messages; giving up on this connection")
                 yield r
                 continue
             if r.status == b"BYE":
-                raise ConnectionLost(f"{self.host} said BYE: {r.text_str()}")
-            self.untagged.append(r)
+                raise ConnectionLost(f"{self.host} said BYE: {self.server_text(r)}")
+            self._hold(r)

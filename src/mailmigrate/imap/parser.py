@@ -17,6 +17,7 @@ from datetime import datetime, timedelta, timezone
 from typing import Any
 
 from ..errors import ProtocolError
+from ..model import printable
 
 _LITERAL_AT_END = re.compile(rb"~?\{(\d+)(\+?)\}\r?\n?$")
 
@@ -34,7 +35,8 @@ class Response:
     data: list = field(default_factory=list)
 
     def text_str(self) -> str:
-        return self.text.decode("utf-8", "replace")
+        """The server's human-readable text, safe to print (control characters escaped)."""
+        return printable(self.text.decode("utf-8", "replace"))
 
 
 class _Literal:
@@ -125,9 +127,11 @@ class _Tokens:
                 items.append(self.value())
         if c == 0x22:  # "
             return self._quoted()
-        if c in (0x7B, 0x7E):  # { or ~{ : the literal announcement; the literal follows as a part
+        if c == 0x7B or (c == 0x7E and b.startswith(b"{", self.pos + 1)):
+            # {n} or ~{n} (literal8): the announcement ends its line and the literal follows as a part.  A
+            # "~" elsewhere is an atom's first character: RFC 3501 allows a mailbox named "~archive".
             end = b.find(b"}", self.pos)
-            if end < 0:
+            if end < 0 or b[end + 1:].strip(b"\r\n"):
                 raise ProtocolError("broken literal announcement")
             self.pos = len(b)  # the rest of this segment is the announcement's line end
             if self.i < len(self.parts) and not isinstance(self.parts[self.i], (bytes, bytearray)):
@@ -260,7 +264,7 @@ def _untagged(t: _Tokens) -> Response:
     if not isinstance(first, bytes):
         raise ProtocolError("malformed untagged response")
     if first.isdigit():
-        r = Response("untagged", number=int(first), name=_word(t))
+        r = Response("untagged", number=parse_number(first, "a message number"), name=_word(t))
         if r.name == b"FETCH":
             v = t.value()
             if not isinstance(v, list):
@@ -327,6 +331,23 @@ def parse_uid_set(text: bytes | str) -> list[int]:
 
 _MONTHS = {m: i for i, m in enumerate(("JAN", "FEB", "MAR", "APR", "MAY", "JUN", "JUL", "AUG", "SEP", "OCT",
                                        "NOV", "DEC"), 1)}
+
+
+#: RFC 3501 "number" and "nz-number" are unsigned 32-bit; RFC 7162's mod-sequence-value is 63-bit.
+NUMBER_MAX = 2**32 - 1
+MODSEQ_MAX = 2**63 - 1
+
+
+def parse_number(value: Any, what: str, limit: int = NUMBER_MAX) -> int:
+    """A number the server sent, checked against its RFC range at the edge: a UIDVALIDITY of 2^64 or a UID
+    of -1 is the server's fault and must fail the folder it belongs to with a sentence, not crash a state
+    database (SQLite integers stop at 2^63) or compare wrongly later."""
+    if isinstance(value, (bytes, bytearray)) and value.isdigit() and len(value) <= 20:
+        n = int(value)
+        if n <= limit:
+            return n
+    shown = bytes(value[:24]) if isinstance(value, (bytes, bytearray)) else type(value).__name__
+    raise ProtocolError(f"the server sent {what} {shown!r}, not a number from 0 to {limit}")
 
 
 def parse_internaldate(value: bytes) -> datetime:

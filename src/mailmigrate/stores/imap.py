@@ -21,13 +21,15 @@ from ..formats import mutf7
 from ..formats.specialuse import guess_special_use
 from ..imap import compress
 from ..imap.connection import Connection, Lit, quote
-from ..imap.parser import fetch_items, format_internaldate, parse_internaldate, parse_uid_set
+from ..imap.parser import (MODSEQ_MAX, NUMBER_MAX, fetch_items, format_internaldate, parse_internaldate,
+                           parse_number, parse_uid_set)
 from ..model import (SPECIAL_USES, AppendItem, Body, FolderInfo, FolderPath, FolderStatus, MessageMeta,
                      PermanentFlags, Secret, intern_flags)
 from .base import FolderChanges, Store
 from .imap_changes import changes_since as _changes_since
 
 log = logging.getLogger("mailmigrate.stores.imap")
+LISTING_SLACK = 10_000  # FETCH answers beyond those asked for (new mail, flag updates) a command may bring
 
 ESCAPES = {"/": "\u2215", ".": "\u2024"}
 #: characters some servers refuse in folder names (Cyrus: '"', and "/" where it is not the separator), with the
@@ -71,6 +73,7 @@ class ImapStore(Store):
         self.selected: tuple[str, bool] | None = None
         self._select_info: dict = {}
         self._sizes: dict[FolderPath, dict[int, int]] = {}
+        self._bad_dates: dict[FolderPath, dict[int, str]] = {}
         self._problems: list[tuple[str, str]] = []
         self.qresync = False  # the server confirmed ENABLE QRESYNC on this connection
         self.listed = 0  # messages whose metadata came over the wire (listings and change reports)
@@ -251,7 +254,13 @@ class ImapStore(Store):
             if u.name == b"STATUS" and len(u.data) >= 2:
                 name = u.data[0].read() if isinstance(u.data[0], Body) else u.data[0]
                 vals = u.data[1]
-                kv = {vals[i].upper(): int(vals[i + 1]) for i in range(0, len(vals) - 1, 2)}
+                try:
+                    kv = {vals[i].upper(): parse_number(vals[i + 1], vals[i].decode("ascii", "replace"),
+                                                        MODSEQ_MAX if vals[i].upper() == b"HIGHESTMODSEQ"
+                                                        else NUMBER_MAX)
+                          for i in range(0, len(vals) - 1, 2)}
+                except ProtocolError as e:
+                    kv = {b"!": str(e)}
                 by_name[name.decode("ascii", "replace")] = kv
         for (wire, path), (r, _) in zip(wires.items(), results):
             if r.status != b"OK":
@@ -260,6 +269,8 @@ class ImapStore(Store):
                     raise FolderFailed(str(err))
                 raise err
             kv = by_name.get(wire) or next((v for k, v in by_name.items() if k.upper() == wire.upper()), {})
+            if b"!" in kv:
+                raise FolderFailed(f"{self.host}: STATUS of {'/'.join(path)}: {kv[b'!']}")
             if b"UIDVALIDITY" not in kv:
                 raise ProtocolError(f"{self.host}: STATUS of {'/'.join(path)} without UIDVALIDITY")
             out[path] = FolderStatus(kv[b"UIDVALIDITY"], kv.get(b"UIDNEXT"), kv.get(b"HIGHESTMODSEQ"),
@@ -288,7 +299,18 @@ class ImapStore(Store):
             err = c.error_for(r, f"{'EXAMINE' if readonly else 'SELECT'} {'/'.join(path)}")
             raise FolderFailed(str(err)) if isinstance(err, ServerRefused) else err
         info = {"exists": 0, "permanentflags": None, "vanished": [], "fetched": []}
-        for u in c.untagged:
+        try:
+            self._select_untagged(c.untagged, info)
+        except ProtocolError as e:
+            self.selected = None
+            raise FolderFailed(f"{'EXAMINE' if readonly else 'SELECT'} {'/'.join(path)}: {e}") from None
+        self.selected = (wire, readonly)
+        self._select_info = info
+        return info
+
+    @staticmethod
+    def _select_untagged(untagged, info: dict) -> None:
+        for u in untagged:
             if u.name == b"VANISHED" and u.data:
                 info["vanished"].append(u.data[-1])
             elif u.name == b"FETCH":
@@ -296,17 +318,15 @@ class ImapStore(Store):
             elif u.name == b"EXISTS":
                 info["exists"] = u.number
             elif u.code == b"UIDVALIDITY":
-                info["uidvalidity"] = int(u.code_args[0])
+                info["uidvalidity"] = parse_number(u.code_args[0] if u.code_args else None, "UIDVALIDITY")
             elif u.code == b"UIDNEXT":
-                info["uidnext"] = int(u.code_args[0])
+                info["uidnext"] = parse_number(u.code_args[0] if u.code_args else None, "UIDNEXT")
             elif u.code == b"HIGHESTMODSEQ":
-                info["highestmodseq"] = int(u.code_args[0])
+                info["highestmodseq"] = parse_number(u.code_args[0] if u.code_args else None, "HIGHESTMODSEQ",
+                                                     MODSEQ_MAX)
             elif u.code == b"PERMANENTFLAGS":
                 flags = u.code_args[0] if u.code_args and isinstance(u.code_args[0], list) else []
                 info["permanentflags"] = [f.decode("utf-8", "replace") for f in flags if isinstance(f, bytes)]
-        self.selected = (wire, readonly)
-        self._select_info = info
-        return info
 
     # --- reading ----------------------------------------------------------------------------------
     def list_messages(self, path: FolderPath, *, min_uid: int | None = None) -> tuple[FolderStatus, list[MessageMeta]]:
@@ -319,25 +339,42 @@ class ImapStore(Store):
         status = FolderStatus(info["uidvalidity"], info.get("uidnext"), info.get("highestmodseq"), info["exists"])
         metas: list[MessageMeta] = []
         sizes: dict[int, int] = {}
+        broken: list[str] = []  # lines the server got wrong: read to the end first, then the folder fails
+        bad_dates = self._bad_dates.setdefault(path, {})
+        bad_dates.clear()
         if info["exists"]:
             lo = max(1, min_uid or 1)
             cmd = (b"UID", b"FETCH", b"%d:*" % lo, b"(UID FLAGS INTERNALDATE RFC822.SIZE)")
-            for r in self._c.fetch_stream([cmd], window=1):
+            # At most EXISTS answers, and some slack for mail arriving while it runs: a server that goes on
+            # forever fails the listing instead of filling memory (issue 19).
+            for r in self._c.fetch_stream([cmd], window=1, max_items=info["exists"] + LISTING_SLACK):
                 it = fetch_items(r.data)
                 uid = it.get(b"UID")
                 if uid is None:
                     continue
-                uid = int(uid)
+                try:
+                    uid = parse_number(uid, "UID")
+                    size = it.get(b"RFC822.SIZE")
+                    size = parse_number(size, f"RFC822.SIZE of UID {uid}") if size is not None else None
+                except ProtocolError as e:
+                    broken.append(str(e))
+                    continue
                 if uid < lo:
                     continue  # "N:*" includes the last message even when its UID is below N
                 flags = intern_flags(frozenset(f.decode("utf-8", "replace") for f in (it.get(b"FLAGS") or [])
                                                if isinstance(f, bytes) and f.lower() != b"\\recent"))
                 date = it.get(b"INTERNALDATE")
-                size = it.get(b"RFC822.SIZE")
-                size = int(size) if size is not None else None
+                when = None
+                if date:
+                    try:
+                        when = parse_internaldate(date)
+                    except ProtocolError as e:
+                        bad_dates[uid] = str(e)  # that message's problem, reported when it would be copied
                 sizes[uid] = size or 0
-                metas.append(MessageMeta(key=str(uid), flags=flags,
-                                         internaldate=parse_internaldate(date) if date else None, size=size, uid=uid))
+                metas.append(MessageMeta(key=str(uid), flags=flags, internaldate=when, size=size, uid=uid))
+        if broken:
+            raise FolderFailed(f"{'/'.join(path)}: {broken[0]}"
+                               f"{f' (and {len(broken) - 1} more such lines)' if len(broken) > 1 else ''}")
         metas.sort(key=lambda m: m.uid)
         self._sizes[path] = sizes
         self.listed += len(metas)
@@ -353,8 +390,13 @@ class ImapStore(Store):
         cur: list[int] = []
         cur_bytes = 0
         per_batch = 1 if "fetch-batch" in self._c.disabled else 500
+        bad_dates = self._bad_dates.get(path, {})
         for k in keys:
             uid = int(k)
+            if uid in bad_dates:
+                self._problems.append((k, f"not copied: {bad_dates[uid]} (the message's arrival date would be "
+                                          f"lost; fix the message on the server or copy it by hand)"))
+                continue
             cur.append(uid)
             cur_bytes += sizes.get(uid, 50_000)
             if len(cur) >= per_batch or cur_bytes >= (8 << 20):
@@ -363,11 +405,14 @@ class ImapStore(Store):
         if cur:
             batches.append(cur)
         cmds = [(b"UID", b"FETCH", _uid_set(b), b"(UID FLAGS INTERNALDATE BODY.PEEK[])") for b in batches]
-        for r in self._c.fetch_stream(cmds):
+        for r in self._c.fetch_stream(cmds, max_items=len(keys) + LISTING_SLACK):
             it = fetch_items(r.data)
             if b"BODY[]" not in it or it.get(b"UID") is None:
                 continue  # an unsolicited flag update from another session
-            uid = int(it[b"UID"])
+            try:
+                uid = parse_number(it[b"UID"], "UID")
+            except ProtocolError:
+                continue  # not one of ours: each asked-for UID that does not come back is noticed by the engine
             raw = it[b"BODY[]"]
             if raw is None:
                 self._problems.append((str(uid), "the server returned no content (NIL)"))
@@ -375,8 +420,13 @@ class ImapStore(Store):
             body = raw if isinstance(raw, Body) else Body(data=bytes(raw))
             flags = frozenset(f.decode("utf-8", "replace") for f in (it.get(b"FLAGS") or []) if isinstance(f, bytes))
             date = it.get(b"INTERNALDATE")
-            yield (MessageMeta(key=str(uid), flags=flags, internaldate=parse_internaldate(date) if date else None,
-                               size=body.size, uid=uid), body)
+            try:
+                when = parse_internaldate(date) if date else None
+            except ProtocolError as e:
+                self._problems.append((str(uid), f"not copied: {e}"))
+                body.close()
+                continue
+            yield (MessageMeta(key=str(uid), flags=flags, internaldate=when, size=body.size, uid=uid), body)
 
     def fetch_problems(self) -> list[tuple[str, str]]:
         p, self._problems = self._problems, []

@@ -23,8 +23,8 @@ import bisect
 import logging
 from typing import TYPE_CHECKING
 
-from ..errors import FolderFailed
-from ..imap.parser import fetch_items, parse_internaldate, uid_set_parts
+from ..errors import FolderFailed, ProtocolError
+from ..imap.parser import fetch_items, parse_internaldate, parse_number, uid_set_parts
 from ..model import FolderPath, FolderStatus, MessageMeta, intern_flags
 from .base import FolderChanges
 
@@ -128,13 +128,20 @@ def changes_since(store: "ImapStore", path: FolderPath, before: FolderStatus) ->
     changed: dict[int, MessageMeta] = {}
     new: dict[int, MessageMeta] = {}
     vanished_texts: list = []
+    malformed: list[str] = []
 
     def take(data) -> None:
+        try:
+            _take(data)
+        except ProtocolError as e:  # read on to the end; then the full listing reports it properly
+            malformed.append(str(e))
+
+    def _take(data) -> None:
         it = fetch_items(data)
         uid = it.get(b"UID")
         if uid is None or b"FLAGS" not in it:
             return  # not about flags (or without a UID we could not say whose)
-        uid = int(uid)
+        uid = parse_number(uid, "UID")
         flags = intern_flags(frozenset(f.decode("utf-8", "replace") for f in (it.get(b"FLAGS") or [])
                                        if isinstance(f, bytes) and f.lower() != b"\\recent"))
         if uid < old_next:
@@ -146,7 +153,7 @@ def changes_since(store: "ImapStore", path: FolderPath, before: FolderStatus) ->
             new[uid] = MessageMeta(had.key, flags, had.internaldate, had.size, uid)  # a later flag update
         elif date is not None:
             new[uid] = MessageMeta(key=str(uid), flags=flags, internaldate=parse_internaldate(date),
-                                   size=int(size) if size is not None else None, uid=uid)
+                                   size=parse_number(size, "RFC822.SIZE") if size is not None else None, uid=uid)
 
     if qresync:
         vanished_texts += info.get("vanished", [])
@@ -169,6 +176,9 @@ def changes_since(store: "ImapStore", path: FolderPath, before: FolderStatus) ->
                 exists -= 1
             elif u.name == b"VANISHED" and u.data:
                 vanished_texts.append(u.data[-1])
+    if malformed:
+        log.warning("%s %s: %s; listing the folder in full", store.describe(), "/".join(path), malformed[0])
+        return None
     # FETCHes for messages that arrived (the server announces them) carry no date: those come from the
     # UIDNEXT fetch; a new UID seen only in a flag update is left to the next run, whose UIDNEXT covers it.
     new = {u: m for u, m in new.items() if m.internaldate is not None}
@@ -215,6 +225,6 @@ def _surviving_uids(store: "ImapStore", below: int) -> UidRanges:
     uids = []
     for r in c.fetch_stream([(b"UID", b"FETCH", want, b"(UID)")], window=1):
         uid = fetch_items(r.data).get(b"UID")
-        if uid is not None and int(uid) < below:
+        if isinstance(uid, bytes) and uid.isdigit() and int(uid) < below:
             uids.append(int(uid))
     return UidRanges((u, u) for u in uids)

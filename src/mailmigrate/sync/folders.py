@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Callable, Iterable
 
-from ..model import INBOX, FolderInfo, FolderPath
+from ..model import INBOX, FolderInfo, FolderPath, printable
 
 try:  # written by the stores engineer; the engine still works (without name guessing) if absent
     from ..formats.specialuse import guess_special_use
@@ -150,5 +150,6 @@ def _norm(path: FolderPath) -> FolderPath:
 
 
 def display(path: FolderPath) -> str:
-    """How a folder is named in logs and reports: components joined with "/"."""
-    return "/".join(path)
+    """How a folder is named in logs and reports: components joined with "/", control characters a
+    server may put in a name (CR, LF, ESC) shown as escapes."""
+    return printable("/".join(path))
