@@ -100,15 +100,31 @@ def cyrus_alt_server(tmp_path_factory):
     s.stop()
 
 
-@pytest.fixture(params=["dovecot->cyrus", "dovecot->cyrus-alt", "cyrus->dovecot"])
+@pytest.fixture(scope="session")
+def courier_server(tmp_path_factory):
+    """Courier-IMAP 5.0 with Debian's settings: INBOX. prefix, "." separator, keywords, no MULTIAPPEND."""
+    from servers import courier
+
+    if not courier.available():
+        pytest.skip("needs Courier unpacked by .ci/test-servers (bash .ci/run runs it)")
+    s = courier.CourierServer(tmp_path_factory.mktemp("courier")).start()
+    yield s
+    s.stop()
+
+
+@pytest.fixture(params=["dovecot->cyrus", "dovecot->cyrus-alt", "cyrus->dovecot", "dovecot->courier",
+                        "courier->dovecot"])
 def cross_accounts(request, dovecot_pair):
-    """A fresh (source, target) pair of users between Dovecot and each Cyrus setup, both directions."""
+    """A fresh (source, target) pair of users between Dovecot and each other server (Cyrus in both setups,
+    Courier), both directions."""
     src_kind, dst_kind = request.param.split("->")
     servers = {"dovecot": dovecot_pair[0]}
     if "cyrus" in (src_kind, dst_kind):
         servers["cyrus"] = request.getfixturevalue("cyrus_server")
     if "cyrus-alt" in (src_kind, dst_kind):
         servers["cyrus-alt"] = request.getfixturevalue("cyrus_alt_server")
+    if "courier" in (src_kind, dst_kind):
+        servers["courier"] = request.getfixturevalue("courier_server")
     n = next(_ids)
     tag = f"{os.getpid()}x{n}"
     s = ImapAccount(servers[src_kind], f"src{tag}", f"pw-src-{tag}")

@@ -8,9 +8,11 @@ import hashlib
 
 
 def _norm(b: bytes) -> bytes:
-    """What a rewriting server stores: CRLF line ends, and (Cyrus's munge8bit) 8-bit header bytes as "X"."""
+    """What a rewriting server stores: CRLF line ends, NUL as 0x80 (what Dovecot serves), and (Cyrus's
+    munge8bit) 8-bit header bytes as "X"."""
     import re
 
+    b = b.replace(b"\0", b"\x80")
     b = b.replace(b"\r\n", b"\n").replace(b"\n", b"\r\n")
     end = b.find(b"\r\n\r\n")
     end = len(b) if end < 0 else end
@@ -86,6 +88,7 @@ def test_rewrite_proof_fingerprint_finds_what_cyrus_munge8bit_stores():
         return f.result()
 
     def munged(data: bytes) -> bytes:
+        data = data.replace(b"\0", b"\x80")  # and Dovecot serves a NUL as 0x80 (Cyrus refuses NUL)
         data = data.replace(b"\r\n", b"\n").replace(b"\n", b"\r\n")
         end = data.find(b"\r\n\r\n")
         end = len(data) if end < 0 else end

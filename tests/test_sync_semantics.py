@@ -433,3 +433,19 @@ def test_delete_follows_a_deleted_source_folder_on_inbox_prefix_targets(prefix_t
     target = snapshot(dst)
     assert "INBOX.Gone" not in target
     assert len(target["INBOX"]) == 2  # the copy of message 1 and the user's own
+
+
+def test_a_message_with_nul_bytes_is_adopted_not_copied_twice(imap_accounts, tmp_path):
+    """A message holding a NUL byte (which a server may serve as 0x80: the normalised fingerprint maps NUL to
+    0x80): with the state lost, the rerun finds the copy (adopted) instead of appending it a second time."""
+    src, dst = imap_accounts
+    nul = b"From: n@example.org\r\nSubject: nul\r\n\r\nbefore\x00after\r\n"
+    imapcheck.populate_any(src.port, src.user, src.password, {("INBOX",): [(nul, "\\Seen"), (msg(1), "")]})
+    p = mm("sync", src.url(), dst.url(), "--state", tmp_path / "s.db", "--json", env=env_for(src, dst))
+    s = json.loads(p.stdout)
+    assert s["copied"] == 2 and s["failed"] == 0
+    (tmp_path / "s.db").unlink()
+    s2 = json.loads(mm("sync", src.url(), dst.url(), "--state", tmp_path / "s2.db", "--json",
+                       env=env_for(src, dst)).stdout)
+    assert s2["copied"] == 0 and s2["adopted"] == 2
+    assert sum(len(v) for v in imapcheck.account_by_path(dst.port, dst.user, dst.password).values()) == 2

@@ -162,5 +162,13 @@ def make_cyrus_alt(tmp_path, request):
     return make_cyrus(tmp_path, request, fixture="cyrus_alt_server")
 
 
+def make_courier(tmp_path, request):
+    """A user on Courier-IMAP 5.0 with Debian's settings (tests/servers/courier.py): INBOX. prefix, "."
+    separator, keywords, no MULTIAPPEND (one APPEND per message, synchronising literals: no LITERAL+); it
+    keeps and serves NUL bytes as they were (Dovecot serves them as 0x80)."""
+    store, populate, _ = make_cyrus(tmp_path, request, fixture="courier_server")
+    return store, populate, {"write", "flags", "keywords", "dates", "no-final-newline", "nul"}
+
+
 FACTORIES = {"maildir": make_maildir, "mbox": make_mbox, "imap": make_imap, "communigate": make_communigate,
-             "cyrus": make_cyrus, "cyrus-alt": make_cyrus_alt}
+             "cyrus": make_cyrus, "cyrus-alt": make_cyrus_alt, "courier": make_courier}

@@ -278,11 +278,16 @@ class ImapStore(Store):
         return out
 
     def _unselect(self) -> None:
+        """Leave the selected mailbox without expunging anything.  Without UNSELECT (Courier) only CLOSE
+        deselects, and CLOSE on a mailbox selected read-write expunges its \\Deleted messages (RFC 3501
+        6.4.2) — a user's, or copies that carry the flag from the source: switch to read-only first."""
         c = self._c
         if "UNSELECT" in c.capabilities:
             c.command(b"UNSELECT")
-        else:
-            c.command(b"CLOSE") if self.selected and not self.selected[1] else None
+        elif self.selected:
+            if not self.selected[1]:
+                c.command(b"EXAMINE", self._q(self.selected[0]))
+            c.command(b"CLOSE")
         self.selected = None
 
     def _select(self, path: FolderPath, readonly: bool, qresync: tuple[int, int] | None = None) -> dict:
@@ -499,6 +504,10 @@ class ImapStore(Store):
 
     def append(self, path: FolderPath, items: Sequence[AppendItem]) -> list[str | None]:
         c = self._c
+        if self.selected is not None and self.selected == (self._wire_name(path), True):
+            # Courier refuses an APPEND into the mailbox selected read-only ("NO Current box is selected
+            # READ-ONLY"), as recovery leaves it after listing the target folder.
+            self._unselect()
         wire = self._q(self._wire_name(path))
         uidplus = "UIDPLUS" in c.capabilities
 

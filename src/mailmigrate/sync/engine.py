@@ -736,8 +736,9 @@ class _AccountRun:
             body.close()
 
     def _check_rewritten(self, src_path, target_path, batch, keys) -> None:
-        """Read back the copies whose header holds raw 8-bit bytes, the bytes servers rewrite (Cyrus's
-        munge8bit turns each into "X", keeping the size): a copy that differs is reported for that message and
+        """Read back the copies whose header holds raw 8-bit bytes or that hold a NUL, the bytes servers
+        rewrite (Cyrus's munge8bit turns each 8-bit header byte into "X", Dovecot serves each NUL as 0x80, both
+        keeping the size): a copy that differs is reported for that message and
         counted, not passed off as exact. Recovery still finds it by its normalised fingerprint. Only such
         messages are read back, so a clean copy costs nothing."""
         suspects = {}
@@ -747,18 +748,20 @@ class _AccountRun:
             head = next(body.chunks(1 << 16), b"")
             end = head.find(b"\r\n\r\n")
             if _HIGH_BYTE.search(head[: end if end >= 0 else len(head)]):
-                suspects[key] = (meta, body)
+                suspects[key] = (meta, body, "8-bit header bytes")
+            elif any(b"\0" in c for c in body.chunks(1 << 16)):
+                suspects[key] = (meta, body, "NUL bytes")  # Dovecot serves each as 0x80
         if not suspects:
             return
         for tmeta, copy in self.target.fetch(target_path, list(suspects)):
             try:
-                meta, body = suspects[tmeta.key]
+                meta, body, what = suspects[tmeta.key]
                 same = copy.size == body.size and b"".join(copy.chunks()) == b"".join(body.chunks())
             finally:
                 copy.close()
             if not same:
                 self.c.rewritten += 1
-                self._problem(src_path, meta.key, f"the target rewrote 8-bit header bytes of this message "
+                self._problem(src_path, meta.key, f"the target rewrote {what} of this message "
                                                   f"(stored as {'/'.join(target_path)}, UID {tmeta.key}); its "
                                                   f"copy is not byte-exact", kind="warning")
 

@@ -9,9 +9,10 @@ but the bytes can:
 Matching is a multiset match: two identical messages are two rows and need two distinct copies, so each
 candidate is claimed at most once.
 
-Some servers rewrite what they are given: bare LF line endings become CRLF (most), and raw 8-bit bytes in
-the header block become "X" (Cyrus's ``munge8bit``, on by default).  Rows whose bytes contain a bare LF or an
-8-bit header byte also carry a *normalised* fingerprint (every line ending as CRLF, every 8-bit header byte as
+Some servers rewrite what they are given: bare LF line endings become CRLF (most), raw 8-bit bytes in the
+header block become "X" (Cyrus's ``munge8bit``, on by default), and NUL bytes are served as 0x80 (Dovecot, without
+BINARY; tests/contract).  Rows whose bytes contain a bare LF, a NUL or an 8-bit header byte also
+carry a *normalised* fingerprint (every line ending as CRLF, every NUL as 0x80, every 8-bit header byte as
 "X"): what such a server stores hashes to it, so recovery and adoption find the rewritten copy when the exact
 fingerprint finds nothing.
 """
@@ -70,6 +71,9 @@ class Fingerprinter:
             # a lone "\r" stays a lone "\r": it is not a line ending
         self._carry_cr = data.endswith(b"\r")
         body = data[:-1] if self._carry_cr else data
+        if b"\0" in body:  # Dovecot serves each NUL as 0x80 (same size): normalised that way
+            self._differs = True
+            body = body.replace(b"\0", b"\x80")
         if b"\n" in body:
             lf = body.count(b"\n")
             crlf = body.count(b"\r\n")
