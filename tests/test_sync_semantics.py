@@ -186,16 +186,16 @@ def _named(snap):
     return {imapcheck.decoded(k): sorted(m[0] for m in v.elements()) for k, v in snap.items() if v}
 
 
-@pytest.fixture(params=["dovecot-inbox-prefix", "cyrus"])
+@pytest.fixture(params=["dovecot-inbox-prefix", "cyrus", "courier"])
 def prefix_target(request, dovecot_factory):
     """A Dovecot source and a target with an INBOX. personal namespace and "." as separator: a Dovecot
-    configured like Courier, and Cyrus 3.6 as Debian ships it."""
+    configured like Courier, Cyrus 3.6 as Debian ships it, and Courier-IMAP itself."""
     from conftest import ImapAccount
 
     s_srv = dovecot_factory()
     tag = f"c{os.getpid()}x{next(_tags)}"
-    if request.param == "cyrus":
-        t_srv = request.getfixturevalue("cyrus_server")
+    if request.param in ("cyrus", "courier"):
+        t_srv = request.getfixturevalue(f"{request.param}_server")
     else:
         t_srv = dovecot_factory(separator=".", prefix="INBOX.")
     s_srv.add_user(tag, "pw1")
