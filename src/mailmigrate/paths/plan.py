@@ -53,7 +53,7 @@ class Step:
 @dataclass
 class StepOutcome:
     name: str
-    status: str  # "done" (already), "applied", "planned" (dry run), "failed"
+    status: str  # "done" (already), "applied", "planned" (dry run), "after" (dry run, see Plan.run), "failed"
     lines: list[str] = field(default_factory=list)
     error: str | None = None
 
@@ -73,6 +73,7 @@ class PlanResult:
         out = [head]
         for o in self.outcomes:
             label = {"done": "already done", "applied": "applied", "planned": "will change",
+                     "after": "runs after the steps above (what it changes depends on them)",
                      "failed": "FAILED"}[o.status]
             out.append(f"- {o.name}: {label}")
             out += [f"    {line}" for line in o.lines]
@@ -116,14 +117,22 @@ class Plan:
         """
         runlog = RunLog(None if dry_run else log_path)
         result = PlanResult(self.title, dry_run=dry_run)
+        pending = False  # a dry run has shown a step that would change something
         for step in self.steps:
             try:
+                if dry_run and pending:
+                    # A later step judges itself by the system as it is now, before the earlier steps ran:
+                    # "nothing to change" then means "nothing yet", not "already done".
+                    changes = step.changes()
+                    result.outcomes.append(StepOutcome(step.name, "planned" if changes else "after", changes))
+                    continue
                 if step.is_done():
                     result.outcomes.append(StepOutcome(step.name, "done"))
                     runlog.write(self.title, step.name, "already done")
                     continue
                 if dry_run:
                     result.outcomes.append(StepOutcome(step.name, "planned", step.changes()))
+                    pending = True
                     continue
                 planned = step.changes()
                 extra = step.apply() or []
