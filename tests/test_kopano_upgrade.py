@@ -96,3 +96,33 @@ def test_new_options_against_example_config(tmp_path):
     assert r.unknown_options == ["license_socket", "user_safe_mode"]
     assert "user_safe_mode is on" in r.render()
     assert [c.file for c in check_config_dir(tmp_path, s / "kopano-example-config-new")] == [str(installed)]
+
+
+def test_a_stale_backup_is_set_aside_and_made_anew_never_taken_as_done(db, tmp_path):
+    """Issue 17: a dump from an earlier upgrade was reported "already done".  Within --max-age a rerun resumes
+    (nothing redone); a backup begun longer ago is moved aside whole (kept) and a new one is made."""
+    import time as _time
+
+    etc = tmp_path / "etc-kopano"
+    etc.mkdir()
+    (etc / "server.cfg").write_text("mysql_password = x\n")
+    dest = tmp_path / "backup"
+    now = [_time.time()]
+    b = KopanoBackup(db, dest, attachments=None, config=etc, max_age=12, clock=lambda: now[0])
+    assert b.plan().run(dry_run=False).ok
+    first = (dest / f"{db.database}.sql").read_text()
+    now[0] += 3600  # an hour later: the same upgrade, resumed
+    assert all(o.status == "done" for o in b.plan().run(dry_run=False).outcomes)
+
+    conn = pymysql.connect(host="127.0.0.1", user="root", password="", autocommit=True)
+    with conn.cursor() as cur:
+        cur.execute(f"INSERT INTO {db.database}.lob VALUES (2, 0, 1, 'written-since')")
+    conn.close()
+    now[0] += 30 * 86400  # next month: the old dump no longer is this database
+    dry = b.plan().run(dry_run=True)
+    assert [o.status for o in dry.outcomes] == ["planned"] * 3 and "already done" not in dry.render()
+    res = b.plan().run(dry_run=False)
+    assert res.ok and [o.status for o in res.outcomes] == ["applied"] * 3, res.render()
+    assert "written-since" in (dest / f"{db.database}.sql").read_text()
+    aside = [p for p in dest.iterdir() if p.name.startswith("previous-")]
+    assert len(aside) == 1 and (aside[0] / f"{db.database}.sql").read_text() == first

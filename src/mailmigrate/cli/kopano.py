@@ -103,6 +103,8 @@ def register(subparsers) -> None:
     b.add_argument("--dest", required=True, help="backup directory")
     b.add_argument("--attachments", default="/var/lib/kopano/attachments")
     b.add_argument("--config", default="/etc/kopano")
+    b.add_argument("--max-age", type=float, default=12.0, metavar="HOURS",
+                   help="a backup in --dest begun longer ago than this is moved aside and made anew (default 12)")
     _common(b)
 
     k = sub.add_parser("check-config", help="options of the example configuration new to the installed one")
@@ -166,7 +168,7 @@ def run(args: argparse.Namespace) -> int:
         from ..paths.kopano.backup import KopanoBackup
 
         return _run_plan(KopanoBackup(_db(args), args.dest, attachments=args.attachments or None,
-                                      config=args.config).plan(), args)
+                                      config=args.config, max_age=args.max_age).plan(), args)
     if cmd == "check-config":
         from ..paths.kopano.upgrade import check_config_dir
 

@@ -5,14 +5,21 @@ InnoDB tables), then the attachment directory is copied: an attachment written i
 extra file, never a missing one.  The configuration comes last.  Each part is written under a temporary
 name and renamed when complete, so a part that exists is whole and a rerun only does what is missing.
 The database password goes to mariadb-dump in a 0600 option file, never on its command line.
+
+A backup belongs to one upgrade: the time it was started is kept in ``mailmigrate-backup.json`` beside it.
+A rerun within ``max_age`` hours resumes it (parts that exist are whole); a backup started earlier than that
+— last month's, before the database changed — is stale: it is moved aside whole into ``previous-<time>/``
+(never deleted) and a new one is made, instead of a rerun reporting an old dump as "already done".
 """
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
 import tempfile
+import time
 from pathlib import Path
 
 from ...errors import ConfigError, StoreError
@@ -33,12 +40,48 @@ def dump_command() -> str:
 
 
 class KopanoBackup:
+    MARKER = "mailmigrate-backup.json"
+
     def __init__(self, db: DbParams, dest: str | os.PathLike, *, attachments: str | os.PathLike | None,
-                 config: str | os.PathLike = "/etc/kopano"):
+                 config: str | os.PathLike = "/etc/kopano", max_age: float = 12.0, clock=time.time):
         self.db = db
         self.dest = Path(dest)
         self.attachments = Path(attachments) if attachments else None
         self.config = Path(config)
+        self.max_age = max_age  # hours
+        self._clock = clock
+
+    def started(self) -> float | None:
+        """When the backup in ``dest`` was begun: its marker, else (a backup made before markers existed)
+        the oldest part's modification time; None when there is none."""
+        try:
+            return float(json.loads((self.dest / self.MARKER).read_text())["started"])
+        except (OSError, ValueError, KeyError, TypeError):
+            pass
+        times = [p.stat().st_mtime for p in (self.sql, self.dest / "attachments", self.dest / "config") if p.exists()]
+        return min(times) if times else None
+
+    def stale(self) -> bool:
+        t = self.started()
+        return t is not None and self._clock() - t > self.max_age * 3600
+
+    def set_aside(self) -> list[str]:
+        t = self.started() or self._clock()
+        aside = self.dest / ("previous-" + time.strftime("%Y%m%d-%H%M%S", time.localtime(t)))
+        aside.mkdir(mode=0o700, exist_ok=True)
+        moved = []
+        for e in sorted(self.dest.iterdir()):
+            if e.name.startswith("previous-"):
+                continue
+            os.replace(e, aside / e.name)
+            moved.append(e.name)
+        return [f"the backup begun {time.strftime('%Y-%m-%d %H:%M', time.localtime(t))} moved to {aside} "
+                f"({', '.join(moved) or 'empty'}); a new one follows"]
+
+    def _mark_started(self) -> None:
+        m = self.dest / self.MARKER
+        if not m.exists():
+            m.write_text(json.dumps({"started": self._clock()}) + "\n")
 
     @property
     def sql(self) -> Path:
@@ -47,6 +90,7 @@ class KopanoBackup:
     def dump_database(self) -> list[str]:
         self.dest.mkdir(parents=True, exist_ok=True)
         os.chmod(self.dest, 0o700)
+        self._mark_started()
         tmp = self.sql.with_name(self.sql.name + ".partial")
         with tempfile.NamedTemporaryFile("w", prefix="mm-my-", suffix=".cnf", delete=False) as opt:
             os.chmod(opt.name, 0o600)
@@ -82,6 +126,14 @@ class KopanoBackup:
 
     def plan(self) -> Plan:
         plan = Plan(f"Kopano backup to {self.dest}")
+        if self.stale():
+            plan.add(Step("earlier backup", f"a backup begun more than {self.max_age:g} h ago belongs to another "
+                          "upgrade: kept, moved aside, never taken for this one",
+                          changes=lambda: [f"move the backup begun "
+                                           f"{time.strftime('%Y-%m-%d %H:%M', time.localtime(self.started()))} "
+                                           f"aside into {self.dest}/previous-*/ and make a new one"]
+                          if self.stale() else [],
+                          apply=self.set_aside))
         plan.add(Step("database", "mariadb-dump --single-transaction --routines, first",
                       changes=lambda: [f"dump database {self.db.database} to {self.sql}"],
                       apply=self.dump_database, done=self.sql.exists))
