@@ -238,7 +238,6 @@ dn: ou=Acme,dc=example,dc=com
 objectClass: organizationalUnit
 objectClass: zarafa-company
 ou: Acme
-cn: Acme
 zarafaAccount: 1
 zarafaQuotaOverride: 1
 zarafaQuotaWarn: 10000

@@ -3,9 +3,9 @@
 The seed's three passes, each one computed from what the directory holds *now*, so that a run stopped
 anywhere is resumed by running it again (every change to an entry is one atomic modify operation):
 
-1. add the Kopano twin of every Zarafa auxiliary object class (a company also gets an ``ou``);
+1. add the Kopano twin of every Zarafa auxiliary object class;
 2. move every ``zarafa*`` value to its ``kopano*`` twin and delete the Zarafa attribute, per entry;
-3. remove the Zarafa object classes (and a company's ``cn`` that nothing allows any more);
+3. remove the Zarafa object classes;
 
 then the server objects' socket becomes /var/run/kopano/server.sock.  Address lists and dynamic groups
 have a STRUCTURAL Zarafa class, which LDAP does not let a modify change: those entries are written to a
@@ -28,7 +28,7 @@ from ...formats.ldif import LdifEntry, dump_ldif, parse_ldif
 from ...model import Secret
 from ...directory.base import DirectoryError
 from ..plan import Plan, Step, write_atomic
-from .ldapmap import (STRUCTURAL, cn_allowed, is_zarafa, kopano_name, new_socket, rdn_attribute, transform,
+from .ldapmap import (STRUCTURAL, is_zarafa, kopano_name, new_socket, transform,
                       translate_value)
 
 log = logging.getLogger("mailmigrate.kopano.ldap")
@@ -162,9 +162,6 @@ class OnlineMigration:
                 continue
             ch = {"objectClass": [(ldap3.MODIFY_ADD, add)]}
             text = f"{dn}: add objectClass {', '.join(add)}"
-            if "kopano-company" in {x.lower() for x in add} and not _get(a, "ou") and _get(a, "cn"):
-                ch["ou"] = [(ldap3.MODIFY_ADD, _get(a, "cn")[:1])]
-                text += f"; add ou {_get(a, 'cn')[0].decode('utf-8', 'replace')}"
             todo.append((dn, ch, text))
         return todo
 
@@ -198,11 +195,6 @@ class OnlineMigration:
                 continue
             ch = {"objectClass": [(ldap3.MODIFY_DELETE, drop)]}
             text = f"{dn}: remove objectClass {', '.join(drop)}"
-            remaining = [c for c in classes if c not in drop]
-            if ("kopano-company" in low and _get(a, "cn") and rdn_attribute(dn) != "cn"
-                    and not cn_allowed([c for c in remaining if c.lower() != "kopano-company"])):
-                ch["cn"] = [(ldap3.MODIFY_DELETE, [])]
-                text += "; remove cn (kopano-company names a company by ou)"
             todo.append((dn, ch, text))
         return todo
 

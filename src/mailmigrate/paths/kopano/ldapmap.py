@@ -1,10 +1,11 @@
 """How a Zarafa-schema directory entry becomes a Kopano-schema one; shared by the offline and online paths.
 
 The two schemas differ by prefix only (``zarafaQuotaHard`` -> ``kopanoQuotaHard``, ``zarafa-user`` ->
-``kopano-user``), with one exception: ``zarafa-company`` requires ``cn`` and ``kopano-company`` requires
-``ou``.  A company therefore gets an ``ou`` (from its ``cn``) when it has none, and loses a ``cn`` that no
-remaining object class allows (an ``organizationalUnit`` has no ``cn``), unless the ``cn`` names the entry.
-Server objects carry kopano-server's socket; a Zarafa socket there becomes /var/run/kopano/server.sock.
+``kopano-user``): the shipped files (Zarafa 7.2's and Kopano's installer/ldap/*.schema) have the same
+attributes, MUST and MAY lists — both company classes MUST ``ou`` — so an entry valid under one is valid
+under the other once renamed.  (An earlier version "fixed" companies for a ``cn`` that Zarafa's real schema
+never required; it changed nothing on a real directory and is gone.)  Server objects carry kopano-server's
+socket; a Zarafa socket there becomes /var/run/kopano/server.sock.
 """
 
 from __future__ import annotations
@@ -16,15 +17,6 @@ _OLD_SOCKET = re.compile(r"^(file://)?(/var/run/zarafa|/var/run/zarafad/server\.
 
 #: Zarafa object classes that are STRUCTURAL: an entry cannot switch them by a modify operation.
 STRUCTURAL = frozenset({"zarafa-addresslist", "zarafa-dynamicgroup"})
-
-#: Standard and Kopano object classes that allow ``cn`` (MUST or MAY), lower case.
-CN_CLASSES = frozenset({
-    "person", "organizationalperson", "inetorgperson", "residentialperson", "groupofnames", "groupofuniquenames",
-    "posixgroup", "posixaccount", "device", "organizationalrole", "applicationprocess", "applicationentity",
-    "dsa", "crldistributionpoint", "namedobject", "nismailalias", "kopano-user", "kopano-group",
-    "kopano-contact", "kopano-server", "kopano-addresslist", "kopano-dynamicgroup", "extensibleobject",
-})
-
 
 def is_zarafa(name: str) -> bool:
     return name.lower().startswith("zarafa")
@@ -52,14 +44,6 @@ def translate_value(name: str, value: bytes) -> bytes:
     if name.lower() in ("zarafafilter", "kopanofilter"):
         return _FILTER_NAME.sub(b"kopano", value)
     return value
-
-
-def rdn_attribute(dn: str) -> str:
-    return dn.split("=", 1)[0].strip().lower()
-
-
-def cn_allowed(classes: list[str]) -> bool:
-    return any(c.lower() in CN_CLASSES for c in classes)
 
 
 def _decode(values: list[bytes]) -> list[str]:
@@ -93,15 +77,6 @@ def transform(dn: str, attributes: dict[str, list[bytes]]) -> tuple[dict[str, li
 
     classes = _decode(out.get(lower.get("objectclass", "objectClass"), []))
     low = {c.lower() for c in classes}
-    if "kopano-company" in low:
-        ou_key, cn_key = lower.get("ou"), lower.get("cn")
-        if ou_key is None and cn_key is not None:
-            put("ou", out[cn_key][:1])
-            notes.append(f"{dn}: company gets ou={out[cn_key][0].decode('utf-8', 'replace')} (kopano-company needs ou)")
-        if cn_key is not None and rdn_attribute(dn) != "cn" and not cn_allowed([c for c in classes
-                                                                                  if c.lower() != "kopano-company"]):
-            del out[cn_key]
-            notes.append(f"{dn}: company's cn removed (no object class allows it without zarafa-company)")
     if "kopano-server" in low:
         key = lower.get("kopanofilepath")
         if key is not None:
