@@ -353,7 +353,10 @@ def test_ns8_refusing_keeps_ns7_running_and_dry_run_changes_nothing(project, tmp
         r = cli("finish", "mail", "--dry-run", "--ns8-url", ns8.url)
         assert r.returncode == 0, r.stderr
         for what in ("support@ -> vmail+support", "orders@example.com -> sales", "add-address support@*",
-                     "set-mailbox-enabled bob false", "status=disabled"):
+                     "set-mailbox-enabled bob false", "status=disabled",
+                     # every bypass rule finish adds is shown too, not only the filter settings
+                     "add-bypass-rule email from friend@partner.example",
+                     "add-bypass-rule domain from partner.example", "add-bypass-rule email to ceo@example.com"):
             assert what in r.stdout, what
         assert "relay-secret" not in r.stdout and "ceo-secret" not in r.stdout
         assert {f: f.read_bytes() for f in p.target.root.rglob("*") if f.is_file()} == before

@@ -160,6 +160,11 @@ def wanted_addresses(settings: dict) -> tuple[list[dict], list[str]]:
     return out, refused
 
 
+# NS7's bypass lists -> NS8's add-bypass-rule (type, direction), as ns8-mail's import-module maps them
+_BYPASS = (("sender", "email", "from"), ("sender_domain", "domain", "from"),
+           ("recipient", "email", "to"), ("recipient_domain", "domain", "to"))
+
+
 def plan(settings: dict) -> list[tuple[str, str]]:
     """(queue, action) of every task :func:`apply` would run, for ``finish --dry-run``."""
     addrs, _ = wanted_addresses(settings)
@@ -175,8 +180,15 @@ def plan(settings: dict) -> list[tuple[str, str]]:
               if e.get("internal")]
     steps += [("module", f"alter-address addgroup {g} internal") for g, e in settings.get("groups", {}).items()
               if e.get("internal")]
+    steps += [("module", "list-relay-rules")]
     steps += [("module", f"add-relay-rule {r['rule_type']} {r['rule_subject']}") for r in settings["relay_rules"]]
-    steps += [("module", "set-filter-configuration"), ("module", "set-mailbox-settings")]
+    f = settings.get("filter") or {}
+    if f:
+        steps += [("module", "set-filter-configuration"), ("module", "list-bypass-rules")]
+        steps += [("module", f"add-bypass-rule {typ} {direction} {v}") for kind, typ, direction in _BYPASS
+                  for v in f["bypass"].get(kind, [])]
+    if settings.get("mailbox"):
+        steps.append(("module", "set-mailbox-settings"))
     if settings.get("always_bcc"):
         steps.append(("module", "set-always-bcc"))
     steps += [("module", "list-addresses / list-user-mailboxes / list-relay-rules (verification)")]
@@ -298,8 +310,7 @@ def apply(api: ClusterAPI, settings: dict, log: EventLog, action: str = "finish"
         api.task(q, "set-filter-configuration", {"antispam": f["antispam"], "antivirus": f["antivirus"]})
         have_bypass = {(b["value"], b["type"], b["direction"])
                        for b in (api.task(q, "list-bypass-rules", {}) or {}).get("bypass_rules", [])}
-        for kind, typ, direction in (("sender", "email", "from"), ("sender_domain", "domain", "from"),
-                                     ("recipient", "email", "to"), ("recipient_domain", "domain", "to")):
+        for kind, typ, direction in _BYPASS:
             for v in f["bypass"].get(kind, []):
                 if (v, typ, direction) not in have_bypass:  # a repeated finish adds nothing twice
                     api.task(q, "add-bypass-rule", {"value": v, "type": typ, "direction": direction})
