@@ -356,7 +356,9 @@ def test_ns8_refusing_keeps_ns7_running_and_dry_run_changes_nothing(project, tmp
                      "set-mailbox-enabled bob false", "status=disabled",
                      # every bypass rule finish adds is shown too, not only the filter settings
                      "add-bypass-rule email from friend@partner.example",
-                     "add-bypass-rule domain from partner.example", "add-bypass-rule email to ceo@example.com"):
+                     "add-bypass-rule domain from partner.example", "add-bypass-rule email to ceo@example.com",
+                     # and what finish would leave to the operator, as the real finish warns
+                     "by hand: SenderValidation", "by hand: trusted networks 192.0.2.10, 198.51.100.0/24"):
             assert what in r.stdout, what
         assert "relay-secret" not in r.stdout and "ceo-secret" not in r.stdout
         assert {f: f.read_bytes() for f in p.target.root.rglob("*") if f.is_file()} == before

@@ -191,6 +191,10 @@ def plan(settings: dict) -> list[tuple[str, str]]:
         steps.append(("module", "set-mailbox-settings"))
     if settings.get("always_bcc"):
         steps.append(("module", "set-always-bcc"))
+    if f.get("sender_validation"):  # apply() warns of these two; the dry run names them as well
+        steps.append(("by hand:", "SenderValidation (not applied through the API)"))
+    if f.get("relay_networks"):
+        steps.append(("by hand:", f"trusted networks {', '.join(f['relay_networks'])} (not applied through the API)"))
     steps += [("module", "list-addresses / list-user-mailboxes / list-relay-rules (verification)")]
     steps += [("imapsync module", "create-task for each fetch task not there yet")]
     return steps
