@@ -251,3 +251,33 @@ def test_two_local_runs_never_copy_one_account_at_once(pg_url, tmp_path):
     src, dst = (read_maildir(tmp_path / "user000@example.org" / d) for d in ("src", "dst"))
     assert dst == src and copied == sum(len(v) for v in src.values()) == 3 * (60 + 4)
     conn.close()
+
+
+def test_open_waits_for_the_schema_another_process_is_creating(pg_url):
+    """Workers started together on a fresh database: one creates the schema while another looks.  The looker
+    may see the tables before the version table (two statements, two snapshots); it must wait for the
+    creator (the upgrade lock) and look again, not call the database foreign and exit."""
+    import threading
+    import time
+
+    creator = psycopg.connect(pg_url, autocommit=True)
+    creator.execute("SELECT pg_advisory_lock(%s)", (state_pg._UPGRADE_LOCK,))
+    for _, sql in state_pg.MIGRATIONS:
+        creator.execute(sql)  # the tables are there, the version table not yet
+
+    def finish():
+        time.sleep(0.5)
+        creator.execute("CREATE TABLE mm_state_version (version INTEGER PRIMARY KEY, "
+                        "applied_at TIMESTAMPTZ NOT NULL DEFAULT now())")
+        for v, _ in state_pg.MIGRATIONS:
+            creator.execute("INSERT INTO mm_state_version(version) VALUES (%s)", (v,))
+        creator.execute("SELECT pg_advisory_unlock(%s)", (state_pg._UPGRADE_LOCK,))
+
+    t = threading.Thread(target=finish)
+    t.start()
+    try:
+        db = PgStateDB.open(pg_url)
+        db.close()
+    finally:
+        t.join()
+        creator.close()

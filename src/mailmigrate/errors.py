@@ -139,6 +139,13 @@ class StateLocked(StateError):
     """Another mailmigrate run holds this state database."""
 
 
+class StateUnreachable(StateError):
+    """The state database cannot be reached (down, restarting, network): nothing about the account is
+    known to be wrong, so the fleet tries again once it is back instead of failing the account."""
+
+    retryable = True
+
+
 class StateCorrupt(StateError):
     """The state database is damaged or is not a mailmigrate state database."""
 

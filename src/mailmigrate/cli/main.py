@@ -36,6 +36,7 @@ COMMAND_MODULES = [
     "mailmigrate.cli.directory",
     "mailmigrate.cli.communigate",
     "mailmigrate.cli.worker",
+    "mailmigrate.cli.fleet",
     "mailmigrate.cli.nethserver",
     "mailmigrate.cli.kopano",
 ]
@@ -49,6 +50,7 @@ COMMANDS = {
     "communigate": "mailmigrate.cli.communigate",
     "worker": "mailmigrate.cli.worker",
     "state": "mailmigrate.cli.worker",
+    "fleet": "mailmigrate.cli.fleet",
     "sme-import": "mailmigrate.cli.nethserver",
     "ns7": "mailmigrate.cli.nethserver",
     "kopano": "mailmigrate.cli.kopano",

@@ -67,6 +67,9 @@ def register(sub) -> None:
     p.add_argument("--idle-warning", type=float, metavar="S",
                    help="--executor celery: warn when queued jobs have not been taken by any worker for S "
                         "seconds (default 60)")
+    p.add_argument("--stale-after", type=float, metavar="S",
+                   help="--executor celery: a running account whose worker said nothing for S seconds (killed, "
+                        "frozen, cut off) has its job sent again (default 120; workers beat every 10 s)")
     p.add_argument("--accounts", metavar="FILE",
                    help="CSV: source_user,target_user[,source_password,target_password]")
     p.add_argument("--delete", action="store_true",
@@ -155,9 +158,10 @@ def _run(args) -> int:
         raise ConfigError("--delete-guard is a percentage between 0 and 100")
     if args.jobs < 1:
         raise ConfigError("--jobs must be at least 1")
-    if args.executor != "celery" and (args.fleet_timeout is not None or args.idle_warning is not None):
-        raise ConfigError("--fleet-timeout and --idle-warning are about waiting for the fleet; they need "
-                          "--executor celery")
+    if args.executor != "celery" and (args.fleet_timeout is not None or args.idle_warning is not None
+                                      or args.stale_after is not None):
+        raise ConfigError("--fleet-timeout, --idle-warning and --stale-after are about waiting for the fleet; "
+                          "they need --executor celery")
     source = parse_spec(args.source).with_id(args.source_id)
     target = parse_spec(args.target).with_id(args.target_id)
     if args.keep_uids:
@@ -211,6 +215,7 @@ def _run(args) -> int:
         return _just_login(args, req)
     if args.executor == "celery":
         from ..fleet.app import broker_from
+        from ..fleet.follow import STALE_AFTER
         from ..fleet.submit import print_progress, run_fleet
 
         if any(a.source_password or a.target_password for a in accounts):
@@ -218,7 +223,8 @@ def _run(args) -> int:
                   "(mailmigrate worker --accounts FILE)", file=sys.stderr)
         result = run_fleet(req, broker=broker_from(args.broker), state_url=args.state or "",
                            on_progress=None if args.no_progress else print_progress,
-                           timeout=args.fleet_timeout, idle_warning=args.idle_warning)
+                           timeout=args.fleet_timeout, idle_warning=args.idle_warning,
+                           stale_after=args.stale_after if args.stale_after is not None else STALE_AFTER)
     else:
         with _stop_on_ctrl_c(req.sync.stop_requested), (progress if interactive else contextlib.nullcontext()):
             result = run_sync(req)

@@ -32,6 +32,9 @@ def register(sub) -> None:
                         "(default 3600; longer than the longest account)")
     p.add_argument("--slot-ttl", type=float, default=30, metavar="S",
                    help="a dead worker's connection slots come back after S seconds (default 30)")
+    p.add_argument("--heartbeat", type=float, default=10, metavar="S",
+                   help="say every S seconds that a running account's worker is alive (default 10); the command "
+                        "following the run sends a job again after --stale-after seconds of silence")
     p.add_argument("--log-file", metavar="FILE")
     p.set_defaults(func=run_worker)
 
@@ -74,6 +77,8 @@ def run_worker(args) -> int:
         broker if broker.startswith(("redis://", "rediss://")) else None)
     if args.concurrency < 1:
         raise ConfigError("--concurrency must be at least 1")
+    if not args.heartbeat > 0:
+        raise ConfigError("--heartbeat must be a number of seconds above 0")
     src_pw = password_from("MAILMIGRATE_SOURCE_PASSWORD", args.source_password_file, "source")
     tgt_pw = password_from("MAILMIGRATE_TARGET_PASSWORD", args.target_password_file, "target")
     accounts = load_accounts_file(args.accounts) if args.accounts else []
@@ -81,7 +86,7 @@ def run_worker(args) -> int:
         SECRETS.add(s)
     PgStateDB.open(state_url).close()  # fail now, not in every job: reachable, schema current
     configure(WorkerConfig(state_url, redis_url, source_password=src_pw, target_password=tgt_pw,
-                           accounts=accounts, slot_ttl=args.slot_ttl))
+                           accounts=accounts, slot_ttl=args.slot_ttl, heartbeat=args.heartbeat))
     app = make_app(broker, visibility_timeout=args.visibility_timeout,
                    restore_interval=max(1.0, min(10.0, args.visibility_timeout / 10)))
     name = args.hostname or f"mailmigrate-{os.getpid()}@{socket.gethostname()}"

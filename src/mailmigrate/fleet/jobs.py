@@ -7,6 +7,7 @@ enqueuing command reads the table to draw the fleet's progress and to print the 
 
 from __future__ import annotations
 
+import hashlib
 import json
 
 from ..model import AccountResult, Counters, Problem
@@ -24,10 +25,70 @@ def result_from(d: dict) -> AccountResult:
     return AccountResult(d["account"], c, [Problem(**p) for p in d.get("problems", [])], d.get("error"))
 
 
-def create_run(state, run_id: str, accounts: list[str]) -> None:
+def task_id(run_id: str, account: str) -> str:
+    """The broker message id of an account's job: derived, not stored, so that the command following a run
+    can look for it on the broker and a requeue reuses it."""
+    return f"mm-{run_id}-{hashlib.sha256(account.encode()).hexdigest()[:20]}"
+
+
+def create_run(state, run_id: str, accounts: list[str], description: dict | None = None,
+               jobs_args: list[dict] | None = None, broker: str | None = None) -> None:
+    """The run's rows, queued; with its description and each account's job arguments, what a requeue needs."""
     with state.lock, state.connection.transaction(), state.connection.cursor() as cur:
-        cur.executemany("INSERT INTO fleet_jobs(run_id, account, status) VALUES (%s, %s, 'queued')",
-                        [(run_id, a) for a in accounts])
+        if description is not None:
+            cur.execute("INSERT INTO fleet_runs(run_id, description, broker) VALUES (%s, %s, %s)",
+                        (run_id, json.dumps(description), broker))
+        args = jobs_args or [None] * len(accounts)
+        cur.executemany("INSERT INTO fleet_jobs(run_id, account, status, job) VALUES (%s, %s, 'queued', %s)",
+                        [(run_id, a, json.dumps(j) if j is not None else None) for a, j in zip(accounts, args)])
+
+
+def heartbeat(state, run_id: str, account: str) -> None:
+    """The worker running the account is alive (see tasks.Heartbeat)."""
+    with state.lock:
+        state.connection.execute("UPDATE fleet_jobs SET updated=now() WHERE run_id=%s AND account=%s "
+                                 "AND status='running'", (run_id, account))
+
+
+def description(state, run_id: str) -> dict | None:
+    with state.lock:
+        row = state.connection.execute("SELECT description FROM fleet_runs WHERE run_id=%s", (run_id,)).fetchone()
+    return row[0] if row else None
+
+
+def unfinished(state, run_id: str) -> list[dict]:
+    """The run's accounts not done or failed: status, seconds since their worker or the queue last said
+    anything (the database's clock), attempts, worker, job arguments."""
+    with state.lock:
+        found = state.connection.execute(
+            "SELECT account, status, extract(epoch FROM now() - updated), attempts, worker, job FROM fleet_jobs "
+            "WHERE run_id=%s AND status NOT IN ('done', 'failed') ORDER BY account", (run_id,)).fetchall()
+    return [{"account": a, "status": st, "silent": float(age), "attempts": n, "worker": w, "job": j}
+            for a, st, age, n, w, j in found]
+
+
+def requeued(state, run_id: str, account: str, status_was: str) -> bool:
+    """Marks an unfinished row queued again (its job was just sent anew); False when it moved meanwhile
+    (a worker took it or finished it), and then nothing is changed."""
+    with state.lock:
+        cur = state.connection.execute(
+            "UPDATE fleet_jobs SET status='queued', worker=NULL, updated=now() WHERE run_id=%s AND account=%s "
+            "AND status=%s", (run_id, account, status_was))
+        return cur.rowcount == 1
+
+
+def runs(state, limit: int = 20) -> list[dict]:
+    """The newest runs with their counts by status."""
+    with state.lock:
+        found = state.connection.execute(
+            "SELECT j.run_id, min(r.created), max(j.updated), "
+            "count(*) FILTER (WHERE j.status='queued'), count(*) FILTER (WHERE j.status='waiting'), "
+            "count(*) FILTER (WHERE j.status='running'), count(*) FILTER (WHERE j.status='done'), "
+            "count(*) FILTER (WHERE j.status='failed'), count(*) "
+            "FROM fleet_jobs j LEFT JOIN fleet_runs r ON r.run_id = j.run_id "
+            "GROUP BY j.run_id ORDER BY max(j.updated) DESC LIMIT %s", (limit,)).fetchall()
+    keys = ("run_id", "created", "updated", "queued", "waiting", "running", "done", "failed", "total")
+    return [dict(zip(keys, r)) for r in found]
 
 
 def start(state, run_id: str, account: str, worker: str) -> str:

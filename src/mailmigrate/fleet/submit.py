@@ -20,7 +20,8 @@ from ..model import AccountResult
 from ..sync.runner import RunResult, SyncRequest, account_key
 from ..sync.state_pg import PgStateDB, is_pg_url, redact_url
 from . import jobs
-from .app import TASK, make_app
+from .broker import publish
+from .follow import STALE_AFTER, Follower
 from .watch import IDLE_WARNING, IdleWatch, timeout_message, timeout_reason
 
 log = logging.getLogger("mailmigrate.fleet")
@@ -48,61 +49,74 @@ def describe_run(req: SyncRequest, run_id: str) -> dict:
 
 
 def enqueue(state, req: SyncRequest, broker: str) -> tuple[str, list[str]]:
-    """One job per account of ``req`` on the broker, rows in the job table first; returns the run's id and
-    the accounts' state names (in the order of ``req.accounts``).  A broker that cannot be reached is a
-    FleetError, and the run's rows are marked failed rather than left waiting."""
+    """One job per account of ``req`` on the broker, rows in the job table first (with what a resend needs);
+    returns the run's id and the accounts' state names (in the order of ``req.accounts``).  A broker that
+    cannot be reached is a FleetError, and the run's rows are marked failed rather than left waiting."""
     run_id = uuid.uuid4().hex
     names = [account_key(req, a) for a in req.accounts]
-    jobs.create_run(state, run_id, names)
+    args = [{"source_user": a.source_user, "target_user": a.target_user} for a in req.accounts]
     desc = describe_run(req, run_id)
-    app = make_app(broker)
+    jobs.create_run(state, run_id, names, desc, args, redact_url(broker))
     try:
-        with app.producer_or_acquire() as producer:
-            for a in req.accounts:
-                app.send_task(TASK, args=[desc, {"source_user": a.source_user, "target_user": a.target_user}],
-                              producer=producer)
+        publish(broker, desc, list(zip(names, args)))
     except Exception as e:  # kombu/amqp/redis errors: the broker is down or refuses us
         reason = f"the broker {redact_url(broker)} did not take the jobs: {e}"
         jobs.abandon(state, run_id, reason)
         raise FleetError(reason) from None
-    finally:
-        app.close()
     return run_id, names
 
 
 def run_fleet(req: SyncRequest, *, broker: str, state_url: str, poll: float = 0.5,
               on_progress: Callable[[dict], None] | None = None, timeout: float | None = None,
-              idle_warning: float | None = None) -> RunResult:
-    """Enqueue ``req`` and wait for its accounts.  With ``timeout`` the wait ends after that many seconds:
-    the accounts not finished by then come back failed, saying so, rather than as an exception, so the
-    caller still gets the summary of those that did finish and the exit status of a partial failure."""
+              idle_warning: float | None = None, stale_after: float = STALE_AFTER) -> RunResult:
+    """Enqueue ``req`` and wait for its accounts, through restarts of the state database and the broker
+    (fleet/follow.py: the rows are the truth; lost jobs are sent again).  With ``timeout`` the wait ends
+    after that many seconds: the accounts not finished by then come back failed, saying so, rather than as
+    an exception, so the caller still gets the summary of those that did finish and the exit status of a
+    partial failure."""
     if not is_pg_url(state_url):
         raise ConfigError("--executor celery needs the shared state on PostgreSQL: --state postgresql://…")
-    for option, seconds in (("--fleet-timeout", timeout), ("--idle-warning", idle_warning)):
+    for option, seconds in (("--fleet-timeout", timeout), ("--idle-warning", idle_warning),
+                            ("--stale-after", stale_after)):
         if seconds is not None and not seconds > 0:  # "not >" also refuses nan
             raise ConfigError(f"{option} must be a number of seconds above 0")
     state = PgStateDB.open(state_url)
     try:
         run_id, names = enqueue(state, req, broker)
+    except BaseException:
+        state.close()
+        raise
+    follow = Follower(state_url, broker, run_id, state=state, stale_after=stale_after)
+    try:
         start = time.monotonic()
         idle = IdleWatch(broker, state_url, IDLE_WARNING if idle_warning is None else idle_warning)
         last = None
+        timed_out = False
         while True:
-            s = jobs.summary(state, run_id)
-            if on_progress and s != last:
-                on_progress(s)
-            last = s
-            if s["done"] + s["failed"] >= s["total"]:
-                break
-            warning = idle.check(s)
-            if warning:
-                log.warning("%s", warning)
+            s = follow.summary()
+            if s is not None:
+                if on_progress and s != last:
+                    on_progress(s)
+                last = s
+                if s["done"] + s["failed"] >= s["total"]:
+                    break
+                warning = idle.check(s)
+                if warning:
+                    log.warning("%s", warning)
             if timeout is not None and time.monotonic() - start >= timeout:
-                log.warning("%s", timeout_message(timeout, s["total"] - s["done"] - s["failed"], s["total"]))
+                timed_out = True
                 break
             time.sleep(poll)
+        rows = None
+        while rows is None:  # the summary needs the rows: wait for the database, however long (Ctrl-C ends it)
+            rows = follow.rows()
+            if rows is None:
+                time.sleep(poll)
+        if timed_out:
+            log.warning("%s", timeout_message(timeout, [r["status"] for r in rows if r["status"] not in jobs.FINAL],
+                                              len(rows)))
         by_name = {}
-        for row in jobs.rows(state, run_id):
+        for row in rows:
             if row["status"] in jobs.FINAL:
                 by_name[row["account"]] = row["result"] or AccountResult(row["account"],
                                                                          error="no result recorded")
@@ -111,7 +125,7 @@ def run_fleet(req: SyncRequest, *, broker: str, state_url: str, poll: float = 0.
                                                         error=timeout_reason(timeout, row["status"]))
         results = [by_name[n] for n in names]
     finally:
-        state.close()
+        follow.close()
     return RunResult(results, redact_url(state_url), req.sync.dry_run)
 
 

@@ -18,7 +18,9 @@ import socket
 import threading
 import time
 
-from ..errors import ConfigError, MailmigrateError
+from celery.exceptions import Retry
+
+from ..errors import ConfigError, MailmigrateError, StateUnreachable
 from ..model import Account, AccountResult, Secret
 from ..stores.registry import StoreOptions, StoreSpec, build_store, parse_spec
 from ..sync.engine import Progress, SyncOptions, sync_account
@@ -35,7 +37,8 @@ class WorkerConfig:
 
     def __init__(self, state_url: str, redis_url: str | None, *, source_password: Secret | None = None,
                  target_password: Secret | None = None, accounts: list[Account] | None = None,
-                 slot_ttl: float = 30.0, slot_wait: float = 600.0, lock_wait: float = 30.0):
+                 slot_ttl: float = 30.0, slot_wait: float = 600.0, lock_wait: float = 30.0,
+                 heartbeat: float = 10.0):
         self.state_url = state_url
         self.redis_url = redis_url
         self.source_password = source_password
@@ -44,6 +47,7 @@ class WorkerConfig:
         self.slot_ttl = slot_ttl
         self.slot_wait = slot_wait
         self.lock_wait = lock_wait
+        self.heartbeat = heartbeat
 
 
 _config: WorkerConfig | None = None
@@ -106,8 +110,78 @@ class _FleetProgress(Progress):
         jobs.progress(self.state, self.run_id, self.account, n, b, t)
 
 
+def infrastructure_error(e: BaseException) -> bool:
+    """True when ``e`` says the fleet's own services failed (the state database, Redis, the broker) rather
+    than anything about the account: such a job is tried again, never finished with an error."""
+    if isinstance(e, StateUnreachable):
+        return True
+    try:
+        import psycopg
+        if isinstance(e, (psycopg.OperationalError, psycopg.InterfaceError)):
+            return True
+    except ImportError:  # pragma: no cover - a dependency of the fleet
+        pass
+    try:
+        import redis
+        if isinstance(e, (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError)):
+            return True
+    except ImportError:  # pragma: no cover
+        pass
+    try:
+        import kombu.exceptions
+        if isinstance(e, kombu.exceptions.OperationalError):
+            return True
+    except ImportError:  # pragma: no cover
+        pass
+    return False
+
+
+def _forget_connections() -> None:
+    """After an infrastructure error the process's state connection may be dead (a PostgreSQL restart ends
+    every session, and with it the account locks): the next attempt opens a new one."""
+    state = _proc.pop("state", None)
+    if state is not None:
+        try:
+            state.close()
+        except Exception:  # it is being given up either way
+            pass
+
+
+#: seconds between two looks for a lost infrastructure, doubling up to the cap
+INFRA_BACKOFF, INFRA_BACKOFF_MAX = 1.0, 30.0
+
+
 def sync_one_account(task, desc: dict, account: dict) -> dict:
-    """Celery task body (registered in app.make_app): returns the account's counters, error and problems."""
+    """Celery task body (registered in app.make_app): returns the account's counters, error and problems.
+
+    The job is finished (and so acknowledged) only once its account is done or failed for a reason of its
+    own.  While the state database, Redis or the broker is away, it waits and tries again, keeping the job:
+    the engine's intents make the next attempt exact, whatever the last one had started."""
+    delay = INFRA_BACKOFF
+    said = False
+    while True:
+        try:
+            out = _attempt(task, desc, account)
+            if said:
+                log.info("account %s: the fleet's infrastructure is back; the job went on", _user(account))
+            return out
+        except BaseException as e:
+            if not infrastructure_error(e):
+                raise
+            _forget_connections()
+            log.warning("account %s: the fleet's infrastructure failed (%s: %s); the job is kept and tried again "
+                        "in %.0f s", _user(account), type(e).__name__, str(e).strip().splitlines()[0][:300] if str(e)
+                        else "", delay)
+            said = True
+            time.sleep(delay)
+            delay = min(delay * 2, INFRA_BACKOFF_MAX)
+
+
+def _user(account: dict) -> str:
+    return account.get("source_user") or account.get("target_user") or "?"
+
+
+def _attempt(task, desc: dict, account: dict) -> dict:
     state, slots = _context()
     run_id = desc["run_id"]
     source = parse_spec(desc["source"])
@@ -117,7 +191,15 @@ def sync_one_account(task, desc: dict, account: dict) -> dict:
     if not state.lock_account(name, wait=_config.lock_wait):
         log.info("account %s is being synced by another worker; job put back", name)
         jobs.set_status(state, run_id, name, "waiting")
-        raise task.retry(countdown=5)
+        try:
+            raise task.retry(countdown=5)
+        except Retry:
+            raise
+        except Exception as e:  # the broker is away: keep the job here and look again
+            log.warning("account %s: could not put the job back on the broker (%s); waiting here instead",
+                        name, e)
+            raise StateUnreachable(f"broker unreachable while the account was held elsewhere: {e}") from None
+    beat = Heartbeat(state, run_id, name, _config.heartbeat)
     try:
         worker = f"{task.request.hostname or socket.gethostname()} pid {os.getpid()}"  # e.g. w1@host pid 42
         started = jobs.start(state, run_id, name, worker)
@@ -128,11 +210,48 @@ def sync_one_account(task, desc: dict, account: dict) -> dict:
             log.error("run %s is not in this worker's state database %s: the worker and `mailmigrate sync` "
                       "must use the same --state", run_id, state.path)
             return {"account": name, "error": "run unknown to this worker's state database"}
+        beat.start()
         result = _run(desc, acc, name, state, slots)
+        beat.stop()
         jobs.finish(state, run_id, name, result)
         return jobs.result_dict(result)
     finally:
-        state.unlock_account(name)
+        beat.stop()
+        try:
+            state.unlock_account(name)
+        except Exception as e:
+            if not infrastructure_error(e):
+                raise
+            # the session is gone, and the lock with it
+
+
+class Heartbeat:
+    """Says, every ``every`` seconds, that this job's worker is alive (``fleet_jobs.updated``): the command
+    following the run takes a running row that stopped beating for a lost job and puts it back.  A stopped
+    or frozen process stops beating too, which is what makes its account count as stuck."""
+
+    def __init__(self, state, run_id: str, account: str, every: float):
+        self.state, self.run_id, self.account, self.every = state, run_id, account, every
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> None:
+        if self.every and self.every > 0:
+            self._thread = threading.Thread(target=self._beat, name="mailmigrate-heartbeat", daemon=True)
+            self._thread.start()
+
+    def _beat(self) -> None:
+        while not self._stop.wait(self.every):
+            try:
+                jobs.heartbeat(self.state, self.run_id, self.account)
+            except Exception as e:  # the job's own work meets the same fault and handles it
+                log.debug("heartbeat of %s failed: %s", self.account, e)
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None and self._thread is not threading.current_thread():
+            self._thread.join(timeout=self.every + 5)
+            self._thread = None
 
 
 def _run(desc: dict, acc: Account, name: str, state, slots) -> AccountResult:

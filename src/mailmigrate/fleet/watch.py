@@ -57,9 +57,14 @@ class IdleWatch:
         return None
 
 
-def timeout_message(timeout: float, unfinished: int, total: int) -> str:
-    return (f"fleet: timeout of {timeout:g} s reached with {unfinished} of {total} account(s) not finished; "
-            f"stopped waiting (their jobs stay queued or running on the fleet)")
+def timeout_message(timeout: float, statuses: list[str], total: int) -> str:
+    """What stopping the wait leaves, as the job table says it (``statuses``: each unfinished account's)."""
+    counts = {st: statuses.count(st) for st in ("queued", "waiting", "running") if statuses.count(st)}
+    where = ", ".join(f"{n} {st}" for st, n in counts.items())
+    return (f"fleet: timeout of {timeout:g} s reached with {len(statuses)} of {total} account(s) not finished"
+            f"{f' ({where})' if where else ''}; stopped waiting. Running jobs go on on their workers, queued "
+            f"ones run when a worker takes them; `mailmigrate fleet status` shows them and `mailmigrate fleet "
+            f"requeue` sends a lost one again")
 
 
 def timeout_reason(timeout: float, status: str) -> str:

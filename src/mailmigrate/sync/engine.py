@@ -174,6 +174,12 @@ def sync_account(
             # said once on screen, by the summary (and the progress line names the account); the log keeps it
             log.info("account %s failed: %s", account_name, result.error)
             break
+        except BaseException:
+            # Not the account's own trouble (the state database or the fleet's Redis went away, an
+            # interrupt): the caller decides; the connections are let go now, not when the process ends —
+            # on a fleet each holds a server's connection slot.
+            run.close()
+            raise
     run.close()
     result.seconds = time.monotonic() - started
     options.progress.account_done(account_name, result)

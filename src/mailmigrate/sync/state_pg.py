@@ -28,7 +28,7 @@ import time
 from pathlib import Path
 from typing import Sequence
 
-from ..errors import ConfigError, StateCorrupt, StateError
+from ..errors import ConfigError, StateCorrupt, StateError, StateUnreachable
 from .state import StateDB
 from .state_sql import SqlStateDB
 
@@ -99,6 +99,18 @@ CREATE TABLE sync_lost_intents (
 );
 CREATE INDEX sync_lost_intents_folder ON sync_lost_intents (folder_id);
 """),
+    # What a fleet run asked (its job description, never a password) and each account's job arguments, so
+    # that a job the fleet lost (a broker restarted without its data, a worker frozen) can be put back by
+    # the command following the run or by `mailmigrate fleet requeue`, which never saw the original.
+    (5, """
+CREATE TABLE fleet_runs (
+    run_id TEXT PRIMARY KEY,
+    description JSONB NOT NULL,
+    broker TEXT,
+    created TIMESTAMPTZ NOT NULL DEFAULT now()
+);
+ALTER TABLE fleet_jobs ADD COLUMN job JSONB;
+"""),
 ]
 SCHEMA_VERSION = MIGRATIONS[-1][0]
 _UPGRADE_LOCK = 0x6D6D_7374_6174_6501  # "mmstate" + 1: serialises concurrent upgrades
@@ -128,7 +140,7 @@ def _connect(url: str):
     try:
         conn = psycopg.connect(url, autocommit=True, application_name="mailmigrate", connect_timeout=15)
     except psycopg.Error as e:
-        raise StateError(f"state database {redact_url(url)} cannot be reached: {e}") from None
+        raise StateUnreachable(f"state database {redact_url(url)} cannot be reached: {e}") from None
     conn.execute("SET synchronous_commit = on")
     return conn
 
@@ -188,7 +200,16 @@ class PgStateDB(SqlStateDB):
     def open(cls, url: str) -> "PgStateDB":
         conn = _connect(url)
         try:
-            version = schema_version(conn)
+            try:
+                version = schema_version(conn)
+            except StateCorrupt:
+                # Workers started together on a fresh database: another one may be creating the schema
+                # right now, its tables appearing between our two looks.  Look again once it is done.
+                conn.execute("SELECT pg_advisory_lock(%s)", (_UPGRADE_LOCK,))
+                try:
+                    version = schema_version(conn)
+                finally:
+                    conn.execute("SELECT pg_advisory_unlock(%s)", (_UPGRADE_LOCK,))
         except Exception:
             conn.close()
             raise

@@ -55,6 +55,8 @@ class FleetSettings:
     timeout: float | None = None
     #: seconds without a worker taking a queued job before the warning
     idle_warning: float = 60.0
+    #: seconds without a word from a running job's worker before its job is sent again (fleet/follow.py)
+    stale_after: float = 120.0
 
 
 def settings(project: Project, executor: str | None = None, broker: str | None = None,
@@ -75,7 +77,7 @@ def settings(project: Project, executor: str | None = None, broker: str | None =
 
     return FleetSettings(broker_from(broker or project.broker), str(project.state), project.max_connections,
                          timeout=timeout if timeout is not None else project.fleet_timeout,
-                         idle_warning=project.idle_warning)
+                         idle_warning=project.idle_warning, stale_after=project.stale_after)
 
 
 def run_units(flow: "Workflow", units: list[str], action: str, fleet: FleetSettings, *,
@@ -101,11 +103,12 @@ def run_units(flow: "Workflow", units: list[str], action: str, fleet: FleetSetti
 
 def _follow(flow, begun: dict, action: str, fleet: FleetSettings, outcomes: dict, on_progress) -> None:
     from ..fleet import jobs
+    from ..fleet.follow import Follower
     from ..fleet.submit import enqueue
     from ..sync.state_pg import PgStateDB
 
     pending = dict(begun)
-    state = None
+    state = follow = None
     try:
         req = flow._request([acc for _, acc in begun.values()])  # reads password files: may fail
         req.sync = SyncOptions(delete=action == "finish" and flow.project.delete_on_finish,
@@ -114,6 +117,8 @@ def _follow(flow, begun: dict, action: str, fleet: FleetSettings, outcomes: dict
         unit_of = {account_key(req, acc): unit for unit, (_, acc) in begun.items()}
         state = PgStateDB.open(fleet.state_url)
         run_id, _ = enqueue(state, req, fleet.broker)
+        follow, state = Follower(fleet.state_url, fleet.broker, run_id, state=state,
+                                 stale_after=fleet.stale_after), None
         for unit in pending:
             flow.wf.set_progress(unit, total=0, done=0, bytes_done=0, folder="")
             flow.wf.log(unit, "INFO", f"queued as job of fleet run {run_id}")
@@ -121,7 +126,13 @@ def _follow(flow, begun: dict, action: str, fleet: FleetSettings, outcomes: dict
         began = time.monotonic()
         idle = IdleWatch(fleet.broker, fleet.state_url, fleet.idle_warning)
         while pending:
-            s = jobs.summary(state, run_id)
+            s = follow.summary()
+            rows = follow.rows() if s is not None else None
+            if s is None or rows is None:  # the state database is away (a restart): the workers go on
+                if fleet.timeout is not None and time.monotonic() - began >= fleet.timeout:
+                    _give_up(flow, fleet, pending, status, len(begun), outcomes)
+                time.sleep(fleet.poll)
+                continue
             if on_progress and s != last:
                 on_progress(s)
             last = s
@@ -129,7 +140,7 @@ def _follow(flow, begun: dict, action: str, fleet: FleetSettings, outcomes: dict
             if warning:
                 log.warning("%s", warning)
                 flow.wf.log(None, "WARNING", warning)
-            for row in jobs.rows(state, run_id):
+            for row in rows:
                 unit = unit_of.get(row["account"])
                 if unit not in pending:
                     continue
@@ -160,13 +171,15 @@ def _follow(flow, begun: dict, action: str, fleet: FleetSettings, outcomes: dict
             _end(flow, unit, t, False, f"stopped while the fleet was running it; {STILL_RUNS}", None)
         if state is not None:
             state.close()
+        if follow is not None:
+            follow.close()
 
 
 def _give_up(flow, fleet: FleetSettings, pending: dict, status: dict, total: int, outcomes: dict) -> None:
     """The fleet timeout: the units still waiting end as on an interruption, saying why; their jobs stay on
     the broker and in the job table, so a worker that comes later still runs them and a later action on the
     unit copies nothing twice."""
-    log.warning("%s", timeout_message(fleet.timeout, len(pending), total))
+    log.warning("%s", timeout_message(fleet.timeout, [status.get(u, "queued") for u in pending], total))
     for unit, (t, _) in list(pending.items()):
         outcomes[unit] = _end(flow, unit, t, False, timeout_reason(fleet.timeout, status.get(unit, "queued")), None)
     pending.clear()

@@ -38,6 +38,7 @@ Example (``mailmigrate project init`` writes one like it)::
     max_connections = 20             # per server and side, over the whole fleet
     fleet_timeout = 3600             # optional: stop waiting for the workers after this many seconds
     idle_warning = 60                # warn when no worker took a queued job for this long (default 60)
+    stale_after = 120                # a running job silent this long (worker killed/frozen) is sent again
 
 A CommuniGate Pro store (docs/communigate.md) has no [source] or [accounts]: the accounts found in the tree
 are the units, and start creates each one's user in the target directory before the first copy::
@@ -126,6 +127,7 @@ class Project:
     max_connections: int | None = None
     fleet_timeout: float | None = None
     idle_warning: float = 60.0
+    stale_after: float = 120.0
     #: [groupware]: calendars/contacts pairs copied with each unit's mail (workflow/groupware.py)
     groupware: list = field(default_factory=list)
     groupware_password_files: dict = field(default_factory=dict)
@@ -372,7 +374,7 @@ def _fleet(name: str, path: str, state, sec: dict) -> dict:
     if cap is not None and (not isinstance(cap, int) or cap < 1):
         raise ConfigError(f"project {name}: [fleet] max_connections must be a whole number of at least 1")
     out = {"executor": executor, "broker": sec.get("broker"), "max_connections": cap}
-    for key in ("fleet_timeout", "idle_warning"):  # seconds: how long start/sync/finish wait for the workers
+    for key in ("fleet_timeout", "idle_warning", "stale_after"):  # seconds: how long start/sync/finish wait for the workers
         v = sec.get(key)
         if v is None:
             continue
