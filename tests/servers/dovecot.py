@@ -45,7 +45,7 @@ class DovecotServer:
     def __init__(self, root: Path | None = None, *, tls: bool = False, separator: str = "/", master_user=MASTER,
                  uidplus: bool = True, extra_conf: str = "", passdb_file: Path | None = None,
                  mail_location: str = "maildir:~/Maildir:LAYOUT=fs", compress: bool = False,
-                 home: str | None = None, prefix: str = ""):
+                 home: str | None = None, prefix: str = "", oauth2_introspection: str | None = None):
         # Dovecot's auth and mail processes run as "dovecot" and must traverse every directory above their
         # files; pytest's temporary directories are 0700, so the server lives in a directory of its own.
         self.root = Path(tempfile.mkdtemp(prefix="mm-dovecot-", dir="/tmp"))
@@ -61,6 +61,8 @@ class DovecotServer:
         self.extra_conf = extra_conf
         self.mail_location = mail_location  # e.g. Maildir++ under a migrated tree: "maildir:/x/vmail/%n/Maildir"
         self.home = home  # the users' home (userdb), default a directory per login under mail_root
+        # an RFC 7662 introspection URL: logins with XOAUTH2/OAUTHBEARER through Dovecot's oauth2 passdb
+        self.oauth2_introspection = oauth2_introspection
         self.port = free_port()
         self.tls_port = free_port() if tls else None
         self.cafile: Path | None = None
@@ -150,7 +152,7 @@ log_path = {r}/dovecot.log
 default_internal_user = dovecot
 default_login_user = dovenull
 first_valid_uid = 100
-auth_mechanisms = plain login
+auth_mechanisms = plain login{" xoauth2 oauthbearer" if self.oauth2_introspection else ""}
 auth_failure_delay = 0
 auth_master_user_separator = *
 mail_location = {self.mail_location}
@@ -190,6 +192,7 @@ passdb {{
   args = {r}/users.passwd
 }}
 {self._extra_passdb()}
+{self._oauth2_passdb()}
 {zlib_conf}userdb {{
   driver = static
   args = uid=dovecot gid=dovecot home={self.home or str(self.mail_root) + "/%u"}
@@ -217,6 +220,18 @@ passdb {{
         shutil.copyfile(self.passdb_file, copy)
         os.chmod(copy, 0o644)  # readable by Dovecot's auth process in this throwaway server
         return f"passdb {{\n  driver = passwd-file\n  args = {copy}\n}}"
+
+    def _oauth2_passdb(self) -> str:
+        """Dovecot's oauth2 passdb as its documentation configures one for an RFC 7662 server (the WSO2
+        example): the token POSTed to the introspection URL, the user name and "active" read from the answer."""
+        if not self.oauth2_introspection:
+            return ""
+        conf = self.root / "dovecot-oauth2.conf.ext"
+        conf.write_text(f"introspection_mode = post\nintrospection_url = {self.oauth2_introspection}\n"
+                        "username_attribute = username\nactive_attribute = active\nactive_value = true\n"
+                        "force_introspection = yes\n")
+        os.chmod(conf, 0o644)
+        return f"passdb {{\n  driver = oauth2\n  mechanisms = xoauth2 oauthbearer\n  args = {conf}\n}}"
 
     def stop(self) -> None:
         if self.proc is not None:

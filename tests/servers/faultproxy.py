@@ -48,7 +48,16 @@ class FaultProxy(LoopbackListener):
         self.bytes_down = 0
         self.bytes_up = 0
         self._lock = threading.Lock()
+        self._live: set = set()  # each open connection's close_both
         self._start_accepting("faultproxy")
+
+    def cut_all(self) -> int:
+        """Close every open connection now (a network cut at a moment the test chooses); how many there were."""
+        with self._lock:
+            live = list(self._live)
+        for close in live:
+            close()
+        return len(live)
 
     def push(self, *faults: Fault) -> None:
         with self._lock:
@@ -75,6 +84,8 @@ class FaultProxy(LoopbackListener):
 
         def close_both():
             done.set()
+            with self._lock:
+                self._live.discard(close_both)
             for s in (client, server):
                 try:
                     s.shutdown(socket.SHUT_RDWR)
@@ -123,5 +134,7 @@ class FaultProxy(LoopbackListener):
                 pass
             close_both()
 
+        with self._lock:
+            self._live.add(close_both)
         threading.Thread(target=pump, args=(server, client, True), daemon=True).start()
         threading.Thread(target=pump, args=(client, server, False), daemon=True).start()

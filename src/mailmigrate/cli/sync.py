@@ -17,6 +17,7 @@ from ..stores.registry import StoreOptions, parse_spec
 from ..sync.accounts import load_accounts_file, password_from
 from ..sync.engine import SyncOptions
 from ..sync.runner import SyncRequest, run_sync
+from . import oauth_options
 from .output import SECRETS, PlainProgress, setup_logging
 from .progress import ScaledProgress
 
@@ -67,6 +68,7 @@ def register(sub) -> None:
     p.add_argument("--idle-warning", type=float, metavar="S",
                    help="--executor celery: warn when queued jobs have not been taken by any worker for S "
                         "seconds (default 60)")
+    oauth_options.add_arguments(p)
     p.add_argument("--stale-after", type=float, metavar="S",
                    help="--executor celery: a running account whose worker said nothing for S seconds (killed, "
                         "frozen, cut off) has its job sent again (default 120; workers beat every 10 s)")
@@ -211,6 +213,9 @@ def _run(args) -> int:
         state_factory=open_state if pg_state else None,
         lock_wait=max(0.0, args.lock_wait),
     )
+    oauth_options.apply(args, req.source_options, req.target_options)
+    if args.executor == "celery" and (req.source_options.oauth or req.target_options.oauth):
+        raise ConfigError("OAuth logins run on this machine only for now: the workers of a fleet take passwords")
     if args.just_login:
         return _just_login(args, req)
     if args.executor == "celery":

@@ -27,6 +27,7 @@ from ..errors import (AuthenticationFailed, CommandTimedOut, ConfigError, Connec
                       TemporaryFailure, TLSMismatch)
 from ..model import SPOOL_THRESHOLD, Body, BodyWriter, Secret, printable
 from . import diag
+from .sasl import OAUTH_ERROR_ACK, oauth_initial_response
 from .parser import Response, _Literal, literal_size, parse_response
 
 log = logging.getLogger("mailmigrate.imap")
@@ -471,7 +472,16 @@ class Connection:
 
     # --- authentication ---------------------------------------------------------------------------
     def login(self, user: str, password: Secret, *, master: str | None = None, mode: str = "plain") -> None:
+        """``password`` is a Secret, or an OAuth token source (``stores.oauth.TokenSource``: anything with
+        ``token(fresh=)`` and ``mechanism``), which logs in with XOAUTH2 or OAUTHBEARER instead."""
         who = f"{user} (via master user {master})" if master else user
+        if not isinstance(password, Secret) and hasattr(password, "token"):
+            if master:
+                raise ConfigError(f"{self.host}: an OAuth login is the user's own; it takes no master user")
+            self._oauth(user, password, who)
+            self.capabilities = set()
+            self.capability()
+            return
         pw = password.reveal()
         self._remember_secret(pw)
         if master is None:
@@ -526,6 +536,49 @@ class Connection:
             r = self.wait(tag)
         if r.status != b"OK":
             raise self._auth_failed(r, who)
+
+    def _oauth(self, user: str, source, who: str) -> None:
+        """SASL XOAUTH2 or OAUTHBEARER with a bearer token.  A refusal is answered as the mechanisms want (the
+        server's error challenge gets the client's acknowledgement, then the NO), and a token that should have
+        been valid is tried once more after a fresh fetch: the provider may have revoked it early."""
+        offered = [m for m in ("oauthbearer", "xoauth2") if f"AUTH={m.upper()}" in self.capabilities]
+        mech = source.mechanism or (offered[0] if offered else None)
+        if mech is None or mech not in offered:
+            raise AuthenticationFailed(
+                f"{self.host}: login as {who}: the server offers "
+                f"{'no OAuth mechanism' if not offered else 'only ' + ', '.join(m.upper() for m in offered)}"
+                f"{'' if mech is None else ', not ' + mech.upper()} (its capabilities: "
+                f"{' '.join(sorted(c for c in self.capabilities if c.startswith('AUTH=')) or ['no AUTH='])})")
+        for attempt in range(2 if getattr(source, "renewable", False) else 1):
+            token = source.token(fresh=attempt > 0).reveal()
+            payload = base64.b64encode(oauth_initial_response(mech, user, token, self.host, self.port))
+            self._remember_secret(token)
+            self._remember_secret(payload.decode("ascii"))
+            self.untagged = []
+            self._done = {}
+            if "SASL-IR" in self.capabilities:
+                tag = self.send_command(b"AUTHENTICATE", mech.upper().encode(), payload, secret=True)
+            else:
+                tag = self.send_command(b"AUTHENTICATE", mech.upper().encode())
+                self._await_continuation(tag)
+                self._send(payload + b"\r\n")
+            while True:
+                r = self.read_response()
+                if r.kind == "continuation":  # the error challenge (JSON with the status); acknowledge it
+                    self._send(base64.b64encode(OAUTH_ERROR_ACK[mech]) + b"\r\n")
+                    continue
+                if r.kind == "tagged" and r.tag == tag:
+                    break
+                if r.kind == "untagged" and r.status == b"BYE":
+                    raise ConnectionLost(f"{self.host} said BYE: {self.server_text(r)}")
+                self._hold(r)
+            if r.status == b"OK":
+                return
+            if r.code in (b"UNAVAILABLE",):
+                break
+            log.info("%s: OAuth login as %s refused%s", self.host, who,
+                     "; trying a fresh token" if attempt == 0 and getattr(source, "renewable", False) else "")
+        raise self._auth_failed(r, who)
 
     def _kerio(self, user: str, master: str, pw: str, who: str) -> None:
         """Kerio Connect: X-MASTERAUTH (MD5 of challenge + master password), then X-SETUSER."""

@@ -184,6 +184,8 @@ class StoreOptions:
     create: bool = False  # may create a Maildir target
     master_user: str | None = None
     timeout: float = 60.0
+    #: an OAuth 2.0 token source (stores/oauth.py): IMAP logins use XOAUTH2/OAUTHBEARER instead of a password
+    oauth: object | None = None
 
 
 def build_store(spec: StoreSpec, *, user: str | None, password: Secret | None, options: StoreOptions,
@@ -198,7 +200,9 @@ def build_store(spec: StoreSpec, *, user: str | None, password: Secret | None, o
         login_user = user if user is not None else spec.user
         if not login_user:
             raise ConfigError(f"{side} {spec.text}: no user (give USER@ in the URL or an --accounts file)")
-        if password is None or not password:
+        if options.oauth is not None:
+            password = options.oauth  # the connection logs in with a fresh token (imap/connection.py)
+        elif password is None or not password:
             raise ConfigError(
                 f"{side} password for {login_user} missing: set MAILMIGRATE_{side.upper()}_PASSWORD, "
                 f"--{side}-password-file, or the --accounts file's password column"
