@@ -24,6 +24,7 @@ from mailmigrate.stores.oauth import CommandToken, FileToken
 from mailmigrate.errors import ConfigError
 from servers import imapcheck
 from servers.oauth import OAuthServer
+from test_fleet import fleet_env  # noqa: F401  (a fixture)
 from test_sync_imap import msg, populate
 
 MM = [sys.executable, "-m", "mailmigrate.cli.main"]
@@ -236,3 +237,48 @@ def test_a_refused_refresh_token_is_named_with_its_account_and_nothing_is_copied
                         f"imap://127.0.0.1:{dst.port}?tls=none", "--source-oauth-refresh-file", str(rf)],
                        capture_output=True, text=True, timeout=60)
     assert p.returncode == 2 and "chmod 600" in p.stderr
+
+
+def test_two_processes_sharing_a_rotating_refresh_file_both_keep_working(tmp_path):
+    """A run's parallel accounts or a fleet worker's processes each hold the refresh file; when the provider
+    rotates the refresh token, the next one to refresh must use the rotated token, not its stale copy."""
+    from mailmigrate.stores.oauth import RefreshToken
+
+    idp = OAuthServer(lifetime=3600, rotate=True)
+    try:
+        rf = _refresh_file(tmp_path, idp, "ann")
+        a, b = RefreshToken(rf), RefreshToken(rf)  # as two processes would, each reading the file at start
+        ta = a.token()
+        tb = b.token()  # b's copy of the refresh token was rotated away by a's grant
+        tc = a.token(fresh=True)
+        assert len({ta.reveal(), tb.reveal(), tc.reveal()}) == 3 and idp.grants == 3
+        assert json.loads(rf.read_text())["refresh_token"] in idp.refresh
+    finally:
+        idp.stop()
+
+
+def test_a_fleet_worker_logs_in_with_its_own_oauth_options(oauth_pair, tmp_path, fleet_env):
+    from servers.fleet import start_worker, stop_worker, wait_ready
+
+    broker, state, _ = fleet_env
+    idp, src, dst = oauth_pair
+    user = "ofleet"
+    _seed(src, dst, [user])
+    rf = _refresh_file(tmp_path, idp, user)
+    log = tmp_path / "w.log"
+    w = start_worker(broker, state, concurrency=1, name="oauth", log=log,
+                     extra=["--source-oauth-refresh-file", str(rf), "--source-sasl", "oauthbearer"],
+                     env={"MAILMIGRATE_TARGET_PASSWORD": "target-pw"})
+    try:
+        wait_ready(w, log)
+        p = subprocess.run([*MM, "sync", f"imap://{user}@127.0.0.1:{src.port}?tls=none",
+                            f"imap://127.0.0.1:{dst.port}?tls=none", "--executor", "celery", "--broker", broker,
+                            "--state", state, "--fleet-timeout", "60", "--json"],
+                           capture_output=True, text=True, timeout=120)
+    finally:
+        stop_worker(w)
+    assert p.returncode == 0, p.stderr[-2000:] + log.read_text()[-2000:]
+    assert json.loads(p.stdout)["copied"] == 9
+    assert imapcheck.account(dst.port, user, "target-pw") == imapcheck.account(src.port, user, f"pw-{user}")
+    text = log.read_text()
+    assert all(s not in text for s in [idp.client_secret, *idp.refresh, *idp.tokens])

@@ -215,7 +215,8 @@ def _run(args) -> int:
     )
     oauth_options.apply(args, req.source_options, req.target_options)
     if args.executor == "celery" and (req.source_options.oauth or req.target_options.oauth):
-        raise ConfigError("OAuth logins run on this machine only for now: the workers of a fleet take passwords")
+        print("mailmigrate: OAuth token sources stay here; give the workers the same options "
+              "(mailmigrate worker --source-oauth-… / --target-oauth-…)", file=sys.stderr)
     if args.just_login:
         return _just_login(args, req)
     if args.executor == "celery":

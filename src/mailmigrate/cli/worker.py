@@ -7,6 +7,7 @@ import socket
 
 from ..errors import ConfigError
 from ..sync.accounts import load_accounts_file, password_from
+from . import oauth_options
 from .output import SECRETS, setup_logging
 
 
@@ -36,6 +37,7 @@ def register(sub) -> None:
                    help="say every S seconds that a running account's worker is alive (default 10); the command "
                         "following the run sends a job again after --stale-after seconds of silence")
     p.add_argument("--log-file", metavar="FILE")
+    oauth_options.add_arguments(p)
     p.set_defaults(func=run_worker)
 
     s = sub.add_parser("state", help="the sync state database: upgrade its schema")
@@ -84,9 +86,14 @@ def run_worker(args) -> int:
     accounts = load_accounts_file(args.accounts) if args.accounts else []
     for s in [src_pw, tgt_pw] + [a.source_password for a in accounts] + [a.target_password for a in accounts]:
         SECRETS.add(s)
+    from ..stores.registry import StoreOptions
+
+    oauth = StoreOptions(), StoreOptions()
+    oauth_options.apply(args, *oauth)
     PgStateDB.open(state_url).close()  # fail now, not in every job: reachable, schema current
     configure(WorkerConfig(state_url, redis_url, source_password=src_pw, target_password=tgt_pw,
-                           accounts=accounts, slot_ttl=args.slot_ttl, heartbeat=args.heartbeat))
+                           accounts=accounts, slot_ttl=args.slot_ttl, heartbeat=args.heartbeat,
+                           source_oauth=oauth[0].oauth, target_oauth=oauth[1].oauth))
     app = make_app(broker, visibility_timeout=args.visibility_timeout,
                    restore_interval=max(1.0, min(10.0, args.visibility_timeout / 10)))
     name = args.hostname or f"mailmigrate-{os.getpid()}@{socket.gethostname()}"

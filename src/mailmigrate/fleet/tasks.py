@@ -38,7 +38,7 @@ class WorkerConfig:
     def __init__(self, state_url: str, redis_url: str | None, *, source_password: Secret | None = None,
                  target_password: Secret | None = None, accounts: list[Account] | None = None,
                  slot_ttl: float = 30.0, slot_wait: float = 600.0, lock_wait: float = 30.0,
-                 heartbeat: float = 10.0):
+                 heartbeat: float = 10.0, source_oauth=None, target_oauth=None):
         self.state_url = state_url
         self.redis_url = redis_url
         self.source_password = source_password
@@ -48,6 +48,7 @@ class WorkerConfig:
         self.slot_wait = slot_wait
         self.lock_wait = lock_wait
         self.heartbeat = heartbeat
+        self.source_oauth, self.target_oauth = source_oauth, target_oauth  # stores/oauth.py token sources
 
 
 _config: WorkerConfig | None = None
@@ -262,9 +263,10 @@ def _run(desc: dict, acc: Account, name: str, state, slots) -> AccountResult:
     src_master, tgt_master = desc.get("source_master"), desc.get("target_master")
     common = dict(insecure=bool(desc.get("insecure")), allow_plaintext=bool(desc.get("allow_plaintext")))
     src_pw, src_opts = login_for(cfg.source_password, known and known.source_password,
-                                 StoreOptions(master_user=src_master, **common))
+                                 StoreOptions(master_user=src_master, oauth=cfg.source_oauth, **common))
     tgt_pw, tgt_opts = login_for(cfg.target_password, known and known.target_password,
-                                 StoreOptions(master_user=tgt_master, create=not bool(desc.get("dry_run")), **common))
+                                 StoreOptions(master_user=tgt_master, create=not bool(desc.get("dry_run")),
+                                              oauth=cfg.target_oauth, **common))
     progress = _FleetProgress(state, desc["run_id"], name)
     opts = SyncOptions(delete=bool(desc.get("delete")), dry_run=bool(desc.get("dry_run")), progress=progress,
                        force_delete=bool(desc.get("force_delete")), delete_guard=float(desc.get("delete_guard", 0.5)),

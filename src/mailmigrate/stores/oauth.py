@@ -198,6 +198,21 @@ class RefreshToken(TokenSource):
         return conf
 
     def _fetch(self):
+        """Under a lock shared by every process using this file (a run's parallel accounts, a fleet worker's
+        processes): the file is read again first, so a refresh token another process rotated is the one used;
+        a rotation by this grant is written back before the lock is let go."""
+        import fcntl
+
+        lock = self.path.with_name(self.path.name + ".lock")
+        fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            self._conf = self._read()
+            return self._grant()
+        finally:
+            os.close(fd)
+
+    def _grant(self):
         conf = self._conf
         form = {"grant_type": "refresh_token", "refresh_token": conf["refresh_token"], "client_id": conf["client_id"]}
         if conf.get("client_secret"):
