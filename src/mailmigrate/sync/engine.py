@@ -239,6 +239,7 @@ class _AccountRun:
         self._reported_keyword_drops: set[tuple[FolderPath, str]] = set()
         self._reopen_source_needed = False
         self.target_paths: set = set()  # target folders that exist, by folder_identity
+        self.created_now: set = set()  # target folders this run created, by folder_identity (checked in LIST)
         # One per target folder, shared by the folder workers: a sweep must not see another source folder's
         # fresh copy into the same target folder before that copy is recorded (see _sweep).
         self._target_locks: dict[FolderPath, threading.RLock] = {}
@@ -307,10 +308,13 @@ class _AccountRun:
             else:
                 work.append(plan)
         if len(work) > 1 and self.opt.connections > 1 and not self.opt.dry_run:
+            self._create_before_parallel(work)
             self._parallel(work, statuses, tgt_statuses)
         else:
             for plan in work:
                 self._sync_one(plan, statuses.get(plan.source.path), tgt_statuses.get(plan.source.path))
+        if not self.opt.dry_run:
+            self._check_created_listed()
         tgt_subscribed = {f.path for f in tgt_folders if f.subscribed}
         if not self.opt.dry_run and not self._subscriptions_done:
             for plan in plans:
@@ -433,6 +437,7 @@ class _AccountRun:
                           self.result)
         run.c = type(self.c)()
         run.target_paths = self.target_paths
+        run.created_now = self.created_now
         run._reported_keyword_drops = self._reported_keyword_drops
         run._target_locks = self._target_locks
         run._target_locks_guard = self._target_locks_guard
@@ -455,6 +460,50 @@ class _AccountRun:
                     pass
             return out
 
+    def _ensure_target_folder(self, plan: FolderPlan, fstate, target_path: FolderPath):
+        """The folder's state record and its target folder, created if missing; (record, created now)."""
+        if fstate is None:
+            fstate = self.state.ensure_folder(self.account, plan.source.path, target_path)
+        if self._tid(target_path) in self.target_paths:
+            return fstate, False
+        self.target.create_folder(target_path, plan.special_use)
+        self.state.mark_created(fstate.id)
+        self.target_paths.add(self._tid(target_path))
+        self.created_now.add(self._tid(target_path))
+        self.c.folders_created += 1
+        log.info("account %s: created target folder %s", self.account, display(target_path))
+        return fstate, True
+
+    def _create_before_parallel(self, work: list[FolderPlan]) -> None:
+        """The target folders the parallel workers need, created here, one after the other on this
+        connection.  Dovecot 2.3 with its mailbox list index (the default) lost one of two folders created at
+        the same moment by two sessions of one user: the folder and its mail were on disk, and LIST never
+        showed it again (tests/test_fleet.py found it under load)."""
+        for plan in work:
+            fstate = self.state.folder(self.account, plan.source.path)
+            target_path = fstate.target_path if fstate else plan.target_path
+            try:
+                self._ensure_target_folder(plan, fstate, target_path)
+            except (FolderFailed, ServerRefused):
+                continue  # the folder's own worker meets it again and reports it with the folder
+
+    def _check_created_listed(self) -> None:
+        """Every folder created in this run must be in the target's LIST: a folder the server holds but does
+        not list is mail its users cannot see, so it is reported, never passed over."""
+        if not self.created_now:
+            return
+        try:
+            listed = {self._tid(f.path) for f in self.target.list_folders()}
+        except MailmigrateError:
+            return
+        for g in self.state.folders(self.account):
+            if self._tid(g.target_path) in self.created_now and self._tid(g.target_path) not in listed:
+                self._problem(g.source_path, None,
+                              f"target folder {display(g.target_path)} was created and holds its copies, but the "
+                              "target does not list it (a stale mailbox list index: on Dovecot run `doveadm "
+                              "force-resync -u USER '*'`); its users cannot see it until then", kind="folder")
+                self.c.failed += 1
+
     # --- one folder -----------------------------------------------------------------------------
     def sync_folder(self, plan: FolderPlan, src_status: FolderStatus | None,
                     tgt_status: FolderStatus | None = None) -> None:
@@ -469,14 +518,8 @@ class _AccountRun:
         if self.opt.dry_run:
             return self._dry_run_folder(plan, fstate, target_path)
 
-        if fstate is None:
-            fstate = self.state.ensure_folder(self.account, src_path, target_path)
-        if self._tid(target_path) not in self.target_paths:
-            self.target.create_folder(target_path, plan.special_use)
-            self.state.mark_created(fstate.id)
-            self.target_paths.add(self._tid(target_path))
-            self.c.folders_created += 1
-            log.info("account %s: created target folder %s", self.account, display(target_path))
+        fstate, created = self._ensure_target_folder(plan, fstate, target_path)
+        if created:
             tgt_status = None
         if tgt_status is None:
             tgt_status = self.target.folder_status(target_path)
