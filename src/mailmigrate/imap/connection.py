@@ -253,41 +253,14 @@ class Connection:
                 pass
         self.sock = self.rfile = None
 
-    #: seconds a logout waits for the server to close its side
-    LOGOUT_LINGER = 2.0
-
     def logout(self) -> None:
-        """LOGOUT, then wait (briefly) for the server to close the connection before closing ours.  A
-        connection counted against a limit (a fleet's --max-connections, a server's per-user cap) is then
-        really gone on the server's side when the caller gives its slot back: closing first left the
-        server's socket established for a moment under load, and the next holder's connection made one
-        too many."""
         if self.sock is None:
             return
         try:
-            r = self.command(b"LOGOUT")
-            if r.status == b"OK":
-                self._await_close(self.LOGOUT_LINGER)
+            self.command(b"LOGOUT")
         except Exception:
             pass
         self.close()
-
-    def _await_close(self, seconds: float) -> None:
-        """Read and drop whatever still comes until the server closes (or ``seconds`` pass)."""
-        sock = self.sock
-        if sock is None:
-            return
-        deadline = time.monotonic() + seconds
-        try:
-            while True:
-                left = deadline - time.monotonic()
-                if left <= 0:
-                    return
-                sock.settimeout(left)
-                if not sock.recv(4096):
-                    return
-        except (OSError, ValueError):
-            return
 
     # --- reading ----------------------------------------------------------------------------------
     def _readline(self) -> bytes:
