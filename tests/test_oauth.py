@@ -282,3 +282,31 @@ def test_a_fleet_worker_logs_in_with_its_own_oauth_options(oauth_pair, tmp_path,
     assert imapcheck.account(dst.port, user, "target-pw") == imapcheck.account(src.port, user, f"pw-{user}")
     text = log.read_text()
     assert all(s not in text for s in [idp.client_secret, *idp.refresh, *idp.tokens])
+
+
+def test_a_project_logs_in_with_oauth_from_its_file(oauth_pair, tmp_path):
+    """[source] oauth_refresh_file and sasl in the project file (relative to it): start copies with tokens, the
+    finish's verification reads the source with them too."""
+    idp, src, dst = oauth_pair
+    user = "oproj"
+    _seed(src, dst, [user])
+    _refresh_file(tmp_path, idp, user, "src-oauth.json")
+    (tmp_path / "dst.pw").write_text("target-pw")
+    os.chmod(tmp_path / "dst.pw", 0o600)
+    p = tmp_path / "acme.toml"
+    p.write_text(f"""[project]
+name = "acme"
+[source]
+url = "imap://{user}@127.0.0.1:{src.port}?tls=none"
+oauth_refresh_file = "src-oauth.json"
+sasl = "xoauth2"
+[target]
+url = "imap://{user}@127.0.0.1:{dst.port}?tls=none"
+password_file = "dst.pw"
+""")
+    for action in ("init", "start", "finish"):
+        r = subprocess.run([*MM, "project", action, str(p)], capture_output=True, text=True, timeout=120,
+                           cwd=tmp_path)
+        assert r.returncode == 0, (action, r.stdout[-2000:], r.stderr[-2000:])
+    assert imapcheck.account(dst.port, user, "target-pw") == imapcheck.account(src.port, user, f"pw-{user}")
+    assert idp.grants >= 1 and all(a for u, a in idp.introspections if u == user)

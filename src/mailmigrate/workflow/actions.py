@@ -518,8 +518,10 @@ class Workflow:
         p = self.project
         return SyncRequest(
             source=p.source.spec, target=p.target.spec, accounts=accounts, state_path=p.state,
-            source_options=StoreOptions(insecure=p.source.insecure, master_user=p.source.master),
-            target_options=StoreOptions(insecure=p.target.insecure, master_user=p.target.master),
+            source_options=StoreOptions(insecure=p.source.insecure, master_user=p.source.master,
+                                        oauth=p.source.token_source("source")),
+            target_options=StoreOptions(insecure=p.target.insecure, master_user=p.target.master,
+                                        oauth=p.target.token_source("target")),
             source_password=p.source.password("MAILMIGRATE_SOURCE_PASSWORD", "source"),
             target_password=p.target.password("MAILMIGRATE_TARGET_PASSWORD", "target"),
             jobs=1,
@@ -531,7 +533,8 @@ class Workflow:
         s = p.source if side == "source" else p.target
         own = acc.source_password if side == "source" else acc.target_password
         pw, options = login_for(s.password(f"MAILMIGRATE_{side.upper()}_PASSWORD", side), own,
-                                StoreOptions(insecure=s.insecure, master_user=s.master, create=create))
+                                StoreOptions(insecure=s.insecure, master_user=s.master, create=create,
+                                             oauth=s.token_source(side)))
         return build_store(s.spec, user=acc.source_user if side == "source" else acc.target_user,
                            password=pw, options=options, side=side)
 

@@ -87,9 +87,25 @@ class Side:
     master: str | None = None
     password_file: str | None = None
     insecure: bool = False
+    #: OAuth 2.0 instead of a password: {"token_file"|"command"|"refresh_file": …, "sasl": …} (stores/oauth.py)
+    oauth: dict | None = None
+    _token_source: object = field(default=None, repr=False, compare=False)
 
     def password(self, env_name: str, what: str) -> Secret | None:
         return password_from(env_name, self.password_file, what)
+
+    def token_source(self, side: str):
+        """One token source per side and process, so a token fetched for one unit serves the next."""
+        if not self.oauth:
+            return None
+        if self._token_source is None:
+            from ..stores.oauth import token_source
+
+            o = self.oauth
+            self._token_source = token_source(token_file=o.get("token_file"), command=o.get("command"),
+                                              refresh_file=o.get("refresh_file"), mechanism=o.get("sasl"),
+                                              side=side)
+        return self._token_source
 
 
 @dataclass
@@ -225,8 +241,12 @@ def load_project(file: str | os.PathLike) -> Project:
                               f"MAILMIGRATE_{side.upper()}_PASSWORD")
         pw = sec.get("password_file")
         url = _beside_project(sec["url"], rel, store=True)
+        oauth = {k: (str(rel(sec[f"oauth_{k}"])) if k.endswith("file") else sec[f"oauth_{k}"])
+                 for k in ("token_file", "command", "refresh_file") if sec.get(f"oauth_{k}")}
+        if sec.get("sasl"):
+            oauth["sasl"] = sec["sasl"]
         sides[side] = Side(parse_spec(url).with_id(sec.get("id")), sec.get("master"), str(rel(pw)) if pw else None,
-                           bool(data.get("options", {}).get("insecure", False)))
+                           bool(data.get("options", {}).get("insecure", False)), oauth or None)
     acc_sec = data.get("accounts", {})
     if cg is not None:
         if not sides["target"].master:
