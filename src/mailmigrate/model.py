@@ -276,6 +276,8 @@ class Problem:
 class Counters:
     copied: int = 0
     skipped: int = 0
+    #: messages a --min/--max-age/-size rule left out (sync.selection): neither copied nor failed
+    skipped_by_rule: int = 0
     flags_updated: int = 0
     deleted: int = 0
     failed: int = 0

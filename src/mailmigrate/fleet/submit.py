@@ -45,6 +45,7 @@ def describe_run(req: SyncRequest, run_id: str) -> dict:
         "max_connections": req.max_connections,
         "max_rate": req.max_rate,
         "max_bandwidth": req.max_bandwidth,
+        "selection": req.sync.selection.as_dict(),
     }
 
 

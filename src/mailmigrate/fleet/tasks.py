@@ -24,6 +24,7 @@ from ..errors import ConfigError, MailmigrateError, StateUnreachable
 from ..model import Account, AccountResult, Secret
 from ..stores.registry import StoreOptions, StoreSpec, build_store, parse_spec
 from ..sync.engine import Progress, SyncOptions, sync_account
+from ..sync.selection import Selection
 from ..sync.runner import SyncRequest, login_for, migrate_account_key
 from ..sync.state_pg import PgStateDB
 from . import jobs
@@ -271,7 +272,8 @@ def _run(desc: dict, acc: Account, name: str, state, slots) -> AccountResult:
     opts = SyncOptions(delete=bool(desc.get("delete")), dry_run=bool(desc.get("dry_run")), progress=progress,
                        force_delete=bool(desc.get("force_delete")), delete_guard=float(desc.get("delete_guard", 0.5)),
                        connections=max(1, int(desc.get("connections", 3))),
-                       max_attempts=max(1, int(desc.get("retries", 6))))
+                       max_attempts=max(1, int(desc.get("retries", 6))),
+                       selection=Selection.from_dict(desc.get("selection")))
     if (desc.get("max_rate") or desc.get("max_bandwidth")) and cfg.redis_url:
         opts.target_limiter = RedisRateLimiter(cfg.redis_url, server_name(target), desc.get("max_rate"),
                                                desc.get("max_bandwidth"))
