@@ -149,3 +149,28 @@ def test_include_and_map_against_cyrus(dovecot_pair, cyrus_server, tmp_path):
     got = imapcheck.account_by_path(dst.port, dst.user, dst.password)
     assert sum(got[("Customers", "Old")].values()) == 1 and sum(got[("Kunden",)].values()) == 1
     assert ("Privat",) not in got and ("Kunden", "Alt") not in got
+
+
+def test_project_file_rules_and_finish_verifies_what_they_chose(imap_accounts, tmp_path):
+    """The same rules in a project's [options]: start copies what they choose, finish (with --delete)
+    leaves what they leave out alone and its verification counts nothing they left out as missing."""
+    from test_sync_imap import mm
+    from test_workflow_project import project_file
+
+    src, dst = imap_accounts
+    populate(src, {"INBOX": [(msg(1), ""), (msg(2, size=200_000), "")], "Kunden": [(msg(3), "")],
+                   "Trash": [(msg(4), "")]})
+    p = project_file(tmp_path, src, dst, "sel", '[options]\nexclude = ["^Trash$"]\nmax_size = 100000\n'
+                     'map = { "Kunden" = "Customers" }\n')
+    mm("project", "init", p)
+    mm("project", "start", p)
+    got = snapshot(dst)
+    assert "Trash" not in got and sum(got["Customers"].values()) == 1
+    assert [b for b, _, _ in got["INBOX"]] == [msg(1)]
+    fin = json.loads(mm("project", "finish", p, "--json").stdout)[0]
+    assert fin["ok"] and fin["state"] == "migrated" and "verified" in fin["message"], fin
+    assert [b for b, _, _ in snapshot(dst)["INBOX"]] == [msg(1)]
+    # a rule the project file gets wrong is named
+    bad = project_file(tmp_path, src, dst, "bad", '[options]\nrename = ["x"]\n')
+    r = mm("project", "init", bad, check=False)
+    assert r.returncode != 0 and "rename" in r.stdout + r.stderr

@@ -14,6 +14,7 @@ from ..errors import MailmigrateError
 from ..model import FolderPath
 from ..stores.base import Store
 from .folders import display
+from .selection import Selection
 from .state import DONE, StateDB
 
 
@@ -56,7 +57,10 @@ class AccountCheck:
                 "folders": [{**asdict(f), "ok": f.ok} for f in self.folders]}
 
 
-def verify_account(source: Store, target: Store, state: StateDB, account: str) -> AccountCheck:
+def verify_account(source: Store, target: Store, state: StateDB, account: str,
+                   selection: Selection | None = None) -> AccountCheck:
+    """``selection``: the rules the copies were made under; what they leave out is not missing."""
+    selection = selection or Selection()
     check = AccountCheck(account)
     try:
         source.open()
@@ -67,10 +71,10 @@ def verify_account(source: Store, target: Store, state: StateDB, account: str) -
     try:
         mapped = {f.source_path: f for f in state.folders(account)}
         for info in source.list_folders():
-            if not info.selectable:
+            if not info.selectable or not selection.wants_folder(info.path):
                 continue
             f = mapped.get(info.path)
-            check.folders.append(_verify_folder(source, target, state, info.path, f))
+            check.folders.append(_verify_folder(source, target, state, info.path, f, selection))
     except MailmigrateError as e:
         check.error = str(e)
     finally:
@@ -79,13 +83,18 @@ def verify_account(source: Store, target: Store, state: StateDB, account: str) -
     return check
 
 
-def _verify_folder(source: Store, target: Store, state: StateDB, path: FolderPath, f) -> FolderCheck:
+def _verify_folder(source: Store, target: Store, state: StateDB, path: FolderPath, f,
+                   selection: Selection) -> FolderCheck:
     fc = FolderCheck(display(path), display(f.target_path) if f else "(not mapped)")
     try:
         _, smetas = source.list_messages(path)
     except MailmigrateError as e:
         fc.error = f"source: {e}"
         return fc
+    if selection.has_message_rules:
+        rows_ = state.messages(f.id) if f is not None else {}
+        # a message a rule leaves out is not missing, unless it was copied before (then it is checked)
+        smetas = [m for m in smetas if m.key in rows_ or selection.wants_message(m)]
     fc.source_messages = len(smetas)
     fc.source_bytes = sum(m.size or 0 for m in smetas)
     if f is None:
