@@ -174,3 +174,40 @@ def test_project_file_rules_and_finish_verifies_what_they_chose(imap_accounts, t
     bad = project_file(tmp_path, src, dst, "bad", '[options]\nrename = ["x"]\n')
     r = mm("project", "init", bad, check=False)
     assert r.returncode != 0 and "rename" in r.stdout + r.stderr
+
+
+def test_accounts_file_rules_per_account(dovecot_pair, tmp_path):
+    """The accounts file's 5th column: one account's own rules, on top of the command line's."""
+    import os
+
+    from conftest import ImapAccount
+
+    src_srv, dst_srv = dovecot_pair
+    tag = f"selacc{os.getpid()}"
+    lines = []
+    for i, rules in enumerate(("", "--exclude ^Private$ --max-size 100000")):
+        user = f"{tag}u{i}"
+        src_srv.add_user(user, f"s-{i}")
+        dst_srv.add_user(user, f"t-{i}")
+        populate(ImapAccount(src_srv, user, f"s-{i}"), {"INBOX": [(msg(1), ""), (msg(2, size=200_000), "")],
+                                                        "Private": [(msg(3), "")], "Junk": [(msg(4), "")]})
+        lines.append(f'{user},{user},s-{i},t-{i},"{rules}"\n')
+    acc = tmp_path / "users.csv"
+    acc.write_text("".join(lines))
+    os.chmod(acc, 0o600)
+    p = subprocess.run([*MM, "sync", f"imap://127.0.0.1:{src_srv.port}?tls=none",
+                        f"imap://127.0.0.1:{dst_srv.port}?tls=none", "--accounts", str(acc), "--exclude", "^Junk$",
+                        "--state", str(tmp_path / "s.db"), "--json", "--no-progress"],
+                       capture_output=True, text=True, timeout=300)
+    assert p.returncode == 0, p.stdout + p.stderr
+    plain = imapcheck.account(dst_srv.port, f"{tag}u0", "t-0")
+    ruled = imapcheck.account(dst_srv.port, f"{tag}u1", "t-1")
+    assert sum(plain["INBOX"].values()) == 2 and "Private" in plain and "Junk" not in plain
+    assert [b for b, _, _ in ruled["INBOX"]] == [msg(1)] and "Private" not in ruled and "Junk" not in ruled
+    assert json.loads(p.stdout)["skipped_by_rule"] == 1
+    # a rule the file gets wrong is named with its line, before anything is copied
+    acc.write_text(f'{tag}u0,{tag}u0,s-0,t-0,"--max-size lots"\n')
+    p = subprocess.run([*MM, "sync", f"imap://127.0.0.1:{src_srv.port}?tls=none",
+                        f"imap://127.0.0.1:{dst_srv.port}?tls=none", "--accounts", str(acc),
+                        "--state", str(tmp_path / "s.db")], capture_output=True, text=True, timeout=300)
+    assert p.returncode == 2 and "line 1" in p.stderr and "--max-size" in p.stderr, p.stdout + p.stderr

@@ -221,6 +221,9 @@ class Account:
     target_user: str | None
     source_password: "Secret | None" = None
     target_password: "Secret | None" = None
+    #: this account's own folder and message rules, in sync's option syntax (accounts file's 5th column;
+    #: sync.selection.Selection.with_rules); never a secret
+    rules: str | None = None
 
     @property
     def name(self) -> str:

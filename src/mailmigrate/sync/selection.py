@@ -14,7 +14,8 @@ so one rule reads the same against Dovecot (``/``) and Cyrus or Courier (``.``).
 from __future__ import annotations
 
 import re
-from dataclasses import asdict, dataclass, field
+import shlex
+from dataclasses import asdict, dataclass, replace
 from datetime import datetime, timedelta, timezone
 
 from ..errors import ConfigError
@@ -64,6 +65,52 @@ class Selection:
         for k in ("maps", "renames"):
             d[k] = tuple(tuple(p) for p in d.get(k) or ())
         return cls(**{k: v for k, v in d.items() if k in cls.__dataclass_fields__})
+
+    def with_rules(self, text: str | None) -> "Selection":
+        """These rules with an account's own added (accounts file, 5th column), written as sync's options:
+        ``--exclude '^Trash$' --max-size 20000000``.  Lists (--include, --exclude, --folder, --map,
+        --rename) are added to; the others are replaced."""
+        if not text or not text.strip():
+            return self
+        try:
+            words = shlex.split(text)
+        except ValueError as e:
+            raise ConfigError(f"rules {text!r}: {e}") from None
+        lists = {"--include": "include", "--exclude": "exclude", "--folder": "folders"}
+        pairs = {"--map": "maps", "--rename": "renames"}
+        numbers = {"--min-age": ("min_age", float), "--max-age": ("max_age", float),
+                   "--min-size": ("min_size", int), "--max-size": ("max_size", int)}
+        flags = {"--folder-recursive": ("folder_recursive", True), "--no-special-use": ("special_use", False),
+                 "--just-folders": ("just_folders", True)}
+        changes: dict = {}
+        i = 0
+        while i < len(words):
+            w = words[i]
+            if w in flags:
+                k, v = flags[w]
+                changes[k] = v
+                i += 1
+                continue
+            if w not in lists and w not in pairs and w not in numbers:
+                known = ", ".join(sorted([*lists, *pairs, *numbers, *flags]))
+                raise ConfigError(f"rules {text!r}: {w!r} is not a folder or message rule (known: {known})")
+            if i + 1 >= len(words):
+                raise ConfigError(f"rules {text!r}: {w} needs a value")
+            v = words[i + 1]
+            if w in lists:
+                k = lists[w]
+                changes[k] = changes.get(k, getattr(self, k)) + (v,)
+            elif w in pairs:
+                k = pairs[w]
+                changes[k] = changes.get(k, getattr(self, k)) + (parse_pair(v, w),)
+            else:
+                k, kind = numbers[w]
+                try:
+                    changes[k] = kind(v)
+                except ValueError:
+                    raise ConfigError(f"rules {text!r}: {w} takes a number, not {v!r}") from None
+            i += 2
+        return replace(self, **changes)
 
     # --- folders --------------------------------------------------------------------------------
     @property

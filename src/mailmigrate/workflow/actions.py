@@ -542,7 +542,7 @@ class Workflow:
         with self._state(name) as state:
             name = migrate_account_key(state, req, acc)
             return verify_account(self._store("source", acc), self._store("target", acc), state, name,
-                                  self.project.selection)
+                                  self.project.selection.with_rules(acc.rules))
 
     def directory_check(self) -> dict | None:
         """The post-migration checklist (users, groups, memberships, aliases, send-as, forwards, …) between
