@@ -211,3 +211,22 @@ def test_accounts_file_rules_per_account(dovecot_pair, tmp_path):
                         f"imap://127.0.0.1:{dst_srv.port}?tls=none", "--accounts", str(acc),
                         "--state", str(tmp_path / "s.db")], capture_output=True, text=True, timeout=300)
     assert p.returncode == 2 and "line 1" in p.stderr and "--max-size" in p.stderr, p.stdout + p.stderr
+
+
+def test_search_keys_on_an_imap_source_and_refused_elsewhere(imap_accounts, tmp_path):
+    src, dst = imap_accounts
+    c = imapcheck.connect(src.port, src.user, src.password)
+    imapcheck.append(c, "INBOX", b"From: boss@example.org\r\nSubject: keep\r\n\r\nkeep\r\n", "\\Flagged")
+    imapcheck.append(c, "INBOX", b"From: spam@example.org\r\nSubject: drop\r\n\r\ndrop\r\n", "")
+    imapcheck.append(c, "INBOX", b"From: boss@example.org\r\nSubject: old\r\n\r\nold\r\n", "",
+                     datetime(2015, 1, 2, tzinfo=timezone.utc))
+    c.logout()
+    p, out = _sync(src, dst, tmp_path, "--search", "FROM boss@example.org SINCE 1-Jan-2020")
+    assert p.returncode == 0, p.stdout + p.stderr
+    assert [b for b, _, _ in snapshot(dst)["INBOX"]] == [b"From: boss@example.org\r\nSubject: keep\r\n\r\nkeep\r\n"]
+    assert _totals(out)["skipped_by_rule"] == 2 and _totals(out)["failed"] == 0
+    # on a Maildir source it is refused, saying why, before anything is read
+    p = subprocess.run([*MM, "sync", f"maildir:{tmp_path / 'md'}", f"maildir:{tmp_path / 'out'}",
+                        "--search", "ALL", "--state", str(tmp_path / "md.db")], capture_output=True, text=True)
+    assert p.returncode == 2 and "IMAP sources only" in p.stderr, p.stderr
+    assert not (tmp_path / "out").exists()

@@ -111,6 +111,9 @@ def register(sub) -> None:
     g.add_argument("--max-age", type=float, metavar="DAYS", help="only messages at most this old (INTERNALDATE)")
     g.add_argument("--min-size", type=int, metavar="BYTES", help="only messages of at least this size")
     g.add_argument("--max-size", type=int, metavar="BYTES", help="only messages of at most this size")
+    g.add_argument("--search", metavar="'IMAP SEARCH KEYS'",
+                   help="only messages the IMAP source server finds with these SEARCH keys "
+                        "(e.g. 'SINCE 1-Jan-2024 NOT FROM spam@example.org'); IMAP sources only")
     g.add_argument("--just-folders", action="store_true", help="create the folder tree on the target; copy nothing")
     p.add_argument("--connections", type=int, default=3, metavar="N",
                    help="connections per side and account: folders synced at once (default 3)")
@@ -189,6 +192,8 @@ def _run(args) -> int:
         raise ConfigError("--fleet-timeout, --idle-warning and --stale-after are about waiting for the fleet; "
                           "they need --executor celery")
     source = parse_spec(args.source).with_id(args.source_id)
+    if selection.search is not None and source.kind != "imap":
+        raise ConfigError(f"--search takes IMAP SEARCH keys: it works on IMAP sources only, not on {source.kind}:")
     target = parse_spec(args.target).with_id(args.target_id)
     if args.keep_uids:
         return _keep_uids(args, source, target)
@@ -373,7 +378,7 @@ def print_summary(result) -> None:
           f"{t.flags_updated} flag updates, {t.deleted} deleted, {t.failed} messages failed; "
           f"{len(result.accounts)} account(s), {failed_accounts} failed; state {result.state_path}")
     if t.skipped_by_rule:
-        print(f"  {t.skipped_by_rule} messages skipped by rule (--min/--max-age, --min/--max-size): not copied, "
+        print(f"  {t.skipped_by_rule} messages skipped by rule (--min/--max-age, --min/--max-size, --search): not copied, "
               "not failed, and their earlier copies are not deleted")
     if t.late_duplicates_removed:
         print(f"  removed {t.late_duplicates_removed} late duplicates of interrupted runs (copies a killed run's "
@@ -398,4 +403,5 @@ def selection_from_args(args) -> Selection:
                      maps=tuple(parse_pair(m, "--map") for m in args.map),
                      renames=tuple(parse_pair(r, "--rename") for r in args.rename),
                      special_use=not args.no_special_use, min_age=args.min_age, max_age=args.max_age,
-                     min_size=args.min_size, max_size=args.max_size, just_folders=args.just_folders)
+                     min_size=args.min_size, max_size=args.max_size, just_folders=args.just_folders,
+                     search=args.search)

@@ -597,7 +597,7 @@ class _AccountRun:
         if sel.has_message_rules:
             # Left out by a rule: counted as such, never failed; and still listed above, so the rows of
             # its earlier copies are not "gone" and --delete leaves them alone.
-            wanted = [m for m in new if sel.wants_message(m)]
+            wanted = self._wanted(src_path, new)
             ruled = len(new) - len(wanted)
             new = wanted
             self.c.skipped_by_rule += ruled
@@ -1209,6 +1209,18 @@ class _AccountRun:
                 continue
             self.state.forget_folder(f.id)
 
+    def _wanted(self, src_path, metas: list[MessageMeta]) -> list[MessageMeta]:
+        """The messages the user's message rules keep (sync.selection); --search asks the source server."""
+        sel = self.opt.selection
+        out = [m for m in metas if sel.wants_message(m)]
+        if sel.search is not None and out:
+            search = getattr(self.source, "search_uids", None)
+            if search is None:
+                raise ConfigError("--search takes IMAP SEARCH keys: it works on IMAP sources only")
+            matched = search(src_path, sel.search)
+            out = [m for m in out if m.key in matched]
+        return out
+
     # --- dry run --------------------------------------------------------------------------------
     def _dry_run_folder(self, plan: FolderPlan, fstate: FolderState | None, target_path) -> None:
         """Count what a real run would do, touching neither the target nor the state."""
@@ -1229,7 +1241,7 @@ class _AccountRun:
         if sel.just_folders:
             new = []
         elif sel.has_message_rules:
-            wanted = [m for m in new if sel.wants_message(m)]
+            wanted = self._wanted(plan.source.path, new)
             self.c.skipped_by_rule += len(new) - len(wanted)
             self.c.skipped -= len(new) - len(wanted)
             new = wanted

@@ -36,6 +36,7 @@ class Selection:
     min_size: int | None = None  # bytes
     max_size: int | None = None
     just_folders: bool = False  # create the folder tree, copy no message
+    search: str | None = None  # IMAP SEARCH keys the source server answers (IMAP sources only)
 
     def __post_init__(self) -> None:
         for rx in self.include + self.exclude + tuple(r for r, _ in self.renames):
@@ -46,6 +47,8 @@ class Selection:
         for old, new in self.maps:
             if not old or not new:
                 raise ConfigError(f"--map {old}={new}: both the old and the new folder name are needed")
+        if self.search is not None and (not self.search.strip() or "\r" in self.search or "\n" in self.search):
+            raise ConfigError("--search needs IMAP SEARCH keys on one line, e.g. 'SINCE 1-Jan-2024 NOT DELETED'")
         for name in ("min_age", "max_age", "min_size", "max_size"):
             v = getattr(self, name)
             if v is not None and v < 0:
@@ -78,7 +81,8 @@ class Selection:
             raise ConfigError(f"rules {text!r}: {e}") from None
         lists = {"--include": "include", "--exclude": "exclude", "--folder": "folders"}
         pairs = {"--map": "maps", "--rename": "renames"}
-        numbers = {"--min-age": ("min_age", float), "--max-age": ("max_age", float),
+        texts = {"--search": ("search", str)}
+        numbers = {**texts, "--min-age": ("min_age", float), "--max-age": ("max_age", float),
                    "--min-size": ("min_size", int), "--max-size": ("max_size", int)}
         flags = {"--folder-recursive": ("folder_recursive", True), "--no-special-use": ("special_use", False),
                  "--just-folders": ("just_folders", True)}
@@ -115,7 +119,7 @@ class Selection:
     # --- folders --------------------------------------------------------------------------------
     @property
     def has_message_rules(self) -> bool:
-        return any(v is not None for v in (self.min_age, self.max_age, self.min_size, self.max_size))
+        return any(v is not None for v in (self.min_age, self.max_age, self.min_size, self.max_size, self.search))
 
     @property
     def renames_folders(self) -> bool:

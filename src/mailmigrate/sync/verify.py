@@ -94,7 +94,10 @@ def _verify_folder(source: Store, target: Store, state: StateDB, path: FolderPat
     if selection.has_message_rules:
         rows_ = state.messages(f.id) if f is not None else {}
         # a message a rule leaves out is not missing, unless it was copied before (then it is checked)
-        smetas = [m for m in smetas if m.key in rows_ or selection.wants_message(m)]
+        found = (source.search_uids(path, selection.search)
+                 if selection.search is not None and hasattr(source, "search_uids") else None)
+        smetas = [m for m in smetas if m.key in rows_ or (selection.wants_message(m)
+                                                          and (found is None or m.key in found))]
     fc.source_messages = len(smetas)
     fc.source_bytes = sum(m.size or 0 for m in smetas)
     if f is None:

@@ -331,10 +331,17 @@ _FILE_URLS = ("maildir", "mbox", "communigate", "passwd-file", "esmith")
 _FILE_KEYS = re.compile(r"(?<=[?&])(cafile|shadow)=([^&#]*)")
 
 
+def _text_or_none(name: str, opts: dict, k: str) -> str | None:
+    v = opts.get(k)
+    if v is not None and not isinstance(v, str):
+        raise ConfigError(f"project {name}: [options] {k} must be text")
+    return v
+
+
 def _selection(name: str, opts: dict) -> Selection:
     """[options] include/exclude/folders (lists of text), folder_recursive, map (a table OLD = "NEW"), rename
     (a list of ["REGEX", "REPLACEMENT"] pairs, applied in order), special_use, min_age/max_age (days),
-    min_size/max_size (bytes): the same rules as sync's options of those names."""
+    min_size/max_size (bytes), search (IMAP SEARCH keys): the same rules as sync's options of those names."""
     def texts(k):
         v = opts.get(k, [])
         v = [v] if isinstance(v, str) else v
@@ -364,7 +371,8 @@ def _selection(name: str, opts: dict) -> Selection:
                          maps=tuple(maps.items()), renames=tuple(tuple(r) for r in renames),
                          special_use=bool(opts.get("special_use", True)),
                          min_age=number("min_age", float), max_age=number("max_age", float),
-                         min_size=number("min_size", int), max_size=number("max_size", int))
+                         min_size=number("min_size", int), max_size=number("max_size", int),
+                         search=_text_or_none(name, opts, "search"))
     except ConfigError as e:
         raise ConfigError(f"project {name}: [options] {e}") from None
 
