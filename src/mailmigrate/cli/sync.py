@@ -378,8 +378,8 @@ def print_summary(result) -> None:
           f"{t.flags_updated} flag updates, {t.deleted} deleted, {t.failed} messages failed; "
           f"{len(result.accounts)} account(s), {failed_accounts} failed; state {result.state_path}")
     if t.skipped_by_rule:
-        print(f"  {t.skipped_by_rule} messages skipped by rule (--min/--max-age, --min/--max-size, --search): not copied, "
-              "not failed, and their earlier copies are not deleted")
+        print(f"  {t.skipped_by_rule} messages skipped by rule (--min/--max-age, --min/--max-size, --search): "
+              "not copied, not failed, and their earlier copies are not deleted")
     if t.late_duplicates_removed:
         print(f"  removed {t.late_duplicates_removed} late duplicates of interrupted runs (copies a killed run's "
               "server committed after they had been copied again)")

@@ -30,7 +30,8 @@ import time
 from dataclasses import dataclass, field
 from typing import Callable, Sequence
 
-from ..errors import ConfigError, FolderFailed, FormatError, Interrupted, MailmigrateError, MessageRejected, ServerRefused
+from ..errors import (ConfigError, FolderFailed, FormatError, Interrupted, MailmigrateError, MessageRejected,
+                      ServerRefused)
 from ..model import (
     AccountResult,
     AppendItem,
