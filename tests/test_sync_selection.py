@@ -170,6 +170,10 @@ def test_project_file_rules_and_finish_verifies_what_they_chose(imap_accounts, t
     fin = json.loads(mm("project", "finish", p, "--json").stdout)[0]
     assert fin["ok"] and fin["state"] == "migrated" and "verified" in fin["message"], fin
     assert [b for b, _, _ in snapshot(dst)["INBOX"]] == [msg(1)]
+    report = json.loads(mm("project", "report", p, "--json").stdout)
+    assert report["ok"] and report["totals"]["missing"] == 0 and report["totals"]["skipped_by_rule"] == 1, report
+    html = next((tmp_path / "reports").glob("report-*.html")).read_text()
+    assert "skipped by rule" in html
     # a rule the project file gets wrong is named
     bad = project_file(tmp_path, src, dst, "bad", '[options]\nrename = ["x"]\n')
     r = mm("project", "init", bad, check=False)

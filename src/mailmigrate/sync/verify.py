@@ -30,6 +30,7 @@ class FolderCheck:
     missing: list[str] = field(default_factory=list)  # source keys without a verified copy
     size_mismatch: list[str] = field(default_factory=list)
     error: str | None = None
+    skipped_by_rule: int = 0  # source messages the run's rules leave out: not checked, not missing
 
     @property
     def ok(self) -> bool:
@@ -47,7 +48,8 @@ class AccountCheck:
         return self.error is None and all(f.ok for f in self.folders)
 
     def totals(self) -> dict:
-        keys = ("source_messages", "source_bytes", "target_messages", "target_bytes", "target_other")
+        keys = ("source_messages", "source_bytes", "target_messages", "target_bytes", "target_other",
+                "skipped_by_rule")
         t = {k: sum(getattr(f, k) for f in self.folders) for k in keys}
         t["missing"] = sum(len(f.missing) for f in self.folders)
         return t
@@ -96,8 +98,10 @@ def _verify_folder(source: Store, target: Store, state: StateDB, path: FolderPat
         # a message a rule leaves out is not missing, unless it was copied before (then it is checked)
         found = (source.search_uids(path, selection.search)
                  if selection.search is not None and hasattr(source, "search_uids") else None)
-        smetas = [m for m in smetas if m.key in rows_ or (selection.wants_message(m)
-                                                          and (found is None or m.key in found))]
+        kept = [m for m in smetas if m.key in rows_ or (selection.wants_message(m)
+                                                        and (found is None or m.key in found))]
+        fc.skipped_by_rule = len(smetas) - len(kept)
+        smetas = kept
     fc.source_messages = len(smetas)
     fc.source_bytes = sum(m.size or 0 for m in smetas)
     if f is None:

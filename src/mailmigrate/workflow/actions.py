@@ -422,6 +422,8 @@ class Workflow:
         if result.error:
             return False, result.error, None
         msg = f"copied {c.copied}, flags {c.flags_updated}, deleted {c.deleted}, failed {c.failed}"
+        if c.skipped_by_rule:
+            msg += f"; {c.skipped_by_rule} skipped by rule"
         if c.adopted:
             msg += f"; {c.adopted} already on the target (adopted, not copied again)"
         if c.target_only:
