@@ -221,6 +221,9 @@ class Account:
     target_user: str | None
     source_password: "Secret | None" = None
     target_password: "Secret | None" = None
+    #: this account's own folder and message rules, in sync's option syntax (accounts file's 5th column;
+    #: sync.selection.Selection.with_rules); never a secret
+    rules: str | None = None
 
     @property
     def name(self) -> str:
@@ -276,6 +279,8 @@ class Problem:
 class Counters:
     copied: int = 0
     skipped: int = 0
+    #: messages a --min/--max-age/-size rule left out (sync.selection): neither copied nor failed
+    skipped_by_rule: int = 0
     flags_updated: int = 0
     deleted: int = 0
     failed: int = 0

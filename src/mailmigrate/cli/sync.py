@@ -16,6 +16,7 @@ from ..model import Account, printable
 from ..stores.registry import StoreOptions, parse_spec
 from ..sync.accounts import load_accounts_file, password_from
 from ..sync.engine import SyncOptions
+from ..sync.selection import Selection, parse_pair
 from ..sync.runner import SyncRequest, run_sync
 from . import oauth_options
 from .output import SECRETS, PlainProgress, setup_logging
@@ -91,6 +92,29 @@ def register(sub) -> None:
                    help="only log in to both sides of every account (in parallel, up to --jobs at once, 16 by "
                         "default) and list the accounts that cannot; copies nothing")
     p.add_argument("--jobs", type=int, default=1, metavar="N", help="accounts at once (default 1)")
+    g = p.add_argument_group("choosing folders and messages (README: Choosing folders and messages)")
+    g.add_argument("--include", action="append", default=[], metavar="REGEX",
+                   help="only source folders whose path (levels joined with /) matches one of these")
+    g.add_argument("--exclude", action="append", default=[], metavar="REGEX",
+                   help="leave out source folders whose path matches (wins over --include)")
+    g.add_argument("--folder", action="append", default=[], metavar="NAME",
+                   help="only this source folder (repeatable; path with /)")
+    g.add_argument("--folder-recursive", action="store_true", help="--folder takes the folders' children too")
+    g.add_argument("--map", action="append", default=[], metavar="OLD=NEW",
+                   help="copy source folder OLD (and its children) to target folder NEW")
+    g.add_argument("--rename", action="append", default=[], metavar="REGEX=REPLACEMENT",
+                   help="rewrite target folder names, in the order given, after --map")
+    g.add_argument("--no-special-use", action="store_true",
+                   help="keep every folder's own name: no mapping of Sent, Drafts, Trash, Junk, Archive onto "
+                        "the target's folders of that role")
+    g.add_argument("--min-age", type=float, metavar="DAYS", help="only messages at least this old (INTERNALDATE)")
+    g.add_argument("--max-age", type=float, metavar="DAYS", help="only messages at most this old (INTERNALDATE)")
+    g.add_argument("--min-size", type=int, metavar="BYTES", help="only messages of at least this size")
+    g.add_argument("--max-size", type=int, metavar="BYTES", help="only messages of at most this size")
+    g.add_argument("--search", metavar="'IMAP SEARCH KEYS'",
+                   help="only messages the IMAP source server finds with these SEARCH keys "
+                        "(e.g. 'SINCE 1-Jan-2024 NOT FROM spam@example.org'); IMAP sources only")
+    g.add_argument("--just-folders", action="store_true", help="create the folder tree on the target; copy nothing")
     p.add_argument("--connections", type=int, default=3, metavar="N",
                    help="connections per side and account: folders synced at once (default 3)")
     p.add_argument("--json", action="store_true", help="print a JSON summary on stdout")
@@ -160,11 +184,16 @@ def _run(args) -> int:
         raise ConfigError("--delete-guard is a percentage between 0 and 100")
     if args.jobs < 1:
         raise ConfigError("--jobs must be at least 1")
+    selection = selection_from_args(args)
+    if selection.just_folders and args.delete:
+        raise ConfigError("--just-folders copies nothing; it cannot be combined with --delete")
     if args.executor != "celery" and (args.fleet_timeout is not None or args.idle_warning is not None
                                       or args.stale_after is not None):
         raise ConfigError("--fleet-timeout, --idle-warning and --stale-after are about waiting for the fleet; "
                           "they need --executor celery")
     source = parse_spec(args.source).with_id(args.source_id)
+    if selection.search is not None and source.kind != "imap":
+        raise ConfigError(f"--search takes IMAP SEARCH keys: it works on IMAP sources only, not on {source.kind}:")
     target = parse_spec(args.target).with_id(args.target_id)
     if args.keep_uids:
         return _keep_uids(args, source, target)
@@ -209,7 +238,8 @@ def _run(args) -> int:
         max_connections=args.max_connections,
         sync=SyncOptions(delete=args.delete, dry_run=args.dry_run, progress=progress,
                          force_delete=args.force_delete, delete_guard=args.delete_guard / 100,
-                         connections=max(1, args.connections), max_attempts=max(1, args.retries)),
+                         connections=max(1, args.connections), max_attempts=max(1, args.retries),
+                         selection=selection),
         state_factory=open_state if pg_state else None,
         lock_wait=max(0.0, args.lock_wait),
     )
@@ -347,6 +377,9 @@ def print_summary(result) -> None:
     print(f"{head} {t.copied} messages ({t.bytes_copied / (1 << 20):.1f} MiB), {t.skipped} already there, "
           f"{t.flags_updated} flag updates, {t.deleted} deleted, {t.failed} messages failed; "
           f"{len(result.accounts)} account(s), {failed_accounts} failed; state {result.state_path}")
+    if t.skipped_by_rule:
+        print(f"  {t.skipped_by_rule} messages skipped by rule (--min/--max-age, --min/--max-size, --search): "
+              "not copied, not failed, and their earlier copies are not deleted")
     if t.late_duplicates_removed:
         print(f"  removed {t.late_duplicates_removed} late duplicates of interrupted runs (copies a killed run's "
               "server committed after they had been copied again)")
@@ -361,3 +394,14 @@ def print_summary(result) -> None:
             print(printable(f"  ACCOUNT FAILED {a.account}: {a.error}"))
         for p in a.problems:
             print(f"  {p.kind.upper()}: {p.describe()}")
+
+
+def selection_from_args(args) -> Selection:
+    """The folder and message rules as the command line gave them (checked by Selection itself)."""
+    return Selection(include=tuple(args.include), exclude=tuple(args.exclude), folders=tuple(args.folder),
+                     folder_recursive=args.folder_recursive,
+                     maps=tuple(parse_pair(m, "--map") for m in args.map),
+                     renames=tuple(parse_pair(r, "--rename") for r in args.rename),
+                     special_use=not args.no_special_use, min_age=args.min_age, max_age=args.max_age,
+                     min_size=args.min_size, max_size=args.max_size, just_folders=args.just_folders,
+                     search=args.search)

@@ -45,6 +45,7 @@ def describe_run(req: SyncRequest, run_id: str) -> dict:
         "max_connections": req.max_connections,
         "max_rate": req.max_rate,
         "max_bandwidth": req.max_bandwidth,
+        "selection": req.sync.selection.as_dict(),
     }
 
 
@@ -54,7 +55,8 @@ def enqueue(state, req: SyncRequest, broker: str) -> tuple[str, list[str]]:
     cannot be reached is a FleetError, and the run's rows are marked failed rather than left waiting."""
     run_id = uuid.uuid4().hex
     names = [account_key(req, a) for a in req.accounts]
-    args = [{"source_user": a.source_user, "target_user": a.target_user} for a in req.accounts]
+    args = [{"source_user": a.source_user, "target_user": a.target_user, **({"rules": a.rules} if a.rules else {})}
+            for a in req.accounts]
     desc = describe_run(req, run_id)
     jobs.create_run(state, run_id, names, desc, args, redact_url(broker))
     try:

@@ -24,6 +24,7 @@ from ..errors import ConfigError, MailmigrateError, StateUnreachable
 from ..model import Account, AccountResult, Secret
 from ..stores.registry import StoreOptions, StoreSpec, build_store, parse_spec
 from ..sync.engine import Progress, SyncOptions, sync_account
+from ..sync.selection import Selection
 from ..sync.runner import SyncRequest, login_for, migrate_account_key
 from ..sync.state_pg import PgStateDB
 from . import jobs
@@ -187,7 +188,7 @@ def _attempt(task, desc: dict, account: dict) -> dict:
     run_id = desc["run_id"]
     source = parse_spec(desc["source"])
     target = parse_spec(desc["target"])
-    acc = Account(account.get("source_user"), account.get("target_user"))
+    acc = Account(account.get("source_user"), account.get("target_user"), rules=account.get("rules"))
     name = migrate_account_key(state, SyncRequest(source=source, target=target, accounts=[], state_path=""), acc)
     if not state.lock_account(name, wait=_config.lock_wait):
         log.info("account %s is being synced by another worker; job put back", name)
@@ -271,7 +272,9 @@ def _run(desc: dict, acc: Account, name: str, state, slots) -> AccountResult:
     opts = SyncOptions(delete=bool(desc.get("delete")), dry_run=bool(desc.get("dry_run")), progress=progress,
                        force_delete=bool(desc.get("force_delete")), delete_guard=float(desc.get("delete_guard", 0.5)),
                        connections=max(1, int(desc.get("connections", 3))),
-                       max_attempts=max(1, int(desc.get("retries", 6))))
+                       max_attempts=max(1, int(desc.get("retries", 6))),
+                       selection=Selection.from_dict(desc.get("selection")).with_rules(
+                           acc.rules or (known.rules if known else None)))
     if (desc.get("max_rate") or desc.get("max_bandwidth")) and cfg.redis_url:
         opts.target_limiter = RedisRateLimiter(cfg.redis_url, server_name(target), desc.get("max_rate"),
                                                desc.get("max_bandwidth"))

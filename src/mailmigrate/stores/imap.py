@@ -334,6 +334,25 @@ class ImapStore(Store):
                 info["permanentflags"] = [f.decode("utf-8", "replace") for f in flags if isinstance(f, bytes)]
 
     # --- reading ----------------------------------------------------------------------------------
+    def search_uids(self, path: FolderPath, keys: str) -> set[str]:
+        """The message keys (UIDs) in ``path`` that the server's UID SEARCH with the user's keys answers
+        (``sync --search``).  The keys go to the server as written: it is the server that understands them,
+        and one it refuses fails the folder with its own words."""
+        self.selected = None
+        self._select(path, readonly=True)
+        raw = keys.encode("utf-8")
+        args = (b"UID", b"SEARCH") + ((b"CHARSET", b"UTF-8") if not raw.isascii() else ()) + (raw,)
+        r = self._c.command(*args)
+        self._c.check(r, f"UID SEARCH in {'/'.join(path)}")
+        out: set[str] = set()
+        for u in self._c.untagged:
+            if u.name == b"SEARCH":
+                for n in u.data:
+                    v = n.decode() if isinstance(n, bytes) else str(n)
+                    if v.isdigit():
+                        out.add(str(int(v)))
+        return out
+
     def list_messages(self, path: FolderPath, *, min_uid: int | None = None) -> tuple[FolderStatus, list[MessageMeta]]:
         # Always a fresh EXAMINE: a mailbox selected earlier in this session may not show mail that arrived
         # since, and the listing must be complete for the engine to decide what is new.

@@ -14,6 +14,7 @@ from pathlib import Path
 
 from ..errors import ConfigError
 from ..model import Account, Secret
+from .selection import Selection
 
 
 def read_password_file(path: str | os.PathLike, what: str) -> Secret:
@@ -45,7 +46,8 @@ def password_from(env_name: str, file: str | None, what: str) -> Secret | None:
 
 
 def parse_accounts_csv(text: str, *, origin: str = "accounts file") -> list[Account]:
-    """``source_user,target_user[,source_password,target_password]`` a line; ``#`` comments, blank
+    """``source_user,target_user[,source_password,target_password[,rules]]`` a line (``rules``: this
+    account's own folder and message rules in sync's option syntax, see sync.selection); ``#`` comments, blank
     lines and a header line starting with ``source_user`` are skipped; an empty target_user means the
     same as the source user."""
     accounts: list[Account] = []
@@ -57,9 +59,9 @@ def parse_accounts_csv(text: str, *, origin: str = "accounts file") -> list[Acco
         cells = [c.strip() for c in row]
         if lineno == 1 and cells[0].lower() in ("source_user", "source", "user"):
             continue
-        if len(cells) > 4:
-            raise ConfigError(f"{origin}, line {lineno}: at most 4 columns "
-                              "(source_user,target_user,source_password,target_password)")
+        if len(cells) > 5:
+            raise ConfigError(f"{origin}, line {lineno}: at most 5 columns "
+                              "(source_user,target_user,source_password,target_password,rules)")
         src = cells[0]
         if not src:
             raise ConfigError(f"{origin}, line {lineno}: source_user is empty")
@@ -69,7 +71,13 @@ def parse_accounts_csv(text: str, *, origin: str = "accounts file") -> list[Acco
         if (src, tgt) in seen:
             raise ConfigError(f"{origin}, line {lineno}: {src} -> {tgt} is listed twice")
         seen.add((src, tgt))
-        accounts.append(Account(src, tgt, sp, tp))
+        rules = cells[4] if len(cells) > 4 and cells[4] else None
+        if rules:
+            try:
+                Selection().with_rules(rules)  # said now, with the line, not when the account's turn comes
+            except ConfigError as e:
+                raise ConfigError(f"{origin}, line {lineno}: {e}") from None
+        accounts.append(Account(src, tgt, sp, tp, rules))
     if not accounts:
         raise ConfigError(f"{origin} lists no accounts")
     return accounts

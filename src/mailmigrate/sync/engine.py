@@ -30,7 +30,8 @@ import time
 from dataclasses import dataclass, field
 from typing import Callable, Sequence
 
-from ..errors import FolderFailed, FormatError, Interrupted, MailmigrateError, MessageRejected, ServerRefused
+from ..errors import (ConfigError, FolderFailed, FormatError, Interrupted, MailmigrateError, MessageRejected,
+                      ServerRefused)
 from ..model import (
     AccountResult,
     AppendItem,
@@ -44,6 +45,7 @@ from ..model import (
 from ..stores.base import Store
 from .deletes import check_copies, guard_refusal
 from .folders import FolderPlan, display, plan_folders, separate_collisions
+from .selection import Selection
 from .limits import RateLimiter
 from .matching import Fingerprinter, fingerprints, hash_messages, match_multiset
 from .state import ADOPTED, DONE, PENDING, FolderState, LostIntent, MessageRow, StateDB
@@ -93,6 +95,8 @@ class SyncOptions:
     #: the emptied-source guard: withhold deletes when more than this share of a folder's (or the account's)
     #: copies would go in one run
     delete_guard: float = 0.5
+    #: the user's folder and message rules (sync.selection)
+    selection: Selection = field(default_factory=Selection)
 
 
 def _side(e: BaseException) -> str:
@@ -281,9 +285,22 @@ class _AccountRun:
         # A \Noselect name is no mailbox: a server leaves one behind when a folder with children is deleted
         # (an abort, say), and such a folder must be created again, not asked for its STATUS.
         self.target_paths = {self._tid(f.path) for f in tgt_folders if f.selectable}
-        plans = plan_folders(src_folders, tgt_folders)
+        sel = self.opt.selection
+        all_src_folders = src_folders
+        src_folders = [f for f in src_folders if sel.wants_folder(f.path)]
+        plans = plan_folders(src_folders, tgt_folders, special_use=sel.special_use)
+        renamed: set[FolderPath] = set()
+        if sel.renames_folders:
+            plans, renamed = self._apply_renames(plans, tgt_folders)
         recorded = {f.source_path: f.target_path for f in self.state.folders(self.account)}
         plans, collisions = separate_collisions(plans, self._tid, recorded, tgt_folders)
+        merged = [c for c in collisions if c.source in renamed or c.kept_by in renamed]
+        if merged:
+            # A rename the user asked for that lands two folders in one is a mistake in the rules, not a
+            # name clash to settle with " (2)": refused before anything is copied.
+            c = merged[0]
+            raise ConfigError(f"folder rules would merge source folders {display(c.kept_by)} and "
+                              f"{display(c.source)} into target folder {display(c.target_path)}; nothing copied")
         for col in collisions:
             # Decided once, before anything is copied, and recorded so that every later run keeps it.
             if not self.opt.dry_run:
@@ -297,7 +314,7 @@ class _AccountRun:
                                        lambda: self._target_statuses(todo))
         if self.opt.delete and not self._guarded:
             self._guarded = True
-            self._guard_account(src_folders, statuses)
+            self._guard_account(all_src_folders, statuses)  # a folder left out by a rule is not gone
         # Unchanged folders are settled here, on this connection, before any other connection is opened:
         # a rerun with nothing to do costs one pipelined STATUS per side.
         work = []
@@ -324,8 +341,23 @@ class _AccountRun:
                     except ServerRefused as e:
                         self._problem(plan.source.path, None, f"could not subscribe on target: {e}", kind="warning")
             self._subscriptions_done = True
-        if self.opt.delete:
-            self._delete_gone_folders({f.path for f in src_folders if f.selectable})
+        if self.opt.delete and not sel.just_folders:
+            # Every listed source folder, excluded ones too: a folder left out by a rule is not gone.
+            self._delete_gone_folders({f.path for f in all_src_folders if f.selectable})
+
+    def _apply_renames(self, plans: list[FolderPlan], tgt_folders) -> tuple[list[FolderPlan], set[FolderPath]]:
+        """--map / --rename: the user's name wins over the planned one (special use included); a renamed
+        folder asks for no role, since the user chose where it goes."""
+        existing = {self._tid(f.path) for f in tgt_folders if f.selectable}
+        out, renamed = [], set()
+        for p in plans:
+            tp = self.opt.selection.target_name(p.source.path, p.target_path)
+            if tp is None or tp == p.target_path:
+                out.append(p)
+                continue
+            renamed.add(p.source.path)
+            out.append(FolderPlan(p.source, tp, None, self._tid(tp) in existing))
+        return out, renamed
 
     def _target_folders(self) -> list:
         try:
@@ -521,6 +553,11 @@ class _AccountRun:
         fstate, created = self._ensure_target_folder(plan, fstate, target_path)
         if created:
             tgt_status = None
+        if self.opt.selection.just_folders:
+            # --just-folders: the tree is there; no message is read, copied or deleted, and no mark is
+            # recorded, so that a later full run looks at every message.
+            self.opt.progress.folder_done(self.account, name)
+            return
         if tgt_status is None:
             tgt_status = self.target.folder_status(target_path)
         if self.state.has_lost_intents(fstate.id) and not self.state.has_pending(fstate.id):
@@ -555,7 +592,16 @@ class _AccountRun:
             gone = [r for k, r in rows.items() if k not in by_key]
             source_count = len(metas)
 
+        sel = self.opt.selection
         new = [m for m in metas if m.key not in rows]
+        ruled = 0
+        if sel.has_message_rules:
+            # Left out by a rule: counted as such, never failed; and still listed above, so the rows of
+            # its earlier copies are not "gone" and --delete leaves them alone.
+            wanted = self._wanted(src_path, new)
+            ruled = len(new) - len(wanted)
+            new = wanted
+            self.c.skipped_by_rule += ruled
         flag_changes = []
         for m in metas:
             r = rows.get(m.key)
@@ -563,7 +609,7 @@ class _AccountRun:
                 flags = _clean(m.flags)
                 if flags != r.source_flags:
                     flag_changes.append((m, r, flags))
-        self.c.skipped += max(0, (source_count or 0) - len(new))
+        self.c.skipped += max(0, (source_count or 0) - len(new) - ruled)
 
         failures_before = self.c.failed
         perm = self.target.permanent_flags(target_path)
@@ -585,7 +631,7 @@ class _AccountRun:
         # The target's UIDVALIDITY recorded is the one from before the copy, not after: the keys recorded in
         # this run belong to it, so a change during the run shows up as a mismatch next time (and
         # re-matching), not hidden.
-        if self.c.failed == failures_before:
+        if self.c.failed == failures_before and not ruled:
             self.state.set_folder_marks(
                 fstate.id,
                 source_validity=status.validity,
@@ -597,6 +643,8 @@ class _AccountRun:
         else:
             # Keep validities (the mapping is right) but make the next run look at every message again,
             # so that what failed is retried and reported rather than skipped as "unchanged".
+            # Likewise when a rule left messages out: an age rule lets them in as time passes, and the
+            # rules may be different next run.
             self.state.set_folder_marks(
                 fstate.id,
                 source_validity=status.validity,
@@ -1162,6 +1210,18 @@ class _AccountRun:
                 continue
             self.state.forget_folder(f.id)
 
+    def _wanted(self, src_path, metas: list[MessageMeta]) -> list[MessageMeta]:
+        """The messages the user's message rules keep (sync.selection); --search asks the source server."""
+        sel = self.opt.selection
+        out = [m for m in metas if sel.wants_message(m)]
+        if sel.search is not None and out:
+            search = getattr(self.source, "search_uids", None)
+            if search is None:
+                raise ConfigError("--search takes IMAP SEARCH keys: it works on IMAP sources only")
+            matched = search(src_path, sel.search)
+            out = [m for m in out if m.key in matched]
+        return out
+
     # --- dry run --------------------------------------------------------------------------------
     def _dry_run_folder(self, plan: FolderPlan, fstate: FolderState | None, target_path) -> None:
         """Count what a real run would do, touching neither the target nor the state."""
@@ -1178,6 +1238,14 @@ class _AccountRun:
             except (FolderFailed, ServerRefused):
                 pass  # a target that is not there yet holds nothing to adopt
         new = [m for m in metas if m.key not in rows]
+        sel = self.opt.selection
+        if sel.just_folders:
+            new = []
+        elif sel.has_message_rules:
+            wanted = self._wanted(plan.source.path, new)
+            self.c.skipped_by_rule += len(new) - len(wanted)
+            self.c.skipped -= len(new) - len(wanted)
+            new = wanted
         self.c.copied += len(new)
         self.c.bytes_copied += sum(m.size or 0 for m in new)
         self.c.skipped += len(metas) - len(new)

@@ -42,19 +42,25 @@ def role_of(info: FolderInfo) -> tuple[str | None, bool]:
     return None, False
 
 
-def plan_folders(source: list[FolderInfo], target: list[FolderInfo]) -> list[FolderPlan]:
+def plan_folders(source: list[FolderInfo], target: list[FolderInfo],
+                 special_use: bool = True) -> list[FolderPlan]:
+    """``special_use=False`` (``sync --no-special-use``): every folder keeps its own name."""
+    if not special_use:
+        role_of_ = lambda f: (None, False)  # noqa: E731
+    else:
+        role_of_ = role_of
     target_by_path = {_norm(f.path): f for f in target}
     target_by_role: dict[str, FolderInfo] = {}
     for f in target:
-        role, explicit = role_of(f)
+        role, explicit = role_of_(f)
         if role and (role not in target_by_role or explicit):
             target_by_role[role] = f
 
     # Per role, one source folder is mapped onto the target's role folder: the one the source server
     # marks, else the first recognised by name.  A second "Sent Items" keeps its own name.
     chosen: dict[str, FolderPath] = {}
-    for f in sorted(source, key=lambda f: (not role_of(f)[1], f.path)):
-        role, _ = role_of(f)
+    for f in sorted(source, key=lambda f: (not role_of_(f)[1], f.path)):
+        role, _ = role_of_(f)
         if role and role not in chosen:
             chosen[role] = f.path
 
@@ -62,7 +68,7 @@ def plan_folders(source: list[FolderInfo], target: list[FolderInfo]) -> list[Fol
     for f in source:
         if not f.selectable:
             continue
-        role, _ = role_of(f)
+        role, _ = role_of_(f)
         target_path = INBOX if f.path and f.path[0].upper() == "INBOX" and len(f.path) == 1 else f.path
         if role and chosen.get(role) == f.path and role in target_by_role:
             target_path = target_by_role[role].path

@@ -215,9 +215,12 @@ def _sync_one(req: SyncRequest, acc: Account, state: StateDB, name: str) -> Acco
         r = AccountResult(name, error=str(e), error_kind="configuration" if e.configuration else "failure")
         req.sync.progress.account_done(name, r)
         return r
+    opts = req.sync
+    if acc.rules:  # the accounts file's own rules for this account, on top of the run's
+        opts = replace(opts, selection=opts.selection.with_rules(acc.rules))
     lock = getattr(state, "lock_account", None)
     if lock is None:
-        return sync_account(source, target, account_name=name, state=state, options=req.sync)
+        return sync_account(source, target, account_name=name, state=state, options=opts)
     if not lock(name):
         if req.lock_wait > 0:
             log.warning("account %s is being synced by another process on this state; waiting up to %.0fs",
@@ -229,6 +232,6 @@ def _sync_one(req: SyncRequest, acc: Account, state: StateDB, name: str) -> Acco
             req.sync.progress.account_done(name, r)
             return r
     try:
-        return sync_account(source, target, account_name=name, state=state, options=req.sync)
+        return sync_account(source, target, account_name=name, state=state, options=opts)
     finally:
         state.unlock_account(name)

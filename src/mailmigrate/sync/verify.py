@@ -14,6 +14,7 @@ from ..errors import MailmigrateError
 from ..model import FolderPath
 from ..stores.base import Store
 from .folders import display
+from .selection import Selection
 from .state import DONE, StateDB
 
 
@@ -29,6 +30,7 @@ class FolderCheck:
     missing: list[str] = field(default_factory=list)  # source keys without a verified copy
     size_mismatch: list[str] = field(default_factory=list)
     error: str | None = None
+    skipped_by_rule: int = 0  # source messages the run's rules leave out: not checked, not missing
 
     @property
     def ok(self) -> bool:
@@ -46,7 +48,8 @@ class AccountCheck:
         return self.error is None and all(f.ok for f in self.folders)
 
     def totals(self) -> dict:
-        keys = ("source_messages", "source_bytes", "target_messages", "target_bytes", "target_other")
+        keys = ("source_messages", "source_bytes", "target_messages", "target_bytes", "target_other",
+                "skipped_by_rule")
         t = {k: sum(getattr(f, k) for f in self.folders) for k in keys}
         t["missing"] = sum(len(f.missing) for f in self.folders)
         return t
@@ -56,7 +59,10 @@ class AccountCheck:
                 "folders": [{**asdict(f), "ok": f.ok} for f in self.folders]}
 
 
-def verify_account(source: Store, target: Store, state: StateDB, account: str) -> AccountCheck:
+def verify_account(source: Store, target: Store, state: StateDB, account: str,
+                   selection: Selection | None = None) -> AccountCheck:
+    """``selection``: the rules the copies were made under; what they leave out is not missing."""
+    selection = selection or Selection()
     check = AccountCheck(account)
     try:
         source.open()
@@ -67,10 +73,10 @@ def verify_account(source: Store, target: Store, state: StateDB, account: str) -
     try:
         mapped = {f.source_path: f for f in state.folders(account)}
         for info in source.list_folders():
-            if not info.selectable:
+            if not info.selectable or not selection.wants_folder(info.path):
                 continue
             f = mapped.get(info.path)
-            check.folders.append(_verify_folder(source, target, state, info.path, f))
+            check.folders.append(_verify_folder(source, target, state, info.path, f, selection))
     except MailmigrateError as e:
         check.error = str(e)
     finally:
@@ -79,13 +85,23 @@ def verify_account(source: Store, target: Store, state: StateDB, account: str) -
     return check
 
 
-def _verify_folder(source: Store, target: Store, state: StateDB, path: FolderPath, f) -> FolderCheck:
+def _verify_folder(source: Store, target: Store, state: StateDB, path: FolderPath, f,
+                   selection: Selection) -> FolderCheck:
     fc = FolderCheck(display(path), display(f.target_path) if f else "(not mapped)")
     try:
         _, smetas = source.list_messages(path)
     except MailmigrateError as e:
         fc.error = f"source: {e}"
         return fc
+    if selection.has_message_rules:
+        rows_ = state.messages(f.id) if f is not None else {}
+        # a message a rule leaves out is not missing, unless it was copied before (then it is checked)
+        found = (source.search_uids(path, selection.search)
+                 if selection.search is not None and hasattr(source, "search_uids") else None)
+        kept = [m for m in smetas if m.key in rows_ or (selection.wants_message(m)
+                                                        and (found is None or m.key in found))]
+        fc.skipped_by_rule = len(smetas) - len(kept)
+        smetas = kept
     fc.source_messages = len(smetas)
     fc.source_bytes = sum(m.size or 0 for m in smetas)
     if f is None:

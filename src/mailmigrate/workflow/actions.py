@@ -372,7 +372,8 @@ class Workflow:
     def _sync(self, unit: str, acc: Account, *, delete: bool, progress: Progress | None):
         req = self._request([acc])
         req.sync = SyncOptions(delete=delete, progress=_StoreProgress(self.wf, unit, progress),
-                               delete_guard=self.project.delete_guard, force_delete=self.project.force_delete)
+                               delete_guard=self.project.delete_guard, force_delete=self.project.force_delete,
+                               selection=self.project.selection)
         ok, msg, bound = self._record_result(unit, run_sync(req).accounts[0])
         if ok and self.project.groupware:
             msg += "; " + self._groupware(unit, acc, delete=delete)
@@ -421,6 +422,8 @@ class Workflow:
         if result.error:
             return False, result.error, None
         msg = f"copied {c.copied}, flags {c.flags_updated}, deleted {c.deleted}, failed {c.failed}"
+        if c.skipped_by_rule:
+            msg += f"; {c.skipped_by_rule} skipped by rule"
         if c.adopted:
             msg += f"; {c.adopted} already on the target (adopted, not copied again)"
         if c.target_only:
@@ -543,7 +546,8 @@ class Workflow:
         name = account_key(req, acc)
         with self._state(name) as state:
             name = migrate_account_key(state, req, acc)
-            return verify_account(self._store("source", acc), self._store("target", acc), state, name)
+            return verify_account(self._store("source", acc), self._store("target", acc), state, name,
+                                  self.project.selection.with_rules(acc.rules))
 
     def directory_check(self) -> dict | None:
         """The post-migration checklist (users, groups, memberships, aliases, send-as, forwards, …) between

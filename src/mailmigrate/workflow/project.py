@@ -77,6 +77,7 @@ from ..errors import ConfigError
 from ..model import Account, Secret
 from ..stores.registry import FILE_KINDS, StoreSpec, parse_spec
 from ..sync.accounts import load_accounts_file, password_from
+from ..sync.selection import Selection
 
 PATHS = ("mailbox", "nethserver7", "communigate")
 
@@ -144,6 +145,8 @@ class Project:
     fleet_timeout: float | None = None
     idle_warning: float = 60.0
     stale_after: float = 120.0
+    #: [options] folder and message rules, as sync's --include, --map, --max-size, … (sync.selection)
+    selection: Selection = field(default_factory=Selection)
     #: [groupware]: calendars/contacts pairs copied with each unit's mail (workflow/groupware.py)
     groupware: list = field(default_factory=list)
     groupware_password_files: dict = field(default_factory=dict)
@@ -293,6 +296,7 @@ def load_project(file: str | os.PathLike) -> Project:
         delete_on_finish=bool(opts.get("delete_on_finish", True)),
         delete_guard=_percent(name, opts.get("delete_guard", 50)) / 100,
         force_delete=bool(opts.get("force_delete", False)),
+        selection=_selection(name, opts),
         reports=rel(proj.get("reports", "reports")),
         dashboard_token_file=rel(token) if token else None,
         directory=directory,
@@ -345,6 +349,52 @@ def _communigate(name: str, data: dict, rel) -> dict:
 _FILE_URLS = ("maildir", "mbox", "communigate", "passwd-file", "esmith")
 #: query keys that name a file: ``cafile`` (imap://, imaps://, kerio://), ``shadow`` (esmith:)
 _FILE_KEYS = re.compile(r"(?<=[?&])(cafile|shadow)=([^&#]*)")
+
+
+def _text_or_none(name: str, opts: dict, k: str) -> str | None:
+    v = opts.get(k)
+    if v is not None and not isinstance(v, str):
+        raise ConfigError(f"project {name}: [options] {k} must be text")
+    return v
+
+
+def _selection(name: str, opts: dict) -> Selection:
+    """[options] include/exclude/folders (lists of text), folder_recursive, map (a table OLD = "NEW"), rename
+    (a list of ["REGEX", "REPLACEMENT"] pairs, applied in order), special_use, min_age/max_age (days),
+    min_size/max_size (bytes), search (IMAP SEARCH keys): the same rules as sync's options of those names."""
+    def texts(k):
+        v = opts.get(k, [])
+        v = [v] if isinstance(v, str) else v
+        if not (isinstance(v, list) and all(isinstance(x, str) for x in v)):
+            raise ConfigError(f"project {name}: [options] {k} must be a list of text")
+        return tuple(v)
+
+    maps = opts.get("map", {})
+    if not isinstance(maps, dict) or not all(isinstance(v, str) for v in maps.values()):
+        raise ConfigError(f'project {name}: [options] map must be a table of "OLD" = "NEW"')
+    renames = opts.get("rename", [])
+    if not (isinstance(renames, list) and all(isinstance(r, list) and len(r) == 2
+                                              and all(isinstance(x, str) for x in r) for r in renames)):
+        raise ConfigError(f'project {name}: [options] rename must be a list of ["REGEX", "REPLACEMENT"] pairs')
+
+    def number(k, kind):
+        v = opts.get(k)
+        if v is None:
+            return None
+        if isinstance(v, bool) or not isinstance(v, (int, float)):
+            raise ConfigError(f"project {name}: [options] {k} must be a number")
+        return kind(v)
+
+    try:
+        return Selection(include=texts("include"), exclude=texts("exclude"), folders=texts("folders"),
+                         folder_recursive=bool(opts.get("folder_recursive", False)),
+                         maps=tuple(maps.items()), renames=tuple(tuple(r) for r in renames),
+                         special_use=bool(opts.get("special_use", True)),
+                         min_age=number("min_age", float), max_age=number("max_age", float),
+                         min_size=number("min_size", int), max_size=number("max_size", int),
+                         search=_text_or_none(name, opts, "search"))
+    except ConfigError as e:
+        raise ConfigError(f"project {name}: [options] {e}") from None
 
 
 def _percent(name: str, value) -> float:

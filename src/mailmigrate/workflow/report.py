@@ -31,8 +31,9 @@ def build_report(project_name: str, status: list[dict], checks: dict[str, dict],
         units.append({"unit": s["unit"], "state": s["state"], "last_error": s["last_error"],
                       "verification": chk, "problems": problems, "found": s.get("found"), "groupware": gv})
     verified = [u for u in units if u["verification"]]
-    totals = {k: sum(u["verification"]["totals"][k] for u in verified)
-              for k in ("source_messages", "source_bytes", "target_messages", "target_bytes", "missing")}
+    totals = {k: sum(u["verification"]["totals"].get(k, 0) for u in verified)
+              for k in ("source_messages", "source_bytes", "target_messages", "target_bytes", "missing",
+                        "skipped_by_rule")}
     mail_ok = all(u["verification"] and u["verification"]["ok"] and (u["groupware"] is None or u["groupware"]["ok"])
                   for u in units if u["state"] != "skipped")
     gw = [p for u in units if u["groupware"] for p in u["groupware"]["pairs"]]
@@ -66,6 +67,12 @@ def _found(f: dict | None) -> str:
     if not f:
         return ""
     return f"; found on the source: {int(f['messages'])} messages in {int(f['folders'])} folders"
+
+
+def _rule_note(t: dict) -> str:
+    """Messages the project's [options] rules leave out: neither copied nor missing, said so."""
+    n = t.get("skipped_by_rule", 0)
+    return f" Left out by the project's rules (skipped by rule, not counted above): {n}." if n else ""
 
 
 def _gw_totals(t: dict) -> str:
@@ -141,7 +148,7 @@ summary{{cursor:pointer}}</style></head><body>
 <p>Generated {e(r['generated'])}. <strong>{e(verdict)}</strong></p>
 <p>Source: {t['source_messages']} messages, {e(human_bytes(t['source_bytes']))} ({t['source_bytes']} bytes).
 Verified on target: {t['target_messages']} messages, {e(human_bytes(t['target_bytes']))} ({t['target_bytes']} bytes).
-Without a verified copy: {t['missing']}.{_gw_totals(t)}</p>
+Without a verified copy: {t['missing']}.{_rule_note(t)}{_gw_totals(t)}</p>
 <h2>Accounts and folders</h2>
 <table><tr><th>account</th><th>state</th><th>source msgs</th><th>verified copies</th><th>size</th>
 <th>missing</th><th>folders</th></tr>
