@@ -373,7 +373,8 @@ class Workflow:
         req = self._request([acc])
         req.sync = SyncOptions(delete=delete, progress=_StoreProgress(self.wf, unit, progress),
                                delete_guard=self.project.delete_guard, force_delete=self.project.force_delete,
-                               selection=self.project.selection)
+                               selection=self.project.selection, connections=self.project.connections,
+                               max_attempts=self.project.retries)
         ok, msg, bound = self._record_result(unit, run_sync(req).accounts[0])
         if ok and self.project.groupware:
             msg += "; " + self._groupware(unit, acc, delete=delete)
@@ -528,6 +529,8 @@ class Workflow:
             source_password=p.source.password("MAILMIGRATE_SOURCE_PASSWORD", "source"),
             target_password=p.target.password("MAILMIGRATE_TARGET_PASSWORD", "target"),
             jobs=1,
+            max_rate=p.max_rate,
+            max_bandwidth=p.max_bandwidth * (1 << 20) if p.max_bandwidth else None,
             state_factory=open_state if is_pg_url(p.state) else None,
         )
 

@@ -113,7 +113,8 @@ def _follow(flow, begun: dict, action: str, fleet: FleetSettings, outcomes: dict
         req = flow._request([acc for _, acc in begun.values()])  # reads password files: may fail
         req.sync = SyncOptions(delete=action == "finish" and flow.project.delete_on_finish,
                                delete_guard=flow.project.delete_guard, force_delete=flow.project.force_delete,
-                               selection=flow.project.selection)
+                               selection=flow.project.selection, connections=flow.project.connections,
+                               max_attempts=flow.project.retries)
         req.max_connections = fleet.max_connections
         unit_of = {account_key(req, acc): unit for unit, (_, acc) in begun.items()}
         state = PgStateDB.open(fleet.state_url)

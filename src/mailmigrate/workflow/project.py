@@ -147,6 +147,11 @@ class Project:
     stale_after: float = 120.0
     #: [options] folder and message rules, as sync's --include, --map, --max-size, … (sync.selection)
     selection: Selection = field(default_factory=Selection)
+    #: [options] as sync's --connections, --retries, --max-rate (messages/s), --max-bandwidth (MiB/s)
+    connections: int = 3
+    retries: int = 6
+    max_rate: float | None = None
+    max_bandwidth: float | None = None
     #: [groupware]: calendars/contacts pairs copied with each unit's mail (workflow/groupware.py)
     groupware: list = field(default_factory=list)
     groupware_password_files: dict = field(default_factory=dict)
@@ -297,6 +302,7 @@ def load_project(file: str | os.PathLike) -> Project:
         delete_guard=_percent(name, opts.get("delete_guard", 50)) / 100,
         force_delete=bool(opts.get("force_delete", False)),
         selection=_selection(name, opts),
+        **_copying(name, opts),
         reports=rel(proj.get("reports", "reports")),
         dashboard_token_file=rel(token) if token else None,
         directory=directory,
@@ -356,6 +362,24 @@ def _text_or_none(name: str, opts: dict, k: str) -> str | None:
     if v is not None and not isinstance(v, str):
         raise ConfigError(f"project {name}: [options] {k} must be text")
     return v
+
+
+def _copying(name: str, opts: dict) -> dict:
+    """[options] connections, retries, max_rate, max_bandwidth: the same meaning and defaults as sync's."""
+    out = {}
+    for key in ("connections", "retries"):
+        if key in opts:
+            v = opts[key]
+            if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+                raise ConfigError(f"project {name}: [options] {key} must be a whole number of at least 1")
+            out[key] = v
+    for key in ("max_rate", "max_bandwidth"):
+        if key in opts:
+            v = opts[key]
+            if isinstance(v, bool) or not isinstance(v, (int, float)) or not v > 0:
+                raise ConfigError(f"project {name}: [options] {key} must be a number above 0")
+            out[key] = float(v)
+    return out
 
 
 def _selection(name: str, opts: dict) -> Selection:
