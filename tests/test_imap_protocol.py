@@ -170,6 +170,10 @@ def test_50_mb_message_streams_with_flat_memory(imap_accounts):
     (b"M1 NO [UNAVAILABLE] Server busy, try again in 30 seconds\r\n", "TemporaryFailure", 30.0),
     (b"M1 NO [THROTTLED] Account exceeded command or bandwidth limits\r\n", "TemporaryFailure", None),
     (b"M1 BAD Command syntax error\r\n", "ServerRefused", None),
+    # Microsoft 365 (Exchange Online) throttling, as its IMAP service answers (Microsoft Q&A, "AV3 BAD Request is
+    # throttled"): a BAD with the wait in milliseconds
+    (b"M1 BAD Request is throttled. Suggested Backoff Time: 201317 milliseconds\r\n", "TemporaryFailure", 201.317),
+    (b"M1 NO [UNAVAILABLE] Too busy, try again in 2 minutes\r\n", "TemporaryFailure", 120.0),
 ])
 def test_server_answers_are_classified(line, kind, retry):
     """Each answer says what happens next: retry later, skip the message, or stop the account."""

@@ -119,6 +119,17 @@ class _DeadlineIO(io.RawIOBase):
         return n
 
 
+def _backoff_hint(low: bytes) -> float | None:
+    """Seconds a server asks the client to wait, from its text (milliseconds, seconds or minutes)."""
+    m = re.search(rb"(\d+)\s*(milliseconds?|msecs?|ms\b|seconds?|secs?|s\b|minutes?|mins?)", low)
+    if not m:
+        return None
+    n, unit = float(m.group(1)), m.group(2)
+    if unit.startswith(b"m") and not unit.startswith(b"min"):
+        return n / 1000
+    return n * 60 if unit.startswith(b"min") else n
+
+
 class Connection:
     def __init__(self, host: str, port: int, *, tls: str = "starttls", insecure: bool = False,
                  cafile: str | None = None, timeout: float = 60.0):
@@ -460,9 +471,9 @@ class Connection:
             return MessageRejected(msg, code=code)
         low = r.text.lower()
         if code in ("UNAVAILABLE", "INUSE", "SERVERBUG", "THROTTLED") or b"try again" in low or b"throttl" in low:
-            # "… try again in 30 seconds": honour the server's own back-off when it gives one.
-            m = re.search(rb"(\d+)\s*(?:s\b|sec)", low)
-            return TemporaryFailure(msg, retry_after=float(m.group(1)) if m else None)
+            # "… try again in 30 seconds", Microsoft 365's "BAD Request is throttled. Suggested Backoff Time:
+            # 201317 milliseconds": honour the server's own back-off when it gives one.
+            return TemporaryFailure(msg, retry_after=_backoff_hint(low))
         return ServerRefused(msg, code=code, command=what)
 
     def check(self, r: Response, what: str) -> Response:
