@@ -243,3 +243,56 @@ def test_fleet_status_names_stuck_accounts_and_requeue_sends_them_again(tmp_path
             assert read_maildir(tmp_path / u / "dst") == read_maildir(tmp_path / u / "src")
     finally:
         rds.stop()
+
+
+def test_a_project_on_the_fleet_rides_out_a_postgresql_restart(tmp_path, own_pg):
+    """`project start` on the fleet follows its jobs through the same faults: the state database restarted
+    while it waits, every unit ends migrating with its mail exact."""
+    rds = OwnRedis(aof=True)
+    try:
+        make_accounts(tmp_path, 12, messages=MESSAGES, size=1500)
+        p = tmp_path / "p.toml"
+        p.write_text(f"""[project]
+name = "p"
+state = "{own_pg.url}"
+[source]
+url = "maildir:%u/src"
+[target]
+url = "maildir:%u/dst"
+[accounts]
+file = "accounts.csv"
+[options]
+max_rate = 40
+[fleet]
+executor = "celery"
+broker = "{rds.url}"
+stale_after = 6
+fleet_timeout = 300
+""")
+        run = lambda *a, **kw: subprocess.run(MM + list(a), capture_output=True, text=True, cwd=tmp_path, **kw)
+        assert run("project", "init", str(p), timeout=60).returncode == 0
+        logs = [tmp_path / f"w{i}.log" for i in range(2)]
+        workers = [start_worker(rds.url, own_pg.url, concurrency=2, name=f"p{i}", log=logs[i], extra=WORKER_EXTRA)
+                   for i in range(2)]
+        try:
+            for w, log in zip(workers, logs):
+                wait_ready(w, log)
+            start = subprocess.Popen(MM + ["project", "start", str(p), "--json"], stdout=subprocess.PIPE,
+                                     stderr=subprocess.PIPE, text=True, cwd=tmp_path)
+            conn = psycopg.connect(own_pg.url, autocommit=True)
+            _when(lambda: _done(conn) >= 4, start, what="4 accounts done")
+            assert _done(conn) < 12, "the run ended before the fault: nothing was tested"
+            conn.close()
+            own_pg.restart_fast()
+            out, err = start.communicate(timeout=400)
+        finally:
+            for w in workers:
+                stop_worker(w)
+        assert start.returncode == 0, err[-3000:]
+        assert all(o["ok"] for o in json.loads(out)), out[-2000:]
+        for u in sorted(x.name for x in tmp_path.glob("user*")):
+            assert read_maildir(tmp_path / u / "dst") == read_maildir(tmp_path / u / "src"), u
+        st = json.loads(run("project", "status", str(p), "--json", timeout=60).stdout)
+        assert {u["state"] for u in st} == {"migrating"}, st
+    finally:
+        rds.stop()
