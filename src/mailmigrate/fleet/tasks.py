@@ -171,9 +171,9 @@ def sync_one_account(task, desc: dict, account: dict) -> dict:
             if not infrastructure_error(e):
                 raise
             _forget_connections()
+            first = (str(e).strip().splitlines() or [""])[0][:300]
             log.warning("account %s: the fleet's infrastructure failed (%s: %s); the job is kept and tried again "
-                        "in %.0f s", _user(account), type(e).__name__, str(e).strip().splitlines()[0][:300] if str(e)
-                        else "", delay)
+                        "in %.0f s", _user(account), type(e).__name__, first, delay)
             said = True
             time.sleep(delay)
             delay = min(delay * 2, INFRA_BACKOFF_MAX)
