@@ -1,9 +1,11 @@
 """Limits that hold across every worker of a fleet, kept in Redis.
 
-* :class:`Slots` — a counting semaphore with expiry: a sorted set per (role, server) whose members are the
-  holders' tokens scored by their expiry time (Redis' own clock).  Taking a slot first drops expired
-  members, so a worker killed with SIGKILL gives its slots back after ``ttl`` seconds; live holders
-  refresh theirs from a heartbeat thread.  One Lua script per operation: atomic on the server.
+* :class:`Slots` — a counting semaphore in a sorted set per (role, server).  A member is bound to its
+  holder's dedicated Redis connection (``<run_id>:<client id>:<token>``): taking a slot drops the members
+  whose connection is gone, so a SIGKILLed worker frees its slots at once, while a stopped one (SIGSTOP, VM
+  pause) keeps them — and its IMAP connections, which the kernel keeps open — so the limit holds.  A thread
+  watches that connection; when it fails every slot counts as lost and the connections under them are cut
+  (``on_lost``).  One Lua script per operation: atomic on the server.
 * :class:`SlotStore` — wraps a store so that every open connection holds one slot of its server.
 * :class:`RedisRateLimiter` — the engine's per-server messages/s and bytes/s budget, shared by the fleet.
 
