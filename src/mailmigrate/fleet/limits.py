@@ -122,7 +122,9 @@ class Slots:
     def on_lost(self, callback) -> None:
         """``callback(key, token)`` is called (from the watcher thread) for every slot lost because the
         identity connection failed: its holder must stop using the connection under it at once."""
-        self._on_lost.append(callback)
+        # weakly: a worker makes a SlotStore per account, which must not live on in this list
+        self._on_lost = [w for w in self._on_lost if w() is not None]
+        self._on_lost.append(weakref.WeakMethod(callback))
 
     def acquire(self, key: str, limit: int, wait: float | None = None) -> str:
         wait = self.wait if wait is None else wait
@@ -169,7 +171,10 @@ class Slots:
         for k, t in lost:
             log.warning("connection slot %s lost (Redis connection failed); closing its connection",
                         k.split(":", 3)[-1])
-            for cb in list(self._on_lost):
+            for ref in list(self._on_lost):
+                cb = ref()
+                if cb is None:
+                    continue
                 try:
                     cb(k, t)
                 except Exception as e:
