@@ -264,6 +264,17 @@ class Connection:
                 pass
         self.sock = self.rfile = None
 
+    def abort(self) -> None:
+        """End the TCP connection now, callable from another thread: a read blocked on it returns
+        end-of-file (a lost connection) and the server sees the connection close.  Used when the fleet
+        slot this connection was opened under is lost."""
+        sock = self.sock
+        if sock is not None:
+            try:
+                sock.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+
     def logout(self) -> None:
         if self.sock is None:
             return

@@ -105,6 +105,12 @@ class ImapStore(Store):
             raise
         self.selected = None
 
+    def abort(self) -> None:
+        """Cut the connection from another thread (its fleet slot was lost); close() still follows."""
+        conn = self.conn
+        if conn is not None:
+            conn.abort()
+
     def close(self) -> None:
         if self.conn is not None:
             try:
