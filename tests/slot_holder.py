@@ -30,7 +30,16 @@ class TcpStore:
             print("lost", flush=True)
 
     def close(self):
+        """Half-close, then wait for the server to close its side (Dovecot does on the client's EOF): the slot
+        is given back only once the server has let the connection go, as after an IMAP LOGOUT."""
         if self.sock is not None:
+            try:
+                self.sock.shutdown(socket.SHUT_WR)
+                self.sock.settimeout(5)
+                while self.sock.recv(4096):
+                    pass
+            except OSError:
+                pass
             self.sock.close()
             self.sock = None
 

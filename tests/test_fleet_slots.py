@@ -2,7 +2,7 @@
 
 Each test runs its own redis-server on a free loopback port so that it can kill and restart it, and real
 holder processes (tests/slot_holder.py) each holding one TCP connection to a real Dovecot; the limit is
-checked on the server's side by counting established connections with ss, as tests/test_fleet.py does."""
+checked on the server's side by counting established connections with ss."""
 
 from __future__ import annotations
 
@@ -13,12 +13,34 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
 import pytest
 
-from test_fleet import ServerConnections
+
+
+class ServerConnections(threading.Thread):
+    """Counts, on the server's side, the established TCP connections to a port (ss); keeps the maximum.
+
+    The holders here hold bare TCP connections (no IMAP session that `doveadm who` would count, as
+    tests/test_fleet.py does), so sockets are counted; each holder's close waits for the server to close its
+    side (slot_holder.py) before the slot is given back, so the count measures the slots, not how long a
+    loaded kernel takes to tear a closed socket down."""
+
+    def __init__(self, port):
+        super().__init__(daemon=True)
+        self.port, self.max, self.samples = port, 0, 0
+        self.stop = threading.Event()
+
+    def run(self):
+        while not self.stop.is_set():
+            out = subprocess.run(["ss", "-Htn", "state", "established", f"( sport = :{self.port} )"],
+                                 capture_output=True, text=True).stdout
+            self.max = max(self.max, len([ln for ln in out.splitlines() if ln.strip()]))
+            self.samples += 1
+            time.sleep(0.01)
 
 HOLDER = Path(__file__).with_name("slot_holder.py")
 KEY = "mm:slots:source:imap:test"
