@@ -190,3 +190,40 @@ def test_redis_restart_closes_held_connections(redis_server, dovecot):
         if b:
             b.stop()
     assert conns.max == 1, conns.max
+
+
+def test_a_lost_redis_connection_cuts_the_imap_connection_under_the_slot(redis_server, dovecot):
+    """Through mailmigrate's own IMAP store: the worker's Redis goes away while it holds a slot over a logged-in
+    session; the watcher cuts that session (the server sees it end) and the next command on it fails as a lost
+    connection, which the engine answers with a reconnect that takes a slot again."""
+    from mailmigrate.errors import ConnectionLost
+    from mailmigrate.fleet.limits import Slots, SlotStore
+    from mailmigrate.model import Secret
+    from mailmigrate.stores.imap import ImapStore
+
+    dovecot.add_user("slotuser", "pw")
+    slots = Slots(redis_server.url, ttl=3600, wait=30)
+    store = SlotStore(ImapStore("127.0.0.1", dovecot.port, user="slotuser", password=Secret("pw"), tls="none"),
+                      slots, KEY, 1)
+    who = ["doveadm", "-c", str(dovecot.root / "dovecot.conf"), "who", "-1"]
+
+    def sessions():
+        return sum(1 for ln in subprocess.run(who, capture_output=True, text=True).stdout.splitlines()[1:]
+                   if ln.strip())
+
+    try:
+        store.open()
+        assert store.list_folders() and sessions() == 1
+        redis_server.kill()
+        end = time.monotonic() + 10
+        while sessions() and time.monotonic() < end:
+            time.sleep(0.05)
+        assert sessions() == 0  # the server's session ended: the watcher cut it
+        with pytest.raises(ConnectionLost):
+            store.list_folders()
+    finally:
+        try:
+            store.close()
+        except Exception:
+            pass
+        slots.close()
