@@ -379,3 +379,34 @@ def test_fleet_wait_options_are_checked(tmp_path):
                        capture_output=True, text=True, timeout=60)
     assert r.returncode == 2 and "--fleet-timeout must be a number of seconds above 0" in r.stderr, r.stderr
     assert not list(tmp_path.glob("*/dst"))
+
+
+def test_folder_and_message_rules_travel_to_the_workers(tmp_path, fleet_env):
+    """`sync --exclude/--max-size` and an account's own rules (accounts file, 5th column) reach the workers with
+    the job: the folders and messages left out are not on the targets, and are counted as skipped by rule."""
+    broker, state, _ = fleet_env
+    accounts = make_accounts(tmp_path, 3, messages=6, size=1500)
+    # user001 also leaves its Sent folder out, by a rule of its own
+    lines = accounts.read_text().splitlines()
+    lines[1] += ',,,"--exclude ^Sent$"'
+    accounts.write_text("\n".join(lines) + "\n")
+    big = tmp_path / "user000@example.org" / "src" / "cur" / "1700000000.BIG.host:2,S"
+    big.write_bytes(b"Subject: big\r\n\r\n" + b"x" * 50_000 + b"\r\n")
+    w = start_worker(broker, state, concurrency=2, name="rules", log=tmp_path / "w.log")
+    try:
+        wait_ready(w, tmp_path / "w.log")
+        p = subprocess.run(MM + ["sync", f"maildir:{tmp_path}/%u/src", f"maildir:{tmp_path}/%u/dst",
+                                 "--accounts", accounts, "--executor", "celery", "--broker", broker, "--state", state,
+                                 "--exclude", "^Work$", "--max-size", "20000", "--fleet-timeout", "120", "--json"],
+                           capture_output=True, text=True, timeout=180)
+    finally:
+        stop_worker(w)
+    assert p.returncode == 0, p.stderr[-3000:]
+    out = json.loads(p.stdout)
+    for i in range(3):
+        src, dst = (read_maildir(tmp_path / f"user{i:03d}@example.org" / side) for side in ("src", "dst"))
+        want = {f: m for f, m in src.items() if f != ".Work" and not (i == 1 and f == ".Sent")}
+        if i == 0:
+            want["INBOX"] = [m for m in want["INBOX"] if len(m[0]) < 20000]
+        assert dst == want, i
+    assert out["skipped_by_rule"] >= 1 and out["failed"] == 0
