@@ -5,6 +5,8 @@ nothing copied, --max-size and ages by INTERNALDATE counted as skipped by rule a
 
 from __future__ import annotations
 
+import pytest
+
 import json
 import subprocess
 import sys
@@ -134,12 +136,13 @@ def test_just_folders(imap_accounts, tmp_path):
     assert p.returncode == 0 and _totals(out)["copied"] == 3, p.stdout
 
 
-def test_include_and_map_against_cyrus(dovecot_pair, cyrus_server, tmp_path):
-    """Cyrus names folders INBOX.Kunden.Alt: the rules still read with "/"."""
+@pytest.mark.parametrize("server", ["cyrus", "courier"])
+def test_include_and_map_against_cyrus(dovecot_pair, request, tmp_path, server):
+    """Cyrus and Courier name folders INBOX.Kunden.Alt: the rules still read with "/"."""
     from conftest import ImapAccount
 
-    src = ImapAccount(dovecot_pair[0], "selcysrc", "pw-selcysrc")
-    dst = ImapAccount(cyrus_server, "selcydst", "pw-selcydst")
+    src = ImapAccount(dovecot_pair[0], f"sel{server[:2]}src", f"pw-sel{server[:2]}src")
+    dst = ImapAccount(request.getfixturevalue(f"{server}_server"), f"sel{server[:2]}dst", f"pw-sel{server[:2]}dst")
     src.server.add_user(src.user, src.password)
     dst.server.add_user(dst.user, dst.password)
     populate(src, {"INBOX": [(msg(1), "")], "Kunden": [(msg(2), "")], "Kunden/Alt": [(msg(3), "")],
