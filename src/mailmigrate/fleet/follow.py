@@ -35,15 +35,40 @@ log = logging.getLogger("mailmigrate.fleet")
 STALE_AFTER = 120.0
 
 
-def unreachable(e: BaseException) -> bool:
-    """A fault of the state database's connection (not of a query)."""
+def infrastructure_error(e: BaseException) -> bool:
+    """True when ``e`` says the fleet's own services failed (the state database, Redis, the broker) rather
+    than anything about the account: such a job is tried again, never finished with an error."""
     if isinstance(e, StateUnreachable):
         return True
     try:
         import psycopg
+        if isinstance(e, (psycopg.OperationalError, psycopg.InterfaceError)):
+            return True
+    except ImportError:  # pragma: no cover - a dependency of the fleet
+        pass
+    try:
+        import redis
+        if isinstance(e, (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError)):
+            return True
     except ImportError:  # pragma: no cover
-        return False
-    return isinstance(e, (psycopg.OperationalError, psycopg.InterfaceError))
+        pass
+    try:
+        import kombu.exceptions
+        if isinstance(e, kombu.exceptions.OperationalError):
+            return True
+    except ImportError:  # pragma: no cover
+        pass
+    return False
+
+
+def stuck(row: dict, run_id: str, held: set[str] | None, stale_after: float) -> str | None:
+    """Why an unfinished row's job looks lost: "silent" (running or waiting, no word from its worker for
+    ``stale_after`` seconds), "missing" (queued, and the broker's ``held`` ids lack its job), or None."""
+    if row["status"] in ("running", "waiting") and row["silent"] > stale_after:
+        return "silent"
+    if row["status"] == "queued" and held is not None and jobs.task_id(run_id, row["account"]) not in held:
+        return "missing"
+    return None
 
 
 class Follower:
@@ -74,7 +99,7 @@ class Follower:
         try:
             self.state = PgStateDB.open(self.state_url)
         except Exception as e:
-            if not unreachable(e):
+            if not infrastructure_error(e):
                 raise
             self._down(e)
             return None
@@ -110,7 +135,7 @@ class Follower:
         try:
             return what(db)
         except Exception as e:
-            if not unreachable(e):
+            if not infrastructure_error(e):
                 raise
             self._down(e)
             return None
@@ -145,7 +170,7 @@ class Follower:
             return
         resend: list[tuple[dict, str]] = []
         for row in pending:
-            if row["status"] in ("running", "waiting") and row["silent"] > self.stale_after:
+            if stuck(row, self.run_id, None, self.stale_after) == "silent":
                 resend.append((row, f"no word from its worker ({row['worker'] or 'none'}) for {row['silent']:.0f} s"
                                     f" (killed, frozen or cut off)"))
         queued = [r for r in pending if r["status"] == "queued"]
@@ -160,7 +185,7 @@ class Follower:
                 now = self.clock()
                 seen = set()
                 for row in queued:
-                    if jobs.task_id(self.run_id, row["account"]) in held:
+                    if stuck(row, self.run_id, held, self.stale_after) != "missing":
                         continue
                     seen.add(row["account"])
                     if row["account"] in self._missing:

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from ..errors import ConfigError
 from . import jobs
 from .broker import held_ids, publish
+from .follow import stuck
 
 
 @dataclass
@@ -43,11 +44,8 @@ def run_status(state, run_id: str, broker: str | None, stale_after: float) -> Ru
     held = held_ids(broker) if broker and any(r["status"] == "queued" for r in pending) else None
     out = RunStatus(run_id, counts, broker_checked=held is not None)
     for row in pending:
-        why = None
-        if row["status"] in ("running", "waiting") and row["silent"] > stale_after:
-            why = f"no word from its worker for {row['silent']:.0f} s"
-        elif row["status"] == "queued" and held is not None and jobs.task_id(run_id, row["account"]) not in held:
-            why = "queued, but its job is not on the broker"
+        why = {"silent": f"no word from its worker for {row['silent']:.0f} s",
+               "missing": "queued, but its job is not on the broker", None: None}[stuck(row, run_id, held, stale_after)]
         out.accounts.append({**{k: row[k] for k in ("account", "status", "silent", "attempts", "worker")},
                              "stuck": why})
     for row in jobs.rows(state, run_id):

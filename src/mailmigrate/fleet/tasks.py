@@ -28,6 +28,7 @@ from ..sync.selection import Selection
 from ..sync.runner import SyncRequest, login_for, migrate_account_key
 from ..sync.state_pg import PgStateDB
 from . import jobs
+from .follow import infrastructure_error
 from .limits import RedisRateLimiter, Slots, SlotStore, slot_key
 
 log = logging.getLogger("mailmigrate.fleet")
@@ -110,32 +111,6 @@ class _FleetProgress(Progress):
             self._last = now
             n, b, t = self.n_copied, self.nbytes, self.to_copy
         jobs.progress(self.state, self.run_id, self.account, n, b, t)
-
-
-def infrastructure_error(e: BaseException) -> bool:
-    """True when ``e`` says the fleet's own services failed (the state database, Redis, the broker) rather
-    than anything about the account: such a job is tried again, never finished with an error."""
-    if isinstance(e, StateUnreachable):
-        return True
-    try:
-        import psycopg
-        if isinstance(e, (psycopg.OperationalError, psycopg.InterfaceError)):
-            return True
-    except ImportError:  # pragma: no cover - a dependency of the fleet
-        pass
-    try:
-        import redis
-        if isinstance(e, (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError)):
-            return True
-    except ImportError:  # pragma: no cover
-        pass
-    try:
-        import kombu.exceptions
-        if isinstance(e, kombu.exceptions.OperationalError):
-            return True
-    except ImportError:  # pragma: no cover
-        pass
-    return False
 
 
 def _forget_connections() -> None:
