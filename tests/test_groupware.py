@@ -318,7 +318,8 @@ contacts = {{ source = "carddav://127.0.0.1:{radicale.port}/?tls=none", target =
     import sqlite3
     db = sqlite3.connect(tmp_path / "gw-sync.db")
     db.execute("DELETE FROM gw_items WHERE target_name=?", (victim,))
-    db.execute("UPDATE gw_collections SET source_version=NULL")  # else the unchanged CTag skips the calendar
+    # else the unchanged CTag skips the calendar, and the changes since the sync-token do not name the item
+    db.execute("UPDATE gw_collections SET source_version=NULL, source_sync_token=NULL")
     db.commit()
     db.close()
     p = run("finish")
@@ -516,3 +517,87 @@ def test_a_service_account_target_must_name_each_users_home(tmp_path):
     with pytest.raises(ConfigError, match="%u or %n"):
         parse_section("p", {"target_user": "admin", "calendars": {"source": "caldav://a/", "target": "caldav://b/"}},
                       Path)
+
+
+@pytest.mark.parametrize("server_kind", ["radicale", "xandikos"])
+def test_a_rerun_reads_only_what_changed_since_the_last_sync_token(tmp_path, server_kind):
+    """RFC 6578: a rerun over a changed calendar asks for the changes since the token the last run kept
+    (one REPORT), not for every item's ETag (a depth-1 PROPFIND of the whole collection); changes, additions
+    and deletions all arrive; a token the server no longer knows makes the run list the collection whole,
+    with the same result."""
+    if server_kind == "radicale":
+        server = Radicale(tmp_path / "radicale", log_level="info")
+        server.add_user("ann", "ann-pw")
+        user, pw = "ann", "ann-pw"
+    else:
+        server = Xandikos(tmp_path / "xandikos")
+        user, pw = None, None
+    server.start()
+    try:
+        src = store(server, "calendar", user, pw)
+        populate(src, calendar_items(), "calendar")
+        state = tmp_path / "state.db"
+        env = {"MAILMIGRATE_SOURCE_PASSWORD": pw or "x"}
+        src_url, dst = url(server, "calendar", user), f"vdir:{tmp_path / 'copy'}"
+
+        def run(*extra):
+            p = mm("sync", src_url, dst, "--state", state, "--json", *extra, env=env)
+            assert p.returncode == 0, p.stdout + p.stderr
+            return json.loads(p.stdout)
+
+        first = run()
+        assert first["copied"] == sum(len(v) for v in calendar_items().values())
+        assert first["listed_by_changes"] == 0  # nothing to compare with yet: listed whole
+
+        rounds = iter(range(3))
+
+        def change_work(suffix: bytes):
+            """One item changed, one deleted, one added, each round on items no earlier round touched."""
+            s = store(server, "calendar", user, pw)
+            work = next(c for c in s.collections() if c.name == "work")
+            n = next(rounds)
+            names = sorted(x for x in s.list_items(work) if not x.startswith("added-"))[n:]
+            old = s.get(work, names[0])
+            s.put(work, names[0], old.data.replace(b"END:VEVENT", b"COMMENT:changed " + suffix +
+                                                   b"\r\nEND:VEVENT", 1), "text/calendar", etag=old.etag)
+            gone = s.get(work, names[1])
+            s.delete(work, names[1], gone.etag)
+            uid = item_info(old.data).uid.encode()
+            s.put(work, "added-" + suffix.decode() + ".ics",
+                  old.data.replace(b"UID:" + uid, b"UID:added-" + suffix + b"@example.org"), "text/calendar")
+            return names[1]
+
+        deleted = change_work(b"one")
+        log_mark = server.log.stat().st_size
+        r = run("--delete")
+        requests = server.log.read_bytes()[log_mark:].decode(errors="replace")  # the rerun's requests only
+        assert (r["copied"], r["updated"], r["deleted"], r["failed"]) == (1, 1, 1, 0), r
+        assert r["listed_by_changes"] == 1  # the changed calendar; the others did not move at all
+        want = content(store(server, "calendar", user, pw))
+        got = content(VdirStore(tmp_path / "copy"))
+        assert {c: sorted(v.values()) for c, v in got.items()} == {c: sorted(v.values()) for c, v in want.items()}
+        assert deleted not in got["work"]
+        if server_kind == "radicale":
+            work_path = "'/ann/work/'"
+            assert f"REPORT request for {work_path}" in requests
+            assert not [line for line in requests.splitlines()
+                        if f"PROPFIND request for {work_path}" in line and "depth '1'" in line], requests[-3000:]
+
+        # the server forgets the token (here: the state holds one it never issued): listed whole, same result
+        import sqlite3
+        with sqlite3.connect(state) as db:
+            db.execute("UPDATE gw_collections SET source_sync_token=? WHERE source='work'",
+                       ("http://radicale.org/ns/sync/" + "0" * 64 if server_kind == "radicale" else "999999",))
+        change_work(b"two")
+        r = run("--delete")
+        assert (r["copied"], r["updated"], r["deleted"], r["failed"]) == (1, 1, 1, 0), r
+        assert r["listed_by_changes"] == 0
+        want = content(store(server, "calendar", user, pw))
+        got = content(VdirStore(tmp_path / "copy"))
+        assert {c: sorted(v.values()) for c, v in got.items()} == {c: sorted(v.values()) for c, v in want.items()}
+        # and the token kept by that run is a good one again
+        change_work(b"three")
+        r = run("--delete")
+        assert (r["copied"], r["updated"], r["deleted"], r["listed_by_changes"]) == (1, 1, 1, 1), r
+    finally:
+        server.stop()

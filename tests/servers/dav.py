@@ -57,10 +57,11 @@ class DavServer:
 class Radicale(DavServer):
     kind = "radicale"
 
-    def __init__(self, root: Path, *, admin: str | None = None):
+    def __init__(self, root: Path, *, admin: str | None = None, log_level: str = "warning"):
         super().__init__(root)
         self.users: dict[str, str] = {}
         self.admin = admin  # a user with rights on every collection (as a migration's service account)
+        self.log_level = log_level  # "info" logs one line per request: what a test can count
 
     def add_user(self, user: str, password: str) -> None:
         self.users[user] = password
@@ -87,7 +88,7 @@ file = {self.root / 'rights'}
 [storage]
 filesystem_folder = {self.root / 'collections'}
 [logging]
-level = warning
+level = {self.log_level}
 """)
         self.proc = subprocess.Popen([sys.executable, "-m", "radicale", "--config", str(cfg)],
                                      stdout=open(self.log, "wb"), stderr=subprocess.STDOUT, start_new_session=True)

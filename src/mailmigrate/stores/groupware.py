@@ -42,11 +42,28 @@ class Collection:
     components: tuple[str, ...] = ()  # VEVENT, VTODO, … a calendar accepts (empty: the server's default)
     #: a value that changes whenever anything in the collection changes (CTag, sync-token), if offered
     version: str | None = None
+    #: the RFC 6578 sync-token, when the server offers sync-collection reports (a DAV server's collection)
+    sync_token: str | None = None
     extra: dict = field(default_factory=dict)
 
     def props(self) -> dict:
         return {"displayname": self.displayname, "color": self.color, "description": self.description,
                 "components": list(self.components)}
+
+
+@dataclass
+class Changes:
+    """What changed in a collection since a sync-token (RFC 6578): the items added or changed with their
+    ETags, the names removed, and the token to ask from next time."""
+
+    token: str
+    changed: dict[str, str]
+    removed: set[str]
+
+
+class TokenInvalid(Exception):
+    """The server no longer knows the sync-token (RFC 6578 ``valid-sync-token``: too old, or the collection
+    was rebuilt): the collection must be listed whole."""
 
 
 @dataclass
@@ -78,6 +95,11 @@ class GroupwareStore:
     def list_items(self, coll: Collection) -> dict[str, str]:  # pragma: no cover - interface
         """name -> ETag of every item in a collection."""
         raise NotImplementedError
+
+    def changes_since(self, coll: Collection, token: str) -> Changes | None:
+        """The items changed and removed since ``token``, or None where the store cannot say (then the
+        engine lists the collection whole).  Raises TokenInvalid when the server refuses the token."""
+        return None
 
     def get(self, coll: Collection, name: str) -> Item:  # pragma: no cover - interface
         raise NotImplementedError

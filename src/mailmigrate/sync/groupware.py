@@ -7,8 +7,9 @@ Nothing lost, nothing twice, nothing of anyone else's touched:
     again;
   * **never a second copy by UID**: items are created with If-None-Match ``*`` under the source's name; a
     name or UID the target already holds is compared by UID and adopted, never duplicated;
-  * **incremental**: a collection whose CTag/sync-token did not move is skipped whole; otherwise only items
-    whose ETag moved are fetched; an unchanged item's bytes are not fetched at all;
+  * **incremental**: a collection whose CTag/sync-token did not move is skipped whole; one that moved is read
+    by its changes since the last run's sync-token where the server keeps them (RFC 6578 sync-collection),
+    else listed whole; only items whose ETag moved are fetched; an unchanged item's bytes are not fetched;
   * **conditional writes**: an update is If-Match the ETag recorded at copy time, a delete too: what a user
     changed on the target since is reported, not overwritten or deleted; ``--delete`` removes only our
     copies, and not at all from a source collection that suddenly lists nothing;
@@ -31,7 +32,7 @@ from typing import Callable
 from ..errors import MailmigrateError
 from ..formats.ical import item_info
 from ..model import Problem
-from ..stores.groupware import Collection, GroupwareStore, ItemChanged, ItemExists, ItemRefused
+from ..stores.groupware import Collection, GroupwareStore, ItemChanged, ItemExists, ItemRefused, TokenInvalid
 
 log = logging.getLogger("mailmigrate.groupware")
 
@@ -45,6 +46,7 @@ CREATE TABLE IF NOT EXISTS gw_collections (
     kind TEXT NOT NULL,
     created INTEGER NOT NULL DEFAULT 0,
     source_version TEXT,
+    source_sync_token TEXT,
     PRIMARY KEY (account, source)
 );
 CREATE TABLE IF NOT EXISTS gw_items (
@@ -80,8 +82,13 @@ class GroupwareState:
                 conn.execute("SELECT pg_advisory_xact_lock(%s)", (_PG_SCHEMA_LOCK,))
                 for stmt in filter(None, (x.strip() for x in _SCHEMA.split(";"))):
                     conn.execute(stmt)
+                # a state written before sync-tokens were kept (RFC 6578): the column is added, empty
+                conn.execute("ALTER TABLE gw_collections ADD COLUMN IF NOT EXISTS source_sync_token TEXT")
         else:
             conn.executescript("BEGIN IMMEDIATE;\n" + _SCHEMA + "\nCOMMIT;")
+            cols = {r[1] for r in conn.execute("PRAGMA table_info(gw_collections)")}
+            if "source_sync_token" not in cols:
+                self._write("ALTER TABLE gw_collections ADD COLUMN source_sync_token TEXT")
 
     def _q(self, q: str) -> str:
         return q.replace("?", "%s") if self.pg else q
@@ -102,9 +109,10 @@ class GroupwareState:
         self.conn.execute("COMMIT")
 
     def collection(self, account: str, source: str) -> dict | None:
-        r = self._read("SELECT target, kind, created, source_version FROM gw_collections WHERE account=? "
-                              "AND source=?", (account, source)).fetchone()
-        return None if r is None else {"target": r[0], "kind": r[1], "created": bool(r[2]), "version": r[3]}
+        r = self._read("SELECT target, kind, created, source_version, source_sync_token FROM gw_collections "
+                       "WHERE account=? AND source=?", (account, source)).fetchone()
+        return None if r is None else {"target": r[0], "kind": r[1], "created": bool(r[2]), "version": r[3],
+                                       "sync_token": r[4]}
 
     def collections(self, account: str) -> dict[str, dict]:
         rows = self._read("SELECT source, target, kind, created FROM gw_collections WHERE account=?",
@@ -116,9 +124,11 @@ class GroupwareState:
                     "ON CONFLICT(account, source) DO UPDATE SET target=excluded.target",
                     (account, source, target, kind, int(created)))
 
-    def set_version(self, account: str, source: str, version: str | None) -> None:
-        self._write("UPDATE gw_collections SET source_version=? WHERE account=? AND source=?",
-                    (version, account, source))
+    def set_version(self, account: str, source: str, version: str | None, sync_token: str | None = None) -> None:
+        """Recorded only after a collection was copied without a failure, so that a failed item is listed
+        again next time (by the older CTag, or among the changes since the older sync-token)."""
+        self._write("UPDATE gw_collections SET source_version=?, source_sync_token=? WHERE account=? AND source=?",
+                    (version, sync_token, account, source))
 
     def items(self, account: str, collection: str) -> dict[str, dict]:
         rows = self._read(
@@ -161,6 +171,8 @@ class GroupwareCounters:
     deleted: int = 0
     normalised: int = 0
     failed: int = 0
+    #: collections read by their changes since the last run (RFC 6578 sync-collection), not listed whole
+    listed_by_changes: int = 0
 
     def as_dict(self) -> dict:
         return dict(self.__dict__)
@@ -254,7 +266,7 @@ class _Run:
         if (src.version and row_meta.get("version") == src.version and not pending and not self.dry_run):
             self.c.unchanged += sum(1 for _ in rows)
             return
-        src_items = self.src.list_items(src)
+        src_items, new_token = self._source_items(src, rows, row_meta, pending)
         # (a dry run does not create the collection it would create: nothing to list there)
         tgt_items = self.tgt.list_items(tgt) if tgt.name in self._tgt_names else {}
         failures_before = self.c.failed
@@ -321,7 +333,29 @@ class _Run:
                 for n in gone:
                     self._delete(src, tgt, n, rows[n], tgt_items)
         if not self.dry_run and self.c.failed == failures_before:
-            self.state.set_version(self.account, src.name, src.version)
+            self.state.set_version(self.account, src.name, src.version, new_token)
+
+    def _source_items(self, src: Collection, rows: dict, row_meta: dict, pending: bool) -> tuple[dict, str | None]:
+        """name -> ETag of the source collection's items: from the changes since the last run's sync-token
+        where the server keeps them (the recorded ETags of what was copied, then the changes on top), else
+        the whole listing.  A collection with interrupted writes, or never copied, is always listed whole:
+        recovery and adoption need every name."""
+        token = row_meta.get("sync_token")
+        if token and rows and not pending:
+            try:
+                changes = self.src.changes_since(src, token)
+            except TokenInvalid as e:
+                log.info("%s: %s: %s; listing it whole", self.account, src.name, e)
+                changes = None
+            if changes is not None:
+                items = {n: r["source_etag"] for n, r in rows.items() if r["state"] == DONE}
+                for n in changes.removed:
+                    items.pop(n, None)
+                items.update(changes.changed)
+                self.c.listed_by_changes += 1
+                return items, changes.token
+        # the token read before the listing: whatever changes after it is among the next run's changes
+        return self.src.list_items(src), src.sync_token
 
     def _copy_item(self, src, tgt, name, etag, row, tgt_items, target_uids) -> None:
         item = self.src.get(src, name)
