@@ -268,3 +268,52 @@ def test_native_command_without_master_password_is_a_usage_error(store, tmp_path
     p = subprocess.run(MAILMIGRATE + ["communigate", "migrate", str(store), "--server", "127.0.0.1"],
                        cwd=tmp_path, capture_output=True, text=True, env=env, timeout=60)
     assert p.returncode == 2 and "master password" in p.stderr
+
+
+def test_cg2kms_carries_calendars_and_contacts_to_kerios_dav_layout(kerio, store, tmp_path):
+    """cg2kms's own command line with -caldav/-carddav: after each account's mail, its CommuniGate calendar
+    and contact boxes (named in account.info, as the sample's alice has them) arrive under Kerio Connect's
+    /calendars/DOMAIN/USER/ layout, written by a DAV service account (a Radicale with an admin playing the
+    DAV server: no Kerio runs here); every item with its UID; a rerun copies nothing (it finds the home the
+    first run made, not the service account's own principal)."""
+    from mailmigrate.model import Secret
+    from mailmigrate.stores.communigate_groupware import CommuniGateGroupwareStore
+    from mailmigrate.stores.dav import parse_dav_url
+    from servers.dav import Radicale
+
+    dovecot, admin, front = kerio
+    dav = Radicale(tmp_path / "radicale", admin="dav-admin")
+    dav.add_user("dav-admin", "dav-pw")
+    dav.start()
+    (tmp_path / "dav.pw").write_text("dav-pw")
+    os.chmod(tmp_path / "dav.pw", 0o600)
+    args = CG2KMS + ["-path", str(store), "-migrate", "-force", "-server", "127.0.0.1", "-port", str(front.port),
+                     "-domain", "example.com", "-user", "alice", "-adminUrl", f"https://127.0.0.1:{admin.port}",
+                     "-cafile", str(admin.certfile),
+                     "-caldav", f"caldav://127.0.0.1:{dav.port}/calendars/%d/%n/?tls=none",
+                     "-carddav", f"carddav://127.0.0.1:{dav.port}/addressbooks/%d/%n/?tls=none",
+                     "-davUser", "dav-admin", "-davPasswordFile", str(tmp_path / "dav.pw")]
+    env = {"MAILMIGRATE_ADMIN_USER": "Admin", "MAILMIGRATE_ADMIN_PASSWORD": "adminpw",
+           "MAILMIGRATE_TARGET_PASSWORD": "12345"}
+    try:
+        p = run(args, tmp_path, env=env)
+        assert p.returncode == 0, p.stdout[-3000:] + p.stderr[-3000:]
+        for kind, path in (("calendar", "calendars"), ("addressbook", "addressbooks")):
+            src = CommuniGateGroupwareStore(store, "alice", None, kind=kind, primary_domain="example.com")
+            src.open()
+            want = sorted(src.get(c, n).data for c in src.collections() for n in src.list_items(c))
+            assert want, f"the sample's alice has {kind} items"
+            tgt = parse_dav_url(f"{'caldav' if kind == 'calendar' else 'carddav'}://127.0.0.1:{dav.port}/{path}/"
+                                f"example.com/alice/?tls=none", "dav-admin", Secret("dav-pw"), home_from_path=True)
+            tgt.open()
+            got = sorted(tgt.get(c, n).data for c in tgt.collections() for n in tgt.list_items(c))
+            from mailmigrate.formats.ical import item_info
+            assert sorted(item_info(d).uid for d in got) == sorted(item_info(d).uid for d in want)
+            what = "calendars" if kind == "calendar" else "contacts"
+            assert f"alice@example.com: {what}: {len(want)} items copied" in p.stdout + p.stderr
+        again = run(args, tmp_path, env=env)
+        assert again.returncode == 0, again.stdout[-3000:] + again.stderr[-3000:]
+        assert "calendars: 0 items copied" in again.stdout + again.stderr
+        assert no_password(p.stdout + p.stderr + again.stdout + again.stderr, "dav-pw")
+    finally:
+        dav.stop()

@@ -43,6 +43,11 @@ mailmigrate's additions:
                                   machine, STARTTLS required otherwise)
   -state PATH                     state file (default ./cg2kms_state.db): a rerun copies only new mail
   -json                           the final report as JSON
+  -caldav URL -carddav URL        also each account's calendars, task lists and contacts, after its mail,
+                                  to these DAV URLs (%u the address, %n its local part, %d its domain),
+                                  e.g. caldav://SERVER/calendars/%d/%n/ for Kerio Connect's own layout
+  -davUser USER -davPasswordFile PATH   the DAV login with rights on every user's collections (its
+                                  password also from MAILMIGRATE_DAV_PASSWORD)
 
 Every password set goes to cg2kms_<datetime>.pass (mode 0600), everything to cg2kms_<datetime>.log, in the
 current directory.  Exit status: 0 all migrated, 1 something was not (listed), 2 usage error.
@@ -75,6 +80,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-insecure", action="store_true")
     p.add_argument("-state")
     p.add_argument("-json", action="store_true")
+    p.add_argument("-caldav")
+    p.add_argument("-carddav")
+    p.add_argument("-davUser")
+    p.add_argument("-davPasswordFile")
     return p
 
 
@@ -166,6 +175,9 @@ def _migrate(args) -> int:
         primary_domain=args.primaryDomain, target=args.target, master_user=args.masterUser, tls=args.tls,
         cafile=args.cafile, insecure=args.insecure, directory=directory,
         state_path=Path(args.state) if args.state else None, output_dir=Path.cwd(),
+        caldav=args.caldav, carddav=args.carddav, dav_user=args.davUser,
+        dav_password=password_from("MAILMIGRATE_DAV_PASSWORD", args.davPasswordFile, "DAV")
+        if (args.caldav or args.carddav) else None,
     )
     return print_migration(opts, json_output=args.json, quiet=args.quiet)
 

@@ -95,7 +95,7 @@ def _register_migrate(sub) -> None:
     m.add_argument("--output-dir", metavar="DIR", default=".", help="where the .log and .pass files go (default .)")
     m.add_argument("--jobs", type=int, default=1, help="accounts migrated at once (default 1)")
     m.add_argument("--caldav", metavar="URL", help="also copy each account's calendars and task lists to this "
-                   "CalDAV URL (%%u: the account's address, %%n: its local part), e.g. caldav://dav.example.org/%%u/")
+                   "CalDAV URL (%%u: the account's address, %%n: its local part, %%d: its domain), e.g. caldav://dav.example.org/%%u/")
     m.add_argument("--carddav", metavar="URL", help="also copy each account's contacts to this CardDAV URL")
     m.add_argument("--dav-user", metavar="U", help="the DAV login with rights on every user's collections")
     m.add_argument("--dav-password-file", metavar="F", help="its password (0600 file; or MAILMIGRATE_DAV_PASSWORD)")

@@ -48,7 +48,8 @@ def _propfind_body(props: list[str]) -> bytes:
 
 class DavStore(GroupwareStore):
     def __init__(self, kind: str, host: str, port: int, path: str, user: str | None, password: Secret | None, *,
-                 tls: bool = True, cafile: str | None = None, insecure: bool = False, text: str = ""):
+                 tls: bool = True, cafile: str | None = None, insecure: bool = False, text: str = "",
+                 home_from_path: bool = False):
         if kind not in ("calendar", "addressbook"):
             raise ConfigError(f"unknown DAV kind {kind}")
         self.kind = kind
@@ -56,6 +57,9 @@ class DavStore(GroupwareStore):
         self.user, self.password = user, password
         self.tls, self.cafile, self.insecure = tls, cafile, insecure
         self.text = text
+        #: the URL's path is the home (or a principal naming it), never the logged-in user's own principal:
+        #: a service account (Kerio's admin, a DAV server's) writes every user's /calendars/DOMAIN/USER/
+        self.home_from_path = home_from_path
         self.home: str | None = None
         self._conn: http.client.HTTPConnection | None = None
         self._hrefs: dict[str, str] = {}  # collection name -> its path on the server
@@ -161,6 +165,9 @@ class DavStore(GroupwareStore):
                     self.home = self._dirpath(home.findtext("d:href", namespaces=NS))
                     return
                 cup = props.get(_q("d:current-user-principal"))
+                # a service account writing another user's home: its own principal is not that home
+                if self.home_from_path:
+                    cup = None
                 if cup is not None and cup.findtext("d:href", namespaces=NS):
                     principal = unquote(cup.findtext("d:href", namespaces=NS).strip())
             if principal:
@@ -247,8 +254,11 @@ class DavStore(GroupwareStore):
         status, _, data = self.request(method, quote(path), body, headers)
         if status == 409:
             # RFC 4918: the parent is missing - a home of a user who never logged in, reached by a service
-            # account: make it, then the collection
-            self.request("MKCOL", quote(self.home))
+            # account (Kerio's /calendars/DOMAIN/USER/ is two levels deep): make it and whatever above it is
+            # missing, top down (an existing level answers 405), then the collection
+            parts = [x for x in self.home.split("/") if x]
+            for i in range(1, len(parts) + 1):
+                self.request("MKCOL", quote("/" + "/".join(parts[:i]) + "/"))
             status, _, data = self.request(method, quote(path), body, headers)
         if status not in (200, 201, 207):
             raise ServerRefused(f"{self.describe()}: cannot create {coll.kind} {coll.name} ({status}: "
@@ -386,7 +396,7 @@ def _text(el) -> str | None:
 
 
 def parse_dav_url(text: str, user: str | None, password: Secret | None, *, insecure: bool = False,
-                  allow_plaintext: bool = False) -> DavStore:
+                  allow_plaintext: bool = False, home_from_path: bool = False) -> DavStore:
     """``caldav://`` / ``carddav://`` URL -> store (HTTPS unless ``?tls=none``, which needs loopback or
     ``allow_plaintext``: a password in clear on a network is refused as for IMAP)."""
     from urllib.parse import parse_qs
@@ -408,7 +418,7 @@ def parse_dav_url(text: str, user: str | None, password: Secret | None, *, insec
     port = u.port or (443 if tls == "implicit" else 80)
     return DavStore(kind, u.hostname, port, u.path or "/", user if user is not None else (unquote(u.username)
                     if u.username else None), password, tls=tls == "implicit", cafile=q.get("cafile"),
-                    insecure=insecure, text=text)
+                    insecure=insecure, text=text, home_from_path=home_from_path)
 
 
 def _is_loopback(host: str) -> bool:

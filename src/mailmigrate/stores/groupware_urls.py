@@ -34,12 +34,14 @@ def _expand(path: str, user: str | None, text: str) -> str:
 
 
 def open_groupware_store(text: str, *, user: str | None, password: Secret | None, insecure: bool = False,
-                         allow_plaintext: bool = False, target: bool = False) -> GroupwareStore:
+                         allow_plaintext: bool = False, target: bool = False,
+                         home_from_path: bool = False) -> GroupwareStore:
     kind = text.split(":", 1)[0].lower()
     if kind in ("caldav", "carddav"):
         from .dav import parse_dav_url
 
-        return parse_dav_url(text, user, password, insecure=insecure, allow_plaintext=allow_plaintext)
+        return parse_dav_url(text, user, password, insecure=insecure, allow_plaintext=allow_plaintext,
+                             home_from_path=home_from_path)
     if kind == "vdir":
         from .vdir import VdirStore
 

@@ -84,7 +84,7 @@ def _open_target(pair: GroupwarePair, acc: Account, password: Secret | None):
     user = acc.target_user or ""
     local, _, domain = user.partition("@")
     url = pair.target.replace("%u", user).replace("%n", local).replace("%d", domain)
-    return open_groupware_store(url, user=pair.target_user, password=password, target=True)
+    return open_groupware_store(url, user=pair.target_user, password=password, target=True, home_from_path=True)
 
 
 def sync_unit(pairs: list[GroupwarePair], acc: Account, state_conn, *, passwords: tuple[Secret | None, Secret | None],

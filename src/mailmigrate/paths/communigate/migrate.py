@@ -226,7 +226,7 @@ class MigrateOptions:
     connections: int = 3
     stamp: str | None = None  # the <datetime> of the file names; default now
     #: calendars/task lists and contacts to a DAV server after the mail: URLs whose path may hold %u (the
-    #: account's address) or %n (its local part), logged in as ``dav_user`` (an account with rights on every
+    #: account's address), %n (its local part) or %d (its domain), logged in as ``dav_user`` (an account with rights on every
     #: user's collections) with ``dav_password``
     caldav: str | None = None
     carddav: str | None = None
@@ -637,15 +637,16 @@ def _sync_groupware(opts: MigrateOptions, base: Path, planned: list[_Planned], s
             state = GroupwareState(db._conn)
             for p in todo:
                 o = p.outcome
-                local = o.address.split("@", 1)[0]
+                local, _, domain = o.address.partition("@")
                 for url, kind in ((opts.caldav, "calendar"), (opts.carddav, "addressbook")):
                     if not url:
                         continue
                     src = CommuniGateGroupwareStore(base, p.source_user.split("@")[0],
                                                     p.account.domain if "@" in p.source_user else None,
                                                     kind=kind, primary_domain=opts.primary_domain)
-                    tgt = parse_dav_url(url.replace("%u", o.address).replace("%n", local), opts.dav_user,
-                                        opts.dav_password, insecure=opts.insecure)
+                    home = url.replace("%u", o.address).replace("%n", local).replace("%d", domain)
+                    tgt = parse_dav_url(home, opts.dav_user, opts.dav_password, insecure=opts.insecure,
+                                        home_from_path=True)
                     key = f"{src.describe()} -> {tgt.describe()}"
                     try:
                         src.open()
