@@ -523,20 +523,36 @@ def test_a_service_account_target_must_name_each_users_home(tmp_path):
                       Path)
 
 
-@pytest.mark.parametrize("server_kind", ["radicale", "xandikos"])
+@pytest.mark.parametrize("server_kind", ["radicale", "xandikos", "davical"])
 def test_a_rerun_reads_only_what_changed_since_the_last_sync_token(tmp_path, server_kind):
     """RFC 6578: a rerun over a changed calendar asks for the changes since the token the last run kept
     (one REPORT), not for every item's ETag (a depth-1 PROPFIND of the whole collection); changes, additions
     and deletions all arrive; a token the server no longer knows makes the run list the collection whole,
-    with the same result."""
+    with the same result.  DAViCal, whose answers are not exact changes, is listed whole each time: its
+    deletions are still followed."""
     if server_kind == "radicale":
         server = Radicale(tmp_path / "radicale", log_level="info")
         server.add_user("ann", "ann-pw")
         user, pw = "ann", "ann-pw"
+    elif server_kind == "davical":
+        from servers.davical import DAViCal
+
+        server = DAViCal(tmp_path / "davical")
+        user, pw = "admin", server.password
     else:
         server = Xandikos(tmp_path / "xandikos")
         user, pw = None, None
     server.start()
+
+    def store(server, kind, user=None, password=None):  # DAViCal's principals live under /caldav.php/
+        s = parse_dav_url(url(server, kind, user), None, Secret(password) if password else None)
+        s.open()
+        return s
+
+    def url(server, kind, user=None):
+        u = globals()["url"](server, kind, user)
+        return u.replace("/?tls=none", "/caldav.php/?tls=none") if server_kind == "davical" else u
+
     try:
         src = store(server, "calendar", user, pw)
         populate(src, calendar_items(), "calendar")
@@ -575,8 +591,12 @@ def test_a_rerun_reads_only_what_changed_since_the_last_sync_token(tmp_path, ser
         log_mark = server.log.stat().st_size
         r = run("--delete")
         requests = server.log.read_bytes()[log_mark:].decode(errors="replace")  # the rerun's requests only
-        assert (r["copied"], r["updated"], r["deleted"], r["failed"]) == (1, 1, 1, 0), r
-        assert r["listed_by_changes"] == 1  # the changed calendar; the others did not move at all
+        assert (r["copied"], r["updated"], r["deleted"], r["failed"]) == (1, 1, 1, 0), json.dumps(r)
+        # the changed calendar; the others did not move at all.  DAViCal's answers name the change their token
+        # ends with again (and a token it does not know gets every item, without the removed ones): changes
+        # that name an unchanged item are not trusted there, and the calendar is listed whole
+        by_changes = 0 if server_kind == "davical" else 1
+        assert r["listed_by_changes"] == by_changes
         want = content(store(server, "calendar", user, pw))
         got = content(VdirStore(tmp_path / "copy"))
         assert {c: sorted(v.values()) for c, v in got.items()} == {c: sorted(v.values()) for c, v in want.items()}
@@ -591,10 +611,11 @@ def test_a_rerun_reads_only_what_changed_since_the_last_sync_token(tmp_path, ser
         import sqlite3
         with sqlite3.connect(state) as db:
             db.execute("UPDATE gw_collections SET source_sync_token=? WHERE source='work'",
-                       ("http://radicale.org/ns/sync/" + "0" * 64 if server_kind == "radicale" else "999999",))
+                       ({"radicale": "http://radicale.org/ns/sync/" + "0" * 64,
+                         "davical": "data:,999999"}.get(server_kind, "999999"),))
         change_work(b"two")
         r = run("--delete")
-        assert (r["copied"], r["updated"], r["deleted"], r["failed"]) == (1, 1, 1, 0), r
+        assert (r["copied"], r["updated"], r["deleted"], r["failed"]) == (1, 1, 1, 0), json.dumps(r)
         assert r["listed_by_changes"] == 0
         want = content(store(server, "calendar", user, pw))
         got = content(VdirStore(tmp_path / "copy"))
@@ -602,7 +623,7 @@ def test_a_rerun_reads_only_what_changed_since_the_last_sync_token(tmp_path, ser
         # and the token kept by that run is a good one again
         change_work(b"three")
         r = run("--delete")
-        assert (r["copied"], r["updated"], r["deleted"], r["listed_by_changes"]) == (1, 1, 1, 1), r
+        assert (r["copied"], r["updated"], r["deleted"], r["listed_by_changes"]) == (1, 1, 1, by_changes), r
     finally:
         server.stop()
 

@@ -347,6 +347,14 @@ class _Run:
             except TokenInvalid as e:
                 log.info("%s: %s: %s; listing it whole", self.account, src.name, e)
                 changes = None
+            if changes is not None and any(rows.get(n, {}).get("source_etag") == e and rows[n]["state"] == DONE
+                                           for n, e in changes.changed.items()):
+                # "changed" items that did not change: the server answered something other than the changes
+                # since our token (DAViCal answers a token it does not know with every item it holds, without
+                # the removed ones, where RFC 6578 asks for valid-sync-token): list the collection whole
+                log.info("%s: %s: the changes since the sync-token name unchanged items; listing it whole",
+                         self.account, src.name)
+                changes = None
             if changes is not None:
                 items = {n: r["source_etag"] for n, r in rows.items() if r["state"] == DONE}
                 for n in changes.removed:
