@@ -69,7 +69,8 @@ def test_shipped_tree_is_what_the_generator_writes(tmp_path):
 
 def test_life_cycle_start_sync_finish(project):
     p = project
-    assert steps.status(p) == {"mail": steps.NOT_MIGRATED, "account-provider": steps.NOT_MIGRATED}
+    assert steps.status(p) == {"mail": steps.NOT_MIGRATED, "sogo": steps.NOT_MIGRATED, "webtop": steps.NOT_MIGRATED,
+                               "account-provider": steps.NOT_MIGRATED}
     r = steps.start(p)
     assert r.ok and r.state == steps.MIGRATING and r.details["copied"] == ns7_message_count()
     assert svc_status(p) == {"dovecot": "enabled", "postfix": "enabled", "getmail": "enabled"}
@@ -232,8 +233,8 @@ def test_illegal_steps_and_skip(project):
     assert steps.start(p).state == steps.MIGRATING
     with pytest.raises(steps.IllegalStep):
         steps.start(p)
-    with pytest.raises(Exception, match="mail"):
-        steps.start(p, "webtop")
+    with pytest.raises(Exception, match="mail"):  # an application mailmigrate does not migrate
+        steps.start(p, "nextcloud")
 
 
 def test_lock_held_by_a_live_process_refuses_and_a_dead_one_is_taken_over(project):
@@ -272,6 +273,7 @@ def test_cli_ns7(project):
     assert r.returncode == 0, r.stdout + r.stderr
     assert "mail: finish -> migrated" in r.stdout and "relay-secret" not in r.stdout
     assert svc_status(p)["dovecot"] == "enabled"
-    assert cli("status").stdout.splitlines() == ["mail: migrated", "account-provider: not_migrated"]
+    assert cli("status").stdout.splitlines() == ["mail: migrated", "sogo: not_migrated", "webtop: not_migrated",
+                                                 "account-provider: not_migrated"]
     r = cli("sync", "mail")
     assert r.returncode == 2 and "migrated" in r.stderr

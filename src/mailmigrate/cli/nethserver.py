@@ -25,7 +25,8 @@ def register(subparsers) -> None:
                     "TARGETROOT/.mailmigrate/ns7-migration.json.")
     n.add_argument("action", choices=["start", "sync", "finish", "abort", "skip", "status"])
     n.add_argument("app", nargs="?", default="mail",
-                   help="application: mail (default) or account-provider (NS7's local OpenLDAP, migrated last)")
+                   help="application: mail (default), sogo or webtop (calendars and contacts through DAV), or "
+                        "account-provider (NS7's local OpenLDAP, migrated last)")
     n.add_argument("--source-root", required=True, help="root of the NS7 system (/ on the NS7 machine)")
     n.add_argument("--root", required=True, help="root of the NS8 mail application's data")
     n.add_argument("--keep-source", action="store_true", help="finish without disabling the NS7 application")
@@ -49,6 +50,19 @@ def register(subparsers) -> None:
     n.add_argument("--ns8-node", type=int, default=1, metavar="N", help="node for a new mail module (default 1)")
     n.add_argument("--ns8-cafile", metavar="FILE", help="CA certificate(s) to verify the NS8 leader with")
     n.add_argument("--ns8-insecure", action="store_true", help="do not verify the NS8 leader's TLS certificate")
+    g = n.add_argument_group("sogo and webtop: calendars and contacts through DAV (docs/nethserver.md)")
+    g.add_argument("--dav-source", metavar="URL", help="NS7's DAV, a caldav:// URL whose path or login names each "
+                   "user (%%u name@domain, %%n name, %%d domain); contacts are read at the same URL as carddav://. "
+                   "SOGo: caldav://NS7/SOGo/dav/%%n/ with a super user; WebTop: caldav://NS7/webtop-dav/server.php/")
+    g.add_argument("--dav-target", metavar="URL", help="NS8's DAV of the same application, the same way")
+    g.add_argument("--dav-source-user", metavar="LOGIN", help="login on NS7 (a SOGo super user such as admin; "
+                   "WebTop default: admin!%%u, its administrator acting as each user)")
+    g.add_argument("--dav-target-user", metavar="LOGIN", help="login on NS8, the same way")
+    g.add_argument("--dav-source-password-file", metavar="FILE",
+                   help="its password (mode 0600; or MAILMIGRATE_DAV_SOURCE_PASSWORD)")
+    g.add_argument("--dav-target-password-file", metavar="FILE",
+                   help="its password (mode 0600; or MAILMIGRATE_DAV_TARGET_PASSWORD)")
+    g.add_argument("--dav-insecure", action="store_true", help="do not verify the DAV servers' TLS certificates")
     n.add_argument("--dry-run", action="store_true", help="finish: show everything finish would do, change nothing")
     n.add_argument("--json", action="store_true", help="print the result as JSON")
     n.set_defaults(func=run)
@@ -100,6 +114,20 @@ def _ns7(args) -> int:
                         password_from("MAILMIGRATE_NS8_PASSWORD", args.ns8_password_file, "NS8 administrator"),
                         insecure=args.ns8_insecure, cafile=args.ns8_cafile, node=args.ns8_node)
     p = steps.Project(NethServerTree(Path(args.source_root)), NS8MailTree(Path(args.root)), link, ns8)
+    if args.dav_source or args.dav_target:
+        from ..errors import ConfigError
+        from ..paths.nethserver.ns7_groupware import DAV_APPS, DavLink
+        from ..sync.accounts import password_from
+
+        if args.app not in DAV_APPS:
+            raise ConfigError(f"--dav-source/--dav-target are for {' and '.join(DAV_APPS)}, not {args.app}")
+        if not (args.dav_source and args.dav_target):
+            raise ConfigError("give both --dav-source and --dav-target")
+        p.dav[args.app] = DavLink(
+            args.dav_source, args.dav_target, args.dav_source_user, args.dav_target_user,
+            password_from("MAILMIGRATE_DAV_SOURCE_PASSWORD", args.dav_source_password_file, "NS7 DAV"),
+            password_from("MAILMIGRATE_DAV_TARGET_PASSWORD", args.dav_target_password_file, "NS8 DAV"),
+            insecure=args.dav_insecure)
     if args.dry_run:
         if args.action != "finish" or args.app != "mail":
             from ..errors import ConfigError

@@ -388,6 +388,16 @@ class DavStore(GroupwareStore):
             raise ServerRefused(f"{self.describe()}: DELETE {coll.name}/{name} answered {status}")
 
 
+    def delete_collection(self, coll: Collection) -> bool:
+        if self.list_items(coll):
+            return False
+        status, _, _ = self.request("DELETE", quote(self._coll_path(coll)))
+        if status not in (200, 204, 404):
+            raise ServerRefused(f"{self.describe()}: DELETE {coll.name}/ answered {status}")
+        self._hrefs.pop(coll.name, None)
+        return True
+
+
 def _text(el) -> str | None:
     if el is None:
         return None

@@ -117,6 +117,11 @@ class GroupwareStore:
         """Delete only if the item still has ``etag`` (else ItemChanged)."""
         raise NotImplementedError
 
+    def delete_collection(self, coll: Collection) -> bool:  # pragma: no cover - interface
+        """Remove a collection only if it holds no item (an abort takes back a collection it created, never
+        one someone has put something into since); True if it is gone."""
+        raise NotImplementedError
+
     def __enter__(self):
         self.open()
         return self

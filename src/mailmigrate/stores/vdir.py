@@ -130,3 +130,15 @@ class VdirStore(GroupwareStore):
         if _etag(_read_nofollow(p)) != etag:
             raise ItemChanged(f"{p} changed since it was copied")
         p.unlink()
+
+    def delete_collection(self, coll: Collection) -> bool:
+        d = self._dir(coll)
+        if self.list_items(coll):
+            return False
+        for key in ("displayname", "color", "description", "kind"):
+            (d / key).unlink(missing_ok=True)
+        try:
+            d.rmdir()
+        except OSError:  # something else lives there: kept
+            return False
+        return True

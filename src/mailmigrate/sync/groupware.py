@@ -158,6 +158,10 @@ class GroupwareState:
         self._write("DELETE FROM gw_items WHERE account=? AND collection=? AND source_name=?",
                     (account, collection, name))
 
+    def forget_collection(self, account: str, source: str) -> None:
+        self._write("DELETE FROM gw_items WHERE account=? AND collection=?", (account, source))
+        self._write("DELETE FROM gw_collections WHERE account=? AND source=?", (account, source))
+
 
 @dataclass
 class GroupwareCounters:
@@ -506,6 +510,49 @@ def sync_groupware(source: GroupwareStore, target: GroupwareStore, state: Groupw
     except MailmigrateError as e:
         run.result.error = str(e)
         return run.result
+
+
+def verify_copy(source: GroupwareStore, target: GroupwareStore, state: GroupwareState, account: str) -> dict:
+    """Every source item's UID in the target collection it maps to (by the state's mapping, else by name):
+    the proof a finish gives before the source is retired.  Both stores open."""
+    mapping = state.collections(account)
+    tcols = {c.name: c for c in target.collections()}
+    out = {"collections": 0, "source_items": 0, "target_items": 0, "missing": []}
+    for c in source.collections():
+        out["collections"] += 1
+        want = {item_info(source.get(c, n).data).uid or n for n in source.list_items(c)}
+        out["source_items"] += len(want)
+        t = tcols.get((mapping.get(c.name) or {}).get("target", c.name))
+        have = {item_info(target.get(t, n).data).uid or n for n in target.list_items(t)} if t else set()
+        out["target_items"] += len(want & have)
+        out["missing"] += [f"{c.name}: {u}" for u in sorted(want - have)]
+    return out
+
+
+def remove_copies(target: GroupwareStore, state: GroupwareState, account: str) -> tuple[int, list[str]]:
+    """Take back what the engine wrote for ``account`` (an abort): each copy deleted If-Match the ETag it
+    had when copied, then each collection the engine created, if nothing else is in it.  What someone
+    changed or added on the target since is kept and named.  Returns (items removed, what was kept)."""
+    removed, kept = 0, []
+    tcols = {c.name: c for c in target.collections()}
+    for source_name, row in state.collections(account).items():
+        t = tcols.get(row["target"])
+        if t is not None:
+            for name, r in state.items(account, source_name).items():
+                if r["state"] != DONE:
+                    continue
+                try:
+                    target.delete(t, r["target_name"], r["target_etag"] or "")
+                    removed += 1
+                except ItemChanged:
+                    kept.append(f"{t.name}/{r['target_name']}: changed on the target since it was copied")
+                    continue
+                state.forget(account, source_name, name)
+            if row["created"] and not target.delete_collection(t):
+                kept.append(f"{t.name}: created by the migration but holds items it did not copy")
+                continue
+        state.forget_collection(account, source_name)
+    return removed, kept
 
 
 @dataclass

@@ -332,7 +332,18 @@ class Workflow:
                                           "NS8 administrator"),
                             insecure=bool(cfg.get("ns8_insecure")), cafile=cfg.get("ns8_cafile"),
                             node=int(cfg.get("ns8_node") or 1))
-        return steps.Project(NethServerTree(Path(cfg["source_root"])), NS8MailTree(Path(cfg["root"])), link, ns8)
+        p = steps.Project(NethServerTree(Path(cfg["source_root"])), NS8MailTree(Path(cfg["root"])), link, ns8)
+        from ..paths.nethserver.ns7_groupware import DAV_APPS, DavLink
+
+        for app in DAV_APPS:  # SOGo's and WebTop's DAV sides, from [nethserver.sogo] / [nethserver.webtop]
+            sec = cfg.get(app)
+            if sec:
+                p.dav[app] = DavLink(
+                    sec["dav_source"], sec["dav_target"], sec.get("dav_source_user"), sec.get("dav_target_user"),
+                    password_from("MAILMIGRATE_DAV_SOURCE_PASSWORD", sec.get("dav_source_password_file"), "NS7 DAV"),
+                    password_from("MAILMIGRATE_DAV_TARGET_PASSWORD", sec.get("dav_target_password_file"), "NS8 DAV"),
+                    insecure=bool(sec.get("dav_insecure")))
+        return p
 
     def _nethserver7(self, app: str, action: str) -> tuple[bool, str, bool | None]:
         """NethServer 7 -> 8, one application: the path's own steps (paths/nethserver/ns8_steps.py) do the

@@ -21,10 +21,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ..errors import ConfigError, MailmigrateError
-from ..formats.ical import item_info
 from ..model import Account, Secret
 from ..stores.groupware_urls import is_groupware_url, open_groupware_store
-from ..sync.groupware import GroupwareResult, GroupwareState, sync_groupware
+from ..sync.groupware import GroupwareResult, GroupwareState, sync_groupware, verify_copy
 
 PAIRS = ("calendars", "contacts")
 
@@ -122,16 +121,7 @@ def verify_unit(pairs: list[GroupwarePair], acc: Account, state_conn, *,
         try:
             src.open()
             tgt.open()
-            mapping = state.collections(key)
-            tcols = {c.name: c for c in tgt.collections()}
-            for c in src.collections():
-                entry["collections"] += 1
-                want = {item_info(src.get(c, n).data).uid or n for n in src.list_items(c)}
-                entry["source_items"] += len(want)
-                t = tcols.get((mapping.get(c.name) or {}).get("target", c.name))
-                have = {item_info(tgt.get(t, n).data).uid or n for n in tgt.list_items(t)} if t else set()
-                entry["target_items"] += len(want & have)
-                entry["missing"] += [f"{c.name}: {u}" for u in sorted(want - have)]
+            entry.update(verify_copy(src, tgt, state, key))
         except MailmigrateError as e:
             entry["error"] = str(e)
         finally:

@@ -229,6 +229,18 @@ def load_project(file: str | os.PathLike) -> Project:
         for k in ("source_ldap_password_file", "target_ldap_password_file", "ns8_password_file", "ns8_cafile"):
             if ns.get(k):
                 ns[k] = str(rel(ns[k]))
+        for app in ("sogo", "webtop"):  # [nethserver.sogo] / [nethserver.webtop]: their DAV sides
+            if app not in ns:
+                continue
+            sec = ns[app]
+            if not isinstance(sec, dict) or not sec.get("dav_source") or not sec.get("dav_target"):
+                raise ConfigError(f"project {name}: [nethserver.{app}] needs dav_source and dav_target")
+            unknown = set(sec) - {"dav_source", "dav_target", "dav_source_user", "dav_target_user",
+                                  "dav_source_password_file", "dav_target_password_file", "dav_insecure"}
+            if unknown:
+                raise ConfigError(f"project {name}: [nethserver.{app}] does not know {', '.join(sorted(unknown))}")
+            ns[app] = {**sec, **{k: str(rel(sec[k])) for k in ("dav_source_password_file",
+                                                               "dav_target_password_file") if sec.get(k)}}
         return Project(file=f, name=name, path=path, state=rel(proj.get("state", f"{name}-sync.db")),
                        workflow=(proj["workflow"] if str(proj.get("workflow", "")).startswith("postgres")
                                  else str(rel(proj.get("workflow", f"{name}-workflow.db")))),

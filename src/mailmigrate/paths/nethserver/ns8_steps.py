@@ -10,9 +10,10 @@ For now the state lives in one small JSON file per project (``<target>/.mailmigr
 with a history of every action; the workflow layer can take it over later.  A ``syncing`` state left by a
 process that died is recognised by its lock (pid on this host no longer running) and taken over.
 
-Two applications: ``mail`` (NS7 Email: Dovecot + Postfix + POP3 connector) and ``account-provider`` (NS7's
-local OpenLDAP, :mod:`.ns8_provider`), which the seed migrates last: its finish is refused while any other
-application is neither migrated nor skipped.
+Applications: ``mail`` (NS7 Email: Dovecot + Postfix + POP3 connector), ``sogo`` and ``webtop`` (their
+calendars and contacts through DAV, :mod:`.ns7_groupware`) and ``account-provider`` (NS7's local OpenLDAP,
+:mod:`.ns8_provider`), which the seed migrates last: its finish is refused while any other application is
+neither migrated nor skipped.
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ from ...formats.dovecot_acl import ACL_FILE
 from ...formats.esmith import EsmithDb, read_esmith, write_esmith
 from ...sync import maildir_clone
 from . import ns8, ns8_api
+from . import ns7_groupware as groupware
 from . import ns8_provider as provider
 from . import ns8_settings as ns8s
 from . import quota as quota_mod
@@ -41,7 +43,7 @@ from .mailboxes import folder_dirs
 from .rules import ERROR, Note
 
 NOT_MIGRATED, MIGRATING, SYNCING, MIGRATED, SKIPPED = "not_migrated", "migrating", "syncing", "migrated", "skipped"
-APPS = ("mail", PROVIDER_APP)
+APPS = ("mail", *groupware.DAV_APPS, PROVIDER_APP)
 _FROM = {
     "start": (NOT_MIGRATED, SKIPPED),
     "sync": (MIGRATING,),
@@ -63,6 +65,8 @@ class Project:
     provider: provider.ProviderLink | None = None
     #: NethServer 8's cluster API: finish applies the mail settings there (without it: files only)
     ns8: ns8_api.ClusterLink | None = None
+    #: the DAV sides of the groupware applications (``sogo``, ``webtop``), by application
+    dav: dict[str, groupware.DavLink] = field(default_factory=dict)
 
     @property
     def state_dir(self) -> Path:
@@ -268,6 +272,21 @@ def _run(p: Project, app: str, action: str, body) -> StepResult:
 # -- the steps -------------------------------------------------------------------------------------------
 
 
+def _dav(p: Project, app: str) -> tuple[groupware.DavApp, groupware.DavLink]:
+    link = p.dav.get(app)
+    if link is None:
+        raise ConfigError(f"{app}: give NS7's and NS8's DAV URLs (--dav-source and --dav-target, or dav_source "
+                          f"and dav_target in the project's [nethserver.{app}])")
+    return groupware.DAV_APPS[app], link
+
+
+def _dav_users(p: Project, log: EventLog, action: str) -> list[str]:
+    """The NS7 users whose groupware moves: every mail user (SOGo and WebTop serve the mail users)."""
+    users, notes = mail_users(p)
+    log.notes(action, notes)
+    return [u for u in users if "@" in u]
+
+
 def _link(p: Project) -> provider.ProviderLink:
     if p.provider is None:
         raise ConfigError("account-provider: give the NS7 and NS8 directories (--source-ldap and --target-ldap, "
@@ -280,6 +299,11 @@ def start(p: Project, app: str = "mail") -> StepResult:
         if app == PROVIDER_APP:
             provider.check_source(_db(p, "configuration"))
             return MIGRATING, provider.start(_link(p), _app(data, app), p.state_dir, log)
+        if app in groupware.DAV_APPS:
+            spec, link = _dav(p, app)
+            groupware.check_source(p.source.db("configuration"), spec)
+            p.state_dir.mkdir(parents=True, exist_ok=True)
+            return MIGRATING, groupware.copy_all(p.state_dir, spec, link, _dav_users(p, log, "start"), log, "start")
         if p.ns8 is not None:  # the seed's start installs the application on NS8 first
             mid, made = ns8_api.ensure_module(ns8_api.ClusterAPI(p.ns8), ns8_api.MAIL_IMAGE, log, "start")
             if made:
@@ -295,6 +319,9 @@ def sync(p: Project, app: str = "mail") -> StepResult:
     def body(data, log):
         if app == PROVIDER_APP:
             return MIGRATING, provider.sync(_link(p), _app(data, app), lambda: _save(p, data), log, "sync")
+        if app in groupware.DAV_APPS:
+            spec, link = _dav(p, app)
+            return MIGRATING, groupware.copy_all(p.state_dir, spec, link, _dav_users(p, log, "sync"), log, "sync")
         return MIGRATING, _sync_all(p, log, "sync", data, app)
 
     return _run(p, app, "sync", body)
@@ -332,6 +359,14 @@ def abort(p: Project, app: str = "mail") -> StepResult:
     def body(data, log):
         if app == PROVIDER_APP:
             n = provider.abort(_link(p), _app(data, app), lambda: _save(p, data), log)
+            return NOT_MIGRATED, {"removed": n}
+        if app in groupware.DAV_APPS:
+            spec, link = _dav(p, app)
+            n = groupware.abort_all(p.state_dir, spec, link, _dav_users(p, log, "abort"), log)
+            if log.errors:
+                return MIGRATING, {"removed": n}  # what could not be reached is still there: abort again
+            groupware.state_path(p.state_dir, app).unlink(missing_ok=True)
+            log.info("abort", f"{app}: {n} item(s) removed from NS8; NS7 unchanged")
             return NOT_MIGRATED, {"removed": n}
         users, _ = mail_users(p)
         removed = 0
@@ -381,6 +416,8 @@ def finish(p: Project, app: str = "mail", *, disable_source: bool = True,
         raise IllegalStep(f"{app} is migrated last: {'; '.join(blockers)} (finish or skip it first)")
     if app == PROVIDER_APP:
         return _run(p, app, "finish", lambda data, log: _finish_provider(p, data, log, disable_source, apps))
+    if app in groupware.DAV_APPS:
+        return _run(p, app, "finish", lambda data, log: _finish_groupware(p, app, log, disable_source))
 
     def body(data, log):
         totals = _sync_all(p, log, "finish", data, app)
@@ -418,6 +455,24 @@ def finish(p: Project, app: str = "mail", *, disable_source: bool = True,
         return MIGRATED, {**totals, **details}
 
     return _run(p, app, "finish", body)
+
+
+def _finish_groupware(p: Project, app: str, log: EventLog, disable_source: bool) -> tuple[str, dict]:
+    """Final copy, every item verified by UID, what DAV does not carry listed, and only then NS7's
+    application disabled; any error leaves it running and the application migrating."""
+    spec, link = _dav(p, app)
+    users = _dav_users(p, log, "finish")
+    totals = groupware.copy_all(p.state_dir, spec, link, users, log, "finish")
+    if log.errors or not groupware.verify_all(p.state_dir, spec, link, users, log):
+        log.error("finish", f"{app}: final copy not verified: NS7's {app} left running; run finish again")
+        return MIGRATING, totals
+    log.info("finish", f"{app}: every calendar, task and contact of {len(users)} user(s) verified on NS8 by UID")
+    groupware.not_carried(spec, log)
+    if disable_source:
+        groupware.disable_source(p.source.db("configuration"), spec, log)
+    else:
+        log.warning("finish", f"NS7 {app} left running (--keep-source)")
+    return MIGRATED, totals
 
 
 def _begin_check(p: Project, app: str, action: str) -> None:
