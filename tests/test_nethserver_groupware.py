@@ -209,3 +209,49 @@ dav_target_password_file = "dav.pw"
     assert out["ok"] and out["state"] == "migrated", out
     assert sogod(root)["status"] == "disabled"
     assert "not carried over DAV" in project("logs").stdout
+
+
+def test_webtop_logs_in_as_each_user_through_its_administrators_impersonation(tmp_path):
+    """WebTop's administrator acts as any user by logging in as ``admin!<user>`` (NethServer's WebTop manual):
+    the default login of the webtop application.  Each login is then the user, whose own principal leads to
+    its home (no user in the URL).  Played by Radicale servers whose users are those logins."""
+    root = ns7_layout.build(tmp_path / "ns7")
+    cfg = root / "var/lib/nethserver/db/configuration"
+    cfg.write_text(cfg.read_text() + "webtop=configuration|ActiveSync|enabled|status|enabled\n")
+    users = ("alice@example.com", "bob@example.com", "carol@example.com")
+    servers = []
+    for name in ("webtop7", "webtop8"):
+        r = Radicale(tmp_path / name)
+        for u in users:
+            r.add_user(f"admin!{u}", "wt-admin")
+        servers.append(r.start())
+    src, dst = servers
+    try:
+        def as_user(server, u, kind="calendar"):
+            s = parse_dav_url(f"{'caldav' if kind == 'calendar' else 'carddav'}://127.0.0.1:{server.port}/?tls=none",
+                              f"admin!{u}", Secret("wt-admin"))
+            s.open()
+            return s
+
+        s = as_user(src, "alice@example.com")
+        work = s.create_collection(Collection("work", "calendar", "Work"))
+        for n, data in calendar_items()["work"].items():
+            s.put(work, n, data, "text/calendar")
+        (tmp_path / "wt.pw").write_text("wt-admin")
+        os.chmod(tmp_path / "wt.pw", 0o600)
+        p = subprocess.run([*MM, "ns7", "start", "webtop", "--source-root", root, "--root", tmp_path / "ns8", "--json",
+                            "--dav-source", f"caldav://127.0.0.1:{src.port}/?tls=none",
+                            "--dav-target", f"caldav://127.0.0.1:{dst.port}/?tls=none",
+                            "--dav-target-user", "admin!%u",
+                            "--dav-source-password-file", tmp_path / "wt.pw",
+                            "--dav-target-password-file", tmp_path / "wt.pw"],
+                           capture_output=True, text=True, timeout=300)
+        out = json.loads(p.stdout)
+        assert p.returncode == 0 and out["state"] == "migrating", p.stdout + p.stderr
+        t = as_user(dst, "alice@example.com")
+        got = {item_info(t.get(c, n).data).uid for c in t.collections() for n in t.list_items(c)}
+        assert got == {item_info(d).uid for d in calendar_items()["work"].values()}
+        assert not [c for c in as_user(dst, "bob@example.com").collections()]  # bob had nothing
+    finally:
+        for s in servers:
+            s.stop()
