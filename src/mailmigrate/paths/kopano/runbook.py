@@ -1,0 +1,642 @@
+"""The seeds' whole procedure as one plan: ``kopano migrate`` (Zarafa -> Kopano) and ``kopano upgrade``.
+
+Order, from the two seed documents (000: drop-in migration from Zarafa; 001: upgrading Kopano):
+
+1. the MTA is stopped first (mail queues instead of being lost), then the spooler and the server, then the
+   optional daemons that are installed (dagent, gateway, ical, search, monitor);
+2. backups: database (``--single-transaction``), then attachments, then configuration (backup.py);
+3. packages: remove ZCP and install Kopano (migrate) or upgrade Kopano's packages (upgrade).  Printed
+   as a plan for the distribution; run only with ``run_packages``, and then through the same runner;
+4. migrate: configuration takeover, attachment move (or database attachments to files), permissions,
+   LDAP (offline: slapcat, transform, kopano.schema, slapadd, slapindex; online: the three passes);
+   upgrade: the new options of the example configuration, database attachments to files;
+5. ``attachment_storage = files`` when attachments left the database, and then the one-off start with
+   ``--ignore-attachment-storage-conflict``; safe mode on for that first start and the server log read
+   for errors (a log with errors stops the runbook, naming the lines, and stops that server again);
+6. the first start is stopped, safe mode turned off, and the services started in the reverse order of
+   step 1 (server, spooler, optional daemons, the MTA last);
+7. coming from ZCP 7.1 the old search index is moved aside before kopano-search starts (its index format
+   changed; kopano-search builds a new index from scratch when it finds no sync state — kopano_search's
+   ``initial_sync``), and kopano-search is started even if it was not running before;
+8. ``optimize-imap.py`` where the IMAP gateway is used, and the post-upgrade checklist.
+
+Every external command goes through one :class:`~.services.Runner` and every service action through one
+:class:`~.services.Services`, so a recorder proves the order.  A step is done when the system shows it
+(configuration content, a dump file, an LDAP schema file, attachments in place); the steps whose result
+the system does not show — service stops and starts, package commands, the clean log, the one-off start —
+are recorded in ``run-state.json`` under the work directory (runstate.py).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+from ...errors import ConfigError, StoreError
+from ...formats.ldif import dump_ldif, parse_ldif
+from ...model import Secret
+from ..plan import Plan, Step, backup_file, write_atomic
+from . import cfgfile, ldap_offline, slapd_schema
+from .lob import DbParams
+from .runstate import RunState
+from .services import CommandFailed, Runner, Services
+
+SCHEMA_DIR = Path(__file__).parent / "schema"
+
+# seed 001, 4.1: spooler and server first, then the optional daemons "if they were started"
+CORE = ("spooler", "server")
+OPTIONAL = ("dagent", "gateway", "ical", "search", "monitor")
+
+# the seed's post-upgrade checklist (001, end of 4.5)
+CHECKLIST = ("all users are there", "all groups are there", "companies are correct (multi-company)",
+             "multi-server works (multi-server setups)", "group memberships are correct",
+             "send-as permissions are correct", "contacts are there", "address lists work",
+             "dynamic groups work")
+
+# Kopano's log line levels (common/ECLogger.cpp ll_names): "[crit   ]", "[error  ]"
+_ERROR_LINE = re.compile(r"\[\s*(crit|error|fatal)\s*\]", re.I)
+_SAFE_MODE_LINE = re.compile(r"safe[ _]mode", re.I)
+
+
+class LogHasErrors(StoreError):
+    """kopano-server's log shows errors after the first start."""
+
+
+class WaitingForAdministrator(StoreError):
+    """A step printed commands for the administrator to run by hand; the rerun continues after it."""
+
+
+def _version(v: str) -> tuple[int, ...]:
+    try:
+        return tuple(int(x) for x in v.split("."))
+    except ValueError:
+        raise ConfigError(f"version {v!r}: expected numbers like 7.2 or 8.1") from None
+
+
+@dataclass
+class RunbookSettings:
+    kind: str  # "migrate" (Zarafa -> Kopano) or "upgrade" (Kopano -> newer Kopano)
+    work_dir: Path
+    root: Path = Path("/")  # prefix of the system's own paths (a copy of a system, in tests)
+    from_version: str = "7.2"  # ZCP version for migrate, Kopano version for upgrade
+    zarafa_dir: Path | None = None
+    kopano_dir: Path | None = None
+    config_mode: str = "changed"
+    zarafa_defaults: Path | None = None
+    kopano_defaults: Path | None = None
+    example_dir: Path | None = None  # Kopano's example-config, for the upgrade's new-options step
+    db_user: str = "root"
+    db_password: Secret | None = None
+    db_host: str = "127.0.0.1"
+    db_port: int = 3306
+    db_socket: str | None = None
+    database: str | None = None  # default: mysql_database of server.cfg
+    ldap: str = "none"  # none, offline, online
+    ldap_config_dir: Path = Path("/etc/ldap/slapd.d")
+    ldap_data_dir: Path = Path("/var/lib/ldap")
+    ldap_db: int = 1
+    ldap_service: str = "slapd"
+    ldap_url: str | None = None
+    ldap_base: str | None = None
+    ldap_bind_dn: str | None = None
+    ldap_password: Secret | None = None
+    mta: str = "postfix"
+    imap_gateway: str = "auto"  # auto, yes, no
+    distro: str = "debian"  # debian, rhel, suse
+    run_packages: bool = False
+    package_dir: Path | None = None  # upgrade: the unpacked release's packages
+    web_service: str | None = None  # apache2 / httpd, restarted for the new php-mapi
+    max_backup_age: float = 12.0
+
+    def __post_init__(self):
+        if self.kind not in ("migrate", "upgrade"):
+            raise ConfigError(f"unknown runbook {self.kind!r}")
+        if self.ldap not in ("none", "offline", "online"):
+            raise ConfigError(f"--ldap {self.ldap!r}: none, offline or online")
+        if self.distro not in ("debian", "rhel", "suse"):
+            raise ConfigError(f"--distro {self.distro!r}: debian, rhel or suse")
+        _version(self.from_version)
+        self.work_dir, self.root = Path(self.work_dir), Path(self.root)
+        if self.zarafa_dir is None:
+            self.zarafa_dir = self.sys("/etc/zarafa")
+        if self.kopano_dir is None:
+            self.kopano_dir = self.sys("/etc/kopano")
+
+    def sys(self, path: str) -> Path:
+        return self.root / str(path).lstrip("/")
+
+
+class Runbook:
+    def __init__(self, settings: RunbookSettings, runner: Runner, services: Services):
+        self.s = settings
+        self.runner = runner
+        self.services = services
+        self.state = RunState(settings.work_dir)
+        self._closers: list[Callable[[], None]] = []
+        self.old = "zarafa" if settings.kind == "migrate" else "kopano"
+        self._check_ldap_choice()
+
+    # -- what the configuration says ------------------------------------------------------------------
+
+    def _cfg(self, d: Path, name: str) -> dict[str, str]:
+        p = Path(d) / name
+        return cfgfile.active(p.read_text(errors="replace")) if p.is_file() else {}
+
+    def source_server_cfg(self) -> dict[str, str]:
+        return self._cfg(self.s.zarafa_dir if self.s.kind == "migrate" else self.s.kopano_dir, "server.cfg")
+
+    def kopano_server_cfg(self) -> dict[str, str]:
+        return self._cfg(self.s.kopano_dir, "server.cfg")
+
+    @property
+    def server_cfg_path(self) -> Path:
+        return Path(self.s.kopano_dir) / "server.cfg"
+
+    def _check_ldap_choice(self) -> None:
+        src = self.source_server_cfg()
+        if self.s.kind == "migrate" and src.get("user_plugin") == "ldap" and self.s.ldap == "none":
+            raise ConfigError("Zarafa uses the LDAP user plugin: choose --ldap offline or --ldap online (the "
+                              "directory moves to the Kopano schema with the configuration)")
+        if self.s.ldap == "online" and not (self.s.ldap_url and self.s.ldap_base):
+            raise ConfigError("--ldap online needs --ldap-url and --ldap-base")
+
+    def storage(self) -> str:
+        """Where the attachments were when the runbook began (kept in the run state by its first step, since
+        the runbook itself changes server.cfg's value on an upgrade)."""
+        kept = self.state.get("source storage")
+        if kept:
+            return kept
+        # an absent attachment_storage is taken as "database": converting an empty lob table changes
+        # nothing, while taking database attachments for files would start Kopano without them
+        return self.source_server_cfg().get("attachment_storage", "database")
+
+    def database(self) -> str:
+        return self.s.database or self.source_server_cfg().get("mysql_database") or self.old
+
+    def db(self) -> DbParams:
+        return DbParams(self.database(), user=self.s.db_user, password=self.s.db_password, host=self.s.db_host,
+                        port=self.s.db_port, unix_socket=self.s.db_socket)
+
+    def source_attachments(self) -> Path:
+        return self.s.sys(self.source_server_cfg().get("attachment_path", f"/var/lib/{self.old}/attachments"))
+
+    def target_attachments(self) -> Path:
+        if self.s.kind == "migrate":
+            return self.s.sys("/var/lib/kopano/attachments")
+        return self.source_attachments()
+
+    def index_path(self) -> Path:
+        search = self._cfg(self.s.kopano_dir, "search.cfg") or self._cfg(self.s.zarafa_dir, "search.cfg")
+        return self.s.sys(search.get("index_path", "/var/lib/kopano/search/"))
+
+    def service(self, short: str) -> str:
+        return f"{self.old}-{short}"
+
+    def installed(self, name: str) -> bool:
+        r = self.s.root
+        return any(p.exists() for p in (r / "etc/init.d" / name, r / "lib/systemd/system" / f"{name}.service",
+                                         r / "usr/lib/systemd/system" / f"{name}.service",
+                                         r / "etc/systemd/system" / f"{name}.service"))
+
+    def from_71(self) -> bool:
+        return self.s.kind == "migrate" and _version(self.s.from_version) < (7, 2)
+
+    def uses_imap_gateway(self) -> bool:
+        if self.s.imap_gateway != "auto":
+            return self.s.imap_gateway == "yes"
+        if not (self.installed("kopano-gateway") or self.installed(self.service("gateway"))):
+            return False
+        gw = self._cfg(self.s.kopano_dir, "gateway.cfg") or self._cfg(self.s.zarafa_dir, "gateway.cfg")
+        if "imap_listen" in gw or "imaps_listen" in gw:  # Kopano >= 8.5: an empty value disables it
+            return bool(gw.get("imap_listen") or gw.get("imaps_listen"))
+        return gw.get("imap_enable", "yes").lower() in ("yes", "true", "1") or \
+            gw.get("imaps_enable", "no").lower() in ("yes", "true", "1")
+
+    # -- step helpers ---------------------------------------------------------------------------------
+
+    def _recorded(self, name: str, description: str, lines: Callable[[], list[str]],
+                  action: Callable[[], list[str] | None]) -> Step:
+        """A step whose completion the system cannot show: done once recorded in the run state."""
+        key = name
+
+        def apply():
+            out = action() or []
+            self.state.mark(key)
+            return out
+
+        return Step(name, description + " (completion recorded in run-state.json)", changes=lines, apply=apply,
+                    done=lambda: self.state.done(key))
+
+    def _service_step(self, name: str, action: str, services: Callable[[], list[str]]) -> Step:
+        """Stop or start several services, each recorded once done so that a rerun skips the ones done."""
+        def lines():
+            return [" ".join(self.services.argv(action, n)) for n in services()
+                    if not self.state.done(f"{name}/{n}")]
+
+        def apply():
+            for n in services():
+                k = f"{name}/{n}"
+                if not self.state.done(k):
+                    getattr(self.services, action)(n)
+                    self.state.mark(k)
+            return []
+
+        return self._recorded(name, f"{action} in this order", lines, apply)
+
+    def _stop_order(self) -> list[str]:
+        return [self.service(x) for x in CORE] + [self.service(x) for x in OPTIONAL if self.installed(self.service(x))]
+
+    def _start_order(self) -> list[str]:
+        names = ["kopano-" + x for x in reversed(CORE)]
+        for x in OPTIONAL:
+            n = "kopano-" + x
+            if self.installed(n) or self.installed(self.service(x)) or (x == "search" and self.from_71()):
+                names.append(n)
+        return names
+
+    def _embed(self, plan: Plan, prefix: str, sub: Plan) -> None:
+        for st in sub.steps:
+            plan.add(Step(f"{prefix}: {st.name}", st.description, st.changes, st.apply, st.done))
+
+    # -- packages -------------------------------------------------------------------------------------
+
+    def package_commands(self) -> list[list[str]]:
+        d, pkgs = self.s.distro, self.s.package_dir
+        if self.s.kind == "migrate":
+            # seed 000, 4.3.2-4.3.3: remove everything ZCP brought, then the meta package
+            pick = "dpkg -l | egrep '(mapi|gsoap|libical|vmime|zarafa)' | awk '{ print $2 }'" if d == "debian" \
+                else "rpm -qa | egrep '(mapi|gsoap|libical|vmime|zarafa)' | awk '{ print $1 }'"
+            remove = {"debian": "xargs -r apt-get remove -y", "suse": "xargs -r zypper -n rm",
+                      "rhel": "xargs -r yum remove -y"}[d]
+            install = {"debian": ["apt-get", "install", "-y", "kopano-server-packages"],
+                       "suse": ["zypper", "-n", "install", "kopano-server-packages"],
+                       "rhel": ["yum", "install", "-y", "kopano-server-packages"]}[d]
+            return [["sh", "-c", f"{pick} | {remove}"], install]
+        if pkgs is None:
+            return [{"debian": ["apt-get", "install", "-y", "--only-upgrade", "kopano-server-packages"],
+                     "suse": ["zypper", "-n", "update", "kopano-server-packages"],
+                     "rhel": ["yum", "update", "-y", "kopano-server-packages"]}[d]]
+        pkgs = Path(pkgs)
+        if d == "debian":
+            # seed 001, 4.5: libvmime first, python-mapi, then the rest; apt-get -f resolves the renames
+            vmime = sorted(str(p) for p in pkgs.glob("libvmime0*.deb"))
+            pymapi = sorted(str(p) for p in pkgs.glob("python-mapi*.deb"))
+            rest = sorted(str(p) for p in pkgs.glob("*.deb") if str(p) not in vmime + pymapi)
+            return [c for c in (["dpkg", "-B", "-i", *vmime] if vmime else None,
+                                ["dpkg", "-i", *pymapi] if pymapi else None,
+                                ["dpkg", "-B", "-i", *rest] if rest else None,
+                                ["apt-get", "install", "-f", "-y"]) if c]
+        return [["rpm", "-Uvh", *sorted(str(p) for p in pkgs.glob("*.rpm"))]]
+
+    def _packages_step(self) -> Step:
+        name = "packages"
+
+        def lines():
+            head = (["add Kopano's package repository first (it needs your subscription credentials; "
+                     "not done by mailmigrate)"] if self.s.kind == "migrate" and self.s.package_dir is None else [])
+            how = "run: " if self.s.run_packages else "to run by hand: "
+            return head + [how + " ".join(c) for c in self.package_commands()]
+
+        def apply():
+            if not self.s.run_packages:
+                if not self.state.get("packages printed"):
+                    self.state.set("packages printed", True)
+                    raise WaitingForAdministrator(
+                        "run these package commands by hand (or rerun with --run-packages), then run the same "
+                        "command again: it continues after this step\n      " + "\n      ".join(lines()))
+                return ["the package commands were run by hand (the runbook was run again after printing them)"]
+            for i, c in enumerate(self.package_commands()):
+                k = f"{name}/{i}"
+                if not self.state.done(k):
+                    self.runner.run(c)
+                    self.state.mark(k)
+            return []
+
+        return self._recorded(name, "package removal / installation / upgrade for " + self.s.distro, lines, apply)
+
+    # -- LDAP offline ---------------------------------------------------------------------------------
+
+    def _ldap_offline(self, plan: Plan) -> None:
+        s = self.s
+        ldir = s.work_dir / "ldap"
+        export, converted = ldir / "zarafa-export.ldif", ldir / "kopano.ldif"
+        schema_ldif = ldir / "kopano-schema.ldif"
+        plan.add(self._service_step("stop LDAP", "stop", lambda: [s.ldap_service]))
+
+        def do_export():
+            ldir.mkdir(parents=True, exist_ok=True, mode=0o700)
+            tmp = export.with_name(export.name + ".partial")
+            self.runner.run(["slapcat", f"-n{s.ldap_db}", "-F", str(s.ldap_config_dir), "-l", str(tmp)])
+            os.chmod(tmp, 0o600)
+            os.replace(tmp, export)
+            return [f"{export}: {export.stat().st_size} bytes"]
+
+        plan.add(Step("LDAP export", "slapcat of the stopped directory (also its backup)",
+                      changes=lambda: [f"slapcat -n{s.ldap_db} -F {s.ldap_config_dir} -l {export}"],
+                      apply=do_export, done=export.exists))
+
+        def transform_changes():
+            if not export.exists():
+                return [f"write {converted} from {export} (Zarafa names -> Kopano names)"]
+            return ldap_offline.plan(export, converted).steps[0].changes()
+
+        def transform_apply():
+            return ldap_offline.plan(export, converted).steps[0].apply()
+
+        plan.add(Step("LDAP transform", "rename attributes and object classes to the Kopano schema",
+                      changes=transform_changes, apply=transform_apply,
+                      done=lambda: export.exists() and not transform_changes()))
+
+        def schema_apply():
+            ldir.mkdir(parents=True, exist_ok=True, mode=0o700)
+            entry = slapd_schema.schema_entry((SCHEMA_DIR / "kopano.schema").read_text(), "kopano")
+            write_atomic(schema_ldif, dump_ldif([entry]), mode=0o600)
+            self.runner.run(["slapadd", "-n0", "-F", str(s.ldap_config_dir), "-l", str(schema_ldif)])
+            return []
+
+        plan.add(Step("LDAP schema", "load kopano.schema into slapd's configuration",
+                      changes=lambda: [f"slapadd -n0 -F {s.ldap_config_dir} -l {schema_ldif} (kopano.schema)"],
+                      apply=schema_apply, done=lambda: slapd_schema.loaded(s.ldap_config_dir, "kopano")))
+
+        def reload_apply():
+            data = Path(s.ldap_data_dir)
+            st = data.stat()
+            aside = data.with_name(data.name + ".mailmigrate-" + time.strftime("%Y%m%d-%H%M%S"))
+            n = 1
+            while aside.exists():
+                aside = aside.with_name(aside.name.split("~")[0] + f"~{n}")
+                n += 1
+            aside.mkdir(mode=0o700)
+            for e in sorted(data.iterdir()):
+                os.replace(e, aside / e.name)
+            loads = parse_ldif(converted.read_bytes(), converted)
+            self.runner.run(["slapadd", f"-n{s.ldap_db}", "-F", str(s.ldap_config_dir), "-l", str(converted)])
+            for e in data.iterdir():  # slapadd ran as root; slapd runs as the directory's owner
+                if os.geteuid() == 0:
+                    os.chown(e, st.st_uid, st.st_gid)
+            return [f"the Zarafa-schema database was moved to {aside} (kept)",
+                    f"{len(loads)} entries loaded in the Kopano schema"]
+
+        plan.add(self._recorded(
+            "LDAP reload", "move the old database aside (never deleted), slapadd the converted LDIF",
+            lambda: [f"move {s.ldap_data_dir}/* aside to {s.ldap_data_dir}.mailmigrate-<time>/",
+                     f"slapadd -n{s.ldap_db} -F {s.ldap_config_dir} -l {converted}"], reload_apply))
+        plan.add(self._recorded("LDAP index", "re-index for the Kopano attributes",
+                                lambda: [f"slapindex -n{s.ldap_db} -F {s.ldap_config_dir}"],
+                                lambda: self.runner.run(["slapindex", f"-n{s.ldap_db}", "-F",
+                                                         str(s.ldap_config_dir)]) and []))
+        plan.add(self._service_step("start LDAP", "start", lambda: [s.ldap_service]))
+
+    def _ldap_online(self, plan: Plan) -> None:
+        from .ldap_online import OnlineMigration
+
+        s = self.s
+        m = OnlineMigration(s.ldap_url, s.ldap_base, bind_dn=s.ldap_bind_dn, password=s.ldap_password,
+                            state_dir=s.work_dir / "ldap-online")
+        self._closers.append(m.close)
+        self._embed(plan, "LDAP online", m.plan())
+
+    # -- attachments ----------------------------------------------------------------------------------
+
+    def _attachments(self, plan: Plan) -> None:
+        database = self.storage() == "database"
+        if database:
+            from .lob import LobToFiles
+
+            job = LobToFiles(self.db(), self.target_attachments(),
+                             compression=self.kopano_server_cfg().get("attachment_compression", "0") not in ("", "0"))
+            self._closers.append(job.close)
+            self._embed(plan, "attachments from the database", job.plan())
+        elif self.s.kind == "migrate":
+            from .attachments_move import AttachmentMove
+
+            self._embed(plan, "attachments", AttachmentMove(self.source_attachments(),
+                                                            self.target_attachments()).plan())
+        else:
+            return
+        # server.cfg names the system's path (not the copy's under --root)
+        want = {"attachment_path": "/" + self.target_attachments().relative_to(self.s.root).as_posix()}
+        if database:
+            want["attachment_storage"] = "files"
+
+        def changes():
+            have = self.kopano_server_cfg()
+            return [f"{self.server_cfg_path}: {k} = {v}" for k, v in want.items() if have.get(k) != v]
+
+        def apply():
+            text = self.server_cfg_path.read_text() if self.server_cfg_path.exists() else ""
+            for k, v in want.items():
+                text = cfgfile.set_directive(text, k, v, "set by mailmigrate: where the attachments are now")
+            backup_file(self.server_cfg_path)
+            write_atomic(self.server_cfg_path, text.encode(), mode=0o640)
+            if database:
+                self.state.set("storage converted", True)
+            return []
+
+        plan.add(Step("attachment_storage = files" if database else "attachment_path",
+                      "server.cfg points at the attachment files", changes=changes, apply=apply))
+
+    # -- first start, log, safe mode ------------------------------------------------------------------
+
+    def log_file(self) -> Path | None:
+        cfg = self.kopano_server_cfg()
+        if cfg.get("log_method", "file") != "file":
+            return None
+        return self.s.sys(cfg.get("log_file", "/var/log/kopano/server.log"))
+
+    def pid_file(self) -> Path:
+        return self.s.sys(self.kopano_server_cfg().get("pid_file", "/var/run/kopano/server.pid"))
+
+    def _set_safe_mode(self, value: str) -> list[str]:
+        text = self.server_cfg_path.read_text() if self.server_cfg_path.exists() else ""
+        new = cfgfile.set_directive(text, "user_safe_mode", value, "mailmigrate: for the first start only")
+        if new != text:
+            write_atomic(self.server_cfg_path, new.encode(), mode=0o640)
+        return []
+
+    def first_start_argv(self) -> list[str]:
+        argv = ["kopano-server"]
+        if self.state.get("storage converted"):
+            argv.append("--ignore-attachment-storage-conflict")  # seed 001, 4.1.1: one start with it
+        return argv
+
+    def _first_start(self):
+        log = self.log_file()
+        self.state.set("log offset", log.stat().st_size if log is not None and log.exists() else 0)
+        self.runner.run(self.first_start_argv())
+        return []
+
+    def _stop_first_start(self) -> list[str]:
+        pf = self.pid_file()
+        try:
+            pid = int(pf.read_text().split()[0])
+        except (OSError, ValueError, IndexError):
+            return [f"{pf}: no pid file: the first start is not running"]
+        if not _alive(pid):
+            return [f"kopano-server (pid {pid}) is not running"]
+        self.runner.run(["kill", "-TERM", str(pid)])
+        for _ in range(600):  # kopano-server finishes its sessions before it exits
+            if not _alive(pid):
+                return [f"kopano-server (pid {pid}) stopped"]
+            time.sleep(0.2)
+        raise CommandFailed(f"kopano-server (pid {pid}) did not stop within 120 s")
+
+    def log_findings(self) -> list[str]:
+        log = self.log_file()
+        if log is None:
+            return []
+        try:
+            with open(log, "rb") as f:
+                f.seek(int(self.state.get("log offset", 0)))
+                text = f.read().decode("utf-8", "replace")
+        except FileNotFoundError:
+            return []
+        return [ln for ln in text.splitlines() if _ERROR_LINE.search(ln) or _SAFE_MODE_LINE.search(ln)]
+
+    def _check_log(self) -> list[str]:
+        log = self.log_file()
+        if log is None:
+            return ["log_method is not file: read the server's log in syslog yourself before going on"]
+        bad = self.log_findings()
+        if bad:
+            stopped = self._stop_first_start()
+            self.state.unmark("first start")
+            raise LogHasErrors(f"{log} shows errors after the first start (user changes or failures; "
+                               f"{'; '.join(stopped)}); fix them and run again, the first start is repeated:\n  "
+                               + "\n  ".join(bad[:30]))
+        return [f"{log}: no errors since the first start"]
+
+    # -- the plan -------------------------------------------------------------------------------------
+
+    def plan(self) -> Plan:
+        s = self.s
+        title = ("Zarafa -> Kopano migration" if s.kind == "migrate" else "Kopano upgrade") + f" (from {s.from_version})"
+        plan = Plan(title)
+        stop_mta = self._service_step("stop MTA", "stop", lambda: [s.mta])
+        first_apply = stop_mta.apply
+
+        def begin():
+            self.state.set("source storage", self.storage())
+            return first_apply()
+
+        stop_mta.apply = begin
+        plan.add(stop_mta)
+        plan.add(self._service_step("stop services", "stop", self._stop_order))
+
+        from .backup import KopanoBackup
+
+        config = s.zarafa_dir if s.kind == "migrate" else s.kopano_dir
+        attachments = None if self.storage() == "database" else self.source_attachments()
+        self._embed(plan, "backup", KopanoBackup(self.db(), s.work_dir / "backup", attachments=attachments,
+                                                 config=config, max_age=s.max_backup_age,
+                                                 runner=self.runner).plan())
+        plan.add(self._packages_step())
+        if s.kind == "migrate":
+            from .config import ConfigMigration
+
+            cm = ConfigMigration(s.zarafa_dir, s.kopano_dir, mode=s.config_mode, zarafa_defaults=s.zarafa_defaults,
+                                 kopano_defaults=s.kopano_defaults,
+                                 ldap_schema="zarafa" if s.ldap == "none" else "kopano", include_root=s.root)
+            self._embed(plan, "configuration", cm.plan())
+        else:
+            plan.add(self._recorded("new options", "options of the example configuration new to yours",
+                                    lambda: [f"compare {s.kopano_dir} with {self._example_dir()}"],
+                                    self._new_options))
+        self._attachments(plan)
+        if s.kind == "migrate":
+            from .permissions import Permissions
+
+            extra = ["/" + self.target_attachments().relative_to(s.root).as_posix(),
+                     "/" + self.index_path().relative_to(s.root).as_posix()]
+            self._embed(plan, "permissions", Permissions(s.root, extra_dirs=extra).plan())
+            if s.ldap == "offline":
+                self._ldap_offline(plan)
+            elif s.ldap == "online":
+                self._ldap_online(plan)
+        if self.from_71():
+            plan.add(self._index_aside_step())
+        # recorded, not read from server.cfg: "safe mode off" sets the value back later
+        plan.add(self._recorded("safe mode on", "user_safe_mode = yes for the first start",
+                                lambda: [f"{self.server_cfg_path}: user_safe_mode = yes"],
+                                lambda: self._set_safe_mode("yes")))
+        plan.add(self._recorded("first start", "kopano-server once, in safe mode",
+                                lambda: [" ".join(self.first_start_argv())], self._first_start))
+        plan.add(self._recorded("server log", "errors or user changes in the log since the first start",
+                                lambda: [f"read {self.log_file()} for errors and safe-mode user changes"],
+                                self._check_log))
+        plan.add(self._recorded("safe mode off", "stop the first start, user_safe_mode = no",
+                                lambda: [f"stop kopano-server (pid file {self.pid_file()})",
+                                         f"{self.server_cfg_path}: user_safe_mode = no"],
+                                lambda: self._stop_first_start() + self._set_safe_mode("no")))
+        plan.add(self._service_step("start services", "start", self._start_order))
+        plan.add(self._service_step("start MTA", "start", lambda: [s.mta]))
+        if s.web_service:
+            plan.add(self._service_step("restart web server", "restart", lambda: [s.web_service]))
+        if self.uses_imap_gateway():
+            script = "/usr/share/doc/kopano-gateway/optimize-imap.py"
+            plan.add(self._recorded("optimize-imap", "IMAP data for the users with IMAP or POP3 enabled",
+                                    lambda: [f"python {script}"],
+                                    lambda: self.runner.run(["python", script]) and []))
+        plan.add(self._recorded("checklist", "the seed's post-upgrade checklist", self.checklist,
+                                self.checklist))
+        return plan
+
+    def _example_dir(self) -> Path:
+        return Path(self.s.example_dir) if self.s.example_dir else self.s.sys("/usr/share/doc/kopano/example-config")
+
+    def _new_options(self) -> list[str]:
+        from .upgrade import check_config_dir
+
+        ex = self._example_dir()
+        if not ex.is_dir():
+            return [f"{ex}: no example configuration here; compare your files with the release's by hand"]
+        return [ln for c in check_config_dir(self.s.kopano_dir, ex) for ln in c.render().splitlines()]
+
+    def _index_aside_step(self) -> Step:
+        def entries():
+            p = self.index_path()
+            return sorted(p.iterdir()) if p.is_dir() else []
+
+        def apply():
+            p = self.index_path()
+            aside = p.with_name(p.name.rstrip("/") + ".zcp71-" + time.strftime("%Y%m%d-%H%M%S"))
+            aside.mkdir(mode=0o700)
+            for e in entries():
+                os.replace(e, aside / e.name)
+            return [f"ZCP 7.1's index moved to {aside} (kept); kopano-search builds a new one when it starts"]
+
+        return Step("search index (7.1)", "ZCP 7.1's index format is not Kopano's: rebuilt from scratch",
+                    changes=lambda: [f"move {len(entries())} entries of {self.index_path()} aside"] if entries() else [],
+                    apply=apply)
+
+    def checklist(self) -> list[str]:
+        out = [f"check: {c}" for c in CHECKLIST]
+        if self.s.kind == "migrate" or _version(self.s.from_version) < (8, 2):
+            out.append("run kopano-search-upgrade-findroots.py (coming from below Kopano 8.2: else no search in "
+                       "shared stores)")
+        if not self.s.web_service:
+            out.append("restart the web server (apache2 / httpd) for the new php-mapi")
+        out.append("Outlook clients: upgrade them to a version Kopano supports")
+        return out
+
+    def close(self) -> None:
+        for c in self._closers:
+            c()
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:  # a zombie child has exited
+        return Path(f"/proc/{pid}/stat").read_text().split(") ")[-1][:1] != "Z"
+    except OSError:
+        return True
