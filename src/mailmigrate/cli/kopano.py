@@ -186,13 +186,16 @@ def run(args: argparse.Namespace) -> int:
                             zarafa_defaults=args.zarafa_defaults and Path(args.zarafa_defaults),
                             kopano_defaults=args.kopano_defaults and Path(args.kopano_defaults),
                             ldap_schema=args.ldap_schema)
-        status = _run_plan(m.plan(), args)
+        res = m.plan().run(dry_run=args.dry_run, log_path=args.log)
+        print(res.render())
+        # An applied takeover already listed its warnings and notes among its lines: print only the others
+        # (dry run, already done), once each (issue 17: every warning appeared twice).
+        shown = {ln.strip() for o in res.outcomes for ln in o.lines}
         t = m.compute()
-        for w in t.warnings:
-            print(f"warning: {w}")
-        for n in t.notes:
-            print(f"note: {n}")
-        return status
+        for line in [f"warning: {w}" for w in t.warnings] + [f"note: {n}" for n in t.notes]:
+            if line not in shown:
+                print(line)
+        return 0 if res.ok else 1
     if cmd == "attachments-move":
         from ..paths.kopano.attachments_move import AttachmentMove
 
