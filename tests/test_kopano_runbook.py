@@ -474,3 +474,63 @@ def test_package_commands_are_printed_and_the_runbook_waits_unless_asked_to_run_
     again, rec2 = s.run(run_packages=False, distro="rhel")
     assert again.ok, again.render()
     assert not any("yum" in c for c in _commands(rec2))
+
+
+# -- LDAP online -----------------------------------------------------------------------------------------
+
+def test_migrate_with_the_online_ldap_migration_on_a_live_slapd(system, tmp_path):
+    """Both schemas loaded on a running slapd: no slapd command is issued, the directory ends in the Kopano
+    schema; with only zarafa.schema loaded the runbook stops before touching the directory."""
+    _needs_slapd()
+    from mailmigrate.model import Secret
+    from test_kopano_ldap import _load_live, _zarafa_left
+
+    s = system(ldap=False, gateway=False)
+    sample = (zarafa_sample(tmp_path) / "slapcat.ldif").read_bytes()
+    with SlapdServer(tmp_path / "only-zarafa", BASE, schemas=[SCHEMAS / "zarafa.schema"]).start() as old:
+        _load_live(old, sample)
+        kw = dict(ldap="online", ldap_url=old.url, ldap_base=BASE, ldap_bind_dn=old.admin_dn,
+                  ldap_password=Secret(old.admin_pw))
+        res, rec = s.run(**kw)
+        assert not res.ok and res.outcomes[-1].name == "LDAP schemas"
+        assert "does not know kopano-user" in res.outcomes[-1].error
+        assert _zarafa_left(old)  # untouched
+    with SlapdServer(tmp_path / "both", BASE, schemas=[SCHEMAS / "zarafa.schema", SCHEMAS / "kopano.schema"]) \
+            .start() as srv:
+        _load_live(srv, sample)
+        kw.update(ldap_url=srv.url, ldap_bind_dn=srv.admin_dn, ldap_password=Secret(srv.admin_pw))
+        res, rec = s.run(**kw)
+        assert res.ok, res.render()
+        assert not any(c.split()[0] in ("slapcat", "slapadd", "slapindex") or "slapd" in c for c in _commands(rec))
+        assert _zarafa_left(srv) == []
+        assert (s.work / "ldap-online" / "ldap-backup-before-kopano.ldif").exists()
+
+
+def test_run_state_is_private_and_holds_no_secret(system):
+    s = system(kind="upgrade", gateway=False, ldap=False)
+    res, _ = s.run()
+    assert res.ok, res.render()
+    st = s.work / "run-state.json"
+    assert st.stat().st_mode & 0o777 == 0o600
+    text = st.read_text()
+    assert "stop services/kopano-server" in text and "password" not in text.lower()
+
+
+# -- the command ------------------------------------------------------------------------------------------
+
+def test_the_commands_dry_run_and_usage_errors(system, capsys):
+    from mailmigrate.cli.main import main
+
+    s = system(ldap=False, db=False)
+    common = ["--root", str(s.root), "--work-dir", str(s.work), "--services", "service", "--distro", "suse"]
+    # Zarafa's server.cfg says user_plugin = ldap: the directory must be dealt with, the command says how
+    assert main(["kopano", "migrate", *common, "--dry-run"]) == 2
+    assert "choose --ldap offline or --ldap online" in capsys.readouterr().err
+    assert main(["kopano", "migrate", *common, "--dry-run", "--ldap", "offline",
+                 "--ldap-config-dir", str(s.base / "none")]) == 0
+    out = capsys.readouterr().out
+    assert "(dry run: nothing changed)" in out and "service zarafa-spooler stop" in out
+    assert "to run by hand: sh -c 'rpm -qa | egrep" in out and "zypper -n install kopano-server-packages" in out
+    assert not s.work.exists()
+    assert main(["kopano", "upgrade", "--root", str(s.root), "--work-dir", str(s.work), "--services", "systemctl",
+                 "--distro", "rhel", "--from-version", "eight"]) == 2

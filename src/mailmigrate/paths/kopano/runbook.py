@@ -31,9 +31,9 @@ from __future__ import annotations
 
 import os
 import re
-import shutil
+import shlex
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
@@ -300,7 +300,7 @@ class Runbook:
             head = (["add Kopano's package repository first (it needs your subscription credentials; "
                      "not done by mailmigrate)"] if self.s.kind == "migrate" and self.s.package_dir is None else [])
             how = "run: " if self.s.run_packages else "to run by hand: "
-            return head + [how + " ".join(c) for c in self.package_commands()]
+            return head + [how + shlex.join(c) for c in self.package_commands()]
 
         def apply():
             if not self.s.run_packages:
@@ -399,6 +399,33 @@ class Runbook:
         m = OnlineMigration(s.ldap_url, s.ldap_base, bind_dn=s.ldap_bind_dn, password=s.ldap_password,
                             state_dir=s.work_dir / "ldap-online")
         self._closers.append(m.close)
+
+        def missing() -> list[str]:
+            import ldap3
+
+            server = ldap3.Server(s.ldap_url, get_info=ldap3.SCHEMA, connect_timeout=30)
+            conn = ldap3.Connection(server, s.ldap_bind_dn,
+                                    s.ldap_password.reveal() if s.ldap_password else None, auto_bind=False)
+            try:
+                if not conn.bind():
+                    raise ConfigError(f"{s.ldap_url}: bind as {s.ldap_bind_dn or '(anonymous)'} refused")
+                known = {n.lower() for oc in (server.schema.object_classes if server.schema else {}).values()
+                         for n in oc.name}
+            finally:
+                conn.unbind()
+            return [n for n in ("kopano-user", "zarafa-user") if n not in known]
+
+        def check():
+            gone = missing()
+            if gone:
+                raise ConfigError(f"{s.ldap_url} does not know {', '.join(gone)}: the online migration needs both "
+                                  "zarafa.schema and kopano.schema loaded; load them, then run again "
+                                  f"({SCHEMA_DIR / 'kopano.schema'} if your packages ship none)")
+            return []
+
+        plan.add(Step("LDAP schemas", "both schemas are loaded on the directory server (checked, not changed)",
+                      changes=lambda: [f"{s.ldap_url}: check that kopano.schema and zarafa.schema are loaded"],
+                      apply=check, done=lambda: not missing()))
         self._embed(plan, "LDAP online", m.plan())
 
     # -- attachments ----------------------------------------------------------------------------------
