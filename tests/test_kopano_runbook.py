@@ -318,14 +318,14 @@ def test_upgrade_order_with_database_attachments_on_real_mariadb(system):
     """Kopano -> Kopano with attachments in the database: lob-to-files on the real database, then
     attachment_storage = files and the one start with --ignore-attachment-storage-conflict."""
     s = system(kind="upgrade", storage="database", gateway=False, ldap=False)
-    res, rec = s.run()
+    res, rec = s.run(web_service="apache2")
     assert res.ok, res.render()
     assert _program_order(_commands(rec)) == [
         "service postfix stop", "service kopano-spooler stop", "service kopano-server stop",
         "service kopano-dagent stop", "database dump", "apt-get install -y",
         "kopano-server --ignore-attachment-storage-conflict", "kill -TERM PID",
         "service kopano-server start", "service kopano-spooler start", "service kopano-dagent start",
-        "service postfix start"]  # no gateway installed: no optimize-imap
+        "service postfix start", "service apache2 restart"]  # no gateway installed: no optimize-imap
     server = cfgfile.active((s.root / "etc/kopano/server.cfg").read_text())
     assert server["attachment_storage"] == "files" and server["user_safe_mode"] == "no"
     for iid, data in s.attachments.items():
@@ -340,12 +340,15 @@ def test_upgrade_order_with_database_attachments_on_real_mariadb(system):
 def test_from_zcp_7_1_the_search_index_is_rebuilt(system):
     _needs_slapd()
     s = system(gateway=False)
+    (s.root / "etc/init.d/zarafa-indexer").write_text("#!/bin/sh\n")  # ZCP 7.1's CLucene indexer
     index = s.root / "var/lib/kopano/search"
     index.mkdir(parents=True)
     (index / "old-71.kct").write_bytes(b"kyoto cabinet index of ZCP 7.1")
     res, rec = s.run(from_version="7.1")
     assert res.ok, res.render()
     order = _program_order(_commands(rec))
+    assert order[1:5] == ["service zarafa-spooler stop", "service zarafa-server stop", "service zarafa-dagent stop",
+                          "service zarafa-indexer stop"]
     # kopano-search is not installed as a Zarafa daemon here, yet it is started: it builds the new index
     assert order[-3:] == ["service kopano-dagent start", "service kopano-search start", "service postfix start"]
     assert not (index / "old-71.kct").exists()

@@ -249,7 +249,10 @@ class Runbook:
         return self._recorded(name, f"{action} in this order", lines, apply)
 
     def _stop_order(self) -> list[str]:
-        return [self.service(x) for x in CORE] + [self.service(x) for x in OPTIONAL if self.installed(self.service(x))]
+        # ZCP 7.1's indexer (zarafa-indexer, an init.d daemon; 7.2 replaced it by zarafa-search) has no
+        # Kopano successor of that name: stopped when installed, never started again
+        optional = OPTIONAL + (("indexer",) if self.s.kind == "migrate" else ())
+        return [self.service(x) for x in CORE] + [self.service(x) for x in optional if self.installed(self.service(x))]
 
     def _start_order(self) -> list[str]:
         names = ["kopano-" + x for x in reversed(CORE)]
