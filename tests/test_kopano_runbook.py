@@ -11,6 +11,7 @@ the recorder; service commands, package commands and kopano-server are only reco
 
 from __future__ import annotations
 
+import os
 import re
 import secrets
 import subprocess
@@ -269,6 +270,10 @@ def _program_order(cmds: list[str]) -> list[str]:
 def test_migrate_runs_every_step_of_the_seeds_in_order(system):
     _needs_slapd()
     s = system()
+    if os.geteuid() == 0:  # slapd's files belong to its own user (openldap on Debian), not to root
+        for p in [s.slapd.root / "slapd.d", s.slapd.root / "data", *(s.slapd.root / "slapd.d").rglob("*"),
+                  *(s.slapd.root / "data").rglob("*")]:
+            os.chown(p, 4711, 4711)
     res, rec = s.run()
     assert res.ok, res.render()
     assert _program_order(_commands(rec)) == [
@@ -298,6 +303,10 @@ def test_migrate_runs_every_step_of_the_seeds_in_order(system):
     assert (backup / "attachments" / "7" / "0" / "7").read_bytes() == s.attachments[7]
     assert (backup / "config" / "server.cfg").read_text() == (s.root / "etc/zarafa/server.cfg").read_text()
     assert list(s.slapd.root.glob("data.mailmigrate-*/data.mdb")), "the Zarafa-schema database is kept aside"
+    if os.geteuid() == 0:  # what slapadd and slapindex wrote as root is given back to slapd's user
+        written = [*(s.slapd.root / "slapd.d").rglob("*"), *(s.slapd.root / "data").rglob("*")]
+        assert any(p.name.endswith("kopano.ldif") for p in written)
+        assert {(p.stat().st_uid, p.stat().st_gid) for p in written} == {(4711, 4711)}
     with s.slapd.start():
         import ldap3
         conn = ldap3.Connection(s.slapd.url, s.slapd.admin_dn, s.slapd.admin_pw, auto_bind=True)
@@ -537,3 +546,18 @@ def test_the_commands_dry_run_and_usage_errors(system, capsys):
     assert not s.work.exists()
     assert main(["kopano", "upgrade", "--root", str(s.root), "--work-dir", str(s.work), "--services", "systemctl",
                  "--distro", "rhel", "--from-version", "eight"]) == 2
+
+
+def test_without_attachment_storage_the_attachment_directory_decides(system):
+    """server.cfg without attachment_storage: attachments found in files are files (backed up, not taken
+    for database ones); none there means the database, converted."""
+    s = system(kind="upgrade", gateway=False, ldap=False)
+    cfg = s.root / "etc/kopano/server.cfg"
+    cfg.write_text(cfg.read_text().replace("attachment_storage = files\n", ""))
+    book = s.runbook(s.recorder())
+    assert book.storage() == "files"
+    assert "backup: attachments" in [st.name for st in book.plan().steps]
+    empty = system(kind="upgrade", storage="database", gateway=False, ldap=False)
+    cfg = empty.root / "etc/kopano/server.cfg"
+    cfg.write_text(cfg.read_text().replace("attachment_storage = database\n", ""))
+    assert empty.runbook(empty.recorder()).storage() == "database"

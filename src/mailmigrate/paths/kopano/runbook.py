@@ -32,6 +32,7 @@ from __future__ import annotations
 import os
 import re
 import shlex
+import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -171,9 +172,13 @@ class Runbook:
         kept = self.state.get("source storage")
         if kept:
             return kept
-        # an absent attachment_storage is taken as "database": converting an empty lob table changes
-        # nothing, while taking database attachments for files would start Kopano without them
-        return self.source_server_cfg().get("attachment_storage", "database")
+        value = self.source_server_cfg().get("attachment_storage")
+        if value:
+            return value
+        # not set: files when the attachment directory holds any, else database (converting an empty lob
+        # table changes nothing, while taking database attachments for files would lose them)
+        att = self.source_attachments()
+        return "files" if att.is_dir() and any(att.iterdir()) else "database"
 
     def database(self) -> str:
         return self.s.database or self.source_server_cfg().get("mysql_database") or self.old
@@ -360,6 +365,7 @@ class Runbook:
             entry = slapd_schema.schema_entry((SCHEMA_DIR / "kopano.schema").read_text(), "kopano")
             write_atomic(schema_ldif, dump_ldif([entry]), mode=0o600)
             self.runner.run(["slapadd", "-n0", "-F", str(s.ldap_config_dir), "-l", str(schema_ldif)])
+            _give_back(Path(s.ldap_config_dir))
             return []
 
         plan.add(Step("LDAP schema", "load kopano.schema into slapd's configuration",
@@ -368,7 +374,6 @@ class Runbook:
 
         def reload_apply():
             data = Path(s.ldap_data_dir)
-            st = data.stat()
             aside = data.with_name(data.name + ".mailmigrate-" + time.strftime("%Y%m%d-%H%M%S"))
             n = 1
             while aside.exists():
@@ -377,11 +382,11 @@ class Runbook:
             aside.mkdir(mode=0o700)
             for e in sorted(data.iterdir()):
                 os.replace(e, aside / e.name)
+            if (aside / "DB_CONFIG").is_file():  # a BDB/HDB database's tuning belongs to the new one too
+                shutil.copy2(aside / "DB_CONFIG", data / "DB_CONFIG")
             loads = parse_ldif(converted.read_bytes(), converted)
             self.runner.run(["slapadd", f"-n{s.ldap_db}", "-F", str(s.ldap_config_dir), "-l", str(converted)])
-            for e in data.iterdir():  # slapadd ran as root; slapd runs as the directory's owner
-                if os.geteuid() == 0:
-                    os.chown(e, st.st_uid, st.st_gid)
+            _give_back(data)
             return [f"the Zarafa-schema database was moved to {aside} (kept)",
                     f"{len(loads)} entries loaded in the Kopano schema"]
 
@@ -391,9 +396,14 @@ class Runbook:
                      f"slapadd -n{s.ldap_db} -F {s.ldap_config_dir} -l {converted}"], reload_apply))
         plan.add(self._recorded("LDAP index", "re-index for the Kopano attributes",
                                 lambda: [f"slapindex -n{s.ldap_db} -F {s.ldap_config_dir}"],
-                                lambda: self.runner.run(["slapindex", f"-n{s.ldap_db}", "-F",
-                                                         str(s.ldap_config_dir)]) and []))
+                                lambda: self._slapindex()))
         plan.add(self._service_step("start LDAP", "start", lambda: [s.ldap_service]))
+
+    def _slapindex(self) -> list[str]:
+        s = self.s
+        self.runner.run(["slapindex", f"-n{s.ldap_db}", "-F", str(s.ldap_config_dir)])
+        _give_back(Path(s.ldap_data_dir))
+        return []
 
     def _ldap_online(self, plan: Plan) -> None:
         from .ldap_online import OnlineMigration
@@ -561,6 +571,7 @@ class Runbook:
         from .backup import KopanoBackup
 
         config = s.zarafa_dir if s.kind == "migrate" else s.kopano_dir
+        # attachments in files are copied after the dump; in the database the dump holds them
         attachments = None if self.storage() == "database" else self.source_attachments()
         self._embed(plan, "backup", KopanoBackup(self.db(), s.work_dir / "backup", attachments=attachments,
                                                  config=config, max_age=s.max_backup_age,
@@ -657,6 +668,17 @@ class Runbook:
     def close(self) -> None:
         for c in self._closers:
             c()
+
+
+def _give_back(top: Path) -> None:
+    """slapadd and slapindex run as root here; slapd runs as the owner of its directories (openldap on
+    Debian) and could not read what they wrote.  Everything under ``top`` goes to ``top``'s owner."""
+    if os.geteuid() != 0:
+        return
+    st = top.stat()
+    for p in [top, *top.rglob("*")]:
+        if p.lstat().st_uid != st.st_uid or p.lstat().st_gid != st.st_gid:
+            os.chown(p, st.st_uid, st.st_gid, follow_symlinks=False)
 
 
 def _alive(pid: int) -> bool:
