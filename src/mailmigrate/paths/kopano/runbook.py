@@ -267,9 +267,24 @@ class Runbook:
                 names.append(n)
         return names
 
-    def _embed(self, plan: Plan, prefix: str, sub: Plan) -> None:
+    def _embed(self, plan: Plan, prefix: str, sub: Plan, recorded: tuple[str, ...] = ()) -> None:
+        """Another plan's steps under ``prefix``; those named in ``recorded`` are also done once recorded
+        (a check that always runs on its own, such as lob's verification, runs once in the runbook)."""
         for st in sub.steps:
-            plan.add(Step(f"{prefix}: {st.name}", st.description, st.changes, st.apply, st.done))
+            name = f"{prefix}: {st.name}"
+            if st.name in recorded:
+                def done(st=st, name=name):
+                    return self.state.done(name) or st.is_done()
+
+                def apply(st=st, name=name):
+                    out = st.apply() or []
+                    self.state.mark(name)
+                    return out
+
+                plan.add(Step(name, st.description + " (once: recorded in run-state.json)", st.changes, apply,
+                              done))
+            else:
+                plan.add(Step(name, st.description, st.changes, st.apply, st.done))
 
     # -- packages -------------------------------------------------------------------------------------
 
@@ -451,7 +466,8 @@ class Runbook:
             job = LobToFiles(self.db(), self.target_attachments(),
                              compression=self.kopano_server_cfg().get("attachment_compression", "0") not in ("", "0"))
             self._closers.append(job.close)
-            self._embed(plan, "attachments from the database", job.plan())
+            self._embed(plan, "attachments from the database", job.plan(),
+                        recorded=("verify files against the database",))
         elif self.s.kind == "migrate":
             from .attachments_move import AttachmentMove
 
