@@ -578,3 +578,21 @@ def test_without_attachment_storage_the_attachment_directory_decides(system):
     cfg = empty.root / "etc/kopano/server.cfg"
     cfg.write_text(cfg.read_text().replace("attachment_storage = database\n", ""))
     assert empty.runbook(empty.recorder()).storage() == "database"
+
+
+def test_the_service_manager_is_chosen_by_what_the_system_runs(tmp_path):
+    import shutil
+
+    from mailmigrate.paths.kopano.services import Systemctl, detect, services_for
+
+    booted = tmp_path / "booted"
+    (booted / "run/systemd/system").mkdir(parents=True)  # what sd_booted() looks for
+    if shutil.which("systemctl"):
+        assert detect(booted) == "systemctl"
+    if shutil.which("service"):
+        assert detect(tmp_path / "sysv") == "service"
+    rec = Recorder()
+    services_for("systemctl", rec).stop("kopano-server")
+    services_for("service", rec).start("kopano-server")
+    assert rec.commands == [["systemctl", "stop", "kopano-server"], ["service", "kopano-server", "start"]]
+    assert isinstance(services_for("systemctl", rec), Systemctl)
