@@ -26,6 +26,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 from servers.slapd import SlapdServer  # noqa: E402
 from test_kopano_real_config import ZARAFA_LDAP, ZARAFA_SERVER  # noqa: E402
 
+from mailmigrate.errors import ConfigError  # noqa: E402
 from mailmigrate.formats.ldif import dump_ldif, parse_ldif  # noqa: E402
 from mailmigrate.paths.kopano import cfgfile  # noqa: E402
 from mailmigrate.paths.kopano.runbook import Runbook, RunbookSettings  # noqa: E402
@@ -596,3 +597,39 @@ def test_the_service_manager_is_chosen_by_what_the_system_runs(tmp_path):
     services_for("service", rec).start("kopano-server")
     assert rec.commands == [["systemctl", "stop", "kopano-server"], ["service", "kopano-server", "start"]]
     assert isinstance(services_for("systemctl", rec), Systemctl)
+
+
+def test_packages_from_a_release_directory_in_the_seeds_order(system, tmp_path):
+    """dpkg of libvmime, then python-mapi, then the rest (which may end in errors), then apt-get -f."""
+    s = system(kind="upgrade", gateway=False, ldap=False, db=False)
+    rel = tmp_path / "core-8.7"
+    rel.mkdir()
+    for n in ("kopano-server_8.7_amd64.deb", "libvmime0_0.9_amd64.deb", "python-mapi_8.7_amd64.deb"):
+        (rel / n).write_bytes(b"")
+    book = s.runbook(Recorder(), package_dir=rel, database="x")
+    names = [[Path(a).name if "/" in a else a for a in c] for c in book.package_commands()]
+    assert names == [["dpkg", "-B", "-i", "libvmime0_0.9_amd64.deb"], ["dpkg", "-i", "python-mapi_8.7_amd64.deb"],
+                     ["dpkg", "-B", "-i", "kopano-server_8.7_amd64.deb"], ["apt-get", "install", "-f", "-y"]]
+    with pytest.raises(ConfigError, match="no .rpm packages"):
+        s.runbook(Recorder(), package_dir=rel, database="x", distro="rhel").package_commands()
+    # run: the last dpkg failing (the seed's renamed packages) is left to apt-get install -f
+    rec = Recorder()
+    rec.run = _failing_dpkg_of(rec, "kopano-server_8.7_amd64.deb")
+    res, _ = s.run(rec, package_dir=rel, database=None)
+    assert next(o for o in res.outcomes if o.name == "packages").status == "applied", res.render()
+    assert ["apt-get", "install", "-f", "-y"] in rec.commands
+    assert "ended with status 1; apt-get install -f follows" in res.render()
+
+
+def _failing_dpkg_of(rec, name):
+    plain = Recorder.run.__get__(rec)
+
+    def run(argv, **kw):
+        if argv[0] == "dpkg" and Path(argv[-1]).name == name:
+            rec.commands.append(list(argv))
+            if kw.get("check", True):
+                raise AssertionError("a dpkg the seed expects to fail was run with check")
+            from mailmigrate.paths.kopano.services import Completed
+            return Completed(list(argv), 1, "dependency problems")
+        return plain(argv, **kw)
+    return run

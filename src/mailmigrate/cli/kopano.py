@@ -144,7 +144,6 @@ def register(subparsers) -> None:
     up.add_argument("--from-version", default="8.0", help="installed Kopano version (below 8.2: findroots reminder)")
     up.add_argument("--example-dir", help="the new release's example-config (default "
                                           "/usr/share/doc/kopano/example-config)")
-    up.add_argument("--package-dir", help="directory of the release's .deb/.rpm files (else the repository)")
     for r in (mg, up):
         r.add_argument("--work-dir", default="/var/lib/mailmigrate/kopano-runbook",
                        help="run state, backups, LDIF files (default /var/lib/mailmigrate/kopano-runbook)")
@@ -157,6 +156,7 @@ def register(subparsers) -> None:
         r.add_argument("--mta", default="postfix", help="MTA service stopped first and started last")
         r.add_argument("--distro", choices=("debian", "rhel", "suse"), help="package commands for (default: from "
                                                                              "/etc/os-release)")
+        r.add_argument("--package-dir", help="directory of the release's .deb/.rpm files (else the repository)")
         r.add_argument("--run-packages", action="store_true",
                        help="run the package commands (else they are printed and the runbook waits for a rerun)")
         r.add_argument("--imap-gateway", choices=("auto", "yes", "no"), default="auto",

@@ -289,24 +289,31 @@ class Runbook:
     # -- packages -------------------------------------------------------------------------------------
 
     def package_commands(self) -> list[list[str]]:
-        d, pkgs = self.s.distro, self.s.package_dir
+        d = self.s.distro
         if self.s.kind == "migrate":
-            # seed 000, 4.3.2-4.3.3: remove everything ZCP brought, then the meta package
+            # seed 000, 4.3.2-4.3.3: remove everything ZCP brought, then install Kopano
             pick = "dpkg -l | egrep '(mapi|gsoap|libical|vmime|zarafa)' | awk '{ print $2 }'" if d == "debian" \
                 else "rpm -qa | egrep '(mapi|gsoap|libical|vmime|zarafa)' | awk '{ print $1 }'"
             remove = {"debian": "xargs -r apt-get remove -y", "suse": "xargs -r zypper -n rm",
                       "rhel": "xargs -r yum remove -y"}[d]
-            install = {"debian": ["apt-get", "install", "-y", "kopano-server-packages"],
-                       "suse": ["zypper", "-n", "install", "kopano-server-packages"],
-                       "rhel": ["yum", "install", "-y", "kopano-server-packages"]}[d]
-            return [["sh", "-c", f"{pick} | {remove}"], install]
-        if pkgs is None:
-            return [{"debian": ["apt-get", "install", "-y", "--only-upgrade", "kopano-server-packages"],
-                     "suse": ["zypper", "-n", "update", "kopano-server-packages"],
-                     "rhel": ["yum", "update", "-y", "kopano-server-packages"]}[d]]
-        pkgs = Path(pkgs)
-        if d == "debian":
-            # seed 001, 4.5: libvmime first, python-mapi, then the rest; apt-get -f resolves the renames
+            return [["sh", "-c", f"{pick} | {remove}"]] + self._install_commands(
+                {"debian": ["apt-get", "install", "-y", "kopano-server-packages"],
+                 "suse": ["zypper", "-n", "install", "kopano-server-packages"],
+                 "rhel": ["yum", "install", "-y", "kopano-server-packages"]}[d])
+        return self._install_commands({"debian": ["apt-get", "install", "-y", "--only-upgrade", "kopano-server-packages"],
+                                       "suse": ["zypper", "-n", "update", "kopano-server-packages"],
+                                       "rhel": ["yum", "update", "-y", "kopano-server-packages"]}[d])
+
+    def _install_commands(self, from_repository: list[str]) -> list[list[str]]:
+        if self.s.package_dir is None:
+            return [from_repository]
+        pkgs = Path(self.s.package_dir)
+        kind = "deb" if self.s.distro == "debian" else "rpm"
+        if not any(pkgs.glob(f"*.{kind}")):
+            raise ConfigError(f"--package-dir {pkgs}: no .{kind} packages there")
+        if self.s.distro == "debian":
+            # seed 001, 4.5: libvmime first, python-mapi, then the rest; that last dpkg may end in errors
+            # ("the big split and renaming of packages"), which apt-get install -f resolves
             vmime = sorted(str(p) for p in pkgs.glob("libvmime0*.deb"))
             pymapi = sorted(str(p) for p in pkgs.glob("python-mapi*.deb"))
             rest = sorted(str(p) for p in pkgs.glob("*.deb") if str(p) not in vmime + pymapi)
@@ -320,8 +327,13 @@ class Runbook:
         name = "packages"
 
         def lines():
-            head = (["add Kopano's package repository first (it needs your subscription credentials; "
-                     "not done by mailmigrate)"] if self.s.kind == "migrate" and self.s.package_dir is None else [])
+            head = []
+            if self.s.kind == "migrate":
+                head.append("remove a python-zarafa installed from GitHub (e.g. /usr/local/lib/python2.7/"
+                            "dist-packages/zarafa): it is not compatible with python-kopano (not done by mailmigrate)")
+                if self.s.package_dir is None:
+                    head.append("add Kopano's package repository first (it needs your subscription credentials; "
+                                "not done by mailmigrate)")
             how = "run: " if self.s.run_packages else "to run by hand: "
             return head + [how + shlex.join(c) for c in self.package_commands()]
 
@@ -333,12 +345,17 @@ class Runbook:
                         "run these package commands by hand (or rerun with --run-packages), then run the same "
                         "command again: it continues after this step\n      " + "\n      ".join(lines()))
                 return ["the package commands were run by hand (the runbook was run again after printing them)"]
-            for i, c in enumerate(self.package_commands()):
+            cmds, out = self.package_commands(), []
+            for i, c in enumerate(cmds):
                 k = f"{name}/{i}"
                 if not self.state.done(k):
-                    self.runner.run(c)
+                    # a dpkg followed by apt-get install -f may fail: the seed has apt-get resolve it
+                    fixed_later = c[0] == "dpkg" and ["apt-get", "install", "-f", "-y"] in cmds[i + 1:]
+                    res = self.runner.run(c, check=not fixed_later)
+                    if res.returncode:
+                        out.append(f"{shlex.join(c)} ended with status {res.returncode}; apt-get install -f follows")
                     self.state.mark(k)
-            return []
+            return out
 
         return self._recorded(name, "package removal / installation / upgrade for " + self.s.distro, lines, apply)
 
