@@ -11,6 +11,7 @@ the recorder; service commands, package commands and kopano-server are only reco
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import secrets
@@ -192,8 +193,8 @@ class HookedRecorder(Recorder):
         super().__init__(**kw)
         self.hook = hook
 
-    def run(self, argv, **kw):
-        res = super().run(argv, **kw)
+    def spawn(self, argv, **kw):
+        res = super().spawn(argv, **kw)
         self.hook([str(a) for a in argv])
         return res
 
@@ -285,6 +286,7 @@ def test_migrate_runs_every_step_of_the_seeds_in_order(system):
         "remove ZCP packages", "apt-get install -y",
         "service slapd stop", "slapcat -n1", "slapadd -n0", "slapadd -n1", "slapindex -n1", "service slapd start",
         "kopano-server",  # the first start, in safe mode
+        "kopano-admin -l",  # the server reads its users: safe mode logs what it would change
         "kill -TERM PID",  # that start stopped once its log was clean
         "service kopano-server start", "service kopano-spooler start",  # reverse order
         "service kopano-dagent start", "service kopano-gateway start",
@@ -333,7 +335,7 @@ def test_upgrade_order_with_database_attachments_on_real_mariadb(system):
     assert _program_order(_commands(rec)) == [
         "service postfix stop", "service kopano-spooler stop", "service kopano-server stop",
         "service kopano-dagent stop", "database dump", "apt-get install -y",
-        "kopano-server --ignore-attachment-storage-conflict", "kill -TERM PID",
+        "kopano-server --ignore-attachment-storage-conflict", "kopano-admin -l", "kill -TERM PID",
         "service kopano-server start", "service kopano-spooler start", "service kopano-dagent start",
         "service postfix start", "service apache2 restart"]  # no gateway installed: no optimize-imap
     server = cfgfile.active((s.root / "etc/kopano/server.cfg").read_text())
@@ -466,16 +468,34 @@ def test_a_first_start_with_errors_in_its_log_stops_the_runbook(system):
     assert failed.name == "server log" and "Table 'kopano.versions' doesn't exist" in failed.error
     assert "an old error, before this upgrade" not in failed.error  # only what this start wrote
     cmds = _program_order(_commands(rec))
-    assert cmds[-2:] == ["kopano-server", "kill -TERM PID"]  # the erring server is stopped again
+    assert cmds[-3:] == ["kopano-server", "kopano-admin -l", "kill -TERM PID"]  # the erring server is stopped
     assert not any(c.endswith(" start") for c in cmds)  # and nothing else started
-    assert cfgfile.active((s.root / "etc/kopano/server.cfg").read_text())["user_safe_mode"] == "yes"
+    cfg = cfgfile.active((s.root / "etc/kopano/server.cfg").read_text())
+    # safe mode, and a log the runbook can read at the level safe mode reports at
+    assert (cfg["user_safe_mode"], cfg["log_method"], cfg["log_file"], cfg["log_level"]) == \
+        ("yes", "file", "/var/log/kopano/server.log", "5")
 
     s.log_lines = ["Tue Jan  2 11:00:00 2024: [info   ] Starting kopano-server\n"]  # the administrator fixed it
     again, rec2 = s.run()
     assert again.ok, again.render()
     order = _program_order(_commands(rec2))
-    assert order[:2] == ["kopano-server", "kill -TERM PID"]  # the first start is repeated, then stopped
+    assert order[:3] == ["kopano-server", "kopano-admin -l", "kill -TERM PID"]  # the first start is repeated
     assert "service postfix stop" not in order and "database dump" not in order
+    cfg = cfgfile.active((s.root / "etc/kopano/server.cfg").read_text())
+    assert cfg["user_safe_mode"] == "no"
+    assert not {"log_method", "log_file", "log_level"} & set(cfg)  # as before: not set, Kopano's defaults
+
+
+def test_safe_mode_user_changes_in_the_log_stop_the_runbook(system):
+    """Kopano in safe mode logs the users it would delete or create (at info level) instead of doing it:
+    the directory does not match the database, the upgrade must not go on."""
+    s = system(kind="upgrade", gateway=False, ldap=False)
+    s.log_lines = ["Tue Jan  2 10:00:00 2024: [info   ] user_safe_mode: skipping retrieve/sync users from LDAP\n",
+                   "Tue Jan  2 10:00:01 2024: [info   ] user_safe_mode: would delete user 12 (ext: entry gone)\n"]
+    res, rec = s.run()
+    assert not res.ok and res.outcomes[-1].name == "server log"
+    assert "would delete user 12" in res.outcomes[-1].error
+    assert "skipping retrieve/sync" not in res.outcomes[-1].error  # a note, not a change
 
 
 # -- dry run, printed packages ---------------------------------------------------------------------------
@@ -633,3 +653,25 @@ def _failing_dpkg_of(rec, name):
             return Completed(list(argv), 1, "dependency problems")
         return plain(argv, **kw)
     return run
+
+
+def test_a_foreground_kopano_server_is_started_in_the_background_and_stopped(system, tmp_path, monkeypatch):
+    """Kopano >= 8.7.81 has no pid file and never forks (RELNOTES: -F removed, always foreground): the first
+    start runs beside the runbook and is stopped by the pid it was started with."""
+    s = system(kind="upgrade", gateway=False, ldap=False)
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    log = s.root / "var/log/kopano/server.log"
+    (bin_dir / "kopano-server").write_text(f"#!/bin/sh\necho \"x: [notice ] Starting kopano-server $*\" >> {log}\n"
+                                           "exec sleep 600\n")
+    (bin_dir / "kopano-server").chmod(0o755)
+    monkeypatch.setenv("PATH", f"{bin_dir}:{os.environ['PATH']}")
+    rec = Recorder(passthrough=REAL | {"kopano-server"})
+    res, _ = s.run(rec)
+    assert res.ok, res.render()
+    pid = int(json.loads((s.work / "run-state.json").read_text())["values"]["first start pid"])
+    assert pid and not (Path(f"/proc/{pid}").exists() and
+                        Path(f"/proc/{pid}/stat").read_text().split(") ")[-1][:1] != "Z")
+    assert f"kopano-server (pid {pid}) stopped" in res.render()
+    assert "Starting kopano-server" in log.read_text()
+    assert ["kill", "-TERM", str(pid)] in rec.commands

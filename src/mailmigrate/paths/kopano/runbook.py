@@ -61,7 +61,10 @@ CHECKLIST = ("all users are there", "all groups are there", "companies are corre
 
 # Kopano's log line levels (common/ECLogger.cpp ll_names): "[crit   ]", "[error  ]"
 _ERROR_LINE = re.compile(r"\[\s*(crit|error|fatal)\s*\]", re.I)
-_SAFE_MODE_LINE = re.compile(r"safe[ _]mode", re.I)
+# what safe mode logs instead of changing a user (provider/libserver/ECUserManagement.cpp), at info level
+_SAFE_MODE_LINE = re.compile(r"user_safe_mode: would (create|update|move|delete)", re.I)
+DEFAULT_LOG = "/var/log/kopano/server.log"
+INFO_LEVEL = 5  # ECLogger.h: EC_LOGLEVEL_INFO; Kopano's default log_level is 3 (warning)
 
 
 class LogHasErrors(StoreError):
@@ -517,20 +520,56 @@ class Runbook:
     # -- first start, log, safe mode ------------------------------------------------------------------
 
     def log_file(self) -> Path | None:
+        """The server's log file, or None when it logs elsewhere.  log_method "auto" (Kopano's default in
+        its last releases) means the file when log_file names one, else syslog (ECLogger.cpp)."""
         cfg = self.kopano_server_cfg()
-        if cfg.get("log_method", "file") != "file":
-            return None
-        return self.s.sys(cfg.get("log_file", "/var/log/kopano/server.log"))
+        method, name = cfg.get("log_method", "auto"), cfg.get("log_file", "")
+        if method == "file" and name != "-":
+            return self.s.sys(name or DEFAULT_LOG)
+        if method == "auto" and name not in ("", "-"):
+            return self.s.sys(name)
+        return None
 
     def pid_file(self) -> Path:
         return self.s.sys(self.kopano_server_cfg().get("pid_file", "/var/run/kopano/server.pid"))
 
-    def _set_safe_mode(self, value: str) -> list[str]:
+    def first_start_settings(self) -> dict[str, str]:
+        """server.cfg for the first start: safe mode, a log file the runbook reads, and log_level at least
+        info — safe mode reports the user changes it refuses at info level."""
+        cfg = self.kopano_server_cfg()
+        want = {"user_safe_mode": "yes"}
+        if self.log_file() is None:
+            want.update(log_method="file", log_file=DEFAULT_LOG)
+        try:
+            level = int(cfg.get("log_level", "3"))
+        except ValueError:
+            level = 3
+        if level < INFO_LEVEL:
+            want["log_level"] = str(INFO_LEVEL)
+        return want
+
+    def _edit_server_cfg(self, values: dict[str, str | None]) -> list[str]:
         text = self.server_cfg_path.read_text() if self.server_cfg_path.exists() else ""
-        new = cfgfile.set_directive(text, "user_safe_mode", value, "mailmigrate: for the first start only")
+        new = text
+        for k, v in values.items():
+            new = cfgfile.comment_out(new, k) if v is None else \
+                cfgfile.set_directive(new, k, v, "mailmigrate: for the first start of the upgrade")
         if new != text:
             write_atomic(self.server_cfg_path, new.encode(), mode=0o640)
-        return []
+        return [f"{self.server_cfg_path}: {k} = {v}" if v is not None else f"{self.server_cfg_path}: {k} as before"
+                for k, v in values.items()]
+
+    def _safe_mode_on(self) -> list[str]:
+        want = self.first_start_settings()
+        if self.state.get("settings before the first start") is None:
+            cfg = self.kopano_server_cfg()
+            self.state.set("settings before the first start", {k: cfg.get(k) for k in want})
+        return self._edit_server_cfg(want)
+
+    def _safe_mode_off(self) -> list[str]:
+        before = dict(self.state.get("settings before the first start") or {})
+        before["user_safe_mode"] = "no"  # the seed: never left on in production
+        return self._stop_first_start() + self._edit_server_cfg(before)
 
     def first_start_argv(self) -> list[str]:
         argv = ["kopano-server"]
@@ -538,26 +577,47 @@ class Runbook:
             argv.append("--ignore-attachment-storage-conflict")  # seed 001, 4.1.1: one start with it
         return argv
 
-    def _first_start(self):
+    def _first_start(self) -> list[str]:
         log = self.log_file()
         self.state.set("log offset", log.stat().st_size if log is not None and log.exists() else 0)
-        self.runner.run(self.first_start_argv())
-        return []
+        self.s.work_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        pid = self.runner.spawn(self.first_start_argv(), output=self.s.work_dir / "first-start.out")
+        self.state.set("first start pid", pid)
+        return [f"started (pid {pid}), its output in {self.s.work_dir / 'first-start.out'}"] if pid else []
+
+    def _running_first_start(self) -> int | None:
+        """The first start's process: the pid file's (releases that fork), else the one started here."""
+        try:
+            pid = int(self.pid_file().read_text().split()[0])
+            if _alive(pid):
+                return pid
+        except (OSError, ValueError, IndexError):
+            pass
+        pid = int(self.state.get("first start pid") or 0)
+        return pid if pid and _alive(pid) else None
 
     def _stop_first_start(self) -> list[str]:
-        pf = self.pid_file()
-        try:
-            pid = int(pf.read_text().split()[0])
-        except (OSError, ValueError, IndexError):
-            return [f"{pf}: no pid file: the first start is not running"]
-        if not _alive(pid):
-            return [f"kopano-server (pid {pid}) is not running"]
+        pid = self._running_first_start()
+        if pid is None:
+            return ["the first start is not running"]
         self.runner.run(["kill", "-TERM", str(pid)])
         for _ in range(600):  # kopano-server finishes its sessions before it exits
             if not _alive(pid):
                 return [f"kopano-server (pid {pid}) stopped"]
             time.sleep(0.2)
         raise CommandFailed(f"kopano-server (pid {pid}) did not stop within 120 s")
+
+    def _list_users(self) -> None:
+        """``kopano-admin -l`` makes the server read the user list (the seed's own check): in safe mode it
+        then logs each user it would create or delete.  The server may still be starting: tried again."""
+        for attempt in range(30):
+            try:
+                self.runner.run(["kopano-admin", "-l"])
+                return
+            except CommandFailed:
+                if attempt == 29:
+                    raise
+                time.sleep(2)
 
     def log_findings(self) -> list[str]:
         log = self.log_file()
@@ -572,9 +632,8 @@ class Runbook:
         return [ln for ln in text.splitlines() if _ERROR_LINE.search(ln) or _SAFE_MODE_LINE.search(ln)]
 
     def _check_log(self) -> list[str]:
+        self._list_users()
         log = self.log_file()
-        if log is None:
-            return ["log_method is not file: read the server's log in syslog yourself before going on"]
         bad = self.log_findings()
         if bad:
             stopped = self._stop_first_start()
@@ -582,7 +641,7 @@ class Runbook:
             raise LogHasErrors(f"{log} shows errors after the first start (user changes or failures; "
                                f"{'; '.join(stopped)}); fix them and run again, the first start is repeated:\n  "
                                + "\n  ".join(bad[:30]))
-        return [f"{log}: no errors since the first start"]
+        return [f"{log}: no errors and no user changes since the first start"]
 
     # -- the plan -------------------------------------------------------------------------------------
 
@@ -634,19 +693,22 @@ class Runbook:
                 self._ldap_online(plan)
         if self.from_71():
             plan.add(self._index_aside_step())
-        # recorded, not read from server.cfg: "safe mode off" sets the value back later
-        plan.add(self._recorded("safe mode on", "user_safe_mode = yes for the first start",
-                                lambda: [f"{self.server_cfg_path}: user_safe_mode = yes"],
-                                lambda: self._set_safe_mode("yes")))
+        # recorded, not read from server.cfg: "safe mode off" sets the values back later
+        plan.add(self._recorded("safe mode on", "user_safe_mode = yes (and a readable log) for the first start",
+                                lambda: [f"{self.server_cfg_path}: {k} = {v}"
+                                         for k, v in self.first_start_settings().items()],
+                                self._safe_mode_on))
         plan.add(self._recorded("first start", "kopano-server once, in safe mode",
-                                lambda: [" ".join(self.first_start_argv())], self._first_start))
+                                lambda: [shlex.join(self.first_start_argv())], self._first_start))
         plan.add(self._recorded("server log", "errors or user changes in the log since the first start",
-                                lambda: [f"read {self.log_file()} for errors and safe-mode user changes"],
+                                lambda: ["kopano-admin -l (the server reads its users)",
+                                         f"read {self.log_file() or DEFAULT_LOG} for errors and safe-mode user "
+                                         "changes"],
                                 self._check_log))
-        plan.add(self._recorded("safe mode off", "stop the first start, user_safe_mode = no",
-                                lambda: [f"stop kopano-server (pid file {self.pid_file()})",
-                                         f"{self.server_cfg_path}: user_safe_mode = no"],
-                                lambda: self._stop_first_start() + self._set_safe_mode("no")))
+        plan.add(self._recorded("safe mode off", "stop the first start, user_safe_mode = no, logging as before",
+                                lambda: ["stop the first start of kopano-server",
+                                         f"{self.server_cfg_path}: user_safe_mode = no, log settings as before"],
+                                self._safe_mode_off))
         plan.add(self._service_step("start services", "start", self._start_order))
         plan.add(self._service_step("start MTA", "start", lambda: [s.mta]))
         if s.web_service:

@@ -56,6 +56,19 @@ class Runner:
             raise CommandFailed(f"{' '.join(argv)} failed ({res.returncode}): {res.stderr}")
         return res
 
+    def spawn(self, argv: list[str], *, output: str | os.PathLike) -> int:
+        """Start a program that keeps running (a server) and return its pid, its output appended to
+        ``output``.  Kopano >= 8.7.81 always runs in the foreground (RELNOTES: -F removed); older releases
+        fork, and their pid is the one in the pid file."""
+        log.info("start: %s", " ".join(argv))
+        try:
+            with open(output, "ab") as out:
+                p = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
+                                     start_new_session=True)
+        except OSError as e:
+            raise CommandFailed(f"{argv[0]}: cannot start: {e}") from None
+        return p.pid
+
 
 @dataclass
 class Recorder(Runner):
@@ -70,18 +83,29 @@ class Recorder(Runner):
     commands: list[list[str]] = field(default_factory=list)
     real: Runner = field(default_factory=Runner)
 
-    def run(self, argv: list[str], *, stdout: str | os.PathLike | None = None, check: bool = True) -> Completed:
+    def _record(self, argv: list[str]) -> list[str]:
         argv = [str(a) for a in argv]
         if self.fail_on and all(w in argv for w in self.fail_on):
             self.fail_on = None
             self.commands.append(argv + ["(failed)"])
             raise CommandFailed(f"{' '.join(argv)} failed (injected)")
         self.commands.append(argv)
+        return argv
+
+    def run(self, argv: list[str], *, stdout: str | os.PathLike | None = None, check: bool = True) -> Completed:
+        argv = self._record(argv)
         if Path(argv[0]).name in self.passthrough:
             return self.real.run(argv, stdout=stdout, check=check)
         if stdout is not None:
             Path(stdout).write_bytes(b"")
         return Completed(argv)
+
+    def spawn(self, argv: list[str], *, output: str | os.PathLike) -> int:
+        """Recorded like any command; started for real only when passed through (else pid 0: none)."""
+        argv = self._record(argv)
+        if Path(argv[0]).name in self.passthrough:
+            return self.real.spawn(argv, output=output)
+        return 0
 
 
 class Services:
