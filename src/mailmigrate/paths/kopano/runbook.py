@@ -11,8 +11,10 @@ Order, from the two seed documents (000: drop-in migration from Zarafa; 001: upg
    LDAP (offline: slapcat, transform, kopano.schema, slapadd, slapindex; online: the three passes);
    upgrade: the new options of the example configuration, database attachments to files;
 5. ``attachment_storage = files`` when attachments left the database, and then the one-off start with
-   ``--ignore-attachment-storage-conflict``; safe mode on for that first start and the server log read
-   for errors (a log with errors stops the runbook, naming the lines, and stops that server again);
+   ``--ignore-attachment-storage-conflict``; safe mode on for that first start (with a log file and the
+   info level at which safe mode reports), ``kopano-admin -l`` so that the server reads its users, and the
+   log read for errors and refused user changes (they stop the runbook, naming the lines, and stop that
+   server again);
 6. the first start is stopped, safe mode turned off, and the services started in the reverse order of
    step 1 (server, spooler, optional daemons, the MTA last);
 7. coming from ZCP 7.1 the old search index is moved aside before kopano-search starts (its index format
