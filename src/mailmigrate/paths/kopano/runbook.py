@@ -32,24 +32,22 @@ are recorded in ``run-state.json`` under the work directory (runstate.py).
 from __future__ import annotations
 
 import os
-import re
 import shlex
-import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-from ...errors import ConfigError, StoreError
-from ...formats.ldif import dump_ldif, parse_ldif
+from ...errors import ConfigError
 from ...model import Secret
 from ..plan import Plan, Step, backup_file, write_atomic
-from . import cfgfile, ldap_offline, slapd_schema
+from . import cfgfile
+from .first_start import DEFAULT_LOG, FirstStartSteps, LogHasErrors  # noqa: F401 (LogHasErrors: the API)
 from .lob import DbParams
+from .runbook_ldap import SCHEMA_DIR, LdapSteps  # noqa: F401
+from .runbook_packages import PackageSteps, WaitingForAdministrator  # noqa: F401
 from .runstate import RunState
-from .services import CommandFailed, Runner, Services
-
-SCHEMA_DIR = Path(__file__).parent / "schema"
+from .services import Runner, Services
 
 # seed 001, 4.1: spooler and server first, then the optional daemons "if they were started"
 CORE = ("spooler", "server")
@@ -60,21 +58,6 @@ CHECKLIST = ("all users are there", "all groups are there", "companies are corre
              "multi-server works (multi-server setups)", "group memberships are correct",
              "send-as permissions are correct", "contacts are there", "address lists work",
              "dynamic groups work")
-
-# Kopano's log line levels (common/ECLogger.cpp ll_names): "[crit   ]", "[error  ]"
-_ERROR_LINE = re.compile(r"\[\s*(crit|error|fatal)\s*\]", re.I)
-# what safe mode logs instead of changing a user (provider/libserver/ECUserManagement.cpp), at info level
-_SAFE_MODE_LINE = re.compile(r"user_safe_mode: would (create|update|move|delete)", re.I)
-DEFAULT_LOG = "/var/log/kopano/server.log"
-INFO_LEVEL = 5  # ECLogger.h: EC_LOGLEVEL_INFO; Kopano's default log_level is 3 (warning)
-
-
-class LogHasErrors(StoreError):
-    """kopano-server's log shows errors after the first start."""
-
-
-class WaitingForAdministrator(StoreError):
-    """A step printed commands for the administrator to run by hand; the rerun continues after it."""
 
 
 def _version(v: str) -> tuple[int, ...]:
@@ -137,7 +120,7 @@ class RunbookSettings:
         return self.root / str(path).lstrip("/")
 
 
-class Runbook:
+class Runbook(PackageSteps, LdapSteps, FirstStartSteps):
     def __init__(self, settings: RunbookSettings, runner: Runner, services: Services):
         self.s = settings
         self.runner = runner
@@ -291,193 +274,6 @@ class Runbook:
             else:
                 plan.add(Step(name, st.description, st.changes, st.apply, st.done))
 
-    # -- packages -------------------------------------------------------------------------------------
-
-    def package_commands(self) -> list[list[str]]:
-        d = self.s.distro
-        if self.s.kind == "migrate":
-            # seed 000, 4.3.2-4.3.3: remove everything ZCP brought, then install Kopano
-            pick = "dpkg -l | egrep '(mapi|gsoap|libical|vmime|zarafa)' | awk '{ print $2 }'" if d == "debian" \
-                else "rpm -qa | egrep '(mapi|gsoap|libical|vmime|zarafa)' | awk '{ print $1 }'"
-            remove = {"debian": "xargs -r apt-get remove -y", "suse": "xargs -r zypper -n rm",
-                      "rhel": "xargs -r yum remove -y"}[d]
-            return [["sh", "-c", f"{pick} | {remove}"]] + self._install_commands(
-                {"debian": ["apt-get", "install", "-y", "kopano-server-packages"],
-                 "suse": ["zypper", "-n", "install", "kopano-server-packages"],
-                 "rhel": ["yum", "install", "-y", "kopano-server-packages"]}[d])
-        return self._install_commands({"debian": ["apt-get", "install", "-y", "--only-upgrade", "kopano-server-packages"],
-                                       "suse": ["zypper", "-n", "update", "kopano-server-packages"],
-                                       "rhel": ["yum", "update", "-y", "kopano-server-packages"]}[d])
-
-    def _install_commands(self, from_repository: list[str]) -> list[list[str]]:
-        if self.s.package_dir is None:
-            return [from_repository]
-        pkgs = Path(self.s.package_dir)
-        kind = "deb" if self.s.distro == "debian" else "rpm"
-        if not any(pkgs.glob(f"*.{kind}")):
-            raise ConfigError(f"--package-dir {pkgs}: no .{kind} packages there")
-        if self.s.distro == "debian":
-            # seed 001, 4.5: libvmime first, python-mapi, then the rest; that last dpkg may end in errors
-            # ("the big split and renaming of packages"), which apt-get install -f resolves
-            vmime = sorted(str(p) for p in pkgs.glob("libvmime0*.deb"))
-            pymapi = sorted(str(p) for p in pkgs.glob("python-mapi*.deb"))
-            rest = sorted(str(p) for p in pkgs.glob("*.deb") if str(p) not in vmime + pymapi)
-            return [c for c in (["dpkg", "-B", "-i", *vmime] if vmime else None,
-                                ["dpkg", "-i", *pymapi] if pymapi else None,
-                                ["dpkg", "-B", "-i", *rest] if rest else None,
-                                ["apt-get", "install", "-f", "-y"]) if c]
-        return [["rpm", "-Uvh", *sorted(str(p) for p in pkgs.glob("*.rpm"))]]
-
-    def _packages_step(self) -> Step:
-        name = "packages"
-
-        def lines():
-            head = []
-            if self.s.kind == "migrate":
-                head.append("remove a python-zarafa installed from GitHub (e.g. /usr/local/lib/python2.7/"
-                            "dist-packages/zarafa): it is not compatible with python-kopano (not done by mailmigrate)")
-                if self.s.package_dir is None:
-                    head.append("add Kopano's package repository first (it needs your subscription credentials; "
-                                "not done by mailmigrate)")
-            how = "run: " if self.s.run_packages else "to run by hand: "
-            return head + [how + shlex.join(c) for c in self.package_commands()]
-
-        def apply():
-            if not self.s.run_packages:
-                if not self.state.get("packages printed"):
-                    self.state.set("packages printed", True)
-                    raise WaitingForAdministrator(
-                        "run these package commands by hand (or rerun with --run-packages), then run the same "
-                        "command again: it continues after this step\n      " + "\n      ".join(lines()))
-                return ["the package commands were run by hand (the runbook was run again after printing them)"]
-            cmds, out = self.package_commands(), []
-            for i, c in enumerate(cmds):
-                k = f"{name}/{i}"
-                if not self.state.done(k):
-                    # a dpkg followed by apt-get install -f may fail: the seed has apt-get resolve it
-                    fixed_later = c[0] == "dpkg" and ["apt-get", "install", "-f", "-y"] in cmds[i + 1:]
-                    res = self.runner.run(c, check=not fixed_later)
-                    if res.returncode:
-                        out.append(f"{shlex.join(c)} ended with status {res.returncode}; apt-get install -f follows")
-                    self.state.mark(k)
-            return out
-
-        return self._recorded(name, "package removal / installation / upgrade for " + self.s.distro, lines, apply)
-
-    # -- LDAP offline ---------------------------------------------------------------------------------
-
-    def _ldap_offline(self, plan: Plan) -> None:
-        s = self.s
-        ldir = s.work_dir / "ldap"
-        export, converted = ldir / "zarafa-export.ldif", ldir / "kopano.ldif"
-        schema_ldif = ldir / "kopano-schema.ldif"
-        plan.add(self._service_step("stop LDAP", "stop", lambda: [s.ldap_service]))
-
-        def do_export():
-            ldir.mkdir(parents=True, exist_ok=True, mode=0o700)
-            tmp = export.with_name(export.name + ".partial")
-            self.runner.run(["slapcat", f"-n{s.ldap_db}", "-F", str(s.ldap_config_dir), "-l", str(tmp)])
-            os.chmod(tmp, 0o600)
-            os.replace(tmp, export)
-            return [f"{export}: {export.stat().st_size} bytes"]
-
-        plan.add(Step("LDAP export", "slapcat of the stopped directory (also its backup)",
-                      changes=lambda: [f"slapcat -n{s.ldap_db} -F {s.ldap_config_dir} -l {export}"],
-                      apply=do_export, done=export.exists))
-
-        def transform_changes():
-            if not export.exists():
-                return [f"write {converted} from {export} (Zarafa names -> Kopano names)"]
-            return ldap_offline.plan(export, converted).steps[0].changes()
-
-        def transform_apply():
-            return ldap_offline.plan(export, converted).steps[0].apply()
-
-        plan.add(Step("LDAP transform", "rename attributes and object classes to the Kopano schema",
-                      changes=transform_changes, apply=transform_apply,
-                      done=lambda: export.exists() and not transform_changes()))
-
-        def schema_apply():
-            ldir.mkdir(parents=True, exist_ok=True, mode=0o700)
-            entry = slapd_schema.schema_entry((SCHEMA_DIR / "kopano.schema").read_text(), "kopano")
-            write_atomic(schema_ldif, dump_ldif([entry]), mode=0o600)
-            self.runner.run(["slapadd", "-n0", "-F", str(s.ldap_config_dir), "-l", str(schema_ldif)])
-            _give_back(Path(s.ldap_config_dir))
-            return []
-
-        plan.add(Step("LDAP schema", "load kopano.schema into slapd's configuration",
-                      changes=lambda: [f"slapadd -n0 -F {s.ldap_config_dir} -l {schema_ldif} (kopano.schema)"],
-                      apply=schema_apply, done=lambda: slapd_schema.loaded(s.ldap_config_dir, "kopano")))
-
-        def reload_apply():
-            data = Path(s.ldap_data_dir)
-            aside = data.with_name(data.name + ".mailmigrate-" + time.strftime("%Y%m%d-%H%M%S"))
-            n = 1
-            while aside.exists():
-                aside = aside.with_name(aside.name.split("~")[0] + f"~{n}")
-                n += 1
-            aside.mkdir(mode=0o700)
-            for e in sorted(data.iterdir()):
-                os.replace(e, aside / e.name)
-            if (aside / "DB_CONFIG").is_file():  # a BDB/HDB database's tuning belongs to the new one too
-                shutil.copy2(aside / "DB_CONFIG", data / "DB_CONFIG")
-            loads = parse_ldif(converted.read_bytes(), converted)
-            self.runner.run(["slapadd", f"-n{s.ldap_db}", "-F", str(s.ldap_config_dir), "-l", str(converted)])
-            _give_back(data)
-            return [f"the Zarafa-schema database was moved to {aside} (kept)",
-                    f"{len(loads)} entries loaded in the Kopano schema"]
-
-        plan.add(self._recorded(
-            "LDAP reload", "move the old database aside (never deleted), slapadd the converted LDIF",
-            lambda: [f"move {s.ldap_data_dir}/* aside to {s.ldap_data_dir}.mailmigrate-<time>/",
-                     f"slapadd -n{s.ldap_db} -F {s.ldap_config_dir} -l {converted}"], reload_apply))
-        plan.add(self._recorded("LDAP index", "re-index for the Kopano attributes",
-                                lambda: [f"slapindex -n{s.ldap_db} -F {s.ldap_config_dir}"],
-                                lambda: self._slapindex()))
-        plan.add(self._service_step("start LDAP", "start", lambda: [s.ldap_service]))
-
-    def _slapindex(self) -> list[str]:
-        s = self.s
-        self.runner.run(["slapindex", f"-n{s.ldap_db}", "-F", str(s.ldap_config_dir)])
-        _give_back(Path(s.ldap_data_dir))
-        return []
-
-    def _ldap_online(self, plan: Plan) -> None:
-        from .ldap_online import OnlineMigration
-
-        s = self.s
-        m = OnlineMigration(s.ldap_url, s.ldap_base, bind_dn=s.ldap_bind_dn, password=s.ldap_password,
-                            state_dir=s.work_dir / "ldap-online")
-        self._closers.append(m.close)
-
-        def missing() -> list[str]:
-            import ldap3
-
-            server = ldap3.Server(s.ldap_url, get_info=ldap3.SCHEMA, connect_timeout=30)
-            conn = ldap3.Connection(server, s.ldap_bind_dn,
-                                    s.ldap_password.reveal() if s.ldap_password else None, auto_bind=False)
-            try:
-                if not conn.bind():
-                    raise ConfigError(f"{s.ldap_url}: bind as {s.ldap_bind_dn or '(anonymous)'} refused")
-                known = {n.lower() for oc in (server.schema.object_classes if server.schema else {}).values()
-                         for n in oc.name}
-            finally:
-                conn.unbind()
-            return [n for n in ("kopano-user", "zarafa-user") if n not in known]
-
-        def check():
-            gone = missing()
-            if gone:
-                raise ConfigError(f"{s.ldap_url} does not know {', '.join(gone)}: the online migration needs both "
-                                  "zarafa.schema and kopano.schema loaded; load them, then run again "
-                                  f"({SCHEMA_DIR / 'kopano.schema'} if your packages ship none)")
-            return []
-
-        plan.add(Step("LDAP schemas", "both schemas are loaded on the directory server (checked, not changed)",
-                      changes=lambda: [f"{s.ldap_url}: check that kopano.schema and zarafa.schema are loaded"],
-                      apply=check, done=lambda: not missing()))
-        self._embed(plan, "LDAP online", m.plan())
-
     # -- attachments ----------------------------------------------------------------------------------
 
     def _attachments(self, plan: Plan) -> None:
@@ -518,132 +314,6 @@ class Runbook:
 
         plan.add(Step("attachment_storage = files" if database else "attachment_path",
                       "server.cfg points at the attachment files", changes=changes, apply=apply))
-
-    # -- first start, log, safe mode ------------------------------------------------------------------
-
-    def log_file(self) -> Path | None:
-        """The server's log file, or None when it logs elsewhere.  log_method "auto" (Kopano's default in
-        its last releases) means the file when log_file names one, else syslog (ECLogger.cpp)."""
-        cfg = self.kopano_server_cfg()
-        method, name = cfg.get("log_method", "auto"), cfg.get("log_file", "")
-        if method == "file" and name != "-":
-            return self.s.sys(name or DEFAULT_LOG)
-        if method == "auto" and name not in ("", "-"):
-            return self.s.sys(name)
-        return None
-
-    def pid_file(self) -> Path:
-        return self.s.sys(self.kopano_server_cfg().get("pid_file", "/var/run/kopano/server.pid"))
-
-    def first_start_settings(self) -> dict[str, str]:
-        """server.cfg for the first start: safe mode, a log file the runbook reads, and log_level at least
-        info — safe mode reports the user changes it refuses at info level."""
-        cfg = self.kopano_server_cfg()
-        want = {"user_safe_mode": "yes"}
-        if self.log_file() is None:
-            want.update(log_method="file", log_file=DEFAULT_LOG)
-        try:
-            level = int(cfg.get("log_level", "3"))
-        except ValueError:
-            level = 3
-        if level < INFO_LEVEL:
-            want["log_level"] = str(INFO_LEVEL)
-        return want
-
-    def _edit_server_cfg(self, values: dict[str, str | None]) -> list[str]:
-        text = self.server_cfg_path.read_text() if self.server_cfg_path.exists() else ""
-        new = text
-        for k, v in values.items():
-            new = cfgfile.comment_out(new, k) if v is None else \
-                cfgfile.set_directive(new, k, v, "mailmigrate: for the first start of the upgrade")
-        if new != text:
-            write_atomic(self.server_cfg_path, new.encode(), mode=0o640)
-        return [f"{self.server_cfg_path}: {k} = {v}" if v is not None else f"{self.server_cfg_path}: {k} as before"
-                for k, v in values.items()]
-
-    def _safe_mode_on(self) -> list[str]:
-        want = self.first_start_settings()
-        if self.state.get("settings before the first start") is None:
-            cfg = self.kopano_server_cfg()
-            self.state.set("settings before the first start", {k: cfg.get(k) for k in want})
-        return self._edit_server_cfg(want)
-
-    def _safe_mode_off(self) -> list[str]:
-        before = dict(self.state.get("settings before the first start") or {})
-        before["user_safe_mode"] = "no"  # the seed: never left on in production
-        return self._stop_first_start() + self._edit_server_cfg(before)
-
-    def first_start_argv(self) -> list[str]:
-        argv = ["kopano-server"]
-        if self.state.get("storage converted"):
-            argv.append("--ignore-attachment-storage-conflict")  # seed 001, 4.1.1: one start with it
-        return argv
-
-    def _first_start(self) -> list[str]:
-        log = self.log_file()
-        self.state.set("log offset", log.stat().st_size if log is not None and log.exists() else 0)
-        self.s.work_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
-        pid = self.runner.spawn(self.first_start_argv(), output=self.s.work_dir / "first-start.out")
-        self.state.set("first start pid", pid)
-        return [f"started (pid {pid}), its output in {self.s.work_dir / 'first-start.out'}"] if pid else []
-
-    def _running_first_start(self) -> int | None:
-        """The first start's process: the pid file's (releases that fork), else the one started here."""
-        try:
-            pid = int(self.pid_file().read_text().split()[0])
-            if _alive(pid):
-                return pid
-        except (OSError, ValueError, IndexError):
-            pass
-        pid = int(self.state.get("first start pid") or 0)
-        return pid if pid and _alive(pid) else None
-
-    def _stop_first_start(self) -> list[str]:
-        pid = self._running_first_start()
-        if pid is None:
-            return ["the first start is not running"]
-        self.runner.run(["kill", "-TERM", str(pid)])
-        for _ in range(600):  # kopano-server finishes its sessions before it exits
-            if not _alive(pid):
-                return [f"kopano-server (pid {pid}) stopped"]
-            time.sleep(0.2)
-        raise CommandFailed(f"kopano-server (pid {pid}) did not stop within 120 s")
-
-    def _list_users(self) -> None:
-        """``kopano-admin -l`` makes the server read the user list (the seed's own check): in safe mode it
-        then logs each user it would create or delete.  The server may still be starting: tried again."""
-        for attempt in range(30):
-            try:
-                self.runner.run(["kopano-admin", "-l"])
-                return
-            except CommandFailed:
-                if attempt == 29:
-                    raise
-                time.sleep(2)
-
-    def log_findings(self) -> list[str]:
-        log = self.log_file()
-        if log is None:
-            return []
-        try:
-            with open(log, "rb") as f:
-                f.seek(int(self.state.get("log offset", 0)))
-                text = f.read().decode("utf-8", "replace")
-        except FileNotFoundError:
-            return []
-        return [ln for ln in text.splitlines() if _ERROR_LINE.search(ln) or _SAFE_MODE_LINE.search(ln)]
-
-    def _check_log(self) -> list[str]:
-        self._list_users()
-        log = self.log_file()
-        bad = self.log_findings()
-        if bad:
-            stopped = self._stop_first_start()
-            self.state.unmark("first start")
-            raise LogHasErrors(f"{log} shows errors after the first start (user changes or failures; "
-                               f"{'; '.join(stopped)}); fix them and run again, the first start is repeated:\n  "
-                               + "\n  ".join(bad[:30]))
-        return [f"{log}: no errors and no user changes since the first start"]
 
     # -- the plan -------------------------------------------------------------------------------------
 
@@ -765,27 +435,3 @@ class Runbook:
     def close(self) -> None:
         for c in self._closers:
             c()
-
-
-def _give_back(top: Path) -> None:
-    """slapadd and slapindex run as root here; slapd runs as the owner of its directories (openldap on
-    Debian) and could not read what they wrote.  Everything under ``top`` goes to ``top``'s owner."""
-    if os.geteuid() != 0:
-        return
-    st = top.stat()
-    for p in [top, *top.rglob("*")]:
-        if p.lstat().st_uid != st.st_uid or p.lstat().st_gid != st.st_gid:
-            os.chown(p, st.st_uid, st.st_gid, follow_symlinks=False)
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    try:  # a zombie child has exited
-        return Path(f"/proc/{pid}/stat").read_text().split(") ")[-1][:1] != "Z"
-    except OSError:
-        return True
