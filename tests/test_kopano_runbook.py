@@ -675,3 +675,16 @@ def test_a_foreground_kopano_server_is_started_in_the_background_and_stopped(sys
     assert f"kopano-server (pid {pid}) stopped" in res.render()
     assert "Starting kopano-server" in log.read_text()
     assert ["kill", "-TERM", str(pid)] in rec.commands
+
+
+def test_one_runbook_at_a_time_per_work_directory(system):
+    from mailmigrate.errors import StateLocked
+    from mailmigrate.paths.kopano.runstate import RunState
+
+    s = system(kind="upgrade", gateway=False, ldap=False)
+    with RunState(s.work).lock():
+        with pytest.raises(StateLocked):
+            s.runbook(s.recorder()).run(dry_run=False)
+    res = s.runbook(s.recorder()).run(dry_run=False)
+    assert res.ok, res.render()
+    assert (s.work / "runbook.log").read_text().count("stop MTA: applied") == 1

@@ -311,9 +311,6 @@ def _runbook(args) -> int:
         web_service=args.web_service, max_backup_age=args.max_backup_age)
     runner = Runner()
     book = Runbook(settings, runner, services_for(args.services, runner))
-    try:
-        res = book.plan().run(dry_run=args.dry_run, log_path=args.log or settings.work_dir / "runbook.log")
-    finally:
-        book.close()
+    res = book.run(dry_run=args.dry_run, log_path=args.log)
     print(res.render())
     return 0 if res.ok else 1

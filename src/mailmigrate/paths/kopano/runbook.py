@@ -432,6 +432,16 @@ class Runbook(PackageSteps, LdapSteps, FirstStartSteps):
         out.append("Outlook clients: upgrade them to a version Kopano supports")
         return out
 
+    def run(self, *, dry_run: bool, log_path=None):
+        """The plan, applied (one run at a time per work directory) or shown; connections closed after."""
+        try:
+            if dry_run:
+                return self.plan().run(dry_run=True)
+            with self.state.lock():
+                return self.plan().run(dry_run=False, log_path=log_path or self.s.work_dir / "runbook.log")
+        finally:
+            self.close()
+
     def close(self) -> None:
         for c in self._closers:
             c()

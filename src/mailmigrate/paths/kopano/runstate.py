@@ -10,12 +10,14 @@ rerun after a failure does not issue their commands again.  The file is written 
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import json
 import os
 import time
 from pathlib import Path
 
-from ...errors import StateCorrupt
+from ...errors import StateCorrupt, StateLocked
 from ..plan import write_atomic
 
 
@@ -25,6 +27,21 @@ class RunState:
     def __init__(self, work_dir: str | os.PathLike):
         self.path = Path(work_dir) / self.NAME
         self._data = self._load()
+
+    @contextlib.contextmanager
+    def lock(self):
+        """One runbook at a time per work directory: two would stop and start the same services."""
+        self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        fd = os.open(self.path.with_name("runbook.lock"), os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                raise StateLocked(f"another runbook is running with {self.path.parent}") from None
+            self._data = self._load()  # what the other run recorded before it ended
+            yield self
+        finally:
+            os.close(fd)
 
     def _load(self) -> dict:
         try:
