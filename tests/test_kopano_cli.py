@@ -40,3 +40,24 @@ def test_usage_errors_exit_2(tmp_path, capsys):
     assert main(["kopano", "ldap-offline", str(tmp_path / "missing.ldif"), str(tmp_path / "x")]) == 2
     assert main(["kopano", "config", "--zarafa-dir", str(tmp_path / "nope")]) == 2
     assert main(["kopano", "lob-to-files", "--database", "mm_test_absent_db", "--path", str(tmp_path)]) in (1, 2)
+
+
+def test_each_line_is_printed_once_with_and_without_verbose(tmp_path, capsys):
+    """Issue 17: the takeover's warnings were printed twice (in the step and again after it), and with -v
+    every line of the plan came a second time through the log on stderr."""
+    zarafa, kopano = tmp_path / "zarafa", tmp_path / "kopano"
+    zarafa.mkdir()
+    (zarafa / "server.cfg").write_text("mysql_database = zarafa\nenable_hosted_zarafa = true\n")
+    for verbose in ([], ["-v"]):
+        shutil.rmtree(kopano, ignore_errors=True)
+        kopano.mkdir()
+        assert main(verbose + ["kopano", "config", "--zarafa-dir", str(zarafa), "--kopano-dir", str(kopano)]) == 0
+        cap = capsys.readouterr()
+        both = cap.out + cap.err
+        assert both.count("mysql_database = zarafa: still names Zarafa") == 1, both
+        assert both.count("+enable_hosted_kopano = true") == 1, both
+        if verbose:
+            assert "write Kopano configuration: applied" in cap.err  # the progress line stays
+    capsys.readouterr()
+    assert main(["kopano", "config", "--zarafa-dir", str(zarafa), "--kopano-dir", str(kopano), "--dry-run"]) == 0
+    assert capsys.readouterr().out.count("still names Zarafa") == 1

@@ -111,7 +111,61 @@ def register(subparsers) -> None:
     k.add_argument("--kopano-dir", default="/etc/kopano")
     k.add_argument("--example-dir", default="/usr/share/doc/kopano/example-config")
 
-    for s in (c, a, pm, lo, ln, lb, b, k):
+    mg = sub.add_parser("migrate", help="the whole Zarafa -> Kopano runbook as one resumable plan",
+                        description="Every step of the drop-in migration and of the upgrade chapter in order: stop "
+                                    "the MTA and services, back up, packages, configuration, attachments, "
+                                    "permissions, LDAP, safe-mode first start with the log checked, start in "
+                                    "reverse order, checklist. A rerun continues after the last finished step.",
+                        epilog=EPILOG)
+    mg.add_argument("--from-version", default="7.2", help="ZCP version migrated from (7.1 rebuilds the search index)")
+    mg.add_argument("--zarafa-dir", help="Zarafa's configuration (default /etc/zarafa)")
+    mg.add_argument("--mode", choices=("changed", "copy"), default="changed", help="configuration takeover, as for "
+                    "'kopano config'")
+    mg.add_argument("--zarafa-defaults", help="Zarafa's example-config directory (for --mode changed)")
+    mg.add_argument("--kopano-defaults", help="Kopano's example-config directory")
+    mg.add_argument("--ldap", choices=("none", "offline", "online"), default="none",
+                    help="move the directory to the Kopano schema: offline (slapcat/slapadd on this host's stopped "
+                         "slapd) or online (both schemas loaded); none keeps the Zarafa schema")
+    mg.add_argument("--ldap-config-dir", default="/etc/ldap/slapd.d")
+    mg.add_argument("--ldap-data-dir", default="/var/lib/ldap")
+    mg.add_argument("--ldap-db", type=int, default=1, help="slapd database number of the Kopano data (default 1)")
+    mg.add_argument("--ldap-service", default="slapd")
+    mg.add_argument("--ldap-url", help="for --ldap online")
+    mg.add_argument("--ldap-base", help="for --ldap online")
+    mg.add_argument("--ldap-bind-dn", help="for --ldap online (password: MAILMIGRATE_LDAP_PASSWORD or "
+                                           "--ldap-password-file)")
+    mg.add_argument("--ldap-password-file")
+
+    up = sub.add_parser("upgrade", help="the whole Kopano upgrade runbook as one resumable plan",
+                        description="Stop the MTA and services, back up, upgrade packages, new options, database "
+                                    "attachments to files, safe-mode first start with the log checked, start in "
+                                    "reverse order, optimize-imap, checklist. A rerun continues after the last "
+                                    "finished step.", epilog=EPILOG)
+    up.add_argument("--from-version", default="8.0", help="installed Kopano version (below 8.2: findroots reminder)")
+    up.add_argument("--example-dir", help="the new release's example-config (default "
+                                          "/usr/share/doc/kopano/example-config)")
+    for r in (mg, up):
+        r.add_argument("--work-dir", default="/var/lib/mailmigrate/kopano-runbook",
+                       help="run state, backups, LDIF files (default /var/lib/mailmigrate/kopano-runbook)")
+        r.add_argument("--kopano-dir", help="Kopano's configuration (default /etc/kopano)")
+        r.add_argument("--root", default="/", help="prefix of every system path (a copy of the system)")
+        _db_args(r)
+        r.set_defaults(database=None)
+        r.add_argument("--services", choices=("auto", "systemctl", "service"), default="auto",
+                       help="how services are stopped and started (auto: systemctl under systemd, else service)")
+        r.add_argument("--mta", default="postfix", help="MTA service stopped first and started last")
+        r.add_argument("--distro", choices=("debian", "rhel", "suse"), help="package commands for (default: from "
+                                                                             "/etc/os-release)")
+        r.add_argument("--package-dir", help="directory of the release's .deb/.rpm files (else the repository)")
+        r.add_argument("--run-packages", action="store_true",
+                       help="run the package commands (else they are printed and the runbook waits for a rerun)")
+        r.add_argument("--imap-gateway", choices=("auto", "yes", "no"), default="auto",
+                       help="run optimize-imap.py (auto: when the gateway is installed with IMAP enabled)")
+        r.add_argument("--web-service", help="web server service to restart for php-mapi (apache2, httpd)")
+        r.add_argument("--max-backup-age", type=float, default=12.0, metavar="HOURS")
+        _common(r)
+
+    for s in (c, a, pm, lo, ln, lb, b, k, mg, up):
         s.set_defaults(func=run)
     p.set_defaults(func=lambda args: (p.print_help(), 2)[1])
 
@@ -132,13 +186,16 @@ def run(args: argparse.Namespace) -> int:
                             zarafa_defaults=args.zarafa_defaults and Path(args.zarafa_defaults),
                             kopano_defaults=args.kopano_defaults and Path(args.kopano_defaults),
                             ldap_schema=args.ldap_schema)
-        status = _run_plan(m.plan(), args)
+        res = m.plan().run(dry_run=args.dry_run, log_path=args.log)
+        print(res.render())
+        # An applied takeover already listed its warnings and notes among its lines: print only the others
+        # (dry run, already done), once each (issue 17: every warning appeared twice).
+        shown = {ln.strip() for o in res.outcomes for ln in o.lines}
         t = m.compute()
-        for w in t.warnings:
-            print(f"warning: {w}")
-        for n in t.notes:
-            print(f"note: {n}")
-        return status
+        for line in [f"warning: {w}" for w in t.warnings] + [f"note: {n}" for n in t.notes]:
+            if line not in shown:
+                print(line)
+        return 0 if res.ok else 1
     if cmd == "attachments-move":
         from ..paths.kopano.attachments_move import AttachmentMove
 
@@ -169,6 +226,8 @@ def run(args: argparse.Namespace) -> int:
 
         return _run_plan(KopanoBackup(_db(args), args.dest, attachments=args.attachments or None,
                                       config=args.config, max_age=args.max_age).plan(), args)
+    if cmd in ("migrate", "upgrade"):
+        return _runbook(args)
     if cmd == "check-config":
         from ..paths.kopano.upgrade import check_config_dir
 
@@ -206,3 +265,52 @@ def _ldap_online(args) -> int:
         if not result.ok:
             status = 1
     return status
+
+
+def _distro(root: Path) -> str:
+    """Package family from os-release's ID and ID_LIKE."""
+    try:
+        text = (root / "etc/os-release").read_text()
+    except OSError:
+        raise ConfigError("no /etc/os-release: choose --distro") from None
+    ids = " ".join(v.strip().strip('"') for k, _, v in (ln.partition("=") for ln in text.splitlines())
+                   if k in ("ID", "ID_LIKE")).split()
+    for family, names in (("debian", ("debian", "ubuntu")), ("suse", ("suse", "sles", "sled")),
+                          ("rhel", ("rhel", "centos", "fedora"))):
+        if any(i in names or (family == "suse" and i.startswith("opensuse")) for i in ids):
+            return family
+    raise ConfigError(f"unknown distribution ({' '.join(ids) or 'no ID'}): choose --distro")
+
+
+def _runbook(args) -> int:
+    from ..paths.kopano.runbook import Runbook, RunbookSettings
+    from ..paths.kopano.services import Runner, services_for
+
+    root = Path(args.root)
+    mig = args.kopano_command == "migrate"
+    opt = lambda name: getattr(args, name, None)  # noqa: E731
+    settings = RunbookSettings(
+        args.kopano_command, Path(args.work_dir), root=root, from_version=args.from_version,
+        zarafa_dir=Path(opt("zarafa_dir")) if opt("zarafa_dir") else None,
+        kopano_dir=Path(args.kopano_dir) if args.kopano_dir else None,
+        config_mode=opt("mode") or "changed",
+        zarafa_defaults=Path(opt("zarafa_defaults")) if opt("zarafa_defaults") else None,
+        kopano_defaults=Path(opt("kopano_defaults")) if opt("kopano_defaults") else None,
+        example_dir=Path(opt("example_dir")) if opt("example_dir") else None,
+        db_user=args.db_user, db_password=_password("MAILMIGRATE_DB_PASSWORD", args.password_file),
+        db_host=args.db_host, db_port=args.db_port, db_socket=args.db_socket, database=args.database,
+        ldap=opt("ldap") or "none",
+        ldap_config_dir=Path(opt("ldap_config_dir") or "/etc/ldap/slapd.d"),
+        ldap_data_dir=Path(opt("ldap_data_dir") or "/var/lib/ldap"), ldap_db=opt("ldap_db") or 1,
+        ldap_service=opt("ldap_service") or "slapd", ldap_url=opt("ldap_url"), ldap_base=opt("ldap_base"),
+        ldap_bind_dn=opt("ldap_bind_dn"),
+        ldap_password=_password("MAILMIGRATE_LDAP_PASSWORD", opt("ldap_password_file")) if mig and
+        opt("ldap") == "online" else None,
+        mta=args.mta, imap_gateway=args.imap_gateway, distro=args.distro or _distro(root),
+        run_packages=args.run_packages, package_dir=Path(opt("package_dir")) if opt("package_dir") else None,
+        web_service=args.web_service, max_backup_age=args.max_backup_age)
+    runner = Runner()
+    book = Runbook(settings, runner, services_for(args.services, runner))
+    res = book.run(dry_run=args.dry_run, log_path=args.log)
+    print(res.render())
+    return 0 if res.ok else 1

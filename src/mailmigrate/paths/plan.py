@@ -91,8 +91,11 @@ class RunLog:
     def write(self, title: str, step: str, status: str, lines: list[str] = ()) -> None:
         stamp = time.strftime("%Y-%m-%dT%H:%M:%S")
         text = [f"{stamp} [{title}] {step}: {status}"] + [f"{stamp} [{title}]   {ln}" for ln in lines]
-        for t in text:
-            log.info("%s", t)
+        # On the terminal (-v) one progress line per step; the step's lines are printed once, by the
+        # command's summary, and are on the terminal again only at -vv (they were shown twice at -v).
+        log.info("%s: %s", step, status)
+        for t in text[1:]:
+            log.debug("%s", t)
         if self.path is not None:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             with open(self.path, "a", encoding="utf-8") as f:

@@ -43,8 +43,10 @@ class KopanoBackup:
     MARKER = "mailmigrate-backup.json"
 
     def __init__(self, db: DbParams, dest: str | os.PathLike, *, attachments: str | os.PathLike | None,
-                 config: str | os.PathLike = "/etc/kopano", max_age: float = 12.0, clock=time.time):
+                 config: str | os.PathLike = "/etc/kopano", max_age: float = 12.0, clock=time.time,
+                 runner=None):
         self.db = db
+        self.runner = runner  # services.Runner of a runbook (its recorder sees the dump); None: run it here
         self.dest = Path(dest)
         self.attachments = Path(attachments) if attachments else None
         self.config = Path(config)
@@ -103,13 +105,18 @@ class KopanoBackup:
                 args.append(f"--socket={self.db.unix_socket}")
             else:
                 args += [f"--host={self.db.host}", f"--port={self.db.port}", "--protocol=tcp"]
-            with open(tmp, "wb") as out:
-                os.chmod(tmp, 0o600)
-                p = subprocess.run(args + ["--", self.db.database], stdout=out, stderr=subprocess.PIPE, timeout=None)
-            if p.returncode != 0:
+            if self.runner is not None:
+                done = self.runner.run(args + ["--", self.db.database], stdout=tmp, check=False)
+                code, err = done.returncode, done.stderr
+            else:
+                with open(tmp, "wb") as out:
+                    os.chmod(tmp, 0o600)
+                    p = subprocess.run(args + ["--", self.db.database], stdout=out, stderr=subprocess.PIPE,
+                                       timeout=None)
+                code, err = p.returncode, p.stderr.decode("utf-8", "replace")
+            if code != 0:
                 tmp.unlink(missing_ok=True)
-                raise BackupError(f"database dump of {self.db.database} failed: "
-                                  f"{p.stderr.decode('utf-8', 'replace').strip()[-500:]}")
+                raise BackupError(f"database dump of {self.db.database} failed: {err.strip()[-500:]}")
             os.replace(tmp, self.sql)
         finally:
             os.unlink(opt.name)

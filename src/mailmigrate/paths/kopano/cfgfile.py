@@ -76,6 +76,16 @@ def set_directive(text: str, name: str, value: str, note: str | None = None) -> 
     return "".join(lines)
 
 
+def comment_out(text: str, name: str) -> str:
+    """Every active line of ``name`` turned into a comment: the program's default applies again."""
+    out = []
+    for line in text.splitlines(keepends=True):
+        body, eol = _split(line)
+        m = _ACTIVE.match(body)
+        out.append(f"#{body.lstrip()}{eol}" if m and m.group(1) == name else line)
+    return "".join(out)
+
+
 def rename_directive(text: str, old: str, new: str) -> str:
     """Rename every active line of ``old`` to ``new``, keeping its value and layout."""
     out = []
