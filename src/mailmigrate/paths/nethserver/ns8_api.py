@@ -92,13 +92,22 @@ class ClusterAPI:
 
     def task(self, queue: str, action: str, data) -> object:
         """Run one task and return its output; a non-zero exit code is an error naming the action."""
+        return self.wait(queue, self.submit(queue, action, data), action)
+
+    def submit(self, queue: str, action: str, data) -> str:
+        """Queue one task and return its id without waiting (``ns8-action -d``)."""
         if self.token is None:
             self.login()
         code, ans = self._call("POST", f"/{queue}/tasks", {"action": action, "data": data, "extra": {},
                                                            "parent": ""})
         if code != 201:
             raise NS8Error(f"NS8 {queue} {action}: not queued (HTTP {code}: {ans.get('message', '')})")
-        tid = ans["data"]["id"]
+        return ans["data"]["id"]
+
+    def wait(self, queue: str, tid: str, action: str) -> object:
+        """The output of a queued task once it has ended (``ns8-action --attach wait``)."""
+        if self.token is None:
+            self.login()
         deadline, pause = time.monotonic() + self.link.task_timeout, 0.05
         while True:
             code, ans = self._call("GET", f"/{queue}/task/{tid}/status")
@@ -251,10 +260,10 @@ def apply_fetch_tasks(api: ClusterAPI, tasks: list[dict], log: EventLog, action:
     return n
 
 
-def apply(api: ClusterAPI, settings: dict, log: EventLog, action: str = "finish") -> dict:
-    """Create or find the mail module, apply ``settings`` (``mail-settings.json``), read it back; every
-    difference is an ERROR naming the object."""
-    mid = _module(api, MAIL_IMAGE, log, action)
+def apply(api: ClusterAPI, settings: dict, log: EventLog, action: str = "finish", module_id: str | None = None) -> dict:
+    """Create or find the mail module (``module_id``: the one the mail was imported into), apply
+    ``settings`` (``mail-settings.json``), read it back; every difference is an ERROR naming the object."""
+    mid = module_id or _module(api, MAIL_IMAGE, log, action)
     q = f"module/{mid}"
     have_domains = {d["domain"] for d in api.task(q, "list-domains", {}) or []}
     for d in settings.get("domains", []):
