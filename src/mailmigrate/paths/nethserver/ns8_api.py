@@ -177,8 +177,8 @@ _BYPASS = (("sender", "email", "from"), ("sender_domain", "domain", "from"),
 def plan(settings: dict) -> list[tuple[str, str]]:
     """(queue, action) of every task :func:`apply` would run, for ``finish --dry-run``."""
     addrs, _ = wanted_addresses(settings)
-    steps = [("cluster", "list-installed-modules"), ("cluster", "add-module (when no mail module)"),
-             ("module", "list-domains")]
+    steps = [("cluster", "import-module (when start opened no import endpoint; the mail module the mail is "
+                          "imported into)"), ("module", "list-domains")]
     steps += [("module", f"add-domain {d['domain']}") for d in settings.get("domains", [])]
     steps += [("module", "list-addresses")]
     steps += [("module", f"add-address {a['local']}@{a.get('domain', '*')}") for a in addrs]
@@ -205,7 +205,8 @@ def plan(settings: dict) -> list[tuple[str, str]]:
     if f.get("relay_networks"):
         steps.append(("by hand:", f"trusted networks {', '.join(f['relay_networks'])} (not applied through the API)"))
     steps += [("module", "list-addresses / list-user-mailboxes / list-relay-rules (verification)")]
-    steps += [("imapsync module", "create-task for each fetch task not there yet")]
+    steps += [("cluster", "list-installed-modules, add-module imapsync (when none)"),
+              ("imapsync module", "create-task for each fetch task not there yet")]
     return steps
 
 
