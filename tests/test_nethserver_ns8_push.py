@@ -244,3 +244,47 @@ def test_a_failed_push_keeps_ns7_running_and_abort_removes_the_module(ns7, tmp_p
         assert ns8.cluster.modules == {} and daemon.proc.poll() is not None
         assert not (root / ".mailmigrate/ns8-mail-import.secret").exists()
         assert "ns8_import" not in json.loads(p.state_file.read_text())["apps"]["mail"]
+
+
+def test_a_finish_repeated_after_ns8_imported_sends_nothing_and_never_forgets_mail_that_came_later(ns7, tmp_path):
+    """The import is done but finish failed after it (NS8 does not know carol): NS7 stays enabled.  Mail
+    that reaches NS7 after that cannot go through the closed endpoint: every later finish says so and
+    none ends migrated, even once carol is known."""
+    root = tmp_path / "ns8"
+    p = steps.Project(NethServerTree(ns7), NS8MailTree(root))
+    with NS8StandIn(users={"alice", "bob"}, groups=NS8_GROUPS) as ns8:
+        assert _cli(ns7, root, ns8, "start", "mail").returncode == 0
+        r = _cli(ns7, root, ns8, "finish", "mail")
+        assert r.returncode == 1 and "mailbox carol: NS8 does not know this user" in r.stdout
+        assert ns8.mail.imported and svc(p)["dovecot"] == "enabled"
+        late = ns7 / "var/lib/nethserver/vmail/alice@example.com/Maildir/new/1700000002.M2P2Q2.ns7"
+        late.write_bytes(b"Subject: too late\r\n\r\nx\r\n")
+        tasks = len(ns8.cluster.log)
+        r = _cli(ns7, root, ns8, "finish", "mail")
+        assert r.returncode == 1 and "1 message file(s) copied from NS7 after NS8 module mail1 imported" in r.stdout
+        assert not (ns8.mail.volume("dovecot-data") / "alice/Maildir/new" / late.name).exists()
+        assert ("module/mail1", "import-module") not in ns8.cluster.log[tasks:]  # nothing reopened
+        m = ns8.mail  # NS8's account provider now knows carol
+        ns8.cluster.users.add("carol")
+        m.users.add("carol")
+        m.mailboxes["carol"] = {"user": "carol", "quota": {"limit": 0, "value": 0, "percent": 0}}
+        r = _cli(ns7, root, ns8, "finish", "mail")
+        assert r.returncode == 1 and "1 message file(s) copied from NS7 after NS8 module mail1" in r.stdout
+        assert "does not know" not in r.stdout and "create-task failed" not in r.stdout  # that alone is left
+        assert steps.status(p)["mail"] == steps.MIGRATING and svc(p)["dovecot"] == "enabled"
+
+
+def test_a_finish_that_failed_after_ns8_imported_completes_once_ns8_is_fixed(ns7, tmp_path):
+    root = tmp_path / "ns8"
+    p = steps.Project(NethServerTree(ns7), NS8MailTree(root))
+    with NS8StandIn(users={"alice", "bob"}, groups=NS8_GROUPS) as ns8:
+        assert _cli(ns7, root, ns8, "start", "mail").returncode == 0
+        assert _cli(ns7, root, ns8, "finish", "mail").returncode == 1 and ns8.mail.imported
+        m = ns8.mail  # NS8's account provider now knows carol
+        ns8.cluster.users.add("carol")
+        m.users.add("carol")
+        m.mailboxes["carol"] = {"user": "carol", "quota": {"limit": 0, "value": 0, "percent": 0}}
+        r = _cli(ns7, root, ns8, "finish", "mail")
+        assert r.returncode == 0, r.stdout + r.stderr
+        assert steps.status(p)["mail"] == steps.MIGRATED and svc(p)["dovecot"] == "disabled"
+        assert ns8.cluster.log.count(("cluster", "import-module")) == 1 and m.mailboxes["carol"]["quota"]["limit"] == 2048

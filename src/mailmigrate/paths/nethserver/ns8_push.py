@@ -198,12 +198,18 @@ def ensure_listening(rs: Rsync, api: ClusterAPI, log: EventLog, action: str, wai
     tid = api.submit(f"module/{rs.ep.module_id}", "import-module",
                      {"credentials": [rs.ep.user, rs.secret.reveal()], "port": rs.ep.port, "volumes": list(VOLUMES)})
     log.info(action, f"NS8 import endpoint of {rs.ep.module_id} restarted")
+    wait_listening(rs, wait_s)
+    return f"module/{rs.ep.module_id}/task/{tid}"
+
+
+def wait_listening(rs: Rsync, wait_s: float) -> None:
+    """The daemon starts after the task that announced it (``ns8-bind-app`` polls it every 2 s): nothing is
+    sent, and no second daemon asked for, before it answers."""
     deadline = time.monotonic() + wait_s
     while not rs.alive():
         if time.monotonic() > deadline:
             raise PushError(f"NS8 import endpoint {rs.ep.address}:{rs.ep.port} does not answer")
         time.sleep(1)
-    return f"module/{rs.ep.module_id}/task/{tid}"
 
 
 def push(src: NethServerTree, staging_vmail: Path, rs: Rsync, log: EventLog, action: str, *,

@@ -321,8 +321,11 @@ def _endpoint(p: Project, data: dict, app: str, api: ns8_api.ClusterAPI, log: Ev
         ep, secret = ns8_push.open_endpoint(api, log, action)
         ns8_push.save_secret(p.push_secret, secret)
         a["ns8_module"] = ep.module_id  # abort removes only a module this migration created
-        a["ns8_import"] = imp = {"endpoint": ep.as_dict(), "terminated": False, "imported": False}
+        a["ns8_import"] = {"endpoint": ep.as_dict(), "terminated": False, "imported": False}
         _save(p, data)
+        rs = ns8_push.Rsync(ep, secret)
+        ns8_push.wait_listening(rs, 120)
+        return ep, rs
     ep = ns8_push.Endpoint.from_dict(imp["endpoint"])
     return ep, ns8_push.Rsync(ep, ns8_push.load_secret(p.push_secret) if not imp["imported"] else Secret(""))
 
@@ -358,14 +361,18 @@ def _relisten(p: Project, data: dict, app: str, rs: ns8_push.Rsync, api: ns8_api
 def _finish_push(p: Project, data: dict, app: str, api: ns8_api.ClusterAPI, log: EventLog, copied: int) -> str:
     """The final push, NS8 told to import (``terminate``) and waited for; returns the mail module's id.
     A finish repeated after NS8 imported sends nothing (the endpoint is closed): mail the final copy
-    still found on NS7 then is an ERROR, as NS8 would not have it."""
+    still found on NS7 then is an ERROR, at this finish and every later one (the count is kept in the
+    state), as NS8 does not have it."""
     ep, rs = _endpoint(p, data, app, api, log, "finish")
     imp = _app(data, app)["ns8_import"]
     if imp["imported"]:
         if copied:
-            log.error("finish", f"{copied} message file(s) copied from NS7 after NS8 module {ep.module_id} "
+            imp["late"] = imp.get("late", 0) + copied
+            _save(p, data)
+        if imp.get("late"):
+            log.error("finish", f"{imp['late']} message file(s) copied from NS7 after NS8 module {ep.module_id} "
                                 "imported the mail: NS8's import endpoint is closed, they are only in the "
-                                "staging tree (abort and start again, or move them by hand)")
+                                "staging tree (stop NS7's mail services; abort and start again)")
         return ep.module_id
     if not imp["terminated"]:
         _relisten(p, data, app, rs, api, log, "finish")
