@@ -16,6 +16,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 import pytest
@@ -288,3 +289,27 @@ def test_a_finish_that_failed_after_ns8_imported_completes_once_ns8_is_fixed(ns7
         assert r.returncode == 0, r.stdout + r.stderr
         assert steps.status(p)["mail"] == steps.MIGRATED and svc(p)["dovecot"] == "disabled"
         assert ns8.cluster.log.count(("cluster", "import-module")) == 1 and m.mailboxes["carol"]["quota"]["limit"] == 2048
+
+
+def test_a_finish_that_stopped_after_telling_ns8_to_import_is_completed_by_the_next(ns7, tmp_path):
+    """The process running finish died right after its ``terminate`` (here: the terminate is sent by hand):
+    the state does not know NS8 imported; the next finish finds the endpoint gone, NS8 refusing a new one
+    because the module has imported, and completes without a second import."""
+    root = tmp_path / "ns8"
+    p = steps.Project(NethServerTree(ns7), NS8MailTree(root))
+    with NS8StandIn(users=NS8_USERS, groups=NS8_GROUPS) as ns8:
+        assert _cli(ns7, root, ns8, "start", "mail").returncode == 0
+        imp = ns8.mail.importer
+        subprocess.run(["rsync", f"rsync://{imp.user}@127.0.0.1:{imp.port}/terminate"], check=True, timeout=60,
+                       env=dict(os.environ, RSYNC_PASSWORD=imp.password), capture_output=True)
+        imp.proc.wait(timeout=60)
+        for _ in range(600):  # the stand-in's import steps run after the daemon stopped
+            if ns8.mail.imported:
+                break
+            time.sleep(0.1)
+        assert ns8.mail.imported
+        r = _cli(ns7, root, ns8, "finish", "mail")
+        assert r.returncode == 0, r.stdout + r.stderr
+        assert "has imported the mail already" in r.stdout and steps.status(p)["mail"] == steps.MIGRATED
+        assert ("module/mail1", "import-module") in ns8.cluster.log  # the restart NS8 refused
+        assert not (root / ".mailmigrate/ns8-mail-import.secret").exists()

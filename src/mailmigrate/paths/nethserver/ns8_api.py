@@ -104,20 +104,21 @@ class ClusterAPI:
             raise NS8Error(f"NS8 {queue} {action}: not queued (HTTP {code}: {ans.get('message', '')})")
         return ans["data"]["id"]
 
-    def wait(self, queue: str, tid: str, action: str) -> object:
-        """The output of a queued task once it has ended (``ns8-action --attach wait``)."""
+    def ended(self, queue: str, tid: str) -> dict | None:
+        """``{output, error, exit_code}`` of a task that has ended, None while it runs."""
         if self.token is None:
             self.login()
+        code, ans = self._call("GET", f"/{queue}/task/{tid}/status")
+        return ans.get("data") if code == 200 else None
+
+    def wait(self, queue: str, tid: str, action: str) -> object:
+        """The output of a queued task once it has ended (``ns8-action --attach wait``)."""
         deadline, pause = time.monotonic() + self.link.task_timeout, 0.05
-        while True:
-            code, ans = self._call("GET", f"/{queue}/task/{tid}/status")
-            if code == 200:
-                break
+        while (res := self.ended(queue, tid)) is None:
             if time.monotonic() > deadline:
                 raise NS8Error(f"NS8 {queue} {action}: no result after {self.link.task_timeout:.0f}s")
             time.sleep(pause)
             pause = min(pause * 2, 2.0)
-        res = ans["data"]
         if res.get("exit_code") != 0:
             raise NS8Error(f"NS8 {queue} {action} failed (exit {res.get('exit_code')}): {_why(res)}")
         return res.get("output")

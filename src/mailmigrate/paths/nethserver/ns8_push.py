@@ -44,7 +44,7 @@ from ...formats.esmith import EsmithDb, read_esmith
 from ...model import Secret
 from .eventlog import EventLog
 from .layout import NethServerTree
-from .ns8_api import MAIL_IMAGE, ClusterAPI, NS8Error
+from .ns8_api import MAIL_IMAGE, ClusterAPI, NS8Error, _why
 
 #: nethserver-ns8-migration ``apps/nethserver-mail/bind.env`` MODULE_VOLUMES
 VOLUMES = ("dovecot-data", "rspamd-redis", "rspamd-data")
@@ -197,16 +197,28 @@ def ensure_listening(rs: Rsync, api: ClusterAPI, log: EventLog, action: str, wai
         return None
     tid = api.submit(f"module/{rs.ep.module_id}", "import-module",
                      {"credentials": [rs.ep.user, rs.secret.reveal()], "port": rs.ep.port, "volumes": list(VOLUMES)})
+    queue = f"module/{rs.ep.module_id}"
+    wait_listening(rs, wait_s, lambda: api.ended(queue, tid))
     log.info(action, f"NS8 import endpoint of {rs.ep.module_id} restarted")
-    wait_listening(rs, wait_s)
-    return f"module/{rs.ep.module_id}/task/{tid}"
+    return f"{queue}/task/{tid}"
 
 
-def wait_listening(rs: Rsync, wait_s: float) -> None:
+class AlreadyImported(PushError):
+    """NS8 refuses a new import endpoint because the module has imported already (``00validate_import``)."""
+
+
+def wait_listening(rs: Rsync, wait_s: float, ended=None) -> None:
     """The daemon starts after the task that announced it (``ns8-bind-app`` polls it every 2 s): nothing is
-    sent, and no second daemon asked for, before it answers."""
+    sent, and no second daemon asked for, before it answers.  ``ended``: the task that starts it, which
+    may end at once when NS8 refuses (then its reason is the error)."""
     deadline = time.monotonic() + wait_s
     while not rs.alive():
+        res = ended() if ended else None
+        if res is not None:
+            reason = _why(res)
+            cls = AlreadyImported if "module_already_imported" in reason else PushError
+            raise cls(f"NS8 did not restart the import endpoint of {rs.ep.module_id} (exit "
+                      f"{res.get('exit_code')}): {reason}")
         if time.monotonic() > deadline:
             raise PushError(f"NS8 import endpoint {rs.ep.address}:{rs.ep.port} does not answer")
         time.sleep(1)

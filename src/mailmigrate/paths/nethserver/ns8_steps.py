@@ -375,7 +375,16 @@ def _finish_push(p: Project, data: dict, app: str, api: ns8_api.ClusterAPI, log:
                                 "staging tree (stop NS7's mail services; abort and start again)")
         return ep.module_id
     if not imp["terminated"]:
-        _relisten(p, data, app, rs, api, log, "finish")
+        try:
+            _relisten(p, data, app, rs, api, log, "finish")
+        except ns8_push.AlreadyImported:
+            # the endpoint was closed and NS8 imported, but the run that closed it stopped before noting it
+            log.warning("finish", f"NS8 module {ep.module_id} has imported the mail already (a finish stopped "
+                                  "after telling it to)")
+            imp.update(terminated=True, imported=True)
+            _save(p, data)
+            p.push_secret.unlink(missing_ok=True)
+            return _finish_push(p, data, app, api, log, copied)
         ns8_push.push(p.source, p.target.vmail, rs, log, "finish", scratch=p.state_dir)
         left = ns8_push.pending(p.source, p.target.vmail, rs)
         if left:
