@@ -787,7 +787,7 @@ def _push_plan(p: Project, a: dict) -> dict[str, list[str]]:
     list, as of the staging tree now; the final copy above adds its own), then the commit."""
     imp = a.get("ns8_import")
     if p.ns8 is None:
-        return {"offline (no --ns8-url)": [] if imp is None or imp["imported"] else
+        return {"none (offline, no --ns8-url)": [] if imp is None or imp["imported"] else
                 ["start opened NS8's import endpoint: finish needs --ns8-url"]}
     if imp is None:
         return {"cluster import-module": ["a new mail module and its import endpoint (rsync daemon)",
@@ -824,7 +824,8 @@ def describe_plan(plan: dict) -> str:
         lines.append(f"  {a['address']} -> {', '.join(a['destinations']) or '(none)'}")
     lines.append("push to NS8's import endpoint:")
     for what, items in plan["push"].items():
-        lines.append(f"  {what}: " + (f"{len(items)} item(s)" if items else "nothing"))
+        count = f": {len(items)} item(s)" if items else ": nothing"
+        lines.append(f"  {what}{'' if what.startswith('none') else count}")
         lines += [f"    {x}" for x in items[:30]] + ([f"    ... {len(items) - 30} more"] if len(items) > 30 else [])
     lines.append("NS8: " + "; ".join(plan["ns8"]))
     lines.append("NS7: " + "; ".join(plan["ns7"]))
