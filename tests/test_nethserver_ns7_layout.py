@@ -299,7 +299,7 @@ def test_finish_applies_the_settings_to_ns8_and_reads_them_back(project):
         r = steps.finish(p)
         assert r.ok and r.state == steps.MIGRATED, [e.text for e in r.log.errors]
         m = ns8.mail
-        assert ("cluster", "add-module") in ns8.cluster.log and r.details["ns8"]["mismatches"] == 0
+        assert ("cluster", "import-module") in ns8.cluster.log and r.details["ns8"]["mismatches"] == 0
         # every address delivers where it did on NS7, as the NS8 module holds it
         assert _dest(m, ("wildcard", "support", "")) == [("public", "support")]
         assert _dest(m, ("domain", "orders", "example.com")) == [("group", "sales")]
@@ -453,9 +453,11 @@ def test_start_installs_the_mail_module_on_ns8_and_abort_removes_only_that(proje
         assert steps.start(p).ok and list(ns8.cluster.modules) == ["mail1"]
         r = steps.abort(p)
         assert r.ok and ns8.cluster.modules == {} and ("cluster", "remove-module") in ns8.cluster.log
-        # a module that was there before the migration is used and never removed
+        # a module that was there before the migration is never removed: the mail goes into a new one, as
+        # NethServer's own migration imports it (the cluster's import-module always adds a module)
         ns8.cluster.run("cluster", "add-module", {"image": "mail", "node": 1})
         steps.start(p)
+        assert list(ns8.cluster.modules) == ["mail1", "mail2"] and ns8.cluster.modules["mail2"].importer
         steps.abort(p)
         assert list(ns8.cluster.modules) == ["mail1"]
 

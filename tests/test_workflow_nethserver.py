@@ -293,6 +293,12 @@ def test_ns7_mail_project_applies_to_ns8_through_its_cluster_api(tmp_path):
     from servers.ns8 import NS8StandIn
 
     shutil.copytree(SAMPLE, tmp_path / "ns7", symlinks=True)
+    # every NS7 mail server has a DKIM pair (nethserver-ns8-migration's mail migrate sends it unconditionally
+    # and ns8-mail's import fails without it); the sample has none
+    keys = tmp_path / "ns7/etc/opendkim/keys"
+    keys.mkdir(parents=True)
+    (keys / "default.private").write_text("-----BEGIN PRIVATE KEY-----\nsample\n-----END PRIVATE KEY-----\n")
+    (keys / "default.txt").write_text('default._domainkey IN TXT ( "v=DKIM1; k=rsa; p=sample" )\n')
     pw = tmp_path / "ns8.pw"
     pw.write_text("Nethesis,1234\n")
     os.chmod(pw, 0o600)
@@ -307,4 +313,5 @@ def test_ns7_mail_project_applies_to_ns8_through_its_cluster_api(tmp_path):
         assert out["state"] == "migrated" and out["ok"], out
         addrs = {(a["local"], a.get("domain", "")): a for a in ns8.mail.addresses.values()}
         assert [d["name"] for d in addrs[("info", "example.com")]["destinations"]] == ["alice", "bob"]
-        assert ("cluster", "add-module") in ns8.cluster.log
+        assert ("cluster", "import-module") in ns8.cluster.log and ns8.mail.imported  # the mail was sent there
+        assert (ns8.mail.volume("dovecot-data") / "alice/Maildir").is_dir()

@@ -12,6 +12,17 @@ built from NethServer's public sources, never from mailmigrate's client:
 * ns8-core cluster actions ``list-installed-modules`` (image URL -> list of ``{id, node, module, ...}``),
   ``add-module`` (``{image, node}`` -> ``{module_id, ...}``) and ``remove-module`` (``{module_id,
   preserve_data}``).
+* ns8-core cluster action ``import-module`` (``50import``, its ``validate-input.json`` /
+  ``validate-output.json``): ``{image, node, volumes}`` -> a new module (``add-module``), one TCP port, a secret,
+  and the module's own ``import-module`` task started without waiting; the answer is ``{credentials: [module
+  id, secret], port, volumes, address, task: "module/<id>/task/<uuid>"}``.  The module action
+  ``import-module`` (ns8-core ``usr/local/agent/actions/import-module``: ``00validate_import`` refuses a module
+  already imported, ``05create_volumes``, ``10recvstate`` runs an rsync daemon until it is told to stop,
+  ``99mark_completed``) and the daemon's configuration (ns8-core ``core/rsync/entrypoint.sh``: one auth user
+  from a secrets file, module ``[data]`` = ``/srv`` holding ``state/`` (the module's state directory) and
+  ``volumes/<name>/``, numeric ids, and module ``[terminate]`` whose ``post-xfer exec`` stops the daemon).
+  Here the daemon is the real ``rsync --daemon --no-detach`` on loopback, ``/srv`` a directory of the
+  stand-in; after it stops, ns8-mail's import steps run on what was pushed (see :class:`Importer`).
 * ns8-imapsync ``create-task`` / ``list-tasks`` (its ``validate-input.json``, ``import-module/40migration``).
 * ns8-mail actions and their ``validate-input.json`` / ``validate-output.json``: ``add-domain``,
   ``list-domains``, ``add-address`` (``atype`` domain|wildcard, ``local`` matching mail-address-strict,
@@ -27,9 +38,14 @@ Each task completes on the second status poll, so a client must really poll.
 from __future__ import annotations
 
 import json
+import os
 import re
 import secrets
+import shutil
+import socket
 import ssl
+import subprocess
+import tempfile
 import threading
 import uuid
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -37,6 +53,156 @@ from pathlib import Path
 
 _LOCAL = re.compile(r"^[a-zA-Z0-9](?:[a-zA-Z0-9._-]*[a-zA-Z0-9])?$")
 _DTYPES = {"user", "group", "public", "apo", "external"}
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Importer:
+    """One module's ``import-module`` task: the rsync daemon NethServer 7 pushes to, then what ns8-mail's
+    ``imageroot/actions/import-module/*`` steps do with the pushed files.
+
+    Layout (ns8-core ``core/rsync/README.md``): ``srv/state`` is the module's state directory (the files
+    ``nethserver-ns8-migration``'s mail ``migrate`` sends: ``user_domain.txt``, ``mail_domain.txt``,
+    ``accounts.json``, ``dovecot.json``, ..., ``dkim.migration/``), ``srv/volumes/<name>`` each volume
+    (``dovecot-data`` is what the module's Dovecot serves as ``/var/lib/vmail``).  ``rsyncd/`` holds the
+    daemon's configuration and secrets file, outside what the daemon serves.
+    """
+
+    def __init__(self, module: "MailModule", base: Path, user: str, password: str, port: int, volumes: list[str]):
+        self.module, self.base, self.user, self.password, self.port = module, base, user, password, port
+        self.srv = base / "srv"
+        self.volumes = volumes
+        self.proc: subprocess.Popen | None = None
+        self.steps: list[str] = []
+
+    def start(self) -> None:
+        (self.srv / "state").mkdir(parents=True, exist_ok=True)
+        for v in self.volumes:  # 05create_volumes
+            (self.srv / "volumes" / v).mkdir(parents=True, exist_ok=True)
+        conf = self.base / "rsyncd"
+        conf.mkdir(mode=0o700, exist_ok=True)
+        (conf / "empty").mkdir(exist_ok=True)
+        secrets_file = conf / "rsyncd.secrets"
+        secrets_file.write_text(f"{self.user}:{self.password}\n")
+        secrets_file.chmod(0o600)
+        ids = "uid = 0\ngid = 0\n" if os.geteuid() == 0 else ""
+        (conf / "rsyncd.conf").write_text(
+            f"address = 127.0.0.1\nport = {self.port}\npid file = {conf}/rsyncd.pid\nreverse lookup = no\n"
+            f"forward lookup = no\n{ids}auth users = {self.user}\nsecrets file = {secrets_file}\n"
+            f"use chroot = no\n\n[data]\npath = {self.srv}\nread only = no\nnumeric ids = yes\n"
+            f"munge symlinks = no\nhosts allow = 127.0.0.1\n\n[terminate]\npath = {conf}/empty\n"
+            f"read only = yes\nlist = no\npost-xfer exec = kill -TERM $(cat {conf}/rsyncd.pid)\n")
+        self.proc = subprocess.Popen(["rsync", "--daemon", "--no-detach", f"--config={conf}/rsyncd.conf",
+                                      f"--log-file={conf}/rsyncd.log"], stdin=subprocess.DEVNULL)
+
+    def wait(self) -> tuple[int, object]:
+        """10recvstate returns when the daemon stops (a client read ``terminate``); then the mail steps."""
+        rc = self.proc.wait()
+        if rc != 0:
+            return 1, f"rsync daemon exited with {rc}"
+        state, vmail = self.srv / "state", self.srv / "volumes" / "dovecot-data"
+        try:
+            self._import_environment(state)
+            self._migrate_maildirs(vmail, (state / "mail_domain.txt").read_text().strip().lower())
+            self._migrate_bayesdb()
+            self._import_dkim(state)
+        except (OSError, ValueError, KeyError) as e:  # the step's script fails: the task fails
+            return 1, f"import step failed: {e}"
+        self.module.imported = True  # 99mark_completed: IMPORT_IMAGE_URL, flag import_completed
+        return 0, None
+
+    def stop(self) -> None:
+        """The daemon gone as with a restart of NS8 (killed, not told to stop): nothing is imported."""
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+
+    def _import_environment(self, state: Path) -> None:
+        """ns8-mail ``20import_environment``: rspamd.json, dovecot.json and user_domain.txt -> the module's
+        environment (the default quota, spam folder and retention, subject prefix, Postfix origin)."""
+        rspamd = json.loads((state / "rspamd.json").read_text())["props"]
+        dovecot = json.loads((state / "dovecot.json").read_text())["props"]
+        env = self.module.env
+        env["POSTFIX_ORIGIN"] = (state / "user_domain.txt").read_text().strip()
+        env["DOVECOT_SPAM_SUBJECT_PREFIX"] = (rspamd.get("SpamSubjectPrefixString", "")
+                                              if rspamd.get("SpamSubjectPrefixStatus") == "enabled" else "")
+        env["DOVECOT_SPAM_FOLDER"] = dovecot.get("SpamFolder", "Junk")
+        ret = dovecot.get("SpamRetentionTime", "")
+        env["DOVECOT_SPAM_RETENTION"] = ret.rstrip("d") if ret.endswith("d") else "15"
+        self.steps.append("20import_environment")
+
+    def _migrate_maildirs(self, vmail: Path, domain: str) -> None:
+        """ns8-mail ``35migrate_maildirs`` on the dovecot-data volume: ``@domain`` dropped from the shared
+        dictionary, from home names (``root`` and ``vmail`` keep theirs; a name without the domain is
+        skipped), from readers' ``Maildir/shared/<owner>@domain`` indexes and from ACL lines; full rights
+        ``akeilprwts`` gain ``x``; ``user=root`` ACL lines removed; ``Shared/<owner>@domain`` in sieve
+        ``fileinto`` lines shortened."""
+        sfx = "@" + domain
+        rx = re.escape(sfx)
+        db = vmail / "shared-mailboxes.db"
+        if db.is_file():
+            lines = db.read_text().split("\n")
+            db.write_text("\n".join(re.sub(rx + r"\b", "", ln) if re.search(rx + r"(/|$)", ln) else ln
+                                    for ln in lines))
+        for entry in sorted(vmail.iterdir()):
+            if not entry.is_dir():
+                continue
+            if entry.name in ("root", "vmail"):
+                dest = entry
+            elif entry.name.endswith(sfx) and entry.name[:-len(sfx)] not in ("", "root", "vmail"):
+                dest = vmail / entry.name[:-len(sfx)]
+                if dest.exists():
+                    dest.rename(vmail / f"{dest.name}.{secrets.randbelow(32768)}")
+                entry.rename(dest)
+            else:
+                self.steps.append(f"35migrate_maildirs: skipped {entry.name}")
+                continue
+            shared = dest / "Maildir" / "shared"
+            if shared.is_dir():
+                for d in shared.iterdir():
+                    if d.is_dir() and d.name.endswith(sfx):
+                        target = shared / d.name[:-len(sfx)]
+                        shutil.rmtree(target, ignore_errors=True)
+                        d.rename(target)
+            for acl in dest.rglob("dovecot-acl"):
+                if acl.is_file() and not acl.is_symlink():
+                    out = []
+                    for ln in acl.read_text().splitlines(keepends=True):
+                        ln = re.sub(r"\bakeilprwts\b", "akxeilprwts", re.sub(rx + r"\b", "", ln))
+                        if not ln.startswith("user=root "):
+                            out.append(ln)
+                    acl.write_text("".join(out))
+            for sieve in [*dest.glob("*.sieve"), *dest.glob("*/*.sieve")]:
+                if sieve.is_file() and not sieve.is_symlink():
+                    sieve.write_text(re.sub(r'(fileinto\s+"Shared/[^@"]+)' + rx + r'(/?[^"]*")', r"\1\2",
+                                            sieve.read_text()))
+        self.steps.append("35migrate_maildirs")
+
+    def _migrate_bayesdb(self) -> None:
+        """ns8-mail ``40migrate_bayesdb``: a ``dump.rdb`` in rspamd-redis becomes ``persistent.rdb``."""
+        redis = self.srv / "volumes" / "rspamd-redis"
+        if (redis / "dump.rdb").is_file():
+            (redis / "dump.rdb").replace(redis / "persistent.rdb")
+        self.steps.append("40migrate_bayesdb")
+
+    def _import_dkim(self, state: Path) -> None:
+        """ns8-mail ``50import_dkim``: ``dkim.migration/default.private`` renamed ``default.key`` and copied
+        with ``default.txt`` into rspamd's ``/var/lib/rspamd/dkim/`` (here: ``volumes/rspamd-data/dkim``);
+        ``dkim.migration`` removed.  The script runs under ``set -e``: without the key the task fails."""
+        src = state / "dkim.migration"
+        try:
+            (src / "default.private").rename(src / "default.key")
+            dst = self.srv / "volumes" / "rspamd-data" / "dkim"
+            dst.mkdir(parents=True, exist_ok=True)
+            for f in src.iterdir():
+                shutil.copy2(f, dst / f.name)
+        finally:
+            shutil.rmtree(src, ignore_errors=True)
+        self.steps.append("50import_dkim")
 
 
 class MailModule:
@@ -55,6 +221,13 @@ class MailModule:
         self.bypass: list[dict] = []
         self.settings: dict = {}
         self.bcc = ""
+        self.env: dict[str, str] = {}  # what the import steps set in the module's environment
+        self.imported = False
+        self.importer: Importer | None = None
+        self.base: Path | None = None  # its directory under the stand-in (state and volumes)
+
+    def volume(self, name: str) -> Path:
+        return self.base / "srv" / "volumes" / name
 
     def run(self, action: str, d) -> tuple[int, object]:
         fn = getattr(self, "a_" + action.replace("-", "_"), None)
@@ -227,9 +400,15 @@ class Cluster:
         self.tasks: dict[str, dict] = {}  # id -> {"polls": n, "result": ...}
         self.log: list[tuple[str, str]] = []  # (queue, action) in order
         self.lock = threading.Lock()
+        self.root = Path(tempfile.mkdtemp(prefix="ns8-standin-"))  # the modules' state and volumes
 
-    def run(self, queue: str, action: str, data) -> tuple[int, object]:
+    def run(self, queue: str, action: str, data, tid: str | None = None) -> tuple[int | None, object]:
+        """(exit code, output); exit code None: the task runs on (its result is filled in later)."""
         self.log.append((queue, action))
+        if queue == "cluster" and action == "import-module":
+            return self._cluster_import(data or {})
+        if queue != "cluster" and action == "import-module":
+            return self._module_import(queue.split("/", 1)[1], data or {}, tid or str(uuid.uuid4()))
         if queue == "cluster":
             if action == "list-installed-modules":
                 out: dict[str, list] = {}
@@ -250,14 +429,67 @@ class Cluster:
             if action == "remove-module":
                 if "module_id" not in data or "preserve_data" not in data:
                     return 10, [{"field": "module_id", "error": "required"}]
-                if self.modules.pop(data["module_id"], None) is None:
+                mod = self.modules.pop(data["module_id"], None)
+                if mod is None:
                     return 10, [{"field": "module_id", "value": data["module_id"], "error": "module_not_found"}]
+                if getattr(mod, "importer", None) is not None:
+                    mod.importer.stop()
+                shutil.rmtree(self.root / data["module_id"], ignore_errors=True)  # preserve_data false
                 return 0, None
             return 9, f"action {action} not found"
         mid = queue.split("/", 1)[1]
         if mid not in self.modules:
             return 9, f"module {mid} not found"
         return self.modules[mid].run(action, data)
+
+    def _cluster_import(self, data: dict) -> tuple[int | None, object]:
+        """ns8-core cluster ``import-module/50import``: add-module, a port, a secret (its pid and task id
+        there), the module's import-module started without waiting, the connection details returned."""
+        missing = [k for k in ("image", "node", "volumes") if k not in data]
+        if missing or not isinstance(data["volumes"], list) or not isinstance(data["node"], int):
+            return 10, [{"field": k, "parameter": k, "value": "", "error": "required"} for k in missing] or \
+                [{"field": "volumes", "parameter": "volumes", "value": "", "error": "invalid"}]
+        code, out = self.run("cluster", "add-module", {"image": data["image"], "node": data["node"]})
+        if code != 0:
+            return code, out
+        mid = out["module_id"]
+        req = {"credentials": [mid, f"{os.getpid()}{uuid.uuid4()}"], "port": _free_port(), "volumes": data["volumes"]}
+        tid = str(uuid.uuid4())
+        code, out = self._module_import(mid, req, tid)
+        if code is not None:
+            return 1, out
+        return 0, {**req, "address": "127.0.0.1", "task": f"module/{mid}/task/{tid}"}
+
+    def _module_import(self, mid: str, data: dict, tid: str) -> tuple[int | None, object]:
+        mod = self.modules.get(mid)
+        if not isinstance(mod, MailModule):
+            return 9, f"module {mid}: no import-module here"
+        cred, port, vols = data.get("credentials"), data.get("port"), data.get("volumes")
+        if not (isinstance(cred, list) and len(cred) == 2 and all(isinstance(c, str) and c for c in cred)
+                and isinstance(port, int) and port >= 1 and isinstance(vols, list)):
+            return 10, [{"field": "credentials", "parameter": "credentials", "value": "", "error": "invalid"}]
+        if mod.imported:  # 00validate_import
+            return 2, [{"field": "none", "parameter": "none", "value": "", "error": "module_already_imported"}]
+        mod.base = self.root / mid
+        imp = Importer(mod, mod.base, cred[0], cred[1], port, vols)
+        imp.start()
+        mod.importer = imp
+        self.tasks[tid] = {"polls": 0, "pending": True}
+
+        def finish():
+            code, out = imp.wait()
+            with self.lock:
+                self.tasks[tid].update(pending=False, exit_code=code, output=out,
+                                       error="" if code == 0 else str(out))
+
+        threading.Thread(target=finish, daemon=True).start()
+        return None, None
+
+    def close(self) -> None:
+        for mod in self.modules.values():
+            if getattr(mod, "importer", None) is not None:
+                mod.importer.stop()
+        shutil.rmtree(self.root, ignore_errors=True)
 
 
 def _handler(cluster: Cluster):
@@ -305,9 +537,10 @@ def _handler(cluster: Cluster):
                 return self._send(404, {"code": 404, "message": "client idle check failed", "data": queue})
             tid = str(uuid.uuid4())
             with cluster.lock:
-                code, out = cluster.run(queue, b["action"], b.get("data"))
-                cluster.tasks[tid] = {"polls": 0, "exit_code": code, "output": out,
-                                      "error": "" if code == 0 else "validation failed"}
+                code, out = cluster.run(queue, b["action"], b.get("data"), tid)
+                if code is not None:
+                    cluster.tasks[tid] = {"polls": 0, "exit_code": code, "output": out,
+                                          "error": "" if code == 0 else "validation failed"}
             self._send(201, {"code": 201, "message": "task queued successfully",
                              "data": {"id": tid, "action": b["action"], "data": b.get("data"), "queue": queue + "/tasks"}})
 
@@ -318,7 +551,7 @@ def _handler(cluster: Cluster):
             if not self._authorized():
                 return
             t = cluster.tasks.get(m.group(2))
-            if t is None or t["polls"] < 1:
+            if t is None or t["polls"] < 1 or t.get("pending"):
                 if t is not None:
                     t["polls"] += 1
                 return self._send(400, {"code": 400, "message": "error getting error status from redis",
@@ -353,6 +586,7 @@ class NS8StandIn:
     def __exit__(self, *exc) -> None:
         self.server.shutdown()
         self.server.server_close()
+        self.cluster.close()
 
     @property
     def mail(self) -> MailModule:

@@ -92,23 +92,33 @@ class ClusterAPI:
 
     def task(self, queue: str, action: str, data) -> object:
         """Run one task and return its output; a non-zero exit code is an error naming the action."""
+        return self.wait(queue, self.submit(queue, action, data), action)
+
+    def submit(self, queue: str, action: str, data) -> str:
+        """Queue one task and return its id without waiting (``ns8-action -d``)."""
         if self.token is None:
             self.login()
         code, ans = self._call("POST", f"/{queue}/tasks", {"action": action, "data": data, "extra": {},
                                                            "parent": ""})
         if code != 201:
             raise NS8Error(f"NS8 {queue} {action}: not queued (HTTP {code}: {ans.get('message', '')})")
-        tid = ans["data"]["id"]
+        return ans["data"]["id"]
+
+    def ended(self, queue: str, tid: str) -> dict | None:
+        """``{output, error, exit_code}`` of a task that has ended, None while it runs."""
+        if self.token is None:
+            self.login()
+        code, ans = self._call("GET", f"/{queue}/task/{tid}/status")
+        return ans.get("data") if code == 200 else None
+
+    def wait(self, queue: str, tid: str, action: str) -> object:
+        """The output of a queued task once it has ended (``ns8-action --attach wait``)."""
         deadline, pause = time.monotonic() + self.link.task_timeout, 0.05
-        while True:
-            code, ans = self._call("GET", f"/{queue}/task/{tid}/status")
-            if code == 200:
-                break
+        while (res := self.ended(queue, tid)) is None:
             if time.monotonic() > deadline:
                 raise NS8Error(f"NS8 {queue} {action}: no result after {self.link.task_timeout:.0f}s")
             time.sleep(pause)
             pause = min(pause * 2, 2.0)
-        res = ans["data"]
         if res.get("exit_code") != 0:
             raise NS8Error(f"NS8 {queue} {action} failed (exit {res.get('exit_code')}): {_why(res)}")
         return res.get("output")
@@ -168,8 +178,8 @@ _BYPASS = (("sender", "email", "from"), ("sender_domain", "domain", "from"),
 def plan(settings: dict) -> list[tuple[str, str]]:
     """(queue, action) of every task :func:`apply` would run, for ``finish --dry-run``."""
     addrs, _ = wanted_addresses(settings)
-    steps = [("cluster", "list-installed-modules"), ("cluster", "add-module (when no mail module)"),
-             ("module", "list-domains")]
+    steps = [("cluster", "import-module (when start opened no import endpoint; the mail module the mail is "
+                          "imported into)"), ("module", "list-domains")]
     steps += [("module", f"add-domain {d['domain']}") for d in settings.get("domains", [])]
     steps += [("module", "list-addresses")]
     steps += [("module", f"add-address {a['local']}@{a.get('domain', '*')}") for a in addrs]
@@ -196,7 +206,8 @@ def plan(settings: dict) -> list[tuple[str, str]]:
     if f.get("relay_networks"):
         steps.append(("by hand:", f"trusted networks {', '.join(f['relay_networks'])} (not applied through the API)"))
     steps += [("module", "list-addresses / list-user-mailboxes / list-relay-rules (verification)")]
-    steps += [("imapsync module", "create-task for each fetch task not there yet")]
+    steps += [("cluster", "list-installed-modules, add-module imapsync (when none)"),
+              ("imapsync module", "create-task for each fetch task not there yet")]
     return steps
 
 
@@ -251,10 +262,10 @@ def apply_fetch_tasks(api: ClusterAPI, tasks: list[dict], log: EventLog, action:
     return n
 
 
-def apply(api: ClusterAPI, settings: dict, log: EventLog, action: str = "finish") -> dict:
-    """Create or find the mail module, apply ``settings`` (``mail-settings.json``), read it back; every
-    difference is an ERROR naming the object."""
-    mid = _module(api, MAIL_IMAGE, log, action)
+def apply(api: ClusterAPI, settings: dict, log: EventLog, action: str = "finish", module_id: str | None = None) -> dict:
+    """Create or find the mail module (``module_id``: the one the mail was imported into), apply
+    ``settings`` (``mail-settings.json``), read it back; every difference is an ERROR naming the object."""
+    mid = module_id or _module(api, MAIL_IMAGE, log, action)
     q = f"module/{mid}"
     have_domains = {d["domain"] for d in api.task(q, "list-domains", {}) or []}
     for d in settings.get("domains", []):

@@ -31,9 +31,10 @@ from ...errors import ConfigError, MailmigrateError, StateLocked
 from ...formats.atomic import replace_file
 from ...formats.dovecot_acl import ACL_FILE
 from ...formats.esmith import EsmithDb, read_esmith, write_esmith
+from ...model import Secret
 from ...sync import maildir_clone
-from . import ns8, ns8_api
 from . import ns7_groupware as groupware
+from . import ns8, ns8_api, ns8_push
 from . import ns8_provider as provider
 from . import ns8_settings as ns8s
 from . import quota as quota_mod
@@ -83,6 +84,11 @@ class Project:
     @property
     def log_path(self) -> Path:
         return self.state_dir / "ns8-migration.log"
+
+    @property
+    def push_secret(self) -> Path:
+        """The NS8 import endpoint's password between runs (0600; NethServer keeps it in ``bind.env``)."""
+        return self.state_dir / "ns8-mail-import.secret"
 
 
 @dataclass
@@ -304,13 +310,13 @@ def start(p: Project, app: str = "mail") -> StepResult:
             groupware.check_source(p.source.db("configuration"), spec)
             p.state_dir.mkdir(parents=True, exist_ok=True)
             return MIGRATING, groupware.copy_all(p.state_dir, spec, link, _dav_users(p, log, "start"), log, "start")
-        if p.ns8 is not None:  # the seed's start installs the application on NS8 first
-            mid, made = ns8_api.ensure_module(ns8_api.ClusterAPI(p.ns8), ns8_api.MAIL_IMAGE, log, "start")
-            if made:
-                _app(data, app)["ns8_module"] = mid
-                _save(p, data)  # abort removes only a module this migration created
+        api = ns8_api.ClusterAPI(p.ns8) if p.ns8 is not None else None
+        if api is not None:  # the seed's start installs the application on NS8 first
+            _endpoint(p, data, app, api, log, "start")
         p.target.vmail.mkdir(parents=True, exist_ok=True)
-        return MIGRATING, _sync_all(p, log, "start", data, app)
+        totals = _sync_all(p, log, "start", data, app)
+        _push_step(p, data, app, api, log, "start")
+        return MIGRATING, totals
 
     return _run(p, app, "start", body)
 
@@ -322,9 +328,104 @@ def sync(p: Project, app: str = "mail") -> StepResult:
         if app in groupware.DAV_APPS:
             spec, link = _dav(p, app)
             return MIGRATING, groupware.copy_all(p.state_dir, spec, link, _dav_users(p, log, "sync"), log, "sync")
-        return MIGRATING, _sync_all(p, log, "sync", data, app)
+        totals = _sync_all(p, log, "sync", data, app)
+        _push_step(p, data, app, ns8_api.ClusterAPI(p.ns8) if p.ns8 is not None else None, log, "sync")
+        return MIGRATING, totals
 
     return _run(p, app, "sync", body)
+
+
+# -- NS8's import endpoint (:mod:`.ns8_push`) --------------------------------------------------------------
+
+
+def _endpoint(p: Project, data: dict, app: str, api: ns8_api.ClusterAPI, log: EventLog,
+              action: str) -> tuple[ns8_push.Endpoint, ns8_push.Rsync]:
+    """The mail module the mail is imported into and its endpoint: the one this migration opened, or a new
+    one (the cluster's ``import-module`` always creates a module, as NethServer's own migration does)."""
+    a = _app(data, app)
+    imp = a.get("ns8_import")
+    if imp is None:
+        ep, secret = ns8_push.open_endpoint(api, log, action)
+        ns8_push.save_secret(p.push_secret, secret)
+        a["ns8_module"] = ep.module_id  # abort removes only a module this migration created
+        a["ns8_import"] = {"endpoint": ep.as_dict(), "terminated": False, "imported": False}
+        _save(p, data)
+        rs = ns8_push.Rsync(ep, secret)
+        ns8_push.wait_listening(rs, 120)
+        return ep, rs
+    ep = ns8_push.Endpoint.from_dict(imp["endpoint"])
+    return ep, ns8_push.Rsync(ep, ns8_push.load_secret(p.push_secret) if not imp["imported"] else Secret(""))
+
+
+def _push_step(p: Project, data: dict, app: str, api: ns8_api.ClusterAPI | None, log: EventLog, action: str) -> None:
+    """start and sync: the staging tree and the files NS8's import reads, sent to the endpoint; an error is
+    this run's (the next sync sends again)."""
+    imp = _app(data, app).get("ns8_import")
+    if api is None:
+        if imp is not None and not imp["imported"]:
+            log.error(action, "start opened NS8's import endpoint: give --ns8-url (and its password) to send "
+                              "the mail there")
+        return
+    try:
+        ep, rs = _endpoint(p, data, app, api, log, action)
+        if _app(data, app)["ns8_import"]["imported"]:
+            log.warning(action, f"NS8 module {ep.module_id} has imported the mail already; nothing sent")
+            return
+        _relisten(p, data, app, rs, api, log, action)
+        ns8_push.push(p.source, p.target.vmail, rs, log, action, scratch=p.state_dir)
+    except MailmigrateError as e:
+        log.error(action, str(e))
+
+
+def _relisten(p: Project, data: dict, app: str, rs: ns8_push.Rsync, api: ns8_api.ClusterAPI, log: EventLog,
+              action: str) -> None:
+    task = ns8_push.ensure_listening(rs, api, log, action)
+    if task:
+        _app(data, app)["ns8_import"]["endpoint"]["task"] = rs.ep.task = task
+        _save(p, data)
+
+
+def _finish_push(p: Project, data: dict, app: str, api: ns8_api.ClusterAPI, log: EventLog, copied: int) -> str:
+    """The final push, NS8 told to import (``terminate``) and waited for; returns the mail module's id.
+    A finish repeated after NS8 imported sends nothing (the endpoint is closed): mail the final copy
+    still found on NS7 then is an ERROR, at this finish and every later one (the count is kept in the
+    state), as NS8 does not have it."""
+    ep, rs = _endpoint(p, data, app, api, log, "finish")
+    imp = _app(data, app)["ns8_import"]
+    if imp["imported"]:
+        if copied:
+            imp["late"] = imp.get("late", 0) + copied
+            _save(p, data)
+        if imp.get("late"):
+            log.error("finish", f"{imp['late']} message file(s) copied from NS7 after NS8 module {ep.module_id} "
+                                "imported the mail: NS8's import endpoint is closed, they are only in the "
+                                "staging tree (stop NS7's mail services; abort and start again)")
+        return ep.module_id
+    if not imp["terminated"]:
+        try:
+            _relisten(p, data, app, rs, api, log, "finish")
+        except ns8_push.AlreadyImported:
+            # the endpoint was closed and NS8 imported, but the run that closed it stopped before noting it
+            log.warning("finish", f"NS8 module {ep.module_id} has imported the mail already (a finish stopped "
+                                  "after telling it to)")
+            imp.update(terminated=True, imported=True)
+            _save(p, data)
+            p.push_secret.unlink(missing_ok=True)
+            return _finish_push(p, data, app, api, log, copied)
+        ns8_push.push(p.source, p.target.vmail, rs, log, "finish", scratch=p.state_dir)
+        left = ns8_push.pending(p.source, p.target.vmail, rs)
+        if left:
+            raise ns8_push.PushError(f"after the final push NS8 still lacks {len(left)} item(s) of the staging "
+                                     f"tree: {'; '.join(left[:5])}")
+        log.info("finish", "NS8's dovecot-data volume holds the staging tree (rsync has nothing left to send)")
+        ns8_push.commit(rs, log, "finish")
+        imp["terminated"] = True
+        _save(p, data)
+    ns8_push.wait_import(api, ep, log, "finish")
+    imp["imported"] = True
+    _save(p, data)
+    p.push_secret.unlink(missing_ok=True)
+    return ep.module_id
 
 
 def finish_blockers(p: Project, app: str, apps: list[str] | tuple[str, ...] | None = None) -> list[str]:
@@ -394,6 +495,8 @@ def abort(p: Project, app: str = "mail") -> StepResult:
             else:
                 ns8_api.remove_module(ns8_api.ClusterAPI(p.ns8), mid, log)
                 a.pop("ns8_module")
+                a.pop("ns8_import", None)  # its endpoint went with the module
+                p.push_secret.unlink(missing_ok=True)
         log.info("abort", f"{removed} file(s) removed from NS8; NS7 unchanged")
         return NOT_MIGRATED, {"removed": removed}
 
@@ -434,10 +537,14 @@ def finish(p: Project, app: str = "mail", *, disable_source: bool = True,
         log.info("finish", f"final sync verified for {len(users)} mailbox(es): every message file, UID, "
                            "UIDVALIDITY, UIDNEXT, POP3 UIDL and keyword as on NS7")
         details = convert_mail(p, users, log, dovecot=dovecot)
+        if p.ns8 is None and _app(data, app).get("ns8_import", {}).get("imported") is False:
+            log.error("finish", "start opened NS8's import endpoint: give --ns8-url (and its password) so that "
+                                "finish sends the mail there and has NS8 import it")
         if p.ns8 is not None and not log.errors:
             try:
                 api = ns8_api.ClusterAPI(p.ns8)
-                details["ns8"] = ns8_api.apply(api, json.loads(p.target.settings.read_text()), log)
+                mid = _finish_push(p, data, app, api, log, totals["copied"])
+                details["ns8"] = ns8_api.apply(api, json.loads(p.target.settings.read_text()), log, module_id=mid)
                 tasks = json.loads(p.target.fetch_tasks.read_text()) if p.target.fetch_tasks.is_file() else []
                 details["ns8"]["fetch_tasks"] = ns8_api.apply_fetch_tasks(api, tasks, log)
             except MailmigrateError as e:
@@ -721,12 +828,40 @@ def finish_plan(p: Project, *, disable_source: bool = True) -> dict:
         "settings": settings,
         "ns8": ([f"{q} {a}" for q, a in ns8_api.plan(settings)] if p.ns8 is not None else
                 [f"offline: {p.target.settings}", f"offline: {p.target.fetch_tasks}"]),
+        "push": _push_plan(p, _app(_load(p), "mail")),
         "ns7": ["before finish, on NS7: systemctl stop postfix dovecot rspamd (no mail may change during the "
                 "final copy; NethServer's own migration stops them there too)"]
                + (["dovecot, postfix, getmail: status=disabled", "signal-event nethserver-mail-server-update"]
                   if disable_source else ["left running (--keep-source)"]),
         "notes": [e.line() for e in log.entries if e.level != "INFO"],
     }
+
+
+def _push_plan(p: Project, a: dict) -> dict[str, list[str]]:
+    """What finish would send to NS8's import endpoint (``rsync --dry-run``: each transfer's itemized
+    list, as of the staging tree now; the final copy above adds its own), then the commit."""
+    imp = a.get("ns8_import")
+    if p.ns8 is None:
+        return {"none (offline, no --ns8-url)": [] if imp is None or imp["imported"] else
+                ["start opened NS8's import endpoint: finish needs --ns8-url"]}
+    if imp is None:
+        return {"cluster import-module": ["a new mail module and its import endpoint (rsync daemon)",
+                                          f"then: configuration, every mail home of {p.target.vmail}, DKIM key, "
+                                          "bayes data; terminate; wait for NS8's import"]}
+    ep = ns8_push.Endpoint.from_dict(imp["endpoint"])
+    if imp["imported"]:
+        return {f"module {ep.module_id}": ["has imported the mail: nothing more is sent"]}
+    if imp["terminated"]:
+        return {f"module {ep.module_id}": [f"told to import: finish waits for {ep.task}"]}
+    try:
+        rs = ns8_push.Rsync(ep, ns8_push.load_secret(p.push_secret))
+        out = ns8_push.push(p.source, p.target.vmail, rs, EventLog("dry run"), "finish", dry_run=True,
+                            scratch=p.state_dir if p.state_dir.is_dir() else None)
+    except MailmigrateError as e:
+        return {f"module {ep.module_id} at {ep.address}:{ep.port}": [f"cannot list the push: {e}"]}
+    out["then"] = [f"rsync {ep.address}:{ep.port}/terminate: NS8 module {ep.module_id} imports the mail",
+                   f"wait for {ep.task}"]
+    return out
 
 
 def describe_plan(plan: dict) -> str:
@@ -742,6 +877,11 @@ def describe_plan(plan: dict) -> str:
                  f"{len(s['relay_rules'])} relay rule(s), {len(s['domains'])} domain(s)")
     for a in s["addresses"]:
         lines.append(f"  {a['address']} -> {', '.join(a['destinations']) or '(none)'}")
+    lines.append("push to NS8's import endpoint:")
+    for what, items in plan["push"].items():
+        count = f": {len(items)} item(s)" if items else ": nothing"
+        lines.append(f"  {what}{'' if what.startswith('none') else count}")
+        lines += [f"    {x}" for x in items[:30]] + ([f"    ... {len(items) - 30} more"] if len(items) > 30 else [])
     lines.append("NS8: " + "; ".join(plan["ns8"]))
     lines.append("NS7: " + "; ".join(plan["ns7"]))
     lines += plan["notes"]
