@@ -37,11 +37,15 @@ def test_a_refused_message_refuses_its_batch_and_names_its_index():
     mb = MemoryMailbox()
     s = MemoryStore(mb)
     s.open()
-    mb.faults.reject_append(3)
+    mb.faults.refuse(lambda data: data == b"c")
     with pytest.raises(MessageRejected) as e:
         s.append(("INBOX",), _items(b"a", b"b", b"c", b"d"))
     assert e.value.index == 2 and mb.contents(("INBOX",)) == []
-    assert s.append(("INBOX",), _items(b"c")) == ["1"]
+    with pytest.raises(MessageRejected):
+        s.append(("INBOX",), _items(b"c"))
+    assert s.append(("INBOX",), _items(b"a")) == ["1"]
+    mb.faults.clear()
+    assert s.append(("INBOX",), _items(b"c")) == ["2"]
 
 
 def test_a_dropped_connection_stays_dead_until_reopened_and_uids_never_repeat():

@@ -10,7 +10,7 @@ The mail lives in a :class:`MemoryMailbox` (one account on one server); a :class
 connection to it, so ``clone()`` gives the engine a second connection to the same mail.  The mailbox also
 plays the people around a migration, through methods no engine calls: a delivery, a user's flag change or
 expunge, a folder renamed in a mail client.  And it can go wrong on purpose (:class:`Faults`): refuse the Nth
-appended message, fail the Nth write before or after it takes effect (a crash, a reply lost with the
+message it is told to, fail the Nth write before or after it takes effect (a crash, a reply lost with the
 connection), or drop every connection.
 """
 
@@ -83,9 +83,8 @@ class Faults:
 
     def __init__(self) -> None:
         self.writes = 0
-        self.appended = 0
         self._write_faults: list[_WriteFault] = []
-        self._reject_at: set[int] = set()
+        self._refuse: list[Callable[[bytes], bool]] = []
 
     def fail_write(self, n: int, error: BaseException | Callable[[], BaseException], *, applied: bool) -> None:
         """The ``n``-th write from now raises ``error``; ``applied``: after taking effect (the server did
@@ -93,14 +92,15 @@ class Faults:
         make = error if callable(error) and not isinstance(error, BaseException) else (lambda: error)
         self._write_faults.append(_WriteFault(self.writes + n, make, applied))
 
-    def reject_append(self, n: int) -> None:
-        """The ``n``-th message appended from now is refused, and with it its whole batch (MULTIAPPEND is
-        all or nothing); the error names its index in the batch."""
-        self._reject_at.add(self.appended + n)
+    def refuse(self, which: Callable[[bytes], bool]) -> None:
+        """Every message whose bytes ``which`` picks is refused until :meth:`clear`, and with it its whole
+        batch (MULTIAPPEND is all or nothing), as a server refuses a message too big or malformed for it;
+        the error names the message's index in the batch."""
+        self._refuse.append(which)
 
     def clear(self) -> None:
         self._write_faults.clear()
-        self._reject_at.clear()
+        self._refuse.clear()
 
     def _due(self) -> _WriteFault | None:
         for f in self._write_faults:
@@ -219,14 +219,16 @@ class MemoryMailbox:
 
 class MemoryStore(Store):
     """One connection to a :class:`MemoryMailbox`, with an IMAP server's promises (UIDPLUS, CONDSTORE,
-    QRESYNC, MULTIAPPEND)."""
+    QRESYNC, MULTIAPPEND).  ``uidplus=False`` plays a server without UIDPLUS: ``append`` cannot say which
+    keys it made, and the engine must find its copies by content."""
 
     kind = "memory"
     writable = True
     ordered_keys = True
 
     def __init__(self, mailbox: MemoryMailbox | None = None, *, batch: tuple[int, int] = (16, 1 << 20),
-                 name: str = "memory"):
+                 name: str = "memory", uidplus: bool = True):
+        self.uidplus = uidplus
         self.mailbox = mailbox if mailbox is not None else MemoryMailbox()
         self.batch = batch
         self.name = name
@@ -236,7 +238,7 @@ class MemoryStore(Store):
         return f"memory:{self.name}"
 
     def clone(self) -> "MemoryStore":
-        return MemoryStore(self.mailbox, batch=self.batch, name=self.name)
+        return MemoryStore(self.mailbox, batch=self.batch, name=self.name, uidplus=self.uidplus)
 
     # --- life cycle -------------------------------------------------------------------------------
     def open(self) -> None:
@@ -335,19 +337,16 @@ class MemoryStore(Store):
         mb = self._live()
         with mb.lock:
             f = mb._folder(path)
-            first = mb.faults.appended + 1
-            for i in range(len(items)):
-                if first + i in mb.faults._reject_at:
-                    mb.faults._reject_at.discard(first + i)
-                    mb.faults.appended += i + 1  # counted up to the refused one; the rest is sent again
+            for i, it in enumerate(items):
+                if any(which(it.body.read()) for which in mb.faults._refuse):
                     e = MessageRejected("message refused by the test's fault", code="TOOBIG")
                     e.index = i
                     raise e
 
             def do():
-                mb.faults.appended += len(items)
                 return [mb._store(f, it.body.read(), _clean(it.flags), it.internaldate) for it in items]
-            return mb._write(do)
+            keys = mb._write(do)
+            return keys if self.uidplus else [None] * len(keys)
 
     def set_flags(self, path: FolderPath, changes: Iterable[tuple[str, frozenset[str], frozenset[str]]]) -> None:
         mb = self._live()
