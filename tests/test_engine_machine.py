@@ -39,7 +39,7 @@ from mailmigrate.errors import ConnectionLost
 from mailmigrate.stores.memory import MemoryMailbox, MemoryStore
 from mailmigrate.sync.engine import SyncOptions, sync_account
 from mailmigrate.sync.folders import display
-from mailmigrate.sync.state import DONE, StateDB
+from mailmigrate.sync.state import DONE, PENDING, StateDB
 
 ACCOUNT = "ann@source -> ann@target"
 
@@ -84,6 +84,7 @@ class EngineMachine(RuleBasedStateMachine):
         self.state = StateDB.open(self.state_path)
         self.user_mail: dict[bytes, tuple] = {}  # the user's own target mail: bytes -> folder
         self.users = 0
+        self.own_flags: set[tuple] = set()  # target messages whose flags the user set, or that were adopted
 
     def teardown(self):
         self.state.close()
@@ -141,6 +142,7 @@ class EngineMachine(RuleBasedStateMachine):
     def user_changes_flags_on_target(self, i, flags):
         if (picked := self._pick(self.tgt, i)) is not None:
             self.tgt.change_flags(*picked, flags)
+            self.own_flags.add(picked)
 
     @rule(folder=st.sampled_from(NAMES + [("Private",)]))
     def user_adds_mail_on_target(self, folder):
@@ -206,6 +208,26 @@ class EngineMachine(RuleBasedStateMachine):
         self._check(before, result, delete)
 
     @rule(delete=st.booleans(), n=st.integers(1, 8), applied=st.booleans())
+    def crash_and_leave_it(self, delete, n, applied):
+        """Killed at the n-th write, and the world goes on before anyone runs it again."""
+        before = _snapshot(self.tgt)
+        self.tgt.faults.fail_write(n, Crash, applied=applied)
+        try:
+            self._sync(delete)
+        except Crash:
+            pass
+        finally:
+            self.tgt.faults.clear()
+        # Workaround for the engine bug test_a_flag_change_left_by_a_killed_run_follows_the_source_back
+        # shows: flags the killed run changed on the target are left out of "the copy has the source's
+        # flags" (the flag rule relative to the state is still checked for them).
+        after = _snapshot(self.tgt)
+        for tp, msgs in after.items():
+            for key, (_, flags) in msgs.items():
+                if key in before.get(tp, {}) and before[tp][key][1] != flags:
+                    self.own_flags.add((tp, key))
+
+    @rule(delete=st.booleans(), n=st.integers(1, 8), applied=st.booleans())
     def connection_lost_mid_run(self, delete, n, applied):
         """The target drops the connection at the n-th write: the engine retries on a fresh one by itself."""
         def lost():
@@ -219,16 +241,26 @@ class EngineMachine(RuleBasedStateMachine):
         self._check(before, result, delete)
 
     @precondition(lambda self: self.state_path.exists())
-    @rule()
-    def dry_run_changes_nothing(self):
+    @rule(delete=st.booleans())
+    def dry_run_changes_nothing(self, delete):
         before = self._before()
-        opts = SyncOptions(dry_run=True, connections=1)
+        opts = SyncOptions(dry_run=True, connections=1, delete=delete, force_delete=True)
         result = sync_account(MemoryStore(self.src), MemoryStore(self.tgt), account_name=ACCOUNT, state=self.state,
                               options=opts)
         assert result.error is None, result.error
         assert _snapshot(self.tgt) == before["target"]
         assert _rows(self.state) == before["rows"]
         assert _snapshot(self.src) == before["source"]
+        # and counts what the same run then does
+        real = self._sync(delete)
+        self._check(before, real, delete, exact_counts=True)
+        pending = any(r.state == PENDING for _, rows in before["rows"].values() for r in rows.values())
+        if pending:
+            # Workaround for the engine bug test_a_dry_run_after_a_killed_run_counts_what_the_rerun_copies
+            # shows: the dry run counts an interrupted copy as done.
+            return
+        for name in ("copied", "flags_updated", "deleted", "folders_created"):
+            assert getattr(result.counters, name) == getattr(real.counters, name), (name, result.counters, real.counters)
 
     # --- what must hold ---------------------------------------------------------------------------
     def _before(self) -> dict:
@@ -332,13 +364,74 @@ class EngineMachine(RuleBasedStateMachine):
             old = pre_claims.get((tp, key))
             if old is None:
                 assert got == had, f"adopted copy {tp} {key} changed flags"
+                self.own_flags.add((tp, key))
             else:
                 assert got == (had | (src_flags - old.source_flags)) - (old.source_flags - src_flags), (tp, key)
+
+        # A copy whose flags nobody set on the target (and that was not adopted with flags of its own) has
+        # the source's flags: what the source did last wins, whatever an interrupted run left behind.
+        for (tp, key), r in claimed.items():
+            if (tp, key) not in self.own_flags:
+                assert target[tp][key][1] == r.source_flags, f"copy {tp} {key}: {target[tp][key][1]} on the target, " \
+                                                              f"{r.source_flags} on the source"
 
         if exact_counts:
             new = sum(1 for tp, msgs in target.items() for k in msgs if k not in before["target"].get(tp, {}))
             assert result.counters.copied == new
             assert result.counters.deleted == len(removed)
+
+
+# --- what the machine found ---------------------------------------------------------------------------
+
+
+@pytest.mark.xfail(strict=True, reason="engine: a flag change a killed run applied to the target but did not "
+                                       "record is never undone when the source changes back (see the docstring)")
+def test_a_flag_change_left_by_a_killed_run_follows_the_source_back(tmp_path):
+    """A run applies the source's new flags to the target (set_flags) and then records them in the state; killed
+    between the two, the state still holds the old flags.  If the source changes back before the next run, that
+    run sees no difference between the source and the state and leaves the target as the killed run left it:
+    the copy keeps \\Seen that the source no longer has, for good."""
+    src, tgt = MemoryMailbox(), MemoryMailbox()
+    state = StateDB.open(tmp_path / "state.db")
+
+    def run():
+        return sync_account(MemoryStore(src), MemoryStore(tgt), account_name=ACCOUNT, state=state,
+                            options=SyncOptions(connections=1, late_commit_grace=0.0))
+
+    key = src.deliver(("INBOX",), POOL[0])
+    run()
+    src.change_flags(("INBOX",), key, {"\\Seen"})
+    tgt.faults.fail_write(1, Crash, applied=True)  # set_flags done on the target, then the kill
+    with pytest.raises(Crash):
+        run()
+    tgt.faults.clear()
+    src.change_flags(("INBOX",), key, set())  # the user marks it unread again
+    assert run().error is None
+    ((_, _, flags),) = tgt.contents(("INBOX",))
+    assert flags == frozenset()
+
+
+@pytest.mark.xfail(strict=True, reason="engine: the dry run counts an interrupted copy (a PENDING row) as done")
+def test_a_dry_run_after_a_killed_run_counts_what_the_rerun_copies(tmp_path):
+    """A run killed before its APPEND left a PENDING row and no copy.  The next real run recovers nothing and
+    copies the message; the dry run before it says there is nothing to copy (engine._dry_run_folder counts
+    every source key with a row, whatever its state, as there)."""
+    src, tgt = MemoryMailbox(), MemoryMailbox()
+    state = StateDB.open(tmp_path / "state.db")
+
+    def run(**kw):
+        return sync_account(MemoryStore(src), MemoryStore(tgt), account_name=ACCOUNT, state=state,
+                            options=SyncOptions(connections=1, late_commit_grace=0.0, **kw))
+
+    src.deliver(("INBOX",), POOL[0])
+    tgt.faults.fail_write(1, Crash, applied=False)  # killed before the APPEND left
+    with pytest.raises(Crash):
+        run()
+    tgt.faults.clear()
+    dry = run(dry_run=True)
+    real = run()
+    assert real.counters.copied == 1
+    assert dry.counters.copied == real.counters.copied
 
 
 _SETTINGS = dict(deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much])
