@@ -74,6 +74,12 @@ def _rows(state: StateDB) -> dict:
     return {f.source_path: (f.target_path, state.messages(f.id)) for f in state.folders(ACCOUNT)}
 
 
+def _claims(rows: dict) -> set[tuple]:
+    """(target folder, target key) of every copy a DONE row claims."""
+    return {(tp, r.target_key) for tp, folder_rows in rows.values() for r in folder_rows.values()
+            if r.state == DONE and r.target_key is not None}
+
+
 class EngineMachine(RuleBasedStateMachine):
     def __init__(self):
         super().__init__()
@@ -130,12 +136,21 @@ class EngineMachine(RuleBasedStateMachine):
     def source_folder_renamed(self, old, new):
         paths = self.src.paths()
         if old in paths and new not in paths and new[:len(old)] != old:
+            if any(p[:len(new)] == new for p in self._stale_claims()):
+                # Workaround for test_a_folder_renamed_back_after_a_killed_delete_run_is_copied_again: not
+                # onto a name whose record claims copies a killed --delete run removed.
+                return
             self.src.rename_folder(old, new)
 
     @rule(folder=st.sampled_from(NAMES))
     def source_folder_reindexed(self, folder):
         """A new UIDVALIDITY on the source (an index rebuilt, a restore): the same mail under new keys."""
         if folder in self.src.paths():
+            f = self.state.folder(ACCOUNT, folder)
+            if f is not None and f.source_validity is None and self.state.has_pending(f.id):
+                # Workaround for test_a_new_uidvalidity_after_a_killed_first_run_loses_no_message: not while
+                # a killed first run's intents wait for the folder's validity to be recorded.
+                return
             self.src.renumber(folder)
 
     @rule(i=st.integers(0, 1000), flags=FLAGS)
@@ -211,6 +226,7 @@ class EngineMachine(RuleBasedStateMachine):
     def crash_and_leave_it(self, delete, n, applied):
         """Killed at the n-th write, and the world goes on before anyone runs it again."""
         before = _snapshot(self.tgt)
+        claimed_before = _claims(_rows(self.state))
         self.tgt.faults.fail_write(n, Crash, applied=applied)
         try:
             self._sync(delete)
@@ -226,6 +242,8 @@ class EngineMachine(RuleBasedStateMachine):
             for key, (_, flags) in msgs.items():
                 if key in before.get(tp, {}) and before[tp][key][1] != flags:
                     self.own_flags.add((tp, key))
+        # Copies the killed run adopted (or recovered) keep flags of their own, as in a checked run.
+        self.own_flags |= {c for c in _claims(_rows(self.state)) - claimed_before if c[1] in before.get(c[0], {})}
 
     @rule(delete=st.booleans(), n=st.integers(1, 8), applied=st.booleans())
     def connection_lost_mid_run(self, delete, n, applied):
@@ -255,9 +273,11 @@ class EngineMachine(RuleBasedStateMachine):
         real = self._sync(delete)
         self._check(before, real, delete, exact_counts=True)
         pending = any(r.state == PENDING for _, rows in before["rows"].values() for r in rows.values())
-        if pending:
-            # Workaround for the engine bug test_a_dry_run_after_a_killed_run_counts_what_the_rerun_copies
-            # shows: the dry run counts an interrupted copy as done.
+        if pending or before["stale"] or self._renumbered(before):
+            # Workaround for the dry run's faults the xfail tests above show: it counts an interrupted copy as
+            # done, copies a killed run already deleted as still to delete, and a renumbered folder's mail as
+            # new (test_a_dry_run_after_a_killed_run_counts_what_the_rerun_copies, ..._after_a_killed_delete_
+            # run_counts_what_the_rerun_deletes, ..._after_a_new_source_uidvalidity_counts_what_the_run_copies).
             return
         for name in ("copied", "flags_updated", "deleted", "folders_created"):
             assert getattr(result.counters, name) == getattr(real.counters, name), (name, result.counters, real.counters)
@@ -266,7 +286,21 @@ class EngineMachine(RuleBasedStateMachine):
     def _before(self) -> dict:
         rows = _rows(self.state)
         return {"source": _snapshot(self.src), "target": _snapshot(self.tgt), "rows": rows,
-                "known": set(rows), "src_writes": self.src.faults.writes}
+                "known": set(rows), "src_writes": self.src.faults.writes, "stale": self._stale_claims(),
+                "validities": {f.source_path: f.source_validity for f in self.state.folders(ACCOUNT)}}
+
+    def _stale_claims(self) -> set[tuple]:
+        """Source folders of the state whose DONE rows claim target copies that are not there."""
+        target = _snapshot(self.tgt)
+        return {sp for sp, (tp, rows) in _rows(self.state).items() for r in rows.values()
+                if r.state == DONE and r.target_key is not None and r.target_key not in target.get(tp, {})}
+
+    def _renumbered(self, before: dict) -> bool:
+        """A source folder whose UIDVALIDITY is not the one the state recorded."""
+        store = MemoryStore(self.src)
+        store.open()
+        return any(v is not None and p in self.src.paths() and store.folder_status(p).validity != v
+                   for p, v in before["validities"].items())
 
     def _check(self, before: dict, result, delete: bool, exact_counts: bool = False, force: bool = True,
                refused: bytes | None = None) -> None:
@@ -352,9 +386,17 @@ class EngineMachine(RuleBasedStateMachine):
             want = Counter(d for d, _ in source[path].values() if d != refused)
             assert post == pre | want, f"folder {path}: {post} after, {pre} before, source {want}"
 
-        # Flags: new copies carry the source's; older ones get the source's changes since the last run;
-        # adopted ones keep theirs.
-        for (tp, key), r in claimed.items():
+        # Flags: new copies carry the source's; older ones get the source's changes since the last run (since
+        # the intent, for a copy an interrupted run made and this one recovered); adopted ones keep theirs.
+        current = {(tp, r.target_key): r for path, (tp, folder_rows) in rows.items()
+                   for k, r in folder_rows.items()
+                   if k in source.get(path, {}) and r.state == DONE and r.target_key is not None}
+        pending = {}
+        for path, (tp, folder_rows) in before["rows"].items():
+            for r in folder_rows.values():
+                if r.state == PENDING:
+                    pending.setdefault((tp, r.fingerprint), []).append(r)
+        for (tp, key), r in current.items():
             got = target[tp][key][1]
             src_flags = r.source_flags
             if key not in before["target"].get(tp, {}):
@@ -362,15 +404,18 @@ class EngineMachine(RuleBasedStateMachine):
                 continue
             had = before["target"][tp][key][1]
             old = pre_claims.get((tp, key))
-            if old is None:
+            if old is not None:
+                assert got == (had | (src_flags - old.source_flags)) - (old.source_flags - src_flags), (tp, key)
+            elif (tp, r.fingerprint) in pending:
+                assert got in [(had | (src_flags - o.source_flags)) - (o.source_flags - src_flags)
+                               for o in pending[(tp, r.fingerprint)]], (tp, key)
+            else:
                 assert got == had, f"adopted copy {tp} {key} changed flags"
                 self.own_flags.add((tp, key))
-            else:
-                assert got == (had | (src_flags - old.source_flags)) - (old.source_flags - src_flags), (tp, key)
 
         # A copy whose flags nobody set on the target (and that was not adopted with flags of its own) has
         # the source's flags: what the source did last wins, whatever an interrupted run left behind.
-        for (tp, key), r in claimed.items():
+        for (tp, key), r in current.items():
             if (tp, key) not in self.own_flags:
                 assert target[tp][key][1] == r.source_flags, f"copy {tp} {key}: {target[tp][key][1]} on the target, " \
                                                               f"{r.source_flags} on the source"
@@ -432,6 +477,90 @@ def test_a_dry_run_after_a_killed_run_counts_what_the_rerun_copies(tmp_path):
     real = run()
     assert real.counters.copied == 1
     assert dry.counters.copied == real.counters.copied
+
+
+def _runner(src: MemoryMailbox, tgt: MemoryMailbox, state: StateDB):
+    def run(**kw):
+        return sync_account(MemoryStore(src), MemoryStore(tgt), account_name=ACCOUNT, state=state,
+                            options=SyncOptions(connections=1, late_commit_grace=0.0, force_delete=True, **kw))
+    return run
+
+
+def _killed(run, tgt: MemoryMailbox, n: int, applied: bool, **kw) -> None:
+    tgt.faults.fail_write(n, Crash, applied=applied)
+    with pytest.raises(Crash):
+        run(**kw)
+    tgt.faults.clear()
+
+
+@pytest.mark.xfail(strict=True, reason="engine: a folder's UIDVALIDITY is recorded only when the folder is done, "
+                                       "so a change after a killed first run goes unseen (see the docstring)")
+def test_a_new_uidvalidity_after_a_killed_first_run_loses_no_message(tmp_path):
+    """The first run of a folder is killed after its APPEND: a PENDING row under the source's UID.  The source
+    then renumbers the folder (a new UIDVALIDITY: an index rebuilt, a restore) and new mail takes that UID.  The
+    rerun cannot tell, because the folder's validity is recorded only at the end of a folder
+    (set_folder_marks): it takes the new message for the interrupted one (recovered, never copied) and copies
+    the interrupted one again.  The target ends with two copies of one message and none of the other."""
+    src, tgt = MemoryMailbox(), MemoryMailbox()
+    run = _runner(src, tgt, StateDB.open(tmp_path / "state.db"))
+    src.expunge(("INBOX",), src.deliver(("INBOX",), b"Subject: first\r\n\r\nexpunged\r\n"))
+    src.deliver(("INBOX",), POOL[0])  # UID 2
+    _killed(run, tgt, 1, applied=True)  # the APPEND done, the record of it not
+    src.renumber(("INBOX",))  # POOL[0] is UID 1 now
+    src.deliver(("INBOX",), POOL[4])  # and this is UID 2
+    assert run().error is None
+    assert sorted(d for _, d, _ in tgt.contents(("INBOX",))) == sorted([POOL[0], POOL[4]])
+
+
+@pytest.mark.xfail(strict=True, reason="engine: the dry run counts every message of a re-numbered source folder "
+                                       "as new; the real run re-matches them by content")
+def test_a_dry_run_after_a_new_source_uidvalidity_counts_what_the_run_copies(tmp_path):
+    """The source's folder renumbered (a new UIDVALIDITY) since the last run: the real run re-matches its
+    messages by content and copies nothing; the dry run (engine._dry_run_folder) warns, then counts every
+    message whose new UID no row has as one to copy."""
+    src, tgt = MemoryMailbox(), MemoryMailbox()
+    run = _runner(src, tgt, StateDB.open(tmp_path / "state.db"))
+    src.expunge(("INBOX",), src.deliver(("INBOX",), b"Subject: first\r\n\r\nexpunged\r\n"))
+    src.deliver(("INBOX",), POOL[0])  # UID 2
+    run()
+    src.renumber(("INBOX",))  # UID 1 now
+    dry = run(dry_run=True)
+    real = run()
+    assert real.counters.copied == 0 and real.counters.rematched == 1
+    assert dry.counters.copied == real.counters.copied
+
+
+def _renamed_away_and_killed(tmp_path):
+    """Old is synced, renamed to Work on the source, and a --delete run is killed after it deleted Old's
+    copies from the target but before it forgot Old's record (the last write: removing the emptied folder)."""
+    src, tgt = MemoryMailbox(), MemoryMailbox()
+    run = _runner(src, tgt, StateDB.open(tmp_path / "state.db"))
+    src.deliver(("Old",), POOL[0])
+    run()
+    src.rename_folder(("Old",), ("Work",))
+    _killed(run, tgt, 4, applied=False, delete=True)  # 1 create Work, 2 append, 3 delete Old's copy, 4 rmdir
+    assert tgt.contents(("Old",)) == []
+    return src, tgt, run
+
+
+@pytest.mark.xfail(strict=True, reason="engine: a --delete run killed between deleting a gone folder's copies and "
+                                       "forgetting its record leaves rows that claim deleted copies")
+def test_a_folder_renamed_back_after_a_killed_delete_run_is_copied_again(tmp_path):
+    """The user renames Work back to Old (IMAP RENAME keeps UIDVALIDITY and UIDs): the state's record of Old
+    still claims copies the killed run deleted, so the rerun copies nothing into Old."""
+    src, tgt, run = _renamed_away_and_killed(tmp_path)
+    src.rename_folder(("Work",), ("Old",))
+    assert run().error is None
+    assert [d for _, d, _ in tgt.contents(("Old",))] == [POOL[0]]
+
+
+@pytest.mark.xfail(strict=True, reason="engine: the dry run counts deletes of copies that are already gone")
+def test_a_dry_run_after_a_killed_delete_run_counts_what_the_rerun_deletes(tmp_path):
+    src, tgt, run = _renamed_away_and_killed(tmp_path)
+    dry = run(dry_run=True, delete=True)
+    real = run(delete=True)
+    assert real.counters.deleted == 0
+    assert dry.counters.deleted == real.counters.deleted
 
 
 _SETTINGS = dict(deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much])
