@@ -263,6 +263,22 @@ class EngineMachine(RuleBasedStateMachine):
         self.tgt.faults.clear()
         self._check(before, result, delete)
 
+    @rule(delete=st.booleans(), n=st.integers(1, 8))
+    def source_connection_lost_mid_fetch(self, delete, n):
+        """The source drops the connection in the middle of a fetch (a stream abandoned mid-response): the
+        engine retries on fresh connections by itself."""
+        def lost():
+            self.src.drop_connections()
+            return ConnectionLost("source connection reset by the test")
+
+        before = self._before()
+        self.src.faults.fail_fetch(n, lost)
+        try:
+            result = self._sync(delete)
+        finally:
+            self.src.faults.clear()
+        self._check(before, result, delete)
+
     @precondition(lambda self: self.state_path.exists())
     @rule(delete=st.booleans())
     def dry_run_changes_nothing(self, delete):

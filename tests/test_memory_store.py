@@ -63,3 +63,18 @@ def test_a_dropped_connection_stays_dead_until_reopened_and_uids_never_repeat():
             store.list_folders()
     s.open()
     assert s.append(("INBOX",), _items(b"y")) != [first]
+
+
+def test_a_fetch_breaks_mid_stream_at_the_message_asked():
+    mb = MemoryMailbox()
+    for d in (b"a", b"b", b"c"):
+        mb.deliver(("INBOX",), d)
+    s = MemoryStore(mb)
+    s.open()
+    mb.faults.fail_fetch(2, lambda: ConnectionLost("reset"))
+    got = []
+    with pytest.raises(ConnectionLost):
+        for _, body in s.fetch(("INBOX",), ["1", "2", "3"]):
+            got.append(body.read())
+    assert got == [b"a"]
+    assert [b.read() for _, b in s.fetch(("INBOX",), ["1", "2", "3"])] == [b"a", b"b", b"c"]

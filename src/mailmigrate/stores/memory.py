@@ -9,9 +9,9 @@ So a property test over the engine can run on it and what it finds is the engine
 The mail lives in a :class:`MemoryMailbox` (one account on one server); a :class:`MemoryStore` is one
 connection to it, so ``clone()`` gives the engine a second connection to the same mail.  The mailbox also
 plays the people around a migration, through methods no engine calls: a delivery, a user's flag change or
-expunge, a folder renamed in a mail client.  And it can go wrong on purpose (:class:`Faults`): refuse the Nth
-message it is told to, fail the Nth write before or after it takes effect (a crash, a reply lost with the
-connection), or drop every connection.
+expunge, a folder renamed in a mail client.  And it can go wrong on purpose (:class:`Faults`): refuse the
+messages it is told to, fail the Nth write before or after it takes effect (a crash, a reply lost with the
+connection), break a fetch at its Nth message, or drop every connection.
 """
 
 from __future__ import annotations
@@ -85,12 +85,20 @@ class Faults:
         self.writes = 0
         self._write_faults: list[_WriteFault] = []
         self._refuse: list[Callable[[bytes], bool]] = []
+        self.fetched = 0
+        self._fetch_faults: list[tuple[int, Callable[[], BaseException]]] = []
 
     def fail_write(self, n: int, error: BaseException | Callable[[], BaseException], *, applied: bool) -> None:
         """The ``n``-th write from now raises ``error``; ``applied``: after taking effect (the server did
         it, the reply was lost) or before (a crash before the command left)."""
         make = error if callable(error) and not isinstance(error, BaseException) else (lambda: error)
         self._write_faults.append(_WriteFault(self.writes + n, make, applied))
+
+    def fail_fetch(self, n: int, error: BaseException | Callable[[], BaseException]) -> None:
+        """The ``n``-th message fetched from now (over every connection) raises ``error`` instead of arriving,
+        in the middle of a fetch's stream, as a connection that breaks mid-response."""
+        make = error if callable(error) and not isinstance(error, BaseException) else (lambda: error)
+        self._fetch_faults.append((self.fetched + n, make))
 
     def refuse(self, which: Callable[[bytes], bool]) -> None:
         """Every message whose bytes ``which`` picks is refused until :meth:`clear`, and with it its whole
@@ -101,6 +109,7 @@ class Faults:
     def clear(self) -> None:
         self._write_faults.clear()
         self._refuse.clear()
+        self._fetch_faults.clear()
 
     def _due(self) -> _WriteFault | None:
         for f in self._write_faults:
@@ -310,6 +319,13 @@ class MemoryStore(Store):
             found = [f.messages[int(k)] for k in keys if k.isdigit() and int(k) in f.messages]
             out = [(self._meta(m), m.data) for m in found]
         for meta, data in out:
+            with mb.lock:
+                mb.faults.fetched += 1
+                due = [f for f in mb.faults._fetch_faults if f[0] == mb.faults.fetched]
+                for f in due:
+                    mb.faults._fetch_faults.remove(f)
+            if due:
+                raise due[0][1]()
             yield meta, Body.from_bytes(data)
 
     # --- writing ----------------------------------------------------------------------------------
