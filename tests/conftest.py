@@ -17,6 +17,8 @@ from servers.dovecot import DovecotServer, available  # noqa: E402
 from servers.kerio import KerioAdminServer  # noqa: E402
 from servers.pgdb import drop_database, make_database  # noqa: E402
 
+import lanes  # noqa: E402
+
 _ids = itertools.count()
 
 
@@ -163,3 +165,19 @@ def kerio(tmp_path):
     server.created = created
     with server:
         yield server
+
+
+def pytest_collection_modifyitems(config, items):
+    """Test lanes (tests/lanes.py): each test gets the needs_* markers of the servers it uses, and
+    needs_server with any of them, so that ``-m "not needs_server"`` is the fast lane.  Tests marked slow
+    run only when the marker expression names slow (pyproject's marker list says so)."""
+    wants_slow = "slow" in (config.getoption("markexpr", "") or "")
+    skip_slow = pytest.mark.skip(reason="slow: run with -m slow")
+    for item in items:
+        found = lanes.needs(item)
+        for marker in sorted(found):
+            item.add_marker(marker)
+        if found:
+            item.add_marker("needs_server")
+        if not wants_slow and item.get_closest_marker("slow") is not None:
+            item.add_marker(skip_slow)

@@ -170,5 +170,22 @@ def make_courier(tmp_path, request):
     return store, populate, {"write", "flags", "keywords", "dates", "no-final-newline", "nul"}
 
 
-FACTORIES = {"maildir": make_maildir, "mbox": make_mbox, "imap": make_imap, "communigate": make_communigate,
+def make_memory(tmp_path, request):
+    """The in-memory store (stores/memory.py), populated through its mailbox's deliveries, not through the
+    store under test; it keeps bytes exactly as given, like Maildir."""
+    from mailmigrate.stores.memory import MemoryMailbox, MemoryStore
+
+    mailbox = MemoryMailbox()
+
+    def populate(folders):
+        for folder, messages in folders.items():
+            mailbox.make_folder(tuple(folder))
+            for data, flags, date in _items(messages):
+                mailbox.deliver(tuple(folder), data, flags, date)
+
+    return MemoryStore(mailbox), populate, {"write", "flags", "keywords", "dates", "empty", "no-final-newline",
+                                            "bare-lf", "nul"}
+
+
+FACTORIES = {"maildir": make_maildir, "memory": make_memory, "mbox": make_mbox, "imap": make_imap, "communigate": make_communigate,
              "cyrus": make_cyrus, "cyrus-alt": make_cyrus_alt, "courier": make_courier}

@@ -592,6 +592,11 @@ class _AccountRun:
             gone = [r for k, r in rows.items() if k not in by_key]
             source_count = len(metas)
 
+        if fstate.source_validity is None:
+            # Recorded before the first write: a run killed in this folder leaves rows keyed by these UIDs, and
+            # the rerun must be able to tell when they no longer name the same messages.
+            self.state.set_folder_marks(fstate.id, source_validity=status.validity, source_uidnext=None,
+                                        source_modseq=None, source_count=None, target_validity=fstate.target_validity)
         sel = self.opt.selection
         new = [m for m in metas if m.key not in rows]
         ruled = 0
