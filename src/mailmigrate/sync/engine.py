@@ -1196,7 +1196,19 @@ class _AccountRun:
                 self.state.forget_folder(f.id)  # the target folder is gone too: nothing left to do
                 continue
             try:
+                # Before the first delete, the folder's marks go and its rows move to keys no source message
+                # can have ("gone:", as for messages that left a renumbered folder): a folder that comes back
+                # (renamed back: the same UIDVALIDITY and UIDs) after a run killed anywhere in here is listed
+                # in full and copied again, instead of passed over by rows that claim copies already deleted;
+                # the rows still own their copies, so a later --delete removes what is left of them.
+                self.state.set_folder_marks(f.id, source_validity=f.source_validity, source_uidnext=None,
+                                            source_modseq=None, source_count=None, target_validity=f.target_validity)
+                renames = {r.source_key: r.source_key if r.source_key.startswith("gone:")
+                           else f"gone:{f.source_validity}:{r.source_key}" for r in rows}
+                self.state.rekey_source(f.id, renames)
+                rows = [dataclasses.replace(r, source_key=renames[r.source_key]) for r in rows]
                 self._delete_checked(f, f.target_path, rows, f.target_validity)
+                self.state.drop(f.id, [r.source_key for r in rows])
                 _, left = self.target.list_messages(f.target_path)
                 if f.id in created and not left:
                     self.target.delete_folder(f.target_path)
