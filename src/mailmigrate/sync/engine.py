@@ -51,6 +51,23 @@ from .matching import Fingerprinter, fingerprints, hash_messages, match_multiset
 from .state import ADOPTED, DONE, PENDING, FolderState, LostIntent, MessageRow, StateDB
 
 log = logging.getLogger("mailmigrate.sync")
+
+#: a row's flags while a STORE of new flags is in flight (engine._apply_flags): the flags before, each as
+#: "(was)FLAG", and after, each as "(now)FLAG", plus the marker; parentheses cannot occur in an IMAP flag or
+#: keyword, nor in a Maildir or mbox flag, so no message's flags are ever mistaken for these
+_IN_FLIGHT = "(in-flight)"
+
+
+def in_flight(before: frozenset[str], after: frozenset[str]) -> frozenset[str]:
+    return frozenset({_IN_FLIGHT} | {"(was)" + x for x in before} | {"(now)" + x for x in after})
+
+
+def from_in_flight(recorded: frozenset[str]) -> tuple[frozenset[str], frozenset[str]]:
+    """(before, after) of a row's recorded flags: the same set twice unless a STORE was in flight."""
+    if _IN_FLIGHT not in recorded:
+        return recorded, recorded
+    return (frozenset(x[5:] for x in recorded if x.startswith("(was)")),
+            frozenset(x[5:] for x in recorded if x.startswith("(now)")))
 _HIGH_BYTE = re.compile(rb"[\x80-\xff]")
 
 _END = object()
@@ -1118,17 +1135,29 @@ class _AccountRun:
 
     # --- flags and deletions --------------------------------------------------------------------
     def _apply_flags(self, f: FolderState, target_path, changes, perm: PermanentFlags) -> None:
+        """The source's flag changes onto the copies, as additions and removals relative to the flags the
+        state recorded (so what a user changed on the target alone stays).
+
+        A run killed between the STORE and recording its result would leave the state with the old flags and
+        the copy with the new ones; if the source then changed back, nothing would differ from the state and
+        the copy would keep the flags for good.  So each row is first marked in flight with both sets
+        (:func:`in_flight`): the next run, not knowing which of the two the copy holds, adds what the source
+        has beyond either and removes what either had beyond the source, which is right for both."""
         ops = []
         updates = []
+        marks = []
         for meta, row, flags in changes:
-            add = flags - row.source_flags
-            remove = row.source_flags - flags
+            before, after = from_in_flight(row.source_flags)
+            add = (flags - before) | (flags - after)
+            remove = (before - flags) | (after - flags)
             add, _ = perm.filter(add)
             remove, _ = perm.filter(remove)
             if row.target_key is not None and (add or remove):
                 ops.append((row.target_key, add, remove))
+                marks.append((meta.key, in_flight(before | after, flags)))
             updates.append((meta.key, flags))
         if ops:
+            self.state.set_flags(f.id, marks)  # before the STORE: see the docstring
             self.target.set_flags(target_path, ops)
         self.state.set_flags(f.id, updates)
         self.c.flags_updated += len(ops)
