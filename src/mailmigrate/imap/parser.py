@@ -20,6 +20,7 @@ from ..errors import ProtocolError
 from ..model import printable
 
 _LITERAL_AT_END = re.compile(rb"~?\{(\d+)(\+?)\}\r?\n?$")
+_ATOM_RUN = re.compile(rb'[^ ()\r\n"{\[\x00-\x1f\x7f]*')
 
 
 @dataclass
@@ -147,6 +148,13 @@ class _Tokens:
     def _quoted(self) -> bytes:
         b = self.buf
         i = self.pos + 1
+        # Most quoted strings (every INTERNALDATE of a listing) hold no escape: one find, one slice.
+        end = b.find(b'"', i)
+        if end >= 0:
+            s = b[i:end]
+            if b"\\" not in s and b"\r" not in s and b"\n" not in s:
+                self.pos = end + 1
+                return s
         out = bytearray()
         while i < len(b):
             ch = b[i]
@@ -168,7 +176,8 @@ class _Tokens:
     def _atom(self) -> Any:
         b = self.buf
         start = self.pos
-        i = start
+        # The plain run of atom bytes in one regex step; a section ("[") or a control byte goes on below.
+        i = _ATOM_RUN.match(b, start).end()
         n = len(b)
         while i < n:
             ch = b[i]
@@ -350,16 +359,25 @@ def parse_number(value: Any, what: str, limit: int = NUMBER_MAX) -> int:
     raise ProtocolError(f"the server sent {what} {shown!r}, not a number from 0 to {limit}")
 
 
+_ZONES: dict[str, timezone] = {}  # "-0700" -> its tzinfo: a listing has few zones and many dates
+
+
 def parse_internaldate(value: bytes) -> datetime:
     """"17-Jul-1996 02:44:25 -0700" (day may be space-padded) -> aware datetime."""
     try:
         s = value.decode("ascii").strip()
         date, time_, zone = s.split()
         d, mon, y = date.split("-")
-        hh, mm, ss = (int(x) for x in time_.split(":"))
-        sign = -1 if zone[0] == "-" else 1
-        off = timedelta(hours=int(zone[1:3]), minutes=int(zone[3:5])) * sign
-        return datetime(int(y), _MONTHS[mon.upper()], int(d), hh, mm, ss, tzinfo=timezone(off))
+        hh, mm, ss = time_.split(":")
+        tz = _ZONES.get(zone)
+        if tz is None:
+            if len(zone) != 5 or zone[0] not in "+-" or not zone[1:].isdigit():
+                raise ValueError(zone)
+            sign = -1 if zone[0] == "-" else 1
+            tz = timezone(timedelta(hours=int(zone[1:3]), minutes=int(zone[3:5])) * sign)
+            if len(_ZONES) < 64:
+                _ZONES[zone] = tz
+        return datetime(int(y), _MONTHS[mon.upper()], int(d), int(hh), int(mm), int(ss), tzinfo=tz)
     except (ValueError, KeyError, IndexError, UnicodeDecodeError):
         raise ProtocolError(f"bad INTERNALDATE {value[:40]!r}") from None
 
