@@ -227,6 +227,12 @@ def parse_response(parts: list) -> Response:
     tag = first[:sp]
     rest = first[sp + 1:]
     parts = [rest] + parts[1:]
+    if tag == b"*":
+        m = _FETCH_HEAD.match(rest)
+        if m:
+            r = _fast_fetch(parts, m)
+            if r is not None:
+                return r
     t = _Tokens(parts)
     if tag == b"*":
         return _untagged(t)
@@ -238,6 +244,60 @@ def parse_response(parts: list) -> Response:
     r = Response("tagged", tag=tag, status=status)
     _code_and_text(t, r)
     return r
+
+
+_FETCH_HEAD = re.compile(rb"(\d+) (?i:FETCH) \(")
+# One token of a plain FETCH attribute list: "(", ")", a quoted string without escapes, an atom (with one
+# unnested section and origin, as BODY[]<0>, ending where an atom must end) or a literal announcement.
+_FETCH_TOKEN = re.compile(
+    rb' *(?:(\()|(\))|"([^"\\\r\n]*)"'
+    rb'|([^ ()"{\[\]\r\n\x00-\x1f\x7f~]+(?:\[[^\[\]\r\n]*\](?:<[^>]*>)?(?=[ ()"{\r\n]|\Z))?)'
+    rb'|(\{\d+\}\r?\n?\Z))')
+
+
+def _fast_fetch(parts: list, head: re.Match) -> Response | None:
+    """A FETCH response read with one regex match per token, or None to leave it to the general parser.
+
+    A listing is a FETCH line per message and a copy a FETCH with a literal per message: token by token in
+    Python these cost more CPU than anything else the client does but hashing. Only the common shapes are
+    taken (no escapes, no nested sections, no line breaks outside literals); anything else, well-formed or
+    not, goes to _Tokens, so what is accepted, refused and returned is the same either way.
+    """
+    stack: list[list] = []
+    cur: list = []
+    buf = parts[0]
+    pos = head.end()
+    i = 1
+    n = len(parts)
+    match = _FETCH_TOKEN.match
+    while True:
+        m = match(buf, pos)
+        if m is None:
+            return None
+        pos = m.end()
+        g = m.lastindex
+        if g == 4:
+            tok = m.group(4)
+            cur.append(None if len(tok) == 3 and tok.upper() == b"NIL" else tok)
+        elif g == 3:
+            cur.append(m.group(3))
+        elif g == 1:
+            stack.append(cur)
+            cur = []
+        elif g == 2:
+            if not stack:
+                return Response("untagged", number=parse_number(head.group(1), "a message number"), name=b"FETCH",
+                                data=cur)
+            outer = stack.pop()
+            outer.append(cur)
+            cur = outer
+        else:  # a literal: the next part, then the text after it
+            if i + 1 >= n or not isinstance(parts[i], _Literal) or not isinstance(parts[i + 1], (bytes, bytearray)):
+                return None
+            cur.append(parts[i].value)
+            buf = bytes(parts[i + 1])
+            pos = 0
+            i += 2
 
 
 def _word(t: _Tokens) -> bytes:
