@@ -1,6 +1,7 @@
 """Where a sync spends its time: pyinstrument over one mailmigrate sync between two loopback Dovecots.
 
     sudo .venv/bin/python bench/profile.py --messages 3750 [--connections 1] [--phase first|rerun|changed]
+                                           [--storage tmpfs]
 
 ``first`` profiles the first full copy; ``rerun`` a rerun with no change; ``changed`` a rerun after the
 bench's 1 % new mail and 5 % flag changes (bench/run.py's ``change_source``), the first copy done
@@ -28,24 +29,53 @@ from corpus import generate, write_maildir_fs  # noqa: E402
 from run import PASSWORD, change_source, precompile, tool_env  # noqa: E402
 
 
+def summarise(collapsed: str, top: int = 45) -> str:
+    """py-spy's collapsed stacks as two lists: where the CPU samples land (own) and what they run under (total)."""
+    own: dict[str, int] = {}
+    total: dict[str, int] = {}
+    n = 0
+    for line in collapsed.splitlines():
+        stack, _, count = line.rpartition(" ")
+        if not stack:
+            continue
+        c = int(count)
+        n += c
+        frames = [f.split(" (")[0] + " " + f.rsplit("/", 1)[-1].split(":")[0].rstrip(")") for f in stack.split(";")[1:]]
+        if frames:
+            own[frames[-1]] = own.get(frames[-1], 0) + c
+        for f in set(frames):
+            total[f] = total.get(f, 0) + c
+    out = [f"{n} CPU samples (all threads)", "", "own %   function"]
+    out += [f"{100 * c / n:5.1f}  {f}" for f, c in sorted(own.items(), key=lambda x: -x[1])[:top]]
+    out += ["", "total % function"]
+    out += [f"{100 * c / n:5.1f}  {f}" for f, c in sorted(total.items(), key=lambda x: -x[1])[:top]]
+    return "\n".join(out)
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--messages", type=int, default=3750)
     ap.add_argument("--folders", type=int, default=10)
     ap.add_argument("--connections", type=int, default=1)
     ap.add_argument("--phase", choices=("first", "rerun", "changed"), default="first")
+    ap.add_argument("--storage", choices=("disk", "tmpfs"), default="disk",
+                    help="where both servers keep their mail and mailmigrate its state (tmpfs: /dev/shm)")
+    ap.add_argument("--profiler", choices=("pyinstrument", "py-spy"), default="pyinstrument",
+                    help="py-spy samples every thread on CPU only (--idle off) and prints the functions by own "
+                         "and by total samples, which is what a CPU budget needs; pyinstrument the wall-time tree")
     ap.add_argument("--renderer", default="text", help="pyinstrument renderer (text, html, speedscope...)")
     args = ap.parse_args(argv)
     from servers.dovecot import DovecotServer
 
     precompile()
-    src, dst = DovecotServer().start(), DovecotServer().start()
+    parent = "/dev/shm" if args.storage == "tmpfs" else "/tmp"
+    src, dst = DovecotServer(parent=parent).start(), DovecotServer(parent=parent).start()
     try:
         src.add_user("src", PASSWORD)
         dst.add_user("dst", PASSWORD)
         dv = pwd.getpwnam("dovecot")
         write_maildir_fs(src.maildir("src"), generate(args.messages, args.folders), dv.pw_uid, dv.pw_gid)
-        state = Path(tempfile.mkdtemp()) / "s.db"
+        state = Path(tempfile.mkdtemp(dir=parent)) / "s.db"
         env = tool_env()
         sync = ["-m", "mailmigrate.cli.main", "sync", f"imap://src@127.0.0.1:{src.port}?tls=none",
                 f"imap://dst@127.0.0.1:{dst.port}?tls=none", "--state", str(state), "--no-progress",
@@ -58,12 +88,20 @@ def main(argv=None) -> int:
                           start=10_000_000)
         before = resource.getrusage(resource.RUSAGE_CHILDREN)
         t0 = time.perf_counter()
-        subprocess.run([str(HERE.parent / ".venv/bin/pyinstrument"), "--show-all", "-r", args.renderer,
-                        "--hide-regex", ".*(importlib|<frozen).*", *sync], env=env, check=True)
+        if args.profiler == "py-spy":
+            raw = Path(tempfile.mkdtemp(dir=parent)) / "stacks.txt"
+            subprocess.run([str(HERE.parent / ".venv/bin/py-spy"), "record", "-r", "500", "-f", "raw", "-o", str(raw),
+                            "--threads", "--", sys.executable, *sync], env=env, check=True, stdout=subprocess.DEVNULL,
+                           stderr=subprocess.DEVNULL)
+        else:
+            subprocess.run([str(HERE.parent / ".venv/bin/pyinstrument"), "--show-all", "-r", args.renderer,
+                            "--hide-regex", ".*(importlib|<frozen).*", *sync], env=env, check=True)
         wall = time.perf_counter() - t0
         after = resource.getrusage(resource.RUSAGE_CHILDREN)
         cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
-        print(f"{args.phase}: {wall:.2f} s wall, {cpu:.2f} CPU s (mailmigrate under pyinstrument)")
+        if args.profiler == "py-spy":
+            print(summarise(raw.read_text()))
+        print(f"{args.phase}: {wall:.2f} s wall, {cpu:.2f} CPU s (mailmigrate under {args.profiler})")
     finally:
         src.stop()
         dst.stop()

@@ -2,6 +2,7 @@
 
     sudo .venv/bin/python bench/scale.py                       # all three series, prints markdown tables
     sudo .venv/bin/python bench/scale.py --series folder --sizes 1000,10000,100000
+    sudo .venv/bin/python bench/scale.py --series accounts --accounts 1000 --per 100 --accounts-jobs 16 --storage tmpfs
 
 Series:
   folder   one account, one folder of N messages (small, 2 KB median): first copy and no-change rerun, and
@@ -77,8 +78,8 @@ def series_folder(src, dst, work: Path, sizes: list[int]) -> str:
     return "\n".join(rows)
 
 
-def series_accounts(src, dst, work: Path, counts: list[int], per: int = 200) -> str:
-    rows = ["| accounts (x 200 msgs) | first copy (s) | msgs/s | rerun (s) | peak RSS (MB) |",
+def series_accounts(src, dst, work: Path, counts: list[int], per: int = 200, jobs: int = 8) -> str:
+    rows = [f"| accounts (x {per} msgs, --jobs {jobs}) | first copy (s) | msgs/s | rerun (s) | peak RSS (MB) |",
             "| --- | --- | --- | --- | --- |"]
     src.add_users({f"a{i}": PASSWORD for i in range(max(counts))})
     for i in range(max(counts)):
@@ -89,8 +90,8 @@ def series_accounts(src, dst, work: Path, counts: list[int], per: int = 200) -> 
         acc.write_text("".join(f"{u},{u}x{n}\n" for u in users))
         dst.add_users({f"{u}x{n}": PASSWORD for u in users})
         state = work / f"acc{n}.db"
-        first = timed(sync_cmd(src, dst, state, ["--accounts", str(acc), "--jobs", "8"]), env=env())
-        rerun = timed(sync_cmd(src, dst, state, ["--accounts", str(acc), "--jobs", "8"]), env=env())
+        first = timed(sync_cmd(src, dst, state, ["--accounts", str(acc), "--jobs", str(jobs)]), env=env())
+        rerun = timed(sync_cmd(src, dst, state, ["--accounts", str(acc), "--jobs", str(jobs)]), env=env())
         rows.append(f"| {n} | {first.wall:.2f} | {n * per / first.wall:,.0f} | {rerun.wall:.2f} | "
                     f"{max(first.rss_mb, rerun.rss_mb):.0f} |")
         print(rows[-1], flush=True)
@@ -144,19 +145,25 @@ def main(argv=None) -> int:
     ap.add_argument("--sizes", default="1000,10000,100000")
     ap.add_argument("--accounts", default="1,10,100")
     ap.add_argument("--jobs", default="1,4,8", help="--jobs values of the jobs series")
+    ap.add_argument("--per", type=int, default=200, help="messages per account of the accounts series")
+    ap.add_argument("--accounts-jobs", type=int, default=8, help="--jobs of the accounts series")
+    ap.add_argument("--storage", choices=("disk", "tmpfs"), default="disk",
+                    help="where both servers keep their mail and mailmigrate its state (tmpfs: /dev/shm)")
     ap.add_argument("--link", metavar="MBIT:RTT_MS", help="jobs series: the source behind a slow link")
     args = ap.parse_args(argv)
     from servers.dovecot import DovecotServer
 
     precompile()
-    work = Path(tempfile.mkdtemp(prefix="mm-scale-"))
-    src, dst = DovecotServer().start(), DovecotServer().start()
+    parent = "/dev/shm" if args.storage == "tmpfs" else "/tmp"
+    work = Path(tempfile.mkdtemp(prefix="mm-scale-", dir=parent))
+    src, dst = DovecotServer(parent=parent).start(), DovecotServer(parent=parent).start()
     out = []
     try:
         if "folder" in args.series:
             out.append("### Messages per folder\n\n" + series_folder(src, dst, work, [int(x) for x in args.sizes.split(",")]))
         if "accounts" in args.series:
-            out.append("### Accounts\n\n" + series_accounts(src, dst, work, [int(x) for x in args.accounts.split(",")]))
+            out.append("### Accounts\n\n" + series_accounts(src, dst, work, [int(x) for x in args.accounts.split(",")],
+                                                                      per=args.per, jobs=args.accounts_jobs))
         if "jobs" in args.series:
             out.append("### Many accounts at once\n\n" + series_jobs(src, dst, work, link=args.link,
                                                                   jobs_list=[int(x) for x in args.jobs.split(",")]))

@@ -59,6 +59,9 @@ class Body:
 
     def chunks(self, chunk_size: int = 1 << 18) -> Iterator[bytes]:
         if self._data is not None:
+            if type(self._data) is bytes and len(self._data) <= chunk_size:
+                yield self._data  # immutable: no copy (most mail is one chunk, read by hashing and sending)
+                return
             mv = memoryview(self._data)
             for i in range(0, len(mv), chunk_size) or [0]:
                 yield bytes(mv[i : i + chunk_size])

@@ -45,10 +45,12 @@ class DovecotServer:
     def __init__(self, root: Path | None = None, *, tls: bool = False, separator: str = "/", master_user=MASTER,
                  uidplus: bool = True, extra_conf: str = "", passdb_file: Path | None = None,
                  mail_location: str = "maildir:~/Maildir:LAYOUT=fs", compress: bool = False,
-                 home: str | None = None, prefix: str = "", oauth2_introspection: str | None = None):
+                 home: str | None = None, prefix: str = "", oauth2_introspection: str | None = None,
+                 parent: str = "/tmp"):
         # Dovecot's auth and mail processes run as "dovecot" and must traverse every directory above their
         # files; pytest's temporary directories are 0700, so the server lives in a directory of its own.
-        self.root = Path(tempfile.mkdtemp(prefix="mm-dovecot-", dir="/tmp"))
+        # ``parent``: the benchmarks put the server (and its mail) on tmpfs with parent="/dev/shm".
+        self.root = Path(tempfile.mkdtemp(prefix="mm-dovecot-", dir=parent))
         os.chmod(self.root, 0o755)
         self.requested_root = root
         self.passdb_file = passdb_file  # an extra passdb (e.g. a passwd-file written by a directory copy)

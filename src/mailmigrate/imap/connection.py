@@ -54,6 +54,9 @@ def needs_literal(value: bytes) -> bool:
     return any(c in (0, 10, 13) or c > 0x7E for c in value)
 
 
+_SEND_GATHER = 1 << 18  # bytes of a command gathered before a send
+
+
 class Lit:
     """An argument to be sent as a literal (bytes or a Body, streamed)."""
 
@@ -372,26 +375,35 @@ class Connection:
         tag = self.next_tag()
         self._restart_clock()
         plus = "LITERAL+" in self.capabilities
-        buf = bytearray(tag)
+        buf = bytearray(tag)  # the command's text since the last literal (what the wire log shows)
+        # What goes to the socket next: small literals are gathered with the text around them, so that a
+        # MULTIAPPEND of a hundred small messages is a few sends, not three per message.
+        out = bytearray()
         for a in args:
             if isinstance(a, Lit):
                 buf += b" {%d%s}\r\n" % (a.size, b"+" if plus else b"")
+                self._log_sent(buf, secret)
+                out += buf
+                buf = bytearray()
                 if not plus:
-                    self._send(bytes(buf))
-                    self._log_sent(buf, secret)
-                    buf = bytearray()
+                    self._send(out)
+                    out = bytearray()
                     self._await_continuation(tag)
-                else:
-                    self._send(bytes(buf), more=True)
-                    self._log_sent(buf, secret)
-                    buf = bytearray()
                 for chunk in a.chunks():
-                    self._send(chunk, more=True)
+                    if len(out) + len(chunk) > _SEND_GATHER:
+                        if out:
+                            self._send(out, more=True)
+                            out = bytearray()
+                        if len(chunk) >= _SEND_GATHER:
+                            self._send(chunk, more=True)
+                            continue
+                    out += chunk
             else:
                 buf += b" " + (a if isinstance(a, bytes) else str(a).encode())
         buf += b"\r\n"
-        self._send(bytes(buf))
         self._log_sent(buf, secret)
+        out += buf
+        self._send(out)
         return tag
 
     def _log_sent(self, buf, secret):

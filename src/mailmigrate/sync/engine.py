@@ -259,6 +259,9 @@ class _AccountRun:
         self._subscriptions_done = False
         self._reported_keyword_drops: set[tuple[FolderPath, str]] = set()
         self._reopen_source_needed = False
+        # Per folder id: (source key, target UID) pairs the target confirmed, written with the next batch's
+        # intents in one transaction rather than in one of their own (_settle writes what is left).
+        self._owed: dict[int, list[tuple[str, str | None]]] = {}
         self.target_paths: set = set()  # target folders that exist, by folder_identity
         self.created_now: set = set()  # target folders this run created, by folder_identity (checked in LIST)
         # One per target folder, shared by the folder workers: a sweep must not see another source folder's
@@ -765,9 +768,15 @@ class _AccountRun:
             if batch:
                 self._flush(f, src_path, target_path, batch, perm, uid_floor)
                 batch = []
+            self._settle(f)
         finally:
             for _, body, _, _ in batch:
                 body.close()
+            if self._owed.get(f.id):
+                try:
+                    self._settle(f)
+                except Exception as e:  # the error already on its way matters more; recovery finds these
+                    log.warning("could not record the last copied batch of %s: %s", name, e)
             if not finished:
                 # The source connection is mid-response: stop the reader and use a fresh connection for
                 # the next folder.
@@ -817,7 +826,12 @@ class _AccountRun:
         ]
         if self.opt.target_limiter is not None:
             self.opt.target_limiter.acquire(len(batch), sum(b.size for _, b, _, _ in batch))
-        self.state.record_intents(f.id, rows)
+        done = self._owed.pop(f.id, [])
+        try:
+            self.state.record_intents(f.id, rows, done)
+        except BaseException:
+            self._owed.setdefault(f.id, [])[:0] = done
+            raise
         if self.opt.checkpoint:
             self.opt.checkpoint("before-append")
         items = []
@@ -840,6 +854,7 @@ class _AccountRun:
             # Part of the batch may have gone in (a store may fall back to one-by-one): find what did by
             # content, then send the rest one at a time so that only the refused message is left out.  The
             # server answered every APPEND, so nothing of this batch can still arrive: no watch.
+            self._settle(f)
             self._recover(f, target_path, self.state.messages(f.id), watch=False)
             self._one_by_one(f, src_path, target_path, batch, items)
             return
@@ -884,11 +899,26 @@ class _AccountRun:
                                                   f"(stored as {'/'.join(target_path)}, UID {tmeta.key}); its "
                                                   f"copy is not byte-exact", kind="warning")
 
+    def _settle(self, f: FolderState) -> None:
+        """Write the completions still owed for this folder (the last batch's, or before the state is read)."""
+        done = self._owed.pop(f.id, None)
+        if done:
+            self.state.complete(f.id, done)
+
     def _record_appended(self, f: FolderState, target_path, rows: list[MessageRow], keys: list[str | None]) -> None:
+        """Every UID known (UIDPLUS): the completions go with the next batch's intents, one transaction per
+        batch. A crash before that leaves the batch PENDING, as a crash between APPEND and its own commit
+        did: recovery finds the copies by fingerprint above the floor. Unknown UIDs are looked for by content
+        among unclaimed target messages, so everything owed is written first: an earlier batch's copies must
+        be claimed before they could be taken for this one's."""
         known = [(r.source_key, k) for r, k in zip(rows, keys) if k is not None]
+        unknown = [r for r, k in zip(rows, keys) if k is None]
+        if not unknown:
+            self._owed.setdefault(f.id, []).extend(known)
+            return
+        self._settle(f)
         if known:
             self.state.complete(f.id, known)
-        unknown = [r for r, k in zip(rows, keys) if k is None]
         if unknown:
             # No UIDPLUS: the server did not say which UIDs it made.  Find them by content above the
             # floor recorded with the intent; the rows stay PENDING until found.

@@ -258,16 +258,25 @@ class SqlStateDB:
             return self._execute("SELECT 1 FROM {messages} WHERE folder_id=? AND state=? LIMIT 1",
                                  (folder_id, PENDING)).fetchone() is not None
 
-    def record_intents(self, folder_id: int, rows: Iterable[MessageRow]) -> None:
+    def record_intents(self, folder_id: int, rows: Iterable[MessageRow],
+                       done: Iterable[tuple[str, str | None]] = ()) -> None:
         """Step 1: before the target sees the messages.  Committed durably before returning.
 
         A row already there for the key is replaced whole: an intent is a fresh start for that message.
+        ``done``: the previous batch's step 2 (as :meth:`complete`), in the same transaction, so that a copy
+        costs one durable commit per batch and not two.
         """
         params = [(folder_id, r.source_key, r.fingerprint, r.norm_fingerprint, r.size, encode_flags(r.source_flags),
                    PENDING, r.uid_floor) for r in rows]
+        done = list(done)
+        finished = [(tk, DONE, folder_id, sk) for sk, tk in done]
         if not params:
+            self.complete(folder_id, done)
             return
         with self._lock, self._transaction():
+            if finished:
+                self._executemany("UPDATE {messages} SET target_key=?, state=? WHERE folder_id=? AND source_key=?",
+                                  finished)
             self._executemany(
                 "INSERT INTO {messages}(folder_id, source_key, fingerprint, norm_fingerprint, size,"
                 " source_flags, target_key, state, uid_floor) VALUES (?,?,?,?,?,?,NULL,?,?) "
