@@ -42,9 +42,11 @@ from ..model import (
     PermanentFlags,
     Problem,
 )
+from ..stores import presets
 from ..stores.base import Store
 from .deletes import check_copies, guard_refusal
 from .folders import FolderPlan, display, plan_folders, separate_collisions
+from . import gmail
 from .selection import Selection
 from .limits import RateLimiter
 from .matching import Fingerprinter, fingerprints, hash_messages, match_multiset
@@ -251,6 +253,11 @@ class _AccountRun:
         # Set when the emptied-source guard withholds every delete of the account this run: the reason.
         self._withheld: str | None = None
         self._guarded = False
+        # What the URLs' provider presets say (stores/presets.py), read here once: a clone of a store is a
+        # plain connection and does not carry them.
+        self.source_preset = presets.get(getattr(source, "preset", None))
+        self.target_preset = presets.get(getattr(target, "preset", None))
+        self.size_limit: int | None = getattr(target, "max_message_size", None)
 
     def _tid(self, path: FolderPath) -> object:
         """Which target folder ``path`` is (see Store.folder_identity): two paths, one folder."""
@@ -288,10 +295,17 @@ class _AccountRun:
         sel = self.opt.selection
         all_src_folders = src_folders
         src_folders = [f for f in src_folders if sel.wants_folder(f.path)]
-        plans = plan_folders(src_folders, tgt_folders, special_use=sel.special_use)
+        if self.source_preset is not None and self.source_preset.name == "gmail":
+            src_folders = self._gmail_folders(src_folders)
+        plans = plan_folders(src_folders, tgt_folders, special_use=sel.special_use,
+                             override=sel.role_override if sel.special_uses else None)
+        if self.source_preset is not None and self.source_preset.name == "gmail":
+            plans = self._gmail_archive(plans, tgt_folders)
         renamed: set[FolderPath] = set()
         if sel.renames_folders:
             plans, renamed = self._apply_renames(plans, tgt_folders)
+        if self.target_preset is not None and self.target_preset.name == "gmail":
+            plans = self._not_into_gmail_views(plans, tgt_folders)
         recorded = {f.source_path: f.target_path for f in self.state.folders(self.account)}
         plans, collisions = separate_collisions(plans, self._tid, recorded, tgt_folders)
         merged = [c for c in collisions if c.source in renamed or c.kept_by in renamed]
@@ -317,10 +331,12 @@ class _AccountRun:
             self._guard_account(all_src_folders, statuses)  # a folder left out by a rule is not gone
         # Unchanged folders are settled here, on this connection, before any other connection is opened:
         # a rerun with nothing to do costs one pipelined STATUS per side.
-        work = []
+        work, last = [], []
         for plan in todo:
-            if not self.opt.dry_run and self._skip_unchanged(plan, statuses.get(plan.source.path),
-                                                              tgt_statuses.get(plan.source.path)):
+            if self._dedupes(plan):
+                last.append(plan)  # after every label folder, which it is checked against (sync.gmail)
+            elif not self.opt.dry_run and self._skip_unchanged(plan, statuses.get(plan.source.path),
+                                                                tgt_statuses.get(plan.source.path)):
                 self.finished.add(plan.source.path)
             else:
                 work.append(plan)
@@ -330,6 +346,8 @@ class _AccountRun:
         else:
             for plan in work:
                 self._sync_one(plan, statuses.get(plan.source.path), tgt_statuses.get(plan.source.path))
+        for plan in last:
+            self._sync_one(plan, statuses.get(plan.source.path), tgt_statuses.get(plan.source.path))
         if not self.opt.dry_run:
             self._check_created_listed()
         tgt_subscribed = {f.path for f in tgt_folders if f.subscribed}
@@ -344,6 +362,109 @@ class _AccountRun:
         if self.opt.delete and not sel.just_folders:
             # Every listed source folder, excluded ones too: a folder left out by a rule is not gone.
             self._delete_gone_folders({f.path for f in all_src_folders if f.selectable})
+
+    # --- provider presets (stores/presets.py, sync/gmail.py) ------------------------------------------
+    def _gmail_folders(self, folders: list) -> list:
+        """A Gmail source's folders without its views (Important, Starred; All Mail with
+        --gmail-all-mail=skip), each said once in the log."""
+        out = []
+        for f in folders:
+            why = gmail.left_out(self.opt.selection, f, self.source_preset.virtual_roles)
+            if why is None:
+                out.append(f)
+            else:
+                log.info("account %s: folder %s not copied: %s", self.account, display(f.path), why)
+        return out
+
+    def _dedupes(self, plan: FolderPlan) -> bool:
+        return (self.source_preset is not None and self.source_preset.name == "gmail"
+                and gmail.is_all_mail(self.opt.selection, plan.source))
+
+    def _gmail_archive(self, plans: list[FolderPlan], tgt_folders) -> list[FolderPlan]:
+        """All Mail, deduplicated, holds the archive: it goes to the target's \\Archive folder, or to a new
+        "Archive" when the target has none (--map or --rename still choose another name)."""
+        out = []
+        for p in plans:
+            if not self._dedupes(p):
+                out.append(p)
+                continue
+            archive = next((f for f in tgt_folders if f.selectable and f.special_use == "\\Archive"), None)
+            tp = archive.path if archive is not None else ("Archive",)
+            exists = archive is not None or any(self._tid(f.path) == self._tid(tp) for f in tgt_folders if f.selectable)
+            out.append(FolderPlan(p.source, tp, None if archive is not None else "\\Archive", exists))
+        return out
+
+    def _not_into_gmail_views(self, plans: list[FolderPlan], tgt_folders) -> list[FolderPlan]:
+        """A Gmail target's All Mail, Important and Starred are views of its labels, not folders to copy
+        into (a copy appended to a label shows in All Mail by itself): a plan landing there is dropped."""
+        views = {self._tid(f.path) for f in tgt_folders
+                 if f.special_use in ("\\All",) + self.target_preset.virtual_roles}
+        out = []
+        for p in plans:
+            if self._tid(p.target_path) in views:
+                self._problem(p.source.path, None, f"not copied: the target folder {display(p.target_path)} is a "
+                              "Gmail view of other folders; choose a label with --map", kind="warning")
+                continue
+            out.append(p)
+        return out
+
+    def _fits_target(self, src_path, metas: list[MessageMeta]) -> list[MessageMeta]:
+        """The messages the target provider takes; each larger one is reported and counted, not sent (it
+        would be refused on every run, never copied)."""
+        limit = self.size_limit
+        if not limit:
+            return metas
+        out = []
+        for m in metas:
+            if m.size is not None and m.size > limit:
+                self.c.skipped_too_large += 1
+                self._problem(src_path, m.key, f"not copied: {m.size} bytes is more than the target's message "
+                              f"size limit of {limit} bytes (?max_message_size= on the target URL overrides it)",
+                              kind="skipped")
+            else:
+                out.append(m)
+        return out
+
+    def _release_orphans(self, f: FolderState) -> None:
+        """All Mail rows whose label copy is gone (deleted by --delete after the message lost its labels)
+        are dropped, so that this run copies the message into the archive."""
+        rows = self.state.messages(f.id)
+        if not gmail.in_label_rows(rows):
+            return
+        available, _ = gmail.label_copies(self.state, self.account, f.id)
+        keys = gmail.orphaned(rows, available)
+        if keys:
+            self.state.drop(f.id, keys)
+            self.state.forget_change_marks(f.id)
+            log.info("account %s, folder %s: %d messages lost their last label copy; copying them to the "
+                     "archive", self.account, display(f.source_path), len(keys))
+
+    def _skip_in_label(self, f: FolderState, src_path, new: list[MessageMeta]) -> list[MessageMeta]:
+        """All Mail messages already copied from a label folder are recorded (no copy) and left out; only
+        messages of a size some label copy has are read to compare."""
+        available, sizes = gmail.label_copies(self.state, self.account, f.id)
+        for r in gmail.in_label_rows(self.state.messages(f.id)):
+            available[r.fingerprint] -= 1
+        cands = [m for m in new if m.size is None or m.size in sizes]
+        if not cands:
+            return new
+        by_key = {m.key: m for m in new}
+        found: list[MessageRow] = []
+        for meta, body in self.source.fetch(src_path, [m.key for m in cands]):
+            try:
+                fp, nfp = fingerprints(body)
+                size = body.size
+            finally:
+                body.close()
+            if available.get(fp, 0) > 0 and meta.key in by_key:
+                available[fp] -= 1
+                found.append(MessageRow(meta.key, fp, nfp, size, _clean(by_key[meta.key].flags), None, DONE,
+                                        gmail.IN_LABEL))
+        self.source.fetch_problems()  # an unreadable message is reported when its copy is tried
+        self.state.adopt(f.id, found, mark=gmail.IN_LABEL)
+        self.c.skipped_in_label += len(found)
+        done = {r.source_key for r in found}
+        return [m for m in new if m.key not in done]
 
     def _apply_renames(self, plans: list[FolderPlan], tgt_folders) -> tuple[list[FolderPlan], set[FolderPath]]:
         """--map / --rename: the user's name wins over the planned one (special use included); a renamed
@@ -474,6 +595,7 @@ class _AccountRun:
         run._target_locks = self._target_locks
         run._target_locks_guard = self._target_locks_guard
         run._withheld = self._withheld
+        run.source_preset, run.target_preset, run.size_limit = self.source_preset, self.target_preset, self.size_limit
         return run
 
     def _target_lock(self, target_path: FolderPath) -> threading.RLock:
@@ -560,6 +682,10 @@ class _AccountRun:
             return
         if tgt_status is None:
             tgt_status = self.target.folder_status(target_path)
+        dedupe = self._dedupes(plan)
+        if dedupe:
+            self._release_orphans(fstate)
+            fstate = self.state.folder(self.account, src_path) or fstate
         if self.state.has_lost_intents(fstate.id) and not self.state.has_pending(fstate.id):
             # Intents an earlier run declared lost: their late copies may have arrived since.  (With PENDING
             # rows the sweep waits for recovery, which may claim such a copy, until the end of the folder.)
@@ -602,6 +728,14 @@ class _AccountRun:
             ruled = len(new) - len(wanted)
             new = wanted
             self.c.skipped_by_rule += ruled
+        kept = len(new)
+        new = self._fits_target(src_path, new)
+        ruled += kept - len(new)  # like a rule: a larger limit next run lets them in
+        in_label = 0
+        if dedupe and new:
+            kept = len(new)
+            new = self._skip_in_label(fstate, src_path, new)
+            in_label = kept - len(new)  # not "already there": counted apart
         flag_changes = []
         for m in metas:
             r = rows.get(m.key)
@@ -609,7 +743,7 @@ class _AccountRun:
                 flags = _clean(m.flags)
                 if flags != r.source_flags:
                     flag_changes.append((m, r, flags))
-        self.c.skipped += max(0, (source_count or 0) - len(new) - ruled)
+        self.c.skipped += max(0, (source_count or 0) - len(new) - ruled - in_label)
 
         failures_before = self.c.failed
         perm = self.target.permanent_flags(target_path)
@@ -1246,6 +1380,10 @@ class _AccountRun:
             self.c.skipped_by_rule += len(new) - len(wanted)
             self.c.skipped -= len(new) - len(wanted)
             new = wanted
+        if not sel.just_folders:
+            fits = self._fits_target(plan.source.path, new)
+            self.c.skipped -= len(new) - len(fits)
+            new = fits
         self.c.copied += len(new)
         self.c.bytes_copied += sum(m.size or 0 for m in new)
         self.c.skipped += len(metas) - len(new)

@@ -530,7 +530,7 @@ class Workflow:
             target_password=p.target.password("MAILMIGRATE_TARGET_PASSWORD", "target"),
             jobs=1,
             max_rate=p.max_rate,
-            max_bandwidth=p.max_bandwidth * (1 << 20) if p.max_bandwidth else None,
+            max_bandwidth=None if p.max_bandwidth is None else p.max_bandwidth * (1 << 20),
             state_factory=open_state if is_pg_url(p.state) else None,
         )
 

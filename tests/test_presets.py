@@ -1,0 +1,261 @@
+"""Provider presets (issue 21, "Provider presets"), through the CLI on Dovecot servers configured to look
+like the providers: ``?preset=gmail`` (labels, ``[Gmail]/All Mail`` deduplicated, views left out) and
+``?preset=m365`` (its folder names, its message size limit), and preset defaults giving way to explicit
+options.
+
+How the Dovecots are made to look like the providers, and from where:
+  * Gmail: folder names and SPECIAL-USE attributes as Gmail's IMAP LIST answers them — ``[Gmail]/All Mail``
+    \\All, ``[Gmail]/Sent Mail`` \\Sent, ``[Gmail]/Drafts`` \\Drafts, ``[Gmail]/Spam`` \\Junk, ``[Gmail]/Trash``
+    \\Trash, ``[Gmail]/Important`` \\Important, ``[Gmail]/Starred`` \\Flagged (Google's "IMAP Extensions"
+    page for Gmail, developers.google.com/gmail/imap/imap-extensions, "Special-use mailboxes"; the folder
+    list also in vialink/imap-migrator GMAIL.md).  On Gmail a labelled message is one message listed in its
+    label folders and in All Mail; on Dovecot those are copies with the same bytes, which is what the
+    engine sees over IMAP either way.
+  * Microsoft 365: the folder names Exchange Online gives a mailbox (Sent Items, Deleted Items, Junk Email,
+    Archive, Drafts), its default message size limit of 35 MB (docs/PROVIDERS.md has the sources).
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from mailmigrate.stores import presets
+from mailmigrate.stores.registry import parse_spec
+from servers import imapcheck
+from servers.dovecot import DovecotServer, available
+from test_sync_imap import msg, populate, snapshot
+
+MM = [sys.executable, "-m", "mailmigrate.cli.main"]
+
+GMAIL_FOLDERS = {"[Gmail]/All Mail": "\\All", "[Gmail]/Sent Mail": "\\Sent", "[Gmail]/Drafts": "\\Drafts",
+                 "[Gmail]/Spam": "\\Junk", "[Gmail]/Trash": "\\Trash", "[Gmail]/Important": "\\Important",
+                 "[Gmail]/Starred": "\\Flagged"}
+M365_FOLDERS = {"Sent Items": "\\Sent", "Deleted Items": "\\Trash", "Junk Email": "\\Junk", "Archive": "\\Archive",
+                "Drafts": "\\Drafts"}
+
+
+class Account:
+    def __init__(self, server: DovecotServer, user: str, password: str):
+        self.server, self.user, self.password = server, user, password
+        server.add_user(user, password)
+
+    @property
+    def port(self) -> int:
+        return self.server.port
+
+    def url(self, **params) -> str:
+        q = "&".join(f"{k}={v}" for k, v in {"tls": "none", **params}.items())
+        return f"imap://{self.user}@127.0.0.1:{self.server.port}?{q}"
+
+
+@pytest.fixture(scope="module")
+def servers(tmp_path_factory):
+    if not available():
+        pytest.skip("needs root and Debian's dovecot-imapd (bash .ci/run installs it)")
+    gmail = DovecotServer(tmp_path_factory.mktemp("gmail"), special_use=GMAIL_FOLDERS).start()
+    m365 = DovecotServer(tmp_path_factory.mktemp("m365"), special_use=M365_FOLDERS).start()
+    plain = DovecotServer(tmp_path_factory.mktemp("plain")).start()
+    yield {"gmail": gmail, "m365": m365, "plain": plain}
+    for s in (gmail, m365, plain):
+        s.stop()
+
+
+_n = iter(range(10**6))
+
+
+def account(servers, kind: str) -> Account:
+    n = next(_n)
+    return Account(servers[kind], f"{kind}{n}", f"pw-{kind}-{n}")
+
+
+def sync(src, dst, tmp_path, *extra, src_url=None, dst_url=None, state="s.db"):
+    pw = tmp_path / "pw"
+    pw.mkdir(exist_ok=True)
+    for name, acc in (("s", src), ("t", dst)):
+        (pw / name).write_text(acc.password)
+        (pw / name).chmod(0o600)
+    p = subprocess.run([*MM, "sync", src_url or src.url(), dst_url or dst.url(), "--source-password-file",
+                        str(pw / "s"), "--target-password-file", str(pw / "t"), "--state", str(tmp_path / state),
+                        "--json", "--no-progress", *extra], capture_output=True, text=True, timeout=300)
+    try:
+        out = json.loads(p.stdout)
+    except ValueError:
+        out = None
+    return p, out
+
+
+def count(got, folder) -> int:
+    return sum(got.get(folder, {}).values())
+
+
+def bodies(got, folder) -> list[bytes]:
+    return sorted(b for (b, _, _), n in got.get(folder, {}).items() for _ in range(n))
+
+
+def gmail_account(servers):
+    """INBOX message 1 also labelled Work; message 2 only in INBOX; message 3 only in Work; message 4 and
+    its twin 5 (same bytes) archived: only in All Mail; message 6 sent; a starred message is in Starred and
+    its label.  All Mail lists every one of them, as Gmail's does."""
+    g = account(servers, "gmail")
+    m1, m2, m3, m4, m6, m7 = msg(1), msg(2), msg(3), msg(4), msg(6), msg(7)
+    populate(g, {"INBOX": [(m1, "\\Seen"), (m2, "")],
+                 "Work": [(m1, "\\Seen"), (m3, "")],
+                 "Family": [(m7, "\\Flagged")],
+                 "[Gmail]/Sent Mail": [(m6, "\\Seen")],
+                 "[Gmail]/Starred": [(m7, "\\Flagged")],
+                 "[Gmail]/Important": [(m1, "\\Seen")],
+                 "[Gmail]/All Mail": [(m1, "\\Seen"), (m2, ""), (m3, ""), (m4, "\\Seen"), (m4, "\\Seen"),
+                                      (m6, "\\Seen"), (m7, "\\Flagged")]})
+    return g
+
+
+def test_gmail_source_all_mail_once_archive_kept_rerun_copies_nothing(servers, tmp_path):
+    g, t = gmail_account(servers), account(servers, "plain")
+    populate(t, {"Sent": []})  # a target mailbox as a server makes it: its Sent exists
+    p, out = sync(g, t, tmp_path, src_url=g.url(preset="gmail"))
+    assert p.returncode == 0, p.stdout + p.stderr
+    got = snapshot(t)
+    # every labelled message once per label folder, sent mail in the target's Sent
+    assert bodies(got, "INBOX") == sorted([msg(1), msg(2)])
+    assert bodies(got, "Work") == sorted([msg(1), msg(3)])
+    assert bodies(got, "Family") == [msg(7)]
+    assert bodies(got, "Sent") == [msg(6)]
+    # the archived message and its twin (only in All Mail) arrive, in Archive; nothing labelled is doubled
+    assert bodies(got, "Archive") == [msg(4), msg(4)]
+    # the views are not copied
+    assert not any(k.startswith("[Gmail]") and count(got, k) for k in got), got.keys()
+    t_ = out["totals"] if "totals" in out else out
+    assert t_["skipped_in_label"] == 5 and t_["failed"] == 0
+    assert sum(count(got, k) for k in got) == 8
+    # a rerun copies nothing
+    p, out = sync(g, t, tmp_path, src_url=g.url(preset="gmail"))
+    assert p.returncode == 0, p.stdout + p.stderr
+    assert (out.get("totals") or out)["copied"] == 0
+    assert snapshot(t) == got
+
+
+def test_gmail_message_archived_after_the_first_run_reaches_the_archive(servers, tmp_path):
+    """The label's copy goes with --delete when the message loses its last label; the next run copies the
+    message from All Mail into Archive, so it is not lost."""
+    g, t = gmail_account(servers), account(servers, "plain")
+    p, _ = sync(g, t, tmp_path, "--delete", src_url=g.url(preset="gmail"))
+    assert p.returncode == 0, p.stdout + p.stderr
+    c = imapcheck.connect(g.port, g.user, g.password)
+    c.select('"Work"')
+    typ, data = c.search(None, "ALL")
+    # message 3 is Work's second message: archiving it on Gmail removes it from the label folder only
+    c.store(data[0].split()[1], "+FLAGS", "\\Deleted")
+    c.expunge()
+    c.logout()
+    p, out = sync(g, t, tmp_path, "--delete", "--force-delete", src_url=g.url(preset="gmail"))
+    assert p.returncode == 0, p.stdout + p.stderr
+    got = snapshot(t)
+    assert bodies(got, "Work") == [msg(1)]
+    assert bodies(got, "Archive") == sorted([msg(3), msg(4), msg(4)])
+
+
+def test_gmail_all_mail_copy_and_skip(servers, tmp_path):
+    g = gmail_account(servers)
+    t1, t2 = account(servers, "plain"), account(servers, "plain")
+    p, _ = sync(g, t1, tmp_path, "--gmail-all-mail", "copy", src_url=g.url(preset="gmail"), state="copy.db")
+    assert p.returncode == 0, p.stdout + p.stderr
+    got = snapshot(t1)
+    assert count(got, "[Gmail]/All Mail") == 7 and count(got, "[Gmail]/Starred") == 1
+    p, _ = sync(g, t2, tmp_path, "--gmail-all-mail", "skip", src_url=g.url(preset="gmail"), state="skip.db")
+    assert p.returncode == 0, p.stdout + p.stderr
+    got = snapshot(t2)
+    assert count(got, "Archive") == 0
+    assert count(got, "[Gmail]/All Mail") + count(got, "[Gmail]/Starred") + count(got, "[Gmail]/Important") == 0
+    assert bodies(got, "INBOX") == sorted([msg(1), msg(2)])
+
+
+def test_gmail_target_all_mail_is_no_destination(servers, tmp_path):
+    """A source folder that would land in the Gmail target's All Mail is reported, not copied there."""
+    s, g = account(servers, "plain"), account(servers, "gmail")
+    populate(s, {"INBOX": [(msg(1), "")], "Old": [(msg(2), "")]})
+    populate(g, {"[Gmail]/All Mail": []})
+    p, out = sync(s, g, tmp_path, "--map", "Old=[Gmail]/All Mail", dst_url=g.url(preset="gmail"))
+    assert p.returncode == 0, p.stdout + p.stderr
+    got = snapshot(g)
+    assert bodies(got, "INBOX") == [msg(1)] and count(got, "[Gmail]/All Mail") == 0
+    assert "Gmail view" in p.stdout
+
+
+def m365_account(servers):
+    """A mailbox as Exchange Online makes it: its folders exist from the start."""
+    m = account(servers, "m365")
+    populate(m, {name: [] for name in M365_FOLDERS})
+    return m
+
+
+def test_m365_folders_size_limit_and_override(servers, tmp_path):
+    """A Dovecot with Exchange Online's folder names as target: Sent, Trash and Junk land in Sent Items,
+    Deleted Items and Junk Email; a message above the 35 MB limit is skipped and named, not failed, and a
+    larger ?max_message_size= lets it through."""
+    s, m = account(servers, "plain"), m365_account(servers)
+    big = msg(9, presets.PRESETS["m365"].max_message_size + 1000)
+    populate(s, {"INBOX": [(msg(1), ""), (big, "")], "Sent": [(msg(2), "\\Seen")], "Trash": [(msg(3), "")],
+                 "Junk": [(msg(4), "")]})
+    p, out = sync(s, m, tmp_path, dst_url=m.url(preset="m365"))
+    assert p.returncode == 0, p.stdout + p.stderr
+    got = snapshot(m)
+    assert bodies(got, "INBOX") == [msg(1)]
+    assert bodies(got, "Sent Items") == [msg(2)] and bodies(got, "Deleted Items") == [msg(3)]
+    assert bodies(got, "Junk Email") == [msg(4)]
+    t_ = out.get("totals") or out
+    assert t_["skipped_too_large"] == 1 and t_["failed"] == 0
+    too_large = [e for e in out["errors"] if e["kind"] == "skipped"]
+    assert len(too_large) == 1 and too_large[0]["folder"] == "INBOX" and "size limit" in too_large[0]["message"]
+    assert s.user in too_large[0]["account"]
+    # the user's own limit wins over the preset's: the message goes with the next run
+    p, out = sync(s, m, tmp_path, dst_url=m.url(preset="m365", max_message_size=len(big) + 1))
+    assert p.returncode == 0, p.stdout + p.stderr
+    assert (out.get("totals") or out)["copied"] == 1
+    assert sorted(bodies(snapshot(m), "INBOX")) == sorted([msg(1), big])
+
+
+def test_special_use_override_per_folder(servers, tmp_path):
+    """--special-use: a folder named like nothing known goes to the target's Sent; one named like Trash
+    keeps its own name with =none."""
+    s, t = account(servers, "plain"), m365_account(servers)
+    populate(s, {"INBOX": [(msg(1), "")], "Postausgang alt": [(msg(2), "")], "Trash": [(msg(3), "")]})
+    p, _ = sync(s, t, tmp_path, "--special-use", "Postausgang alt=sent", "--special-use", "Trash=none")
+    assert p.returncode == 0, p.stdout + p.stderr
+    got = snapshot(t)
+    assert bodies(got, "Sent Items") == [msg(2)]
+    assert bodies(got, "Trash") == [msg(3)] and count(got, "Deleted Items") == 0
+
+
+def test_preset_fills_only_what_the_url_leaves_out():
+    """imap://ann@?preset=gmail reaches imap.gmail.com on 993 with TLS from the first byte; a host, a port
+    or ?tls= in the URL wins."""
+    g = parse_spec("imap://ann@example.org@?preset=gmail")
+    assert (g.host, g.port, g.tls, g.user) == ("imap.gmail.com", 993, "implicit", "ann@example.org")
+    m = parse_spec("imaps://bob@?preset=m365")
+    assert (m.host, m.port, m.tls) == ("outlook.office365.com", 993, "implicit")
+    own = parse_spec("imap://bob@127.0.0.1:1143?preset=m365&tls=none")
+    assert (own.host, own.port, own.tls) == ("127.0.0.1", 1143, "none")
+    starttls = parse_spec("imap://bob@mail.example.org:143?preset=m365")
+    assert (starttls.host, starttls.port, starttls.tls) == ("mail.example.org", 143, "starttls")
+    with pytest.raises(Exception, match="preset 'yahoo' is not known"):
+        parse_spec("imap://bob@?preset=yahoo")
+
+
+def test_daily_limit_paces_unless_told_otherwise(servers, tmp_path):
+    """A Gmail source paces the run under its daily download limit (said in the log); --max-bandwidth 0
+    switches that off.  Both copy everything."""
+    g, t = gmail_account(servers), account(servers, "plain")
+    p, _ = sync(g, t, tmp_path, "--log-file", str(tmp_path / "paced.log"), src_url=g.url(preset="gmail"),
+                state="paced.db")
+    assert p.returncode == 0, p.stdout + p.stderr
+    assert "KiB/s to the target" in (tmp_path / "paced.log").read_text()
+    t2 = account(servers, "plain")
+    p, _ = sync(g, t2, tmp_path, "--log-file", str(tmp_path / "free.log"), "--max-bandwidth", "0",
+                src_url=g.url(preset="gmail"), state="free.db")
+    assert p.returncode == 0, p.stdout + p.stderr
+    assert "KiB/s to the target" not in (tmp_path / "free.log").read_text()
+    assert snapshot(t2) == snapshot(t)
