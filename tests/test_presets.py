@@ -284,3 +284,25 @@ def test_daily_limit_paces_unless_told_otherwise(servers, tmp_path):
     assert p.returncode == 0, p.stdout + p.stderr
     assert "KiB/s to the target" not in (tmp_path / "free.log").read_text()
     assert snapshot(t2) == snapshot(t)
+
+
+def test_m365_throttling_answer_is_waited_out(servers, tmp_path):
+    """Exchange Online answers a throttled command with ``BAD Request is throttled. Suggested Backoff Time:
+    N milliseconds`` (Microsoft Q&A, "AV3 BAD Request is throttled"; the answer's classification is in
+    tests/test_imap_protocol.py).  Here a proxy in front of the M365-like target gives that answer to the
+    first LIST: the account waits the time the server suggested, starts again, and copies everything once."""
+    from servers.faultproxy import Fault, FaultProxy
+
+    s, m = account(servers, "plain"), m365_account(servers)
+    populate(s, {"INBOX": [(msg(1), ""), (msg(2), "\\Seen")], "Sent": [(msg(3), "\\Seen")]})
+    with FaultProxy(m.port) as proxy:
+        proxy.push(Fault("answer", command=b"LIST",
+                         reply=b"BAD Request is throttled. Suggested Backoff Time: 300 milliseconds"))
+        url = f"imap://{m.user}@127.0.0.1:{proxy.port}?tls=none&preset=m365"
+        p, out = sync(s, m, tmp_path, "--log-file", str(tmp_path / "log"), dst_url=url)
+        assert proxy.faults_fired == 1
+    assert p.returncode == 0, p.stdout + p.stderr
+    assert "throttled" in (tmp_path / "log").read_text() and "retrying in 0.3s" in (tmp_path / "log").read_text()
+    got = snapshot(m)
+    assert bodies(got, "INBOX") == sorted([msg(1), msg(2)]) and bodies(got, "Sent Items") == [msg(3)]
+    assert (out.get("totals") or out)["copied"] == 3
