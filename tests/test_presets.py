@@ -4,13 +4,13 @@ like the providers: ``?preset=gmail`` (labels, ``[Gmail]/All Mail`` deduplicated
 options.
 
 How the Dovecots are made to look like the providers, and from where:
-  * Gmail: folder names and SPECIAL-USE attributes as Gmail's IMAP LIST answers them — ``[Gmail]/All Mail``
-    \\All, ``[Gmail]/Sent Mail`` \\Sent, ``[Gmail]/Drafts`` \\Drafts, ``[Gmail]/Spam`` \\Junk, ``[Gmail]/Trash``
-    \\Trash, ``[Gmail]/Important`` \\Important, ``[Gmail]/Starred`` \\Flagged (Google's "IMAP Extensions"
-    page for Gmail, developers.google.com/gmail/imap/imap-extensions, "Special-use mailboxes"; the folder
-    list also in vialink/imap-migrator GMAIL.md).  On Gmail a labelled message is one message listed in its
-    label folders and in All Mail; on Dovecot those are copies with the same bytes, which is what the
-    engine sees over IMAP either way.
+  * Gmail: folder names as Gmail lists them (vialink/imap-migrator GMAIL.md; Google's "IMAP Extensions"
+    page, developers.google.com/gmail/imap/imap-extensions, for its LIST of them) with the RFC 6154
+    attribute of each role (RFC 8457 for \\Important): ``[Gmail]/All Mail`` \\All, ``[Gmail]/Sent Mail``
+    \\Sent, ``[Gmail]/Drafts`` \\Drafts, ``[Gmail]/Spam`` \\Junk, ``[Gmail]/Trash`` \\Trash,
+    ``[Gmail]/Important`` \\Important, ``[Gmail]/Starred`` \\Flagged.  On Gmail a labelled message is one
+    message listed in its label folders and in All Mail; on Dovecot those are copies with the same bytes,
+    which is what the engine sees over IMAP either way.
   * Microsoft 365: the folder names Exchange Online gives a mailbox (Sent Items, Deleted Items, Junk Email,
     Archive, Drafts), its default message size limit of 35 MB (docs/PROVIDERS.md has the sources).
 """
