@@ -306,3 +306,50 @@ def test_m365_throttling_answer_is_waited_out(servers, tmp_path):
     got = snapshot(m)
     assert bodies(got, "INBOX") == sorted([msg(1), msg(2)]) and bodies(got, "Sent Items") == [msg(3)]
     assert (out.get("totals") or out)["copied"] == 3
+
+
+def test_project_file_preset_and_folder_roles(servers, tmp_path):
+    """A project's [source]/[target] URL takes ?preset= and its [options] folder_roles and gmail_all_mail:
+    start copies a Gmail-like source once per folder into an M365-like target, and finish's verification
+    counts nothing as missing."""
+    from test_sync_imap import mm
+    from test_workflow_project import project_file
+
+    g, m = gmail_account(servers), m365_account(servers)
+    populate(g, {"Ablage": [(msg(8), "")]})
+    p = project_file(tmp_path, g, m, "gm", '[options]\nfolder_roles = { "Ablage" = "junk" }\n'
+                     'gmail_all_mail = "dedupe"\ndelete_on_finish = false\n',
+                     target_url=m.url(preset="m365"))
+    text = p.read_text().replace(g.url(), g.url(preset="gmail"))
+    p.write_text(text)
+    mm("project", "init", p)
+    mm("project", "start", p)
+    got = snapshot(m)
+    assert bodies(got, "Sent Items") == [msg(6)]
+    # Ablage is the junk folder by the project's rule; All Mail's archived twins go to Archive
+    assert bodies(got, "Junk Email") == [msg(8)] and count(got, "Ablage") == 0
+    assert bodies(got, "Archive") == [msg(4), msg(4)]
+    assert count(got, "[Gmail]/All Mail") == 0 and count(got, "[Gmail]/Starred") == 0
+    fin = json.loads(mm("project", "finish", p, "--json").stdout)[0]
+    assert fin["ok"] and fin["state"] == "migrated", fin
+    bad = project_file(tmp_path, g, m, "bad", '[options]\nfolder_roles = { "Ablage" = "attic" }\n')
+    r = mm("project", "init", bad, check=False)
+    assert r.returncode != 0 and "attic" in r.stdout + r.stderr
+
+
+def test_accounts_file_rules_take_special_use(servers, tmp_path):
+    """The accounts file's rules column takes --special-use like the command line."""
+    import os
+
+    s, m = account(servers, "plain"), m365_account(servers)
+    populate(s, {"INBOX": [(msg(1), "")], "Papierkorb alt": [(msg(2), "")]})
+    acc = tmp_path / "users.csv"
+    acc.write_text(f"{s.user},{m.user},{s.password},{m.password},\"--special-use 'Papierkorb alt=trash'\"\n")
+    os.chmod(acc, 0o600)
+    p = subprocess.run([*MM, "sync", f"imap://127.0.0.1:{s.port}?tls=none",
+                        f"imap://127.0.0.1:{m.port}?tls=none&preset=m365", "--accounts", str(acc),
+                        "--state", str(tmp_path / "s.db"), "--json", "--no-progress"],
+                       capture_output=True, text=True, timeout=300)
+    assert p.returncode == 0, p.stdout + p.stderr
+    got = snapshot(m)
+    assert bodies(got, "Deleted Items") == [msg(2)] and count(got, "Papierkorb alt") == 0
