@@ -179,6 +179,16 @@ def test_gmail_message_archived_after_the_first_run_reaches_the_archive(servers,
     got = snapshot(t)
     assert bodies(got, "Work") == [msg(1)]
     assert bodies(got, "Archive") == sorted([msg(3), msg(4), msg(4)])
+    # a label removed on Gmail: its folder's copies go, and its message (now only in All Mail) reaches the
+    # archive in the same run
+    c = imapcheck.connect(g.port, g.user, g.password)
+    assert c.delete('"Family"')[0] == "OK"
+    c.logout()
+    p, out = sync(g, t, tmp_path, "--delete", "--force-delete", src_url=g.url(preset="gmail"))
+    assert p.returncode == 0, p.stdout + p.stderr
+    got = snapshot(t)
+    assert count(got, "Family") == 0
+    assert bodies(got, "Archive") == sorted([msg(3), msg(4), msg(4), msg(7)])
 
 
 def test_gmail_all_mail_copy_and_skip(servers, tmp_path):

@@ -346,6 +346,12 @@ class _AccountRun:
         else:
             for plan in work:
                 self._sync_one(plan, statuses.get(plan.source.path), tgt_statuses.get(plan.source.path))
+        gone_done = False
+        if last and self.opt.delete and not sel.just_folders:
+            # A Gmail label removed on the source takes its copies with it here, before All Mail: the
+            # messages only that label held reach the archive in this same run (sync.gmail).
+            self._delete_gone_folders({f.path for f in all_src_folders if f.selectable})
+            gone_done = True
         for plan in last:
             self._sync_one(plan, statuses.get(plan.source.path), tgt_statuses.get(plan.source.path))
         if not self.opt.dry_run:
@@ -359,7 +365,7 @@ class _AccountRun:
                     except ServerRefused as e:
                         self._problem(plan.source.path, None, f"could not subscribe on target: {e}", kind="warning")
             self._subscriptions_done = True
-        if self.opt.delete and not sel.just_folders:
+        if self.opt.delete and not sel.just_folders and not gone_done:
             # Every listed source folder, excluded ones too: a folder left out by a rule is not gone.
             self._delete_gone_folders({f.path for f in all_src_folders if f.selectable})
 
