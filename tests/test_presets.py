@@ -18,6 +18,8 @@ How the Dovecots are made to look like the providers, and from where:
 from __future__ import annotations
 
 import json
+import os
+import re
 import subprocess
 import sys
 
@@ -27,6 +29,7 @@ from mailmigrate.stores import presets
 from mailmigrate.stores.registry import parse_spec
 from servers import imapcheck
 from servers.dovecot import DovecotServer, available
+from test_oauth import oauth_pair  # noqa: F401  (a fixture: Dovecot with its oauth2 passdb and our token server)
 from test_sync_imap import msg, populate, snapshot
 
 MM = [sys.executable, "-m", "mailmigrate.cli.main"]
@@ -363,3 +366,31 @@ def test_accounts_file_rules_take_special_use(servers, tmp_path):
     assert p.returncode == 0, p.stdout + p.stderr
     got = snapshot(m)
     assert bodies(got, "Deleted Items") == [msg(2)] and count(got, "Papierkorb alt") == 0
+
+
+def test_preset_prefers_the_providers_oauth_mechanism(oauth_pair, tmp_path):
+    """With an OAuth token and no --source-sasl, a server offering both mechanisms gets OAUTHBEARER; with
+    ?preset=gmail it gets XOAUTH2, Google's documented one; --source-sasl still wins over the preset."""
+    from test_oauth import _refresh_file, _seed
+
+    idp, src, dst = oauth_pair
+    _seed(src, dst, ["pa", "pb", "pc"])
+
+    def run(user, *extra, preset=""):
+        rf = _refresh_file(tmp_path, idp, user, name=f"{user}.json")
+        return subprocess.run([*MM, "-vv", "sync", f"imap://{user}@127.0.0.1:{src.port}?tls=none{preset}",
+                               f"imap://127.0.0.1:{dst.port}?tls=none", "--source-oauth-refresh-file", str(rf),
+                               "--state", str(tmp_path / f"{user}.db"), "--json", *extra],
+                              capture_output=True, text=True, timeout=120,
+                              env={**os.environ, "MAILMIGRATE_TARGET_PASSWORD": "target-pw"})
+
+    def methods(user):
+        """The mechanisms the server saw this user log in with (PLAIN: the test filling the mailbox)."""
+        return set(re.findall(r"Login: user=<" + user + r">, method=(\S+),", src.log())) - {"PLAIN"}
+
+    for user, extra, preset, want in (("pa", (), "", "OAUTHBEARER"), ("pb", (), "&preset=gmail", "XOAUTH2"),
+                                      ("pc", ("--source-sasl", "oauthbearer"), "&preset=gmail", "OAUTHBEARER")):
+        p = run(user, *extra, preset=preset)
+        assert p.returncode == 0, p.stderr[-3000:]
+        assert json.loads(p.stdout)["copied"] == 9
+        assert methods(user) == {want}, (user, methods(user))
