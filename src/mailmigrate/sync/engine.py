@@ -295,17 +295,17 @@ class _AccountRun:
         sel = self.opt.selection
         all_src_folders = src_folders
         src_folders = [f for f in src_folders if sel.wants_folder(f.path)]
-        if self.source_preset is not None and self.source_preset.name == "gmail":
-            src_folders = self._gmail_folders(src_folders)
+        if self._gmail_source():
+            src_folders = gmail.copied_folders(src_folders, sel, self.source_preset.virtual_roles, self.account)
         plans = plan_folders(src_folders, tgt_folders, special_use=sel.special_use,
                              override=sel.role_override if sel.special_uses else None)
-        if self.source_preset is not None and self.source_preset.name == "gmail":
-            plans = self._gmail_archive(plans, tgt_folders)
+        if self._gmail_source():
+            plans = self._gmail_plans(plans, tgt_folders, source=True)
         renamed: set[FolderPath] = set()
         if sel.renames_folders:
             plans, renamed = self._apply_renames(plans, tgt_folders)
         if self.target_preset is not None and self.target_preset.name == "gmail":
-            plans = self._not_into_gmail_views(plans, tgt_folders)
+            plans = self._gmail_plans(plans, tgt_folders, source=False)
         recorded = {f.source_path: f.target_path for f in self.state.folders(self.account)}
         plans, collisions = separate_collisions(plans, self._tid, recorded, tgt_folders)
         merged = [c for c in collisions if c.source in renamed or c.kept_by in renamed]
@@ -369,50 +369,21 @@ class _AccountRun:
             # Every listed source folder, excluded ones too: a folder left out by a rule is not gone.
             self._delete_gone_folders({f.path for f in all_src_folders if f.selectable})
 
-    # --- provider presets (stores/presets.py, sync/gmail.py) ------------------------------------------
-    def _gmail_folders(self, folders: list) -> list:
-        """A Gmail source's folders without its views (Important, Starred; All Mail with
-        --gmail-all-mail=skip), each said once in the log."""
-        out = []
-        for f in folders:
-            why = gmail.left_out(self.opt.selection, f, self.source_preset.virtual_roles)
-            if why is None:
-                out.append(f)
-            else:
-                log.info("account %s: folder %s not copied: %s", self.account, display(f.path), why)
-        return out
+    # --- provider presets (stores/presets.py); Gmail's own rules are in sync/gmail.py -------------------
+    def _gmail_source(self) -> bool:
+        return self.source_preset is not None and self.source_preset.name == "gmail"
 
     def _dedupes(self, plan: FolderPlan) -> bool:
-        return (self.source_preset is not None and self.source_preset.name == "gmail"
-                and gmail.is_all_mail(self.opt.selection, plan.source))
+        return self._gmail_source() and gmail.is_all_mail(self.opt.selection, plan.source)
 
-    def _gmail_archive(self, plans: list[FolderPlan], tgt_folders) -> list[FolderPlan]:
-        """All Mail, deduplicated, holds the archive: it goes to the target's \\Archive folder, or to a new
-        "Archive" when the target has none (--map or --rename still choose another name)."""
-        out = []
-        for p in plans:
-            if not self._dedupes(p):
-                out.append(p)
-                continue
-            archive = next((f for f in tgt_folders if f.selectable and f.special_use == "\\Archive"), None)
-            tp = archive.path if archive is not None else ("Archive",)
-            exists = archive is not None or any(self._tid(f.path) == self._tid(tp) for f in tgt_folders if f.selectable)
-            out.append(FolderPlan(p.source, tp, None if archive is not None else "\\Archive", exists))
-        return out
-
-    def _not_into_gmail_views(self, plans: list[FolderPlan], tgt_folders) -> list[FolderPlan]:
-        """A Gmail target's All Mail, Important and Starred are views of its labels, not folders to copy
-        into (a copy appended to a label shows in All Mail by itself): a plan landing there is dropped."""
-        views = {self._tid(f.path) for f in tgt_folders
-                 if f.special_use in ("\\All",) + self.target_preset.virtual_roles}
-        out = []
-        for p in plans:
-            if self._tid(p.target_path) in views:
-                self._problem(p.source.path, None, f"not copied: the target folder {display(p.target_path)} is a "
-                              "Gmail view of other folders; choose a label with --map", kind="warning")
-                continue
-            out.append(p)
-        return out
+    def _gmail_plans(self, plans: list[FolderPlan], tgt_folders, *, source: bool) -> list[FolderPlan]:
+        if source:
+            return gmail.archive_plans(plans, tgt_folders, self.opt.selection, self._tid)
+        plans, dropped = gmail.not_into_views(plans, tgt_folders, self.target_preset.virtual_roles, self._tid)
+        for p in dropped:
+            self._problem(p.source.path, None, f"not copied: the target folder {display(p.target_path)} is a "
+                          "Gmail view of other folders; choose a label with --map", kind="warning")
+        return plans
 
     def _fits_target(self, src_path, metas: list[MessageMeta]) -> list[MessageMeta]:
         """The messages the target provider takes; each larger one is reported and counted, not sent (it
@@ -430,47 +401,6 @@ class _AccountRun:
             else:
                 out.append(m)
         return out
-
-    def _release_orphans(self, f: FolderState) -> None:
-        """All Mail rows whose label copy is gone (deleted by --delete after the message lost its labels)
-        are dropped, so that this run copies the message into the archive."""
-        rows = self.state.messages(f.id)
-        if not gmail.in_label_rows(rows):
-            return
-        available, _ = gmail.label_copies(self.state, self.account, f.id)
-        keys = gmail.orphaned(rows, available)
-        if keys:
-            self.state.drop(f.id, keys)
-            self.state.forget_change_marks(f.id)
-            log.info("account %s, folder %s: %d messages lost their last label copy; copying them to the "
-                     "archive", self.account, display(f.source_path), len(keys))
-
-    def _skip_in_label(self, f: FolderState, src_path, new: list[MessageMeta]) -> list[MessageMeta]:
-        """All Mail messages already copied from a label folder are recorded (no copy) and left out; only
-        messages of a size some label copy has are read to compare."""
-        available, sizes = gmail.label_copies(self.state, self.account, f.id)
-        for r in gmail.in_label_rows(self.state.messages(f.id)):
-            available[r.fingerprint] -= 1
-        cands = [m for m in new if m.size is None or m.size in sizes]
-        if not cands:
-            return new
-        by_key = {m.key: m for m in new}
-        found: list[MessageRow] = []
-        for meta, body in self.source.fetch(src_path, [m.key for m in cands]):
-            try:
-                fp, nfp = fingerprints(body)
-                size = body.size
-            finally:
-                body.close()
-            if available.get(fp, 0) > 0 and meta.key in by_key:
-                available[fp] -= 1
-                found.append(MessageRow(meta.key, fp, nfp, size, _clean(by_key[meta.key].flags), None, DONE,
-                                        gmail.IN_LABEL))
-        self.source.fetch_problems()  # an unreadable message is reported when its copy is tried
-        self.state.adopt(f.id, found, mark=gmail.IN_LABEL)
-        self.c.skipped_in_label += len(found)
-        done = {r.source_key for r in found}
-        return [m for m in new if m.key not in done]
 
     def _apply_renames(self, plans: list[FolderPlan], tgt_folders) -> tuple[list[FolderPlan], set[FolderPath]]:
         """--map / --rename: the user's name wins over the planned one (special use included); a renamed
@@ -689,8 +619,7 @@ class _AccountRun:
         if tgt_status is None:
             tgt_status = self.target.folder_status(target_path)
         dedupe = self._dedupes(plan)
-        if dedupe:
-            self._release_orphans(fstate)
+        if dedupe and gmail.release_orphans(self.state, self.account, fstate):
             fstate = self.state.folder(self.account, src_path) or fstate
         if self.state.has_lost_intents(fstate.id) and not self.state.has_pending(fstate.id):
             # Intents an earlier run declared lost: their late copies may have arrived since.  (With PENDING
@@ -740,8 +669,9 @@ class _AccountRun:
         in_label = 0
         if dedupe and new:
             kept = len(new)
-            new = self._skip_in_label(fstate, src_path, new)
+            new = gmail.skip_in_label(self.state, self.account, fstate, self.source, src_path, new)
             in_label = kept - len(new)  # not "already there": counted apart
+            self.c.skipped_in_label += in_label
         flag_changes = []
         for m in metas:
             r = rows.get(m.key)
