@@ -30,6 +30,13 @@ from mailmigrate.stores.registry import parse_spec
 from servers import imapcheck
 from servers.dovecot import DovecotServer, available
 from test_oauth import oauth_pair  # noqa: F401  (a fixture: Dovecot with its oauth2 passdb and our token server)
+
+try:  # the fleet's fixture (Redis broker, PostgreSQL state); without its client libraries the fleet test skips
+    from test_fleet import fleet_env  # noqa: F401
+except ImportError:  # pragma: no cover
+    @pytest.fixture
+    def fleet_env():
+        pytest.skip("the fleet's client libraries (redis, psycopg) are not installed")
 from test_sync_imap import msg, populate, snapshot
 
 MM = [sys.executable, "-m", "mailmigrate.cli.main"]
@@ -394,3 +401,33 @@ def test_preset_prefers_the_providers_oauth_mechanism(oauth_pair, tmp_path):
         assert p.returncode == 0, p.stderr[-3000:]
         assert json.loads(p.stdout)["copied"] == 9
         assert methods(user) == {want}, (user, methods(user))
+
+
+def test_gmail_preset_and_rules_through_the_fleet(servers, tmp_path, fleet_env):
+    """A fleet worker reads the preset from the job's URL and the rules from the job: All Mail is
+    deduplicated, the views are left out, and --special-use reaches the worker."""
+    from servers.fleet import start_worker, stop_worker, wait_ready
+
+    broker, state, _ = fleet_env
+    g, t = gmail_account(servers), account(servers, "plain")
+    populate(t, {"Sent": [], "Junk": []})
+    acc = tmp_path / "acc.csv"
+    acc.write_text(f"{g.user},{t.user},{g.password},{t.password}\n")
+    os.chmod(acc, 0o600)
+    w = start_worker(broker, state, concurrency=1, name="presets", log=tmp_path / "w.log",
+                     extra=["--accounts", str(acc)])
+    try:
+        wait_ready(w, tmp_path / "w.log")
+        p = subprocess.run([*MM, "sync", f"imap://127.0.0.1:{g.port}?tls=none&preset=gmail",
+                            f"imap://127.0.0.1:{t.port}?tls=none", "--accounts", str(acc), "--executor", "celery",
+                            "--broker", broker, "--state", state, "--special-use", "Family=junk",
+                            "--fleet-timeout", "120", "--json", "--no-progress"],
+                           capture_output=True, text=True, timeout=180)
+    finally:
+        stop_worker(w)
+    assert p.returncode == 0, p.stdout[-3000:] + p.stderr[-3000:]
+    got = snapshot(t)
+    assert bodies(got, "INBOX") == sorted([msg(1), msg(2)]) and bodies(got, "Work") == sorted([msg(1), msg(3)])
+    assert bodies(got, "Junk") == [msg(7)] and count(got, "Family") == 0
+    assert bodies(got, "Archive") == [msg(4), msg(4)] and bodies(got, "Sent") == [msg(6)]
+    assert count(got, "[Gmail]/All Mail") + count(got, "[Gmail]/Starred") + count(got, "[Gmail]/Important") == 0

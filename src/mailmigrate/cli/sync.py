@@ -265,9 +265,6 @@ def _run(args) -> int:
         from ..fleet.follow import STALE_AFTER
         from ..fleet.submit import print_progress, run_fleet
 
-        from ..sync.runner import apply_preset_defaults
-
-        apply_preset_defaults(req)
         if any(a.source_password or a.target_password for a in accounts):
             print("mailmigrate: per-account passwords stay here; give the workers the accounts file "
                   "(mailmigrate worker --accounts FILE)", file=sys.stderr)
