@@ -243,6 +243,10 @@ def test_m365_folders_size_limit_and_override(servers, tmp_path):
     big = msg(9, presets.PRESETS["m365"].max_message_size + 1000)
     populate(s, {"INBOX": [(msg(1), ""), (big, "")], "Sent": [(msg(2), "\\Seen")], "Trash": [(msg(3), "")],
                  "Junk": [(msg(4), "")]})
+    # a dry run already says so
+    p, out = sync(s, m, tmp_path, "--dry-run", dst_url=m.url(preset="m365"), state="dry.db")
+    assert p.returncode == 0, p.stdout + p.stderr
+    assert out["copied"] == 4 and out["skipped_too_large"] == 1, out
     p, out = sync(s, m, tmp_path, dst_url=m.url(preset="m365"))
     assert p.returncode == 0, p.stdout + p.stderr
     got = snapshot(m)
