@@ -356,6 +356,9 @@ def test_project_file_preset_and_folder_roles(servers, tmp_path):
     assert count(got, "[Gmail]/All Mail") == 0 and count(got, "[Gmail]/Starred") == 0
     fin = json.loads(mm("project", "finish", p, "--json").stdout)[0]
     assert fin["ok"] and fin["state"] == "migrated", fin
+    report = json.loads(mm("project", "report", p, "--json").stdout)
+    assert report["ok"] and report["totals"]["missing"] == 0 and report["totals"]["in_label"] == 5, report
+    assert "whose copy is a label folder's: 5" in next((tmp_path / "reports").glob("report-*.html")).read_text()
     bad = project_file(tmp_path, g, m, "bad", '[options]\nfolder_roles = { "Ablage" = "attic" }\n')
     r = mm("project", "init", bad, check=False)
     assert r.returncode != 0 and "attic" in r.stdout + r.stderr

@@ -425,6 +425,10 @@ class Workflow:
         msg = f"copied {c.copied}, flags {c.flags_updated}, deleted {c.deleted}, failed {c.failed}"
         if c.skipped_by_rule:
             msg += f"; {c.skipped_by_rule} skipped by rule"
+        if c.skipped_too_large:
+            msg += f"; {c.skipped_too_large} over the target's message size limit (not copied, listed)"
+        if c.skipped_in_label:
+            msg += f"; {c.skipped_in_label} All Mail messages already copied from a label folder"
         if c.adopted:
             msg += f"; {c.adopted} already on the target (adopted, not copied again)"
         if c.target_only:
