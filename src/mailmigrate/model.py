@@ -25,7 +25,7 @@ INBOX: FolderPath = ("INBOX",)
 SYSTEM_FLAGS = frozenset({"\\Seen", "\\Answered", "\\Flagged", "\\Deleted", "\\Draft"})
 
 #: RFC 6154 special-use attributes that mailmigrate maps between stores.
-SPECIAL_USES = ("\\Sent", "\\Drafts", "\\Trash", "\\Junk", "\\Archive", "\\All", "\\Flagged")
+SPECIAL_USES = ("\\Sent", "\\Drafts", "\\Trash", "\\Junk", "\\Archive", "\\All", "\\Flagged", "\\Important")
 
 SPOOL_THRESHOLD = 1 << 20  # bodies above 1 MiB go to a temporary file
 
@@ -303,6 +303,11 @@ class Counters:
     target_only: int = 0
     #: copies not deleted because the emptied-source guard withheld the deletes (sync.deletes)
     deletes_withheld: int = 0
+    #: messages larger than the target's message size limit (a provider preset or ?max_message_size=): not
+    #: sent, each reported; neither copied nor failed
+    skipped_too_large: int = 0
+    #: Gmail All Mail messages already copied from a label folder of the account (sync.gmail): not doubled
+    skipped_in_label: int = 0
 
     @classmethod
     def total(cls, many) -> "Counters":

@@ -46,7 +46,7 @@ class DovecotServer:
                  uidplus: bool = True, extra_conf: str = "", passdb_file: Path | None = None,
                  mail_location: str = "maildir:~/Maildir:LAYOUT=fs", compress: bool = False,
                  home: str | None = None, prefix: str = "", oauth2_introspection: str | None = None,
-                 parent: str = "/tmp"):
+                 parent: str = "/tmp", special_use: dict[str, str] | None = None):
         # Dovecot's auth and mail processes run as "dovecot" and must traverse every directory above their
         # files; pytest's temporary directories are 0700, so the server lives in a directory of its own.
         # ``parent``: the benchmarks put the server (and its mail) on tmpfs with parent="/dev/shm".
@@ -65,6 +65,10 @@ class DovecotServer:
         self.home = home  # the users' home (userdb), default a directory per login under mail_root
         # an RFC 7662 introspection URL: logins with XOAUTH2/OAUTHBEARER through Dovecot's oauth2 passdb
         self.oauth2_introspection = oauth2_introspection
+        # mailbox name -> SPECIAL-USE attribute(s) the namespace announces (Dovecot's `mailbox NAME {
+        # special_use = ...}`); other providers' folder sets in tests/test_presets.py
+        self.special_use = special_use if special_use is not None else {
+            "Sent": "\\Sent", "Drafts": "\\Drafts", "Trash": "\\Trash", "Junk": "\\Junk", "Archive": "\\Archive"}
         self.port = free_port()
         self.tls_port = free_port() if tls else None
         self.cafile: Path | None = None
@@ -144,6 +148,8 @@ class DovecotServer:
                     "THREAD=REFERENCES THREAD=REFS THREAD=ORDEREDSUBJECT MULTIAPPEND URL-PARTIAL CATENATE UNSELECT "
                     "CHILDREN NAMESPACE CONDSTORE QRESYNC ESEARCH ESORT SEARCHRES WITHIN CONTEXT=SEARCH "
                     "LIST-STATUS BINARY MOVE SNIPPET=FUZZY PREVIEW=FUZZY LITERAL+ NOTIFY SPECIAL-USE\n")
+        mailboxes = "".join(f'  mailbox "{name}" {{\n    special_use = {use}\n  }}\n'
+                            for name, use in self.special_use.items())
         zlib_conf = "protocol imap {\n  mail_plugins = $mail_plugins imap_zlib\n}\n" if self.compress else ""
         (r / "dovecot.conf").write_text(f"""protocols = imap
 listen = 127.0.0.1
@@ -163,22 +169,7 @@ mail_fsync = optimized
   inbox = yes
   separator = {self.separator}
   prefix = {self.prefix}
-  mailbox Sent {{
-    special_use = \\Sent
-  }}
-  mailbox Drafts {{
-    special_use = \\Drafts
-  }}
-  mailbox Trash {{
-    special_use = \\Trash
-  }}
-  mailbox Junk {{
-    special_use = \\Junk
-  }}
-  mailbox Archive {{
-    special_use = \\Archive
-  }}
-}}
+{mailboxes}}}
 service imap-login {{
 {listeners}}}
 service imap {{

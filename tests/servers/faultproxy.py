@@ -9,7 +9,10 @@ Faults apply to connections as they are accepted, from a queue the test fills (t
   * ``Fault("delay", delay=D)``     – wait D seconds before forwarding each chunk;
   * ``Fault("slow_down", delay=D)`` – the same, server-to-client chunks only (commands pass at once, so
                                       commands a client pipelines show up before the earlier responses);
-  * ``Fault("refuse")``             – close the connection at once.
+  * ``Fault("refuse")``             – close the connection at once;
+  * ``Fault("answer", command=b"LIST", reply=b"BAD …")`` – the first client command of that name is not
+                                      forwarded; the proxy answers it with ``<tag> <reply>`` itself, as a
+                                      throttling provider does (then forwards everything).
 Only ever listens on and connects to 127.0.0.1. ``bytes_down`` / ``bytes_up`` count what crossed the proxy
 (server to client / client to server), so a test can see what a protocol feature does to the wire; with
 ``record=True`` every forwarded chunk is kept in ``transcript`` as ("up"|"down", connection number, bytes),
@@ -33,6 +36,9 @@ class Fault:
     after: int = 0
     stall: float = 0.0
     delay: float = 0.0
+    command: bytes = b""  # "answer": the command (case-insensitive) to answer instead of the server
+    reply: bytes = b""
+    pending: bytes = b""  # "answer": the start of a command line not complete yet
 
 
 class FaultProxy(LoopbackListener):
@@ -70,6 +76,28 @@ class FaultProxy(LoopbackListener):
             number = self.connections
         threading.Thread(target=self._serve, args=(client, fault, number), daemon=True).start()
 
+    def _answer(self, data: bytes, fault: Fault, client: socket.socket) -> bytes:
+        """What of ``data`` goes on to the server: all of it, but the first command named ``fault.command``,
+        which the proxy answers itself.  Only whole command lines are looked at (a line split over two
+        chunks is held back until complete)."""
+        buf = fault.pending + data
+        out = b""
+        while fault.kind == "answer":
+            end = buf.find(b"\r\n")
+            if end < 0:
+                fault.pending = buf
+                return out
+            line, buf = buf[:end + 2], buf[end + 2:]
+            words = line.split(b" ", 2)
+            if len(words) >= 2 and words[1].rstrip(b"\r\n").upper() == fault.command.upper():
+                client.sendall(words[0] + b" " + fault.reply + b"\r\n")
+                self.faults_fired += 1
+                fault.kind = "none"
+                continue
+            out += line
+        fault.pending = b""
+        return out + buf
+
     def _serve(self, client: socket.socket, fault: Fault, number: int = 0) -> None:
         if fault.kind == "refuse":
             self.faults_fired += 1
@@ -102,6 +130,8 @@ class FaultProxy(LoopbackListener):
                         break
                     if fault.delay and (downstream or fault.kind != "slow_down"):
                         time.sleep(fault.delay)
+                    if fault.kind == "answer" and not downstream:
+                        data = self._answer(data, fault, client)
                     counted = (fault.kind in ("drop", "truncate", "stall") and downstream) or \
                               (fault.kind == "drop_up" and not downstream)
                     if counted and sent + len(data) > fault.after:

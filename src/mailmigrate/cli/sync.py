@@ -27,6 +27,9 @@ SOURCE, TARGET:
   imap://[USER@]HOST[:PORT][?tls=none|starttls]   (STARTTLS by default, required)
   imap://…?compress=auto|yes|no                   (COMPRESS=DEFLATE; auto: only to non-local addresses)
   imaps://[USER@]HOST[:PORT]
+  imap://[USER@][HOST]?preset=gmail|m365            (provider defaults: host, TLS, OAuth mechanism, limits;
+                                                   &max_message_size=BYTES overrides the size limit, 0: none;
+                                                   see docs/PROVIDERS.md)
   maildir:PATH   mbox:PATH   communigate:PATH      (PATH may hold %u, %n, %d for --accounts)
 passwords: MAILMIGRATE_SOURCE_PASSWORD / MAILMIGRATE_TARGET_PASSWORD, --source-password-file /
   --target-password-file, or the --accounts file; never on the command line.
@@ -107,6 +110,13 @@ def register(sub) -> None:
     g.add_argument("--no-special-use", action="store_true",
                    help="keep every folder's own name: no mapping of Sent, Drafts, Trash, Junk, Archive onto "
                         "the target's folders of that role")
+    g.add_argument("--special-use", action="append", default=[], metavar="FOLDER=ROLE",
+                   help="give source folder FOLDER this role (sent, drafts, trash, junk, archive, all, flagged) "
+                        "or none, whatever the server says or its name suggests (repeatable)")
+    g.add_argument("--gmail-all-mail", choices=("dedupe", "copy", "skip"), default="dedupe",
+                   help="a ?preset=gmail source's [Gmail]/All Mail: dedupe (default: copied last, only the mail no "
+                        "label folder holds, into Archive), copy (every folder as it is, Important and Starred "
+                        "too), skip (left out, and archived mail with it)")
     g.add_argument("--min-age", type=float, metavar="DAYS", help="only messages at least this old (INTERNALDATE)")
     g.add_argument("--max-age", type=float, metavar="DAYS", help="only messages at most this old (INTERNALDATE)")
     g.add_argument("--min-size", type=int, metavar="BYTES", help="only messages of at least this size")
@@ -121,7 +131,7 @@ def register(sub) -> None:
     p.add_argument("--max-rate", type=float, metavar="MSGS", help="at most this many messages per second to the "
                    "target server, over all accounts")
     p.add_argument("--max-bandwidth", type=float, metavar="MIB", help="at most this many MiB per second to the "
-                   "target server, over all accounts")
+                   "target server, over all accounts (0: no limit, even where a provider preset sets one)")
     p.add_argument("--max-connections", type=int, metavar="N", help="at most this many connections per server, "
                    "over all accounts (reduces --jobs and --connections to fit)")
     p.add_argument("--retries", type=int, default=6, metavar="N",
@@ -234,7 +244,8 @@ def _run(args) -> int:
         target_password=tgt_pw,
         jobs=args.jobs,
         max_rate=args.max_rate,
-        max_bandwidth=args.max_bandwidth * (1 << 20) if args.max_bandwidth else None,
+        # None: not given (a provider preset may set it); 0: given, no limit
+        max_bandwidth=None if args.max_bandwidth is None else args.max_bandwidth * (1 << 20),
         max_connections=args.max_connections,
         sync=SyncOptions(delete=args.delete, dry_run=args.dry_run, progress=progress,
                          force_delete=args.force_delete, delete_guard=args.delete_guard / 100,
@@ -380,6 +391,12 @@ def print_summary(result) -> None:
     if t.skipped_by_rule:
         print(f"  {t.skipped_by_rule} messages skipped by rule (--min/--max-age, --min/--max-size, --search): "
               "not copied, not failed, and their earlier copies are not deleted")
+    if t.skipped_too_large:
+        print(f"  {t.skipped_too_large} messages larger than the target's message size limit: not copied, not "
+              "failed (listed below; ?max_message_size= on the target URL changes the limit)")
+    if t.skipped_in_label:
+        print(f"  {t.skipped_in_label} Gmail All Mail messages were already copied from a label folder: not "
+              "copied twice")
     if t.late_duplicates_removed:
         print(f"  removed {t.late_duplicates_removed} late duplicates of interrupted runs (copies a killed run's "
               "server committed after they had been copied again)")
@@ -404,4 +421,6 @@ def selection_from_args(args) -> Selection:
                      renames=tuple(parse_pair(r, "--rename") for r in args.rename),
                      special_use=not args.no_special_use, min_age=args.min_age, max_age=args.max_age,
                      min_size=args.min_size, max_size=args.max_size, just_folders=args.just_folders,
-                     search=args.search)
+                     search=args.search,
+                     special_uses=tuple(parse_pair(u, "--special-use") for u in args.special_use),
+                     gmail_all_mail=args.gmail_all_mail)

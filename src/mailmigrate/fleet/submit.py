@@ -17,7 +17,7 @@ from typing import Callable
 
 from ..errors import ConfigError, FleetError
 from ..model import AccountResult
-from ..sync.runner import RunResult, SyncRequest, account_key
+from ..sync.runner import RunResult, SyncRequest, account_key, apply_preset_defaults
 from ..sync.state_pg import PgStateDB, is_pg_url, redact_url
 from . import jobs
 from .broker import publish
@@ -28,6 +28,7 @@ log = logging.getLogger("mailmigrate.fleet")
 
 
 def describe_run(req: SyncRequest, run_id: str) -> dict:
+    apply_preset_defaults(req)  # the workers get the provider presets' caps and pace with the job
     return {
         "run_id": run_id,
         "source": req.source.text,

@@ -49,6 +49,10 @@ class Store(ABC):
     writable: bool = False
     #: True when message keys are increasing integers (IMAP UIDs) so ``min_uid`` narrows a listing.
     ordered_keys: bool = False
+    #: the provider preset the URL named (stores/presets.py): "gmail", "m365" or None
+    preset: str | None = None
+    #: the largest message this store takes as a target, in bytes (a provider's limit), or None
+    max_message_size: int | None = None
 
     # --- life cycle -------------------------------------------------------------------------------
     def open(self) -> None:

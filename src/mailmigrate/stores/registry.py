@@ -3,6 +3,7 @@
 URLs (the `sync` command's contract):
     imap://[USER@]HOST[:PORT][?tls=none|starttls][&master=plain|star|kerio][&cafile=PATH][&compress=auto|yes|no]
     imaps://[USER@]HOST[:PORT]
+    imap://[USER@][HOST][:PORT]?preset=gmail|m365[&max_message_size=BYTES]   (stores/presets.py: provider defaults)
     maildir:PATH        mbox:PATH[?variant=mboxo]        communigate:PATH[?primary_domain=DOMAIN]
 
 ``imap://`` means STARTTLS, required: a server that does not offer it is refused, never used in plain
@@ -24,6 +25,7 @@ from urllib.parse import parse_qs, quote, unquote, urlsplit
 
 from ..errors import ConfigError
 from ..model import Secret
+from . import presets
 from .base import Store
 
 FILE_KINDS = ("maildir", "mbox", "communigate")
@@ -121,15 +123,22 @@ def parse_spec(text: str) -> StoreSpec:
         if "@" in netloc:
             user_part, _, netloc = netloc.rpartition("@")
             user = unquote(user_part)
-        host, port = _host_port(netloc, text)
         params = {k: v[-1] for k, v in parse_qs(u.query).items()} if u.query else {}
-        unknown = set(params) - {"tls", "master", "cafile", "timeout", "compress", "id"}
+        unknown = set(params) - {"tls", "master", "cafile", "timeout", "compress", "id", "preset", "max_message_size"}
         if unknown:
             raise ConfigError(f"{text}: unknown option(s) {', '.join(sorted(unknown))}")
+        preset = presets.get(params.get("preset"))
+        host, port = _host_port(netloc, text, host_optional=preset is not None)
+        preset_tls = None
+        if preset is not None:
+            host, port, preset_tls = presets.merge_url(preset, u.scheme, host, port, params)
+        presets.max_message_size(params)  # checked here, where the URL is read
         if u.scheme == "imaps":
             tls = "implicit"
             if params.get("tls") not in (None, "implicit", "ssl"):
                 raise ConfigError(f"{text}: imaps:// is always TLS; use imap://…?tls=starttls|none instead")
+        elif preset_tls is not None:
+            tls = preset_tls
         else:
             tls = params.get("tls", "starttls")
             if tls not in ("starttls", "none"):
@@ -146,13 +155,13 @@ def parse_spec(text: str) -> StoreSpec:
     )
 
 
-def _host_port(netloc: str, text: str) -> tuple[str, int | None]:
+def _host_port(netloc: str, text: str, host_optional: bool = False) -> tuple[str, int | None]:
     if netloc.startswith("["):
         host, _, rest = netloc[1:].partition("]")
         port = rest[1:] if rest.startswith(":") else None
     else:
         host, _, port = netloc.partition(":")
-    if not host:
+    if not host and not host_optional:
         raise ConfigError(f"{text}: no host")
     if port:
         try:
@@ -200,8 +209,11 @@ def build_store(spec: StoreSpec, *, user: str | None, password: Secret | None, o
         login_user = user if user is not None else spec.user
         if not login_user:
             raise ConfigError(f"{side} {spec.text}: no user (give USER@ in the URL or an --accounts file)")
+        preset = presets.get(spec.params.get("preset"))
         if options.oauth is not None:
             password = options.oauth  # the connection logs in with a fresh token (imap/connection.py)
+            if preset is not None and preset.sasl and getattr(options.oauth, "mechanism", "") is None:
+                options.oauth.mechanism = preset.sasl  # the provider's mechanism unless --*-sasl chose one
         elif password is None or not password:
             raise ConfigError(
                 f"{side} password for {login_user} missing: set MAILMIGRATE_{side.upper()}_PASSWORD, "
@@ -210,7 +222,7 @@ def build_store(spec: StoreSpec, *, user: str | None, password: Secret | None, o
         from .imap import ImapStore
 
         cafile = spec.params.get("cafile")
-        return ImapStore(
+        store = ImapStore(
             spec.host,
             spec.port,
             user=login_user,
@@ -223,6 +235,9 @@ def build_store(spec: StoreSpec, *, user: str | None, password: Secret | None, o
             timeout=float(spec.params.get("timeout", options.timeout)),
             compress=spec.params.get("compress", "auto"),
         )
+        store.preset = preset.name if preset else None
+        store.max_message_size = presets.max_message_size(spec.params)
+        return store
     path = spec.resolved_path(user)
     if spec.kind == "maildir":
         from .maildir import MaildirStore

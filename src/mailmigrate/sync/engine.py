@@ -42,9 +42,11 @@ from ..model import (
     PermanentFlags,
     Problem,
 )
+from ..stores import presets
 from ..stores.base import Store
 from .deletes import check_copies, guard_refusal
 from .folders import FolderPlan, display, plan_folders, separate_collisions
+from . import gmail
 from .selection import Selection
 from .limits import RateLimiter
 from .matching import Fingerprinter, fingerprints, hash_messages, match_multiset
@@ -271,6 +273,11 @@ class _AccountRun:
         # Set when the emptied-source guard withholds every delete of the account this run: the reason.
         self._withheld: str | None = None
         self._guarded = False
+        # What the URLs' provider presets say (stores/presets.py), read here once: a clone of a store is a
+        # plain connection and does not carry them.
+        self.source_preset = presets.get(getattr(source, "preset", None))
+        self.target_preset = presets.get(getattr(target, "preset", None))
+        self.size_limit: int | None = getattr(target, "max_message_size", None)
 
     def _tid(self, path: FolderPath) -> object:
         """Which target folder ``path`` is (see Store.folder_identity): two paths, one folder."""
@@ -308,10 +315,17 @@ class _AccountRun:
         sel = self.opt.selection
         all_src_folders = src_folders
         src_folders = [f for f in src_folders if sel.wants_folder(f.path)]
-        plans = plan_folders(src_folders, tgt_folders, special_use=sel.special_use)
+        if self._gmail_source():
+            src_folders = gmail.copied_folders(src_folders, sel, self.source_preset.virtual_roles, self.account)
+        plans = plan_folders(src_folders, tgt_folders, special_use=sel.special_use,
+                             override=sel.role_override if sel.special_uses else None)
+        if self._gmail_source():
+            plans = self._gmail_plans(plans, tgt_folders, source=True)
         renamed: set[FolderPath] = set()
         if sel.renames_folders:
             plans, renamed = self._apply_renames(plans, tgt_folders)
+        if self.target_preset is not None and self.target_preset.name == "gmail":
+            plans = self._gmail_plans(plans, tgt_folders, source=False)
         recorded = {f.source_path: f.target_path for f in self.state.folders(self.account)}
         plans, collisions = separate_collisions(plans, self._tid, recorded, tgt_folders)
         merged = [c for c in collisions if c.source in renamed or c.kept_by in renamed]
@@ -337,10 +351,12 @@ class _AccountRun:
             self._guard_account(all_src_folders, statuses)  # a folder left out by a rule is not gone
         # Unchanged folders are settled here, on this connection, before any other connection is opened:
         # a rerun with nothing to do costs one pipelined STATUS per side.
-        work = []
+        work, last = [], []
         for plan in todo:
-            if not self.opt.dry_run and self._skip_unchanged(plan, statuses.get(plan.source.path),
-                                                              tgt_statuses.get(plan.source.path)):
+            if self._dedupes(plan):
+                last.append(plan)  # after every label folder, which it is checked against (sync.gmail)
+            elif not self.opt.dry_run and self._skip_unchanged(plan, statuses.get(plan.source.path),
+                                                                tgt_statuses.get(plan.source.path)):
                 self.finished.add(plan.source.path)
             else:
                 work.append(plan)
@@ -350,6 +366,14 @@ class _AccountRun:
         else:
             for plan in work:
                 self._sync_one(plan, statuses.get(plan.source.path), tgt_statuses.get(plan.source.path))
+        gone_done = False
+        if last and self.opt.delete and not sel.just_folders:
+            # A Gmail label removed on the source takes its copies with it here, before All Mail: the
+            # messages only that label held reach the archive in this same run (sync.gmail).
+            self._delete_gone_folders({f.path for f in all_src_folders if f.selectable})
+            gone_done = True
+        for plan in last:
+            self._sync_one(plan, statuses.get(plan.source.path), tgt_statuses.get(plan.source.path))
         if not self.opt.dry_run:
             self._check_created_listed()
         tgt_subscribed = {f.path for f in tgt_folders if f.subscribed}
@@ -361,9 +385,42 @@ class _AccountRun:
                     except ServerRefused as e:
                         self._problem(plan.source.path, None, f"could not subscribe on target: {e}", kind="warning")
             self._subscriptions_done = True
-        if self.opt.delete and not sel.just_folders:
+        if self.opt.delete and not sel.just_folders and not gone_done:
             # Every listed source folder, excluded ones too: a folder left out by a rule is not gone.
             self._delete_gone_folders({f.path for f in all_src_folders if f.selectable})
+
+    # --- provider presets (stores/presets.py); Gmail's own rules are in sync/gmail.py -------------------
+    def _gmail_source(self) -> bool:
+        return self.source_preset is not None and self.source_preset.name == "gmail"
+
+    def _dedupes(self, plan: FolderPlan) -> bool:
+        return self._gmail_source() and gmail.is_all_mail(self.opt.selection, plan.source)
+
+    def _gmail_plans(self, plans: list[FolderPlan], tgt_folders, *, source: bool) -> list[FolderPlan]:
+        if source:
+            return gmail.archive_plans(plans, tgt_folders, self.opt.selection, self._tid)
+        plans, dropped = gmail.not_into_views(plans, tgt_folders, self.target_preset.virtual_roles, self._tid)
+        for p in dropped:
+            self._problem(p.source.path, None, f"not copied: the target folder {display(p.target_path)} is a "
+                          "Gmail view of other folders; choose a label with --map", kind="warning")
+        return plans
+
+    def _fits_target(self, src_path, metas: list[MessageMeta]) -> list[MessageMeta]:
+        """The messages the target provider takes; each larger one is reported and counted, not sent (it
+        would be refused on every run, never copied)."""
+        limit = self.size_limit
+        if not limit:
+            return metas
+        out = []
+        for m in metas:
+            if m.size is not None and m.size > limit:
+                self.c.skipped_too_large += 1
+                self._problem(src_path, m.key, f"not copied: {m.size} bytes is more than the target's message "
+                              f"size limit of {limit} bytes (?max_message_size= on the target URL overrides it)",
+                              kind="skipped")
+            else:
+                out.append(m)
+        return out
 
     def _apply_renames(self, plans: list[FolderPlan], tgt_folders) -> tuple[list[FolderPlan], set[FolderPath]]:
         """--map / --rename: the user's name wins over the planned one (special use included); a renamed
@@ -494,6 +551,7 @@ class _AccountRun:
         run._target_locks = self._target_locks
         run._target_locks_guard = self._target_locks_guard
         run._withheld = self._withheld
+        run.source_preset, run.target_preset, run.size_limit = self.source_preset, self.target_preset, self.size_limit
         return run
 
     def _target_lock(self, target_path: FolderPath) -> threading.RLock:
@@ -580,6 +638,9 @@ class _AccountRun:
             return
         if tgt_status is None:
             tgt_status = self.target.folder_status(target_path)
+        dedupe = self._dedupes(plan)
+        if dedupe and gmail.release_orphans(self.state, self.account, fstate):
+            fstate = self.state.folder(self.account, src_path) or fstate
         if self.state.has_lost_intents(fstate.id) and not self.state.has_pending(fstate.id):
             # Intents an earlier run declared lost: their late copies may have arrived since.  (With PENDING
             # rows the sweep waits for recovery, which may claim such a copy, until the end of the folder.)
@@ -627,6 +688,15 @@ class _AccountRun:
             ruled = len(new) - len(wanted)
             new = wanted
             self.c.skipped_by_rule += ruled
+        kept = len(new)
+        new = self._fits_target(src_path, new)
+        ruled += kept - len(new)  # like a rule: a larger limit next run lets them in
+        in_label = 0
+        if dedupe and new:
+            kept = len(new)
+            new = gmail.skip_in_label(self.state, self.account, fstate, self.source, src_path, new)
+            in_label = kept - len(new)  # not "already there": counted apart
+            self.c.skipped_in_label += in_label
         flag_changes = []
         for m in metas:
             r = rows.get(m.key)
@@ -634,7 +704,7 @@ class _AccountRun:
                 flags = _clean(m.flags)
                 if flags != r.source_flags:
                     flag_changes.append((m, r, flags))
-        self.c.skipped += max(0, (source_count or 0) - len(new) - ruled)
+        self.c.skipped += max(0, (source_count or 0) - len(new) - ruled - in_label)
 
         failures_before = self.c.failed
         perm = self.target.permanent_flags(target_path)
@@ -1322,6 +1392,10 @@ class _AccountRun:
             self.c.skipped_by_rule += len(new) - len(wanted)
             self.c.skipped -= len(new) - len(wanted)
             new = wanted
+        if not sel.just_folders:
+            fits = self._fits_target(plan.source.path, new)
+            self.c.skipped -= len(new) - len(fits)
+            new = fits
         self.c.copied += len(new)
         self.c.bytes_copied += sum(m.size or 0 for m in new)
         self.c.skipped += len(metas) - len(new)

@@ -42,17 +42,28 @@ def role_of(info: FolderInfo) -> tuple[str | None, bool]:
     return None, False
 
 
-def plan_folders(source: list[FolderInfo], target: list[FolderInfo],
-                 special_use: bool = True) -> list[FolderPlan]:
-    """``special_use=False`` (``sync --no-special-use``): every folder keeps its own name."""
+def plan_folders(source: list[FolderInfo], target: list[FolderInfo], special_use: bool = True,
+                 override: Callable[[FolderPath], tuple[bool, str | None]] | None = None) -> list[FolderPlan]:
+    """``special_use=False`` (``sync --no-special-use``): every folder keeps its own name.  ``override``
+    (``sync --special-use FOLDER=ROLE``) answers (given, role) for a source folder: a role given there wins
+    over the server's attribute and the name, with or without ``special_use``; a role of None keeps the
+    folder's own name."""
     if not special_use:
-        role_of_ = lambda f: (None, False)  # noqa: E731
+        target_role = lambda f: (None, False)  # noqa: E731
     else:
-        role_of_ = role_of
+        target_role = role_of
+
+    def role_of_(f: FolderInfo) -> tuple[str | None, bool]:
+        if override is not None:
+            given, role = override(f.path)
+            if given:
+                return (role, True) if role in MAPPED_ROLES else (None, False)
+        return target_role(f)
+
     target_by_path = {_norm(f.path): f for f in target}
     target_by_role: dict[str, FolderInfo] = {}
     for f in target:
-        role, explicit = role_of_(f)
+        role, explicit = target_role(f)
         if role and (role not in target_by_role or explicit):
             target_by_role[role] = f
 

@@ -16,6 +16,7 @@ from typing import Callable
 
 from ..errors import MailmigrateError
 from ..model import Account, AccountResult, Counters, Secret
+from ..stores import presets
 from ..stores.registry import StoreOptions, StoreSpec, build_store
 from .engine import SyncOptions, sync_account
 from .limits import Limits
@@ -140,7 +141,22 @@ def migrate_account_key(state, req: SyncRequest, acc: Account, *, rename: bool =
     return name
 
 
+def apply_preset_defaults(req: SyncRequest) -> None:
+    """The provider presets' run-wide defaults (stores/presets.py): connections per account capped at what
+    the provider allows, and, unless the user gave a bandwidth (0 included: no limit), a pace that keeps
+    each account under the provider's daily IMAP transfer limit.  Idempotent: the fleet's submitter and the
+    local runner both call it."""
+    d = presets.run_defaults(req.source.params, req.target.params, max(1, min(req.jobs, len(req.accounts) or 1)))
+    if d.connections_per_account:
+        req.sync.connections = max(1, min(req.sync.connections, d.connections_per_account))
+    if req.max_bandwidth is None and d.bytes_per_second:
+        req.max_bandwidth = d.bytes_per_second
+        log.info("provider preset: at most %.1f KiB/s to the target for this run (the provider's daily "
+                 "IMAP transfer limit; --max-bandwidth overrides, 0 for none)", d.bytes_per_second / 1024)
+
+
 def run_sync(req: SyncRequest) -> RunResult:
+    apply_preset_defaults(req)
     if req.max_rate or req.max_bandwidth:
         # A file target's path may hold %u (no one server name): the local disk is the one "server".
         server = req.target.describe("") if req.target.kind == "imap" else f"{req.target.kind}:local"

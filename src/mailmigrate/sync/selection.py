@@ -1,6 +1,6 @@
 """What a run copies, and under which names: the user's folder and message rules (`sync --include`,
 `--exclude`, `--folder`, `--map`, `--rename`, `--no-special-use`, `--min-age`/`--max-age`,
-`--min-size`/`--max-size`, `--just-folders`).
+`--min-size`/`--max-size`, `--just-folders`, `--special-use FOLDER=ROLE`, `--gmail-all-mail`).
 
 Why a module of its own: the rules travel from the command line, the project file and the fleet's job
 descriptions to the engine unchanged, so they are one plain value (:class:`Selection`) that turns into a
@@ -21,6 +21,11 @@ from datetime import datetime, timedelta, timezone
 from ..errors import ConfigError
 from ..model import FolderPath, MessageMeta
 
+#: the roles --special-use takes, as the user writes them; "none" takes a folder's role away
+ROLES = {"sent": "\\Sent", "drafts": "\\Drafts", "trash": "\\Trash", "junk": "\\Junk", "archive": "\\Archive",
+         "all": "\\All", "flagged": "\\Flagged", "none": None}
+GMAIL_ALL_MAIL = ("dedupe", "copy", "skip")
+
 
 @dataclass(frozen=True)
 class Selection:
@@ -37,6 +42,8 @@ class Selection:
     max_size: int | None = None
     just_folders: bool = False  # create the folder tree, copy no message
     search: str | None = None  # IMAP SEARCH keys the source server answers (IMAP sources only)
+    special_uses: tuple[tuple[str, str], ...] = ()  # FOLDER=ROLE: a source folder's role, whatever it says
+    gmail_all_mail: str = "dedupe"  # a Gmail source's [Gmail]/All Mail: dedupe | copy | skip (docs/PROVIDERS.md)
 
     def __post_init__(self) -> None:
         for rx in self.include + self.exclude + tuple(r for r, _ in self.renames):
@@ -47,6 +54,12 @@ class Selection:
         for old, new in self.maps:
             if not old or not new:
                 raise ConfigError(f"--map {old}={new}: both the old and the new folder name are needed")
+        for folder, role in self.special_uses:
+            if not folder or role.lower() not in ROLES:
+                raise ConfigError(f"--special-use {folder}={role}: give FOLDER=ROLE with ROLE one of "
+                                  f"{', '.join(ROLES)}")
+        if self.gmail_all_mail not in GMAIL_ALL_MAIL:
+            raise ConfigError(f"--gmail-all-mail {self.gmail_all_mail}: one of {', '.join(GMAIL_ALL_MAIL)}")
         if self.search is not None and (not self.search.strip() or "\r" in self.search or "\n" in self.search):
             raise ConfigError("--search needs IMAP SEARCH keys on one line, e.g. 'SINCE 1-Jan-2024 NOT DELETED'")
         for name in ("min_age", "max_age", "min_size", "max_size"):
@@ -65,7 +78,7 @@ class Selection:
         d = dict(d)
         for k in ("include", "exclude", "folders"):
             d[k] = tuple(d.get(k) or ())
-        for k in ("maps", "renames"):
+        for k in ("maps", "renames", "special_uses"):
             d[k] = tuple(tuple(p) for p in d.get(k) or ())
         return cls(**{k: v for k, v in d.items() if k in cls.__dataclass_fields__})
 
@@ -80,8 +93,8 @@ class Selection:
         except ValueError as e:
             raise ConfigError(f"rules {text!r}: {e}") from None
         lists = {"--include": "include", "--exclude": "exclude", "--folder": "folders"}
-        pairs = {"--map": "maps", "--rename": "renames"}
-        texts = {"--search": ("search", str)}
+        pairs = {"--map": "maps", "--rename": "renames", "--special-use": "special_uses"}
+        texts = {"--search": ("search", str), "--gmail-all-mail": ("gmail_all_mail", str)}
         numbers = {**texts, "--min-age": ("min_age", float), "--max-age": ("max_age", float),
                    "--min-size": ("min_size", int), "--max-size": ("max_size", int)}
         flags = {"--folder-recursive": ("folder_recursive", True), "--no-special-use": ("special_use", False),
@@ -160,6 +173,15 @@ class Selection:
         if not parts:
             raise ConfigError(f"folder rules turn {'/'.join(source)!r} into an empty name")
         return parts
+
+    def role_override(self, path: FolderPath) -> tuple[bool, str | None]:
+        """(given, role) for a source folder: whether --special-use names it, and the role it gives (an
+        RFC 6154 attribute such as ``\\Sent``, or None for "none").  The last rule for a folder wins."""
+        given, role = False, None
+        for folder, r in self.special_uses:
+            if _same(path, tuple(folder.split("/"))):
+                given, role = True, ROLES[r.lower()]
+        return given, role
 
     # --- messages -------------------------------------------------------------------------------
     def wants_message(self, m: MessageMeta, now: datetime | None = None) -> bool:

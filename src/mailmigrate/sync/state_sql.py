@@ -287,11 +287,12 @@ class SqlStateDB:
                 params,
             )
 
-    def adopt(self, folder_id: int, rows: Iterable[MessageRow]) -> None:
+    def adopt(self, folder_id: int, rows: Iterable[MessageRow], mark: int = ADOPTED) -> None:
         """Record target messages found to be copies of source messages as DONE rows marked ADOPTED, in one
-        transaction.  Never replaces a row: adoption only happens where the folder has none."""
+        transaction.  Never replaces a row: adoption only happens where the folder has none.  Another
+        ``mark`` records DONE rows of another kind the same way (sync.gmail.IN_LABEL: no copy made)."""
         params = [(folder_id, r.source_key, r.fingerprint, r.norm_fingerprint, r.size, encode_flags(r.source_flags),
-                   r.target_key, DONE, ADOPTED) for r in rows]
+                   r.target_key, DONE, mark) for r in rows]
         if not params:
             return
         with self._lock, self._transaction():

@@ -12,7 +12,9 @@ from dataclasses import asdict, dataclass, field
 
 from ..errors import MailmigrateError
 from ..model import FolderPath
+from ..stores import presets
 from ..stores.base import Store
+from . import gmail
 from .folders import display
 from .selection import Selection
 from .state import DONE, StateDB
@@ -31,6 +33,10 @@ class FolderCheck:
     size_mismatch: list[str] = field(default_factory=list)
     error: str | None = None
     skipped_by_rule: int = 0  # source messages the run's rules leave out: not checked, not missing
+    #: larger than the target's message size limit (a provider preset): never sent, so not missing
+    skipped_too_large: int = 0
+    #: Gmail All Mail messages whose copy is the one of a label folder (sync.gmail), checked there
+    in_label: int = 0
 
     @property
     def ok(self) -> bool:
@@ -49,7 +55,7 @@ class AccountCheck:
 
     def totals(self) -> dict:
         keys = ("source_messages", "source_bytes", "target_messages", "target_bytes", "target_other",
-                "skipped_by_rule")
+                "skipped_by_rule", "skipped_too_large", "in_label")
         t = {k: sum(getattr(f, k) for f in self.folders) for k in keys}
         t["missing"] = sum(len(f.missing) for f in self.folders)
         return t
@@ -72,9 +78,13 @@ def verify_account(source: Store, target: Store, state: StateDB, account: str,
         return check
     try:
         mapped = {f.source_path: f for f in state.folders(account)}
+        preset = presets.get(getattr(source, "preset", None))
+        views = preset.virtual_roles if preset is not None and preset.name == "gmail" else None
         for info in source.list_folders():
             if not info.selectable or not selection.wants_folder(info.path):
                 continue
+            if views is not None and gmail.left_out(selection, info, views):
+                continue  # a Gmail view the sync does not copy (sync.gmail)
             f = mapped.get(info.path)
             check.folders.append(_verify_folder(source, target, state, info.path, f, selection))
     except MailmigrateError as e:
@@ -114,8 +124,15 @@ def _verify_folder(source: Store, target: Store, state: StateDB, path: FolderPat
         fc.error = f"target: {e}"
         return fc
     tsize = {m.key: m.size for m in tmetas}
+    limit = getattr(target, "max_message_size", None)
     for m in smetas:
         r = rows.get(m.key)
+        if r is not None and r.state == DONE and r.uid_floor == gmail.IN_LABEL:
+            fc.in_label += 1
+            continue
+        if r is None and limit and m.size is not None and m.size > limit:
+            fc.skipped_too_large += 1
+            continue
         if r is None or r.state != DONE or r.target_key is None or r.target_key not in tsize:
             fc.missing.append(m.key)
             continue

@@ -436,6 +436,10 @@ class Workflow:
         msg = f"copied {c.copied}, flags {c.flags_updated}, deleted {c.deleted}, failed {c.failed}"
         if c.skipped_by_rule:
             msg += f"; {c.skipped_by_rule} skipped by rule"
+        if c.skipped_too_large:
+            msg += f"; {c.skipped_too_large} over the target's message size limit (not copied, listed)"
+        if c.skipped_in_label:
+            msg += f"; {c.skipped_in_label} All Mail messages already copied from a label folder"
         if c.adopted:
             msg += f"; {c.adopted} already on the target (adopted, not copied again)"
         if c.target_only:
@@ -541,7 +545,7 @@ class Workflow:
             target_password=p.target.password("MAILMIGRATE_TARGET_PASSWORD", "target"),
             jobs=1,
             max_rate=p.max_rate,
-            max_bandwidth=p.max_bandwidth * (1 << 20) if p.max_bandwidth else None,
+            max_bandwidth=None if p.max_bandwidth is None else p.max_bandwidth * (1 << 20),
             state_factory=open_state if is_pg_url(p.state) else None,
         )
 

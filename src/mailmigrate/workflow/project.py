@@ -397,7 +397,8 @@ def _copying(name: str, opts: dict) -> dict:
 def _selection(name: str, opts: dict) -> Selection:
     """[options] include/exclude/folders (lists of text), folder_recursive, map (a table OLD = "NEW"), rename
     (a list of ["REGEX", "REPLACEMENT"] pairs, applied in order), special_use, min_age/max_age (days),
-    min_size/max_size (bytes), search (IMAP SEARCH keys): the same rules as sync's options of those names."""
+    min_size/max_size (bytes), search (IMAP SEARCH keys): the same rules as sync's options of those names;
+    folder_roles (a table FOLDER = "ROLE", sync's --special-use) and gmail_all_mail (sync's --gmail-all-mail)."""
     def texts(k):
         v = opts.get(k, [])
         v = [v] if isinstance(v, str) else v
@@ -412,6 +413,10 @@ def _selection(name: str, opts: dict) -> Selection:
     if not (isinstance(renames, list) and all(isinstance(r, list) and len(r) == 2
                                               and all(isinstance(x, str) for x in r) for r in renames)):
         raise ConfigError(f'project {name}: [options] rename must be a list of ["REGEX", "REPLACEMENT"] pairs')
+
+    roles = opts.get("folder_roles", {})
+    if not isinstance(roles, dict) or not all(isinstance(v, str) for v in roles.values()):
+        raise ConfigError(f'project {name}: [options] folder_roles must be a table of "FOLDER" = "ROLE"')
 
     def number(k, kind):
         v = opts.get(k)
@@ -428,7 +433,8 @@ def _selection(name: str, opts: dict) -> Selection:
                          special_use=bool(opts.get("special_use", True)),
                          min_age=number("min_age", float), max_age=number("max_age", float),
                          min_size=number("min_size", int), max_size=number("max_size", int),
-                         search=_text_or_none(name, opts, "search"))
+                         search=_text_or_none(name, opts, "search"), special_uses=tuple(roles.items()),
+                         gmail_all_mail=_text_or_none(name, opts, "gmail_all_mail") or "dedupe")
     except ConfigError as e:
         raise ConfigError(f"project {name}: [options] {e}") from None
 

@@ -33,7 +33,7 @@ def build_report(project_name: str, status: list[dict], checks: dict[str, dict],
     verified = [u for u in units if u["verification"]]
     totals = {k: sum(u["verification"]["totals"].get(k, 0) for u in verified)
               for k in ("source_messages", "source_bytes", "target_messages", "target_bytes", "missing",
-                        "skipped_by_rule")}
+                        "skipped_by_rule", "skipped_too_large", "in_label")}
     mail_ok = all(u["verification"] and u["verification"]["ok"] and (u["groupware"] is None or u["groupware"]["ok"])
                   for u in units if u["state"] != "skipped")
     gw = [p for u in units if u["groupware"] for p in u["groupware"]["pairs"]]
@@ -72,7 +72,13 @@ def _found(f: dict | None) -> str:
 def _rule_note(t: dict) -> str:
     """Messages the project's [options] rules leave out: neither copied nor missing, said so."""
     n = t.get("skipped_by_rule", 0)
-    return f" Left out by the project's rules (skipped by rule, not counted above): {n}." if n else ""
+    out = f" Left out by the project's rules (skipped by rule, not counted above): {n}." if n else ""
+    big = t.get("skipped_too_large", 0)
+    if big:
+        out += f" Larger than the target's message size limit (not sent, listed per unit): {big}."
+    if t.get("in_label", 0):
+        out += f" Gmail All Mail messages whose copy is a label folder's: {t['in_label']}."
+    return out
 
 
 def _gw_totals(t: dict) -> str:
