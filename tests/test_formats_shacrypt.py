@@ -28,7 +28,8 @@ def test_published_vectors():
 
 @pytest.mark.skipif(libc_crypt is None, reason="this Python has no crypt module to compare with")
 @settings(max_examples=60, deadline=None)
-@given(password=st.text(st.characters(blacklist_characters="\x00"), max_size=80),  # C strings end at NUL
+# C strings end at NUL, and a lone surrogate has no UTF-8 bytes to give the C library (test_lone_surrogate)
+@given(password=st.text(st.characters(blacklist_characters="\x00", blacklist_categories=("Cs",)), max_size=80),
         salt=st.text(alphabet=shacrypt._ALPHABET, max_size=20),
        variant=st.sampled_from("56"), rounds=st.one_of(st.none(), st.integers(1000, 1400)))
 def test_equals_the_c_library(password, salt, variant, rounds):
@@ -49,3 +50,11 @@ def test_refuses_other_settings():
     for bad in ("", "$1$abc", "$6", "$6$rounds=x$s", "$7$s"):
         with pytest.raises(ValueError):
             shacrypt.crypt("pw", bad)
+
+
+def test_lone_surrogate():
+    """Found by Hypothesis: a lone surrogate was an uncaught UnicodeEncodeError; now a ValueError saying why,
+    while bytes decoded with surrogateescape (os.fsdecode) hash as those bytes."""
+    with pytest.raises(ValueError, match="lone surrogate"):
+        shacrypt.crypt("\ud800", "$6$salt")
+    assert shacrypt.crypt(b"\xff".decode("utf-8", "surrogateescape"), "$6$salt") == shacrypt.crypt(b"\xff", "$6$salt")

@@ -90,7 +90,12 @@ def _parse_setting(setting: str) -> tuple[str, str, int, bool]:
 def crypt(password: str | bytes, setting: str) -> str:
     """The crypt(3) string of ``password`` for a ``$5$``/``$6$`` setting (a salt, or a whole hash)."""
     variant, salt, rounds, given = _parse_setting(setting)
-    key = password.encode("utf-8") if isinstance(password, str) else password
+    try:
+        # surrogateescape: a password read as bytes and decoded the way the OS decodes names goes back to
+        # those bytes; a lone surrogate of any other kind has no bytes at all
+        key = password.encode("utf-8", "surrogateescape") if isinstance(password, str) else password
+    except UnicodeEncodeError:
+        raise ValueError("a crypt(3) password must be text that has bytes (it holds a lone surrogate)") from None
     if b"\0" in key:
         raise ValueError("a crypt(3) password cannot hold a NUL byte")
     digest = _digest(key, salt.encode("ascii"), rounds, variant)
