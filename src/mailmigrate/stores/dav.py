@@ -387,7 +387,6 @@ class DavStore(GroupwareStore):
         if status not in (200, 204, 404):
             raise ServerRefused(f"{self.describe()}: DELETE {coll.name}/{name} answered {status}")
 
-
     def delete_collection(self, coll: Collection) -> bool:
         if self.list_items(coll):
             return False
