@@ -103,6 +103,9 @@ class _Sides:
 
         def open_side(url_template: str, login_template: str | None, password: Secret | None):
             url = _expand(url_template, user)
+            if not url.startswith(("caldav://", "carddav://")):
+                raise ConfigError(f"{app.name}: {url_template}: give a caldav:// URL (contacts are read at the same "
+                                  f"URL as carddav://)")
             url = scheme + url[url.index(":"):]
             # a service login reads or writes another user's home: the URL's path is that home; a login that
             # is the user (WebTop's admin!USER impersonation) finds its home from its own principal
@@ -117,7 +120,11 @@ class _Sides:
 
     def __enter__(self):
         self.src.open()
-        self.tgt.open()
+        try:
+            self.tgt.open()
+        except BaseException:
+            self.src.close()
+            raise
         return self
 
     def __exit__(self, *exc):
