@@ -1254,7 +1254,9 @@ class _AccountRun:
             remove, _ = perm.filter(remove)
             if row.target_key is not None and (add or remove):
                 ops.append((row.target_key, add, remove))
-                marks.append((meta.key, in_flight(before | after, flags)))
+                # the copy may hold ``before``, ``after`` (a run killed earlier) or ``flags``: two sets whose
+                # intersection and union are those of all three keep the next run's change right for each
+                marks.append((meta.key, in_flight((before & after) | ((before | after) - flags), flags)))
             updates.append((meta.key, flags))
         if ops:
             self.state.set_flags(f.id, marks)  # before the STORE: see the docstring
@@ -1373,9 +1375,25 @@ class _AccountRun:
         """Count what a real run would do, touching neither the target nor the state."""
         status, metas = self.source.list_messages(plan.source.path)
         rows = self.state.messages(fstate.id) if fstate else {}
-        if fstate and fstate.source_validity is not None and status.validity != fstate.source_validity:
-            self._problem(plan.source.path, None, "source UIDVALIDITY changed: a real run re-matches by content",
-                          kind="warning")
+        if rows and fstate.source_validity is not None and status.validity != fstate.source_validity:
+            # as _rematch_source, without rekeying: the rows under the keys their messages have now, the
+            # others under keys no source message has (the real run keeps them so, for --delete)
+            self._problem(plan.source.path, None, "source UIDVALIDITY changed: re-matching by content, as a real "
+                          "run does", kind="warning")
+            sizes = {r.size for r in rows.values()}
+            found = _match_rows(self.source, plan.source.path,
+                                [m for m in metas if m.size is None or m.size in sizes], rows.values())
+            renamed = {k: found.get(k, f"gone:{fstate.source_validity}:{k}") for k in rows}
+            rows = {renamed[k]: dataclasses.replace(r, source_key=renamed[k]) for k, r in rows.items()}
+            self.c.rematched += len(found)
+        if any(r.state == PENDING for r in rows.values()) and self._tid(target_path) in self.target_paths:
+            # as _recover, without recording: an interrupted copy found on the target is there, one that is
+            # not is copied again (so it is no row here)
+            pending = [r for r in rows.values() if r.state == PENDING]
+            found, _ = self._find_on_target(fstate, target_path, pending)
+            rows = {k: dataclasses.replace(r, state=DONE, target_key=found[k]) if k in found else r
+                    for k, r in rows.items() if r.state != PENDING or k in found}
+            self.c.recovered += len(found)
         by_key = {m.key for m in metas}
         if not rows and metas and self._tid(target_path) in self.target_paths:
             try:
