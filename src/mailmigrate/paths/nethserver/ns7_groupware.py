@@ -136,37 +136,49 @@ def state_path(state_dir: Path, app: str) -> Path:
     return state_dir / f"ns7-{app}-dav.db"
 
 
-def copy_all(state_dir: Path, app: DavApp, link: DavLink, users: list[str], log, action: str) -> dict:
-    """Every user's collections, one user and kind after another; a user whose server refuses is an error
-    naming the user, and the others still move."""
-    totals = {"users": 0, "copied": 0, "updated": 0, "failed": 0, "collections": 0}
+def _each(state_dir: Path, app: DavApp, link: DavLink, users: list[str], work, fail) -> None:
+    """``work(user, kind, sides, state)`` for each user and kind on the application's groupware state, the
+    two sides open; a side that cannot be reached or refuses goes to ``fail(user, kind, error)`` and the
+    other users and kinds still go on."""
     db = StateDB.open(state_path(state_dir, app.name))
     try:
         state = GroupwareState(db._conn)
         for user in users:
             for kind in link.kinds:
-                what = "calendars" if kind == "calendar" else "contacts"
                 try:
                     with _Sides(link, app, user, kind) as s:
-                        r = sync_groupware(s.src, s.tgt, state, s.key)
+                        work(user, kind, s, state)
                 except MailmigrateError as e:
-                    log.error(action, f"{app.name}: {user}: {what}: {e}")
-                    totals["failed"] += 1
-                    continue
-                c = r.counters
-                if r.error:
-                    log.error(action, f"{app.name}: {user}: {what}: {r.error}")
-                    totals["failed"] += 1
-                for pr in r.problems:
-                    log.error(action, f"{app.name}: {user}: {what}: {pr.folder}"
-                                      f"{'/' + pr.message if pr.message else ''}: {pr.reason}")
-                totals["copied"] += c.copied
-                totals["updated"] += c.updated
-                totals["failed"] += c.failed
-                totals["collections"] += c.collections
-            totals["users"] += 1
+                    fail(user, kind, e)
     finally:
         db.close()
+
+
+def _what(kind: str) -> str:
+    return "calendars" if kind == "calendar" else "contacts"
+
+
+def copy_all(state_dir: Path, app: DavApp, link: DavLink, users: list[str], log, action: str) -> dict:
+    """Every user's collections, one user and kind after another; a user whose server refuses is an error
+    naming the user, and the others still move."""
+    totals = {"users": len(users), "copied": 0, "updated": 0, "failed": 0, "collections": 0}
+
+    def work(user, kind, s, state):
+        r = sync_groupware(s.src, s.tgt, state, s.key)
+        if r.error:
+            log.error(action, f"{app.name}: {user}: {_what(kind)}: {r.error}")
+            totals["failed"] += 1
+        for pr in r.problems:
+            log.error(action, f"{app.name}: {user}: {_what(kind)}: {pr.folder}"
+                              f"{'/' + pr.message if pr.message else ''}: {pr.reason}")
+        for k in ("copied", "updated", "failed", "collections"):
+            totals[k] += getattr(r.counters, k)
+
+    def fail(user, kind, e):
+        log.error(action, f"{app.name}: {user}: {_what(kind)}: {e}")
+        totals["failed"] += 1
+
+    _each(state_dir, app, link, users, work, fail)
     log.info(action, f"{app.name}: {totals['users']} user(s), {totals['collections']} collection(s), "
                      f"{totals['copied']} item(s) copied, {totals['updated']} updated, {totals['failed']} failed")
     return totals
@@ -175,50 +187,35 @@ def copy_all(state_dir: Path, app: DavApp, link: DavLink, users: list[str], log,
 def verify_all(state_dir: Path, app: DavApp, link: DavLink, users: list[str], log) -> bool:
     """Every NS7 item's UID in the NS8 collection it was copied to; each missing one an error naming user,
     collection and UID."""
-    ok = True
-    db = StateDB.open(state_path(state_dir, app.name))
-    try:
-        state = GroupwareState(db._conn)
-        for user in users:
-            for kind in link.kinds:
-                try:
-                    with _Sides(link, app, user, kind) as s:
-                        got = verify_copy(s.src, s.tgt, state, s.key)
-                except MailmigrateError as e:
-                    log.error("finish", f"{app.name}: {user}: not verified: {e}")
-                    ok = False
-                    continue
-                for m in got["missing"]:
-                    log.error("finish", f"{app.name}: {user}: {m} has no copy on NS8")
-                    ok = False
-    finally:
-        db.close()
-    return ok
+    bad = []
+
+    def work(user, kind, s, state):
+        for m in verify_copy(s.src, s.tgt, state, s.key)["missing"]:
+            log.error("finish", f"{app.name}: {user}: {m} has no copy on NS8")
+            bad.append(user)
+
+    def fail(user, kind, e):
+        log.error("finish", f"{app.name}: {user}: not verified: {e}")
+        bad.append(user)
+
+    _each(state_dir, app, link, users, work, fail)
+    return not bad
 
 
 def abort_all(state_dir: Path, app: DavApp, link: DavLink, users: list[str], log) -> int:
     """Our copies taken back from NS8 (If-Match), collections we created removed when empty; NS7 untouched."""
-    removed = 0
-    path = state_path(state_dir, app.name)
-    if not path.exists():
+    if not state_path(state_dir, app.name).exists():
         return 0
-    db = StateDB.open(path)
-    try:
-        state = GroupwareState(db._conn)
-        for user in users:
-            for kind in link.kinds:
-                try:
-                    with _Sides(link, app, user, kind) as s:
-                        n, kept = remove_copies(s.tgt, state, s.key)
-                except MailmigrateError as e:
-                    log.error("abort", f"{app.name}: {user}: {e}")
-                    continue
-                removed += n
-                for k in kept:
-                    log.warning("abort", f"{app.name}: {user}: {k}: kept")
-    finally:
-        db.close()
-    return removed
+    removed = [0]
+
+    def work(user, kind, s, state):
+        n, kept = remove_copies(s.tgt, state, s.key)
+        removed[0] += n
+        for k in kept:
+            log.warning("abort", f"{app.name}: {user}: {k}: kept")
+
+    _each(state_dir, app, link, users, work, lambda user, kind, e: log.error("abort", f"{app.name}: {user}: {e}"))
+    return removed[0]
 
 
 def disable_source(cfg_path: Path, app: DavApp, log) -> None:
