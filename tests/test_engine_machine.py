@@ -590,20 +590,12 @@ def test_a_flag_change_killed_twice_still_reaches_the_copy(tmp_path, first, seco
     first STORE, after it, after the second), or the last run sees nothing to do and the copy keeps no
     \\Seen although the source has it (when neither STORE took effect)."""
     src, tgt = MemoryMailbox(), MemoryMailbox()
-    state = StateDB.open(tmp_path / "state.db")
-
-    def run():
-        return sync_account(MemoryStore(src), MemoryStore(tgt), account_name=ACCOUNT, state=state,
-                            options=SyncOptions(connections=1, late_commit_grace=0.0))
-
+    run = _runner(src, tgt, StateDB.open(tmp_path / "state.db"))
     key = src.deliver(("INBOX",), POOL[0])
     run()
     src.change_flags(("INBOX",), key, {"\\Seen"})
     for applied in (first, second):
-        tgt.faults.fail_write(1, Crash, applied=applied)
-        with pytest.raises(Crash):
-            run()
-        tgt.faults.clear()
+        _killed(run, tgt, 1, applied=applied)
     assert run().error is None
     ((_, _, flags),) = tgt.contents(("INBOX",))
     assert flags == frozenset({"\\Seen"})
