@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Iterable
 
 from mailmigrate.formats.ldif import LdifEntry, dump_ldif, parse_ldif
+from mailmigrate.formats.slapd_schema import schema_config_entry
 from servers.processes import ldap_answers, stop_group
 
 SCHEMA_DIR = Path("/etc/ldap/schema")
@@ -49,48 +50,12 @@ def free_port() -> int:
 
 # -- .schema -> cn=config LDIF ------------------------------------------------------------------------
 
-_DIRECTIVES = {
-    "attributetype": "olcAttributeTypes",
-    "attributetypes": "olcAttributeTypes",
-    "objectclass": "olcObjectClasses",
-    "objectclasses": "olcObjectClasses",
-    "objectidentifier": "olcObjectIdentifier",
-    "ldapsyntax": "olcLdapSyntaxes",
-    "ditcontentrule": "olcDitContentRules",
-}
 
 
 def schema_to_ldif(text: str, name: str) -> LdifEntry:
-    """Convert slapd.conf schema syntax into one ``cn=<name>,cn=schema,cn=config`` entry.
-
-    A statement starts at the beginning of a line with a directive keyword and continues on lines that
-    start with white space; ``#`` lines are comments.  Values are numbered ``{0}``, ``{1}``... per
-    attribute as slapd itself numbers them, so the order (which matters: attribute types before the
-    object classes that use them, OIDs before their use) is kept.
-    """
-    statements: list[str] = []
-    for line in text.splitlines():
-        if not line.strip() or line.lstrip().startswith("#"):
-            continue
-        if line[0].isspace():
-            if not statements:
-                raise ValueError(f"{name}: continuation line before any statement: {line!r}")
-            statements[-1] += " " + line.strip()
-        else:
-            statements.append(line.strip())
-    entry = LdifEntry(f"cn={name},cn=schema,cn=config",
-                      {"objectClass": [b"olcSchemaConfig"], "cn": [name.encode()]})
-    counters: dict[str, int] = {}
-    for st in statements:
-        keyword, _, rest = st.partition(" ")
-        attr = _DIRECTIVES.get(keyword.lower())
-        if attr is None:
-            raise ValueError(f"{name}: unknown schema directive {keyword!r}")
-        rest = re.sub(r"\s+", " ", rest.strip())
-        n = counters.get(attr, 0)
-        counters[attr] = n + 1
-        entry.add(attr, f"{{{n}}}{rest}".encode())
-    return entry
+    """slapd.conf schema syntax as one ``cn=<name>,cn=schema,cn=config`` entry: the product's own converter
+    (formats/slapd_schema.py), so the fixture loads schemas the way the Kopano runbook does."""
+    return schema_config_entry(text, name)
 
 
 def _schema_entries(path: Path) -> list[LdifEntry]:
