@@ -410,3 +410,57 @@ def test_folder_and_message_rules_travel_to_the_workers(tmp_path, fleet_env):
             want["INBOX"] = [m for m in want["INBOX"] if len(m[0]) < 20000]
         assert dst == want, i
     assert out["skipped_by_rule"] >= 1 and out["failed"] == 0
+
+
+def test_each_sides_store_options_travel_to_the_workers(tmp_path, fleet_env, dovecot_factory):
+    """A fleet job whose target is insecure (a self-signed certificate, --insecure for it alone) and whose
+    source is not: the worker applies each side's own options.  Before, only the source's `insecure` was
+    sent and applied to both sides, so this target refused the worker's connection."""
+    from mailmigrate.fleet.submit import run_fleet
+    from mailmigrate.model import Account
+    from mailmigrate.stores.registry import StoreOptions, parse_spec
+    from mailmigrate.sync.options import SyncOptions, SyncRequest
+    from servers import imapcheck
+
+    broker, state, _ = fleet_env
+    dst = dovecot_factory(tls=True)
+    dst.add_user("ins000", "t-ins-pw")
+    make_accounts(tmp_path, 1, messages=5)
+    w = start_worker(broker, state, concurrency=1, name="sides", log=tmp_path / "w.log",
+                     env={"MAILMIGRATE_TARGET_PASSWORD": "t-ins-pw"})
+    try:
+        wait_ready(w, tmp_path / "w.log")
+        req = SyncRequest(source=parse_spec(f"maildir:{tmp_path}/%u/src"),
+                          target=parse_spec(f"imaps://127.0.0.1:{dst.tls_port}"),
+                          accounts=[Account("user000@example.org", "ins000")], state_path=state,
+                          source_options=StoreOptions(insecure=False), target_options=StoreOptions(insecure=True),
+                          sync=SyncOptions(connections=1))
+        result = run_fleet(req, broker=broker, state_url=state, timeout=120)
+    finally:
+        stop_worker(w)
+    assert result.ok, result.errors()
+    assert result.totals.copied == 3 * (5 + 1)
+    assert sum(sum(c.values()) for c in imapcheck.account(dst.port, "ins000", "t-ins-pw").values()) == 3 * (5 + 1)
+    assert "t-ins-pw" not in (tmp_path / "w.log").read_text()
+
+
+def test_a_password_in_a_worker_log_record_is_redacted(tmp_path, fleet_env):
+    """The worker's log is one channel of the one redaction filter: a source folder whose name holds the
+    target's password (the worker logs the folder it creates on the target) shows *** there."""
+    broker, state, _ = fleet_env
+    secret = "Tgt-Pw-4c9e"
+    accounts = make_accounts(tmp_path, 1, messages=2, folders=("", f".Work-{secret}"))
+    w = start_worker(broker, state, concurrency=1, name="redact", log=tmp_path / "w.log",
+                     env={"MAILMIGRATE_TARGET_PASSWORD": secret})
+    try:
+        wait_ready(w, tmp_path / "w.log")
+        p = subprocess.run(MM + ["sync", f"maildir:{tmp_path}/%u/src", f"maildir:{tmp_path}/%u/dst",
+                                 "--accounts", accounts, "--executor", "celery", "--broker", broker, "--state", state,
+                                 "--fleet-timeout", "120", "--json"], capture_output=True, text=True, timeout=180)
+    finally:
+        stop_worker(w)
+    assert p.returncode == 0, p.stderr[-3000:]
+    assert (tmp_path / "user000@example.org" / "dst" / f".Work-{secret}").is_dir()  # the folder was copied
+    log = (tmp_path / "w.log").read_text()
+    assert "created target folder Work-***" in log
+    assert secret not in log

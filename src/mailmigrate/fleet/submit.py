@@ -28,26 +28,10 @@ log = logging.getLogger("mailmigrate.fleet")
 
 
 def describe_run(req: SyncRequest, run_id: str) -> dict:
+    """What every job of the run carries: the request's one serialised form (SyncRequest.to_dict: no
+    password, no account, each side's own store options) and the run's id."""
     apply_preset_defaults(req)  # the workers get the provider presets' caps and pace with the job
-    return {
-        "run_id": run_id,
-        "source": req.source.text,
-        "target": req.target.text,
-        "source_master": req.source_options.master_user,
-        "target_master": req.target_options.master_user,
-        "insecure": req.source_options.insecure,
-        "allow_plaintext": req.source_options.allow_plaintext,
-        "delete": req.sync.delete,
-        "force_delete": req.sync.force_delete,
-        "delete_guard": req.sync.delete_guard,
-        "dry_run": req.sync.dry_run,
-        "connections": req.sync.connections,
-        "retries": req.sync.max_attempts,
-        "max_connections": req.max_connections,
-        "max_rate": req.max_rate,
-        "max_bandwidth": req.max_bandwidth,
-        "selection": req.sync.selection.as_dict(),
-    }
+    return {**req.to_dict(), "run_id": run_id}
 
 
 def enqueue(state, req: SyncRequest, broker: str) -> tuple[str, list[str]]:

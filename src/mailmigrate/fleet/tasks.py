@@ -22,10 +22,10 @@ from celery.exceptions import Retry
 
 from ..errors import ConfigError, MailmigrateError, StateUnreachable
 from ..model import Account, AccountResult, Secret
-from ..stores.registry import StoreOptions, StoreSpec, build_store, parse_spec
-from ..sync.engine import Progress, SyncOptions, sync_account
-from ..sync.selection import Selection
-from ..sync.runner import SyncRequest, login_for, migrate_account_key
+from ..stores.registry import StoreSpec
+from ..sync.engine import sync_account
+from ..sync.options import Progress, SyncRequest
+from ..sync.session import AccountBusy, AccountSession, open_account
 from ..sync.state_pg import PgStateDB
 from . import jobs
 from .follow import infrastructure_error
@@ -158,14 +158,51 @@ def _user(account: dict) -> str:
     return account.get("source_user") or account.get("target_user") or "?"
 
 
+def request_from(desc: dict) -> SyncRequest:
+    """The run's request as this worker runs it: the job's description (SyncRequest.to_dict) with this
+    worker's passwords and OAuth token sources, which never travel."""
+    cfg = _config
+    return SyncRequest.from_dict(_current(desc), source_password=cfg.source_password,
+                                 target_password=cfg.target_password, source_oauth=cfg.source_oauth,
+                                 target_oauth=cfg.target_oauth)
+
+
+def account_from(account: dict) -> Account:
+    """The job's account, with its passwords and rules from this worker's accounts file when it lists it."""
+    known = _config.accounts.get((account.get("source_user"), account.get("target_user")))
+    return Account(account.get("source_user"), account.get("target_user"),
+                   known.source_password if known else None, known.target_password if known else None,
+                   rules=account.get("rules") or (known.rules if known else None))
+
+
+def _current(desc: dict) -> dict:
+    """A description written before requests had one form (flat keys, one ``insecure`` for both sides), as a
+    request's dict: jobs of a run started by the earlier version can still be sent again (fleet requeue)."""
+    if "sync" in desc:
+        return desc
+    both = {"insecure": desc.get("insecure"), "allow_plaintext": desc.get("allow_plaintext")}
+    return {"source": desc["source"], "target": desc["target"],
+            "source_options": {**both, "master_user": desc.get("source_master")},
+            "target_options": {**both, "master_user": desc.get("target_master")},
+            "max_rate": desc.get("max_rate"), "max_bandwidth": desc.get("max_bandwidth"),
+            "max_connections": desc.get("max_connections"),
+            "sync": {"delete": bool(desc.get("delete")), "dry_run": bool(desc.get("dry_run")),
+                     "force_delete": bool(desc.get("force_delete")), "delete_guard": float(desc.get("delete_guard", 0.5)),
+                     "connections": desc.get("connections", 3), "max_attempts": desc.get("retries", 6),
+                     "selection": desc.get("selection")}}
+
+
 def _attempt(task, desc: dict, account: dict) -> dict:
     state, slots = _context()
     run_id = desc["run_id"]
-    source = parse_spec(desc["source"])
-    target = parse_spec(desc["target"])
-    acc = Account(account.get("source_user"), account.get("target_user"), rules=account.get("rules"))
-    name = migrate_account_key(state, SyncRequest(source=source, target=target, accounts=[], state_path=""), acc)
-    if not state.lock_account(name, wait=_config.lock_wait):
+    # the job row is named as the submitter named it: the record's current name, found (and a record under
+    # an earlier name moved to it) on the way in, dry run or not
+    session = open_account(request_from(desc), account_from(account), state=state, lock_wait=_config.lock_wait,
+                           rename=True)
+    try:
+        session.__enter__()
+    except AccountBusy:
+        name = session.name
         log.info("account %s is being synced by another worker; job put back", name)
         jobs.set_status(state, run_id, name, "waiting")
         try:
@@ -176,6 +213,7 @@ def _attempt(task, desc: dict, account: dict) -> dict:
             log.warning("account %s: could not put the job back on the broker (%s); waiting here instead",
                         name, e)
             raise StateUnreachable(f"broker unreachable while the account was held elsewhere: {e}") from None
+    name = session.name
     beat = Heartbeat(state, run_id, name, _config.heartbeat)
     try:
         worker = f"{task.request.hostname or socket.gethostname()} pid {os.getpid()}"  # e.g. w1@host pid 42
@@ -188,14 +226,14 @@ def _attempt(task, desc: dict, account: dict) -> dict:
                       "must use the same --state", run_id, state.path)
             return {"account": name, "error": "run unknown to this worker's state database"}
         beat.start()
-        result = _run(desc, acc, name, state, slots)
+        result = _run(session, run_id, slots)
         beat.stop()
         jobs.finish(state, run_id, name, result)
         return jobs.result_dict(result)
     finally:
         beat.stop()
         try:
-            state.unlock_account(name)
+            session.__exit__(None, None, None)  # gives the account's lock back
         except Exception as e:
             if not infrastructure_error(e):
                 raise
@@ -231,38 +269,22 @@ class Heartbeat:
             self._thread = None
 
 
-def _run(desc: dict, acc: Account, name: str, state, slots) -> AccountResult:
-    cfg = _config
-    source = parse_spec(desc["source"])
-    target = parse_spec(desc["target"])
-    known = cfg.accounts.get((acc.source_user, acc.target_user))
-    src_master, tgt_master = desc.get("source_master"), desc.get("target_master")
-    common = dict(insecure=bool(desc.get("insecure")), allow_plaintext=bool(desc.get("allow_plaintext")))
-    src_pw, src_opts = login_for(cfg.source_password, known and known.source_password,
-                                 StoreOptions(master_user=src_master, oauth=cfg.source_oauth, **common))
-    tgt_pw, tgt_opts = login_for(cfg.target_password, known and known.target_password,
-                                 StoreOptions(master_user=tgt_master, create=not bool(desc.get("dry_run")),
-                                              oauth=cfg.target_oauth, **common))
-    progress = _FleetProgress(state, desc["run_id"], name)
-    opts = SyncOptions(delete=bool(desc.get("delete")), dry_run=bool(desc.get("dry_run")), progress=progress,
-                       force_delete=bool(desc.get("force_delete")), delete_guard=float(desc.get("delete_guard", 0.5)),
-                       connections=max(1, int(desc.get("connections", 3))),
-                       max_attempts=max(1, int(desc.get("retries", 6))),
-                       selection=Selection.from_dict(desc.get("selection")).with_rules(
-                           acc.rules or (known.rules if known else None)))
-    if (desc.get("max_rate") or desc.get("max_bandwidth")) and cfg.redis_url:
-        opts.target_limiter = RedisRateLimiter(cfg.redis_url, server_name(target), desc.get("max_rate"),
-                                               desc.get("max_bandwidth"))
+def _run(session: AccountSession, run_id: str, slots) -> AccountResult:
+    cfg, req, name = _config, session.req, session.name
+    req.sync.progress = _FleetProgress(session.state, run_id, name)
+    if (req.max_rate or req.max_bandwidth) and cfg.redis_url:
+        req.sync.target_limiter = RedisRateLimiter(cfg.redis_url, server_name(req.target), req.max_rate,
+                                                   req.max_bandwidth)
     try:
-        src = build_store(source, user=acc.source_user, password=src_pw, side="source", options=src_opts)
-        tgt = build_store(target, user=acc.target_user, password=tgt_pw, side="target", options=tgt_opts)
+        src, tgt = session.stores()
     except MailmigrateError as e:
         return AccountResult(name, error=str(e))
-    limit = desc.get("max_connections")
+    opts = session.options
+    limit = req.max_connections
     if limit:
         if slots is None:
             return AccountResult(name, error="--max-connections needs Redis on the workers (worker --redis URL)")
         opts.connections = max(1, min(opts.connections, int(limit)))
-        src = SlotStore(src, slots, slot_key("source", server_name(source)), int(limit))
-        tgt = SlotStore(tgt, slots, slot_key("target", server_name(target)), int(limit), after=src)
-    return sync_account(src, tgt, account_name=name, state=state, options=opts)
+        src = SlotStore(src, slots, slot_key("source", server_name(req.source)), int(limit))
+        tgt = SlotStore(tgt, slots, slot_key("target", server_name(req.target)), int(limit), after=src)
+    return sync_account(src, tgt, account_name=name, state=session.state, options=opts)
