@@ -6,6 +6,7 @@ import logging
 import os
 import stat
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -13,6 +14,7 @@ from mailmigrate import credentials
 from mailmigrate.credentials import (SECRETS, Secret, SecretFilter, check_private, choose_password, open_private,
                                      password_from, read_password_file, write_private)
 from mailmigrate.errors import ConfigError
+from test_communigate_migrate import kerio, store  # noqa: F401  (fixtures: the path run log's channel)
 
 
 def _mode(p) -> int:
@@ -154,3 +156,45 @@ def test_the_module_sits_at_the_bottom(tmp_path):
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
                          env={**os.environ, "PYTHONPATH": os.path.dirname(os.path.dirname(credentials.__file__))})
     assert eval(out.stdout) == ["mailmigrate.credentials", "mailmigrate.errors"]
+
+
+# --- the one filter on each output channel -------------------------------------------------------------------
+
+def test_a_password_in_a_cli_log_record_is_redacted_on_the_terminal_and_in_the_log_file(tmp_path):
+    """`mailmigrate sync -v --log-file`: a source folder whose name holds the target's password (read from
+    the environment) is logged as the engine creates it on the target, and shows *** on both channels."""
+    import subprocess
+
+    secret = "Cli-Pw-51xq"
+    src = tmp_path / "src"
+    for folder in (src, src / f".Work-{secret}"):
+        for sub in ("cur", "new", "tmp"):
+            (folder / sub).mkdir(parents=True, exist_ok=True)
+        (folder / "cur" / "1.a.host:2,S").write_bytes(b"Subject: x\r\n\r\nbody\r\n")
+    log = tmp_path / "run.log"
+    p = subprocess.run([sys.executable, "-m", "mailmigrate.cli.main", "-v", "sync", f"maildir:{src}",
+                        f"maildir:{tmp_path / 'dst'}", "--state", str(tmp_path / "s.db"), "--log-file", str(log)],
+                       capture_output=True, text=True, timeout=120,
+                       env={**os.environ, "MAILMIGRATE_TARGET_PASSWORD": secret})
+    assert p.returncode == 0, p.stderr[-2000:]
+    assert (tmp_path / "dst" / f".Work-{secret}").is_dir()  # the folder itself is copied as it is named
+    for channel in (p.stderr, log.read_text()):
+        assert "created target folder Work-***" in channel
+        assert secret not in channel
+
+
+def test_a_password_in_a_path_run_log_record_is_redacted(kerio, store):
+    """The CommuniGate path's run log (cg2kms_<datetime>.log): a folder named after the target's master
+    password is logged as it is created, and the run log shows ***."""
+    import shutil
+
+    from mailmigrate.paths.communigate.migrate import migrate
+    from test_communigate_migrate import MASTER
+
+    box = store / "Accounts" / "alice.macnt"
+    shutil.copy(box / "Sent.mbox", box / f"Pw-{MASTER}.mbox")
+    report = migrate(kerio.options(store, domain="example.com", user="alice"), lambda line: None)
+    assert report.ok, report.summary_lines()
+    log = Path(report.log_path).read_text()
+    assert "created target folder Pw-***" in log
+    assert MASTER not in log

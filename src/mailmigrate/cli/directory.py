@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 from pathlib import Path
 
+from ..credentials import write_private
 from ..directory import snapshot
 from ..directory.base import DirectoryWriter
 from ..directory.checklist import compare
@@ -116,11 +116,5 @@ def _reading(text: str, env: str, password_file: str | None):
 
 def _write_secret_file(path: Path, pairs) -> None:
     """Append login:password lines to a file only the owner can read (created 0600, re-checked if it existed)."""
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
-    try:
-        os.fchmod(fd, 0o600)
-        os.write(fd, "".join(f"{login}:{pw.reveal()}\n" for login, pw in pairs).encode())
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+    write_private(path, "".join(f"{login}:{pw.reveal()}\n" for login, pw in pairs), append=True)
     print(f"generated passwords for {len(pairs)} user(s) written to {path}", file=sys.stderr)

@@ -1,4 +1,5 @@
-"""Terminal output shared by the commands: logging set-up, secret scrubbing, progress bars, summaries."""
+"""Terminal output shared by the commands: logging set-up (every handler redacted by credentials.SECRETS and
+kept to one line a record), progress bars, summaries."""
 
 from __future__ import annotations
 
@@ -6,44 +7,28 @@ import logging
 import sys
 import threading
 
-from ..model import Secret, printable
-from ..sync.engine import Progress
+# SECRETS: the process's one redaction filter (credentials.py), on every handler set up here
+from ..credentials import SECRETS, Secret, SecretFilter, password_from  # noqa: F401
+from ..model import printable
+from ..sync.options import Progress
 
 
-class SecretFilter(logging.Filter):
-    """Last line of defence: any known password that reaches a log record is replaced by ***."""
-
-    def __init__(self):
-        super().__init__()
-        self._values: set[str] = set()
-
-    def add(self, secret: Secret | None) -> None:
-        if secret:
-            v = secret.reveal()
-            if len(v) >= 3:
-                self._values.add(v)
+class OneLine(logging.Filter):
+    """Text from servers and files (folder names, errors) may hold CR, LF or ESC: one record stays one line
+    and never drives the terminal (issue 19)."""
 
     def filter(self, record: logging.LogRecord) -> bool:
-        msg = record.getMessage()
-        for v in self._values:
-            if v in msg:
-                msg = msg.replace(v, "***")
-        # Text from servers and files (folder names, errors) may hold CR, LF or ESC: one record stays one
-        # line and never drives the terminal (issue 19).
-        record.msg, record.args = printable(msg), None
+        record.msg, record.args = printable(record.getMessage()), None
         return True
 
 
-SECRETS = SecretFilter()
+ONE_LINE = OneLine()
 
 
 def secret_from(env_name: str, file: str | None, what: str) -> "Secret | None":
-    """A password from a file (must be mode 0600) or the environment, registered with the log filter."""
-    from ..sync.accounts import password_from
-
-    s = password_from(env_name, file, what)
-    SECRETS.add(s)
-    return s
+    """A password from a file (must be mode 0600) or the environment (credentials.password_from: known to
+    the redaction filter as it is read)."""
+    return password_from(env_name, file, what)
 
 
 def setup_logging(verbose: int = 0, log_file: str | None = None) -> None:
@@ -57,18 +42,21 @@ def setup_logging(verbose: int = 0, log_file: str | None = None) -> None:
     err.setLevel(level)
     err.setFormatter(fmt)
     err.addFilter(SECRETS)
+    err.addFilter(ONE_LINE)
     root.addHandler(err)
     if log_file:
         fh = logging.FileHandler(log_file, encoding="utf-8")
         fh.setLevel(logging.DEBUG if verbose >= 2 else logging.INFO)
         fh.setFormatter(fmt)
         fh.addFilter(SECRETS)
+        fh.addFilter(ONE_LINE)
         root.addHandler(fh)
     root.propagate = False
 
 
 class PlainProgress(Progress):
-    """For logs and pipes: one line when a folder starts copying and one per account at the end."""
+    """For logs and pipes: one line when a folder starts copying and one per account at the end (names of
+    folders and accounts are the user's text: redacted like a log record)."""
 
     def __init__(self, stream=sys.stderr):
         self.stream = stream
@@ -76,15 +64,15 @@ class PlainProgress(Progress):
 
     def folder_start(self, account, folder, to_copy, bytes_to_copy):
         with self._lock:
-            print(f"{account}: {folder}: copying {to_copy} messages ({_mib(bytes_to_copy)})", file=self.stream,
-                  flush=True)
+            print(SECRETS.redact(f"{account}: {folder}: copying {to_copy} messages ({_mib(bytes_to_copy)})"),
+                  file=self.stream, flush=True)
 
     def account_done(self, account, result):
         c = result.counters
         status = "FAILED (why: see the summary)" if result.error else ("done" if result.ok else "done with failures")
         with self._lock:
-            print(f"{account}: {status} — copied {c.copied}, flags {c.flags_updated}, deleted {c.deleted}, "
-                  f"failed {c.failed}", file=self.stream, flush=True)
+            print(SECRETS.redact(f"{account}: {status} — copied {c.copied}, flags {c.flags_updated}, deleted "
+                                 f"{c.deleted}, failed {c.failed}"), file=self.stream, flush=True)
 
 
 def _mib(n: int) -> str:

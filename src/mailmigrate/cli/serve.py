@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import os
 import secrets
 import sys
 from pathlib import Path
 
+from ..credentials import SECRETS, Secret, write_private
 from ..errors import ConfigError
-from ..model import Secret
 from ..stores.registry import is_loopback
 from ..sync.accounts import read_password_file
 from ..workflow.project import load_project
@@ -30,9 +29,8 @@ def dashboard_token(project) -> tuple[Secret, Path]:
     if path.exists():
         return read_password_file(path, "dashboard token"), path
     token = secrets.token_urlsafe(24)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(fd, "w") as f:
-        f.write(token + "\n")
+    write_private(path, token + "\n", exclusive=True)
+    SECRETS.add(token)
     return Secret(token), path
 
 

@@ -14,12 +14,13 @@ from pathlib import Path
 from ..errors import ConfigError
 from ..model import Account, printable
 from ..stores.registry import StoreOptions, parse_spec
-from ..sync.accounts import load_accounts_file, password_from
+from ..credentials import SECRETS, password_from
+from ..sync.accounts import load_accounts_file
 from ..sync.engine import SyncOptions
 from ..sync.selection import Selection, parse_pair
 from ..sync.runner import SyncRequest, run_sync
 from . import oauth_options
-from .output import SECRETS, PlainProgress, setup_logging
+from .output import PlainProgress, setup_logging
 from .progress import ScaledProgress
 
 EPILOG = """\
@@ -218,11 +219,6 @@ def _run(args) -> int:
         accounts = load_accounts_file(args.accounts)
     else:
         accounts = [Account(source.user, target.user or source.user)]
-    for s in (src_pw, tgt_pw):
-        SECRETS.add(s)
-    for a in accounts:
-        SECRETS.add(a.source_password)
-        SECRETS.add(a.target_password)
 
     from ..sync.state_pg import is_pg_url, open_state
 
@@ -299,7 +295,7 @@ def _just_login(args, req) -> int:
         sys.stdout.write("\n")
     else:
         for r in bad:
-            print(printable(f"LOGIN FAILED {r.account} ({r.side}): {r.error}"))
+            print(printable(SECRETS.redact(f"LOGIN FAILED {r.account} ({r.side}): {r.error}")))
         print(f"{len(results) - len(bad)} of {len(results)} account(s) logged in on both sides"
               + (f"; {len(bad)} failed" if bad else ""))
     if not bad:
@@ -408,9 +404,9 @@ def print_summary(result) -> None:
               f"{t.target_only} target messages are no copy of a source message (left alone)")
     for a in result.accounts:
         if a.error:
-            print(printable(f"  ACCOUNT FAILED {a.account}: {a.error}"))
+            print(printable(SECRETS.redact(f"  ACCOUNT FAILED {a.account}: {a.error}")))
         for p in a.problems:
-            print(f"  {p.kind.upper()}: {p.describe()}")
+            print(SECRETS.redact(f"  {p.kind.upper()}: {p.describe()}"))
 
 
 def selection_from_args(args) -> Selection:

@@ -6,9 +6,10 @@ import os
 import socket
 
 from ..errors import ConfigError
-from ..sync.accounts import load_accounts_file, password_from
+from ..credentials import password_from
+from ..sync.accounts import load_accounts_file
 from . import oauth_options
-from .output import SECRETS, setup_logging
+from .output import setup_logging
 
 
 def register(sub) -> None:
@@ -84,8 +85,6 @@ def run_worker(args) -> int:
     src_pw = password_from("MAILMIGRATE_SOURCE_PASSWORD", args.source_password_file, "source")
     tgt_pw = password_from("MAILMIGRATE_TARGET_PASSWORD", args.target_password_file, "target")
     accounts = load_accounts_file(args.accounts) if args.accounts else []
-    for s in [src_pw, tgt_pw] + [a.source_password for a in accounts] + [a.target_password for a in accounts]:
-        SECRETS.add(s)
     from ..stores.registry import StoreOptions
 
     oauth = StoreOptions(), StoreOptions()

@@ -24,41 +24,15 @@ import logging
 import time
 from typing import Callable
 
-from ..errors import StateUnreachable
 from ..sync.state_pg import PgStateDB, redact_url
 from . import jobs
 from .broker import held_ids, publish
+from .faults import infrastructure_error
 
 log = logging.getLogger("mailmigrate.fleet")
 
 #: seconds without a word from a running job's worker before its job is sent again
 STALE_AFTER = 120.0
-
-
-def infrastructure_error(e: BaseException) -> bool:
-    """True when ``e`` says the fleet's own services failed (the state database, Redis, the broker) rather
-    than anything about the account: such a job is tried again, never finished with an error."""
-    if isinstance(e, StateUnreachable):
-        return True
-    try:
-        import psycopg
-        if isinstance(e, (psycopg.OperationalError, psycopg.InterfaceError)):
-            return True
-    except ImportError:  # pragma: no cover - a dependency of the fleet
-        pass
-    try:
-        import redis
-        if isinstance(e, (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError)):
-            return True
-    except ImportError:  # pragma: no cover
-        pass
-    try:
-        import kombu.exceptions
-        if isinstance(e, kombu.exceptions.OperationalError):
-            return True
-    except ImportError:  # pragma: no cover
-        pass
-    return False
 
 
 def stuck(row: dict, run_id: str, held: set[str] | None, stale_after: float) -> str | None:

@@ -28,7 +28,7 @@ from ..sync.options import Progress, SyncRequest
 from ..sync.session import AccountBusy, AccountSession, open_account
 from ..sync.state_pg import PgStateDB
 from . import jobs
-from .follow import infrastructure_error
+from .faults import infrastructure_error
 from .limits import RedisRateLimiter, Slots, SlotStore, slot_key
 
 log = logging.getLogger("mailmigrate.fleet")
