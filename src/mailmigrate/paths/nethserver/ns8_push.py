@@ -39,6 +39,7 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from ...credentials import write_private
 from ...formats.atomic import replace_file
 from ...formats.esmith import EsmithDb, read_esmith
 from ...model import Secret
@@ -140,9 +141,7 @@ def write_state_files(src: NethServerTree, out: Path) -> list[Path]:
     for name, data in [("user_domain.txt", realm + "\n"), ("mail_domain.txt", domain + "\n"), *files.items()]:
         path = out / name
         text = data if isinstance(data, str) else json.dumps(data, indent=1) + "\n"
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
+        write_private(path, text)
         paths.append(path)
     return paths
 
