@@ -464,3 +464,19 @@ def test_a_password_in_a_worker_log_record_is_redacted(tmp_path, fleet_env):
     log = (tmp_path / "w.log").read_text()
     assert "created target folder Work-***" in log
     assert secret not in log
+
+
+def test_a_job_description_of_the_earlier_form_is_still_read():
+    """Rows of a run enqueued by the earlier version (flat keys, one `insecure` for both sides) can be sent
+    again (`fleet requeue`) to upgraded workers: they read it as that version ran it."""
+    from mailmigrate.fleet.tasks import _current
+    from mailmigrate.sync.options import SyncRequest
+
+    old = {"run_id": "r1", "source": "imap://src.example.org", "target": "maildir:/srv/%u", "source_master": "adm",
+           "target_master": None, "insecure": True, "allow_plaintext": False, "delete": True, "force_delete": False,
+           "delete_guard": 0.3, "dry_run": False, "connections": 2, "retries": 4, "max_connections": 5,
+           "max_rate": None, "max_bandwidth": 1024, "selection": {"exclude": ["^Trash$"]}}
+    req = SyncRequest.from_dict(_current(old))
+    assert req.source_options.insecure and req.target_options.insecure and req.source_options.master_user == "adm"
+    assert (req.sync.delete, req.sync.delete_guard, req.sync.connections, req.sync.max_attempts) == (True, 0.3, 2, 4)
+    assert req.sync.selection.exclude == ("^Trash$",) and (req.max_connections, req.max_bandwidth) == (5, 1024)
