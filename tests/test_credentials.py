@@ -88,6 +88,20 @@ def test_the_filter_replaces_a_longer_password_whole_and_leaves_short_values():
     assert rec.getMessage() == "pw ***, short xy"
 
 
+def test_a_named_password_source_reads_its_variable_or_its_file_and_names_itself(tmp_path, monkeypatch):
+    from mailmigrate.credentials import NS7_LDAP, NS8_ADMIN, SOURCE
+
+    monkeypatch.setenv("MAILMIGRATE_SOURCE_PASSWORD", "ldap-or-source-pw")
+    monkeypatch.delenv("MAILMIGRATE_NS8_PASSWORD", raising=False)
+    assert SOURCE.read().reveal() == NS7_LDAP.read(None).reveal() == "ldap-or-source-pw"
+    assert NS8_ADMIN.read() is None
+    f = tmp_path / "ns8.pw"
+    f.write_text("x-admin-pw\n")
+    f.chmod(0o604)
+    with pytest.raises(ConfigError, match="NS8 administrator password file .* readable by other users"):
+        NS8_ADMIN.read(f)
+
+
 def test_choose_password_applies_the_master_rule():
     run, own = Secret("run"), Secret("own")
     assert choose_password(run, own, None) == (own, None)  # no master: the account's own first

@@ -18,7 +18,8 @@ from pathlib import Path
 
 from .errors import ConfigError
 
-__all__ = ["SECRETS", "Secret", "SecretFilter", "check_private", "choose_password", "open_private",
+__all__ = ["ADMIN", "DAV", "NS7_DAV", "NS7_LDAP", "NS8_ADMIN", "NS8_DAV", "NS8_LDAP", "SECRETS", "SOURCE", "TARGET",
+           "PasswordSource", "Secret", "SecretFilter", "check_private", "choose_password", "open_private",
            "password_from", "read_password_file", "write_private"]
 
 
@@ -136,6 +137,36 @@ def password_from(env_name: str, file: str | os.PathLike | None, what: str) -> S
     secret = Secret(value)
     SECRETS.add(secret)
     return secret
+
+
+class PasswordSource:
+    """A password the user gives by one environment variable or one file option, named once: the command
+    line, the project file and the workflow read the same credential the same way, and say the same
+    ``what`` when its file is refused."""
+
+    __slots__ = ("env", "what")
+
+    def __init__(self, env: str, what: str):
+        self.env, self.what = env, what
+
+    def read(self, file: str | os.PathLike | None = None) -> Secret | None:
+        """From ``file`` when one is named, else from the environment, else None (see :func:`password_from`)."""
+        return password_from(self.env, file, self.what)
+
+    def __repr__(self) -> str:
+        return f"PasswordSource({self.env!r}, {self.what!r})"
+
+
+#: the credentials mailmigrate's commands and projects take (docs: README, docs/nethserver.md, docs/communigate.md)
+SOURCE = PasswordSource("MAILMIGRATE_SOURCE_PASSWORD", "source")
+TARGET = PasswordSource("MAILMIGRATE_TARGET_PASSWORD", "target")
+ADMIN = PasswordSource("MAILMIGRATE_ADMIN_PASSWORD", "administrator")
+DAV = PasswordSource("MAILMIGRATE_DAV_PASSWORD", "DAV")
+NS7_LDAP = PasswordSource("MAILMIGRATE_SOURCE_PASSWORD", "NS7 LDAP")
+NS8_LDAP = PasswordSource("MAILMIGRATE_TARGET_PASSWORD", "NS8 LDAP")
+NS8_ADMIN = PasswordSource("MAILMIGRATE_NS8_PASSWORD", "NS8 administrator")
+NS7_DAV = PasswordSource("MAILMIGRATE_DAV_SOURCE_PASSWORD", "NS7 DAV")
+NS8_DAV = PasswordSource("MAILMIGRATE_DAV_TARGET_PASSWORD", "NS8 DAV")
 
 
 def choose_password(run_password: Secret | None, own_password: Secret | None,

@@ -14,7 +14,7 @@ from pathlib import Path
 from ..errors import ConfigError
 from ..model import Account, printable
 from ..stores.registry import StoreOptions, parse_spec
-from ..credentials import SECRETS, password_from
+from ..credentials import SECRETS, SOURCE, TARGET
 from ..sync.accounts import load_accounts_file
 from ..sync.engine import SyncOptions
 from ..sync.selection import Selection, parse_pair
@@ -213,8 +213,8 @@ def _run(args) -> int:
 
     if source.is_file and "%" not in source.path and not os.path.exists(source.resolved_path()):
         raise ConfigError(f"source {source.kind} {source.resolved_path()} does not exist")
-    src_pw = password_from("MAILMIGRATE_SOURCE_PASSWORD", args.source_password_file, "source")
-    tgt_pw = password_from("MAILMIGRATE_TARGET_PASSWORD", args.target_password_file, "target")
+    src_pw = SOURCE.read(args.source_password_file)
+    tgt_pw = TARGET.read(args.target_password_file)
     if args.accounts:
         accounts = load_accounts_file(args.accounts)
     else:

@@ -6,7 +6,7 @@ import os
 import socket
 
 from ..errors import ConfigError
-from ..credentials import password_from
+from ..credentials import SOURCE, TARGET
 from ..sync.accounts import load_accounts_file
 from . import oauth_options
 from .output import setup_logging
@@ -82,8 +82,8 @@ def run_worker(args) -> int:
         raise ConfigError("--concurrency must be at least 1")
     if not args.heartbeat > 0:
         raise ConfigError("--heartbeat must be a number of seconds above 0")
-    src_pw = password_from("MAILMIGRATE_SOURCE_PASSWORD", args.source_password_file, "source")
-    tgt_pw = password_from("MAILMIGRATE_TARGET_PASSWORD", args.target_password_file, "target")
+    src_pw = SOURCE.read(args.source_password_file)
+    tgt_pw = TARGET.read(args.target_password_file)
     accounts = load_accounts_file(args.accounts) if args.accounts else []
     from ..stores.registry import StoreOptions
 
