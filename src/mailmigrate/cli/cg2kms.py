@@ -142,15 +142,17 @@ def _migrate(args) -> int:
     from ..errors import ConfigError
     from ..model import Secret
     from ..paths.communigate.migrate import MigrateOptions, open_directory_for
-    from ..sync.accounts import password_from
+    from ..credentials import ADMIN, DAV, SECRETS, TARGET
     from .communigate import print_migration
 
     if not args.server:
         raise ConfigError("-server is required with -migrate")
-    master = Secret(args.password) if args.password else password_from("MAILMIGRATE_TARGET_PASSWORD", None, "target")
+    master = Secret(args.password) if args.password else TARGET.read()
+    for given in (args.password, args.setPass, args.forceSetPass):  # cg2kms's own options: on argv, as the seed
+        SECRETS.add(given)
     if not master:
         raise ConfigError("-password (or MAILMIGRATE_TARGET_PASSWORD) is required with -migrate")
-    admin = password_from("MAILMIGRATE_ADMIN_PASSWORD", args.adminPasswordFile, "administrator")
+    admin = ADMIN.read(args.adminPasswordFile)
     admin_user = args.adminUser or os.environ.get("MAILMIGRATE_ADMIN_USER") or None
     admin_url = args.adminUrl
     if args.target == "kerio" and not admin_url and not args.passwdFile:
@@ -176,7 +178,7 @@ def _migrate(args) -> int:
         cafile=args.cafile, insecure=args.insecure, directory=directory,
         state_path=Path(args.state) if args.state else None, output_dir=Path.cwd(),
         caldav=args.caldav, carddav=args.carddav, dav_user=args.davUser,
-        dav_password=password_from("MAILMIGRATE_DAV_PASSWORD", args.davPasswordFile, "DAV")
+        dav_password=DAV.read(args.davPasswordFile)
         if (args.caldav or args.carddav) else None,
     )
     return print_migration(opts, json_output=args.json, quiet=args.quiet)

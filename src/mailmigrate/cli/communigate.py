@@ -107,13 +107,13 @@ def _register_migrate(sub) -> None:
 def run_migrate(args: argparse.Namespace) -> int:
     from ..model import Secret
     from ..paths.communigate.migrate import MigrateOptions, open_directory_for
-    from ..sync.accounts import password_from, read_password_file
+    from ..credentials import ADMIN, DAV, TARGET, read_password_file
 
     def opt_file(path, what):
         return read_password_file(path, what) if path else None
 
-    master = password_from("MAILMIGRATE_TARGET_PASSWORD", args.target_password_file, "target")
-    admin = password_from("MAILMIGRATE_ADMIN_PASSWORD", args.admin_password_file, "administrator")
+    master = TARGET.read(args.target_password_file)
+    admin = ADMIN.read(args.admin_password_file)
     directory = open_directory_for(args.target, admin_url=args.admin_url, admin_user=args.admin_user,
                                    admin_password=admin, passwd_file=args.passwd_file,
                                    directory_url=args.directory, cafile=args.cafile, insecure=args.insecure)
@@ -127,7 +127,7 @@ def run_migrate(args: argparse.Namespace) -> int:
         directory=directory, state_path=Path(args.state) if args.state else None,
         output_dir=Path(args.output_dir), jobs=args.jobs,
         caldav=args.caldav, carddav=args.carddav, dav_user=args.dav_user,
-        dav_password=password_from("MAILMIGRATE_DAV_PASSWORD", args.dav_password_file, "DAV")
+        dav_password=DAV.read(args.dav_password_file)
         if (args.caldav or args.carddav) else None,
     )
     return print_migration(opts, json_output=args.json, quiet=args.quiet)

@@ -10,9 +10,9 @@ from pathlib import Path
 from ..errors import ConfigError
 from ..model import Account
 from ..stores.groupware_urls import is_groupware_url
-from ..sync.accounts import load_accounts_file, password_from
+from ..credentials import SOURCE, TARGET
+from ..sync.accounts import load_accounts_file
 from ..sync.groupware import run_groupware
-from .output import SECRETS
 
 
 def wanted(args) -> bool:
@@ -27,14 +27,12 @@ def run(args, default_state) -> int:
     for opt in ("executor",):
         if getattr(args, opt, None) not in (None, "local"):
             raise ConfigError("groupware runs on this machine; --executor celery is for mail")
-    src_pw = password_from("MAILMIGRATE_SOURCE_PASSWORD", args.source_password_file, "source")
-    tgt_pw = password_from("MAILMIGRATE_TARGET_PASSWORD", args.target_password_file, "target")
+    src_pw = SOURCE.read(args.source_password_file)
+    tgt_pw = TARGET.read(args.target_password_file)
     if args.accounts:
         accounts = load_accounts_file(args.accounts)
     else:
         accounts = [Account(None, None)]  # the users in the URLs
-    for s in (src_pw, tgt_pw, *(a.source_password for a in accounts), *(a.target_password for a in accounts)):
-        SECRETS.add(s)
     from ..sync.state_pg import is_pg_url
 
     state = (args.state if is_pg_url(args.state) else Path(args.state)) if args.state \
