@@ -25,17 +25,18 @@ from ..formats.atomic import replace_file
 
 
 @contextlib.contextmanager
-def hold_lock(path: str | os.PathLike, busy: str):
-    """Hold an exclusive lock on ``path`` for the block; ``busy`` is the error when another run has it.
-    The kernel drops the lock with the process, so a killed run never leaves a stale one."""
+def hold_lock(path: str | os.PathLike, busy: str = "", *, wait: bool = False):
+    """Hold an exclusive lock on ``path`` for the block; ``busy`` is the error when another run has it, or,
+    with ``wait``, the block waits for it (a short read-modify-write, never a whole run).  The kernel drops
+    the lock with the process, so a killed run never leaves a stale one."""
     p = Path(path)
     p.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
     fd = os.open(p, os.O_RDWR | os.O_CREAT | getattr(os, "O_CLOEXEC", 0), 0o600)
     try:
         try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            fcntl.flock(fd, fcntl.LOCK_EX if wait else fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            raise StateLocked(busy) from None
+            raise StateLocked(busy or f"{p} is held by another run") from None
         yield
     finally:
         os.close(fd)

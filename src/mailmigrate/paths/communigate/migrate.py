@@ -25,7 +25,6 @@ pass file.
 from __future__ import annotations
 
 import dataclasses
-import fcntl
 import json
 import logging
 import os
@@ -47,6 +46,7 @@ from ...sync.engine import Progress, SyncOptions
 from ...sync.runner import SyncRequest, account_key, run_sync
 from ..journal import LoggerFile, Scrub, exclusive_file
 from ..plan import Plan, Step
+from ..runstate import hold_lock
 from .accounts import CGAccount, read_account, read_domain
 from .carryover import LeftBehind, carries_aliases, left_behind
 
@@ -128,16 +128,12 @@ def record_created(state_path: Path, login: str) -> None:
     its creation, fsynced first), so a crash leaves one list or the other, never half of one."""
     p = _created_users_path(state_path)
     p.parent.mkdir(parents=True, exist_ok=True)
-    lock = os.open(p.with_name(p.name + ".lock"), os.O_RDWR | os.O_CREAT, 0o600)
-    try:
-        fcntl.flock(lock, fcntl.LOCK_EX)
+    with hold_lock(p.with_name(p.name + ".lock"), wait=True):
         users = load_created(state_path)
         if login in users:
             return
         users.add(login)
         replace_file(p, json.dumps(sorted(users), indent=1).encode("utf-8"), None, prefix=p.name + ".", suffix=".tmp")
-    finally:
-        os.close(lock)  # releases the lock
 
 
 # --- options and results --------------------------------------------------------------------------------
