@@ -168,7 +168,6 @@ class Plan:
         result = PlanResult(self.title, dry_run=dry_run)
         pending = False  # a dry run has shown a step that would change something
         for step in self.steps:
-            outcome = None
             try:
                 if dry_run and step.dry:
                     journal.started(self.title, step.name, step.description)
@@ -186,7 +185,7 @@ class Plan:
                 else:
                     journal.started(self.title, step.name, step.description)
                     planned = step.pending()
-                    extra = step.apply() or [] if step.apply is not None else []
+                    extra = (step.apply() or []) if step.apply is not None else []
                     if step.record:
                         self.state.mark(step.name)
                     outcome = StepOutcome(step.name, "applied", planned + list(extra))
