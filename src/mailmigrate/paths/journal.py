@@ -8,7 +8,7 @@ are in use, each kept because users and their scripts read it:
 * :class:`EventLog` - the steps' own notes at a level, ``[LEVEL] step: text``, appended per run and
   summarised at the end with every ERROR and WARNING (the ``migration-import`` event, NS7 -> NS8);
 * :class:`LoggerFile` - everything under the ``mailmigrate`` logger into a new file of its own, mode 0600
-  from its first byte, with this run's secrets replaced by ``***`` (cg2kms's ``cg2kms_<datetime>.log``).
+  from its first byte, every known password replaced by ``***`` (cg2kms's ``cg2kms_<datetime>.log``).
 """
 
 from __future__ import annotations
@@ -19,8 +19,8 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ..credentials import SECRETS, open_private
 from ..errors import ConfigError
-from ..model import Secret
 
 log = logging.getLogger("mailmigrate.plan")
 _events = logging.getLogger("mailmigrate.nethserver")
@@ -146,30 +146,10 @@ def exclusive_file(directory: Path, stem: str, suffix: str) -> tuple[Path, int]:
     for n in range(1000):
         p = directory / (f"{stem}{suffix}" if n == 0 else f"{stem}-{n}{suffix}")
         try:
-            return p, os.open(p, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0), 0o600)
+            return p, open_private(p, exclusive=True)
         except FileExistsError:
             continue
     raise ConfigError(f"{directory}: cannot create {stem}{suffix}: too many files of that name")
-
-
-class Scrub(logging.Filter):
-    """Defence in depth: a password of this run that reaches a log record anyway is replaced by ***."""
-
-    def __init__(self):
-        super().__init__()
-        self.values: set[str] = set()
-
-    def add(self, secret: Secret | None) -> None:
-        if secret and len(secret.reveal()) >= 3:
-            self.values.add(secret.reveal())
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        if self.values:
-            msg = record.getMessage()
-            for v in self.values:
-                msg = msg.replace(v, "***")
-            record.msg, record.args = msg, None
-        return True
 
 
 class LoggerFile(Journal):
@@ -181,8 +161,7 @@ class LoggerFile(Journal):
         self.handler = logging.StreamHandler(os.fdopen(fd, "w", encoding="utf-8", buffering=1))
         self.handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
         self.handler.setLevel(logging.INFO)
-        self.scrub = Scrub()
-        self.handler.addFilter(self.scrub)
+        self.handler.addFilter(SECRETS)  # every password this process has read is *** in the file
         self.logger = logging.getLogger("mailmigrate")
 
     def __enter__(self):

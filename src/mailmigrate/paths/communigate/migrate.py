@@ -36,6 +36,7 @@ from typing import Callable
 from urllib.parse import quote, urlencode, urlsplit
 
 from ...directory.base import DirectoryError, DirectoryWriter, User, fold
+from ...credentials import SECRETS
 from ...directory.passwords import generate
 from ...errors import ConfigError, MailmigrateError
 from ...formats.atomic import replace_file
@@ -44,7 +45,7 @@ from ...stores.communigate import base_domain_dirs, domain_accounts, main_domain
 from ...stores.registry import StoreOptions, is_loopback, parse_spec
 from ...sync.engine import Progress, SyncOptions
 from ...sync.runner import SyncRequest, account_key, run_sync
-from ..journal import LoggerFile, Scrub, exclusive_file
+from ..journal import LoggerFile, exclusive_file
 from ..plan import Plan, Step
 from ..runstate import hold_lock
 from .accounts import CGAccount, read_account, read_domain
@@ -85,12 +86,10 @@ class PassFile:
         self._fd: int | None = None
         self._lock = threading.Lock()
         self.count = 0
-        self.scrub: Scrub | None = None
 
     def add(self, address: str, password: Secret, how: str) -> None:
         with self._lock:
-            if self.scrub is not None:
-                self.scrub.add(password)
+            SECRETS.add(password)
             if self._fd is None:
                 self.path, self._fd = exclusive_file(self.directory, f"cg2kms_{self.stamp}", ".pass")
                 os.write(self._fd, b"# address\tpassword\thow it was chosen (cg2kms rules)\n")
@@ -410,8 +409,7 @@ def migrate(opts: MigrateOptions, out: Out = lambda line: None) -> MigrationRepo
     with LoggerFile(out_dir, f"cg2kms_{stamp}") as runlog:
         report.log_path = str(runlog.path)
         for secret in (opts.master_password, opts.set_password, opts.force_set_password):
-            runlog.scrub.add(secret)
-        passes.scrub = runlog.scrub
+            SECRETS.add(secret)
         log.info("cg2kms migration of %s (main domain %s) to %s; %d account(s); state %s", base, main,
                  spec.describe(""), len(chosen), state_path)
         if opts.passwords_single_user_only and len(chosen) > 1 and (opts.set_password or opts.force_set_password):
@@ -513,8 +511,7 @@ def prepare_users(chosen: list[tuple[CGAccount, bool]], *, directory: DirectoryW
             continue
         password, how = choose_password(acc, set_password=set_password,
                                         force_set_password=force_set_password)
-        if passes.scrub is not None:
-            passes.scrub.add(password)
+        SECRETS.add(password)  # before anything could log it
         user = User(login=address, real_name=acc.real_name or "", mail=address, domain=acc.domain,
                     password=password, aliases=acc.alias_addresses if aliases_carried else [])
         try:
