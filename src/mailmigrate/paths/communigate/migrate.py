@@ -15,10 +15,10 @@ For every account chosen (one user, one domain, or every domain of the store), i
    ``X-SETUSER``, or the server's own master-user login), state in one state file, so a second run copies
    only new mail and an interrupted run resumes without duplicates.
 
-The two (three, with calendars and contacts) are steps of one plan for the step runner (paths/plan.py);
-each resumes by itself on a rerun.  Everything that happens goes to ``cg2kms_<datetime>.log``; the screen (the ``out`` callback) gets one
-line per folder and the summary; :class:`MigrationReport` lists what was not copied and why, naming
-account, folder and message.  Passwords only ever live in :class:`~mailmigrate.model.Secret` and in the
+The two (three, with calendars and contacts) are steps of one plan for the step runner (paths/plan.py),
+each resuming by itself on a rerun.  Everything that happens goes to ``cg2kms_<datetime>.log``; the screen
+(the ``out`` callback) gets one line per folder and the summary; :class:`MigrationReport` lists what was not
+copied and why, naming account, folder and message.  Passwords only ever live in :class:`~mailmigrate.model.Secret` and in the
 pass file.
 """
 
@@ -35,8 +35,8 @@ from pathlib import Path
 from typing import Callable
 from urllib.parse import quote, urlencode, urlsplit
 
-from ...directory.base import DirectoryError, DirectoryWriter, User, fold
 from ...credentials import SECRETS
+from ...directory.base import DirectoryError, DirectoryWriter, User, fold
 from ...directory.passwords import generate
 from ...errors import ConfigError, MailmigrateError
 from ...formats.atomic import replace_file
