@@ -66,13 +66,13 @@ def test_one_real_run_at_a_time_and_a_dry_run_needs_no_lock(tmp_path):
     try:
         assert holder.stdout.readline().strip() == "held"
         with pytest.raises(StateLocked, match="another run holds run.lock"):
-            plan.run(dry_run=False, lock=True)
+            plan.run(dry_run=False)
         assert applied == []
-        assert plan.run(dry_run=True, lock=True).outcomes[0].status == "planned"
+        assert plan.run(dry_run=True).outcomes[0].status == "planned"
     finally:
         holder.stdin.close()
         holder.wait(timeout=30)
-    assert plan.run(dry_run=False, lock=True).outcomes[0].status == "applied"
+    assert plan.run(dry_run=False).outcomes[0].status == "applied"
 
 
 def test_a_keep_going_event_contains_a_steps_bug_and_a_plan_does_not(tmp_path):

@@ -151,12 +151,13 @@ class Plan:
         return contextlib.nullcontext()
 
     def run(self, *, dry_run: bool, log_path: str | os.PathLike | None = None,
-            stop_on_failure: bool = True, journal: Journal | None = None, lock: bool = False) -> PlanResult:
+            stop_on_failure: bool = True, journal: Journal | None = None, lock: bool = True) -> PlanResult:
         """Dry run: every step's pending changes; otherwise apply the unfinished steps in order.
 
-        The journal defaults to a :class:`RunLog` at ``log_path`` (none in a dry run).  ``lock``: hold the
-        plan's lock for a real run (a caller that holds it already leaves it False).  A failed step is
-        reported and journaled, and the same command run again resumes with it.
+        The journal defaults to a :class:`RunLog` at ``log_path`` (none in a dry run).  A real run holds the
+        plan's lock (its ``lock`` file, else its run state's), unless the caller holds it already and says
+        ``lock=False``.  A failed step is reported and journaled, and the same command run again resumes
+        with it.
         """
         if journal is None:
             journal = RunLog(None if dry_run else log_path)

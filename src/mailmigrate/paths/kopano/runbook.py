@@ -422,7 +422,7 @@ class Runbook(PackageSteps, LdapSteps, FirstStartSteps):
         try:
             if dry_run:
                 return self.plan().run(dry_run=True)
-            return self.plan().run(dry_run=False, log_path=log_path or self.s.work_dir / "runbook.log", lock=True)
+            return self.plan().run(dry_run=False, log_path=log_path or self.s.work_dir / "runbook.log")
         finally:
             self.close()
 

@@ -46,7 +46,7 @@ def run_import(source: str | os.PathLike, root: str | os.PathLike, *, dry_run: b
     plan = ACTIONS.plan(EVENT, ctx, only=only, dry_run=dry_run, keep_going=True, expected=(ValueError,),
                         lock=target.state_dir / "migration-import.lock",
                         busy=f"another {EVENT} is writing to {target.root}")
-    result = plan.run(dry_run=dry_run, journal=log, lock=True)
+    result = plan.run(dry_run=dry_run, journal=log)
     for cmd in sme_services.pending_events(ctx):
         # NethServer's actions apply what they wrote through these events; here they are the host's to run
         log.warning(EVENT, f"pending on the NethServer host: {cmd}")
