@@ -40,8 +40,8 @@ from .runstate import RunState, hold_lock
 
 BACKUP_SUFFIX = ".mailmigrate-orig"
 
-__all__ = ["BACKUP_SUFFIX", "Plan", "PlanResult", "RunLog", "RunState", "Step", "StepOutcome", "StepRegistry",
-           "backup_file", "write_atomic"]
+__all__ = ["BACKUP_SUFFIX", "Plan", "PlanResult", "Registered", "RunLog", "RunState", "Step", "StepOutcome",
+           "StepRegistry", "backup_file", "write_atomic"]
 
 
 @dataclass
