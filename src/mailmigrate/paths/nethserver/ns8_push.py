@@ -43,7 +43,7 @@ from ...credentials import write_private
 from ...formats.atomic import replace_file
 from ...formats.esmith import EsmithDb, read_esmith
 from ...model import Secret
-from .eventlog import EventLog
+from ..journal import EventLog
 from .layout import NethServerTree
 from .ns8_api import MAIL_IMAGE, ClusterAPI, NS8Error, _why
 
