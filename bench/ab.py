@@ -53,18 +53,19 @@ def main(argv=None) -> int:
 
     parent = STORAGE[args.storage]
     base = Path(tempfile.mkdtemp(prefix="mm-ab-", dir=parent))
-    srcs = {c: export(c, base / f"code{i}") for i, c in enumerate(args.commits)}
+    labels = [f"{i}:{c}" for i, c in enumerate(args.commits)]  # the same commit twice is an A/A run
+    srcs = {lab: export(c, base / f"code{i}") for i, (lab, c) in enumerate(zip(labels, args.commits))}
     src, dst = DovecotServer(parent=parent).start(), DovecotServer(parent=parent).start()
-    cpu: dict[str, list[float]] = {c: [] for c in args.commits}
-    wall: dict[str, list[float]] = {c: [] for c in args.commits}
+    cpu: dict[str, list[float]] = {c: [] for c in labels}
+    wall: dict[str, list[float]] = {c: [] for c in labels}
     try:
         src.add_user("src", PASSWORD)
         dv = pwd.getpwnam("dovecot")
         write_maildir_fs(src.maildir("src"), generate(args.messages, args.folders), dv.pw_uid, dv.pw_gid)
         for rnd in range(args.rounds):
-            order = args.commits[rnd % len(args.commits):] + args.commits[:rnd % len(args.commits)]
+            order = labels[rnd % len(labels):] + labels[:rnd % len(labels)]
             for c in order:
-                user = f"ab{rnd}x{args.commits.index(c)}"
+                user = f"ab{rnd}x{labels.index(c)}"
                 dst.add_user(user, PASSWORD)
                 env = tool_env()
                 env["PYTHONPATH"] = str(srcs[c])
@@ -79,7 +80,7 @@ def main(argv=None) -> int:
         src.stop()
         dst.stop()
         shutil.rmtree(base, ignore_errors=True)
-    for c in args.commits:
+    for c in labels:
         print(f"{c:12} CPU s median {statistics.median(cpu[c]):.3f} (min {min(cpu[c]):.3f}, max {max(cpu[c]):.3f}); "
               f"wall median {statistics.median(wall[c]):.2f} s")
     return 0
