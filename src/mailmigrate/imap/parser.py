@@ -442,15 +442,26 @@ def parse_internaldate(value: bytes) -> datetime:
         raise ProtocolError(f"bad INTERNALDATE {value[:40]!r}") from None
 
 
+_MONTH_NAMES = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
+_OFFSETS: dict[timedelta, str] = {}  # utcoffset -> "+hhmm": an APPEND batch has few zones and many dates
+
+
 def format_internaldate(dt: datetime) -> str:
     if dt.tzinfo is None:
         dt = dt.replace(tzinfo=timezone.utc)
-    off = dt.utcoffset() or timedelta(0)
-    sign = "-" if off < timedelta(0) else "+"
-    off = abs(off)
-    months = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
-    return (f"{dt.day:02d}-{months[dt.month - 1]}-{dt.year:04d} {dt.hour:02d}:{dt.minute:02d}:{dt.second:02d} "
-            f"{sign}{off.seconds // 3600:02d}{(off.seconds // 60) % 60:02d}")
+    off = dt.utcoffset() or _ZERO
+    zone = _OFFSETS.get(off)
+    if zone is None:
+        sign = "-" if off < _ZERO else "+"
+        a = abs(off)
+        zone = f"{sign}{a.seconds // 3600:02d}{(a.seconds // 60) % 60:02d}"
+        if len(_OFFSETS) < 64:
+            _OFFSETS[off] = zone
+    return "%02d-%s-%04d %02d:%02d:%02d %s" % (dt.day, _MONTH_NAMES[dt.month - 1], dt.year, dt.hour, dt.minute,
+                                               dt.second, zone)
+
+
+_ZERO = timedelta(0)
 
 
 def split_raw(data: bytes) -> list[list]:
