@@ -10,8 +10,8 @@ import pytest
 from hypothesis import given, settings, strategies as st
 
 from mailmigrate.errors import AuthenticationFailed, ConfigError, ProtocolError
-from mailmigrate.imap.parser import (fetch_items, format_internaldate, parse_internaldate, parse_response,
-                                     parse_uid_set, split_raw)
+from mailmigrate.imap.parser import (fetch_items, format_internaldate, literal_size, parse_internaldate,
+                                     parse_response, parse_uid_set, split_raw)
 from mailmigrate.model import AppendItem, Body, Secret
 from mailmigrate.stores.imap import ImapStore, escape_component
 
@@ -116,6 +116,18 @@ def test_fetch_fast_paths_read_as_the_general_parser(number, pieces, end, sep):
     except ProtocolError:
         return  # not a response at all (a literal past the end): nothing for either parser
     assert _fast(raw) == _general(raw)
+
+
+@settings(max_examples=2000, deadline=None)
+@given(st.lists(st.sampled_from([b"{", b"}", b"~", b"+", b"12", b"0", b"\r", b"\n", b" ", b"x", b"{3}", b"~{5+}"]),
+                max_size=12))
+def test_literal_size_reads_as_the_plain_search(pieces):
+    """literal_size skips the regex where it cannot match; what it answers is still the regex's answer."""
+    import re
+
+    line = b"".join(pieces)
+    m = re.search(rb"~?\{(\d+)(\+?)\}\r?\n?$", line)
+    assert literal_size(line) == (int(m.group(1)) if m else None)
 
 
 def test_escape_component():

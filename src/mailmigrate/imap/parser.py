@@ -51,7 +51,11 @@ class _Literal:
 
 def literal_size(line: bytes) -> int | None:
     """If a response line ends with a literal announcement ``{n}``, its size."""
-    m = _LITERAL_AT_END.search(line)
+    # Called for every line read: most end in no "}", and an announcement can only begin at the last "{"
+    # (or a "~" just before it), so the regex needs neither to scan the whole line nor to run at all.
+    if line.rstrip(b"\r\n")[-1:] != b"}":
+        return None
+    m = _LITERAL_AT_END.search(line, max(0, line.rfind(b"{") - 1))
     return int(m.group(1)) if m else None
 
 
