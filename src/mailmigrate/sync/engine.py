@@ -26,7 +26,7 @@ import random
 import threading
 import time
 from dataclasses import dataclass, field
-from typing import Callable, Sequence
+from typing import Callable
 
 from ..errors import ConfigError, FolderFailed, FormatError, MailmigrateError, ServerRefused
 from ..model import AccountResult, FolderPath, FolderStatus, Problem
@@ -421,30 +421,6 @@ class _AccountRun(FolderRun, Recovery, Copying, Changes, Parallel):
             self._reopen_source()
         self.finished.add(path)
 
-    def _target_statuses(self, plans: list[FolderPlan]) -> dict[FolderPath, FolderStatus]:
-        """Target status of every mapped folder that exists, in one pipelined call, keyed by source path."""
-        want = {}
-        for p in plans:
-            f = self.state.folder(self.account, p.source.path)
-            if f is not None and self._tid(f.target_path) in self.target_paths:
-                want[p.source.path] = f.target_path
-        if not want:
-            return {}
-        try:
-            st = self.target.folder_statuses(list(dict.fromkeys(want.values())))
-        except (FolderFailed, ServerRefused):
-            return {}
-        return {sp: st[tp] for sp, tp in want.items() if tp in st}
-
-    def _skip_unchanged(self, plan: FolderPlan, s: FolderStatus | None, t: FolderStatus | None) -> bool:
-        if s is None or t is None:
-            return False
-        f = self.state.folder(self.account, plan.source.path)
-        if f is None or not self._unchanged(f, s, t) or self.state.has_lost_intents(f.id):
-            return False
-        self.c.skipped += s.count or 0
-        return True
-
     def _fork(self, source: Store, target: Store) -> "_AccountRun":
         """A worker sharing this account's state, options and report, with its own connections and counters."""
         run = _AccountRun(_Sided(source, "source"), _Sided(target, "target"), self.account, self.state, self.opt,
@@ -458,18 +434,6 @@ class _AccountRun(FolderRun, Recovery, Copying, Changes, Parallel):
         run._withheld = self._withheld
         run.source_preset, run.target_preset, run.size_limit = self.source_preset, self.target_preset, self.size_limit
         return run
-
-    def _source_statuses(self, paths: Sequence[FolderPath]) -> dict[FolderPath, FolderStatus]:
-        try:
-            return self.source.folder_statuses(paths)
-        except (FolderFailed, FormatError, ServerRefused):
-            out = {}
-            for p in paths:  # one broken folder must not hide the others' status
-                try:
-                    out[p] = self.source.folder_status(p)
-                except (FolderFailed, FormatError, ServerRefused):
-                    pass
-            return out
 
     def _problem(self, folder: FolderPath | None, message: str | None, reason: str, kind: str = "message") -> None:
         p = Problem(self.account, display(folder) if folder is not None else None, message, reason, kind)

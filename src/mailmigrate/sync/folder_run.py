@@ -13,8 +13,9 @@ A mixin of the account's run (sync/engine.py).
 from __future__ import annotations
 
 import logging
+from typing import Sequence
 
-from ..errors import ConfigError, MailmigrateError
+from ..errors import ConfigError, FolderFailed, FormatError, MailmigrateError, ServerRefused
 from ..model import FolderPath, FolderStatus, MessageMeta, PermanentFlags
 from . import gmail
 from .folders import FolderPlan, display
@@ -125,6 +126,43 @@ class FolderRun:
             target_validity=tgt_status.validity,
         )
         self.opt.progress.folder_done(self.account, name)
+
+    # --- which folders need a run: both sides' STATUS, pipelined ------------------------------------
+    def _source_statuses(self, paths: Sequence[FolderPath]) -> dict[FolderPath, FolderStatus]:
+        try:
+            return self.source.folder_statuses(paths)
+        except (FolderFailed, FormatError, ServerRefused):
+            out = {}
+            for p in paths:  # one broken folder must not hide the others' status
+                try:
+                    out[p] = self.source.folder_status(p)
+                except (FolderFailed, FormatError, ServerRefused):
+                    pass
+            return out
+
+    def _target_statuses(self, plans: list[FolderPlan]) -> dict[FolderPath, FolderStatus]:
+        """Target status of every mapped folder that exists, in one pipelined call, keyed by source path."""
+        want = {}
+        for p in plans:
+            f = self.state.folder(self.account, p.source.path)
+            if f is not None and self._tid(f.target_path) in self.target_paths:
+                want[p.source.path] = f.target_path
+        if not want:
+            return {}
+        try:
+            st = self.target.folder_statuses(list(dict.fromkeys(want.values())))
+        except (FolderFailed, ServerRefused):
+            return {}
+        return {sp: st[tp] for sp, tp in want.items() if tp in st}
+
+    def _skip_unchanged(self, plan: FolderPlan, s: FolderStatus | None, t: FolderStatus | None) -> bool:
+        if s is None or t is None:
+            return False
+        f = self.state.folder(self.account, plan.source.path)
+        if f is None or not self._unchanged(f, s, t) or self.state.has_lost_intents(f.id):
+            return False
+        self.c.skipped += s.count or 0
+        return True
 
     def _target_there(self, target_path: FolderPath) -> bool:
         """Whether the target folder exists now (a dry run creates none)."""
