@@ -403,7 +403,7 @@ class EngineMachine(RuleBasedStateMachine):
             old = pre_claims.get((tp, key))
             if old is not None:
                 # a row a killed run left with a STORE in flight holds the flags before and after it; the
-                # copy holds either, so the change relative to each is applied (engine._apply_flags)
+                # copy holds either, so the change relative to each is applied (sync.plan.flag_updates)
                 was, now = from_in_flight(old.source_flags)
                 assert got == (had | (src_flags - was) | (src_flags - now)) - (was - src_flags) - (now - src_flags), \
                     (tp, key)
@@ -457,8 +457,8 @@ def test_a_flag_change_left_by_a_killed_run_follows_the_source_back(tmp_path):
 
 def test_a_dry_run_after_a_killed_run_counts_what_the_rerun_copies(tmp_path):
     """A run killed before its APPEND left a PENDING row and no copy.  The next real run recovers nothing and
-    copies the message; the dry run before it says there is nothing to copy (engine._dry_run_folder counts
-    every source key with a row, whatever its state, as there)."""
+    copies the message; the dry run before it said there was nothing to copy (the old engine._dry_run_folder
+    counted every source key with a row, whatever its state, as there)."""
     src, tgt = MemoryMailbox(), MemoryMailbox()
     state = StateDB.open(tmp_path / "state.db")
 
@@ -511,8 +511,8 @@ def test_a_new_uidvalidity_after_a_killed_first_run_loses_no_message(tmp_path):
 
 def test_a_dry_run_after_a_new_source_uidvalidity_counts_what_the_run_copies(tmp_path):
     """The source's folder renumbered (a new UIDVALIDITY) since the last run: the real run re-matches its
-    messages by content and copies nothing; the dry run (engine._dry_run_folder) warns, then counts every
-    message whose new UID no row has as one to copy."""
+    messages by content and copies nothing; the dry run (the old engine._dry_run_folder) warned, then counted
+    every message whose new UID no row has as one to copy."""
     src, tgt = MemoryMailbox(), MemoryMailbox()
     run = _runner(src, tgt, StateDB.open(tmp_path / "state.db"))
     src.expunge(("INBOX",), src.deliver(("INBOX",), b"Subject: first\r\n\r\nexpunged\r\n"))

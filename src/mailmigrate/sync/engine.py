@@ -219,7 +219,6 @@ def _backoff(attempt: int, options: SyncOptions, suggested: float | None) -> flo
     return base * (0.5 + random.random() / 2)  # jitter: many accounts retrying must not stampede
 
 
-
 class _AccountRun(FolderRun, Recovery, Copying, Changes, Parallel):
     """One account's run: both sides' connections, the folder mapping, and what the folder runs share."""
 

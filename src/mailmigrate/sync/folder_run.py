@@ -52,7 +52,8 @@ class FolderRun:
         if self.opt.selection.just_folders:
             # --just-folders: the tree is there; no message is read, copied or deleted, and no mark is
             # recorded, so that a later full run looks at every message.
-            self.opt.progress.folder_done(self.account, name)
+            if not dry:
+                self.opt.progress.folder_done(self.account, name)
             return
         if tgt_status is None:
             tgt_status = self.target.folder_status(target_path)
