@@ -56,7 +56,7 @@ class FolderRun:
                 self.opt.progress.folder_done(self.account, name)
             return
         if tgt_status is None:
-            tgt_status = self.target.folder_status(target_path)
+            tgt_status = self._target_status(target_path)
         dedupe = self._dedupes(plan)
         if not dry:
             if dedupe and gmail.release_orphans(self.state, self.account, fstate):
@@ -164,6 +164,18 @@ class FolderRun:
             return False
         self.c.skipped += s.count or 0
         return True
+
+    def _target_status(self, target_path: FolderPath) -> FolderStatus:
+        try:
+            return self.target.folder_status(target_path)
+        except (FolderFailed, ServerRefused):
+            if not self.opt.dry_run:
+                raise
+            # Listed but not there (a Maildir target not made yet lists its INBOX): for a dry run a folder
+            # that holds nothing yet, and none of its reads ask the target again.
+            self.target_paths.discard(self._tid(target_path))
+            self._dry_created.add(self._tid(target_path))
+            return _NOT_THERE
 
     def _target_there(self, target_path: FolderPath) -> bool:
         """Whether the target folder exists now (a dry run creates none)."""
