@@ -19,7 +19,7 @@ from ..errors import ConfigError, FolderFailed, FormatError, MailmigrateError, S
 from ..model import FolderPath, FolderStatus, MessageMeta, PermanentFlags
 from . import gmail
 from .folders import FolderPlan, display
-from .plan import FolderWork, new_messages, plan_folder
+from .plan import FolderWork, flags_differ, new_messages, plan_folder
 
 log = logging.getLogger("mailmigrate.sync")
 
@@ -79,7 +79,10 @@ class FolderRun:
             # the rerun must be able to tell when they no longer name the same messages.
             self.state.set_folder_marks(fstate.id, source_validity=status.validity, source_uidnext=None,
                                         source_modseq=None, source_count=None, target_validity=fstate.target_validity)
-        perm = self.target.permanent_flags(target_path) if tgt_status is not _NOT_THERE else PermanentFlags()
+        if dry and (tgt_status is _NOT_THERE or not flags_differ(metas, rows)):
+            perm = PermanentFlags()  # no flag to filter; what a copy would keep is the run's business
+        else:
+            perm = self.target.permanent_flags(target_path)
         opt = self.opt
         work = plan_folder(metas, rows, source_count=source_count, perm=perm, vanished=vanished,
                            selection=opt.selection, matched=self._search_matched(src_path, metas, rows),

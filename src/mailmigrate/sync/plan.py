@@ -88,6 +88,16 @@ def new_messages(metas: Iterable[MessageMeta], rows: Container[str]) -> list[Mes
     return [m for m in metas if m.key not in rows]
 
 
+def flags_differ(metas: Iterable[MessageMeta], rows: dict[str, MessageRow]) -> bool:
+    """Whether any copy's flags may change: a dry run asks the target's PERMANENTFLAGS only then (on IMAP
+    that takes a read-write SELECT, which a dry run spares a folder it has nothing to change in)."""
+    for m in metas:
+        row = rows.get(m.key)
+        if row is not None and row.state == DONE and clean(m.flags) != row.source_flags:
+            return True
+    return False
+
+
 def flag_updates(metas: Iterable[MessageMeta], rows: dict[str, MessageRow], perm: PermanentFlags) -> FlagWork:
     """The source's flag changes onto the copies, as additions and removals relative to the flags the state
     recorded (so what a user changed on the target alone stays).
