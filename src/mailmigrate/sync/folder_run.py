@@ -96,7 +96,7 @@ class FolderRun:
             self.c.skipped_in_label += kept - len(new)  # not "already there": counted apart
         self.c.skipped += work.skipped
 
-        failures_before = self.c.failed
+        failures_before, deleted_before = self.c.failed, self.c.deleted
         if dry:
             self.c.flags_updated += len(work.flags.stores)
             self.c.copied += len(new)
@@ -111,6 +111,11 @@ class FolderRun:
         elif work.gone and (not dry or tgt_status is not _NOT_THERE):
             self._delete(fstate, target_path, work.gone, tgt_status.validity)
         if dry:
+            # The plan, with -v: what the run would do in this folder.
+            log.info("account %s, folder %s: would copy %d messages (%d bytes), update the flags of %d copies "
+                     "and delete %d%s", self.account, name, len(new), sum(m.size or 0 for m in new),
+                     len(work.flags.stores), self.c.deleted - deleted_before,
+                     f" ({work.going} deletes withheld: {work.withheld})" if work.withheld else "")
             return
         self._sweep(fstate, target_path, settle=True)
 
