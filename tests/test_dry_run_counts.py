@@ -6,10 +6,10 @@ every row with a target key where the run checks the copy first, every flag diff
 only what survives the target's PERMANENTFLAGS, a full listing where the run reads the change log).  Both
 now make one plan (sync/plan.py) from one reading of the folder; this test holds them to it over random
 histories: the hostile corpus (folder names and messages of tests/test_sync_imap.py and
-tests/test_reliability_input.py), new mail, flag changes on both sides, expunges, a folder renumbered or
-renamed, copies deleted on the target behind the state's back, runs killed mid-way, and ``--delete`` with and
-without the emptied-source guard.  The random part runs over the in-memory stores (stores/memory.py); one fixed
-history runs against real Dovecot servers through the command line.
+tests/test_reliability_input.py), new mail, flag changes on both sides, expunges, a folder renumbered (on
+either side) or renamed, copies deleted on the target behind the state's back, runs killed mid-way, and
+``--delete`` with and without the emptied-source guard.  The random part runs over the in-memory stores
+(stores/memory.py); one fixed history runs against real Dovecot servers through the command line.
 """
 
 from __future__ import annotations
@@ -85,6 +85,7 @@ OPS = st.one_of(
     st.tuples(st.just("target_flags"), st.integers(0, 999), FLAGS),
     st.tuples(st.just("target_expunge"), st.integers(0, 999)),
     st.tuples(st.just("renumber"), st.sampled_from(NAMES)),
+    st.tuples(st.just("target_renumber"), st.sampled_from(NAMES)),
     st.tuples(st.just("rename"), st.sampled_from(NAMES[1:]), st.sampled_from(NAMES[1:])),
     st.tuples(st.just("killed"), st.integers(1, 6), st.booleans(), st.booleans()),
     st.tuples(st.just("sync"), st.booleans()),
@@ -123,6 +124,8 @@ class History:
             self.tgt.expunge(*p)  # a copy gone behind the state's back: the row still claims it
         elif kind == "renumber" and args[0] in self.src.paths():
             self.src.renumber(args[0])
+        elif kind == "target_renumber" and args[0] in self.tgt.paths():
+            self.tgt.renumber(args[0])  # a target folder restored or re-indexed: its copies under new keys
         elif kind == "rename":
             old, new = args
             paths = self.src.paths()

@@ -93,13 +93,15 @@ class Recovery:
             return False
         return not self.state.has_pending(f.id)
 
-    def _find_on_target(self, f: FolderState, target_path,
-                        rows: list[MessageRow]) -> tuple[dict[str, str], FolderStatus]:
-        """Source key -> target key for rows whose copies are found; also the target's status as listed."""
+    def _find_on_target(self, f: FolderState, target_path, rows: list[MessageRow],
+                        claimed: set[str] | None = None) -> tuple[dict[str, str], FolderStatus]:
+        """Source key -> target key for rows whose copies are found; also the target's status as listed.
+        ``claimed``: the target keys rows hold (default: as the state records them)."""
         floors = [r.uid_floor for r in rows if r.uid_floor is not None]
         min_uid = min(floors) if (floors and self.target.ordered_keys and len(floors) == len(rows)) else None
         status, metas = self.target.list_messages(target_path, min_uid=min_uid)
-        claimed = self.state.all_target_keys(f.id)
+        if claimed is None:
+            claimed = self.state.all_target_keys(f.id)
         sizes = {r.size for r in rows}
         any_norm = any(r.norm_fingerprint for r in rows)
         cands = [
@@ -118,7 +120,10 @@ class Recovery:
         if self.opt.dry_run:
             # Without recording: an interrupted copy found on the target is there, one that is not is
             # copied again (so it is no row here).
-            found = self._find_on_target(f, target_path, pending)[0] if self._target_there(target_path) else {}
+            # The rows as the run would hold them by now (re-keyed, unrecorded) claim their copies.
+            claimed = {r.target_key for r in rows.values() if r.target_key is not None}
+            found = (self._find_on_target(f, target_path, pending, claimed)[0] if self._target_there(target_path)
+                     else {})
             self.c.recovered += len(found)
             return {k: dataclasses.replace(r, state=DONE, target_key=found[k]) if k in found else r
                     for k, r in rows.items() if r.state != PENDING or k in found}
