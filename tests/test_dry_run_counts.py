@@ -19,7 +19,7 @@ import tempfile
 from pathlib import Path
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
 from mailmigrate.model import PermanentFlags
@@ -149,7 +149,7 @@ def _counts(result) -> dict:
     return {k: getattr(result.counters, k) for k in COUNTS}
 
 
-@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(first=st.lists(st.tuples(st.sampled_from(NAMES), BODIES, FLAGS), min_size=1, max_size=12),
        ops=st.lists(OPS, max_size=10), delete=st.booleans(), force=st.booleans(), keywords=st.booleans(),
        max_size=st.sampled_from([None, 40, 2000]), uidplus=st.booleans())
@@ -177,6 +177,9 @@ def test_the_dry_run_counts_what_the_run_then_does_per_folder(first, ops, delete
                 assert after == before, "the dry run changed the target or the state"
                 real = h.run(folder=folder, **kw)
                 assert _counts(dry) == _counts(real), folder
+                for name, n in _counts(real).items():
+                    if n:
+                        event(f"a folder's run with {name}")  # --hypothesis-show-statistics: what was covered
             # and the whole account at once, after more changes
             for op in ops[::-1]:
                 if op[0] in ("flags", "expunge", "mail", "target_expunge"):
