@@ -56,6 +56,7 @@ class ImapStore(Store):
     kind = "imap"
     writable = True
     ordered_keys = True
+    searches = True
 
     def __init__(self, host: str, port: int, *, user: str, password: Secret, tls: str = "starttls",
                  insecure: bool = False, cafile: str | None = None, master_user: str | None = None,

@@ -44,6 +44,8 @@ from ..model import (
 )
 from ..stores import presets
 from ..stores.base import Store
+from ..stores.sided import SidedStore as _Sided
+from ..stores.sided import side_of as _side
 from .deletes import check_copies, guard_refusal
 from .folders import FolderPlan, display, plan_folders, separate_collisions
 from . import gmail
@@ -116,46 +118,6 @@ class SyncOptions:
     delete_guard: float = 0.5
     #: the user's folder and message rules (sync.selection)
     selection: Selection = field(default_factory=Selection)
-
-
-def _side(e: BaseException) -> str:
-    return getattr(e, "_mm_side", "")
-
-
-class _Sided:
-    """Wraps a store so that every error it raises knows whether it came from the source or the target."""
-
-    def __init__(self, store: Store, side: str):
-        self._store = store
-        self._side = side
-
-    def __getattr__(self, name):
-        attr = getattr(self._store, name)
-        if not callable(attr):
-            return attr
-        side = self._side
-
-        def call(*a, **kw):
-            try:
-                r = attr(*a, **kw)
-            except MailmigrateError as e:
-                if not hasattr(e, "_mm_side"):
-                    e._mm_side = side
-                raise
-            if hasattr(r, "__next__"):
-                return _sided_iter(r, side)
-            return r
-
-        return call
-
-
-def _sided_iter(it, side):
-    try:
-        yield from it
-    except MailmigrateError as e:
-        if not hasattr(e, "_mm_side"):
-            e._mm_side = side
-        raise
 
 
 def sync_account(
@@ -1363,10 +1325,9 @@ class _AccountRun:
         sel = self.opt.selection
         out = [m for m in metas if sel.wants_message(m)]
         if sel.search is not None and out:
-            search = getattr(self.source, "search_uids", None)
-            if search is None:
+            if not self.source.searches:
                 raise ConfigError("--search takes IMAP SEARCH keys: it works on IMAP sources only")
-            matched = search(src_path, sel.search)
+            matched = self.source.search_uids(src_path, sel.search)
             out = [m for m in out if m.key in matched]
         return out
 
