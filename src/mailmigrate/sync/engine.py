@@ -411,14 +411,12 @@ class _AccountRun:
         path = plan.source.path
         try:
             self.sync_folder(plan, status, tgt_status)
-        except (FolderFailed, FormatError) as e:
-            self._problem(path, None, str(e), kind="folder")
-            self.c.failed += 1
-        except ServerRefused as e:
-            if e.code not in (None, "TRYCREATE", "NONEXISTENT", "CANNOT", "CLIENTBUG"):
-                raise
-            # A folder the server will not create or open: report it, go on with the rest.
-            self._problem(path, None, f"{_side(e) or 'server'} refused: {e}", kind="folder")
+        except MailmigrateError as e:
+            if e.scope != "folder":
+                raise  # the account's trouble (or the run's): sync_account decides, retrying what it can
+            # This folder's trouble (the store said so): report it, go on with the rest.
+            self._problem(path, None, f"{_side(e) or 'server'} refused: {e}" if isinstance(e, ServerRefused)
+                          else str(e), kind="folder")
             self.c.failed += 1
         if self._reopen_source_needed:
             self._reopen_source_needed = False
@@ -523,13 +521,16 @@ class _AccountRun:
     def _source_statuses(self, paths: Sequence[FolderPath]) -> dict[FolderPath, FolderStatus]:
         try:
             return self.source.folder_statuses(paths)
-        except (FolderFailed, FormatError, ServerRefused):
+        except MailmigrateError as e:
+            if e.scope != "folder":
+                raise
             out = {}
             for p in paths:  # one broken folder must not hide the others' status
                 try:
                     out[p] = self.source.folder_status(p)
-                except (FolderFailed, FormatError, ServerRefused):
-                    pass
+                except MailmigrateError as err:
+                    if err.scope != "folder":
+                        raise
             return out
 
     def _ensure_target_folder(self, plan: FolderPlan, fstate, target_path: FolderPath):
