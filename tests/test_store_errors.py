@@ -84,3 +84,39 @@ def test_a_missing_folder_is_the_folders_trouble_on_a_real_server(dovecot_store)
     with pytest.raises(FolderFailed) as e:
         s.list_messages(("Never there",))
     assert e.value.scope == "folder"
+
+
+# --- the engine acts on the scope the store gave, not on a response code -------------------------------------
+
+def _run(tmp_path, error):
+    from mailmigrate.sync.engine import SyncOptions, sync_account
+    from mailmigrate.sync.state import StateDB
+
+    src, tgt = MemoryMailbox(), MemoryMailbox()
+    for folder in ("Alpha", "Beta"):
+        for i in range(2):
+            src.deliver((folder,), f"Subject: {folder} {i}\r\n\r\nbody\r\n".encode())
+    src.faults.fail_fetch(1, error)  # the first message read, in whichever folder comes first
+    state = StateDB.open(tmp_path / "state.db")
+    try:
+        result = sync_account(MemoryStore(src), MemoryStore(tgt), account_name="acc", state=state,
+                              options=SyncOptions(connections=1, max_attempts=1, backoff_base=0.0))
+    finally:
+        state.close()
+    copied = {f: len(tgt.folders[(f,)].messages) for f in ("Alpha", "Beta") if (f,) in tgt.folders}
+    return result, copied
+
+
+def test_a_refusal_the_store_scoped_to_its_folder_costs_that_folder_only(tmp_path):
+    """NOPERM with the folder's scope: before, the engine read the code and stopped the whole account."""
+    result, copied = _run(tmp_path, lambda: ServerRefused("not yours", code="NOPERM", scope="folder"))
+    assert result.error is None and result.counters.failed == 1
+    assert sorted(copied.values()) in ([0, 2], [2])  # one folder reported, the other copied whole
+    assert [p.kind for p in result.problems if "not yours" in p.describe()] == ["folder"]
+
+
+def test_a_refusal_the_store_scoped_to_the_account_stops_it(tmp_path):
+    """TRYCREATE with the account's scope: before, the engine read the code and went on with the next folder."""
+    result, copied = _run(tmp_path, lambda: ServerRefused("no more", code="TRYCREATE", scope="account"))
+    assert result.error is not None and "no more" in result.error
+    assert result.counters.failed == 0 and sum(copied.values()) == 0
