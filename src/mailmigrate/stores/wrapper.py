@@ -2,11 +2,11 @@
 
 Why every method is written out rather than passed on by ``__getattr__``: a wrapper that forwards by name
 forwards what the wrapped store happens to have, and one that forwards by hand forgets what was added to
-:class:`~.base.Store` after it was written (a wrapper that left out ``changes_since`` made every rerun list
-every folder; one without ``reconnect`` gave its fleet slot back mid-account).  Here each method of the
-interface is forwarded once, through :meth:`StoreWrapper._call`, so a subclass changes how calls are made in
-one place and overrides only what it does differently; tests/test_store_wrappers.py fails when a method of
-``Store`` is not forwarded.
+:class:`~.base.Store` after it was written (the NethServer paths' escaping wrapper left out ``changes_since``
+and ``reconnect``: behind it a rerun listed every folder in full, and a reconnect fell back to Store's close-
+and-open). Here each method of the interface is forwarded once, through :meth:`StoreWrapper._call`, so a
+subclass changes how calls are made in one place and overrides only what it does differently;
+tests/test_store_wrappers.py fails when a method of ``Store`` is not forwarded.
 
 The wrapped object needs to be a Store only as far as it is used: the fleet's tests wrap a bare connection
 that only opens and closes.
