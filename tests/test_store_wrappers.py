@@ -11,6 +11,7 @@ import pkgutil
 import pytest
 
 import mailmigrate
+from contract.factories import FreeSlots
 from mailmigrate.errors import ConnectionLost, FolderFailed
 from mailmigrate.stores.base import Store
 from mailmigrate.stores.sided import SidedStore, side_of
@@ -99,27 +100,11 @@ def _arguments(name):
     return tuple(args), kwargs
 
 
-class _Slots:
-    """What SlotStore asks of the fleet's slots, always granted: this test is about forwarding."""
-
-    def on_lost(self, fn):
-        pass
-
-    def acquire(self, key, limit, wait):
-        return "token"
-
-    def holds(self, key, token):
-        return True
-
-    def release(self, key, token):
-        pass
-
-
 def _wrap(wrapper, inner):
     if wrapper is SidedStore:
         return SidedStore(inner, "target")
     if wrapper.__name__ == "SlotStore":
-        return wrapper(inner, _Slots(), "mm:slots:target:x", 1)
+        return wrapper(inner, FreeSlots(), "mm:slots:target:x", 1)
     return wrapper(inner)
 
 
