@@ -27,6 +27,7 @@ from ..model import (SPECIAL_USES, AppendItem, Body, FolderInfo, FolderPath, Fol
                      PermanentFlags, Secret, intern_flags)
 from .base import FolderChanges, Store
 from .imap_changes import changes_since as _changes_since
+from .imap_refusals import scopes_refusals
 
 log = logging.getLogger("mailmigrate.stores.imap")
 LISTING_SLACK = 10_000  # FETCH answers beyond those asked for (new mail, flag updates) a command may bring
@@ -52,10 +53,12 @@ def unescape_component(name: str, sep: str | None) -> str:
     return name
 
 
+@scopes_refusals
 class ImapStore(Store):
     kind = "imap"
     writable = True
     ordered_keys = True
+    searches = True
 
     def __init__(self, host: str, port: int, *, user: str, password: Secret, tls: str = "starttls",
                  insecure: bool = False, cafile: str | None = None, master_user: str | None = None,

@@ -28,10 +28,12 @@ import time
 from dataclasses import dataclass, field
 from typing import Callable
 
-from ..errors import ConfigError, FolderFailed, FormatError, MailmigrateError, ServerRefused
+from ..errors import ConfigError, MailmigrateError, ServerRefused
 from ..model import AccountResult, FolderPath, FolderStatus, Problem
 from ..stores import presets
 from ..stores.base import Store
+from ..stores.sided import SidedStore as _Sided
+from ..stores.sided import side_of as _side
 from . import gmail
 from .changes import Changes
 from .copying import Copying, describe_message  # noqa: F401  (describe_message: part of the engine's API)
@@ -49,46 +51,6 @@ log = logging.getLogger("mailmigrate.sync")
 
 # SyncOptions travel (fleet jobs, projects): their home is sync/options.py, with their serialisation
 from .options import Progress, SyncOptions  # noqa: E402,F401
-
-
-def _side(e: BaseException) -> str:
-    return getattr(e, "_mm_side", "")
-
-
-class _Sided:
-    """Wraps a store so that every error it raises knows whether it came from the source or the target."""
-
-    def __init__(self, store: Store, side: str):
-        self._store = store
-        self._side = side
-
-    def __getattr__(self, name):
-        attr = getattr(self._store, name)
-        if not callable(attr):
-            return attr
-        side = self._side
-
-        def call(*a, **kw):
-            try:
-                r = attr(*a, **kw)
-            except MailmigrateError as e:
-                if not hasattr(e, "_mm_side"):
-                    e._mm_side = side
-                raise
-            if hasattr(r, "__next__"):
-                return _sided_iter(r, side)
-            return r
-
-        return call
-
-
-def _sided_iter(it, side):
-    try:
-        yield from it
-    except MailmigrateError as e:
-        if not hasattr(e, "_mm_side"):
-            e._mm_side = side
-        raise
 
 
 def sync_account(
@@ -367,14 +329,12 @@ class _AccountRun(FolderRun, Recovery, Copying, Changes, Parallel):
         path = plan.source.path
         try:
             self.sync_folder(plan, status, tgt_status)
-        except (FolderFailed, FormatError) as e:
-            self._problem(path, None, str(e), kind="folder")
-            self.c.failed += 1
-        except ServerRefused as e:
-            if e.code not in (None, "TRYCREATE", "NONEXISTENT", "CANNOT", "CLIENTBUG"):
-                raise
-            # A folder the server will not create or open: report it, go on with the rest.
-            self._problem(path, None, f"{_side(e) or 'server'} refused: {e}", kind="folder")
+        except MailmigrateError as e:
+            if e.scope != "folder":
+                raise  # the account's trouble (or the run's): sync_account decides, retrying what it can
+            # This folder's trouble (the store said so): report it, go on with the rest.
+            self._problem(path, None, f"{_side(e) or 'server'} refused: {e}" if isinstance(e, ServerRefused)
+                          else str(e), kind="folder")
             self.c.failed += 1
         if self._reopen_source_needed:
             self._reopen_source_needed = False

@@ -15,7 +15,7 @@ from __future__ import annotations
 import logging
 from typing import Sequence
 
-from ..errors import ConfigError, FolderFailed, FormatError, MailmigrateError, ServerRefused
+from ..errors import ConfigError, FolderFailed, MailmigrateError, ServerRefused
 from ..model import FolderPath, FolderStatus, MessageMeta, PermanentFlags
 from . import gmail
 from .folders import FolderPlan, display
@@ -140,13 +140,16 @@ class FolderRun:
     def _source_statuses(self, paths: Sequence[FolderPath]) -> dict[FolderPath, FolderStatus]:
         try:
             return self.source.folder_statuses(paths)
-        except (FolderFailed, FormatError, ServerRefused):
+        except MailmigrateError as e:
+            if e.scope != "folder":
+                raise
             out = {}
             for p in paths:  # one broken folder must not hide the others' status
                 try:
                     out[p] = self.source.folder_status(p)
-                except (FolderFailed, FormatError, ServerRefused):
-                    pass
+                except MailmigrateError as err:
+                    if err.scope != "folder":
+                        raise
             return out
 
     def _target_statuses(self, plans: list[FolderPlan]) -> dict[FolderPath, FolderStatus]:
@@ -195,10 +198,9 @@ class FolderRun:
         sel = self.opt.selection
         if sel.search is None or not any(sel.wants_message(m) for m in new_messages(metas, rows)):
             return None
-        search = getattr(self.source, "search_uids", None)
-        if search is None:
+        if not self.source.searches:
             raise ConfigError("--search takes IMAP SEARCH keys: it works on IMAP sources only")
-        return search(src_path, sel.search)
+        return self.source.search_uids(src_path, sel.search)
 
     def _report_left_out(self, src_path, work: FolderWork) -> None:
         """Rules and the target's size limit: each message larger than the target takes is reported and
