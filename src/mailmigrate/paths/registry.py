@@ -1,0 +1,54 @@
+"""The migration paths by name: the one place that maps ``[project] path = "..."`` to a plug-in.
+
+A new path is a :class:`~.base.MigrationPath` subclass passed to :func:`register`; the workflow, the CLI and
+the dashboard then drive it without a change.  The built-in paths register themselves when this module is
+first asked (their modules import heavier parts of the tree, which a CLI command that runs no project should
+not pay for).
+"""
+
+from __future__ import annotations
+
+import importlib
+
+from ..errors import ConfigError
+from .base import MigrationPath
+
+_PATHS: dict[str, type[MigrationPath]] = {}
+#: modules holding the built-in paths, in the order ``names()`` lists them
+_BUILTIN = ("mailmigrate.paths.mailbox", "mailmigrate.paths.nethserver.plugin",
+            "mailmigrate.paths.communigate.plugin")
+_loaded = False
+
+
+def register(cls: type[MigrationPath]) -> type[MigrationPath]:
+    """Make ``cls`` the path of its ``name`` (usable as a class decorator)."""
+    if not cls.name:
+        raise ValueError(f"{cls.__name__} has no name")
+    _PATHS[cls.name] = cls
+    return cls
+
+
+def unregister(name: str) -> None:
+    _PATHS.pop(name, None)
+
+
+def _load() -> None:
+    global _loaded
+    if not _loaded:
+        _loaded = True
+        for mod in _BUILTIN:
+            importlib.import_module(mod)
+
+
+def names() -> tuple[str, ...]:
+    _load()
+    return tuple(_PATHS)
+
+
+def get(name: str, project_name: str | None = None) -> type[MigrationPath]:
+    _load()
+    try:
+        return _PATHS[name]
+    except KeyError:
+        who = f"project {project_name}: " if project_name else ""
+        raise ConfigError(f"{who}path {name!r} is not one of {', '.join(_PATHS)}") from None
