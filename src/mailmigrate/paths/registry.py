@@ -13,6 +13,8 @@ import importlib
 from ..errors import ConfigError
 from .base import MigrationPath
 
+#: the path of a project file that names none
+DEFAULT = "mailbox"
 _PATHS: dict[str, type[MigrationPath]] = {}
 #: modules holding the built-in paths, in the order ``names()`` lists them
 _BUILTIN = ("mailmigrate.paths.mailbox", "mailmigrate.paths.nethserver.plugin",

@@ -169,7 +169,7 @@ def load_project(file: str | os.PathLike) -> Project:
 
     proj = data.get("project", {})
     name = proj.get("name") or f.stem
-    path = proj.get("path", "mailbox")
+    path = proj.get("path", registry.DEFAULT)
     plugin = registry.get(path, name)
     state = proj.get("state", f"{name}-sync.db")
     state = state if str(state).startswith(("postgresql://", "postgres://")) else rel(state)
