@@ -10,7 +10,7 @@ ROOT = Path(__file__).resolve().parent.parent / "src" / "mailmigrate"
 
 # Lower number = lower layer.  Layers of equal rank do not import each other except where listed below.
 RANK = {
-    "": 0, "model": 0, "errors": 0,
+    "": 0, "model": 0, "errors": 0, "credentials": 0,
     "formats": 1, "imap": 1,
     "stores": 2, "directory": 2,
     "sync": 3,
@@ -22,6 +22,9 @@ RANK = {
 ALLOWED = {
     # the CommuniGate directory reader finds account files the way the CommuniGate store does
     ("directory", "stores"),
+    # the bottom layer: passwords are refused with a ConfigError, and model.Secret is credentials.Secret
+    ("credentials", "errors"),
+    ("model", "credentials"),
 }
 
 

@@ -14,6 +14,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import BinaryIO, Iterator
 
+from .credentials import Secret  # noqa: F401  (its home is credentials.py; many modules import it from here)
+
 #: A folder is named by its decoded (Unicode) components, independent of any store's separator or
 #: encoding; ("INBOX",) is the inbox and ("Work", "a/b") is a sub-folder whose own name holds a "/".
 FolderPath = tuple[str, ...]
@@ -231,32 +233,6 @@ class Account:
     @property
     def name(self) -> str:
         return self.source_user or self.target_user or "(default)"
-
-
-class Secret:
-    """A password that refuses to show itself in logs, reprs, tracebacks and JSON."""
-
-    __slots__ = ("_value",)
-
-    def __init__(self, value: str):
-        self._value = value
-
-    def reveal(self) -> str:
-        return self._value
-
-    def __repr__(self) -> str:
-        return "Secret('***')"
-
-    __str__ = __repr__
-
-    def __bool__(self) -> bool:
-        return bool(self._value)
-
-    def __eq__(self, other) -> bool:
-        return isinstance(other, Secret) and other._value == self._value
-
-    def __hash__(self) -> int:
-        return hash(("secret", self._value))
 
 
 @dataclass

@@ -23,7 +23,6 @@ import json
 import logging
 import os
 import shlex
-import stat
 import subprocess
 import threading
 import time
@@ -32,6 +31,7 @@ import urllib.parse
 import urllib.request
 from pathlib import Path
 
+from ..credentials import check_private as _private  # the one check of files holding secrets
 from ..errors import AuthenticationFailed, ConfigError, TemporaryFailure
 from ..formats.atomic import replace_file
 from ..model import Secret
@@ -41,16 +41,6 @@ log = logging.getLogger("mailmigrate.oauth")
 #: renew this many seconds before the provider's expiry, or a tenth of the lifetime if that is shorter
 MARGIN = 120.0
 MECHANISMS = ("xoauth2", "oauthbearer")
-
-
-def _private(path: Path, what: str) -> None:
-    try:
-        mode = path.stat().st_mode
-    except OSError as e:
-        raise ConfigError(f"{what} {path}: {e.strerror}") from None
-    if mode & (stat.S_IRWXG | stat.S_IRWXO):
-        raise ConfigError(f"{what} {path} is readable by other users (mode {stat.S_IMODE(mode):04o}); "
-                          f"run chmod 600 {path}")
 
 
 class TokenSource:

@@ -1,7 +1,8 @@
 """The accounts to move and their passwords, from the command line, the environment and a CSV file.
 
 Passwords never come from argv (every user on the machine can read a process's arguments): they come from
-the environment, from a file, or from the accounts file, which must then not be readable by others.
+the environment, from a file, or from the accounts file, which must then not be readable by others (the
+rules, and the filter every password read is given to, are in credentials.py).
 """
 
 from __future__ import annotations
@@ -9,40 +10,13 @@ from __future__ import annotations
 import csv
 import io
 import os
-import stat
 from pathlib import Path
 
+# password_from and read_password_file are used by a dozen commands and paths under these names
+from ..credentials import SECRETS, Secret, check_private, password_from, read_password_file  # noqa: F401
 from ..errors import ConfigError
-from ..model import Account, Secret
+from ..model import Account
 from .selection import Selection
-
-
-def read_password_file(path: str | os.PathLike, what: str) -> Secret:
-    p = Path(path)
-    try:
-        data = p.read_text(encoding="utf-8")
-    except OSError as e:
-        raise ConfigError(f"{what} password file {p}: {e.strerror}") from None
-    _check_private(p, what + " password file")
-    value = data.rstrip("\r\n")
-    if not value:
-        raise ConfigError(f"{what} password file {p} is empty")
-    return Secret(value)
-
-
-def _check_private(p: Path, what: str) -> None:
-    mode = p.stat().st_mode
-    if mode & (stat.S_IRWXG | stat.S_IRWXO):
-        raise ConfigError(
-            f"{what} {p} is readable by other users (mode {stat.S_IMODE(mode):04o}); run chmod 600 {p}"
-        )
-
-
-def password_from(env_name: str, file: str | None, what: str) -> Secret | None:
-    if file:
-        return read_password_file(file, what)
-    value = os.environ.get(env_name)
-    return Secret(value) if value else None
 
 
 def parse_accounts_csv(text: str, *, origin: str = "accounts file") -> list[Account]:
@@ -68,6 +42,8 @@ def parse_accounts_csv(text: str, *, origin: str = "accounts file") -> list[Acco
         tgt = cells[1] if len(cells) > 1 and cells[1] else src
         sp = Secret(row[2]) if len(row) > 2 and row[2] else None
         tp = Secret(row[3]) if len(row) > 3 and row[3] else None
+        SECRETS.add(sp)
+        SECRETS.add(tp)
         if (src, tgt) in seen:
             raise ConfigError(f"{origin}, line {lineno}: {src} -> {tgt} is listed twice")
         seen.add((src, tgt))
@@ -91,5 +67,5 @@ def load_accounts_file(path: str | os.PathLike) -> list[Account]:
         raise ConfigError(f"accounts file {p}: {e.strerror}") from None
     accounts = parse_accounts_csv(text, origin=f"accounts file {p}")
     if any(a.source_password or a.target_password for a in accounts):
-        _check_private(p, "accounts file with passwords")
+        check_private(p, "accounts file with passwords")
     return accounts

@@ -75,47 +75,8 @@ _HIGH_BYTE = re.compile(rb"[\x80-\xff]")
 _END = object()
 
 
-class Progress:
-    """Receives progress events; the CLI draws bars, the dashboard stores numbers.  All no-ops here."""
-
-    def account_start(self, account: str) -> None: ...
-    def folder_start(self, account: str, folder: str, to_copy: int, bytes_to_copy: int) -> None: ...
-    def copied(self, account: str, folder: str, messages: int, nbytes: int) -> None: ...
-    def folder_done(self, account: str, folder: str) -> None: ...
-    def account_done(self, account: str, result: AccountResult) -> None: ...
-
-
-@dataclass
-class SyncOptions:
-    delete: bool = False
-    dry_run: bool = False
-    max_attempts: int = 6
-    backoff_base: float = 0.5
-    backoff_max: float = 30.0
-    progress: Progress = field(default_factory=Progress)
-    #: called between batches; tests use it to simulate a crash at an exact point
-    checkpoint: Callable[[str], None] | None = None
-    #: set by the command line on Ctrl-C: accounts stop before their next batch, and no new one starts
-    stop_requested: threading.Event = field(default_factory=threading.Event)
-    #: messages the producer may read ahead of the appender
-    read_ahead: int = 256
-    #: connections per side and account: folders are synced this many at a time
-    connections: int = 3
-    #: shared by all accounts writing to the same target server (see sync.limits)
-    target_limiter: "RateLimiter | None" = None
-    #: seconds a lost intent stays watched for a late commit: far longer than any server takes to finish a
-    #: command whose client is gone
-    late_commit_window: float = 3600.0
-    #: seconds a run waits at the end of a folder for a late commit of intents it declared lost itself, so
-    #: that the usual case (the killed session finishes within a second) is settled by the same run
-    late_commit_grace: float = 2.0
-    #: delete even where the emptied-source guard would withhold deletes (sync.deletes.guard_refusal)
-    force_delete: bool = False
-    #: the emptied-source guard: withhold deletes when more than this share of a folder's (or the account's)
-    #: copies would go in one run
-    delete_guard: float = 0.5
-    #: the user's folder and message rules (sync.selection)
-    selection: Selection = field(default_factory=Selection)
+# SyncOptions travel (fleet jobs, projects): their home is sync/options.py, with their serialisation
+from .options import Progress, SyncOptions  # noqa: E402,F401
 
 
 def _side(e: BaseException) -> str:

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 from ..errors import MailmigrateError
 from ..model import Account
-from ..stores.registry import StoreOptions, build_store
+from .session import open_account
 
 
 @dataclass
@@ -29,22 +29,16 @@ class LoginResult:
 
 def check_logins(req, accounts: list[Account], *, jobs: int = 16) -> list[LoginResult]:
     """One LoginResult per account, in the accounts' order; both sides are tried for every account."""
-    from .runner import account_key
-
     def one(acc: Account) -> LoginResult:
-        name = account_key(req, acc)
-        src_pw = req.source_password if req.source_options.master_user else (acc.source_password or req.source_password)
-        tgt_pw = req.target_password if req.target_options.master_user else (acc.target_password or req.target_password)
-        for side, spec, user, pw, opts in (("source", req.source, acc.source_user, src_pw, req.source_options),
-                                           ("target", req.target, acc.target_user, tgt_pw,
-                                            StoreOptions(**{**req.target_options.__dict__, "create": False}))):
+        session = open_account(req, acc)  # never entered: no state, no lock, only the stores
+        for side in ("source", "target"):
             try:
-                store = build_store(spec, user=user, password=pw, options=opts, side=side)
+                store = session.store(side, create=False)
                 store.open()
                 store.close()
             except MailmigrateError as e:
-                return LoginResult(name, side, str(e), e.configuration)
-        return LoginResult(name, None, None)
+                return LoginResult(session.key, side, str(e), e.configuration)
+        return LoginResult(session.key, None, None)
 
     with ThreadPoolExecutor(max_workers=max(1, min(jobs, len(accounts) or 1)),
                             thread_name_prefix="mailmigrate-login") as pool:
