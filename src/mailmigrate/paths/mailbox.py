@@ -15,16 +15,14 @@ runs the copying of start, sync and finish on workers and calls :meth:`MailboxPa
 
 from __future__ import annotations
 
-import contextlib
-
-from ..errors import ConfigError, MailmigrateError, StateLocked
+from ..errors import ConfigError, MailmigrateError
 from ..model import Account
-from ..stores.registry import StoreOptions, build_store
+from ..stores.registry import StoreOptions
 from ..sync.abort import abort_account
 from ..sync.engine import Progress, SyncOptions
-from ..sync.runner import SyncRequest, account_key, login_for, migrate_account_key, run_sync
-from ..sync.state import RunLock, StateDB
-from ..sync.state_pg import PgStateDB, is_pg_url, open_state
+from ..sync.runner import SyncRequest, run_sync
+from ..sync.session import AccountSession, open_account
+from ..sync.state_pg import is_pg_url, open_state
 from ..sync.verify import verify_account
 from . import groupware
 from .base import MigrationPath, Outcome, Recorder, UnitInfo
@@ -118,11 +116,8 @@ class MailboxPath(MigrationPath):
         return out
 
     def _abort(self, acc: Account) -> Outcome:
-        req = self.request([acc])
-        name = account_key(req, acc)
-        with self._state(name) as state:
-            name = migrate_account_key(state, req, acc)
-            res = abort_account(self._store("target", acc), state, name)
+        with self.session(acc) as s:
+            res = abort_account(s.store("target", create=False), s.state, s.name)
         return Outcome(True, (f"removed {res.messages_removed} message(s) and {len(res.folders_removed)} folder(s) "
                               f"mailmigrate had made on the target"
                               + (f"; kept non-empty folders {', '.join(res.folders_kept)}" if res.folders_kept else "")
@@ -143,9 +138,8 @@ class MailboxPath(MigrationPath):
     def _groupware(self, acc: Account, record: Recorder, *, delete: bool) -> str:
         """The unit's calendars and contacts after its mail; what failed stays in the unit's log and meta
         (and makes a start or sync INCOMPLETE), the mail's result stands."""
-        name = account_key(self.request([acc]), acc)
-        with self._state(name) as state:
-            results = groupware.sync_unit(self.project.groupware, acc, state._conn,
+        with self.session(acc) as s:
+            results = groupware.sync_unit(self.project.groupware, acc, s.state._conn,
                                           passwords=self._groupware_passwords(), delete=delete)
         kept, said = [], []
         for what, r in results:
@@ -219,46 +213,23 @@ class MailboxPath(MigrationPath):
         return Outcome(True, said, True)
 
     def _verify_groupware(self, acc: Account, record: Recorder) -> dict:
-        name = account_key(self.request([acc]), acc)
-        with self._state(name) as state:
-            gv = groupware.verify_unit(self.project.groupware, acc, state._conn,
+        with self.session(acc) as s:
+            gv = groupware.verify_unit(self.project.groupware, acc, s.state._conn,
                                        passwords=self._groupware_passwords())
         record.update_meta({"groupware_verification": gv})
         return gv
 
     def verify(self, acc: Account):
-        req = self.request([acc])
-        name = account_key(req, acc)
-        with self._state(name) as state:
-            name = migrate_account_key(state, req, acc)
-            return verify_account(self._store("source", acc), self._store("target", acc), state, name,
+        with self.session(acc) as s:
+            return verify_account(s.store("source"), s.store("target", create=False), s.state, s.name,
                                   self.project.selection.with_rules(acc.rules))
 
     # --- the sync layer, as the project configures it ---------------------------------------------
-    @contextlib.contextmanager
-    def _state(self, account: str):
-        """The sync state, held for one account: the SQLite file for the run, or (PostgreSQL, shared with
-        fleet workers and other runs) the account's own lock, so nothing else copies it meanwhile."""
-        if not is_pg_url(self.project.state):
-            lock = RunLock(self.project.state)
-            lock.acquire()
-            try:
-                state = StateDB.open(self.project.state)
-                try:
-                    yield state
-                finally:
-                    state.close()
-            finally:
-                lock.release()
-            return
-        state = PgStateDB.open(self.project.state)
-        try:
-            if not state.lock_account(account, wait=30):
-                raise StateLocked(f"account {account} is being synced by another process (a fleet worker?); "
-                                  f"try again when it finished")
-            yield state
-        finally:
-            state.close()  # also releases the account's lock
+    def session(self, acc: Account) -> AccountSession:
+        """The account opened (its passwords, stores, the state and the account's lock): the SQLite state
+        for the action, or (PostgreSQL, shared with fleet workers and other runs) the account's own lock,
+        waited for half a minute, so nothing else copies it meanwhile."""
+        return open_account(self.request([acc]), acc, lock_wait=30)
 
     def request(self, accounts: list[Account]) -> SyncRequest:
         p = self.project
@@ -275,13 +246,3 @@ class MailboxPath(MigrationPath):
             max_bandwidth=None if p.max_bandwidth is None else p.max_bandwidth * (1 << 20),
             state_factory=open_state if is_pg_url(p.state) else None,
         )
-
-    def _store(self, side: str, acc: Account, create: bool = False):
-        p = self.project
-        s = p.source if side == "source" else p.target
-        own = acc.source_password if side == "source" else acc.target_password
-        pw, options = login_for(s.password(f"MAILMIGRATE_{side.upper()}_PASSWORD", side), own,
-                                StoreOptions(insecure=s.insecure, master_user=s.master, create=create,
-                                             oauth=s.token_source(side)))
-        return build_store(s.spec, user=acc.source_user if side == "source" else acc.target_user,
-                           password=pw, options=options, side=side)
