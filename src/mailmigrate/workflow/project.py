@@ -144,7 +144,7 @@ class Project:
     retries: int = 6
     max_rate: float | None = None
     max_bandwidth: float | None = None
-    #: [groupware]: calendars/contacts pairs copied with each unit's mail (workflow/groupware.py)
+    #: [groupware]: calendars/contacts pairs copied with each unit's mail (paths/groupware.py)
     groupware: list = field(default_factory=list)
     groupware_password_files: dict = field(default_factory=dict)
 
