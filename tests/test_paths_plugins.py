@@ -192,3 +192,25 @@ def test_every_registered_path_lists_its_allowed_actions_per_state(tmp_path):
             flow.wf.begin("mail", "skip", "tester")
             assert _allowed_table(flow, "account-provider") == MACHINE
         flow.close()
+
+
+def test_ns7_takes_over_the_former_state_file_once(tmp_path):
+    """A migration begun by an earlier version (its own JSON state file) goes on under the workflow's
+    state machine: each application's state and its steps' data become its unit's."""
+    from mailmigrate.paths.nethserver.layout import NethServerTree, NS8MailTree
+    from mailmigrate.workflow import ns7
+
+    p = ns7.Project(NethServerTree(tmp_path / "ns7"), NS8MailTree(tmp_path / "ns8"))
+    p.state_dir.mkdir(parents=True)
+    old = p.state_dir / "ns7-migration.json"
+    old.write_text(json.dumps({"apps": {
+        "mail": {"state": "migrating", "created": ["vmail/alice"], "history": [{"action": "start"}],
+                 "ns8_module": "mail1"},
+        "sogo": {"state": "syncing", "lock": {"pid": 1, "host": "gone"}, "resume": "migrating", "created": []},
+        "webtop": {"state": "skipped", "created": []}}}))
+    assert ns7.status(p) == {"mail": "migrating", "sogo": "migrating", "webtop": "skipped",
+                             "account-provider": "not_migrated"}
+    assert ns7.steps_data(p, "mail") == {"created": ["vmail/alice"], "ns8_module": "mail1"}
+    assert not old.exists() and (p.state_dir / "ns7-migration.json.adopted").is_file()
+    with pytest.raises(ns7.IllegalStep, match="start is possible only when it is not_migrated or skipped"):
+        ns7.start(p, "mail")
