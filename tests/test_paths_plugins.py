@@ -214,3 +214,14 @@ def test_ns7_takes_over_the_former_state_file_once(tmp_path):
     assert not old.exists() and (p.state_dir / "ns7-migration.json.adopted").is_file()
     with pytest.raises(ns7.IllegalStep, match="start is possible only when it is not_migrated or skipped"):
         ns7.start(p, "mail")
+
+
+@pytest.mark.parametrize("name", ["communigate", "nethserver7"])
+def test_only_a_path_of_per_account_copies_goes_to_the_fleet(tmp_path, name):
+    """CommuniGate's start makes the user before the copy, NS7's steps are no account copies: a fleet job
+    would skip that, so their projects stay on this machine."""
+    f = tmp_path / "p.toml"
+    f.write_text(f'[project]\nname = "{name}"\nstate = "postgresql://mm@localhost/mm"\n' + SAMPLES[name][0]
+                 + '\n[fleet]\nexecutor = "celery"\n')
+    with pytest.raises(ConfigError, match=f"path {name} runs on this machine"):
+        load_project(f)

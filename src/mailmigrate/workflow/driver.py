@@ -13,9 +13,9 @@ from __future__ import annotations
 import logging
 
 from ..errors import MailmigrateError
-from ..paths.base import ACTIONS, MigrationPath, Outcome
+from ..paths.base import MigrationPath, Outcome
 from .outcome import ActionOutcome, incomplete
-from .states import MIGRATED, SKIPPED, IllegalTransition, plan
+from .states import MIGRATED, SKIPPED, allowed_actions
 from .store import WorkflowStore
 
 log = logging.getLogger("mailmigrate.workflow")
@@ -81,15 +81,7 @@ class Driver:
 
     def allowed(self, unit: str, state: str, bound: bool) -> list[str]:
         """The actions ``unit`` allows now: the state machine's, less those the path refuses."""
-        out = []
-        for a in ACTIONS:
-            try:
-                plan(a, state, bound=bound)
-            except IllegalTransition:
-                continue
-            if self.refusal(unit, a) is None:
-                out.append(a)
-        return out
+        return [a for a in allowed_actions(state, bound=bound) if self.refusal(unit, a) is None]
 
     def act(self, unit: str, action: str, listener=None) -> tuple[ActionOutcome, object]:
         """``action`` on ``unit`` here and now: the outcome, and the path's own result (or None)."""

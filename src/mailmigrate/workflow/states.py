@@ -19,6 +19,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from ..paths.base import ACTIONS as PATH_ACTIONS
+
 NOT_STARTED = "not_started"
 SYNCING = "syncing"
 MIGRATING = "migrating"
@@ -30,7 +32,7 @@ FAILED = "failed"
 
 STATES = (NOT_STARTED, SYNCING, MIGRATING, FINISHING, ABORTING, MIGRATED, SKIPPED, FAILED)
 BUSY = (SYNCING, FINISHING, ABORTING)
-ACTIONS = ("start", "sync", "finish", "abort", "skip")
+ACTIONS = PATH_ACTIONS  # the actions every path offers (paths/base.py)
 
 # action -> (states it may start from, the busy state while it runs, the state after success)
 _RULES: dict[str, tuple[tuple[str, ...], str | None, str]] = {

@@ -62,6 +62,8 @@ class CommuniGatePath(MailboxPath):
         self._pass_file = None  # one cg2kms_<datetime>.pass per path object, made on the first password
 
     finds_accounts = True
+    #: start makes the user before the copy, which a fleet job (a copy alone) would skip
+    copies_on_fleet = False
 
     # --- settings ---------------------------------------------------------------------------------
     @classmethod
