@@ -20,7 +20,7 @@ from ..paths import registry
 from ..sync.engine import Progress
 from . import fleet
 from .driver import Driver, UnitRecorder
-from .outcome import ActionOutcome, incomplete  # noqa: F401  (the names callers import from here)
+from .outcome import ActionOutcome
 from .project import Project
 from .states import IllegalTransition
 from .store import WorkflowStore
