@@ -225,3 +225,28 @@ def test_only_a_path_of_per_account_copies_goes_to_the_fleet(tmp_path, name):
                  + '\n[fleet]\nexecutor = "celery"\n')
     with pytest.raises(ConfigError, match=f"path {name} runs on this machine"):
         load_project(f)
+
+
+def test_a_nethserver7_project_keeps_what_an_earlier_version_noted_in_its_state_file(tmp_path):
+    """A project begun before the steps kept their data in the unit: abort still removes what start
+    created, as the former state file noted it, and from then on the unit's metadata holds it."""
+    import shutil
+
+    sample = Path(__file__).resolve().parent.parent / "examples" / "nethserver7"
+    shutil.copytree(sample, tmp_path / "ns7", symlinks=True)
+    made = tmp_path / "ns8/vmail/zed/Maildir/cur"
+    made.mkdir(parents=True)
+    (tmp_path / "ns8/.mailmigrate").mkdir()
+    (tmp_path / "ns8/.mailmigrate/ns7-migration.json").write_text(json.dumps(
+        {"apps": {"mail": {"state": "migrating", "created": ["vmail/zed"], "history": []}}}))
+    f = tmp_path / "p.toml"
+    f.write_text('[project]\nname = "ns"\npath = "nethserver7"\n\n[nethserver]\nsource_root = "ns7"\nroot = "ns8"\n')
+    flow = Workflow(load_project(f), actor="tester")
+    flow.init()
+    t = flow.wf.begin("mail", "start", "tester")  # where the project's own store had it
+    flow.wf.end("mail", t, "tester", ok=True, detail="started by an earlier version", bound=True)
+    out = flow.act("mail", "abort")
+    assert out.ok and out.state == "not_started", out.message
+    assert not (tmp_path / "ns8/vmail/zed").exists()
+    assert flow.wf.get("mail").meta["steps"]["created"] == []
+    flow.close()

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import contextlib
 import getpass
-import json
 from dataclasses import dataclass
 
 from ..errors import ConfigError, MailmigrateError, StateLocked
@@ -25,7 +24,9 @@ from ..paths.nethserver.eventlog import EventLog  # noqa: F401  (callers use it 
 from ..paths.nethserver.ns8_steps import (  # noqa: F401  (the command's vocabulary beside the work)
     APPS, AppRecord, IllegalStep, Project, StepResult, convert_mail, describe_plan, mail_users,
 )
-from ..paths.nethserver.plugin import STEPS_KEY, NethServerPath, NethServerSettings
+from ..paths.nethserver.plugin import (
+    FORMER_STATE, STEPS_KEY, NethServerPath, NethServerSettings, former_state, former_steps_data,
+)
 from .driver import Driver, StoreUnits
 from .states import BUSY, FAILED, MIGRATED as _MIGRATED, MIGRATING as _MIGRATING, NOT_STARTED, SKIPPED as _SKIPPED
 from .states import IllegalTransition, UnitBusy, starts_from
@@ -76,19 +77,15 @@ def _store(p: Project):
 
 def _adopt_json(p: Project, wf: WorkflowStore) -> None:
     """The former state file's applications, once: their state and their steps' data."""
-    old = p.state_dir / "ns7-migration.json"
+    old = p.state_dir / FORMER_STATE
     if not old.is_file():
         return
-    try:
-        apps = json.loads(old.read_text()).get("apps", {})
-    except (ValueError, OSError) as e:
-        raise ConfigError(f"{old}: cannot read the former migration state ({e}); it was left as it is") from None
+    apps, data = former_state(p.state_dir), former_steps_data(p.state_dir)
     states = {NOT_MIGRATED: (NOT_STARTED, False), MIGRATING: (_MIGRATING, True), MIGRATED: (_MIGRATED, True),
               SKIPPED: (_SKIPPED, False), SYNCING: (FAILED, True)}  # a lock in the old file: its action died
     for app, a in apps.items():
         state, bound = states.get(a.get("state"), (NOT_STARTED, False))
-        data = {k: v for k, v in a.items() if k not in ("state", "lock", "resume", "history")}
-        wf.adopt(app, "application", state, bound, {STEPS_KEY: data}, f"from {old.name}: {a.get('state')}")
+        wf.adopt(app, "application", state, bound, {STEPS_KEY: data[app]}, f"from {old.name}: {a.get('state')}")
     old.rename(old.with_name(old.name + ".adopted"))
 
 

@@ -19,6 +19,8 @@ from . import ns8_steps as steps
 
 #: the unit's metadata key holding the steps' progress data
 STEPS_KEY = "steps"
+#: the path's own state file of earlier versions, in the NS8 tree's state directory
+FORMER_STATE = "ns7-migration.json"
 _DAV_KEYS = {"dav_source", "dav_target", "dav_source_user", "dav_target_user", "dav_source_password_file",
              "dav_target_password_file", "dav_insecure"}
 
@@ -166,10 +168,14 @@ class NethServerPath(MigrationPath):
         return (f"cannot finish: {unit} is migrated last; {'; '.join(blockers)} (finish or skip it first)"
                 if blockers else None)
 
-    @staticmethod
-    def record_for(unit: str, record: Recorder) -> steps.AppRecord:
-        """The steps' progress data of ``unit``, saved into its metadata."""
-        rec = steps.AppRecord(unit, dict(record.meta().get(STEPS_KEY) or {}), others=record.others)
+    def record_for(self, unit: str, record: Recorder) -> steps.AppRecord:
+        """The steps' progress data of ``unit``, saved into its metadata; the first time, what an earlier
+        version kept of it in its own state file (so that abort still knows what start created)."""
+        meta = record.meta()
+        data = meta.get(STEPS_KEY)
+        if data is None:
+            data = former_steps_data(self.tree().state_dir).get(unit, {})
+        rec = steps.AppRecord(unit, dict(data), others=record.others)
         rec.save = lambda: record.update_meta({STEPS_KEY: rec.data})
         return rec
 
@@ -200,6 +206,28 @@ class NethServerPath(MigrationPath):
                + (f"; {', '.join(f'{k} {v}' for k, v in res.details.items())}" if res.details else ""))
         bound = None if not ok or action == "skip" else action != "abort"
         return Outcome(ok, msg, bound, res)
+
+
+def former_state(state_dir: Path) -> dict[str, dict]:
+    """Each application's record in an earlier version's state file (also once renamed ``.adopted``), by
+    application; {} without one."""
+    import json
+
+    for f in (state_dir / FORMER_STATE, state_dir / (FORMER_STATE + ".adopted")):
+        if f.is_file():
+            try:
+                return json.loads(f.read_text()).get("apps", {})
+            except (ValueError, OSError) as e:
+                raise ConfigError(f"{f}: cannot read the former migration state ({e}); it was left as it is") \
+                    from None
+    return {}
+
+
+def former_steps_data(state_dir: Path) -> dict[str, dict]:
+    """The steps' data of each application in an earlier version's state file (its states, lock and history
+    are the workflow's now)."""
+    return {app: {k: v for k, v in a.items() if k not in ("state", "lock", "resume", "history")}
+            for app, a in former_state(state_dir).items()}
 
 
 __all__ = ["NethServerPath", "NethServerSettings", "DavSettings", "PROVIDER_APP", "STEPS_KEY"]
