@@ -16,9 +16,10 @@ from .base import MigrationPath
 #: the path of a project file that names none
 DEFAULT = "mailbox"
 _PATHS: dict[str, type[MigrationPath]] = {}
-#: modules holding the built-in paths, in the order ``names()`` lists them
-_BUILTIN = ("mailmigrate.paths.mailbox", "mailmigrate.paths.nethserver.plugin",
-            "mailmigrate.paths.communigate.plugin")
+#: the built-in paths' modules by name, in the order ``names()`` lists them (a command loads only the one
+#: its project names: NethServer's pulls in its cluster API client, CommuniGate's its tree readers)
+_BUILTIN = {"mailbox": "mailmigrate.paths.mailbox", "nethserver7": "mailmigrate.paths.nethserver.plugin",
+            "communigate": "mailmigrate.paths.communigate.plugin"}
 _loaded = False
 
 
@@ -34,11 +35,16 @@ def unregister(name: str) -> None:
     _PATHS.pop(name, None)
 
 
-def _load() -> None:
+def _load(name: str | None = None) -> None:
+    """Import the built-in path ``name`` (None: all of them) unless it is registered already."""
     global _loaded
+    if name is not None:
+        if name not in _PATHS and name in _BUILTIN:
+            importlib.import_module(_BUILTIN[name])
+        return
     if not _loaded:
         _loaded = True
-        for mod in _BUILTIN:
+        for mod in _BUILTIN.values():
             importlib.import_module(mod)
 
 
@@ -48,9 +54,8 @@ def names() -> tuple[str, ...]:
 
 
 def get(name: str, project_name: str | None = None) -> type[MigrationPath]:
-    _load()
-    try:
+    _load(name)
+    if name in _PATHS:
         return _PATHS[name]
-    except KeyError:
-        who = f"project {project_name}: " if project_name else ""
-        raise ConfigError(f"{who}path {name!r} is not one of {', '.join(_PATHS)}") from None
+    who = f"project {project_name}: " if project_name else ""
+    raise ConfigError(f"{who}path {name!r} is not one of {', '.join(names())}")
