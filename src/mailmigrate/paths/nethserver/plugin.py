@@ -11,7 +11,6 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ...directory.provider import PROVIDER_APP
 from ...errors import ConfigError
 from ..base import MigrationPath, Outcome, Recorder, UnitInfo, UnitsView
 from ..registry import register
@@ -229,5 +228,3 @@ def former_steps_data(state_dir: Path) -> dict[str, dict]:
     return {app: {k: v for k, v in a.items() if k not in ("state", "lock", "resume", "history")}
             for app, a in former_state(state_dir).items()}
 
-
-__all__ = ["NethServerPath", "NethServerSettings", "DavSettings", "PROVIDER_APP", "STEPS_KEY"]
