@@ -15,16 +15,16 @@ For every account chosen (one user, one domain, or every domain of the store), i
    ``X-SETUSER``, or the server's own master-user login), state in one state file, so a second run copies
    only new mail and an interrupted run resumes without duplicates.
 
-Everything that happens goes to ``cg2kms_<datetime>.log``; the screen (the ``out`` callback) gets one
-line per folder and the summary; :class:`MigrationReport` lists what was not copied and why, naming
-account, folder and message.  Passwords only ever live in :class:`~mailmigrate.model.Secret` and in the
+The two (three, with calendars and contacts) are steps of one plan for the step runner (paths/plan.py),
+each resuming by itself on a rerun.  Everything that happens goes to ``cg2kms_<datetime>.log``; the screen
+(the ``out`` callback) gets one line per folder and the summary; :class:`MigrationReport` lists what was not
+copied and why, naming account, folder and message.  Passwords only ever live in :class:`~mailmigrate.model.Secret` and in the
 pass file.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import fcntl
 import json
 import logging
 import os
@@ -35,6 +35,7 @@ from pathlib import Path
 from typing import Callable
 from urllib.parse import quote, urlencode, urlsplit
 
+from ...credentials import SECRETS
 from ...directory.base import DirectoryError, DirectoryWriter, User, fold
 from ...directory.passwords import generate
 from ...errors import ConfigError, MailmigrateError
@@ -44,6 +45,9 @@ from ...stores.communigate import base_domain_dirs, domain_accounts, main_domain
 from ...stores.registry import StoreOptions, is_loopback, parse_spec
 from ...sync.engine import Progress, SyncOptions
 from ...sync.runner import SyncRequest, account_key, run_sync
+from ..journal import LoggerFile, exclusive_file
+from ..plan import Plan, Step
+from ..runstate import hold_lock
 from .accounts import CGAccount, read_account, read_domain
 from .carryover import LeftBehind, carries_aliases, left_behind
 
@@ -72,17 +76,6 @@ def choose_password(account: CGAccount, *, set_password: Secret | None = None,
 
 # --- the run's files ----------------------------------------------------------------------------------
 
-def _exclusive(directory: Path, stem: str, suffix: str) -> tuple[Path, int]:
-    """Create ``stem+suffix`` (or ``stem-N+suffix`` when taken) with mode 0600 from the first byte."""
-    for n in range(1000):
-        p = directory / (f"{stem}{suffix}" if n == 0 else f"{stem}-{n}{suffix}")
-        try:
-            return p, os.open(p, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0), 0o600)
-        except FileExistsError:
-            continue
-    raise ConfigError(f"{directory}: cannot create {stem}{suffix}: too many files of that name")
-
-
 class PassFile:
     """``cg2kms_<datetime>.pass``: one ``address<TAB>password<TAB>how`` line per password set.  Created on
     the first password, with O_EXCL and mode 0600, so it is never readable by others, not even briefly."""
@@ -93,14 +86,12 @@ class PassFile:
         self._fd: int | None = None
         self._lock = threading.Lock()
         self.count = 0
-        self.scrub: _Scrub | None = None
 
     def add(self, address: str, password: Secret, how: str) -> None:
         with self._lock:
-            if self.scrub is not None:
-                self.scrub.add(password)
+            SECRETS.add(password)
             if self._fd is None:
-                self.path, self._fd = _exclusive(self.directory, f"cg2kms_{self.stamp}", ".pass")
+                self.path, self._fd = exclusive_file(self.directory, f"cg2kms_{self.stamp}", ".pass")
                 os.write(self._fd, b"# address\tpassword\thow it was chosen (cg2kms rules)\n")
             os.write(self._fd, f"{address}\t{password.reveal()}\t{how}\n".encode("utf-8"))
             os.fsync(self._fd)
@@ -111,54 +102,6 @@ class PassFile:
             if self._fd is not None:
                 os.close(self._fd)
                 self._fd = None
-
-
-class _Scrub(logging.Filter):
-    """Defence in depth: a password of this run that reaches a log record anyway is replaced by ***."""
-
-    def __init__(self):
-        super().__init__()
-        self.values: set[str] = set()
-
-    def add(self, secret: Secret | None) -> None:
-        if secret and len(secret.reveal()) >= 3:
-            self.values.add(secret.reveal())
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        if self.values:
-            msg = record.getMessage()
-            for v in self.values:
-                msg = msg.replace(v, "***")
-            record.msg, record.args = msg, None
-        return True
-
-
-class _RunLog:
-    """Everything under the ``mailmigrate`` logger goes to ``cg2kms_<datetime>.log`` for the run, and
-    nothing of it to the screen (the screen shows folders and the summary only)."""
-
-    def __init__(self, directory: Path, stamp: str):
-        self.path, fd = _exclusive(directory, f"cg2kms_{stamp}", ".log")
-        self.handler = logging.StreamHandler(os.fdopen(fd, "w", encoding="utf-8", buffering=1))
-        self.handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
-        self.handler.setLevel(logging.INFO)
-        self.scrub = _Scrub()
-        self.handler.addFilter(self.scrub)
-        self.logger = logging.getLogger("mailmigrate")
-
-    def __enter__(self):
-        self._saved = (self.logger.level, self.logger.propagate)
-        if self.logger.getEffectiveLevel() > logging.INFO:
-            self.logger.setLevel(logging.INFO)
-        self.logger.propagate = False
-        self.logger.addHandler(self.handler)
-        return self
-
-    def __exit__(self, *exc):
-        self.logger.removeHandler(self.handler)
-        self.logger.setLevel(self._saved[0])
-        self.logger.propagate = self._saved[1]
-        self.handler.close()
 
 
 def _created_users_path(state_path: Path) -> Path:
@@ -184,16 +127,12 @@ def record_created(state_path: Path, login: str) -> None:
     its creation, fsynced first), so a crash leaves one list or the other, never half of one."""
     p = _created_users_path(state_path)
     p.parent.mkdir(parents=True, exist_ok=True)
-    lock = os.open(p.with_name(p.name + ".lock"), os.O_RDWR | os.O_CREAT, 0o600)
-    try:
-        fcntl.flock(lock, fcntl.LOCK_EX)
+    with hold_lock(p.with_name(p.name + ".lock"), wait=True):
         users = load_created(state_path)
         if login in users:
             return
         users.add(login)
         replace_file(p, json.dumps(sorted(users), indent=1).encode("utf-8"), None, prefix=p.name + ".", suffix=".tmp")
-    finally:
-        os.close(lock)  # releases the lock
 
 
 # --- options and results --------------------------------------------------------------------------------
@@ -467,11 +406,10 @@ def migrate(opts: MigrateOptions, out: Out = lambda line: None) -> MigrationRepo
     created_before = load_created(state_path)
     report = MigrationReport(str(base), main, spec.describe(""), state_path=str(state_path))
     passes = PassFile(out_dir, stamp)
-    with _RunLog(out_dir, stamp) as runlog:
+    with LoggerFile(out_dir, f"cg2kms_{stamp}") as runlog:
         report.log_path = str(runlog.path)
         for secret in (opts.master_password, opts.set_password, opts.force_set_password):
-            runlog.scrub.add(secret)
-        passes.scrub = runlog.scrub
+            SECRETS.add(secret)
         log.info("cg2kms migration of %s (main domain %s) to %s; %d account(s); state %s", base, main,
                  spec.describe(""), len(chosen), state_path)
         if opts.passwords_single_user_only and len(chosen) > 1 and (opts.set_password or opts.force_set_password):
@@ -481,11 +419,11 @@ def migrate(opts: MigrateOptions, out: Out = lambda line: None) -> MigrationRepo
             log.warning("%s", note)
             out(note)
             opts = dataclasses.replace(opts, set_password=None, force_set_password=None)
+        planned: list[_Planned] = []
         try:
-            planned = _prepare_users(opts, chosen, passes, created_before, state_path, out)
-            _sync_mail(opts, spec, base, planned, state_path, out)
-            if opts.caldav or opts.carddav:
-                _sync_groupware(opts, base, planned, state_path, out)
+            plan = migration_plan(opts, spec, base, chosen, planned, passes, created_before, state_path, out)
+            # the run log is the record: the steps write their own lines into it, the runner adds none
+            plan.run(dry_run=False, journal=runlog).raise_failure()
         finally:
             passes.close()
         report.accounts = [p.outcome for p in planned]
@@ -496,6 +434,24 @@ def migrate(opts: MigrateOptions, out: Out = lambda line: None) -> MigrationRepo
         for line in report.summary_lines():
             log.info("%s", line)
     return report
+
+
+def migration_plan(opts: MigrateOptions, spec, base: Path, chosen, planned: list[_Planned], passes: PassFile,
+                   created_before: set[str], state_path: Path, out: Out) -> Plan:
+    """The migration's steps for the step runner.  Each runs on every rerun and resumes by itself: the
+    directory shows which users exist, the created-users list records which of them this tool made (the
+    directory cannot tell), and the state file holds every message already copied.  ``planned`` receives
+    the accounts with their outcomes as the first step decides them."""
+    steps = [
+        Step("target users", "look up every chosen user on the target; create the missing ones",
+             apply=lambda: planned.extend(_prepare_users(opts, chosen, passes, created_before, state_path, out))),
+        Step("mail", "copy every folder and message not yet copied",
+             apply=lambda: _sync_mail(opts, spec, base, planned, state_path, out)),
+    ]
+    if opts.caldav or opts.carddav:
+        steps.append(Step("calendars and contacts", "copy every calendar, task and contact item not yet copied",
+                          apply=lambda: _sync_groupware(opts, base, planned, state_path, out)))
+    return Plan(f"cg2kms migration of {base}", steps)
 
 
 def _prepare_users(opts: MigrateOptions, chosen, passes: PassFile, created_before: set[str], state_path: Path,
@@ -555,8 +511,7 @@ def prepare_users(chosen: list[tuple[CGAccount, bool]], *, directory: DirectoryW
             continue
         password, how = choose_password(acc, set_password=set_password,
                                         force_set_password=force_set_password)
-        if passes.scrub is not None:
-            passes.scrub.add(password)
+        SECRETS.add(password)  # before anything could log it
         user = User(login=address, real_name=acc.real_name or "", mail=address, domain=acc.domain,
                     password=password, aliases=acc.alias_addresses if aliases_carried else [])
         try:

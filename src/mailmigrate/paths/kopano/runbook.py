@@ -215,15 +215,8 @@ class Runbook(PackageSteps, LdapSteps, FirstStartSteps):
     def _recorded(self, name: str, description: str, lines: Callable[[], list[str]],
                   action: Callable[[], list[str] | None]) -> Step:
         """A step whose completion the system cannot show: done once recorded in the run state."""
-        key = name
-
-        def apply():
-            out = action() or []
-            self.state.mark(key)
-            return out
-
-        return Step(name, description + " (completion recorded in run-state.json)", changes=lines, apply=apply,
-                    done=lambda: self.state.done(key))
+        return Step(name, description + " (completion recorded in run-state.json)", changes=lines, apply=action,
+                    record=True)
 
     def _service_step(self, name: str, action: str, services: Callable[[], list[str]]) -> Step:
         """Stop or start several services, each recorded once done so that a rerun skips the ones done."""
@@ -261,16 +254,8 @@ class Runbook(PackageSteps, LdapSteps, FirstStartSteps):
         for st in sub.steps:
             name = f"{prefix}: {st.name}"
             if st.name in recorded:
-                def done(st=st, name=name):
-                    return self.state.done(name) or st.is_done()
-
-                def apply(st=st, name=name):
-                    out = st.apply() or []
-                    self.state.mark(name)
-                    return out
-
-                plan.add(Step(name, st.description + " (once: recorded in run-state.json)", st.changes, apply,
-                              done))
+                plan.add(Step(name, st.description + " (once: recorded in run-state.json)", st.changes, st.apply,
+                              st.is_done, record=True))
             else:
                 plan.add(Step(name, st.description, st.changes, st.apply, st.done))
 
@@ -320,7 +305,7 @@ class Runbook(PackageSteps, LdapSteps, FirstStartSteps):
     def plan(self) -> Plan:
         s = self.s
         title = ("Zarafa -> Kopano migration" if s.kind == "migrate" else "Kopano upgrade") + f" (from {s.from_version})"
-        plan = Plan(title)
+        plan = Plan(title, state=self.state)
         stop_mta = self._service_step("stop MTA", "stop", lambda: [s.mta])
         first_apply = stop_mta.apply
 
@@ -437,8 +422,7 @@ class Runbook(PackageSteps, LdapSteps, FirstStartSteps):
         try:
             if dry_run:
                 return self.plan().run(dry_run=True)
-            with self.state.lock():
-                return self.plan().run(dry_run=False, log_path=log_path or self.s.work_dir / "runbook.log")
+            return self.plan().run(dry_run=False, log_path=log_path or self.s.work_dir / "runbook.log")
         finally:
             self.close()
 

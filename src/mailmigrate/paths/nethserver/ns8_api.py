@@ -29,7 +29,7 @@ from dataclasses import dataclass
 
 from ...errors import ConfigError, MailmigrateError
 from ...model import Secret
-from .eventlog import EventLog
+from ..journal import EventLog
 
 MAIL_IMAGE = "mail"
 IMAPSYNC_IMAGE = "imapsync"

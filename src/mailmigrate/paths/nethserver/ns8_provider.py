@@ -40,7 +40,7 @@ from ...errors import ConfigError
 from ...formats.atomic import replace_file
 from ...formats.esmith import EsmithDb, read_esmith, write_esmith
 from ...model import Secret
-from .eventlog import EventLog
+from ..journal import EventLog
 
 KINDS = ("users", "groups")  # what an NS7 OpenLDAP provider holds
 

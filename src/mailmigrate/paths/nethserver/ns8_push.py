@@ -42,7 +42,7 @@ from pathlib import Path
 from ...formats.atomic import replace_file
 from ...formats.esmith import EsmithDb, read_esmith
 from ...model import Secret
-from .eventlog import EventLog
+from ..journal import EventLog
 from .layout import NethServerTree
 from .ns8_api import MAIL_IMAGE, ClusterAPI, NS8Error, _why
 

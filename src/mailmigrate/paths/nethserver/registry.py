@@ -1,45 +1,26 @@
 """The migrate actions of the ``migration-import`` event: named, ordered by priority, each one idempotent.
 
 Like e-smith's ``event_actions($event, '<package>-migrate' => 60)``, an action registers a name and a
-priority; the event runs them in (priority, name) order.  Each action reads the source through the context
-and changes the target only through it, so a dry run is the same code with the writes left out and a
-rerun finds its own earlier work and does nothing twice.
+priority in the step runner's registry (paths/plan.py), which runs them in (priority, name) order.  Each
+action reads the source through the context and changes the target only through it, so a dry run is the
+same code with the writes left out and a rerun finds its own earlier work and does nothing twice.
 """
 
 from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from typing import Callable
 
 from ...formats.esmith import EsmithDb, read_esmith, write_esmith
-from .eventlog import EventLog
+from ..journal import EventLog
+from ..plan import Registered as Action, StepRegistry
 from .layout import NethServerTree, SmeSource
 
+__all__ = ["ACTIONS", "Action", "Context", "action", "ordered"]
 
-@dataclass(frozen=True)
-class Action:
-    name: str
-    priority: int
-    func: Callable[["Context"], None]
-    doc: str
-
-
-ACTIONS: dict[str, Action] = {}
-
-
-def action(name: str, priority: int):
-    def register(func):
-        if name in ACTIONS:
-            raise ValueError(f"migrate action {name} registered twice")
-        ACTIONS[name] = Action(name, priority, func, (func.__doc__ or "").strip().split("\n")[0])
-        return func
-
-    return register
-
-
-def ordered() -> list[Action]:
-    return sorted(ACTIONS.values(), key=lambda a: (a.priority, a.name))
+ACTIONS = StepRegistry("migrate action")
+action = ACTIONS.register
+ordered = ACTIONS.ordered
 
 
 @dataclass

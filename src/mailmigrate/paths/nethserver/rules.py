@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Callable
 
-ERROR, WARNING, INFO = "ERROR", "WARNING", "INFO"
+from ..journal import ERROR, INFO, WARNING  # noqa: F401  (the levels of a Note are the event log's)
 
 #: Local parts NethServer defines itself; a migrated pseudonym would shadow or duplicate them.
 RESERVED_PSEUDONYMS = ("postmaster", "everyone")
