@@ -11,7 +11,6 @@ from ..errors import ConfigError
 from ..model import Account
 from ..stores.groupware_urls import is_groupware_url
 from ..sync.accounts import load_accounts_file, password_from
-from ..sync.groupware import run_groupware
 from .output import SECRETS
 
 
@@ -35,6 +34,7 @@ def run(args, default_state) -> int:
         accounts = [Account(None, None)]  # the users in the URLs
     for s in (src_pw, tgt_pw, *(a.source_password for a in accounts), *(a.target_password for a in accounts)):
         SECRETS.add(s)
+    from ..sync.groupware import run_groupware  # here: a mail sync only asks wanted()
     from ..sync.state_pg import is_pg_url
 
     state = (args.state if is_pg_url(args.state) else Path(args.state)) if args.state \
