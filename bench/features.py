@@ -38,7 +38,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from corpus import generate, write_maildir_fs
-from run import PASSWORD, ROOT, Sample, change_source, timed, tool_env
+from run import MAILMIGRATE, PASSWORD, Sample, change_source, timed, tool_env
 
 FEATURES = ("pipelining", "fetch-batch", "multiappend", "literal+", "connections", "compress", "incremental",
             "qresync", "condstore")
@@ -101,7 +101,7 @@ class Links:
 
 
 def run_one(cfg: Config, links: Links, user: str, state: Path) -> tuple[Sample, int]:
-    cmd = [str(ROOT / ".venv/bin/mailmigrate"), "sync",
+    cmd = [MAILMIGRATE, "sync",
            f"imap://src@127.0.0.1:{links.src_port}?tls=none&compress={cfg.compress}",
            f"imap://{user}@127.0.0.1:{links.dst_port}?tls=none&compress={cfg.compress}",
            "--state", str(state), "--no-progress", "--connections", str(cfg.connections)]

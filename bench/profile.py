@@ -15,6 +15,7 @@ import argparse
 import pwd
 import random
 import resource
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -26,7 +27,7 @@ sys.path.insert(0, str(HERE.parent / "tests"))
 sys.path.insert(0, str(HERE))
 
 from corpus import generate, write_maildir_fs  # noqa: E402
-from run import PASSWORD, change_source, precompile, tool_env  # noqa: E402
+from run import BIN, PASSWORD, change_source, precompile, tool_env  # noqa: E402
 
 
 def summarise(collapsed: str, top: int = 45) -> str:
@@ -90,11 +91,11 @@ def main(argv=None) -> int:
         t0 = time.perf_counter()
         if args.profiler == "py-spy":
             raw = Path(tempfile.mkdtemp(dir=parent)) / "stacks.txt"
-            subprocess.run([str(HERE.parent / ".venv/bin/py-spy"), "record", "-r", "500", "-f", "raw", "-o", str(raw),
+            subprocess.run([shutil.which("py-spy") or str(BIN / "py-spy"), "record", "-r", "500", "-f", "raw", "-o", str(raw),
                             "--threads", "--", sys.executable, *sync], env=env, check=True, stdout=subprocess.DEVNULL,
                            stderr=subprocess.DEVNULL)
         else:
-            subprocess.run([str(HERE.parent / ".venv/bin/pyinstrument"), "--show-all", "-r", args.renderer,
+            subprocess.run([shutil.which("pyinstrument") or str(BIN / "pyinstrument"), "--show-all", "-r", args.renderer,
                             "--hide-regex", ".*(importlib|<frozen).*", *sync], env=env, check=True)
         wall = time.perf_counter() - t0
         after = resource.getrusage(resource.RUSAGE_CHILDREN)

@@ -53,7 +53,15 @@ def tool_env(**extra: str) -> dict[str, str]:
     """
     env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
     env.update(MAILMIGRATE_SOURCE_PASSWORD=PASSWORD, MAILMIGRATE_TARGET_PASSWORD=PASSWORD, **extra)
+    # This checkout's code, not whatever the venv's editable install points at (a worktree's bench would
+    # otherwise measure the main checkout).
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT / "src"), env.get("PYTHONPATH")]))
     return env
+
+
+#: The venv's entry points (the interpreter running the bench is the venv's), whichever checkout this is.
+BIN = Path(sys.executable).parent
+MAILMIGRATE = str(BIN / "mailmigrate")
 
 
 def precompile() -> None:
@@ -112,7 +120,7 @@ class MailMigrate(Tool):
     query = "tls=none"
 
     def cmd(self):
-        return [str(ROOT / ".venv/bin/mailmigrate"), "sync",
+        return [MAILMIGRATE, "sync",
                 f"imap://src@127.0.0.1:{self.src_port}?{self.query}",
                 f"imap://{self.dst_user}@127.0.0.1:{self.dst_port}?{self.query}",
                 "--state", str(self.work / "state.db"), "--no-progress"]

@@ -33,9 +33,9 @@ sys.path.insert(0, str(HERE.parent / "tests"))
 sys.path.insert(0, str(HERE))
 
 from corpus import generate, write_maildir_fs  # noqa: E402
-from run import PASSWORD, precompile, timed, tool_env  # noqa: E402
+from run import MAILMIGRATE, PASSWORD, precompile, timed, tool_env  # noqa: E402
 
-MM = str(HERE.parent / ".venv/bin/mailmigrate")
+MM = MAILMIGRATE
 
 
 def fill(server, user: str, n: int, folders: int, seed: int) -> int:

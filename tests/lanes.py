@@ -25,7 +25,7 @@ FIXTURES = {
 
 #: a parameter value that picks a server (tests/contract's store kinds, state back ends, server pairs)
 PARAMS = {"imap": "needs_dovecot", "dovecot": "needs_dovecot", "cyrus": "needs_cyrus", "cyrus-alt": "needs_cyrus",
-          "courier": "needs_courier", "postgresql": "needs_pg", "pg": "needs_pg"}
+          "courier": "needs_courier", "postgresql": "needs_pg", "pg": "needs_pg", "slapd": "needs_slapd"}
 
 #: code that starts or reaches a server
 CODE = [

@@ -24,8 +24,8 @@ What a user relies on, checked after every completed sync:
   * nothing on the source changes.
 
 What the machine found in the engine is kept below as regression tests (one short story each); what is not
-fixed yet would be a strict xfail, and the rules would step around it, saying so.  One check still steps
-around a known dry-run difference (see dry_run_changes_nothing).
+fixed yet would be a strict xfail, and the rules would step around it, saying so.  None does now: the dry run
+counts what the following run does in every history (sync/plan.py makes both from one plan).
 """
 
 from __future__ import annotations
@@ -277,11 +277,6 @@ class EngineMachine(RuleBasedStateMachine):
         # and counts what the same run then does
         real = self._sync(delete)
         self._check(before, real, delete, exact_counts=True)
-        if before["stale"]:
-            # Rows that claim copies no longer on the target (a run killed between a delete and recording it):
-            # the dry run counts their deletes, the run finds nothing left to delete.  Left to issue 20's
-            # planner, where the dry run and the run become one computation.
-            return
         for name in ("copied", "flags_updated", "deleted", "folders_created"):
             assert getattr(result.counters, name) == getattr(real.counters, name), (name, result.counters, real.counters)
 
@@ -289,14 +284,8 @@ class EngineMachine(RuleBasedStateMachine):
     def _before(self) -> dict:
         rows = _rows(self.state)
         return {"source": _snapshot(self.src), "target": _snapshot(self.tgt), "rows": rows,
-                "known": set(rows), "src_writes": self.src.faults.writes, "stale": self._stale_claims(),
+                "known": set(rows), "src_writes": self.src.faults.writes,
                 "validities": {f.source_path: f.source_validity for f in self.state.folders(ACCOUNT)}}
-
-    def _stale_claims(self) -> set[tuple]:
-        """Source folders of the state whose DONE rows claim target copies that are not there."""
-        target = _snapshot(self.tgt)
-        return {sp for sp, (tp, rows) in _rows(self.state).items() for r in rows.values()
-                if r.state == DONE and r.target_key is not None and r.target_key not in target.get(tp, {})}
 
     def _renumbered(self, before: dict) -> bool:
         """A source folder whose UIDVALIDITY is not the one the state recorded."""
@@ -414,7 +403,7 @@ class EngineMachine(RuleBasedStateMachine):
             old = pre_claims.get((tp, key))
             if old is not None:
                 # a row a killed run left with a STORE in flight holds the flags before and after it; the
-                # copy holds either, so the change relative to each is applied (engine._apply_flags)
+                # copy holds either, so the change relative to each is applied (sync.plan.flag_updates)
                 was, now = from_in_flight(old.source_flags)
                 assert got == (had | (src_flags - was) | (src_flags - now)) - (was - src_flags) - (now - src_flags), \
                     (tp, key)
@@ -468,8 +457,8 @@ def test_a_flag_change_left_by_a_killed_run_follows_the_source_back(tmp_path):
 
 def test_a_dry_run_after_a_killed_run_counts_what_the_rerun_copies(tmp_path):
     """A run killed before its APPEND left a PENDING row and no copy.  The next real run recovers nothing and
-    copies the message; the dry run before it says there is nothing to copy (engine._dry_run_folder counts
-    every source key with a row, whatever its state, as there)."""
+    copies the message; the dry run before it said there was nothing to copy (the old engine._dry_run_folder
+    counted every source key with a row, whatever its state, as there)."""
     src, tgt = MemoryMailbox(), MemoryMailbox()
     state = StateDB.open(tmp_path / "state.db")
 
@@ -522,8 +511,8 @@ def test_a_new_uidvalidity_after_a_killed_first_run_loses_no_message(tmp_path):
 
 def test_a_dry_run_after_a_new_source_uidvalidity_counts_what_the_run_copies(tmp_path):
     """The source's folder renumbered (a new UIDVALIDITY) since the last run: the real run re-matches its
-    messages by content and copies nothing; the dry run (engine._dry_run_folder) warns, then counts every
-    message whose new UID no row has as one to copy."""
+    messages by content and copies nothing; the dry run (the old engine._dry_run_folder) warned, then counted
+    every message whose new UID no row has as one to copy."""
     src, tgt = MemoryMailbox(), MemoryMailbox()
     run = _runner(src, tgt, StateDB.open(tmp_path / "state.db"))
     src.expunge(("INBOX",), src.deliver(("INBOX",), b"Subject: first\r\n\r\nexpunged\r\n"))

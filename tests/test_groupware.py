@@ -516,7 +516,7 @@ contacts = {{ target = "carddav://127.0.0.1:{srv.port}/%u/?tls=none" }}
 def test_a_service_account_target_must_name_each_users_home(tmp_path):
     """With target_user every unit would land in the one service account's home: refused at load."""
     from mailmigrate.errors import ConfigError
-    from mailmigrate.workflow.groupware import parse_section
+    from mailmigrate.paths.groupware import parse_section
 
     with pytest.raises(ConfigError, match="%u or %n"):
         parse_section("p", {"target_user": "admin", "calendars": {"source": "caldav://a/", "target": "caldav://b/"}},

@@ -10,8 +10,8 @@ import pytest
 from hypothesis import given, settings, strategies as st
 
 from mailmigrate.errors import AuthenticationFailed, ConfigError, ProtocolError
-from mailmigrate.imap.parser import (fetch_items, format_internaldate, parse_internaldate, parse_response,
-                                     parse_uid_set, split_raw)
+from mailmigrate.imap.parser import (fetch_items, format_internaldate, literal_size, parse_internaldate,
+                                     parse_response, parse_uid_set, split_raw)
 from mailmigrate.model import AppendItem, Body, Secret
 from mailmigrate.stores.imap import ImapStore, escape_component
 
@@ -75,6 +75,59 @@ def test_fuzz_token_soup(parts):
         parse(b"".join(parts) + b"\r\n")
     except ProtocolError:
         pass
+
+
+def _general(raw: bytes):
+    """What the general (token by token) parser makes of one untagged response, or the error it raises."""
+    from mailmigrate.imap.parser import _Tokens, _untagged
+
+    try:
+        parts = split_raw(raw)[0]
+        parts = [parts[0][2:]] + parts[1:]  # after "* ", as parse_response hands it on
+        return _untagged(_Tokens(parts))
+    except ProtocolError as e:
+        return type(e)
+
+
+def _fast(raw: bytes):
+    try:
+        return parse(raw)[0]
+    except ProtocolError as e:
+        return type(e)
+
+
+# FETCH responses of the shapes servers send, and near misses of them: what the parser's fast paths take must
+# read exactly as the general parser reads it (and what they refuse must be refused or read alike there too).
+fetch_pieces = st.sampled_from([
+    b"UID 7", b"UID", b" ", b"  ", b"FLAGS (\\Seen $Label1)", b"FLAGS ()", b"FLAGS ( \\Seen )", b"FLAGS (NIL x)",
+    b'INTERNALDATE " 7-Jul-2021 02:44:25 -0700"', b'INTERNALDATE "a\\"b"', b"RFC822.SIZE 10", b"NIL", b"nil 5",
+    b"BODY[] {3}\r\nabc", b"BODY[]<0> {2}\r\nab", b"BODY[HEADER.FIELDS (FROM)] {1}\r\nx", b"BODY[]<0>x 1",
+    b"X-GM-LABELS (a b)", b"MODSEQ (12)", b"(", b")", b'"', b"[", b"]", b"{", b"~{1}\r\nz", b"{2}\r\nab", b"a~b",
+    b"UID 5[x]", b"\x7f", b"\t", b"\xe9t\xe9", b"BODY[] NIL", b'"q"', b"BODY[TEXT]<3> \"x\""])
+
+
+@settings(max_examples=3000, deadline=None)
+@given(st.integers(min_value=0, max_value=99), st.lists(fetch_pieces, max_size=9), st.sampled_from([b")", b") x", b""]),
+       st.sampled_from([b" ", b""]))
+def test_fetch_fast_paths_read_as_the_general_parser(number, pieces, end, sep):
+    raw = b"* %d FETCH (" % number + sep.join(pieces) + end + b"\r\n"
+    try:
+        split_raw(raw)
+    except ProtocolError:
+        return  # not a response at all (a literal past the end): nothing for either parser
+    assert _fast(raw) == _general(raw)
+
+
+@settings(max_examples=2000, deadline=None)
+@given(st.lists(st.sampled_from([b"{", b"}", b"~", b"+", b"12", b"0", b"\r", b"\n", b" ", b"x", b"{3}", b"~{5+}"]),
+                max_size=12))
+def test_literal_size_reads_as_the_plain_search(pieces):
+    """literal_size skips the regex where it cannot match; what it answers is still the regex's answer."""
+    import re
+
+    line = b"".join(pieces)
+    m = re.search(rb"~?\{(\d+)(\+?)\}\r?\n?$", line)
+    assert literal_size(line) == (int(m.group(1)) if m else None)
 
 
 def test_escape_component():

@@ -77,9 +77,6 @@ def test_the_check_sees_imports():
 #: stays green with them and fails on any other cycle, and on one of these once it is gone (so that the list
 #: cannot keep hiding a cycle that comes back).
 KNOWN_CYCLES: set[frozenset[str]] = {
-    # the project's actions start fleet runs (imported inside functions) and the fleet driver imports the
-    # actions' outcome types: issue 20 names this one
-    frozenset({"mailmigrate.workflow.actions", "mailmigrate.workflow.fleet"}),
 }
 
 

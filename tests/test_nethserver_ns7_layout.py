@@ -27,7 +27,7 @@ import ns7_layout as L  # noqa: E402
 from servers import dovecot  # noqa: E402
 
 from mailmigrate.formats.esmith import read_esmith  # noqa: E402
-from mailmigrate.paths.nethserver import ns8_steps as steps  # noqa: E402
+from mailmigrate.workflow import ns7 as steps  # noqa: E402
 from mailmigrate.paths.nethserver import quota as quota_mod  # noqa: E402
 from mailmigrate.paths.nethserver.layout import NethServerTree, NS8MailTree  # noqa: E402
 

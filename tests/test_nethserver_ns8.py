@@ -14,7 +14,7 @@ import pytest
 from mailmigrate.errors import StateLocked
 from mailmigrate.formats.esmith import read_esmith
 from mailmigrate.paths.nethserver import ns8
-from mailmigrate.paths.nethserver import ns8_steps as steps
+from mailmigrate.workflow import ns7 as steps
 from mailmigrate.paths.nethserver.eventlog import EventLog
 from mailmigrate.paths.nethserver.layout import NethServerTree, NS8MailTree
 
@@ -89,7 +89,7 @@ def test_life_cycle_start_sync_finish(project):
     assert (p.target.vmail / "alice/Maildir/.Work\\5cProjects").is_dir()
     # NS7 stopped only now
     assert svc_status(p) == {"dovecot": "disabled", "postfix": "disabled", "getmail": "disabled"}
-    hist = json.loads(p.state_file.read_text())["apps"]["mail"]["history"]
+    hist = steps.history(p, "mail")
     assert [h["action"] for h in hist] == ["start", "sync", "finish"]
 
 
@@ -240,19 +240,20 @@ def test_illegal_steps_and_skip(project):
 def test_lock_held_by_a_live_process_refuses_and_a_dead_one_is_taken_over(project):
     p = project
     steps.start(p)
-    data = json.loads(p.state_file.read_text())
     import socket
+    import sqlite3
 
-    data["apps"]["mail"].update(state="syncing", resume="migrating",
-                                lock={"pid": os.getpid(), "host": socket.gethostname(), "action": "sync",
-                                      "since": "now"})
-    p.state_file.write_text(json.dumps(data))
+    def held_by(pid):  # a sync holding the application, as its process leaves it in the workflow store
+        with sqlite3.connect(steps.workflow_file(p)) as db:
+            db.execute("UPDATE wf_units SET state='syncing', lock_owner=? WHERE name='mail'",
+                       (f"{pid}@{socket.gethostname()}",))
+
+    held_by(os.getpid())
     with pytest.raises(StateLocked):
         steps.sync(p)
     dead = subprocess.Popen([sys.executable, "-c", "pass"])
     dead.wait()
-    data["apps"]["mail"]["lock"]["pid"] = dead.pid
-    p.state_file.write_text(json.dumps(data))
+    held_by(dead.pid)
     r = steps.sync(p)
     assert r.ok and r.state == steps.MIGRATING and r.details["copied"] == 0
 

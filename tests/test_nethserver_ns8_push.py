@@ -28,7 +28,7 @@ from servers.ns8 import NS8StandIn  # noqa: E402
 from test_nethserver_ns7_layout import (NS8_GROUPS, NS8_USERS, _chown, _passwd, _pop3_uidls,  # noqa: E402
                                         _serve, _view, svc)
 
-from mailmigrate.paths.nethserver import ns8_steps as steps  # noqa: E402
+from mailmigrate.workflow import ns7 as steps  # noqa: E402
 from mailmigrate.paths.nethserver.layout import NethServerTree, NS8MailTree  # noqa: E402
 
 pytestmark = pytest.mark.skipif(shutil.which("rsync") is None, reason="needs rsync")
@@ -244,7 +244,7 @@ def test_a_failed_push_keeps_ns7_running_and_abort_removes_the_module(ns7, tmp_p
         assert r.returncode == 0, r.stdout + r.stderr
         assert ns8.cluster.modules == {} and daemon.proc.poll() is not None
         assert not (root / ".mailmigrate/ns8-mail-import.secret").exists()
-        assert "ns8_import" not in json.loads(p.state_file.read_text())["apps"]["mail"]
+        assert "ns8_import" not in steps.steps_data(p, "mail")
 
 
 def test_a_finish_repeated_after_ns8_imported_sends_nothing_and_never_forgets_mail_that_came_later(ns7, tmp_path):

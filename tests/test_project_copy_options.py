@@ -26,11 +26,11 @@ url = "maildir:{tmp_path}/dst"
 
 def test_copying_options_reach_the_request(tmp_path):
     from mailmigrate.model import Account
-    from mailmigrate.workflow.actions import Workflow
+    from mailmigrate.paths.mailbox import MailboxPath
 
     proj = load_project(_file(tmp_path, "connections = 1\nretries = 2\nmax_rate = 5\nmax_bandwidth = 1.5"))
     assert (proj.connections, proj.retries, proj.max_rate, proj.max_bandwidth) == (1, 2, 5.0, 1.5)
-    req = Workflow._request(type("W", (), {"project": proj})(), [Account("a", "a")])
+    req = MailboxPath(proj).request([Account("a", "a")])
     assert req.max_rate == 5.0 and req.max_bandwidth == 1.5 * (1 << 20)
     default = load_project(_file(tmp_path, ""))
     assert (default.connections, default.retries, default.max_rate) == (3, 6, None)

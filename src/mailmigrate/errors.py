@@ -8,6 +8,10 @@
 ``retryable`` errors (a lost connection, a server that says to come back later) are retried with
 backoff and a fresh connection before they are reported; recovery after a retry is by fingerprint, so
 a retry never duplicates a message.
+
+Who decides the scope: the store that raises the error, since only it knows what its server's answer means
+(an IMAP ``NO [TRYCREATE]`` is one missing mailbox, ``NO [OVERQUOTA]`` the whole account; see
+stores/imap_refusals.py).  The engine reads ``scope`` and ``retryable`` and never a protocol's response code.
 """
 
 from __future__ import annotations
@@ -100,12 +104,18 @@ class ProtocolError(StoreError):
 
 
 class ServerRefused(StoreError):
-    """A tagged NO or BAD; ``code`` is the response code (TRYCREATE, OVERQUOTA, TOOBIG, …) if any."""
+    """A tagged NO or BAD; ``code`` is the response code (TRYCREATE, OVERQUOTA, TOOBIG, …) if any.
 
-    def __init__(self, message: str, *, code: str | None = None, command: str | None = None):
+    Account-wide unless the store that raised it says otherwise (``scope``): the protocol layer cannot
+    tell a refusal about one folder from one about the account, the store that sent the command can."""
+
+    def __init__(self, message: str, *, code: str | None = None, command: str | None = None,
+                 scope: str | None = None):
         super().__init__(message)
         self.code = code
         self.command = command
+        if scope is not None:
+            self.scope = scope
 
 
 class FolderFailed(StoreError):

@@ -187,5 +187,41 @@ def make_memory(tmp_path, request):
                                             "bare-lf", "nul"}
 
 
+def make_memory_sided(tmp_path, request):
+    """The memory store as the engine holds it: behind the side tag (stores/sided.py), on the wrapper base.  A
+    wrapper that forgets a method, or hands back a stream it broke, fails the contract here."""
+    from mailmigrate.stores.sided import SidedStore
+
+    store, populate, caps = make_memory(tmp_path, request)
+    return SidedStore(store, "target"), populate, caps
+
+
+class FreeSlots:
+    """What SlotStore asks of the fleet's slots, always granted: for tests about what passes through it."""
+
+    def on_lost(self, fn):
+        pass
+
+    def acquire(self, key, limit, wait):
+        return "token"
+
+    def holds(self, key, token):
+        return True
+
+    def release(self, key, token):
+        pass
+
+
+def make_memory_slots(tmp_path, request):
+    """The memory store as a fleet worker holds it: behind its connection slot (fleet/limits.py SlotStore,
+    with slots that are always free: the slots themselves are tests/test_fleet*.py's), behind the side tag."""
+    from mailmigrate.fleet.limits import SlotStore
+    from mailmigrate.stores.sided import SidedStore
+
+    store, populate, caps = make_memory(tmp_path, request)
+    return SidedStore(SlotStore(store, FreeSlots(), "mm:slots:target:contract", 1), "target"), populate, caps
+
+
 FACTORIES = {"maildir": make_maildir, "memory": make_memory, "mbox": make_mbox, "imap": make_imap, "communigate": make_communigate,
-             "cyrus": make_cyrus, "cyrus-alt": make_cyrus_alt, "courier": make_courier}
+             "cyrus": make_cyrus, "cyrus-alt": make_cyrus_alt, "courier": make_courier,
+             "memory-sided": make_memory_sided, "memory-slots": make_memory_slots}

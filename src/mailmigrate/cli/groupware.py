@@ -12,7 +12,6 @@ from ..model import Account
 from ..stores.groupware_urls import is_groupware_url
 from ..credentials import SOURCE, TARGET
 from ..sync.accounts import load_accounts_file
-from ..sync.groupware import run_groupware
 
 
 def wanted(args) -> bool:
@@ -33,6 +32,7 @@ def run(args, default_state) -> int:
         accounts = load_accounts_file(args.accounts)
     else:
         accounts = [Account(None, None)]  # the users in the URLs
+    from ..sync.groupware import run_groupware  # here: a mail sync only asks wanted()
     from ..sync.state_pg import is_pg_url
 
     state = (args.state if is_pg_url(args.state) else Path(args.state)) if args.state \

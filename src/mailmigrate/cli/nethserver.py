@@ -21,8 +21,8 @@ def register(subparsers) -> None:
 
     n = subparsers.add_parser(
         "ns7", help="NethServer 7 -> 8, per application: start, sync, finish, abort, skip, status",
-        description="Migrate an NS7 application's data to an NS8 tree; the state is kept per project in "
-                    "TARGETROOT/.mailmigrate/ns7-migration.json.")
+        description="Migrate an NS7 application's data to an NS8 tree; the applications' states, history and logs are "
+                    "kept in the workflow store TARGETROOT/.mailmigrate/ns7-workflow.db.")
     n.add_argument("action", choices=["start", "sync", "finish", "abort", "skip", "status"])
     n.add_argument("app", nargs="?", default="mail",
                    help="application: mail (default), sogo or webtop (calendars and contacts through DAV), or "
@@ -90,8 +90,8 @@ def _sme(args) -> int:
 def _ns7(args) -> int:
     from pathlib import Path
 
-    from ..paths.nethserver import ns8_steps as steps
     from ..paths.nethserver.layout import NethServerTree, NS8MailTree
+    from ..workflow import ns7 as steps
 
     link = None
     if args.source_ldap or args.target_ldap:

@@ -203,12 +203,12 @@ def _run(args) -> int:
         raise ConfigError("--fleet-timeout, --idle-warning and --stale-after are about waiting for the fleet; "
                           "they need --executor celery")
     source = parse_spec(args.source).with_id(args.source_id)
-    if selection.search is not None and source.kind != "imap":
+    if selection.search is not None and not source.searches:
         raise ConfigError(f"--search takes IMAP SEARCH keys: it works on IMAP sources only, not on {source.kind}:")
     target = parse_spec(args.target).with_id(args.target_id)
     if args.keep_uids:
         return _keep_uids(args, source, target)
-    if target.kind not in ("imap", "maildir"):
+    if not target.writable:
         raise ConfigError(f"{target.kind} cannot be a target; use an IMAP server or maildir:PATH")
 
     if source.is_file and "%" not in source.path and not os.path.exists(source.resolved_path()):

@@ -26,6 +26,7 @@ import time
 import weakref
 
 from ..errors import TemporaryFailure
+from ..stores.wrapper import StoreWrapper
 from ..sync.limits import RateBudget
 
 log = logging.getLogger("mailmigrate.fleet")
@@ -255,7 +256,7 @@ class Slots:
             self.release(k, t)
 
 
-class SlotStore:
+class SlotStore(StoreWrapper):
     """A store whose open connection holds one slot of its server; clones hold their own.
 
     An account's first connection waits for a slot; its extra connections (clones, for folders in
@@ -269,7 +270,7 @@ class SlotStore:
 
     def __init__(self, store, slots: Slots, key: str, limit: int, *, wait: bool = True,
                  after: "SlotStore | None" = None):
-        self._inner = store
+        super().__init__(store)
         self._slots = slots
         self._key = key
         self._limit = limit
@@ -340,16 +341,6 @@ class SlotStore:
     def clone(self):
         inner = self._inner.clone()
         return None if inner is None else SlotStore(inner, self._slots, self._key, self._limit, wait=False)
-
-    def __enter__(self):
-        self.open()
-        return self
-
-    def __exit__(self, *exc):
-        self.close()
-
-    def __getattr__(self, name):
-        return getattr(self._inner, name)
 
 
 class RedisRateLimiter(RateBudget):

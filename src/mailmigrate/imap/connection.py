@@ -111,7 +111,11 @@ class _DeadlineIO(io.RawIOBase):
         left = c._time_left()
         if left <= 0:
             raise c._timed_out()
-        self._sock.settimeout(min(c.timeout, left) if c.timeout else left)
+        want = min(c.timeout, left) if c.timeout else left
+        if self._sock.gettimeout() != want:
+            # settimeout is a system call (ioctl FIONBIO) on every read otherwise; far from the deadline the
+            # wanted value is the connection's timeout, the same read after read.
+            self._sock.settimeout(want)
         try:
             n = self._sock.recv_into(b)
         except socket.timeout:

@@ -21,6 +21,7 @@ from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from typing import Container, Iterable, Iterator, Sequence
 
+from ..errors import ConfigError
 from ..model import AppendItem, Body, FolderInfo, FolderPath, FolderStatus, MessageMeta, PermanentFlags
 
 
@@ -43,12 +44,16 @@ class FolderChanges:
 
 
 class Store(ABC):
+    # --- capabilities: declared here, read by the URL registry, the CLI and the engine; never guessed
+    # from a store's kind or probed with hasattr -------------------------------------------------------
     #: Short name used in logs and reports ("imap", "maildir", "mbox", "communigate").
     kind: str = "store"
-    #: True when the store can be written to (append, flags, create, delete).
+    #: True when the store can be a target: append, flags, create, delete (the CLI refuses others as one).
     writable: bool = False
     #: True when message keys are increasing integers (IMAP UIDs) so ``min_uid`` narrows a listing.
     ordered_keys: bool = False
+    #: True when the server searches for the user (``search_uids``, ``sync --search``).
+    searches: bool = False
     #: the provider preset the URL named (stores/presets.py): "gmail", "m365" or None
     preset: str | None = None
     #: the largest message this store takes as a target, in bytes (a provider's limit), or None
@@ -72,6 +77,11 @@ class Store(ABC):
         except Exception:  # the old connection is given up either way
             pass
         self.open()
+
+    def abort(self) -> None:
+        """Cut the connection from another thread (the fleet lost this store's slot), so that a read blocked
+        on it ends as a lost connection; close() still follows.  Stores without a connection have nothing
+        to cut."""
 
     def __enter__(self):
         self.open()
@@ -132,6 +142,11 @@ class Store(ABC):
         folder's validity is no longer ``before.validity``.
         """
         return None
+
+    def search_uids(self, path: FolderPath, keys: str) -> set[str]:
+        """The keys in ``path`` that the server's own search answers for the user's search keys, written as
+        the user wrote them; only where ``searches`` is declared."""
+        raise ConfigError("--search takes IMAP SEARCH keys: it works on IMAP sources only")
 
     @abstractmethod
     def fetch(self, path: FolderPath, keys: Sequence[str]) -> Iterator[tuple[MessageMeta, Body]]:

@@ -27,6 +27,7 @@ from ..model import (SPECIAL_USES, AppendItem, Body, FolderInfo, FolderPath, Fol
                      PermanentFlags, Secret, intern_flags)
 from .base import FolderChanges, Store
 from .imap_changes import changes_since as _changes_since
+from .imap_refusals import scopes_refusals
 
 log = logging.getLogger("mailmigrate.stores.imap")
 LISTING_SLACK = 10_000  # FETCH answers beyond those asked for (new mail, flag updates) a command may bring
@@ -52,10 +53,12 @@ def unescape_component(name: str, sep: str | None) -> str:
     return name
 
 
+@scopes_refusals
 class ImapStore(Store):
     kind = "imap"
     writable = True
     ordered_keys = True
+    searches = True
 
     def __init__(self, host: str, port: int, *, user: str, password: Secret, tls: str = "starttls",
                  insecure: bool = False, cafile: str | None = None, master_user: str | None = None,
@@ -448,7 +451,7 @@ class ImapStore(Store):
                 self._problems.append((str(uid), "the server returned no content (NIL)"))
                 continue
             body = raw if isinstance(raw, Body) else Body(data=bytes(raw))
-            flags = frozenset(f.decode("utf-8", "replace") for f in (it.get(b"FLAGS") or []) if isinstance(f, bytes))
+            flags = _flag_set(it.get(b"FLAGS"))
             date = it.get(b"INTERNALDATE")
             try:
                 when = parse_internaldate(date) if date else None
@@ -537,11 +540,9 @@ class ImapStore(Store):
         uidplus = "UIDPLUS" in c.capabilities
 
         def one(it: AppendItem) -> list:
-            args = [b"(" + " ".join(sorted(f for f in it.flags if f.lower() != "\\recent")).encode("utf-8") + b")"]
             if it.internaldate is not None:
-                args.append(b'"' + format_internaldate(it.internaldate).encode() + b'"')
-            args.append(Lit(it.body))
-            return args
+                return [_flag_list(it.flags), b'"%s"' % format_internaldate(it.internaldate).encode(), Lit(it.body)]
+            return [_flag_list(it.flags), Lit(it.body)]
 
         if "MULTIAPPEND" in c.capabilities and len(items) > 1:
             args = [b"APPEND", wire]
@@ -609,6 +610,37 @@ class ImapStore(Store):
         uids = _uid_set(sorted(int(k) for k in keys))
         c.check(c.command(b"UID", b"STORE", uids, b"+FLAGS.SILENT", b"(\\Deleted)"), "UID STORE \\Deleted")
         c.check(c.command(b"UID", b"EXPUNGE", uids), "UID EXPUNGE")
+
+
+_FLAG_LISTS: dict[frozenset, bytes] = {}
+
+
+def _flag_list(flags: frozenset[str]) -> bytes:
+    """APPEND's flag list, "\\Recent" left out; remembered per set, since a copy has few distinct ones and
+    many messages."""
+    b = _FLAG_LISTS.get(flags) if type(flags) is frozenset else None
+    if b is None:
+        b = b"(" + " ".join(sorted(f for f in flags if f.lower() != "\\recent")).encode("utf-8") + b")"
+        if len(_FLAG_LISTS) < 1024 and type(flags) is frozenset:
+            _FLAG_LISTS[flags] = b
+    return b
+
+
+_FLAG_SETS: dict[tuple, frozenset[str]] = {}
+
+
+def _flag_set(raw) -> frozenset[str]:
+    """A FETCH's FLAGS as a set of str; one shared set per distinct list (a folder has a handful)."""
+    try:
+        key = tuple(raw) if raw else ()
+        fs = _FLAG_SETS.get(key)
+    except TypeError:  # a nested list in FLAGS: not IMAP, but read the way it always was
+        key, fs = None, None
+    if fs is None:
+        fs = frozenset(f.decode("utf-8", "replace") for f in (raw or []) if isinstance(f, bytes))
+        if key is not None and len(_FLAG_SETS) < 1024 and all(type(f) is bytes for f in key):
+            _FLAG_SETS[key] = fs
+    return fs
 
 
 def _uid_set(uids: Sequence[int]) -> bytes:

@@ -16,6 +16,7 @@ For many accounts, file paths may hold ``%u`` (the whole user name), ``%n`` (its
 
 from __future__ import annotations
 
+import importlib
 import ipaddress
 import os
 import socket
@@ -30,6 +31,15 @@ from .base import Store
 
 FILE_KINDS = ("maildir", "mbox", "communigate")
 DEFAULT_PORTS = {"imap": 143, "imaps": 993}
+#: the store class behind each URL kind, imported when first asked: what a URL's store can do (be a target,
+#: search on its server) is what that class declares (stores/base.py), not a list kept here or in the CLI
+_CLASSES = {"imap": (".imap", "ImapStore"), "maildir": (".maildir", "MaildirStore"), "mbox": (".mbox", "MboxStore"),
+            "communigate": (".communigate", "CommuniGateStore")}
+
+
+def store_class(kind: str) -> type[Store]:
+    module, name = _CLASSES[kind]
+    return getattr(importlib.import_module(module, __package__), name)
 
 
 @dataclass(frozen=True)
@@ -46,6 +56,16 @@ class StoreSpec:
     @property
     def is_file(self) -> bool:
         return self.kind in FILE_KINDS
+
+    @property
+    def writable(self) -> bool:
+        """Whether this URL's store can be a target (its class's declaration)."""
+        return store_class(self.kind).writable
+
+    @property
+    def searches(self) -> bool:
+        """Whether this URL's store searches on its server for ``--search``."""
+        return store_class(self.kind).searches
 
     @property
     def server_id(self) -> str | None:
@@ -200,6 +220,8 @@ class StoreOptions:
 def build_store(spec: StoreSpec, *, user: str | None, password: Secret | None, options: StoreOptions,
                 side: str) -> Store:
     """A Store for one account (not yet opened)."""
+    if side == "target" and not spec.writable:
+        raise ConfigError(f"{spec.kind} is a source only; write to maildir: or an IMAP server")
     if spec.kind == "imap":
         if spec.tls == "none" and not options.allow_plaintext and not is_loopback(spec.host):
             raise ConfigError(
@@ -246,16 +268,12 @@ def build_store(spec: StoreSpec, *, user: str | None, password: Secret | None, o
             raise ConfigError(f"{side} Maildir {path} does not exist")
         return MaildirStore(path, create=options.create, must_exist=side == "source")
     if spec.kind == "mbox":
-        if side == "target":
-            raise ConfigError("mbox is a source only; write to maildir: or an IMAP server")
         from .mbox import MboxStore
 
         if not os.path.exists(path):
             raise ConfigError(f"{side} mbox {path} does not exist")
         return MboxStore(path, variant=spec.params.get("variant", "mboxrd"))
     if spec.kind == "communigate":
-        if side == "target":
-            raise ConfigError("communigate: is a source only")
         from .communigate import CommuniGateStore
 
         login = user or spec.params.get("user")

@@ -165,3 +165,19 @@ def hash_messages(stream: Iterator) -> Iterator[tuple[str, str, str | None]]:
         finally:
             body.close()
         yield meta.key, fp, nfp
+
+
+def match_rows(store, path, cands, rows) -> dict[str, str]:
+    """Source key -> key in ``store`` for each state row whose content is among ``cands`` (metas).
+
+    Recovery and both re-matchings must pair rows with messages the same way: candidates hashed in the
+    order the store listed them (lowest UID first, so the oldest copy is claimed), rows in source-key
+    order, so that a rerun on the same folder makes the same pairs.
+    """
+    hashed = list(hash_messages(store.fetch(path, [m.key for m in cands])))
+    order = {m.key: i for i, m in enumerate(cands)}
+    hashed.sort(key=lambda t: order.get(t[0], 0))
+    return match_multiset(
+        ((r.source_key, r.fingerprint, r.norm_fingerprint) for r in sorted(rows, key=lambda r: r.source_key)),
+        hashed,
+    )

@@ -107,7 +107,7 @@ def _verify_folder(source: Store, target: Store, state: StateDB, path: FolderPat
         rows_ = state.messages(f.id) if f is not None else {}
         # a message a rule leaves out is not missing, unless it was copied before (then it is checked)
         found = (source.search_uids(path, selection.search)
-                 if selection.search is not None and hasattr(source, "search_uids") else None)
+                 if selection.search is not None and source.searches else None)
         kept = [m for m in smetas if m.key in rows_ or (selection.wants_message(m)
                                                         and (found is None or m.key in found))]
         fc.skipped_by_rule = len(smetas) - len(kept)

@@ -30,14 +30,15 @@ from typing import TYPE_CHECKING, Callable
 from ..errors import ConfigError, MailmigrateError
 from ..fleet.watch import STILL_RUNS, IdleWatch, timeout_message, timeout_reason
 from ..model import AccountResult
-from ..sync.engine import SyncOptions
+from ..paths.base import Outcome
 from ..sync.runner import account_key
-from .actions import ActionOutcome, incomplete
+from .driver import UnitRecorder
+from .outcome import ActionOutcome
 from .project import Project, check_fleet
 from .states import IllegalTransition
 
 if TYPE_CHECKING:
-    from .actions import Workflow
+    from .actions import Workflow  # noqa: F401  (a type name only: the actions import this module)
 
 log = logging.getLogger("mailmigrate.workflow")
 
@@ -85,6 +86,11 @@ def run_units(flow: "Workflow", units: list[str], action: str, fleet: FleetSetti
     outcomes: dict[str, ActionOutcome] = {}
     begun = {}
     for unit in units:
+        refusal = flow.driver.refusal(unit, action)
+        if refusal:
+            u = flow.wf.get(unit)
+            outcomes[unit] = ActionOutcome(unit, action, False, u.state if u else "?", refusal)
+            continue
         try:
             t = flow.wf.begin(unit, action, flow.actor)
         except IllegalTransition as e:
@@ -93,7 +99,7 @@ def run_units(flow: "Workflow", units: list[str], action: str, fleet: FleetSetti
             continue
         flow.wf.log(unit, "INFO", f"{action} by {flow.actor}, on the fleet")
         try:
-            begun[unit] = (t, flow.project.account(unit))
+            begun[unit] = (t, flow.path.account(unit))
         except MailmigrateError as e:
             outcomes[unit] = _end(flow, unit, t, False, str(e), None)
     if begun:
@@ -110,11 +116,8 @@ def _follow(flow, begun: dict, action: str, fleet: FleetSettings, outcomes: dict
     pending = dict(begun)
     state = follow = None
     try:
-        req = flow._request([acc for _, acc in begun.values()])  # reads password files: may fail
-        req.sync = SyncOptions(delete=action == "finish" and flow.project.delete_on_finish,
-                               delete_guard=flow.project.delete_guard, force_delete=flow.project.force_delete,
-                               selection=flow.project.selection, connections=flow.project.connections,
-                               max_attempts=flow.project.retries)
+        req = flow.path.request([acc for _, acc in begun.values()])  # reads password files: may fail
+        req.sync = flow.path.sync_options(delete=action == "finish" and flow.project.delete_on_finish)
         req.max_connections = fleet.max_connections
         unit_of = {account_key(req, acc): unit for unit, (_, acc) in begun.items()}
         state = PgStateDB.open(fleet.state_url)
@@ -191,21 +194,20 @@ def _outcome(flow, unit: str, t, acc, row: dict) -> ActionOutcome:
     result = row["result"] or AccountResult(row["account"], error="the worker recorded no result")
     if row["worker"]:
         flow.wf.log(unit, "INFO", f"ran on {row['worker']} (attempt {row['attempts']})")
-    ok, message, bound = flow._record_result(unit, result)
+    record = UnitRecorder(flow.wf, unit)
+    out = flow.path.record_result(result, record)
     c = result.counters
     flow.wf.set_progress(unit, total=max(row["to_copy"], c.copied), done=c.copied, bytes_done=c.bytes_copied)
     if t.action == "finish":
-        if not ok:
-            message, bound = f"final sync: {message}", True
+        if not out.ok:
+            out = Outcome(False, f"final sync: {out.message}", True)
         else:
             try:
-                ok, message, bound = flow._verify_unit(unit, acc)
+                out = flow.path.verify_finish(unit, record)
             except MailmigrateError as e:
-                ok, message, bound = False, f"verification: {e}", True
-    return _end(flow, unit, t, ok, message, bound)
+                out = Outcome(False, f"verification: {e}", True)
+    return _end(flow, unit, t, out.ok, out.message, out.bound)
 
 
 def _end(flow, unit: str, t, ok: bool, message: str, bound: bool | None) -> ActionOutcome:
-    state = flow.wf.end(unit, t, flow.actor, ok=ok, detail=message, bound=bound)
-    flow.wf.log(unit, "INFO" if ok else "ERROR", f"{t.action}: {message}")
-    return ActionOutcome(unit, t.action, ok, state, message, incomplete(flow.wf, unit, t.action, ok))
+    return flow.driver.end(unit, t, ok, message, bound)

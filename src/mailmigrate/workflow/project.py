@@ -67,19 +67,18 @@ anywhere - those inside URLs too: a store's or directory's file path, ``cafile=`
 from __future__ import annotations
 
 import os
-import re
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
-from urllib.parse import quote, unquote_plus
 
 from ..errors import ConfigError
 from ..model import Account, Secret
-from ..stores.registry import FILE_KINDS, StoreSpec, parse_spec
+from ..paths import registry
+from ..paths.groupware import parse_section
+from ..paths.locations import beside_project
+from ..stores.registry import StoreSpec, parse_spec
 from ..sync.accounts import load_accounts_file, password_from
 from ..sync.selection import Selection
-
-PATHS = ("mailbox", "nethserver7", "communigate")
 
 
 @dataclass
@@ -128,16 +127,9 @@ class Project:
     dashboard_token_file: Path | None = None
     #: optional directory comparison for the report: {"source", "target", "source_password_file", …}
     directory: dict | None = None
-    #: path "nethserver7": {"source_root", "root", "applications", "keep_source", "dovecot_config", "doveadm",
-    #: "source_ldap", "target_ldap", "source_ldap_password_file", "target_ldap_password_file", "ns8_url",
-    #: "ns8_user", "ns8_password_file", "ns8_cafile", "ns8_insecure", "ns8_node"}; units are applications
-    nethserver: dict | None = None
-    #: path "communigate": {"base", "primary_domain", "domains", "users", "directory", "directory_password_file",
-    #: "set_password_file", "force_set_password_file", "force", "output_dir", "overview"}; units are the
-    #: accounts found in the CommuniGate tree (see :meth:`discover`)
-    communigate: dict | None = None
-    #: path "communigate": address -> (CGAccount, in the main domain), filled by :meth:`discover`
-    found: dict | None = field(default=None, repr=False)
+    #: the path's own section of the project file, typed by the path (paths/registry.py): None for the
+    #: mailbox path, NethServerSettings for nethserver7, CommuniGateSettings for communigate
+    settings: object = None
     #: [fleet]: where start/sync/finish copy mail ("local" or "celery"), the broker, the fleet-wide cap
     executor: str = "local"
     broker: str | None = None
@@ -152,46 +144,13 @@ class Project:
     retries: int = 6
     max_rate: float | None = None
     max_bandwidth: float | None = None
-    #: [groupware]: calendars/contacts pairs copied with each unit's mail (workflow/groupware.py)
+    #: [groupware]: calendars/contacts pairs copied with each unit's mail (paths/groupware.py)
     groupware: list = field(default_factory=list)
     groupware_password_files: dict = field(default_factory=dict)
 
     @property
     def base(self) -> Path:
         return self.file.parent
-
-    def unit_names(self) -> list[str]:
-        if self.path == "nethserver7":
-            return list(self.nethserver["applications"])
-        return [self.unit_name(a) for a in self.discover()]
-
-    def unit_name(self, acc: Account) -> str:
-        if self.path == "communigate":  # main-domain accounts have a bare source name; the address is the name
-            return acc.target_user
-        src, tgt = acc.source_user, acc.target_user
-        if not (src and tgt):  # one local store to another names no user: the project's one mailbox
-            return src or tgt or "mailbox"
-        return src if src == tgt else f"{src}->{tgt}"
-
-    def discover(self) -> list[Account]:
-        """The project's accounts.  A CommuniGate project reads them from the CommuniGate tree, and only when
-        an action needs them: status, logs and the dashboard keep working once the old server is gone."""
-        if self.path != "communigate" or self.found is not None:
-            return self.accounts
-        from ..paths.communigate.migrate import select_accounts, source_login
-
-        cg = self.communigate
-        chosen = select_accounts(cg["base"], domains=cg.get("domains"), users=cg.get("users"),
-                                 primary_domain=cg.get("primary_domain"))
-        self.found = {a.address.lower(): (a, in_main) for a, in_main in chosen}
-        self.accounts = [Account(source_login(a, in_main), a.address) for a, in_main in chosen]
-        return self.accounts
-
-    def account(self, unit: str) -> Account:
-        for a in self.discover():
-            if self.unit_name(a) == unit:
-                return a
-        raise ConfigError(f"project {self.name} has no account {unit!r}")
 
 
 def load_project(file: str | os.PathLike) -> Project:
@@ -210,47 +169,22 @@ def load_project(file: str | os.PathLike) -> Project:
 
     proj = data.get("project", {})
     name = proj.get("name") or f.stem
-    path = proj.get("path", "mailbox")
-    if path not in PATHS:
-        raise ConfigError(f"project {name}: path {path!r} is not one of {', '.join(PATHS)}")
+    path = proj.get("path", registry.DEFAULT)
+    plugin = registry.get(path, name)
     state = proj.get("state", f"{name}-sync.db")
     state = state if str(state).startswith(("postgresql://", "postgres://")) else rel(state)
     fleet = _fleet(name, path, state, data.get("fleet") or {})
-    if path == "nethserver7":
-        ns = dict(data.get("nethserver") or {})
-        if "source_root" not in ns or "root" not in ns:
-            raise ConfigError(f"project {name}: path nethserver7 needs [nethserver] source_root and root")
-        ns["source_root"] = str(rel(ns["source_root"]))
-        ns["root"] = str(rel(ns["root"]))
-        ns.setdefault("applications", ["mail"])
-        ns["keep_source"] = bool(ns.get("keep_source", False))
-        if ns.get("dovecot_config"):  # the NS8 Dovecot, for the quota recalculation at finish
-            ns["dovecot_config"] = str(rel(ns["dovecot_config"]))
-        for k in ("source_ldap_password_file", "target_ldap_password_file", "ns8_password_file", "ns8_cafile"):
-            if ns.get(k):
-                ns[k] = str(rel(ns[k]))
-        for app in ("sogo", "webtop"):  # [nethserver.sogo] / [nethserver.webtop]: their DAV sides
-            if app not in ns:
-                continue
-            sec = ns[app]
-            if not isinstance(sec, dict) or not sec.get("dav_source") or not sec.get("dav_target"):
-                raise ConfigError(f"project {name}: [nethserver.{app}] needs dav_source and dav_target")
-            unknown = set(sec) - {"dav_source", "dav_target", "dav_source_user", "dav_target_user",
-                                  "dav_source_password_file", "dav_target_password_file", "dav_insecure"}
-            if unknown:
-                raise ConfigError(f"project {name}: [nethserver.{app}] does not know {', '.join(sorted(unknown))}")
-            ns[app] = {**sec, **{k: str(rel(sec[k])) for k in ("dav_source_password_file",
-                                                               "dav_target_password_file") if sec.get(k)}}
-        return Project(file=f, name=name, path=path, state=rel(proj.get("state", f"{name}-sync.db")),
-                       workflow=(proj["workflow"] if str(proj.get("workflow", "")).startswith("postgres")
-                                 else str(rel(proj.get("workflow", f"{name}-workflow.db")))),
+    settings = plugin.parse_settings(name, data, rel)
+    workflow = (proj["workflow"] if str(proj.get("workflow", "")).startswith("postgres")
+                else str(rel(proj.get("workflow", f"{name}-workflow.db"))))
+    if not plugin.uses_stores:
+        return Project(file=f, name=name, path=path, state=state, workflow=workflow,
                        source=None, target=None, accounts=[], reports=rel(proj.get("reports", "reports")),
                        dashboard_token_file=rel(proj["dashboard_token_file"]) if proj.get("dashboard_token_file") else None,
-                       nethserver=ns)
-    cg = None
-    if path == "communigate":
-        cg = _communigate(name, data, rel)
-        data = {**data, "source": {"url": cg["source_url"]}}
+                       settings=settings)
+    own_source = plugin.source_section(settings)
+    if own_source is not None:
+        data = {**data, "source": own_source}
     sides = {}
     for side in ("source", "target"):
         sec = data.get(side)
@@ -260,7 +194,7 @@ def load_project(file: str | os.PathLike) -> Project:
             raise ConfigError(f"project {name}: [{side}] holds a password; use password_file (mode 0600) or "
                               f"MAILMIGRATE_{side.upper()}_PASSWORD")
         pw = sec.get("password_file")
-        url = _beside_project(sec["url"], rel, store=True)
+        url = beside_project(sec["url"], rel, store=True)
         oauth = {k: (str(rel(sec[f"oauth_{k}"])) if k.endswith("file") else sec[f"oauth_{k}"])
                  for k in ("token_file", "command", "refresh_file") if sec.get(f"oauth_{k}")}
         if sec.get("sasl"):
@@ -268,11 +202,9 @@ def load_project(file: str | os.PathLike) -> Project:
         sides[side] = Side(parse_spec(url).with_id(sec.get("id")), sec.get("master"), str(rel(pw)) if pw else None,
                            bool(data.get("options", {}).get("insecure", False)), oauth or None)
     acc_sec = data.get("accounts", {})
-    if cg is not None:
-        if not sides["target"].master:
-            raise ConfigError(f"project {name}: path communigate writes into each user's mailbox as the target's "
-                              f"master user: give [target] master (and its password_file)")
-        accounts = []  # found in the CommuniGate tree when needed (Project.discover)
+    plugin.check_sides(name, sides)
+    if plugin.finds_accounts:
+        accounts = []  # the path finds them when an action needs them
     elif "file" in acc_sec:
         accounts = load_accounts_file(rel(acc_sec["file"]))
     elif "list" in acc_sec:
@@ -281,14 +213,8 @@ def load_project(file: str | os.PathLike) -> Project:
         src_user = sides["source"].spec.user
         accounts = [Account(src_user, sides["target"].spec.user or src_user)]
     opts = data.get("options", {})
-    from .groupware import parse_section
-
-    default_source = None
-    if path == "communigate":
-        cg_base = cg["base"]
-        pd = f"&primary_domain={cg['primary_domain']}" if cg.get("primary_domain") else ""
-        default_source = lambda what: f"communigate:{cg_base}?groupware={what}{pd}"  # noqa: E731
-    groupware, gw_files = parse_section(name, data.get("groupware"), rel, default_source=default_source)
+    groupware, gw_files = parse_section(name, data.get("groupware"), rel,
+                                        default_source=plugin.default_groupware_source(settings))
     token = proj.get("dashboard_token_file")
     directory = data.get("directory")
     if directory is not None:
@@ -298,7 +224,7 @@ def load_project(file: str | os.PathLike) -> Project:
             if directory.get(k):
                 directory[k] = str(rel(directory[k]))
         for k in ("source", "target"):
-            directory[k] = _beside_project(directory[k], rel)
+            directory[k] = beside_project(directory[k], rel)
     return Project(
         file=f,
         name=name,
@@ -318,55 +244,11 @@ def load_project(file: str | os.PathLike) -> Project:
         reports=rel(proj.get("reports", "reports")),
         dashboard_token_file=rel(token) if token else None,
         directory=directory,
-        communigate=cg,
+        settings=settings,
         groupware=groupware,
         groupware_password_files=gw_files,
         **fleet,
     )
-
-
-def _communigate(name: str, data: dict, rel) -> dict:
-    """[communigate]: where the CommuniGate tree is, which of its accounts, and how their users are made on
-    the target (cg2kms's rules).  The source is that tree, so a [source] or [accounts] section would only
-    contradict it and is refused."""
-    for other in ("source", "accounts"):
-        if other in data:
-            raise ConfigError(f"project {name}: path communigate reads its source and accounts from "
-                              f"[communigate]; remove [{other}]")
-    sec = dict(data.get("communigate") or {})
-    known = {"base", "primary_domain", "domains", "users", "directory", "directory_password_file",
-             "set_password_file", "force_set_password_file", "force", "output_dir", "overview"}
-    unknown = sorted(set(sec) - known)
-    if unknown:
-        raise ConfigError(f"project {name}: [communigate] does not know {', '.join(unknown)} "
-                          f"(known: {', '.join(sorted(known))})")
-    if not sec.get("base"):
-        raise ConfigError(f"project {name}: path communigate needs [communigate] base (the CommuniGate base "
-                          f"directory, e.g. /var/CommuniGate)")
-    for k in ("domains", "users"):
-        v = sec.get(k)
-        if isinstance(v, str):
-            sec[k] = [v]
-        elif v is not None and not (isinstance(v, list) and all(isinstance(x, str) for x in v)):
-            raise ConfigError(f"project {name}: [communigate] {k} must be a list of names")
-    sec["base"] = str(rel(sec["base"]))
-    for k in ("directory_password_file", "set_password_file", "force_set_password_file"):
-        if sec.get(k):
-            sec[k] = str(rel(sec[k]))
-    if sec.get("directory"):
-        sec["directory"] = _beside_project(sec["directory"], rel)
-    sec["output_dir"] = str(rel(sec.get("output_dir", ".")))
-    sec["force"] = bool(sec.get("force", False))
-    sec["overview"] = bool(sec.get("overview", True))
-    # The same source URL as cg2kms's migration, so both name an account alike in a shared state file.
-    sec["source_url"] = f"communigate:{sec['base']}"
-    return sec
-
-
-#: URL kinds, store or directory, whose body up to ``?`` is a file path
-_FILE_URLS = ("maildir", "mbox", "communigate", "passwd-file", "esmith")
-#: query keys that name a file: ``cafile`` (imap://, imaps://, kerio://), ``shadow`` (esmith:)
-_FILE_KEYS = re.compile(r"(?<=[?&])(cafile|shadow)=([^&#]*)")
 
 
 def _text_or_none(name: str, opts: dict, k: str) -> str | None:
@@ -449,33 +331,6 @@ def _percent(name: str, value) -> float:
     return v
 
 
-def _beside_project(url: str, rel, *, store: bool = False) -> str:
-    """``url`` (a store URL if ``store``, else a directory URL) with each relative file path in it made
-    relative to the project file (``rel``).
-
-    A project is run from wherever its operator (or the dashboard) happens to be, so a certificate or a
-    Maildir kept beside the project file must not be looked for in the current directory.  The URL text is
-    rewritten, not only the parsed spec, because that text is what fleet workers are sent.  An absolute path
-    stays as written, and so does a store's path from ``~``, which the store expands where it runs; directory
-    readers and TLS do not expand ``~``, so their paths from ``~`` are expanded here."""
-    kind, colon, rest = url.partition(":")
-    if colon and kind.lower() in _FILE_URLS:
-        body = rest
-        if store and kind.lower() in FILE_KINDS and rest.startswith("//"):
-            body = rest[2:]  # parse_spec reads maildir://PATH as maildir:PATH; a directory URL does not
-        path, q, query = body.partition("?")
-        if path and not path.startswith("/") and not (store and path.startswith("~")):
-            url = f"{kind}:{rel(path)}{q}{query}"
-
-    def anchored(m: re.Match) -> str:
-        value = unquote_plus(m.group(2))  # as parse_qs will read it
-        if not value or value.startswith("/"):
-            return m.group(0)
-        return f"{m.group(1)}={quote(str(rel(value)), safe='/')}"
-
-    return _FILE_KEYS.sub(anchored, url)
-
-
 def _fleet(name: str, path: str, state, sec: dict) -> dict:
     executor = sec.get("executor", "local")
     if executor not in ("local", "celery"):
@@ -498,8 +353,8 @@ def _fleet(name: str, path: str, state, sec: dict) -> dict:
 
 def check_fleet(name: str, path: str, state) -> None:
     """Why a project cannot copy on the fleet, as a ConfigError: the workers share the state, so it must be
-    one they all reach, and only the mailbox path's copying is made of per-account jobs."""
-    if path != "mailbox":
+    one they all reach, and only a path whose copying is made of per-account jobs can use them."""
+    if not registry.get(path, name).copies_on_fleet:
         raise ConfigError(f"project {name}: path {path} runs on this machine; only mailbox projects copy on "
                           f"the fleet")
     if not str(state).startswith(("postgresql://", "postgres://")):

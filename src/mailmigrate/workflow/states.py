@@ -19,6 +19,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from ..paths.base import ACTIONS as PATH_ACTIONS
+
 NOT_STARTED = "not_started"
 SYNCING = "syncing"
 MIGRATING = "migrating"
@@ -30,7 +32,7 @@ FAILED = "failed"
 
 STATES = (NOT_STARTED, SYNCING, MIGRATING, FINISHING, ABORTING, MIGRATED, SKIPPED, FAILED)
 BUSY = (SYNCING, FINISHING, ABORTING)
-ACTIONS = ("start", "sync", "finish", "abort", "skip")
+ACTIONS = PATH_ACTIONS  # the actions every path offers (paths/base.py)
 
 # action -> (states it may start from, the busy state while it runs, the state after success)
 _RULES: dict[str, tuple[tuple[str, ...], str | None, str]] = {
@@ -57,6 +59,15 @@ class IllegalTransition(Exception):
     """Refused action, with a sentence fit for an administrator."""
 
 
+class UnitBusy(IllegalTransition):
+    """Refused because another action holds the unit right now (its owner is alive)."""
+
+
+def starts_from(action: str) -> tuple[str, ...]:
+    """The states ``action`` may start from (some of them only with or without anything on the target)."""
+    return _RULES[action][0] if action in _RULES else ()
+
+
 @dataclass(frozen=True)
 class Transition:
     action: str
@@ -74,6 +85,8 @@ def plan(action: str, state: str, *, bound: bool = True) -> Transition:
     if action not in _RULES:
         raise IllegalTransition(f"unknown action {action!r}; actions are {', '.join(ACTIONS)}")
     allowed, busy, after = _RULES[action]
+    if state in BUSY:
+        raise UnitBusy(f"cannot {action}: {_WHY.get(state, state)}")
     if state not in allowed:
         raise IllegalTransition(f"cannot {action}: {_WHY.get(state, state)}")
     if state == FAILED:

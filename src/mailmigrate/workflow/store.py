@@ -168,6 +168,19 @@ class WorkflowStore:
             self._history(name, "system", "add", NOT_STARTED, NOT_STARTED, "")
             return True
 
+    def adopt(self, name: str, kind: str, state: str, bound: bool, meta: dict, detail: str) -> bool:
+        """Register a unit whose state an older record kept (``detail`` says which); an existing unit is
+        left as it is."""
+        with self._lock:
+            if self.get(name) is not None:
+                return False
+            self._exec(
+                "INSERT INTO wf_units(name, kind, state, bound, meta, updated) VALUES (?,?,?,?,?,?)",
+                (name, kind, state, int(bound), json.dumps(meta), _now()),
+            )
+            self._history(name, "system", "adopt", NOT_STARTED, state, detail)
+            return True
+
     def get(self, name: str) -> Unit | None:
         row = self._exec(
             "SELECT name, kind, state, bound, lock_owner, last_error, meta, updated FROM wf_units WHERE name=?",

@@ -1,14 +1,16 @@
-"""NethServer 7 -> 8, per application: start, sync, finish, abort, skip — each a function a workflow can call.
+"""NethServer 7 -> 8, per application: the work of start, sync, finish, abort, skip — each a function the
+NethServer path plug-in (:mod:`.plugin`) calls.
 
 The seed's procedure: *start* installs the application on NS8 and makes the first copy, *sync* repeats the
 copy as often as wanted, *finish* makes the final copy, runs the conversions and only then stops the NS7
 application, *abort* removes what start and sync created on NS8 (never anything on NS7), *skip* leaves the
-application on NS7.  States (FACTS.md): not_migrated, migrating (bound: the NS8 side exists), syncing (an
-action holds the lock), migrated, skipped.
+application on NS7.
 
-For now the state lives in one small JSON file per project (``<target>/.mailmigrate/ns7-migration.json``)
-with a history of every action; the workflow layer can take it over later.  A ``syncing`` state left by a
-process that died is recognised by its lock (pid on this host no longer running) and taken over.
+These functions hold no state machine: which action may run when, the lock, the history and the resulting
+state are the workflow's (``workflow/states.py``), for a project and for the ``mailmigrate ns7`` command
+alike.  A step gets its application's :class:`AppRecord` — the progress data it keeps between actions (what
+start created, the NS8 import endpoint), saved as the unit's metadata — and says whether it did its work
+(:attr:`StepResult.done`); errors of single items are in its log either way.
 
 Applications: ``mail`` (NS7 Email: Dovecot + Postfix + POP3 connector), ``sogo`` and ``webtop`` (their
 calendars and contacts through DAV, :mod:`.ns7_groupware`) and ``account-provider`` (NS7's local OpenLDAP,
@@ -19,15 +21,13 @@ neither migrated nor skipped.
 from __future__ import annotations
 
 import json
-import os
 import shutil
-import socket
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Callable
 
 from ...directory.provider import PROVIDER_APP
-from ...errors import ConfigError, MailmigrateError, StateLocked
+from ...errors import ConfigError, MailmigrateError
 from ...formats.atomic import replace_file
 from ...formats.dovecot_acl import ACL_FILE
 from ...formats.esmith import EsmithDb, read_esmith, write_esmith
@@ -38,20 +38,13 @@ from . import ns8, ns8_api, ns8_push
 from . import ns8_provider as provider
 from . import ns8_settings as ns8s
 from . import quota as quota_mod
+from ..base import UnitsView
 from .eventlog import EventLog
 from .layout import NethServerTree, NS8MailTree
 from .mailboxes import folder_dirs
 from .rules import ERROR, Note
 
-NOT_MIGRATED, MIGRATING, SYNCING, MIGRATED, SKIPPED = "not_migrated", "migrating", "syncing", "migrated", "skipped"
 APPS = ("mail", *groupware.DAV_APPS, PROVIDER_APP)
-_FROM = {
-    "start": (NOT_MIGRATED, SKIPPED),
-    "sync": (MIGRATING,),
-    "finish": (MIGRATING,),
-    "abort": (MIGRATING,),
-    "skip": (NOT_MIGRATED,),
-}
 
 
 class IllegalStep(ConfigError):
@@ -73,10 +66,6 @@ class Project:
     def state_dir(self) -> Path:
         return self.target.root / ".mailmigrate"
 
-    @property
-    def state_file(self) -> Path:
-        return self.state_dir / "ns7-migration.json"
-
     def files_manifest(self, app: str) -> Path:
         """The target files the copy wrote (:class:`mailmigrate.sync.maildir_clone.Manifest`)."""
         return self.state_dir / f"ns7-{app}-files.sqlite"
@@ -95,7 +84,9 @@ class Project:
 class StepResult:
     app: str
     action: str
-    state: str
+    #: whether the step did its work (the application may move on); errors of single items may still be in
+    #: the log (a broken address is reported, not fatal)
+    done: bool
     log: EventLog
     details: dict = field(default_factory=dict)
 
@@ -104,77 +95,24 @@ class StepResult:
         return not self.log.errors
 
 
-# -- state file ----------------------------------------------------------------------------------------
+# -- what a step keeps between actions ------------------------------------------------------------------
 
 
-def _load(p: Project) -> dict:
-    try:
-        data = json.loads(p.state_file.read_text())
-    except FileNotFoundError:
-        data = {"apps": {}}
-    except (ValueError, OSError) as e:
-        raise ConfigError(f"{p.state_file}: cannot read the migration state ({e}); it was left as it is") from None
-    return data
+@dataclass
+class AppRecord:
+    """What a step reads and keeps of its application between actions, given by the one who runs it (the
+    workflow, which holds the application's state, lock and history):
 
+    * ``data`` – the step's own progress: the directories start created (so that abort removes only those),
+      the NS8 module and import endpoint it opened, the account provider's copied entries;
+    * ``save`` – keeps ``data`` now (a step saves before it writes where abort must look);
+    * ``others`` – the other applications' migration, for the account provider's rule that it goes last.
+    """
 
-def _save(p: Project, data: dict) -> None:
-    p.state_dir.mkdir(parents=True, exist_ok=True)
-    replace_file(p.state_file, (json.dumps(data, indent=2, sort_keys=True) + "\n").encode(), "umask", suffix=".tmp")
-
-
-def _app(data: dict, app: str) -> dict:
-    return data["apps"].setdefault(app, {"state": NOT_MIGRATED, "created": [], "history": []})
-
-
-def _alive(lock: dict) -> bool:
-    if lock.get("host") != socket.gethostname():
-        return True  # another machine: cannot tell, so it holds
-    try:
-        os.kill(int(lock.get("pid", 0)), 0)
-    except ProcessLookupError:
-        return False
-    except (PermissionError, ValueError):
-        return True
-    return True
-
-
-def status(p: Project) -> dict[str, str]:
-    data = _load(p)
-    return {app: _app(data, app)["state"] for app in APPS}
-
-
-def _begin(p: Project, app: str, action: str) -> tuple[dict, str]:
-    """Check the transition and take the lock; returns (state data, the state to return to on failure)."""
-    if app not in APPS:
-        raise ConfigError(f"application {app!r}: mailmigrate migrates {', '.join(APPS)} (others: use NS8's tool)")
-    data = _load(p)
-    a = _app(data, app)
-    state = a["state"]
-    if state == SYNCING:
-        lock = a.get("lock") or {}
-        if _alive(lock):
-            raise StateLocked(f"{app}: an action ({lock.get('action')}) is running since {lock.get('since')} "
-                              f"(pid {lock.get('pid')} on {lock.get('host')}); wait for it")
-        state = a.get("resume", MIGRATING)  # the holder died: its action can be repeated
-    if state not in _FROM[action]:
-        raise IllegalStep(f"{app} is {state}: {action} is possible only when it is {' or '.join(_FROM[action])}")
-    back = state
-    if action != "skip":
-        a.update(state=SYNCING, resume=back,
-                 lock={"pid": os.getpid(), "host": socket.gethostname(), "action": action,
-                       "since": time.strftime("%Y-%m-%dT%H:%M:%S")})
-        _save(p, data)
-    return data, back
-
-
-def _end(p: Project, data: dict, app: str, action: str, new_state: str, log: EventLog) -> None:
-    a = _app(data, app)
-    a["state"] = new_state
-    a.pop("lock", None)
-    a.pop("resume", None)
-    a["history"].append({"action": action, "at": time.strftime("%Y-%m-%dT%H:%M:%S"), "state": new_state,
-                         "errors": len(log.errors), "warnings": len(log.warnings)})
-    _save(p, data)
+    app: str
+    data: dict
+    save: Callable[[], None] = lambda: None
+    others: UnitsView | None = None
 
 
 # -- mail application: who moves where -----------------------------------------------------------------
@@ -210,21 +148,21 @@ def _ns8_rel(rel: tuple[str, ...]) -> tuple[str, ...]:
     return rel
 
 
-def _sync_all(p: Project, log: EventLog, action: str, data: dict, app: str) -> dict:
+def _sync_all(p: Project, log: EventLog, action: str, rec: "AppRecord") -> dict:
     """Every NS7 mail home copied file by file (:mod:`mailmigrate.sync.maildir_clone`): UIDs, UIDVALIDITY, keywords, POP3
     UIDLs and each reader's private flags of shared and public folders stay what clients cached."""
     users, notes = mail_users(p)
     log.notes(action, notes)
-    created = _app(data, app)["created"]
+    created = rec.data.setdefault("created", [])
     totals = {"copied": 0, "failed": 0, "users": 0}
-    with maildir_clone.Manifest(p.files_manifest(app)) as manifest:
+    with maildir_clone.Manifest(p.files_manifest(rec.app)) as manifest:
         for old, new in users.items():
             home = p.target.mail_home(new)
             if not home.exists():
                 rel = str(home.relative_to(p.target.root))
                 if rel not in created:
                     created.append(rel)
-                    _save(p, data)  # before anything is written there, so abort knows
+                    rec.save()  # before anything is written there, so abort knows
             # ACL files and sieve scripts: written converted by finish, never as NS7 had them; subscriptions
             # converted at every copy (small, and what a client lists at once)
             try:
@@ -260,19 +198,20 @@ def _copy_subscriptions(src_md: Path, dst_md: Path) -> None:
         _write_converted(dst, data)
 
 
-def _run(p: Project, app: str, action: str, body) -> StepResult:
-    log = EventLog(f"ns7-{app}-{action}", p.log_path)
-    data, back = _begin(p, app, action)
+def _run(p: Project, rec: AppRecord, action: str, body) -> StepResult:
+    """``body(rec, log)`` -> (done, details); an error it raises is logged and ends the step not done.  The
+    step's data is saved whatever happened, as far as it got."""
+    log = EventLog(f"ns7-{rec.app}-{action}", p.log_path)
     try:
-        new_state, details = body(data, log)
+        done, details = body(rec, log)
     except BaseException as e:
         log.error(action, f"stopped: {e}")
-        _end(p, data, app, action, back, log)
+        rec.save()
         if isinstance(e, (MailmigrateError, OSError)):
-            return StepResult(app, action, back, log)
+            return StepResult(rec.app, action, False, log)
         raise
-    _end(p, data, app, action, new_state, log)
-    return StepResult(app, action, new_state, log, details)
+    rec.save()
+    return StepResult(rec.app, action, done, log, details)
 
 
 # -- the steps -------------------------------------------------------------------------------------------
@@ -300,56 +239,60 @@ def _link(p: Project) -> provider.ProviderLink:
     return p.provider
 
 
-def start(p: Project, app: str = "mail") -> StepResult:
-    def body(data, log):
+def start(p: Project, rec: AppRecord) -> StepResult:
+    app = rec.app
+
+    def body(rec, log):
         if app == PROVIDER_APP:
             provider.check_source(_db(p, "configuration"))
-            return MIGRATING, provider.start(_link(p), _app(data, app), p.state_dir, log)
+            return True, provider.start(_link(p), rec.data, p.state_dir, log)
         if app in groupware.DAV_APPS:
             spec, link = _dav(p, app)
             groupware.check_source(p.source.db("configuration"), spec)
             p.state_dir.mkdir(parents=True, exist_ok=True)
-            return MIGRATING, groupware.copy_all(p.state_dir, spec, link, _dav_users(p, log, "start"), log, "start")
+            return True, groupware.copy_all(p.state_dir, spec, link, _dav_users(p, log, "start"), log, "start")
         api = ns8_api.ClusterAPI(p.ns8) if p.ns8 is not None else None
         if api is not None:  # the seed's start installs the application on NS8 first
-            _endpoint(p, data, app, api, log, "start")
+            _endpoint(p, rec, api, log, "start")
         p.target.vmail.mkdir(parents=True, exist_ok=True)
-        totals = _sync_all(p, log, "start", data, app)
-        _push_step(p, data, app, api, log, "start")
-        return MIGRATING, totals
+        totals = _sync_all(p, log, "start", rec)
+        _push_step(p, rec, api, log, "start")
+        return True, totals
 
-    return _run(p, app, "start", body)
+    return _run(p, rec, "start", body)
 
 
-def sync(p: Project, app: str = "mail") -> StepResult:
-    def body(data, log):
+def sync(p: Project, rec: AppRecord) -> StepResult:
+    app = rec.app
+
+    def body(rec, log):
         if app == PROVIDER_APP:
-            return MIGRATING, provider.sync(_link(p), _app(data, app), lambda: _save(p, data), log, "sync")
+            return True, provider.sync(_link(p), rec.data, rec.save, log, "sync")
         if app in groupware.DAV_APPS:
             spec, link = _dav(p, app)
-            return MIGRATING, groupware.copy_all(p.state_dir, spec, link, _dav_users(p, log, "sync"), log, "sync")
-        totals = _sync_all(p, log, "sync", data, app)
-        _push_step(p, data, app, ns8_api.ClusterAPI(p.ns8) if p.ns8 is not None else None, log, "sync")
-        return MIGRATING, totals
+            return True, groupware.copy_all(p.state_dir, spec, link, _dav_users(p, log, "sync"), log, "sync")
+        totals = _sync_all(p, log, "sync", rec)
+        _push_step(p, rec, ns8_api.ClusterAPI(p.ns8) if p.ns8 is not None else None, log, "sync")
+        return True, totals
 
-    return _run(p, app, "sync", body)
+    return _run(p, rec, "sync", body)
 
 
 # -- NS8's import endpoint (:mod:`.ns8_push`) --------------------------------------------------------------
 
 
-def _endpoint(p: Project, data: dict, app: str, api: ns8_api.ClusterAPI, log: EventLog,
+def _endpoint(p: Project, rec: "AppRecord", api: ns8_api.ClusterAPI, log: EventLog,
               action: str) -> tuple[ns8_push.Endpoint, ns8_push.Rsync]:
     """The mail module the mail is imported into and its endpoint: the one this migration opened, or a new
     one (the cluster's ``import-module`` always creates a module, as NethServer's own migration does)."""
-    a = _app(data, app)
+    a = rec.data
     imp = a.get("ns8_import")
     if imp is None:
         ep, secret = ns8_push.open_endpoint(api, log, action)
         ns8_push.save_secret(p.push_secret, secret)
         a["ns8_module"] = ep.module_id  # abort removes only a module this migration created
         a["ns8_import"] = {"endpoint": ep.as_dict(), "terminated": False, "imported": False}
-        _save(p, data)
+        rec.save()
         rs = ns8_push.Rsync(ep, secret)
         ns8_push.wait_listening(rs, 120)
         return ep, rs
@@ -357,45 +300,45 @@ def _endpoint(p: Project, data: dict, app: str, api: ns8_api.ClusterAPI, log: Ev
     return ep, ns8_push.Rsync(ep, ns8_push.load_secret(p.push_secret) if not imp["imported"] else Secret(""))
 
 
-def _push_step(p: Project, data: dict, app: str, api: ns8_api.ClusterAPI | None, log: EventLog, action: str) -> None:
+def _push_step(p: Project, rec: "AppRecord", api: ns8_api.ClusterAPI | None, log: EventLog, action: str) -> None:
     """start and sync: the staging tree and the files NS8's import reads, sent to the endpoint; an error is
     this run's (the next sync sends again)."""
-    imp = _app(data, app).get("ns8_import")
+    imp = rec.data.get("ns8_import")
     if api is None:
         if imp is not None and not imp["imported"]:
             log.error(action, "start opened NS8's import endpoint: give --ns8-url (and its password) to send "
                               "the mail there")
         return
     try:
-        ep, rs = _endpoint(p, data, app, api, log, action)
-        if _app(data, app)["ns8_import"]["imported"]:
+        ep, rs = _endpoint(p, rec, api, log, action)
+        if rec.data["ns8_import"]["imported"]:
             log.warning(action, f"NS8 module {ep.module_id} has imported the mail already; nothing sent")
             return
-        _relisten(p, data, app, rs, api, log, action)
+        _relisten(p, rec, rs, api, log, action)
         ns8_push.push(p.source, p.target.vmail, rs, log, action, scratch=p.state_dir)
     except MailmigrateError as e:
         log.error(action, str(e))
 
 
-def _relisten(p: Project, data: dict, app: str, rs: ns8_push.Rsync, api: ns8_api.ClusterAPI, log: EventLog,
+def _relisten(p: Project, rec: "AppRecord", rs: ns8_push.Rsync, api: ns8_api.ClusterAPI, log: EventLog,
               action: str) -> None:
     task = ns8_push.ensure_listening(rs, api, log, action)
     if task:
-        _app(data, app)["ns8_import"]["endpoint"]["task"] = rs.ep.task = task
-        _save(p, data)
+        rec.data["ns8_import"]["endpoint"]["task"] = rs.ep.task = task
+        rec.save()
 
 
-def _finish_push(p: Project, data: dict, app: str, api: ns8_api.ClusterAPI, log: EventLog, copied: int) -> str:
+def _finish_push(p: Project, rec: "AppRecord", api: ns8_api.ClusterAPI, log: EventLog, copied: int) -> str:
     """The final push, NS8 told to import (``terminate``) and waited for; returns the mail module's id.
     A finish repeated after NS8 imported sends nothing (the endpoint is closed): mail the final copy
     still found on NS7 then is an ERROR, at this finish and every later one (the count is kept in the
     state), as NS8 does not have it."""
-    ep, rs = _endpoint(p, data, app, api, log, "finish")
-    imp = _app(data, app)["ns8_import"]
+    ep, rs = _endpoint(p, rec, api, log, "finish")
+    imp = rec.data["ns8_import"]
     if imp["imported"]:
         if copied:
             imp["late"] = imp.get("late", 0) + copied
-            _save(p, data)
+            rec.save()
         if imp.get("late"):
             log.error("finish", f"{imp['late']} message file(s) copied from NS7 after NS8 module {ep.module_id} "
                                 "imported the mail: NS8's import endpoint is closed, they are only in the "
@@ -403,15 +346,15 @@ def _finish_push(p: Project, data: dict, app: str, api: ns8_api.ClusterAPI, log:
         return ep.module_id
     if not imp["terminated"]:
         try:
-            _relisten(p, data, app, rs, api, log, "finish")
+            _relisten(p, rec, rs, api, log, "finish")
         except ns8_push.AlreadyImported:
             # the endpoint was closed and NS8 imported, but the run that closed it stopped before noting it
             log.warning("finish", f"NS8 module {ep.module_id} has imported the mail already (a finish stopped "
                                   "after telling it to)")
             imp.update(terminated=True, imported=True)
-            _save(p, data)
+            rec.save()
             p.push_secret.unlink(missing_ok=True)
-            return _finish_push(p, data, app, api, log, copied)
+            return _finish_push(p, rec, api, log, copied)
         ns8_push.push(p.source, p.target.vmail, rs, log, "finish", scratch=p.state_dir)
         left = ns8_push.pending(p.source, p.target.vmail, rs)
         if left:
@@ -420,62 +363,55 @@ def _finish_push(p: Project, data: dict, app: str, api: ns8_api.ClusterAPI, log:
         log.info("finish", "NS8's dovecot-data volume holds the staging tree (rsync has nothing left to send)")
         ns8_push.commit(rs, log, "finish")
         imp["terminated"] = True
-        _save(p, data)
+        rec.save()
     ns8_push.wait_import(api, ep, log, "finish")
     imp["imported"] = True
-    _save(p, data)
+    rec.save()
     p.push_secret.unlink(missing_ok=True)
     return ep.module_id
 
 
-def finish_blockers(p: Project, app: str, apps: list[str] | tuple[str, ...] | None = None) -> list[str]:
+def finish_blockers(others: UnitsView, app: str, apps: list[str] | tuple[str, ...] | None = None) -> list[str]:
     """Why ``app`` may not finish yet, one sentence per application in the way: the account provider goes
     last, after every other application (``apps``: the migration's applications, default all) is migrated
     or skipped."""
     if app != PROVIDER_APP:
         return []
-    data = _load(p)
-    out = []
-    for other in apps or APPS:
-        if other == PROVIDER_APP:
-            continue
-        state = data["apps"].get(other, {}).get("state", NOT_MIGRATED)
-        if state not in (MIGRATED, SKIPPED):
-            out.append(f"{other} is {state}")
-    return out
+    return [f"{other} is {others.state(other)}" for other in apps or APPS
+            if other != PROVIDER_APP and not others.settled(other)]
 
 
-def skip(p: Project, app: str = "mail") -> StepResult:
-    log = EventLog(f"ns7-{app}-skip", p.log_path)
-    data, _ = _begin(p, app, "skip")
-    log.info("skip", f"{app} stays on NethServer 7")
-    _end(p, data, app, "skip", SKIPPED, log)
-    return StepResult(app, "skip", SKIPPED, log)
+def skip(p: Project, rec: AppRecord) -> StepResult:
+    log = EventLog(f"ns7-{rec.app}-skip", p.log_path)
+    log.info("skip", f"{rec.app} stays on NethServer 7")
+    return StepResult(rec.app, "skip", True, log)
 
 
-def abort(p: Project, app: str = "mail") -> StepResult:
+def abort(p: Project, rec: AppRecord) -> StepResult:
     """Remove what start/sync made on NS8: the messages and folders the engine created, then the mail
     directories start created when nothing else is left in them.  NS7 is not touched."""
 
-    def body(data, log):
+    app = rec.app
+
+    def body(rec, log):
         if app == PROVIDER_APP:
-            n = provider.abort(_link(p), _app(data, app), lambda: _save(p, data), log)
-            return NOT_MIGRATED, {"removed": n}
+            n = provider.abort(_link(p), rec.data, rec.save, log)
+            return True, {"removed": n}
         if app in groupware.DAV_APPS:
             spec, link = _dav(p, app)
             n = groupware.abort_all(p.state_dir, spec, link, _dav_users(p, log, "abort"), log)
             if log.errors:
-                return MIGRATING, {"removed": n}  # what could not be reached is still there: abort again
+                return False, {"removed": n}  # what could not be reached is still there: abort again
             groupware.state_path(p.state_dir, app).unlink(missing_ok=True)
             log.info("abort", f"{app}: {n} item(s) removed from NS8; NS7 unchanged")
-            return NOT_MIGRATED, {"removed": n}
+            return True, {"removed": n}
         users, _ = mail_users(p)
         removed = 0
         with maildir_clone.Manifest(p.files_manifest(app)) as manifest:
             for old, new in users.items():
                 removed += maildir_clone.remove_copied(p.target.mail_home(new), manifest, home=old)
-        a = _app(data, app)
-        for rel in list(a["created"]):
+        a = rec.data
+        for rel in list(a.get("created", [])):
             d = p.target.root / rel
             if d.exists() and _holds_mail(d):
                 log.warning("abort", f"{rel} holds mail mailmigrate did not copy; kept")
@@ -498,32 +434,32 @@ def abort(p: Project, app: str = "mail") -> StepResult:
                 a.pop("ns8_import", None)  # its endpoint went with the module
                 p.push_secret.unlink(missing_ok=True)
         log.info("abort", f"{removed} file(s) removed from NS8; NS7 unchanged")
-        return NOT_MIGRATED, {"removed": removed}
+        return True, {"removed": removed}
 
-    return _run(p, app, "abort", body)
+    return _run(p, rec, "abort", body)
 
 
 def _holds_mail(d: Path) -> bool:
     return any(f.is_file() for sub in ("cur", "new") for f in d.rglob(f"{sub}/*"))
 
 
-def finish(p: Project, app: str = "mail", *, disable_source: bool = True,
+def finish(p: Project, rec: AppRecord, *, disable_source: bool = True,
            dovecot: quota_mod.Doveadm | None = None, apps: list[str] | tuple[str, ...] | None = None) -> StepResult:
     """Final sync, verification of every mailbox, conversions, quota recalculation, and only then the NS7
     application stopped.  ``dovecot``: the target Dovecot, to recalculate and check its quota with doveadm.
     The account provider: refused (IllegalStep) while :func:`finish_blockers` names anything; then a final
     copy, the checklist, and only then NS7's provider disabled."""
-    blockers = finish_blockers(p, app, apps)
+    app = rec.app
+    blockers = finish_blockers(rec.others, app, apps) if rec.others is not None else []
     if blockers:
-        _begin_check(p, app, "finish")
         raise IllegalStep(f"{app} is migrated last: {'; '.join(blockers)} (finish or skip it first)")
     if app == PROVIDER_APP:
-        return _run(p, app, "finish", lambda data, log: _finish_provider(p, data, log, disable_source, apps))
+        return _run(p, rec, "finish", lambda rec, log: _finish_provider(p, rec, log, disable_source, apps))
     if app in groupware.DAV_APPS:
-        return _run(p, app, "finish", lambda data, log: _finish_groupware(p, app, log, disable_source))
+        return _run(p, rec, "finish", lambda rec, log: _finish_groupware(p, app, log, disable_source))
 
-    def body(data, log):
-        totals = _sync_all(p, log, "finish", data, app)
+    def body(rec, log):
+        totals = _sync_all(p, log, "finish", rec)
         users, _ = mail_users(p)
         bad = []
         for old, new in users.items():
@@ -533,17 +469,17 @@ def finish(p: Project, app: str = "mail", *, disable_source: bool = True,
                 log.error("finish", f"{old}: verification failed: {'; '.join(problems)}")
         if bad or log.errors:
             log.error("finish", "final sync not verified: conversions not run, NS7 left running; run finish again")
-            return MIGRATING, totals
+            return False, totals
         log.info("finish", f"final sync verified for {len(users)} mailbox(es): every message file, UID, "
                            "UIDVALIDITY, UIDNEXT, POP3 UIDL and keyword as on NS7")
         details = convert_mail(p, users, log, dovecot=dovecot)
-        if p.ns8 is None and _app(data, app).get("ns8_import", {}).get("imported") is False:
+        if p.ns8 is None and rec.data.get("ns8_import", {}).get("imported") is False:
             log.error("finish", "start opened NS8's import endpoint: give --ns8-url (and its password) so that "
                                 "finish sends the mail there and has NS8 import it")
         if p.ns8 is not None and not log.errors:
             try:
                 api = ns8_api.ClusterAPI(p.ns8)
-                mid = _finish_push(p, data, app, api, log, totals["copied"])
+                mid = _finish_push(p, rec, api, log, totals["copied"])
                 details["ns8"] = ns8_api.apply(api, json.loads(p.target.settings.read_text()), log, module_id=mid)
                 tasks = json.loads(p.target.fetch_tasks.read_text()) if p.target.fetch_tasks.is_file() else []
                 details["ns8"]["fetch_tasks"] = ns8_api.apply_fetch_tasks(api, tasks, log)
@@ -554,17 +490,17 @@ def finish(p: Project, app: str = "mail", *, disable_source: bool = True,
             # serving and the unit stays migrating; the conversions read NS7 afresh, so finish can be rerun
             log.error("finish", "conversions reported errors: NS7 left running, mail stays migrating; "
                                 "fix and run finish again")
-            return MIGRATING, {**totals, **details}
+            return False, {**totals, **details}
         if disable_source:
             _disable_source(p, log)
         else:
             log.warning("finish", "NS7 mail application left running (--keep-source)")
-        return MIGRATED, {**totals, **details}
+        return True, {**totals, **details}
 
-    return _run(p, app, "finish", body)
+    return _run(p, rec, "finish", body)
 
 
-def _finish_groupware(p: Project, app: str, log: EventLog, disable_source: bool) -> tuple[str, dict]:
+def _finish_groupware(p: Project, app: str, log: EventLog, disable_source: bool) -> tuple[bool, dict]:
     """Final copy, every item verified by UID, what DAV does not carry listed, and only then NS7's
     application disabled; any error leaves it running and the application migrating."""
     spec, link = _dav(p, app)
@@ -572,30 +508,24 @@ def _finish_groupware(p: Project, app: str, log: EventLog, disable_source: bool)
     totals = groupware.copy_all(p.state_dir, spec, link, users, log, "finish")
     if log.errors or not groupware.verify_all(p.state_dir, spec, link, users, log):
         log.error("finish", f"{app}: final copy not verified: NS7's {app} left running; run finish again")
-        return MIGRATING, totals
+        return False, totals
     log.info("finish", f"{app}: every calendar, task and contact of {len(users)} user(s) verified on NS8 by UID")
     groupware.not_carried(spec, log)
     if disable_source:
         groupware.disable_source(p.source.db("configuration"), spec, log)
     else:
         log.warning("finish", f"NS7 {app} left running (--keep-source)")
-    return MIGRATED, totals
+    return True, totals
 
 
-def _begin_check(p: Project, app: str, action: str) -> None:
-    """Refuse an action the state does not allow, without taking the lock (a refusal changes nothing)."""
-    state = _app(_load(p), app)["state"]
-    if state not in _FROM[action] and state != SYNCING:
-        raise IllegalStep(f"{app} is {state}: {action} is possible only when it is {' or '.join(_FROM[action])}")
-
-
-def _finish_provider(p: Project, data: dict, log: EventLog, disable_source: bool, apps) -> tuple[str, dict]:
+def _finish_provider(p: Project, rec: AppRecord, log: EventLog, disable_source: bool, apps) -> tuple[bool, dict]:
     link = _link(p)
-    details = provider.sync(link, _app(data, PROVIDER_APP), lambda: _save(p, data), log, "finish")
+    details = provider.sync(link, rec.data, rec.save, log, "finish")
     if log.errors or not provider.verify(link, p.state_dir, log):
         log.error("finish", "NS8's directory not verified: NS7's provider left running; fix and run finish again")
-        return MIGRATING, details
-    skipped = [a for a in (apps or APPS) if a != PROVIDER_APP and _app(data, a)["state"] == SKIPPED]
+        return False, details
+    skipped = [a for a in (apps or APPS) if a != PROVIDER_APP and rec.others is not None
+               and rec.others.state(a) == "skipped"]
     if skipped:
         log.warning("finish", f"skipped on NS7: {', '.join(skipped)}; they lose NS7's provider: point them at "
                               "NS8's as a remote provider")
@@ -603,7 +533,7 @@ def _finish_provider(p: Project, data: dict, log: EventLog, disable_source: bool
         provider.disable_source(p.source.db("configuration"), log)
     else:
         log.warning("finish", "NS7 account provider left running (--keep-source)")
-    return MIGRATED, details
+    return True, details
 
 
 # -- conversions at finish -------------------------------------------------------------------------------
@@ -800,12 +730,11 @@ def settings_data(p: Project, users: dict[str, str], log: EventLog, *, usage: di
 # -- finish --dry-run ------------------------------------------------------------------------------------
 
 
-def finish_plan(p: Project, *, disable_source: bool = True) -> dict:
+def finish_plan(p: Project, rec: AppRecord, state: str, allowed: bool, *, disable_source: bool = True) -> dict:
     """Everything ``finish`` would do, computed from NS7 and the NS8 tree as they are, changing nothing:
     the final copy per mailbox, the conversions, the settings (passwords left out), the NS8 API tasks or
     the files of the offline mode, and what is disabled on NS7.  Its notes are those finish would log."""
     log = EventLog("ns7-mail-finish (dry run)")
-    state = _app(_load(p), "mail")["state"]
     users, notes = mail_users(p)
     log.notes("finish", notes)
     copy = {}
@@ -821,14 +750,14 @@ def finish_plan(p: Project, *, disable_source: bool = True) -> dict:
     for r in settings["relay_rules"]:
         r["password"] = "***" if r["password"] else ""
     return {
-        "state": state, "allowed": state == MIGRATING,
+        "state": state, "allowed": allowed,
         "final_copy": copy,
         "conversions": {"acl_files": acl, "sieve_files": sieve, "shared_index": p.source.shared_index.is_file(),
                         "carried_files": [k for k in _CARRIED_FILES if (p.source.root / k).is_file()]},
         "settings": settings,
         "ns8": ([f"{q} {a}" for q, a in ns8_api.plan(settings)] if p.ns8 is not None else
                 [f"offline: {p.target.settings}", f"offline: {p.target.fetch_tasks}"]),
-        "push": _push_plan(p, _app(_load(p), "mail")),
+        "push": _push_plan(p, rec.data),
         "ns7": ["before finish, on NS7: systemctl stop postfix dovecot rspamd (no mail may change during the "
                 "final copy; NethServer's own migration stops them there too)"]
                + (["dovecot, postfix, getmail: status=disabled", "signal-event nethserver-mail-server-update"]

@@ -1,0 +1,94 @@
+"""A/B of mailmigrate's first copy between commits: same servers, same corpus, runs alternating.
+
+    .venv/bin/python bench/ab.py HEAD~1 HEAD [--rounds 7] [--storage tmpfs] [--messages 3750]
+
+Each commit's ``src/`` is taken with ``git archive`` into a temporary directory (no checkout, no worktree)
+and compiled once; then, round after round, in an order that alternates, each commit's mailmigrate copies
+the corpus into a fresh target account, and runs once more with nothing to copy (the rerun). The measure is the process's CPU seconds (user + system, from
+GNU time): on a machine shared with other work, wall time follows the load, CPU much less. Medians and
+each commit's spread are printed; nothing is asserted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import pwd
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE.parent / "tests"))
+sys.path.insert(0, str(HERE))
+
+from corpus import generate, write_maildir_fs  # noqa: E402
+from run import MAILMIGRATE, PASSWORD, STORAGE, timed, tool_env  # noqa: E402
+
+
+def export(commit: str, into: Path) -> Path:
+    """The commit's src/ tree, compiled, under ``into``."""
+    into.mkdir(parents=True)
+    archive = subprocess.run(["git", "-C", str(HERE.parent), "archive", commit, "src"], check=True,
+                             capture_output=True).stdout
+    subprocess.run(["tar", "-x", "-C", str(into)], input=archive, check=True)
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
+    subprocess.run([sys.executable, "-m", "compileall", "-q", str(into / "src")], check=True, env=env)
+    return into / "src"
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("commits", nargs="+")
+    ap.add_argument("--rounds", type=int, default=7)
+    ap.add_argument("--messages", type=int, default=3750)
+    ap.add_argument("--folders", type=int, default=10)
+    ap.add_argument("--storage", choices=sorted(STORAGE), default="tmpfs")
+    ap.add_argument("--connections", type=int, default=3)
+    args = ap.parse_args(argv)
+    from servers.dovecot import DovecotServer
+
+    parent = STORAGE[args.storage]
+    base = Path(tempfile.mkdtemp(prefix="mm-ab-", dir=parent))
+    labels = [f"{i}:{c}" for i, c in enumerate(args.commits)]  # the same commit twice is an A/A run
+    srcs = {lab: export(c, base / f"code{i}") for i, (lab, c) in enumerate(zip(labels, args.commits))}
+    src, dst = DovecotServer(parent=parent).start(), DovecotServer(parent=parent).start()
+    cpu: dict[str, list[float]] = {c: [] for c in labels}
+    wall: dict[str, list[float]] = {c: [] for c in labels}
+    rerun: dict[str, list[float]] = {c: [] for c in labels}
+    try:
+        src.add_user("src", PASSWORD)
+        dv = pwd.getpwnam("dovecot")
+        write_maildir_fs(src.maildir("src"), generate(args.messages, args.folders), dv.pw_uid, dv.pw_gid)
+        for rnd in range(args.rounds):
+            order = labels[rnd % len(labels):] + labels[:rnd % len(labels)]
+            for c in order:
+                user = f"ab{rnd}x{labels.index(c)}"
+                dst.add_user(user, PASSWORD)
+                env = tool_env()
+                env["PYTHONPATH"] = str(srcs[c])
+                cmd = [MAILMIGRATE, "sync", f"imap://src@127.0.0.1:{src.port}?tls=none",
+                       f"imap://{user}@127.0.0.1:{dst.port}?tls=none", "--state", str(base / f"{user}.db"),
+                       "--no-progress", "--connections", str(args.connections)]
+                s = timed(cmd, env=env)
+                cpu[c].append(s.cpu)
+                wall[c].append(s.wall)
+                again = timed(cmd, env=env)  # nothing to copy: start-up, state, one STATUS per side
+                rerun[c].append(again.cpu)
+                print(f"round {rnd + 1} {c:12} {s.wall:6.2f} s wall {s.cpu:6.2f} CPU s, rerun {again.cpu:5.2f} CPU s  "
+                      f"load {os.getloadavg()[0]:.1f}", flush=True)
+    finally:
+        src.stop()
+        dst.stop()
+        shutil.rmtree(base, ignore_errors=True)
+    for c in labels:
+        print(f"{c:12} CPU s median {statistics.median(cpu[c]):.3f} (min {min(cpu[c]):.3f}, max {max(cpu[c]):.3f}); "
+              f"wall median {statistics.median(wall[c]):.2f} s; rerun CPU s median {statistics.median(rerun[c]):.3f}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

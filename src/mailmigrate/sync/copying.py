@@ -1,0 +1,320 @@
+"""The copy pipeline: a folder's new messages from the source to the target, one state transaction a batch.
+
+How a message travels: a producer thread streams (meta, Body) from the source and fingerprints each body;
+the consumer gathers a batch (the target's APPEND limits, or a rate limiter's), records the batch's intent
+(PENDING rows) together with the previous batch's completions in one transaction, appends the batch, and
+owes the target keys to the next batch's transaction (:meth:`Copying._settle` writes what is left).  Bodies
+are never parsed or rewritten.  A refused batch is found on the target by content and sent again one
+message at a time, so that only the refused message is left out.
+
+A mixin of the account's run (sync/engine.py): it uses the run's stores, state, options, counters,
+``_owed``, ``_problem``, ``_target_lock`` and recovery's ``_find_on_target``/``_recover``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import queue
+import re
+import threading
+
+from ..errors import Interrupted, MessageRejected
+from ..model import AppendItem, Body, FolderStatus, MessageMeta, PermanentFlags
+from .folders import display
+from .matching import Fingerprinter
+from .plan import clean
+from .state import DONE, PENDING, FolderState, MessageRow
+
+log = logging.getLogger("mailmigrate.sync")
+
+_HIGH_BYTE = re.compile(rb"[\x80-\xff]")
+
+_END = object()
+
+
+class Copying:
+    def _copy(self, f: FolderState, src_path, target_path, new: list[MessageMeta], perm: PermanentFlags,
+              tgt_status: FolderStatus) -> None:
+        name = display(src_path)
+        total_bytes = sum(m.size or 0 for m in new)
+        self.opt.progress.folder_start(self.account, name, len(new), total_bytes)
+        max_n, max_bytes = self.target.append_batch_limit()
+        lim = self.opt.target_limiter
+        if lim is not None and lim.active:
+            # Small batches under a rate limit, so that the limit is kept within a run and not only on average.
+            if lim.mps:
+                max_n = max(1, min(max_n, int(lim.mps // 4)))
+            if lim.bps:
+                max_bytes = max(1, min(max_bytes, int(lim.bps // 4)))
+        uid_floor = tgt_status.uidnext if self.target.ordered_keys else None
+        wanted = {m.key: m for m in new}
+
+        q: queue.Queue = queue.Queue(maxsize=self.opt.read_ahead)
+        stop = threading.Event()
+        producer = threading.Thread(
+            target=self._produce, args=(src_path, [m.key for m in new], q, stop), name="mailmigrate-fetch",
+            daemon=True,
+        )
+        producer.start()
+        batch: list[tuple[MessageMeta, Body, str, str | None]] = []
+        batch_bytes = 0
+        finished = False
+        try:
+            while True:
+                item = q.get()
+                if item is _END:
+                    finished = True
+                    break
+                if isinstance(item, BaseException):
+                    finished = True
+                    raise item
+                meta, body, fp, nfp = item
+                if meta.key not in wanted:
+                    body.close()
+                    continue
+                # The listing's flags and date win over what a FETCH of the body may say: they were read
+                # together with the key the state records.
+                listed = wanted[meta.key]
+                if listed.internaldate is None and meta.internaldate is not None:
+                    # Known only from a change report (flags): the date comes with the body.
+                    listed = dataclasses.replace(listed, internaldate=meta.internaldate)
+                batch.append((listed, body, fp, nfp))
+                batch_bytes += body.size
+                if len(batch) >= max_n or batch_bytes >= max_bytes:
+                    self._flush(f, src_path, target_path, batch, perm, uid_floor)
+                    batch, batch_bytes = [], 0
+            if batch:
+                self._flush(f, src_path, target_path, batch, perm, uid_floor)
+                batch = []
+            self._settle(f)
+        finally:
+            for _, body, _, _ in batch:
+                body.close()
+            if self._owed.get(f.id):
+                try:
+                    self._settle(f)
+                except Exception as e:  # the error already on its way matters more; recovery finds these
+                    log.warning("could not record the last copied batch of %s: %s", name, e)
+            if not finished:
+                # The source connection is mid-response: stop the reader and use a fresh connection for
+                # the next folder.
+                stop.set()
+                _drain(q)
+                producer.join(timeout=5)
+                self._reopen_source_needed = True
+            else:
+                producer.join()
+        for key, reason in self.source.fetch_problems():
+            self._problem(src_path, key, f"could not be read from the source: {reason}")
+            self.c.failed += 1
+
+    def _produce(self, src_path, keys: list[str], q: queue.Queue, stop: threading.Event) -> None:
+        try:
+            for meta, body in self.source.fetch(src_path, keys):
+                fp = Fingerprinter()
+                for chunk in body.chunks():
+                    fp.update(chunk)
+                exact, norm = fp.result()
+                while not stop.is_set():
+                    try:
+                        q.put((meta, body, exact, norm), timeout=0.2)
+                        break
+                    except queue.Full:
+                        continue
+                if stop.is_set():
+                    body.close()
+                    return
+            q.put(_END)
+        except BaseException as e:  # forwarded: the consumer decides what it means
+            if not stop.is_set():
+                q.put(e)
+
+    def _flush(self, f: FolderState, src_path, target_path, batch, perm: PermanentFlags, uid_floor) -> None:
+        if self.opt.stop_requested.is_set():
+            raise Interrupted("stopped by the user before the next batch; run the same command again to resume")
+        if self.opt.checkpoint:
+            self.opt.checkpoint("before-intent")
+        with self._target_lock(target_path):
+            self._flush_locked(f, src_path, target_path, batch, perm, uid_floor)
+
+    def _flush_locked(self, f: FolderState, src_path, target_path, batch, perm: PermanentFlags, uid_floor) -> None:
+        rows = [
+            MessageRow(meta.key, fp, nfp, body.size, clean(meta.flags), None, PENDING, uid_floor)
+            for meta, body, fp, nfp in batch
+        ]
+        if self.opt.target_limiter is not None:
+            self.opt.target_limiter.acquire(len(batch), sum(b.size for _, b, _, _ in batch))
+        done = self._owed.pop(f.id, [])
+        try:
+            self.state.record_intents(f.id, rows, done)
+        except BaseException:
+            self._owed.setdefault(f.id, [])[:0] = done
+            raise
+        if self.opt.checkpoint:
+            self.opt.checkpoint("before-append")
+        items = []
+        for meta, body, _, _ in batch:
+            kept, dropped = perm.filter(clean(meta.flags))
+            for kw in dropped:
+                if (target_path, kw) not in self._reported_keyword_drops:
+                    self._reported_keyword_drops.add((target_path, kw))
+                    self._problem(src_path, None, f"target folder does not keep the flag {kw}; dropped", kind="flag")
+            items.append(AppendItem(body, kept, meta.internaldate))
+        try:
+            keys = self.target.append(target_path, items)
+        except MessageRejected as e:
+            if len(items) == 1:
+                # A tagged NO: nothing was stored, so the intent is void.
+                meta, body, _, _ = batch[0]
+                self.state.drop(f.id, [meta.key])
+                self._rejected(src_path, meta, body, e)
+                return
+            # Part of the batch may have gone in (a store may fall back to one-by-one): find what did by
+            # content, then send the rest one at a time so that only the refused message is left out.  The
+            # server answered every APPEND, so nothing of this batch can still arrive: no watch.
+            self._settle(f)
+            self._recover(f, target_path, self.state.messages(f.id), watch=False)
+            self._one_by_one(f, src_path, target_path, batch, items)
+            return
+        if self.opt.checkpoint:
+            self.opt.checkpoint("after-append")
+        self._record_appended(f, target_path, rows, keys)
+        self._check_rewritten(src_path, target_path, batch, keys)
+        nbytes = sum(b.size for _, b, _, _ in batch)
+        self.c.copied += len(batch)
+        self.c.bytes_copied += nbytes
+        self.opt.progress.copied(self.account, display(src_path), len(batch), nbytes)
+        for _, body, _, _ in batch:
+            body.close()
+
+    def _check_rewritten(self, src_path, target_path, batch, keys) -> None:
+        """Read back the copies whose header holds raw 8-bit bytes or that hold a NUL, the bytes servers
+        rewrite (Cyrus's munge8bit turns each 8-bit header byte into "X", Dovecot serves each NUL as 0x80, both
+        keeping the size): a copy that differs is reported for that message and
+        counted, not passed off as exact. Recovery still finds it by its normalised fingerprint. Only such
+        messages are read back, so a clean copy costs nothing."""
+        suspects = {}
+        for (meta, body, _, nfp), key in zip(batch, keys):
+            if key is None or nfp is None:
+                continue
+            head = next(body.chunks(1 << 16), b"")
+            end = head.find(b"\r\n\r\n")
+            if _HIGH_BYTE.search(head[: end if end >= 0 else len(head)]):
+                suspects[key] = (meta, body, "8-bit header bytes")
+            elif any(b"\0" in c for c in body.chunks(1 << 16)):
+                suspects[key] = (meta, body, "NUL bytes")  # Dovecot serves each as 0x80
+        if not suspects:
+            return
+        for tmeta, copy in self.target.fetch(target_path, list(suspects)):
+            try:
+                meta, body, what = suspects[tmeta.key]
+                same = copy.size == body.size and b"".join(copy.chunks()) == b"".join(body.chunks())
+            finally:
+                copy.close()
+            if not same:
+                self.c.rewritten += 1
+                self._problem(src_path, meta.key, f"the target rewrote {what} of this message "
+                                                  f"(stored as {'/'.join(target_path)}, UID {tmeta.key}); its "
+                                                  f"copy is not byte-exact", kind="warning")
+
+    def _settle(self, f: FolderState) -> None:
+        """Write the completions still owed for this folder (the last batch's, or before the state is read)."""
+        done = self._owed.pop(f.id, None)
+        if done:
+            self.state.complete(f.id, done)
+
+    def _record_appended(self, f: FolderState, target_path, rows: list[MessageRow], keys: list[str | None]) -> None:
+        """Every UID known (UIDPLUS): the completions go with the next batch's intents, one transaction per
+        batch. A crash before that leaves the batch PENDING, as a crash between APPEND and its own commit
+        did: recovery finds the copies by fingerprint above the floor. Unknown UIDs are looked for by content
+        among unclaimed target messages, so everything owed is written first: an earlier batch's copies must
+        be claimed before they could be taken for this one's."""
+        known = [(r.source_key, k) for r, k in zip(rows, keys) if k is not None]
+        unknown = [r for r, k in zip(rows, keys) if k is None]
+        if not unknown:
+            self._owed.setdefault(f.id, []).extend(known)
+            return
+        self._settle(f)
+        if known:
+            self.state.complete(f.id, known)
+        if unknown:
+            # No UIDPLUS: the server did not say which UIDs it made.  Find them by content above the
+            # floor recorded with the intent; the rows stay PENDING until found.
+            found, _ = self._find_on_target(f, target_path, unknown)
+            if found:
+                self.state.complete(f.id, list(found.items()))
+            missing = [r for r in unknown if r.source_key not in found]
+            if missing:
+                # Appended (the server said OK) but not recognisable: the server changed the bytes.  Mark
+                # done without a target key so that no rerun copies it again.
+                self.state.complete(f.id, [(r.source_key, None) for r in missing])
+                for r in missing:
+                    self._problem(f.source_path, r.source_key,
+                                  "copied, but the target changed its bytes so it cannot be matched later "
+                                  "(flag changes and --delete will not reach this copy)", kind="warning")
+
+    def _one_by_one(self, f: FolderState, src_path, target_path, batch, items) -> None:
+        current = self.state.messages(f.id)
+        for (meta, body, fp, nfp), item in zip(batch, items):
+            row = current.get(meta.key)
+            if row is not None and row.state == DONE:
+                self.c.copied += 1
+                self.c.bytes_copied += body.size
+                body.close()
+                continue
+            r = MessageRow(meta.key, fp, nfp, body.size, clean(meta.flags), None, PENDING,
+                           row.uid_floor if row else None)
+            self.state.record_intents(f.id, [r])
+            try:
+                keys = self.target.append(target_path, [item])
+            except MessageRejected as e:
+                self.state.drop(f.id, [meta.key])
+                self._rejected(src_path, meta, body, e)
+                continue
+            self._record_appended(f, target_path, [r], keys)
+            self.c.copied += 1
+            self.c.bytes_copied += body.size
+            self.opt.progress.copied(self.account, display(src_path), 1, body.size)
+            body.close()
+
+    def _rejected(self, src_path, meta: MessageMeta, body: Body, e: Exception) -> None:
+        self._problem(src_path, meta.key, f"target refused it ({describe_message(body)}): {e}")
+        self.c.failed += 1
+        body.close()
+
+
+
+def _drain(q: queue.Queue) -> None:
+    while True:
+        try:
+            item = q.get_nowait()
+        except queue.Empty:
+            return
+        if isinstance(item, tuple) and len(item) == 4 and isinstance(item[1], Body):
+            item[1].close()
+
+
+def describe_message(body: Body, limit: int = 16384) -> str:
+    """A short human description (size, Subject, Message-ID) for error reports; never the content."""
+    head = b""
+    for chunk in body.chunks(limit):
+        head = chunk
+        break
+    end = head.find(b"\r\n\r\n")
+    if end < 0:
+        end = head.find(b"\n\n")
+    if end >= 0:
+        head = head[:end]
+    found = {}
+    for line in head.splitlines():
+        low = line[:12].lower()
+        for name in (b"subject:", b"message-id:"):
+            if low.startswith(name) and name not in found:
+                found[name] = line[len(name):].strip()[:120].decode("utf-8", "replace")
+    parts = [f"{body.size} bytes"]
+    if b"subject:" in found:
+        parts.append(f"Subject: {found[b'subject:']!r}")
+    if b"message-id:" in found:
+        parts.append(f"Message-ID: {found[b'message-id:']}")
+    return ", ".join(parts)
