@@ -88,50 +88,30 @@ def _sme(args) -> int:
 
 
 def _ns7(args) -> int:
-    from pathlib import Path
-
-    from ..paths.nethserver.layout import NethServerTree, NS8MailTree
+    from ..errors import ConfigError
+    from ..paths.nethserver.ns7_groupware import DAV_APPS
+    from ..paths.nethserver.plugin import DavSettings, NethServerSettings, steps_project
     from ..workflow import ns7 as steps
 
-    link = None
-    if args.source_ldap or args.target_ldap:
-        from ..paths.nethserver.ns8_provider import ProviderLink
-        from ..sync.accounts import password_from
-
-        if not (args.source_ldap and args.target_ldap):
-            from ..errors import ConfigError
-
-            raise ConfigError("give both --source-ldap and --target-ldap")
-        link = ProviderLink(args.source_ldap, args.target_ldap,
-                            password_from("MAILMIGRATE_SOURCE_PASSWORD", args.source_ldap_password_file, "NS7 LDAP"),
-                            password_from("MAILMIGRATE_TARGET_PASSWORD", args.target_ldap_password_file, "NS8 LDAP"))
-    ns8 = None
-    if args.ns8_url:
-        from ..paths.nethserver.ns8_api import link_from
-        from ..sync.accounts import password_from
-
-        ns8 = link_from(args.ns8_url, args.ns8_user,
-                        password_from("MAILMIGRATE_NS8_PASSWORD", args.ns8_password_file, "NS8 administrator"),
-                        insecure=args.ns8_insecure, cafile=args.ns8_cafile, node=args.ns8_node)
-    p = steps.Project(NethServerTree(Path(args.source_root)), NS8MailTree(Path(args.root)), link, ns8)
+    if (args.source_ldap or args.target_ldap) and not (args.source_ldap and args.target_ldap):
+        raise ConfigError("give both --source-ldap and --target-ldap")
+    dav = {}
     if args.dav_source or args.dav_target:
-        from ..errors import ConfigError
-        from ..paths.nethserver.ns7_groupware import DAV_APPS, DavLink
-        from ..sync.accounts import password_from
-
         if args.app not in DAV_APPS:
             raise ConfigError(f"--dav-source/--dav-target are for {' and '.join(DAV_APPS)}, not {args.app}")
         if not (args.dav_source and args.dav_target):
             raise ConfigError("give both --dav-source and --dav-target")
-        p.dav[args.app] = DavLink(
-            args.dav_source, args.dav_target, args.dav_source_user, args.dav_target_user,
-            password_from("MAILMIGRATE_DAV_SOURCE_PASSWORD", args.dav_source_password_file, "NS7 DAV"),
-            password_from("MAILMIGRATE_DAV_TARGET_PASSWORD", args.dav_target_password_file, "NS8 DAV"),
-            insecure=args.dav_insecure)
+        dav[args.app] = DavSettings(args.dav_source, args.dav_target, args.dav_source_user, args.dav_target_user,
+                                    args.dav_source_password_file, args.dav_target_password_file,
+                                    dav_insecure=args.dav_insecure)
+    p = steps_project(NethServerSettings(
+        args.source_root, args.root, source_ldap=args.source_ldap, target_ldap=args.target_ldap,
+        source_ldap_password_file=args.source_ldap_password_file,
+        target_ldap_password_file=args.target_ldap_password_file, ns8_url=args.ns8_url, ns8_user=args.ns8_user,
+        ns8_password_file=args.ns8_password_file, ns8_cafile=args.ns8_cafile, ns8_insecure=args.ns8_insecure,
+        ns8_node=args.ns8_node, dav=dav))
     if args.dry_run:
         if args.action != "finish" or args.app != "mail":
-            from ..errors import ConfigError
-
             raise ConfigError("--dry-run: only for ns7 finish mail")
         plan = steps.finish_plan(p)
         print(json.dumps(plan, indent=2) if args.json else steps.describe_plan(plan))

@@ -9,7 +9,7 @@ from pathlib import Path
 from ..credentials import SECRETS, Secret, write_private
 from ..errors import ConfigError
 from ..stores.registry import is_loopback
-from ..sync.accounts import read_password_file
+from ..credentials import read_password_file
 from ..workflow.project import load_project
 from .output import setup_logging
 

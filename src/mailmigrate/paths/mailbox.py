@@ -128,7 +128,7 @@ class MailboxPath(MigrationPath):
                        False)
 
     def _groupware_passwords(self):
-        from ..sync.accounts import read_password_file
+        from ..credentials import read_password_file
 
         files = self.project.groupware_password_files
         return tuple(read_password_file(files[k], k.replace("_", " ")) if files.get(k) else

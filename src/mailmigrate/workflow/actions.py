@@ -108,7 +108,7 @@ class Workflow:
             return None
         from ..directory.checklist import compare
         from ..directory.urls import open_directory
-        from ..sync.accounts import read_password_file
+        from ..credentials import read_password_file
 
         def pw(key):
             return read_password_file(d[key], key.replace("_", " ")) if d.get(key) else None

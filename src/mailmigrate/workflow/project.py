@@ -71,13 +71,14 @@ import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ..credentials import password_from
 from ..errors import ConfigError
 from ..model import Account, Secret
 from ..paths import registry
 from ..paths.groupware import parse_section
 from ..paths.locations import beside_project
 from ..stores.registry import StoreSpec, parse_spec
-from ..sync.accounts import load_accounts_file, password_from
+from ..sync.accounts import load_accounts_file
 from ..sync.selection import Selection
 
 

@@ -172,7 +172,7 @@ class CommuniGatePath(MailboxPath):
         A user this project created earlier (say, before an abort) is used as it is, so start works again
         after abort; abort never deletes users.  A user that existed before is not touched and its mail is
         not copied unless ``force = true``: mail must not land in someone else's mailbox by a name clash."""
-        from ...sync.accounts import password_from, read_password_file
+        from ...credentials import password_from, read_password_file
         from .migrate import open_directory_for, prepare_users
 
         cg = self.settings

@@ -117,34 +117,7 @@ class NethServerPath(MigrationPath):
         return self._tree
 
     def _build_tree(self) -> steps.Project:
-        from ...sync.accounts import password_from
-        from .layout import NethServerTree, NS8MailTree
-        from .ns7_groupware import DavLink
-        from .ns8_provider import ProviderLink
-
-        cfg = self.settings
-        link = None
-        if cfg.source_ldap and cfg.target_ldap:
-            link = ProviderLink(cfg.source_ldap, cfg.target_ldap,
-                                password_from("MAILMIGRATE_SOURCE_PASSWORD", cfg.source_ldap_password_file,
-                                              "NS7 LDAP"),
-                                password_from("MAILMIGRATE_TARGET_PASSWORD", cfg.target_ldap_password_file,
-                                              "NS8 LDAP"))
-        ns8 = None
-        if cfg.ns8_url:  # NethServer 8's cluster API: finish applies the settings there
-            from .ns8_api import link_from
-
-            ns8 = link_from(cfg.ns8_url, cfg.ns8_user or "admin",
-                            password_from("MAILMIGRATE_NS8_PASSWORD", cfg.ns8_password_file, "NS8 administrator"),
-                            insecure=cfg.ns8_insecure, cafile=cfg.ns8_cafile, node=int(cfg.ns8_node or 1))
-        p = steps.Project(NethServerTree(Path(cfg.source_root)), NS8MailTree(Path(cfg.root)), link, ns8)
-        for app, sec in cfg.dav.items():
-            p.dav[app] = DavLink(
-                sec.dav_source, sec.dav_target, sec.dav_source_user, sec.dav_target_user,
-                password_from("MAILMIGRATE_DAV_SOURCE_PASSWORD", sec.dav_source_password_file, "NS7 DAV"),
-                password_from("MAILMIGRATE_DAV_TARGET_PASSWORD", sec.dav_target_password_file, "NS8 DAV"),
-                insecure=sec.dav_insecure)
-        return p
+        return steps_project(self.settings)
 
     def dovecot(self):
         if self._dovecot is None and self.settings.dovecot_config:
@@ -228,3 +201,28 @@ def former_steps_data(state_dir: Path) -> dict[str, dict]:
     return {app: {k: v for k, v in a.items() if k not in ("state", "lock", "resume", "history")}
             for app, a in former_state(state_dir).items()}
 
+
+def steps_project(cfg: NethServerSettings) -> steps.Project:
+    """The steps' project for these settings, with each secret read from its named source: one construction
+    for a project's [nethserver] section and for the ``ns7`` command's options."""
+    from ... import credentials
+    from .layout import NethServerTree, NS8MailTree
+    from .ns7_groupware import DavLink
+    from .ns8_provider import ProviderLink
+
+    link = None
+    if cfg.source_ldap and cfg.target_ldap:
+        link = ProviderLink(cfg.source_ldap, cfg.target_ldap, credentials.NS7_LDAP.read(cfg.source_ldap_password_file),
+                            credentials.NS8_LDAP.read(cfg.target_ldap_password_file))
+    ns8 = None
+    if cfg.ns8_url:  # NethServer 8's cluster API: finish applies the settings there
+        from .ns8_api import link_from
+
+        ns8 = link_from(cfg.ns8_url, cfg.ns8_user or "admin", credentials.NS8_ADMIN.read(cfg.ns8_password_file),
+                        insecure=cfg.ns8_insecure, cafile=cfg.ns8_cafile, node=int(cfg.ns8_node or 1))
+    p = steps.Project(NethServerTree(Path(cfg.source_root)), NS8MailTree(Path(cfg.root)), link, ns8)
+    for app, sec in cfg.dav.items():
+        p.dav[app] = DavLink(sec.dav_source, sec.dav_target, sec.dav_source_user, sec.dav_target_user,
+                             credentials.NS7_DAV.read(sec.dav_source_password_file),
+                             credentials.NS8_DAV.read(sec.dav_target_password_file), insecure=sec.dav_insecure)
+    return p
