@@ -4,7 +4,7 @@ The account's run (:class:`_AccountRun`, here) lists both sides, maps folders (s
 deletes and hands each folder to the folder run (sync/folder_run.py), several at a time on their own
 connections (sync/parallel.py).  A folder is read (sync/recovery.py), planned (sync/plan.py: a value, no
 I/O) and the plan executed (sync/copying.py, sync/changes.py); a dry run reads the same way without
-recording and counts the same plan.  docs/ARCHITECTURE-sync.md tells how a message travels.
+recording and counts the same plan.  docs/ARCHITECTURE.md ("How a message flows") tells how a message travels.
 
 What makes reruns safe:
   * a source message is copied when the state has no row for its key — never because a header differs;
