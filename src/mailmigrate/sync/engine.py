@@ -40,7 +40,7 @@ from .copying import Copying, describe_message  # noqa: F401  (describe_message:
 from .folder_run import FolderRun
 from .folders import FolderPlan, display, plan_folders, separate_collisions
 from .limits import RateLimiter
-from .parallel import Parallel
+from .parallel import TargetLocks, create_before_parallel, sync_parallel
 from .plan import from_in_flight, in_flight  # noqa: F401  (part of the engine's API)
 from .recovery import Recovery
 from .selection import Selection
@@ -142,17 +142,18 @@ def _backoff(attempt: int, options: SyncOptions, suggested: float | None) -> flo
     return base * (0.5 + random.random() / 2)  # jitter: many accounts retrying must not stampede
 
 
-class _AccountRun(FolderRun, Recovery, Copying, Changes, Parallel):
+class _AccountRun(FolderRun, Recovery, Copying):
     """One account's run: both sides' connections, the folder mapping, and what the folder runs share."""
 
-    def __init__(self, source, target, account: str, state: StateDB, options: SyncOptions, result: AccountResult):
+    def __init__(self, source, target, account: str, state: StateDB, options: SyncOptions, result: AccountResult,
+                 counters=None):
         self.source = source
         self.target = target
         self.account = account
         self.state = state
         self.opt = options
         self.result = result
-        self.c = result.counters
+        self.c = counters if counters is not None else result.counters
         self.finished: set[FolderPath] = set()
         self._open = False
         self._subscriptions_done = False
@@ -166,8 +167,7 @@ class _AccountRun(FolderRun, Recovery, Copying, Changes, Parallel):
         self.created_now: set = set()  # target folders this run created, by folder_identity (checked in LIST)
         # One per target folder, shared by the folder workers: a sweep must not see another source folder's
         # fresh copy into the same target folder before that copy is recorded (see _sweep).
-        self._target_locks: dict[FolderPath, threading.RLock] = {}
-        self._target_locks_guard = threading.Lock()
+        self._target_locks = TargetLocks()
         # Set when the emptied-source guard withholds every delete of the account this run: the reason.
         self._withheld: str | None = None
         self._guarded = False
@@ -176,6 +176,7 @@ class _AccountRun(FolderRun, Recovery, Copying, Changes, Parallel):
         self.source_preset = presets.get(getattr(source, "preset", None))
         self.target_preset = presets.get(getattr(target, "preset", None))
         self.size_limit: int | None = getattr(target, "max_message_size", None)
+        self.changes = Changes(target, state, account, options, self.c, self._problem)
 
     def _tid(self, path: FolderPath) -> object:
         """Which target folder ``path`` is (see Store.folder_identity): two paths, one folder."""
@@ -246,7 +247,8 @@ class _AccountRun(FolderRun, Recovery, Copying, Changes, Parallel):
                                        lambda: self._target_statuses(todo))
         if self.opt.delete and not self._guarded:
             self._guarded = True
-            self._guard_account(all_src_folders, statuses)  # a folder left out by a rule is not gone
+            # a folder left out by a rule is not gone
+            self._withheld = self.changes.guard_account(all_src_folders, statuses)
         # Unchanged folders are settled here, on this connection, before any other connection is opened:
         # a rerun with nothing to do costs one pipelined STATUS per side.
         work, last = [], []
@@ -258,8 +260,8 @@ class _AccountRun(FolderRun, Recovery, Copying, Changes, Parallel):
             else:
                 work.append(plan)
         if len(work) > 1 and self.opt.connections > 1 and not self.opt.dry_run:
-            self._create_before_parallel(work)
-            self._parallel(work, statuses, tgt_statuses)
+            create_before_parallel(self, work)
+            sync_parallel(self, work, statuses, tgt_statuses)
         else:
             for plan in work:
                 self._sync_one(plan, statuses.get(plan.source.path), tgt_statuses.get(plan.source.path))
@@ -267,7 +269,8 @@ class _AccountRun(FolderRun, Recovery, Copying, Changes, Parallel):
         if last and self.opt.delete and not sel.just_folders:
             # A Gmail label removed on the source takes its copies with it here, before All Mail: the
             # messages only that label held reach the archive in this same run (sync.gmail).
-            self._delete_gone_folders({f.path for f in all_src_folders if f.selectable})
+            self.changes.delete_gone_folders({f.path for f in all_src_folders if f.selectable},
+                                             self.target_paths, self._withheld)
             gone_done = True
         for plan in last:
             self._sync_one(plan, statuses.get(plan.source.path), tgt_statuses.get(plan.source.path))
@@ -284,7 +287,8 @@ class _AccountRun(FolderRun, Recovery, Copying, Changes, Parallel):
             self._subscriptions_done = True
         if self.opt.delete and not sel.just_folders and not gone_done:
             # Every listed source folder, excluded ones too: a folder left out by a rule is not gone.
-            self._delete_gone_folders({f.path for f in all_src_folders if f.selectable})
+            self.changes.delete_gone_folders({f.path for f in all_src_folders if f.selectable},
+                                             self.target_paths, self._withheld)
 
     # --- provider presets (stores/presets.py); Gmail's own rules are in sync/gmail.py -------------------
     def _gmail_source(self) -> bool:
@@ -344,16 +348,17 @@ class _AccountRun(FolderRun, Recovery, Copying, Changes, Parallel):
     def _fork(self, source: Store, target: Store) -> "_AccountRun":
         """A worker sharing this account's state, options and report, with its own connections and counters."""
         run = _AccountRun(_Sided(source, "source"), _Sided(target, "target"), self.account, self.state, self.opt,
-                          self.result)
-        run.c = type(self.c)()
+                          self.result, counters=type(self.c)())
         run.target_paths = self.target_paths
         run.created_now = self.created_now
         run._reported_keyword_drops = self._reported_keyword_drops
         run._target_locks = self._target_locks
-        run._target_locks_guard = self._target_locks_guard
         run._withheld = self._withheld
         run.source_preset, run.target_preset, run.size_limit = self.source_preset, self.target_preset, self.size_limit
         return run
+
+    def _target_lock(self, target_path: FolderPath) -> threading.RLock:
+        return self._target_locks.get(self._tid(target_path))
 
     def _problem(self, folder: FolderPath | None, message: str | None, reason: str, kind: str = "message") -> None:
         p = Problem(self.account, display(folder) if folder is not None else None, message, reason, kind)

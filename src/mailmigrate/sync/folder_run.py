@@ -103,13 +103,13 @@ class FolderRun:
             self.c.bytes_copied += sum(m.size or 0 for m in new)
         else:
             if work.flags.records:
-                self._apply_flags(fstate, target_path, work.flags)
+                self.changes.apply_flags(fstate, target_path, work.flags)
             if new:
                 self._copy(fstate, src_path, target_path, new, perm, tgt_status)
         if work.withheld:
-            self._withhold(src_path, work.going, work.withheld, report=not self._withheld)
+            self.changes.withhold(src_path, work.going, work.withheld, report=not self._withheld)
         elif work.gone and (not dry or tgt_status is not _NOT_THERE):
-            self._delete(fstate, target_path, work.gone, tgt_status.validity)
+            self.changes.delete(fstate, target_path, work.gone, tgt_status.validity)
         if dry:
             # The plan, with -v: what the run would do in this folder.
             log.info("account %s, folder %s: would copy %d messages (%d bytes), update the flags of %d copies "
