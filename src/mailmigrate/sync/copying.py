@@ -8,7 +8,7 @@ are never parsed or rewritten.  A refused batch is found on the target by conten
 message at a time, so that only the refused message is left out.
 
 A mixin of the account's run (sync/engine.py): it uses the run's stores, state, options, counters,
-``_owed``, ``_problem``, ``_target_lock`` and recovery's ``_find_on_target``/``_recover``.
+``_owed``, ``_problem``, ``_target_lock`` and recovery's ``find_on_target``/``recover`` (``self.recovery``).
 """
 
 from __future__ import annotations
@@ -174,7 +174,7 @@ class Copying:
             # content, then send the rest one at a time so that only the refused message is left out.  The
             # server answered every APPEND, so nothing of this batch can still arrive: no watch.
             self._settle(f)
-            self._recover(f, target_path, self.state.messages(f.id), watch=False)
+            self.recovery.recover(f, target_path, self.state.messages(f.id), watch=False)
             self._one_by_one(f, src_path, target_path, batch, items)
             return
         if self.opt.checkpoint:
@@ -241,7 +241,7 @@ class Copying:
         if unknown:
             # No UIDPLUS: the server did not say which UIDs it made.  Find them by content above the
             # floor recorded with the intent; the rows stay PENDING until found.
-            found, _ = self._find_on_target(f, target_path, unknown)
+            found, _ = self.recovery.find_on_target(f, target_path, unknown)
             if found:
                 self.state.complete(f.id, list(found.items()))
             missing = [r for r in unknown if r.source_key not in found]

@@ -44,7 +44,7 @@ from .parallel import TargetLocks, create_before_parallel, sync_parallel
 from .plan import from_in_flight, in_flight  # noqa: F401  (part of the engine's API)
 from .recovery import Recovery
 from .selection import Selection
-from .state import FolderState, StateDB
+from .state import StateDB
 
 log = logging.getLogger("mailmigrate.sync")
 
@@ -142,11 +142,11 @@ def _backoff(attempt: int, options: SyncOptions, suggested: float | None) -> flo
     return base * (0.5 + random.random() / 2)  # jitter: many accounts retrying must not stampede
 
 
-class _AccountRun(FolderRun, Recovery, Copying):
+class _AccountRun(FolderRun, Copying):
     """One account's run: both sides' connections, the folder mapping, and what the folder runs share."""
 
     def __init__(self, source, target, account: str, state: StateDB, options: SyncOptions, result: AccountResult,
-                 counters=None):
+                 counters=None, target_paths: set | None = None, target_locks: TargetLocks | None = None):
         self.source = source
         self.target = target
         self.account = account
@@ -163,11 +163,12 @@ class _AccountRun(FolderRun, Recovery, Copying):
         # Per folder id: (source key, target UID) pairs the target confirmed, written with the next batch's
         # intents in one transaction rather than in one of their own (_settle writes what is left).
         self._owed: dict[int, list[tuple[str, str | None]]] = {}
-        self.target_paths: set = set()  # target folders that exist, by folder_identity
+        # target folders that exist, by folder_identity: filled in place (the workers and recovery hold it)
+        self.target_paths: set = target_paths if target_paths is not None else set()
         self.created_now: set = set()  # target folders this run created, by folder_identity (checked in LIST)
         # One per target folder, shared by the folder workers: a sweep must not see another source folder's
-        # fresh copy into the same target folder before that copy is recorded (see _sweep).
-        self._target_locks = TargetLocks()
+        # fresh copy into the same target folder before that copy is recorded (see Recovery.sweep).
+        self._target_locks = target_locks if target_locks is not None else TargetLocks()
         # Set when the emptied-source guard withholds every delete of the account this run: the reason.
         self._withheld: str | None = None
         self._guarded = False
@@ -177,14 +178,12 @@ class _AccountRun(FolderRun, Recovery, Copying):
         self.target_preset = presets.get(getattr(target, "preset", None))
         self.size_limit: int | None = getattr(target, "max_message_size", None)
         self.changes = Changes(target, state, account, options, self.c, self._problem)
+        self.recovery = Recovery(source, target, state, account, options, self.c, self._problem,
+                                 self._target_locks, self.target_paths)
 
     def _tid(self, path: FolderPath) -> object:
         """Which target folder ``path`` is (see Store.folder_identity): two paths, one folder."""
         return self.target.folder_identity(path)
-
-    def _sharing(self, target_path: FolderPath) -> list[FolderState]:
-        """This account's source folders that land in the target folder ``target_path``."""
-        return [g for g in self.state.folders(self.account) if self._tid(g.target_path) == self._tid(target_path)]
 
     # --- connections ----------------------------------------------------------------------------
     def open(self) -> None:
@@ -210,7 +209,8 @@ class _AccountRun(FolderRun, Recovery, Copying):
         src_folders, tgt_folders = _both(self.source.list_folders, self._target_folders)
         # A \Noselect name is no mailbox: a server leaves one behind when a folder with children is deleted
         # (an abort, say), and such a folder must be created again, not asked for its STATUS.
-        self.target_paths = {self._tid(f.path) for f in tgt_folders if f.selectable}
+        self.target_paths.clear()
+        self.target_paths.update(self._tid(f.path) for f in tgt_folders if f.selectable)
         sel = self.opt.selection
         all_src_folders = src_folders
         src_folders = [f for f in src_folders if sel.wants_folder(f.path)]
@@ -348,11 +348,10 @@ class _AccountRun(FolderRun, Recovery, Copying):
     def _fork(self, source: Store, target: Store) -> "_AccountRun":
         """A worker sharing this account's state, options and report, with its own connections and counters."""
         run = _AccountRun(_Sided(source, "source"), _Sided(target, "target"), self.account, self.state, self.opt,
-                          self.result, counters=type(self.c)())
-        run.target_paths = self.target_paths
+                          self.result, counters=type(self.c)(), target_paths=self.target_paths,
+                          target_locks=self._target_locks)
         run.created_now = self.created_now
         run._reported_keyword_drops = self._reported_keyword_drops
-        run._target_locks = self._target_locks
         run._withheld = self._withheld
         run.source_preset, run.target_preset, run.size_limit = self.source_preset, self.target_preset, self.size_limit
         return run

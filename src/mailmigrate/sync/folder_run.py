@@ -65,14 +65,14 @@ class FolderRun:
                 # Intents an earlier run declared lost: their late copies may have arrived since.  (With
                 # PENDING rows the sweep waits for recovery, which may claim such a copy, until the end of
                 # the folder.)
-                self._sweep(fstate, target_path)
+                self.recovery.sweep(fstate, target_path)
 
-        if src_status is not None and fstate is not None and self._unchanged(fstate, src_status, tgt_status):
+        if src_status is not None and fstate is not None and self.recovery.unchanged(fstate, src_status, tgt_status):
             self.c.skipped += src_status.count or 0
             log.debug("account %s: folder %s unchanged", self.account, name)
             return
 
-        status, metas, rows, vanished, source_count = self._read_folder(fstate, src_path, target_path, src_status,
+        status, metas, rows, vanished, source_count = self.recovery.read_folder(fstate, src_path, target_path, src_status,
                                                                         tgt_status)
         if not dry and fstate.source_validity is None:
             # Recorded before the first write: a run killed in this folder leaves rows keyed by these UIDs, and
@@ -117,7 +117,7 @@ class FolderRun:
                      len(work.flags.stores), self.c.deleted - deleted_before,
                      f" ({work.going} deletes withheld: {work.withheld})" if work.withheld else "")
             return
-        self._sweep(fstate, target_path, settle=True)
+        self.recovery.sweep(fstate, target_path, settle=True)
 
         # The target's UIDVALIDITY recorded is the one from before the copy, not after: the keys recorded in
         # this run belong to it, so a change during the run shows up as a mismatch next time (and
@@ -171,7 +171,7 @@ class FolderRun:
         if s is None or t is None:
             return False
         f = self.state.folder(self.account, plan.source.path)
-        if f is None or not self._unchanged(f, s, t) or self.state.has_lost_intents(f.id):
+        if f is None or not self.recovery.unchanged(f, s, t) or self.state.has_lost_intents(f.id):
             return False
         self.c.skipped += s.count or 0
         return True

@@ -7,12 +7,13 @@ plan made from them (sync/plan.py) is the one the run would make:
   * PENDING rows (intent written, outcome unknown) are resolved by fingerprint on the target before anything
     else happens in that folder, so an interrupted APPEND is never repeated blindly;
   * what recovery cannot find is copied again but watched: a killed client's last APPEND may still be
-    committed by the server afterwards, and such a late copy is removed again (:meth:`Recovery._sweep`);
+    committed by the server afterwards, and such a late copy is removed again (:meth:`Recovery.sweep`);
   * a changed UIDVALIDITY on either side is answered by re-matching content, not by re-copying;
   * a folder the state does not know whose target folder holds mail has its copies adopted, not doubled.
 
-A mixin of the account's run (sync/engine.py): it uses the run's stores, state, options, counters,
-``_problem``, ``_target_lock``, ``_target_there`` and ``_sharing``.
+An object of its own, one per run and worker (sync/engine.py), given by its constructor what it reads and
+writes: both stores, the state, the account and its options, that run's counters, the problem reporter, the
+account's per-target-folder locks and the set of target folders that exist (both shared with the workers).
 """
 
 from __future__ import annotations
@@ -34,7 +35,31 @@ log = logging.getLogger("mailmigrate.sync")
 
 
 class Recovery:
-    def _read_folder(self, f: FolderState | None, src_path, target_path, src_status: FolderStatus | None,
+    def __init__(self, source, target, state, account: str, options, counters, problem, locks,
+                 target_paths: set) -> None:
+        self.source = source
+        self.target = target
+        self.state = state
+        self.account = account
+        self.opt = options
+        self.c = counters
+        self._problem = problem
+        self._locks = locks
+        self._target_paths = target_paths
+
+    def _target_lock(self, target_path):
+        return self._locks.get(self.target.folder_identity(target_path))
+
+    def _target_there(self, target_path) -> bool:
+        """Whether the target folder exists now (a dry run creates none)."""
+        return self.target.folder_identity(target_path) in self._target_paths
+
+    def _sharing(self, target_path) -> list[FolderState]:
+        """This account's source folders that land in the target folder ``target_path``."""
+        tid = self.target.folder_identity(target_path)
+        return [g for g in self.state.folders(self.account) if self.target.folder_identity(g.target_path) == tid]
+
+    def read_folder(self, f: FolderState | None, src_path, target_path, src_status: FolderStatus | None,
                      tgt_status: FolderStatus):
         """What a folder's plan is made from: (status, messages, rows, vanished, source count).
 
@@ -56,7 +81,7 @@ class Recovery:
         if rows and f.target_validity is not None and tgt_status.validity != f.target_validity:
             rows = self._rematch_target(f, target_path, rows)
         if any(r.state == PENDING for r in rows.values()):
-            rows = self._recover(f, target_path, rows)
+            rows = self.recover(f, target_path, rows)
         return status, metas, rows, None, len(metas)
 
     def _changes_since(self, f: FolderState, s: FolderStatus | None, t: FolderStatus) -> FolderChanges | None:
@@ -79,7 +104,7 @@ class Recovery:
             return None
         return self.source.changes_since(f.source_path, FolderStatus(*marks))
 
-    def _unchanged(self, f: FolderState, s: FolderStatus, t: FolderStatus) -> bool:
+    def unchanged(self, f: FolderState, s: FolderStatus, t: FolderStatus) -> bool:
         """A folder can be skipped without listing it only when the store gives a change marker that
         covers flag changes too (HIGHESTMODSEQ or the store's equivalent)."""
         if s.highestmodseq is None or s.uidnext is None or s.count is None:
@@ -93,7 +118,7 @@ class Recovery:
             return False
         return not self.state.has_pending(f.id)
 
-    def _find_on_target(self, f: FolderState, target_path, rows: list[MessageRow],
+    def find_on_target(self, f: FolderState, target_path, rows: list[MessageRow],
                         claimed: set[str] | None = None) -> tuple[dict[str, str], FolderStatus]:
         """Source key -> target key for rows whose copies are found; also the target's status as listed.
         ``claimed``: the target keys rows hold (default: as the state records them)."""
@@ -112,7 +137,7 @@ class Recovery:
             return {}, status
         return match_rows(self.target, target_path, cands, rows), status
 
-    def _recover(self, f: FolderState, target_path, rows: dict[str, MessageRow],
+    def recover(self, f: FolderState, target_path, rows: dict[str, MessageRow],
                  watch: bool = True) -> dict[str, MessageRow]:
         pending = [r for r in rows.values() if r.state == PENDING]
         if not pending:
@@ -122,12 +147,12 @@ class Recovery:
             # copied again (so it is no row here).
             # The rows as the run would hold them by now (re-keyed, unrecorded) claim their copies.
             claimed = {r.target_key for r in rows.values() if r.target_key is not None}
-            found = (self._find_on_target(f, target_path, pending, claimed)[0] if self._target_there(target_path)
+            found = (self.find_on_target(f, target_path, pending, claimed)[0] if self._target_there(target_path)
                      else {})
             self.c.recovered += len(found)
             return {k: dataclasses.replace(r, state=DONE, target_key=found[k]) if k in found else r
                     for k, r in rows.items() if r.state != PENDING or k in found}
-        found, status = self._find_on_target(f, target_path, pending)
+        found, status = self.find_on_target(f, target_path, pending)
         if found:
             self.state.complete(f.id, list(found.items()))
         lost = [r for r in pending if r.source_key not in found]
@@ -145,7 +170,7 @@ class Recovery:
                  self.account, display(f.source_path), len(found), len(lost))
         return self.state.messages(f.id)
 
-    def _sweep(self, f: FolderState, target_path, settle: bool = False) -> None:
+    def sweep(self, f: FolderState, target_path, settle: bool = False) -> None:
         """Remove late copies of intents declared lost, once their messages have been copied again.
 
         Why: a client killed right after sending a whole APPEND leaves the server to commit it, and under load

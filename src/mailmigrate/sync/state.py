@@ -14,8 +14,8 @@ messages above the uid floor that no row claims, and never appends them again bl
 An intent that recovery could not find is not proof that its copy will never appear: a server may still be
 committing an APPEND whose client was killed after sending all of it.  So recovery keeps such intents in
 ``lost_intents`` (fingerprint, size, the target's UIDNEXT when they were declared lost, time) after
-dropping their rows; the engine sweeps for late copies with them (see ``_AccountRun._sweep`` in
-:mod:`.engine`).
+dropping their rows; the engine sweeps for late copies with them (see ``Recovery.sweep`` in
+:mod:`.recovery`).
 
 SQLite in WAL mode with ``synchronous=FULL``: a committed intent survives ``kill -9`` and power loss.  One
 run at a time per state file, enforced with an exclusive ``flock`` on ``<state>.lock``.
