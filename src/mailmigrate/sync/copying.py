@@ -3,12 +3,15 @@
 How a message travels: a producer thread streams (meta, Body) from the source and fingerprints each body;
 the consumer gathers a batch (the target's APPEND limits, or a rate limiter's), records the batch's intent
 (PENDING rows) together with the previous batch's completions in one transaction, appends the batch, and
-owes the target keys to the next batch's transaction (:meth:`Copying._settle` writes what is left).  Bodies
+owes the target keys to the next batch's transaction (:meth:`CopyPipeline._settle` writes what is left).  Bodies
 are never parsed or rewritten.  A refused batch is found on the target by content and sent again one
 message at a time, so that only the refused message is left out.
 
-A mixin of the account's run (sync/engine.py): it uses the run's stores, state, options, counters,
-``_owed``, ``_problem``, ``_target_lock`` and recovery's ``find_on_target``/``recover`` (``self.recovery``).
+An object of its own, one per run and worker (sync/engine.py), given by its constructor both stores, the
+state, the account and its options, that run's counters, the problem reporter, the account's
+per-target-folder locks, the run's :class:`~.recovery.Recovery` (a refused or interrupted batch is found on
+the target by it) and the account's set of keyword drops already reported.  What it owes the state between
+batches is its own.
 """
 
 from __future__ import annotations
@@ -33,8 +36,29 @@ _HIGH_BYTE = re.compile(rb"[\x80-\xff]")
 _END = object()
 
 
-class Copying:
-    def _copy(self, f: FolderState, src_path, target_path, new: list[MessageMeta], perm: PermanentFlags,
+class CopyPipeline:
+    def __init__(self, source, target, state, account: str, options, counters, problem, locks, recovery,
+                 keyword_drops: set) -> None:
+        self.source = source
+        self.target = target
+        self.state = state
+        self.account = account
+        self.opt = options
+        self.c = counters
+        self._problem = problem
+        self._locks = locks
+        self.recovery = recovery
+        self._reported_keyword_drops = keyword_drops
+        # Set when a fetch stream was abandoned mid-response: the run reconnects the source after the folder.
+        self.reopen_source_needed = False
+        # Per folder id: (source key, target UID) pairs the target confirmed, written with the next batch's
+        # intents in one transaction rather than in one of their own (_settle writes what is left).
+        self._owed: dict[int, list[tuple[str, str | None]]] = {}
+
+    def _target_lock(self, target_path):
+        return self._locks.get(self.target.folder_identity(target_path))
+
+    def copy(self, f: FolderState, src_path, target_path, new: list[MessageMeta], perm: PermanentFlags,
               tgt_status: FolderStatus) -> None:
         name = display(src_path)
         total_bytes = sum(m.size or 0 for m in new)
@@ -102,7 +126,7 @@ class Copying:
                 stop.set()
                 _drain(q)
                 producer.join(timeout=5)
-                self._reopen_source_needed = True
+                self.reopen_source_needed = True
             else:
                 producer.join()
         for key, reason in self.source.fetch_problems():

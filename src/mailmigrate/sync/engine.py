@@ -36,7 +36,7 @@ from ..stores.sided import SidedStore as _Sided
 from ..stores.sided import side_of as _side
 from . import gmail
 from .changes import Changes
-from .copying import Copying, describe_message  # noqa: F401  (describe_message: part of the engine's API)
+from .copying import CopyPipeline, describe_message  # noqa: F401  (describe_message: part of the engine's API)
 from .folder_run import FolderRun
 from .folders import FolderPlan, display, plan_folders, separate_collisions
 from .limits import RateLimiter
@@ -142,11 +142,12 @@ def _backoff(attempt: int, options: SyncOptions, suggested: float | None) -> flo
     return base * (0.5 + random.random() / 2)  # jitter: many accounts retrying must not stampede
 
 
-class _AccountRun(FolderRun, Copying):
+class _AccountRun(FolderRun):
     """One account's run: both sides' connections, the folder mapping, and what the folder runs share."""
 
     def __init__(self, source, target, account: str, state: StateDB, options: SyncOptions, result: AccountResult,
-                 counters=None, target_paths: set | None = None, target_locks: TargetLocks | None = None):
+                 counters=None, target_paths: set | None = None, target_locks: TargetLocks | None = None,
+                 keyword_drops: set | None = None):
         self.source = source
         self.target = target
         self.account = account
@@ -157,12 +158,9 @@ class _AccountRun(FolderRun, Copying):
         self.finished: set[FolderPath] = set()
         self._open = False
         self._subscriptions_done = False
-        self._reported_keyword_drops: set[tuple[FolderPath, str]] = set()
-        self._reopen_source_needed = False
+        self._reported_keyword_drops: set[tuple[FolderPath, str]] = \
+            keyword_drops if keyword_drops is not None else set()
         self._dry_created: set = set()  # target folders a dry run would create, by folder_identity
-        # Per folder id: (source key, target UID) pairs the target confirmed, written with the next batch's
-        # intents in one transaction rather than in one of their own (_settle writes what is left).
-        self._owed: dict[int, list[tuple[str, str | None]]] = {}
         # target folders that exist, by folder_identity: filled in place (the workers and recovery hold it)
         self.target_paths: set = target_paths if target_paths is not None else set()
         self.created_now: set = set()  # target folders this run created, by folder_identity (checked in LIST)
@@ -180,6 +178,8 @@ class _AccountRun(FolderRun, Copying):
         self.changes = Changes(target, state, account, options, self.c, self._problem)
         self.recovery = Recovery(source, target, state, account, options, self.c, self._problem,
                                  self._target_locks, self.target_paths)
+        self.copying = CopyPipeline(source, target, state, account, options, self.c, self._problem,
+                                    self._target_locks, self.recovery, self._reported_keyword_drops)
 
     def _tid(self, path: FolderPath) -> object:
         """Which target folder ``path`` is (see Store.folder_identity): two paths, one folder."""
@@ -340,8 +340,8 @@ class _AccountRun(FolderRun, Copying):
             self._problem(path, None, f"{_side(e) or 'server'} refused: {e}" if isinstance(e, ServerRefused)
                           else str(e), kind="folder")
             self.c.failed += 1
-        if self._reopen_source_needed:
-            self._reopen_source_needed = False
+        if self.copying.reopen_source_needed:
+            self.copying.reopen_source_needed = False
             self._reopen_source()
         self.finished.add(path)
 
@@ -349,15 +349,11 @@ class _AccountRun(FolderRun, Copying):
         """A worker sharing this account's state, options and report, with its own connections and counters."""
         run = _AccountRun(_Sided(source, "source"), _Sided(target, "target"), self.account, self.state, self.opt,
                           self.result, counters=type(self.c)(), target_paths=self.target_paths,
-                          target_locks=self._target_locks)
+                          target_locks=self._target_locks, keyword_drops=self._reported_keyword_drops)
         run.created_now = self.created_now
-        run._reported_keyword_drops = self._reported_keyword_drops
         run._withheld = self._withheld
         run.source_preset, run.target_preset, run.size_limit = self.source_preset, self.target_preset, self.size_limit
         return run
-
-    def _target_lock(self, target_path: FolderPath) -> threading.RLock:
-        return self._target_locks.get(self._tid(target_path))
 
     def _problem(self, folder: FolderPath | None, message: str | None, reason: str, kind: str = "message") -> None:
         p = Problem(self.account, display(folder) if folder is not None else None, message, reason, kind)

@@ -105,7 +105,7 @@ class FolderRun:
             if work.flags.records:
                 self.changes.apply_flags(fstate, target_path, work.flags)
             if new:
-                self._copy(fstate, src_path, target_path, new, perm, tgt_status)
+                self.copying.copy(fstate, src_path, target_path, new, perm, tgt_status)
         if work.withheld:
             self.changes.withhold(src_path, work.going, work.withheld, report=not self._withheld)
         elif work.gone and (not dry or tgt_status is not _NOT_THERE):
