@@ -7,7 +7,10 @@ and deletes carried out (sync/changes.py, sync/copying.py); the change markers r
 In a dry run every step that would write is left out and the plan's numbers are counted instead, so the
 dry run says what the same run then does.
 
-A mixin of the account's run (sync/engine.py).
+Still a mixin of the account's run (sync/engine.py), the one left: it drives the run's ``recovery``,
+``copying`` and ``changes`` objects and uses the run's stores, state, options, counters, problem reporter,
+the target folders that exist or were created (``target_paths``, ``created_now``, ``_dry_created``), the
+guard's reason (``_withheld``), ``size_limit`` and the Gmail rules (``_dedupes``).
 """
 
 from __future__ import annotations
