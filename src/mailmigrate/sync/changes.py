@@ -20,19 +20,17 @@ from ..model import FolderPath, FolderStatus
 from .deletes import check_copies, guard_refusal
 from .folders import display
 from .plan import FlagWork
+from .run_part import RunPart
 from .state import DONE, FolderState, MessageRow
 
 log = logging.getLogger("mailmigrate.sync")
 
 
-class Changes:
+class Changes(RunPart):
+    """Flags and deletes on the target; it reads nothing from the source (``source`` is None)."""
+
     def __init__(self, target, state, account: str, options, counters, problem) -> None:
-        self.target = target
-        self.state = state
-        self.account = account
-        self.opt = options
-        self.c = counters
-        self._problem = problem
+        super().__init__(None, target, state, account, options, counters, problem)
 
     def apply_flags(self, f: FolderState, target_path, work: FlagWork) -> None:
         """The planned flag updates (sync.plan.flag_updates): rows marked in flight before the STOREs, the

@@ -27,6 +27,7 @@ from ..model import AppendItem, Body, FolderStatus, MessageMeta, PermanentFlags
 from .folders import display
 from .matching import Fingerprinter
 from .plan import clean
+from .run_part import RunPart
 from .state import DONE, PENDING, FolderState, MessageRow
 
 log = logging.getLogger("mailmigrate.sync")
@@ -36,16 +37,10 @@ _HIGH_BYTE = re.compile(rb"[\x80-\xff]")
 _END = object()
 
 
-class CopyPipeline:
+class CopyPipeline(RunPart):
     def __init__(self, source, target, state, account: str, options, counters, problem, locks, recovery,
                  keyword_drops: set) -> None:
-        self.source = source
-        self.target = target
-        self.state = state
-        self.account = account
-        self.opt = options
-        self.c = counters
-        self._problem = problem
+        super().__init__(source, target, state, account, options, counters, problem)
         self._locks = locks
         self.recovery = recovery
         self._reported_keyword_drops = keyword_drops
@@ -54,9 +49,6 @@ class CopyPipeline:
         # Per folder id: (source key, target UID) pairs the target confirmed, written with the next batch's
         # intents in one transaction rather than in one of their own (_settle writes what is left).
         self._owed: dict[int, list[tuple[str, str | None]]] = {}
-
-    def _target_lock(self, target_path):
-        return self._locks.get(self.target.folder_identity(target_path))
 
     def copy(self, f: FolderState, src_path, target_path, new: list[MessageMeta], perm: PermanentFlags,
               tgt_status: FolderStatus) -> None:
@@ -159,7 +151,7 @@ class CopyPipeline:
             raise Interrupted("stopped by the user before the next batch; run the same command again to resume")
         if self.opt.checkpoint:
             self.opt.checkpoint("before-intent")
-        with self._target_lock(target_path):
+        with self._locks.of(self.target, target_path):
             self._flush_locked(f, src_path, target_path, batch, perm, uid_floor)
 
     def _flush_locked(self, f: FolderState, src_path, target_path, batch, perm: PermanentFlags, uid_floor) -> None:

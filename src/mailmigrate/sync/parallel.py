@@ -33,6 +33,10 @@ class TargetLocks:
         with self._guard:
             return self._locks.setdefault(identity, threading.RLock())
 
+    def of(self, target, path) -> threading.RLock:
+        """The lock of the target folder ``path`` is on ``target`` (two paths can be one folder)."""
+        return self.get(target.folder_identity(path))
+
 
 def sync_parallel(lead, work: list[FolderPlan], statuses, tgt_statuses) -> None:
     """Several folders at once, each worker on its own pair of connections (issue: the latency of one

@@ -29,26 +29,18 @@ from .copying import describe_message
 from .folders import display
 from .matching import fingerprints, hash_messages, match_multiset, match_rows
 from .plan import clean
+from .run_part import RunPart
 from .state import ADOPTED, DONE, PENDING, FolderState, LostIntent, MessageRow
 
 log = logging.getLogger("mailmigrate.sync")
 
 
-class Recovery:
+class Recovery(RunPart):
     def __init__(self, source, target, state, account: str, options, counters, problem, locks,
                  target_paths: set) -> None:
-        self.source = source
-        self.target = target
-        self.state = state
-        self.account = account
-        self.opt = options
-        self.c = counters
-        self._problem = problem
+        super().__init__(source, target, state, account, options, counters, problem)
         self._locks = locks
         self._target_paths = target_paths
-
-    def _target_lock(self, target_path):
-        return self._locks.get(self.target.folder_identity(target_path))
 
     def _target_there(self, target_path) -> bool:
         """Whether the target folder exists now (a dry run creates none)."""
@@ -199,7 +191,7 @@ class Recovery:
 
     def _sweep_once(self, f: FolderState, target_path, watches: list[LostIntent]) -> list[LostIntent]:
         """One look at the target; returns the watches that could match but found nothing yet."""
-        with self._target_lock(target_path):
+        with self._locks.of(self.target, target_path):
             # Every source folder of this account that lands in the same target folder: their copies are
             # claimed too, and while any of them has PENDING rows an unclaimed copy may be theirs.
             sharing = self._sharing(target_path)
@@ -266,7 +258,7 @@ class Recovery:
         """
         if self.opt.dry_run:
             return {r.source_key: r for r in self._pair_with_target(src_path, target_path, metas)[0]}
-        with self._target_lock(target_path):
+        with self._locks.of(self.target, target_path):
             rows, others = self._pair_with_target(src_path, target_path, metas)
             self.state.adopt(f.id, rows)
         log.info("account %s, folder %s: the target folder %s already held %d of its messages (adopted, not "
