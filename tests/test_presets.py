@@ -27,6 +27,7 @@ import pytest
 
 from mailmigrate.stores import presets
 from mailmigrate.stores.registry import parse_spec
+from conftest import ImapAccount
 from servers import imapcheck
 from servers.dovecot import DovecotServer, available
 from test_oauth import oauth_pair  # noqa: F401  (a fixture: Dovecot with its oauth2 passdb and our token server)
@@ -48,20 +49,6 @@ M365_FOLDERS = {"Sent Items": "\\Sent", "Deleted Items": "\\Trash", "Junk Email"
                 "Drafts": "\\Drafts"}
 
 
-class Account:
-    def __init__(self, server: DovecotServer, user: str, password: str):
-        self.server, self.user, self.password = server, user, password
-        server.add_user(user, password)
-
-    @property
-    def port(self) -> int:
-        return self.server.port
-
-    def url(self, **params) -> str:
-        q = "&".join(f"{k}={v}" for k, v in {"tls": "none", **params}.items())
-        return f"imap://{self.user}@127.0.0.1:{self.server.port}?{q}"
-
-
 @pytest.fixture(scope="module")
 def servers(tmp_path_factory):
     if not available():
@@ -77,9 +64,11 @@ def servers(tmp_path_factory):
 _n = iter(range(10**6))
 
 
-def account(servers, kind: str) -> Account:
+def account(servers, kind: str) -> ImapAccount:
     n = next(_n)
-    return Account(servers[kind], f"{kind}{n}", f"pw-{kind}-{n}")
+    user, password = f"{kind}{n}", f"pw-{kind}-{n}"
+    servers[kind].add_user(user, password)
+    return ImapAccount(servers[kind], user, password)
 
 
 def sync(src, dst, tmp_path, *extra, src_url=None, dst_url=None, state="s.db"):
