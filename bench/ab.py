@@ -1,6 +1,10 @@
 """A/B of mailmigrate's first copy between commits: same servers, same corpus, runs alternating.
 
     .venv/bin/python bench/ab.py HEAD~1 HEAD [--rounds 7] [--storage tmpfs] [--messages 3750]
+    .venv/bin/python bench/ab.py "HEAD::--connections 1" "HEAD::--connections 3"   # options against options
+
+A commit may carry extra ``mailmigrate sync`` options after ``::``, so that one commit's settings can be
+compared with each other on the same servers.
 
 Each commit's ``src/`` is taken with ``git archive`` into a temporary directory (no checkout, no worktree)
 and compiled once; then, round after round, in an order that alternates, each commit's mailmigrate copies
@@ -54,7 +58,8 @@ def main(argv=None) -> int:
     parent = STORAGE[args.storage]
     base = Path(tempfile.mkdtemp(prefix="mm-ab-", dir=parent))
     labels = [f"{i}:{c}" for i, c in enumerate(args.commits)]  # the same commit twice is an A/A run
-    srcs = {lab: export(c, base / f"code{i}") for i, (lab, c) in enumerate(zip(labels, args.commits))}
+    srcs = {lab: export(c.partition("::")[0], base / f"code{i}") for i, (lab, c) in enumerate(zip(labels, args.commits))}
+    extra = {lab: c.partition("::")[2].split() for lab, c in zip(labels, args.commits)}
     src, dst = DovecotServer(parent=parent).start(), DovecotServer(parent=parent).start()
     cpu: dict[str, list[float]] = {c: [] for c in labels}
     wall: dict[str, list[float]] = {c: [] for c in labels}
@@ -72,7 +77,7 @@ def main(argv=None) -> int:
                 env["PYTHONPATH"] = str(srcs[c])
                 cmd = [MAILMIGRATE, "sync", f"imap://src@127.0.0.1:{src.port}?tls=none",
                        f"imap://{user}@127.0.0.1:{dst.port}?tls=none", "--state", str(base / f"{user}.db"),
-                       "--no-progress", "--connections", str(args.connections)]
+                       "--no-progress", "--connections", str(args.connections), *extra[c]]
                 s = timed(cmd, env=env)
                 cpu[c].append(s.cpu)
                 wall[c].append(s.wall)
