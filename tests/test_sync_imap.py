@@ -341,3 +341,55 @@ def test_special_use_folders_land_in_the_targets_own(imap_accounts, tmp_path):
     target = {k: v for k, v in snapshot(dst).items() if v}
     assert set(target) == {"Sent", "Trash", "Projekte"}
     assert [k[0] for k in target["Sent"]] == [msg(1)]
+
+
+def test_a_folder_given_up_mid_fetch_leaves_the_next_folder_whole(dovecot_factory, tmp_path):
+    """The source's FETCH is read in the thread that appends: when the target gives up on a folder after its
+    first batch, the source's answer is left mid-stream. The next folder must be read on a fresh connection
+    (one connection per side here, so it would otherwise read the rest of the abandoned answer), and a rerun
+    copies the rest of the folder, nothing twice."""
+    from conftest import ImapAccount
+    from mailmigrate.errors import FolderFailed
+    from mailmigrate.model import Secret
+    from mailmigrate.stores.imap import ImapStore
+    from mailmigrate.stores.wrapper import StoreWrapper
+    from mailmigrate.sync.engine import SyncOptions, sync_account
+    from mailmigrate.sync.state import StateDB
+
+    s_srv, t_srv = dovecot_factory(), dovecot_factory()
+    src, dst = ImapAccount(s_srv, "ann", "pw1"), ImapAccount(t_srv, "ann", "pw2")
+    s_srv.add_user("ann", "pw1")
+    t_srv.add_user("ann", "pw2")
+    populate(src, {"Big": [(msg(i, 3000), "\\Seen") for i in range(350)],
+                   "Zed": [(msg(1000 + i, 200), "") for i in range(40)], "INBOX": [(msg(2000), "")]})
+
+    class GivesUpOnBig(StoreWrapper):
+        def __init__(self, inner, batches: int):
+            super().__init__(inner)
+            self.left = batches
+
+        def append(self, path, items):
+            if path[-1] == "Big":
+                if self.left == 0:
+                    raise FolderFailed("the test's target gives up on Big")
+                self.left -= 1
+            return super().append(path, items)
+
+    def run(batches_before_failure):
+        s = ImapStore("127.0.0.1", src.port, user=src.user, password=Secret(src.password), tls="none")
+        t = ImapStore("127.0.0.1", dst.port, user=dst.user, password=Secret(dst.password), tls="none")
+        target = t if batches_before_failure is None else GivesUpOnBig(t, batches_before_failure)
+        state = StateDB.open(tmp_path / "s.db")
+        try:
+            return sync_account(s, target, account_name="acc", state=state, options=SyncOptions(connections=1))
+        finally:
+            state.close()
+
+    first = run(1)
+    copied = snapshot(dst)
+    assert len(copied["Big"]) == 100, "one batch of Big went in before the target gave up"
+    assert copied["Zed"] == snapshot(src)["Zed"] and copied["INBOX"] == snapshot(src)["INBOX"]
+    assert any("Big" in str(p) for p in first.problems), first.problems
+    again = run(None)
+    assert again.error is None and again.counters.copied == 250
+    assert_same(src, dst)

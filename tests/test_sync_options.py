@@ -21,7 +21,7 @@ def _request() -> SyncRequest:
         target_options=StoreOptions(allow_plaintext=True, create=True),
         source_password=Secret("run-src-pw"), target_password=Secret("run-tgt-pw"), jobs=4,
         sync=SyncOptions(delete=True, force_delete=True, delete_guard=0.2, dry_run=True, connections=2,
-                         max_attempts=3, late_commit_grace=0.5, read_ahead=64,
+                         max_attempts=3, late_commit_grace=0.5,
                          selection=Selection(exclude=("^Trash$",), maps=(("Old", "Archive/Old"),), max_size=10_000)),
         max_rate=5.0, max_bandwidth=1 << 20, max_connections=6, lock_wait=30)
 

@@ -1,9 +1,9 @@
 """The copy pipeline: a folder's new messages from the source to the target, one state transaction a batch.
 
-How a message travels: a producer thread streams (meta, Body) from the source and fingerprints each body;
-the consumer gathers a batch (the target's APPEND limits, or a rate limiter's), records the batch's intent
-(PENDING rows) together with the previous batch's completions in one transaction, appends the batch, and
-owes the target keys to the next batch's transaction (:meth:`CopyPipeline._settle` writes what is left).  Bodies
+How a message travels: the source's FETCH is read as the batches fill (no reader thread: see
+:meth:`CopyPipeline._read`), each body fingerprinted as it arrives; the pipeline gathers a batch (the
+target's APPEND limits, or a rate limiter's), records the batch's intent (PENDING rows) together with the
+previous batch's completions in one transaction, appends the batch, and owes the target keys to the next batch's transaction (:meth:`CopyPipeline._settle` writes what is left).  Bodies
 are never parsed or rewritten.  A refused batch is found on the target by content and sent again one
 message at a time, so that only the refused message is left out.
 
@@ -18,9 +18,8 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-import queue
 import re
-import threading
+from typing import Iterator
 
 from ..errors import Interrupted, MessageRejected
 from ..model import AppendItem, Body, FolderStatus, MessageMeta, PermanentFlags
@@ -34,7 +33,6 @@ log = logging.getLogger("mailmigrate.sync")
 
 _HIGH_BYTE = re.compile(rb"[\x80-\xff]")
 
-_END = object()
 
 
 class CopyPipeline(RunPart):
@@ -66,26 +64,11 @@ class CopyPipeline(RunPart):
         uid_floor = tgt_status.uidnext if self.target.ordered_keys else None
         wanted = {m.key: m for m in new}
 
-        q: queue.Queue = queue.Queue(maxsize=self.opt.read_ahead)
-        stop = threading.Event()
-        producer = threading.Thread(
-            target=self._produce, args=(src_path, [m.key for m in new], q, stop), name="mailmigrate-fetch",
-            daemon=True,
-        )
-        producer.start()
+        reading = self._read(src_path, [m.key for m in new])
         batch: list[tuple[MessageMeta, Body, str, str | None]] = []
         batch_bytes = 0
-        finished = False
         try:
-            while True:
-                item = q.get()
-                if item is _END:
-                    finished = True
-                    break
-                if isinstance(item, BaseException):
-                    finished = True
-                    raise item
-                meta, body, fp, nfp = item
+            for meta, body, fp, nfp in reading:
                 if meta.key not in wanted:
                     body.close()
                     continue
@@ -112,39 +95,29 @@ class CopyPipeline(RunPart):
                     self._settle(f)
                 except Exception as e:  # the error already on its way matters more; recovery finds these
                     log.warning("could not record the last copied batch of %s: %s", name, e)
-            if not finished:
-                # The source connection is mid-response: stop the reader and use a fresh connection for
-                # the next folder.
-                stop.set()
-                _drain(q)
-                producer.join(timeout=5)
+            if reading.gi_frame is not None:
+                # Stopped before the source's answer ended (an error or a stop on this side): the source
+                # connection is mid-response; the run uses a fresh one for the next folder.
                 self.reopen_source_needed = True
-            else:
-                producer.join()
+                try:
+                    reading.close()
+                except Exception as e:  # the error already on its way matters more
+                    log.debug("closing the source's fetch of %s: %s", name, e)
         for key, reason in self.source.fetch_problems():
             self._problem(src_path, key, f"could not be read from the source: {reason}")
             self.c.failed += 1
 
-    def _produce(self, src_path, keys: list[str], q: queue.Queue, stop: threading.Event) -> None:
-        try:
-            for meta, body in self.source.fetch(src_path, keys):
-                fp = Fingerprinter()
-                for chunk in body.chunks():
-                    fp.update(chunk)
-                exact, norm = fp.result()
-                while not stop.is_set():
-                    try:
-                        q.put((meta, body, exact, norm), timeout=0.2)
-                        break
-                    except queue.Full:
-                        continue
-                if stop.is_set():
-                    body.close()
-                    return
-            q.put(_END)
-        except BaseException as e:  # forwarded: the consumer decides what it means
-            if not stop.is_set():
-                q.put(e)
+    def _read(self, src_path, keys: list[str]) -> Iterator[tuple[MessageMeta, Body, str, str | None]]:
+        """The source's messages with their fingerprints, read as the batches are filled: in the thread that
+        appends them. A reader thread ahead of the appender bought no wall time (the target is the slow side,
+        and several folders are in flight anyway) and cost about a tenth of the copy's CPU in hand-offs and
+        contention for the interpreter (bench/ab.py, docs/benchmarks.md)."""
+        for meta, body in self.source.fetch(src_path, keys):
+            fp = Fingerprinter()
+            for chunk in body.chunks():
+                fp.update(chunk)
+            exact, norm = fp.result()
+            yield meta, body, exact, norm
 
     def _flush(self, f: FolderState, src_path, target_path, batch, perm: PermanentFlags, uid_floor) -> None:
         if self.opt.stop_requested.is_set():
@@ -299,16 +272,6 @@ class CopyPipeline(RunPart):
         self.c.failed += 1
         body.close()
 
-
-
-def _drain(q: queue.Queue) -> None:
-    while True:
-        try:
-            item = q.get_nowait()
-        except queue.Empty:
-            return
-        if isinstance(item, tuple) and len(item) == 4 and isinstance(item[1], Body):
-            item[1].close()
 
 
 def describe_message(body: Body, limit: int = 16384) -> str:

@@ -47,8 +47,6 @@ class SyncOptions:
     checkpoint: Callable[[str], None] | None = None
     #: set by the command line on Ctrl-C: accounts stop before their next batch, and no new one starts
     stop_requested: threading.Event = field(default_factory=threading.Event)
-    #: messages the producer may read ahead of the appender
-    read_ahead: int = 256
     #: connections per side and account: folders are synced this many at a time
     connections: int = 3
     #: shared by all accounts writing to the same target server (see sync.limits)
