@@ -3,9 +3,10 @@
 How a message travels: the source's FETCH is read as the batches fill (no reader thread: see
 :meth:`CopyPipeline._read`), each body fingerprinted as it arrives; the pipeline gathers a batch (the
 target's APPEND limits, or a rate limiter's), records the batch's intent (PENDING rows) together with the
-previous batch's completions in one transaction, appends the batch, and owes the target keys to the next batch's transaction (:meth:`CopyPipeline._settle` writes what is left).  Bodies
-are never parsed or rewritten.  A refused batch is found on the target by content and sent again one
-message at a time, so that only the refused message is left out.
+previous batch's completions in one transaction, appends the batch, and owes the target keys to the next
+batch's transaction (:meth:`CopyPipeline._settle` writes what is left).  Bodies are never parsed or
+rewritten.  A refused batch is found on the target by content and sent again one message at a time, so that
+only the refused message is left out.
 
 An object of its own, one per run and worker (sync/engine.py), given by its constructor both stores, the
 state, the account and its options, that run's counters, the problem reporter, the account's
