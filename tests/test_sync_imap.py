@@ -343,11 +343,12 @@ def test_special_use_folders_land_in_the_targets_own(imap_accounts, tmp_path):
     assert [k[0] for k in target["Sent"]] == [msg(1)]
 
 
-def test_a_folder_given_up_mid_fetch_leaves_the_next_folder_whole(dovecot_factory, tmp_path):
+def test_a_folder_given_up_mid_fetch_leaves_the_next_folder_whole(dovecot_factory, tmp_path, monkeypatch):
     """The source's FETCH is read in the thread that appends: when the target gives up on a folder after its
     first batch, the source's answer is left mid-stream. The next folder must be read on a fresh connection
-    (one connection per side here, so it would otherwise read the rest of the abandoned answer), and a rerun
-    copies the rest of the folder, nothing twice."""
+    (one connection per side here): on the old one, the rest of the abandoned answer would arrive first, more
+    than a command may hold here (the limit lowered to 200 KB, as a far larger folder would pass the default
+    128 MiB), and the next folder would fail. A rerun copies the rest of the folder, nothing twice."""
     from conftest import ImapAccount
     from mailmigrate.errors import FolderFailed
     from mailmigrate.model import Secret
@@ -356,6 +357,9 @@ def test_a_folder_given_up_mid_fetch_leaves_the_next_folder_whole(dovecot_factor
     from mailmigrate.sync.engine import SyncOptions, sync_account
     from mailmigrate.sync.state import StateDB
 
+    from mailmigrate.imap import connection
+
+    monkeypatch.setattr(connection, "MAX_HELD", 200_000)
     s_srv, t_srv = dovecot_factory(), dovecot_factory()
     src, dst = ImapAccount(s_srv, "ann", "pw1"), ImapAccount(t_srv, "ann", "pw2")
     s_srv.add_user("ann", "pw1")
