@@ -61,9 +61,12 @@ def main(argv=None) -> int:
     ap.add_argument("--phase", choices=("first", "rerun", "changed"), default="first")
     ap.add_argument("--storage", choices=("disk", "tmpfs"), default="disk",
                     help="where both servers keep their mail and mailmigrate its state (tmpfs: /dev/shm)")
-    ap.add_argument("--profiler", choices=("pyinstrument", "py-spy"), default="pyinstrument",
+    ap.add_argument("--profiler", choices=("pyinstrument", "py-spy", "cprofile"), default="pyinstrument",
                     help="py-spy samples every thread on CPU only (--idle off) and prints the functions by own "
                          "and by total samples, which is what a CPU budget needs; pyinstrument the wall-time tree")
+    ap.add_argument("--gil", action="store_true",
+                    help="py-spy: sample only the thread holding the interpreter lock (where Python itself spends "
+                         "CPU, without threads that wait for the lock counted as running)")
     ap.add_argument("--renderer", default="text", help="pyinstrument renderer (text, html, speedscope...)")
     args = ap.parse_args(argv)
     from servers.dovecot import DovecotServer
@@ -92,8 +95,16 @@ def main(argv=None) -> int:
         if args.profiler == "py-spy":
             raw = Path(tempfile.mkdtemp(dir=parent)) / "stacks.txt"
             subprocess.run([shutil.which("py-spy") or str(BIN / "py-spy"), "record", "-r", "500", "-f", "raw", "-o", str(raw),
-                            "--threads", "--", sys.executable, *sync], env=env, check=True, stdout=subprocess.DEVNULL,
+                            "--threads", *(["--gil"] if args.gil else []), "--", sys.executable, *sync], env=env, check=True, stdout=subprocess.DEVNULL,
                            stderr=subprocess.DEVNULL)
+        elif args.profiler == "cprofile":
+            # Deterministic: every call counted (calls per message are what a cut changes), but only the main
+            # thread's, so use --connections 1, where a folder's copy runs in the main thread.
+            out = Path(tempfile.mkdtemp(dir=parent)) / "copy.prof"
+            subprocess.run([sys.executable, "-m", "cProfile", "-o", str(out), *sync], env=env, check=True,
+                           stdout=subprocess.DEVNULL)
+            import pstats
+            pstats.Stats(str(out)).sort_stats("tottime").print_stats(40)
         else:
             subprocess.run([shutil.which("pyinstrument") or str(BIN / "pyinstrument"), "--show-all", "-r", args.renderer,
                             "--hide-regex", ".*(importlib|<frozen).*", *sync], env=env, check=True)
