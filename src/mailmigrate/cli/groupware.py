@@ -11,7 +11,6 @@ from ..errors import ConfigError
 from ..model import Account
 from ..stores.groupware_urls import is_groupware_url
 from ..credentials import SOURCE, TARGET
-from ..sync.accounts import load_accounts_file
 
 
 def wanted(args) -> bool:
@@ -29,6 +28,8 @@ def run(args, default_state) -> int:
     src_pw = SOURCE.read(args.source_password_file)
     tgt_pw = TARGET.read(args.target_password_file)
     if args.accounts:
+        from ..sync.accounts import load_accounts_file
+
         accounts = load_accounts_file(args.accounts)
     else:
         accounts = [Account(None, None)]  # the users in the URLs

@@ -15,13 +15,11 @@ from ..errors import ConfigError
 from ..model import Account, printable
 from ..stores.registry import StoreOptions, parse_spec
 from ..credentials import SECRETS, SOURCE, TARGET
-from ..sync.accounts import load_accounts_file
 from ..sync.engine import SyncOptions
 from ..sync.selection import Selection, parse_pair
 from ..sync.runner import SyncRequest, run_sync
 from . import oauth_options
 from .output import PlainProgress, setup_logging
-from .progress import ScaledProgress
 
 EPILOG = """\
 SOURCE, TARGET:
@@ -216,6 +214,8 @@ def _run(args) -> int:
     src_pw = SOURCE.read(args.source_password_file)
     tgt_pw = TARGET.read(args.target_password_file)
     if args.accounts:
+        from ..sync.accounts import load_accounts_file
+
         accounts = load_accounts_file(args.accounts)
     else:
         accounts = [Account(source.user, target.user or source.user)]
@@ -226,7 +226,12 @@ def _run(args) -> int:
     state_path = args.state if pg_state else Path(args.state) if args.state else default_state_path(
         source, target, (args.source, args.target))
     interactive = sys.stderr.isatty() and not args.no_progress and not args.json
-    progress = ScaledProgress(len(accounts)) if interactive else PlainProgress()
+    if interactive:  # the bars' module only on a terminal (a cron job or cutover loop pays no import for them)
+        from .progress import ScaledProgress
+
+        progress = ScaledProgress(len(accounts))
+    else:
+        progress = PlainProgress()
     req = SyncRequest(
         source=source,
         target=target,
@@ -330,6 +335,7 @@ def _keep_uids(args, source, target) -> int:
     """Two Dovecot Maildirs: a file-by-file clone per account (:mod:`mailmigrate.sync.maildir_clone`), then
     its verification; the engine is not used, so nothing else of ``sync`` applies."""
     from ..sync import maildir_clone
+    from ..sync.accounts import load_accounts_file
 
     if source.kind != "maildir" or target.kind != "maildir":
         raise ConfigError("--keep-uids works between two maildir: paths (Dovecot on both sides)")
