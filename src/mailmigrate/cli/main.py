@@ -12,6 +12,7 @@ cutover loop.  Help, no command or an unknown word still build the whole parser.
 from __future__ import annotations
 
 import argparse
+import gc
 import importlib
 import logging
 import sys
@@ -83,8 +84,19 @@ def _modules_for(argv: list[str]) -> list[str] | None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    entry_point = argv is None
     argv = sys.argv[1:] if argv is None else argv
-    parser = build_parser(_modules_for(argv))
+    if entry_point:
+        # The command's imports create some 20,000 container objects that live as long as the process: the cyclic
+        # garbage collector would go through them again and again while they load (about 4 ms of a rerun's
+        # CPU) and at every full collection of the copy after.  Frozen, they are never looked at again.
+        gc.disable()
+    try:
+        parser = build_parser(_modules_for(argv))
+    finally:
+        if entry_point:
+            gc.freeze()
+            gc.enable()
     try:
         args = parser.parse_args(argv)
     except SystemExit as e:  # argparse exits 2 on usage errors already; keep its status
