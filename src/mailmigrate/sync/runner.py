@@ -9,7 +9,6 @@ fleet worker takes, so a local run and a worker never copy one account at once.
 from __future__ import annotations
 
 import logging
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -118,6 +117,8 @@ def run_sync(req: SyncRequest) -> RunResult:
         if req.jobs <= 1 or len(req.accounts) <= 1:
             results = [_one(req, acc, state) for acc in req.accounts]
         else:
+            from concurrent.futures import ThreadPoolExecutor  # accounts at once: not paid by a single account
+
             with ThreadPoolExecutor(max_workers=req.jobs, thread_name_prefix="mailmigrate-account") as pool:
                 results = list(pool.map(lambda a: _one(req, a, state), req.accounts))
     return RunResult(results, req.state_path, req.sync.dry_run)
