@@ -22,7 +22,6 @@ connections, and anything else stops this account only.
 from __future__ import annotations
 
 import logging
-import random
 import threading
 import time
 from dataclasses import dataclass, field
@@ -138,6 +137,8 @@ def _both(on_source: Callable[[], object], on_target: Callable[[], object]) -> t
 def _backoff(attempt: int, options: SyncOptions, suggested: float | None) -> float:
     if suggested:
         return min(float(suggested), options.backoff_max * 4)
+    import random  # here, where a retry waits: a run with no retry need not load it
+
     base = min(options.backoff_max, options.backoff_base * (2 ** (attempt - 1)))
     return base * (0.5 + random.random() / 2)  # jitter: many accounts retrying must not stampede
 
