@@ -58,10 +58,12 @@ NOT_FOR_A_MAIL_SYNC = ("mailmigrate.dashboard", "mailmigrate.fleet", "mailmigrat
 
 
 def _modules_after_sync(source: str, target: str, state, env=None) -> list[str]:
-    """The modules loaded by one `mailmigrate sync` run through the entry point, in a fresh interpreter."""
-    code = ("import sys\nfrom mailmigrate.cli.main import main\n"
+    """The modules loaded by one `mailmigrate sync` run through the entry point, in a fresh interpreter (and
+    the garbage collector, which start-up turns off while the command loads, is on again)."""
+    code = ("import gc, sys\nfrom mailmigrate.cli.main import main\n"
             f"sys.argv = ['mailmigrate', 'sync', {source!r}, {target!r}, '--state', {str(state)!r}, '--no-progress']\n"
             "status = main()\n"
+            "assert gc.isenabled()\n"
             "print('modules:', status, *sorted(sys.modules))")
     p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
                        env={**os.environ, **(env or {})})
