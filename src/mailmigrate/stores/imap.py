@@ -21,7 +21,7 @@ from ..formats import mutf7
 from ..formats.specialuse import guess_special_use
 from ..imap import compress
 from ..imap.connection import Connection, Lit, quote
-from ..imap.parser import (MODSEQ_MAX, NUMBER_MAX, fetch_items, format_internaldate, parse_internaldate,
+from ..imap.parser import (MODSEQ_MAX, NUMBER_MAX, atom_list, fetch_items, format_internaldate, parse_internaldate,
                            parse_number, parse_uid_set)
 from ..model import (SPECIAL_USES, AppendItem, Body, FolderInfo, FolderPath, FolderStatus, MessageMeta,
                      PermanentFlags, Secret, intern_flags)
@@ -438,21 +438,24 @@ class ImapStore(Store):
         if cur:
             batches.append(cur)
         cmds = [(b"UID", b"FETCH", _uid_set(b), b"(UID FLAGS INTERNALDATE BODY.PEEK[])") for b in batches]
-        for r in self._c.fetch_stream(cmds, max_items=len(keys) + LISTING_SLACK):
-            it = fetch_items(r.data)
-            if b"BODY[]" not in it or it.get(b"UID") is None:
-                continue  # an unsolicited flag update from another session
+        for r in self._c.fetch_stream(cmds, max_items=len(keys) + LISTING_SLACK, bodies=True):
+            if type(r) is tuple:  # the commonest shape, read without a Response (Connection._read_body_fetch)
+                m, raw = r
+                uid, flags, date = m.group(2), atom_list(m.group(3)), m.group(4)
+            else:
+                it = fetch_items(r.data)
+                if b"BODY[]" not in it or it.get(b"UID") is None:
+                    continue  # an unsolicited flag update from another session
+                uid, raw, flags, date = it[b"UID"], it[b"BODY[]"], it.get(b"FLAGS"), it.get(b"INTERNALDATE")
             try:
-                uid = parse_number(it[b"UID"], "UID")
+                uid = parse_number(uid, "UID")
             except ProtocolError:
                 continue  # not one of ours: each asked-for UID that does not come back is noticed by the engine
-            raw = it[b"BODY[]"]
             if raw is None:
                 self._problems.append((str(uid), "the server returned no content (NIL)"))
                 continue
             body = raw if isinstance(raw, Body) else Body(data=bytes(raw))
-            flags = _flag_set(it.get(b"FLAGS"))
-            date = it.get(b"INTERNALDATE")
+            flags = _flag_set(flags)
             try:
                 when = parse_internaldate(date) if date else None
             except ProtocolError as e:
