@@ -28,7 +28,7 @@ from ..errors import (AuthenticationFailed, CommandTimedOut, ConfigError, Connec
 from ..model import SPOOL_THRESHOLD, Body, BodyWriter, Secret, printable
 from . import diag
 from .sasl import OAUTH_ERROR_ACK, oauth_initial_response
-from .parser import BODY_FETCH_HEAD, Response, _Literal, literal_size, parse_number, parse_response
+from .parser import BODY_FETCH_HEAD, LISTING_FETCH, Response, _Literal, literal_size, parse_number, parse_response
 
 log = logging.getLogger("mailmigrate.imap")
 wire = logging.getLogger("mailmigrate.imap.wire")
@@ -375,6 +375,18 @@ class Connection:
         held = len(line) + (size if isinstance(lit, (bytes, bytearray)) else 0)
         return self._read_rest([line, _Literal(lit)], held, rest)
 
+    def _read_listing_line(self):
+        """The next response of a listing: the match of LISTING_FETCH for Dovecot's shape (no Response built:
+        a listing is one per message), any other response as read_response reads it."""
+        line = self._readline()
+        m = LISTING_FETCH.match(line)
+        if m is None:
+            return self._read_rest([], 0, line)
+        if wire.isEnabledFor(logging.DEBUG):
+            wire.debug("S: %r", line[:300])
+        parse_number(m.group(1), "a message number")  # as the general parser checks it
+        return m
+
     # --- writing ----------------------------------------------------------------------------------
     def _send(self, data: bytes, more: bool = False) -> None:
         """``more``: the command goes on without waiting for the server, so a compressed connection need
@@ -657,14 +669,15 @@ class Connection:
 
     # --- streaming FETCH --------------------------------------------------------------------------
     def fetch_stream(self, commands: list[tuple], window: int = 3, *, max_items: int | None = None,
-                     bodies: bool = False) -> Iterator:
+                     shape: str | None = None) -> Iterator:
         """Send FETCH commands with up to ``window`` outstanding and yield each untagged FETCH as it
         arrives; other untagged responses are kept in ``self.untagged``.  ``max_items``: more FETCH
         responses than this (a listing that never ends) fail the command instead of growing the caller's
         list without limit.
 
-        ``bodies``: the commands fetch message bodies (UID FLAGS INTERNALDATE BODY.PEEK[]); a response of
-        the commonest shape is yielded as ``(match of BODY_FETCH_HEAD, literal)`` instead of a Response."""
+        ``shape``: what the commands fetch, so that a response of the commonest shape is yielded without a
+        Response: ``"body"`` (UID FLAGS INTERNALDATE BODY.PEEK[]) as ``(match of BODY_FETCH_HEAD, literal)``,
+        ``"listing"`` (UID FLAGS INTERNALDATE RFC822.SIZE) as the match of LISTING_FETCH."""
         self.untagged = []
         self._held = 0
         self._done = {}
@@ -677,10 +690,10 @@ class Connection:
             pending.append(self.send_command(*c))
             if len(pending) >= window:
                 break
-        read = self._read_body_fetch if bodies else self.read_response
+        read = {"body": self._read_body_fetch, "listing": self._read_listing_line}.get(shape, self.read_response)
         while pending:
             r = read()
-            if type(r) is tuple or (r.kind == "untagged" and r.name == b"FETCH"):
+            if type(r) is not Response or (r.kind == "untagged" and r.name == b"FETCH"):
                 items += 1
                 if max_items is not None and items > max_items:
                     self._abandon()

@@ -269,13 +269,17 @@ _FETCH_PAIR = re.compile(
 
 
 # The body FETCH a copy reads by the thousand, as Dovecot answers the copy's own request "(UID FLAGS
-# INTERNALDATE BODY.PEEK[])": read by Connection.fetch_stream(bodies=True) with this one match and no
+# INTERNALDATE BODY.PEEK[])": read by Connection.fetch_stream(shape="body") with this one match and no
 # Response, when the literal is followed by ")" alone. Its character classes are _FETCH_PAIR's, so whatever
 # it takes the general parser reads alike (tests/test_imap_protocol.py compares them); any other order or
 # shape goes the general way.
 BODY_FETCH_HEAD = re.compile(
     rb'\* (\d+) FETCH \(UID (\d+) FLAGS \(([^()"{\[\]\r\n\x00-\x1f\x7f~]*)\) '
     rb'INTERNALDATE "([^"\\\r\n]*)" BODY\[\] \{(\d+)\}\r\n\Z')
+# The same for a listing line, Dovecot's answer to "(UID FLAGS INTERNALDATE RFC822.SIZE)".
+LISTING_FETCH = re.compile(
+    rb'\* (\d+) FETCH \(UID (\d+) FLAGS \(([^()"{\[\]\r\n\x00-\x1f\x7f~]*)\) '
+    rb'INTERNALDATE "([^"\\\r\n]*)" RFC822\.SIZE (\d+)\)\r\n\Z')
 
 
 def _nil(tok: bytes):
