@@ -260,3 +260,140 @@ def test_quota_full_target_stops_the_account_clearly(dovecot_factory, tmp_path):
     assert p.returncode == 1 and "quota" in s["accounts"][0]["error"].lower()
     got = snapshot(dst)["INBOX"]
     assert set(got) <= set(snapshot(src)["INBOX"]) and all(v == 1 for v in got.values())
+
+
+# The body FETCH's own fast path (Connection._read_body_fetch, used by ImapStore.fetch): the responses a copy
+# reads by the thousand, read without a Response. Built here from Dovecot's shape and its near misses (other
+# orders, lower-case names, NIL, empty or escaped dates, huge numbers, more after the literal, unsolicited
+# responses between), each stream is read by a connection twice, with and without the fast path: the store
+# must get the same UID, flags, date and bytes, or the same error.
+_uids = st.sampled_from([b"7", b"0", b"4294967295", b"4294967296", b"99999999999999999999999", b"NIL"])
+_flag_atoms = st.lists(st.sampled_from([b"\\Seen", b"$Junk", b"NIL", b"nil", b"\\Flagged", b"a]b", b""]), max_size=3)
+_dates = st.sampled_from([b'"01-Jan-2024 10:17:00 +0000"', b'" 7-Jul-2021 02:44:25 -0700"', b'""', b'"a\\"b"',
+                          b'NIL', b'"32-Foo-2024 99:00:00 +0000"'])
+
+
+@st.composite
+def _body_fetch_stream(draw):
+    out = []
+    for i in range(draw(st.integers(1, 3))):
+        if draw(st.booleans()):
+            out.append(b"* %d FETCH (FLAGS (\\Seen))\r\n" % (i + 1))  # an unsolicited update between
+        data = draw(st.binary(max_size=40))
+        flags = b" ".join(draw(_flag_atoms))
+        uid, date = draw(_uids), draw(_dates)
+        pairs = [b"UID " + uid, b"FLAGS (" + flags + b")", b"INTERNALDATE " + date]
+        if draw(st.integers(0, 4)) == 0:
+            pairs = list(reversed(pairs))
+        name = draw(st.sampled_from([b"FETCH", b"FETCH", b"fetch"]))
+        number = draw(st.sampled_from([b"%d" % (i + 1), b"5000000000"]))
+        rest = draw(st.sampled_from([b")", b")", b" UID 9)", b") x", b"", b" RFC822.SIZE 3)"]))
+        out.append(b"* " + number + b" " + name + b" (" + b" ".join(pairs) + b" BODY[] {%d}\r\n" % len(data)
+                   + data + rest + b"\r\n")
+    return b"".join(out) + b"M1 OK done\r\n"
+
+
+def _read_bodies(raw: bytes, fast: bool):
+    import io
+
+    from mailmigrate.imap.connection import Connection
+    from mailmigrate.stores.imap import ImapStore
+
+    class _Sink:
+        def sendall(self, data):
+            pass
+
+        def settimeout(self, t):
+            pass
+
+    conn = Connection("127.0.0.1", 1, tls="none")
+    conn.sock, conn.rfile = _Sink(), io.BufferedReader(io.BytesIO(raw))
+    real = conn.fetch_stream
+    conn.fetch_stream = lambda cmds, **kw: real(cmds, **{**kw, "shape": kw.get("shape") if fast else None})
+    store = ImapStore("127.0.0.1", 1, user="u", password=Secret("p"), tls="none")
+    store.conn = conn
+    store._select = lambda path, readonly=False: None
+    try:
+        got = [(m.key, sorted(m.flags), m.internaldate, b.read()) for m, b in store.fetch(("INBOX",), ["7", "9"])]
+    except Exception as e:  # noqa: BLE001 - compared by kind and text
+        return type(e), str(e)
+    return got, store.fetch_problems()
+
+
+@settings(max_examples=1500, deadline=None)
+@given(_body_fetch_stream())
+def test_body_fetch_fast_path_reads_as_the_general_parser(raw):
+    assert _read_bodies(raw, fast=True) == _read_bodies(raw, fast=False)
+
+
+def test_body_fetch_fast_path_takes_dovecots_shape():
+    """The fast path is taken for the shape Dovecot sends (else it would compare the general parser with itself)."""
+    from mailmigrate.imap.parser import BODY_FETCH_HEAD
+
+    line = b'* 3 FETCH (UID 7 FLAGS (\\Seen $Junk) INTERNALDATE "01-Jan-2024 10:17:00 +0000" BODY[] {5}\r\n'
+    m = BODY_FETCH_HEAD.match(line)
+    assert m is not None and m.group(2) == b"7" and m.group(5) == b"5"
+    got, problems = _read_bodies(line + b"hello)\r\nM1 OK done\r\n", fast=True)
+    assert got == [("7", ["$Junk", "\\Seen"], datetime(2024, 1, 1, 10, 17, tzinfo=timezone.utc), b"hello")]
+
+
+@st.composite
+def _listing_stream(draw):
+    out = []
+    for i in range(draw(st.integers(1, 4))):
+        flags = b" ".join(draw(_flag_atoms))
+        uid, date = draw(_uids), draw(_dates)
+        size = draw(st.sampled_from([b"12", b"0", b"4294967296", b"x"]))
+        pairs = [b"UID " + uid, b"FLAGS (" + flags + b")", b"INTERNALDATE " + date, b"RFC822.SIZE " + size]
+        if draw(st.integers(0, 4)) == 0:
+            pairs = list(reversed(pairs))
+        name = draw(st.sampled_from([b"FETCH", b"FETCH", b"fetch"]))
+        number = draw(st.sampled_from([b"%d" % (i + 1), b"5000000000"]))
+        end = draw(st.sampled_from([b")", b")", b") x", b" UID 3)"]))
+        out.append(b"* " + number + b" " + name + b" (" + b" ".join(pairs) + end + b"\r\n")
+    return b"".join(out)
+
+
+def _list(raw: bytes, fast: bool):
+    import io
+
+    from mailmigrate.imap.connection import Connection
+    from mailmigrate.stores.imap import ImapStore
+
+    class _Sink:
+        def sendall(self, data):
+            pass
+
+        def settimeout(self, t):
+            pass
+
+    head = b"* 9 EXISTS\r\n* OK [UIDVALIDITY 5] x\r\n* OK [UIDNEXT 99] x\r\nM1 OK [READ-ONLY] done\r\n"
+    conn = Connection("127.0.0.1", 1, tls="none")
+    conn.sock, conn.rfile = _Sink(), io.BufferedReader(io.BytesIO(head + raw + b"M2 OK done\r\n"))
+    real = conn.fetch_stream
+    conn.fetch_stream = lambda cmds, **kw: real(cmds, **{**kw, "shape": kw.get("shape") if fast else None})
+    store = ImapStore("127.0.0.1", 1, user="u", password=Secret("p"), tls="none")
+    store.conn = conn
+    try:
+        status, metas = store.list_messages(("INBOX",))
+    except Exception as e:  # noqa: BLE001 - compared by kind and text
+        return type(e), str(e)
+    return [(m.key, sorted(m.flags), m.internaldate, m.size) for m in metas], store._bad_dates
+
+
+@settings(max_examples=1500, deadline=None)
+@given(_listing_stream())
+def test_listing_fast_path_reads_as_the_general_parser(raw):
+    assert _list(raw, fast=True) == _list(raw, fast=False)
+
+
+def test_listing_fast_path_takes_dovecots_shape():
+    """The fast path is taken for the listing line Dovecot sends (else the test above compares the general
+    parser with itself)."""
+    from mailmigrate.imap.parser import LISTING_FETCH
+
+    line = b'* 1 FETCH (UID 7 FLAGS (\\Seen \\Recent) INTERNALDATE "01-Jan-2024 10:17:00 +0000" RFC822.SIZE 12)\r\n'
+    assert LISTING_FETCH.match(line) is not None
+    got, bad = _list(line, fast=True)
+    assert got == [("7", ["\\Seen"], datetime(2024, 1, 1, 10, 17, tzinfo=timezone.utc), 12)]
+    assert bad == {("INBOX",): {}}

@@ -28,7 +28,7 @@ from ..errors import (AuthenticationFailed, CommandTimedOut, ConfigError, Connec
 from ..model import SPOOL_THRESHOLD, Body, BodyWriter, Secret, printable
 from . import diag
 from .sasl import OAUTH_ERROR_ACK, oauth_initial_response
-from .parser import Response, _Literal, literal_size, parse_response
+from .parser import BODY_FETCH_HEAD, LISTING_FETCH, Response, _Literal, literal_size, parse_number, parse_response
 
 log = logging.getLogger("mailmigrate.imap")
 wire = logging.getLogger("mailmigrate.imap.wire")
@@ -330,10 +330,12 @@ class Connection:
             raise ConnectionLost(f"connection to {self.host} lost: {e}") from None
 
     def read_response(self) -> Response:
-        parts: list = []
-        held = 0
+        return self._read_rest([], 0, self._readline())
+
+    def _read_rest(self, parts: list, held: int, line: bytes) -> Response:
+        """The response whose next line, already read, is ``line``, after ``parts`` (``held`` bytes of them
+        in memory)."""
         while True:
-            line = self._readline()
             size = literal_size(line)
             parts.append(line)
             held += len(line)
@@ -345,6 +347,7 @@ class Connection:
             if isinstance(lit, (bytes, bytearray)):
                 held += size  # in memory; a spooled literal waits on disk
             parts.append(_Literal(lit))
+            line = self._readline()
         if wire.isEnabledFor(logging.DEBUG) and len(parts) == 1:
             wire.debug("S: %r", parts[0][:300])
         self._last_size = held
@@ -352,6 +355,37 @@ class Connection:
         if r.kind == "tagged":
             self._restart_clock()
         return r
+
+    def _read_body_fetch(self):
+        """The next response of a body FETCH: ``(match, literal)`` when it has the shape of BODY_FETCH_HEAD and
+        ends with the literal, as Dovecot's do (no Response built: a copy reads one per message); any other
+        response as read_response reads it."""
+        line = self._readline()
+        m = BODY_FETCH_HEAD.match(line)
+        if m is None:
+            return self._read_rest([], 0, line)
+        size = int(m.group(5))
+        if wire.isEnabledFor(logging.DEBUG):
+            wire.debug("S: %r {literal %d}", line[:200], size)
+        lit = self._read_literal(size)
+        rest = self._readline()
+        if rest == b")\r\n":
+            parse_number(m.group(1), "a message number")  # as the general parser checks it
+            return m, lit
+        held = len(line) + (size if isinstance(lit, (bytes, bytearray)) else 0)
+        return self._read_rest([line, _Literal(lit)], held, rest)
+
+    def _read_listing_line(self):
+        """The next response of a listing: the match of LISTING_FETCH for Dovecot's shape (no Response built:
+        a listing is one per message), any other response as read_response reads it."""
+        line = self._readline()
+        m = LISTING_FETCH.match(line)
+        if m is None:
+            return self._read_rest([], 0, line)
+        if wire.isEnabledFor(logging.DEBUG):
+            wire.debug("S: %r", line[:300])
+        parse_number(m.group(1), "a message number")  # as the general parser checks it
+        return m
 
     # --- writing ----------------------------------------------------------------------------------
     def _send(self, data: bytes, more: bool = False) -> None:
@@ -634,12 +668,16 @@ class Connection:
             raise self._auth_failed(r, who)
 
     # --- streaming FETCH --------------------------------------------------------------------------
-    def fetch_stream(self, commands: list[tuple], window: int = 3, *,
-                     max_items: int | None = None) -> Iterator[Response]:
+    def fetch_stream(self, commands: list[tuple], window: int = 3, *, max_items: int | None = None,
+                     shape: str | None = None) -> Iterator:
         """Send FETCH commands with up to ``window`` outstanding and yield each untagged FETCH as it
         arrives; other untagged responses are kept in ``self.untagged``.  ``max_items``: more FETCH
         responses than this (a listing that never ends) fail the command instead of growing the caller's
-        list without limit."""
+        list without limit.
+
+        ``shape``: what the commands fetch, so that a response of the commonest shape is yielded without a
+        Response: ``"body"`` (UID FLAGS INTERNALDATE BODY.PEEK[]) as ``(match of BODY_FETCH_HEAD, literal)``,
+        ``"listing"`` (UID FLAGS INTERNALDATE RFC822.SIZE) as the match of LISTING_FETCH."""
         self.untagged = []
         self._held = 0
         self._done = {}
@@ -652,8 +690,17 @@ class Connection:
             pending.append(self.send_command(*c))
             if len(pending) >= window:
                 break
+        read = {"body": self._read_body_fetch, "listing": self._read_listing_line}.get(shape, self.read_response)
         while pending:
-            r = self.read_response()
+            r = read()
+            if type(r) is not Response or (r.kind == "untagged" and r.name == b"FETCH"):
+                items += 1
+                if max_items is not None and items > max_items:
+                    self._abandon()
+                    raise ResponseTooLarge(f"{self.host} sent more than {max_items} FETCH responses where the "
+                                           "mailbox announced fewer messages; giving up on this connection")
+                yield r
+                continue
             if r.kind == "tagged":
                 if r.tag not in pending:
                     self._done[r.tag] = r
@@ -664,14 +711,6 @@ class Connection:
                 nxt = next(it, None)
                 if nxt is not None:
                     pending.append(self.send_command(*nxt))
-                continue
-            if r.kind == "untagged" and r.name == b"FETCH":
-                items += 1
-                if max_items is not None and items > max_items:
-                    self._abandon()
-                    raise ResponseTooLarge(f"{self.host} sent more than {max_items} FETCH responses where the "
-                                           "mailbox announced fewer messages; giving up on this connection")
-                yield r
                 continue
             if r.status == b"BYE":
                 raise ConnectionLost(f"{self.host} said BYE: {self.server_text(r)}")

@@ -21,8 +21,8 @@ from ..formats import mutf7
 from ..formats.specialuse import guess_special_use
 from ..imap import compress
 from ..imap.connection import Connection, Lit, quote
-from ..imap.parser import (MODSEQ_MAX, NUMBER_MAX, fetch_items, format_internaldate, parse_internaldate,
-                           parse_number, parse_uid_set)
+from ..imap.parser import (MODSEQ_MAX, NUMBER_MAX, Response, atom_list, fetch_items, format_internaldate,
+                           parse_internaldate, parse_number, parse_uid_set)
 from ..model import (SPECIAL_USES, AppendItem, Body, FolderInfo, FolderPath, FolderStatus, MessageMeta,
                      PermanentFlags, Secret, intern_flags)
 from .base import FolderChanges, Store
@@ -380,23 +380,26 @@ class ImapStore(Store):
             cmd = (b"UID", b"FETCH", b"%d:*" % lo, b"(UID FLAGS INTERNALDATE RFC822.SIZE)")
             # At most EXISTS answers, and some slack for mail arriving while it runs: a server that goes on
             # forever fails the listing instead of filling memory (issue 19).
-            for r in self._c.fetch_stream([cmd], window=1, max_items=info["exists"] + LISTING_SLACK):
-                it = fetch_items(r.data)
-                uid = it.get(b"UID")
-                if uid is None:
-                    continue
+            for r in self._c.fetch_stream([cmd], window=1, max_items=info["exists"] + LISTING_SLACK,
+                                          shape="listing"):
+                if type(r) is not Response:  # Dovecot's shape, read without a Response (Connection._read_listing_line)
+                    uid, size, flag_atoms, date = r.group(2), r.group(5), atom_list(r.group(3)), r.group(4)
+                else:
+                    it = fetch_items(r.data)
+                    uid = it.get(b"UID")
+                    if uid is None:
+                        continue
+                    size, flag_atoms, date = it.get(b"RFC822.SIZE"), it.get(b"FLAGS"), it.get(b"INTERNALDATE")
                 try:
                     uid = parse_number(uid, "UID")
-                    size = it.get(b"RFC822.SIZE")
                     size = parse_number(size, f"RFC822.SIZE of UID {uid}") if size is not None else None
                 except ProtocolError as e:
                     broken.append(str(e))
                     continue
                 if uid < lo:
                     continue  # "N:*" includes the last message even when its UID is below N
-                flags = intern_flags(frozenset(f.decode("utf-8", "replace") for f in (it.get(b"FLAGS") or [])
+                flags = intern_flags(frozenset(f.decode("utf-8", "replace") for f in (flag_atoms or [])
                                                if isinstance(f, bytes) and f.lower() != b"\\recent"))
-                date = it.get(b"INTERNALDATE")
                 when = None
                 if date:
                     try:
@@ -438,21 +441,24 @@ class ImapStore(Store):
         if cur:
             batches.append(cur)
         cmds = [(b"UID", b"FETCH", _uid_set(b), b"(UID FLAGS INTERNALDATE BODY.PEEK[])") for b in batches]
-        for r in self._c.fetch_stream(cmds, max_items=len(keys) + LISTING_SLACK):
-            it = fetch_items(r.data)
-            if b"BODY[]" not in it or it.get(b"UID") is None:
-                continue  # an unsolicited flag update from another session
+        for r in self._c.fetch_stream(cmds, max_items=len(keys) + LISTING_SLACK, shape="body"):
+            if type(r) is not Response:  # Dovecot's shape, read without a Response (Connection._read_body_fetch)
+                m, raw = r
+                uid, flags, date = m.group(2), atom_list(m.group(3)), m.group(4)
+            else:
+                it = fetch_items(r.data)
+                if b"BODY[]" not in it or it.get(b"UID") is None:
+                    continue  # an unsolicited flag update from another session
+                uid, raw, flags, date = it[b"UID"], it[b"BODY[]"], it.get(b"FLAGS"), it.get(b"INTERNALDATE")
             try:
-                uid = parse_number(it[b"UID"], "UID")
+                uid = parse_number(uid, "UID")
             except ProtocolError:
                 continue  # not one of ours: each asked-for UID that does not come back is noticed by the engine
-            raw = it[b"BODY[]"]
             if raw is None:
                 self._problems.append((str(uid), "the server returned no content (NIL)"))
                 continue
             body = raw if isinstance(raw, Body) else Body(data=bytes(raw))
-            flags = _flag_set(it.get(b"FLAGS"))
-            date = it.get(b"INTERNALDATE")
+            flags = _flag_set(flags)
             try:
                 when = parse_internaldate(date) if date else None
             except ProtocolError as e:
