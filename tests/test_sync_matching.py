@@ -1,6 +1,6 @@
 """Content identity: the fingerprints and the multiset match that crash recovery stands on."""
 
-from hypothesis import given, strategies as st
+from hypothesis import given, settings, strategies as st
 
 from mailmigrate.model import Body
 from mailmigrate.sync.matching import Fingerprinter, fingerprints, match_multiset
@@ -123,3 +123,15 @@ def test_rewrite_proof_fingerprint_finds_what_cyrus_munge8bit_stores():
     check()
     plain = b"Subject: ascii\r\n\r\nbody \xff\r\n"
     assert fp(plain, [])[1] is None  # 8-bit bytes only in the body: nothing to normalise
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.binary(min_size=2000, max_size=12000), st.integers(min_value=1, max_value=6000))
+def test_large_messages_hash_as_a_whole(data, cut):
+    """Bodies beyond hashlib's lock let-go size are fed in pieces; the fingerprint is still the whole's."""
+    fp = Fingerprinter()
+    fp.update(data[:cut])
+    fp.update(data[cut:])
+    exact, norm = fp.result()
+    assert exact == hashlib.sha256(data).hexdigest()
+    assert norm == (None if _norm(data) == data else hashlib.sha256(_norm(data)).hexdigest())
