@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import hashlib
 import io
-import tempfile
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import BinaryIO, Iterator
@@ -113,6 +112,8 @@ class BodyWriter:
             return
         self._buf += chunk
         if len(self._buf) > self._threshold:
+            import tempfile  # here, where a body spills: a run of small mail need not load it (nor random)
+
             self._file = tempfile.TemporaryFile(prefix="mailmigrate-")
             self._file.write(self._buf)
             self._buf = bytearray()
