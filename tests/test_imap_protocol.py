@@ -397,3 +397,45 @@ def test_listing_fast_path_takes_dovecots_shape():
     got, bad = _list(line, fast=True)
     assert got == [("7", ["\\Seen"], datetime(2024, 1, 1, 10, 17, tzinfo=timezone.utc), 12)]
     assert bad == {("INBOX",): {}}
+
+
+def _silent_server():
+    """A TCP server that greets, then reads and never answers."""
+    import socket
+    import threading
+
+    ls = socket.socket()
+    ls.bind(("127.0.0.1", 0))
+    ls.listen(1)
+
+    def serve():
+        c, _ = ls.accept()
+        c.sendall(b"* OK [CAPABILITY IMAP4rev1 LITERAL+] hi\r\n")
+        while c.recv(1 << 16):
+            pass
+        c.close()
+
+    threading.Thread(target=serve, daemon=True).start()
+    return ls
+
+
+@pytest.mark.parametrize("floor", [None, "0.6"])
+def test_a_silent_server_is_given_up_after_the_read_timeout_or_the_deadline(floor, monkeypatch):
+    """A plain socket waits in the kernel (SO_RCVTIMEO), not in Python's poll: the read timeout and the
+    command's deadline must still end a wait for a server that says nothing."""
+    import time
+
+    from mailmigrate.errors import CommandTimedOut, ConnectionLost
+    from mailmigrate.imap import connection
+
+    if floor:
+        monkeypatch.setattr(connection, "DEADLINE_FLOOR", float(floor))
+    ls = _silent_server()
+    conn = connection.Connection("127.0.0.1", ls.getsockname()[1], tls="none", timeout=0.5 if not floor else 30)
+    conn.connect()
+    t0 = time.monotonic()
+    with pytest.raises(CommandTimedOut if floor else ConnectionLost, match="took|timed out"):
+        conn.command(b"NOOP")
+    assert time.monotonic() - t0 < 5
+    conn.close()
+    ls.close()

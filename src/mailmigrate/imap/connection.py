@@ -19,6 +19,7 @@ import os
 import re
 import socket
 import ssl
+import struct
 import time
 from typing import Iterator
 
@@ -102,6 +103,22 @@ class _DeadlineIO(io.RawIOBase):
         super().__init__()
         self._conn = conn
         self._sock = sock
+        self._recv_into = sock.recv_into
+        # A plain TCP socket waits in the kernel (SO_RCVTIMEO, a blocking socket): Python's own timeout polls
+        # before every recv, two system calls and two hand-overs of the interpreter lock per read where one
+        # does. A TLS socket keeps Python's timeout: a blocking SSLSocket would retry a read timed out in
+        # the kernel for ever.
+        self._kernel = type(sock) is socket.socket and sock.family in (socket.AF_INET, socket.AF_INET6,
+                                                                       socket.AF_UNIX)
+        self._want: float | None = None
+        if self._kernel:
+            try:
+                sock.settimeout(None)
+                _kernel_timeouts(sock, conn.timeout or None)
+                self._want = conn.timeout or None
+            except OSError:
+                self._kernel = False
+                sock.settimeout(conn.timeout or None)
 
     def readable(self) -> bool:
         return True
@@ -112,18 +129,36 @@ class _DeadlineIO(io.RawIOBase):
         if left <= 0:
             raise c._timed_out()
         want = min(c.timeout, left) if c.timeout else left
-        if self._sock.gettimeout() != want:
+        if self._kernel:
+            if want != self._want:
+                # Far from the deadline the wanted value is the connection's timeout, read after read: a system
+                # call only when the deadline comes nearer than that.
+                _kernel_timeouts(self._sock, want, send=False)
+                self._want = want
+        elif self._sock.gettimeout() != want:
             # settimeout is a system call (ioctl FIONBIO) on every read otherwise; far from the deadline the
             # wanted value is the connection's timeout, the same read after read.
             self._sock.settimeout(want)
         try:
-            n = self._sock.recv_into(b)
-        except socket.timeout:
+            n = self._recv_into(b)
+        except (socket.timeout, BlockingIOError):
             if c._time_left() <= 0:
                 raise c._timed_out() from None
-            raise
+            raise socket.timeout("timed out") from None
         c._moved += n
         return n
+
+
+def _kernel_timeouts(sock: socket.socket, seconds: float | None, send: bool = True) -> None:
+    """SO_RCVTIMEO (and SO_SNDTIMEO) of a blocking socket; None waits for ever, as settimeout(None)."""
+    if seconds is None:
+        tv = struct.pack("ll", 0, 0)
+    else:
+        seconds = max(seconds, 0.001)  # a zero timeval means no timeout at all
+        tv = struct.pack("ll", int(seconds), int((seconds % 1) * 1_000_000))
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, tv)
+    if send:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDTIMEO, tv)
 
 
 def _backoff_hint(low: bytes) -> float | None:
@@ -205,6 +240,7 @@ class Connection:
 
     def _wrap(self, raw: socket.socket) -> ssl.SSLSocket:
         try:
+            raw.settimeout(self.timeout)  # a plain socket read in blocking mode (_DeadlineIO): TLS needs Python's
             return self._context().wrap_socket(raw, server_hostname=self.host)
         except ssl.SSLCertVerificationError as e:
             raw.close()
