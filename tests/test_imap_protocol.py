@@ -439,3 +439,67 @@ def test_a_silent_server_is_given_up_after_the_read_timeout_or_the_deadline(floo
     assert time.monotonic() - t0 < 5
     conn.close()
     ls.close()
+
+
+@pytest.mark.parametrize("cut", [None, 7000, 65536])
+def test_a_multiappend_goes_out_byte_for_byte_through_sendmsg(cut, tmp_path):
+    """The pieces of a command (text, bodies in memory, a body spooled to disk) reach the server as the joined
+    command would, also when the kernel takes a send only in part (``cut``: at most that many bytes a call)."""
+    import socket
+    import threading
+
+    from mailmigrate.imap.connection import Connection, Lit
+    from mailmigrate.model import BodyWriter
+
+    bodies = [b"a" * 10, bytes(range(256)) * 2000, b"", b"x\r\n" * 100]
+    w = BodyWriter()
+    for _ in range(5):
+        w.write(os.urandom(300_000))
+    big = w.finish()
+    assert not big.in_memory
+    ls = socket.socket()
+    ls.bind(("127.0.0.1", 0))
+    ls.listen(1)
+    got = bytearray()
+
+    def serve():
+        c, _ = ls.accept()
+        c.sendall(b"* OK [CAPABILITY IMAP4rev1 LITERAL+] hi\r\n")
+        while True:
+            d = c.recv(1 << 16)
+            if not d:
+                break
+            got.extend(d)
+        c.close()
+
+    t = threading.Thread(target=serve, daemon=True)
+    t.start()
+    conn = Connection("127.0.0.1", ls.getsockname()[1], tls="none")
+    conn.connect()
+    assert conn._sendmsg is not None
+    if cut:
+        real = conn._sendmsg
+
+        def part(bufs):
+            out = b""
+            for b in bufs:
+                out += bytes(memoryview(b)[:cut - len(out)])
+                if len(out) >= cut:
+                    break
+            return real([out])
+
+        conn._sendmsg = part
+    args = [b"APPEND", b"INBOX"]
+    for b in bodies:
+        args += [b"(\\Seen)", Lit(Body(data=b))]
+    args += [b"()", b'"01-Jan-2024 10:17:00 +0000"', Lit(big), Lit(b"tail")]
+    tag = conn.send_command(*args)
+    conn.sock.shutdown(socket.SHUT_WR)
+    t.join(10)
+    want = tag + b" APPEND INBOX"
+    for b in bodies:
+        want += b" (\\Seen) {%d+}\r\n" % len(b) + b
+    want += b' () "01-Jan-2024 10:17:00 +0000" {%d+}\r\n' % big.size + big.read() + b" {4+}\r\ntail\r\n"
+    assert bytes(got) == want
+    conn.close()
+    ls.close()

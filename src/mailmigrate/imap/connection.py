@@ -56,6 +56,7 @@ def needs_literal(value: bytes) -> bool:
 
 
 _SEND_GATHER = 1 << 18  # bytes of a command gathered before a send
+_IOV_MAX = 512  # pieces one sendmsg is given (Linux takes at most 1,024)
 
 
 class Lit:
@@ -69,12 +70,6 @@ class Lit:
     @property
     def size(self) -> int:
         return len(self.data) if isinstance(self.data, (bytes, bytearray)) else self.data.size
-
-    def chunks(self):
-        if isinstance(self.data, (bytes, bytearray)):
-            yield bytes(self.data)
-        else:
-            yield from self.data.chunks(1 << 18)
 
 
 def _env_number(name: str, default: float) -> float:
@@ -191,6 +186,7 @@ class Connection:
         self._moved = 0  # bytes read and sent since then
         self._held = 0  # bytes of responses collected in self.untagged since the command began
         self._last_size = 0
+        self._sendmsg = None  # the plain socket's sendmsg (_send_pieces); None: join, then sendall
         self._secrets: list[str] = []  # what a server must not make us print: the password, its SASL token
 
     # --- connecting -------------------------------------------------------------------------------
@@ -263,6 +259,7 @@ class Connection:
 
     def _attach(self, sock) -> None:
         self.sock = sock
+        self._sendmsg = sock.sendmsg if type(sock) is socket.socket and hasattr(sock, "sendmsg") else None
         self.rfile = io.BufferedReader(_DeadlineIO(self, sock), 1 << 16)
 
     def _restart_clock(self) -> None:
@@ -448,37 +445,73 @@ class Connection:
         """
         tag = self.next_tag()
         self._restart_clock()
-        plus = "LITERAL+" in self.capabilities
-        buf = bytearray(tag)  # the command's text since the last literal (what the wire log shows)
-        # What goes to the socket next: small literals are gathered with the text around them, so that a
-        # MULTIAPPEND of a hundred small messages is a few sends, not three per message.
-        out = bytearray()
+        plus = b"+" if "LITERAL+" in self.capabilities else b""
+        text = [tag]  # the command's text since the last literal (what the wire log shows)
+        # What goes to the socket next, as pieces: the text and the literals' own bytes objects (no copy of a
+        # body to gather it), sent together once _SEND_GATHER bytes are waiting, so that a MULTIAPPEND of a
+        # hundred small messages is a few sends, not three per message.
+        out: list = []
+        held = 0
         for a in args:
-            if isinstance(a, Lit):
-                buf += b" {%d%s}\r\n" % (a.size, b"+" if plus else b"")
-                self._log_sent(buf, secret)
-                out += buf
-                buf = bytearray()
+            if type(a) is bytes:
+                text.append(b" " + a)
+            elif isinstance(a, Lit):
+                text.append(b" {%d%s}\r\n" % (a.size, plus))
+                line = b"".join(text)
+                self._log_sent(line, secret)
+                out.append(line)
+                held += len(line)
+                text = []
                 if not plus:
-                    self._send(out)
-                    out = bytearray()
+                    self._send_pieces(out)
+                    out, held = [], 0
                     self._await_continuation(tag)
-                for chunk in a.chunks():
-                    if len(out) + len(chunk) > _SEND_GATHER:
-                        if out:
-                            self._send(out, more=True)
-                            out = bytearray()
-                        if len(chunk) >= _SEND_GATHER:
-                            self._send(chunk, more=True)
-                            continue
-                    out += chunk
+                data = a.data
+                if isinstance(data, Body):
+                    data = data.read() if data.in_memory else data
+                if isinstance(data, (bytes, bytearray)):
+                    out.append(data)
+                    held += len(data)
+                else:  # spooled to disk: read piece by piece, never whole
+                    for chunk in data.chunks(_SEND_GATHER):
+                        out.append(chunk)
+                        held += len(chunk)
+                        if held >= _SEND_GATHER:
+                            self._send_pieces(out, more=True)
+                            out, held = [], 0
+                if held >= _SEND_GATHER:
+                    self._send_pieces(out, more=True)
+                    out, held = [], 0
             else:
-                buf += b" " + (a if isinstance(a, bytes) else str(a).encode())
-        buf += b"\r\n"
-        self._log_sent(buf, secret)
-        out += buf
-        self._send(out)
+                text.append(b" " + (a if isinstance(a, bytes) else str(a).encode()))
+        text.append(b"\r\n")
+        line = b"".join(text)
+        self._log_sent(line, secret)
+        out.append(line)
+        self._send_pieces(out)
         return tag
+
+    def _send_pieces(self, pieces: list, more: bool = False) -> None:
+        """Send byte strings as one: a plain socket takes the list as it is (sendmsg gathers it in the kernel,
+        where a join would copy every message once more); TLS and compression need them joined."""
+        sendmsg = self._sendmsg
+        if sendmsg is None or self.deflater is not None:
+            self._send(pieces[0] if len(pieces) == 1 else b"".join(pieces), more)
+            return
+        self._moved += sum(map(len, pieces))
+        i, n = 0, len(pieces)
+        try:
+            while i < n:
+                batch = pieces[i:i + _IOV_MAX]
+                sent = sendmsg(batch)
+                for p in batch:  # past what went: a blocking socket sends all but when cut short (a signal)
+                    if sent < len(p):
+                        pieces[i] = memoryview(p)[sent:]
+                        break
+                    sent -= len(p)
+                    i += 1
+        except (OSError, AttributeError) as e:
+            raise ConnectionLost(f"connection to {self.host} lost while sending: {e}") from None
 
     def _log_sent(self, buf, secret):
         if wire.isEnabledFor(logging.DEBUG):
