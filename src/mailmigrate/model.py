@@ -88,6 +88,12 @@ class Body:
     def in_memory(self) -> bool:
         return self._data is not None
 
+    @property
+    def file(self) -> BinaryIO | None:
+        """The temporary file of a spooled body (None in memory): a plain socket sends it with sendfile,
+        from the page cache, never read into Python."""
+        return self._file
+
     def close(self) -> None:
         if self._file is not None:
             self._file.close()
@@ -112,9 +118,7 @@ class BodyWriter:
             return
         self._buf += chunk
         if len(self._buf) > self._threshold:
-            import tempfile  # here, where a body spills: a run of small mail need not load it (nor random)
-
-            self._file = tempfile.TemporaryFile(prefix="mailmigrate-")
+            self._file = spool_file()
             self._file.write(self._buf)
             self._buf = bytearray()
 
@@ -123,6 +127,13 @@ class BodyWriter:
             return Body(data=bytes(self._buf))
         self._file.flush()
         return Body(file=self._file, size=self._size)
+
+
+def spool_file() -> BinaryIO:
+    """The temporary file a large body spills to (gone when closed)."""
+    import tempfile  # here, where a body spills: a run of small mail need not load it (nor random)
+
+    return tempfile.TemporaryFile(prefix="mailmigrate-")
 
 
 def fingerprint_bytes(data: bytes) -> str:

@@ -26,7 +26,7 @@ from typing import Iterator
 from ..errors import (AuthenticationFailed, CommandTimedOut, ConfigError, ConnectionLost, FormatError,
                       HostNotFound, MessageRejected, ProtocolError, QuotaExceeded, ResponseTooLarge, ServerRefused,
                       TemporaryFailure, TLSMismatch)
-from ..model import SPOOL_THRESHOLD, Body, BodyWriter, Secret, printable
+from ..model import SPOOL_THRESHOLD, Body, Secret, printable, spool_file
 from . import diag
 from .sasl import OAUTH_ERROR_ACK, oauth_initial_response
 from .parser import BODY_FETCH_HEAD, LISTING_FETCH, Response, _Literal, literal_size, parse_number, parse_response
@@ -187,6 +187,8 @@ class Connection:
         self._held = 0  # bytes of responses collected in self.untagged since the command began
         self._last_size = 0
         self._sendmsg = None  # the plain socket's sendmsg (_send_pieces); None: join, then sendall
+        self._spool_buf: memoryview | None = None  # what a literal bound for disk is read through
+        self._blocking = False  # the socket waits in the kernel (_DeadlineIO._kernel): sendfile may be used
         self._secrets: list[str] = []  # what a server must not make us print: the password, its SASL token
 
     # --- connecting -------------------------------------------------------------------------------
@@ -260,7 +262,9 @@ class Connection:
     def _attach(self, sock) -> None:
         self.sock = sock
         self._sendmsg = sock.sendmsg if type(sock) is socket.socket and hasattr(sock, "sendmsg") else None
-        self.rfile = io.BufferedReader(_DeadlineIO(self, sock), 1 << 16)
+        raw = _DeadlineIO(self, sock)
+        self._blocking = raw._kernel  # a blocking socket: sendfile may write to it (no Python poll needed)
+        self.rfile = io.BufferedReader(raw, 1 << 16)
 
     def _restart_clock(self) -> None:
         self._mark = time.monotonic()
@@ -347,15 +351,25 @@ class Connection:
                 if len(data) != n:
                     raise ConnectionLost(f"{self.host} closed the connection inside a literal")
                 return data
-            w = BodyWriter()
-            left = n
-            while left:
-                chunk = self.rfile.read(min(left, 1 << 18))
-                if not chunk:
-                    raise ConnectionLost(f"{self.host} closed the connection inside a literal")
-                w.write(chunk)
-                left -= len(chunk)
-            return w.finish()
+            # Bound for disk (BodyWriter would spill it too): straight to the file, through one buffer of this
+            # connection, with no bytes object made and freed (and its pages faulted in) per piece.
+            if self._spool_buf is None:
+                self._spool_buf = memoryview(bytearray(1 << 18))
+            mv = self._spool_buf
+            f = spool_file()
+            try:
+                left = n
+                while left:
+                    k = self.rfile.readinto(mv[:left] if left < len(mv) else mv)
+                    if not k:
+                        raise ConnectionLost(f"{self.host} closed the connection inside a literal")
+                    f.write(mv[:k])
+                    left -= k
+                f.flush()
+            except BaseException:
+                f.close()
+                raise
+            return Body(file=f, size=n)
         except CommandTimedOut:
             self._abandon()
             raise
@@ -472,6 +486,11 @@ class Connection:
                 if isinstance(data, (bytes, bytearray)):
                     out.append(data)
                     held += len(data)
+                elif self._blocking and self.deflater is None and data.file is not None:
+                    # Spooled, to a plain socket: from the page cache by sendfile, never read into Python.
+                    self._send_pieces(out, more=True)
+                    out, held = [], 0
+                    self._send_file(data.file, data.size)
                 else:  # spooled to disk: read piece by piece, never whole
                     for chunk in data.chunks(_SEND_GATHER):
                         out.append(chunk)
@@ -491,9 +510,24 @@ class Connection:
         self._send_pieces(out)
         return tag
 
+    def _send_file(self, f, size: int) -> None:
+        self._moved += size
+        offset = 0
+        try:
+            out, fd = self.sock.fileno(), f.fileno()
+            while offset < size:
+                sent = os.sendfile(out, fd, offset, size - offset)
+                if not sent:
+                    raise ConnectionLost(f"a spooled message shrank while it was sent to {self.host}")
+                offset += sent
+        except OSError as e:
+            raise ConnectionLost(f"connection to {self.host} lost while sending: {e}") from None
+
     def _send_pieces(self, pieces: list, more: bool = False) -> None:
         """Send byte strings as one: a plain socket takes the list as it is (sendmsg gathers it in the kernel,
         where a join would copy every message once more); TLS and compression need them joined."""
+        if not pieces:
+            return
         sendmsg = self._sendmsg
         if sendmsg is None or self.deflater is not None:
             self._send(pieces[0] if len(pieces) == 1 else b"".join(pieces), more)
