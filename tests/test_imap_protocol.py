@@ -152,6 +152,35 @@ def test_imaps_verified_with_its_ca(imap_accounts):
     s.close()
 
 
+@pytest.mark.parametrize("tls", ["implicit", "starttls", "none"])
+def test_a_spooled_message_and_small_ones_go_both_ways_byte_exact(imap_accounts, tls):
+    """Bodies over the spool threshold are read to disk and sent from it (sendfile on a plain socket, piece by
+    piece over TLS), small ones in memory (sendmsg, or joined over TLS): what arrives is what was sent."""
+    src, dst = imap_accounts
+    kw = {"tls": tls, "cafile": str(src.server.cafile)}
+    if tls == "implicit":
+        kw["port"] = src.server.tls_port
+    big = b"Subject: big\r\n\r\n" + os.urandom(3 << 20).hex().encode()[: 5 << 20]
+    small = [b"Subject: s%d\r\n\r\nbody %d\r\n" % (i, i) for i in range(5)]
+    s = store(src, **kw)
+    s.open()
+    try:
+        s.create_folder(("Both", tls))
+        s.append(("Both", tls), [AppendItem(Body.from_bytes(b), frozenset(), None) for b in [small[0], big, *small[1:]]])
+        _, metas = s.list_messages(("Both", tls))
+        got = {}
+        for meta, body in s.fetch(("Both", tls), [m.key for m in metas]):
+            got[meta.key] = body
+        assert [not b.in_memory for b in got.values()] == [False, True, False, False, False, False]
+        s.create_folder(("Again", tls))
+        s.append(("Again", tls), [AppendItem(b, frozenset(), None) for b in got.values()])
+        _, again = s.list_messages(("Again", tls))
+        back = [b.read() for _, b in s.fetch(("Again", tls), [m.key for m in again])]
+        assert back == [small[0], big, *small[1:]]
+    finally:
+        s.close()
+
+
 def test_unknown_certificate_refused_unless_insecure(imap_accounts):
     src, _ = imap_accounts
     with pytest.raises(ConfigError, match="not trusted"):
