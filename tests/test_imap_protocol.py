@@ -532,3 +532,17 @@ def test_a_multiappend_goes_out_byte_for_byte_through_sendmsg(cut, tmp_path):
     assert bytes(got) == want
     conn.close()
     ls.close()
+
+
+def test_internaldate_read_again_is_the_same_and_the_memo_stays_bounded():
+    from mailmigrate.imap import parser
+
+    v = b" 7-Jul-2021 02:44:25 -0700"
+    assert parse_internaldate(v) is parse_internaldate(bytes(bytearray(v)))
+    for _ in range(2):
+        with pytest.raises(ProtocolError):
+            parse_internaldate(b"31-Feb-2021 02:44:25 -0700")
+    for i in range(parser._DATES_MAX + 10):
+        parse_internaldate(b"01-Jan-%04d 00:00:00 +0000" % (1000 + i))
+    assert len(parser._DATES) <= parser._DATES_MAX
+    assert parse_internaldate(b"01-Jan-1000 00:00:00 +0100") == datetime(999, 12, 31, 23, 0, tzinfo=timezone.utc)

@@ -502,8 +502,19 @@ def parse_number(value: Any, what: str, limit: int = NUMBER_MAX) -> int:
 _ZONES: dict[str, timezone] = {}  # "-0700" -> its tzinfo: a listing has few zones and many dates
 
 
+_DATES: dict[bytes, datetime] = {}  # INTERNALDATE text -> its value, for the second reading of each message's date
+_DATES_MAX = 8192
+
+
 def parse_internaldate(value: bytes) -> datetime:
-    """"17-Jul-1996 02:44:25 -0700" (day may be space-padded) -> aware datetime."""
+    """"17-Jul-1996 02:44:25 -0700" (day may be space-padded) -> aware datetime.
+
+    A copy reads each message's date twice, in the listing and with the body: the second reading is a look-up
+    (datetimes are immutable, so one value serves both), within a few thousand dates (a folder's listing and
+    its copy, as the folders at work at once go)."""
+    got = _DATES.get(value) if type(value) is bytes else None
+    if got is not None:
+        return got
     try:
         s = value.decode("ascii").strip()
         date, time_, zone = s.split()
@@ -517,9 +528,14 @@ def parse_internaldate(value: bytes) -> datetime:
             tz = timezone(timedelta(hours=int(zone[1:3]), minutes=int(zone[3:5])) * sign)
             if len(_ZONES) < 64:
                 _ZONES[zone] = tz
-        return datetime(int(y), _MONTHS[mon.upper()], int(d), int(hh), int(mm), int(ss), tzinfo=tz)
+        got = datetime(int(y), _MONTHS[mon.upper()], int(d), int(hh), int(mm), int(ss), tzinfo=tz)
     except (ValueError, KeyError, IndexError, UnicodeDecodeError):
         raise ProtocolError(f"bad INTERNALDATE {value[:40]!r}") from None
+    if type(value) is bytes:
+        if len(_DATES) >= _DATES_MAX:
+            _DATES.clear()
+        _DATES[value] = got
+    return got
 
 
 _MONTH_NAMES = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
