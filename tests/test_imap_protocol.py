@@ -166,7 +166,8 @@ def test_a_spooled_message_and_small_ones_go_both_ways_byte_exact(imap_accounts,
     s.open()
     try:
         s.create_folder(("Both", tls))
-        s.append(("Both", tls), [AppendItem(Body.from_bytes(b), frozenset(), None) for b in [small[0], big, *small[1:]]])
+        sent = [small[0], big, *small[1:]]
+        s.append(("Both", tls), [AppendItem(Body.from_bytes(b), frozenset(), None) for b in sent])
         _, metas = s.list_messages(("Both", tls))
         got = {}
         for meta, body in s.fetch(("Both", tls), [m.key for m in metas]):
@@ -176,7 +177,7 @@ def test_a_spooled_message_and_small_ones_go_both_ways_byte_exact(imap_accounts,
         s.append(("Again", tls), [AppendItem(b, frozenset(), None) for b in got.values()])
         _, again = s.list_messages(("Again", tls))
         back = [b.read() for _, b in s.fetch(("Again", tls), [m.key for m in again])]
-        assert back == [small[0], big, *small[1:]]
+        assert back == sent
     finally:
         s.close()
 

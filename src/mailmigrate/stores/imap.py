@@ -383,13 +383,15 @@ class ImapStore(Store):
             for r in self._c.fetch_stream([cmd], window=1, max_items=info["exists"] + LISTING_SLACK,
                                           shape="listing"):
                 if type(r) is not Response:  # Dovecot's shape, read without a Response (Connection._read_listing_line)
-                    uid, size, flag_atoms, date = r.group(2), r.group(5), atom_list(r.group(3)), r.group(4)
+                    uid, size, date = r.group(2), r.group(5), r.group(4)
+                    flags = _listing_flags(r.group(3))
                 else:
                     it = fetch_items(r.data)
                     uid = it.get(b"UID")
                     if uid is None:
                         continue
                     size, flag_atoms, date = it.get(b"RFC822.SIZE"), it.get(b"FLAGS"), it.get(b"INTERNALDATE")
+                    flags = _meta_flags(flag_atoms)
                 try:
                     uid = parse_number(uid, "UID")
                     size = parse_number(size, f"RFC822.SIZE of UID {uid}") if size is not None else None
@@ -398,8 +400,6 @@ class ImapStore(Store):
                     continue
                 if uid < lo:
                     continue  # "N:*" includes the last message even when its UID is below N
-                flags = intern_flags(frozenset(f.decode("utf-8", "replace") for f in (flag_atoms or [])
-                                               if isinstance(f, bytes) and f.lower() != b"\\recent"))
                 when = None
                 if date:
                     try:
@@ -444,12 +444,12 @@ class ImapStore(Store):
         for r in self._c.fetch_stream(cmds, max_items=len(keys) + LISTING_SLACK, shape="body"):
             if type(r) is not Response:  # Dovecot's shape, read without a Response (Connection._read_body_fetch)
                 m, raw = r
-                uid, flags, date = m.group(2), atom_list(m.group(3)), m.group(4)
+                uid, flags, date = m.group(2), _text_flag_set(m.group(3)), m.group(4)
             else:
                 it = fetch_items(r.data)
                 if b"BODY[]" not in it or it.get(b"UID") is None:
                     continue  # an unsolicited flag update from another session
-                uid, raw, flags, date = it[b"UID"], it[b"BODY[]"], it.get(b"FLAGS"), it.get(b"INTERNALDATE")
+                uid, raw, flags, date = it[b"UID"], it[b"BODY[]"], _flag_set(it.get(b"FLAGS")), it.get(b"INTERNALDATE")
             try:
                 uid = parse_number(uid, "UID")
             except ProtocolError:
@@ -458,7 +458,6 @@ class ImapStore(Store):
                 self._problems.append((str(uid), "the server returned no content (NIL)"))
                 continue
             body = raw if isinstance(raw, Body) else Body(data=bytes(raw))
-            flags = _flag_set(flags)
             try:
                 when = parse_internaldate(date) if date else None
             except ProtocolError as e:
@@ -632,6 +631,26 @@ def _flag_list(flags: frozenset[str]) -> bytes:
     return b
 
 
+def _meta_flags(flag_atoms) -> frozenset[str]:
+    """A listing's FLAGS as a message's flags: \\Recent (session state) left out, one shared set per kind."""
+    return intern_flags(frozenset(f.decode("utf-8", "replace") for f in (flag_atoms or [])
+                                  if isinstance(f, bytes) and f.lower() != b"\\recent"))
+
+
+_LISTING_FLAGS: dict[bytes, frozenset[str]] = {}
+
+
+def _listing_flags(text: bytes) -> frozenset[str]:
+    """:func:`_meta_flags` of a listing line's FLAGS text as it came (``\\Seen \\Recent``): a folder has a
+    handful of such texts and a line per message, so each text is read once."""
+    fs = _LISTING_FLAGS.get(text)
+    if fs is None:
+        fs = _meta_flags(atom_list(text))
+        if len(_LISTING_FLAGS) < 1024:
+            _LISTING_FLAGS[text] = fs
+    return fs
+
+
 _FLAG_SETS: dict[tuple, frozenset[str]] = {}
 
 
@@ -646,6 +665,19 @@ def _flag_set(raw) -> frozenset[str]:
         fs = frozenset(f.decode("utf-8", "replace") for f in (raw or []) if isinstance(f, bytes))
         if key is not None and len(_FLAG_SETS) < 1024 and all(type(f) is bytes for f in key):
             _FLAG_SETS[key] = fs
+    return fs
+
+
+_TEXT_FLAG_SETS: dict[bytes, frozenset[str]] = {}
+
+
+def _text_flag_set(text: bytes) -> frozenset[str]:
+    """:func:`_flag_set` of a FETCH's FLAGS text as it came (``\\Seen $Junk``), each distinct text read once."""
+    fs = _TEXT_FLAG_SETS.get(text)
+    if fs is None:
+        fs = _flag_set(atom_list(text))
+        if len(_TEXT_FLAG_SETS) < 1024:
+            _TEXT_FLAG_SETS[text] = fs
     return fs
 
 
