@@ -547,3 +547,17 @@ def test_internaldate_read_again_is_the_same_and_the_memo_stays_bounded():
         parse_internaldate(b"01-Jan-%04d 00:00:00 +0000" % (1000 + i))
     assert len(parser._DATES) <= parser._DATES_MAX
     assert parse_internaldate(b"01-Jan-1000 00:00:00 +0100") == datetime(999, 12, 31, 23, 0, tzinfo=timezone.utc)
+
+
+def test_append_dates_of_one_instant_in_two_zones_stay_two_texts():
+    from datetime import timedelta
+
+    from mailmigrate.stores.imap import _date_arg
+
+    here = datetime(2024, 3, 1, 11, 55, 10, tzinfo=timezone(timedelta(hours=1)))
+    utc = here.astimezone(timezone.utc)
+    assert here == utc
+    for _ in range(2):
+        assert _date_arg(here) == b'"01-Mar-2024 11:55:10 +0100"'
+        assert _date_arg(utc) == b'"01-Mar-2024 10:55:10 +0000"'
+        assert _date_arg(here.replace(tzinfo=None)) == b'"01-Mar-2024 11:55:10 +0000"'

@@ -14,6 +14,7 @@ non-synchronising literals (LITERAL+), so a batch of 100 messages costs one roun
 from __future__ import annotations
 
 import logging
+from datetime import datetime
 from typing import Iterable, Iterator, Sequence
 
 from ..errors import ConnectionLost, FolderFailed, MessageRejected, ProtocolError, ServerRefused
@@ -546,7 +547,7 @@ class ImapStore(Store):
 
         def one(it: AppendItem) -> list:
             if it.internaldate is not None:
-                return [_flag_list(it.flags), b'"%s"' % format_internaldate(it.internaldate).encode(), Lit(it.body)]
+                return [_flag_list(it.flags), _date_arg(it.internaldate), Lit(it.body)]
             return [_flag_list(it.flags), Lit(it.body)]
 
         if "MULTIAPPEND" in c.capabilities and len(items) > 1:
@@ -649,6 +650,22 @@ def _listing_flags(text: bytes) -> frozenset[str]:
         if len(_LISTING_FLAGS) < 1024:
             _LISTING_FLAGS[text] = fs
     return fs
+
+
+_DATE_ARGS: dict[tuple, bytes] = {}
+
+
+def _date_arg(dt: datetime) -> bytes:
+    """APPEND's quoted date-time; remembered per value and offset (equal datetimes in other zones are other
+    texts), since the source's listing and copy hand the same datetime object on (parser.parse_internaldate)."""
+    key = (dt, dt.utcoffset())
+    b = _DATE_ARGS.get(key)
+    if b is None:
+        b = b'"%s"' % format_internaldate(dt).encode()
+        if len(_DATE_ARGS) >= 8192:
+            _DATE_ARGS.clear()
+        _DATE_ARGS[key] = b
+    return b
 
 
 _FLAG_SETS: dict[tuple, frozenset[str]] = {}
