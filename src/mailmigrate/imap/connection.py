@@ -20,6 +20,7 @@ import re
 import socket
 import ssl
 import struct
+import sys
 import time
 from typing import Iterator
 
@@ -103,8 +104,8 @@ class _DeadlineIO(io.RawIOBase):
         # before every recv, two system calls and two hand-overs of the interpreter lock per read where one
         # does. A TLS socket keeps Python's timeout: a blocking SSLSocket would retry a read timed out in
         # the kernel for ever.
-        self._kernel = type(sock) is socket.socket and sock.family in (socket.AF_INET, socket.AF_INET6,
-                                                                       socket.AF_UNIX)
+        self._kernel = (_KERNEL_TIMEOUTS and type(sock) is socket.socket
+                        and sock.family in (socket.AF_INET, socket.AF_INET6, socket.AF_UNIX))
         self._want: float | None = None
         if self._kernel:
             try:
@@ -142,6 +143,9 @@ class _DeadlineIO(io.RawIOBase):
             raise socket.timeout("timed out") from None
         c._moved += n
         return n
+
+
+_KERNEL_TIMEOUTS = sys.platform.startswith("linux")  # SO_RCVTIMEO as a struct timeval of two longs
 
 
 def _kernel_timeouts(sock: socket.socket, seconds: float | None, send: bool = True) -> None:
