@@ -160,3 +160,142 @@ def test_state_left_empty_by_a_killed_run_is_completed(tmp_path):
     assert path.stat().st_size > 0
     db = StateDB.open(path)
     assert db.messages(db.ensure_folder("acc", ("INBOX",), ("INBOX",)).id) == {}
+
+
+# A state file written by mailmigrate at schema 1 (the release before the partial indexes, commit c8809cf), as
+# sqlite3's iterdump gave it back: folders with marks and a created one, rows PENDING, DONE and ADOPTED, a lost
+# intent.
+STATE_V1 = r"""
+BEGIN TRANSACTION;
+CREATE TABLE folders (
+    id INTEGER PRIMARY KEY,
+    account TEXT NOT NULL,
+    source_path TEXT NOT NULL,
+    target_path TEXT NOT NULL,
+    source_validity INTEGER,
+    source_uidnext INTEGER,
+    source_modseq INTEGER,
+    source_count INTEGER,
+    target_validity INTEGER,
+    target_created INTEGER NOT NULL DEFAULT 0,
+    synced_at TEXT,
+    UNIQUE (account, source_path)
+);
+INSERT INTO "folders" VALUES(1,'user@example.org','["INBOX"]','["INBOX"]',7,9,30,6,11,0,'2026-12-04 11:38:52');
+INSERT INTO "folders" VALUES(2,'user@example.org','["Archiv", "2024"]','["Archive", "2024"]',
+    NULL,NULL,NULL,NULL,NULL,1,NULL);
+CREATE TABLE lost_intents (
+    id INTEGER PRIMARY KEY,
+    folder_id INTEGER NOT NULL REFERENCES folders(id) ON DELETE CASCADE,
+    source_key TEXT NOT NULL,
+    fingerprint TEXT NOT NULL,
+    norm_fingerprint TEXT,
+    size INTEGER NOT NULL,
+    uid_floor INTEGER,
+    lost_at REAL NOT NULL
+);
+INSERT INTO "lost_intents" VALUES(1,2,'11',
+    '000000000000000000000000000000000000000000000006cc623af8783354e7',NULL,2001,6,1764806400.0);
+CREATE TABLE messages (
+    folder_id INTEGER NOT NULL REFERENCES folders(id) ON DELETE CASCADE,
+    source_key TEXT NOT NULL,
+    fingerprint TEXT NOT NULL,
+    norm_fingerprint TEXT,
+    size INTEGER NOT NULL,
+    source_flags TEXT NOT NULL DEFAULT '',
+    target_key TEXT,
+    state INTEGER NOT NULL,
+    uid_floor INTEGER,
+    PRIMARY KEY (folder_id, source_key)
+);
+INSERT INTO "messages" VALUES(1,'1',
+    '0000000000000000000000000000000000000000000000009e3779b97f4a7c15',NULL,1001,'\Seen','5',1,5);
+INSERT INTO "messages" VALUES(1,'2',
+    '0000000000000000000000000000000000000000000000013c6ef372fe94f82a',NULL,1002,'','6',1,5);
+INSERT INTO "messages" VALUES(1,'3',
+    '000000000000000000000000000000000000000000000001daa66d2c7ddf743f',
+    '00000000000000000000000000000000000000000000003fa851f9a236f7ec73',1003,'\Seen','7',1,5);
+INSERT INTO "messages" VALUES(1,'4',
+    '00000000000000000000000000000000000000000000000278dde6e5fd29f054',NULL,1004,'',NULL,0,5);
+INSERT INTO "messages" VALUES(1,'5',
+    '0000000000000000000000000000000000000000000000031715609f7c746c69',NULL,1005,'\Seen',NULL,0,5);
+INSERT INTO "messages" VALUES(1,'6',
+    '000000000000000000000000000000000000000000000003b54cda58fbbee87e',NULL,1006,'',NULL,0,5);
+INSERT INTO "messages" VALUES(2,'10',
+    '0000000000000000000000000000000000000000000000062e2ac13ef8e8d8d2',NULL,2000,'$Label1','3',1,-1);
+CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+INSERT INTO "meta" VALUES('schema_version','1');
+INSERT INTO "meta" VALUES('application','mailmigrate');
+CREATE INDEX messages_target ON messages (folder_id, target_key);
+CREATE INDEX messages_state ON messages (folder_id, state);
+CREATE INDEX lost_intents_folder ON lost_intents (folder_id);
+COMMIT;
+"""
+
+
+def _indexes(path):
+    c = sqlite3.connect(path)
+    try:
+        return dict(c.execute("SELECT name, sql FROM sqlite_master WHERE type='index' AND sql IS NOT NULL"))
+    finally:
+        c.close()
+
+
+def test_state_of_schema_1_is_upgraded_in_place_keeping_every_row(tmp_path):
+    """A file written before the partial indexes opens as it is, its rows untouched, and is version 2 from then
+    on: the indexes of every row's target key and state give way to ones of the rows their queries ask for."""
+    path = tmp_path / "s.db"
+    c = sqlite3.connect(path)
+    c.executescript(STATE_V1)
+    c.close()
+    assert {"messages_target", "messages_state"} <= set(_indexes(path))
+    db = StateDB.open(path)
+    a, b = db.folder("user@example.org", ("INBOX",)), db.folder("user@example.org", ("Archiv", "2024"))
+    marks = (a.source_validity, a.source_uidnext, a.source_modseq, a.source_count, a.target_validity)
+    assert marks == (7, 9, 30, 6, 11)
+    assert b.target_path == ("Archive", "2024") and db.created_folders("user@example.org") == {b.id}
+    rows = db.messages(a.id)
+    assert [(k, r.state, r.target_key) for k, r in sorted(rows.items())] == [
+        ("1", DONE, "5"), ("2", DONE, "6"), ("3", DONE, "7"), ("4", PENDING, None), ("5", PENDING, None),
+        ("6", PENDING, None)]
+    assert rows["3"].norm_fingerprint.endswith("3fa851f9a236f7ec73") and rows["1"].source_flags == {"\\Seen"}
+    assert db.has_pending(a.id) and not db.has_pending(b.id)
+    assert db.all_target_keys(a.id) == {"5", "6", "7"} and db.all_target_keys(b.id) == {"3"}
+    assert db.messages(b.id)["10"].uid_floor == -1
+    (lost,) = db.lost_intents(b.id)
+    assert (lost.source_key, lost.size, lost.uid_floor, lost.lost_at) == ("11", 2001, 6, 1764806400.0)
+    db.complete(a.id, [("4", "8")])
+    db.record_intents(a.id, [row("7", floor=9)], done=[("5", "9"), ("6", "10")])
+    assert db.all_target_keys(a.id) == {"5", "6", "7", "8", "9", "10"} and set(db.messages(a.id)) == set("1234567")
+    db.close()
+    indexes = _indexes(path)
+    assert not {"messages_target", "messages_state"} & set(indexes)
+    assert "WHERE state = 0" in indexes["messages_pending"]
+    assert "WHERE target_key IS NOT NULL" in indexes["messages_target_keys"]
+    c = sqlite3.connect(path)
+    assert c.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone() == ("2",)
+    assert c.execute("PRAGMA integrity_check").fetchone() == ("ok",)
+    c.close()
+    StateDB.open(path).close()  # and it opens again as it is
+
+
+def test_the_state_queries_of_recovery_use_the_indexes(tmp_path):
+    """Whether a folder has PENDING rows is asked of every folder on every run, the target keys of a folder on
+    every recovery: both are read from an index of just those rows, never from all of a folder's rows (100,000
+    in a big one)."""
+    db = StateDB.open(tmp_path / "s.db")
+    f = db.ensure_folder("acc", ("INBOX",), ("INBOX",))
+    db.record_intents(f.id, [row(str(i), floor=1) for i in range(300)])
+    db.complete(f.id, [(str(i), str(i)) for i in range(290)])
+    ran = []
+    db._conn.set_trace_callback(ran.append)
+    assert db.has_pending(f.id) and len(db.all_target_keys(f.id)) == 290
+    db._conn.set_trace_callback(None)
+    has_pending, target_keys = ran
+
+    def plan(sql):
+        return " ".join(r[-1] for r in db._conn.execute("EXPLAIN QUERY PLAN " + sql))
+
+    assert "USING INDEX messages_pending" in plan(has_pending)
+    assert "USING COVERING INDEX messages_target_keys" in plan(target_keys)
+    db.close()

@@ -174,6 +174,55 @@ def test_schema_upgrade_keeps_data(pg_url):
     conn.close()
 
 
+def test_schema_6_replaces_the_message_indexes_keeping_every_row(pg_url):
+    """A database at schema 5, its rows written by the queries of that release, is refused until upgraded; the
+    upgrade keeps every row and swaps the indexes of every row's target key and state for indexes of the rows
+    their queries ask for, which those queries then use."""
+    conn = psycopg.connect(pg_url, autocommit=True)
+    conn.execute("CREATE TABLE mm_state_version (version INTEGER PRIMARY KEY, applied_at TIMESTAMPTZ NOT NULL "
+                 "DEFAULT now())")
+    for version, sql in state_pg.MIGRATIONS[:5]:
+        conn.execute(sql)
+        conn.execute("INSERT INTO mm_state_version(version) VALUES (%s)", (version,))
+    old = PgStateDB(state_pg._connect(pg_url), pg_url)  # the schema-5 database as a worker of then had it
+    f = old.ensure_folder("acc", ("INBOX",), ("INBOX",))
+    old.record_intents(f.id, [row(str(i), f"fp{i}", floor=3) for i in range(1, 6)])
+    old.complete(f.id, [("1", "31"), ("2", "32"), ("3", None)])
+    old.declare_lost(f.id, [old.messages(f.id)["5"]], uid_floor=9, at=5.5)
+    old.close()
+    with pytest.raises(StateError, match="state upgrade"):
+        PgStateDB.open(pg_url)
+    assert upgrade(pg_url) == (5, state_pg.SCHEMA_VERSION)
+    db = PgStateDB.open(pg_url)
+    rows = db.messages(f.id)
+    assert [(k, r.state, r.target_key, r.fingerprint, r.uid_floor) for k, r in sorted(rows.items())] == [
+        ("1", DONE, "31", "fp1", 3), ("2", DONE, "32", "fp2", 3), ("3", DONE, None, "fp3", 3),
+        ("4", PENDING, None, "fp4", 3)]
+    assert [w.source_key for w in db.lost_intents(f.id)] == ["5"]
+    indexes = dict(conn.execute("SELECT indexname, indexdef FROM pg_indexes WHERE tablename = 'sync_messages'"))
+    assert not {"sync_messages_target", "sync_messages_state"} & set(indexes)
+    assert "WHERE (state = 0)" in indexes["sync_messages_pending"]
+    assert "WHERE (target_key IS NOT NULL)" in indexes["sync_messages_target_keys"]
+
+    ran = []
+    real = db._conn
+
+    class Recording:
+        def execute(self, sql, params=()):
+            ran.append((sql, params))
+            return real.execute(sql, params)
+
+    db._conn = Recording()
+    assert db.has_pending(f.id) and db.all_target_keys(f.id) == {"31", "32"}
+    db._conn = real
+    with real.transaction():
+        real.execute("SET LOCAL enable_seqscan = off")  # a table this small is read whole otherwise
+        plans = [" ".join(r[0] for r in real.execute("EXPLAIN " + sql, params)) for sql, params in ran]
+    assert "sync_messages_pending" in plans[0] and "sync_messages_target_keys" in plans[1]
+    db.close()
+    conn.close()
+
+
 def test_foreign_database_is_refused(pg_url):
     conn = psycopg.connect(pg_url, autocommit=True)
     conn.execute("CREATE TABLE sync_folders (x int)")

@@ -81,6 +81,33 @@ def test_an_intent_is_a_fresh_start_and_completion_is_per_key(db):
     assert not db.has_pending(f.id) and set(db.messages(f.id)) == {"2"}
 
 
+def test_batches_of_any_size_and_keys_given_twice(db):
+    """Intents and completions of every batch size a store asks for (one to hundreds) are all kept; a key given
+    twice in one call counts as its last, as if the rows had been written one after the other."""
+    f = db.ensure_folder("acc", ("INBOX",), ("INBOX",))
+    written, owed = 0, []
+    for n in (1, 2, 3, 50, 64, 100, 127, 300):
+        rows = [row(str(written + i), f"fp{written + i}", size=written + i, floor=written) for i in range(n)]
+        db.record_intents(f.id, rows, done=owed)
+        owed = [(r.source_key, f"t{r.source_key}") for r in rows]
+        written += n
+    db.complete(f.id, owed)
+    got = db.messages(f.id)
+    assert len(got) == written == db.count(f.id) and not db.has_pending(f.id)
+    assert all((g.state, g.target_key, g.fingerprint, g.size) == (DONE, f"t{k}", f"fp{k}", int(k))
+               for k, g in got.items())
+    assert db.all_target_keys(f.id) == {f"t{k}" for k in got}
+    db.record_intents(f.id, [row("a", "A1", floor=1), row("b", "B"), row("a", "A2", floor=2)],
+                      done=[("0", "x"), ("1", "y"), ("0", "z")])
+    got = db.messages(f.id)
+    assert (got["a"].fingerprint, got["a"].uid_floor, got["a"].state) == ("A2", 2, PENDING)
+    assert (got["0"].target_key, got["1"].target_key) == ("z", "y")
+    db.complete(f.id, [("a", "ta"), ("b", None), ("a", "ta2")])
+    got = db.messages(f.id)
+    assert (got["a"].target_key, got["a"].state, got["b"].target_key, got["b"].state) == ("ta2", DONE, None, DONE)
+    assert not db.has_pending(f.id)
+
+
 def test_adoption_never_replaces_a_row(db):
     f = db.ensure_folder("acc", ("INBOX",), ("INBOX",))
     db.record_intents(f.id, [row("1", "A")])

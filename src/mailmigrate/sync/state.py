@@ -43,7 +43,7 @@ from .state_sql import (ADOPTED, DONE, PENDING, FolderState, LostIntent, Message
 __all__ = ["ADOPTED", "DONE", "PENDING", "SCHEMA_VERSION", "FolderState", "LostIntent", "MessageRow", "RunLock", "StateDB",
            "decode_flags", "decode_path", "encode_flags", "encode_path"]
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -73,8 +73,8 @@ CREATE TABLE IF NOT EXISTS messages (
     uid_floor INTEGER,
     PRIMARY KEY (folder_id, source_key)
 );
-CREATE INDEX IF NOT EXISTS messages_target ON messages (folder_id, target_key);
-CREATE INDEX IF NOT EXISTS messages_state ON messages (folder_id, state);
+CREATE INDEX IF NOT EXISTS messages_target_keys ON messages (folder_id, target_key) WHERE target_key IS NOT NULL;
+CREATE INDEX IF NOT EXISTS messages_pending ON messages (folder_id) WHERE state = 0;  -- 0: PENDING
 CREATE TABLE IF NOT EXISTS lost_intents (
     id INTEGER PRIMARY KEY,
     folder_id INTEGER NOT NULL REFERENCES folders(id) ON DELETE CASCADE,
@@ -87,6 +87,15 @@ CREATE TABLE IF NOT EXISTS lost_intents (
 );
 CREATE INDEX IF NOT EXISTS lost_intents_folder ON lost_intents (folder_id);
 """
+
+#: (version, SQL): what turns a file of the version before into this one, run before :data:`_SCHEMA` (which
+#: then creates what is new) in the transaction that opens the file.
+_UPGRADES: list[tuple[int, str]] = [
+    # The indexes of the target keys and of the states held every row twice, and every copied message changed
+    # both twice (intent, then done).  Indexes of only the rows they are asked for (target keys set, PENDING
+    # rows, which are few) answer the same queries and cost a copy a fifth less in the state.
+    (2, "DROP INDEX IF EXISTS messages_target;\nDROP INDEX IF EXISTS messages_state;\n"),
+]
 
 
 class RunLock:
@@ -142,13 +151,15 @@ class StateDB(SqlStateDB):
             conn.execute("PRAGMA synchronous=FULL")
             conn.execute("PRAGMA foreign_keys=ON")
             conn.execute("PRAGMA busy_timeout=30000")
-            if existed:
-                cls._check(conn, path)
-            # One transaction for the tables and the version row: a run killed while creating the file must
-            # leave either nothing or a complete, versioned database, never tables without a version.
+            version = cls._check(conn, path) if existed else None
+            # One transaction for the upgrades, the tables and the version row: a run killed while creating
+            # or upgrading the file must leave it as it was or complete and versioned, never in between.
+            upgrades = "".join(sql for v, sql in _UPGRADES if version is None or v > version)
             conn.executescript(
-                "BEGIN IMMEDIATE;\n" + _SCHEMA
+                "BEGIN IMMEDIATE;\n" + upgrades + _SCHEMA
                 + f"\nINSERT OR IGNORE INTO meta(key, value) VALUES ('schema_version', '{SCHEMA_VERSION}');"
+                f"\nUPDATE meta SET value='{SCHEMA_VERSION}' WHERE key='schema_version'"
+                f" AND CAST(value AS INTEGER) < {SCHEMA_VERSION};"
                 "\nINSERT OR IGNORE INTO meta(key, value) VALUES ('application', 'mailmigrate');\nCOMMIT;"
             )
         except sqlite3.DatabaseError as e:
@@ -161,7 +172,8 @@ class StateDB(SqlStateDB):
         return cls(conn, path)
 
     @staticmethod
-    def _check(conn: sqlite3.Connection, path: Path) -> None:
+    def _check(conn: sqlite3.Connection, path: Path) -> int | None:
+        """The file's schema version; None when it holds no versioned schema yet (nothing to lose)."""
         try:
             ok = conn.execute("PRAGMA quick_check").fetchone()[0]
         except sqlite3.DatabaseError as e:
@@ -172,16 +184,17 @@ class StateDB(SqlStateDB):
         if not tables:
             # A run killed after SQLite wrote the file's header (journal mode) but before the schema's one
             # transaction committed leaves an empty database: nothing in it to lose, so it is completed.
-            return
+            return None
         if "meta" not in tables:
             raise StateCorrupt(f"{path} is not a mailmigrate state database (no meta table)")
         row = conn.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()
         if row is None and not StateDB._holds_mappings(conn, tables):
             # Earlier versions created the tables and the version row in separate steps; a run killed between
             # them left an empty, unversioned file.  It maps nothing, so completing it loses nothing.
-            return
+            return None
         if row is None or int(row[0]) > SCHEMA_VERSION:
             raise StateCorrupt(f"{path} was written by a newer mailmigrate (schema {row and row[0]})")
+        return int(row[0])
 
     @staticmethod
     def _holds_mappings(conn: sqlite3.Connection, tables: set[str]) -> bool:

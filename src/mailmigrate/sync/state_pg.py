@@ -111,6 +111,14 @@ CREATE TABLE fleet_runs (
 );
 ALTER TABLE fleet_jobs ADD COLUMN job JSONB;
 """),
+    # Indexes of only the rows their queries ask for (target keys set, PENDING rows): the full ones held every
+    # row, and every copied message changed both twice (intent, then done).  As state.py's schema 2.
+    (6, """
+DROP INDEX sync_messages_target;
+DROP INDEX sync_messages_state;
+CREATE INDEX sync_messages_target_keys ON sync_messages (folder_id, target_key) WHERE target_key IS NOT NULL;
+CREATE INDEX sync_messages_pending ON sync_messages (folder_id) WHERE state = 0;
+"""),
 ]
 SCHEMA_VERSION = MIGRATIONS[-1][0]
 _UPGRADE_LOCK = 0x6D6D_7374_6174_6501  # "mmstate" + 1: serialises concurrent upgrades
