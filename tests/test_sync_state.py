@@ -299,3 +299,23 @@ def test_the_state_queries_of_recovery_use_the_indexes(tmp_path):
     assert "USING INDEX messages_pending" in plan(has_pending)
     assert "USING COVERING INDEX messages_target_keys" in plan(target_keys)
     db.close()
+
+
+def test_completions_without_update_from_as_on_an_older_sqlite(tmp_path, monkeypatch):
+    """SQLite before 3.33 (Ubuntu 20.04, RHEL 8) has no UPDATE ... FROM: the completions go one row at a time
+    and leave the same rows, the last target key given for a key winning as in the multi-row statement."""
+    def run(update_from: bool, path):
+        monkeypatch.setattr(StateDB, "UPDATE_FROM", update_from)
+        db = StateDB.open(path)
+        f = db.ensure_folder("acc", ("INBOX",), ("INBOX",))
+        rows = [MessageRow(str(i), f"fp{i}", None, 10 + i, frozenset({"\\Seen"}), None, PENDING, 5) for i in range(150)]
+        db.record_intents(f.id, rows[:100])
+        db.record_intents(f.id, rows[100:], [(str(i), str(1000 + i)) for i in range(100)] + [("7", "77")])
+        db.complete(f.id, [(str(i), None if i == 120 else str(1000 + i)) for i in range(100, 150)])
+        out = {k: (r.target_key, r.state) for k, r in db.messages(f.id).items()}
+        db.close()
+        return out
+
+    old, new = run(False, tmp_path / "old.db"), run(True, tmp_path / "new.db")
+    assert old == new
+    assert new["7"] == ("77", DONE) and new["120"] == (None, DONE) and new["149"] == ("1149", DONE)

@@ -130,6 +130,8 @@ class StateDB(SqlStateDB):
 
     FOLDERS, MESSAGES, LOST = "folders", "messages", "lost_intents"
     PLACEHOLDER = "?"
+    # An older SQLite (Ubuntu 20.04 has 3.31, RHEL 8 3.26) has no UPDATE ... FROM: completions one row at a time.
+    UPDATE_FROM = sqlite3.sqlite_version_info >= (3, 33, 0)
 
     def __init__(self, conn: sqlite3.Connection, path: Path | None):
         super().__init__(conn)

@@ -182,6 +182,17 @@ class SqlStateDB:
                 params.extend(extra)
             self._conn.execute(_render_rows(head, row, tail, n, *names), params)
 
+    #: the database takes UPDATE ... FROM (PostgreSQL; SQLite from 3.33, 2020): else step 2 is one UPDATE per row
+    UPDATE_FROM = True
+
+    def _complete_rows(self, finished: list, folder_id: int) -> None:
+        """Step 2 for ``finished`` (source key, target key, one pair after the other) in the open transaction."""
+        if self.UPDATE_FROM:
+            self._execute_rows(*_COMPLETE, finished, 2, folder_id)
+            return
+        self._executemany(f"UPDATE {{messages}} SET target_key=?, state={DONE} WHERE folder_id=? AND source_key=?",
+                          [(finished[i + 1], folder_id, finished[i]) for i in range(0, len(finished), 2)])
+
     def _executemany(self, template: str, params: Iterable[Sequence]) -> None:
         cur = self._conn.cursor()
         try:
@@ -323,7 +334,7 @@ class SqlStateDB:
         finished = self._finished(done)
         with self._lock, self._transaction():
             if finished:
-                self._execute_rows(*_COMPLETE, finished, 2, folder_id)
+                self._complete_rows(finished, folder_id)
             self._execute_rows(*_INTENT, params, 7)
 
     def adopt(self, folder_id: int, rows: Iterable[MessageRow], mark: int = ADOPTED) -> None:
@@ -348,7 +359,7 @@ class SqlStateDB:
         if not finished:
             return
         with self._lock, self._transaction():
-            self._execute_rows(*_COMPLETE, finished, 2, folder_id)
+            self._complete_rows(finished, folder_id)
 
     @staticmethod
     def _finished(done: Iterable[tuple[str, str | None]]) -> list:
