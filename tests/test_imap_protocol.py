@@ -312,9 +312,9 @@ def _body_fetch_stream(draw):
         data = draw(st.binary(max_size=40))
         flags = b" ".join(draw(_flag_atoms))
         uid, date = draw(_uids), draw(_dates)
-        pairs = [b"UID " + uid, b"FLAGS (" + flags + b")", b"INTERNALDATE " + date]
-        if draw(st.integers(0, 4)) == 0:
-            pairs = list(reversed(pairs))
+        u, fl, d = b"UID " + uid, b"FLAGS (" + flags + b")", b"INTERNALDATE " + date
+        # Dovecot's and Courier's order, Cyrus's (FLAGS first), and others
+        pairs = draw(st.sampled_from([[u, fl, d], [u, fl, d], [fl, u, d], [fl, u, d], [d, fl, u], [u, d, fl]]))
         name = draw(st.sampled_from([b"FETCH", b"FETCH", b"fetch"]))
         number = draw(st.sampled_from([b"%d" % (i + 1), b"5000000000"]))
         rest = draw(st.sampled_from([b")", b")", b" UID 9)", b") x", b"", b" RFC822.SIZE 3)"]))
@@ -374,9 +374,9 @@ def _listing_stream(draw):
         flags = b" ".join(draw(_flag_atoms))
         uid, date = draw(_uids), draw(_dates)
         size = draw(st.sampled_from([b"12", b"0", b"4294967296", b"x"]))
-        pairs = [b"UID " + uid, b"FLAGS (" + flags + b")", b"INTERNALDATE " + date, b"RFC822.SIZE " + size]
-        if draw(st.integers(0, 4)) == 0:
-            pairs = list(reversed(pairs))
+        u, fl, d, sz = b"UID " + uid, b"FLAGS (" + flags + b")", b"INTERNALDATE " + date, b"RFC822.SIZE " + size
+        pairs = draw(st.sampled_from([[u, fl, d, sz], [u, fl, d, sz], [fl, u, d, sz], [fl, u, d, sz],
+                                      [sz, d, fl, u], [u, fl, sz, d]]))
         name = draw(st.sampled_from([b"FETCH", b"FETCH", b"fetch"]))
         number = draw(st.sampled_from([b"%d" % (i + 1), b"5000000000"]))
         end = draw(st.sampled_from([b")", b")", b") x", b" UID 3)"]))
@@ -561,3 +561,19 @@ def test_append_dates_of_one_instant_in_two_zones_stay_two_texts():
         assert _date_arg(here) == b'"01-Mar-2024 11:55:10 +0100"'
         assert _date_arg(utc) == b'"01-Mar-2024 10:55:10 +0000"'
         assert _date_arg(here.replace(tzinfo=None)) == b'"01-Mar-2024 11:55:10 +0000"'
+
+
+def test_fast_paths_take_cyrus_order_too():
+    """Cyrus answers with FLAGS before UID (seen from Cyrus 3 in tests/servers/cyrus.py): its listing lines and
+    bodies take the fast paths too, and read as Dovecot's order does."""
+    from mailmigrate.imap.parser import BODY_FETCH_HEAD_FLAGS_FIRST, LISTING_FETCH_FLAGS_FIRST
+
+    listing = b'* 1 FETCH (FLAGS (\\Recent \\Seen) UID 7 INTERNALDATE " 1-Jan-2024 10:17:00 +0000" RFC822.SIZE 5)\r\n'
+    head = b'* 1 FETCH (FLAGS (\\Recent \\Seen) UID 7 INTERNALDATE " 1-Jan-2024 10:17:00 +0000" BODY[] {5}\r\n'
+    assert LISTING_FETCH_FLAGS_FIRST.match(listing)["uid"] == b"7"
+    assert BODY_FETCH_HEAD_FLAGS_FIRST.match(head)["size"] == b"5"
+    when = datetime(2024, 1, 1, 10, 17, tzinfo=timezone.utc)
+    got, bad = _list(listing, fast=True)
+    assert got == [("7", ["\\Seen"], when, 5)] and bad == {("INBOX",): {}}
+    got, problems = _read_bodies(head + b"hello)\r\nM1 OK done\r\n", fast=True)
+    assert got == [("7", ["\\Recent", "\\Seen"], when, b"hello")] and problems == []

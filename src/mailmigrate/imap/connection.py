@@ -30,7 +30,8 @@ from ..errors import (AuthenticationFailed, CommandTimedOut, ConfigError, Connec
 from ..model import SPOOL_THRESHOLD, Body, Secret, printable, spool_file
 from . import diag
 from .sasl import OAUTH_ERROR_ACK, oauth_initial_response
-from .parser import BODY_FETCH_HEAD, LISTING_FETCH, Response, _Literal, literal_size, parse_number, parse_response
+from .parser import (BODY_FETCH_HEAD, BODY_FETCH_HEAD_FLAGS_FIRST, LISTING_FETCH, LISTING_FETCH_FLAGS_FIRST,
+                     Response, _Literal, literal_size, parse_number, parse_response)
 
 log = logging.getLogger("mailmigrate.imap")
 wire = logging.getLogger("mailmigrate.imap.wire")
@@ -408,34 +409,34 @@ class Connection:
         return r
 
     def _read_body_fetch(self):
-        """The next response of a body FETCH: ``(match, literal)`` when it has the shape of BODY_FETCH_HEAD and
-        ends with the literal, as Dovecot's do (no Response built: a copy reads one per message); any other
-        response as read_response reads it."""
+        """The next response of a body FETCH: ``(match, literal)`` when it has the shape of BODY_FETCH_HEAD (or
+        its FLAGS-first twin) and ends with the literal, as Dovecot's, Courier's and Cyrus's do (no Response
+        built: a copy reads one per message); any other response as read_response reads it."""
         line = self._readline()
-        m = BODY_FETCH_HEAD.match(line)
+        m = BODY_FETCH_HEAD.match(line) or BODY_FETCH_HEAD_FLAGS_FIRST.match(line)
         if m is None:
             return self._read_rest([], 0, line)
-        size = int(m.group(5))
+        size = int(m["size"])
         if wire.isEnabledFor(logging.DEBUG):
             wire.debug("S: %r {literal %d}", line[:200], size)
         lit = self._read_literal(size)
         rest = self._readline()
         if rest == b")\r\n":
-            parse_number(m.group(1), "a message number")  # as the general parser checks it
+            parse_number(m["n"], "a message number")  # as the general parser checks it
             return m, lit
         held = len(line) + (size if isinstance(lit, (bytes, bytearray)) else 0)
         return self._read_rest([line, _Literal(lit)], held, rest)
 
     def _read_listing_line(self):
-        """The next response of a listing: the match of LISTING_FETCH for Dovecot's shape (no Response built:
+        """The next response of a listing: the match of LISTING_FETCH (or its FLAGS-first twin) (no Response built:
         a listing is one per message), any other response as read_response reads it."""
         line = self._readline()
-        m = LISTING_FETCH.match(line)
+        m = LISTING_FETCH.match(line) or LISTING_FETCH_FLAGS_FIRST.match(line)
         if m is None:
             return self._read_rest([], 0, line)
         if wire.isEnabledFor(logging.DEBUG):
             wire.debug("S: %r", line[:300])
-        parse_number(m.group(1), "a message number")  # as the general parser checks it
+        parse_number(m["n"], "a message number")  # as the general parser checks it
         return m
 
     # --- writing ----------------------------------------------------------------------------------

@@ -268,18 +268,22 @@ _FETCH_PAIR = re.compile(
     rb'|\{(\d+)\}\r?\n?\Z)')
 
 
-# The body FETCH a copy reads by the thousand, as Dovecot answers the copy's own request "(UID FLAGS
-# INTERNALDATE BODY.PEEK[])": read by Connection.fetch_stream(shape="body") with this one match and no
-# Response, when the literal is followed by ")" alone. Its character classes are _FETCH_PAIR's, so whatever
-# it takes the general parser reads alike (tests/test_imap_protocol.py compares them); any other order or
-# shape goes the general way.
-BODY_FETCH_HEAD = re.compile(
-    rb'\* (\d+) FETCH \(UID (\d+) FLAGS \(([^()"{\[\]\r\n\x00-\x1f\x7f~]*)\) '
-    rb'INTERNALDATE "([^"\\\r\n]*)" BODY\[\] \{(\d+)\}\r\n\Z')
-# The same for a listing line, Dovecot's answer to "(UID FLAGS INTERNALDATE RFC822.SIZE)".
-LISTING_FETCH = re.compile(
-    rb'\* (\d+) FETCH \(UID (\d+) FLAGS \(([^()"{\[\]\r\n\x00-\x1f\x7f~]*)\) '
-    rb'INTERNALDATE "([^"\\\r\n]*)" RFC822\.SIZE (\d+)\)\r\n\Z')
+# The body FETCH a copy reads by the thousand, as Dovecot and Courier answer the copy's own request "(UID
+# FLAGS INTERNALDATE BODY.PEEK[])", and as Cyrus does (FLAGS first): read by Connection.fetch_stream(shape=
+# "body") with one match and no Response, when the literal is followed by ")" alone. Their character classes
+# are _FETCH_PAIR's, so whatever they take the general parser reads alike (tests/test_imap_protocol.py
+# compares them); any other order or shape goes the general way. Groups by name: n, uid, flags, date, size.
+_UID = rb'UID (?P<uid>\d+)'
+_FLAGS = rb'FLAGS \((?P<flags>[^()"{\[\]\r\n\x00-\x1f\x7f~]*)\)'
+_DATE = rb'INTERNALDATE "(?P<date>[^"\\\r\n]*)"'
+_BODY_END = rb' BODY\[\] \{(?P<size>\d+)\}\r\n\Z'
+_LISTING_END = rb' RFC822\.SIZE (?P<size>\d+)\)\r\n\Z'
+BODY_FETCH_HEAD = re.compile(rb'\* (?P<n>\d+) FETCH \(' + _UID + b' ' + _FLAGS + b' ' + _DATE + _BODY_END)
+BODY_FETCH_HEAD_FLAGS_FIRST = re.compile(rb'\* (?P<n>\d+) FETCH \(' + _FLAGS + b' ' + _UID + b' ' + _DATE + _BODY_END)
+# The same for a listing line, the answer to "(UID FLAGS INTERNALDATE RFC822.SIZE)".
+LISTING_FETCH = re.compile(rb'\* (?P<n>\d+) FETCH \(' + _UID + b' ' + _FLAGS + b' ' + _DATE + _LISTING_END)
+LISTING_FETCH_FLAGS_FIRST = re.compile(rb'\* (?P<n>\d+) FETCH \(' + _FLAGS + b' ' + _UID + b' ' + _DATE
+                                       + _LISTING_END)
 
 
 def _nil(tok: bytes):

@@ -384,8 +384,8 @@ class ImapStore(Store):
             for r in self._c.fetch_stream([cmd], window=1, max_items=info["exists"] + LISTING_SLACK,
                                           shape="listing"):
                 if type(r) is not Response:  # Dovecot's shape, read without a Response (Connection._read_listing_line)
-                    uid, size, date = r.group(2), r.group(5), r.group(4)
-                    flags = _listing_flags(r.group(3))
+                    uid, size, date = r["uid"], r["size"], r["date"]
+                    flags = _listing_flags(r["flags"])
                 else:
                     it = fetch_items(r.data)
                     uid = it.get(b"UID")
@@ -445,7 +445,7 @@ class ImapStore(Store):
         for r in self._c.fetch_stream(cmds, max_items=len(keys) + LISTING_SLACK, shape="body"):
             if type(r) is not Response:  # Dovecot's shape, read without a Response (Connection._read_body_fetch)
                 m, raw = r
-                uid, flags, date = m.group(2), _text_flag_set(m.group(3)), m.group(4)
+                uid, flags, date = m["uid"], _text_flag_set(m["flags"]), m["date"]
             else:
                 it = fetch_items(r.data)
                 if b"BODY[]" not in it or it.get(b"UID") is None:
