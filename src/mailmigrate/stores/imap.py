@@ -383,7 +383,7 @@ class ImapStore(Store):
             # forever fails the listing instead of filling memory (issue 19).
             for r in self._c.fetch_stream([cmd], window=1, max_items=info["exists"] + LISTING_SLACK,
                                           shape="listing"):
-                if type(r) is not Response:  # Dovecot's shape, read without a Response (Connection._read_listing_line)
+                if type(r) is not Response:  # a common shape, read without a Response (_read_listing_line)
                     uid, size, date = r["uid"], r["size"], r["date"]
                     flags = _listing_flags(r["flags"])
                 else:
@@ -443,7 +443,7 @@ class ImapStore(Store):
             batches.append(cur)
         cmds = [(b"UID", b"FETCH", _uid_set(b), b"(UID FLAGS INTERNALDATE BODY.PEEK[])") for b in batches]
         for r in self._c.fetch_stream(cmds, max_items=len(keys) + LISTING_SLACK, shape="body"):
-            if type(r) is not Response:  # Dovecot's shape, read without a Response (Connection._read_body_fetch)
+            if type(r) is not Response:  # a common shape, read without a Response (Connection._read_body_fetch)
                 m, raw = r
                 uid, flags, date = m["uid"], _text_flag_set(m["flags"]), m["date"]
             else:
@@ -638,18 +638,6 @@ def _meta_flags(flag_atoms) -> frozenset[str]:
                                   if isinstance(f, bytes) and f.lower() != b"\\recent"))
 
 
-_LISTING_FLAGS: dict[bytes, frozenset[str]] = {}
-
-
-def _listing_flags(text: bytes) -> frozenset[str]:
-    """:func:`_meta_flags` of a listing line's FLAGS text as it came (``\\Seen \\Recent``): a folder has a
-    handful of such texts and a line per message, so each text is read once."""
-    fs = _LISTING_FLAGS.get(text)
-    if fs is None:
-        fs = _meta_flags(atom_list(text))
-        if len(_LISTING_FLAGS) < 1024:
-            _LISTING_FLAGS[text] = fs
-    return fs
 
 
 _DATE_ARGS: dict[tuple, bytes] = {}
@@ -685,17 +673,24 @@ def _flag_set(raw) -> frozenset[str]:
     return fs
 
 
-_TEXT_FLAG_SETS: dict[bytes, frozenset[str]] = {}
+def _per_flags_text(read):
+    """``read`` (of a FLAGS list) for a FLAGS text as the fast paths hand it over (``\\Seen $Junk``): a folder
+    has a handful of such texts and a line per message, so each distinct text is read once."""
+    seen: dict[bytes, frozenset[str]] = {}
+
+    def of_text(text: bytes) -> frozenset[str]:
+        fs = seen.get(text)
+        if fs is None:
+            fs = read(atom_list(text))
+            if len(seen) < 1024:
+                seen[text] = fs
+        return fs
+
+    return of_text
 
 
-def _text_flag_set(text: bytes) -> frozenset[str]:
-    """:func:`_flag_set` of a FETCH's FLAGS text as it came (``\\Seen $Junk``), each distinct text read once."""
-    fs = _TEXT_FLAG_SETS.get(text)
-    if fs is None:
-        fs = _flag_set(atom_list(text))
-        if len(_TEXT_FLAG_SETS) < 1024:
-            _TEXT_FLAG_SETS[text] = fs
-    return fs
+_listing_flags = _per_flags_text(_meta_flags)  # a listing line's: \Recent left out
+_text_flag_set = _per_flags_text(_flag_set)  # a body FETCH's: as the server sent them
 
 
 def _uid_set(uids: Sequence[int]) -> bytes:
