@@ -323,7 +323,9 @@ def _body_fetch_stream(draw):
     return b"".join(out) + b"M1 OK done\r\n"
 
 
-def _read_bodies(raw: bytes, fast: bool):
+def _canned_store(server_sends: bytes, fast: bool):
+    """An ImapStore whose server says ``server_sends`` whatever it is asked, reading FETCH with the fast paths
+    (``fast``) or only the general parser."""
     import io
 
     from mailmigrate.imap.connection import Connection
@@ -337,11 +339,16 @@ def _read_bodies(raw: bytes, fast: bool):
             pass
 
     conn = Connection("127.0.0.1", 1, tls="none")
-    conn.sock, conn.rfile = _Sink(), io.BufferedReader(io.BytesIO(raw))
+    conn.sock, conn.rfile = _Sink(), io.BufferedReader(io.BytesIO(server_sends))
     real = conn.fetch_stream
     conn.fetch_stream = lambda cmds, **kw: real(cmds, **{**kw, "shape": kw.get("shape") if fast else None})
     store = ImapStore("127.0.0.1", 1, user="u", password=Secret("p"), tls="none")
     store.conn = conn
+    return store
+
+
+def _read_bodies(raw: bytes, fast: bool):
+    store = _canned_store(raw, fast)
     store._select = lambda path, readonly=False: None
     try:
         got = [(m.key, sorted(m.flags), m.internaldate, b.read()) for m, b in store.fetch(("INBOX",), ["7", "9"])]
@@ -385,25 +392,8 @@ def _listing_stream(draw):
 
 
 def _list(raw: bytes, fast: bool):
-    import io
-
-    from mailmigrate.imap.connection import Connection
-    from mailmigrate.stores.imap import ImapStore
-
-    class _Sink:
-        def sendall(self, data):
-            pass
-
-        def settimeout(self, t):
-            pass
-
     head = b"* 9 EXISTS\r\n* OK [UIDVALIDITY 5] x\r\n* OK [UIDNEXT 99] x\r\nM1 OK [READ-ONLY] done\r\n"
-    conn = Connection("127.0.0.1", 1, tls="none")
-    conn.sock, conn.rfile = _Sink(), io.BufferedReader(io.BytesIO(head + raw + b"M2 OK done\r\n"))
-    real = conn.fetch_stream
-    conn.fetch_stream = lambda cmds, **kw: real(cmds, **{**kw, "shape": kw.get("shape") if fast else None})
-    store = ImapStore("127.0.0.1", 1, user="u", password=Secret("p"), tls="none")
-    store.conn = conn
+    store = _canned_store(head + raw + b"M2 OK done\r\n", fast)
     try:
         status, metas = store.list_messages(("INBOX",))
     except Exception as e:  # noqa: BLE001 - compared by kind and text

@@ -19,16 +19,21 @@ def _norm(b: bytes) -> bytes:
     return re.sub(rb"[\x80-\xff]", b"X", b[:end]) + b[end:]
 
 
-@given(st.binary(max_size=400), st.lists(st.integers(min_value=1, max_value=50), max_size=10))
-def test_fingerprint_is_independent_of_chunking(data, cuts):
-    """However the bytes arrive (a 1-byte chunk, a split CR/LF), the fingerprints are the same."""
+def _fingerprint_in_pieces(data: bytes, cuts) -> tuple:
+    """The fingerprints of ``data`` fed in pieces of the lengths ``cuts``, then the rest."""
     fp = Fingerprinter()
     pos = 0
     for c in cuts:
         fp.update(data[pos:pos + c])
         pos += c
     fp.update(data[pos:])
-    exact, norm = fp.result()
+    return fp.result()
+
+
+@given(st.binary(max_size=400), st.lists(st.integers(min_value=1, max_value=50), max_size=10))
+def test_fingerprint_is_independent_of_chunking(data, cuts):
+    """However the bytes arrive (a 1-byte chunk, a split CR/LF), the fingerprints are the same."""
+    exact, norm = _fingerprint_in_pieces(data, cuts)
     assert exact == hashlib.sha256(data).hexdigest()
     if _norm(data) == data:
         assert norm is None
@@ -42,13 +47,7 @@ def test_line_endings_are_told_apart_however_they_are_mixed_and_cut(pieces, cuts
     """Bytes made mostly of line-ending material (bare CRs before bare LFs, CR CR LF, a chunk ending in CR):
     a bare LF anywhere gives the normalised fingerprint, CRLF alone never does."""
     data = b"".join(pieces)
-    fp = Fingerprinter()
-    pos = 0
-    for c in cuts:
-        fp.update(data[pos:pos + c])
-        pos += c
-    fp.update(data[pos:])
-    exact, norm = fp.result()
+    exact, norm = _fingerprint_in_pieces(data, cuts)
     assert exact == hashlib.sha256(data).hexdigest()
     assert norm == (None if _norm(data) == data else hashlib.sha256(_norm(data)).hexdigest())
 
@@ -129,9 +128,6 @@ def test_rewrite_proof_fingerprint_finds_what_cyrus_munge8bit_stores():
 @given(st.binary(min_size=2000, max_size=12000), st.integers(min_value=1, max_value=6000))
 def test_large_messages_hash_as_a_whole(data, cut):
     """Bodies beyond hashlib's lock let-go size are fed in pieces; the fingerprint is still the whole's."""
-    fp = Fingerprinter()
-    fp.update(data[:cut])
-    fp.update(data[cut:])
-    exact, norm = fp.result()
+    exact, norm = _fingerprint_in_pieces(data, [cut])
     assert exact == hashlib.sha256(data).hexdigest()
     assert norm == (None if _norm(data) == data else hashlib.sha256(_norm(data)).hexdigest())
