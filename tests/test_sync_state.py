@@ -279,6 +279,21 @@ def test_state_of_schema_1_is_upgraded_in_place_keeping_every_row(tmp_path):
     StateDB.open(path).close()  # and it opens again as it is
 
 
+def test_state_upgrade_says_which_schema_a_sqlite_file_came_from(tmp_path, capsys):
+    """`mailmigrate state upgrade` on a schema-1 file names both schemas, as it does for PostgreSQL; run again, it
+    says the file is up to date. (It used to say "up to date" the first time too, after upgrading.)"""
+    from mailmigrate.cli.main import main
+
+    path = tmp_path / "s.db"
+    c = sqlite3.connect(path)
+    c.executescript(STATE_V1)
+    c.close()
+    assert main(["state", "upgrade", str(path)]) == 0
+    assert capsys.readouterr().out.strip() == f"state {path}: schema 1 -> 2"
+    assert main(["state", "upgrade", str(path)]) == 0
+    assert capsys.readouterr().out.strip() == f"state {path}: schema 2, up to date"
+
+
 def test_the_state_queries_of_recovery_use_the_indexes(tmp_path):
     """Whether a folder has PENDING rows is asked of every folder on every run, the target keys of a folder on
     every recovery: both are read from an index of just those rows, never from all of a folder's rows (100,000

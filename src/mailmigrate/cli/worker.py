@@ -58,8 +58,10 @@ def run_upgrade(args) -> int:
         before, after = upgrade(args.url)
         what = redact_url(args.url)
     else:
-        StateDB.open(args.url).close()  # SQLite: the schema is created/checked on open
-        before = after = SQLITE_VERSION
+        db = StateDB.open(args.url)  # SQLite: the schema is created, checked or upgraded on open
+        db.close()
+        after = SQLITE_VERSION
+        before = db.upgraded_from or after
         what = args.url
     print(f"state {what}: schema {before} -> {after}" if before != after else f"state {what}: schema {after}, "
           "up to date")

@@ -133,9 +133,12 @@ class StateDB(SqlStateDB):
     # An older SQLite (Ubuntu 20.04 has 3.31, RHEL 8 3.26) has no UPDATE ... FROM: completions one row at a time.
     UPDATE_FROM = sqlite3.sqlite_version_info >= (3, 33, 0)
 
-    def __init__(self, conn: sqlite3.Connection, path: Path | None):
+    def __init__(self, conn: sqlite3.Connection, path: Path | None, upgraded_from: int | None = None):
         super().__init__(conn)
         self.path = path
+        #: The schema the file had when this open upgraded it (``mailmigrate state upgrade`` says so); None
+        #: when it was new or already current.
+        self.upgraded_from = upgraded_from
 
     # --- opening ------------------------------------------------------------------------------
     @classmethod
@@ -171,7 +174,7 @@ class StateDB(SqlStateDB):
                 f"state database {path} cannot be read ({e}); it was left as it is — restore it from a backup "
                 "or move it away to start a fresh mapping (a fresh mapping re-copies everything)"
             ) from None
-        return cls(conn, path)
+        return cls(conn, path, version if version is not None and version < SCHEMA_VERSION else None)
 
     @staticmethod
     def _check(conn: sqlite3.Connection, path: Path) -> int | None:
