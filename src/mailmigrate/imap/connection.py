@@ -71,7 +71,8 @@ class Lit:
 
     @property
     def size(self) -> int:
-        return len(self.data) if isinstance(self.data, (bytes, bytearray)) else self.data.size
+        d = self.data
+        return len(d) if type(d) is bytes or isinstance(d, bytearray) else d.size
 
 
 def _env_number(name: str, default: float) -> float:
@@ -422,7 +423,8 @@ class Connection:
         lit = self._read_literal(size)
         rest = self._readline()
         if rest == b")\r\n":
-            parse_number(m["n"], "a message number")  # as the general parser checks it
+            if len(m["n"]) > 9:  # nine digits or fewer (the pattern's) are within range; else as the parser checks
+                parse_number(m["n"], "a message number")
             return m, lit
         held = len(line) + (size if isinstance(lit, (bytes, bytearray)) else 0)
         return self._read_rest([line, _Literal(lit)], held, rest)
@@ -436,7 +438,8 @@ class Connection:
             return self._read_rest([], 0, line)
         if wire.isEnabledFor(logging.DEBUG):
             wire.debug("S: %r", line[:300])
-        parse_number(m["n"], "a message number")  # as the general parser checks it
+        if len(m["n"]) > 9:  # nine digits or fewer (the pattern's) are within range; else as the parser checks
+            parse_number(m["n"], "a message number")
         return m
 
     # --- writing ----------------------------------------------------------------------------------
@@ -471,13 +474,15 @@ class Connection:
         # hundred small messages is a few sends, not three per message.
         out: list = []
         held = 0
+        logged = wire.isEnabledFor(logging.DEBUG)
         for a in args:
             if type(a) is bytes:
                 text.append(b" " + a)
-            elif isinstance(a, Lit):
+            elif type(a) is Lit or isinstance(a, Lit):
                 text.append(b" {%d%s}\r\n" % (a.size, plus))
                 line = b"".join(text)
-                self._log_sent(line, secret)
+                if logged:
+                    self._log_sent(line, secret)
                 out.append(line)
                 held += len(line)
                 text = []
@@ -486,9 +491,11 @@ class Connection:
                     out, held = [], 0
                     self._await_continuation(tag)
                 data = a.data
-                if isinstance(data, Body):
+                if type(data) is Body and data.in_memory:
+                    data = data.read()
+                elif isinstance(data, Body):
                     data = data.read() if data.in_memory else data
-                if isinstance(data, (bytes, bytearray)):
+                if type(data) is bytes or isinstance(data, bytearray):
                     out.append(data)
                     held += len(data)
                 elif self._blocking and self.deflater is None and data.file is not None:
@@ -537,15 +544,20 @@ class Connection:
         if sendmsg is None or self.deflater is not None:
             self._send(pieces[0] if len(pieces) == 1 else b"".join(pieces), more)
             return
-        self._moved += sum(map(len, pieces))
+        lengths = list(map(len, pieces))
+        self._moved += sum(lengths)
         i, n = 0, len(pieces)
         try:
             while i < n:
                 batch = pieces[i:i + _IOV_MAX]
                 sent = sendmsg(batch)
+                if sent == sum(lengths[i:i + _IOV_MAX]):  # all of it, as a blocking socket sends
+                    i += len(batch)
+                    continue
                 for p in batch:  # past what went: a blocking socket sends all but when cut short (a signal)
                     if sent < len(p):
                         pieces[i] = memoryview(p)[sent:]
+                        lengths[i] = len(p) - sent
                         break
                     sent -= len(p)
                     i += 1

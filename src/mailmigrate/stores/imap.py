@@ -386,6 +386,7 @@ class ImapStore(Store):
                 if type(r) is not Response:  # a common shape, read without a Response (_read_listing_line)
                     uid, size, date = r["uid"], r["size"], r["date"]
                     flags = _listing_flags(r["flags"])
+                    checked = len(uid) < 10 and len(size) < 10  # the pattern's digits, and within range
                 else:
                     it = fetch_items(r.data)
                     uid = it.get(b"UID")
@@ -393,12 +394,16 @@ class ImapStore(Store):
                         continue
                     size, flag_atoms, date = it.get(b"RFC822.SIZE"), it.get(b"FLAGS"), it.get(b"INTERNALDATE")
                     flags = _meta_flags(flag_atoms)
-                try:
-                    uid = parse_number(uid, "UID")
-                    size = parse_number(size, f"RFC822.SIZE of UID {uid}") if size is not None else None
-                except ProtocolError as e:
-                    broken.append(str(e))
-                    continue
+                    checked = False
+                if checked:
+                    uid, size = int(uid), int(size)
+                else:
+                    try:
+                        uid = parse_number(uid, "UID")
+                        size = parse_number(size, f"RFC822.SIZE of UID {uid}") if size is not None else None
+                    except ProtocolError as e:
+                        broken.append(str(e))
+                        continue
                 if uid < lo:
                     continue  # "N:*" includes the last message even when its UID is below N
                 when = None
@@ -408,7 +413,7 @@ class ImapStore(Store):
                     except ProtocolError as e:
                         bad_dates[uid] = str(e)  # that message's problem, reported when it would be copied
                 sizes[uid] = size or 0
-                metas.append(MessageMeta(key=str(uid), flags=flags, internaldate=when, size=size, uid=uid))
+                metas.append(MessageMeta(str(uid), flags, when, size, uid))
         if broken:
             raise FolderFailed(f"{'/'.join(path)}: {broken[0]}"
                                f"{f' (and {len(broken) - 1} more such lines)' if len(broken) > 1 else ''}")
@@ -446,26 +451,31 @@ class ImapStore(Store):
             if type(r) is not Response:  # a common shape, read without a Response (Connection._read_body_fetch)
                 m, raw = r
                 uid, flags, date = m["uid"], _text_flag_set(m["flags"]), m["date"]
+                checked = len(uid) < 10  # the pattern's digits, and within range
             else:
                 it = fetch_items(r.data)
                 if b"BODY[]" not in it or it.get(b"UID") is None:
                     continue  # an unsolicited flag update from another session
                 uid, raw, flags, date = it[b"UID"], it[b"BODY[]"], _flag_set(it.get(b"FLAGS")), it.get(b"INTERNALDATE")
-            try:
-                uid = parse_number(uid, "UID")
-            except ProtocolError:
-                continue  # not one of ours: each asked-for UID that does not come back is noticed by the engine
+                checked = False
+            if checked:
+                uid = int(uid)
+            else:
+                try:
+                    uid = parse_number(uid, "UID")
+                except ProtocolError:
+                    continue  # not one of ours: each asked-for UID that does not come back is noticed by the engine
             if raw is None:
                 self._problems.append((str(uid), "the server returned no content (NIL)"))
                 continue
-            body = raw if isinstance(raw, Body) else Body(data=bytes(raw))
+            body = Body(raw) if type(raw) is bytes else raw if isinstance(raw, Body) else Body(data=bytes(raw))
             try:
                 when = parse_internaldate(date) if date else None
             except ProtocolError as e:
                 self._problems.append((str(uid), f"not copied: {e}"))
                 body.close()
                 continue
-            yield (MessageMeta(key=str(uid), flags=flags, internaldate=when, size=body.size, uid=uid), body)
+            yield (MessageMeta(str(uid), flags, when, body.size, uid), body)
 
     def fetch_problems(self) -> list[tuple[str, str]]:
         p, self._problems = self._problems, []

@@ -76,10 +76,9 @@ class Fingerprinter:
             end = seen.find(b"\r\n\r\n")
             cut = len(data) if end < 0 else max(0, end + 4 - len(self._tail))
             head = data[:cut]
-            munged = head.translate(_MUNGE)
-            if munged != head:
+            if not head.isascii():  # an 8-bit header byte: munged (most headers are ASCII, and no copy is made)
                 changed = True
-                data = munged + data[cut:]
+                data = head.translate(_MUNGE) + data[cut:]
             if end >= 0:
                 self._in_header = False
             self._tail = seen[-3:]
@@ -111,7 +110,10 @@ class Fingerprinter:
         if self._norm is None:
             if not differs:
                 # Identical so far: the exact hash stands for both.
-                _feed(self._exact.update, chunk)
+                if len(chunk) <= _PIECE:
+                    self._exact.update(chunk)
+                else:
+                    _feed(self._exact.update, chunk)
                 return
             self._norm = self._exact.copy()
         _feed(self._exact.update, chunk)

@@ -37,8 +37,17 @@ def decode_path(text: str) -> FolderPath:
     return tuple(json.loads(text))
 
 
+_ENCODED: dict[frozenset, str] = {}
+
+
 def encode_flags(flags: Iterable[str]) -> str:
-    return " ".join(sorted(flags))
+    """The stored text of a flag set; remembered per set (one per message written, a handful distinct)."""
+    text = _ENCODED.get(flags) if type(flags) is frozenset else None
+    if text is None:
+        text = " ".join(sorted(flags))
+        if type(flags) is frozenset and len(_ENCODED) < 1024:
+            _ENCODED[flags] = text
+    return text
 
 
 def decode_flags(text: str) -> frozenset[str]:
