@@ -26,7 +26,6 @@ import subprocess
 import threading
 from pathlib import Path
 
-from .dovecot import free_port
 
 ROOT = Path(os.environ.get("MAILMIGRATE_TEST_SERVERS", "/opt/mailmigrate-test-servers")) / "courier"
 IMAPD = ROOT / "usr" / "bin" / "imapd"
@@ -55,15 +54,18 @@ class CourierServer:
 
     def __init__(self, root: Path):
         self.root = Path(root)
-        self.port = free_port()
+        # Bound (and listening) from the start, on a port the kernel hands out: a port merely found free and
+        # bound a moment later can go to another server started meanwhile by a parallel test.
+        self._sock: socket.socket | None = socket.create_server(("127.0.0.1", 0))
+        self.port = self._sock.getsockname()[1]
         self.users: dict[str, str] = {}
-        self._sock: socket.socket | None = None
         self._procs: list[subprocess.Popen] = []
         self._settings = _debian_settings()
         self.capability = self._settings.get("IMAP_CAPABILITY", "IMAP4rev1")
 
     def start(self) -> "CourierServer":
-        self._sock = socket.create_server(("127.0.0.1", self.port))
+        if self._sock is None:  # started again after stop()
+            self._sock = socket.create_server(("127.0.0.1", self.port))
         threading.Thread(target=self._accept, daemon=True).start()
         return self
 
