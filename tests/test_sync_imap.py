@@ -397,3 +397,59 @@ def test_a_folder_given_up_mid_fetch_leaves_the_next_folder_whole(dovecot_factor
     again = run(None)
     assert again.error is None and again.counters.copied == 250
     assert_same(src, dst)
+
+
+def _run_at_a_terminal(argv: list[str], env: dict, answers: dict[str, str], timeout: float = 120) -> tuple[int, str]:
+    """Run ``argv`` with a pseudo-terminal as its stdin, stdout and stderr, typing each answer when the text
+    before it appears; (exit status, everything the terminal showed)."""
+    import pty
+    import select
+
+    pid, fd = pty.fork()
+    if pid == 0:  # the child: only exec (the test process has threads)
+        try:
+            os.execvpe(argv[0], argv, env)
+        finally:
+            os._exit(127)
+    shown, left, deadline = b"", dict(answers), time.monotonic() + timeout
+    try:
+        while time.monotonic() < deadline:
+            ready, _, _ = select.select([fd], [], [], 1)
+            if not ready:
+                continue
+            try:
+                data = os.read(fd, 4096)
+            except OSError:  # EIO: the child has gone, and its terminal with it
+                break
+            if not data:
+                break
+            shown += data
+            for prompt in list(left):
+                if prompt.encode() in shown:
+                    os.write(fd, left.pop(prompt).encode() + b"\n")
+        else:
+            os.kill(pid, signal.SIGKILL)
+    finally:
+        os.close(fd)
+    _, status = os.waitpid(pid, 0)
+    return os.waitstatus_to_exitcode(status), shown.decode(errors="replace")
+
+
+def test_a_run_at_a_terminal_given_no_password_asks_for_each_side_and_does_not_echo_it(imap_accounts, tmp_path):
+    """An administrator migrating one mailbox by hand types the two passwords when asked, instead of writing
+    them to files or the environment first; what is typed does not show. Without a terminal nothing is asked:
+    the run says which password is missing, as a cron job needs."""
+    src, dst = imap_accounts
+    populate(src, {"INBOX": [(msg(1), "\\Seen"), (msg(2), "")], "Work": [(msg(3), "\\Flagged")]})
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MAILMIGRATE_")}
+    argv = MM + ["sync", src.url(), dst.url(), "--state", str(tmp_path / "s.db"), "--no-progress"]
+
+    p = subprocess.run(argv, env=env, stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=120)
+    assert p.returncode == 2 and f"source password for {src.user} missing" in p.stdout + p.stderr, p.stdout
+    assert snapshot(dst) == {"INBOX": Counter()}
+
+    code, shown = _run_at_a_terminal(argv, env, {f"source password for {src.user} at 127.0.0.1: ": src.password,
+                                                 f"target password for {dst.user} at 127.0.0.1: ": dst.password})
+    assert code == 0, shown
+    assert src.password not in shown and dst.password not in shown
+    assert_same(src, dst)

@@ -4,8 +4,8 @@ how a file holding one is checked and written.
 One module, at the bottom of the layers, so that every command, path and worker reads a password the same
 way, and so that every password read here is known to the one redaction filter (:data:`SECRETS`) before
 anything can log it.  Passwords never come from argv (every user on the machine can read a process's
-arguments): they come from the environment, from a file only its owner can read, or from an accounts file
-held to the same rule.
+arguments): they come from the environment, from a file only its owner can read, from an accounts file
+held to the same rule, or, for a run at a terminal given none of these, typed at a prompt that does not echo.
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 import os
 import stat
+import sys
 import threading
 from pathlib import Path
 
@@ -152,6 +153,26 @@ class PasswordSource:
     def read(self, file: str | os.PathLike | None = None) -> Secret | None:
         """From ``file`` when one is named, else from the environment, else None (see :func:`password_from`)."""
         return password_from(self.env, file, self.what)
+
+    def ask(self, whose: str) -> Secret | None:
+        """Typed at the terminal, not echoed, when neither the file nor the environment gave one: an
+        administrator migrating one mailbox by hand should not have to write a password into a file or an
+        environment variable first. None when no terminal is there to ask (a cron job, a pipe) or nothing was
+        typed: the run then says which password is missing, as before."""
+        if not (sys.stdin.isatty() and sys.stderr.isatty()):
+            return None
+        import getpass
+
+        try:
+            value = getpass.getpass(f"{self.what} password for {whose}: ")
+        except (EOFError, KeyboardInterrupt):
+            print(file=sys.stderr)
+            return None
+        if not value:
+            return None
+        secret = Secret(value)
+        SECRETS.add(secret)
+        return secret
 
     def __repr__(self) -> str:
         return f"PasswordSource({self.env!r}, {self.what!r})"

@@ -31,7 +31,8 @@ SOURCE, TARGET:
                                                    see docs/PROVIDERS.md)
   maildir:PATH   mbox:PATH   communigate:PATH      (PATH may hold %u, %n, %d for --accounts)
 passwords: MAILMIGRATE_SOURCE_PASSWORD / MAILMIGRATE_TARGET_PASSWORD, --source-password-file /
-  --target-password-file, or the --accounts file; never on the command line.
+  --target-password-file, or the --accounts file; never on the command line. At a terminal, a one-account
+  IMAP run given none asks for it (not echoed).
 With --source-master/--target-master the USER is the mailbox owner and the password is the master's
 (IMAP option ?master=plain|star|kerio picks SASL PLAIN authzid, user*master, or Kerio X-MASTERAUTH).
   imap://…?cafile=PATH                            (trust this CA: a private or self-signed certificate)
@@ -211,8 +212,9 @@ def _run(args) -> int:
 
     if source.is_file and "%" not in source.path and not os.path.exists(source.resolved_path()):
         raise ConfigError(f"source {source.kind} {source.resolved_path()} does not exist")
-    src_pw = SOURCE.read(args.source_password_file)
-    tgt_pw = TARGET.read(args.target_password_file)
+    src_pw = SOURCE.read(args.source_password_file) or _ask(SOURCE, source, source.user, args, "source")
+    tgt_pw = TARGET.read(args.target_password_file) or _ask(TARGET, target, target.user or source.user, args,
+                                                            "target")
     if args.accounts:
         from ..sync.accounts import load_accounts_file
 
@@ -285,6 +287,20 @@ def _run(args) -> int:
     if req.sync.stop_requested.is_set():
         return 130
     return result.exit_status
+
+
+def _ask(password, spec, user: str | None, args, side: str):
+    """The password of a one-account IMAP run that was given none, typed at the terminal (PasswordSource.ask).
+    Not for an accounts file (its lines carry their passwords, or the run's master's come from the file or the
+    environment) nor for an OAuth login; without a terminal nothing is asked and the run says what is missing."""
+    if spec.kind != "imap" or args.accounts or any(
+            getattr(args, f"{side}_oauth_{k}", None) for k in ("token_file", "command", "refresh_file")):
+        return None
+    if not user:
+        return None
+    master = getattr(args, f"{side}_master", None)
+    return password.ask(f"{master} (master user, logging in as {user}) at {spec.host}" if master
+                        else f"{user} at {spec.host}")
 
 
 def _just_login(args, req) -> int:
