@@ -1,8 +1,10 @@
 """Content identity: the fingerprints and the multiset match that crash recovery stands on."""
 
+import pytest
 from hypothesis import given, settings, strategies as st
 
 from mailmigrate.model import Body
+from mailmigrate.sync import matching
 from mailmigrate.sync.matching import Fingerprinter, fingerprints, match_multiset
 import hashlib
 
@@ -41,13 +43,24 @@ def test_fingerprint_is_independent_of_chunking(data, cuts):
         assert norm == hashlib.sha256(_norm(data)).hexdigest()
 
 
-@given(st.lists(st.sampled_from([b"\r", b"\n", b"\r\n", b"\r\r\n", b"a", b"\0", b"\xe9"]), max_size=60),
-       st.lists(st.integers(min_value=1, max_value=20), max_size=10))
-def test_line_endings_are_told_apart_however_they_are_mixed_and_cut(pieces, cuts):
+@pytest.mark.parametrize("finder", ["counts", "scan"])
+@given(pieces=st.lists(st.sampled_from([b"\r", b"\n", b"\r\n", b"\r\r\n", b"a", b"\0", b"\xe9"]), max_size=60),
+       cuts=st.lists(st.integers(min_value=1, max_value=20), max_size=10))
+def test_line_endings_are_told_apart_however_they_are_mixed_and_cut(finder, pieces, cuts):
     """Bytes made mostly of line-ending material (bare CRs before bare LFs, CR CR LF, a chunk ending in CR):
-    a bare LF anywhere gives the normalised fingerprint, CRLF alone never does."""
-    data = b"".join(pieces)
-    exact, norm = _fingerprint_in_pieces(data, cuts)
+    a bare LF anywhere gives the normalised fingerprint, CRLF alone never does. Both ways of finding a bare LF:
+    the compiled helper's counts (mailmigrate[speed], which the test extra installs) and the regex scan used
+    without it."""
+    chosen = matching._bare_lf
+    if finder == "scan":
+        matching._bare_lf = matching._bare_lf_by_scan
+    else:
+        assert matching._bare_lf is not matching._bare_lf_by_scan, "stringzilla is not installed"
+    try:
+        data = b"".join(pieces)
+        exact, norm = _fingerprint_in_pieces(data, cuts)
+    finally:
+        matching._bare_lf = chosen
     assert exact == hashlib.sha256(data).hexdigest()
     assert norm == (None if _norm(data) == data else hashlib.sha256(_norm(data)).hexdigest())
 
