@@ -268,6 +268,9 @@ class Problem:
 
 @dataclass
 class Counters:
+    """What one account's run did, field by field, for the summary, the JSON report and the exit status;
+    adding counters (:meth:`total`) makes the run's totals."""
+
     copied: int = 0
     skipped: int = 0
     #: messages a --min/--max-age/-size rule left out (sync.selection): neither copied nor failed
@@ -315,6 +318,8 @@ class Counters:
 
 @dataclass
 class AccountResult:
+    """One account's outcome: its counters and problems, and why it stopped when it did not finish."""
+
     account: str
     counters: Counters = field(default_factory=Counters)
     problems: list[Problem] = field(default_factory=list)

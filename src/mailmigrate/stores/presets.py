@@ -27,6 +27,8 @@ DAY = 24 * 60 * 60
 
 @dataclass(frozen=True)
 class Preset:
+    """One provider's documented defaults and limits (docs/PROVIDERS.md gives the source of each)."""
+
     name: str
     host: str
     port: int

@@ -44,6 +44,8 @@ def store_class(kind: str) -> type[Store]:
 
 @dataclass(frozen=True)
 class StoreSpec:
+    """A store URL as parsed, for any account: :func:`build_store` makes one account's store from it."""
+
     kind: str  # imap | maildir | mbox | communigate
     text: str  # as the user wrote it (never holds a password)
     host: str | None = None
@@ -208,6 +210,8 @@ def is_loopback(host: str) -> bool:
 
 @dataclass
 class StoreOptions:
+    """What the command line says about one side beyond its URL: TLS checks, master user, OAuth."""
+
     insecure: bool = False
     allow_plaintext: bool = False
     create: bool = False  # may create a Maildir target

@@ -17,7 +17,6 @@ import logging
 
 from ..errors import FolderFailed, ServerRefused
 from ..model import FolderPath, FolderStatus
-from .deletes import check_copies, guard_refusal
 from .folders import display
 from .plan import FlagWork
 from .run_part import RunPart
@@ -53,6 +52,8 @@ class Changes(RunPart):
         """Delete the rows' copies that are still the copies mailmigrate made; a dry run counts them (the
         check only reads), so that a copy already gone (a run killed between its delete and recording it)
         is no delete in either."""
+        from .deletes import check_copies  # loaded by a run that deletes only: a copy or rerun need not
+
         checked = check_copies(self.target, target_path, rows, validity)
         if checked.matching and not self.opt.dry_run:
             self.target.delete_messages(target_path, [r.target_key for r in checked.matching])
@@ -83,6 +84,8 @@ class Changes(RunPart):
             elif st is not None and st.count is not None:
                 going += max(0, n - st.count)
         counts = [st.count for st in statuses.values() if st is not None and st.count is not None]
+        from .deletes import guard_refusal
+
         why = guard_refusal(copies, going, sum(counts) if counts else None, self.opt.delete_guard)
         if not why:
             return None

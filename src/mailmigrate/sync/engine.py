@@ -33,7 +33,6 @@ from ..stores import presets
 from ..stores.base import Store
 from ..stores.sided import SidedStore as _Sided
 from ..stores.sided import side_of as _side
-from . import gmail
 from .changes import Changes
 from .copying import CopyPipeline, describe_message  # noqa: F401  (describe_message: part of the engine's API)
 from .folder_run import FolderRun
@@ -216,6 +215,8 @@ class _AccountRun(FolderRun):
         all_src_folders = src_folders
         src_folders = [f for f in src_folders if sel.wants_folder(f.path)]
         if self._gmail_source():
+            from . import gmail
+
             src_folders = gmail.copied_folders(src_folders, sel, self.source_preset.virtual_roles, self.account)
         plans = plan_folders(src_folders, tgt_folders, special_use=sel.special_use,
                              override=sel.role_override if sel.special_uses else None)
@@ -292,13 +293,20 @@ class _AccountRun(FolderRun):
                                              self.target_paths, self._withheld)
 
     # --- provider presets (stores/presets.py); Gmail's own rules are in sync/gmail.py -------------------
+    # sync/gmail.py is imported where a side is Gmail: a run between other servers need not load it.
     def _gmail_source(self) -> bool:
         return self.source_preset is not None and self.source_preset.name == "gmail"
 
     def _dedupes(self, plan: FolderPlan) -> bool:
-        return self._gmail_source() and gmail.is_all_mail(self.opt.selection, plan.source)
+        if not self._gmail_source():
+            return False
+        from . import gmail
+
+        return gmail.is_all_mail(self.opt.selection, plan.source)
 
     def _gmail_plans(self, plans: list[FolderPlan], tgt_folders, *, source: bool) -> list[FolderPlan]:
+        from . import gmail
+
         if source:
             return gmail.archive_plans(plans, tgt_folders, self.opt.selection, self._tid)
         plans, dropped = gmail.not_into_views(plans, tgt_folders, self.target_preset.virtual_roles, self._tid)

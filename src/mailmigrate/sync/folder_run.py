@@ -20,7 +20,6 @@ from typing import Sequence
 
 from ..errors import ConfigError, FolderFailed, MailmigrateError, ServerRefused
 from ..model import FolderPath, FolderStatus, MessageMeta, PermanentFlags
-from . import gmail
 from .folders import FolderPlan, display
 from .plan import FolderWork, flags_differ, new_messages, plan_folder
 
@@ -62,8 +61,11 @@ class FolderRun:
             tgt_status = self._target_status(target_path)
         dedupe = self._dedupes(plan)
         if not dry:
-            if dedupe and gmail.release_orphans(self.state, self.account, fstate):
-                fstate = self.state.folder(self.account, src_path) or fstate
+            if dedupe:  # a Gmail source's All Mail (sync/gmail.py, loaded only for one)
+                from . import gmail
+
+                if gmail.release_orphans(self.state, self.account, fstate):
+                    fstate = self.state.folder(self.account, src_path) or fstate
             if self.state.has_lost_intents(fstate.id) and not self.state.has_pending(fstate.id):
                 # Intents an earlier run declared lost: their late copies may have arrived since.  (With
                 # PENDING rows the sweep waits for recovery, which may claim such a copy, until the end of
@@ -94,6 +96,8 @@ class FolderRun:
         self._report_left_out(src_path, work)
         new = work.copy
         if dedupe and new and not dry:
+            from . import gmail
+
             kept = len(new)
             new = gmail.skip_in_label(self.state, self.account, fstate, self.source, src_path, new)
             self.c.skipped_in_label += kept - len(new)  # not "already there": counted apart

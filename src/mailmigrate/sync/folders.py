@@ -24,6 +24,8 @@ MAPPED_ROLES = ("\\Sent", "\\Drafts", "\\Trash", "\\Junk", "\\Archive")
 
 @dataclass(frozen=True)
 class FolderPlan:
+    """Where one source folder goes on the target, and whether that folder must be created first."""
+
     source: FolderInfo
     target_path: FolderPath
     special_use: str | None  # the role to ask for when the target folder has to be created

@@ -37,6 +37,8 @@ class Progress:
 
 @dataclass
 class SyncOptions:
+    """How the engine syncs each account of a run: deletes, retries, connections, rules, live objects."""
+
     delete: bool = False
     dry_run: bool = False
     max_attempts: int = 6
@@ -107,6 +109,8 @@ def store_options_from_dict(d: dict | None, **local) -> StoreOptions:
 
 @dataclass
 class SyncRequest:
+    """A whole run: both stores, the accounts, the state and the limits shared by the accounts."""
+
     source: StoreSpec
     target: StoreSpec
     accounts: list[Account]

@@ -16,7 +16,6 @@ from dataclasses import dataclass, field
 from typing import Container, Iterable
 
 from ..model import MessageMeta, PermanentFlags
-from .deletes import guard_refusal
 from .selection import Selection
 from .state import DONE, MessageRow
 
@@ -174,6 +173,8 @@ def plan_folder(metas: list[MessageMeta], rows: dict[str, MessageRow], *, source
     if not delete:
         gone = []
     elif gone:
+        from .deletes import guard_refusal  # here, where a run deletes: a copy or rerun need not load it
+
         going = sum(1 for r in gone if r.state == DONE and r.target_key is not None)
         copies = sum(1 for r in rows.values() if r.state == DONE and r.target_key is not None)
         why = withheld or (None if force_delete else guard_refusal(copies, going, source_count, delete_guard))

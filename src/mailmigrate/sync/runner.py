@@ -27,6 +27,8 @@ log = logging.getLogger("mailmigrate.sync")
 
 @dataclass
 class RunResult:
+    """Every account's result of a run, and what the run as a whole reports and exits with."""
+
     accounts: list[AccountResult]
     state_path: Path
     dry_run: bool

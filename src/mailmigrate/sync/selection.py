@@ -14,7 +14,6 @@ so one rule reads the same against Dovecot (``/``) and Cyrus or Courier (``.``).
 from __future__ import annotations
 
 import re
-import shlex
 from dataclasses import asdict, dataclass, replace
 from datetime import datetime, timedelta, timezone
 
@@ -29,6 +28,8 @@ GMAIL_ALL_MAIL = ("dedupe", "copy", "skip")
 
 @dataclass(frozen=True)
 class Selection:
+    """The user's rules: which folders and messages are copied, and under which target names."""
+
     include: tuple[str, ...] = ()  # regexes: a folder is wanted when one matches (none given: all)
     exclude: tuple[str, ...] = ()  # regexes: a folder matching one is left out (wins over include)
     folders: tuple[str, ...] = ()  # only these folders (and their children with folder_recursive)
@@ -88,6 +89,8 @@ class Selection:
         --rename) are added to; the others are replaced."""
         if not text or not text.strip():
             return self
+        import shlex  # here: only an accounts file's rules are split like a shell line
+
         try:
             words = shlex.split(text)
         except ValueError as e:

@@ -56,6 +56,8 @@ def decode_flags(text: str) -> frozenset[str]:
 
 @dataclass
 class FolderState:
+    """A folder's record: where it goes, and the markers with which a rerun skips it when unchanged."""
+
     id: int
     account: str
     source_path: FolderPath
@@ -69,6 +71,8 @@ class FolderState:
 
 @dataclass
 class MessageRow:
+    """A source message's record: its fingerprint, its copy's target key once done, and its flags."""
+
     source_key: str
     fingerprint: str
     norm_fingerprint: str | None
