@@ -491,10 +491,8 @@ class Connection:
                     out, held = [], 0
                     self._await_continuation(tag)
                 data = a.data
-                if type(data) is Body and data.in_memory:
+                if isinstance(data, Body) and data.in_memory:
                     data = data.read()
-                elif isinstance(data, Body):
-                    data = data.read() if data.in_memory else data
                 if type(data) is bytes or isinstance(data, bytearray):
                     out.append(data)
                     held += len(data)
