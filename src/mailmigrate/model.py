@@ -196,6 +196,24 @@ class AppendItem:
     internaldate: datetime | None = None
 
 
+def per_flag_set(fn):
+    """``fn`` of a flag set, remembered per frozenset (up to 1,024 of them): a copy asks the same few questions
+    of each message's flags (what the state records, what APPEND sends), and a folder has a handful of distinct
+    sets. Anything else than a frozenset is answered afresh."""
+    seen: dict = {}
+
+    def of(flags):
+        got = seen.get(flags) if type(flags) is frozenset else None
+        if got is None:
+            got = fn(flags)
+            if type(flags) is frozenset and len(seen) < 1024:
+                seen[flags] = got
+        return got
+
+    of.__doc__, of.__name__, of.__wrapped__ = fn.__doc__, fn.__name__, fn
+    return of
+
+
 def intern_flags(flags: frozenset[str], _cache: dict = {}) -> frozenset[str]:
     """One shared object per distinct flag set: a folder of 100,000 messages has a handful of flag sets, and
     a frozenset per message would be most of a listing's memory."""

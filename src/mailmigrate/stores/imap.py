@@ -25,7 +25,7 @@ from ..imap.connection import Connection, Lit, quote
 from ..imap.parser import (MODSEQ_MAX, NUMBER_MAX, Response, atom_list, fetch_items, format_internaldate,
                            parse_internaldate, parse_number, parse_uid_set)
 from ..model import (SPECIAL_USES, AppendItem, Body, FolderInfo, FolderPath, FolderStatus, MessageMeta,
-                     PermanentFlags, Secret, intern_flags)
+                     PermanentFlags, Secret, intern_flags, per_flag_set)
 from .base import FolderChanges, Store
 from .imap_changes import changes_since as _changes_since
 from .imap_refusals import scopes_refusals
@@ -628,18 +628,10 @@ class ImapStore(Store):
         c.check(c.command(b"UID", b"EXPUNGE", uids), "UID EXPUNGE")
 
 
-_FLAG_LISTS: dict[frozenset, bytes] = {}
-
-
+@per_flag_set
 def _flag_list(flags: frozenset[str]) -> bytes:
-    """APPEND's flag list, "\\Recent" left out; remembered per set, since a copy has few distinct ones and
-    many messages."""
-    b = _FLAG_LISTS.get(flags) if type(flags) is frozenset else None
-    if b is None:
-        b = b"(" + " ".join(sorted(f for f in flags if f.lower() != "\\recent")).encode("utf-8") + b")"
-        if len(_FLAG_LISTS) < 1024 and type(flags) is frozenset:
-            _FLAG_LISTS[flags] = b
-    return b
+    """APPEND's flag list, "\\Recent" left out."""
+    return b"(" + " ".join(sorted(f for f in flags if f.lower() != "\\recent")).encode("utf-8") + b")"
 
 
 def _meta_flags(flag_atoms) -> frozenset[str]:

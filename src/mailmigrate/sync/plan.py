@@ -15,7 +15,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Container, Iterable
 
-from ..model import MessageMeta, PermanentFlags
+from ..model import MessageMeta, PermanentFlags, per_flag_set
 from .selection import Selection
 from .state import DONE, MessageRow
 
@@ -37,18 +37,10 @@ def from_in_flight(recorded: frozenset[str]) -> tuple[frozenset[str], frozenset[
             frozenset(x[5:] for x in recorded if x.startswith("(now)")))
 
 
-_CLEAN: dict[frozenset, frozenset[str]] = {}
-
-
+@per_flag_set
 def clean(flags) -> frozenset[str]:
-    """A message's flags as the state records them: \\Recent is the session's, not the message's. Remembered
-    per set (a copy asks twice per message, of a handful of distinct sets)."""
-    got = _CLEAN.get(flags) if type(flags) is frozenset else None
-    if got is None:
-        got = frozenset(f for f in flags if f.lower() != "\\recent")
-        if type(flags) is frozenset and len(_CLEAN) < 1024:
-            _CLEAN[flags] = got
-    return got
+    """A message's flags as the state records them: \\Recent is the session's, not the message's."""
+    return frozenset(f for f in flags if f.lower() != "\\recent")
 
 
 @dataclass

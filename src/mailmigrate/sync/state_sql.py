@@ -20,7 +20,7 @@ from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import Any, Iterable, Iterator, Sequence
 
-from ..model import FolderPath
+from ..model import FolderPath, per_flag_set
 
 PENDING = 0
 DONE = 1
@@ -37,17 +37,9 @@ def decode_path(text: str) -> FolderPath:
     return tuple(json.loads(text))
 
 
-_ENCODED: dict[frozenset, str] = {}
-
-
+@per_flag_set
 def encode_flags(flags: Iterable[str]) -> str:
-    """The stored text of a flag set; remembered per set (one per message written, a handful distinct)."""
-    text = _ENCODED.get(flags) if type(flags) is frozenset else None
-    if text is None:
-        text = " ".join(sorted(flags))
-        if type(flags) is frozenset and len(_ENCODED) < 1024:
-            _ENCODED[flags] = text
-    return text
+    return " ".join(sorted(flags))
 
 
 def decode_flags(text: str) -> frozenset[str]:
