@@ -385,7 +385,8 @@ def measure(args, tools, msgs, storage) -> dict[tuple[str, str], list[Sample]]:
                           flush=True)
             for phase in ("first", "rerun"):
                 for t in order:
-                    s = servers_cpu_of(runners[t].run, src, dst) if args.limits and phase == "first" else runners[t].run()
+                    run = runners[t].run
+                    s = servers_cpu_of(run, src, dst) if args.limits and phase == "first" else run()
                     results.setdefault((t, phase), []).append(s)
                     print(f"round {rnd + 1} {t:12} {phase:8} {s.wall:7.2f}s {s.rss_mb:6.1f} MB {s.cpu:6.2f} cpu-s",
                           flush=True)
