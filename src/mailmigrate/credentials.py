@@ -165,7 +165,7 @@ class PasswordSource:
 
         try:
             value = getpass.getpass(f"{self.what} password for {whose}: ")
-        except (EOFError, KeyboardInterrupt):
+        except EOFError:  # Ctrl-D: nothing typed (Ctrl-C goes on up: the user stops the run)
             print(file=sys.stderr)
             return None
         if not value:
