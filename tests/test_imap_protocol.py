@@ -419,8 +419,9 @@ def test_listing_fast_path_takes_dovecots_shape():
     assert bad == {("INBOX",): {}}
 
 
-def _silent_server():
-    """A TCP server that greets, then reads and never answers."""
+def _silent_server(got: bytearray | None = None):
+    """A TCP server that greets, then reads (into ``got``, when given) until the client stops sending, and never
+    answers: (the listening socket, the thread that serves the one connection)."""
     import socket
     import threading
 
@@ -431,12 +432,14 @@ def _silent_server():
     def serve():
         c, _ = ls.accept()
         c.sendall(b"* OK [CAPABILITY IMAP4rev1 LITERAL+] hi\r\n")
-        while c.recv(1 << 16):
-            pass
+        while d := c.recv(1 << 16):
+            if got is not None:
+                got.extend(d)
         c.close()
 
-    threading.Thread(target=serve, daemon=True).start()
-    return ls
+    t = threading.Thread(target=serve, daemon=True)
+    t.start()
+    return ls, t
 
 
 @pytest.mark.parametrize("floor", [None, "0.6"])
@@ -450,7 +453,7 @@ def test_a_silent_server_is_given_up_after_the_read_timeout_or_the_deadline(floo
 
     if floor:
         monkeypatch.setattr(connection, "DEADLINE_FLOOR", float(floor))
-    ls = _silent_server()
+    ls, _ = _silent_server()
     conn = connection.Connection("127.0.0.1", ls.getsockname()[1], tls="none", timeout=0.5 if not floor else 30)
     conn.connect()
     t0 = time.monotonic()
@@ -466,7 +469,6 @@ def test_a_multiappend_goes_out_byte_for_byte_through_sendmsg(cut, tmp_path):
     """The pieces of a command (text, bodies in memory, a body spooled to disk) reach the server as the joined
     command would, also when the kernel takes a send only in part (``cut``: at most that many bytes a call)."""
     import socket
-    import threading
 
     from mailmigrate.imap.connection import Connection, Lit
     from mailmigrate.model import BodyWriter
@@ -477,23 +479,8 @@ def test_a_multiappend_goes_out_byte_for_byte_through_sendmsg(cut, tmp_path):
         w.write(os.urandom(300_000))
     big = w.finish()
     assert not big.in_memory
-    ls = socket.socket()
-    ls.bind(("127.0.0.1", 0))
-    ls.listen(1)
     got = bytearray()
-
-    def serve():
-        c, _ = ls.accept()
-        c.sendall(b"* OK [CAPABILITY IMAP4rev1 LITERAL+] hi\r\n")
-        while True:
-            d = c.recv(1 << 16)
-            if not d:
-                break
-            got.extend(d)
-        c.close()
-
-    t = threading.Thread(target=serve, daemon=True)
-    t.start()
+    ls, t = _silent_server(got)
     conn = Connection("127.0.0.1", ls.getsockname()[1], tls="none")
     conn.connect()
     assert conn._sendmsg is not None
