@@ -196,22 +196,27 @@ class AppendItem:
     internaldate: datetime | None = None
 
 
-def per_flag_set(fn):
-    """``fn`` of a flag set, remembered per frozenset (up to 1,024 of them): a copy asks the same few questions
-    of each message's flags (what the state records, what APPEND sends), and a folder has a handful of distinct
-    sets. Anything else than a frozenset is answered afresh."""
-    seen: dict = {}
+def remembered(kind: type, limit: int = 1024):
+    """A decorator: its function of one value, remembered per value of type ``kind`` (up to ``limit`` of them);
+    a value of another type is answered afresh. A copy asks the same few questions of each message's flags
+    (what the state records, what APPEND sends, what a FETCH's FLAGS text means), and a folder has a handful of
+    distinct flag sets and texts but a message each."""
 
-    def of(flags):
-        got = seen.get(flags) if type(flags) is frozenset else None
-        if got is None:
-            got = fn(flags)
-            if type(flags) is frozenset and len(seen) < 1024:
-                seen[flags] = got
-        return got
+    def wrap(fn):
+        seen: dict = {}
 
-    of.__doc__, of.__name__, of.__wrapped__ = fn.__doc__, fn.__name__, fn
-    return of
+        def of(key):
+            got = seen.get(key) if type(key) is kind else None
+            if got is None:
+                got = fn(key)
+                if type(key) is kind and len(seen) < limit:
+                    seen[key] = got
+            return got
+
+        of.__doc__, of.__name__, of.__wrapped__ = fn.__doc__, fn.__name__, fn
+        return of
+
+    return wrap
 
 
 def intern_flags(flags: frozenset[str], _cache: dict = {}) -> frozenset[str]:

@@ -25,7 +25,7 @@ from ..imap.connection import Connection, Lit, quote
 from ..imap.parser import (MODSEQ_MAX, NUMBER_MAX, Response, atom_list, fetch_items, format_internaldate,
                            parse_internaldate, parse_number, parse_uid_set)
 from ..model import (SPECIAL_USES, AppendItem, Body, FolderInfo, FolderPath, FolderStatus, MessageMeta,
-                     PermanentFlags, Secret, intern_flags, per_flag_set)
+                     PermanentFlags, Secret, intern_flags, remembered)
 from .base import FolderChanges, Store
 from .imap_changes import changes_since as _changes_since
 from .imap_refusals import scopes_refusals
@@ -628,7 +628,7 @@ class ImapStore(Store):
         c.check(c.command(b"UID", b"EXPUNGE", uids), "UID EXPUNGE")
 
 
-@per_flag_set
+@remembered(frozenset)
 def _flag_list(flags: frozenset[str]) -> bytes:
     """APPEND's flag list, "\\Recent" left out."""
     return b"(" + " ".join(sorted(f for f in flags if f.lower() != "\\recent")).encode("utf-8") + b")"
@@ -638,8 +638,6 @@ def _meta_flags(flag_atoms) -> frozenset[str]:
     """A listing's FLAGS as a message's flags: \\Recent (session state) left out, one shared set per kind."""
     return intern_flags(frozenset(f.decode("utf-8", "replace") for f in (flag_atoms or [])
                                   if isinstance(f, bytes) and f.lower() != b"\\recent"))
-
-
 
 
 _DATE_ARGS: dict[tuple, bytes] = {}
@@ -675,24 +673,9 @@ def _flag_set(raw) -> frozenset[str]:
     return fs
 
 
-def _per_flags_text(read):
-    """``read`` (of a FLAGS list) for a FLAGS text as the fast paths hand it over (``\\Seen $Junk``): a folder
-    has a handful of such texts and a line per message, so each distinct text is read once."""
-    seen: dict[bytes, frozenset[str]] = {}
-
-    def of_text(text: bytes) -> frozenset[str]:
-        fs = seen.get(text)
-        if fs is None:
-            fs = read(atom_list(text))
-            if len(seen) < 1024:
-                seen[text] = fs
-        return fs
-
-    return of_text
-
-
-_listing_flags = _per_flags_text(_meta_flags)  # a listing line's: \Recent left out
-_text_flag_set = _per_flags_text(_flag_set)  # a body FETCH's: as the server sent them
+# A FETCH's FLAGS text as the fast paths hand it over (`\Seen $Junk`), read once per distinct text.
+_listing_flags = remembered(bytes)(lambda text: _meta_flags(atom_list(text)))  # a listing line's: \Recent left out
+_text_flag_set = remembered(bytes)(lambda text: _flag_set(atom_list(text)))  # a body FETCH's: as the server sent them
 
 
 def _uid_set(uids: Sequence[int]) -> bytes:

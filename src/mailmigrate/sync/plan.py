@@ -15,7 +15,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Container, Iterable
 
-from ..model import MessageMeta, PermanentFlags, per_flag_set
+from ..model import MessageMeta, PermanentFlags, remembered
 from .selection import Selection
 from .state import DONE, MessageRow
 
@@ -37,7 +37,7 @@ def from_in_flight(recorded: frozenset[str]) -> tuple[frozenset[str], frozenset[
             frozenset(x[5:] for x in recorded if x.startswith("(now)")))
 
 
-@per_flag_set
+@remembered(frozenset)
 def clean(flags) -> frozenset[str]:
     """A message's flags as the state records them: \\Recent is the session's, not the message's."""
     return frozenset(f for f in flags if f.lower() != "\\recent")

@@ -20,7 +20,7 @@ from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import Any, Iterable, Iterator, Sequence
 
-from ..model import FolderPath, per_flag_set
+from ..model import FolderPath, remembered
 
 PENDING = 0
 DONE = 1
@@ -37,7 +37,7 @@ def decode_path(text: str) -> FolderPath:
     return tuple(json.loads(text))
 
 
-@per_flag_set
+@remembered(frozenset)
 def encode_flags(flags: Iterable[str]) -> str:
     return " ".join(sorted(flags))
 
