@@ -127,11 +127,7 @@ class Fingerprinter:
             self._norm_update(b"\r")
         if self._norm is None:
             if not differs:
-                # Identical so far: the exact hash stands for both.
-                if len(chunk) <= _PIECE:
-                    self._exact.update(chunk)
-                else:
-                    _feed(self._exact.update, chunk)
+                _feed(self._exact.update, chunk)  # identical so far: the exact hash stands for both
                 return
             self._norm = self._exact.copy()
         _feed(self._exact.update, chunk)
