@@ -45,7 +45,7 @@ def main(argv=None) -> int:
     args = ap.parse_args(argv)
     from mailmigrate.model import AppendItem, Body, Secret
     from mailmigrate.stores.imap import ImapStore
-    from mailmigrate.sync.matching import Fingerprinter
+    from mailmigrate.sync.matching import fingerprints
     from mailmigrate.sync.state import PENDING, MessageRow, StateDB
     from servers.dovecot import DovecotServer
 
@@ -91,10 +91,7 @@ def main(argv=None) -> int:
 
         def fingerprint():
             for _, body in bodies:
-                fp = Fingerprinter()
-                for chunk in body.chunks():
-                    fp.update(chunk)
-                fp.result()
+                fingerprints(body)
 
         n = [0]
 

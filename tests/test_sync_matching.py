@@ -65,6 +65,27 @@ def test_line_endings_are_told_apart_however_they_are_mixed_and_cut(finder, piec
     assert norm == (None if _norm(data) == data else hashlib.sha256(_norm(data)).hexdigest())
 
 
+@pytest.mark.parametrize("finder", ["counts", "scan"])
+@given(head=st.lists(st.sampled_from([b"\r", b"\n", b"\r\n", b"a", b"\0", b"\xe9", b": "]), max_size=30),
+       blank=st.booleans(),
+       body=st.lists(st.sampled_from([b"\r", b"\n", b"\r\n", b"a", b"\0", b"\xe9"]), max_size=30))
+def test_a_whole_body_in_memory_has_the_fingerprints_of_its_stream(finder, head, blank, body):
+    """A body in memory is fingerprinted in one piece, with a shortcut for mail that needs no normalising; its
+    fingerprints are those of the same bytes read as a stream, whatever line endings, NULs and 8-bit bytes are
+    in the header or after it, with or without an empty line between them."""
+    chosen = matching._bare_lf
+    if finder == "scan":
+        matching._bare_lf = matching._bare_lf_by_scan
+    try:
+        data = b"".join(head) + (b"\r\n\r\n" if blank else b"") + b"".join(body)
+        whole = fingerprints(Body.from_bytes(data))
+    finally:
+        matching._bare_lf = chosen
+    assert whole == _fingerprint_in_pieces(data, [1, 2, 3])
+    assert whole[0] == hashlib.sha256(data).hexdigest()
+    assert whole[1] == (None if _norm(data) == data else hashlib.sha256(_norm(data)).hexdigest())
+
+
 def test_crlf_rewriting_server_still_matches():
     """A server that turns bare LF into CRLF stores other bytes; the normalised fingerprint finds it."""
     original = b"Subject: x\n\nbody\n"

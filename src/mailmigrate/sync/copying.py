@@ -25,7 +25,7 @@ from typing import Iterator
 from ..errors import Interrupted, MessageRejected
 from ..model import AppendItem, Body, FolderStatus, MessageMeta, PermanentFlags
 from .folders import display
-from .matching import Fingerprinter
+from .matching import fingerprints
 from .plan import clean
 from .run_part import RunPart
 from .state import DONE, PENDING, FolderState, MessageRow
@@ -114,10 +114,7 @@ class CopyPipeline(RunPart):
         and several folders are in flight anyway) and cost about a tenth of the copy's CPU in hand-offs and
         contention for the interpreter (bench/ab.py, docs/benchmarks.md)."""
         for meta, body in self.source.fetch(src_path, keys):
-            fp = Fingerprinter()
-            for chunk in body.chunks():
-                fp.update(chunk)
-            exact, norm = fp.result()
+            exact, norm = fingerprints(body)
             yield meta, body, exact, norm
 
     def _flush(self, f: FolderState, src_path, target_path, batch, perm: PermanentFlags, uid_floor) -> None:

@@ -139,7 +139,29 @@ class Fingerprinter:
         return exact, (self._norm.hexdigest() if self._norm is not None else None)
 
 
+def _needs_no_normalising(data: bytes) -> bool:
+    """True when the normalised bytes of a whole message are the bytes themselves: no NUL, no bare LF, and an
+    ASCII header block (up to and with the first empty line; all of it when there is none)."""
+    if b"\0" in data or _bare_lf(data):
+        return False
+    if data.isascii():
+        return True
+    end = data.find(b"\r\n\r\n")
+    return end >= 0 and data[:end].isascii()
+
+
 def fingerprints(body: Body) -> tuple[str, str | None]:
+    """A body's exact and normalised fingerprints (see :class:`Fingerprinter`).
+
+    A body held in memory is one piece, and most mail needs no normalising: then one SHA-256 and three
+    C-level scans decide it, without the chunk-by-chunk bookkeeping a stream needs (which was a third of the
+    fingerprints' CPU in a copy). Any other body goes through :class:`Fingerprinter`."""
+    if body.in_memory:
+        data = body.read()
+        if _needs_no_normalising(data):
+            h = hashlib.sha256()
+            _feed(h.update, data)
+            return h.hexdigest(), None
     fp = Fingerprinter()
     for chunk in body.chunks():
         fp.update(chunk)
