@@ -529,15 +529,15 @@ def test_internaldate_read_again_is_the_same_and_the_memo_stays_bounded():
 def test_append_dates_of_one_instant_in_two_zones_stay_two_texts():
     from datetime import timedelta
 
-    from mailmigrate.stores.imap import _date_arg
+    from mailmigrate.imap.parser import internaldate_arg
 
     here = datetime(2024, 3, 1, 11, 55, 10, tzinfo=timezone(timedelta(hours=1)))
     utc = here.astimezone(timezone.utc)
     assert here == utc
     for _ in range(2):
-        assert _date_arg(here) == b'"01-Mar-2024 11:55:10 +0100"'
-        assert _date_arg(utc) == b'"01-Mar-2024 10:55:10 +0000"'
-        assert _date_arg(here.replace(tzinfo=None)) == b'"01-Mar-2024 11:55:10 +0000"'
+        assert internaldate_arg(here) == b'"01-Mar-2024 11:55:10 +0100"'
+        assert internaldate_arg(utc) == b'"01-Mar-2024 10:55:10 +0000"'
+        assert internaldate_arg(here.replace(tzinfo=None)) == b'"01-Mar-2024 11:55:10 +0000"'
 
 
 def test_fast_paths_take_cyrus_order_too():
