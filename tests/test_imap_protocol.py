@@ -48,6 +48,23 @@ def test_internaldate_round_trip():
     assert parse_internaldate(format_internaldate(dt).encode()) == dt
 
 
+@settings(max_examples=300, deadline=None)
+@given(st.datetimes(min_value=datetime(1000, 1, 1), max_value=datetime(9999, 12, 30)).map(lambda d: d.replace(microsecond=0)),
+       st.integers(min_value=-(23 * 60 + 59), max_value=23 * 60 + 59))
+def test_append_date_reads_back_as_the_same_instant_in_the_same_zone(when, minutes):
+    """Whatever the date and the zone (east or west, whole hours or not), APPEND's date-time reads back as the
+    same instant with the same offset: the target keeps the date the source had, as the source wrote it."""
+    from datetime import timedelta
+
+    from mailmigrate.imap.parser import internaldate_arg
+
+    dt = when.replace(tzinfo=timezone(timedelta(minutes=minutes)))
+    text = internaldate_arg(dt)
+    assert text[:1] == text[-1:] == b'"'
+    back = parse_internaldate(text[1:-1])
+    assert back == dt and back.utcoffset() == dt.utcoffset()
+
+
 @pytest.mark.parametrize("garbage", [b"* 1 FETCH (UID\r\n", b'* LIST () "/" "unterminated\r\n', b"NOTAG\r\n",
                                      b"M1 MAYBE done\r\n", b"* 1 FETCH UID 3\r\n", b"* 1 FETCH (A [B)\r\n"])
 def test_garbage_is_a_protocol_error(garbage):
@@ -529,15 +546,15 @@ def test_internaldate_read_again_is_the_same_and_the_memo_stays_bounded():
 def test_append_dates_of_one_instant_in_two_zones_stay_two_texts():
     from datetime import timedelta
 
-    from mailmigrate.stores.imap import _date_arg
+    from mailmigrate.imap.parser import internaldate_arg
 
     here = datetime(2024, 3, 1, 11, 55, 10, tzinfo=timezone(timedelta(hours=1)))
     utc = here.astimezone(timezone.utc)
     assert here == utc
     for _ in range(2):
-        assert _date_arg(here) == b'"01-Mar-2024 11:55:10 +0100"'
-        assert _date_arg(utc) == b'"01-Mar-2024 10:55:10 +0000"'
-        assert _date_arg(here.replace(tzinfo=None)) == b'"01-Mar-2024 11:55:10 +0000"'
+        assert internaldate_arg(here) == b'"01-Mar-2024 11:55:10 +0100"'
+        assert internaldate_arg(utc) == b'"01-Mar-2024 10:55:10 +0000"'
+        assert internaldate_arg(here.replace(tzinfo=None)) == b'"01-Mar-2024 11:55:10 +0000"'
 
 
 def test_fast_paths_take_cyrus_order_too():

@@ -542,23 +542,30 @@ def parse_internaldate(value: bytes) -> datetime:
     return got
 
 
-_MONTH_NAMES = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
-_OFFSETS: dict[timedelta, str] = {}  # utcoffset -> "+hhmm": an APPEND batch has few zones and many dates
+_MONTH_NAMES = (b"Jan", b"Feb", b"Mar", b"Apr", b"May", b"Jun", b"Jul", b"Aug", b"Sep", b"Oct", b"Nov", b"Dec")
+# utcoffset -> "+hhmm": an APPEND batch has few zones and many dates; a naive datetime counts as UTC
+_ZONE_TEXTS: dict[timedelta | None, bytes] = {None: b"+0000"}
+
+
+def internaldate_arg(dt: datetime) -> bytes:
+    """APPEND's quoted date-time for ``dt`` in its own zone (an instant in another zone is another text).
+
+    Made straight as bytes, one formatting per message: each message's date is a value of its own, so a
+    memo of the texts (as there was) only cost a look-up and an insert per message."""
+    off = dt.utcoffset()
+    zone = _ZONE_TEXTS.get(off)
+    if zone is None:
+        sign = b"-" if off < _ZERO else b"+"
+        a = abs(off)
+        zone = b"%s%02d%02d" % (sign, a.seconds // 3600, (a.seconds // 60) % 60)
+        if len(_ZONE_TEXTS) < 64:
+            _ZONE_TEXTS[off] = zone
+    return b'"%02d-%s-%04d %02d:%02d:%02d %s"' % (dt.day, _MONTH_NAMES[dt.month - 1], dt.year, dt.hour, dt.minute,
+                                                 dt.second, zone)
 
 
 def format_internaldate(dt: datetime) -> str:
-    if dt.tzinfo is None:
-        dt = dt.replace(tzinfo=timezone.utc)
-    off = dt.utcoffset() or _ZERO
-    zone = _OFFSETS.get(off)
-    if zone is None:
-        sign = "-" if off < _ZERO else "+"
-        a = abs(off)
-        zone = f"{sign}{a.seconds // 3600:02d}{(a.seconds // 60) % 60:02d}"
-        if len(_OFFSETS) < 64:
-            _OFFSETS[off] = zone
-    return "%02d-%s-%04d %02d:%02d:%02d %s" % (dt.day, _MONTH_NAMES[dt.month - 1], dt.year, dt.hour, dt.minute,
-                                               dt.second, zone)
+    return internaldate_arg(dt)[1:-1].decode("ascii")
 
 
 _ZERO = timedelta(0)

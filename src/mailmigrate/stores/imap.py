@@ -22,7 +22,7 @@ from ..formats import mutf7
 from ..formats.specialuse import guess_special_use
 from ..imap import compress
 from ..imap.connection import Connection, Lit, quote
-from ..imap.parser import (MODSEQ_MAX, NUMBER_MAX, Response, atom_list, fetch_items, format_internaldate,
+from ..imap.parser import (MODSEQ_MAX, NUMBER_MAX, Response, atom_list, fetch_items, internaldate_arg,
                            parse_internaldate, parse_number, parse_uid_set)
 from ..model import (SPECIAL_USES, AppendItem, Body, FolderInfo, FolderPath, FolderStatus, MessageMeta,
                      PermanentFlags, Secret, intern_flags, remembered)
@@ -557,7 +557,7 @@ class ImapStore(Store):
 
         def one(it: AppendItem) -> list:
             if it.internaldate is not None:
-                return [_flag_list(it.flags), _date_arg(it.internaldate), Lit(it.body)]
+                return [_flag_list(it.flags), internaldate_arg(it.internaldate), Lit(it.body)]
             return [_flag_list(it.flags), Lit(it.body)]
 
         if "MULTIAPPEND" in c.capabilities and len(items) > 1:
@@ -638,22 +638,6 @@ def _meta_flags(flag_atoms) -> frozenset[str]:
     """A listing's FLAGS as a message's flags: \\Recent (session state) left out, one shared set per kind."""
     return intern_flags(frozenset(f.decode("utf-8", "replace") for f in (flag_atoms or [])
                                   if isinstance(f, bytes) and f.lower() != b"\\recent"))
-
-
-_DATE_ARGS: dict[tuple, bytes] = {}
-
-
-def _date_arg(dt: datetime) -> bytes:
-    """APPEND's quoted date-time; remembered per value and offset (equal datetimes in other zones are other
-    texts), since the source's listing and copy hand the same datetime object on (parser.parse_internaldate)."""
-    key = (dt, dt.utcoffset())
-    b = _DATE_ARGS.get(key)
-    if b is None:
-        b = b'"%s"' % format_internaldate(dt).encode()
-        if len(_DATE_ARGS) >= 8192:
-            _DATE_ARGS.clear()
-        _DATE_ARGS[key] = b
-    return b
 
 
 _FLAG_SETS: dict[tuple, frozenset[str]] = {}
