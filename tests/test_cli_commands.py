@@ -49,14 +49,15 @@ def test_help_and_unknown_words_still_list_every_command(capsys):
 #: commands' layers, the optional extras, the groupware stores, the token sources (urllib.request,
 #: http.client, email), the progress bars, the accounts-file reader and the pool for accounts at once; and,
 #: with no provider preset, no --delete and no per-account rules, the Gmail rules, the delete checks and
-#: shlex.
+#: shlex; nor typing (annotations are never evaluated: its names are imported for type checkers only).
 NOT_FOR_A_MAIL_SYNC = ("mailmigrate.dashboard", "mailmigrate.fleet", "mailmigrate.directory", "mailmigrate.paths",
                        "mailmigrate.workflow", "mailmigrate.stores.groupware", "mailmigrate.stores.dav",
                        "mailmigrate.stores.vdir", "mailmigrate.sync.groupware", "mailmigrate.stores.oauth",
                        "mailmigrate.cli.progress", "mailmigrate.sync.accounts", "mailmigrate.cli.worker",
                        "mailmigrate.cli.project", "mailmigrate.cli.serve", "flask", "jinja2", "werkzeug", "celery",
                        "kombu", "redis", "psycopg", "ldap3", "pymysql", "email", "http", "urllib.request", "csv",
-                       "concurrent.futures", "mailmigrate.sync.gmail", "mailmigrate.sync.deletes", "shlex")
+                       "concurrent.futures", "mailmigrate.sync.gmail", "mailmigrate.sync.deletes", "shlex",
+                       "typing")
 
 
 def _modules_after_sync(source: str, target: str, state, env=None) -> list[str]:

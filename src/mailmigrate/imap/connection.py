@@ -22,7 +22,7 @@ import ssl
 import struct
 import sys
 import time
-from typing import Iterator
+from collections.abc import Iterator
 
 from ..errors import (AuthenticationFailed, CommandTimedOut, ConfigError, ConnectionLost, FormatError,
                       HostNotFound, MessageRejected, ProtocolError, QuotaExceeded, ResponseTooLarge, ServerRefused,

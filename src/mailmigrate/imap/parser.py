@@ -14,10 +14,13 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
-from typing import Any
 
 from ..errors import ProtocolError
 from ..model import printable
+
+TYPE_CHECKING = False  # typing's constant, without importing typing: see model.py
+if TYPE_CHECKING:
+    from typing import Any
 
 _LITERAL_AT_END = re.compile(rb"~?\{(\d+)(\+?)\}\r?\n?$")
 _ATOM_RUN = re.compile(rb'[^ ()\r\n"{\[\x00-\x1f\x7f]*')

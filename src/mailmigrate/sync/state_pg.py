@@ -25,8 +25,8 @@ import hashlib
 import os
 import threading
 import time
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 from ..errors import ConfigError, StateCorrupt, StateError, StateUnreachable
 from .state import StateDB
