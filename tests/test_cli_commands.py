@@ -49,7 +49,8 @@ def test_help_and_unknown_words_still_list_every_command(capsys):
 #: commands' layers, the optional extras, the groupware stores, the token sources (urllib.request,
 #: http.client, email), the progress bars, the accounts-file reader and the pool for accounts at once; and,
 #: with no provider preset, no --delete and no per-account rules, the Gmail rules, the delete checks and
-#: shlex; nor typing (annotations are never evaluated: its names are imported for type checkers only).
+#: shlex; nor typing (annotations are never evaluated: its names are imported for type checkers only), nor,
+#: with ?tls=none, ssl.
 NOT_FOR_A_MAIL_SYNC = ("mailmigrate.dashboard", "mailmigrate.fleet", "mailmigrate.directory", "mailmigrate.paths",
                        "mailmigrate.workflow", "mailmigrate.stores.groupware", "mailmigrate.stores.dav",
                        "mailmigrate.stores.vdir", "mailmigrate.sync.groupware", "mailmigrate.stores.oauth",
@@ -57,7 +58,7 @@ NOT_FOR_A_MAIL_SYNC = ("mailmigrate.dashboard", "mailmigrate.fleet", "mailmigrat
                        "mailmigrate.cli.project", "mailmigrate.cli.serve", "flask", "jinja2", "werkzeug", "celery",
                        "kombu", "redis", "psycopg", "ldap3", "pymysql", "email", "http", "urllib.request", "csv",
                        "concurrent.futures", "mailmigrate.sync.gmail", "mailmigrate.sync.deletes", "shlex",
-                       "typing")
+                       "typing", "ssl")
 
 
 def _modules_after_sync(source: str, target: str, state, env=None) -> list[str]:
