@@ -102,3 +102,6 @@ def test_a_plain_imap_sync_loads_none_of_the_optional_parts(imap_accounts, tmp_p
     modules = _modules_after_sync(src.url(), dst.url(), tmp_path / "state.db", env=env_for(src, dst))
     assert "mailmigrate.stores.imap" in modules
     assert _optional(modules) == []
+    # a rerun with nothing to copy hashes nothing: hashlib (OpenSSL's libcrypto) is not loaded
+    again = _modules_after_sync(src.url(), dst.url(), tmp_path / "state.db", env=env_for(src, dst))
+    assert "hashlib" in modules and "hashlib" not in again and _optional(again) == []

@@ -7,7 +7,6 @@ which keeps memory flat whatever the message size.
 
 from __future__ import annotations
 
-import hashlib
 import io
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -143,11 +142,17 @@ def spool_file() -> BinaryIO:
     return tempfile.TemporaryFile(prefix="mailmigrate-")
 
 
+# hashlib is imported where a message is hashed: it loads OpenSSL's libcrypto, some 2.5 ms of a start-up, and a
+# rerun with nothing to copy hashes nothing (with TLS, ssl loads the library anyway, the module still costs).
 def fingerprint_bytes(data: bytes) -> str:
+    import hashlib
+
     return hashlib.sha256(data).hexdigest()
 
 
 def fingerprint_chunks(chunks) -> str:
+    import hashlib
+
     h = hashlib.sha256()
     for c in chunks:
         h.update(c)

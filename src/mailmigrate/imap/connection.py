@@ -12,7 +12,6 @@ refused before any password is sent.
 from __future__ import annotations
 
 import base64
-import hashlib
 import io
 import logging
 import os
@@ -786,6 +785,8 @@ class Connection:
         tag = self.send_command(b"X-MASTERAUTH")
         cont = self._await_continuation(tag)
         challenge = cont.text.strip()
+        import hashlib  # Kerio's master login only: see model.fingerprint_bytes
+
         self._send(hashlib.md5(challenge + pw.encode("utf-8")).hexdigest().encode() + b"\r\n")
         r = self.wait(tag)
         if r.status != b"OK":
