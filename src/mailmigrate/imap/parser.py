@@ -28,6 +28,9 @@ _ATOM_RUN = re.compile(rb'[^ ()\r\n"{\[\x00-\x1f\x7f]*')
 
 @dataclass
 class Response:
+    """One parsed server response.  (A docstring also spares @dataclass writing one from the signature, with
+    inspect, at every start-up.)"""
+
     kind: str  # "tagged" | "untagged" | "continuation"
     tag: bytes | None = None
     status: bytes | None = None  # OK NO BAD BYE PREAUTH for status responses, upper-case
