@@ -49,14 +49,16 @@ def test_help_and_unknown_words_still_list_every_command(capsys):
 #: commands' layers, the optional extras, the groupware stores, the token sources (urllib.request,
 #: http.client, email), the progress bars, the accounts-file reader and the pool for accounts at once; and,
 #: with no provider preset, no --delete and no per-account rules, the Gmail rules, the delete checks and
-#: shlex.
+#: shlex; nor typing (annotations are never evaluated: its names are imported for type checkers only), nor,
+#: with ?tls=none, ssl.
 NOT_FOR_A_MAIL_SYNC = ("mailmigrate.dashboard", "mailmigrate.fleet", "mailmigrate.directory", "mailmigrate.paths",
                        "mailmigrate.workflow", "mailmigrate.stores.groupware", "mailmigrate.stores.dav",
                        "mailmigrate.stores.vdir", "mailmigrate.sync.groupware", "mailmigrate.stores.oauth",
                        "mailmigrate.cli.progress", "mailmigrate.sync.accounts", "mailmigrate.cli.worker",
                        "mailmigrate.cli.project", "mailmigrate.cli.serve", "flask", "jinja2", "werkzeug", "celery",
                        "kombu", "redis", "psycopg", "ldap3", "pymysql", "email", "http", "urllib.request", "csv",
-                       "concurrent.futures", "mailmigrate.sync.gmail", "mailmigrate.sync.deletes", "shlex")
+                       "concurrent.futures", "mailmigrate.sync.gmail", "mailmigrate.sync.deletes", "shlex",
+                       "typing", "ssl")
 
 
 def _modules_after_sync(source: str, target: str, state, env=None) -> list[str]:
@@ -100,3 +102,6 @@ def test_a_plain_imap_sync_loads_none_of_the_optional_parts(imap_accounts, tmp_p
     modules = _modules_after_sync(src.url(), dst.url(), tmp_path / "state.db", env=env_for(src, dst))
     assert "mailmigrate.stores.imap" in modules
     assert _optional(modules) == []
+    # a rerun with nothing to copy hashes nothing: hashlib (OpenSSL's libcrypto) is not loaded
+    again = _modules_after_sync(src.url(), dst.url(), tmp_path / "state.db", env=env_for(src, dst))
+    assert "hashlib" in modules and "hashlib" not in again and _optional(again) == []

@@ -7,13 +7,19 @@ which keeps memory flat whatever the message size.
 
 from __future__ import annotations
 
-import hashlib
 import io
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import BinaryIO, Iterator
 
 from .credentials import Secret  # noqa: F401  (its home is credentials.py; many modules import it from here)
+
+#: typing.TYPE_CHECKING without importing typing, as the modules a sync loads do: typing costs some 3 ms of every
+#: run's start-up, and with ``from __future__ import annotations`` its names are needed by type checkers only
+#: (the abstract types come from collections.abc).  Type checkers take any TYPE_CHECKING as true.
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import BinaryIO
 
 #: A folder is named by its decoded (Unicode) components, independent of any store's separator or
 #: encoding; ("INBOX",) is the inbox and ("Work", "a/b") is a sub-folder whose own name holds a "/".
@@ -136,11 +142,17 @@ def spool_file() -> BinaryIO:
     return tempfile.TemporaryFile(prefix="mailmigrate-")
 
 
+# hashlib is imported where a message is hashed: it loads OpenSSL's libcrypto, some 2.5 ms of a start-up, and a
+# rerun with nothing to copy hashes nothing (with TLS, ssl loads the library anyway, the module still costs).
 def fingerprint_bytes(data: bytes) -> str:
+    import hashlib
+
     return hashlib.sha256(data).hexdigest()
 
 
 def fingerprint_chunks(chunks) -> str:
+    import hashlib
+
     h = hashlib.sha256()
     for c in chunks:
         h.update(c)

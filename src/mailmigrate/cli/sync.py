@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import json
 import os
 import signal
@@ -157,6 +156,8 @@ def default_state_path(source, target, written: tuple[str, str] | None = None) -
     base = Path(os.environ.get("XDG_STATE_HOME") or Path.home() / ".local" / "state") / "mailmigrate"
 
     def named(a: str, b: str) -> Path:
+        import hashlib  # here: a run given --state does not load it (see model.fingerprint_bytes)
+
         digest = hashlib.sha256(f"{a}\n{b}".encode()).hexdigest()[:16]
         return base / f"sync-{digest}.db"
 

@@ -11,7 +11,10 @@ from __future__ import annotations
 import os
 import tempfile
 from pathlib import Path
-from typing import Literal
+
+TYPE_CHECKING = False  # typing's constant, without importing typing: see model.py
+if TYPE_CHECKING:
+    from typing import Literal
 
 
 def replace_file(path: Path, data: bytes, mode: int | Literal["umask"] | None, *, suffix: str = "",

@@ -15,12 +15,16 @@ from __future__ import annotations
 
 import hashlib
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from email.utils import parsedate_to_datetime
-from typing import BinaryIO, Iterator
 
 from ..model import BodyWriter
+
+TYPE_CHECKING = False  # typing's constant, without importing typing: see model.py
+if TYPE_CHECKING:
+    from typing import BinaryIO
 
 LINE_PIECE = 1 << 16
 LINE_HEAD = 4096  # the start of a line that is always read whole before it is judged

@@ -12,17 +12,15 @@ refused before any password is sent.
 from __future__ import annotations
 
 import base64
-import hashlib
 import io
 import logging
 import os
 import re
 import socket
-import ssl
 import struct
 import sys
 import time
-from typing import Iterator
+from collections.abc import Iterator
 
 from ..errors import (AuthenticationFailed, CommandTimedOut, ConfigError, ConnectionLost, FormatError,
                       HostNotFound, MessageRejected, ProtocolError, QuotaExceeded, ResponseTooLarge, ServerRefused,
@@ -32,6 +30,10 @@ from . import diag
 from .sasl import OAUTH_ERROR_ACK, oauth_initial_response
 from .parser import (BODY_FETCH_HEAD, BODY_FETCH_HEAD_FLAGS_FIRST, LISTING_FETCH, LISTING_FETCH_FLAGS_FIRST,
                      Response, _Literal, literal_size, parse_number, parse_response)
+
+TYPE_CHECKING = False  # typing's constant, without importing typing: see model.py
+if TYPE_CHECKING:
+    import ssl
 
 log = logging.getLogger("mailmigrate.imap")
 wire = logging.getLogger("mailmigrate.imap.wire")
@@ -199,6 +201,8 @@ class Connection:
 
     # --- connecting -------------------------------------------------------------------------------
     def _context(self) -> ssl.SSLContext:
+        import ssl  # see _wrap
+
         ctx = ssl.create_default_context(cafile=self.cafile)
         if self.insecure:
             ctx.check_hostname = False
@@ -243,6 +247,10 @@ class Connection:
             self.capability()
 
     def _wrap(self, raw: socket.socket) -> ssl.SSLSocket:
+        # ssl loads here, with the first TLS connection: a ?tls=none run (a cutover loop between servers on one
+        # host or a trusted network) does not pay its import, some 4 ms of every start-up
+        import ssl
+
         try:
             raw.settimeout(self.timeout)  # a plain socket read in blocking mode (_DeadlineIO): TLS needs Python's
             return self._context().wrap_socket(raw, server_hostname=self.host)
@@ -777,6 +785,8 @@ class Connection:
         tag = self.send_command(b"X-MASTERAUTH")
         cont = self._await_continuation(tag)
         challenge = cont.text.strip()
+        import hashlib  # Kerio's master login only: see model.fingerprint_bytes
+
         self._send(hashlib.md5(challenge + pw.encode("utf-8")).hexdigest().encode() + b"\r\n")
         r = self.wait(tag)
         if r.status != b"OK":

@@ -14,10 +14,13 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
-from typing import Any
 
 from ..errors import ProtocolError
 from ..model import printable
+
+TYPE_CHECKING = False  # typing's constant, without importing typing: see model.py
+if TYPE_CHECKING:
+    from typing import Any
 
 _LITERAL_AT_END = re.compile(rb"~?\{(\d+)(\+?)\}\r?\n?$")
 _ATOM_RUN = re.compile(rb'[^ ()\r\n"{\[\x00-\x1f\x7f]*')
@@ -25,6 +28,9 @@ _ATOM_RUN = re.compile(rb'[^ ()\r\n"{\[\x00-\x1f\x7f]*')
 
 @dataclass
 class Response:
+    """One parsed server response.  (A docstring also spares @dataclass writing one from the signature, with
+    inspect, at every start-up.)"""
+
     kind: str  # "tagged" | "untagged" | "continuation"
     tag: bytes | None = None
     status: bytes | None = None  # OK NO BAD BYE PREAUTH for status responses, upper-case

@@ -18,8 +18,8 @@ that cannot tell returns None and the engine lists the folder.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Container, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Container, Iterable, Iterator, Sequence
 
 from ..errors import ConfigError
 from ..model import AppendItem, Body, FolderInfo, FolderPath, FolderStatus, MessageMeta, PermanentFlags

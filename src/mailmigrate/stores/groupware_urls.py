@@ -11,11 +11,11 @@ File paths may hold ``%u``, ``%n``, ``%d`` like the mail stores'.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from ..errors import ConfigError
 from ..model import Secret
 
+TYPE_CHECKING = False  # typing's constant, without importing typing: see model.py
 if TYPE_CHECKING:  # a mail sync asks is_groupware_url() only: the groupware stores load when one is opened
     from .groupware import GroupwareStore
 

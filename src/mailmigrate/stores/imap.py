@@ -14,8 +14,8 @@ non-synchronising literals (LITERAL+), so a batch of 100 messages costs one roun
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterable, Iterator, Sequence
 from datetime import datetime
-from typing import Iterable, Iterator, Sequence
 
 from ..errors import ConnectionLost, FolderFailed, MessageRejected, ProtocolError, ServerRefused
 from ..formats import mutf7

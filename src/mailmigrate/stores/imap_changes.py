@@ -21,12 +21,13 @@ from __future__ import annotations
 
 import bisect
 import logging
-from typing import TYPE_CHECKING
 
 from ..errors import FolderFailed, ProtocolError
 from ..imap.parser import fetch_items, parse_internaldate, parse_number, uid_set_parts
 from ..model import FolderPath, FolderStatus, MessageMeta, intern_flags
 from .base import FolderChanges
+
+TYPE_CHECKING = False  # typing's constant, without importing typing: see model.py
 
 if TYPE_CHECKING:
     from .imap import ImapStore

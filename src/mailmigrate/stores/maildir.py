@@ -28,9 +28,9 @@ import secrets
 import socket
 import threading
 import time
+from collections.abc import Iterable, Iterator, Sequence
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Iterable, Iterator, Sequence
 
 from ..errors import ConfigError, FolderFailed, FormatError, MessageRejected, QuotaExceeded, StoreError
 from ..formats import maildir as fmt

@@ -16,8 +16,8 @@ from __future__ import annotations
 import logging
 import os
 from collections import Counter
+from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Iterator, Sequence
 
 from ..errors import ConfigError, FolderFailed
 from ..formats import mbox as fmt

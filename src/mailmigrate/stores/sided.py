@@ -7,7 +7,7 @@ the error as it leaves the store (``_mm_side``), once: an error the other side's
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 from ..errors import MailmigrateError
 from .base import Store

@@ -14,7 +14,7 @@ that only opens and closes.
 
 from __future__ import annotations
 
-from typing import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 
 from ..model import AppendItem, Body, FolderInfo, FolderPath, FolderStatus, MessageMeta, PermanentFlags
 from .base import FolderChanges, Store

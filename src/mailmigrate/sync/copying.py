@@ -20,7 +20,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import re
-from typing import Iterator
+from collections.abc import Iterator
 
 from ..errors import Interrupted, MessageRejected
 from ..model import AppendItem, Body, FolderStatus, MessageMeta, PermanentFlags

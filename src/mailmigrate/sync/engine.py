@@ -24,8 +24,8 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable
 
 from ..errors import ConfigError, MailmigrateError, ServerRefused
 from ..model import AccountResult, FolderPath, FolderStatus, Problem

@@ -16,7 +16,7 @@ guard's reason (``_withheld``), ``size_limit`` and the Gmail rules (``_dedupes``
 from __future__ import annotations
 
 import logging
-from typing import Sequence
+from collections.abc import Sequence
 
 from ..errors import ConfigError, FolderFailed, MailmigrateError, ServerRefused
 from ..model import FolderPath, FolderStatus, MessageMeta, PermanentFlags

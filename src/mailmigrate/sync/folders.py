@@ -8,8 +8,8 @@ client keeps finding sent mail after the cutover.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import Callable, Iterable
 
 from ..model import INBOX, FolderInfo, FolderPath, printable
 

@@ -19,10 +19,9 @@ fingerprint finds nothing.
 
 from __future__ import annotations
 
-import hashlib
 import re
 from collections import defaultdict
-from typing import Iterable, Iterator
+from collections.abc import Iterable, Iterator
 
 from ..model import Body
 
@@ -79,6 +78,8 @@ class Fingerprinter:
     __slots__ = ("_exact", "_norm", "_carry_cr", "_in_header", "_tail", "_out")
 
     def __init__(self):
+        import hashlib  # here, with the first message hashed: see model.fingerprint_bytes (~0.1 us a message)
+
         self._exact = hashlib.sha256()
         self._norm = None  # a hash of its own once the normalised stream has departed from the exact one
         self._carry_cr = False  # the previous chunk ended in "\r"

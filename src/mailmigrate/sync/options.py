@@ -12,13 +12,15 @@ from __future__ import annotations
 
 import dataclasses
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable
 
 from ..model import Account, AccountResult, Secret
 from ..stores.registry import StoreOptions, StoreSpec, parse_spec
 from .selection import Selection
+
+TYPE_CHECKING = False  # typing's constant, without importing typing: see model.py
 
 if TYPE_CHECKING:
     from .limits import RateLimiter

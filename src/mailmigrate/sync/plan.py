@@ -12,8 +12,8 @@ the folder after recovery and re-matching, the target folder's PERMANENTFLAGS an
 
 from __future__ import annotations
 
+from collections.abc import Container, Iterable
 from dataclasses import dataclass, field
-from typing import Container, Iterable
 
 from ..model import MessageMeta, PermanentFlags, remembered
 from .selection import Selection

@@ -16,9 +16,9 @@ from __future__ import annotations
 
 import contextlib
 import logging
+from collections.abc import Callable, Iterator
 from dataclasses import replace
 from pathlib import Path
-from typing import Callable, Iterator
 
 from ..credentials import Secret, choose_password
 from ..errors import StateLocked

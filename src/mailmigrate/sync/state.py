@@ -31,9 +31,9 @@ import fcntl
 import json
 import os
 import sqlite3
+from collections.abc import Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Sequence
 
 from ..errors import StateCorrupt, StateLocked
 from .state_sql import (ADOPTED, DONE, PENDING, FolderState, LostIntent, MessageRow, SqlStateDB, decode_flags, decode_path,

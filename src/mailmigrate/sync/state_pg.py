@@ -21,12 +21,11 @@ Same interface, meaning and queries as :class:`~mailmigrate.sync.state.StateDB` 
 
 from __future__ import annotations
 
-import hashlib
 import os
 import threading
 import time
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 from ..errors import ConfigError, StateCorrupt, StateError, StateUnreachable
 from .state import StateDB
@@ -186,6 +185,8 @@ def upgrade(url: str) -> tuple[int, int]:
 
 def account_lock_key(account: str) -> int:
     """The advisory lock number of an account: 63 bits of its SHA-256 (signed bigint)."""
+    import hashlib  # here: a SQLite run imports this module for is_pg_url (see model.fingerprint_bytes)
+
     return int.from_bytes(hashlib.sha256(b"mailmigrate-account\0" + account.encode()).digest()[:8], "big",
                           signed=True)
 

@@ -16,11 +16,15 @@ from __future__ import annotations
 import functools
 import json
 import threading
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
-from typing import Any, Iterable, Iterator, Sequence
 
 from ..model import FolderPath, remembered
+
+TYPE_CHECKING = False  # typing's constant, without importing typing: see model.py
+if TYPE_CHECKING:
+    from typing import Any
 
 PENDING = 0
 DONE = 1
