@@ -160,6 +160,8 @@ def fingerprints(body: Body) -> tuple[str, str | None]:
     if body.in_memory:
         data = body.read()
         if _needs_no_normalising(data):
+            import hashlib  # as in Fingerprinter.__init__
+
             h = hashlib.sha256()
             _feed(h.update, data)
             return h.hexdigest(), None
