@@ -174,3 +174,28 @@ def test_mbox_directory_to_maildir(tmp_path):
     s = json.loads(run_mm("sync", f"mbox:{box}", f"maildir:{target}", "--state", tmp_path / "s.db",
                           "--json").stdout)
     assert s["copied"] == 0
+
+
+def test_keywords_the_target_cannot_keep_are_dropped_and_reported_once_per_folder(tmp_path):
+    """A target folder whose keyword letters are all taken (Dovecot's Maildir has 26, a..z, listed in its
+    dovecot-keywords file) keeps the keywords it already knows and no new one: every message is copied with
+    the flags the folder keeps, and each keyword it drops is reported once for the folder, not per message."""
+    from mailmigrate.formats import maildir as md
+
+    src, dst = tmp_path / "src", tmp_path / "dst"
+    (src / "cur").mkdir(parents=True)
+    (src / "dovecot-keywords").write_bytes(md.dump_keywords({0: "known", 1: "new1", 2: "new2"}))
+    for i in range(6):
+        letters = ["S", "ab", "abc", "ac", "a", "S"][i]  # a = known, b = new1, c = new2
+        write_msg(src, f"{1_600_000_000 + i}.M{i}P1.host", b"Subject: %d\r\n\r\nbody %d\r\n" % (i, i), letters)
+    for d in ("cur", "new", "tmp"):
+        (dst / d).mkdir(parents=True)
+    # Every letter of the target taken, "known" among them.
+    (dst / "dovecot-keywords").write_bytes(md.dump_keywords({i: ("known" if i == 7 else f"kw{i}") for i in range(26)}))
+    p = run_mm("sync", f"maildir:{src}", f"maildir:{dst}", "--state", tmp_path / "s.db")
+    assert p.stdout.count("does not keep the flag new1") == 1 and p.stdout.count("does not keep the flag new2") == 1, p.stdout
+    kws = md.parse_keywords((dst / "dovecot-keywords").read_bytes())
+    assert len(kws) == 26 and "new1" not in kws.values() and "new2" not in kws.values()
+    known = chr(ord("a") + next(i for i, n in kws.items() if n == "known"))
+    got = sorted(f.name.split(":2,", 1)[1] for f in (dst / "cur").iterdir())
+    assert got == sorted(["S", known, known, known, known, "S"])

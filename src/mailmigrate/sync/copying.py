@@ -141,8 +141,14 @@ class CopyPipeline(RunPart):
         if self.opt.checkpoint:
             self.opt.checkpoint("before-append")
         items = []
-        for meta, body, _, _ in batch:
-            kept, dropped = perm.filter(clean(meta.flags))
+        # A batch has a handful of distinct flag sets (one shared object each) and a hundred messages: the
+        # target's filter is worked out once per set.
+        filtered: dict = {}
+        for (meta, body, _, _), row in zip(batch, rows):
+            got = filtered.get(row.source_flags)
+            if got is None:
+                got = filtered[row.source_flags] = perm.filter(row.source_flags)
+            kept, dropped = got
             for kw in dropped:
                 if (target_path, kw) not in self._reported_keyword_drops:
                     self._reported_keyword_drops.add((target_path, kw))
