@@ -51,20 +51,11 @@ else:
         return _count(data, b"\n") != _count(data, b"\r\n")
 
 
-# hashlib lets go of the interpreter lock while it hashes 2,048 bytes or more at once. With several folders
-# copied at once, each such let-go hands the interpreter to another folder's thread and costs a hand-back
-# (futex calls, context switches) that is dearer than the hashing it frees: fed in pieces under that size, a
-# copy of the bench corpus with three folders at once took about 6 % less CPU (docs/benchmarks.md).
-_PIECE = 2047
-
-
-def _feed(update, data: bytes) -> None:
-    if len(data) <= _PIECE:
-        update(data)
-        return
-    mv = memoryview(data)
-    for i in range(0, len(mv), _PIECE):
-        update(mv[i:i + _PIECE])
+# Each chunk is hashed in one call, and hashlib lets go of the interpreter lock while it hashes (2,048 bytes or
+# more), so another folder's thread runs meanwhile. Fed in pieces under that size instead, to spare the threads
+# the hand-over, a copy of the bench corpus with three folders at once had taken 6 % less CPU on one machine; on
+# another (an EPYC whose system calls cost more), two A/Bs gave the opposite, 4 and 7.5 % more, with the 30,000
+# calls the pieces make per corpus instead of 3,900 (docs/benchmarks.md, fifth pass).
 
 
 class Fingerprinter:
@@ -128,12 +119,12 @@ class Fingerprinter:
             self._norm_update(b"\r")
         if self._norm is None:
             if not differs:
-                _feed(self._exact.update, chunk)  # identical so far: the exact hash stands for both
+                self._exact.update(chunk)  # identical so far: the exact hash stands for both
                 return
             self._norm = self._exact.copy()
-        _feed(self._exact.update, chunk)
+        self._exact.update(chunk)
         for piece in out:
-            _feed(self._norm.update, piece)
+            self._norm.update(piece)
 
     def result(self) -> tuple[str, str | None]:
         exact = self._exact.hexdigest()
@@ -162,9 +153,7 @@ def fingerprints(body: Body) -> tuple[str, str | None]:
         if _needs_no_normalising(data):
             import hashlib  # as in Fingerprinter.__init__
 
-            h = hashlib.sha256()
-            _feed(h.update, data)
-            return h.hexdigest(), None
+            return hashlib.sha256(data).hexdigest(), None
     fp = Fingerprinter()
     for chunk in body.chunks():
         fp.update(chunk)
