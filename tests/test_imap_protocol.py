@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given, settings, strategies as st
 
 from mailmigrate.errors import AuthenticationFailed, ConfigError, ProtocolError
-from mailmigrate.imap.parser import (fetch_items, format_internaldate, literal_size, parse_internaldate,
+from mailmigrate.imap.parser import (fetch_items, literal_size, parse_internaldate,
                                      parse_response, parse_uid_set, split_raw)
 from mailmigrate.model import AppendItem, Body, Secret
 from mailmigrate.stores.imap import ImapStore, escape_component
@@ -41,11 +41,6 @@ def test_status_codes_and_lists():
     assert b.data == [[b"\\HasNoChildren", b"\\Sent"], b"/", b'Sent "Items"']
     assert c.data == [[], None, b"A&B-b"]
     assert d.kind == "tagged" and d.code == b"APPENDUID" and parse_uid_set(d.code_args[1]) == [3955, 3956, 3957, 3960]
-
-
-def test_internaldate_round_trip():
-    dt = datetime(2020, 2, 29, 23, 59, 1, tzinfo=timezone.utc)
-    assert parse_internaldate(format_internaldate(dt).encode()) == dt
 
 
 @settings(max_examples=300, deadline=None)

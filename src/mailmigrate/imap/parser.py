@@ -570,10 +570,6 @@ def internaldate_arg(dt: datetime) -> bytes:
                                                  dt.second, zone)
 
 
-def format_internaldate(dt: datetime) -> str:
-    return internaldate_arg(dt)[1:-1].decode("ascii")
-
-
 _ZERO = timedelta(0)
 
 
