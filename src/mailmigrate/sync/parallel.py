@@ -101,6 +101,6 @@ def create_before_parallel(lead, work: list[FolderPlan]) -> None:
         fstate = lead.state.folder(lead.account, plan.source.path)
         target_path = fstate.target_path if fstate else plan.target_path
         try:
-            lead._ensure_target_folder(plan, fstate, target_path)
+            lead.folder_run.ensure_target_folder(plan, fstate, target_path)
         except (FolderFailed, ServerRefused):
             continue  # the folder's own worker meets it again and reports it with the folder
