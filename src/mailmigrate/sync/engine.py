@@ -1,10 +1,12 @@
 """The sync engine: one account, source to target, incremental and loss-free.
 
 The account's run (:class:`_AccountRun`, here) lists both sides, maps folders (sync/folders.py), guards
-deletes and hands each folder to the folder run (sync/folder_run.py), several at a time on their own
+deletes and hands each folder to its folder run (sync/folder_run.py), several at a time on their own
 connections (sync/parallel.py).  A folder is read (sync/recovery.py), planned (sync/plan.py: a value, no
 I/O) and the plan executed (sync/copying.py, sync/changes.py); a dry run reads the same way without
-recording and counts the same plan.  docs/ARCHITECTURE.md ("How a message flows") tells how a message travels.
+recording and counts the same plan.  Each of these parts is an object the account's run makes, and each
+worker makes its own, given what it uses; the run inherits from none of them.  docs/ARCHITECTURE.md ("How a
+message flows") tells how a message travels.
 
 What makes reruns safe:
   * a source message is copied when the state has no row for its key — never because a header differs;

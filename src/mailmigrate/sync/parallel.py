@@ -5,8 +5,9 @@ share the account's state, options, report and its per-target-folder locks; each
 and counters (added up at the end).
 
 Not part of the run's class: :func:`sync_parallel` is given the lead run (whose stores it clones, whose
-``_fork`` makes the workers and whose ``_sync_one`` each worker calls) and :class:`TargetLocks` is one
-object the lead run and its workers hold in common.
+``_fork`` makes the workers and whose ``_sync_one`` each worker calls), :func:`create_before_parallel` the
+lead run too (whose folder run creates the target folders), and :class:`TargetLocks` is one object the lead
+run and its workers hold in common.
 """
 
 from __future__ import annotations
