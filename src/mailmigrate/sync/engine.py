@@ -1,10 +1,12 @@
 """The sync engine: one account, source to target, incremental and loss-free.
 
 The account's run (:class:`_AccountRun`, here) lists both sides, maps folders (sync/folders.py), guards
-deletes and hands each folder to the folder run (sync/folder_run.py), several at a time on their own
+deletes and hands each folder to its folder run (sync/folder_run.py), several at a time on their own
 connections (sync/parallel.py).  A folder is read (sync/recovery.py), planned (sync/plan.py: a value, no
 I/O) and the plan executed (sync/copying.py, sync/changes.py); a dry run reads the same way without
-recording and counts the same plan.  docs/ARCHITECTURE.md ("How a message flows") tells how a message travels.
+recording and counts the same plan.  Each of these parts is an object the account's run makes, and each
+worker makes its own, given what it uses; the run inherits from none of them.  docs/ARCHITECTURE.md ("How a
+message flows") tells how a message travels.
 
 What makes reruns safe:
   * a source message is copied when the state has no row for its key — never because a header differs;
@@ -142,12 +144,12 @@ def _backoff(attempt: int, options: SyncOptions, suggested: float | None) -> flo
     return base * (0.5 + random.random() / 2)  # jitter: many accounts retrying must not stampede
 
 
-class _AccountRun(FolderRun):
+class _AccountRun:
     """One account's run: both sides' connections, the folder mapping, and what the folder runs share."""
 
     def __init__(self, source, target, account: str, state: StateDB, options: SyncOptions, result: AccountResult,
                  counters=None, target_paths: set | None = None, target_locks: TargetLocks | None = None,
-                 keyword_drops: set | None = None):
+                 keyword_drops: set | None = None, created_now: set | None = None, lead_presets: tuple | None = None):
         self.source = source
         self.target = target
         self.account = account
@@ -160,10 +162,11 @@ class _AccountRun(FolderRun):
         self._subscriptions_done = False
         self._reported_keyword_drops: set[tuple[FolderPath, str]] = \
             keyword_drops if keyword_drops is not None else set()
-        self._dry_created: set = set()  # target folders a dry run would create, by folder_identity
-        # target folders that exist, by folder_identity: filled in place (the workers and recovery hold it)
+        # target folders that exist, by folder_identity: filled in place (the workers, recovery and the folder run
+        # hold it)
         self.target_paths: set = target_paths if target_paths is not None else set()
-        self.created_now: set = set()  # target folders this run created, by folder_identity (checked in LIST)
+        # target folders this run created, by folder_identity (checked in LIST): shared with the workers too
+        self.created_now: set = created_now if created_now is not None else set()
         # One per target folder, shared by the folder workers: a sweep must not see another source folder's
         # fresh copy into the same target folder before that copy is recorded (see Recovery.sweep).
         self._target_locks = target_locks if target_locks is not None else TargetLocks()
@@ -171,15 +174,21 @@ class _AccountRun(FolderRun):
         self._withheld: str | None = None
         self._guarded = False
         # What the URLs' provider presets say (stores/presets.py), read here once: a clone of a store is a
-        # plain connection and does not carry them.
-        self.source_preset = presets.get(getattr(source, "preset", None))
-        self.target_preset = presets.get(getattr(target, "preset", None))
-        self.size_limit: int | None = getattr(target, "max_message_size", None)
+        # plain connection and does not carry them, so a worker is given the lead run's (``lead_presets``:
+        # source preset, target preset, size limit).
+        if lead_presets is None:
+            lead_presets = (presets.get(getattr(source, "preset", None)), presets.get(getattr(target, "preset", None)),
+                            getattr(target, "max_message_size", None))
+        self.source_preset, self.target_preset, self.size_limit = lead_presets
         self.changes = Changes(target, state, account, options, self.c, self._problem)
         self.recovery = Recovery(source, target, state, account, options, self.c, self._problem,
                                  self._target_locks, self.target_paths)
         self.copying = CopyPipeline(source, target, state, account, options, self.c, self._problem,
                                     self._target_locks, self.recovery, self._reported_keyword_drops)
+        self.folder_run = FolderRun(source, target, state, account, options, self.c, self._problem,
+                                    recovery=self.recovery, copying=self.copying, changes=self.changes,
+                                    target_paths=self.target_paths, created_now=self.created_now,
+                                    size_limit=self.size_limit, dedupes=self._dedupes)
 
     def _tid(self, path: FolderPath) -> object:
         """Which target folder ``path`` is (see Store.folder_identity): two paths, one folder."""
@@ -245,8 +254,8 @@ class _AccountRun(FolderRun):
                           kind="warning")
         self.c.folders = len(plans)
         todo = [p for p in plans if p.source.path not in self.finished]
-        statuses, tgt_statuses = _both(lambda: self._source_statuses([p.source.path for p in todo]),
-                                       lambda: self._target_statuses(todo))
+        statuses, tgt_statuses = _both(lambda: self.folder_run.source_statuses([p.source.path for p in todo]),
+                                       lambda: self.folder_run.target_statuses(todo))
         if self.opt.delete and not self._guarded:
             self._guarded = True
             # a folder left out by a rule is not gone
@@ -257,7 +266,8 @@ class _AccountRun(FolderRun):
         for plan in todo:
             if self._dedupes(plan):
                 last.append(plan)  # after every label folder, which it is checked against (sync.gmail)
-            elif self._skip_unchanged(plan, statuses.get(plan.source.path), tgt_statuses.get(plan.source.path)):
+            elif self.folder_run.skip_unchanged(plan, statuses.get(plan.source.path),
+                                                tgt_statuses.get(plan.source.path)):
                 self.finished.add(plan.source.path)
             else:
                 work.append(plan)
@@ -277,7 +287,7 @@ class _AccountRun(FolderRun):
         for plan in last:
             self._sync_one(plan, statuses.get(plan.source.path), tgt_statuses.get(plan.source.path))
         if not self.opt.dry_run:
-            self._check_created_listed()
+            self.folder_run.check_created_listed()
         tgt_subscribed = {f.path for f in tgt_folders if f.subscribed}
         if not self.opt.dry_run and not self._subscriptions_done:
             for plan in plans:
@@ -341,7 +351,7 @@ class _AccountRun(FolderRun):
                   tgt_status: FolderStatus | None = None) -> None:
         path = plan.source.path
         try:
-            self.sync_folder(plan, status, tgt_status)
+            self.folder_run.sync_folder(plan, status, tgt_status, withheld=self._withheld)
         except MailmigrateError as e:
             if e.scope != "folder":
                 raise  # the account's trouble (or the run's): sync_account decides, retrying what it can
@@ -358,10 +368,10 @@ class _AccountRun(FolderRun):
         """A worker sharing this account's state, options and report, with its own connections and counters."""
         run = _AccountRun(_Sided(source, "source"), _Sided(target, "target"), self.account, self.state, self.opt,
                           self.result, counters=type(self.c)(), target_paths=self.target_paths,
-                          target_locks=self._target_locks, keyword_drops=self._reported_keyword_drops)
-        run.created_now = self.created_now
+                          target_locks=self._target_locks, keyword_drops=self._reported_keyword_drops,
+                          created_now=self.created_now,
+                          lead_presets=(self.source_preset, self.target_preset, self.size_limit))
         run._withheld = self._withheld
-        run.source_preset, run.target_preset, run.size_limit = self.source_preset, self.target_preset, self.size_limit
         return run
 
     def _problem(self, folder: FolderPath | None, message: str | None, reason: str, kind: str = "message") -> None:

@@ -7,21 +7,25 @@ and deletes carried out (sync/changes.py, sync/copying.py); the change markers r
 In a dry run every step that would write is left out and the plan's numbers are counted instead, so the
 dry run says what the same run then does.
 
-Still a mixin of the account's run (sync/engine.py), the one left: it drives the run's ``recovery``,
-``copying`` and ``changes`` objects and uses the run's stores, state, options, counters, problem reporter,
-the target folders that exist or were created (``target_paths``, ``created_now``, ``_dry_created``), the
-guard's reason (``_withheld``), ``size_limit`` and the Gmail rules (``_dedupes``).
+An object of its own, one per run and worker (sync/engine.py), like the parts it drives: it is given the
+stores, the state, the account, its options, the counters it adds to and the run's problem reporter, the
+run's ``Recovery``, ``CopyPipeline`` and ``Changes``, the target's message size limit and the Gmail rule that
+says which folder is a Gmail source's All Mail.  What the account shares with its workers and fills in place
+(the target folders that exist, those this run created) is given to the constructor too; the target folders
+a dry run would create are its own.  What changes as the account goes (the guard's reason) is passed to
+:meth:`FolderRun.sync_folder`.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from ..errors import ConfigError, FolderFailed, MailmigrateError, ServerRefused
 from ..model import FolderPath, FolderStatus, MessageMeta, PermanentFlags
 from .folders import FolderPlan, display
 from .plan import FolderWork, flags_differ, new_messages, plan_folder
+from .run_part import RunPart
 
 log = logging.getLogger("mailmigrate.sync")
 
@@ -29,12 +33,31 @@ log = logging.getLogger("mailmigrate.sync")
 _NOT_THERE = FolderStatus(None, None, None, 0)
 
 
-class FolderRun:
+class FolderRun(RunPart):
+    def __init__(self, source, target, state, account: str, options, counters, problem, *, recovery, copying,
+                 changes, target_paths: set, created_now: set, size_limit: int | None,
+                 dedupes: Callable[[FolderPlan], bool]) -> None:
+        super().__init__(source, target, state, account, options, counters, problem)
+        self.recovery = recovery
+        self.copying = copying
+        self.changes = changes
+        # target folders that exist, by folder_identity: the account's set, filled in place
+        self.target_paths = target_paths
+        self.created_now = created_now  # target folders this run created, by folder_identity (checked in LIST)
+        self._dry_created: set = set()  # target folders a dry run would create, by folder_identity
+        self.size_limit = size_limit
+        self._dedupes = dedupes
+
+    def _tid(self, path: FolderPath) -> object:
+        """Which target folder ``path`` is (see Store.folder_identity): two paths, one folder."""
+        return self.target.folder_identity(path)
+
     def sync_folder(self, plan: FolderPlan, src_status: FolderStatus | None,
-                    tgt_status: FolderStatus | None = None) -> None:
+                    tgt_status: FolderStatus | None = None, *, withheld: str | None) -> None:
         """One folder.  ``tgt_status`` is the target folder's status from the account's pipelined STATUS,
         when it was asked for: it saves a round trip per changed folder, and its UIDNEXT is a lower bound of
-        the target's UIDNEXT now, which is all the intents' uid floor needs."""
+        the target's UIDNEXT now, which is all the intents' uid floor needs.  ``withheld`` is the reason the
+        emptied-source guard withholds every delete of the account, or None."""
         src_path = plan.source.path
         name = display(src_path)
         dry = self.opt.dry_run
@@ -48,7 +71,7 @@ class FolderRun:
                     self._dry_created.add(self._tid(target_path))
                     self.c.folders_created += 1
         else:
-            fstate, created = self._ensure_target_folder(plan, fstate, target_path)
+            fstate, created = self.ensure_target_folder(plan, fstate, target_path)
             if created:
                 tgt_status = None
         if self.opt.selection.just_folders:
@@ -92,7 +115,7 @@ class FolderRun:
         work = plan_folder(metas, rows, source_count=source_count, perm=perm, vanished=vanished,
                            selection=opt.selection, matched=self._search_matched(src_path, metas, rows),
                            size_limit=self.size_limit, delete=opt.delete, force_delete=opt.force_delete,
-                           delete_guard=opt.delete_guard, withheld=self._withheld)
+                           delete_guard=opt.delete_guard, withheld=withheld)
         self._report_left_out(src_path, work)
         new = work.copy
         if dedupe and new and not dry:
@@ -114,7 +137,7 @@ class FolderRun:
             if new:
                 self.copying.copy(fstate, src_path, target_path, new, perm, tgt_status)
         if work.withheld:
-            self.changes.withhold(src_path, work.going, work.withheld, report=not self._withheld)
+            self.changes.withhold(src_path, work.going, work.withheld, report=not withheld)
         elif work.gone and (not dry or tgt_status is not _NOT_THERE):
             self.changes.delete(fstate, target_path, work.gone, tgt_status.validity)
         if dry:
@@ -144,7 +167,7 @@ class FolderRun:
         self.opt.progress.folder_done(self.account, name)
 
     # --- which folders need a run: both sides' STATUS, pipelined ------------------------------------
-    def _source_statuses(self, paths: Sequence[FolderPath]) -> dict[FolderPath, FolderStatus]:
+    def source_statuses(self, paths: Sequence[FolderPath]) -> dict[FolderPath, FolderStatus]:
         try:
             return self.source.folder_statuses(paths)
         except MailmigrateError as e:
@@ -159,7 +182,7 @@ class FolderRun:
                         raise
             return out
 
-    def _target_statuses(self, plans: list[FolderPlan]) -> dict[FolderPath, FolderStatus]:
+    def target_statuses(self, plans: list[FolderPlan]) -> dict[FolderPath, FolderStatus]:
         """Target status of every mapped folder that exists, in one pipelined call, keyed by source path."""
         want = {}
         for p in plans:
@@ -174,7 +197,7 @@ class FolderRun:
             return {}
         return {sp: st[tp] for sp, tp in want.items() if tp in st}
 
-    def _skip_unchanged(self, plan: FolderPlan, s: FolderStatus | None, t: FolderStatus | None) -> bool:
+    def skip_unchanged(self, plan: FolderPlan, s: FolderStatus | None, t: FolderStatus | None) -> bool:
         if s is None or t is None:
             return False
         f = self.state.folder(self.account, plan.source.path)
@@ -219,7 +242,7 @@ class FolderRun:
                           f"size limit of {self.size_limit} bytes (?max_message_size= on the target URL overrides "
                           f"it)", kind="skipped")
 
-    def _ensure_target_folder(self, plan: FolderPlan, fstate, target_path: FolderPath):
+    def ensure_target_folder(self, plan: FolderPlan, fstate, target_path: FolderPath):
         """The folder's state record and its target folder, created if missing; (record, created now)."""
         if fstate is None:
             fstate = self.state.ensure_folder(self.account, plan.source.path, target_path)
@@ -233,7 +256,7 @@ class FolderRun:
         log.info("account %s: created target folder %s", self.account, display(target_path))
         return fstate, True
 
-    def _check_created_listed(self) -> None:
+    def check_created_listed(self) -> None:
         """Every folder created in this run must be in the target's LIST: a folder the server holds but does
         not list is mail its users cannot see, so it is reported, never passed over."""
         if not self.created_now:

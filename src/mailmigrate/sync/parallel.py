@@ -5,8 +5,9 @@ share the account's state, options, report and its per-target-folder locks; each
 and counters (added up at the end).
 
 Not part of the run's class: :func:`sync_parallel` is given the lead run (whose stores it clones, whose
-``_fork`` makes the workers and whose ``_sync_one`` each worker calls) and :class:`TargetLocks` is one
-object the lead run and its workers hold in common.
+``_fork`` makes the workers and whose ``_sync_one`` each worker calls), :func:`create_before_parallel` the
+lead run too (whose folder run creates the target folders), and :class:`TargetLocks` is one object the lead
+run and its workers hold in common.
 """
 
 from __future__ import annotations
@@ -101,6 +102,6 @@ def create_before_parallel(lead, work: list[FolderPlan]) -> None:
         fstate = lead.state.folder(lead.account, plan.source.path)
         target_path = fstate.target_path if fstate else plan.target_path
         try:
-            lead._ensure_target_folder(plan, fstate, target_path)
+            lead.folder_run.ensure_target_folder(plan, fstate, target_path)
         except (FolderFailed, ServerRefused):
             continue  # the folder's own worker meets it again and reports it with the folder

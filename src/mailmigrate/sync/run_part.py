@@ -1,9 +1,9 @@
 """What every part of one account's run is built from, said once.
 
-The recovery, the copy pipeline and the changes on the target (recovery.py, copying.py, changes.py) each work
-on the same account with the same stores, state, options, counters and problem report; a worker of parallel
-folders builds its own parts on its own connections and counters.  One constructor keeps the parts from
-drifting apart in what they are given and how they name it.
+The recovery, the copy pipeline, the changes on the target and the folder run that drives them (recovery.py,
+copying.py, changes.py, folder_run.py) each work on the same account with the same stores, state, options,
+counters and problem report; a worker of parallel folders builds its own parts on its own connections and
+counters.  One constructor keeps the parts from drifting apart in what they are given and how they name it.
 """
 
 from __future__ import annotations
