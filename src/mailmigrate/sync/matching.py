@@ -23,7 +23,7 @@ import re
 from collections import defaultdict
 from collections.abc import Iterable, Iterator
 
-from ..model import Body
+from ..model import Body, fingerprint_bytes
 
 
 _HIGH = bytes(range(0x80, 0x100))
@@ -151,9 +151,7 @@ def fingerprints(body: Body) -> tuple[str, str | None]:
     if body.in_memory:
         data = body.read()
         if _needs_no_normalising(data):
-            import hashlib  # as in Fingerprinter.__init__
-
-            return hashlib.sha256(data).hexdigest(), None
+            return fingerprint_bytes(data), None
     fp = Fingerprinter()
     for chunk in body.chunks():
         fp.update(chunk)
