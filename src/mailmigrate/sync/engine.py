@@ -190,10 +190,6 @@ class _AccountRun:
                                     target_paths=self.target_paths, created_now=self.created_now,
                                     size_limit=self.size_limit, dedupes=self._dedupes)
 
-    def _tid(self, path: FolderPath) -> object:
-        """Which target folder ``path`` is (see Store.folder_identity): two paths, one folder."""
-        return self.target.folder_identity(path)
-
     # --- connections ----------------------------------------------------------------------------
     def open(self) -> None:
         if self._open:
@@ -219,7 +215,7 @@ class _AccountRun:
         # A \Noselect name is no mailbox: a server leaves one behind when a folder with children is deleted
         # (an abort, say), and such a folder must be created again, not asked for its STATUS.
         self.target_paths.clear()
-        self.target_paths.update(self._tid(f.path) for f in tgt_folders if f.selectable)
+        self.target_paths.update(self.target.folder_identity(f.path) for f in tgt_folders if f.selectable)
         sel = self.opt.selection
         all_src_folders = src_folders
         src_folders = [f for f in src_folders if sel.wants_folder(f.path)]
@@ -237,7 +233,7 @@ class _AccountRun:
         if self.target_preset is not None and self.target_preset.name == "gmail":
             plans = self._gmail_plans(plans, tgt_folders, source=False)
         recorded = {f.source_path: f.target_path for f in self.state.folders(self.account)}
-        plans, collisions = separate_collisions(plans, self._tid, recorded, tgt_folders)
+        plans, collisions = separate_collisions(plans, self.target.folder_identity, recorded, tgt_folders)
         merged = [c for c in collisions if c.source in renamed or c.kept_by in renamed]
         if merged:
             # A rename the user asked for that lands two folders in one is a mistake in the rules, not a
@@ -318,8 +314,9 @@ class _AccountRun:
         from . import gmail
 
         if source:
-            return gmail.archive_plans(plans, tgt_folders, self.opt.selection, self._tid)
-        plans, dropped = gmail.not_into_views(plans, tgt_folders, self.target_preset.virtual_roles, self._tid)
+            return gmail.archive_plans(plans, tgt_folders, self.opt.selection, self.target.folder_identity)
+        plans, dropped = gmail.not_into_views(plans, tgt_folders, self.target_preset.virtual_roles,
+                                              self.target.folder_identity)
         for p in dropped:
             self._problem(p.source.path, None, f"not copied: the target folder {display(p.target_path)} is a "
                           "Gmail view of other folders; choose a label with --map", kind="warning")
@@ -328,7 +325,7 @@ class _AccountRun:
     def _apply_renames(self, plans: list[FolderPlan], tgt_folders) -> tuple[list[FolderPlan], set[FolderPath]]:
         """--map / --rename: the user's name wins over the planned one (special use included); a renamed
         folder asks for no role, since the user chose where it goes."""
-        existing = {self._tid(f.path) for f in tgt_folders if f.selectable}
+        existing = {self.target.folder_identity(f.path) for f in tgt_folders if f.selectable}
         out, renamed = [], set()
         for p in plans:
             tp = self.opt.selection.target_name(p.source.path, p.target_path)
@@ -336,7 +333,7 @@ class _AccountRun:
                 out.append(p)
                 continue
             renamed.add(p.source.path)
-            out.append(FolderPlan(p.source, tp, None, self._tid(tp) in existing))
+            out.append(FolderPlan(p.source, tp, None, self.target.folder_identity(tp) in existing))
         return out, renamed
 
     def _target_folders(self) -> list:
