@@ -79,6 +79,11 @@ class Recorder(Store):
 def _recording(name):
     def method(self, *args, **kwargs):
         self.calls.append((name, args, kwargs))
+        if name == "append_started":  # a call in two halves: its answer comes from the second
+            def second_half():
+                self.calls.append(("append_started: answer", (), {}))
+                return ("answer", name)
+            return second_half
         return ("answer", name)
     return method
 
@@ -115,6 +120,10 @@ def test_each_call_reaches_the_wrapped_store_with_its_arguments(wrapper, name):
     outer = _wrap(wrapper, inner)
     args, kwargs = _arguments(name)
     answer = getattr(outer, name)(*args, **kwargs)
+    if name == "append_started":
+        assert [c[0] for c in inner.calls] == [name]  # the first half only, until the answer is asked for
+        answer = answer()
+        assert [c[0] for c in inner.calls] == [name, "append_started: answer"]
     got = [c for c in inner.calls if c[0] == name]
     if name == "reconnect" and not got:
         # SlotStore swaps the connection as close() and open() around keeping its slot
@@ -152,6 +161,22 @@ def test_the_side_is_named_on_errors_from_calls_and_from_streams():
     with pytest.raises(FolderFailed) as e:
         next(stream)
     assert side_of(e.value) == "source"
+
+
+def test_the_side_is_named_on_an_error_from_the_second_half_of_an_append():
+    """The target's answer to a batch is read after the next batch was read from the source: an error in it
+    still names the target."""
+
+    class Refusing(Recorder):
+        def append_started(self, path, items):
+            def answer():
+                raise ConnectionLost("gone before answering")
+            return answer
+
+    finish = SidedStore(Refusing(), "target").append_started(("INBOX",), [])
+    with pytest.raises(ConnectionLost) as e:
+        finish()
+    assert side_of(e.value) == "target"
 
 
 def test_a_side_once_named_stays():

@@ -20,7 +20,7 @@ import socket
 import struct
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 from ..errors import (AuthenticationFailed, CommandTimedOut, ConfigError, ConnectionLost, FormatError,
                       HostNotFound, MessageRejected, ProtocolError, QuotaExceeded, ResponseTooLarge, ServerRefused,
@@ -610,6 +610,14 @@ class Connection:
     def pipeline(self, commands: list[tuple]) -> list[tuple[Response, list[Response]]]:
         """Send every command, then collect every completion; untagged responses are handed back in one
         list with the last command (callers of pipelines match them by content, e.g. STATUS names)."""
+        return self.pipeline_started(commands)()
+
+    def pipeline_started(self, commands: list[tuple]) -> Callable[[], list[tuple[Response, list[Response]]]]:
+        """Send every command now and return the function that collects their completions, as
+        :meth:`pipeline` returns them.  Why: a copy reads the next batch from the source while the target
+        stores this one (sync/copying.py).  Until that function is called, this connection carries nothing
+        else.  The command's deadline runs from the call, not from the send: the time in between was the
+        caller's own."""
         self.untagged = []
         self._held = 0
         self._done = {}
@@ -617,13 +625,19 @@ class Connection:
             out = []
             for c in commands:
                 out.append(self.wait(self.send_command(*c)))
-            return [(r, self.untagged) for r in out]
+            results = [(r, self.untagged) for r in out]
+            return lambda: results
         tags = [self.send_command(*c) for c in commands]
-        out = []
-        for t in tags:
-            r = self._done.pop(t, None) or self.wait(t)
-            out.append(r)
-        return [(r, self.untagged) for r in out]
+
+        def collect() -> list[tuple[Response, list[Response]]]:
+            self._restart_clock()
+            out = []
+            for t in tags:
+                r = self._done.pop(t, None) or self.wait(t)
+                out.append(r)
+            return [(r, self.untagged) for r in out]
+
+        return collect
 
     # --- helpers ----------------------------------------------------------------------------------
     def _caps_from(self, r: Response) -> None:

@@ -18,10 +18,10 @@ that cannot tell returns None and the engine lists the folder.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Container, Iterable, Iterator, Sequence
+from collections.abc import Callable, Container, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 
-from ..errors import ConfigError
+from ..errors import ConfigError, MailmigrateError
 from ..model import AppendItem, Body, FolderInfo, FolderPath, FolderStatus, MessageMeta, PermanentFlags
 
 
@@ -179,6 +179,25 @@ class Store(ABC):
         known.
         """
         raise NotImplementedError(f"{self.kind} store is read-only")
+
+    def append_started(self, path: FolderPath, items: Sequence[AppendItem]) -> Callable[[], list[str | None]]:
+        """``append`` in two halves: begin storing the batch now, and return the function that waits for the
+        outcome and gives what ``append`` gives (the keys, or its error).
+
+        Why: a copy reads its next batch from the source while the target stores this one (sync/copying.py);
+        on one connection the two took turns.  An error may come from either half.  Between the two the
+        caller makes no other call on this store.  A store with nothing to wait for appends here and hands
+        over the outcome, its error included, from the second half.
+        """
+        try:
+            keys = self.append(path, items)
+        except MailmigrateError as e:
+            error = e  # the name ``e`` is gone once the except block ends
+
+            def failed() -> list[str | None]:
+                raise error
+            return failed
+        return lambda: keys
 
     def append_batch_limit(self) -> tuple[int, int]:
         """(max messages, max bytes) the store likes in one ``append`` call."""

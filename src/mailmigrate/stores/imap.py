@@ -14,7 +14,7 @@ non-synchronising literals (LITERAL+), so a batch of 100 messages costs one roun
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from datetime import datetime
 
 from ..errors import ConnectionLost, FolderFailed, MessageRejected, ProtocolError, ServerRefused
@@ -547,6 +547,11 @@ class ImapStore(Store):
         return (50, 16 << 20)  # pipelined single APPENDs
 
     def append(self, path: FolderPath, items: Sequence[AppendItem]) -> list[str | None]:
+        return self.append_started(path, items)()
+
+    def append_started(self, path: FolderPath, items: Sequence[AppendItem]) -> Callable[[], list[str | None]]:
+        """The batch is sent here and its answer read by the function returned; without LITERAL+ each
+        literal waits for the server's "+", so such a batch is done here whole."""
         c = self._c
         if self.selected is not None and self.selected == (self._wire_name(path), True):
             # Courier refuses an APPEND into the mailbox selected read-only ("NO Current box is selected
@@ -564,32 +569,39 @@ class ImapStore(Store):
             args = [b"APPEND", wire]
             for it in items:
                 args += one(it)
-            r = c.command(*args)
-            if r.status != b"OK":
-                err = c.error_for(r, f"APPEND to {'/'.join(path)}")
-                if isinstance(err, MessageRejected) or (isinstance(err, ServerRefused) and r.code not in (b"TRYCREATE",)):
-                    # A MULTIAPPEND is all or nothing: find the refused message one by one.
-                    raise MessageRejected(str(err), code=r.code.decode() if r.code else None)
-                raise err
-            return self._uids(r, len(items)) if uidplus else [None] * len(items)
+            answer = c.pipeline_started([args])
+
+            def multi() -> list[str | None]:
+                r = answer()[0][0]
+                if r.status != b"OK":
+                    err = c.error_for(r, f"APPEND to {'/'.join(path)}")
+                    if isinstance(err, MessageRejected) or (isinstance(err, ServerRefused)
+                                                            and r.code not in (b"TRYCREATE",)):
+                        # A MULTIAPPEND is all or nothing: find the refused message one by one.
+                        raise MessageRejected(str(err), code=r.code.decode() if r.code else None)
+                    raise err
+                return self._uids(r, len(items)) if uidplus else [None] * len(items)
+            return multi
         # One APPEND per message, pipelined when literals need no round trip.
         if "LITERAL+" in c.capabilities:
-            results = c.pipeline([(b"APPEND", wire, *one(it)) for it in items])
+            answers = c.pipeline_started([(b"APPEND", wire, *one(it)) for it in items])
         else:
-            results = []
-            for it in items:
-                results.append((c.command(b"APPEND", wire, *one(it)), []))
-        keys: list[str | None] = []
-        for i, (r, _) in enumerate(results):
-            if r.status != b"OK":
-                err = c.error_for(r, f"APPEND to {'/'.join(path)}")
-                if isinstance(err, ServerRefused) and r.code != b"TRYCREATE":
-                    err = MessageRejected(str(err), code=r.code.decode() if r.code else None)
-                if isinstance(err, MessageRejected):
-                    err.index = i
-                raise err
-            keys.extend(self._uids(r, 1) if uidplus else [None])
-        return keys
+            done = [(c.command(b"APPEND", wire, *one(it)), []) for it in items]
+            answers = lambda: done  # noqa: E731
+
+        def singles() -> list[str | None]:
+            keys: list[str | None] = []
+            for i, (r, _) in enumerate(answers()):
+                if r.status != b"OK":
+                    err = c.error_for(r, f"APPEND to {'/'.join(path)}")
+                    if isinstance(err, ServerRefused) and r.code != b"TRYCREATE":
+                        err = MessageRejected(str(err), code=r.code.decode() if r.code else None)
+                    if isinstance(err, MessageRejected):
+                        err.index = i
+                    raise err
+                keys.extend(self._uids(r, 1) if uidplus else [None])
+            return keys
+        return singles
 
     @staticmethod
     def _uids(r, n: int) -> list[str | None]:

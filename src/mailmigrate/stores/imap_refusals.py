@@ -12,7 +12,8 @@ whether it stops one folder or the whole account depends on the response code (R
   server — the account stops, reported.
 
 The store's public methods are wrapped (``scopes_refusals``) so that no refusal leaves an ImapStore without
-its scope, whichever of its commands met it, including one met while a fetch was streaming.
+its scope, whichever of its commands met it, including one met while a fetch was streaming or in the second
+half of an ``append_started``.
 """
 
 from __future__ import annotations
@@ -50,10 +51,12 @@ def _wrap(method):
     @functools.wraps(method)
     def call(*args, **kwargs):
         try:
-            return method(*args, **kwargs)
+            r = method(*args, **kwargs)
         except ServerRefused as e:
             _scoped(e)
             raise
+        # A call in two halves (append_started) hands back its second half: that one's refusals too.
+        return _wrap(r) if callable(r) else r
     return call
 
 

@@ -120,6 +120,10 @@ class StoreWrapper(Store):
     def append(self, path: FolderPath, items: Sequence[AppendItem]) -> list[str | None]:
         return self._call(self._inner.append, path, items)
 
+    def append_started(self, path: FolderPath, items: Sequence[AppendItem]) -> Callable[[], list[str | None]]:
+        finish = self._call(self._inner.append_started, path, items)
+        return lambda: self._call(finish)  # the second half is a call of the store's too
+
     def append_batch_limit(self) -> tuple[int, int]:
         return self._call(self._inner.append_batch_limit)
 

@@ -3,10 +3,11 @@
 How a message travels: the source's FETCH is read as the batches fill (no reader thread: see
 :meth:`CopyPipeline._read`), each body fingerprinted as it arrives; the pipeline gathers a batch (the
 target's APPEND limits, or a rate limiter's), records the batch's intent (PENDING rows) together with the
-previous batch's completions in one transaction, appends the batch, and owes the target keys to the next
-batch's transaction (:meth:`CopyPipeline._settle` writes what is left).  Bodies are never parsed or
-rewritten.  A refused batch is found on the target by content and sent again one message at a time, so that
-only the refused message is left out.
+previous batch's completions in one transaction, sends the batch, and reads the next batch from the source
+while the target stores this one; the target's answer is read before the next batch's intent is written,
+and its keys are owed to that batch's transaction (:meth:`CopyPipeline._settle` writes what is left).
+Bodies are never parsed or rewritten.  A refused batch is found on the target by content and sent again one
+message at a time, so that only the refused message is left out.
 
 An object of its own, one per run and worker (sync/engine.py), given by its constructor both stores, the
 state, the account and its options, that run's counters, the problem reporter, the account's
@@ -48,6 +49,8 @@ class CopyPipeline(RunPart):
         # Per folder id: (source key, target UID) pairs the target confirmed, written with the next batch's
         # intents in one transaction rather than in one of their own (_settle writes what is left).
         self._owed: dict[int, list[tuple[str, str | None]]] = {}
+        # The batch sent whose answer is not read yet (_Sent), with its target folder's lock held.
+        self._sent: _Sent | None = None
 
     def copy(self, f: FolderState, src_path, target_path, new: list[MessageMeta], perm: PermanentFlags,
               tgt_status: FolderStatus) -> None:
@@ -87,10 +90,16 @@ class CopyPipeline(RunPart):
             if batch:
                 self._flush(f, src_path, target_path, batch, perm, uid_floor)
                 batch = []
+            self._answered()
             self._settle(f)
         finally:
             for _, body, _, _ in batch:
                 body.close()
+            if self._sent is not None:
+                try:
+                    self._answered()  # what went in is recorded, whatever stopped the folder
+                except Exception as e:  # the error already on its way matters more; recovery finds these
+                    log.warning("could not read the target's answer to the last batch of %s: %s", name, e)
             if self._owed.get(f.id):
                 try:
                     self._settle(f)
@@ -118,14 +127,24 @@ class CopyPipeline(RunPart):
             yield meta, body, exact, norm
 
     def _flush(self, f: FolderState, src_path, target_path, batch, perm: PermanentFlags, uid_floor) -> None:
+        """Send ``batch``, its intent recorded first; the answer to the batch sent before is read first."""
+        self._answered()
         if self.opt.stop_requested.is_set():
             raise Interrupted("stopped by the user before the next batch; run the same command again to resume")
         if self.opt.checkpoint:
             self.opt.checkpoint("before-intent")
-        with self._locks.of(self.target, target_path):
-            self._flush_locked(f, src_path, target_path, batch, perm, uid_floor)
+        # Held until the answer is read: a sweep of this target folder by another worker must not meet the
+        # batch's copies before they are recorded (Recovery.sweep).
+        lock = self._locks.of(self.target, target_path)
+        lock.acquire()
+        try:
+            self._sent = self._send_locked(f, src_path, target_path, batch, perm, uid_floor, lock)
+        finally:
+            if self._sent is None:
+                lock.release()
 
-    def _flush_locked(self, f: FolderState, src_path, target_path, batch, perm: PermanentFlags, uid_floor) -> None:
+    def _send_locked(self, f: FolderState, src_path, target_path, batch, perm: PermanentFlags, uid_floor,
+                     lock) -> "_Sent":
         rows = [
             MessageRow(meta.key, fp, nfp, body.size, clean(meta.flags), None, PENDING, uid_floor)
             for meta, body, fp, nfp in batch
@@ -154,8 +173,26 @@ class CopyPipeline(RunPart):
                     self._reported_keyword_drops.add((target_path, kw))
                     self._problem(src_path, None, f"target folder does not keep the flag {kw}; dropped", kind="flag")
             items.append(AppendItem(body, kept, meta.internaldate))
+        answer = self.target.append_started(target_path, items)
+        return _Sent(f, src_path, target_path, batch, rows, items, answer, lock)
+
+    def _answered(self) -> None:
+        """Read the target's answer to the batch sent last, record it, and let go of its folder's lock."""
+        sent, self._sent = self._sent, None
+        if sent is None:
+            return
         try:
-            keys = self.target.append(target_path, items)
+            self._record_answer(sent)
+        finally:
+            sent.lock.release()
+            for _, body, _, _ in sent.batch:
+                body.close()
+
+    def _record_answer(self, sent: "_Sent") -> None:
+        f, src_path, target_path, batch, rows, items = (sent.folder, sent.src_path, sent.target_path, sent.batch,
+                                                        sent.rows, sent.items)
+        try:
+            keys = sent.answer()
         except MessageRejected as e:
             if len(items) == 1:
                 # A tagged NO: nothing was stored, so the intent is void.
@@ -178,8 +215,6 @@ class CopyPipeline(RunPart):
         self.c.copied += len(batch)
         self.c.bytes_copied += nbytes
         self.opt.progress.copied(self.account, display(src_path), len(batch), nbytes)
-        for _, body, _, _ in batch:
-            body.close()
 
     def _check_rewritten(self, src_path, target_path, batch, keys) -> None:
         """Read back the copies whose header holds raw 8-bit bytes or that hold a NUL, the bytes servers
@@ -276,6 +311,16 @@ class CopyPipeline(RunPart):
         self.c.failed += 1
         body.close()
 
+
+
+class _Sent:
+    """A batch sent to the target whose answer is not read yet, and what recording that answer needs."""
+
+    __slots__ = ("folder", "src_path", "target_path", "batch", "rows", "items", "answer", "lock")
+
+    def __init__(self, folder, src_path, target_path, batch, rows, items, answer, lock) -> None:
+        self.folder, self.src_path, self.target_path = folder, src_path, target_path
+        self.batch, self.rows, self.items, self.answer, self.lock = batch, rows, items, answer, lock
 
 
 def describe_message(body: Body, limit: int = 16384) -> str:
