@@ -105,3 +105,64 @@ def test_a_plain_imap_sync_loads_none_of_the_optional_parts(imap_accounts, tmp_p
     # a rerun with nothing to copy hashes nothing: hashlib (OpenSSL's libcrypto) is not loaded
     again = _modules_after_sync(src.url(), dst.url(), tmp_path / "state.db", env=env_for(src, dst))
     assert "hashlib" in modules and "hashlib" not in again and _optional(again) == []
+
+
+#: Put first on PYTHONPATH of a ``mailmigrate`` process: tells what its end did.  An exit handler writes
+#: "atexit" (handlers must run: logging's flush lives there) and leaves an object that writes "teardown" when
+#: the interpreter's teardown frees it (what the command skips); with MM_TEST_THREAD a thread that is not a
+#: daemon still runs when the command ends (the interpreter must wait for it).
+_WITNESS = '''
+import atexit, gc, os, threading, time
+_fd = os.open(os.environ["MM_TEST_WITNESS"], os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+class _Teardown:
+    def __del__(self, write=os.write, fd=_fd):  # bound now: at teardown the module's names may be gone
+        write(fd, b"teardown\\n")
+def _at_exit():
+    os.write(_fd, b"atexit\\n")
+    # Garbage in a cycle, made after mailmigrate froze what start-up made: only the collection of the
+    # interpreter's teardown frees it.
+    gc.disable()
+    t = _Teardown()
+    t.me = t
+atexit.register(_at_exit)
+if os.environ.get("MM_TEST_THREAD"):
+    threading.Thread(target=time.sleep, args=(1.5,)).start()
+'''
+
+
+def _end_of_a_sync(accounts, tmp_path, **env):
+    """One real copy through ``python -m mailmigrate.cli.main``, the witness loaded first; with ``-vv`` every
+    line of the protocol goes to the log file, so its last record is written just before the end."""
+    from test_sync_imap import env_for, msg, populate
+
+    src, dst = accounts
+    populate(src, {"INBOX": [(msg(i), "\\Seen") for i in range(3)]})
+    site = tmp_path / "site"
+    site.mkdir()
+    (site / "sitecustomize.py").write_text(_WITNESS)
+    witness, log = tmp_path / "witness", tmp_path / "run.log"
+    e = {**os.environ, **env_for(src, dst), "MM_TEST_WITNESS": str(witness), **env,
+         "PYTHONPATH": os.pathsep.join([str(site), os.environ.get("PYTHONPATH", "")])}
+    p = subprocess.run([sys.executable, "-m", "mailmigrate.cli.main", "-vv", "sync", src.url(), dst.url(), "--state",
+                        str(tmp_path / "s.db"), "--json", "--no-progress", "--log-file", str(log)],
+                       capture_output=True, text=True, timeout=120, env=e)
+    return p, witness.read_text().split(), log.read_text()
+
+
+def test_the_command_ends_without_the_interpreters_teardown_and_loses_nothing(imap_accounts, tmp_path):
+    """The interpreter's teardown (freeing every module and object) cost 10-25 ms of every run and is skipped;
+    what it would have done that matters is done: exit handlers run, stdout and the log file are complete
+    (the last records are the LOGOUTs), and the exit status is the command's."""
+    import json
+
+    p, said, log = _end_of_a_sync(imap_accounts, tmp_path)
+    assert p.returncode == 0, p.stderr
+    assert json.loads(p.stdout)["copied"] == 3
+    assert "LOGOUT" in "".join(log.strip().splitlines()[-4:])
+    assert said == ["atexit"]
+
+
+def test_a_thread_still_running_gets_the_usual_end(imap_accounts, tmp_path):
+    p, said, _ = _end_of_a_sync(imap_accounts, tmp_path, MM_TEST_THREAD="1")
+    assert p.returncode == 0, p.stderr
+    assert said[-1] == "teardown" and "atexit" in said
