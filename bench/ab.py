@@ -32,7 +32,14 @@ sys.path.insert(0, str(HERE.parent / "tests"))
 sys.path.insert(0, str(HERE))
 
 from corpus import generate, write_maildir_fs  # noqa: E402
-from run import MAILMIGRATE, PASSWORD, STORAGE, tool_env  # noqa: E402
+from run import PASSWORD, STORAGE, tool_env  # noqa: E402
+
+
+#: The installed command of whichever commit is on PYTHONPATH: the venv's ``mailmigrate`` script names the
+#: entry function of the checkout it was installed from (``console`` since it ends the process itself),
+#: which an older commit does not have.
+LAUNCH = [sys.executable, "-c", "import sys; from mailmigrate.cli import main as m; "
+          "sys.exit(m.console() if hasattr(m, 'console') else m.main())"]
 
 
 def timed(cmd: list[str], env=None):
@@ -100,7 +107,7 @@ def main(argv=None) -> int:
                 dst.add_user(user, PASSWORD)
                 env = tool_env()
                 env["PYTHONPATH"] = str(srcs[c])
-                cmd = [MAILMIGRATE, "sync", f"imap://src@127.0.0.1:{src.port}?tls=none",
+                cmd = [*LAUNCH, "sync", f"imap://src@127.0.0.1:{src.port}?tls=none",
                        f"imap://{user}@127.0.0.1:{dst.port}?tls=none", "--state", str(base / f"{user}.db"),
                        "--no-progress", "--connections", str(args.connections), *extra[c]]
                 s = timed(cmd, env=env)
