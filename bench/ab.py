@@ -35,11 +35,10 @@ from corpus import generate, write_maildir_fs  # noqa: E402
 from run import PASSWORD, STORAGE, tool_env  # noqa: E402
 
 
-#: The installed command of whichever commit is on PYTHONPATH: the venv's ``mailmigrate`` script names the
-#: entry function of the checkout it was installed from (``console`` since it ends the process itself),
-#: which an older commit does not have.
-LAUNCH = [sys.executable, "-c", "import sys; from mailmigrate.cli import main as m; "
-          "sys.exit(m.console() if hasattr(m, 'console') else m.main())"]
+#: The command of whichever commit is on PYTHONPATH, started as the installed ``mailmigrate`` script starts
+#: it, but not through the venv's script, which names the entry function of the checkout it was installed
+#: from (a commit may have another).
+LAUNCH = [sys.executable, "-c", "import sys; from mailmigrate.cli.main import main; sys.exit(main())"]
 
 
 def timed(cmd: list[str], env=None):

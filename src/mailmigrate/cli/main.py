@@ -108,46 +108,6 @@ def main(argv: list[str] | None = None) -> int:
     return run_guarded("mailmigrate", lambda: args.func(args))
 
 
-def console() -> None:
-    """The installed ``mailmigrate`` command (and ``python -m mailmigrate.cli.main``): :func:`main`, then the
-    end of the process without the interpreter's teardown where nothing needs it."""
-    status = main()
-    exit_without_teardown(status)
-    sys.exit(status)
-
-
-def exit_without_teardown(status: int) -> None:
-    """End the process now, skipping the interpreter's teardown, when nothing is left that needs it.
-
-    Why: freeing every module and object one by one took 10-25 ms of each run on a two-core machine, about
-    a tenth of a rerun with nothing to copy (bench/ab.py, docs/benchmarks.md), and the kernel frees the
-    memory at once.
-    What teardown does that matters is done here first: the exit handlers (logging's flush and close of
-    every handler, temporary files' clean-up) and the flush of stdout and stderr.  It is skipped where it
-    could lose something: another thread still running (the interpreter would wait for it), or an output
-    that cannot be flushed (a closed pipe: the normal exit reports it as it always did).  Only the command
-    line's own process ends so (:func:`console`); :func:`main` returns to whoever called it.
-    """
-    import atexit
-    import os
-    import threading
-
-    if threading.active_count() > 1:
-        return
-    try:
-        sys.stdout.flush()
-        sys.stderr.flush()
-    except Exception:  # e.g. BrokenPipeError: the normal exit says so, with its usual status
-        return
-    atexit._run_exitfuncs()
-    try:
-        sys.stdout.flush()
-        sys.stderr.flush()
-    except Exception:
-        os._exit(120)  # what the interpreter's own exit gives when it cannot flush
-    os._exit(status)
-
-
 def run_guarded(prog: str, fn) -> int:
     """Run a command and turn mailmigrate's errors into the exit status every command promises:
     2 usage or configuration error, 1 something failed, 130 interrupted (rerun to resume)."""
@@ -173,4 +133,4 @@ def run_guarded(prog: str, fn) -> int:
 
 if __name__ == "__main__":  # pragma: no cover
     logging.basicConfig()
-    console()
+    sys.exit(main())
