@@ -4,8 +4,8 @@
 
 Two throwaway Dovecots (as bench/run.py's), the seeded corpus in the source; each round copies it into a
 fresh target account with ``mailmigrate sync``, run in a child process that marks, in milliseconds since the
-interpreter started: the package imported, each side's login begun and done, the folder listing and
-creation, each folder's start and end with the connection (thread) it ran on, and the end of ``main``.
+parent started it: the package imported, each connection pair's login begun and done, each folder's start
+and end, and the end of ``main``.
 Printed: every round's marks in one line, then the medians of
 
 * **start-up**: from the interpreter's start to the first login;
@@ -48,7 +48,7 @@ def child(argv: list[str]) -> int:
         marks.append((round((time.perf_counter() - t0) * 1000, 1), threading.current_thread().name, what))
 
     from mailmigrate.cli.main import main
-    from mailmigrate.sync import engine, folder_run, parallel
+    from mailmigrate.sync import engine, folder_run
 
     mark("imported")
 
@@ -66,7 +66,6 @@ def child(argv: list[str]) -> int:
     wrapped(engine._AccountRun, "open", lambda self: "login>", lambda self: "login<")
     wrapped(folder_run.FolderRun, "sync_folder", lambda self, plan, *a: "start " + "/".join(plan.source.path),
             lambda self, plan, *a: "end " + "/".join(plan.source.path))
-    wrapped(parallel, "create_before_parallel", lambda *a: "create>", lambda *a: "create<")
     try:
         return main(argv)
     finally:
