@@ -149,7 +149,7 @@ class _AccountRun:
 
     def __init__(self, source, target, account: str, state: StateDB, options: SyncOptions, result: AccountResult,
                  counters=None, target_paths: set | None = None, target_locks: TargetLocks | None = None,
-                 keyword_drops: set | None = None, created_now: set | None = None, lead_presets: tuple | None = None):
+                 keyword_drops: set | None = None, created_now: set | None = None, lead: "_AccountRun | None" = None):
         self.source = source
         self.target = target
         self.account = account
@@ -174,12 +174,14 @@ class _AccountRun:
         self._withheld: str | None = None
         self._guarded = False
         # What the URLs' provider presets say (stores/presets.py), read here once: a clone of a store is a
-        # plain connection and does not carry them, so a worker is given the lead run's (``lead_presets``:
-        # source preset, target preset, size limit).
-        if lead_presets is None:
-            lead_presets = (presets.get(getattr(source, "preset", None)), presets.get(getattr(target, "preset", None)),
-                            getattr(target, "max_message_size", None))
-        self.source_preset, self.target_preset, self.size_limit = lead_presets
+        # plain connection and does not carry them, so a worker takes the lead run's, and its size limit.
+        if lead is not None:
+            self.source_preset, self.target_preset = lead.source_preset, lead.target_preset
+            self.size_limit = lead.size_limit
+        else:
+            self.source_preset = presets.get(getattr(source, "preset", None))
+            self.target_preset = presets.get(getattr(target, "preset", None))
+            self.size_limit = getattr(target, "max_message_size", None)
         self.changes = Changes(target, state, account, options, self.c, self._problem)
         self.recovery = Recovery(source, target, state, account, options, self.c, self._problem,
                                  self._target_locks, self.target_paths)
@@ -367,7 +369,7 @@ class _AccountRun:
                           self.result, counters=type(self.c)(), target_paths=self.target_paths,
                           target_locks=self._target_locks, keyword_drops=self._reported_keyword_drops,
                           created_now=self.created_now,
-                          lead_presets=(self.source_preset, self.target_preset, self.size_limit))
+                          lead=self)
         run._withheld = self._withheld
         return run
 
