@@ -148,30 +148,32 @@ class _AccountRun:
     """One account's run: both sides' connections, the folder mapping, and what the folder runs share."""
 
     def __init__(self, source, target, account: str, state: StateDB, options: SyncOptions, result: AccountResult,
-                 counters=None, target_paths: set | None = None, target_locks: TargetLocks | None = None,
-                 keyword_drops: set | None = None, created_now: set | None = None, lead: "_AccountRun | None" = None):
+                 lead: "_AccountRun | None" = None):
+        """``lead``: for a worker of parallel folders, the account's run that made it (``_fork``).  A worker has
+        connections and counters of its own (added up at the end) and shares the rest with its lead: the
+        report, the sets below, the per-folder locks, the guard's reason and the presets."""
         self.source = source
         self.target = target
         self.account = account
         self.state = state
         self.opt = options
         self.result = result
-        self.c = counters if counters is not None else result.counters
+        self.c = result.counters if lead is None else type(lead.c)()
         self.finished: set[FolderPath] = set()
         self._open = False
         self._subscriptions_done = False
         self._reported_keyword_drops: set[tuple[FolderPath, str]] = \
-            keyword_drops if keyword_drops is not None else set()
+            set() if lead is None else lead._reported_keyword_drops
         # target folders that exist, by folder_identity: filled in place (the workers, recovery and the folder run
         # hold it)
-        self.target_paths: set = target_paths if target_paths is not None else set()
+        self.target_paths: set = set() if lead is None else lead.target_paths
         # target folders this run created, by folder_identity (checked in LIST): shared with the workers too
-        self.created_now: set = created_now if created_now is not None else set()
+        self.created_now: set = set() if lead is None else lead.created_now
         # One per target folder, shared by the folder workers: a sweep must not see another source folder's
         # fresh copy into the same target folder before that copy is recorded (see Recovery.sweep).
-        self._target_locks = target_locks if target_locks is not None else TargetLocks()
+        self._target_locks = TargetLocks() if lead is None else lead._target_locks
         # Set when the emptied-source guard withholds every delete of the account this run: the reason.
-        self._withheld: str | None = None
+        self._withheld: str | None = None if lead is None else lead._withheld
         self._guarded = False
         # What the URLs' provider presets say (stores/presets.py), read here once: a clone of a store is a
         # plain connection and does not carry them, so a worker takes the lead run's, and its size limit.
@@ -365,13 +367,8 @@ class _AccountRun:
 
     def _fork(self, source: Store, target: Store) -> "_AccountRun":
         """A worker sharing this account's state, options and report, with its own connections and counters."""
-        run = _AccountRun(_Sided(source, "source"), _Sided(target, "target"), self.account, self.state, self.opt,
-                          self.result, counters=type(self.c)(), target_paths=self.target_paths,
-                          target_locks=self._target_locks, keyword_drops=self._reported_keyword_drops,
-                          created_now=self.created_now,
-                          lead=self)
-        run._withheld = self._withheld
-        return run
+        return _AccountRun(_Sided(source, "source"), _Sided(target, "target"), self.account, self.state, self.opt,
+                           self.result, lead=self)
 
     def _problem(self, folder: FolderPath | None, message: str | None, reason: str, kind: str = "message") -> None:
         p = Problem(self.account, display(folder) if folder is not None else None, message, reason, kind)
