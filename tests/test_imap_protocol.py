@@ -205,28 +205,31 @@ def test_unknown_certificate_refused_unless_insecure(imap_accounts):
     s.close()
 
 
-def test_starttls_demanded_but_not_offered_is_refused(dovecot_factory):
+def _log_once(srv, seen, start: int = 0) -> str:
+    """The server's log from ``start`` once ``seen`` says it holds what is awaited (at most 20 s): Dovecot logs
+    a session's lines when it gets to them, which under load can take a while."""
     import time
 
+    deadline = time.monotonic() + 20
+    text = srv.log()[start:]
+    while not seen(text) and time.monotonic() < deadline:
+        time.sleep(0.1)
+        text = srv.log()[start:]
+    return text
+
+
+def test_starttls_demanded_but_not_offered_is_refused(dovecot_factory):
     srv = dovecot_factory(tls=False)
     srv.add_user("ann", "pw")
-    # add_user checks the new user with a real LOGIN, which Dovecot logs when it gets to it: under load its
-    # lines came after the mark below and were read as this test's login (a CI run failed so). Wait for them.
-    deadline = time.monotonic() + 20
-    while (not any("imap(ann)" in line and "Logged out" in line for line in srv.log().splitlines())
-           and time.monotonic() < deadline):
-        time.sleep(0.1)
+    # add_user checks the new user with a real LOGIN: under load its lines came after the mark below and were
+    # read as this test's login (a CI run failed so). Wait for them.
+    _log_once(srv, lambda text: any("imap(ann)" in line and "Logged out" in line for line in text.splitlines()))
     s = ImapStore("127.0.0.1", srv.port, user="ann", password=Secret("pw"), tls="starttls")
     before = len(srv.log())
     with pytest.raises(ConfigError, match="does not offer STARTTLS"):
         s.open()
-    # and no password was sent: the server saw no login attempt.  Dovecot logs the disconnect when it gets
-    # to it, which under load can take a while: wait for that line rather than a fixed time.
-    deadline = time.monotonic() + 20
-    after = srv.log()[before:]
-    while "no auth attempts" not in after and time.monotonic() < deadline:
-        time.sleep(0.1)
-        after = srv.log()[before:]
+    # and no password was sent: the server saw no login attempt (the disconnect's line, waited for)
+    after = _log_once(srv, lambda text: "no auth attempts" in text, before)
     assert "no auth attempts" in after and "Login: user=<ann>" not in after
 
 
