@@ -74,6 +74,8 @@ class ImapStore(Store):
         self.conn: Connection | None = None
         self.sep: str | None = "/"
         self.prefix = ""  # personal namespace prefix, e.g. "INBOX."
+        #: (prefix, separator) once learnt from this server: a reconnect or a clone does not ask again
+        self._namespace_known: tuple[str, str | None] | None = None
         self.selected: tuple[str, bool] | None = None
         self._select_info: dict = {}
         self._sizes: dict[FolderPath, dict[int, int]] = {}
@@ -96,13 +98,25 @@ class ImapStore(Store):
             c.login(self.user, self._password, master=self.master_user, mode=self.master_mode)
             compress.start(c, self.compress)
             enable = [x for x in ("CONDSTORE", "QRESYNC") if x in c.capabilities]
-            self.qresync = False
-            if enable and "ENABLE" in c.capabilities:
-                c.command(b"ENABLE", *[e.encode() for e in enable])
-                self.qresync = any(u.name == b"ENABLED" and b"QRESYNC" in [d.upper() for d in u.data]
-                                   for u in c.untagged)
+            if "ENABLE" not in c.capabilities:
+                enable = []
+            # ENABLE and NAMESPACE go together, one round trip; NAMESPACE only where this store (or the one it
+            # was cloned from: a worker's connection) has not learnt the namespace from this server yet
+            ask = self._namespace_known is None and "NAMESPACE" in c.capabilities
+            commands: list[tuple] = []
+            if enable:
+                commands.append((b"ENABLE", *[e.encode() for e in enable]))
+            if ask:
+                commands.append((b"NAMESPACE",))
+            if commands:
+                c.pipeline(commands)
+            self.qresync = bool(enable) and any(
+                u.name == b"ENABLED" and b"QRESYNC" in [d.upper() for d in u.data] for u in c.untagged)
             self.conn = c
-            self._namespace()
+            if self._namespace_known is None:
+                self._namespace(c.untagged if ask else None)
+            else:
+                self.prefix, self.sep = self._namespace_known
         except BaseException:
             c.close()
             self.conn = None
@@ -128,6 +142,7 @@ class ImapStore(Store):
                          insecure=self.insecure, cafile=self.cafile, master_user=self.master_user,
                          master_mode=self.master_mode, timeout=self.timeout, compress=self.compress)
         twin._standins = self._standins  # one set: what one connection learnt about names, all use
+        twin._namespace_known = self._namespace_known
         return twin
 
     def supports_uidplus(self) -> bool:
@@ -139,21 +154,24 @@ class ImapStore(Store):
             raise ConnectionLost(f"{self.describe()}: not connected")
         return self.conn
 
-    def _namespace(self) -> None:
+    def _namespace(self, answer: list | None) -> None:
+        """The personal namespace's prefix and separator, from the NAMESPACE answer ``answer`` (the untagged
+        responses that came with it; None: not asked), else from ``LIST "" ""``; remembered for reconnects
+        and clones."""
         c = self._c
-        if "NAMESPACE" in c.capabilities:
-            c.command(b"NAMESPACE")
-            for u in c.untagged:
-                if u.name == b"NAMESPACE" and u.data and isinstance(u.data[0], list) and u.data[0]:
-                    first = u.data[0][0]
-                    if isinstance(first, list) and len(first) >= 2:
-                        self.prefix = (first[0] or b"").decode("utf-8", "replace")
-                        self.sep = first[1].decode() if first[1] else None
-                        return
+        for u in answer or ():
+            if u.name == b"NAMESPACE" and u.data and isinstance(u.data[0], list) and u.data[0]:
+                first = u.data[0][0]
+                if isinstance(first, list) and len(first) >= 2:
+                    self.prefix = (first[0] or b"").decode("utf-8", "replace")
+                    self.sep = first[1].decode() if first[1] else None
+                    self._namespace_known = (self.prefix, self.sep)
+                    return
         c.command(b"LIST", b'""', b'""')
         for u in c.untagged:
             if u.name == b"LIST" and len(u.data) >= 2:
                 self.sep = u.data[1].decode() if u.data[1] else None
+        self._namespace_known = (self.prefix, self.sep)
 
     # --- names ------------------------------------------------------------------------------------
     def _wire_name(self, path: FolderPath) -> str:

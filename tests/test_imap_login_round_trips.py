@@ -1,0 +1,120 @@
+"""Opening a connection costs as few round trips as each server allows, on every server Debian offers.
+
+Every connection a run opens (two per account, two more per extra worker, again after each reconnect) used to
+wait four times for its server after the greeting: the login, CAPABILITY, ENABLE, NAMESPACE.  A server that
+sends its new capabilities with the login's answer (RFC 9051 7.1) is not asked for them again, ENABLE and
+NAMESPACE go out together, and a worker's connection, a clone of the lead's store, does not ask for the
+namespace its lead learnt from the same server.  Over a WAN each wait is a round trip: on a cutover loop's
+rerun, the time before anything is compared.
+
+What must not change: the capabilities a run works with, QRESYNC enabled where the server has it, and the
+namespace (Cyrus's and Courier's "INBOX." with "."), on the clones too.  Checked against real servers; the
+waits are counted in the connection's own wire log.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import pytest
+
+from mailmigrate.model import Secret
+from mailmigrate.stores.imap import ImapStore
+from servers import imapcheck
+
+
+class _Wire(logging.Handler):
+    def __init__(self):
+        super().__init__(logging.DEBUG)
+        self.lines: list[str] = []
+
+    def emit(self, record):
+        self.lines.append(record.getMessage())
+
+
+def _open_logged(store: ImapStore) -> list[str]:
+    """The wire lines of ``store.open()``."""
+    h = _Wire()
+    wire = logging.getLogger("mailmigrate.imap.wire")
+    old = wire.level
+    wire.addHandler(h)
+    wire.setLevel(logging.DEBUG)
+    try:
+        store.open()
+    finally:
+        wire.removeHandler(h)
+        wire.setLevel(old)
+    return h.lines
+
+
+def _waits(lines: list[str]) -> int:
+    """How many times the client waited for the server: each server line that follows a client line."""
+    return sum(1 for a, b in zip(lines, lines[1:]) if a.startswith("C:") and b.startswith("S:"))
+
+
+def _commands(lines: list[str]) -> list[str]:
+    return [l.split()[2].strip("\\r\\n'") for l in lines if l.startswith("C: b'")]
+
+
+#: Each server's waits when a connection opens (from the greeting on): (the first, a clone's).  Dovecot and
+#: Cyrus answer SASL-IR's AUTHENTICATE with their new capabilities, then ENABLE and NAMESPACE are one wait
+#: (before: four waits each).  Courier has no SASL-IR (AUTHENTICATE waits for its "+"), sends no capabilities
+#: with the login's answer and is asked CAPABILITY, and offers no CONDSTORE to ENABLE.
+WAITS = {"dovecot": (2, 2), "cyrus": (2, 2), "cyrus-alt": (2, 2), "courier": (3, 2)}
+
+
+def _store(acc) -> ImapStore:
+    return ImapStore("127.0.0.1", acc.port, user=acc.user, password=Secret(acc.password), tls="none")
+
+
+def test_a_connection_opens_in_as_few_waits_as_the_server_allows(cross_accounts):
+    """Each side of each server pair: the waits of a first connection and of a clone (a worker's), the
+    capabilities those connections work with equal what the server answers to CAPABILITY, QRESYNC is on where
+    offered, and a clone has its lead's namespace without asking for it."""
+    for acc in cross_accounts:
+        imapcheck.populate_any(acc.port, acc.user, acc.password, {("Projects", "Alpha"): [(b"Subject: a\r\n\r\nx\r\n", "")]})
+        lead = _store(acc)
+        twin = None
+        try:
+            opened = _open_logged(lead)
+            twin = lead.clone()
+            cloned = _open_logged(twin)
+            assert (_waits(opened), _waits(cloned)) == WAITS[acc.kind], (acc.kind, opened, cloned)
+            assert "NAMESPACE" not in _commands(cloned)
+            for store in (lead, twin):
+                assert store.qresync == ("QRESYNC" in store.conn.capabilities)
+                kept = set(store.conn.capabilities)
+                assert store.conn.capability() == kept, acc.kind  # what the login's answer said is complete
+            assert (twin.prefix, twin.sep) == (lead.prefix, lead.sep)
+            assert (lead.prefix, lead.sep) == {"cyrus": ("INBOX.", "."), "courier": ("INBOX.", ".")}.get(
+                acc.kind, ("", "/")), acc.kind
+            assert sorted(f.path for f in twin.list_folders()) == sorted(f.path for f in lead.list_folders())
+            assert ("Projects", "Alpha") in {f.path for f in twin.list_folders()}
+        finally:
+            lead.close()
+            if twin is not None:
+                twin.close()
+
+
+def test_a_reconnect_does_not_ask_for_the_namespace_again(cross_accounts):
+    """A connection replaced after an abandoned fetch (``reconnect``) is to the same server for the same user."""
+    for acc in cross_accounts:
+        store = _store(acc)
+        try:
+            store.open()
+            before = (store.prefix, store.sep)
+            h = _Wire()
+            wire = logging.getLogger("mailmigrate.imap.wire")
+            wire.addHandler(h)
+            wire.setLevel(logging.DEBUG)
+            try:
+                store.reconnect()
+            finally:
+                wire.removeHandler(h)
+                wire.setLevel(logging.NOTSET)
+            logged_in = any("<login data>" in line or "AUTHENTICATE" in line for line in h.lines)
+            assert logged_in and "NAMESPACE" not in _commands(h.lines), h.lines
+            assert (store.prefix, store.sep) == before
+            assert store.list_folders()
+        finally:
+            store.close()
