@@ -2,6 +2,7 @@
 
     .venv/bin/python bench/ab.py HEAD~1 HEAD [--rounds 7] [--storage tmpfs] [--messages 3750]
     .venv/bin/python bench/ab.py "HEAD::--connections 1" "HEAD::--connections 3"   # options against options
+    .venv/bin/python bench/ab.py HEAD~1 HEAD --slow-link 100:20   # both servers behind a 100 Mbit/s, 20 ms link
 
 A commit may carry extra ``mailmigrate sync`` options after ``::``, so that one commit's settings can be
 compared with each other on the same servers.
@@ -12,6 +13,10 @@ the corpus into a fresh target account, and runs once more with nothing to copy 
 the process's CPU seconds (user + system, from its rusage, to the microsecond): on a machine shared with
 other work, wall time follows the load, CPU much less. Medians and each commit's spread are printed; nothing
 is asserted.
+
+``--slow-link MBIT:RTT_MS`` puts both servers behind bench/slowlink.py (as bench/run.py's ``--slow-side
+both``), for what a WAN's round trips cost; mailmigrate is then given ``compress=yes``, as ``auto`` would do
+towards a remote server.
 """
 
 from __future__ import annotations
@@ -82,7 +87,9 @@ def main(argv=None) -> int:
     ap.add_argument("--folders", type=int, default=10)
     ap.add_argument("--storage", choices=sorted(STORAGE), default="tmpfs")
     ap.add_argument("--connections", type=int, default=3)
+    ap.add_argument("--slow-link", metavar="MBIT:RTT_MS", help="both servers behind a link this slow, e.g. 100:20")
     args = ap.parse_args(argv)
+    from features import Links
     from servers.dovecot import DovecotServer
 
     parent = STORAGE[args.storage]
@@ -90,7 +97,10 @@ def main(argv=None) -> int:
     labels = [f"{i}:{c}" for i, c in enumerate(args.commits)]  # the same commit twice is an A/A run
     srcs = {lab: export(c.partition("::")[0], base / f"code{i}") for i, (lab, c) in enumerate(zip(labels, args.commits))}
     extra = {lab: c.partition("::")[2].split() for lab, c in zip(labels, args.commits)}
-    src, dst = DovecotServer(parent=parent).start(), DovecotServer(parent=parent).start()
+    src = DovecotServer(compress=bool(args.slow_link), parent=parent).start()
+    dst = DovecotServer(compress=bool(args.slow_link), parent=parent).start()
+    links = Links(args.slow_link, "both", src.port, dst.port)
+    query = "tls=none&compress=yes" if args.slow_link else "tls=none"
     cpu: dict[str, list[float]] = {c: [] for c in labels}
     wall: dict[str, list[float]] = {c: [] for c in labels}
     rerun: dict[str, list[float]] = {c: [] for c in labels}
@@ -106,8 +116,8 @@ def main(argv=None) -> int:
                 dst.add_user(user, PASSWORD)
                 env = tool_env()
                 env["PYTHONPATH"] = str(srcs[c])
-                cmd = [*LAUNCH, "sync", f"imap://src@127.0.0.1:{src.port}?tls=none",
-                       f"imap://{user}@127.0.0.1:{dst.port}?tls=none", "--state", str(base / f"{user}.db"),
+                cmd = [*LAUNCH, "sync", f"imap://src@127.0.0.1:{links.src_port}?{query}",
+                       f"imap://{user}@127.0.0.1:{links.dst_port}?{query}", "--state", str(base / f"{user}.db"),
                        "--no-progress", "--connections", str(args.connections), *extra[c]]
                 s = timed(cmd, env=env)
                 cpu[c].append(s.cpu)
@@ -118,6 +128,7 @@ def main(argv=None) -> int:
                 print(f"round {rnd + 1} {c:12} {s.wall:6.2f} s wall {s.cpu:7.4f} CPU s, rerun {again.cpu:7.4f} CPU s  "
                       f"load {os.getloadavg()[0]:.1f}", flush=True)
     finally:
+        links.close()
         src.stop()
         dst.stop()
         shutil.rmtree(base, ignore_errors=True)
