@@ -40,7 +40,7 @@ from .copying import CopyPipeline, describe_message  # noqa: F401  (describe_mes
 from .folder_run import FolderRun
 from .folders import FolderPlan, display, plan_folders, separate_collisions
 from .limits import RateLimiter
-from .parallel import TargetLocks, create_before_parallel, sync_parallel
+from .parallel import TargetLocks, sync_parallel
 from .plan import from_in_flight, in_flight  # noqa: F401  (part of the engine's API)
 from .recovery import Recovery
 from .selection import Selection
@@ -135,6 +135,13 @@ def _both(on_source: Callable[[], object], on_target: Callable[[], object]) -> t
     return box["result"], target_result
 
 
+def _quietly(close: Callable[[], object]) -> None:
+    try:
+        close()
+    except Exception:  # closing must never hide the real error
+        pass
+
+
 def _backoff(attempt: int, options: SyncOptions, suggested: float | None) -> float:
     if suggested:
         return min(float(suggested), options.backoff_max * 4)
@@ -202,11 +209,9 @@ class _AccountRun:
         self._open = True
 
     def close(self) -> None:
-        for s in (self.source, self.target):
-            try:
-                s.close()
-            except Exception:  # closing must never hide the real error
-                pass
+        """Both sides let go at once: an IMAP LOGOUT waits for its server's answer, a round trip each over a
+        WAN at the end of every account (and of every folder worker)."""
+        _both(lambda: _quietly(self.source.close), lambda: _quietly(self.target.close))
         self._open = False
 
     def _reopen_source(self) -> None:
@@ -272,8 +277,7 @@ class _AccountRun:
             else:
                 work.append(plan)
         if len(work) > 1 and self.opt.connections > 1 and not self.opt.dry_run:
-            create_before_parallel(self, work)
-            sync_parallel(self, work, statuses, tgt_statuses)
+            sync_parallel(self, work, statuses, tgt_statuses)  # creates the target folders first
         else:
             for plan in work:
                 self._sync_one(plan, statuses.get(plan.source.path), tgt_statuses.get(plan.source.path))

@@ -5,9 +5,9 @@ share the account's state, options, report and its per-target-folder locks; each
 and counters (added up at the end).
 
 Not part of the run's class: :func:`sync_parallel` is given the lead run (whose stores it clones, whose
-``_fork`` makes the workers and whose ``_sync_one`` each worker calls), :func:`create_before_parallel` the
-lead run too (whose folder run creates the target folders), and :class:`TargetLocks` is one object the lead
-run and its workers hold in common.
+``_fork`` makes the workers and whose ``_sync_one`` each worker calls; its folder run creates the target
+folders, :func:`create_before_parallel`), and :class:`TargetLocks` is one object the lead run and its
+workers hold in common.
 """
 
 from __future__ import annotations
@@ -41,13 +41,18 @@ class TargetLocks:
 
 def sync_parallel(lead, work: list[FolderPlan], statuses, tgt_statuses) -> None:
     """Several folders at once, each worker on its own pair of connections (issue: the latency of one
-    connection, not bandwidth or CPU, bounds a single-connection copy)."""
+    connection, not bandwidth or CPU, bounds a single-connection copy).
+
+    The workers log in while the lead creates the target folders (:func:`create_before_parallel`), and wait
+    for it before they take a folder: the logins and the creation, each a few round trips, overlap instead
+    of following each other.  Each worker lets its connections go as soon as no folder is left for it."""
     order = sorted(work, key=lambda p: -((statuses.get(p.source.path).count or 0)
                                          if statuses.get(p.source.path) else 0))
     q: queue.Queue = queue.Queue()
     for p in order:
         q.put(p)
     errors: list[BaseException] = []
+    created = threading.Event()
     clones = []
     for _ in range(min(lead.opt.connections, len(work)) - 1):
         src = getattr(lead.source._store, "clone", lambda: None)()
@@ -62,13 +67,11 @@ def sync_parallel(lead, work: list[FolderPlan], statuses, tgt_statuses) -> None:
                 try:
                     run.open()
                 except MailmigrateError as e:
-                    # The server may limit connections per user: fewer workers, not a failure.  The
-                    # side that did open is let go now, not when the account ends: on the fleet it holds
-                    # a connection slot other accounts are waiting for.
-                    run.close()
+                    # The server may limit connections per user: fewer workers, not a failure.
                     log.info("account %s: an extra connection was refused (%s); going on with fewer",
                              lead.account, e)
                     return
+                created.wait()
             while not errors:
                 try:
                     plan = q.get_nowait()
@@ -77,16 +80,27 @@ def sync_parallel(lead, work: list[FolderPlan], statuses, tgt_statuses) -> None:
                 run._sync_one(plan, statuses.get(plan.source.path), tgt_statuses.get(plan.source.path))
         except BaseException as e:  # handed to the account's retry logic below
             errors.append(e)
+        finally:
+            if run is not lead:
+                # Now, not when the account ends: the others may still copy for a while, and on the fleet
+                # each connection holds a slot other accounts are waiting for (a side that did open, when
+                # the other was refused, too).
+                run.close()
 
     threads = [threading.Thread(target=worker, args=(r,), name="mailmigrate-folder", daemon=True)
                for r in clones]
     for t in threads:
         t.start()
+    try:
+        create_before_parallel(lead, work)
+    except BaseException as e:  # the workers stop before their first folder; raised below
+        errors.append(e)
+    finally:
+        created.set()
     worker(lead)
     for t in threads:
         t.join()
     for r in clones:
-        r.close()
         lead.c.add(r.c)
         lead.finished |= r.finished
     if errors:
