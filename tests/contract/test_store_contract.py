@@ -174,6 +174,27 @@ def test_create_folder_and_subscribe(kind, path):
     assert list(got.values()) == [BODIES[0]]
 
 
+def test_folders_created_and_subscribed_together(kind):
+    """``create_folders`` and ``subscribe_folders`` (on IMAP all sent before an answer is read) end as the one-
+    at-a-time calls do, with the names some servers refuse at first (Cyrus: '"') and a folder already there."""
+    store = writable(kind)
+    paths = [("Work",), ("Work", "Deep", "Deeper"), ("Café ☕",), ("a&b",), ("c+d e",), ('quo"te',), ("a.b",),
+             ("x/y",), ('twice"',), ("INBOX",)]
+    store.create_folder(("Work",))
+    refused = store.create_folders([(p, None) for p in paths])
+    # Courier refuses a CREATE of a folder that is there ("NO Cannot create this folder.", no code): that one
+    # refusal is handed back, and the folders after it are created all the same.
+    assert [r is None for r in refused] == [kind[0] != "courier"] + [True] * (len(paths) - 1), refused
+    assert store.subscribe_folders(paths) == [None] * len(paths)
+    for p in paths:
+        store.append(p, [AppendItem(Body.from_bytes(BODIES[0]))])
+    folders = {f.path: f for f in store.list_folders()}
+    for p in paths:
+        assert p in folders and folders[p].subscribed, p
+        _, got = fetch_all(store, p)
+        assert list(got.values()) == [BODIES[0]], p
+
+
 def test_vanished_key_is_absent_and_validity_is_steady(kind):
     name, store, populate, caps = kind
     populate({("INBOX",): [(BODIES[0], ())]})

@@ -40,6 +40,11 @@ ESCAPES = {"/": "\u2215", ".": "\u2024"}
 REFUSED_STANDINS = {'"': "\uff02", "/": "\u2215"}
 
 
+def _now_exists(r: Response) -> bool:
+    """A CREATE's answer that leaves the folder there: created, or there already."""
+    return r.status == b"OK" or r.code == b"ALREADYEXISTS" or b"exist" in r.text.lower()
+
+
 def escape_component(name: str, sep: str | None) -> str:
     """A folder name's own separator characters, made harmless for a server whose separator is ``sep``:
     "/" becomes "∕" (U+2215), "." becomes "․" (U+2024), any other separator character "_"."""
@@ -524,21 +529,56 @@ class ImapStore(Store):
             return self.create_folder(path, special_use)
         raise FolderFailed(str(self._c.error_for(r, f"CREATE {'/'.join(path)}")))
 
+    def create_folders(self, folders: Sequence[tuple[FolderPath, str | None]]) -> list:
+        """All the CREATEs sent before the first answer is read; a folder they did not create goes through
+        :meth:`create_folder` on its own (its parents, a plain CREATE after a refused USE, a stand-in for a
+        refused character), so the outcome is the one-at-a-time outcome."""
+        if not folders:
+            return []
+        c = self._c
+        answers = c.pipeline([self._create_args(path, use) for path, use in folders])
+        out: list = []
+        for (path, use), (r, _) in zip(folders, answers):
+            if _now_exists(r):
+                out.append(None)
+                continue
+            out.extend(super().create_folders([(path, use)]))
+        return out
+
+    def subscribe_folders(self, paths: Sequence[FolderPath]) -> list:
+        if not paths:
+            return []
+        c = self._c
+        answers = c.pipeline([(b"SUBSCRIBE", self._q(self._wire_name(p))) for p in paths])
+        out: list = []
+        for p, (r, _) in zip(paths, answers):
+            if r.status == b"OK":
+                out.append(None)
+                continue
+            e = c.error_for(r, f"SUBSCRIBE {'/'.join(p)}")
+            if not isinstance(e, ServerRefused):
+                raise e  # a server asking to try again later, say: raised, as subscribe() raises it
+            out.append(e)
+        return out
+
+    def _create_args(self, path: FolderPath, special_use: str | None) -> tuple:
+        args: tuple = (b"CREATE", self._q(self._wire_name(path)))
+        if special_use and "CREATE-SPECIAL-USE" in self._c.capabilities:
+            args += (b"(USE (" + special_use.encode() + b"))",)  # RFC 6154: the attributes are a list
+        return args
+
     def _create(self, path: FolderPath, special_use: str | None):
         """One CREATE; None when the folder now exists, else the server's refusal."""
         c = self._c
-        args = [b"CREATE", self._q(self._wire_name(path))]
-        with_use = special_use and "CREATE-SPECIAL-USE" in c.capabilities
-        if with_use:
-            args += [b"(USE (" + special_use.encode() + b"))"]  # RFC 6154: the attributes are a list
+        args = self._create_args(path, special_use)
         r = c.command(*args)
-        if r.status == b"OK" or r.code == b"ALREADYEXISTS" or b"exist" in r.text.lower():
+        if _now_exists(r):
             return None
-        if with_use:
+        if len(args) > 2:
             # Any refusal of the USE part (Cyrus with altnamespace: "SPECIAL-USE flag conflict", without
             # [USEATTR]) must not lose the folder: it is created plain, and only its role is lost.
-            r = c.command(b"CREATE", self._q(self._wire_name(path)))
-            if r.status == b"OK" or r.code == b"ALREADYEXISTS" or b"exist" in r.text.lower():
+            r = c.command(*args[:2])
+            if _now_exists(r):
                 return None
         return r
 

@@ -114,6 +114,12 @@ class StoreWrapper(Store):
     def subscribe(self, path: FolderPath) -> None:
         return self._call(self._inner.subscribe, path)
 
+    def create_folders(self, folders: Sequence[tuple[FolderPath, str | None]]) -> list:
+        return self._call(self._inner.create_folders, folders)
+
+    def subscribe_folders(self, paths: Sequence[FolderPath]) -> list:
+        return self._call(self._inner.subscribe_folders, paths)
+
     def permanent_flags(self, path: FolderPath) -> PermanentFlags:
         return self._call(self._inner.permanent_flags, path)
 

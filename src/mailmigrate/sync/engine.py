@@ -294,12 +294,11 @@ class _AccountRun:
             self.folder_run.check_created_listed()
         tgt_subscribed = {f.path for f in tgt_folders if f.subscribed}
         if not self.opt.dry_run and not self._subscriptions_done:
-            for plan in plans:
-                if plan.source.subscribed and plan.target_path not in tgt_subscribed:
-                    try:
-                        self.target.subscribe(plan.target_path)
-                    except ServerRefused as e:
-                        self._problem(plan.source.path, None, f"could not subscribe on target: {e}", kind="warning")
+            wanted = [p for p in plans if p.source.subscribed and p.target_path not in tgt_subscribed]
+            for plan, refused in zip(wanted, self.target.subscribe_folders([p.target_path for p in wanted])):
+                if refused is not None:
+                    self._problem(plan.source.path, None, f"could not subscribe on target: {refused}",
+                                  kind="warning")
             self._subscriptions_done = True
         if self.opt.delete and not sel.just_folders and not gone_done:
             # Every listed source folder, excluded ones too: a folder left out by a rule is not gone.

@@ -16,7 +16,7 @@ import logging
 import queue
 import threading
 
-from ..errors import FolderFailed, MailmigrateError, ServerRefused
+from ..errors import MailmigrateError
 from .folders import FolderPlan
 
 log = logging.getLogger("mailmigrate.sync")
@@ -108,14 +108,12 @@ def sync_parallel(lead, work: list[FolderPlan], statuses, tgt_statuses) -> None:
 
 
 def create_before_parallel(lead, work: list[FolderPlan]) -> None:
-    """The target folders the parallel workers need, created here, one after the other on the lead run's
-    connection.  Dovecot 2.3 with its mailbox list index (the default) lost one of two folders created at
-    the same moment by two sessions of one user: the folder and its mail were on disk, and LIST never
-    showed it again (tests/test_fleet.py found it under load)."""
+    """The target folders the parallel workers need, created here, on the lead run's connection, one after
+    the other (on IMAP sent together: one round trip for all).  Dovecot 2.3 with its mailbox list index (the
+    default) lost one of two folders created at the same moment by two sessions of one user: the folder and
+    its mail were on disk, and LIST never showed it again (tests/test_fleet.py found it under load)."""
+    folders = []
     for plan in work:
         fstate = lead.state.folder(lead.account, plan.source.path)
-        target_path = fstate.target_path if fstate else plan.target_path
-        try:
-            lead.folder_run.ensure_target_folder(plan, fstate, target_path)
-        except (FolderFailed, ServerRefused):
-            continue  # the folder's own worker meets it again and reports it with the folder
+        folders.append((plan, fstate, fstate.target_path if fstate else plan.target_path))
+    lead.folder_run.ensure_target_folders(folders)

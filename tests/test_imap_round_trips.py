@@ -1,4 +1,5 @@
-"""Opening a connection costs as few round trips as each server allows, on every server Debian offers.
+"""Opening a connection, and creating and subscribing an account's folders, cost as few round trips as each
+server allows, on every server Debian offers.
 
 Every connection a run opens (two per account, two more per extra worker, again after each reconnect) used to
 wait four times for its server after the greeting: the login, CAPABILITY, ENABLE, NAMESPACE.  A server that
@@ -6,6 +7,10 @@ sends its new capabilities with the login's answer (RFC 9051 7.1) is not asked f
 NAMESPACE go out together, and a worker's connection, a clone of the lead's store, does not ask for the
 namespace its lead learnt from the same server.  Over a WAN each wait is a round trip: on a cutover loop's
 rerun, the time before anything is compared.
+
+The target folders of a first copy, and their subscriptions at its end, used to cost a round trip each;
+they now go out together (``Store.create_folders``, ``Store.subscribe_folders``), with a folder the server
+refused then tried on its own as before.
 
 What must not change: the capabilities a run works with, QRESYNC enabled where the server has it, and the
 namespace (Cyrus's and Courier's "INBOX." with "."), on the clones too.  Checked against real servers; the
@@ -32,19 +37,24 @@ class _Wire(logging.Handler):
         self.lines.append(record.getMessage())
 
 
-def _open_logged(store: ImapStore) -> list[str]:
-    """The wire lines of ``store.open()``."""
+def _logged(call) -> tuple[object, list[str]]:
+    """What ``call()`` returned, and the wire lines it caused."""
     h = _Wire()
     wire = logging.getLogger("mailmigrate.imap.wire")
     old = wire.level
     wire.addHandler(h)
     wire.setLevel(logging.DEBUG)
     try:
-        store.open()
+        result = call()
     finally:
         wire.removeHandler(h)
         wire.setLevel(old)
-    return h.lines
+    return result, h.lines
+
+
+def _open_logged(store: ImapStore) -> list[str]:
+    """The wire lines of ``store.open()``."""
+    return _logged(store.open)[1]
 
 
 def _waits(lines: list[str]) -> int:
@@ -103,18 +113,36 @@ def test_a_reconnect_does_not_ask_for_the_namespace_again(cross_accounts):
         try:
             store.open()
             before = (store.prefix, store.sep)
-            h = _Wire()
-            wire = logging.getLogger("mailmigrate.imap.wire")
-            wire.addHandler(h)
-            wire.setLevel(logging.DEBUG)
-            try:
-                store.reconnect()
-            finally:
-                wire.removeHandler(h)
-                wire.setLevel(logging.NOTSET)
-            logged_in = any("<login data>" in line or "AUTHENTICATE" in line for line in h.lines)
-            assert logged_in and "NAMESPACE" not in _commands(h.lines), h.lines
+            _, lines = _logged(store.reconnect)
+            logged_in = any("<login data>" in line or "AUTHENTICATE" in line for line in lines)
+            assert logged_in and "NAMESPACE" not in _commands(lines), lines
             assert (store.prefix, store.sep) == before
             assert store.list_folders()
+        finally:
+            store.close()
+
+
+def test_an_accounts_folders_are_created_and_subscribed_in_one_wait_each(cross_accounts):
+    """Seven folders (nested, a special use, a name with a space) on each server: the CREATEs are one wait,
+    the SUBSCRIBEs another, and the target lists every folder, subscribed, with its special use where the
+    server takes one."""
+    paths = [("Archive",), ("Archive", "2024"), ("Sent",), ("Lists",), ("Lists", "dev"), ("Projects",),
+             ("Old mail",)]
+    for acc in cross_accounts:
+        store = _store(acc)
+        try:
+            store.open()
+            use = "\\Sent" if "CREATE-SPECIAL-USE" in store.conn.capabilities else None
+            refused, created = _logged(lambda: store.create_folders([(p, use if p == ("Sent",) else None)
+                                                                     for p in paths]))
+            assert refused == [None] * len(paths)
+            assert _commands(created) == ["CREATE"] * len(paths) and _waits(created) == 1, (acc.kind, created)
+            refused, subscribed = _logged(lambda: store.subscribe_folders(paths))
+            assert refused == [None] * len(paths)
+            assert _commands(subscribed) == ["SUBSCRIBE"] * len(paths) and _waits(subscribed) == 1, acc.kind
+            listed = {f.path: f for f in store.list_folders()}
+            assert all(p in listed and listed[p].subscribed for p in paths), (acc.kind, sorted(listed))
+            if use:
+                assert listed[("Sent",)].special_use == use
         finally:
             store.close()
