@@ -152,6 +152,20 @@ def test_folder_marks_and_their_reset(db):
     assert db.created_folders("acc") == {f.id}
 
 
+def test_many_folders_recorded_and_marked_created_at_once(db):
+    """What one transaction writes for an account's folders before its first copy reads back as the one-at-a-time
+    calls would have written it: the records in the order asked, a folder already recorded mapped anew."""
+    old = db.ensure_folder("acc", ("Sent",), ("Sent",))
+    got = db.ensure_folders("acc", [(("INBOX",), ("INBOX",)), (("Sent",), ("Sent", "Old")), (("a", "b"), ("a", "b"))])
+    assert [(f.source_path, f.target_path) for f in got] == [(("INBOX",), ("INBOX",)), (("Sent",), ("Sent", "Old")),
+                                                             (("a", "b"), ("a", "b"))]
+    assert got[1].id == old.id and db.folder("acc", ("a", "b")).id == got[2].id
+    db.mark_created(got[0].id, got[2].id)
+    db.mark_created()
+    assert db.created_folders("acc") == {got[0].id, got[2].id}
+    assert db.ensure_folders("acc", []) == []
+
+
 def test_lost_intents_are_watched_until_forgotten(db):
     f = db.ensure_folder("acc", ("INBOX",), ("INBOX",))
     db.record_intents(f.id, [row("1", "A", floor=3), row("2", "B", floor=3)])

@@ -249,26 +249,30 @@ class FolderRun(RunPart):
         if self._tid(target_path) in self.target_paths:
             return fstate, False
         self.target.create_folder(target_path, plan.special_use)
-        self._created(fstate, target_path)
+        self.state.mark_created(fstate.id)
+        self._created(target_path)
         return fstate, True
 
     def ensure_target_folders(self, folders: list[tuple[FolderPlan, object, FolderPath]]) -> None:
-        """:meth:`ensure_target_folder` for each (plan, record or None, target path), the missing folders
-        created together (``Store.create_folders``: on IMAP one round trip for all).  A folder the target
-        refused is left as it is: its own folder run meets the refusal again and reports it with the folder."""
+        """:meth:`ensure_target_folder` for each (plan, record or None, target path), with the missing records
+        written in one transaction, the missing folders created together (``Store.create_folders``: on IMAP
+        one round trip for all) and marked created in one more.  A folder the target refused is left as it is:
+        its own folder run meets the refusal again and reports it with the folder."""
+        new = iter(self.state.ensure_folders(self.account, [(plan.source.path, path)
+                                                             for plan, fstate, path in folders if fstate is None]))
         missing = []
         for plan, fstate, target_path in folders:
             if fstate is None:
-                fstate = self.state.ensure_folder(self.account, plan.source.path, target_path)
+                fstate = next(new)
             if self._tid(target_path) not in self.target_paths:
                 missing.append((plan, fstate, target_path))
         refusals = self.target.create_folders([(path, plan.special_use) for plan, _, path in missing])
-        for (_, fstate, target_path), refused in zip(missing, refusals):
-            if refused is None:
-                self._created(fstate, target_path)
+        created = [(fstate, path) for (_, fstate, path), refused in zip(missing, refusals) if refused is None]
+        self.state.mark_created(*(fstate.id for fstate, _ in created))
+        for _, target_path in created:
+            self._created(target_path)
 
-    def _created(self, fstate, target_path: FolderPath) -> None:
-        self.state.mark_created(fstate.id)
+    def _created(self, target_path: FolderPath) -> None:
         self.target_paths.add(self._tid(target_path))
         self.created_now.add(self._tid(target_path))
         self.c.folders_created += 1

@@ -112,8 +112,9 @@ def create_before_parallel(lead, work: list[FolderPlan]) -> None:
     the other (on IMAP sent together: one round trip for all).  Dovecot 2.3 with its mailbox list index (the
     default) lost one of two folders created at the same moment by two sessions of one user: the folder and
     its mail were on disk, and LIST never showed it again (tests/test_fleet.py found it under load)."""
+    recorded = {f.source_path: f for f in lead.state.folders(lead.account)}
     folders = []
     for plan in work:
-        fstate = lead.state.folder(lead.account, plan.source.path)
+        fstate = recorded.get(plan.source.path)
         folders.append((plan, fstate, fstate.target_path if fstate else plan.target_path))
     lead.folder_run.ensure_target_folders(folders)

@@ -227,15 +227,23 @@ class SqlStateDB:
         return FolderState(r[0], r[1], decode_path(r[2]), decode_path(r[3]), *r[4:])
 
     def ensure_folder(self, account: str, source_path: FolderPath, target_path: FolderPath) -> FolderState:
+        return self.ensure_folders(account, [(source_path, target_path)])[0]
+
+    def ensure_folders(self, account: str, folders: Sequence[tuple[FolderPath, FolderPath]]) -> list[FolderState]:
+        """:meth:`ensure_folder` for each (source path, target path), in one transaction: one commit (an fsync
+        on SQLite) for an account's folders before its first copy, not one per folder."""
+        out = []
         with self._lock, self._transaction():
-            # fetchall: SQLite cannot commit while an INSERT ... RETURNING is still open.
-            rows = self._execute(
-                "INSERT INTO {folders}(account, source_path, target_path) VALUES (?,?,?) "
-                "ON CONFLICT (account, source_path) DO UPDATE SET target_path=excluded.target_path "
-                f"RETURNING {_FOLDER_COLS}",
-                (account, encode_path(source_path), encode_path(target_path)),
-            ).fetchall()
-        return self._folder_row(rows[0])
+            for source_path, target_path in folders:
+                # fetchall: SQLite cannot commit while an INSERT ... RETURNING is still open.
+                rows = self._execute(
+                    "INSERT INTO {folders}(account, source_path, target_path) VALUES (?,?,?) "
+                    "ON CONFLICT (account, source_path) DO UPDATE SET target_path=excluded.target_path "
+                    f"RETURNING {_FOLDER_COLS}",
+                    (account, encode_path(source_path), encode_path(target_path)),
+                ).fetchall()
+                out.append(self._folder_row(rows[0]))
+        return out
 
     def set_folder_marks(
         self,
@@ -256,11 +264,15 @@ class SqlStateDB:
                 (source_validity, source_uidnext, source_modseq, source_count, target_validity, folder_id),
             )
 
-    def mark_created(self, folder_id: int) -> None:
-        """mailmigrate made this target folder: an abort may remove it again (when empty)."""
+    def mark_created(self, *folder_ids: int) -> None:
+        """mailmigrate made these target folders: an abort may remove them again (when empty).  One transaction
+        for all."""
+        if not folder_ids:
+            return
+        cond, param = self._in("id", folder_ids)
         # TRUE is a BOOLEAN in PostgreSQL and 1 in SQLite, matching each one's column.
         with self._lock, self._transaction():
-            self._execute("UPDATE {folders} SET target_created=TRUE WHERE id=?", (folder_id,))
+            self._execute("UPDATE {folders} SET target_created=TRUE WHERE " + cond, (param,))
 
     def created_folders(self, account: str) -> set[int]:
         with self._lock:
