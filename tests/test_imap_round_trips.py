@@ -12,6 +12,10 @@ The target folders of a first copy, and their subscriptions at its end, used to 
 they now go out together (``Store.create_folders``, ``Store.subscribe_folders``), with a folder the server
 refused then tried on its own as before.
 
+Every run of an account lists its folders and then asks their STATUS: where the server offers LIST-STATUS
+(RFC 5819: Dovecot, Cyrus) the statuses come with the listing, a round trip less, and are used only when the
+LIST was the connection's last command (an older answer would hide what changed since).
+
 What must not change: the capabilities a run works with, QRESYNC enabled where the server has it, and the
 namespace (Cyrus's and Courier's "INBOX." with "."), on the clones too.  Checked against real servers; the
 waits are counted in the connection's own wire log.
@@ -23,7 +27,7 @@ import logging
 
 import pytest
 
-from mailmigrate.model import Secret
+from mailmigrate.model import AppendItem, Body, Secret
 from mailmigrate.stores.imap import ImapStore
 from servers import imapcheck
 
@@ -144,5 +148,36 @@ def test_an_accounts_folders_are_created_and_subscribed_in_one_wait_each(cross_a
             assert all(p in listed and listed[p].subscribed for p in paths), (acc.kind, sorted(listed))
             if use:
                 assert listed[("Sent",)].special_use == use
+        finally:
+            store.close()
+
+
+def _statuses_asked(store: ImapStore, paths) -> tuple[dict, list[str]]:
+    return _logged(lambda: store.folder_statuses(paths))
+
+
+def test_the_statuses_come_with_the_listing_where_the_server_offers_it(cross_accounts):
+    """After a listing, the statuses of its folders cost no command on a server with LIST-STATUS (on Courier
+    one pipelined STATUS each), and equal what STATUS answers; after any other command they are asked again,
+    so a message appended in between is counted."""
+    for acc in cross_accounts:
+        imapcheck.populate_any(acc.port, acc.user, acc.password, {
+            ("INBOX",): [(b"Subject: a\r\n\r\nx\r\n", "")] * 2, ("Lists", "dev"): [(b"Subject: b\r\n\r\ny\r\n", "")]})
+        store = _store(acc)
+        try:
+            store.open()
+            paths = [f.path for f in store.list_folders() if f.selectable]
+            listed, lines = _statuses_asked(store, paths)
+            has = "LIST-STATUS" in store.conn.capabilities
+            assert has == (acc.kind != "courier"), acc.kind
+            assert _commands(lines) == ([] if has else ["STATUS"] * len(paths)), (acc.kind, lines)
+            asked, lines = _statuses_asked(store, paths)  # no listing just before: asked
+            assert _commands(lines) == ["STATUS"] * len(paths)
+            assert asked == listed and listed[("INBOX",)].count == 2 and listed[("Lists", "dev")].count == 1
+            store.list_folders()
+            store.append(("Lists", "dev"), [AppendItem(Body.from_bytes(b"Subject: c\r\n\r\nz\r\n"))])
+            after, lines = _statuses_asked(store, paths)
+            assert _commands(lines) == ["STATUS"] * len(paths), acc.kind
+            assert after[("Lists", "dev")].count == 2 and after[("Lists", "dev")].uidnext > listed[("Lists", "dev")].uidnext
         finally:
             store.close()

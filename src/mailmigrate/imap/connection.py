@@ -468,6 +468,12 @@ class Connection:
         self._tagn += 1
         return b"M%d" % self._tagn
 
+    @property
+    def commands_sent(self) -> int:
+        """How many commands this connection has sent: an answer remembered at one count is known to be
+        the connection's latest while the count stays."""
+        return self._tagn
+
     def send_command(self, *args, secret: bool = False) -> bytes:
         """Send one command; literals go non-synchronising when LITERAL+ is offered, else wait for "+".
 

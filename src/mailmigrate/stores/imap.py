@@ -40,6 +40,29 @@ ESCAPES = {"/": "\u2215", ".": "\u2024"}
 REFUSED_STANDINS = {'"': "\uff02", "/": "\u2215"}
 
 
+def _status_values(untagged: list) -> dict[str, dict]:
+    """The STATUS answers among ``untagged``, by mailbox name as sent: {name: {item: number}}, or {b"!": why}
+    for an answer that does not parse."""
+    by_name = {}
+    for u in untagged:
+        if u.name == b"STATUS" and len(u.data) >= 2:
+            name = u.data[0].read() if isinstance(u.data[0], Body) else u.data[0]
+            vals = u.data[1]
+            try:
+                kv = {vals[i].upper(): parse_number(vals[i + 1], vals[i].decode("ascii", "replace"),
+                                                    MODSEQ_MAX if vals[i].upper() == b"HIGHESTMODSEQ" else NUMBER_MAX)
+                      for i in range(0, len(vals) - 1, 2)}
+            except ProtocolError as e:
+                kv = {b"!": str(e)}
+            by_name[name.decode("ascii", "replace")] = kv
+    return by_name
+
+
+def _by_wire(by_name: dict, wire: str):
+    """A folder's STATUS values by its wire name, also where the server spelt it in another case (INBOX)."""
+    return by_name.get(wire) or next((v for k, v in by_name.items() if k.upper() == wire.upper()), None)
+
+
 def _now_exists(r: Response) -> bool:
     """A CREATE's answer that leaves the folder there: created, or there already."""
     return r.status == b"OK" or r.code == b"ALREADYEXISTS" or b"exist" in r.text.lower()
@@ -83,6 +106,8 @@ class ImapStore(Store):
         self._namespace_known: tuple[str, str | None] | None = None
         self.selected: tuple[str, bool] | None = None
         self._select_info: dict = {}
+        #: (connection, its command count, STATUS values by wire name) from the last LIST with LIST-STATUS
+        self._listed_statuses: tuple | None = None
         self._sizes: dict[FolderPath, dict[int, int]] = {}
         self._bad_dates: dict[FolderPath, dict[int, str]] = {}
         self._problems: list[tuple[str, str]] = []
@@ -230,11 +255,20 @@ class ImapStore(Store):
     # --- folders ----------------------------------------------------------------------------------
     def list_folders(self) -> list[FolderInfo]:
         c = self._c
+        self._listed_statuses = None
         if "LIST-EXTENDED" in c.capabilities:
-            r = c.command(b"LIST", b'""', b"*", b"RETURN", b"(SUBSCRIBED SPECIAL-USE)")
+            returns = b"SUBSCRIBED SPECIAL-USE"
+            if "LIST-STATUS" in c.capabilities:
+                # RFC 5819: every folder's STATUS with the listing, so that the folder_statuses that follows (an
+                # account's every run) costs no round trip of its own
+                returns += b" STATUS (" + b" ".join(self._status_items()) + b")"
+            r = c.command(b"LIST", b'""', b"*", b"RETURN", b"(" + returns + b")")
         else:
             r = c.command(b"LIST", b'""', b"*")
         c.check(r, "LIST")
+        if "LIST-STATUS" in c.capabilities and "LIST-EXTENDED" in c.capabilities and self.selected is None:
+            # (with a folder selected, its STATUS is not reliable everywhere: folder_statuses asks again)
+            self._listed_statuses = (c, c.commands_sent, _status_values(c.untagged))
         listed = [u for u in c.untagged if u.name == b"LIST"]
         subscribed: set[bytes] = set()
         if "LIST-EXTENDED" not in c.capabilities:
@@ -270,38 +304,37 @@ class ImapStore(Store):
     def folder_status(self, path: FolderPath) -> FolderStatus:
         return self.folder_statuses([path])[path]
 
+    def _status_items(self) -> list[bytes]:
+        items = [b"MESSAGES", b"UIDNEXT", b"UIDVALIDITY"]
+        if "CONDSTORE" in self._c.capabilities:
+            items.append(b"HIGHESTMODSEQ")
+        return items
+
     def folder_statuses(self, paths: Sequence[FolderPath]) -> dict[FolderPath, FolderStatus]:
         c = self._c
-        items = [b"MESSAGES", b"UIDNEXT", b"UIDVALIDITY"]
-        if "CONDSTORE" in c.capabilities:
-            items.append(b"HIGHESTMODSEQ")
+        # What LIST-STATUS said, taken only when the LIST was this connection's last command: an answer from
+        # before any later command (an APPEND, a SELECT) would be older than the caller expects.
+        listed, self._listed_statuses = self._listed_statuses, None
+        if listed is not None and (listed[0] is not c or listed[1] != c.commands_sent):
+            listed = None
         if self.selected is not None:
             # STATUS on the selected mailbox is allowed but not reliable everywhere: deselect first.
             self._unselect()
         wires = {self._wire_name(p): p for p in paths}
-        results = c.pipeline([(b"STATUS", self._q(w), b"(" + b" ".join(items) + b")") for w in wires])
+        known = listed[2] if listed is not None else {}
+        ask = [w for w in wires if _by_wire(known, w) is None]
+        results = c.pipeline([(b"STATUS", self._q(w), b"(" + b" ".join(self._status_items()) + b")") for w in ask])
+        by_name = {**known, **_status_values(results[-1][1] if results else [])}
+        answers = dict(zip(ask, (r for r, _ in results)))
         out: dict[FolderPath, FolderStatus] = {}
-        untagged = results[-1][1] if results else []
-        by_name = {}
-        for u in untagged:
-            if u.name == b"STATUS" and len(u.data) >= 2:
-                name = u.data[0].read() if isinstance(u.data[0], Body) else u.data[0]
-                vals = u.data[1]
-                try:
-                    kv = {vals[i].upper(): parse_number(vals[i + 1], vals[i].decode("ascii", "replace"),
-                                                        MODSEQ_MAX if vals[i].upper() == b"HIGHESTMODSEQ"
-                                                        else NUMBER_MAX)
-                          for i in range(0, len(vals) - 1, 2)}
-                except ProtocolError as e:
-                    kv = {b"!": str(e)}
-                by_name[name.decode("ascii", "replace")] = kv
-        for (wire, path), (r, _) in zip(wires.items(), results):
-            if r.status != b"OK":
+        for wire, path in wires.items():
+            r = answers.get(wire)
+            if r is not None and r.status != b"OK":
                 err = c.error_for(r, f"STATUS {'/'.join(path)}")
                 if isinstance(err, ServerRefused):
                     raise FolderFailed(str(err))
                 raise err
-            kv = by_name.get(wire) or next((v for k, v in by_name.items() if k.upper() == wire.upper()), {})
+            kv = _by_wire(by_name, wire) or {}
             if b"!" in kv:
                 raise FolderFailed(f"{self.host}: STATUS of {'/'.join(path)}: {kv[b'!']}")
             if b"UIDVALIDITY" not in kv:
