@@ -232,7 +232,9 @@ class SqlStateDB:
     def ensure_folders(self, account: str, folders: Sequence[tuple[FolderPath, FolderPath]]) -> list[FolderState]:
         """:meth:`ensure_folder` for each (source path, target path), in one transaction: one commit (an fsync
         on SQLite) for an account's folders before its first copy, not one per folder."""
-        out = []
+        out: list[FolderState] = []
+        if not folders:
+            return out  # (no write transaction, which would wait for another writer's lock for nothing)
         with self._lock, self._transaction():
             for source_path, target_path in folders:
                 # fetchall: SQLite cannot commit while an INSERT ... RETURNING is still open.
