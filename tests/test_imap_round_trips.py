@@ -181,3 +181,35 @@ def test_the_statuses_come_with_the_listing_where_the_server_offers_it(cross_acc
             assert after[dev].count == 2 and after[dev].uidnext > listed[dev].uidnext
         finally:
             store.close()
+
+
+
+def test_a_rerun_with_nothing_to_do_costs_only_this(cross_accounts, tmp_path):
+    """What a cutover loop's rerun sends, through the command line.  Where both servers have CONDSTORE and
+    LIST-STATUS (Dovecot, Cyrus): per side a login, ENABLE with NAMESPACE, LIST (the statuses with it) and
+    LOGOUT, nothing else.  Courier as the target adds its CAPABILITY after the login, LSUB beside LIST and one
+    STATUS per folder.  Courier as the source has no CONDSTORE to show that no flag changed, so each of its
+    folders is examined again; nothing is written either way."""
+    from test_sync_imap import env_for, mm
+
+    src, dst = cross_accounts
+    imapcheck.populate_any(src.port, src.user, src.password, {
+        ("INBOX",): [(b"Subject: a\r\n\r\nx\r\n", "")] * 3, ("Lists", "dev"): [(b"Subject: b\r\n\r\ny\r\n", "")],
+        ("Archive",): [(b"Subject: c\r\n\r\nz\r\n", "\\Seen")]})
+    state, log = tmp_path / "s.db", tmp_path / "run.log"
+    mm("sync", src.url(), dst.url(), "--state", state, env=env_for(src, dst))
+    mm("-vv", "sync", src.url(), dst.url(), "--state", state, "--log-file", log, env=env_for(src, dst))
+    lines = [line.split("wire: ", 1)[1] for line in log.read_text().splitlines() if "imap.wire" in line]
+    sent = sorted(_commands(lines))
+    side = ["ENABLE", "LIST", "LOGOUT", "NAMESPACE"]
+    if "courier" not in (src.kind, dst.kind):
+        assert sent == sorted(side * 2), sent
+        assert sum("<login data>" in line for line in lines) == 2
+    elif dst.kind == "courier":
+        assert sent == sorted(side + ["AUTHENTICATE", "CAPABILITY", "LIST", "LOGOUT", "LSUB", "NAMESPACE"]
+                              + ["STATUS"] * 3), sent
+    else:
+        assert sent.count("EXAMINE") == 3, sent
+        writes = [line for line in lines if line.startswith("C: b'")
+                  and any(w in line for w in (" APPEND ", " STORE ", " EXPUNGE", " CREATE ", " SUBSCRIBE "))]
+        assert writes == [], writes
