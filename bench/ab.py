@@ -122,7 +122,7 @@ def main(argv=None) -> int:
                 s = timed(cmd, env=env)
                 cpu[c].append(s.cpu)
                 wall[c].append(s.wall)
-                again = timed(cmd, env=env)  # nothing to copy: start-up, state, one STATUS per side
+                again = timed(cmd, env=env)  # nothing to copy: start-up, state, the logins and one listing per side
                 rerun[c].append(again.cpu)
                 rerun_wall[c].append(again.wall)
                 print(f"round {rnd + 1} {c:12} {s.wall:6.2f} s wall {s.cpu:7.4f} CPU s, rerun {again.cpu:7.4f} CPU s  "

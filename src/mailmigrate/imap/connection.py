@@ -654,11 +654,16 @@ class Connection:
     def capability(self) -> set[str]:
         r = self.command(b"CAPABILITY")
         self.check(r, "CAPABILITY")
+        self._caps_from_answer(r)
+        return self.capabilities
+
+    def _caps_from_answer(self, r: Response) -> None:
+        """The capabilities a command's answer carried: an untagged CAPABILITY that came with it (held in
+        ``self.untagged``), then its completion's CAPABILITY code."""
         for u in self.untagged:
             if u.name == b"CAPABILITY":
-                self.capabilities = {c.decode("ascii", "replace").upper() for c in u.data}
+                self.capabilities = {c.decode("ascii", "replace").upper() for c in u.data if isinstance(c, bytes)}
         self._caps_from(r)
-        return self.capabilities
 
     def server_text(self, r: Response) -> str:
         """The server's text, printable and without any secret of this connection's login: a server that
@@ -720,14 +725,11 @@ class Connection:
         (RFC 9051 7.1, RFC 3501 6.2.2: as its CAPABILITY code or an untagged CAPABILITY), and Dovecot and Cyrus
         do: taken from there, they cost no round trip of their own, a round trip less for every connection
         (a WAN's latency, each time a worker logs in).  Only a server that sent neither (Courier) is asked."""
-        sent = [u for u in self.untagged if u.kind == "untagged" and u.name == b"CAPABILITY"]
-        if r.code != b"CAPABILITY" and not sent:
+        if r.code != b"CAPABILITY" and not any(u.name == b"CAPABILITY" for u in self.untagged):
             self.capabilities = set()
             self.capability()
             return
-        for u in sent:
-            self.capabilities = {c.decode("ascii", "replace").upper() for c in u.data if isinstance(c, bytes)}
-        self._caps_from(r)
+        self._caps_from_answer(r)
 
     def _remember_secret(self, secret: str) -> None:
         """Every spelling of a secret a server might echo: as sent, and the forms its text would show it in

@@ -256,18 +256,19 @@ class ImapStore(Store):
     def list_folders(self) -> list[FolderInfo]:
         c = self._c
         self._listed_statuses = None
+        # RFC 5819: every folder's STATUS with the listing, so that the folder_statuses that follows (an account's
+        # every run) costs no round trip of its own; not with a folder selected, whose STATUS is not reliable
+        # everywhere (folder_statuses deselects and asks)
+        with_status = {"LIST-EXTENDED", "LIST-STATUS"} <= c.capabilities and self.selected is None
         if "LIST-EXTENDED" in c.capabilities:
             returns = b"SUBSCRIBED SPECIAL-USE"
-            if "LIST-STATUS" in c.capabilities:
-                # RFC 5819: every folder's STATUS with the listing, so that the folder_statuses that follows (an
-                # account's every run) costs no round trip of its own
+            if with_status:
                 returns += b" STATUS (" + b" ".join(self._status_items()) + b")"
             r = c.command(b"LIST", b'""', b"*", b"RETURN", b"(" + returns + b")")
         else:
             r = c.command(b"LIST", b'""', b"*")
         c.check(r, "LIST")
-        if "LIST-STATUS" in c.capabilities and "LIST-EXTENDED" in c.capabilities and self.selected is None:
-            # (with a folder selected, its STATUS is not reliable everywhere: folder_statuses asks again)
+        if with_status:
             self._listed_statuses = (c, c.commands_sent, _status_values(c.untagged))
         listed = [u for u in c.untagged if u.name == b"LIST"]
         subscribed: set[bytes] = set()
@@ -323,7 +324,8 @@ class ImapStore(Store):
         wires = {self._wire_name(p): p for p in paths}
         known = listed[2] if listed is not None else {}
         ask = [w for w in wires if _by_wire(known, w) is None]
-        results = c.pipeline([(b"STATUS", self._q(w), b"(" + b" ".join(self._status_items()) + b")") for w in ask])
+        items = b"(" + b" ".join(self._status_items()) + b")"
+        results = c.pipeline([(b"STATUS", self._q(w), items) for w in ask])
         by_name = {**known, **_status_values(results[-1][1] if results else [])}
         answers = dict(zip(ask, (r for r, _ in results)))
         out: dict[FolderPath, FolderStatus] = {}
